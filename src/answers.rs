@@ -1,0 +1,264 @@
+//! A device's answers: question values and needed features, from flags (`--answer ID=VALUE`,
+//! `--need FEATURE`) or an answers file, checked against the capabilities with suggestions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use toml::Spanned;
+
+use crate::capabilities::Capabilities;
+use crate::source::{Located, SourceFile, nearest};
+
+/// Answers to the questions, keyed by question id, and the needed features.
+/// `needs == None` means the needs were not answered at all (as opposed to "nothing needed").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Answers {
+    pub values: BTreeMap<String, String>,
+    pub needs: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnswersError {
+    #[error("{flag}: unknown question `{id}`{hint}\n  = help: the questions are {known}; `enos-connect questions` lists them with their values")]
+    UnknownQuestion {
+        flag: String,
+        id: String,
+        hint: Hint,
+        known: String,
+    },
+    #[error("{flag}: `{value}` is not an answer to `{id}`{hint}\n  = help: `{id}` takes one of {allowed}")]
+    BadValue {
+        flag: String,
+        id: String,
+        value: String,
+        hint: Hint,
+        allowed: String,
+    },
+    #[error("{flag}: unknown feature `{id}`{hint}\n  = help: the features are {known}")]
+    UnknownFeature {
+        flag: String,
+        id: String,
+        hint: Hint,
+        known: String,
+    },
+    #[error("--answer `{0}` is not of the form ID=VALUE\n  = help: for example --answer network=tcp")]
+    Malformed(String),
+    #[error("{0}")]
+    File(Located),
+    #[error("cannot read answers file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// " (did you mean `x`?)", or nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Hint(Option<String>);
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(s) => write!(f, " (did you mean `{s}`?)"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn hint<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Hint {
+    Hint(nearest(input, allowed).map(str::to_string))
+}
+
+impl Answers {
+    pub fn need_list(&self) -> &[String] {
+        self.needs.as_deref().unwrap_or(&[])
+    }
+
+    /// Set one answer after checking the question and value exist; `flag` says where it came from.
+    pub fn set(&mut self, caps: &Capabilities, id: &str, value: &str, flag: &str) -> Result<(), AnswersError> {
+        let q = caps.question(id).ok_or_else(|| AnswersError::UnknownQuestion {
+            flag: flag.to_string(),
+            id: id.to_string(),
+            hint: hint(id, caps.question_ids()),
+            known: caps.question_ids().collect::<Vec<_>>().join(", "),
+        })?;
+        let value = value.trim();
+        if !q.values().any(|v| v == value) {
+            return Err(AnswersError::BadValue {
+                flag: flag.to_string(),
+                id: id.to_string(),
+                value: value.to_string(),
+                hint: hint(value, q.values()),
+                allowed: q.values().collect::<Vec<_>>().join(", "),
+            });
+        }
+        self.values.insert(id.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Add needed features; each item may hold several ids separated by commas or `;`.
+    pub fn add_needs<'a>(
+        &mut self,
+        caps: &Capabilities,
+        items: impl IntoIterator<Item = &'a str>,
+        flag: &str,
+    ) -> Result<(), AnswersError> {
+        let needs = self.needs.get_or_insert_with(Vec::new);
+        for id in items.into_iter().flat_map(|s| s.split([',', ';'])).map(str::trim) {
+            if id.is_empty() {
+                continue;
+            }
+            if caps.feature(id).is_none() {
+                return Err(AnswersError::UnknownFeature {
+                    flag: flag.to_string(),
+                    id: id.to_string(),
+                    hint: hint(id, caps.feature_ids()),
+                    known: caps.feature_ids().collect::<Vec<_>>().join(", "),
+                });
+            }
+            if !needs.iter().any(|n| n == id) {
+                needs.push(id.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply `--answer ID=VALUE` flags.
+    pub fn apply_flags(&mut self, caps: &Capabilities, answers: &[String], needs: &[String]) -> Result<(), AnswersError> {
+        for a in answers {
+            let (id, value) = a.split_once('=').ok_or_else(|| AnswersError::Malformed(a.clone()))?;
+            self.set(caps, id.trim(), value, &format!("--answer {a}"))?;
+        }
+        if !needs.is_empty() {
+            // Flags win over the file: --need replaces the file's needs rather than adding to them.
+            self.needs = None;
+            self.add_needs(caps, needs.iter().map(String::as_str), "--need")?;
+        }
+        Ok(())
+    }
+
+    pub fn from_file(caps: &Capabilities, path: &Path) -> Result<Self, AnswersError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AnswersError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(caps, &SourceFile::new(path.display().to_string(), text))
+    }
+
+    /// Parse an answers file: question ids as keys (strings, integers or booleans) and
+    /// `needs = [...]`. Every error points at the key or value with `file:line:col`.
+    pub fn parse(caps: &Capabilities, src: &SourceFile) -> Result<Self, AnswersError> {
+        type Doc = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+        let doc: Doc = toml::from_str(&src.text).map_err(|e| AnswersError::File(src.locate(e.span(), e.message())))?;
+        let at = |span: std::ops::Range<usize>, e: AnswersError| {
+            // Re-home flag-style messages onto the file position.
+            let msg = e.to_string();
+            let msg = msg.split_once(": ").map_or(msg.as_str(), |(_, m)| m).to_string();
+            AnswersError::File(src.locate(Some(span), msg))
+        };
+        let mut answers = Answers::default();
+        for (key, value) in &doc {
+            if key.get_ref() == "needs" {
+                let toml::Value::Array(items) = value.get_ref() else {
+                    return Err(AnswersError::File(src.locate(
+                        Some(value.span()),
+                        "`needs` must be an array of feature ids, for example needs = [\"ota\"]",
+                    )));
+                };
+                let mut ids = Vec::new();
+                for item in items {
+                    match item.as_str() {
+                        Some(s) => ids.push(s),
+                        None => {
+                            return Err(AnswersError::File(
+                                src.locate(Some(value.span()), "`needs` may only hold strings (feature ids)"),
+                            ));
+                        }
+                    }
+                }
+                answers
+                    .add_needs(caps, ids, "needs")
+                    .map_err(|e| at(value.span(), e))?;
+                continue;
+            }
+            let text = match value.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
+                other => {
+                    return Err(AnswersError::File(src.locate(
+                        Some(value.span()),
+                        format!("`{}` must be a string, not {}", key.get_ref(), other.type_str()),
+                    )));
+                }
+            };
+            let span = if caps.question(key.get_ref()).is_some() { value.span() } else { key.span() };
+            answers
+                .set(caps, key.get_ref(), &text, key.get_ref())
+                .map_err(|e| at(span, e))?;
+        }
+        Ok(answers)
+    }
+
+    /// The answers as an answers file that `recommend --answers` replays.
+    pub fn to_toml(&self, caps: &Capabilities) -> String {
+        let mut out = String::from("# enos-connect answers: replay with `enos-connect recommend --answers FILE`\n");
+        for q in &caps.questions {
+            if let Some(v) = self.values.get(&q.id) {
+                out.push_str(&format!("{} = {}\n", q.id, toml_string(v)));
+            }
+        }
+        if let Some(needs) = &self.needs {
+            let items: Vec<String> = needs.iter().map(|n| toml_string(n)).collect();
+            out.push_str(&format!("needs = [{}]\n", items.join(", ")));
+        }
+        out
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    // serde_json's string escaping is valid TOML basic-string escaping.
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::load_embedded;
+
+    fn caps() -> Capabilities {
+        load_embedded().expect("embedded capabilities are valid")
+    }
+
+    #[test]
+    fn flags_suggest_the_nearest_question_and_value() {
+        let caps = caps();
+        let mut a = Answers::default();
+        let err = a.apply_flags(&caps, &["netwrok=tcp".into()], &[]).expect_err("unknown id");
+        assert!(err.to_string().contains("did you mean `network`"), "{err}");
+        let err = a.apply_flags(&caps, &["network=tpc".into()], &[]).expect_err("bad value");
+        assert!(err.to_string().contains("did you mean `tcp`"), "{err}");
+        let err = a.apply_flags(&caps, &[], &["otaa".into()]).expect_err("bad need");
+        assert!(err.to_string().contains("did you mean `ota`"), "{err}");
+    }
+
+    #[test]
+    fn file_errors_point_at_line_and_column() {
+        let caps = caps();
+        let src = SourceFile::new("a.toml", "network = \"tcp\"\nenos_version = 4\n");
+        let err = Answers::parse(&caps, &src).expect_err("bad version");
+        assert!(err.to_string().starts_with("a.toml:2:16:"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let caps = caps();
+        let mut a = Answers::default();
+        a.apply_flags(&caps, &["network=udp".into(), "enos_version=2".into()], &["report_data".into()])
+            .expect("valid");
+        let back = Answers::parse(&caps, &SourceFile::new("x", a.to_toml(&caps))).expect("parses");
+        assert_eq!(a, back);
+    }
+}

@@ -1,0 +1,103 @@
+//! Reading capabilities: the copy embedded at build time, or a file given by the user.
+
+use std::ops::Range;
+use std::path::Path;
+
+use toml::de::{DeTable, DeValue};
+
+use super::Capabilities;
+use super::validate::{self, PathSeg, Problem};
+use crate::source::{Located, SourceFile};
+
+/// The capabilities shipped with the binary.
+pub const EMBEDDED: &str = include_str!("../../capabilities.toml");
+pub const EMBEDDED_NAME: &str = "capabilities.toml (embedded)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CapabilitiesError {
+    #[error("cannot read capabilities file {path}: {source}\n  = help: check the path given with --capabilities or ENOS_CONNECT_CAPABILITIES")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}\n  = help: fix the TOML syntax; `enos-connect check FILE` re-checks it")]
+    Syntax(Located),
+    #[error("{file}: {count} problem(s) in the capabilities data:\n{list}", count = .problems.len(), list = render_problems(.problems))]
+    Invalid { file: String, problems: Vec<Located> },
+}
+
+fn render_problems(problems: &[Located]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("- {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn load_embedded() -> Result<Capabilities, CapabilitiesError> {
+    parse(&SourceFile::new(EMBEDDED_NAME, EMBEDDED))
+}
+
+pub fn load_file(path: &Path) -> Result<Capabilities, CapabilitiesError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CapabilitiesError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&SourceFile::new(path.display().to_string(), text))
+}
+
+/// Parse and validate capabilities text, reporting every semantic problem at once.
+pub fn parse(src: &SourceFile) -> Result<Capabilities, CapabilitiesError> {
+    let caps: Capabilities = toml::from_str(&src.text)
+        .map_err(|e| CapabilitiesError::Syntax(src.locate(e.span(), e.message())))?;
+    let problems = validate::validate(&caps);
+    if problems.is_empty() {
+        return Ok(caps);
+    }
+    Err(CapabilitiesError::Invalid {
+        file: src.name.clone(),
+        problems: locate_problems(src, &problems),
+    })
+}
+
+fn locate_problems(src: &SourceFile, problems: &[Problem]) -> Vec<Located> {
+    // The typed parse above succeeded, so the spanned parse succeeds too.
+    let root = DeTable::parse(&src.text).ok();
+    problems
+        .iter()
+        .map(|p| {
+            let span = root
+                .as_ref()
+                .and_then(|t| span_of(t.get_ref(), &p.path, t.span()));
+            src.locate(span, p.message.clone())
+        })
+        .collect()
+}
+
+/// The span of the deepest value along `path` that exists in the document.
+fn span_of(table: &DeTable<'_>, path: &[PathSeg], outer: Range<usize>) -> Option<Range<usize>> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(outer);
+    };
+    let PathSeg::Key(key) = first else {
+        return Some(outer);
+    };
+    let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key.as_str()) else {
+        return Some(outer);
+    };
+    let here = if rest.is_empty() { k.span() } else { v.span() };
+    Some(value_span(v.get_ref(), rest, here))
+}
+
+fn value_span(value: &DeValue<'_>, path: &[PathSeg], here: Range<usize>) -> Range<usize> {
+    match (path.first(), value) {
+        (None, _) => here,
+        (Some(PathSeg::Key(_)), DeValue::Table(t)) => span_of(t, path, here.clone()).unwrap_or(here),
+        (Some(PathSeg::Index(i)), DeValue::Array(a)) => match a.get(*i) {
+            Some(item) => value_span(item.get_ref(), &path[1..], item.span()),
+            None => here,
+        },
+        _ => here,
+    }
+}

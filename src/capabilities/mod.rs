@@ -1,0 +1,360 @@
+//! The capabilities model: protocols, features (the comparison table), questions, the decision
+//! flow, non-protocol outcomes and the credential recipes, as read from `capabilities.toml`.
+//!
+//! Loading ([`load`]) reports TOML errors with `file:line:col`; validation ([`validate`]) checks
+//! the cross-references and the shape of the flow and reports every problem at once.
+
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+pub use load::{CapabilitiesError, EMBEDDED, EMBEDDED_NAME, load_embedded, load_file, parse};
+pub use validate::Problem;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    pub meta: Meta,
+    pub protocols: Vec<Protocol>,
+    pub features: Vec<Feature>,
+    pub questions: Vec<Question>,
+    pub flow: Flow,
+    #[serde(default)]
+    pub outcomes: Vec<OutcomeInfo>,
+    #[serde(default)]
+    pub secure_modes: BTreeMap<String, SecureMode>,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialRecipe>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub version: String,
+    pub title: String,
+    #[serde(default)]
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocol {
+    pub id: String,
+    pub title: String,
+    pub transport: String,
+    pub enos_versions: Vec<String>,
+    pub security: String,
+    pub suits: String,
+    pub host: String,
+    #[serde(default)]
+    pub version_note: String,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub port: u16,
+    pub scheme: String,
+    pub security: String,
+    pub label: String,
+}
+
+impl Protocol {
+    /// The values of a protocol attribute that a flow filter can test.
+    pub fn attribute(&self, name: &str) -> Option<Vec<&str>> {
+        match name {
+            "transport" => Some(vec![self.transport.as_str()]),
+            "enos_versions" => Some(self.enos_versions.iter().map(String::as_str).collect()),
+            "id" => Some(vec![self.id.as_str()]),
+            _ => None,
+        }
+    }
+}
+
+/// The attribute names a filter node may use (see [`Protocol::attribute`]).
+pub const FILTER_ATTRIBUTES: [&str; 3] = ["transport", "enos_versions", "id"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Support {
+    Supported,
+    NotSupported,
+    NotApplicable,
+    Partial,
+}
+
+impl Support {
+    /// Only full support satisfies a need: partial support (HTTP's one-way certificate
+    /// authentication) does not give what the need asks for.
+    pub fn covers(self) -> bool {
+        self == Support::Supported
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Support::Supported => "supported",
+            Support::NotSupported => "not_supported",
+            Support::NotApplicable => "not_applicable",
+            Support::Partial => "partial",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feature {
+    pub id: String,
+    pub title: String,
+    /// The row's wording in the seed document.
+    #[serde(default)]
+    pub seed: String,
+    #[serde(default)]
+    pub note: String,
+    pub support: BTreeMap<String, Support>,
+    #[serde(default)]
+    pub notes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub topics: BTreeMap<String, Vec<String>>,
+}
+
+impl Feature {
+    pub fn support_for(&self, protocol: &str) -> Support {
+        self.support
+            .get(protocol)
+            .copied()
+            .unwrap_or(Support::NotSupported)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    pub id: String,
+    pub prompt: String,
+    pub help: String,
+    #[serde(default)]
+    pub default: Option<String>,
+    pub choices: Vec<Choice>,
+}
+
+impl Question {
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.choices.iter().map(|c| c.value.as_str())
+    }
+
+    pub fn label_of<'a>(&'a self, value: &'a str) -> &'a str {
+        self.choices
+            .iter()
+            .find(|c| c.value == value)
+            .map_or(value, |c| c.label.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    pub start: String,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Question,
+    Filter,
+    Cover,
+    Prefer,
+    Outcome,
+}
+
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Question => "question",
+            NodeKind::Filter => "filter",
+            NodeKind::Cover => "cover",
+            NodeKind::Prefer => "prefer",
+            NodeKind::Outcome => "outcome",
+        }
+    }
+
+    /// The edge labels a node of this kind can produce, where they are fixed by the kind.
+    pub fn fixed_branches(self) -> Option<&'static [&'static str]> {
+        match self {
+            NodeKind::Filter => Some(&["some", "none"]),
+            NodeKind::Cover => Some(&["covered", "partial"]),
+            NodeKind::Prefer => Some(&["chosen"]),
+            NodeKind::Question | NodeKind::Outcome => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub id: String,
+    pub kind: NodeKind,
+    pub label: String,
+    #[serde(default)]
+    pub question: Option<String>,
+    #[serde(default)]
+    pub attribute: Option<String>,
+    #[serde(default)]
+    pub map: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    pub drop: Option<String>,
+    #[serde(default)]
+    pub remedy: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<PreferRule>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferRule {
+    #[serde(default)]
+    pub question: Option<String>,
+    #[serde(default)]
+    pub equals: Option<String>,
+    pub protocol: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    pub when: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeInfo {
+    pub id: String,
+    pub title: String,
+    pub summary: String,
+    #[serde(default)]
+    pub supports: Vec<String>,
+    #[serde(default)]
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureMode {
+    pub value: u8,
+    pub secret: String,
+    pub env: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRecipe {
+    pub modes: Vec<String>,
+    #[serde(default)]
+    pub lifetime: Option<Lifetime>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    pub sign: SignRecipe,
+    #[serde(default)]
+    pub psk_key: Option<PskKeyRecipe>,
+    #[serde(default)]
+    pub request: Option<RequestRecipe>,
+    #[serde(default)]
+    pub dynamic_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifetime {
+    pub default: u64,
+    pub unit: String,
+    #[serde(default)]
+    pub min: Option<u64>,
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRecipe {
+    pub field: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PskKeyRecipe {
+    pub field: String,
+    pub digest_from: usize,
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRecipe {
+    pub method: String,
+    pub path: String,
+    pub body: String,
+}
+
+impl Capabilities {
+    pub fn protocol(&self, id: &str) -> Option<&Protocol> {
+        self.protocols.iter().find(|p| p.id == id)
+    }
+
+    pub fn feature(&self, id: &str) -> Option<&Feature> {
+        self.features.iter().find(|f| f.id == id)
+    }
+
+    pub fn question(&self, id: &str) -> Option<&Question> {
+        self.questions.iter().find(|q| q.id == id)
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.flow.nodes.iter().find(|n| n.id == id)
+    }
+
+    pub fn outcome(&self, id: &str) -> Option<&OutcomeInfo> {
+        self.outcomes.iter().find(|o| o.id == id)
+    }
+
+    pub fn edges_from<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Edge> + 'a {
+        self.flow.edges.iter().filter(move |e| e.from == node)
+    }
+
+    /// The node an edge labelled `branch` leads to from `node`.
+    pub fn next(&self, node: &str, branch: &str) -> Option<&Node> {
+        self.edges_from(node)
+            .find(|e| e.when.iter().any(|w| w == branch))
+            .and_then(|e| self.node(&e.to))
+    }
+
+    pub fn protocol_title<'a>(&'a self, id: &'a str) -> &'a str {
+        self.protocol(id).map_or(id, |p| p.title.as_str())
+    }
+
+    pub fn feature_ids(&self) -> impl Iterator<Item = &str> {
+        self.features.iter().map(|f| f.id.as_str())
+    }
+
+    pub fn question_ids(&self) -> impl Iterator<Item = &str> {
+        self.questions.iter().map(|q| q.id.as_str())
+    }
+}

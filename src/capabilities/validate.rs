@@ -1,0 +1,441 @@
+//! Semantic checks of a parsed capabilities file. Every problem is collected (not just the
+//! first) with the path of the offending value, which the loader turns into `file:line:col`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Capabilities, FILTER_ATTRIBUTES, NodeKind, Support};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: Vec<PathSeg>,
+    pub message: String,
+}
+
+/// Builds a TOML path: `path!("features", 3, "support", "mqtt")`.
+macro_rules! path {
+    ($($seg:expr),* $(,)?) => { vec![$(PathSeg::from($seg)),*] };
+}
+
+impl From<&str> for PathSeg {
+    fn from(s: &str) -> Self {
+        PathSeg::Key(s.to_string())
+    }
+}
+impl From<&String> for PathSeg {
+    fn from(s: &String) -> Self {
+        PathSeg::Key(s.clone())
+    }
+}
+impl From<usize> for PathSeg {
+    fn from(i: usize) -> Self {
+        PathSeg::Index(i)
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: Vec<PathSeg>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path,
+            message: message.into(),
+        });
+    }
+}
+
+pub fn validate(caps: &Capabilities) -> Vec<Problem> {
+    let mut p = Problems::default();
+    if caps.meta.version.trim().is_empty() {
+        p.add(path!("meta", "version"), "meta.version is empty");
+    }
+    duplicates(&mut p, "protocols", caps.protocols.iter().map(|x| &x.id));
+    duplicates(&mut p, "features", caps.features.iter().map(|x| &x.id));
+    duplicates(&mut p, "questions", caps.questions.iter().map(|x| &x.id));
+    duplicates(&mut p, "outcomes", caps.outcomes.iter().map(|x| &x.id));
+    protocols(caps, &mut p);
+    features(caps, &mut p);
+    questions(caps, &mut p);
+    flow(caps, &mut p);
+    outcomes(caps, &mut p);
+    credentials(caps, &mut p);
+    p.0
+}
+
+fn duplicates<'a>(p: &mut Problems, table: &str, ids: impl Iterator<Item = &'a String>) {
+    let mut seen = BTreeSet::new();
+    for (i, id) in ids.enumerate() {
+        if id.trim().is_empty() {
+            p.add(path!(table, i, "id"), format!("{table}[{i}] has an empty id"));
+        } else if !seen.insert(id.as_str()) {
+            p.add(path!(table, i, "id"), format!("duplicate {table} id `{id}`"));
+        }
+    }
+}
+
+fn known_protocols(caps: &Capabilities) -> String {
+    list(caps.protocols.iter().map(|x| x.id.as_str()))
+}
+
+fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
+
+fn protocols(caps: &Capabilities, p: &mut Problems) {
+    if caps.protocols.is_empty() {
+        p.add(path!("protocols"), "no protocols are defined");
+    }
+    for (i, proto) in caps.protocols.iter().enumerate() {
+        if proto.transport.trim().is_empty() {
+            p.add(path!("protocols", i, "transport"), format!("protocol `{}` has no transport", proto.id));
+        }
+        if proto.enos_versions.is_empty() {
+            p.add(
+                path!("protocols", i, "enos_versions"),
+                format!("protocol `{}` is offered by no EnOS version", proto.id),
+            );
+        }
+        let mut schemes = BTreeSet::new();
+        for (j, port) in proto.ports.iter().enumerate() {
+            if !schemes.insert(port.scheme.as_str()) {
+                p.add(
+                    path!("protocols", i, "ports", j, "scheme"),
+                    format!("protocol `{}` lists the scheme `{}` twice", proto.id, port.scheme),
+                );
+            }
+        }
+    }
+}
+
+fn features(caps: &Capabilities, p: &mut Problems) {
+    for (i, f) in caps.features.iter().enumerate() {
+        for key in f.support.keys() {
+            if caps.protocol(key).is_none() {
+                p.add(
+                    path!("features", i, "support", key),
+                    format!(
+                        "feature `{}` names unknown protocol `{key}` (known: {})",
+                        f.id,
+                        known_protocols(caps)
+                    ),
+                );
+            }
+        }
+        for proto in &caps.protocols {
+            match f.support.get(&proto.id) {
+                None => p.add(
+                    path!("features", i, "support"),
+                    format!(
+                        "feature `{}` has no support value for protocol `{}` (use supported, not_supported, not_applicable or partial)",
+                        f.id, proto.id
+                    ),
+                ),
+                Some(Support::Partial) if !f.notes.contains_key(&proto.id) => p.add(
+                    path!("features", i, "support", &proto.id),
+                    format!(
+                        "feature `{}` is partial for `{}` but has no note saying what is missing (add notes.{})",
+                        f.id, proto.id, proto.id
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        for (table, keys) in [("notes", f.notes.keys().collect::<Vec<_>>()), ("topics", f.topics.keys().collect())] {
+            for key in keys {
+                if caps.protocol(key).is_none() {
+                    p.add(
+                        path!("features", i, table, key),
+                        format!("feature `{}` {table} name unknown protocol `{key}`", f.id),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn questions(caps: &Capabilities, p: &mut Problems) {
+    for (i, q) in caps.questions.iter().enumerate() {
+        if q.choices.is_empty() {
+            p.add(path!("questions", i, "choices"), format!("question `{}` has no choices", q.id));
+        }
+        let mut seen = BTreeSet::new();
+        for (j, c) in q.choices.iter().enumerate() {
+            if !seen.insert(c.value.as_str()) {
+                p.add(
+                    path!("questions", i, "choices", j),
+                    format!("question `{}` lists the value `{}` twice", q.id, c.value),
+                );
+            }
+        }
+        if let Some(d) = &q.default
+            && !q.values().any(|v| v == d)
+        {
+            p.add(
+                path!("questions", i, "default"),
+                format!(
+                    "question `{}` defaults to `{d}`, which is not one of its values ({})",
+                    q.id,
+                    list(q.values())
+                ),
+            );
+        }
+    }
+}
+
+fn flow(caps: &Capabilities, p: &mut Problems) {
+    duplicates(p, "nodes", caps.flow.nodes.iter().map(|n| &n.id));
+    if caps.node(&caps.flow.start).is_none() {
+        p.add(
+            path!("flow", "start"),
+            format!("flow.start names unknown node `{}`", caps.flow.start),
+        );
+    }
+    for (i, node) in caps.flow.nodes.iter().enumerate() {
+        let at = |field: &str| path!("flow", "nodes", i, field);
+        let question = node.question.as_deref().and_then(|q| caps.question(q));
+        match node.kind {
+            NodeKind::Question | NodeKind::Filter => match &node.question {
+                None => p.add(at("kind"), format!("{} node `{}` needs `question`", node.kind.as_str(), node.id)),
+                Some(q) if question.is_none() => p.add(
+                    at("question"),
+                    format!("node `{}` asks unknown question `{q}`", node.id),
+                ),
+                Some(_) => {}
+            },
+            _ => {}
+        }
+        if node.kind == NodeKind::Filter {
+            match node.attribute.as_deref() {
+                Some(a) if FILTER_ATTRIBUTES.contains(&a) => {}
+                other => p.add(
+                    at("attribute"),
+                    format!(
+                        "filter node `{}` has attribute {:?}; use one of {}",
+                        node.id,
+                        other.unwrap_or("(none)"),
+                        FILTER_ATTRIBUTES.join(", ")
+                    ),
+                ),
+            }
+            if let (Some(map), Some(q)) = (&node.map, question) {
+                for v in q.values() {
+                    if !map.contains_key(v) {
+                        p.add(at("map"), format!("filter node `{}` maps no value for answer `{v}`", node.id));
+                    }
+                }
+                for k in map.keys() {
+                    if !q.values().any(|v| v == k) {
+                        p.add(
+                            path!("flow", "nodes", i, "map", k),
+                            format!("filter node `{}` maps `{k}`, which `{}` never answers", node.id, q.id),
+                        );
+                    }
+                }
+            }
+        }
+        if node.kind == NodeKind::Prefer {
+            for (j, rule) in node.rules.iter().enumerate() {
+                let rat = |field: &str| path!("flow", "nodes", i, "rules", j, field);
+                if caps.protocol(&rule.protocol).is_none() {
+                    p.add(
+                        rat("protocol"),
+                        format!("prefer rule names unknown protocol `{}` (known: {})", rule.protocol, known_protocols(caps)),
+                    );
+                }
+                match (&rule.question, &rule.equals) {
+                    (None, None) => {}
+                    (Some(q), Some(v)) => match caps.question(q) {
+                        None => p.add(rat("question"), format!("prefer rule asks unknown question `{q}`")),
+                        Some(q) if !q.values().any(|x| x == v) => p.add(
+                            rat("equals"),
+                            format!("prefer rule tests `{}` = `{v}`, not one of {}", q.id, list(q.values())),
+                        ),
+                        Some(_) => {}
+                    },
+                    _ => p.add(rat("protocol"), "a prefer rule needs both `question` and `equals`, or neither"),
+                }
+            }
+        }
+        if node.kind == NodeKind::Outcome {
+            match node.outcome.as_deref() {
+                Some("direct") => {}
+                Some(o) if caps.outcome(o).is_some() => {}
+                other => p.add(
+                    at("outcome"),
+                    format!(
+                        "outcome node `{}` names outcome {:?}, which is neither `direct` nor listed in [[outcomes]]",
+                        node.id,
+                        other.unwrap_or("(none)")
+                    ),
+                ),
+            }
+        }
+    }
+    edges(caps, p);
+    reachability_and_cycles(caps, p);
+}
+
+fn edges(caps: &Capabilities, p: &mut Problems) {
+    let mut taken: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (i, e) in caps.flow.edges.iter().enumerate() {
+        let at = |field: &str| path!("flow", "edges", i, field);
+        if caps.node(&e.to).is_none() {
+            p.add(at("to"), format!("flow edge from `{}` leads to missing node `{}`", e.from, e.to));
+        }
+        let Some(from) = caps.node(&e.from) else {
+            p.add(at("from"), format!("flow edge starts at missing node `{}`", e.from));
+            continue;
+        };
+        let allowed: Vec<&str> = match from.kind {
+            NodeKind::Question => from
+                .question
+                .as_deref()
+                .and_then(|q| caps.question(q))
+                .map(|q| q.values().collect())
+                .unwrap_or_default(),
+            NodeKind::Outcome => {
+                p.add(at("from"), format!("outcome node `{}` ends the flow and cannot have edges", e.from));
+                continue;
+            }
+            kind => kind.fixed_branches().unwrap_or_default().to_vec(),
+        };
+        if e.when.is_empty() {
+            p.add(at("when"), format!("flow edge {} -> {} has an empty `when`", e.from, e.to));
+        }
+        for w in &e.when {
+            if !allowed.contains(&w.as_str()) {
+                p.add(
+                    at("when"),
+                    format!(
+                        "flow edge {} -> {} takes `{w}`, which node `{}` never produces (it produces {})",
+                        e.from,
+                        e.to,
+                        e.from,
+                        allowed.join(", ")
+                    ),
+                );
+            }
+            let seen = taken.entry(e.from.as_str()).or_default();
+            if seen.contains(&w.as_str()) {
+                p.add(at("when"), format!("node `{}` has two edges for `{w}`", e.from));
+            }
+            seen.push(w.as_str());
+        }
+    }
+    for (i, node) in caps.flow.nodes.iter().enumerate() {
+        let branches: Vec<&str> = match node.kind {
+            NodeKind::Outcome => continue,
+            NodeKind::Question => match node.question.as_deref().and_then(|q| caps.question(q)) {
+                Some(q) => q.values().collect(),
+                None => continue,
+            },
+            kind => kind.fixed_branches().unwrap_or_default().to_vec(),
+        };
+        let seen = taken.get(node.id.as_str()).cloned().unwrap_or_default();
+        for b in branches {
+            if !seen.contains(&b) {
+                p.add(
+                    path!("flow", "nodes", i, "id"),
+                    format!("node `{}` has no edge for `{b}`: the flow would stop there", node.id),
+                );
+            }
+        }
+    }
+}
+
+fn reachability_and_cycles(caps: &Capabilities, p: &mut Problems) {
+    if caps.node(&caps.flow.start).is_none() {
+        return;
+    }
+    // Depth-first walk with colours: grey = on the current path, so reaching it again is a cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Grey,
+        Black,
+    }
+    let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
+    let mut cycles = BTreeSet::new();
+    // Iterative DFS keeps deep or hostile flows from overflowing the stack.
+    let mut work: Vec<(&str, bool)> = vec![(caps.flow.start.as_str(), false)];
+    while let Some((id, leaving)) = work.pop() {
+        if leaving {
+            marks.insert(id, Mark::Black);
+            continue;
+        }
+        if marks.contains_key(id) {
+            continue;
+        }
+        marks.insert(id, Mark::Grey);
+        work.push((id, true));
+        for e in caps.edges_from(id) {
+            if caps.node(&e.to).is_none() {
+                continue;
+            }
+            match marks.get(e.to.as_str()) {
+                Some(Mark::Grey) => {
+                    cycles.insert((e.from.clone(), e.to.clone()));
+                }
+                Some(Mark::Black) => {}
+                None => work.push((e.to.as_str(), false)),
+            }
+        }
+    }
+    for (from, to) in cycles {
+        let i = caps
+            .flow
+            .edges
+            .iter()
+            .position(|e| e.from == from && e.to == to)
+            .unwrap_or_default();
+        p.add(
+            path!("flow", "edges", i, "to"),
+            format!("flow edge {from} -> {to} closes a cycle: the flow must always reach an outcome"),
+        );
+    }
+    for (i, node) in caps.flow.nodes.iter().enumerate() {
+        if !marks.contains_key(node.id.as_str()) {
+            p.add(
+                path!("flow", "nodes", i, "id"),
+                format!("node `{}` cannot be reached from flow.start `{}`", node.id, caps.flow.start),
+            );
+        }
+    }
+}
+
+fn outcomes(caps: &Capabilities, p: &mut Problems) {
+    for (i, o) in caps.outcomes.iter().enumerate() {
+        for (j, f) in o.supports.iter().enumerate() {
+            if caps.feature(f).is_none() {
+                p.add(
+                    path!("outcomes", i, "supports", j),
+                    format!("outcome `{}` supports unknown feature `{f}`", o.id),
+                );
+            }
+        }
+    }
+}
+
+fn credentials(caps: &Capabilities, p: &mut Problems) {
+    for (name, recipe) in &caps.credentials {
+        if caps.protocol(name).is_none() {
+            p.add(
+                path!("credentials", name),
+                format!("credentials for unknown protocol `{name}` (known: {})", known_protocols(caps)),
+            );
+        }
+        for (j, mode) in recipe.modes.iter().enumerate() {
+            if !caps.secure_modes.contains_key(mode) {
+                p.add(
+                    path!("credentials", name, "modes", j),
+                    format!("credentials.{name} uses secure mode `{mode}`, which [secure_modes] does not define"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! enos-connect: decide, plan and prove how a device connects to the EnOS IoT platform.
+//!
+//! The domain knowledge lives in `capabilities.toml` ([`capabilities`]); [`engine`] turns a
+//! device's [`answers`] into a decision; [`render`] prints it; [`cli`] wires the commands.
+
+pub mod answers;
+pub mod capabilities;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod render;
+pub mod source;

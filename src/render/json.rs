@@ -1,0 +1,100 @@
+//! JSON output. The decision object is the engine's [`Decision`] plus `schema_version`, the
+//! capabilities data version and the human titles: a contract, so fields are only added.
+//!
+//! `recommend --format json` prints one object:
+//! `{schema_version, data_version, recommendation, outcome, protocols[], combination,
+//!   carriers[{need,protocol}], needs[], unmet[], reasons[], hints[], trace[{node,kind,label,
+//!   question?,answer?,by_default?,branch,open[]}], answers[{question,value,by_default}]}`.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::capabilities::Capabilities;
+use crate::engine::Decision;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub fn to_string<T: Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+pub fn decision_value(caps: &Capabilities, d: &Decision) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.insert("schema_version".into(), json!(SCHEMA_VERSION));
+        map.insert("data_version".into(), json!(caps.meta.version));
+        map.insert(
+            "recommendation_title".into(),
+            json!(
+                caps.protocol(&d.recommendation)
+                    .map(|p| p.title.clone())
+                    .or_else(|| caps.outcome(&d.recommendation).map(|o| o.title.clone()))
+                    .unwrap_or_else(|| d.recommendation.clone())
+            ),
+        );
+    }
+    v
+}
+
+pub fn decision(caps: &Capabilities, d: &Decision) -> String {
+    to_string(&decision_value(caps, d))
+}
+
+pub fn compare(caps: &Capabilities, needs: &[String]) -> String {
+    let features: Vec<Value> = caps
+        .features
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.id,
+                "title": f.title,
+                "needed": needs.contains(&f.id),
+                "support": f.support,
+                "notes": f.notes,
+            })
+        })
+        .collect();
+    let protocols: Vec<Value> = caps
+        .protocols
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id, "title": p.title, "transport": p.transport,
+                "enos_versions": p.enos_versions, "security": p.security,
+            })
+        })
+        .collect();
+    to_string(&json!({
+        "schema_version": SCHEMA_VERSION,
+        "data_version": caps.meta.version,
+        "protocols": protocols,
+        "features": features,
+    }))
+}
+
+pub fn questions(caps: &Capabilities) -> String {
+    let questions: Vec<Value> = caps
+        .questions
+        .iter()
+        .map(|q| {
+            json!({
+                "id": q.id, "prompt": q.prompt, "help": q.help, "default": q.default,
+                "values": q.values().collect::<Vec<_>>(),
+                "flag": format!("--answer {}=VALUE", q.id),
+            })
+        })
+        .collect();
+    let features: Vec<Value> = caps
+        .features
+        .iter()
+        .map(|f| json!({"id": f.id, "title": f.title, "flag": format!("--need {}", f.id)}))
+        .collect();
+    to_string(&json!({
+        "schema_version": SCHEMA_VERSION,
+        "data_version": caps.meta.version,
+        "questions": questions,
+        "features": features,
+    }))
+}

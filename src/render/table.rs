@@ -1,0 +1,132 @@
+//! The readable terminal report: tables from comfy-table, lists for reasons and the path.
+
+use comfy_table::{ContentArrangement, Table, presets};
+
+use super::support_cell;
+use crate::capabilities::Capabilities;
+use crate::engine::Decision;
+
+/// A table that wraps to the terminal when there is one and stays plain and stable otherwise.
+pub fn new_table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED);
+    t.set_content_arrangement(ContentArrangement::Dynamic);
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        // No terminal to fit: keep lines whole so piped output is predictable.
+        t.force_no_tty();
+        t.set_content_arrangement(ContentArrangement::Disabled);
+    }
+    if !header.is_empty() {
+        t.set_header(header.iter().copied());
+    }
+    t
+}
+
+pub fn title_of(caps: &Capabilities, id: &str) -> String {
+    caps.protocol(id)
+        .map(|p| p.title.clone())
+        .or_else(|| caps.outcome(id).map(|o| o.title.clone()))
+        .unwrap_or_else(|| id.to_string())
+}
+
+pub fn decision(caps: &Capabilities, d: &Decision) -> String {
+    let mut t = new_table(&[]);
+    let rec = format!("{} ({})", title_of(caps, &d.recommendation), d.recommendation);
+    t.add_row(vec!["Recommendation", rec.as_str()]);
+    if !d.protocols.is_empty() {
+        let list: Vec<String> = d.protocols.iter().map(|p| title_of(caps, p)).collect();
+        t.add_row(vec!["Protocols".to_string(), list.join(" + ")]);
+    }
+    if !d.carriers.is_empty() {
+        let list: Vec<String> = d
+            .carriers
+            .iter()
+            .map(|c| format!("{} -> {}", c.need, title_of(caps, &c.protocol)))
+            .collect();
+        t.add_row(vec!["Needs carried".to_string(), list.join("\n")]);
+    }
+    let unmet = if d.unmet.is_empty() { "none".to_string() } else { d.unmet.join(", ") };
+    t.add_row(vec!["Unmet needs".to_string(), unmet]);
+    let mut out = format!("{t}\n");
+    out.push_str("\nWhy:\n");
+    for r in &d.reasons {
+        out.push_str(&format!("  - {r}\n"));
+    }
+    if !d.hints.is_empty() {
+        out.push_str("\nWhat would change the answer:\n");
+        for h in &d.hints {
+            out.push_str(&format!("  - {h}\n"));
+        }
+    }
+    out.push_str("\nDecision path:\n");
+    out.push_str(&path_lines(d));
+    out
+}
+
+/// The trace as numbered lines, shared with the Markdown renderer.
+pub fn path_lines(d: &Decision) -> String {
+    let mut out = String::new();
+    for (i, s) in d.trace.iter().enumerate() {
+        let answer = match (&s.question, &s.answer) {
+            (Some(q), Some(a)) => format!(" [{q}={a}{}]", if s.by_default { ", default" } else { "" }),
+            _ => String::new(),
+        };
+        out.push_str(&format!("  {}. {}: {}{} -> {}\n", i + 1, s.node, s.label, answer, s.branch));
+    }
+    out
+}
+
+pub fn compare(caps: &Capabilities, needs: &[String]) -> String {
+    let mut header = vec!["", "Feature"];
+    header.extend(caps.protocols.iter().map(|p| p.title.as_str()));
+    let mut t = new_table(&header);
+    for f in &caps.features {
+        let mark = if needs.contains(&f.id) { "*" } else { "" };
+        let mut row = vec![mark.to_string(), format!("{} ({})", f.title, f.id)];
+        for p in &caps.protocols {
+            let s = f.support_for(&p.id);
+            row.push(match f.notes.get(&p.id) {
+                Some(note) => format!("{}: {note}", support_cell(s)),
+                None => support_cell(s).to_string(),
+            });
+        }
+        t.add_row(row);
+    }
+    let mut row = vec![String::new(), "Transport".to_string()];
+    row.extend(caps.protocols.iter().map(|p| p.transport.to_uppercase()));
+    t.add_row(row);
+    let mut row = vec![String::new(), "EnOS versions".to_string()];
+    row.extend(caps.protocols.iter().map(|p| p.enos_versions.join(", ")));
+    t.add_row(row);
+    let mut row = vec![String::new(), "Security".to_string()];
+    row.extend(caps.protocols.iter().map(|p| p.security.clone()));
+    t.add_row(row);
+    let mut out = format!("{t}\n");
+    if !needs.is_empty() {
+        out.push_str("* = needed\n");
+    }
+    out.push_str("yes = supported, no = not supported, - = not applicable\n");
+    for f in caps.features.iter().filter(|f| !f.note.is_empty()) {
+        out.push_str(&format!("Note on {}: {}\n", f.id, f.note));
+    }
+    out
+}
+
+pub fn questions(caps: &Capabilities) -> String {
+    let mut t = new_table(&["Question", "Values", "Default", "Prompt"]);
+    for q in &caps.questions {
+        t.add_row(vec![
+            q.id.clone(),
+            q.values().collect::<Vec<_>>().join(" | "),
+            q.default.clone().unwrap_or_else(|| "(required)".into()),
+            q.prompt.clone(),
+        ]);
+    }
+    let mut f = new_table(&["Need (feature id)", "Title"]);
+    for feat in &caps.features {
+        f.add_row(vec![feat.id.clone(), feat.title.clone()]);
+    }
+    format!(
+        "{t}\n\nSet with --answer ID=VALUE (repeatable) or in an answers file (ID = \"VALUE\").\n\n{f}\n\nSet with --need FEATURE (repeatable, or comma-separated) or needs = [\"...\"] in an answers file.\n"
+    )
+}

@@ -1,0 +1,153 @@
+//! Source text with positions: turns byte offsets from the TOML parser into `file:line:col`
+//! and a one-line snippet with a caret, so every input error says exactly where it is.
+
+use std::fmt;
+use std::ops::Range;
+
+/// A named text that errors can point into.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// A position in a [`SourceFile`], already rendered for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    snippet: String,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = self.text[line_start..offset].chars().count() + 1;
+        (line, col)
+    }
+
+    /// An error located at `span` (or at the top of the file when the parser gave none).
+    pub fn locate(&self, span: Option<Range<usize>>, message: impl Into<String>) -> Located {
+        let span = span.unwrap_or(0..0);
+        let (line, col) = self.line_col(span.start);
+        let line_text = self.text.lines().nth(line - 1).unwrap_or("");
+        let width = self.text[floor_char_boundary(&self.text, span.start.min(self.text.len()))
+            ..floor_char_boundary(&self.text, span.end.min(self.text.len()))]
+            .lines()
+            .next()
+            .map_or(1, |s| s.chars().count().max(1));
+        let gutter = line.to_string().len();
+        let snippet = format!(
+            "{pad} |\n{line} | {line_text}\n{pad} | {space}{carets}",
+            pad = " ".repeat(gutter),
+            space = " ".repeat(col - 1),
+            carets = "^".repeat(width.min(line_text.chars().count().saturating_sub(col - 1).max(1))),
+        );
+        Located {
+            file: self.name.clone(),
+            line,
+            col,
+            message: message.into(),
+            snippet,
+        }
+    }
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}\n{}",
+            self.file, self.line, self.col, self.message, self.snippet
+        )
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The allowed value closest to `input` by edit distance, if it is close enough to be a
+/// plausible typo.
+pub fn nearest<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let input = input.to_ascii_lowercase();
+    allowed
+        .into_iter()
+        .map(|a| (edit_distance(&input, &a.to_ascii_lowercase()), a))
+        .filter(|(d, a)| *d <= (a.len().max(input.len()) / 2).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+/// Optimal string alignment distance: like Levenshtein, but a swap of two neighbours
+/// (`tpc` for `tcp`) costs one edit, as typos usually do.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_count_characters() {
+        let src = SourceFile::new("f.toml", "a = 1\nbé = \"x\"\n");
+        assert_eq!(src.line_col(0), (1, 1));
+        assert_eq!(src.line_col(6), (2, 1));
+        let at = src.text.find('"').unwrap_or_default();
+        assert_eq!(src.line_col(at), (2, 6));
+    }
+
+    #[test]
+    fn located_renders_file_line_col_and_caret() {
+        let src = SourceFile::new("f.toml", "x = 1\ntransport = big\n");
+        let start = src.text.find("big").unwrap_or_default();
+        let loc = src.locate(Some(start..start + 3), "bad value");
+        let text = loc.to_string();
+        assert!(text.starts_with("f.toml:2:13: bad value"), "{text}");
+        assert!(text.contains("            ^^^"), "{text}");
+    }
+
+    #[test]
+    fn nearest_suggests_typos_only() {
+        let ids = ["network", "enos_format", "constrained"];
+        assert_eq!(nearest("netwrok", ids), Some("network"));
+        assert_eq!(nearest("constraind", ids), Some("constrained"));
+        assert_eq!(nearest("zzzzzzzzzzzzz", ids), None);
+        assert_eq!(nearest("tpc", ["tcp", "udp", "both", "none"]), Some("tcp"));
+    }
+}
