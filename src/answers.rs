@@ -20,7 +20,9 @@ pub struct Answers {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnswersError {
-    #[error("{flag}: unknown question `{id}`{hint}\n  = help: the questions are {known}; `enos-connect questions` lists them with their values")]
+    #[error(
+        "{flag}: unknown question `{id}`{hint}\n  = help: the questions are {known}; `enos-connect questions` lists them with their values"
+    )]
     UnknownQuestion {
         flag: String,
         id: String,
@@ -77,7 +79,13 @@ impl Answers {
     }
 
     /// Set one answer after checking the question and value exist; `flag` says where it came from.
-    pub fn set(&mut self, caps: &Capabilities, id: &str, value: &str, flag: &str) -> Result<(), AnswersError> {
+    pub fn set(
+        &mut self,
+        caps: &Capabilities,
+        id: &str,
+        value: &str,
+        flag: &str,
+    ) -> Result<(), AnswersError> {
         let q = caps.question(id).ok_or_else(|| AnswersError::UnknownQuestion {
             flag: flag.to_string(),
             id: id.to_string(),
@@ -126,9 +134,16 @@ impl Answers {
     }
 
     /// Apply `--answer ID=VALUE` flags.
-    pub fn apply_flags(&mut self, caps: &Capabilities, answers: &[String], needs: &[String]) -> Result<(), AnswersError> {
+    pub fn apply_flags(
+        &mut self,
+        caps: &Capabilities,
+        answers: &[String],
+        needs: &[String],
+    ) -> Result<(), AnswersError> {
         for a in answers {
-            let (id, value) = a.split_once('=').ok_or_else(|| AnswersError::Malformed(a.clone()))?;
+            let (id, value) = a
+                .split_once('=')
+                .ok_or_else(|| AnswersError::Malformed(a.clone()))?;
             self.set(caps, id.trim(), value, &format!("--answer {a}"))?;
         }
         if !needs.is_empty() {
@@ -151,12 +166,13 @@ impl Answers {
     /// `needs = [...]`. Every error points at the key or value with `file:line:col`.
     pub fn parse(caps: &Capabilities, src: &SourceFile) -> Result<Self, AnswersError> {
         type Doc = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
-        let doc: Doc = toml::from_str(&src.text).map_err(|e| AnswersError::File(src.locate(e.span(), e.message())))?;
+        let doc: Doc =
+            toml::from_str(&src.text).map_err(|e| AnswersError::File(src.locate(e.span(), e.message())))?;
         let at = |span: std::ops::Range<usize>, e: AnswersError| {
-            // Re-home flag-style messages onto the file position.
+            // Re-home flag-style messages ("KEY: message") onto the file position.
             let msg = e.to_string();
             let msg = msg.split_once(": ").map_or(msg.as_str(), |(_, m)| m).to_string();
-            AnswersError::File(src.locate(Some(span), msg))
+            AnswersError::File(src.locate(Some(span), "").with_message_and_help(&msg))
         };
         let mut answers = Answers::default();
         for (key, value) in &doc {
@@ -172,9 +188,10 @@ impl Answers {
                     match item.as_str() {
                         Some(s) => ids.push(s),
                         None => {
-                            return Err(AnswersError::File(
-                                src.locate(Some(value.span()), "`needs` may only hold strings (feature ids)"),
-                            ));
+                            return Err(AnswersError::File(src.locate(
+                                Some(value.span()),
+                                "`needs` may only hold strings (feature ids)",
+                            )));
                         }
                     }
                 }
@@ -194,7 +211,11 @@ impl Answers {
                     )));
                 }
             };
-            let span = if caps.question(key.get_ref()).is_some() { value.span() } else { key.span() };
+            let span = if caps.question(key.get_ref()).is_some() {
+                value.span()
+            } else {
+                key.span()
+            };
             answers
                 .set(caps, key.get_ref(), &text, key.get_ref())
                 .map_err(|e| at(span, e))?;
@@ -204,7 +225,8 @@ impl Answers {
 
     /// The answers as an answers file that `recommend --answers` replays.
     pub fn to_toml(&self, caps: &Capabilities) -> String {
-        let mut out = String::from("# enos-connect answers: replay with `enos-connect recommend --answers FILE`\n");
+        let mut out =
+            String::from("# enos-connect answers: replay with `enos-connect recommend --answers FILE`\n");
         for q in &caps.questions {
             if let Some(v) = self.values.get(&q.id) {
                 out.push_str(&format!("{} = {}\n", q.id, toml_string(v)));
@@ -236,9 +258,13 @@ mod tests {
     fn flags_suggest_the_nearest_question_and_value() {
         let caps = caps();
         let mut a = Answers::default();
-        let err = a.apply_flags(&caps, &["netwrok=tcp".into()], &[]).expect_err("unknown id");
+        let err = a
+            .apply_flags(&caps, &["netwrok=tcp".into()], &[])
+            .expect_err("unknown id");
         assert!(err.to_string().contains("did you mean `network`"), "{err}");
-        let err = a.apply_flags(&caps, &["network=tpc".into()], &[]).expect_err("bad value");
+        let err = a
+            .apply_flags(&caps, &["network=tpc".into()], &[])
+            .expect_err("bad value");
         assert!(err.to_string().contains("did you mean `tcp`"), "{err}");
         let err = a.apply_flags(&caps, &[], &["otaa".into()]).expect_err("bad need");
         assert!(err.to_string().contains("did you mean `ota`"), "{err}");
@@ -256,8 +282,12 @@ mod tests {
     fn round_trips_through_toml() {
         let caps = caps();
         let mut a = Answers::default();
-        a.apply_flags(&caps, &["network=udp".into(), "enos_version=2".into()], &["report_data".into()])
-            .expect("valid");
+        a.apply_flags(
+            &caps,
+            &["network=udp".into(), "enos_version=2".into()],
+            &["report_data".into()],
+        )
+        .expect("valid");
         let back = Answers::parse(&caps, &SourceFile::new("x", a.to_toml(&caps))).expect("parses");
         assert_eq!(a, back);
     }

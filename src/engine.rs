@@ -111,9 +111,8 @@ pub fn walk(caps: &Capabilities, answers: &Answers, use_defaults: bool) -> Resul
 /// Every unanswered question without a default that the flow could reach, following the
 /// known answers and every branch where an answer is missing.
 pub fn missing(caps: &Capabilities, answers: &Answers) -> Vec<String> {
-    let answered = |q: &str| {
-        answers.values.contains_key(q) || caps.question(q).is_some_and(|q| q.default.is_some())
-    };
+    let answered =
+        |q: &str| answers.values.contains_key(q) || caps.question(q).is_some_and(|q| q.default.is_some());
     let mut found = BTreeSet::new();
     let mut seen = HashSet::new();
     let mut work = vec![caps.flow.start.as_str()];
@@ -141,7 +140,10 @@ pub fn missing(caps: &Capabilities, answers: &Answers) -> Vec<String> {
             }
         }
     }
-    caps.question_ids().filter(|q| found.contains(*q)).map(str::to_string).collect()
+    caps.question_ids()
+        .filter(|q| found.contains(*q))
+        .map(str::to_string)
+        .collect()
 }
 
 struct Dropped {
@@ -303,7 +305,9 @@ impl<'a> Walker<'a> {
     }
 
     fn covers(&self, protocol: &str, need: &str) -> bool {
-        self.caps.feature(need).is_some_and(|f| f.support_for(protocol).covers())
+        self.caps
+            .feature(need)
+            .is_some_and(|f| f.support_for(protocol).covers())
     }
 
     /// Keep the smallest sets of open protocols that cover as many needs as any set can.
@@ -323,7 +327,12 @@ impl<'a> Walker<'a> {
         for size in 1..=n as u32 {
             for mask in 1..=all {
                 if mask.count_ones() == size && coverage(mask) == best {
-                    options.push((0..n).filter(|i| mask & (1 << i) != 0).map(|i| open[i].clone()).collect());
+                    options.push(
+                        (0..n)
+                            .filter(|i| mask & (1 << i) != 0)
+                            .map(|i| open[i].clone())
+                            .collect(),
+                    );
                 }
             }
             if !options.is_empty() {
@@ -341,7 +350,8 @@ impl<'a> Walker<'a> {
                     && let Some(note) = f.notes.get(p)
                     && !f.support_for(p).covers()
                 {
-                    self.reasons.push(format!("{} with {}: {note}", f.title, self.title(p)));
+                    self.reasons
+                        .push(format!("{} with {}: {note}", f.title, self.title(p)));
                 }
             }
         }
@@ -398,7 +408,11 @@ impl<'a> Walker<'a> {
         }
         let (index, primary, reason) = chosen.unwrap_or_else(|| {
             let first = options[0][0].clone();
-            (0, first, "first open protocol in the capabilities order".to_string())
+            (
+                0,
+                first,
+                "first open protocol in the capabilities order".to_string(),
+            )
         });
         let mut set = options[index].clone();
         set.retain(|p| p != &primary);
@@ -427,7 +441,11 @@ impl<'a> Walker<'a> {
             other => {
                 if let Some(info) = self.caps.outcome(other) {
                     self.reasons.push(info.summary.clone());
-                    self.unmet = needs.iter().filter(|n| !info.supports.contains(n)).cloned().collect();
+                    self.unmet = needs
+                        .iter()
+                        .filter(|n| !info.supports.contains(n))
+                        .cloned()
+                        .collect();
                 }
                 (Vec::new(), other.to_string())
             }
@@ -443,8 +461,13 @@ impl<'a> Walker<'a> {
             .collect::<Vec<_>>();
         if protocols.len() > 1 {
             for p in &protocols {
-                let carried: Vec<&str> = carriers.iter().filter(|c| &c.protocol == p).map(|c| c.need.as_str()).collect();
-                self.reasons.push(format!("{} carries {}", self.title(p), carried.join(", ")));
+                let carried: Vec<&str> = carriers
+                    .iter()
+                    .filter(|c| &c.protocol == p)
+                    .map(|c| c.need.as_str())
+                    .collect();
+                self.reasons
+                    .push(format!("{} carries {}", self.title(p), carried.join(", ")));
             }
         }
         let nothing_open = outcome == "none" || (outcome == "direct" && protocols.is_empty());
@@ -469,7 +492,12 @@ impl<'a> Walker<'a> {
                     .iter()
                     .filter(|p| self.covers(&p.id, need))
                     .map(|p| {
-                        match self.dropped.iter().find(|d| d.protocol == p.id).filter(|d| !d.remedy.is_empty()) {
+                        match self
+                            .dropped
+                            .iter()
+                            .find(|d| d.protocol == p.id)
+                            .filter(|d| !d.remedy.is_empty())
+                        {
                             Some(d) => format!("{} (needs {})", p.title, d.remedy),
                             None => format!("{} over a direct connection", p.title),
                         }
@@ -478,7 +506,11 @@ impl<'a> Walker<'a> {
                 if ways.is_empty() {
                     hints.push(format!("No EnOS protocol supports {}", self.feature_title(need)));
                 } else {
-                    hints.push(format!("{} is carried by {}", self.feature_title(need), ways.join("; or ")));
+                    hints.push(format!(
+                        "{} is carried by {}",
+                        self.feature_title(need),
+                        ways.join("; or ")
+                    ));
                 }
             }
         }

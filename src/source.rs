@@ -19,6 +19,7 @@ pub struct Located {
     pub col: usize,
     pub message: String,
     snippet: String,
+    pub help: Option<String>,
 }
 
 impl SourceFile {
@@ -62,7 +63,27 @@ impl SourceFile {
             col,
             message: message.into(),
             snippet,
+            help: None,
         }
+    }
+}
+
+impl Located {
+    /// Split "message\n  = help: text" into the message and a help line shown after the snippet.
+    pub fn with_message_and_help(mut self, text: &str) -> Self {
+        match text.split_once("\n  = help: ") {
+            Some((m, h)) => {
+                self.message = m.to_string();
+                self.help = Some(h.to_string());
+            }
+            None => self.message = text.to_string(),
+        }
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
     }
 }
 
@@ -72,7 +93,11 @@ impl fmt::Display for Located {
             f,
             "{}:{}:{}: {}\n{}",
             self.file, self.line, self.col, self.message, self.snippet
-        )
+        )?;
+        if let Some(h) = &self.help {
+            write!(f, "\n  = help: {h}")?;
+        }
+        Ok(())
     }
 }
 
@@ -104,8 +129,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

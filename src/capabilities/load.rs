@@ -15,13 +15,15 @@ pub const EMBEDDED_NAME: &str = "capabilities.toml (embedded)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilitiesError {
-    #[error("cannot read capabilities file {path}: {source}\n  = help: check the path given with --capabilities or ENOS_CONNECT_CAPABILITIES")]
+    #[error(
+        "cannot read capabilities file {path}: {source}\n  = help: check the path given with --capabilities or ENOS_CONNECT_CAPABILITIES"
+    )]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}\n  = help: fix the TOML syntax; `enos-connect check FILE` re-checks it")]
+    #[error("{0}")]
     Syntax(Located),
     #[error("{file}: {count} problem(s) in the capabilities data:\n{list}", count = .problems.len(), list = render_problems(.problems))]
     Invalid { file: String, problems: Vec<Located> },
@@ -35,7 +37,16 @@ fn render_problems(problems: &[Located]) -> String {
         .join("\n")
 }
 
+/// The embedded capabilities converted to JSON by build.rs (empty if they did not convert).
+const EMBEDDED_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/capabilities.json"));
+
 pub fn load_embedded() -> Result<Capabilities, CapabilitiesError> {
+    if let Ok(caps) = serde_json::from_str::<Capabilities>(EMBEDDED_JSON)
+        && validate::validate(&caps).is_empty()
+    {
+        return Ok(caps);
+    }
+    // The slow path exists for its error messages with line and column.
     parse(&SourceFile::new(EMBEDDED_NAME, EMBEDDED))
 }
 
@@ -49,8 +60,12 @@ pub fn load_file(path: &Path) -> Result<Capabilities, CapabilitiesError> {
 
 /// Parse and validate capabilities text, reporting every semantic problem at once.
 pub fn parse(src: &SourceFile) -> Result<Capabilities, CapabilitiesError> {
-    let caps: Capabilities = toml::from_str(&src.text)
-        .map_err(|e| CapabilitiesError::Syntax(src.locate(e.span(), e.message())))?;
+    let caps: Capabilities = toml::from_str(&src.text).map_err(|e| {
+        CapabilitiesError::Syntax(
+            src.locate(e.span(), e.message())
+                .with_help("fix the file; `enos-connect check FILE` checks it again"),
+        )
+    })?;
     let problems = validate::validate(&caps);
     if problems.is_empty() {
         return Ok(caps);
@@ -99,5 +114,17 @@ fn value_span(value: &DeValue<'_>, path: &[PathSeg], here: Range<usize>) -> Rang
             None => here,
         },
         _ => here,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_json_path_reads_the_same_model_as_the_toml_path() {
+        let fast = serde_json::from_str::<Capabilities>(EMBEDDED_JSON).expect("build.rs embedded JSON");
+        let slow = parse(&SourceFile::new(EMBEDDED_NAME, EMBEDDED)).expect("embedded TOML is valid");
+        assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
     }
 }

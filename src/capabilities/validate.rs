@@ -93,7 +93,10 @@ fn protocols(caps: &Capabilities, p: &mut Problems) {
     }
     for (i, proto) in caps.protocols.iter().enumerate() {
         if proto.transport.trim().is_empty() {
-            p.add(path!("protocols", i, "transport"), format!("protocol `{}` has no transport", proto.id));
+            p.add(
+                path!("protocols", i, "transport"),
+                format!("protocol `{}` has no transport", proto.id),
+            );
         }
         if proto.enos_versions.is_empty() {
             p.add(
@@ -146,7 +149,10 @@ fn features(caps: &Capabilities, p: &mut Problems) {
                 Some(_) => {}
             }
         }
-        for (table, keys) in [("notes", f.notes.keys().collect::<Vec<_>>()), ("topics", f.topics.keys().collect())] {
+        for (table, keys) in [
+            ("notes", f.notes.keys().collect::<Vec<_>>()),
+            ("topics", f.topics.keys().collect()),
+        ] {
             for key in keys {
                 if caps.protocol(key).is_none() {
                     p.add(
@@ -162,7 +168,10 @@ fn features(caps: &Capabilities, p: &mut Problems) {
 fn questions(caps: &Capabilities, p: &mut Problems) {
     for (i, q) in caps.questions.iter().enumerate() {
         if q.choices.is_empty() {
-            p.add(path!("questions", i, "choices"), format!("question `{}` has no choices", q.id));
+            p.add(
+                path!("questions", i, "choices"),
+                format!("question `{}` has no choices", q.id),
+            );
         }
         let mut seen = BTreeSet::new();
         for (j, c) in q.choices.iter().enumerate() {
@@ -201,7 +210,10 @@ fn flow(caps: &Capabilities, p: &mut Problems) {
         let question = node.question.as_deref().and_then(|q| caps.question(q));
         match node.kind {
             NodeKind::Question | NodeKind::Filter => match &node.question {
-                None => p.add(at("kind"), format!("{} node `{}` needs `question`", node.kind.as_str(), node.id)),
+                None => p.add(
+                    at("kind"),
+                    format!("{} node `{}` needs `question`", node.kind.as_str(), node.id),
+                ),
                 Some(q) if question.is_none() => p.add(
                     at("question"),
                     format!("node `{}` asks unknown question `{q}`", node.id),
@@ -226,14 +238,20 @@ fn flow(caps: &Capabilities, p: &mut Problems) {
             if let (Some(map), Some(q)) = (&node.map, question) {
                 for v in q.values() {
                     if !map.contains_key(v) {
-                        p.add(at("map"), format!("filter node `{}` maps no value for answer `{v}`", node.id));
+                        p.add(
+                            at("map"),
+                            format!("filter node `{}` maps no value for answer `{v}`", node.id),
+                        );
                     }
                 }
                 for k in map.keys() {
                     if !q.values().any(|v| v == k) {
                         p.add(
                             path!("flow", "nodes", i, "map", k),
-                            format!("filter node `{}` maps `{k}`, which `{}` never answers", node.id, q.id),
+                            format!(
+                                "filter node `{}` maps `{k}`, which `{}` never answers",
+                                node.id, q.id
+                            ),
                         );
                     }
                 }
@@ -245,20 +263,34 @@ fn flow(caps: &Capabilities, p: &mut Problems) {
                 if caps.protocol(&rule.protocol).is_none() {
                     p.add(
                         rat("protocol"),
-                        format!("prefer rule names unknown protocol `{}` (known: {})", rule.protocol, known_protocols(caps)),
+                        format!(
+                            "prefer rule names unknown protocol `{}` (known: {})",
+                            rule.protocol,
+                            known_protocols(caps)
+                        ),
                     );
                 }
                 match (&rule.question, &rule.equals) {
                     (None, None) => {}
                     (Some(q), Some(v)) => match caps.question(q) {
-                        None => p.add(rat("question"), format!("prefer rule asks unknown question `{q}`")),
+                        None => p.add(
+                            rat("question"),
+                            format!("prefer rule asks unknown question `{q}`"),
+                        ),
                         Some(q) if !q.values().any(|x| x == v) => p.add(
                             rat("equals"),
-                            format!("prefer rule tests `{}` = `{v}`, not one of {}", q.id, list(q.values())),
+                            format!(
+                                "prefer rule tests `{}` = `{v}`, not one of {}",
+                                q.id,
+                                list(q.values())
+                            ),
                         ),
                         Some(_) => {}
                     },
-                    _ => p.add(rat("protocol"), "a prefer rule needs both `question` and `equals`, or neither"),
+                    _ => p.add(
+                        rat("protocol"),
+                        "a prefer rule needs both `question` and `equals`, or neither",
+                    ),
                 }
             }
         }
@@ -286,10 +318,16 @@ fn edges(caps: &Capabilities, p: &mut Problems) {
     for (i, e) in caps.flow.edges.iter().enumerate() {
         let at = |field: &str| path!("flow", "edges", i, field);
         if caps.node(&e.to).is_none() {
-            p.add(at("to"), format!("flow edge from `{}` leads to missing node `{}`", e.from, e.to));
+            p.add(
+                at("to"),
+                format!("flow edge from `{}` leads to missing node `{}`", e.from, e.to),
+            );
         }
         let Some(from) = caps.node(&e.from) else {
-            p.add(at("from"), format!("flow edge starts at missing node `{}`", e.from));
+            p.add(
+                at("from"),
+                format!("flow edge starts at missing node `{}`", e.from),
+            );
             continue;
         };
         let allowed: Vec<&str> = match from.kind {
@@ -300,13 +338,19 @@ fn edges(caps: &Capabilities, p: &mut Problems) {
                 .map(|q| q.values().collect())
                 .unwrap_or_default(),
             NodeKind::Outcome => {
-                p.add(at("from"), format!("outcome node `{}` ends the flow and cannot have edges", e.from));
+                p.add(
+                    at("from"),
+                    format!("outcome node `{}` ends the flow and cannot have edges", e.from),
+                );
                 continue;
             }
             kind => kind.fixed_branches().unwrap_or_default().to_vec(),
         };
         if e.when.is_empty() {
-            p.add(at("when"), format!("flow edge {} -> {} has an empty `when`", e.from, e.to));
+            p.add(
+                at("when"),
+                format!("flow edge {} -> {} has an empty `when`", e.from, e.to),
+            );
         }
         for w in &e.when {
             if !allowed.contains(&w.as_str()) {
@@ -342,7 +386,10 @@ fn edges(caps: &Capabilities, p: &mut Problems) {
             if !seen.contains(&b) {
                 p.add(
                     path!("flow", "nodes", i, "id"),
-                    format!("node `{}` has no edge for `{b}`: the flow would stop there", node.id),
+                    format!(
+                        "node `{}` has no edge for `{b}`: the flow would stop there",
+                        node.id
+                    ),
                 );
             }
         }
@@ -402,7 +449,10 @@ fn reachability_and_cycles(caps: &Capabilities, p: &mut Problems) {
         if !marks.contains_key(node.id.as_str()) {
             p.add(
                 path!("flow", "nodes", i, "id"),
-                format!("node `{}` cannot be reached from flow.start `{}`", node.id, caps.flow.start),
+                format!(
+                    "node `{}` cannot be reached from flow.start `{}`",
+                    node.id, caps.flow.start
+                ),
             );
         }
     }
@@ -426,14 +476,19 @@ fn credentials(caps: &Capabilities, p: &mut Problems) {
         if caps.protocol(name).is_none() {
             p.add(
                 path!("credentials", name),
-                format!("credentials for unknown protocol `{name}` (known: {})", known_protocols(caps)),
+                format!(
+                    "credentials for unknown protocol `{name}` (known: {})",
+                    known_protocols(caps)
+                ),
             );
         }
         for (j, mode) in recipe.modes.iter().enumerate() {
             if !caps.secure_modes.contains_key(mode) {
                 p.add(
                     path!("credentials", name, "modes", j),
-                    format!("credentials.{name} uses secure mode `{mode}`, which [secure_modes] does not define"),
+                    format!(
+                        "credentials.{name} uses secure mode `{mode}`, which [secure_modes] does not define"
+                    ),
                 );
             }
         }

@@ -39,7 +39,9 @@ pub fn questions(caps: &Capabilities, args: FormatArgs) -> Result<ExitCode> {
 
 pub fn check(global: Option<&Path>, args: &CheckArgs) -> Result<ExitCode> {
     let path = args.file.as_deref().or(global);
-    let name = path.map_or(capabilities::EMBEDDED_NAME.to_string(), |p| p.display().to_string());
+    let name = path.map_or(capabilities::EMBEDDED_NAME.to_string(), |p| {
+        p.display().to_string()
+    });
     let result = match path {
         Some(p) => capabilities::load_file(p),
         None => capabilities::load_embedded(),
@@ -71,7 +73,9 @@ pub fn check(global: Option<&Path>, args: &CheckArgs) -> Result<ExitCode> {
                 }
                 CapabilitiesError::Read { .. } => vec![json!({"file": name, "message": e.to_string()})],
             };
-            emit(&json_render::to_string(&json!({"ok": false, "file": name, "problems": problems})))?;
+            emit(&json_render::to_string(
+                &json!({"ok": false, "file": name, "problems": problems}),
+            ))?;
             Ok(ExitCode::from(EXIT_USAGE))
         }
         (Err(e), _) => Err(e.into()),

@@ -133,7 +133,9 @@ pub fn load(path: &Option<PathBuf>) -> Result<Capabilities> {
 /// Write command output to stdout; a closed pipe ends the program quietly.
 pub fn emit(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(Error::Output)
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Error::Output)
 }
 
 #[cfg(test)]

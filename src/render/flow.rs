@@ -59,7 +59,8 @@ fn dot_escape(s: &str) -> String {
 }
 
 pub fn dot(caps: &Capabilities) -> String {
-    let mut out = String::from("digraph enos_connect {\n    rankdir=TB;\n    node [fontname=\"Helvetica\"];\n");
+    let mut out =
+        String::from("digraph enos_connect {\n    rankdir=TB;\n    node [fontname=\"Helvetica\"];\n");
     for n in &caps.flow.nodes {
         let shape = match n.kind {
             NodeKind::Question => "diamond",

@@ -11,10 +11,16 @@ pub fn cell(s: &str) -> String {
 }
 
 pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
-    let mut out = format!("| {} |\n", header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | "));
+    let mut out = format!(
+        "| {} |\n",
+        header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | ")
+    );
     out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
     for r in rows {
-        out.push_str(&format!("| {} |\n", r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")));
+        out.push_str(&format!(
+            "| {} |\n",
+            r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
+        ));
     }
     out
 }
@@ -35,7 +41,11 @@ pub fn decision(caps: &Capabilities, d: &Decision) -> String {
     }
     rows.push(vec![
         "Unmet needs".into(),
-        if d.unmet.is_empty() { "none".into() } else { d.unmet.join(", ") },
+        if d.unmet.is_empty() {
+            "none".into()
+        } else {
+            d.unmet.join(", ")
+        },
     ]);
     out.push_str(&table(&["".into(), "".into()], &rows));
     out.push_str("\n### Why\n\n");
@@ -89,13 +99,24 @@ pub fn questions(caps: &Capabilities) -> String {
         .map(|q| {
             vec![
                 format!("`{}`", q.id),
-                q.values().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "),
+                q.values()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 q.default.clone().unwrap_or_else(|| "required".into()),
                 q.prompt.clone(),
             ]
         })
         .collect();
-    let mut out = table(&["Question".into(), "Values".into(), "Default".into(), "Prompt".into()], &rows);
+    let mut out = table(
+        &[
+            "Question".into(),
+            "Values".into(),
+            "Default".into(),
+            "Prompt".into(),
+        ],
+        &rows,
+    );
     let rows: Vec<Vec<String>> = caps
         .features
         .iter()

@@ -45,7 +45,11 @@ pub fn decision(caps: &Capabilities, d: &Decision) -> String {
             .collect();
         t.add_row(vec!["Needs carried".to_string(), list.join("\n")]);
     }
-    let unmet = if d.unmet.is_empty() { "none".to_string() } else { d.unmet.join(", ") };
+    let unmet = if d.unmet.is_empty() {
+        "none".to_string()
+    } else {
+        d.unmet.join(", ")
+    };
     t.add_row(vec!["Unmet needs".to_string(), unmet]);
     let mut out = format!("{t}\n");
     out.push_str("\nWhy:\n");
@@ -71,7 +75,14 @@ pub fn path_lines(d: &Decision) -> String {
             (Some(q), Some(a)) => format!(" [{q}={a}{}]", if s.by_default { ", default" } else { "" }),
             _ => String::new(),
         };
-        out.push_str(&format!("  {}. {}: {}{} -> {}\n", i + 1, s.node, s.label, answer, s.branch));
+        out.push_str(&format!(
+            "  {}. {}: {}{} -> {}\n",
+            i + 1,
+            s.node,
+            s.label,
+            answer,
+            s.branch
+        ));
     }
     out
 }
