@@ -6,7 +6,9 @@
 pub mod answers;
 pub mod capabilities;
 pub mod cli;
+pub mod credentials;
 pub mod engine;
 pub mod error;
+pub mod plan;
 pub mod render;
 pub mod source;

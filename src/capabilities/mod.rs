@@ -28,6 +28,18 @@ pub struct Capabilities {
     pub secure_modes: BTreeMap<String, SecureMode>,
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialRecipe>,
+    #[serde(default)]
+    pub auth_modes: Vec<AuthMode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthMode {
+    pub id: String,
+    pub feature: String,
+    pub title: String,
+    #[serde(default)]
+    pub secure_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +61,8 @@ pub struct Protocol {
     pub security: String,
     pub suits: String,
     pub host: String,
+    #[serde(default)]
+    pub host_note: Option<String>,
     #[serde(default)]
     pub version_note: String,
     #[serde(default)]
@@ -276,6 +290,8 @@ pub struct CredentialRecipe {
     pub psk_key: Option<PskKeyRecipe>,
     #[serde(default)]
     pub request: Option<RequestRecipe>,
+    #[serde(default)]
+    pub client_id_note: Option<String>,
     #[serde(default)]
     pub dynamic_steps: Vec<String>,
 }

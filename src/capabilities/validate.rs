@@ -65,6 +65,7 @@ pub fn validate(caps: &Capabilities) -> Vec<Problem> {
     flow(caps, &mut p);
     outcomes(caps, &mut p);
     credentials(caps, &mut p);
+    auth_modes(caps, &mut p);
     p.0
 }
 
@@ -467,6 +468,29 @@ fn outcomes(caps: &Capabilities, p: &mut Problems) {
                     format!("outcome `{}` supports unknown feature `{f}`", o.id),
                 );
             }
+        }
+    }
+}
+
+fn auth_modes(caps: &Capabilities, p: &mut Problems) {
+    duplicates(p, "auth_modes", caps.auth_modes.iter().map(|m| &m.id));
+    for (i, m) in caps.auth_modes.iter().enumerate() {
+        if caps.feature(&m.feature).is_none() {
+            p.add(
+                path!("auth_modes", i, "feature"),
+                format!("auth mode `{}` names unknown feature `{}`", m.id, m.feature),
+            );
+        }
+        if let Some(sm) = &m.secure_mode
+            && !caps.secure_modes.contains_key(sm)
+        {
+            p.add(
+                path!("auth_modes", i, "secure_mode"),
+                format!(
+                    "auth mode `{}` names secure mode `{sm}`, which [secure_modes] does not define",
+                    m.id
+                ),
+            );
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Command-line definitions and dispatch: each command is a small function that loads the
 //! capabilities, turns flags into domain values, calls the library and renders the result.
 
+mod credentials;
 mod data;
+mod plan;
 mod recommend;
 
 use std::io::Write;
@@ -27,6 +29,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "ENOS_CONNECT_CAPABILITIES")]
     pub capabilities: Option<PathBuf>,
 
+    /// Never prompt; fail with the missing answers instead (also when CI is set)
+    #[arg(long, global = true, env = "ENOS_CONNECT_NO_INPUT")]
+    pub no_input: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -36,6 +42,12 @@ pub enum Command {
     /// Recommend how a device connects, from its answers and needs
     #[command(after_help = EXIT_CODES_HELP)]
     Recommend(RecommendArgs),
+    /// Turn the recommendation into endpoints, ports, authentication, topics and a probe command
+    #[command(after_help = EXIT_CODES_HELP)]
+    Plan(PlanArgs),
+    /// Compute EnOS login material (MQTT login, HTTP sign, CoAP PSK) from a secret
+    #[command(after_help = EXIT_CODES_HELP)]
+    Credentials(CredentialsArgs),
     /// Show the protocol comparison table
     Compare(CompareArgs),
     /// Draw the decision flow
@@ -64,6 +76,80 @@ pub struct AnswerArgs {
 pub struct RecommendArgs {
     #[command(flatten)]
     pub answers: AnswerArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub answers: AnswerArgs,
+    /// EnOS environment, as in the portal's address (app-portal-ENV.DOMAIN), for example eu2
+    #[arg(long, value_name = "ENV", env = "ENOS_CONNECT_ENV")]
+    pub env: Option<String>,
+    /// EnOS domain [default: envisioniot.com]
+    #[arg(long, value_name = "DOMAIN", env = "ENOS_CONNECT_DOMAIN")]
+    pub domain: Option<String>,
+    /// Use this host for every protocol (private deployments), instead of --env/--domain
+    #[arg(long, value_name = "HOST", env = "ENOS_CONNECT_HOST", conflicts_with_all = ["env", "domain"])]
+    pub host: Option<String>,
+    /// The device's product key
+    #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
+    pub product_key: Option<String>,
+    /// The device's device key
+    #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
+    pub device_key: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecureModeArg {
+    /// Device secret (securemode 2), from ENOS_DEVICE_SECRET
+    Static,
+    /// Product secret (securemode 3), from ENOS_PRODUCT_SECRET
+    Dynamic,
+}
+
+impl SecureModeArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecureModeArg::Static => "static",
+            SecureModeArg::Dynamic => "dynamic",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_long_help = "The secret is read from ENOS_DEVICE_SECRET (static) or ENOS_PRODUCT_SECRET \
+(dynamic), from --secret-file, or from a hidden prompt on a terminal; never from an argument."
+)]
+pub struct CredentialsArgs {
+    /// mqtt, http or coap
+    #[arg(value_name = "PROTOCOL")]
+    pub protocol: String,
+    /// The device's product key
+    #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
+    pub product_key: String,
+    /// The device's device key
+    #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
+    pub device_key: String,
+    /// static: device secret; dynamic: product secret (activation)
+    #[arg(long, value_enum, default_value_t = SecureModeArg::Static, env = "ENOS_CONNECT_SECURE_MODE")]
+    pub secure_mode: SecureModeArg,
+    /// MQTT client id [default: the device key]
+    #[arg(long, value_name = "ID", env = "ENOS_CONNECT_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Timestamp in milliseconds since the epoch [default: now]
+    #[arg(long, value_name = "MS")]
+    pub timestamp: Option<u64>,
+    /// Session lifetime: HTTP in milliseconds (default 300000), CoAP in seconds (default 3600)
+    #[arg(long, value_name = "N")]
+    pub lifetime: Option<u64>,
+    /// Read the secret from the first line of this file
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
 }
@@ -114,8 +200,11 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let interactive = interactive(cli.no_input);
     match cli.command {
-        Command::Recommend(args) => recommend::run(&load(&cli.capabilities)?, &args),
+        Command::Recommend(args) => recommend::run(&load(&cli.capabilities)?, &args, interactive),
+        Command::Plan(args) => plan::run(&load(&cli.capabilities)?, &args, interactive),
+        Command::Credentials(args) => credentials::run(&load(&cli.capabilities)?, &args, interactive),
         Command::Compare(args) => data::compare(&load(&cli.capabilities)?, &args),
         Command::Flow(args) => data::flow(&load(&cli.capabilities)?, &args),
         Command::Questions(args) => data::questions(&load(&cli.capabilities)?, args),
@@ -128,6 +217,24 @@ pub fn load(path: &Option<PathBuf>) -> Result<Capabilities> {
         Some(p) => capabilities::load_file(p)?,
         None => capabilities::load_embedded()?,
     })
+}
+
+/// Prompts only when a person is there: stdin and stderr are terminals (dialoguer draws on
+/// stderr), and neither --no-input nor CI says otherwise.
+pub fn interactive(no_input: bool) -> bool {
+    use std::io::IsTerminal;
+    !no_input
+        && std::env::var_os("CI").is_none()
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
+/// A prompt that failed: Ctrl-C or Esc is an interrupt, anything else an I/O problem.
+pub fn prompt_error(e: dialoguer::Error) -> Error {
+    match e {
+        dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => Error::Interrupted,
+        dialoguer::Error::IO(io) => Error::Usage(format!("cannot prompt: {io}")),
+    }
 }
 
 /// Write command output to stdout; a closed pipe ends the program quietly.

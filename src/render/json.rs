@@ -98,3 +98,40 @@ pub fn questions(caps: &Capabilities) -> String {
         "features": features,
     }))
 }
+
+pub fn plan(caps: &Capabilities, p: &crate::plan::Plan) -> String {
+    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.insert("schema_version".into(), json!(SCHEMA_VERSION));
+        map.insert("data_version".into(), json!(caps.meta.version));
+    }
+    to_string(&v)
+}
+
+/// The credential fields at the top level (`client_id`, `username`, `password`, `sign`,
+/// `psk_identity`, `psk_key`), with `request` for the auth call where there is one.
+pub fn credentials(c: &crate::credentials::Credentials) -> String {
+    let mut map = serde_json::Map::new();
+    map.insert("protocol".into(), json!(c.protocol));
+    map.insert("secure_mode".into(), json!(c.secure_mode_value));
+    if let Some(ts) = c.timestamp {
+        map.insert("timestamp".into(), json!(ts));
+    }
+    if let Some((v, unit)) = &c.lifetime {
+        map.insert("lifetime".into(), json!(v));
+        map.insert("lifetime_unit".into(), json!(unit));
+    }
+    for (k, v) in &c.fields {
+        map.insert(k.clone(), json!(v));
+    }
+    if let Some(r) = &c.request {
+        map.insert(
+            "request".into(),
+            json!({"method": r.method, "path": r.path, "body": r.body}),
+        );
+    }
+    if !c.steps.is_empty() {
+        map.insert("steps".into(), json!(c.steps));
+    }
+    to_string(&Value::Object(map))
+}

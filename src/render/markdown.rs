@@ -126,3 +126,105 @@ pub fn questions(caps: &Capabilities) -> String {
     out.push_str(&table(&["Need".into(), "Title".into()], &rows));
     out
 }
+
+pub fn plan(p: &crate::plan::Plan) -> String {
+    let mut out = format!("## Connection plan: {} (`{}`)\n", p.title, p.recommendation);
+    for pp in &p.protocols {
+        out.push_str(&format!("\n### {}\n\n", pp.title));
+        if !pp.carries.is_empty() {
+            out.push_str(&format!(
+                "Carries: {}\n\n",
+                pp.carries
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let mut rows = vec![vec!["Endpoint".to_string(), format!("`{}`", pp.host)]];
+        for x in &pp.ports {
+            rows.push(vec![
+                format!("Port {}", x.port),
+                format!("`{}` ({})", x.url, x.label),
+            ]);
+        }
+        rows.push(vec!["Transport".into(), pp.transport.to_uppercase()]);
+        rows.push(vec!["Security".into(), pp.security.clone()]);
+        out.push_str(&table(&["Item".into(), "Value".into()], &rows));
+        if let Some(n) = &pp.host_note {
+            out.push_str(&format!("\n> {n}\n"));
+        }
+        out.push_str("\n**Authentication**\n\n");
+        for a in &pp.auth {
+            let rec = if a.recommended { " (recommended)" } else { "" };
+            let env = a
+                .secret_env
+                .as_ref()
+                .map(|e| format!("; secret from `{e}`"))
+                .unwrap_or_default();
+            let note = a.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
+            out.push_str(&format!("- `{}`{rec}: {}{env}{note}\n", a.mode, a.title));
+            for (i, s) in a.steps.iter().enumerate() {
+                out.push_str(&format!("  {}. {s}\n", i + 1));
+            }
+        }
+        out.push_str("\n**Login fields**\n\n");
+        for f in &pp.login {
+            out.push_str(&format!("- {}: `{}`\n", f.name, f.value));
+        }
+        out.push_str("\n**Topics and paths**\n\n");
+        if pp.topics.is_empty() {
+            out.push_str("- no needs given\n");
+        }
+        for x in &pp.topics {
+            out.push_str(&format!("- `{}` ({}):\n", x.need, x.title));
+            for t in &x.topics {
+                out.push_str(&format!("  - `{t}`\n"));
+            }
+        }
+        out.push_str(&format!("\n**Smoke test**\n\n```sh\n{}\n```\n", pp.probe));
+    }
+    if !p.steps.is_empty() {
+        out.push_str("\n### Steps on the platform\n\n");
+        for (i, s) in p.steps.iter().enumerate() {
+            out.push_str(&format!("{}. {s}\n", i + 1));
+        }
+    }
+    if !p.unmet.is_empty() {
+        out.push_str(&format!(
+            "\n### Unmet needs\n\n{}\n\n",
+            p.unmet
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for h in &p.hints {
+            out.push_str(&format!("- {h}\n"));
+        }
+    }
+    out
+}
+
+pub fn credentials(c: &crate::credentials::Credentials) -> String {
+    let mut rows = vec![
+        vec!["protocol".to_string(), c.protocol.clone()],
+        vec!["secure mode".to_string(), c.secure_mode_value.to_string()],
+    ];
+    if let Some(ts) = c.timestamp {
+        rows.push(vec!["timestamp".into(), ts.to_string()]);
+    }
+    if let Some((v, unit)) = &c.lifetime {
+        rows.push(vec!["lifetime".into(), format!("{v} {unit}")]);
+    }
+    for (k, v) in &c.fields {
+        rows.push(vec![k.clone(), format!("`{v}`")]);
+    }
+    if let Some(r) = &c.request {
+        rows.push(vec![
+            "auth request".into(),
+            format!("`{} {}` body `{}`", r.method, r.path, r.body),
+        ]);
+    }
+    table(&["Field".into(), "Value".into()], &rows)
+}

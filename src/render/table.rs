@@ -141,3 +141,109 @@ pub fn questions(caps: &Capabilities) -> String {
         "{t}\n\nSet with --answer ID=VALUE (repeatable) or in an answers file (ID = \"VALUE\").\n\n{f}\n\nSet with --need FEATURE (repeatable, or comma-separated) or needs = [\"...\"] in an answers file.\n"
     )
 }
+
+pub fn plan(p: &crate::plan::Plan) -> String {
+    let mut out = format!("Plan: {} ({})\n", p.title, p.recommendation);
+    for pp in &p.protocols {
+        let carries = if pp.carries.is_empty() {
+            String::new()
+        } else {
+            format!(", carries {}", pp.carries.join(", "))
+        };
+        out.push_str(&format!("\n{} ({}{carries})\n", pp.title, pp.protocol));
+        let mut t = new_table(&[]);
+        let mut host = pp.host.clone();
+        if let Some(n) = &pp.host_note {
+            host.push_str(&format!("\n({n})"));
+        }
+        t.add_row(vec!["Endpoint".to_string(), host]);
+        let ports: Vec<String> = pp
+            .ports
+            .iter()
+            .map(|x| format!("{} {} ({})", x.port, x.scheme, x.label))
+            .collect();
+        t.add_row(vec!["Ports".to_string(), ports.join("\n")]);
+        t.add_row(vec!["Transport".to_string(), pp.transport.to_uppercase()]);
+        t.add_row(vec!["Security".to_string(), pp.security.clone()]);
+        let auth: Vec<String> = pp
+            .auth
+            .iter()
+            .map(|a| {
+                let mut line = format!("{}{}: {}", if a.recommended { "* " } else { "" }, a.mode, a.title);
+                if let Some(env) = &a.secret_env {
+                    line.push_str(&format!(" (secret from {env})"));
+                }
+                if let Some(n) = &a.note {
+                    line.push_str(&format!(" ({n})"));
+                }
+                for (i, s) in a.steps.iter().enumerate() {
+                    line.push_str(&format!("\n    {}. {s}", i + 1));
+                }
+                line
+            })
+            .collect();
+        t.add_row(vec!["Authentication".to_string(), auth.join("\n")]);
+        let login: Vec<String> = pp
+            .login
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.value))
+            .collect();
+        t.add_row(vec!["Login".to_string(), login.join("\n")]);
+        let topics: Vec<String> = if pp.topics.is_empty() {
+            vec!["(no needs given: pass --need to list the topics for each)".to_string()]
+        } else {
+            pp.topics
+                .iter()
+                .map(|x| format!("{}:\n  {}", x.need, x.topics.join("\n  ")))
+                .collect()
+        };
+        t.add_row(vec!["Topics".to_string(), topics.join("\n")]);
+        if !pp.credentials.is_empty() {
+            t.add_row(vec!["Credentials".to_string(), pp.credentials.clone()]);
+        }
+        t.add_row(vec!["Smoke test".to_string(), pp.probe.clone()]);
+        out.push_str(&format!("{t}\n"));
+    }
+    if !p.steps.is_empty() {
+        out.push_str("\nSteps on the platform:\n");
+        for (i, s) in p.steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {s}\n", i + 1));
+        }
+    }
+    if !p.unmet.is_empty() {
+        out.push_str(&format!("\nUnmet needs: {}\n", p.unmet.join(", ")));
+        for h in &p.hints {
+            out.push_str(&format!("  - {h}\n"));
+        }
+    }
+    out
+}
+
+pub fn credentials(c: &crate::credentials::Credentials) -> String {
+    let mut t = new_table(&[]);
+    t.add_row(vec!["protocol".to_string(), c.protocol.clone()]);
+    t.add_row(vec![
+        "secure mode".to_string(),
+        format!("{} ({})", c.secure_mode, c.secure_mode_value),
+    ]);
+    if let Some(ts) = c.timestamp {
+        t.add_row(vec!["timestamp".to_string(), ts.to_string()]);
+    }
+    if let Some((v, unit)) = &c.lifetime {
+        t.add_row(vec!["lifetime".to_string(), format!("{v} {unit}")]);
+    }
+    for (k, v) in &c.fields {
+        t.add_row(vec![k.clone(), v.clone()]);
+    }
+    if let Some(r) = &c.request {
+        t.add_row(vec![
+            "auth request".to_string(),
+            format!("{} {}\n{}", r.method, r.path, r.body),
+        ]);
+    }
+    let mut out = format!("{t}\n");
+    for (i, s) in c.steps.iter().enumerate() {
+        out.push_str(&format!("  {}. {s}\n", i + 1));
+    }
+    out
+}

@@ -1,0 +1,283 @@
+//! EnOS login material computed from the recipes in `capabilities.toml`: the MQTT CONNECT
+//! fields, the HTTP auth sign and request, the CoAP DTLS-PSK identity and key and its non-DTLS
+//! auth sign. A sign is the uppercase hex SHA-256 of the recipe's content followed by the secret.
+//!
+//! The secret is held in [`Secret`], which never prints itself and is wiped when dropped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::capabilities::Capabilities;
+
+/// A device or product secret. `Debug` and `Display` print `(redacted)`; the memory is zeroed
+/// on drop.
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(Zeroizing::new(value))
+    }
+
+    /// The value, for hashing only.
+    fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(redacted)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(redacted)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CredentialRequest {
+    pub protocol: String,
+    pub product_key: String,
+    pub device_key: String,
+    /// `static` or `dynamic` (the keys of `[secure_modes]`).
+    pub mode: String,
+    pub client_id: Option<String>,
+    pub timestamp: u64,
+    pub lifetime: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthRequest {
+    pub method: String,
+    pub path: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub protocol: String,
+    pub secure_mode: String,
+    pub secure_mode_value: u8,
+    pub timestamp: Option<u64>,
+    pub lifetime: Option<(u64, String)>,
+    /// Output fields in order (`client_id`, `username`, `password`; `sign`; `psk_identity`, ...).
+    pub fields: Vec<(String, String)>,
+    pub request: Option<AuthRequest>,
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("no credential recipe for `{0}`\n  = help: use one of {1}")]
+    UnknownProtocol(String, String),
+    #[error("{protocol} does not support --secure-mode {mode}\n  = help: {protocol} supports {modes}")]
+    Mode {
+        protocol: String,
+        mode: String,
+        modes: String,
+    },
+    #[error("--lifetime {value} is out of range for {protocol}\n  = help: use {min} to {max} {unit}")]
+    Lifetime {
+        protocol: String,
+        value: u64,
+        min: u64,
+        max: u64,
+        unit: String,
+    },
+    #[error("{flag} is empty\n  = help: give the key shown for the device in the EnOS console")]
+    EmptyKey { flag: &'static str },
+}
+
+/// Replace `{name}` placeholders with the given values; unknown placeholders stay as they are.
+pub fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+/// Uppercase hex SHA-256 of `content` followed by the secret.
+pub fn sign(content: &str, secret: &Secret) -> String {
+    let mut input = Zeroizing::new(String::with_capacity(content.len() + secret.expose().len()));
+    input.push_str(content);
+    input.push_str(secret.expose());
+    hex_upper(&Sha256::digest(input.as_bytes()))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn compute(
+    caps: &Capabilities,
+    req: &CredentialRequest,
+    secret: &Secret,
+) -> Result<Credentials, CredentialsError> {
+    let recipe = caps.credentials.get(&req.protocol).ok_or_else(|| {
+        CredentialsError::UnknownProtocol(
+            req.protocol.clone(),
+            caps.credentials.keys().cloned().collect::<Vec<_>>().join(", "),
+        )
+    })?;
+    let mode = caps
+        .secure_modes
+        .get(&req.mode)
+        .filter(|_| recipe.modes.contains(&req.mode))
+        .ok_or_else(|| CredentialsError::Mode {
+            protocol: req.protocol.clone(),
+            mode: req.mode.clone(),
+            modes: recipe.modes.join(", "),
+        })?;
+    if req.product_key.trim().is_empty() {
+        return Err(CredentialsError::EmptyKey {
+            flag: "--product-key",
+        });
+    }
+    if req.device_key.trim().is_empty() {
+        return Err(CredentialsError::EmptyKey { flag: "--device-key" });
+    }
+    let lifetime = match &recipe.lifetime {
+        Some(l) => {
+            let value = req.lifetime.unwrap_or(l.default);
+            let (min, max) = (l.min.unwrap_or(1), l.max.unwrap_or(u64::MAX));
+            if value < min || value > max {
+                return Err(CredentialsError::Lifetime {
+                    protocol: req.protocol.clone(),
+                    value,
+                    min,
+                    max,
+                    unit: l.unit.clone(),
+                });
+            }
+            Some((value, l.unit.clone()))
+        }
+        None => None,
+    };
+    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+    vars.insert("pk", req.product_key.clone());
+    vars.insert("dk", req.device_key.clone());
+    vars.insert(
+        "client_id",
+        req.client_id.clone().unwrap_or_else(|| req.device_key.clone()),
+    );
+    vars.insert("timestamp", req.timestamp.to_string());
+    vars.insert("secure_mode", mode.value.to_string());
+    if let Some((value, _)) = &lifetime {
+        vars.insert("lifetime", value.to_string());
+    }
+    let mut fields: Vec<(String, String)> = recipe
+        .fields
+        .iter()
+        .map(|(name, t)| (name.clone(), fill(t, &vars)))
+        .collect();
+    if let Some(psk) = &recipe.psk_key {
+        let digest = Sha256::digest(secret.expose().as_bytes());
+        let end = (psk.digest_from + psk.len).min(digest.len());
+        let from = psk.digest_from.min(end);
+        fields.push((psk.field.clone(), hex_lower(&digest[from..end])));
+    }
+    let signed = sign(&fill(&recipe.sign.content, &vars), secret);
+    fields.push((recipe.sign.field.clone(), signed.clone()));
+    vars.insert("sign", signed);
+    let uses = |name: &str| {
+        let p = format!("{{{name}}}");
+        recipe.sign.content.contains(&p) || recipe.fields.values().any(|t| t.contains(&p))
+    };
+    let steps = if req.mode == "dynamic" {
+        recipe.dynamic_steps.iter().map(|s| fill(s, &vars)).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Credentials {
+        protocol: req.protocol.clone(),
+        secure_mode: req.mode.clone(),
+        secure_mode_value: mode.value,
+        timestamp: uses("timestamp").then_some(req.timestamp),
+        lifetime,
+        fields,
+        request: recipe.request.as_ref().map(|r| AuthRequest {
+            method: r.method.clone(),
+            path: fill(&r.path, &vars),
+            body: fill(&r.body, &vars),
+        }),
+        steps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::load_embedded;
+
+    fn field<'a>(c: &'a Credentials, name: &str) -> &'a str {
+        c.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn request(protocol: &str, pk: &str, dk: &str, mode: &str) -> CredentialRequest {
+        CredentialRequest {
+            protocol: protocol.into(),
+            product_key: pk.into(),
+            device_key: dk.into(),
+            mode: mode.into(),
+            client_id: None,
+            timestamp: 0,
+            lifetime: None,
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s} {s:?}"), "(redacted) (redacted)");
+    }
+
+    #[test]
+    fn fill_leaves_unknown_placeholders() {
+        let vars = BTreeMap::from([("pk", "P".to_string())]);
+        assert_eq!(fill("/sys/{pk}/{dk}", &vars), "/sys/P/{dk}");
+    }
+
+    #[test]
+    fn psk_key_is_bytes_8_to_23_of_the_secret_digest() {
+        // python3: hashlib.sha256(b"abcdefg").digest()[8:24].hex()
+        let caps = load_embedded().expect("valid");
+        let c = compute(
+            &caps,
+            &request("coap", "654321", "test", "static"),
+            &Secret::new("abcdefg".into()),
+        )
+        .expect("computes");
+        assert_eq!(field(&c, "psk_key"), "f5b79b5fb0803061152a44f92b37e23c");
+        assert_eq!(field(&c, "psk_identity"), "654321,test,2,3600");
+    }
+
+    #[test]
+    fn http_refuses_dynamic_mode_and_coap_checks_lifetime() {
+        let caps = load_embedded().expect("valid");
+        let secret = Secret::new("x".into());
+        let err = compute(&caps, &request("http", "p", "d", "dynamic"), &secret).expect_err("static only");
+        assert!(err.to_string().contains("supports static"), "{err}");
+        let mut req = request("coap", "p", "d", "static");
+        req.lifetime = Some(10);
+        let err = compute(&caps, &req, &secret).expect_err("too short");
+        assert!(err.to_string().contains("30 to 86400"), "{err}");
+    }
+}
