@@ -38,7 +38,7 @@ pub enum Error {
     Usage(String),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
-    #[error("interrupted")]
+    #[error("interrupted at the prompt; nothing was saved")]
     Interrupted,
 }
 

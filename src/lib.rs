@@ -10,5 +10,6 @@ pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod plan;
+pub mod questionnaire;
 pub mod render;
 pub mod source;

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch: each command is a small function that loads the
 //! capabilities, turns flags into domain values, calls the library and renders the result.
 
+mod ask;
 mod credentials;
 mod data;
 mod plan;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Recommend how a device connects, from its answers and needs
     #[command(after_help = EXIT_CODES_HELP)]
     Recommend(RecommendArgs),
+    /// Answer the questions interactively and get a recommendation
+    #[command(after_help = EXIT_CODES_HELP)]
+    Ask(AskArgs),
     /// Turn the recommendation into endpoints, ports, authentication, topics and a probe command
     #[command(after_help = EXIT_CODES_HELP)]
     Plan(PlanArgs),
@@ -76,6 +80,15 @@ pub struct AnswerArgs {
 pub struct RecommendArgs {
     #[command(flatten)]
     pub answers: AnswerArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// Save the answers to this TOML file (replay with `recommend --answers FILE`)
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
 }
@@ -191,6 +204,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            if matches!(e, Error::Interrupted) {
+                restore_terminal();
+            }
             if !e.is_quiet() {
                 eprintln!("enos-connect: error: {e}");
             }
@@ -203,6 +219,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let interactive = interactive(cli.no_input);
     match cli.command {
         Command::Recommend(args) => recommend::run(&load(&cli.capabilities)?, &args, interactive),
+        Command::Ask(args) => ask::run(&load(&cli.capabilities)?, &args, interactive),
         Command::Plan(args) => plan::run(&load(&cli.capabilities)?, &args, interactive),
         Command::Credentials(args) => credentials::run(&load(&cli.capabilities)?, &args, interactive),
         Command::Compare(args) => data::compare(&load(&cli.capabilities)?, &args),
@@ -234,6 +251,15 @@ pub fn prompt_error(e: dialoguer::Error) -> Error {
     match e {
         dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => Error::Interrupted,
         dialoguer::Error::IO(io) => Error::Usage(format!("cannot prompt: {io}")),
+    }
+}
+
+/// Prompts hide the cursor while they draw; an interrupted prompt must give it back.
+fn restore_terminal() {
+    let term = console::Term::stderr();
+    if term.is_term() {
+        let _ = term.show_cursor();
+        let _ = term.write_line("");
     }
 }
 

@@ -7,6 +7,7 @@ use crate::answers::Answers;
 use crate::capabilities::Capabilities;
 use crate::engine::{self, EngineError};
 use crate::error::{Error, Result};
+use crate::questionnaire;
 use crate::render::{Format, json, markdown, table};
 
 pub fn run(caps: &Capabilities, args: &RecommendArgs, interactive: bool) -> Result<ExitCode> {
@@ -28,7 +29,9 @@ pub fn gather(caps: &Capabilities, args: &AnswerArgs, interactive: bool) -> Resu
         None => Answers::default(),
     };
     answers.apply_flags(caps, &args.answer, &args.need)?;
-    let _ = interactive;
+    if interactive && !engine::missing(caps, &answers).is_empty() {
+        questionnaire::ask(caps, &mut answers, true)?;
+    }
     Ok(answers)
 }
 

@@ -1,0 +1,169 @@
+//! The interactive questionnaire: the only code that reads the terminal for answers. Prompts
+//! come from the questions in the capabilities, and the engine decides what to ask next, so a
+//! question that can no longer change the outcome is never asked.
+
+use std::io::Write;
+
+use dialoguer::{Confirm, MultiSelect, Select, theme::ColorfulTheme};
+
+use crate::answers::Answers;
+use crate::capabilities::{Capabilities, Question};
+use crate::engine::{self, Pending, Step};
+use crate::error::{Error, Result};
+
+/// What the questionnaire did: the questions it asked and whether it asked for the needs.
+#[derive(Debug, Default)]
+pub struct Asked {
+    pub questions: Vec<String>,
+    pub needs: bool,
+}
+
+impl Asked {
+    /// The question ids (and `needs`) that were never asked because they could not change the
+    /// outcome.
+    pub fn skipped(&self, caps: &Capabilities, answers: &Answers) -> Vec<String> {
+        let mut skipped: Vec<String> = caps
+            .question_ids()
+            .filter(|q| !self.questions.iter().any(|a| a == q) && !answers.values.contains_key(*q))
+            .map(str::to_string)
+            .collect();
+        if !self.needs && answers.needs.is_none() {
+            skipped.push("needs".into());
+        }
+        skipped
+    }
+}
+
+/// Ask until the engine can decide. With `use_defaults`, only questions without a default are
+/// asked (filling in what `recommend` is missing); without, every question the flow reaches is
+/// asked, starting on its default.
+pub fn ask(caps: &Capabilities, answers: &mut Answers, use_defaults: bool) -> Result<Asked> {
+    let _guard = InterruptGuard::install();
+    let mut asked = Asked::default();
+    // Each round answers one pending item; the flow has finitely many, so this ends.
+    for _ in 0..=caps.questions.len() + 1 {
+        match engine::walk(caps, answers, use_defaults)? {
+            Step::Decided(_) => return Ok(asked),
+            Step::Ask(Pending::Question(id)) => {
+                let q = caps
+                    .question(&id)
+                    .ok_or_else(|| Error::Usage(format!("the flow asks unknown question `{id}`")))?;
+                let value = prompt_question(q)?;
+                answers.set(caps, &id, &value, "prompt")?;
+                asked.questions.push(id);
+            }
+            Step::Ask(Pending::Needs) => {
+                let needs = prompt_needs(caps)?;
+                answers.needs = Some(Vec::new());
+                answers.add_needs(caps, needs.iter().map(String::as_str), "prompt")?;
+                asked.needs = true;
+            }
+        }
+    }
+    Err(Error::Usage("the questionnaire did not reach a decision".into()))
+}
+
+fn theme() -> ColorfulTheme {
+    ColorfulTheme::default()
+}
+
+fn help_line(text: &str) {
+    let style = console::Style::new().dim();
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "{}", style.apply_to(format!("  ? {text}")));
+}
+
+fn is_yes_no(q: &Question) -> bool {
+    let mut values: Vec<&str> = q.values().collect();
+    values.sort_unstable();
+    values == ["no", "yes"]
+}
+
+fn prompt_question(q: &Question) -> Result<String> {
+    help_line(&q.help);
+    if is_yes_no(q) {
+        let theme = theme();
+        let mut c = Confirm::with_theme(&theme).with_prompt(&q.prompt);
+        if let Some(d) = &q.default {
+            c = c.default(d == "yes");
+        }
+        let answer = c
+            .interact_opt()
+            .map_err(crate::cli::prompt_error)?
+            .ok_or(Error::Interrupted)?;
+        return Ok(if answer { "yes" } else { "no" }.to_string());
+    }
+    let labels: Vec<String> = q
+        .choices
+        .iter()
+        .map(|c| format!("{} ({})", c.label, c.value))
+        .collect();
+    let start = q
+        .default
+        .as_ref()
+        .and_then(|d| q.choices.iter().position(|c| &c.value == d))
+        .unwrap_or(0);
+    let index = Select::with_theme(&theme())
+        .with_prompt(&q.prompt)
+        .items(&labels)
+        .default(start)
+        .interact_opt()
+        .map_err(crate::cli::prompt_error)?
+        .ok_or(Error::Interrupted)?;
+    Ok(q.choices[index].value.clone())
+}
+
+fn prompt_needs(caps: &Capabilities) -> Result<Vec<String>> {
+    help_line("Space ticks a feature, Enter confirms; brackets show the protocols that support it.");
+    let labels: Vec<String> = caps
+        .features
+        .iter()
+        .map(|f| {
+            let by: Vec<&str> = caps
+                .protocols
+                .iter()
+                .filter(|p| f.support_for(&p.id).covers())
+                .map(|p| p.title.as_str())
+                .collect();
+            format!("{} ({}) [{}]", f.title, f.id, by.join(", "))
+        })
+        .collect();
+    let picked = MultiSelect::with_theme(&theme())
+        .with_prompt("Which platform features does the device need?")
+        .items(&labels)
+        .interact_opt()
+        .map_err(crate::cli::prompt_error)?
+        .ok_or(Error::Interrupted)?;
+    Ok(picked.into_iter().map(|i| caps.features[i].id.clone()).collect())
+}
+
+/// While prompting, Ctrl-C (which the terminal library re-raises as SIGINT) restores the cursor
+/// and exits with 130 instead of dying with the cursor hidden.
+struct InterruptGuard(Option<signal_hook::iterator::Handle>);
+
+impl InterruptGuard {
+    fn install() -> Self {
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]) else {
+            return InterruptGuard(None);
+        };
+        let handle = signals.handle();
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                let term = console::Term::stderr();
+                let _ = term.show_cursor();
+                let _ = term.write_line("");
+                let _ = writeln!(std::io::stderr(), "enos-connect: interrupted; nothing was saved");
+                std::process::exit(130);
+            }
+        });
+        InterruptGuard(Some(handle))
+    }
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.close();
+        }
+    }
+}
