@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, json_of};
+use common::{OkStdout, bin, json_of};
 use expectrl::session::OsSession as Session;
 use expectrl::{Eof, Expect};
 
@@ -101,11 +101,7 @@ fn ask_walks_the_questions_saves_the_answers_and_recommend_replays_them() {
     }
     let replay = bin()
         .args(["recommend", "--format", "json", "--answers", saved_str])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .ok_stdout();
     assert_eq!(json_of(&replay), shown, "the replay gives the identical JSON");
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, json_of, strings};
+use common::{OkStdout, bin, json_of, strings};
 use enos_connect::capabilities::EMBEDDED;
 use predicates::prelude::*;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 fn recommend_json(args: &[&str]) -> serde_json::Value {
     let mut cmd = bin();
     cmd.arg("recommend").args(args).args(["--format", "json"]);
-    let out = cmd.assert().success().get_output().stdout.clone();
+    let out = cmd.ok_stdout();
     json_of(&out)
 }
 
@@ -383,11 +383,7 @@ fn a_replaced_capabilities_file_changes_the_decision_and_the_picture() {
             "enos_version=3",
         ])
         .env("ENOS_CONNECT_CAPABILITIES", &file)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .ok_stdout();
     assert_eq!(json_of(&out)["recommendation"], "coap");
     bin()
         .args(["flow", "--capabilities"])
@@ -405,13 +401,7 @@ fn compare_marks_needed_rows_and_shows_security() {
         .success()
         .stdout(predicate::str::contains("* ").and(predicate::str::contains("Firmware OTA update (ota)")))
         .stdout(predicate::str::contains("Security").and(predicate::str::contains("pre-shared key")));
-    let out = bin()
-        .args(["compare", "--need", "ota", "-f", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = bin().args(["compare", "--need", "ota", "-f", "json"]).ok_stdout();
     let v = json_of(&out);
     let features = v["features"].as_array().expect("features");
     assert_eq!(features.len(), 11);
@@ -434,13 +424,7 @@ fn compare_marks_needed_rows_and_shows_security() {
 #[test]
 fn flow_is_drawn_from_the_data_in_every_format() {
     let caps = common::caps();
-    let mermaid = bin()
-        .args(["flow", "--format", "mermaid"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let mermaid = bin().args(["flow", "--format", "mermaid"]).ok_stdout();
     let mermaid = String::from_utf8_lossy(&mermaid);
     assert!(mermaid.starts_with("flowchart TD"));
     for e in &caps.flow.edges {
@@ -449,13 +433,7 @@ fn flow_is_drawn_from_the_data_in_every_format() {
             "{e:?}"
         );
     }
-    let dot = bin()
-        .args(["flow", "--format", "dot"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let dot = bin().args(["flow", "--format", "dot"]).ok_stdout();
     let dot = String::from_utf8_lossy(&dot);
     assert!(dot.starts_with("digraph") && dot.trim_end().ends_with('}'));
     assert_eq!(dot.matches(" -> ").count(), caps.flow.edges.len());
@@ -475,13 +453,7 @@ fn questions_list_ids_values_and_features() {
         predicate::str::contains("tcp | udp | both | none")
             .and(predicate::str::contains("subdevice_management")),
     );
-    let out = bin()
-        .args(["questions", "-f", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = bin().args(["questions", "-f", "json"]).ok_stdout();
     let v = json_of(&out);
     let ids: Vec<&str> = v["questions"]
         .as_array()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, json_of};
+use common::{OkStdout, bin, json_of};
 use predicates::prelude::*;
 
 fn creds_json(args: &[&str], env: (&str, &str)) -> serde_json::Value {
@@ -12,11 +12,7 @@ fn creds_json(args: &[&str], env: (&str, &str)) -> serde_json::Value {
         .args(args)
         .args(["--format", "json"])
         .env(env.0, env.1)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .ok_stdout();
     json_of(&out)
 }
 
@@ -166,11 +162,7 @@ fn the_secret_file_is_read_and_wins_over_the_environment() {
         ])
         .arg(&file)
         .env("ENOS_DEVICE_SECRET", "something-else")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .ok_stdout();
     assert_eq!(
         json_of(&out)["sign"],
         "16404832B8978A5E6C372FECB4160DBAD69F408AAD5F499EE557AD826177A048"
@@ -220,13 +212,7 @@ fn there_is_no_flag_that_takes_a_secret() {
         ])
         .assert()
         .code(2);
-    let help = bin()
-        .args(["credentials", "--help"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let help = bin().args(["credentials", "--help"]).ok_stdout();
     let help = String::from_utf8_lossy(&help);
     assert!(
         help.contains("--secret-file") && help.contains("never from an argument"),

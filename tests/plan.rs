@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, json_of, strings};
+use common::{OkStdout, bin, json_of, strings};
 use predicates::prelude::*;
 
 const MQTT: &[&str] = &[
@@ -75,11 +75,7 @@ fn plan_json(args: &[&str], extra: &[&str]) -> serde_json::Value {
         .args(args)
         .args(extra)
         .args(["-f", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .ok_stdout();
     json_of(&out)
 }
 
@@ -89,11 +85,7 @@ fn plan_text(args: &[&str], extra: &[&str], format: &str) -> String {
         .args(args)
         .args(extra)
         .args(["-f", format])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .ok_stdout();
     String::from_utf8_lossy(&out).into_owned()
 }
 

@@ -39,3 +39,14 @@ pub fn strings(v: &serde_json::Value) -> Vec<String> {
         .map(|x| x.as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// The stdout of a command that must succeed.
+pub trait OkStdout {
+    fn ok_stdout(&mut self) -> Vec<u8>;
+}
+
+impl OkStdout for Command {
+    fn ok_stdout(&mut self) -> Vec<u8> {
+        self.assert().success().get_output().stdout.clone()
+    }
+}
