@@ -27,6 +27,11 @@ impl Secret {
         &self.0
     }
 
+    /// The value, for a protocol field that carries it as it is (an MQTT password).
+    pub fn expose_for_login(&self) -> &str {
+        &self.0
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

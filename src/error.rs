@@ -3,8 +3,9 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success |
-//! | 1    | a probe reached the endpoint and it failed the check (reserved for `probe`) |
+//! | 1    | a probe failed: refused, TLS, authentication, protocol or I/O error |
 //! | 2    | usage or input error: bad flag, bad answers, bad capabilities file, missing answers |
+//! | 3    | a probe timed out |
 //! | 130  | interrupted (Ctrl-C or Esc in a prompt) |
 
 use std::process::ExitCode;
@@ -16,14 +17,16 @@ use crate::engine::EngineError;
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_TIMEOUT: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// The exit codes as shown in `--help` and the README.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
-  1    a probe reached the endpoint and it failed (reserved for `probe`)
+  1    a probe failed (refused, TLS, authentication, protocol or I/O error)
   2    usage or input error (bad flag, answers, capabilities file; missing answers)
+  3    a probe timed out
   130  interrupted (Ctrl-C or Esc at a prompt)";
 
 #[derive(Debug, thiserror::Error)]

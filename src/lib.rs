@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod plan;
+pub mod probe;
 pub mod questionnaire;
 pub mod render;
 pub mod source;

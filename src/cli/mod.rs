@@ -5,6 +5,7 @@ mod ask;
 mod credentials;
 mod data;
 mod plan;
+mod probe;
 mod recommend;
 
 use std::io::Write;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Compute EnOS login material (MQTT login, HTTP sign, CoAP PSK) from a secret
     #[command(after_help = EXIT_CODES_HELP)]
     Credentials(CredentialsArgs),
+    /// Prove a connection: resolve, connect, TLS, protocol handshake and a message, timed
+    #[command(after_help = EXIT_CODES_HELP)]
+    Probe(Box<ProbeArgs>),
     /// Show the protocol comparison table
     Compare(CompareArgs),
     /// Draw the decision flow
@@ -112,6 +116,90 @@ pub struct PlanArgs {
     /// The device's device key
     #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
     pub device_key: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// mqtt://, mqtts://, coap://, http:// or https:// HOST[:PORT][/PATH]; the port defaults to
+    /// the EnOS port of the scheme
+    #[arg(value_name = "URL", required_unless_present = "plan")]
+    pub url: Option<String>,
+    /// Probe every protocol of the plan made from the answers (with --env/--domain or --host)
+    #[arg(long, conflicts_with = "url")]
+    pub plan: bool,
+    #[command(flatten)]
+    pub answers: AnswerArgs,
+    /// EnOS environment for --plan, for example eu2
+    #[arg(long, value_name = "ENV", env = "ENOS_CONNECT_ENV")]
+    pub env: Option<String>,
+    /// EnOS domain for --plan [default: envisioniot.com]
+    #[arg(long, value_name = "DOMAIN", env = "ENOS_CONNECT_DOMAIN")]
+    pub domain: Option<String>,
+    /// Host for every protocol of --plan
+    #[arg(long, value_name = "HOST", env = "ENOS_CONNECT_HOST")]
+    pub host: Option<String>,
+    /// Bound on the whole probe, in seconds
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        env = "ENOS_CONNECT_TIMEOUT"
+    )]
+    pub timeout: f64,
+    /// Log each step (addresses tried, retransmissions, packets) to stderr
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Log in with this user name; the password comes from ENOS_CONNECT_PASSWORD
+    #[arg(long, value_name = "USER", env = "ENOS_CONNECT_USERNAME")]
+    pub username: Option<String>,
+    /// MQTT client id (with EnOS keys: the id inside the EnOS client id) [default: random]
+    #[arg(long, value_name = "ID", env = "ENOS_CONNECT_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// EnOS product key: log in with the EnOS login built from the secret
+    #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
+    pub product_key: Option<String>,
+    /// EnOS device key
+    #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
+    pub device_key: Option<String>,
+    /// static: device secret (ENOS_DEVICE_SECRET); dynamic: product secret (ENOS_PRODUCT_SECRET)
+    #[arg(long, value_enum, default_value_t = SecureModeArg::Static, env = "ENOS_CONNECT_SECURE_MODE")]
+    pub secure_mode: SecureModeArg,
+    /// Read the secret from the first line of this file
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Timestamp of the EnOS login in milliseconds [default: now]
+    #[arg(long, value_name = "MS")]
+    pub timestamp: Option<u64>,
+    /// MQTT: publish one message to TOPIC and wait for its acknowledgement (QoS 1)
+    #[arg(long, value_name = "TOPIC")]
+    pub publish: Option<String>,
+    /// MQTT: subscribe to TOPIC, publish to it, and time the message coming back
+    #[arg(long, value_name = "TOPIC", num_args = 0..=1, default_missing_value = "")]
+    pub roundtrip: Option<String>,
+    /// MQTT QoS of the message
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
+    /// Message or request body
+    #[arg(long, value_name = "TEXT")]
+    pub payload: Option<String>,
+    /// HTTP or CoAP method [default: GET, or POST with a payload]
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// CA certificate (PEM) that signs the server certificate [default: the system's]
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for two-way TLS
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM) for two-way TLS
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Do not check the server certificate (the connection is still encrypted)
+    #[arg(long)]
+    pub insecure: bool,
+    /// Output format
     #[command(flatten)]
     pub format: FormatArgs,
 }
@@ -220,6 +308,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Recommend(args) => recommend::run(&load(&cli.capabilities)?, &args, interactive),
         Command::Ask(args) => ask::run(&load(&cli.capabilities)?, &args, interactive),
+        Command::Probe(args) => probe::run(&load(&cli.capabilities)?, &args, interactive),
         Command::Plan(args) => plan::run(&load(&cli.capabilities)?, &args, interactive),
         Command::Credentials(args) => credentials::run(&load(&cli.capabilities)?, &args, interactive),
         Command::Compare(args) => data::compare(&load(&cli.capabilities)?, &args),

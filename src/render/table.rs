@@ -247,3 +247,33 @@ pub fn credentials(c: &crate::credentials::Credentials) -> String {
     }
     out
 }
+
+pub fn probe(r: &crate::probe::ProbeReport) -> String {
+    let verdict = if r.ok { "ok" } else { "FAILED" };
+    let address = r
+        .address
+        .as_deref()
+        .map(|a| format!(" via {a}"))
+        .unwrap_or_default();
+    let mut out = format!("{verdict}: {} {}{address}\n", r.protocol, r.target);
+    if let Some(e) = &r.error {
+        out.push_str(&format!(
+            "  error ({}) at {}: {}\n",
+            e.kind.as_str(),
+            e.stage,
+            e.message
+        ));
+    }
+    for s in &r.stages {
+        out.push_str(&format!("  {:<10} {:>10.3} ms\n", s.name, s.ms));
+    }
+    if !r.details.is_empty() {
+        let list: Vec<String> = r
+            .details
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+            .collect();
+        out.push_str(&format!("  {}\n", list.join(", ")));
+    }
+    out
+}

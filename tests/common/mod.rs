@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use assert_cmd::Command;
 use enos_connect::answers::Answers;
 use enos_connect::capabilities::{Capabilities, load_embedded};

@@ -1,0 +1,155 @@
+//! `probe`: parse the target and options, run the probe on a small tokio runtime, print the
+//! report, and turn the outcome into the exit code (0 ok, 1 failed, 3 timed out).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{ProbeArgs, emit, recommend};
+use crate::capabilities::Capabilities;
+use crate::credentials::Secret;
+use crate::error::{EXIT_FAILED, EXIT_TIMEOUT, Error, Result};
+use crate::plan::{self, DEFAULT_DOMAIN};
+use crate::probe::{self, Login, ProbeOptions, ProbeReport, Target, tls::TlsOptions};
+use crate::render::{Format, json, table};
+
+pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<ExitCode> {
+    let targets = targets(caps, args, interactive)?;
+    if targets.iter().any(|t| t.scheme == "coaps") {
+        return Err(Error::Usage(
+            "coaps:// (DTLS-PSK) is not supported by this build yet\n  = help: probe coap:// for plain CoAP"
+                .into(),
+        ));
+    }
+    let opts = options(caps, args, interactive)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+    let reports: Vec<ProbeReport> = runtime.block_on(async { futures_join(caps, &targets, &opts).await });
+    let text = match args.format.format {
+        Format::Json if reports.len() == 1 => json::to_string(&reports[0]),
+        Format::Json => json::to_string(&serde_json::json!({
+            "ok": reports.iter().all(|r| r.ok),
+            "probes": reports,
+        })),
+        Format::Table | Format::Markdown => reports.iter().map(table::probe).collect::<Vec<_>>().join("\n"),
+    };
+    emit(&text)?;
+    Ok(ExitCode::from(if reports.iter().all(|r| r.ok) {
+        0
+    } else if reports.iter().any(ProbeReport::timed_out) {
+        EXIT_TIMEOUT
+    } else {
+        EXIT_FAILED
+    }))
+}
+
+async fn futures_join(caps: &Capabilities, targets: &[Target], opts: &ProbeOptions) -> Vec<ProbeReport> {
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        out.push(probe::run(caps, t, opts).await);
+    }
+    out
+}
+
+/// The URL given, or with --plan the smoke-test URL of every protocol in the plan.
+fn targets(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<Vec<Target>> {
+    let parse = |url: &str| Target::parse(caps, url).map_err(|e| Error::Usage(format!("probe URL: {e}")));
+    if !args.plan {
+        let url = args.url.as_deref().ok_or_else(|| {
+            Error::Usage(
+                "probe needs a URL, such as mqtt://HOST:11883, or --plan with the plan's answers".into(),
+            )
+        })?;
+        return Ok(vec![parse(url)?]);
+    }
+    let answers = recommend::gather(caps, &args.answers, interactive)?;
+    let decision = recommend::decide(caps, &answers)?;
+    let target = plan::Target {
+        env: args.env.clone(),
+        domain: args.domain.clone().unwrap_or_else(|| DEFAULT_DOMAIN.to_string()),
+        host: args.host.clone(),
+        product_key: args.product_key.clone(),
+        device_key: args.device_key.clone(),
+    };
+    let p = plan::plan(caps, &decision, &target);
+    if p.protocols.is_empty() {
+        return Err(Error::Usage(format!(
+            "the plan recommends {}, which has no endpoint to probe",
+            p.recommendation
+        )));
+    }
+    p.protocols
+        .iter()
+        .map(|pp| {
+            let url = pp.ports.iter().find(|x| x.security != "none").or(pp.ports.first()).map(|x| x.url.clone());
+            let url = url.unwrap_or_default();
+            if url.contains('{') {
+                return Err(Error::Usage(format!(
+                    "the plan's endpoint `{url}` has placeholders\n  = help: give --env (and --domain) or --host"
+                )));
+            }
+            parse(&url)
+        })
+        .collect()
+}
+
+fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<ProbeOptions> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 3600.0) {
+        return Err(Error::Usage(format!(
+            "--timeout {}: give seconds between 0 and 3600",
+            args.timeout
+        )));
+    }
+    let login = match (&args.product_key, &args.device_key, &args.username) {
+        (Some(pk), Some(dk), _) => {
+            let mode = args.secure_mode.as_str();
+            let secret =
+                super::credentials::read_secret(caps, mode, args.secret_file.as_deref(), interactive)?;
+            Login::Enos {
+                product_key: pk.clone(),
+                device_key: dk.clone(),
+                mode: mode.to_string(),
+                secret,
+                timestamp: args.timestamp.unwrap_or_else(super::credentials::now_ms),
+                client_id: args.client_id.clone(),
+            }
+        }
+        (Some(_), None, _) | (None, Some(_), _) => {
+            return Err(Error::Usage("--product-key and --device-key go together".into()));
+        }
+        (None, None, Some(user)) => Login::Plain {
+            username: user.clone(),
+            password: std::env::var("ENOS_CONNECT_PASSWORD").ok().map(Secret::new),
+        },
+        (None, None, None) => Login::None,
+    };
+    let tls = TlsOptions {
+        ca: args.ca.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        insecure: args.insecure,
+    };
+    // Catch unreadable CA or key files as input errors, before any traffic.
+    probe::tls::client_config(&tls, &[]).map_err(Error::Usage)?;
+    let roundtrip = args.roundtrip.as_ref().map(|t| {
+        if t.is_empty() {
+            format!("enos-connect/probe/{:08x}", probe::random_u64() as u32)
+        } else {
+            t.clone()
+        }
+    });
+    Ok(ProbeOptions {
+        timeout: Duration::from_secs_f64(args.timeout),
+        verbose: args.verbose,
+        login,
+        client_id: args.client_id.clone(),
+        tls,
+        publish: args.publish.clone(),
+        roundtrip,
+        qos: args.qos,
+        payload: args.payload.clone().map(String::into_bytes),
+        method: args.method.clone(),
+        psk: None,
+    })
+}

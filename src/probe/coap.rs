@@ -1,0 +1,234 @@
+//! CoAP probe over a connected UDP socket (so an ICMP port-unreachable surfaces as "refused").
+//! No path: a CoAP ping (an empty confirmable message, answered by a reset). A path: a GET, or
+//! the method given. Retransmission follows RFC 7252 4.8: ACK_TIMEOUT 2 s times a random factor
+//! up to 1.5, doubling, MAX_RETRANSMIT 4, all inside the probe's deadline.
+
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+use tokio::net::UdpSocket;
+
+use super::{ErrorKind, Failure, ProbeOptions, Recorder, Target, left, random_u64, resolve};
+use crate::capabilities::Capabilities;
+
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+const ACK_RANDOM_FACTOR: f64 = 1.5;
+const MAX_RETRANSMIT: u32 = 4;
+
+fn code_text(class: MessageClass) -> String {
+    let raw: u8 = class.into();
+    format!("{}.{:02}", raw >> 5, raw & 0x1f)
+}
+
+fn request(target: &Target, opts: &ProbeOptions, mid: u16, token: &[u8]) -> Result<Packet, Failure> {
+    let mut p = Packet::new();
+    p.header.set_version(1);
+    p.header.set_type(MessageType::Confirmable);
+    p.header.message_id = mid;
+    let path = target.path.trim_matches('/');
+    if path.is_empty() && opts.method.is_none() {
+        p.header.code = MessageClass::Empty;
+        return Ok(p);
+    }
+    let method = match opts
+        .method
+        .as_deref()
+        .unwrap_or("get")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "get" => RequestType::Get,
+        "post" => RequestType::Post,
+        "put" => RequestType::Put,
+        "delete" => RequestType::Delete,
+        other => {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("CoAP has no method `{other}`"),
+            ));
+        }
+    };
+    p.header.code = MessageClass::Request(method);
+    p.set_token(token.to_vec());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        p.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+    }
+    p.payload = opts.payload.clone().unwrap_or_default();
+    Ok(p)
+}
+
+pub async fn probe(
+    _caps: &Capabilities,
+    target: &Target,
+    opts: &ProbeOptions,
+    rec: &mut Recorder,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    let addrs = resolve(rec, target).await?;
+    rec.begin("connect");
+    let addr = addrs[0];
+    rec.address = Some(addr);
+    let local = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+    let sock = UdpSocket::bind(local).await.map_err(|e| Failure::io(&e))?;
+    sock.connect(addr).await.map_err(|e| Failure::io(&e))?;
+    rec.end();
+
+    rec.begin("handshake");
+    let rand = random_u64();
+    let mid = rand as u16;
+    let token = ((rand >> 16) as u32).to_be_bytes();
+    let packet = request(target, opts, mid, &token)?;
+    let ping = packet.header.code == MessageClass::Empty;
+    let bytes = packet
+        .to_bytes()
+        .map_err(|e| Failure::new(ErrorKind::Protocol, format!("cannot encode the request: {e:?}")))?;
+    let factor = 1.0 + (((rand >> 48) as f64) / 65535.0) * (ACK_RANDOM_FACTOR - 1.0);
+    let mut wait = ACK_TIMEOUT.mul_f64(factor);
+    let mut buf = vec![0u8; 65536];
+    let mut acked_empty = false;
+    let mut attempts = 0;
+    loop {
+        if !acked_empty {
+            attempts += 1;
+            rec.detail("attempts", attempts);
+            sock.send(&bytes).await.map_err(|e| Failure::io(&e))?;
+            rec.note(&format!(
+                "sent {} (attempt {attempts}, next wait {:.2} s)",
+                if ping { "ping" } else { "request" },
+                wait.as_secs_f64()
+            ));
+        }
+        let until = if acked_empty {
+            deadline
+        } else {
+            (Instant::now() + wait).min(deadline)
+        };
+        match receive(&sock, &mut buf, until, mid, &token, rec).await? {
+            Some(Reply::Reset) if ping => {
+                rec.detail("reply", "reset (pong)");
+                rec.end();
+                return Ok(());
+            }
+            Some(Reply::Reset) => {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    "the server reset the request (RST): it did not understand it",
+                ));
+            }
+            Some(Reply::EmptyAck) if ping => {
+                rec.detail("reply", "empty acknowledgement");
+                rec.end();
+                return Ok(());
+            }
+            Some(Reply::EmptyAck) => {
+                rec.note("empty ACK: the response will come separately");
+                acked_empty = true;
+            }
+            Some(Reply::Response(p)) => {
+                let code = code_text(p.header.code);
+                rec.detail("code", code.clone());
+                rec.detail("payload_bytes", p.payload.len());
+                if !p.payload.is_empty() {
+                    let text = String::from_utf8_lossy(&p.payload[..p.payload.len().min(200)]).into_owned();
+                    rec.detail("payload", text);
+                }
+                if let MessageClass::Response(status) = p.header.code {
+                    let raw: u8 = p.header.code.into();
+                    if raw >> 5 != 2 {
+                        let kind = if matches!(raw, 0x81 | 0x83) {
+                            ErrorKind::Auth
+                        } else {
+                            ErrorKind::Protocol
+                        };
+                        return Err(Failure::new(
+                            kind,
+                            format!("the server answered {code} {status:?}"),
+                        ));
+                    }
+                }
+                rec.end();
+                return Ok(());
+            }
+            None => {
+                left(deadline)?;
+                if acked_empty || attempts > MAX_RETRANSMIT {
+                    return Err(Failure::new(
+                        ErrorKind::Timeout,
+                        format!("no answer after {attempts} transmissions (RFC 7252 retransmission)"),
+                    ));
+                }
+                wait *= 2;
+            }
+        }
+    }
+}
+
+enum Reply {
+    Reset,
+    EmptyAck,
+    Response(Packet),
+}
+
+/// Wait for a datagram that answers our message: the same message id (ACK or RST), or a
+/// separate response carrying our token. Anything else is noted and ignored.
+async fn receive(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    until: Instant,
+    mid: u16,
+    token: &[u8],
+    rec: &mut Recorder,
+) -> Result<Option<Reply>, Failure> {
+    loop {
+        let wait = until.saturating_duration_since(Instant::now());
+        let n = match tokio::time::timeout(wait, sock.recv(buf)).await {
+            Err(_) => return Ok(None),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(Failure::new(
+                    ErrorKind::Refused,
+                    "port unreachable: nothing listens on that UDP port",
+                ));
+            }
+            Ok(Err(e)) => return Err(Failure::io(&e)),
+            Ok(Ok(n)) => n,
+        };
+        let Ok(p) = Packet::from_bytes(&buf[..n]) else {
+            rec.note(&format!("ignored a malformed datagram of {n} bytes"));
+            continue;
+        };
+        let kind = p.header.get_type();
+        if p.header.message_id == mid && matches!(kind, MessageType::Reset) {
+            return Ok(Some(Reply::Reset));
+        }
+        if p.header.message_id == mid && matches!(kind, MessageType::Acknowledgement) {
+            if p.header.code == MessageClass::Empty {
+                return Ok(Some(Reply::EmptyAck));
+            }
+            if p.get_token() == token {
+                return Ok(Some(Reply::Response(p)));
+            }
+            rec.note("ignored an acknowledgement with our message id but another token");
+            continue;
+        }
+        if matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable)
+            && p.get_token() == token
+            && !token.is_empty()
+            && p.header.code != MessageClass::Empty
+        {
+            if matches!(kind, MessageType::Confirmable) {
+                let mut ack = Packet::new();
+                ack.header.set_version(1);
+                ack.header.set_type(MessageType::Acknowledgement);
+                ack.header.message_id = p.header.message_id;
+                if let Ok(bytes) = ack.to_bytes() {
+                    let _ = sock.send(&bytes).await;
+                }
+            }
+            return Ok(Some(Reply::Response(p)));
+        }
+        rec.note(&format!(
+            "ignored a {kind:?} with message id {} (waiting for {mid})",
+            p.header.message_id
+        ));
+    }
+}

@@ -1,0 +1,422 @@
+//! The live connectivity probe: one stage model for MQTT, CoAP and HTTP.
+//!
+//! Every probe runs `resolve`, `connect`, `tls` (where used), `handshake` and, where a message
+//! is sent, `roundtrip`, each timed, inside one overall deadline: it never hangs and never
+//! reconnects. A failure names its stage and one of the error kinds below.
+
+pub mod coap;
+pub mod http;
+pub mod mqtt;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::capabilities::Capabilities;
+use crate::credentials::Secret;
+
+/// Why a probe failed. The JSON `error.kind` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Resolve,
+    Refused,
+    Timeout,
+    Tls,
+    Auth,
+    Protocol,
+    Io,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Resolve => "resolve",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{stage}: {message}")]
+pub struct ProbeError {
+    pub kind: ErrorKind,
+    pub stage: &'static str,
+    pub message: String,
+}
+
+/// A failure inside a stage; the stage is filled in by the recorder.
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn io(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => {
+                Failure::new(ErrorKind::Refused, "connection refused: nothing listens there")
+            }
+            K::TimedOut | K::WouldBlock => Failure::new(ErrorKind::Timeout, format!("timed out: {e}")),
+            K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => Failure::new(
+                ErrorKind::Protocol,
+                format!("the peer closed the connection ({e})"),
+            ),
+            _ => Failure::new(ErrorKind::Io, e.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTiming {
+    pub name: &'static str,
+    pub ms: f64,
+}
+
+/// The result of one probe: the JSON object of `probe --format json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub ok: bool,
+    pub protocol: String,
+    pub target: String,
+    /// The address that answered (or was tried last).
+    pub address: Option<String>,
+    pub stages: Vec<StageTiming>,
+    pub error: Option<ProbeError>,
+    /// Protocol facts worth showing: CONNACK code, CoAP response code, HTTP status, attempts.
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ProbeReport {
+    pub fn timed_out(&self) -> bool {
+        self.error.as_ref().is_some_and(|e| e.kind == ErrorKind::Timeout)
+    }
+}
+
+/// Times stages as they happen; what it holds survives a timeout that drops the probe.
+pub struct Recorder {
+    started: Instant,
+    stage: &'static str,
+    stage_started: Instant,
+    pub stages: Vec<StageTiming>,
+    pub address: Option<SocketAddr>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+    pub verbose: bool,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+impl Recorder {
+    pub fn new(verbose: bool) -> Self {
+        let now = Instant::now();
+        Recorder {
+            started: now,
+            stage: "resolve",
+            stage_started: now,
+            stages: Vec::new(),
+            address: None,
+            details: serde_json::Map::new(),
+            verbose,
+        }
+    }
+
+    pub fn begin(&mut self, stage: &'static str) {
+        self.stage = stage;
+        self.stage_started = Instant::now();
+    }
+
+    pub fn end(&mut self) {
+        self.stages.push(StageTiming {
+            name: self.stage,
+            ms: ms(self.stage_started.elapsed()),
+        });
+    }
+
+    pub fn detail(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        self.details.insert(key.to_string(), value.into());
+    }
+
+    /// A line on stderr in --verbose mode: what happened and when.
+    pub fn note(&self, text: &str) {
+        if self.verbose {
+            eprintln!("[{:>9.3} ms] {}: {text}", ms(self.started.elapsed()), self.stage);
+        }
+    }
+
+    fn finish(mut self, protocol: &str, target: &str, result: Result<(), Failure>) -> ProbeReport {
+        let error = result.err().map(|f| ProbeError {
+            kind: f.kind,
+            stage: self.stage,
+            message: f.message,
+        });
+        if error.is_some() {
+            // The failing stage is timed too: how long a timeout or a refusal took matters.
+            self.end();
+        }
+        self.stages.push(StageTiming {
+            name: "total",
+            ms: ms(self.started.elapsed()),
+        });
+        ProbeReport {
+            ok: error.is_none(),
+            protocol: protocol.to_string(),
+            target: target.to_string(),
+            address: self.address.map(|a| a.to_string()),
+            stages: self.stages,
+            error,
+            details: self.details,
+        }
+    }
+}
+
+/// A probe target parsed from a URL: `scheme://host[:port][/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub scheme: String,
+    pub protocol: String,
+    pub secure: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl Target {
+    /// Parse a probe URL; the scheme picks the protocol and the default port comes from the
+    /// capabilities (the EnOS port of that scheme).
+    pub fn parse(caps: &Capabilities, url: &str) -> Result<Self, String> {
+        let schemes: Vec<String> = caps
+            .protocols
+            .iter()
+            .flat_map(|p| p.ports.iter().map(|x| x.scheme.clone()))
+            .collect();
+        let help = || {
+            format!(
+                "use one of {}, for example mqtt://127.0.0.1:11883",
+                schemes.join("://, ") + "://"
+            )
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("`{url}` has no scheme; {}", help()))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let (proto, port) = caps
+            .protocols
+            .iter()
+            .find_map(|p| p.ports.iter().find(|x| x.scheme == scheme).map(|x| (p, x)))
+            .ok_or_else(|| format!("unknown scheme `{scheme}://`; {}", help()))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err("credentials in the URL are not accepted: process lists and logs keep URLs; use --username with ENOS_CONNECT_PASSWORD, or --product-key/--device-key".into());
+        }
+        let (host, port_text) = if let Some(stripped) = authority.strip_prefix('[') {
+            let end = stripped
+                .find(']')
+                .ok_or_else(|| format!("`{url}`: unclosed `[` in an IPv6 address"))?;
+            let after = &stripped[end + 1..];
+            (&stripped[..end], after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("`{url}` has no host"));
+        }
+        let port = match port_text {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("`{p}` is not a port number (1-65535)"))?,
+            None => port.port,
+        };
+        if port == 0 {
+            return Err("port 0 cannot be probed".into());
+        }
+        Ok(Target {
+            scheme: scheme.clone(),
+            protocol: proto.id.clone(),
+            secure: port_security(caps, &scheme) != "none",
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{}://{host}:{}{}", self.scheme, self.port, self.path)
+    }
+}
+
+fn port_security(caps: &Capabilities, scheme: &str) -> String {
+    caps.protocols
+        .iter()
+        .flat_map(|p| p.ports.iter())
+        .find(|x| x.scheme == scheme)
+        .map_or("none".into(), |x| x.security.clone())
+}
+
+/// How to log in: nothing, a plain user name with a password, or the EnOS login.
+pub enum Login {
+    None,
+    Plain {
+        username: String,
+        password: Option<Secret>,
+    },
+    Enos {
+        product_key: String,
+        device_key: String,
+        mode: String,
+        secret: Secret,
+        timestamp: u64,
+        client_id: Option<String>,
+    },
+}
+
+pub struct ProbeOptions {
+    pub timeout: Duration,
+    pub verbose: bool,
+    pub login: Login,
+    pub client_id: Option<String>,
+    pub tls: tls::TlsOptions,
+    pub publish: Option<String>,
+    pub roundtrip: Option<String>,
+    pub qos: u8,
+    /// The message or body; each protocol has its own default when it is not given.
+    pub payload: Option<Vec<u8>>,
+    pub method: Option<String>,
+    pub psk: Option<(String, Secret)>,
+}
+
+/// Run one probe to completion or to its deadline.
+pub async fn run(caps: &Capabilities, target: &Target, opts: &ProbeOptions) -> ProbeReport {
+    let mut rec = Recorder::new(opts.verbose);
+    let deadline = Instant::now() + opts.timeout;
+    let result = tokio::time::timeout(opts.timeout, async {
+        match target.protocol.as_str() {
+            "mqtt" => mqtt::probe(caps, target, opts, &mut rec, deadline).await,
+            "coap" => coap::probe(caps, target, opts, &mut rec, deadline).await,
+            "http" => http::probe(caps, target, opts, &mut rec, deadline).await,
+            other => Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("no probe for protocol `{other}`"),
+            )),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Failure::new(
+            ErrorKind::Timeout,
+            format!("no answer within the {:.1} s timeout", opts.timeout.as_secs_f64()),
+        ))
+    });
+    rec.finish(&target.protocol, &target.url(), result)
+}
+
+/// Resolve the host: every address, in the order the resolver gives them.
+pub async fn resolve(rec: &mut Recorder, target: &Target) -> Result<Vec<SocketAddr>, Failure> {
+    rec.begin("resolve");
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| {
+            Failure::new(
+                ErrorKind::Resolve,
+                format!("cannot resolve `{}`: {e}", target.host),
+            )
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Failure::new(
+            ErrorKind::Resolve,
+            format!("`{}` resolves to no address", target.host),
+        ));
+    }
+    rec.note(&format!("{} -> {:?}", target.host, addrs));
+    rec.end();
+    Ok(addrs)
+}
+
+/// Connect over TCP address by address, as curl does; the first that accepts wins.
+pub async fn connect_tcp(
+    rec: &mut Recorder,
+    addrs: &[SocketAddr],
+    deadline: Instant,
+) -> Result<TcpStream, Failure> {
+    rec.begin("connect");
+    let mut last = Failure::new(ErrorKind::Io, "no address to connect to");
+    for (i, addr) in addrs.iter().enumerate() {
+        rec.address = Some(*addr);
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Leave the later addresses a share of the time, so one black-holed address cannot eat it all.
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
+        match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                rec.note(&format!("connected to {addr}"));
+                rec.end();
+                return Ok(stream);
+            }
+            Ok(Err(e)) => {
+                rec.note(&format!("{addr}: {e}"));
+                last = Failure::io(&e);
+                last.message = format!("{addr}: {}", last.message);
+            }
+            Err(_) => {
+                rec.note(&format!("{addr}: no answer"));
+                last = Failure::new(
+                    ErrorKind::Timeout,
+                    format!("{addr}: the TCP connection was not accepted in time"),
+                );
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Time left before the deadline, as an error when there is none.
+pub fn left(deadline: Instant) -> Result<Duration, Failure> {
+    let d = deadline.saturating_duration_since(Instant::now());
+    if d.is_zero() {
+        Err(Failure::new(ErrorKind::Timeout, "the timeout ran out"))
+    } else {
+        Ok(d)
+    }
+}
+
+/// A pseudo-random number for message ids, tokens and jitter (not for secrets).
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

@@ -1,0 +1,279 @@
+//! Real peers on loopback for the probe tests: rumqttd, a TLS front made with rcgen
+//! certificates, a CoAP server built on coap-lite, an HTTP/1.1 server, and scripted TCP peers
+//! for misbehaviour. Each binds port 0 or a free port chosen at run time.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An embedded rumqttd broker (MQTT 3.1.1). `auth` maps user names to passwords.
+/// rumqttd cannot report its port nor shut down: the threads live until the test process ends.
+pub fn broker(auth: &[(&str, &str)]) -> SocketAddr {
+    let port = free_port();
+    let auth_toml = if auth.is_empty() {
+        String::new()
+    } else {
+        let pairs: Vec<String> = auth.iter().map(|(u, p)| format!("{u:?} = {p:?}")).collect();
+        format!("auth = {{ {} }}\n", pairs.join(", "))
+    };
+    let cfg = format!(
+        r#"
+id = 0
+[router]
+id = 0
+max_connections = 1000
+max_outgoing_packet_count = 200
+max_segment_size = 1048576
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 5000
+max_payload_size = 20480
+max_inflight_count = 100
+dynamic_filters = true
+{auth_toml}"#
+    );
+    let config: rumqttd::Config = toml::from_str(&cfg).expect("rumqttd config");
+    thread::spawn(move || {
+        let _ = rumqttd::Broker::new(config).start();
+    });
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_for(addr);
+    addr
+}
+
+fn wait_for(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nothing listens on {addr}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A CA and a server certificate for `names`, written as PEM files.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+pub fn pki(names: &[&str], expired: bool) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "enos-connect test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let key = KeyPair::generate().expect("key");
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    }
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).expect("write ca");
+    let chain = vec![cert.der().clone()];
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .expect("server config");
+    Pki {
+        dir,
+        ca: ca_path,
+        server_config: Arc::new(server_config),
+    }
+}
+
+/// A TLS front: terminates TLS and relays the bytes to `backend` (a real broker or server).
+pub fn tls_front(config: Arc<rustls::ServerConfig>, backend: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let config = config.clone();
+            thread::spawn(move || relay_tls(config, stream, backend));
+        }
+    });
+    addr
+}
+
+fn relay_tls(config: Arc<rustls::ServerConfig>, stream: TcpStream, backend: SocketAddr) {
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    let Ok(mut back) = TcpStream::connect(backend) else {
+        return;
+    };
+    let _ = tls.sock.set_read_timeout(Some(Duration::from_millis(5)));
+    let _ = back.set_read_timeout(Some(Duration::from_millis(5)));
+    let mut buf = [0u8; 16384];
+    // A small poll loop: enough for one probe at a time, and simple to reason about.
+    for _ in 0..200_000 {
+        match tls.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if back.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+        match back.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tls.write_all(&buf[..n]).and_then(|()| tls.flush()).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// A TCP peer that runs `script` on every connection it accepts.
+pub fn tcp_peer(script: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let script = Arc::new(script);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let script = script.clone();
+            thread::spawn(move || script(stream));
+        }
+    });
+    addr
+}
+
+/// A minimal HTTP/1.1 server: `handler(method, path, body) -> (status line, headers, body)`.
+pub fn http_server(
+    handler: impl Fn(&str, &str, &[u8]) -> (String, Vec<(String, String)>, Vec<u8>) + Send + Sync + 'static,
+) -> SocketAddr {
+    tcp_peer(move |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut first = head.lines().next().unwrap_or_default().split(' ');
+        let (method, path) = (
+            first.next().unwrap_or_default().to_string(),
+            first.next().unwrap_or_default().to_string(),
+        );
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        let mut body = buf[head_end + 4..].to_vec();
+        while body.len() < len {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let (status, headers, out) = handler(&method, &path, &body);
+        let mut resp = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            out.len()
+        );
+        for (k, v) in headers {
+            resp.push_str(&format!("{k}: {v}\r\n"));
+        }
+        resp.push_str("\r\n");
+        let _ = s.write_all(resp.as_bytes());
+        let _ = s.write_all(&out);
+    })
+}
+
+/// A CoAP server on a UDP socket built with coap-lite: answers pings with RST, `GET /time`
+/// with 2.05 Content, other paths with 4.04. `silent` drops everything.
+pub fn coap_server(silent: bool) -> SocketAddr {
+    use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let addr = sock.local_addr().expect("addr");
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if silent {
+                continue;
+            }
+            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Packet::new();
+            reply.header.set_version(1);
+            reply.header.message_id = req.header.message_id;
+            if req.header.code == MessageClass::Empty {
+                reply.header.set_type(MessageType::Reset);
+            } else {
+                reply.header.set_type(MessageType::Acknowledgement);
+                reply.set_token(req.get_token().to_vec());
+                let path: Vec<String> = req
+                    .get_option(coap_lite::CoapOption::UriPath)
+                    .map(|segs| {
+                        segs.iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if path == ["time"] {
+                    reply.header.code = MessageClass::Response(ResponseType::Content);
+                    reply.payload = b"Nov 25 09:00:00".to_vec();
+                } else {
+                    reply.header.code = MessageClass::Response(ResponseType::NotFound);
+                }
+            }
+            if let Ok(bytes) = reply.to_bytes() {
+                let _ = sock.send_to(&bytes, from);
+            }
+        }
+    });
+    addr
+}

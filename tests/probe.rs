@@ -1,0 +1,465 @@
+//! `probe` against real peers on loopback: rumqttd (plain, behind TLS, with EnOS logins), a
+//! coap-lite CoAP server, an HTTP/1.1 server, and scripted misbehaving TCP peers. Each case
+//! checks the outcome, the failing stage and kind, the exit code, and that it stayed bounded.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::peers;
+use common::{bin, json_of};
+use enos_connect::capabilities::load_embedded;
+use enos_connect::credentials::{self, CredentialRequest, Secret};
+
+/// Runs `probe ARGS -f json` and returns (exit code, report, elapsed).
+fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value, Duration) {
+    let start = Instant::now();
+    let mut cmd = bin();
+    cmd.arg("probe").args(args).args(["-f", "json"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("runs");
+    let took = start.elapsed();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        out.stdout.starts_with(b"{"),
+        "no JSON (exit {code}): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, json_of(&out.stdout), took)
+}
+
+fn stage_names(v: &serde_json::Value) -> Vec<String> {
+    v["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .collect()
+}
+
+fn assert_ok(code: i32, v: &serde_json::Value) {
+    assert_eq!((code, &v["ok"]), (0, &serde_json::json!(true)), "{v:#}");
+    assert!(v["error"].is_null());
+    for s in v["stages"].as_array().expect("stages") {
+        assert!(s["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{s}");
+    }
+}
+
+fn assert_failed(code: i32, v: &serde_json::Value, kind: &str, stage: &str, words: &str) {
+    assert_eq!(v["ok"], false, "{v:#}");
+    assert_eq!(v["error"]["kind"], kind, "{v:#}");
+    assert_eq!(v["error"]["stage"], stage, "{v:#}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(words), "`{words}` not in `{message}`");
+    assert_eq!(code, if kind == "timeout" { 3 } else { 1 }, "{v:#}");
+}
+
+#[test]
+fn mqtt_connect_publish_and_roundtrip_against_rumqttd() {
+    let broker = peers::broker(&[]);
+    let url = format!("mqtt://127.0.0.1:{}", broker.port());
+    let (code, v, _) = probe(&[&url], &[]);
+    assert_ok(code, &v);
+    assert_eq!(stage_names(&v), ["resolve", "connect", "handshake", "total"]);
+    assert_eq!(v["protocol"], "mqtt");
+    assert_eq!(v["address"], broker.to_string());
+    assert_eq!(v["details"]["connack"], 0);
+
+    let (code, v, _) = probe(&[&url, "--publish", "probe/t", "--qos", "1"], &[]);
+    assert_ok(code, &v);
+    assert_eq!(
+        stage_names(&v),
+        ["resolve", "connect", "handshake", "roundtrip", "total"]
+    );
+
+    for qos in ["0", "1"] {
+        let (code, v, _) = probe(
+            &[
+                &url,
+                "--roundtrip",
+                "probe/echo",
+                "--qos",
+                qos,
+                "--payload",
+                "ping",
+            ],
+            &[],
+        );
+        assert_ok(code, &v);
+        assert!(stage_names(&v).contains(&"roundtrip".to_string()));
+    }
+}
+
+#[test]
+fn mqtt_enos_login_is_accepted_with_the_right_secret_and_refused_with_a_wrong_one() {
+    let caps = load_embedded().expect("caps");
+    let req = CredentialRequest {
+        protocol: "mqtt".into(),
+        product_key: "pk42".into(),
+        device_key: "dk42".into(),
+        mode: "static".into(),
+        client_id: Some("probe-1".into()),
+        timestamp: 1_700_000_000_000,
+        lifetime: None,
+    };
+    let creds = credentials::compute(&caps, &req, &Secret::new("right-secret".into())).expect("creds");
+    let password = creds
+        .fields
+        .iter()
+        .find(|(k, _)| k == "password")
+        .map(|(_, v)| v.clone())
+        .expect("password");
+    let broker = peers::broker(&[("dk42&pk42", &password)]);
+    let url = format!("mqtt://127.0.0.1:{}", broker.port());
+    let args = [
+        &url[..],
+        "--product-key",
+        "pk42",
+        "--device-key",
+        "dk42",
+        "--client-id",
+        "probe-1",
+        "--timestamp",
+        "1700000000000",
+    ];
+    let (code, v, _) = probe(&args, &[("ENOS_DEVICE_SECRET", "right-secret")]);
+    assert_ok(code, &v);
+    let (code, v, _) = probe(&args, &[("ENOS_DEVICE_SECRET", "wrong-secret")]);
+    assert_eq!(v["error"]["stage"], "handshake", "{v:#}");
+    assert!(
+        matches!(v["error"]["kind"].as_str(), Some("auth") | Some("protocol")),
+        "{v:#}"
+    );
+    assert_eq!(code, 1);
+}
+
+/// A peer that reads the CONNECT and answers CONNACK with `code`.
+fn connack_peer(code: u8) -> std::net::SocketAddr {
+    peers::tcp_peer(move |mut s| {
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(&[0x20, 0x02, 0x00, code]);
+        std::thread::sleep(Duration::from_millis(200));
+    })
+}
+
+#[test]
+fn every_connack_refusal_gets_its_own_plain_words() {
+    let cases = [
+        (1, "protocol", "does not speak MQTT 3.1.1"),
+        (2, "auth", "client id"),
+        (3, "protocol", "unavailable"),
+        (4, "auth", "bad user name or password"),
+        (5, "auth", "not authorised"),
+    ];
+    for (rc, kind, words) in cases {
+        let peer = connack_peer(rc);
+        let (code, v, _) = probe(&[&format!("mqtt://127.0.0.1:{}", peer.port())], &[]);
+        assert_failed(code, &v, kind, "handshake", words);
+        assert_eq!(v["details"]["connack"], rc);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("return code {rc}")))
+        );
+    }
+}
+
+#[test]
+fn misbehaving_tcp_peers_fail_in_the_right_stage_and_stay_bounded() {
+    let silent = peers::tcp_peer(|s| {
+        std::thread::sleep(Duration::from_secs(5));
+        drop(s);
+    });
+    let (code, v, took) = probe(
+        &[&format!("mqtt://127.0.0.1:{}", silent.port()), "--timeout", "1"],
+        &[],
+    );
+    assert_failed(code, &v, "timeout", "handshake", "timeout");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+
+    let closes = peers::tcp_peer(drop);
+    let (code, v, _) = probe(&[&format!("mqtt://127.0.0.1:{}", closes.port())], &[]);
+    assert_failed(code, &v, "protocol", "handshake", "closed the connection");
+
+    let garbage = peers::tcp_peer(|mut s| {
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let (code, v, _) = probe(&[&format!("mqtt://127.0.0.1:{}", garbage.port())], &[]);
+    assert_failed(code, &v, "protocol", "handshake", "not MQTT");
+
+    let huge = peers::tcp_peer(|mut s| {
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+        // CONNACK type with a remaining length of about 268 MB.
+        let _ = s.write_all(&[0x20, 0xff, 0xff, 0xff, 0x7f]);
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let (code, v, _) = probe(&[&format!("mqtt://127.0.0.1:{}", huge.port())], &[]);
+    assert_failed(code, &v, "protocol", "handshake", "not MQTT");
+
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let (code, v, took) = probe(&[&format!("mqtt://127.0.0.1:{closed_port}")], &[]);
+    assert_failed(code, &v, "refused", "connect", "refused");
+    assert!(took < Duration::from_secs(2));
+}
+
+#[test]
+fn mqtts_checks_the_server_certificate() {
+    let broker = peers::broker(&[]);
+    let good = peers::pki(&["localhost"], false);
+    let front = peers::tls_front(good.server_config.clone(), broker);
+    let url = format!("mqtts://localhost:{}", front.port());
+    let ca = good.ca.to_str().expect("utf-8");
+
+    let (code, v, _) = probe(&[&url, "--ca", ca, "--roundtrip"], &[]);
+    assert_ok(code, &v);
+    assert_eq!(
+        stage_names(&v),
+        ["resolve", "connect", "tls", "handshake", "roundtrip", "total"]
+    );
+
+    let (code, v, _) = probe(&[&url], &[]);
+    assert_failed(code, &v, "tls", "tls", "not signed by a trusted CA");
+
+    let (code, v, _) = probe(&[&url, "--insecure"], &[]);
+    assert_ok(code, &v);
+
+    let other = peers::pki(&["example.com"], false);
+    let front = peers::tls_front(other.server_config.clone(), broker);
+    let (code, v, _) = probe(
+        &[
+            &format!("mqtts://localhost:{}", front.port()),
+            "--ca",
+            other.ca.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_failed(code, &v, "tls", "tls", "does not match the host name");
+
+    let old = peers::pki(&["localhost"], true);
+    let front = peers::tls_front(old.server_config.clone(), broker);
+    let (code, v, _) = probe(
+        &[
+            &format!("mqtts://localhost:{}", front.port()),
+            "--ca",
+            old.ca.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_failed(code, &v, "tls", "tls", "expired");
+}
+
+#[test]
+fn coap_ping_get_not_found_and_silence() {
+    let server = peers::coap_server(false);
+    let base = format!("coap://127.0.0.1:{}", server.port());
+    let (code, v, _) = probe(&[&base], &[]);
+    assert_ok(code, &v);
+    assert_eq!(v["details"]["reply"], "reset (pong)");
+    assert_eq!(stage_names(&v), ["resolve", "connect", "handshake", "total"]);
+
+    let (code, v, _) = probe(&[&format!("{base}/time")], &[]);
+    assert_ok(code, &v);
+    assert_eq!(v["details"]["code"], "2.05");
+    assert_eq!(v["details"]["payload"], "Nov 25 09:00:00");
+
+    let (code, v, _) = probe(&[&format!("{base}/nope")], &[]);
+    assert_failed(code, &v, "protocol", "handshake", "4.04");
+
+    let silent = peers::coap_server(true);
+    let (code, v, took) = probe(
+        &[
+            &format!("coap://127.0.0.1:{}/time", silent.port()),
+            "--timeout",
+            "3",
+        ],
+        &[],
+    );
+    assert_failed(code, &v, "timeout", "handshake", "timeout");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_millis(4500),
+        "took {took:?}"
+    );
+    assert!(
+        v["details"]["attempts"].as_u64().is_some_and(|n| n >= 2),
+        "retransmitted: {v:#}"
+    );
+
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port();
+    let (code, v, _) = probe(&[&format!("coap://127.0.0.1:{closed}")], &[]);
+    assert_failed(code, &v, "refused", "handshake", "unreachable");
+}
+
+#[test]
+fn http_statuses_redirects_and_enos_auth() {
+    let caps = load_embedded().expect("caps");
+    let req = CredentialRequest {
+        protocol: "http".into(),
+        product_key: "pk7".into(),
+        device_key: "dk7".into(),
+        mode: "static".into(),
+        client_id: None,
+        timestamp: 0,
+        lifetime: None,
+    };
+    let creds = credentials::compute(&caps, &req, &Secret::new("s3".into())).expect("creds");
+    let body = creds.request.expect("request").body;
+    let server = peers::http_server(move |method, path, got| match (method, path) {
+        ("GET", "/ok") => ("200 OK".into(), vec![], b"fine".to_vec()),
+        ("GET", "/moved") => (
+            "301 Moved Permanently".into(),
+            vec![("Location".into(), "/ok".into())],
+            vec![],
+        ),
+        ("GET", "/secret") => ("401 Unauthorized".into(), vec![], vec![]),
+        ("POST", "/auth/pk7/dk7") if got == body.as_bytes() => (
+            "200 OK".into(),
+            vec![],
+            br#"{"code":0,"data":{"sessionId":"abcdef0123456789"}}"#.to_vec(),
+        ),
+        ("POST", "/auth/pk7/dk7") => (
+            "200 OK".into(),
+            vec![],
+            br#"{"code":401,"msg":"sign check failed"}"#.to_vec(),
+        ),
+        _ => ("404 Not Found".into(), vec![], vec![]),
+    });
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let (code, v, _) = probe(&[&format!("{base}/ok")], &[]);
+    assert_ok(code, &v);
+    assert_eq!(v["details"]["status"], 200);
+    assert_eq!(stage_names(&v), ["resolve", "connect", "handshake", "total"]);
+    let (code, v, _) = probe(&[&format!("{base}/missing")], &[]);
+    assert_failed(code, &v, "protocol", "handshake", "404 Not Found");
+    let (code, v, _) = probe(&[&format!("{base}/moved")], &[]);
+    assert_failed(code, &v, "protocol", "handshake", "redirected to /ok");
+    let (code, v, _) = probe(&[&format!("{base}/secret")], &[]);
+    assert_failed(code, &v, "auth", "handshake", "401");
+
+    let keys = ["--product-key", "pk7", "--device-key", "dk7"];
+    let (code, v, _) = probe(
+        &[&[&base[..]][..], &keys].concat(),
+        &[("ENOS_DEVICE_SECRET", "s3")],
+    );
+    assert_ok(code, &v);
+    assert!(
+        v["details"]["session"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("abcdef…") && !s.contains("0123456789")),
+        "{v:#}"
+    );
+    let (code, v, _) = probe(
+        &[&[&base[..]][..], &keys].concat(),
+        &[("ENOS_DEVICE_SECRET", "nope")],
+    );
+    assert_failed(code, &v, "auth", "handshake", "sign check failed");
+}
+
+#[test]
+fn https_with_a_private_ca() {
+    let server = peers::http_server(|_, _, _| ("200 OK".into(), vec![], b"hello".to_vec()));
+    let pki = peers::pki(&["localhost"], false);
+    let front = peers::tls_front(pki.server_config.clone(), server);
+    let url = format!("https://localhost:{}/", front.port());
+    let (code, v, _) = probe(&[&url, "--ca", pki.ca.to_str().expect("utf-8")], &[]);
+    assert_ok(code, &v);
+    assert_eq!(
+        stage_names(&v),
+        ["resolve", "connect", "tls", "handshake", "total"]
+    );
+    let (code, v, _) = probe(&[&url], &[]);
+    assert_failed(code, &v, "tls", "tls", "not signed by a trusted CA");
+}
+
+#[test]
+fn the_secret_never_appears_in_probe_output() {
+    const CANARY: &str = "Probe-Canary-7c1d";
+    let silent = peers::tcp_peer(|s| {
+        std::thread::sleep(Duration::from_secs(3));
+        drop(s);
+    });
+    let refuser = connack_peer(5);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    for url in [
+        format!("mqtt://127.0.0.1:{}", refuser.port()),
+        format!("mqtt://127.0.0.1:{}", silent.port()),
+        format!("mqtt://127.0.0.1:{closed}"),
+        format!("http://127.0.0.1:{closed}"),
+    ] {
+        for format in ["json", "table"] {
+            for extra in [
+                &["--verbose"][..],
+                &["--username", "u"][..],
+                &["--product-key", "p", "--device-key", "d"][..],
+            ] {
+                let out = bin()
+                    .args(["probe", &url, "--timeout", "1", "-f", format])
+                    .args(extra)
+                    .env("ENOS_DEVICE_SECRET", CANARY)
+                    .env("ENOS_CONNECT_PASSWORD", CANARY)
+                    .output()
+                    .expect("runs");
+                let all = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(
+                    !all.contains(CANARY),
+                    "leak with {url} {format} {extra:?}:\n{all}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn probe_usage_errors_exit_2() {
+    for args in [
+        &["probe", "ftp://x"][..],
+        &["probe", "mqtt://"],
+        &["probe", "mqtt://h:99999"],
+        &["probe", "mqtt://user:pw@h"],
+        &["probe", "mqtt://h", "--timeout", "0"],
+        &["probe", "coaps://h"],
+        &["probe", "mqtts://h", "--ca", "/nonexistent/ca.pem"],
+        &["probe", "--plan", "-a", "network=none"],
+        &[
+            "probe",
+            "--plan",
+            "-a",
+            "network=tcp",
+            "-a",
+            "enos_format=yes",
+            "-a",
+            "enos_version=3",
+        ],
+        &["probe"],
+    ] {
+        let out = bin().args(args).output().expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+}
