@@ -438,7 +438,7 @@ fn probe_usage_errors_exit_2() {
         &["probe", "mqtt://h:99999"],
         &["probe", "mqtt://user:pw@h"],
         &["probe", "mqtt://h", "--timeout", "0"],
-        &["probe", "coaps://h"],
+        &["probe", "coaps://h", "--psk-identity", "id"],
         &["probe", "mqtts://h", "--ca", "/nonexistent/ca.pem"],
         &["probe", "--plan", "-a", "network=none"],
         &[
@@ -462,4 +462,51 @@ fn probe_usage_errors_exit_2() {
         );
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
+}
+
+#[test]
+fn coaps_dtls_psk_with_the_right_key_and_a_wrong_one() {
+    let server = peers::dtls_coap_server("device-7", b"0123456789abcdef");
+    let url = format!("coaps://127.0.0.1:{}/time", server.port());
+    let (code, v, _) = probe(
+        &[&url, "--psk-identity", "device-7"],
+        &[("ENOS_CONNECT_PSK", "0123456789abcdef")],
+    );
+    assert_ok(code, &v);
+    assert_eq!(
+        stage_names(&v),
+        ["resolve", "connect", "tls", "handshake", "total"]
+    );
+    assert_eq!(v["details"]["payload"], "secure time");
+    let (code, v, _) = probe(
+        &[&url, "--psk-identity", "device-7"],
+        &[("ENOS_CONNECT_PSK", "hex:30313233343536373839616263646566")],
+    );
+    assert_ok(code, &v);
+
+    let (code, v, took) = probe(
+        &[&url, "--psk-identity", "device-7", "--timeout", "2"],
+        &[("ENOS_CONNECT_PSK", "wrong-key-000000")],
+    );
+    assert!(
+        matches!(v["error"]["kind"].as_str(), Some("tls") | Some("timeout")),
+        "{v:#}"
+    );
+    assert_eq!(v["error"]["stage"], "tls", "{v:#}");
+    assert!(code == 1 || code == 3);
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
+}
+
+#[test]
+fn coaps_with_enos_keys_derives_the_identity_and_key_from_the_secret() {
+    use sha2::{Digest, Sha256};
+    let key: &'static [u8] = Box::leak(Sha256::digest(b"dev-secret")[8..24].to_vec().into_boxed_slice());
+    let server = peers::dtls_coap_server("pk9,dk9,2,3600", key);
+    let url = format!("coaps://127.0.0.1:{}/time", server.port());
+    let (code, v, _) = probe(
+        &[&url, "--product-key", "pk9", "--device-key", "dk9"],
+        &[("ENOS_DEVICE_SECRET", "dev-secret")],
+    );
+    assert_ok(code, &v);
+    assert_eq!(v["details"]["psk_identity"], "pk9,dk9,2,3600");
 }

@@ -199,6 +199,9 @@ pub struct ProbeArgs {
     /// Do not check the server certificate (the connection is still encrypted)
     #[arg(long)]
     pub insecure: bool,
+    /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
+    #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
+    pub psk_identity: Option<String>,
     /// Output format
     #[command(flatten)]
     pub format: FormatArgs,

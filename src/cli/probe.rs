@@ -14,12 +14,6 @@ use crate::render::{Format, json, table};
 
 pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<ExitCode> {
     let targets = targets(caps, args, interactive)?;
-    if targets.iter().any(|t| t.scheme == "coaps") {
-        return Err(Error::Usage(
-            "coaps:// (DTLS-PSK) is not supported by this build yet\n  = help: probe coap:// for plain CoAP"
-                .into(),
-        ));
-    }
     let opts = options(caps, args, interactive)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -150,6 +144,27 @@ fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<P
         qos: args.qos,
         payload: args.payload.clone().map(String::into_bytes),
         method: args.method.clone(),
-        psk: None,
+        psk: psk(args)?,
     })
+}
+
+/// `--psk-identity` with the key from ENOS_CONNECT_PSK: plain text (as coap-client -k takes
+/// it) or `hex:` followed by hex digits.
+fn psk(args: &ProbeArgs) -> Result<Option<probe::coap::Psk>> {
+    let Some(identity) = &args.psk_identity else {
+        return Ok(None);
+    };
+    let raw = zeroize::Zeroizing::new(std::env::var("ENOS_CONNECT_PSK").unwrap_or_default());
+    if raw.is_empty() {
+        return Err(Error::Usage(
+            "--psk-identity needs the key in ENOS_CONNECT_PSK (text, or hex:0a1b...)\n  = help: a key is never taken as an argument, because process lists and shell history keep it".into(),
+        ));
+    }
+    let key = match raw.strip_prefix("hex:") {
+        Some(hex) => probe::coap::hex_decode(hex).ok_or_else(|| {
+            Error::Usage("ENOS_CONNECT_PSK: `hex:` must be followed by an even number of hex digits".into())
+        })?,
+        None => raw.as_bytes().to_vec(),
+    };
+    Ok(Some((identity.clone(), zeroize::Zeroizing::new(key))))
 }

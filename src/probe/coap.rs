@@ -5,11 +5,136 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use tokio::net::UdpSocket;
+use webrtc_dtls::cipher_suite::CipherSuiteId;
+use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
+use webrtc_dtls::conn::DTLSConn;
+use zeroize::Zeroizing;
 
-use super::{ErrorKind, Failure, ProbeOptions, Recorder, Target, left, random_u64, resolve};
+use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, left, random_u64, resolve};
 use crate::capabilities::Capabilities;
+use crate::credentials::{self, CredentialRequest};
+
+/// A DTLS pre-shared key: the identity and the key bytes (wiped on drop).
+pub type Psk = (String, Zeroizing<Vec<u8>>);
+
+/// The datagram link: a connected UDP socket, or DTLS over one.
+enum Link {
+    Udp(UdpSocket),
+    Dtls(Box<DTLSConn>),
+}
+
+impl Link {
+    async fn send(&self, bytes: &[u8]) -> Result<(), Failure> {
+        match self {
+            Link::Udp(s) => s.send(bytes).await.map(|_| ()).map_err(|e| Failure::io(&e)),
+            Link::Dtls(c) => c
+                .write(bytes, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| Failure::new(ErrorKind::Tls, format!("DTLS write failed: {e}"))),
+        }
+    }
+
+    /// One datagram, or `None` when `until` passes first.
+    async fn recv(&self, buf: &mut [u8], until: Instant) -> Result<Option<usize>, Failure> {
+        let wait = until.saturating_duration_since(Instant::now());
+        match self {
+            Link::Udp(s) => match tokio::time::timeout(wait, s.recv(buf)).await {
+                Err(_) => Ok(None),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Failure::new(
+                    ErrorKind::Refused,
+                    "port unreachable: nothing listens on that UDP port",
+                )),
+                Ok(Err(e)) => Err(Failure::io(&e)),
+                Ok(Ok(n)) => Ok(Some(n)),
+            },
+            Link::Dtls(c) => match tokio::time::timeout(wait, c.read(buf, None)).await {
+                Err(_) => Ok(None),
+                Ok(Err(e)) => Err(Failure::new(ErrorKind::Tls, format!("DTLS read failed: {e}"))),
+                Ok(Ok(n)) => Ok(Some(n)),
+            },
+        }
+    }
+}
+
+/// The PSK to use: the one given, or the EnOS identity and key derived from the secret.
+fn psk(caps: &Capabilities, opts: &ProbeOptions) -> Result<Psk, Failure> {
+    if let Some((identity, key)) = &opts.psk {
+        return Ok((identity.clone(), key.clone()));
+    }
+    let Login::Enos {
+        product_key,
+        device_key,
+        mode,
+        secret,
+        ..
+    } = &opts.login
+    else {
+        return Err(Failure::new(
+            ErrorKind::Tls,
+            "coaps:// needs a pre-shared key: --psk-identity with ENOS_CONNECT_PSK, or --product-key/--device-key",
+        ));
+    };
+    let req = CredentialRequest {
+        protocol: "coap".into(),
+        product_key: product_key.clone(),
+        device_key: device_key.clone(),
+        mode: mode.clone(),
+        client_id: None,
+        timestamp: 0,
+        lifetime: None,
+    };
+    let creds =
+        credentials::compute(caps, &req, secret).map_err(|e| Failure::new(ErrorKind::Auth, e.to_string()))?;
+    let field = |name: &str| {
+        creds
+            .fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let key = Zeroizing::new(hex_decode(&field("psk_key")).unwrap_or_default());
+    Ok((field("psk_identity"), key))
+}
+
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+async fn dtls_handshake(rec: &mut Recorder, sock: UdpSocket, psk: Psk) -> Result<Link, Failure> {
+    rec.begin("tls");
+    let (identity, key) = psk;
+    rec.detail("psk_identity", identity.clone());
+    let config = DtlsConfig {
+        psk: Some(Arc::new(move |_hint: &[u8]| Ok(key.to_vec()))),
+        // On a client, the "hint" is the identity it sends.
+        psk_identity_hint: Some(identity.into_bytes()),
+        cipher_suites: vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8],
+        extended_master_secret: ExtendedMasterSecretType::Request,
+        ..Default::default()
+    };
+    let conn = DTLSConn::new(Arc::new(sock), config, true, None)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                ErrorKind::Tls,
+                format!("the DTLS handshake failed: {e} (check the PSK identity and key)"),
+            )
+        })?;
+    rec.end();
+    Ok(Link::Dtls(Box::new(conn)))
+}
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 const ACK_RANDOM_FACTOR: f64 = 1.5;
@@ -58,7 +183,7 @@ fn request(target: &Target, opts: &ProbeOptions, mid: u16, token: &[u8]) -> Resu
 }
 
 pub async fn probe(
-    _caps: &Capabilities,
+    caps: &Capabilities,
     target: &Target,
     opts: &ProbeOptions,
     rec: &mut Recorder,
@@ -72,6 +197,22 @@ pub async fn probe(
     let sock = UdpSocket::bind(local).await.map_err(|e| Failure::io(&e))?;
     sock.connect(addr).await.map_err(|e| Failure::io(&e))?;
     rec.end();
+    let link = if target.secure {
+        let psk = psk(caps, opts)?;
+        // libcoap answers a wrong key with silence: the deadline ends the handshake, and
+        // the message says what to check.
+        match tokio::time::timeout(left(deadline)?, dtls_handshake(rec, sock, psk)).await {
+            Ok(link) => link?,
+            Err(_) => {
+                return Err(Failure::new(
+                    ErrorKind::Timeout,
+                    "no DTLS handshake before the timeout: wrong PSK identity or key, or not a DTLS port",
+                ));
+            }
+        }
+    } else {
+        Link::Udp(sock)
+    };
 
     rec.begin("handshake");
     let rand = random_u64();
@@ -91,7 +232,7 @@ pub async fn probe(
         if !acked_empty {
             attempts += 1;
             rec.detail("attempts", attempts);
-            sock.send(&bytes).await.map_err(|e| Failure::io(&e))?;
+            link.send(&bytes).await?;
             rec.note(&format!(
                 "sent {} (attempt {attempts}, next wait {:.2} s)",
                 if ping { "ping" } else { "request" },
@@ -103,7 +244,7 @@ pub async fn probe(
         } else {
             (Instant::now() + wait).min(deadline)
         };
-        match receive(&sock, &mut buf, until, mid, &token, rec).await? {
+        match receive(&link, &mut buf, until, mid, &token, rec).await? {
             Some(Reply::Reset) if ping => {
                 rec.detail("reply", "reset (pong)");
                 rec.end();
@@ -172,7 +313,7 @@ enum Reply {
 /// Wait for a datagram that answers our message: the same message id (ACK or RST), or a
 /// separate response carrying our token. Anything else is noted and ignored.
 async fn receive(
-    sock: &UdpSocket,
+    link: &Link,
     buf: &mut [u8],
     until: Instant,
     mid: u16,
@@ -180,17 +321,8 @@ async fn receive(
     rec: &mut Recorder,
 ) -> Result<Option<Reply>, Failure> {
     loop {
-        let wait = until.saturating_duration_since(Instant::now());
-        let n = match tokio::time::timeout(wait, sock.recv(buf)).await {
-            Err(_) => return Ok(None),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(Failure::new(
-                    ErrorKind::Refused,
-                    "port unreachable: nothing listens on that UDP port",
-                ));
-            }
-            Ok(Err(e)) => return Err(Failure::io(&e)),
-            Ok(Ok(n)) => n,
+        let Some(n) = link.recv(buf, until).await? else {
+            return Ok(None);
         };
         let Ok(p) = Packet::from_bytes(&buf[..n]) else {
             rec.note(&format!("ignored a malformed datagram of {n} bytes"));
@@ -221,7 +353,7 @@ async fn receive(
                 ack.header.set_type(MessageType::Acknowledgement);
                 ack.header.message_id = p.header.message_id;
                 if let Ok(bytes) = ack.to_bytes() {
-                    let _ = sock.send(&bytes).await;
+                    let _ = link.send(&bytes).await;
                 }
             }
             return Ok(Some(Reply::Response(p)));

@@ -311,7 +311,7 @@ pub struct ProbeOptions {
     /// The message or body; each protocol has its own default when it is not given.
     pub payload: Option<Vec<u8>>,
     pub method: Option<String>,
-    pub psk: Option<(String, Secret)>,
+    pub psk: Option<coap::Psk>,
 }
 
 /// Run one probe to completion or to its deadline.

@@ -277,3 +277,67 @@ pub fn coap_server(silent: bool) -> SocketAddr {
     });
     addr
 }
+
+/// A DTLS-PSK (TLS_PSK_WITH_AES_128_CCM_8) CoAP server built with webrtc-dtls: `identity` and
+/// `key` must match; it answers pings with RST and `GET /time` with 2.05.
+pub fn dtls_coap_server(identity: &'static str, key: &'static [u8]) -> SocketAddr {
+    use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+    use webrtc_dtls::cipher_suite::CipherSuiteId;
+    use webrtc_dtls::config::{Config, ExtendedMasterSecretType};
+    use webrtc_util::conn::Listener;
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            let config = Config {
+                psk: Some(Arc::new(move |hint: &[u8]| {
+                    if hint == identity.as_bytes() {
+                        Ok(key.to_vec())
+                    } else {
+                        Ok(b"no such identity".to_vec())
+                    }
+                })),
+                psk_identity_hint: Some(b"enos-connect test".to_vec()),
+                cipher_suites: vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8],
+                extended_master_secret: ExtendedMasterSecretType::Request,
+                ..Default::default()
+            };
+            let Ok(listener) = webrtc_dtls::listener::listen("127.0.0.1:0", config).await else {
+                return;
+            };
+            let Ok(addr) = listener.addr().await else { return };
+            let _ = tx.send(addr);
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    while let Ok(n) = conn.recv(&mut buf).await {
+                        let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                            continue;
+                        };
+                        let mut reply = Packet::new();
+                        reply.header.set_version(1);
+                        reply.header.message_id = req.header.message_id;
+                        if req.header.code == MessageClass::Empty {
+                            reply.header.set_type(MessageType::Reset);
+                        } else {
+                            reply.header.set_type(MessageType::Acknowledgement);
+                            reply.set_token(req.get_token().to_vec());
+                            reply.header.code = MessageClass::Response(ResponseType::Content);
+                            reply.payload = b"secure time".to_vec();
+                        }
+                        if let Ok(bytes) = reply.to_bytes() {
+                            let _ = conn.send(&bytes).await;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the DTLS server started")
+}
