@@ -1,0 +1,204 @@
+//! Interoperability with Debian's peers (mosquitto, libcoap's coap-server-openssl, Python's
+//! HTTP server over TLS), started on loopback by `scripts/interop-peers.sh` in `.ci/run`.
+//! Without the peers these tests print a loud SKIPPED; with ENOS_CONNECT_REQUIRE_PEERS=1 (as
+//! in CI) a missing peer is a failure.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{bin, json_of};
+
+/// The address of a peer from its environment variable, or None after a loud skip.
+fn peer(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var("ENOS_CONNECT_REQUIRE_PEERS").as_deref() != Ok("1"),
+                "{var} is not set but ENOS_CONNECT_REQUIRE_PEERS=1: start the peers with scripts/interop-peers.sh"
+            );
+            eprintln!(
+                "SKIPPED: {var} is not set; run .ci/run (or scripts/interop-peers.sh) for the interop peers"
+            );
+            None
+        }
+    }
+}
+
+fn probe(args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value, Duration) {
+    let start = Instant::now();
+    let mut cmd = bin();
+    cmd.arg("probe").args(args).args(["-f", "json"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("runs");
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        out.stdout.starts_with(b"{"),
+        "exit {code}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, json_of(&out.stdout), start.elapsed())
+}
+
+fn ok(code: i32, v: &serde_json::Value) {
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["ok"], true, "{v:#}");
+}
+
+fn failed(code: i32, v: &serde_json::Value, kinds: &[&str], stage: &str) {
+    assert_eq!(v["ok"], false, "{v:#}");
+    let kind = v["error"]["kind"].as_str().unwrap_or_default();
+    assert!(kinds.contains(&kind), "kind {kind} not in {kinds:?}: {v:#}");
+    assert_eq!(v["error"]["stage"], stage, "{v:#}");
+    assert_eq!(code, if kind == "timeout" { 3 } else { 1 });
+}
+
+#[test]
+fn mosquitto_plain_connect_publish_and_roundtrip() {
+    let Some(addr) = peer("ENOS_CONNECT_INTEROP_MQTT") else {
+        return;
+    };
+    let url = format!("mqtt://{addr}");
+    let (code, v, _) = probe(&[&url], &[]);
+    ok(code, &v);
+    let (code, v, _) = probe(&[&url, "--publish", "interop/t", "--qos", "1"], &[]);
+    ok(code, &v);
+    let (code, v, _) = probe(&[&url, "--roundtrip", "interop/echo"], &[]);
+    ok(code, &v);
+    assert!(v["stages"].to_string().contains("roundtrip"));
+}
+
+#[test]
+fn mosquitto_tls_with_the_private_ca() {
+    let (Some(addr), Some(ca)) = (
+        peer("ENOS_CONNECT_INTEROP_MQTTS"),
+        peer("ENOS_CONNECT_INTEROP_CA"),
+    ) else {
+        return;
+    };
+    let url = format!("mqtts://{addr}");
+    let (code, v, _) = probe(
+        &[&url, "--ca", &ca, "--roundtrip", "interop/tls", "--qos", "1"],
+        &[],
+    );
+    ok(code, &v);
+    assert!(v["stages"].to_string().contains("\"tls\""));
+    let (code, v, _) = probe(&[&url], &[]);
+    failed(code, &v, &["tls"], "tls");
+}
+
+#[test]
+fn mosquitto_accepts_the_enos_login_with_the_right_secret_only() {
+    let (Some(addr), Some(enos)) = (
+        peer("ENOS_CONNECT_INTEROP_MQTT_AUTH"),
+        peer("ENOS_CONNECT_INTEROP_ENOS"),
+    ) else {
+        return;
+    };
+    let parts: Vec<&str> = enos.split(' ').collect();
+    let [pk, dk, cid, ts, secret] = parts[..] else {
+        panic!("ENOS_CONNECT_INTEROP_ENOS: {enos}")
+    };
+    let url = format!("mqtt://{addr}");
+    let args = [
+        &url[..],
+        "--product-key",
+        pk,
+        "--device-key",
+        dk,
+        "--client-id",
+        cid,
+        "--timestamp",
+        ts,
+    ];
+    let (code, v, _) = probe(&args, &[("ENOS_DEVICE_SECRET", secret)]);
+    ok(code, &v);
+    let (code, v, _) = probe(&args, &[("ENOS_DEVICE_SECRET", "not-the-secret")]);
+    failed(code, &v, &["auth"], "handshake");
+}
+
+#[test]
+fn libcoap_ping_and_get_plain_and_over_dtls_psk() {
+    let (Some(plain), Some(secure), Some(psk)) = (
+        peer("ENOS_CONNECT_INTEROP_COAP"),
+        peer("ENOS_CONNECT_INTEROP_COAPS"),
+        peer("ENOS_CONNECT_INTEROP_PSK"),
+    ) else {
+        return;
+    };
+    let (identity, key) = psk.split_once(' ').expect("identity and key");
+    let (code, v, _) = probe(&[&format!("coap://{plain}")], &[]);
+    ok(code, &v);
+    let (code, v, _) = probe(&[&format!("coap://{plain}/time")], &[]);
+    ok(code, &v);
+    assert_eq!(v["details"]["code"], "2.05");
+    let (code, v, _) = probe(
+        &[&format!("coaps://{secure}"), "--psk-identity", identity],
+        &[("ENOS_CONNECT_PSK", key)],
+    );
+    ok(code, &v);
+    let (code, v, _) = probe(
+        &[&format!("coaps://{secure}/time"), "--psk-identity", identity],
+        &[("ENOS_CONNECT_PSK", key)],
+    );
+    ok(code, &v);
+    let (code, v, took) = probe(
+        &[
+            &format!("coaps://{secure}/time"),
+            "--psk-identity",
+            identity,
+            "--timeout",
+            "2",
+        ],
+        &[("ENOS_CONNECT_PSK", "wrong-key")],
+    );
+    failed(code, &v, &["tls", "timeout"], "tls");
+    assert!(
+        took < Duration::from_millis(3500),
+        "a wrong PSK must not hang: {took:?}"
+    );
+}
+
+#[test]
+fn http_and_https_with_the_private_ca() {
+    let (Some(http), Some(https), Some(ca)) = (
+        peer("ENOS_CONNECT_INTEROP_HTTP"),
+        peer("ENOS_CONNECT_INTEROP_HTTPS"),
+        peer("ENOS_CONNECT_INTEROP_CA"),
+    ) else {
+        return;
+    };
+    let (code, v, _) = probe(&[&format!("http://{http}/")], &[]);
+    ok(code, &v);
+    assert_eq!(v["details"]["status"], 200);
+    let (code, v, _) = probe(&[&format!("http://{http}/missing")], &[]);
+    failed(code, &v, &["protocol"], "handshake");
+    let (code, v, _) = probe(&[&format!("https://{https}/"), "--ca", &ca], &[]);
+    ok(code, &v);
+    let (code, v, _) = probe(&[&format!("https://{https}/")], &[]);
+    failed(code, &v, &["tls"], "tls");
+}
+
+#[test]
+fn a_closed_port_is_refused_and_a_silent_udp_peer_times_out_on_time() {
+    if peer("ENOS_CONNECT_INTEROP_MQTT").is_none() {
+        return;
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let (code, v, _) = probe(&[&format!("mqtt://127.0.0.1:{closed}")], &[]);
+    failed(code, &v, &["refused"], "connect");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let port = silent.local_addr().expect("addr").port();
+    let (code, v, took) = probe(&[&format!("coap://127.0.0.1:{port}/x"), "--timeout", "2"], &[]);
+    failed(code, &v, &["timeout"], "handshake");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3000),
+        "took {took:?}"
+    );
+}
