@@ -510,3 +510,41 @@ fn coaps_with_enos_keys_derives_the_identity_and_key_from_the_secret() {
     assert_ok(code, &v);
     assert_eq!(v["details"]["psk_identity"], "pk9,dk9,2,3600");
 }
+
+#[test]
+fn probe_plan_probes_the_smoke_test_url_of_every_protocol() {
+    let out = bin()
+        .args([
+            "probe",
+            "--plan",
+            "-a",
+            "network=tcp",
+            "-a",
+            "enos_format=yes",
+            "-a",
+            "enos_version=2",
+        ])
+        .args([
+            "-n",
+            "ota,file_upload",
+            "--host",
+            "127.0.0.1",
+            "--timeout",
+            "2",
+            "-f",
+            "json",
+        ])
+        .output()
+        .expect("runs");
+    let v = json_of(&out.stdout);
+    let targets: Vec<&str> = v["probes"]
+        .as_array()
+        .expect("probes")
+        .iter()
+        .filter_map(|p| p["target"].as_str())
+        .collect();
+    assert_eq!(targets, ["mqtts://127.0.0.1:18883", "https://127.0.0.1:443"]);
+    // Nothing listens on those ports here, so the plan's probes fail and the exit code says so.
+    assert_eq!(v["ok"], false);
+    assert_ne!(out.status.code(), Some(0));
+}

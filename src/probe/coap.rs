@@ -61,6 +61,42 @@ impl Link {
     }
 }
 
+/// A connected UDP socket to the first address that does not refuse at once. UDP has no
+/// handshake, so "refuses" means an ICMP port-unreachable seen by a zero-length probe write.
+async fn connect_udp(rec: &mut Recorder, addrs: &[std::net::SocketAddr]) -> Result<UdpSocket, Failure> {
+    let mut last = Failure::new(ErrorKind::Io, "no address to connect to");
+    for (i, addr) in addrs.iter().enumerate() {
+        rec.address = Some(*addr);
+        let local = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let sock = match UdpSocket::bind(local).await {
+            Ok(s) => s,
+            Err(e) => {
+                last = Failure::io(&e);
+                continue;
+            }
+        };
+        if let Err(e) = sock.connect(addr).await {
+            rec.note(&format!("{addr}: {e}"));
+            last = Failure::io(&e);
+            continue;
+        }
+        if i + 1 == addrs.len() {
+            return Ok(sock);
+        }
+        // With more addresses to try, spend a moment learning whether this one refuses.
+        let _ = sock.send(&[]).await;
+        let mut probe = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(50), sock.recv(&mut probe)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                rec.note(&format!("{addr}: port unreachable, trying the next address"));
+                last = Failure::new(ErrorKind::Refused, format!("{addr}: port unreachable"));
+            }
+            _ => return Ok(sock),
+        }
+    }
+    Err(last)
+}
+
 /// The PSK to use: the one given, or the EnOS identity and key derived from the secret.
 fn psk(caps: &Capabilities, opts: &ProbeOptions) -> Result<Psk, Failure> {
     if let Some((identity, key)) = &opts.psk {
@@ -191,11 +227,7 @@ pub async fn probe(
 ) -> Result<(), Failure> {
     let addrs = resolve(rec, target).await?;
     rec.begin("connect");
-    let addr = addrs[0];
-    rec.address = Some(addr);
-    let local = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
-    let sock = UdpSocket::bind(local).await.map_err(|e| Failure::io(&e))?;
-    sock.connect(addr).await.map_err(|e| Failure::io(&e))?;
+    let sock = connect_udp(rec, &addrs).await?;
     rec.end();
     let link = if target.secure {
         let psk = psk(caps, opts)?;

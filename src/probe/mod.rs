@@ -420,3 +420,48 @@ pub fn random_u64() -> u64 {
     );
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connect_tries_each_address_and_names_the_one_that_answered() {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let open_addr = open.local_addr().expect("addr");
+        let closed_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("closed");
+        let mut rec = Recorder::new(false);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let stream = connect_tcp(&mut rec, &[closed_addr, open_addr], deadline).await;
+        assert!(stream.is_ok());
+        assert_eq!(rec.address, Some(open_addr));
+        let mut rec = Recorder::new(false);
+        let err = connect_tcp(&mut rec, &[closed_addr], deadline)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind, ErrorKind::Refused);
+    }
+
+    #[test]
+    fn targets_take_the_enos_port_of_their_scheme() {
+        let caps = crate::capabilities::load_embedded().expect("caps");
+        let port = |url: &str| Target::parse(&caps, url).map(|t| t.port);
+        assert_eq!(port("mqtt://h"), Ok(11883));
+        assert_eq!(port("mqtts://h"), Ok(18883));
+        assert_eq!(port("coap://h"), Ok(5683));
+        assert_eq!(port("coaps://h"), Ok(5684));
+        assert_eq!(port("http://h"), Ok(8080));
+        assert_eq!(port("https://h"), Ok(443));
+        assert_eq!(port("MQTT://h:1883"), Ok(1883));
+        let v6 = Target::parse(&caps, "coap://[::1]:5690/a/b").expect("v6");
+        assert_eq!(
+            (v6.host.as_str(), v6.port, v6.path.as_str()),
+            ("::1", 5690, "/a/b")
+        );
+        assert_eq!(v6.url(), "coap://[::1]:5690/a/b");
+        assert!(Target::parse(&caps, "mqtt://u:p@h").is_err());
+        assert!(Target::parse(&caps, "mqtt://[::1").is_err());
+    }
+}
