@@ -8,8 +8,16 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=capabilities.toml");
     let text = std::fs::read_to_string("capabilities.toml").unwrap_or_default();
-    let json = toml::from_str::<serde_json::Value>(&text)
-        .ok()
+    let value = toml::from_str::<serde_json::Value>(&text).ok();
+    // `--version` names the data version next to the program's.
+    let data_version = value
+        .as_ref()
+        .and_then(|v| v.pointer("/meta/version"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown")
+        .to_string();
+    println!("cargo:rustc-env=ENOS_CONNECT_DATA_VERSION={data_version}");
+    let json = value
         .and_then(|v| serde_json::to_string(&v).ok())
         .unwrap_or_default();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("capabilities.json");

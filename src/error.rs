@@ -37,6 +37,8 @@ pub enum Error {
     Answers(#[from] AnswersError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot write output: {0}")]
@@ -51,7 +53,11 @@ impl Error {
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
             Error::Output(_) => EXIT_FAILED,
             Error::Interrupted => EXIT_INTERRUPTED,
-            Error::Capabilities(_) | Error::Answers(_) | Error::Engine(_) | Error::Usage(_) => EXIT_USAGE,
+            Error::Capabilities(_)
+            | Error::Answers(_)
+            | Error::Engine(_)
+            | Error::Config(_)
+            | Error::Usage(_) => EXIT_USAGE,
         })
     }
 

@@ -6,6 +6,7 @@
 pub mod answers;
 pub mod capabilities;
 pub mod cli;
+pub mod config;
 pub mod credentials;
 pub mod engine;
 pub mod error;

@@ -81,6 +81,12 @@ impl Located {
         self
     }
 
+    /// Drop the quoted source line: for files that may hold a secret on the line in question.
+    pub fn without_snippet(mut self) -> Self {
+        self.snippet.clear();
+        self
+    }
+
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
@@ -89,11 +95,10 @@ impl Located {
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}\n{}",
-            self.file, self.line, self.col, self.message, self.snippet
-        )?;
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)?;
+        if !self.snippet.is_empty() {
+            write!(f, "\n{}", self.snippet)?;
+        }
         if let Some(h) = &self.help {
             write!(f, "\n  = help: {h}")?;
         }

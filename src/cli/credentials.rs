@@ -14,10 +14,17 @@ use crate::render::{Format, json, markdown, table};
 
 pub fn run(caps: &Capabilities, args: &CredentialsArgs, interactive: bool) -> Result<ExitCode> {
     let mode = args.secure_mode.as_str();
+    let need = |v: &Option<String>, flag: &str, env: &str| {
+        v.clone().ok_or_else(|| {
+            Error::Usage(format!(
+                "{flag} is required\n  = help: pass {flag}, set {env}, or put it in the config file"
+            ))
+        })
+    };
     let request = CredentialRequest {
         protocol: args.protocol.clone(),
-        product_key: args.product_key.clone(),
-        device_key: args.device_key.clone(),
+        product_key: need(&args.product_key, "--product-key", "ENOS_CONNECT_PRODUCT_KEY")?,
+        device_key: need(&args.device_key, "--device-key", "ENOS_CONNECT_DEVICE_KEY")?,
         mode: mode.to_string(),
         client_id: args.client_id.clone(),
         timestamp: args.timestamp.unwrap_or_else(now_ms),

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{CheckArgs, CompareArgs, FlowArgs, FormatArgs, emit};
+use super::{CheckArgs, CompareArgs, FlowArgs, FormatArgs, emit, emit_bytes};
 use crate::answers::Answers;
 use crate::capabilities::{self, Capabilities, CapabilitiesError};
-use crate::error::{EXIT_USAGE, Result};
-use crate::render::{Format, flow as flow_render, json as json_render, markdown, table};
+use crate::error::{EXIT_USAGE, Error, Result};
+use crate::render::{FlowFormat, Format, flow as flow_render, json as json_render, markdown, table};
 
 pub fn compare(caps: &Capabilities, args: &CompareArgs) -> Result<ExitCode> {
     let mut answers = Answers::default();
@@ -24,7 +24,12 @@ pub fn compare(caps: &Capabilities, args: &CompareArgs) -> Result<ExitCode> {
 }
 
 pub fn flow(caps: &Capabilities, args: &FlowArgs) -> Result<ExitCode> {
-    emit(&flow_render::render(caps, args.format))?;
+    let text = flow_render::render(caps, args.format);
+    match args.format {
+        FlowFormat::Svg => emit_bytes(&flow_render::picture(&text, "svg").map_err(Error::Usage)?)?,
+        FlowFormat::Png => emit_bytes(&flow_render::picture(&text, "png").map_err(Error::Usage)?)?,
+        _ => emit(&text)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

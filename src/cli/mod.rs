@@ -12,16 +12,17 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::capabilities::{self, Capabilities};
 use crate::error::{EXIT_CODES_HELP, Error, Result};
+use crate::render::color::{self, ColorChoice, Paint};
 use crate::render::{FlowFormat, Format};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "enos-connect",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (capabilities data ", env!("ENOS_CONNECT_DATA_VERSION"), ")"),
     about = "Decide, plan and prove how a device connects to the EnOS IoT platform",
     after_help = EXIT_CODES_HELP,
     propagate_version = true
@@ -30,6 +31,15 @@ pub struct Cli {
     /// Use this capabilities file instead of the one built into the binary
     #[arg(long, global = true, value_name = "FILE", env = "ENOS_CONNECT_CAPABILITIES")]
     pub capabilities: Option<PathBuf>,
+
+    /// Read defaults (env, domain, host, keys, CA paths, timeout) from this TOML file
+    /// [default: enos-connect/config.toml in the platform's config directory]
+    #[arg(long, global = true, value_name = "FILE", env = "ENOS_CONNECT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// When to colour the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, env = "ENOS_CONNECT_COLOR")]
+    pub color: ColorChoice,
 
     /// Never prompt; fail with the missing answers instead (also when CI is set)
     #[arg(long, global = true, env = "ENOS_CONNECT_NO_INPUT")]
@@ -56,6 +66,12 @@ pub enum Command {
     /// Prove a connection: resolve, connect, TLS, protocol handshake and a message, timed
     #[command(after_help = EXIT_CODES_HELP)]
     Probe(Box<ProbeArgs>),
+    /// Print the JSON Schema of capabilities.toml or of an answers file
+    Schema(SchemaArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
     /// Show the protocol comparison table
     Compare(CompareArgs),
     /// Draw the decision flow
@@ -70,10 +86,22 @@ pub enum Command {
 #[derive(Debug, Args, Clone, Default)]
 pub struct AnswerArgs {
     /// Answer a question: ID=VALUE (repeatable; see `enos-connect questions`)
-    #[arg(long = "answer", short = 'a', value_name = "ID=VALUE")]
+    #[arg(
+        long = "answer",
+        short = 'a',
+        value_name = "ID=VALUE",
+        env = "ENOS_CONNECT_ANSWER",
+        value_delimiter = ','
+    )]
     pub answer: Vec<String>,
     /// A feature the device needs (repeatable, or comma-separated)
-    #[arg(long = "need", short = 'n', value_name = "FEATURE")]
+    #[arg(
+        long = "need",
+        short = 'n',
+        value_name = "FEATURE",
+        env = "ENOS_CONNECT_NEED",
+        value_delimiter = ','
+    )]
     pub need: Vec<String>,
     /// Read answers from a TOML file (question ids as keys, plus needs = [...]); flags win
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_ANSWERS")]
@@ -127,7 +155,7 @@ pub struct ProbeArgs {
     #[arg(value_name = "URL", required_unless_present = "plan")]
     pub url: Option<String>,
     /// Probe every protocol of the plan made from the answers (with --env/--domain or --host)
-    #[arg(long, conflicts_with = "url")]
+    #[arg(long, conflicts_with = "url", env = "ENOS_CONNECT_PLAN")]
     pub plan: bool,
     #[command(flatten)]
     pub answers: AnswerArgs,
@@ -140,16 +168,11 @@ pub struct ProbeArgs {
     /// Host for every protocol of --plan
     #[arg(long, value_name = "HOST", env = "ENOS_CONNECT_HOST")]
     pub host: Option<String>,
-    /// Bound on the whole probe, in seconds
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 10.0,
-        env = "ENOS_CONNECT_TIMEOUT"
-    )]
-    pub timeout: f64,
+    /// Bound on the whole probe, in seconds [default: 10]
+    #[arg(long, value_name = "SECONDS", env = "ENOS_CONNECT_TIMEOUT")]
+    pub timeout: Option<f64>,
     /// Log each step (addresses tried, retransmissions, packets) to stderr
-    #[arg(long, short = 'v')]
+    #[arg(long, short = 'v', env = "ENOS_CONNECT_VERBOSE")]
     pub verbose: bool,
     /// Log in with this user name; the password comes from ENOS_CONNECT_PASSWORD
     #[arg(long, value_name = "USER", env = "ENOS_CONNECT_USERNAME")]
@@ -170,22 +193,22 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
     /// Timestamp of the EnOS login in milliseconds [default: now]
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", env = "ENOS_CONNECT_TIMESTAMP")]
     pub timestamp: Option<u64>,
     /// MQTT: publish one message to TOPIC and wait for its acknowledgement (QoS 1)
-    #[arg(long, value_name = "TOPIC")]
+    #[arg(long, value_name = "TOPIC", env = "ENOS_CONNECT_PUBLISH")]
     pub publish: Option<String>,
     /// MQTT: subscribe to TOPIC, publish to it, and time the message coming back
-    #[arg(long, value_name = "TOPIC", num_args = 0..=1, default_missing_value = "")]
+    #[arg(long, value_name = "TOPIC", num_args = 0..=1, default_missing_value = "", env = "ENOS_CONNECT_ROUNDTRIP")]
     pub roundtrip: Option<String>,
     /// MQTT QoS of the message
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1), env = "ENOS_CONNECT_QOS")]
     pub qos: u8,
     /// Message or request body
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", env = "ENOS_CONNECT_PAYLOAD")]
     pub payload: Option<String>,
     /// HTTP or CoAP method [default: GET, or POST with a payload]
-    #[arg(long, value_name = "METHOD")]
+    #[arg(long, value_name = "METHOD", env = "ENOS_CONNECT_METHOD")]
     pub method: Option<String>,
     /// CA certificate (PEM) that signs the server certificate [default: the system's]
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_CA")]
@@ -197,7 +220,7 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
     /// Do not check the server certificate (the connection is still encrypted)
-    #[arg(long)]
+    #[arg(long, env = "ENOS_CONNECT_INSECURE")]
     pub insecure: bool,
     /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
     #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
@@ -235,10 +258,10 @@ pub struct CredentialsArgs {
     pub protocol: String,
     /// The device's product key
     #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
-    pub product_key: String,
+    pub product_key: Option<String>,
     /// The device's device key
     #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
-    pub device_key: String,
+    pub device_key: Option<String>,
     /// static: device secret; dynamic: product secret (activation)
     #[arg(long, value_enum, default_value_t = SecureModeArg::Static, env = "ENOS_CONNECT_SECURE_MODE")]
     pub secure_mode: SecureModeArg,
@@ -246,10 +269,10 @@ pub struct CredentialsArgs {
     #[arg(long, value_name = "ID", env = "ENOS_CONNECT_CLIENT_ID")]
     pub client_id: Option<String>,
     /// Timestamp in milliseconds since the epoch [default: now]
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", env = "ENOS_CONNECT_TIMESTAMP")]
     pub timestamp: Option<u64>,
     /// Session lifetime: HTTP in milliseconds (default 300000), CoAP in seconds (default 3600)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "ENOS_CONNECT_LIFETIME")]
     pub lifetime: Option<u64>,
     /// Read the secret from the first line of this file
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_SECRET_FILE")]
@@ -268,7 +291,13 @@ pub struct FormatArgs {
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// Mark the rows of these features (repeatable, or comma-separated)
-    #[arg(long = "need", short = 'n', value_name = "FEATURE")]
+    #[arg(
+        long = "need",
+        short = 'n',
+        value_name = "FEATURE",
+        env = "ENOS_CONNECT_NEED",
+        value_delimiter = ','
+    )]
     pub need: Vec<String>,
     #[command(flatten)]
     pub format: FormatArgs,
@@ -277,8 +306,30 @@ pub struct CompareArgs {
 #[derive(Debug, Args)]
 pub struct FlowArgs {
     /// Picture format
-    #[arg(long, short = 'f', value_enum, default_value_t = FlowFormat::Mermaid)]
+    #[arg(long, short = 'f', value_enum, default_value_t = FlowFormat::Mermaid, env = "ENOS_CONNECT_FLOW_FORMAT")]
     pub format: FlowFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file
+    #[arg(value_enum)]
+    pub of: SchemaOf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaOf {
+    /// capabilities.toml
+    Capabilities,
+    /// an answers file (made from the capabilities in use)
+    Answers,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -299,14 +350,17 @@ pub fn main() -> ExitCode {
                 restore_terminal();
             }
             if !e.is_quiet() {
-                eprintln!("enos-connect: error: {e}");
+                eprintln!("enos-connect: {} {e}", color::err("error:", Paint::Bad));
             }
             e.exit_code()
         }
     }
 }
 
-pub fn run(cli: Cli) -> Result<ExitCode> {
+pub fn run(mut cli: Cli) -> Result<ExitCode> {
+    color::init(cli.color);
+    let config = crate::config::load(cli.config.as_deref())?;
+    apply_config(&mut cli, config);
     let interactive = interactive(cli.no_input);
     match cli.command {
         Command::Recommend(args) => recommend::run(&load(&cli.capabilities)?, &args, interactive),
@@ -318,6 +372,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Flow(args) => data::flow(&load(&cli.capabilities)?, &args),
         Command::Questions(args) => data::questions(&load(&cli.capabilities)?, args),
         Command::Check(args) => data::check(cli.capabilities.as_deref(), &args),
+        Command::Completions(args) => {
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "enos-connect", &mut out);
+            emit(&String::from_utf8_lossy(&out))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema(args) => {
+            emit(&match args.of {
+                SchemaOf::Capabilities => crate::render::json::CAPABILITIES_SCHEMA.to_string(),
+                SchemaOf::Answers => crate::render::json::answers_schema(&load(&cli.capabilities)?),
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(Error::Output)?;
+            emit(&String::from_utf8_lossy(&out))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -326,6 +401,41 @@ pub fn load(path: &Option<PathBuf>) -> Result<Capabilities> {
         Some(p) => capabilities::load_file(p)?,
         None => capabilities::load_embedded()?,
     })
+}
+
+/// Fill what neither a flag nor its environment variable gave from the config file.
+fn apply_config(cli: &mut Cli, c: crate::config::Config) {
+    fn fill<T: Clone>(slot: &mut Option<T>, from: &Option<T>) {
+        if slot.is_none() {
+            slot.clone_from(from);
+        }
+    }
+    fill(&mut cli.capabilities, &c.capabilities);
+    match &mut cli.command {
+        Command::Plan(a) => {
+            fill(&mut a.env, &c.env);
+            fill(&mut a.domain, &c.domain);
+            fill(&mut a.host, &c.host);
+            fill(&mut a.product_key, &c.product_key);
+            fill(&mut a.device_key, &c.device_key);
+        }
+        Command::Probe(a) => {
+            fill(&mut a.env, &c.env);
+            fill(&mut a.domain, &c.domain);
+            fill(&mut a.host, &c.host);
+            fill(&mut a.product_key, &c.product_key);
+            fill(&mut a.device_key, &c.device_key);
+            fill(&mut a.ca, &c.ca);
+            fill(&mut a.cert, &c.cert);
+            fill(&mut a.key, &c.key);
+            fill(&mut a.timeout, &c.timeout);
+        }
+        Command::Credentials(a) => {
+            fill(&mut a.product_key, &c.product_key);
+            fill(&mut a.device_key, &c.device_key);
+        }
+        _ => {}
+    }
 }
 
 /// Prompts only when a person is there: stdin and stderr are terminals (dialoguer draws on
@@ -357,8 +467,12 @@ fn restore_terminal() {
 
 /// Write command output to stdout; a closed pipe ends the program quietly.
 pub fn emit(text: &str) -> Result<()> {
+    emit_bytes(text.as_bytes())
+}
+
+pub fn emit_bytes(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
+    out.write_all(bytes)
         .and_then(|()| out.flush())
         .map_err(Error::Output)
 }

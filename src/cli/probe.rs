@@ -12,6 +12,8 @@ use crate::plan::{self, DEFAULT_DOMAIN};
 use crate::probe::{self, Login, ProbeOptions, ProbeReport, Target, tls::TlsOptions};
 use crate::render::{Format, json, table};
 
+const DEFAULT_TIMEOUT_S: f64 = 10.0;
+
 pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<ExitCode> {
     let targets = targets(caps, args, interactive)?;
     let opts = options(caps, args, interactive)?;
@@ -89,10 +91,10 @@ fn targets(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<V
 }
 
 fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<ProbeOptions> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 3600.0) {
+    let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
         return Err(Error::Usage(format!(
-            "--timeout {}: give seconds between 0 and 3600",
-            args.timeout
+            "--timeout {timeout}: give seconds between 0 and 3600"
         )));
     }
     let login = match (&args.product_key, &args.device_key, &args.username) {
@@ -134,7 +136,7 @@ fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<P
         }
     });
     Ok(ProbeOptions {
-        timeout: Duration::from_secs_f64(args.timeout),
+        timeout: Duration::from_secs_f64(timeout),
         verbose: args.verbose,
         login,
         client_id: args.client_id.clone(),

@@ -3,12 +3,44 @@
 use super::FlowFormat;
 use crate::capabilities::{Capabilities, Node, NodeKind};
 
+/// The flow in a text format; the picture formats go through [`picture`].
 pub fn render(caps: &Capabilities, format: FlowFormat) -> String {
     match format {
         FlowFormat::Mermaid => mermaid(caps),
-        FlowFormat::Dot => dot(caps),
+        FlowFormat::Dot | FlowFormat::Svg | FlowFormat::Png => dot(caps),
         FlowFormat::Text => text(caps),
     }
+}
+
+/// Draw the DOT text with Graphviz (`dot -Tsvg` or `-Tpng`, found on PATH).
+pub fn picture(dot_text: &str, format: &str) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("dot")
+        .arg(format!("-T{format}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "Graphviz `dot` is not installed, and it draws the picture\n  = help: install the Debian package graphviz (apt-get install graphviz), or use --format mermaid or dot".to_string(),
+            _ => format!("cannot run Graphviz `dot`: {e}"),
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(dot_text.as_bytes())
+            .map_err(|e| format!("cannot feed `dot`: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("`dot` failed: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`dot -T{format}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
 }
 
 fn node_text(caps: &Capabilities, n: &Node) -> String {
@@ -59,8 +91,9 @@ fn dot_escape(s: &str) -> String {
 }
 
 pub fn dot(caps: &Capabilities) -> String {
-    let mut out =
-        String::from("digraph enos_connect {\n    rankdir=TB;\n    node [fontname=\"Helvetica\"];\n");
+    let mut out = String::from(
+        "digraph enos_connect {\n    rankdir=TB;\n    node [fontname=\"Helvetica\"];\n    edge [fontname=\"Helvetica\"];\n",
+    );
     for n in &caps.flow.nodes {
         let shape = match n.kind {
             NodeKind::Question => "diamond",

@@ -135,3 +135,46 @@ pub fn credentials(c: &crate::credentials::Credentials) -> String {
     }
     to_string(&Value::Object(map))
 }
+
+/// The JSON Schema of `capabilities.toml` (shipped in `schemas/`).
+pub const CAPABILITIES_SCHEMA: &str = include_str!("../../schemas/capabilities.schema.json");
+
+/// The JSON Schema of an answers file, made from the questions and features of `caps`: an
+/// answers file is only valid against the capabilities it answers.
+pub fn answers_schema(caps: &Capabilities) -> String {
+    let mut properties = serde_json::Map::new();
+    for q in &caps.questions {
+        let mut values: Vec<Value> = q.values().map(|v| json!(v)).collect();
+        // The answers file also takes yes/no as booleans and numbers as numbers.
+        for v in q.values() {
+            match v {
+                "yes" => values.push(json!(true)),
+                "no" => values.push(json!(false)),
+                n => {
+                    if let Ok(i) = n.parse::<i64>() {
+                        values.push(json!(i));
+                    }
+                }
+            }
+        }
+        let mut prop = json!({"description": format!("{} {}", q.prompt, q.help), "enum": values});
+        if let Some(d) = &q.default {
+            prop["default"] = json!(d);
+        }
+        properties.insert(q.id.clone(), prop);
+    }
+    let features: Vec<&str> = caps.feature_ids().collect();
+    properties.insert(
+        "needs".into(),
+        json!({"description": "Platform features the device needs", "type": "array", "items": {"enum": features}}),
+    );
+    to_string(&json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://enos-connect.invalid/schemas/answers.schema.json",
+        "title": "enos-connect answers",
+        "description": format!("Answers replayed by `enos-connect recommend --answers FILE` (capabilities data {})", caps.meta.version),
+        "type": "object",
+        "additionalProperties": false,
+        "properties": properties,
+    }))
+}

@@ -1,6 +1,7 @@
 //! Output formats. Every renderer is a pure function from the domain types to text; the CLI
 //! decides where the text goes.
 
+pub mod color;
 pub mod flow;
 pub mod json;
 pub mod markdown;
@@ -26,6 +27,10 @@ pub enum FlowFormat {
     Dot,
     /// Indented text
     Text,
+    /// SVG picture (needs Graphviz `dot`)
+    Svg,
+    /// PNG picture (needs Graphviz `dot`)
+    Png,
 }
 
 /// The symbol and word for a support value, shared by the table and Markdown renderers.

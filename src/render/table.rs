@@ -16,6 +16,9 @@ pub fn new_table(header: &[&str]) -> Table {
         t.force_no_tty();
         t.set_content_arrangement(ContentArrangement::Disabled);
     }
+    if super::color::stdout_enabled() {
+        t.enforce_styling();
+    }
     if !header.is_empty() {
         t.set_header(header.iter().copied());
     }
@@ -32,7 +35,16 @@ pub fn title_of(caps: &Capabilities, id: &str) -> String {
 pub fn decision(caps: &Capabilities, d: &Decision) -> String {
     let mut t = new_table(&[]);
     let rec = format!("{} ({})", title_of(caps, &d.recommendation), d.recommendation);
-    t.add_row(vec!["Recommendation", rec.as_str()]);
+    let mut cell = comfy_table::Cell::new(rec);
+    if super::color::stdout_enabled() {
+        let good = d.unmet.is_empty() && d.recommendation != "none";
+        cell = cell.add_attribute(comfy_table::Attribute::Bold).fg(if good {
+            comfy_table::Color::Green
+        } else {
+            comfy_table::Color::Yellow
+        });
+    }
+    t.add_row(vec![comfy_table::Cell::new("Recommendation"), cell]);
     if !d.protocols.is_empty() {
         let list: Vec<String> = d.protocols.iter().map(|p| title_of(caps, p)).collect();
         t.add_row(vec!["Protocols".to_string(), list.join(" + ")]);
@@ -249,7 +261,11 @@ pub fn credentials(c: &crate::credentials::Credentials) -> String {
 }
 
 pub fn probe(r: &crate::probe::ProbeReport) -> String {
-    let verdict = if r.ok { "ok" } else { "FAILED" };
+    let verdict = if r.ok {
+        super::color::out("ok", super::color::Paint::Good)
+    } else {
+        super::color::out("FAILED", super::color::Paint::Bad)
+    };
     let address = r
         .address
         .as_deref()

@@ -1,0 +1,119 @@
+//! The config file: defaults for flags a team sets once (environment, domain, host, keys, CA
+//! paths, timeout, capabilities file). Never secrets: a key that looks like one is refused.
+//!
+//! Found at `--config FILE`, `ENOS_CONNECT_CONFIG`, or `enos-connect/config.toml` in the
+//! platform's config directory (`$XDG_CONFIG_HOME`, else `~/.config`; `%APPDATA%` on Windows).
+//! Flags and their environment variables win over it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::source::{Located, SourceFile};
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub env: Option<String>,
+    pub domain: Option<String>,
+    pub host: Option<String>,
+    pub product_key: Option<String>,
+    pub device_key: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub timeout: Option<f64>,
+    pub capabilities: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}\n  = help: check --config or ENOS_CONNECT_CONFIG")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Located),
+}
+
+const SECRET_WORDS: [&str; 4] = ["secret", "password", "psk", "token"];
+
+/// The default location, whether or not a file is there.
+pub fn default_path() -> Option<PathBuf> {
+    let base = if cfg!(windows) {
+        std::env::var_os("APPDATA").map(PathBuf::from)
+    } else {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+    };
+    base.map(|b| b.join("enos-connect").join("config.toml"))
+}
+
+/// Load the config: an explicit path must exist; the default one may be absent.
+pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => match default_path() {
+            Some(p) if p.is_file() => p,
+            _ => return Ok(Config::default()),
+        },
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&SourceFile::new(path.display().to_string(), text))
+}
+
+pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
+    let raw: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(&src.text)
+        .map_err(|e| ConfigError::Invalid(src.locate(e.span(), e.message()).without_snippet()))?;
+    for key in raw.keys() {
+        let lower = key.get_ref().to_ascii_lowercase();
+        if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+            return Err(ConfigError::Invalid(
+                src.locate(Some(key.span()), format!("`{}` looks like a secret, and config files never hold secrets", key.get_ref()))
+                    .without_snippet()
+                    .with_help("remove it; give secrets with ENOS_DEVICE_SECRET, ENOS_PRODUCT_SECRET, ENOS_CONNECT_PASSWORD, ENOS_CONNECT_PSK or --secret-file"),
+            ));
+        }
+    }
+    toml::from_str(&src.text).map_err(|e| {
+        ConfigError::Invalid(src.locate(e.span(), e.message()).without_snippet().with_help(
+            "config keys: env, domain, host, product_key, device_key, ca, cert, key, timeout, capabilities",
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_refused_without_echoing_them() {
+        let src = SourceFile::new("c.toml", "env = \"eu2\"\ndevice_secret = \"hunter2\"\n");
+        let err = parse(&src).expect_err("refused").to_string();
+        assert!(
+            err.starts_with("c.toml:2:1:") && err.contains("never hold secrets"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "the value is not echoed: {err}");
+    }
+
+    #[test]
+    fn known_keys_parse_and_unknown_ones_say_which_are_allowed() {
+        let src = SourceFile::new("c.toml", "env = \"eu2\"\ntimeout = 3.5\n");
+        let c = parse(&src).expect("parses");
+        assert_eq!((c.env.as_deref(), c.timeout), (Some("eu2"), Some(3.5)));
+        let err = parse(&SourceFile::new("c.toml", "region = \"x\"\n"))
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("config keys: env, domain"), "{err}");
+    }
+}
