@@ -126,8 +126,11 @@ fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<P
         key: args.key.clone(),
         insecure: args.insecure,
     };
-    // Catch unreadable CA or key files as input errors, before any traffic.
-    probe::tls::client_config(&tls, &[]).map_err(Error::Usage)?;
+    // Catch unreadable CA or key files as input errors, before any traffic. Only when some
+    // were given: building a config loads the system's roots, which costs milliseconds.
+    if tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some() {
+        probe::tls::client_config(&tls, &[]).map_err(Error::Usage)?;
+    }
     let roundtrip = args.roundtrip.as_ref().map(|t| {
         if t.is_empty() {
             format!("enos-connect/probe/{:08x}", probe::random_u64() as u32)
