@@ -4,6 +4,7 @@
 //! device's [`answers`] into a decision; [`render`] prints it; [`cli`] wires the commands.
 
 pub mod answers;
+pub mod batch;
 pub mod capabilities;
 pub mod cli;
 pub mod config;

@@ -28,6 +28,7 @@ pub fn run(caps: &Capabilities, args: &AskArgs, interactive: bool) -> Result<Exi
         Format::Table => table::decision(caps, &decision),
         Format::Json => json::decision(caps, &decision),
         Format::Markdown => markdown::decision(caps, &decision),
+        Format::Csv => return Err(super::csv_only()),
     })?;
     let skipped = asked.skipped(caps, &answers);
     let mut err = std::io::stderr();

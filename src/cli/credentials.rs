@@ -39,6 +39,7 @@ pub fn run(caps: &Capabilities, args: &CredentialsArgs, interactive: bool) -> Re
         Format::Table => table::credentials(&creds),
         Format::Json => json::credentials(&creds),
         Format::Markdown => markdown::credentials(&creds),
+        Format::Csv => return Err(super::csv_only()),
     })?;
     Ok(ExitCode::SUCCESS)
 }

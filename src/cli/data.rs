@@ -19,6 +19,7 @@ pub fn compare(caps: &Capabilities, args: &CompareArgs) -> Result<ExitCode> {
         Format::Table => table::compare(caps, needs),
         Format::Json => json_render::compare(caps, needs),
         Format::Markdown => markdown::compare(caps, needs),
+        Format::Csv => return Err(super::csv_only()),
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -38,6 +39,7 @@ pub fn questions(caps: &Capabilities, args: FormatArgs) -> Result<ExitCode> {
         Format::Table => table::questions(caps),
         Format::Json => json_render::questions(caps),
         Format::Markdown => markdown::questions(caps),
+        Format::Csv => return Err(super::csv_only()),
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -83,6 +85,7 @@ pub fn check(global: Option<&Path>, args: &CheckArgs) -> Result<ExitCode> {
             ))?;
             Ok(ExitCode::from(EXIT_USAGE))
         }
+        (_, Format::Csv) => Err(super::csv_only()),
         (Err(e), _) => Err(e.into()),
     }
 }

@@ -112,6 +112,13 @@ pub struct AnswerArgs {
 pub struct RecommendArgs {
     #[command(flatten)]
     pub answers: AnswerArgs,
+    /// Recommend for every row of a CSV or JSON Lines FILE (`-` reads stdin); writes JSON Lines
+    /// (or --format csv), one result per row
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_BATCH", conflicts_with_all = ["answer", "need", "answers"])]
+    pub batch: Option<PathBuf>,
+    /// With --batch: exit 1 when any device has an unmet need
+    #[arg(long, requires = "batch", env = "ENOS_CONNECT_FAIL_ON_UNMET")]
+    pub fail_on_unmet: bool,
     #[command(flatten)]
     pub format: FormatArgs,
 }
@@ -436,6 +443,10 @@ fn apply_config(cli: &mut Cli, c: crate::config::Config) {
         }
         _ => {}
     }
+}
+
+pub fn csv_only() -> Error {
+    Error::Usage("--format csv is for `recommend --batch`\n  = help: use table, json or markdown here".into())
 }
 
 /// Prompts only when a person is there: stdin and stderr are terminals (dialoguer draws on

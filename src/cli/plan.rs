@@ -24,6 +24,7 @@ pub fn run(caps: &Capabilities, args: &PlanArgs, interactive: bool) -> Result<Ex
         Format::Table => table::plan(&plan),
         Format::Json => json::plan(caps, &plan),
         Format::Markdown => markdown::plan(&plan),
+        Format::Csv => return Err(super::csv_only()),
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,7 @@ pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<E
             "ok": reports.iter().all(|r| r.ok),
             "probes": reports,
         })),
+        Format::Csv => return Err(super::csv_only()),
         Format::Table | Format::Markdown => reports.iter().map(table::probe).collect::<Vec<_>>().join("\n"),
     };
     emit(&text)?;

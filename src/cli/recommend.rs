@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use super::{AnswerArgs, RecommendArgs, emit};
 use crate::answers::Answers;
+use crate::batch;
 use crate::capabilities::Capabilities;
 use crate::engine::{self, EngineError};
 use crate::error::{Error, Result};
@@ -11,12 +12,16 @@ use crate::questionnaire;
 use crate::render::{Format, json, markdown, table};
 
 pub fn run(caps: &Capabilities, args: &RecommendArgs, interactive: bool) -> Result<ExitCode> {
+    if let Some(path) = &args.batch {
+        return batch(caps, path, args);
+    }
     let answers = gather(caps, &args.answers, interactive)?;
     let decision = decide(caps, &answers)?;
     emit(&match args.format.format {
         Format::Table => table::decision(caps, &decision),
         Format::Json => json::decision(caps, &decision),
         Format::Markdown => markdown::decision(caps, &decision),
+        Format::Csv => return Err(super::csv_only()),
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -59,4 +64,61 @@ pub fn missing_message(caps: &Capabilities, ids: &[String]) -> String {
         ids.join(", "),
         flags.join(" ")
     )
+}
+
+fn batch(caps: &Capabilities, path: &std::path::Path, args: &RecommendArgs) -> Result<ExitCode> {
+    use std::io::{BufReader, BufWriter, Write};
+    let format = match args.format.format {
+        Format::Table | Format::Json => batch::OutFormat::JsonLines,
+        Format::Csv => batch::OutFormat::Csv,
+        Format::Markdown => {
+            return Err(Error::Usage(
+                "--batch writes JSON Lines (--format json) or CSV (--format csv)".into(),
+            ));
+        }
+    };
+    let name = path.display().to_string();
+    let mut input: Box<dyn std::io::BufRead> = if name == "-" {
+        Box::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock()))
+    } else {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::Usage(format!("--batch {name}: cannot open it: {e}")))?;
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let stderr = std::io::stderr();
+    let mut bad = |line: String| {
+        let _ = writeln!(stderr.lock(), "enos-connect: bad row: {line}");
+    };
+    let summary = batch::run(caps, &name, &mut input, &mut out, &mut bad, format).map_err(|e| match e {
+        batch::BatchError::Write(io) => Error::Output(io),
+        other => Error::Usage(other.to_string()),
+    })?;
+    drop(out);
+    let counts: Vec<String> = summary
+        .by_recommendation
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let mut err = stderr.lock();
+    let _ = writeln!(
+        err,
+        "{} rows: {}; {} with unmet needs; {} bad",
+        summary.rows,
+        if counts.is_empty() {
+            "none".to_string()
+        } else {
+            counts.join(", ")
+        },
+        summary.with_unmet,
+        summary.bad
+    );
+    Ok(ExitCode::from(if summary.bad > 0 {
+        crate::error::EXIT_USAGE
+    } else if args.fail_on_unmet && summary.with_unmet > 0 {
+        crate::error::EXIT_FAILED
+    } else {
+        0
+    }))
 }

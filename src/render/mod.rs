@@ -17,6 +17,8 @@ pub enum Format {
     Json,
     /// Markdown to paste into a ticket or a wiki
     Markdown,
+    /// CSV (recommend --batch only: id, recommendation, protocols, unmet)
+    Csv,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,0 +1,33 @@
+"""Generate a fleet survey as CSV for `enos-connect recommend --batch`: N rows, answers drawn
+at random and needs from a set of typical device profiles (a survey repeats device models)."""
+import random
+import sys
+
+PROFILES = [
+    "report_data", "report_data;ota", "report_data;downlink_commands", "file_upload",
+    "ota;file_upload", "report_data;batch_offline_points", "subdevice_management;report_data",
+    "passthrough_up;passthrough_down", "dynamic_auth;report_data", "mutual_tls;report_data;ota",
+    "static_auth", "", "report_data;file_upload", "downlink_commands;ota",
+]
+
+
+def main():
+    n = int(sys.argv[1])
+    rnd = random.Random(42)
+    out = sys.stdout
+    out.write("id,network,enos_format,third_party_cloud,enos_version,constrained,long_connection,needs\n")
+    nets, yn, vers = ["tcp", "udp", "both", "none"], ["yes", "no"], ["2", "3"]
+    lines = []
+    for i in range(n):
+        lines.append(
+            f"dev-{i:07d},{rnd.choice(nets)},{rnd.choice(yn)},{rnd.choice(yn)},{rnd.choice(vers)},"
+            f"{rnd.choice(yn)},{rnd.choice(yn)},{rnd.choice(PROFILES)}\n"
+        )
+        if len(lines) >= 10000:
+            out.write("".join(lines))
+            lines.clear()
+    out.write("".join(lines))
+
+
+if __name__ == "__main__":
+    main()

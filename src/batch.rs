@@ -1,0 +1,561 @@
+//! Batch recommendations: one device per row of CSV (header: optional `id`, question ids,
+//! `needs` with feature ids separated by `;`) or JSON Lines, one result per row out, streamed.
+//!
+//! Fleets repeat themselves: thousands of rows share a few hundred answer profiles. Each row is
+//! reduced to a compact key (the index of each answer and a bitmask of needs) and decided once
+//! per distinct key; the cache is bounded, so memory stays flat whatever the file size.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+
+use serde_json::Value;
+
+use crate::answers::Answers;
+use crate::capabilities::Capabilities;
+use crate::engine::{self, EngineError};
+
+/// Decisions kept at most; past this the cache starts again (a bound, not a tuning knob).
+const CACHE_LIMIT: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFormat {
+    JsonLines,
+    Csv,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub rows: u64,
+    pub bad: u64,
+    pub with_unmet: u64,
+    /// Rows per recommendation, in the order first seen.
+    pub by_recommendation: Vec<(String, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("{file}:1: {message}")]
+    Header { file: String, message: String },
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the results: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+/// A decided row, ready to print after its id.
+struct Decided {
+    /// Index into the run's recommendation counters.
+    counter: usize,
+    recommendation: String,
+    protocols: String,
+    unmet: String,
+    unmet_empty: bool,
+    json_tail: String,
+}
+
+enum Column {
+    Id,
+    Question(usize),
+    Needs,
+}
+
+struct Layout<'a> {
+    caps: &'a Capabilities,
+    features: HashMap<&'a str, usize>,
+}
+
+impl<'a> Layout<'a> {
+    fn new(caps: &'a Capabilities) -> Self {
+        let features = caps
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.id.as_str(), i))
+            .collect();
+        Layout { caps, features }
+    }
+
+    fn column(&self, name: &str) -> Option<Column> {
+        match name {
+            "id" => Some(Column::Id),
+            "needs" => Some(Column::Needs),
+            q => self
+                .caps
+                .questions
+                .iter()
+                .position(|x| x.id == q)
+                .map(Column::Question),
+        }
+    }
+}
+
+/// One row's answers as indexes: 4 bits per question (0 = unanswered, else choice + 1) and a
+/// bit per needed feature, packed in one integer that is cheap to hash and compare.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    values: u64,
+    needs: u64,
+}
+
+/// Questions and choices a packed key can hold; larger models fall back to "bad row" errors.
+const MAX_QUESTIONS: usize = 16;
+const MAX_CHOICES: usize = 15;
+
+/// A multiply-xor hasher: the keys are small integers made here, not attacker-chosen strings.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type Cache = HashMap<Key, Result<Decided, String>, std::hash::BuildHasherDefault<KeyHasher>>;
+
+impl Key {
+    fn new() -> Self {
+        Key { values: 0, needs: 0 }
+    }
+
+    fn value(&self, q: usize) -> Option<usize> {
+        let v = (self.values >> (q * 4)) & 0xf;
+        (v != 0).then(|| v as usize - 1)
+    }
+
+    fn set(&mut self, layout: &Layout<'_>, q: usize, value: &str) -> Result<(), String> {
+        let question = &layout.caps.questions[q];
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(());
+        }
+        match question.choices.iter().position(|c| c.value == value) {
+            Some(i) if q < MAX_QUESTIONS && i < MAX_CHOICES => {
+                self.values |= ((i as u64) + 1) << (q * 4);
+                Ok(())
+            }
+            Some(_) => Err(format!(
+                "the model has more questions or choices than a batch key holds ({MAX_QUESTIONS}/{MAX_CHOICES})"
+            )),
+            // The slow path builds the usual message, with its suggestion.
+            None => Err(Answers::default()
+                .set(layout.caps, &question.id, value, &question.id)
+                .err()
+                .map_or_else(|| format!("bad value `{value}`"), |e| first_line(&e.to_string()))),
+        }
+    }
+
+    fn need(&mut self, layout: &Layout<'_>, id: &str) -> Result<(), String> {
+        let id = id.trim();
+        if id.is_empty() {
+            return Ok(());
+        }
+        match layout.features.get(id) {
+            Some(&i) if i < 64 => {
+                self.needs |= 1 << i;
+                Ok(())
+            }
+            _ => Err(Answers::default()
+                .add_needs(layout.caps, [id], "needs")
+                .err()
+                .map_or_else(
+                    || format!("unknown feature `{id}`"),
+                    |e| first_line(&e.to_string()),
+                )),
+        }
+    }
+
+    fn answers(&self, caps: &Capabilities) -> Answers {
+        let mut a = Answers::default();
+        for (q, question) in caps.questions.iter().enumerate().take(MAX_QUESTIONS) {
+            if let Some(v) = self.value(q).and_then(|v| question.choices.get(v)) {
+                a.values.insert(question.id.clone(), v.value.clone());
+            }
+        }
+        let needs: Vec<String> = caps
+            .features
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 64 && self.needs & (1 << i) != 0)
+            .map(|(_, f)| f.id.clone())
+            .collect();
+        a.needs = Some(needs);
+        a
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+fn decide(caps: &Capabilities, key: &Key, counters: &mut Vec<(String, u64)>) -> Result<Decided, String> {
+    let d = engine::decide(caps, &key.answers(caps)).map_err(|e| match e {
+        EngineError::Missing(ids) => format!("missing answers for: {}", ids.join(", ")),
+        other => other.to_string(),
+    })?;
+    let json_tail = format!(
+        ",\"recommendation\":{},\"protocols\":{},\"unmet\":{}}}",
+        Value::from(d.recommendation.as_str()),
+        serde_json::to_string(&d.protocols).unwrap_or_default(),
+        serde_json::to_string(&d.unmet).unwrap_or_default(),
+    );
+    let counter = match counters.iter().position(|(r, _)| *r == d.recommendation) {
+        Some(i) => i,
+        None => {
+            counters.push((d.recommendation.clone(), 0));
+            counters.len() - 1
+        }
+    };
+    Ok(Decided {
+        counter,
+        protocols: d.protocols.join(";"),
+        unmet: d.unmet.join(";"),
+        unmet_empty: d.unmet.is_empty(),
+        recommendation: d.recommendation,
+        json_tail,
+    })
+}
+
+/// Split one CSV record; quoted fields may hold commas and doubled quotes. Records without
+/// quotes (nearly all) are split in place.
+fn split_csv(line: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, String> {
+    if !line.contains('"') {
+        return Ok(line.split(',').map(std::borrow::Cow::Borrowed).collect());
+    }
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if cur.is_empty() => quoted = true,
+            (',', false) => fields.push(std::borrow::Cow::Owned(std::mem::take(&mut cur))),
+            (c, _) => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err("a quoted field is not closed on this line (multi-line fields are not supported)".into());
+    }
+    fields.push(std::borrow::Cow::Owned(cur));
+    Ok(fields)
+}
+
+fn write_csv_field(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
+    if s.contains([',', '"', '\n', '\r']) {
+        write!(out, "\"{}\"", s.replace('"', "\"\""))
+    } else {
+        out.write_all(s.as_bytes())
+    }
+}
+
+/// A JSON string; ids rarely need escaping, so the plain case is copied as it is.
+fn write_json_string(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.write_all(b"\"")?;
+        out.write_all(s.as_bytes())?;
+        out.write_all(b"\"")
+    } else {
+        out.write_all(Value::from(s).to_string().as_bytes())
+    }
+}
+
+/// Read rows from `input`, write one result per row to `out`, report bad rows to `bad` (with
+/// their line numbers) and go on.
+pub fn run(
+    caps: &Capabilities,
+    file: &str,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    bad: &mut dyn FnMut(String),
+    format: OutFormat,
+) -> Result<Summary, BatchError> {
+    let layout = Layout::new(caps);
+    let mut summary = Summary::default();
+    let mut cache = Cache::default();
+    let mut counters: Vec<(String, u64)> = Vec::new();
+    let mut line = String::new();
+    let mut lineno: u64 = 0;
+    let mut columns: Option<Vec<Column>> = None;
+    let mut jsonl: Option<bool> = None;
+    let write_err = BatchError::Write;
+    if format == OutFormat::Csv {
+        out.write_all(b"id,recommendation,protocols,unmet\n")
+            .map_err(write_err)?;
+    }
+    loop {
+        line.clear();
+        let n = input.read_line(&mut line).map_err(|source| BatchError::Read {
+            file: file.to_string(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let is_jsonl = *jsonl.get_or_insert_with(|| text.trim_start().starts_with('{'));
+        let (id, key) = if is_jsonl {
+            match parse_json_row(&layout, text) {
+                Ok(r) => r,
+                Err(message) => {
+                    summary.bad += 1;
+                    bad(format!("{file}:{lineno}: {message}"));
+                    continue;
+                }
+            }
+        } else {
+            let Some(cols) = &columns else {
+                columns = Some(header(&layout, file, text)?);
+                continue;
+            };
+            match parse_csv_row(&layout, cols, text) {
+                Ok(r) => r,
+                Err(message) => {
+                    summary.bad += 1;
+                    bad(format!("{file}:{lineno}: {message}"));
+                    continue;
+                }
+            }
+        };
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        let decided = cache
+            .entry(key)
+            .or_insert_with_key(|k| decide(caps, k, &mut counters));
+        let d = match decided {
+            Ok(d) => d,
+            Err(message) => {
+                summary.bad += 1;
+                bad(format!("{file}:{lineno}: {message}"));
+                continue;
+            }
+        };
+        summary.rows += 1;
+        if !d.unmet_empty {
+            summary.with_unmet += 1;
+        }
+        counters[d.counter].1 += 1;
+        let numbered;
+        let id = match &id {
+            Some(id) => id.as_ref(),
+            None => {
+                numbered = lineno.to_string();
+                numbered.as_str()
+            }
+        };
+        let written = match format {
+            OutFormat::JsonLines => write!(out, "{{\"line\":{lineno},\"id\":")
+                .and_then(|()| write_json_string(out, id))
+                .and_then(|()| out.write_all(d.json_tail.as_bytes()))
+                .and_then(|()| out.write_all(b"\n")),
+            OutFormat::Csv => write_csv_field(out, id)
+                .and_then(|()| write!(out, ",{},", d.recommendation))
+                .and_then(|()| write_csv_field(out, &d.protocols))
+                .and_then(|()| out.write_all(b","))
+                .and_then(|()| write_csv_field(out, &d.unmet))
+                .and_then(|()| out.write_all(b"\n")),
+        };
+        written.map_err(write_err)?;
+    }
+    out.flush().map_err(write_err)?;
+    summary.by_recommendation = counters.into_iter().filter(|(_, n)| *n > 0).collect();
+    Ok(summary)
+}
+
+fn header(layout: &Layout<'_>, file: &str, text: &str) -> Result<Vec<Column>, BatchError> {
+    let names = split_csv(text).map_err(|message| BatchError::Header {
+        file: file.into(),
+        message,
+    })?;
+    names
+        .iter()
+        .map(|n| {
+            let n = n.trim().trim_start_matches('\u{feff}');
+            let n = n.trim();
+            layout.column(n).ok_or_else(|| BatchError::Header {
+                file: file.into(),
+                message: format!(
+                    "unknown column `{n}`: the header takes id, needs and the question ids ({})",
+                    layout.caps.question_ids().collect::<Vec<_>>().join(", ")
+                ),
+            })
+        })
+        .collect()
+}
+
+fn parse_csv_row<'t>(
+    layout: &Layout<'_>,
+    cols: &[Column],
+    text: &'t str,
+) -> Result<(Option<std::borrow::Cow<'t, str>>, Key), String> {
+    let fields = split_csv(text)?;
+    if fields.len() != cols.len() {
+        return Err(format!(
+            "{} fields, but the header has {}",
+            fields.len(),
+            cols.len()
+        ));
+    }
+    let mut key = Key::new();
+    let mut id = None;
+    for (col, value) in cols.iter().zip(fields) {
+        match col {
+            Column::Id => {
+                id = Some(match value {
+                    std::borrow::Cow::Borrowed(v) => std::borrow::Cow::Borrowed(v.trim()),
+                    std::borrow::Cow::Owned(v) => std::borrow::Cow::Owned(v.trim().to_string()),
+                })
+            }
+            Column::Question(q) => key.set(layout, *q, &value)?,
+            Column::Needs => {
+                for n in value.split(';') {
+                    key.need(layout, n)?;
+                }
+            }
+        }
+    }
+    Ok((id, key))
+}
+
+fn parse_json_row(
+    layout: &Layout<'_>,
+    text: &str,
+) -> Result<(Option<std::borrow::Cow<'static, str>>, Key), String> {
+    let value: serde_json::Map<String, Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut key = Key::new();
+    let mut id = None;
+    for (k, v) in &value {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+            Value::Array(items) if k == "needs" => {
+                for item in items {
+                    key.need(layout, item.as_str().ok_or("`needs` holds strings")?)?;
+                }
+                continue;
+            }
+            Value::Null => continue,
+            other => return Err(format!("`{k}` must be a string, not {other}")),
+        };
+        match layout.column(k) {
+            Some(Column::Id) => id = Some(std::borrow::Cow::Owned(text)),
+            Some(Column::Question(q)) => key.set(layout, q, &text)?,
+            Some(Column::Needs) => {
+                for n in text.split(';') {
+                    key.need(layout, n)?;
+                }
+            }
+            None => {
+                return Err(format!(
+                    "unknown key `{k}`: rows take id, needs and the question ids"
+                ));
+            }
+        }
+    }
+    Ok((id, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::load_embedded;
+
+    fn batch(input: &str, format: OutFormat) -> (String, Vec<String>, Summary) {
+        let caps = load_embedded().expect("caps");
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        let summary = run(
+            &caps,
+            "t.csv",
+            &mut input.as_bytes(),
+            &mut out,
+            &mut |m| bad.push(m),
+            format,
+        )
+        .expect("runs");
+        (String::from_utf8(out).expect("utf-8"), bad, summary)
+    }
+
+    #[test]
+    fn csv_rows_become_json_lines_and_bad_rows_are_reported_by_line() {
+        let input = "id,network,enos_format,enos_version,needs\n\
+                     d1,tcp,yes,2,ota;file_upload\n\
+                     d2,tpc,yes,2,\n\
+                     \"d,3\",udp,yes,2,report_data\n\
+                     d4,tcp,yes,,\n";
+        let (out, bad, summary) = batch(input, OutFormat::JsonLines);
+        let rows: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["id"], "d1");
+        assert_eq!(rows[0]["protocols"], serde_json::json!(["mqtt", "http"]));
+        assert_eq!(rows[1]["id"], "d,3");
+        assert_eq!(rows[1]["recommendation"], "coap");
+        assert_eq!(bad.len(), 2);
+        assert!(
+            bad[0].starts_with("t.csv:3:") && bad[0].contains("did you mean `tcp`"),
+            "{bad:?}"
+        );
+        assert!(
+            bad[1].starts_with("t.csv:5:") && bad[1].contains("enos_version"),
+            "{bad:?}"
+        );
+        assert_eq!((summary.rows, summary.bad), (2, 2));
+    }
+
+    #[test]
+    fn json_lines_in_and_csv_out() {
+        let input = "{\"id\":\"a\",\"network\":\"none\",\"needs\":[\"ota\"]}\n{\"network\":\"tcp\",\"enos_format\":true,\"enos_version\":3}\n";
+        let (out, bad, summary) = batch(input, OutFormat::Csv);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(
+            out,
+            "id,recommendation,protocols,unmet\na,edge_gateway,,ota\n2,mqtt,mqtt,\n"
+        );
+        assert_eq!(summary.with_unmet, 1);
+        assert!(summary.by_recommendation.contains(&("mqtt".to_string(), 1)));
+    }
+
+    #[test]
+    fn an_unknown_column_stops_at_the_header() {
+        let caps = load_embedded().expect("caps");
+        let mut out = Vec::new();
+        let err = run(
+            &caps,
+            "t.csv",
+            &mut "id,netwrok\n".as_bytes(),
+            &mut out,
+            &mut |_| {},
+            OutFormat::Csv,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.starts_with("t.csv:1: unknown column `netwrok`"), "{err}");
+    }
+}

@@ -1,0 +1,124 @@
+//! `recommend --batch`: CSV and JSON Lines in, JSON Lines or CSV out, bad rows by line number,
+//! --fail-on-unmet, stdin, and a summary on stderr.
+
+mod common;
+
+use common::{OkStdout, bin};
+use predicates::prelude::*;
+
+const CSV: &str = "id,network,enos_format,third_party_cloud,enos_version,needs\n\
+dev-1,tcp,yes,,2,ota;file_upload\n\
+dev-2,udp,yes,,2,ota\n\
+dev-3,none,no,yes,,\n";
+
+#[test]
+fn csv_file_to_json_lines_with_a_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("fleet.csv");
+    std::fs::write(&file, CSV).expect("write");
+    let assert = bin().args(["recommend", "--batch"]).arg(&file).assert().success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["protocols"], serde_json::json!(["mqtt", "http"]));
+    assert_eq!(rows[1]["unmet"], serde_json::json!(["ota"]));
+    assert_eq!(rows[2]["recommendation"], "message_integration");
+    assert_eq!(rows[2]["line"], 4);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        err.contains("3 rows") && err.contains("1 with unmet needs") && err.contains("message_integration 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stdin_csv_out_and_fail_on_unmet() {
+    let out = bin()
+        .args(["recommend", "--batch", "-", "--format", "csv"])
+        .write_stdin(CSV)
+        .ok_stdout();
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "id,recommendation,protocols,unmet\ndev-1,mqtt,mqtt;http,\ndev-2,coap,coap,ota\ndev-3,message_integration,,\n"
+    );
+    bin()
+        .args(["recommend", "--batch", "-", "--fail-on-unmet"])
+        .write_stdin(CSV)
+        .assert()
+        .code(1);
+    let fine = "network,enos_format,enos_version,needs\ntcp,yes,3,report_data\n";
+    bin()
+        .args(["recommend", "--batch", "-", "--fail-on-unmet"])
+        .write_stdin(fine)
+        .assert()
+        .success();
+}
+
+#[test]
+fn bad_rows_are_reported_by_line_and_the_rest_go_on() {
+    let input = "network,enos_format,enos_version,needs\ntcp,yes,2,ota\ntcp,maybe,2,\ntcp,yes,2,otaa\ntcp,yes\nudp,yes,2,\n";
+    let assert = bin()
+        .args(["recommend", "--batch", "-"])
+        .write_stdin(input)
+        .assert()
+        .code(2);
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert_eq!(out.lines().count(), 2, "the good rows are still written: {out}");
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for expected in [
+        "-:3: enos_format",
+        "-:4:",
+        "did you mean `ota`",
+        "-:5: 2 fields, but the header has 4",
+    ] {
+        assert!(err.contains(expected), "`{expected}` not in:\n{err}");
+    }
+}
+
+#[test]
+fn json_lines_input() {
+    let input = "{\"id\":\"a\",\"network\":\"tcp\",\"enos_format\":true,\"enos_version\":2,\"needs\":[\"ota\"]}\n{\"id\":\"b\",\"network\":\"udp\"\n";
+    let assert = bin()
+        .args(["recommend", "--batch", "-"])
+        .write_stdin(input)
+        .assert()
+        .code(2);
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(
+        out.contains("\"id\":\"a\"") && out.contains("\"recommendation\":\"mqtt\""),
+        "{out}"
+    );
+    assert!(String::from_utf8_lossy(&assert.get_output().stderr).contains("-:2: not a JSON object"));
+}
+
+#[test]
+fn batch_usage_errors() {
+    bin()
+        .args(["recommend", "--batch", "/nonexistent/fleet.csv"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot open"));
+    bin()
+        .args(["recommend", "--batch", "-"])
+        .write_stdin("id,region\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("-:1: unknown column `region`"));
+    bin()
+        .args(["recommend", "--batch", "-", "--format", "markdown"])
+        .write_stdin(CSV)
+        .assert()
+        .code(2);
+    bin()
+        .args(["recommend", "--batch", "-", "-a", "network=tcp"])
+        .assert()
+        .code(2);
+    bin()
+        .args(["compare", "--format", "csv"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("recommend --batch"));
+}
