@@ -6,6 +6,7 @@
 //! per distinct key; the cache is bounded, so memory stays flat whatever the file size.
 
 use std::collections::HashMap;
+
 use std::io::{BufRead, Write};
 
 use serde_json::Value;
@@ -65,18 +66,15 @@ enum Column {
 
 struct Layout<'a> {
     caps: &'a Capabilities,
-    features: HashMap<&'a str, usize>,
+    features: Vec<&'a str>,
 }
 
 impl<'a> Layout<'a> {
     fn new(caps: &'a Capabilities) -> Self {
-        let features = caps
-            .features
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.id.as_str(), i))
-            .collect();
-        Layout { caps, features }
+        Layout {
+            caps,
+            features: caps.feature_ids().collect(),
+        }
     }
 
     fn column(&self, name: &str) -> Option<Column> {
@@ -137,7 +135,7 @@ impl Key {
 
     fn set(&mut self, layout: &Layout<'_>, q: usize, value: &str) -> Result<(), String> {
         let question = &layout.caps.questions[q];
-        let value = value.trim();
+        let value = value.trim_ascii();
         if value.is_empty() {
             return Ok(());
         }
@@ -158,12 +156,13 @@ impl Key {
     }
 
     fn need(&mut self, layout: &Layout<'_>, id: &str) -> Result<(), String> {
-        let id = id.trim();
+        let id = id.trim_ascii();
         if id.is_empty() {
             return Ok(());
         }
-        match layout.features.get(id) {
-            Some(&i) if i < 64 => {
+        // A dozen features: a linear scan beats hashing the name.
+        match layout.features.iter().position(|f| *f == id) {
+            Some(i) if i < 64 => {
                 self.needs |= 1 << i;
                 Ok(())
             }
@@ -409,6 +408,9 @@ fn parse_csv_row<'t>(
     cols: &[Column],
     text: &'t str,
 ) -> Result<(Option<std::borrow::Cow<'t, str>>, Key), String> {
+    if !text.contains('"') {
+        return parse_plain_csv_row(layout, cols, text);
+    }
     let fields = split_csv(text)?;
     if fields.len() != cols.len() {
         return Err(format!(
@@ -436,6 +438,52 @@ fn parse_csv_row<'t>(
         }
     }
     Ok((id, key))
+}
+
+/// The common case, a record without quotes: split on comma bytes, no allocation.
+fn parse_plain_csv_row<'t>(
+    layout: &Layout<'_>,
+    cols: &[Column],
+    text: &'t str,
+) -> Result<(Option<std::borrow::Cow<'t, str>>, Key), String> {
+    let mut key = Key::new();
+    let mut id = None;
+    let mut rest = text;
+    let mut count = 0;
+    for col in cols {
+        if count > 0 && rest.len() == text.len() {
+            break;
+        }
+        let (field, more) = match rest.as_bytes().iter().position(|&b| b == b',') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        count += 1;
+        match col {
+            Column::Id => id = Some(std::borrow::Cow::Borrowed(field.trim_ascii())),
+            Column::Question(q) => key.set(layout, *q, field)?,
+            Column::Needs => {
+                for n in field.split(';') {
+                    key.need(layout, n)?;
+                }
+            }
+        }
+        match more {
+            Some(m) => rest = m,
+            None => {
+                if count < cols.len() {
+                    return Err(format!("{count} fields, but the header has {}", cols.len()));
+                }
+                return Ok((id, key));
+            }
+        }
+    }
+    let extra = rest.split(',').count();
+    Err(format!(
+        "{} fields, but the header has {}",
+        cols.len() + extra,
+        cols.len()
+    ))
 }
 
 fn parse_json_row(
