@@ -229,6 +229,20 @@ pub struct ProbeArgs {
     /// Do not check the server certificate (the connection is still encrypted)
     #[arg(long, env = "ENOS_CONNECT_INSECURE")]
     pub insecure: bool,
+    /// Run N probes (a load probe) and report rates and latency percentiles per stage
+    #[arg(long, value_name = "N", env = "ENOS_CONNECT_COUNT", conflicts_with = "plan")]
+    pub count: Option<u64>,
+    /// With --count: at most C probes at a time
+    #[arg(
+        long,
+        value_name = "C",
+        default_value_t = 10,
+        env = "ENOS_CONNECT_CONCURRENCY"
+    )]
+    pub concurrency: u64,
+    /// With --count: start at most R probes per second
+    #[arg(long, value_name = "R", env = "ENOS_CONNECT_RATE")]
+    pub rate: Option<f64>,
     /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
     #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
     pub psk_identity: Option<String>,

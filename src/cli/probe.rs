@@ -21,6 +21,9 @@ pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<E
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+    if let Some(count) = args.count {
+        return load(caps, args, targets, opts, &runtime, count);
+    }
     let reports: Vec<ProbeReport> = runtime.block_on(async { futures_join(caps, &targets, &opts).await });
     let text = match args.format.format {
         Format::Json if reports.len() == 1 => json::to_string(&reports[0]),
@@ -173,4 +176,62 @@ fn psk(args: &ProbeArgs) -> Result<Option<probe::coap::Psk>> {
         None => raw.as_bytes().to_vec(),
     };
     Ok(Some((identity.clone(), zeroize::Zeroizing::new(key))))
+}
+
+fn load(
+    caps: &Capabilities,
+    args: &ProbeArgs,
+    mut targets: Vec<Target>,
+    opts: ProbeOptions,
+    runtime: &tokio::runtime::Runtime,
+    count: u64,
+) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    use std::sync::Arc;
+    if count == 0 || args.concurrency == 0 {
+        return Err(Error::Usage(
+            "--count and --concurrency take a number above 0".into(),
+        ));
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(Error::Usage("--rate takes probes per second above 0".into()));
+    }
+    let target = Arc::new(targets.remove(0));
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(count);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} probes, {per_sec}, {eta} left")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let settings = probe::load::LoadOptions {
+        count,
+        concurrency: args.concurrency,
+        rate: args.rate,
+    };
+    let progress = |done: u64| bar.set_position(done);
+    let report = runtime.block_on(probe::load::run(
+        Arc::new(caps.clone()),
+        target,
+        Arc::new(opts),
+        &settings,
+        &progress,
+    ));
+    bar.finish_and_clear();
+    emit(&match args.format.format {
+        Format::Json => json::to_string(&report),
+        Format::Csv => return Err(super::csv_only()),
+        Format::Table | Format::Markdown => table::load(&report),
+    })?;
+    let only_timeouts = report.errors.keys().all(|k| k == "timeout");
+    Ok(ExitCode::from(if report.ok {
+        0
+    } else if only_timeouts {
+        EXIT_TIMEOUT
+    } else {
+        EXIT_FAILED
+    }))
 }

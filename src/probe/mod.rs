@@ -6,6 +6,7 @@
 
 pub mod coap;
 pub mod http;
+pub mod load;
 pub mod mqtt;
 pub mod tls;
 

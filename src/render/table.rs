@@ -293,3 +293,38 @@ pub fn probe(r: &crate::probe::ProbeReport) -> String {
     }
     out
 }
+
+pub fn load(r: &crate::probe::load::LoadReport) -> String {
+    let verdict = if r.ok {
+        super::color::out("ok", super::color::Paint::Good)
+    } else {
+        super::color::out("FAILED", super::color::Paint::Bad)
+    };
+    let mut out = format!(
+        "{verdict}: {} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s\n",
+        r.count, r.protocol, r.target, r.concurrency, r.succeeded, r.failed, r.elapsed_s, r.rate_per_s
+    );
+    for (kind, n) in &r.errors {
+        let example = r
+            .examples
+            .get(kind)
+            .map(|e| format!(" (e.g. {e})"))
+            .unwrap_or_default();
+        out.push_str(&format!("  {kind}: {n}{example}\n"));
+    }
+    let mut t = new_table(&["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]);
+    for name in ["resolve", "connect", "tls", "handshake", "roundtrip", "total"] {
+        if let Some(p) = r.stages.get(name) {
+            t.add_row(vec![
+                name.to_string(),
+                p.count.to_string(),
+                format!("{:.3}", p.p50_ms),
+                format!("{:.3}", p.p90_ms),
+                format!("{:.3}", p.p99_ms),
+                format!("{:.3}", p.max_ms),
+            ]);
+        }
+    }
+    out.push_str(&format!("{t}\n"));
+    out
+}
