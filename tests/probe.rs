@@ -548,3 +548,90 @@ fn probe_plan_probes_the_smoke_test_url_of_every_protocol() {
     assert_eq!(v["ok"], false);
     assert_ne!(out.status.code(), Some(0));
 }
+
+/// A CoAP peer that first sends a malformed datagram, then an ACK with the wrong message id,
+/// then one with the right id but the wrong token, and only then the real answer.
+fn noisy_coap_peer() -> std::net::SocketAddr {
+    use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let addr = sock.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                continue;
+            };
+            let answer = |mid: u16, token: Vec<u8>| {
+                let mut p = Packet::new();
+                p.header.set_version(1);
+                p.header.set_type(MessageType::Acknowledgement);
+                p.header.message_id = mid;
+                p.set_token(token);
+                p.header.code = MessageClass::Response(ResponseType::Content);
+                p.payload = b"real".to_vec();
+                p.to_bytes().unwrap_or_default()
+            };
+            let _ = sock.send_to(&[0xff, 0x00, 0x13], from);
+            let _ = sock.send_to(
+                &answer(req.header.message_id.wrapping_add(1), req.get_token().to_vec()),
+                from,
+            );
+            let _ = sock.send_to(&answer(req.header.message_id, vec![9, 9, 9, 9]), from);
+            let _ = sock.send_to(&answer(req.header.message_id, req.get_token().to_vec()), from);
+        }
+    });
+    addr
+}
+
+#[test]
+fn coap_ignores_malformed_datagrams_and_answers_to_other_requests() {
+    let peer = noisy_coap_peer();
+    let out = bin()
+        .args([
+            "probe",
+            &format!("coap://127.0.0.1:{}/x", peer.port()),
+            "--verbose",
+            "-f",
+            "json",
+        ])
+        .output()
+        .expect("runs");
+    let v = json_of(&out.stdout);
+    assert_ok(out.status.code().unwrap_or(-1), &v);
+    assert_eq!(v["details"]["payload"], "real");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("ignored a malformed datagram"), "{log}");
+    assert!(
+        log.contains("waiting for") && log.contains("another token"),
+        "{log}"
+    );
+}
+
+#[test]
+fn half_packets_and_slow_bodies_end_at_the_timeout() {
+    let half = peers::tcp_peer(|mut s| {
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(&[0x20, 0x02]);
+        std::thread::sleep(Duration::from_secs(4));
+    });
+    let (code, v, took) = probe(
+        &[&format!("mqtt://127.0.0.1:{}", half.port()), "--timeout", "1"],
+        &[],
+    );
+    assert_failed(code, &v, "timeout", "handshake", "timeout");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+
+    let slow = peers::tcp_peer(|mut s| {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nstart");
+        std::thread::sleep(Duration::from_secs(4));
+    });
+    let (code, v, took) = probe(
+        &[&format!("http://127.0.0.1:{}/", slow.port()), "--timeout", "1"],
+        &[],
+    );
+    assert_failed(code, &v, "timeout", "handshake", "timeout");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+}
