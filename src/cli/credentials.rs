@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::render::{Format, json, markdown, table};
 
 pub fn run(caps: &Capabilities, args: &CredentialsArgs, interactive: bool) -> Result<ExitCode> {
-    let mode = args.secure_mode.as_str();
+    let keys = &args.keys;
+    let mode = keys.secure_mode.as_str();
     let need = |v: &Option<String>, flag: &str, env: &str| {
         v.clone().ok_or_else(|| {
             Error::Usage(format!(
@@ -23,16 +24,16 @@ pub fn run(caps: &Capabilities, args: &CredentialsArgs, interactive: bool) -> Re
     };
     let request = CredentialRequest {
         protocol: args.protocol.clone(),
-        product_key: need(&args.product_key, "--product-key", "ENOS_CONNECT_PRODUCT_KEY")?,
-        device_key: need(&args.device_key, "--device-key", "ENOS_CONNECT_DEVICE_KEY")?,
+        product_key: need(&keys.product_key, "--product-key", "ENOS_CONNECT_PRODUCT_KEY")?,
+        device_key: need(&keys.device_key, "--device-key", "ENOS_CONNECT_DEVICE_KEY")?,
         mode: mode.to_string(),
-        client_id: args.client_id.clone(),
-        timestamp: args.timestamp.unwrap_or_else(now_ms),
+        client_id: keys.client_id.clone(),
+        timestamp: keys.timestamp.unwrap_or_else(now_ms),
         lifetime: args.lifetime,
     };
     // Check everything but the secret first, so a bad flag never costs a prompt.
     credentials::compute(caps, &request, &Secret::new("-".into())).map_err(usage)?;
-    let secret = read_secret(caps, mode, args.secret_file.as_deref(), interactive)?;
+    let secret = read_secret(caps, mode, keys.secret_file.as_deref(), interactive)?;
     let creds = credentials::compute(caps, &request, &secret).map_err(usage)?;
     drop(secret);
     emit(&match args.format.format {

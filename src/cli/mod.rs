@@ -136,6 +136,21 @@ pub struct AskArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub answers: AnswerArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The device's product key
+    #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
+    pub product_key: Option<String>,
+    /// The device's device key
+    #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
+    pub device_key: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+/// Where the device connects: shared by `plan` and `probe --plan`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TargetArgs {
     /// EnOS environment, as in the portal's address (app-portal-ENV.DOMAIN), for example eu2
     #[arg(long, value_name = "ENV", env = "ENOS_CONNECT_ENV")]
     pub env: Option<String>,
@@ -145,14 +160,48 @@ pub struct PlanArgs {
     /// Use this host for every protocol (private deployments), instead of --env/--domain
     #[arg(long, value_name = "HOST", env = "ENOS_CONNECT_HOST", conflicts_with_all = ["env", "domain"])]
     pub host: Option<String>,
-    /// The device's product key
+}
+
+impl TargetArgs {
+    pub fn to_target(
+        &self,
+        product_key: &Option<String>,
+        device_key: &Option<String>,
+    ) -> crate::plan::Target {
+        crate::plan::Target {
+            env: self.env.clone(),
+            domain: self
+                .domain
+                .clone()
+                .unwrap_or_else(|| crate::plan::DEFAULT_DOMAIN.to_string()),
+            host: self.host.clone(),
+            product_key: product_key.clone(),
+            device_key: device_key.clone(),
+        }
+    }
+}
+
+/// Who the device is and where its secret comes from: shared by `credentials` and `probe`.
+#[derive(Debug, Args, Clone)]
+pub struct KeyArgs {
+    /// The device's product key (with --device-key: the EnOS login built from the secret)
     #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
     pub product_key: Option<String>,
     /// The device's device key
     #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
     pub device_key: Option<String>,
-    #[command(flatten)]
-    pub format: FormatArgs,
+    /// static: device secret (ENOS_DEVICE_SECRET); dynamic: product secret (ENOS_PRODUCT_SECRET)
+    #[arg(long, value_enum, default_value_t = SecureModeArg::Static, env = "ENOS_CONNECT_SECURE_MODE")]
+    pub secure_mode: SecureModeArg,
+    /// Client id [default: credentials: the device key; probe: random]
+    #[arg(long, value_name = "ID", env = "ENOS_CONNECT_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Timestamp of the login in milliseconds since the epoch [default: now]
+    #[arg(long, value_name = "MS", env = "ENOS_CONNECT_TIMESTAMP")]
+    pub timestamp: Option<u64>,
+    /// Read the secret from the first line of this file
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -166,15 +215,10 @@ pub struct ProbeArgs {
     pub plan: bool,
     #[command(flatten)]
     pub answers: AnswerArgs,
-    /// EnOS environment for --plan, for example eu2
-    #[arg(long, value_name = "ENV", env = "ENOS_CONNECT_ENV")]
-    pub env: Option<String>,
-    /// EnOS domain for --plan [default: envisioniot.com]
-    #[arg(long, value_name = "DOMAIN", env = "ENOS_CONNECT_DOMAIN")]
-    pub domain: Option<String>,
-    /// Host for every protocol of --plan
-    #[arg(long, value_name = "HOST", env = "ENOS_CONNECT_HOST")]
-    pub host: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Bound on the whole probe, in seconds [default: 10]
     #[arg(long, value_name = "SECONDS", env = "ENOS_CONNECT_TIMEOUT")]
     pub timeout: Option<f64>,
@@ -184,24 +228,6 @@ pub struct ProbeArgs {
     /// Log in with this user name; the password comes from ENOS_CONNECT_PASSWORD
     #[arg(long, value_name = "USER", env = "ENOS_CONNECT_USERNAME")]
     pub username: Option<String>,
-    /// MQTT client id (with EnOS keys: the id inside the EnOS client id) [default: random]
-    #[arg(long, value_name = "ID", env = "ENOS_CONNECT_CLIENT_ID")]
-    pub client_id: Option<String>,
-    /// EnOS product key: log in with the EnOS login built from the secret
-    #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
-    pub product_key: Option<String>,
-    /// EnOS device key
-    #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
-    pub device_key: Option<String>,
-    /// static: device secret (ENOS_DEVICE_SECRET); dynamic: product secret (ENOS_PRODUCT_SECRET)
-    #[arg(long, value_enum, default_value_t = SecureModeArg::Static, env = "ENOS_CONNECT_SECURE_MODE")]
-    pub secure_mode: SecureModeArg,
-    /// Read the secret from the first line of this file
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_SECRET_FILE")]
-    pub secret_file: Option<PathBuf>,
-    /// Timestamp of the EnOS login in milliseconds [default: now]
-    #[arg(long, value_name = "MS", env = "ENOS_CONNECT_TIMESTAMP")]
-    pub timestamp: Option<u64>,
     /// MQTT: publish one message to TOPIC and wait for its acknowledgement (QoS 1)
     #[arg(long, value_name = "TOPIC", env = "ENOS_CONNECT_PUBLISH")]
     pub publish: Option<String>,
@@ -277,27 +303,11 @@ pub struct CredentialsArgs {
     /// mqtt, http or coap
     #[arg(value_name = "PROTOCOL")]
     pub protocol: String,
-    /// The device's product key
-    #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
-    pub product_key: Option<String>,
-    /// The device's device key
-    #[arg(long, value_name = "DK", env = "ENOS_CONNECT_DEVICE_KEY")]
-    pub device_key: Option<String>,
-    /// static: device secret; dynamic: product secret (activation)
-    #[arg(long, value_enum, default_value_t = SecureModeArg::Static, env = "ENOS_CONNECT_SECURE_MODE")]
-    pub secure_mode: SecureModeArg,
-    /// MQTT client id [default: the device key]
-    #[arg(long, value_name = "ID", env = "ENOS_CONNECT_CLIENT_ID")]
-    pub client_id: Option<String>,
-    /// Timestamp in milliseconds since the epoch [default: now]
-    #[arg(long, value_name = "MS", env = "ENOS_CONNECT_TIMESTAMP")]
-    pub timestamp: Option<u64>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Session lifetime: HTTP in milliseconds (default 300000), CoAP in seconds (default 3600)
     #[arg(long, value_name = "N", env = "ENOS_CONNECT_LIFETIME")]
     pub lifetime: Option<u64>,
-    /// Read the secret from the first line of this file
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_SECRET_FILE")]
-    pub secret_file: Option<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
 }
@@ -424,36 +434,44 @@ pub fn load(path: &Option<PathBuf>) -> Result<Capabilities> {
     })
 }
 
-/// Fill what neither a flag nor its environment variable gave from the config file.
-fn apply_config(cli: &mut Cli, c: crate::config::Config) {
-    fn fill<T: Clone>(slot: &mut Option<T>, from: &Option<T>) {
-        if slot.is_none() {
-            slot.clone_from(from);
+fn fill<T: Clone>(slot: &mut Option<T>, from: &Option<T>) {
+    if slot.is_none() {
+        slot.clone_from(from);
+    }
+}
+
+fn fill_target(t: &mut TargetArgs, c: &crate::config::Config) {
+    // A host given on the command line replaces env/domain: do not mix the config's in.
+    if t.host.is_none() {
+        fill(&mut t.env, &c.env);
+        fill(&mut t.domain, &c.domain);
+        if t.env.is_none() && t.domain.is_none() {
+            fill(&mut t.host, &c.host);
         }
     }
+}
+
+/// Fill what neither a flag nor its environment variable gave from the config file.
+fn apply_config(cli: &mut Cli, c: crate::config::Config) {
     fill(&mut cli.capabilities, &c.capabilities);
     match &mut cli.command {
         Command::Plan(a) => {
-            fill(&mut a.env, &c.env);
-            fill(&mut a.domain, &c.domain);
-            fill(&mut a.host, &c.host);
+            fill_target(&mut a.target, &c);
             fill(&mut a.product_key, &c.product_key);
             fill(&mut a.device_key, &c.device_key);
         }
         Command::Probe(a) => {
-            fill(&mut a.env, &c.env);
-            fill(&mut a.domain, &c.domain);
-            fill(&mut a.host, &c.host);
-            fill(&mut a.product_key, &c.product_key);
-            fill(&mut a.device_key, &c.device_key);
+            fill_target(&mut a.target, &c);
+            fill(&mut a.keys.product_key, &c.product_key);
+            fill(&mut a.keys.device_key, &c.device_key);
             fill(&mut a.ca, &c.ca);
             fill(&mut a.cert, &c.cert);
             fill(&mut a.key, &c.key);
             fill(&mut a.timeout, &c.timeout);
         }
         Command::Credentials(a) => {
-            fill(&mut a.product_key, &c.product_key);
-            fill(&mut a.device_key, &c.device_key);
+            fill(&mut a.keys.product_key, &c.product_key);
+            fill(&mut a.keys.device_key, &c.device_key);
         }
         _ => {}
     }

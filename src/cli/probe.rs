@@ -8,7 +8,7 @@ use super::{ProbeArgs, emit, recommend};
 use crate::capabilities::Capabilities;
 use crate::credentials::Secret;
 use crate::error::{EXIT_FAILED, EXIT_TIMEOUT, Error, Result};
-use crate::plan::{self, DEFAULT_DOMAIN};
+use crate::plan;
 use crate::probe::{self, Login, ProbeOptions, ProbeReport, Target, tls::TlsOptions};
 use crate::render::{Format, json, table};
 
@@ -65,13 +65,9 @@ fn targets(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<V
     }
     let answers = recommend::gather(caps, &args.answers, interactive)?;
     let decision = recommend::decide(caps, &answers)?;
-    let target = plan::Target {
-        env: args.env.clone(),
-        domain: args.domain.clone().unwrap_or_else(|| DEFAULT_DOMAIN.to_string()),
-        host: args.host.clone(),
-        product_key: args.product_key.clone(),
-        device_key: args.device_key.clone(),
-    };
+    let target = args
+        .target
+        .to_target(&args.keys.product_key, &args.keys.device_key);
     let p = plan::plan(caps, &decision, &target);
     if p.protocols.is_empty() {
         return Err(Error::Usage(format!(
@@ -101,18 +97,19 @@ fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<P
             "--timeout {timeout}: give seconds between 0 and 3600"
         )));
     }
-    let login = match (&args.product_key, &args.device_key, &args.username) {
+    let keys = &args.keys;
+    let login = match (&keys.product_key, &keys.device_key, &args.username) {
         (Some(pk), Some(dk), _) => {
-            let mode = args.secure_mode.as_str();
+            let mode = keys.secure_mode.as_str();
             let secret =
-                super::credentials::read_secret(caps, mode, args.secret_file.as_deref(), interactive)?;
+                super::credentials::read_secret(caps, mode, keys.secret_file.as_deref(), interactive)?;
             Login::Enos {
                 product_key: pk.clone(),
                 device_key: dk.clone(),
                 mode: mode.to_string(),
                 secret,
-                timestamp: args.timestamp.unwrap_or_else(super::credentials::now_ms),
-                client_id: args.client_id.clone(),
+                timestamp: keys.timestamp.unwrap_or_else(super::credentials::now_ms),
+                client_id: keys.client_id.clone(),
             }
         }
         (Some(_), None, _) | (None, Some(_), _) => {
@@ -146,7 +143,7 @@ fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<P
         timeout: Duration::from_secs_f64(timeout),
         verbose: args.verbose,
         login,
-        client_id: args.client_id.clone(),
+        client_id: keys.client_id.clone(),
         tls,
         publish: args.publish.clone(),
         roundtrip,
