@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::mqtt::Io;
-use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, connect_tcp, resolve, tls};
+use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target};
 use crate::capabilities::Capabilities;
 use crate::credentials::{self, CredentialRequest};
 
@@ -84,15 +83,7 @@ pub async fn probe(
     deadline: Instant,
 ) -> Result<(), Failure> {
     let (method, path, body) = build_request(caps, target, opts)?;
-    let addrs = resolve(rec, target).await?;
-    let tcp = connect_tcp(rec, &addrs, deadline).await?;
-    let mut io: Box<dyn Io> = if target.secure {
-        let config =
-            tls::client_config(&opts.tls, &[b"http/1.1"]).map_err(|e| Failure::new(ErrorKind::Tls, e))?;
-        Box::new(tls::handshake(rec, config, &target.host, tcp).await?)
-    } else {
-        Box::new(tcp)
-    };
+    let mut io = super::connect_stream(rec, target, opts, deadline, &[b"http/1.1"]).await?;
     rec.begin("handshake");
     let host = if target.host.contains(':') {
         format!("[{}]", target.host)

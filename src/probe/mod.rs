@@ -400,6 +400,28 @@ pub async fn connect_tcp(
     Err(last)
 }
 
+/// A byte stream to the peer: plain TCP or TLS over it.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Resolve, connect over TCP, and run TLS when the scheme asks for it: the stages every
+/// TCP protocol shares.
+pub async fn connect_stream(
+    rec: &mut Recorder,
+    target: &Target,
+    opts: &ProbeOptions,
+    deadline: Instant,
+    alpn: &[&[u8]],
+) -> Result<Box<dyn Io>, Failure> {
+    let addrs = resolve(rec, target).await?;
+    let tcp = connect_tcp(rec, &addrs, deadline).await?;
+    if !target.secure {
+        return Ok(Box::new(tcp));
+    }
+    let config = tls::client_config(&opts.tls, alpn).map_err(|e| Failure::new(ErrorKind::Tls, e))?;
+    Ok(Box::new(tls::handshake(rec, config, &target.host, tcp).await?))
+}
+
 /// Time left before the deadline, as an error when there is none.
 pub fn left(deadline: Instant) -> Result<Duration, Failure> {
     let d = deadline.saturating_duration_since(Instant::now());

@@ -8,18 +8,15 @@ use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe};
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, connect_tcp, left, resolve, tls};
+use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target, left};
 use crate::capabilities::Capabilities;
 use crate::credentials::{self, CredentialRequest};
 
 /// Largest packet accepted from the broker: a peer that declares more is not an MQTT broker
 /// answering a probe.
 const MAX_PACKET: usize = 1 << 20;
-
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Plain-word meaning of each MQTT 3.1.1 CONNACK refusal, and whether it is about the login.
 pub fn refusal(code: ConnectReturnCode) -> (ErrorKind, &'static str) {
@@ -174,14 +171,7 @@ pub async fn probe(
     rec: &mut Recorder,
     deadline: Instant,
 ) -> Result<(), Failure> {
-    let addrs = resolve(rec, target).await?;
-    let tcp = connect_tcp(rec, &addrs, deadline).await?;
-    let io: Box<dyn Io> = if target.secure {
-        let config = tls::client_config(&opts.tls, &[]).map_err(|e| Failure::new(ErrorKind::Tls, e))?;
-        Box::new(tls::handshake(rec, config, &target.host, tcp).await?)
-    } else {
-        Box::new(tcp)
-    };
+    let io = super::connect_stream(rec, target, opts, deadline, &[]).await?;
     let mut conn = Conn {
         io,
         buf: BytesMut::with_capacity(4096),
