@@ -24,7 +24,7 @@ pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<E
     if let Some(count) = args.count {
         return load(caps, args, targets, opts, &runtime, count);
     }
-    let reports: Vec<ProbeReport> = runtime.block_on(async { futures_join(caps, &targets, &opts).await });
+    let reports: Vec<ProbeReport> = runtime.block_on(async { probe_each(caps, &targets, &opts).await });
     let text = match args.format.format {
         Format::Json if reports.len() == 1 => json::to_string(&reports[0]),
         Format::Json => json::to_string(&serde_json::json!({
@@ -44,7 +44,9 @@ pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<E
     }))
 }
 
-async fn futures_join(caps: &Capabilities, targets: &[Target], opts: &ProbeOptions) -> Vec<ProbeReport> {
+/// The probes one after another: a plan's protocols are checked in order, each within its
+/// own timeout.
+async fn probe_each(caps: &Capabilities, targets: &[Target], opts: &ProbeOptions) -> Vec<ProbeReport> {
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
         out.push(probe::run(caps, t, opts).await);
