@@ -635,3 +635,34 @@ fn half_packets_and_slow_bodies_end_at_the_timeout() {
     assert_failed(code, &v, "timeout", "handshake", "timeout");
     assert!(took < Duration::from_millis(2500), "took {took:?}");
 }
+
+#[test]
+fn two_way_tls_needs_the_client_certificate_and_accepts_it() {
+    let broker = peers::broker(&[]);
+    let pki = peers::pki(&["localhost"], false);
+    let front = peers::tls_front(pki.mutual_config.clone(), broker);
+    let url = format!("mqtts://localhost:{}", front.port());
+    let ca = pki.ca.to_str().expect("utf-8");
+    let (code, v, _) = probe(&[&url, "--ca", ca], &[]);
+    assert_eq!(v["error"]["kind"], "tls", "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("client certificate")),
+        "{v:#}"
+    );
+    assert_eq!(code, 1);
+    let (code, v, _) = probe(
+        &[
+            &url,
+            "--ca",
+            ca,
+            "--cert",
+            pki.client_cert.to_str().expect("utf-8"),
+            "--key",
+            pki.client_key.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_ok(code, &v);
+}

@@ -342,6 +342,60 @@ enum Reply {
     Response(Packet),
 }
 
+/// What one datagram means to a probe waiting on message id `mid` with `token`. Pure, so the
+/// fuzzer can throw any bytes at it.
+#[derive(Debug)]
+pub enum Datagram {
+    Malformed,
+    Reset,
+    EmptyAck,
+    /// A response to our request; `ack` holds the message id to acknowledge (a separate
+    /// confirmable response).
+    Response {
+        packet: Box<Packet>,
+        ack: Option<u16>,
+    },
+    /// Not for us: another message id or token.
+    Other(String),
+}
+
+pub fn classify(bytes: &[u8], mid: u16, token: &[u8]) -> Datagram {
+    let Ok(p) = Packet::from_bytes(bytes) else {
+        return Datagram::Malformed;
+    };
+    let kind = p.header.get_type();
+    if p.header.message_id == mid && matches!(kind, MessageType::Reset) {
+        return Datagram::Reset;
+    }
+    if p.header.message_id == mid && matches!(kind, MessageType::Acknowledgement) {
+        if p.header.code == MessageClass::Empty {
+            return Datagram::EmptyAck;
+        }
+        if p.get_token() == token {
+            return Datagram::Response {
+                packet: Box::new(p),
+                ack: None,
+            };
+        }
+        return Datagram::Other("an acknowledgement with our message id but another token".into());
+    }
+    if matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable)
+        && p.get_token() == token
+        && !token.is_empty()
+        && p.header.code != MessageClass::Empty
+    {
+        let ack = matches!(kind, MessageType::Confirmable).then_some(p.header.message_id);
+        return Datagram::Response {
+            packet: Box::new(p),
+            ack,
+        };
+    }
+    Datagram::Other(format!(
+        "a {kind:?} with message id {} (waiting for {mid})",
+        p.header.message_id
+    ))
+}
+
 /// Wait for a datagram that answers our message: the same message id (ACK or RST), or a
 /// separate response carrying our token. Anything else is noted and ignored.
 async fn receive(
@@ -356,43 +410,23 @@ async fn receive(
         let Some(n) = link.recv(buf, until).await? else {
             return Ok(None);
         };
-        let Ok(p) = Packet::from_bytes(&buf[..n]) else {
-            rec.note(&format!("ignored a malformed datagram of {n} bytes"));
-            continue;
-        };
-        let kind = p.header.get_type();
-        if p.header.message_id == mid && matches!(kind, MessageType::Reset) {
-            return Ok(Some(Reply::Reset));
-        }
-        if p.header.message_id == mid && matches!(kind, MessageType::Acknowledgement) {
-            if p.header.code == MessageClass::Empty {
-                return Ok(Some(Reply::EmptyAck));
-            }
-            if p.get_token() == token {
-                return Ok(Some(Reply::Response(p)));
-            }
-            rec.note("ignored an acknowledgement with our message id but another token");
-            continue;
-        }
-        if matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable)
-            && p.get_token() == token
-            && !token.is_empty()
-            && p.header.code != MessageClass::Empty
-        {
-            if matches!(kind, MessageType::Confirmable) {
-                let mut ack = Packet::new();
-                ack.header.set_version(1);
-                ack.header.set_type(MessageType::Acknowledgement);
-                ack.header.message_id = p.header.message_id;
-                if let Ok(bytes) = ack.to_bytes() {
-                    let _ = link.send(&bytes).await;
+        match classify(&buf[..n], mid, token) {
+            Datagram::Malformed => rec.note(&format!("ignored a malformed datagram of {n} bytes")),
+            Datagram::Reset => return Ok(Some(Reply::Reset)),
+            Datagram::EmptyAck => return Ok(Some(Reply::EmptyAck)),
+            Datagram::Response { packet, ack } => {
+                if let Some(id) = ack {
+                    let mut a = Packet::new();
+                    a.header.set_version(1);
+                    a.header.set_type(MessageType::Acknowledgement);
+                    a.header.message_id = id;
+                    if let Ok(bytes) = a.to_bytes() {
+                        let _ = link.send(&bytes).await;
+                    }
                 }
+                return Ok(Some(Reply::Response(*packet)));
             }
-            return Ok(Some(Reply::Response(p)));
+            Datagram::Other(what) => rec.note(&format!("ignored {what}")),
         }
-        rec.note(&format!(
-            "ignored a {kind:?} with message id {} (waiting for {mid})",
-            p.header.message_id
-        ));
     }
 }

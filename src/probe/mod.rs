@@ -71,6 +71,11 @@ impl Failure {
 
     pub fn io(e: &std::io::Error) -> Self {
         use std::io::ErrorKind as K;
+        // With TLS 1.3 a server refuses a client certificate after the handshake: the alert
+        // arrives on the first read, and it is a TLS failure all the same.
+        if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+            return tls::explain(e);
+        }
         match e.kind() {
             K::ConnectionRefused => {
                 Failure::new(ErrorKind::Refused, "connection refused: nothing listens there")

@@ -106,7 +106,7 @@ pub async fn handshake(
 }
 
 /// Turn a rustls failure into a sentence that says what to do.
-fn explain(e: &std::io::Error) -> Failure {
+pub(crate) fn explain(e: &std::io::Error) -> Failure {
     let text = e.to_string();
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     use rustls::CertificateError as C;
@@ -119,8 +119,11 @@ fn explain(e: &std::io::Error) -> Failure {
             C::Revoked => "the server certificate is revoked".to_string(),
             _ => format!("the server certificate was rejected: {text}"),
         },
+        Some(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)) => {
+            "the server requires a client certificate: pass --cert and --key".to_string()
+        }
         Some(rustls::Error::AlertReceived(alert)) => {
-            format!("the server ended the TLS handshake with alert {alert:?} (it may want a client certificate: --cert and --key)")
+            format!("the server ended TLS with alert {alert:?} (if it wants a client certificate: --cert and --key)")
         }
         Some(other) => format!("TLS failed: {other}"),
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => {

@@ -65,11 +65,16 @@ fn wait_for(addr: SocketAddr) {
     }
 }
 
-/// A CA and a server certificate for `names`, written as PEM files.
+/// A CA and a server certificate for `names`, written as PEM files, plus a client certificate
+/// and key signed by the same CA (for two-way TLS).
 pub struct Pki {
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
     pub server_config: Arc<rustls::ServerConfig>,
+    /// The same server, but it requires a client certificate signed by the CA.
+    pub mutual_config: Arc<rustls::ServerConfig>,
 }
 
 pub fn pki(names: &[&str], expired: bool) -> Pki {
@@ -96,16 +101,40 @@ pub fn pki(names: &[&str], expired: bool) -> Pki {
     let chain = vec![cert.der().clone()];
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
-        .with_single_cert(chain, key_der)
+        .with_single_cert(chain.clone(), key_der.clone_key())
         .expect("server config");
+    let client_key = KeyPair::generate().expect("client key");
+    let client = CertificateParams::new(vec!["device-1".to_string()])
+        .expect("client params")
+        .signed_by(&client_key, &issuer)
+        .expect("client cert");
+    let client_cert = dir.path().join("client.pem");
+    let client_key_path = dir.path().join("client.key");
+    std::fs::write(&client_cert, client.pem()).expect("write client cert");
+    std::fs::write(&client_key_path, client_key.serialize_pem()).expect("write client key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("ca root");
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .expect("client verifier");
+    let mutual_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key_der)
+        .expect("mutual server config");
     Pki {
         dir,
         ca: ca_path,
+        client_cert,
+        client_key: client_key_path,
         server_config: Arc::new(server_config),
+        mutual_config: Arc::new(mutual_config),
     }
 }
 

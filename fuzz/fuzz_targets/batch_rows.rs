@@ -1,0 +1,14 @@
+#![no_main]
+//! Batch input (CSV or JSON Lines) in both output formats.
+use enos_connect::batch::{OutFormat, run};
+use enos_connect::capabilities::load_embedded;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(caps) = load_embedded() else { return };
+    for format in [OutFormat::JsonLines, OutFormat::Csv] {
+        let mut out = Vec::new();
+        let mut input = data;
+        let _ = run(&caps, "fuzz", &mut input, &mut out, &mut |_| {}, format);
+    }
+});
