@@ -666,3 +666,83 @@ fn two_way_tls_needs_the_client_certificate_and_accepts_it() {
     );
     assert_ok(code, &v);
 }
+
+#[test]
+fn http_peers_that_lie_about_the_protocol_or_the_size_fail_cleanly() {
+    let cases: [(&'static [u8], &str); 3] = [
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP response"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+            "more than a probe reads",
+        ),
+        (
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+            "503 Service Unavailable",
+        ),
+    ];
+    for (reply, words) in cases {
+        let peer = peers::tcp_peer(move |mut s| {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(reply);
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let (code, v, took) = probe(
+            &[&format!("http://127.0.0.1:{}/", peer.port()), "--timeout", "2"],
+            &[],
+        );
+        assert_failed(code, &v, "protocol", "handshake", words);
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+}
+
+#[test]
+fn a_coap_reset_to_a_request_is_a_protocol_failure() {
+    use coap_lite::{MessageType, Packet};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let port = sock.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                continue;
+            };
+            let mut rst = Packet::new();
+            rst.header.set_version(1);
+            rst.header.set_type(MessageType::Reset);
+            rst.header.message_id = req.header.message_id;
+            let _ = sock.send_to(&rst.to_bytes().unwrap_or_default(), from);
+        }
+    });
+    let (code, v, _) = probe(&[&format!("coap://127.0.0.1:{port}/time")], &[]);
+    assert_failed(code, &v, "protocol", "handshake", "reset");
+}
+
+#[test]
+fn the_secret_never_appears_when_tls_fails() {
+    const CANARY: &str = "Tls-Canary-4242";
+    let broker = peers::broker(&[]);
+    let pki = peers::pki(&["localhost"], false);
+    let front = peers::tls_front(pki.server_config.clone(), broker);
+    for format in ["json", "table"] {
+        let out = bin()
+            .args([
+                "probe",
+                &format!("mqtts://localhost:{}", front.port()),
+                "-f",
+                format,
+                "--verbose",
+            ])
+            .args(["--product-key", "p", "--device-key", "d"])
+            .env("ENOS_DEVICE_SECRET", CANARY)
+            .output()
+            .expect("runs");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("not signed by a trusted CA"), "{all}");
+        assert!(!all.contains(CANARY), "leak in {format}:\n{all}");
+    }
+}
