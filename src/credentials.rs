@@ -81,6 +81,16 @@ pub struct Credentials {
     pub steps: Vec<String>,
 }
 
+impl Credentials {
+    /// One output field (`client_id`, `password`, `psk_key`, ...).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     #[error("no credential recipe for `{0}`\n  = help: use one of {1}")]
@@ -230,10 +240,7 @@ mod tests {
     use crate::capabilities::load_embedded;
 
     fn field<'a>(c: &'a Credentials, name: &str) -> &'a str {
-        c.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
+        c.field(name).unwrap_or_default()
     }
 
     fn request(protocol: &str, pk: &str, dk: &str, mode: &str) -> CredentialRequest {

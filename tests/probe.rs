@@ -107,12 +107,7 @@ fn mqtt_enos_login_is_accepted_with_the_right_secret_and_refused_with_a_wrong_on
         lifetime: None,
     };
     let creds = credentials::compute(&caps, &req, &Secret::new("right-secret".into())).expect("creds");
-    let password = creds
-        .fields
-        .iter()
-        .find(|(k, _)| k == "password")
-        .map(|(_, v)| v.clone())
-        .expect("password");
+    let password = creds.field("password").expect("password").to_string();
     let broker = peers::broker(&[("dk42&pk42", &password)]);
     let url = format!("mqtt://127.0.0.1:{}", broker.port());
     let args = [

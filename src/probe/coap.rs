@@ -14,9 +14,8 @@ use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_dtls::conn::DTLSConn;
 use zeroize::Zeroizing;
 
-use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, left, random_u64, resolve};
+use super::{ErrorKind, Failure, ProbeOptions, Recorder, Target, left, random_u64, resolve};
 use crate::capabilities::Capabilities;
-use crate::credentials::{self, CredentialRequest};
 
 /// A DTLS pre-shared key: the identity and the key bytes (wiped on drop).
 pub type Psk = (String, Zeroizing<Vec<u8>>);
@@ -102,40 +101,15 @@ fn psk(caps: &Capabilities, opts: &ProbeOptions) -> Result<Psk, Failure> {
     if let Some((identity, key)) = &opts.psk {
         return Ok((identity.clone(), key.clone()));
     }
-    let Login::Enos {
-        product_key,
-        device_key,
-        mode,
-        secret,
-        ..
-    } = &opts.login
-    else {
+    let Some(creds) = opts.login.enos_credentials(caps, "coap") else {
         return Err(Failure::new(
             ErrorKind::Tls,
             "coaps:// needs a pre-shared key: --psk-identity with ENOS_CONNECT_PSK, or --product-key/--device-key",
         ));
     };
-    let req = CredentialRequest {
-        protocol: "coap".into(),
-        product_key: product_key.clone(),
-        device_key: device_key.clone(),
-        mode: mode.clone(),
-        client_id: None,
-        timestamp: 0,
-        lifetime: None,
-    };
-    let creds =
-        credentials::compute(caps, &req, secret).map_err(|e| Failure::new(ErrorKind::Auth, e.to_string()))?;
-    let field = |name: &str| {
-        creds
-            .fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let key = Zeroizing::new(hex_decode(&field("psk_key")).unwrap_or_default());
-    Ok((field("psk_identity"), key))
+    let creds = creds?;
+    let key = Zeroizing::new(hex_decode(creds.field("psk_key").unwrap_or_default()).unwrap_or_default());
+    Ok((creds.field("psk_identity").unwrap_or_default().to_string(), key))
 }
 
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {

@@ -9,7 +9,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target};
 use crate::capabilities::Capabilities;
-use crate::credentials::{self, CredentialRequest};
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
@@ -36,27 +35,8 @@ fn build_request(
     target: &Target,
     opts: &ProbeOptions,
 ) -> Result<(String, String, Vec<u8>), Failure> {
-    if let Login::Enos {
-        product_key,
-        device_key,
-        mode,
-        secret,
-        timestamp,
-        ..
-    } = &opts.login
-    {
-        let req = CredentialRequest {
-            protocol: "http".into(),
-            product_key: product_key.clone(),
-            device_key: device_key.clone(),
-            mode: mode.clone(),
-            client_id: None,
-            timestamp: *timestamp,
-            lifetime: None,
-        };
-        let creds = credentials::compute(caps, &req, secret)
-            .map_err(|e| Failure::new(ErrorKind::Auth, e.to_string()))?;
-        let r = creds
+    if let Some(creds) = opts.login.enos_credentials(caps, "http") {
+        let r = creds?
             .request
             .ok_or_else(|| Failure::new(ErrorKind::Auth, "no HTTP auth request in the capabilities"))?;
         let prefix = target.path.trim_end_matches('/');

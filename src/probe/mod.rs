@@ -305,6 +305,40 @@ pub enum Login {
     },
 }
 
+impl Login {
+    /// The EnOS login material for `protocol`, when the login is an EnOS one.
+    pub fn enos_credentials(
+        &self,
+        caps: &Capabilities,
+        protocol: &str,
+    ) -> Option<Result<crate::credentials::Credentials, Failure>> {
+        let Login::Enos {
+            product_key,
+            device_key,
+            mode,
+            secret,
+            timestamp,
+            client_id,
+        } = self
+        else {
+            return None;
+        };
+        let req = crate::credentials::CredentialRequest {
+            protocol: protocol.into(),
+            product_key: product_key.clone(),
+            device_key: device_key.clone(),
+            mode: mode.clone(),
+            client_id: client_id.clone(),
+            timestamp: *timestamp,
+            lifetime: None,
+        };
+        Some(
+            crate::credentials::compute(caps, &req, secret)
+                .map_err(|e| Failure::new(ErrorKind::Auth, e.to_string())),
+        )
+    }
+}
+
 pub struct ProbeOptions {
     pub timeout: Duration,
     pub verbose: bool,

@@ -12,7 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target, left};
 use crate::capabilities::Capabilities;
-use crate::credentials::{self, CredentialRequest};
 
 /// Largest packet accepted from the broker: a peer that declares more is not an MQTT broker
 /// answering a probe.
@@ -128,37 +127,13 @@ fn login(caps: &Capabilities, opts: &ProbeOptions, connect: &mut Connect) -> Res
                 .unwrap_or_default();
             connect.set_login(username.clone(), pw);
         }
-        Login::Enos {
-            product_key,
-            device_key,
-            mode,
-            secret,
-            timestamp,
-            client_id,
-        } => {
-            let req = CredentialRequest {
-                protocol: "mqtt".into(),
-                product_key: product_key.clone(),
-                device_key: device_key.clone(),
-                mode: mode.clone(),
-                client_id: client_id.clone(),
-                timestamp: *timestamp,
-                lifetime: None,
-            };
-            let creds = credentials::compute(caps, &req, secret)
-                .map_err(|e| Failure::new(ErrorKind::Auth, e.to_string()))?;
-            let field = |name: &str| {
-                creds
-                    .fields
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-            };
-            connect.client_id = field("client_id").unwrap_or_default();
-            connect.set_login(
-                field("username").unwrap_or_default(),
-                field("password").unwrap_or_default(),
-            );
+        Login::Enos { .. } => {
+            if let Some(creds) = opts.login.enos_credentials(caps, "mqtt") {
+                let creds = creds?;
+                let field = |name: &str| creds.field(name).unwrap_or_default().to_string();
+                connect.client_id = field("client_id");
+                connect.set_login(field("username"), field("password"));
+            }
         }
     }
     Ok(())
