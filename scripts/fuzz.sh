@@ -6,7 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
-for target in capabilities answers batch_rows coap_reply; do
+# Seeds: the shipped capabilities (with a few answer selectors) for the engine target, and a
+# few real responses for the HTTP one; libFuzzer mutates from there.
+mkdir -p fuzz/corpus/decide fuzz/corpus/http_response
+for sel in "" "\x00\x01\x01\x00\x02\x01\x01\x01\x01\xff\xff" "\x00\x02\x01\x00\x01\x00\x00\x00\x01\x05"; do
+  { cat capabilities.toml; printf "$sel"; } > "fuzz/corpus/decide/seed-${#sel}.toml"
+done
+printf 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' > fuzz/corpus/http_response/length
+printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' > fuzz/corpus/http_response/chunked
+printf 'HTTP/1.1 301 Moved\r\nLocation: /x\r\n\r\n' > fuzz/corpus/http_response/redirect
+for target in capabilities answers batch_rows coap_reply decide http_response; do
   echo "== fuzz $target for ${seconds}s"
   cargo fuzz run --sanitizer none "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
     | grep -E "^Done|stat::number_of_executed_units|SUMMARY|panicked|ERROR" || true

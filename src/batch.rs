@@ -129,7 +129,9 @@ impl Key {
     }
 
     fn value(&self, q: usize) -> Option<usize> {
-        let v = (self.values >> (q * 4)) & 0xf;
+        // A model with more than MAX_QUESTIONS questions never sets the ones past it.
+        let shift = u32::try_from(q.checked_mul(4)?).ok()?;
+        let v = self.values.checked_shr(shift)? & 0xf;
         (v != 0).then(|| v as usize - 1)
     }
 

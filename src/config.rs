@@ -84,11 +84,24 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
             ));
         }
     }
-    toml::from_str(&src.text).map_err(|e| {
+    let config: Config = toml::from_str(&src.text).map_err(|e| {
         ConfigError::Invalid(src.locate(e.span(), e.message()).without_snippet().with_help(
             "config keys: env, domain, host, product_key, device_key, ca, cert, key, timeout, capabilities",
         ))
-    })
+    })?;
+    if let Some(t) = config.timeout
+        && let Err(why) = crate::cli::timeout_seconds(&t.to_string())
+    {
+        let span = raw
+            .iter()
+            .find(|(k, _)| k.get_ref() == "timeout")
+            .map(|(_, v)| v.span());
+        return Err(ConfigError::Invalid(
+            src.locate(span, format!("timeout = {t}: {why}"))
+                .without_snippet(),
+        ));
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -202,7 +202,7 @@ pub fn compute(
         .collect();
     if let Some(psk) = &recipe.psk_key {
         let digest = Sha256::digest(secret.expose().as_bytes());
-        let end = (psk.digest_from + psk.len).min(digest.len());
+        let end = psk.digest_from.saturating_add(psk.len).min(digest.len());
         let from = psk.digest_from.min(end);
         fields.push((psk.field.clone(), hex_lower(&digest[from..end])));
     }

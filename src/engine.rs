@@ -79,6 +79,10 @@ pub enum EngineError {
     Missing(Vec<String>),
     #[error("the decision flow stops at node `{0}`: it has no edge for `{1}`")]
     Stuck(String, String),
+    #[error(
+        "the decision flow reaches node `{0}` with no protocol left to choose from\n  = help: run `enos-connect check` on the capabilities file; a `none` branch must lead to an outcome"
+    )]
+    NoProtocol(String),
 }
 
 /// Decide with defaults applied; a missing answer without a default is an error that names
@@ -250,7 +254,7 @@ impl<'a> Walker<'a> {
                     branch.to_string()
                 }
                 NodeKind::Prefer => {
-                    if let Some(q) = self.prefer(node) {
+                    if let Some(q) = self.prefer(node)? {
                         return Ok(Step::Ask(Pending::Question(q)));
                     }
                     self.step(node, None, "chosen");
@@ -374,17 +378,21 @@ impl<'a> Walker<'a> {
 
     /// Choose among the options by the first prefer rule that applies; returns the question it
     /// still needs when answers are missing and defaults are off.
-    fn prefer(&mut self, node: &Node) -> Option<String> {
+    fn prefer(&mut self, node: &Node) -> Result<Option<String>, EngineError> {
         let options = std::mem::take(&mut self.options);
-        let single = options.len() == 1;
-        if single && options[0].len() == 1 {
-            let p = &options[0][0];
+        // `check` rejects a flow that reaches a prefer node with nothing open; a model built
+        // by hand gets an error here instead of an index out of bounds.
+        let Some(first) = options.first().and_then(|o| o.first()).cloned() else {
+            return Err(EngineError::NoProtocol(node.id.clone()));
+        };
+        if options.len() == 1 && options[0].len() == 1 {
+            let p = &first;
             self.reasons.push(format!(
                 "{} is the only protocol open to this device that covers its needs",
                 self.title(p)
             ));
             self.options = options;
-            return None;
+            return Ok(None);
         }
         let mut chosen: Option<(usize, String, String)> = None;
         for rule in &node.rules {
@@ -396,7 +404,7 @@ impl<'a> Walker<'a> {
                     Some((v, _)) => &v == want,
                     None => {
                         self.options = options;
-                        return Some(q.clone());
+                        return Ok(Some(q.clone()));
                     }
                 },
                 _ => true,
@@ -407,14 +415,13 @@ impl<'a> Walker<'a> {
             }
         }
         let (index, primary, reason) = chosen.unwrap_or_else(|| {
-            let first = options[0][0].clone();
             (
                 0,
                 first,
                 "first open protocol in the capabilities order".to_string(),
             )
         });
-        let mut set = options[index].clone();
+        let mut set = options.get(index).cloned().unwrap_or_default();
         set.retain(|p| p != &primary);
         set.insert(0, primary);
         if set.len() > 1 {
@@ -426,7 +433,7 @@ impl<'a> Walker<'a> {
         }
         self.reasons.push(reason);
         self.options = vec![set];
-        None
+        Ok(None)
     }
 
     fn finish(mut self, outcome: &str) -> Decision {
@@ -528,5 +535,28 @@ impl<'a> Walker<'a> {
             trace: self.trace,
             answers: self.used,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_that_reaches_prefer_with_nothing_open_is_an_error_not_a_panic() {
+        // Validation rejects this flow; the engine must not rely on it.
+        let mut caps = crate::capabilities::load_embedded().expect("embedded capabilities");
+        for e in &mut caps.flow.edges {
+            if e.from == "by_version" && e.when == ["none"] {
+                e.to = "by_needs".into();
+            }
+        }
+        let mut answers = Answers::default();
+        let pairs = ["network=udp", "enos_format=yes", "enos_version=3"].map(String::from);
+        answers.apply_flags(&caps, &pairs, &[]).expect("valid answers");
+        assert_eq!(
+            decide(&caps, &answers),
+            Err(EngineError::NoProtocol("prefer".into()))
+        );
     }
 }

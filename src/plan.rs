@@ -195,7 +195,7 @@ fn protocol_plan(
                 value: format!(
                     "hex of bytes {} to {} of SHA-256({secret})",
                     psk.digest_from,
-                    psk.digest_from + psk.len - 1
+                    psk.digest_from.saturating_add(psk.len).saturating_sub(1)
                 ),
             });
         }

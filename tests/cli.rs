@@ -336,6 +336,59 @@ fn check_reports_every_semantic_problem_at_once() {
 }
 
 #[test]
+fn check_rejects_a_flow_that_reaches_a_choice_with_no_protocol_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // by_version's "none" branch sent on to the cover and prefer nodes: a UDP device on EnOS 3
+    // would get there with nothing open. Every node is still reachable and every edge valid.
+    let text = EMBEDDED.replacen(
+        "from = \"by_version\"\nto = \"no_protocol\"\nwhen = [\"none\"]",
+        "from = \"by_version\"\nto = \"by_needs\"\nwhen = [\"none\"]",
+        1,
+    );
+    assert_ne!(text, EMBEDDED, "the edge to change is in the shipped file");
+    let file = write(&dir, "empty-choice.toml", &text);
+    let out = bin()
+        .arg("check")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    for expected in [
+        "empty-choice.toml:",
+        "cover node `by_needs` can be reached with no protocol left",
+        "by_version[enos_version=",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+    // Every command that reads the file refuses it the same way: none can reach the engine
+    // and its choice with nothing to choose from.
+    for args in [
+        &[
+            "recommend",
+            "-a",
+            "network=udp",
+            "-a",
+            "enos_format=yes",
+            "-a",
+            "enos_version=3",
+        ][..],
+        &["recommend", "--batch", "-"][..],
+    ] {
+        bin()
+            .args(args)
+            .arg("--capabilities")
+            .arg(&file)
+            .write_stdin("id,network,enos_format,enos_version\nd1,udp,yes,3\n")
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("no protocol left"));
+    }
+}
+
+#[test]
 fn a_broken_capabilities_file_fails_every_command_with_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = write(&dir, "bad.toml", "[meta]\nversion = 3\n");

@@ -175,7 +175,7 @@ fn http_and_https_with_the_private_ca() {
     ok(code, &v);
     assert_eq!(v["details"]["status"], 200);
     let (code, v, _) = probe(&[&format!("http://{http}/missing")], &[]);
-    failed(code, &v, &["protocol"], "handshake");
+    failed(code, &v, &["protocol"], "request");
     let (code, v, _) = probe(&[&format!("https://{https}/"), "--ca", &ca], &[]);
     ok(code, &v);
     let (code, v, _) = probe(&[&format!("https://{https}/")], &[]);
@@ -196,7 +196,7 @@ fn a_closed_port_is_refused_and_a_silent_udp_peer_times_out_on_time() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     let port = silent.local_addr().expect("addr").port();
     let (code, v, took) = probe(&[&format!("coap://127.0.0.1:{port}/x"), "--timeout", "2"], &[]);
-    failed(code, &v, &["timeout"], "handshake");
+    failed(code, &v, &["timeout"], "request");
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_millis(3000),
         "took {took:?}"

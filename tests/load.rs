@@ -143,14 +143,12 @@ fn rounds_of_load_leave_no_file_descriptor_or_memory_growth() {
         concurrency: 50,
         rate: None,
     };
+    let one = || {
+        let (caps, target, opts) = (caps.clone(), target.clone(), opts.clone());
+        async move { enos_connect::probe::run(&caps, &target, &opts).await }
+    };
     let round = || {
-        let report = rt.block_on(run(
-            caps.clone(),
-            target.clone(),
-            opts.clone(),
-            &settings,
-            &|_| {},
-        ));
+        let report = rt.block_on(run("mqtt", &target.url(), &settings, one, &|_| {}));
         assert_eq!(report.succeeded, 500, "{report:?}");
     };
     // Two warm-up rounds let the allocator and the runtime reach their working size.

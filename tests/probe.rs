@@ -262,7 +262,7 @@ fn coap_ping_get_not_found_and_silence() {
     let (code, v, _) = probe(&[&base], &[]);
     assert_ok(code, &v);
     assert_eq!(v["details"]["reply"], "reset (pong)");
-    assert_eq!(stage_names(&v), ["resolve", "connect", "handshake", "total"]);
+    assert_eq!(stage_names(&v), ["resolve", "connect", "request", "total"]);
 
     let (code, v, _) = probe(&[&format!("{base}/time")], &[]);
     assert_ok(code, &v);
@@ -270,7 +270,7 @@ fn coap_ping_get_not_found_and_silence() {
     assert_eq!(v["details"]["payload"], "Nov 25 09:00:00");
 
     let (code, v, _) = probe(&[&format!("{base}/nope")], &[]);
-    assert_failed(code, &v, "protocol", "handshake", "4.04");
+    assert_failed(code, &v, "protocol", "request", "4.04");
 
     let silent = peers::coap_server(true);
     let (code, v, took) = probe(
@@ -281,7 +281,7 @@ fn coap_ping_get_not_found_and_silence() {
         ],
         &[],
     );
-    assert_failed(code, &v, "timeout", "handshake", "timeout");
+    assert_failed(code, &v, "timeout", "request", "timeout");
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_millis(4500),
         "took {took:?}"
@@ -296,7 +296,7 @@ fn coap_ping_get_not_found_and_silence() {
         .expect("port")
         .port();
     let (code, v, _) = probe(&[&format!("coap://127.0.0.1:{closed}")], &[]);
-    assert_failed(code, &v, "refused", "handshake", "unreachable");
+    assert_failed(code, &v, "refused", "request", "unreachable");
 }
 
 #[test]
@@ -337,13 +337,13 @@ fn http_statuses_redirects_and_enos_auth() {
     let (code, v, _) = probe(&[&format!("{base}/ok")], &[]);
     assert_ok(code, &v);
     assert_eq!(v["details"]["status"], 200);
-    assert_eq!(stage_names(&v), ["resolve", "connect", "handshake", "total"]);
+    assert_eq!(stage_names(&v), ["resolve", "connect", "request", "total"]);
     let (code, v, _) = probe(&[&format!("{base}/missing")], &[]);
-    assert_failed(code, &v, "protocol", "handshake", "404 Not Found");
+    assert_failed(code, &v, "protocol", "request", "404 Not Found");
     let (code, v, _) = probe(&[&format!("{base}/moved")], &[]);
-    assert_failed(code, &v, "protocol", "handshake", "redirected to /ok");
+    assert_failed(code, &v, "protocol", "request", "redirected to /ok");
     let (code, v, _) = probe(&[&format!("{base}/secret")], &[]);
-    assert_failed(code, &v, "auth", "handshake", "401");
+    assert_failed(code, &v, "auth", "request", "401");
 
     let keys = ["--product-key", "pk7", "--device-key", "dk7"];
     let (code, v, _) = probe(
@@ -372,10 +372,7 @@ fn https_with_a_private_ca() {
     let url = format!("https://localhost:{}/", front.port());
     let (code, v, _) = probe(&[&url, "--ca", pki.ca.to_str().expect("utf-8")], &[]);
     assert_ok(code, &v);
-    assert_eq!(
-        stage_names(&v),
-        ["resolve", "connect", "tls", "handshake", "total"]
-    );
+    assert_eq!(stage_names(&v), ["resolve", "connect", "tls", "request", "total"]);
     let (code, v, _) = probe(&[&url], &[]);
     assert_failed(code, &v, "tls", "tls", "not signed by a trusted CA");
 }
@@ -468,10 +465,7 @@ fn coaps_dtls_psk_with_the_right_key_and_a_wrong_one() {
         &[("ENOS_CONNECT_PSK", "0123456789abcdef")],
     );
     assert_ok(code, &v);
-    assert_eq!(
-        stage_names(&v),
-        ["resolve", "connect", "tls", "handshake", "total"]
-    );
+    assert_eq!(stage_names(&v), ["resolve", "connect", "tls", "request", "total"]);
     assert_eq!(v["details"]["payload"], "secure time");
     let (code, v, _) = probe(
         &[&url, "--psk-identity", "device-7"],
@@ -627,7 +621,7 @@ fn half_packets_and_slow_bodies_end_at_the_timeout() {
         &[&format!("http://127.0.0.1:{}/", slow.port()), "--timeout", "1"],
         &[],
     );
-    assert_failed(code, &v, "timeout", "handshake", "timeout");
+    assert_failed(code, &v, "timeout", "request", "timeout");
     assert!(took < Duration::from_millis(2500), "took {took:?}");
 }
 
@@ -665,7 +659,10 @@ fn two_way_tls_needs_the_client_certificate_and_accepts_it() {
 #[test]
 fn http_peers_that_lie_about_the_protocol_or_the_size_fail_cleanly() {
     let cases: [(&'static [u8], &str); 3] = [
-        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP response"),
+        (
+            b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+            "began \"SSH-2.0-OpenSSH_9.2....\"",
+        ),
         (
             b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
             "more than a probe reads",
@@ -686,7 +683,7 @@ fn http_peers_that_lie_about_the_protocol_or_the_size_fail_cleanly() {
             &[&format!("http://127.0.0.1:{}/", peer.port()), "--timeout", "2"],
             &[],
         );
-        assert_failed(code, &v, "protocol", "handshake", words);
+        assert_failed(code, &v, "protocol", "request", words);
         assert!(took < Duration::from_secs(2), "took {took:?}");
     }
 }
@@ -710,7 +707,7 @@ fn a_coap_reset_to_a_request_is_a_protocol_failure() {
         }
     });
     let (code, v, _) = probe(&[&format!("coap://127.0.0.1:{port}/time")], &[]);
-    assert_failed(code, &v, "protocol", "handshake", "reset");
+    assert_failed(code, &v, "protocol", "request", "reset");
 }
 
 #[test]
@@ -739,5 +736,187 @@ fn the_secret_never_appears_when_tls_fails() {
         );
         assert!(all.contains("not signed by a trusted CA"), "{all}");
         assert!(!all.contains(CANARY), "leak in {format}:\n{all}");
+    }
+}
+
+/// The `total` the report gives, in milliseconds: time bounds check the probe's own clock, not
+/// the wall clock of a process start on a busy machine.
+fn total_ms(v: &serde_json::Value) -> f64 {
+    v["stages"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "total"))
+        .and_then(|s| s["ms"].as_f64())
+        .unwrap_or(f64::MAX)
+}
+
+#[test]
+fn hostile_http_peers_get_a_clear_failure_never_a_panic() {
+    let huge_chunk: Vec<u8> = [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffff\r\n"[..],
+        &vec![b'x'; 2 << 20],
+    ]
+    .concat();
+    let endless_line: Vec<u8> = [&b"HTTP/1.1 200 OK\r\nX-Long: "[..], &vec![b'a'; 1 << 20]].concat();
+    let many_headers: Vec<u8> = [
+        &b"HTTP/1.1 200 OK\r\n"[..],
+        &b"X-H: v\r\n".repeat(100_000),
+        b"\r\n",
+    ]
+    .concat();
+    // Deterministic noise: a linear congruential sequence, not text.
+    let noise: Vec<u8> = (0u32..4096)
+        .map(|i| (i.wrapping_mul(1_103_515_245).wrapping_add(12_345) >> 16) as u8)
+        .collect();
+    let chunked =
+        |rest: &str| format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{rest}").into_bytes();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "chunk size overflow",
+            chunked("5\r\nhello\r\n1ffffffffffffffff\r\n"),
+            "chunk size",
+        ),
+        ("first chunk huge", huge_chunk, "larger than"),
+        (
+            "non-hex chunk size",
+            chunked("zz\r\nhello\r\n0\r\n\r\n"),
+            "chunk size",
+        ),
+        (
+            "negative chunk size",
+            chunked("-5\r\nhello\r\n0\r\n\r\n"),
+            "chunk size",
+        ),
+        (
+            "negative Content-Length",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            "not a valid HTTP response",
+        ),
+        (
+            "duplicated Content-Length",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec(),
+            "not a valid HTTP response",
+        ),
+        (
+            "20-digit status code",
+            b"HTTP/1.1 20000000000000000000 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            "not a valid HTTP response",
+        ),
+        (
+            "header line without colon",
+            b"HTTP/1.1 200 OK\r\nNoColonHere\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            "not a valid HTTP response",
+        ),
+        ("endless header line", endless_line, "not a valid HTTP response"),
+        ("100,000 headers", many_headers, "not a valid HTTP response"),
+        ("binary noise", noise, "not a valid HTTP response"),
+    ];
+    for (name, reply, words) in cases {
+        let reply = std::sync::Arc::new(reply);
+        let peer = peers::tcp_peer(move |mut s| {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(&reply);
+            // Hold the connection: the probe must decide from the bytes, not from a close.
+            std::thread::sleep(Duration::from_secs(4));
+        });
+        let (code, v, _) = probe(
+            &[&format!("http://127.0.0.1:{}/", peer.port()), "--timeout", "3"],
+            &[],
+        );
+        assert_eq!(v["error"]["kind"], "protocol", "{name}: {v:#}");
+        assert_eq!(v["error"]["stage"], "request", "{name}: {v:#}");
+        assert_eq!(code, 1, "{name}: {v:#}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{name}: `{words}` not in `{message}`");
+        // Decided from the bytes, well before the 3 s timeout.
+        assert!(total_ms(&v) < 2000.0, "{name}: {v:#}");
+    }
+}
+
+#[test]
+fn an_http_chunk_of_the_largest_size_waits_for_its_bytes_until_the_timeout() {
+    // 16 hex digits fit in 64 bits: a valid size, whose bytes never come. The probe reads what
+    // arrives within its bound and stops at the timeout.
+    let peer = peers::tcp_peer(|mut s| {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nffffffffffffffff\r\nabc",
+        );
+        std::thread::sleep(Duration::from_secs(4));
+    });
+    let (code, v, _) = probe(
+        &[&format!("http://127.0.0.1:{}/", peer.port()), "--timeout", "1"],
+        &[],
+    );
+    assert_failed(code, &v, "timeout", "request", "timeout");
+    assert!((900.0..1500.0).contains(&total_ms(&v)), "{v:#}");
+}
+
+#[test]
+fn hostile_coap_replies_are_ignored_until_the_timeout() {
+    use coap_lite::Packet;
+    // Each reply echoes the request's message id (and token where it has room for one), then
+    // breaks the format in one way. RFC 7252 says to drop such a message, so the probe waits on
+    // and times out; it must neither panic nor take it for an answer.
+    type Craft = fn(u16, &[u8]) -> Vec<u8>;
+    let cases: [(&str, Craft); 6] = [
+        ("option delta 15", |mid, token| {
+            let mut b = vec![0x60 | token.len() as u8, 0x45];
+            b.extend_from_slice(&mid.to_be_bytes());
+            b.extend_from_slice(token);
+            b.extend_from_slice(&[0xF1, b'a']);
+            b
+        }),
+        ("option length overflow", |mid, token| {
+            let mut b = vec![0x60 | token.len() as u8, 0x45];
+            b.extend_from_slice(&mid.to_be_bytes());
+            b.extend_from_slice(token);
+            b.extend_from_slice(&[0x1E, 0xFF, 0xFF, b'a']);
+            b
+        }),
+        ("truncated extended delta", |mid, token| {
+            let mut b = vec![0x60 | token.len() as u8, 0x45];
+            b.extend_from_slice(&mid.to_be_bytes());
+            b.extend_from_slice(token);
+            b.push(0xD0);
+            b
+        }),
+        ("payload marker with no payload", |mid, token| {
+            let mut b = vec![0x60 | token.len() as u8, 0x45];
+            b.extend_from_slice(&mid.to_be_bytes());
+            b.extend_from_slice(token);
+            b.push(0xFF);
+            b
+        }),
+        ("token length 9", |mid, token| {
+            let mut b = vec![0x69, 0x45];
+            b.extend_from_slice(&mid.to_be_bytes());
+            b.extend_from_slice(token);
+            b.extend_from_slice(&[0; 9][..9usize.saturating_sub(token.len())]);
+            b
+        }),
+        ("one-byte datagram", |_, _| vec![0x60]),
+    ];
+    for (name, craft) in cases {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let port = sock.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                let reply = craft(req.header.message_id, req.get_token());
+                let _ = sock.send_to(&reply, from);
+            }
+        });
+        let (code, v, _) = probe(&[&format!("coap://127.0.0.1:{port}/time"), "--timeout", "1"], &[]);
+        assert_eq!(v["error"]["kind"], "timeout", "{name}: {v:#}");
+        assert_eq!(v["error"]["stage"], "request", "{name}: {v:#}");
+        assert_eq!(code, 3, "{name}: {v:#}");
+        let total = total_ms(&v);
+        assert!((900.0..1500.0).contains(&total), "{name}: {v:#}");
     }
 }

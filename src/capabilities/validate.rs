@@ -66,6 +66,11 @@ pub fn validate(caps: &Capabilities) -> Vec<Problem> {
     outcomes(caps, &mut p);
     credentials(caps, &mut p);
     auth_modes(caps, &mut p);
+    // The walk below follows the flow as the engine would: only meaningful on a flow whose
+    // nodes, edges and answers are all well-formed.
+    if p.0.is_empty() {
+        nothing_left_to_choose(caps, &mut p);
+    }
     p.0
 }
 
@@ -459,6 +464,135 @@ fn reachability_and_cycles(caps: &Capabilities, p: &mut Problems) {
     }
 }
 
+/// A `cover` or `prefer` node reached with every protocol filtered out has nothing to choose
+/// from. Walks every path the answers allow (an answer keeps its value along a path, as it does
+/// in the engine), tracking which protocols are still open, and reports each such node once
+/// with an example path.
+fn nothing_left_to_choose(caps: &Capabilities, p: &mut Problems) {
+    struct State<'a> {
+        node: &'a str,
+        open: Vec<&'a str>,
+        answers: BTreeMap<&'a str, &'a str>,
+        path: Vec<String>,
+    }
+    // A hostile file could make the paths multiply; past this many states the check stops
+    // (it only ever adds problems, so stopping early never hides one it found).
+    const MAX_STATES: usize = 100_000;
+    let mut reported = BTreeSet::new();
+    let mut work = vec![State {
+        node: caps.flow.start.as_str(),
+        open: caps.protocols.iter().map(|x| x.id.as_str()).collect(),
+        answers: BTreeMap::new(),
+        path: Vec::new(),
+    }];
+    let mut seen = BTreeSet::new();
+    while let Some(state) = work.pop() {
+        let key = (state.node, state.open.clone(), state.answers.clone());
+        if !seen.insert(key) {
+            continue;
+        }
+        if seen.len() > MAX_STATES {
+            break;
+        }
+        let Some((i, node)) = caps
+            .flow
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.id == state.node)
+        else {
+            continue;
+        };
+        if matches!(node.kind, NodeKind::Cover | NodeKind::Prefer)
+            && state.open.is_empty()
+            && reported.insert(node.id.as_str())
+        {
+            let mut path = state.path.clone();
+            path.push(node.id.clone());
+            p.add(
+                path!("flow", "nodes", i, "id"),
+                format!(
+                    "{} node `{}` can be reached with no protocol left (by {}): point the branch that empties the protocols at an outcome",
+                    node.kind.as_str(),
+                    node.id,
+                    path.join(" -> ")
+                ),
+            );
+        }
+        // Each branch this node can take, with the protocols still open after it and the
+        // answer it fixes.
+        type Branch<'a> = (String, Vec<&'a str>, Option<(&'a str, &'a str)>);
+        let mut branches: Vec<Branch> = Vec::new();
+        let question = node.question.as_deref().and_then(|q| caps.question(q));
+        let values: Vec<&str> = match (question, node.question.as_deref()) {
+            (Some(q), Some(id)) => match state.answers.get(id) {
+                Some(v) => vec![*v],
+                None => q.values().collect(),
+            },
+            _ => Vec::new(),
+        };
+        match node.kind {
+            NodeKind::Outcome => continue,
+            NodeKind::Question => {
+                for v in values {
+                    let q = node.question.as_deref().unwrap_or_default();
+                    branches.push((v.to_string(), state.open.clone(), Some((q, v))));
+                }
+            }
+            NodeKind::Filter => {
+                let attribute = node.attribute.as_deref().unwrap_or("id");
+                for v in values {
+                    let accepted: Vec<&str> = match node.map.as_ref().and_then(|m| m.get(v)) {
+                        Some(list) => list.iter().map(String::as_str).collect(),
+                        None => vec![v],
+                    };
+                    let kept: Vec<&str> = state
+                        .open
+                        .iter()
+                        .copied()
+                        .filter(|id| {
+                            caps.protocol(id)
+                                .and_then(|x| x.attribute(attribute))
+                                .unwrap_or_default()
+                                .iter()
+                                .any(|a| accepted.contains(a))
+                        })
+                        .collect();
+                    let branch = if kept.is_empty() { "none" } else { "some" };
+                    let q = node.question.as_deref().unwrap_or_default();
+                    branches.push((branch.to_string(), kept, Some((q, v))));
+                }
+            }
+            NodeKind::Cover => {
+                for b in ["covered", "partial"] {
+                    branches.push((b.to_string(), state.open.clone(), None));
+                }
+            }
+            NodeKind::Prefer => branches.push(("chosen".to_string(), state.open.clone(), None)),
+        }
+        for (branch, open, answer) in branches {
+            let Some(next) = caps.next(&node.id, &branch) else {
+                continue;
+            };
+            let mut answers = state.answers.clone();
+            let mut path = state.path.clone();
+            match answer {
+                Some((q, v)) => {
+                    answers.insert(q, v);
+                    path.push(format!("{}[{q}={v}]", node.id));
+                }
+                None => path.push(format!("{}[{branch}]", node.id)),
+            }
+            work.push(State {
+                node: next.id.as_str(),
+                open,
+                answers,
+                path,
+            });
+        }
+    }
+}
+
 fn outcomes(caps: &Capabilities, p: &mut Problems) {
     for (i, o) in caps.outcomes.iter().enumerate() {
         for (j, f) in o.supports.iter().enumerate() {
@@ -503,6 +637,17 @@ fn credentials(caps: &Capabilities, p: &mut Problems) {
                 format!(
                     "credentials for unknown protocol `{name}` (known: {})",
                     known_protocols(caps)
+                ),
+            );
+        }
+        if let Some(psk) = &recipe.psk_key
+            && (psk.len == 0 || psk.digest_from.saturating_add(psk.len) > 32)
+        {
+            p.add(
+                path!("credentials", name, "psk_key"),
+                format!(
+                    "credentials.{name}.psk_key takes {} bytes from byte {} of a 32-byte SHA-256 digest: use len 1 to 32 within the digest",
+                    psk.len, psk.digest_from
                 ),
             );
         }

@@ -219,8 +219,8 @@ pub struct ProbeArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Bound on the whole probe, in seconds [default: 10]
-    #[arg(long, value_name = "SECONDS", env = "ENOS_CONNECT_TIMEOUT")]
+    /// Bound on the whole probe, in seconds, above 0 and at most 3600 [default: 10]
+    #[arg(long, value_name = "SECONDS", env = "ENOS_CONNECT_TIMEOUT", value_parser = timeout_seconds)]
     pub timeout: Option<f64>,
     /// Log each step (addresses tried, retransmissions, packets) to stderr
     #[arg(long, short = 'v', env = "ENOS_CONNECT_VERBOSE")]
@@ -255,19 +255,21 @@ pub struct ProbeArgs {
     /// Do not check the server certificate (the connection is still encrypted)
     #[arg(long, env = "ENOS_CONNECT_INSECURE")]
     pub insecure: bool,
-    /// Run N probes (a load probe) and report rates and latency percentiles per stage
-    #[arg(long, value_name = "N", env = "ENOS_CONNECT_COUNT", conflicts_with = "plan")]
+    /// Run N probes (a load probe, 1 to 10000000) and report rates and latency percentiles per stage
+    #[arg(long, value_name = "N", env = "ENOS_CONNECT_COUNT", conflicts_with = "plan",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
     pub count: Option<u64>,
-    /// With --count: at most C probes at a time
+    /// With --count: at most C probes at a time (1 to 10000)
     #[arg(
         long,
         value_name = "C",
         default_value_t = 10,
-        env = "ENOS_CONNECT_CONCURRENCY"
+        env = "ENOS_CONNECT_CONCURRENCY",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY)
     )]
     pub concurrency: u64,
-    /// With --count: start at most R probes per second
-    #[arg(long, value_name = "R", env = "ENOS_CONNECT_RATE")]
+    /// With --count: start at most R probes per second (0.01 to 1000000)
+    #[arg(long, value_name = "R", env = "ENOS_CONNECT_RATE", value_parser = rate_per_second)]
     pub rate: Option<f64>,
     /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
     #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
@@ -306,7 +308,8 @@ pub struct CredentialsArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
     /// Session lifetime: HTTP in milliseconds (default 300000), CoAP in seconds (default 3600)
-    #[arg(long, value_name = "N", env = "ENOS_CONNECT_LIFETIME")]
+    #[arg(long, value_name = "N", env = "ENOS_CONNECT_LIFETIME",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_LIFETIME))]
     pub lifetime: Option<u64>,
     #[command(flatten)]
     pub format: FormatArgs,
@@ -369,6 +372,42 @@ pub struct CheckArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
+}
+
+/// The largest --count: ten million probes is hours of load; more is a typo.
+pub const MAX_COUNT: u64 = 10_000_000;
+/// The largest --concurrency: each probe in flight holds a socket.
+pub const MAX_CONCURRENCY: u64 = 10_000;
+/// The largest --lifetime: a day in milliseconds (HTTP counts milliseconds, CoAP seconds; the
+/// capabilities data narrows it per protocol).
+pub const MAX_LIFETIME: u64 = 86_400_000;
+/// The largest --timeout, in seconds.
+pub const MAX_TIMEOUT_S: f64 = 3600.0;
+
+/// `--timeout`: seconds, a finite number above 0 and at most an hour.
+pub fn timeout_seconds(text: &str) -> std::result::Result<f64, String> {
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= MAX_TIMEOUT_S {
+        Ok(v)
+    } else {
+        Err(format!("give seconds above 0 and at most {MAX_TIMEOUT_S}"))
+    }
+}
+
+/// `--rate`: probes per second, from 0.01 (one every 100 s) to a million.
+pub fn rate_per_second(text: &str) -> std::result::Result<f64, String> {
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of probes per second"))?;
+    if v.is_finite() && (0.01..=1_000_000.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("give probes per second from 0.01 to 1000000".into())
+    }
 }
 
 /// Parse the command line, run, print any error once, and map it to an exit code.

@@ -212,11 +212,16 @@ fn load(
         rate: args.rate,
     };
     let progress = |done: u64| bar.set_position(done);
+    let (caps, opts) = (Arc::new(caps.clone()), Arc::new(opts));
+    let one = || {
+        let (caps, target, opts) = (caps.clone(), target.clone(), opts.clone());
+        async move { probe::run(&caps, &target, &opts).await }
+    };
     let report = runtime.block_on(probe::load::run(
-        Arc::new(caps.clone()),
-        target,
-        Arc::new(opts),
+        &target.protocol,
+        &target.url(),
         &settings,
+        one,
         &progress,
     ));
     bar.finish_and_clear();
@@ -225,6 +230,8 @@ fn load(
         Format::Csv => return Err(super::csv_only()),
         Format::Table | Format::Markdown => table::load(&report),
     })?;
+    // Exit 3 only when every failure was the peer's silence; anything else (refusals,
+    // internal failures) is exit 1.
     let only_timeouts = report.errors.keys().all(|k| k == "timeout");
     Ok(ExitCode::from(if report.ok {
         0

@@ -220,7 +220,7 @@ pub async fn probe(
         Link::Udp(sock)
     };
 
-    rec.begin("handshake");
+    rec.begin("request");
     let rand = random_u64();
     let mid = rand as u16;
     let token = ((rand >> 16) as u32).to_be_bytes();
@@ -337,6 +337,11 @@ pub fn classify(bytes: &[u8], mid: u16, token: &[u8]) -> Datagram {
     let Ok(p) = Packet::from_bytes(bytes) else {
         return Datagram::Malformed;
     };
+    if p.payload.is_empty() && has_payload_marker(bytes) {
+        // RFC 7252 3: a payload marker followed by nothing is a message format error, which
+        // coap-lite lets through.
+        return Datagram::Malformed;
+    }
     let kind = p.header.get_type();
     if p.header.message_id == mid && matches!(kind, MessageType::Reset) {
         return Datagram::Reset;
@@ -368,6 +373,50 @@ pub fn classify(bytes: &[u8], mid: u16, token: &[u8]) -> Datagram {
         "a {kind:?} with message id {} (waiting for {mid})",
         p.header.message_id
     ))
+}
+
+/// Whether the options of a datagram coap-lite accepted end in a payload marker (0xFF). Walks
+/// the option headers only far enough to find where they end; every length is checked.
+fn has_payload_marker(bytes: &[u8]) -> bool {
+    let Some(&first) = bytes.first() else {
+        return false;
+    };
+    let mut at = 4 + usize::from(first & 0x0f);
+    // Extended delta or length: 13 takes one more byte, 14 two more (RFC 7252 3.1).
+    let extended = |nibble: u8, at: &mut usize| -> Option<usize> {
+        match nibble {
+            13 => {
+                let v = usize::from(*bytes.get(*at)?) + 13;
+                *at += 1;
+                Some(v)
+            }
+            14 => {
+                let hi = usize::from(*bytes.get(*at)?);
+                let lo = usize::from(*bytes.get(*at + 1)?);
+                *at += 2;
+                Some((hi << 8 | lo) + 269)
+            }
+            15 => None,
+            n => Some(usize::from(n)),
+        }
+    };
+    while let Some(&b) = bytes.get(at) {
+        if b == 0xff {
+            return true;
+        }
+        at += 1;
+        if extended(b >> 4, &mut at).is_none() {
+            return false;
+        }
+        let Some(len) = extended(b & 0x0f, &mut at) else {
+            return false;
+        };
+        let Some(next) = at.checked_add(len) else {
+            return false;
+        };
+        at = next;
+    }
+    false
 }
 
 /// Wait for a datagram that answers our message: the same message id (ACK or RST), or a

@@ -1,46 +1,306 @@
-//! HTTP probe: one HTTP/1.1 request over the probe's own TCP (and TLS) connection, so resolve,
-//! connect, TLS and the response status are timed apart. With EnOS keys it makes the EnOS auth
-//! call (`POST /auth/{pk}/{dk}`) and reports the session it got. Redirects are reported, not
-//! followed: a smoke test must say where it was sent. Every read is bounded in size and time.
+//! HTTP probe: HTTP/1.1 through hyper's client connection API over the probe's own TCP (and TLS)
+//! stream, so resolve, connect, TLS and the request are timed apart. hyper parses the status
+//! line, the headers and chunked or length-delimited bodies; this module only bounds what it
+//! reads and turns the answer into a verdict. With EnOS keys it makes the EnOS auth call
+//! (`POST /auth/{pk}/{dk}`) and reports the session it got. Redirects are reported, not
+//! followed: a smoke test must say where it was sent. Every wait is under the probe's deadline.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 
-use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target};
+use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target};
 use crate::capabilities::Capabilities;
 
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 1024 * 1024;
+/// The largest response head (status line and headers) the probe accepts.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The largest number of response headers the probe accepts.
+pub const MAX_HEADERS: usize = 100;
+/// The largest response body the probe reads.
+pub const MAX_BODY: usize = 1024 * 1024;
 
+/// One request to send.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Origin-form: `/path?query`.
+    pub path: String,
+    /// The `Host` header: `host:port`.
+    pub host: String,
+    pub body: Vec<u8>,
+    /// Ask the server to close after this answer.
+    pub close: bool,
+}
+
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub reason: String,
-    pub headers: Vec<(String, String)>,
+    pub location: Option<String>,
     pub body: Vec<u8>,
 }
 
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+/// An HTTP/1.1 client connection over a stream the caller connected: requests go one after
+/// another on it. The connection task ends when this is dropped.
+pub struct Client {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+    /// The first bytes the server sent, to show what answered when it is not HTTP.
+    first: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Client {
+    pub async fn handshake<I>(io: I) -> Result<Self, Failure>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let first = Arc::new(Mutex::new(Vec::new()));
+        let wire = Wire {
+            io,
+            first: first.clone(),
+        };
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size(MAX_HEAD)
+            .max_headers(MAX_HEADERS)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(wire))
+            .await
+            .map_err(|e| failure(&e, &[]))?;
+        // The connection future does the reading and writing; the request future only waits
+        // for it. An error there reaches the waiting request as well.
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Client {
+            sender,
+            driver,
+            first,
+        })
+    }
+
+    /// Send one request and read the whole response, at most [`MAX_BODY`] bytes of body.
+    pub async fn send(&mut self, req: &Request) -> Result<Response, Failure> {
+        let method = hyper::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+            Failure::new(
+                ErrorKind::Protocol,
+                format!("`{}` is not an HTTP method", req.method),
+            )
+        })?;
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(req.path.as_str())
+            .header(hyper::header::HOST, req.host.as_str())
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("enos-connect/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(hyper::header::ACCEPT, "*/*");
+        if req.close {
+            builder = builder.header(hyper::header::CONNECTION, "close");
+        }
+        if !req.body.is_empty() || req.method.eq_ignore_ascii_case("POST") {
+            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(req.body.clone())))
+            .map_err(|e| Failure::new(ErrorKind::Protocol, format!("cannot build the request: {e}")))?;
+        let mut response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| failure(&e, &self.first_bytes()))?;
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(hyper::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        // A declared length over the bound fails at once, before any of the body is read.
+        if let Some(len) = hyper::body::Body::size_hint(response.body()).exact()
+            && len > MAX_BODY as u64
+        {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("the body is {len} bytes, more than a probe reads ({MAX_BODY})"),
+            ));
+        }
+        let mut body = Vec::new();
+        while let Some(frame) = response.body_mut().frame().await {
+            let frame = frame.map_err(|e| failure(&e, &[]))?;
+            if let Some(data) = frame.data_ref() {
+                if body.len().saturating_add(data.len()) > MAX_BODY {
+                    return Err(Failure::new(
+                        ErrorKind::Protocol,
+                        format!("the body is larger than {MAX_BODY} bytes"),
+                    ));
+                }
+                body.extend_from_slice(data);
+            }
+        }
+        Ok(Response {
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or("").to_string(),
+            location,
+            body,
+        })
+    }
+}
+
+impl Client {
+    fn first_bytes(&self) -> Vec<u8> {
+        self.first.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+/// One request on a fresh connection: the path the fuzzer drives with arbitrary response bytes.
+pub async fn exchange<I>(io: I, req: &Request) -> Result<Response, Failure>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Client::handshake(io).await?.send(req).await
+}
+
+/// A hyper error in the probe's words: what the server did wrong, or the I/O failure under it.
+/// `first` is the start of what the server sent, shown when it is not HTTP at all.
+fn failure(e: &hyper::Error, first: &[u8]) -> Failure {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            // hyper reports a malformed body (a bad chunk size) as invalid data.
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            ) {
+                return Failure::new(ErrorKind::Protocol, format!("not a valid HTTP response: {io}"));
+            }
+            return Failure::io(io);
+        }
+        source = s.source();
+    }
+    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        let began = if first.is_empty() {
+            String::new()
+        } else {
+            let shown: String = first
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        b as char
+                    } else {
+                        '.'
+                    }
+                })
+                .collect();
+            format!("; it began {shown:?}")
+        };
+        Failure::new(
+            ErrorKind::Protocol,
+            format!("not a valid HTTP response ({e}){began}"),
+        )
+    } else if e.is_incomplete_message() {
+        Failure::new(
+            ErrorKind::Protocol,
+            "the server closed the connection before the response was complete",
+        )
+    } else if e.is_timeout() {
+        Failure::new(ErrorKind::Timeout, format!("timed out: {e}"))
+    } else {
+        Failure::new(ErrorKind::Protocol, format!("HTTP failed: {e}"))
+    }
+}
+
+/// The stream under hyper. It keeps the first bytes the server sent (to show them when they are
+/// not HTTP), and a TLS peer that closes without close_notify has still ended a body that runs
+/// to the close: that is reported as the end of the stream, as curl does, not as an error.
+struct Wire<I> {
+    io: I,
+    first: Arc<Mutex<Vec<u8>>>,
+}
+
+const SHOWN: usize = 40;
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Wire<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.io).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                std::task::Poll::Ready(Ok(()))
+            }
+            std::task::Poll::Ready(Ok(())) => {
+                if let Ok(mut first) = self.first.lock()
+                    && first.len() < SHOWN
+                {
+                    let new = buf.filled().get(before..).unwrap_or_default();
+                    let room = SHOWN - first.len();
+                    first.extend_from_slice(&new[..new.len().min(room)]);
+                }
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Wire<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// The `Host` header value for a target.
+pub fn host_header(target: &Target) -> String {
+    if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
     }
 }
 
 /// The request to send: the EnOS auth call when keys are given, else the URL's own.
-fn build_request(
-    caps: &Capabilities,
-    target: &Target,
-    opts: &ProbeOptions,
-) -> Result<(String, String, Vec<u8>), Failure> {
+pub fn build_request(caps: &Capabilities, target: &Target, opts: &ProbeOptions) -> Result<Request, Failure> {
+    let host = host_header(target);
     if let Some(creds) = opts.login.enos_credentials(caps, "http") {
         let r = creds?
             .request
             .ok_or_else(|| Failure::new(ErrorKind::Auth, "no HTTP auth request in the capabilities"))?;
         let prefix = target.path.trim_end_matches('/');
-        return Ok((r.method, format!("{prefix}{}", r.path), r.body.into_bytes()));
+        return Ok(Request {
+            method: r.method,
+            path: format!("{prefix}{}", r.path),
+            host,
+            body: r.body.into_bytes(),
+            close: true,
+        });
     }
     let body = opts.payload.clone().unwrap_or_default();
     let method = opts
@@ -52,7 +312,28 @@ fn build_request(
     } else {
         target.path.clone()
     };
-    Ok((method.to_ascii_uppercase(), path, body))
+    Ok(Request {
+        method: method.to_ascii_uppercase(),
+        path,
+        host,
+        body,
+        close: true,
+    })
+}
+
+/// Check a request before any traffic: a method hyper would refuse, or a path that is not a
+/// valid request target, is an input error.
+pub fn validate(req: &Request) -> Result<(), String> {
+    hyper::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+        format!(
+            "--method `{}` is not an HTTP method (for example GET or POST)",
+            req.method
+        )
+    })?;
+    req.path
+        .parse::<hyper::Uri>()
+        .map_err(|e| format!("`{}` is not a valid HTTP path: {e}", req.path))?;
+    Ok(())
 }
 
 pub async fn probe(
@@ -62,42 +343,27 @@ pub async fn probe(
     rec: &mut Recorder,
     deadline: Instant,
 ) -> Result<(), Failure> {
-    let (method, path, body) = build_request(caps, target, opts)?;
-    let mut io = super::connect_stream(rec, target, opts, deadline, &[b"http/1.1"]).await?;
-    rec.begin("handshake");
-    let host = if target.host.contains(':') {
-        format!("[{}]", target.host)
-    } else {
-        target.host.clone()
-    };
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: enos-connect/{}\r\nAccept: */*\r\nConnection: close\r\n",
-        target.port,
-        env!("CARGO_PKG_VERSION")
-    );
-    if !body.is_empty() || method == "POST" {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    head.push_str("\r\n");
-    io.write_all(head.as_bytes()).await.map_err(|e| Failure::io(&e))?;
-    io.write_all(&body).await.map_err(|e| Failure::io(&e))?;
-    io.flush().await.map_err(|e| Failure::io(&e))?;
-    let response = read_response(&mut io, rec).await?;
+    let request = build_request(caps, target, opts)?;
+    let io = super::connect_stream(rec, target, opts, deadline, &[b"http/1.1"]).await?;
+    let enos_auth = matches!(opts.login, Login::Enos { .. });
+    rec.begin(if enos_auth { "handshake" } else { "request" });
+    let response = exchange(io, &request).await?;
+    rec.note(&format!("status {} {}", response.status, response.reason));
     rec.detail("status", response.status);
     rec.detail("body_bytes", response.body.len());
-    let _ = io.shutdown().await;
-    check(&response, matches!(opts.login, Login::Enos { .. }), rec)
+    check(&response, enos_auth, rec)?;
+    rec.end();
+    Ok(())
 }
 
+/// The verdict on a response: 2xx passes (with EnOS's own code checked for the auth call),
+/// a redirect names where it points, 401/403 are authentication failures.
 fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<(), Failure> {
-    let status = format!("{} {}", r.status, r.reason);
+    let status = format!("{} {}", r.status, r.reason).trim_end().to_string();
     match r.status {
         200..=299 => {}
         300..=399 => {
-            let to = r.header("location").unwrap_or("(no Location header)");
+            let to = r.location.as_deref().unwrap_or("(no Location header)");
             return Err(Failure::new(
                 ErrorKind::Protocol,
                 format!("{status}: redirected to {to}; probe that URL instead"),
@@ -149,162 +415,5 @@ fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<(), Failur
             format!("{shown}… ({} characters)", session.chars().count()),
         );
     }
-    rec.end();
     Ok(())
-}
-
-async fn read_response(io: &mut Box<dyn Io>, rec: &mut Recorder) -> Result<Response, Failure> {
-    let mut buf = Vec::with_capacity(4096);
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(Failure::new(
-                ErrorKind::Protocol,
-                format!("the response head is larger than {MAX_HEAD} bytes"),
-            ));
-        }
-        let n = read_some(io, &mut buf).await?;
-        if n == 0 {
-            let what = if buf.is_empty() {
-                "before any response"
-            } else {
-                "in the middle of the response head"
-            };
-            return Err(Failure::new(
-                ErrorKind::Protocol,
-                format!("the server closed the connection {what}"),
-            ));
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let status = parts.next().and_then(|s| s.parse::<u16>().ok());
-    let (true, Some(status)) = (version.starts_with("HTTP/1."), status) else {
-        let shown: String = status_line.chars().take(60).collect();
-        return Err(Failure::new(
-            ErrorKind::Protocol,
-            format!("not an HTTP response: {shown:?}"),
-        ));
-    };
-    let reason = parts.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    rec.note(&format!("status {status} {reason}"));
-    let mut body = buf.split_off(head_end + 4);
-    let mut response = Response {
-        status,
-        reason,
-        headers,
-        body: Vec::new(),
-    };
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        response.body = read_chunked(io, body).await?;
-    } else if let Some(len) = response.header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| Failure::new(ErrorKind::Protocol, format!("bad Content-Length `{len}`")))?;
-        if len > MAX_BODY {
-            return Err(Failure::new(
-                ErrorKind::Protocol,
-                format!("the body is {len} bytes, more than a probe reads ({MAX_BODY})"),
-            ));
-        }
-        while body.len() < len {
-            if read_some(io, &mut body).await? == 0 {
-                return Err(Failure::new(
-                    ErrorKind::Protocol,
-                    format!("the body ended after {} of {len} bytes", body.len()),
-                ));
-            }
-        }
-        body.truncate(len);
-        response.body = body;
-    } else {
-        while read_some(io, &mut body).await? > 0 {
-            if body.len() > MAX_BODY {
-                return Err(Failure::new(
-                    ErrorKind::Protocol,
-                    format!("the body is larger than {MAX_BODY} bytes"),
-                ));
-            }
-        }
-        response.body = body;
-    }
-    Ok(response)
-}
-
-async fn read_some(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<usize, Failure> {
-    let mut chunk = [0u8; 8192];
-    let n = io.read(&mut chunk).await.map_err(|e| {
-        // A TLS peer that closes without close_notify still ended the body.
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            Failure::new(ErrorKind::Io, "eof")
-        } else {
-            Failure::io(&e)
-        }
-    });
-    match n {
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(n)
-        }
-        Err(f) if f.message == "eof" => Ok(0),
-        Err(f) => Err(f),
-    }
-}
-
-async fn read_chunked(io: &mut Box<dyn Io>, mut raw: Vec<u8>) -> Result<Vec<u8>, Failure> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = loop {
-            if let Some(i) = find(&raw, b"\r\n") {
-                break i;
-            }
-            if raw.len() > 1024 || read_some(io, &mut raw).await? == 0 {
-                return Err(Failure::new(
-                    ErrorKind::Protocol,
-                    "a chunked body ended inside a chunk header",
-                ));
-            }
-        };
-        let size_text = String::from_utf8_lossy(&raw[..line_end]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| Failure::new(ErrorKind::Protocol, format!("bad chunk size {size_text:?}")))?;
-        raw.drain(..line_end + 2);
-        if size == 0 {
-            return Ok(body);
-        }
-        if body.len() + size > MAX_BODY {
-            return Err(Failure::new(
-                ErrorKind::Protocol,
-                format!("the body is larger than {MAX_BODY} bytes"),
-            ));
-        }
-        while raw.len() < size + 2 {
-            if read_some(io, &mut raw).await? == 0 {
-                return Err(Failure::new(
-                    ErrorKind::Protocol,
-                    "a chunked body ended inside a chunk",
-                ));
-            }
-        }
-        body.extend_from_slice(&raw[..size]);
-        raw.drain(..size + 2);
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }

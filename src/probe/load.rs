@@ -3,6 +3,7 @@
 //! rate, and latency percentiles per stage from HDR histograms.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use super::{ProbeOptions, ProbeReport, Target};
-use crate::capabilities::Capabilities;
+use super::{ErrorKind, ProbeReport};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Percentiles {
@@ -56,6 +56,20 @@ struct Stats {
 }
 
 impl Stats {
+    /// A probe task that panicked or was cancelled: a failure of the tool, counted as such
+    /// (never as a timeout, which would blame the peer).
+    fn add_internal(&mut self, e: &tokio::task::JoinError) {
+        self.failed += 1;
+        let kind = ErrorKind::Internal.as_str().to_string();
+        *self.errors.entry(kind.clone()).or_default() += 1;
+        let what = if e.is_panic() {
+            "a probe task panicked (a bug in enos-connect: please report it)"
+        } else {
+            "a probe task was cancelled"
+        };
+        self.examples.entry(kind).or_insert_with(|| what.to_string());
+    }
+
     fn add(&mut self, r: &ProbeReport) {
         if r.ok {
             self.succeeded += 1;
@@ -87,14 +101,19 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// Run the load. `progress` is called after every finished probe with the number done.
-pub async fn run(
-    caps: Arc<Capabilities>,
-    target: Arc<Target>,
-    opts: Arc<ProbeOptions>,
+/// Run the load: `probe()` makes one probe's future, and each runs as its own task. `progress`
+/// is called after every finished probe with the number done.
+pub async fn run<F, P>(
+    protocol: &str,
+    target: &str,
     load: &LoadOptions,
+    probe: F,
     progress: &(dyn Fn(u64) + Sync),
-) -> LoadReport {
+) -> LoadReport
+where
+    F: Fn() -> P,
+    P: Future<Output = ProbeReport> + Send + 'static,
+{
     let started = Instant::now();
     let slots = Arc::new(Semaphore::new(
         usize::try_from(load.concurrency.max(1)).unwrap_or(1),
@@ -107,38 +126,41 @@ pub async fn run(
         errors: BTreeMap::new(),
         examples: BTreeMap::new(),
     };
-    let period = load
-        .rate
-        .filter(|r| *r > 0.0)
-        .map(|r| Duration::from_secs_f64(1.0 / r));
+    // The flags are range-checked at parse time; the checked conversions keep a library
+    // caller's odd rate from panicking all the same.
+    let rate = load.rate.filter(|r| r.is_finite() && *r > 0.0);
     let mut done = 0u64;
+    let mut record = |stats: &mut Stats, joined: Result<ProbeReport, tokio::task::JoinError>| {
+        match joined {
+            Ok(report) => stats.add(&report),
+            Err(e) => stats.add_internal(&e),
+        }
+        done += 1;
+        progress(done);
+    };
     for i in 0..load.count {
-        if let Some(p) = period {
-            let due = started + p.mul_f64(i as f64);
+        if let Some(r) = rate
+            && let Ok(offset) = Duration::try_from_secs_f64(i as f64 / r)
+            && let Some(due) = started.checked_add(offset)
+        {
             tokio::time::sleep_until(due.into()).await;
         }
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
-        let (caps, target, opts) = (caps.clone(), target.clone(), opts.clone());
+        let one = probe();
         tasks.spawn(async move {
-            let report = super::run(&caps, &target, &opts).await;
+            let report = one.await;
             drop(permit);
             report
         });
         // Collect what has finished, so memory stays flat however large N is.
-        while let Some(Ok(report)) = tasks.try_join_next() {
-            stats.add(&report);
-            done += 1;
-            progress(done);
+        while let Some(joined) = tasks.try_join_next() {
+            record(&mut stats, joined);
         }
     }
     while let Some(joined) = tasks.join_next().await {
-        if let Ok(report) = joined {
-            stats.add(&report);
-        }
-        done += 1;
-        progress(done);
+        record(&mut stats, joined);
     }
     let elapsed = started.elapsed().as_secs_f64();
     let stages = stats
@@ -159,8 +181,8 @@ pub async fn run(
         .collect();
     LoadReport {
         ok: stats.failed == 0 && stats.succeeded == load.count,
-        protocol: target.protocol.clone(),
-        target: target.url(),
+        protocol: protocol.to_string(),
+        target: target.to_string(),
         count: load.count,
         concurrency: load.concurrency,
         succeeded: stats.succeeded,
@@ -174,5 +196,64 @@ pub async fn run(
         },
         stages,
         examples: stats.examples,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(ok: bool) -> ProbeReport {
+        ProbeReport {
+            ok,
+            protocol: "mqtt".into(),
+            target: "mqtt://t".into(),
+            address: None,
+            stages: vec![super::super::StageTiming {
+                name: "total",
+                ms: 1.0,
+            }],
+            error: None,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_panics_counts_as_an_internal_failure_never_a_timeout() {
+        let n = std::sync::atomic::AtomicU64::new(0);
+        let load = LoadOptions {
+            count: 4,
+            concurrency: 2,
+            rate: None,
+        };
+        let out = run(
+            "mqtt",
+            "mqtt://t",
+            &load,
+            || {
+                let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    assert!(i.is_multiple_of(2), "probe {i} fails on purpose");
+                    report(true)
+                }
+            },
+            &|_| {},
+        )
+        .await;
+        assert_eq!((out.succeeded, out.failed), (2, 2));
+        assert_eq!(out.errors.get("internal"), Some(&2));
+        assert!(!out.errors.contains_key("timeout"));
+        assert!(!out.ok);
+    }
+
+    #[tokio::test]
+    async fn a_tiny_rate_is_not_a_panic() {
+        let load = LoadOptions {
+            count: 1,
+            concurrency: 1,
+            rate: Some(1e-20),
+        };
+        let out = run("mqtt", "mqtt://t", &load, || async { report(true) }, &|_| {}).await;
+        assert_eq!(out.succeeded, 1);
     }
 }

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     Auth,
     Protocol,
     Io,
+    /// A failure of enos-connect itself (a probe task that panicked), not of the peer.
+    Internal,
 }
 
 impl ErrorKind {
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Auth => "auth",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Io => "io",
+            ErrorKind::Internal => "internal",
         }
     }
 }
