@@ -10,7 +10,7 @@ python3 - "$bin" "$rows" <<'PY'
 import os, subprocess, sys
 bin, rows = sys.argv[1], int(sys.argv[2])
 gen = subprocess.Popen([sys.executable, "scripts/gen-fleet.py", str(rows)], stdout=subprocess.PIPE)
-run = subprocess.Popen([bin, "recommend", "--batch", "-", "--format", "csv"], stdin=gen.stdout,
+run = subprocess.Popen([bin, "recommend", "--batch", "-", "--batch-format", "csv"], stdin=gen.stdout,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 gen.stdout.close()
 err = run.stderr.read()

@@ -13,7 +13,7 @@ echo "input: $rows rows, $(du -h "$dir/fleet.csv" | cut -f1)"
 hyperfine -N --warmup 1 --runs "${RUNS:-10}" --export-json "$dir/h.json" \
   "cut -d, -f1 $dir/fleet.csv" \
   "$bin recommend --batch $dir/fleet.csv" \
-  "$bin recommend --batch $dir/fleet.csv --format csv" >/dev/null 2>&1
+  "$bin recommend --batch $dir/fleet.csv --batch-format csv" >/dev/null 2>&1
 python3 - "$dir/h.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]

@@ -20,16 +20,14 @@ pub struct Answers {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnswersError {
-    #[error(
-        "{flag}: unknown question `{id}`{hint}\n  = help: the questions are {known}; `enos-connect questions` lists them with their values"
-    )]
+    #[error("{flag}: {}", self.what())]
     UnknownQuestion {
         flag: String,
         id: String,
         hint: Hint,
         known: String,
     },
-    #[error("{flag}: `{value}` is not an answer to `{id}`{hint}\n  = help: `{id}` takes one of {allowed}")]
+    #[error("{flag}: {}", self.what())]
     BadValue {
         flag: String,
         id: String,
@@ -37,14 +35,14 @@ pub enum AnswersError {
         hint: Hint,
         allowed: String,
     },
-    #[error("{flag}: unknown feature `{id}`{hint}\n  = help: the features are {known}")]
+    #[error("{flag}: {}", self.what())]
     UnknownFeature {
         flag: String,
         id: String,
         hint: Hint,
         known: String,
     },
-    #[error("--answer `{0}` is not of the form ID=VALUE\n  = help: for example --answer network=tcp")]
+    #[error("--answer `{0}` is not of the form ID=VALUE")]
     Malformed(String),
     #[error("{0}")]
     File(Located),
@@ -54,6 +52,36 @@ pub enum AnswersError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl AnswersError {
+    /// What is wrong, without where it came from (a flag, or a key in a file).
+    fn what(&self) -> String {
+        match self {
+            AnswersError::UnknownQuestion { id, hint, .. } => format!("unknown question `{id}`{hint}"),
+            AnswersError::BadValue { id, value, hint, .. } => {
+                format!("`{value}` is not an answer to `{id}`{hint}")
+            }
+            AnswersError::UnknownFeature { id, hint, .. } => format!("unknown feature `{id}`{hint}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl crate::error::Help for AnswersError {
+    fn help(&self) -> Option<String> {
+        match self {
+            AnswersError::UnknownQuestion { known, .. } => Some(format!(
+                "the questions are {known}; `enos-connect questions` lists them with their values"
+            )),
+            AnswersError::BadValue { id, allowed, .. } => Some(format!("`{id}` takes one of {allowed}")),
+            AnswersError::UnknownFeature { known, .. } => Some(format!("the features are {known}")),
+            AnswersError::Malformed(_) => Some("for example --answer network=tcp".into()),
+            AnswersError::Read { .. } => Some("check the path given with --answers".into()),
+            // A located error renders its own help after the snippet.
+            AnswersError::File(_) => None,
+        }
+    }
 }
 
 /// " (did you mean `x`?)", or nothing.
@@ -168,11 +196,12 @@ impl Answers {
         type Doc = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
         let doc: Doc =
             toml::from_str(&src.text).map_err(|e| AnswersError::File(src.locate(e.span(), e.message())))?;
+        // A flag-style error re-homed onto the file position: the key is the "flag".
         let at = |span: std::ops::Range<usize>, e: AnswersError| {
-            // Re-home flag-style messages ("KEY: message") onto the file position.
-            let msg = e.to_string();
-            let msg = msg.split_once(": ").map_or(msg.as_str(), |(_, m)| m).to_string();
-            AnswersError::File(src.locate(Some(span), "").with_message_and_help(&msg))
+            use crate::error::Help;
+            let mut located = src.locate(Some(span), e.what());
+            located.help = e.help();
+            AnswersError::File(located)
         };
         let mut answers = Answers::default();
         for (key, value) in &doc {
@@ -248,10 +277,10 @@ fn toml_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capabilities::load_embedded;
+    use crate::capabilities::embedded;
 
     fn caps() -> Capabilities {
-        load_embedded().expect("embedded capabilities are valid")
+        embedded().expect("embedded capabilities are valid")
     }
 
     #[test]

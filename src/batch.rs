@@ -18,11 +18,7 @@ use crate::engine::{self, EngineError};
 /// Decisions kept at most; past this the cache starts again (a bound, not a tuning knob).
 const CACHE_LIMIT: usize = 65_536;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutFormat {
-    JsonLines,
-    Csv,
-}
+pub use crate::render::BatchFormat;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -45,6 +41,18 @@ pub enum BatchError {
     },
     #[error("cannot write the results: {0}")]
     Write(#[source] std::io::Error),
+}
+
+impl crate::error::Help for BatchError {
+    fn help(&self) -> Option<String> {
+        match self {
+            BatchError::Header { .. } => Some(
+                "the first line names the columns: id (optional), question ids and needs; `enos-connect questions` lists the ids".into(),
+            ),
+            BatchError::Read { .. } => Some("check the path given with --batch (`-` reads stdin)".into()),
+            BatchError::Write(_) => None,
+        }
+    }
 }
 
 /// A decided row, ready to print after its id.
@@ -201,7 +209,7 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
 }
 
-fn decide(caps: &Capabilities, key: &Key, counters: &mut Vec<(String, u64)>) -> Result<Decided, String> {
+fn decide_row(caps: &Capabilities, key: &Key, counters: &mut Vec<(String, u64)>) -> Result<Decided, String> {
     let d = engine::decide(caps, &key.answers(caps)).map_err(|e| match e {
         EngineError::Missing(ids) => format!("missing answers for: {}", ids.join(", ")),
         other => other.to_string(),
@@ -285,7 +293,7 @@ pub fn run(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     bad: &mut dyn FnMut(String),
-    format: OutFormat,
+    format: BatchFormat,
 ) -> Result<Summary, BatchError> {
     let layout = Layout::new(caps);
     let mut summary = Summary::default();
@@ -296,7 +304,7 @@ pub fn run(
     let mut columns: Option<Vec<Column>> = None;
     let mut jsonl: Option<bool> = None;
     let write_err = BatchError::Write;
-    if format == OutFormat::Csv {
+    if format == BatchFormat::Csv {
         out.write_all(b"id,recommendation,protocols,unmet\n")
             .map_err(write_err)?;
     }
@@ -343,7 +351,7 @@ pub fn run(
         }
         let decided = cache
             .entry(key)
-            .or_insert_with_key(|k| decide(caps, k, &mut counters));
+            .or_insert_with_key(|k| decide_row(caps, k, &mut counters));
         let d = match decided {
             Ok(d) => d,
             Err(message) => {
@@ -366,11 +374,11 @@ pub fn run(
             }
         };
         let written = match format {
-            OutFormat::JsonLines => write!(out, "{{\"line\":{lineno},\"id\":")
+            BatchFormat::Jsonl => write!(out, "{{\"line\":{lineno},\"id\":")
                 .and_then(|()| write_json_string(out, id))
                 .and_then(|()| out.write_all(d.json_tail.as_bytes()))
                 .and_then(|()| out.write_all(b"\n")),
-            OutFormat::Csv => write_csv_field(out, id)
+            BatchFormat::Csv => write_csv_field(out, id)
                 .and_then(|()| write!(out, ",{},", d.recommendation))
                 .and_then(|()| write_csv_field(out, &d.protocols))
                 .and_then(|()| out.write_all(b","))
@@ -531,10 +539,10 @@ fn parse_json_row(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capabilities::load_embedded;
+    use crate::capabilities::embedded;
 
-    fn batch(input: &str, format: OutFormat) -> (String, Vec<String>, Summary) {
-        let caps = load_embedded().expect("caps");
+    fn batch(input: &str, format: BatchFormat) -> (String, Vec<String>, Summary) {
+        let caps = embedded().expect("caps");
         let mut out = Vec::new();
         let mut bad = Vec::new();
         let summary = run(
@@ -556,7 +564,7 @@ mod tests {
                      d2,tpc,yes,2,\n\
                      \"d,3\",udp,yes,2,report_data\n\
                      d4,tcp,yes,,\n";
-        let (out, bad, summary) = batch(input, OutFormat::JsonLines);
+        let (out, bad, summary) = batch(input, BatchFormat::Jsonl);
         let rows: Vec<Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).expect("json"))
@@ -581,7 +589,7 @@ mod tests {
     #[test]
     fn json_lines_in_and_csv_out() {
         let input = "{\"id\":\"a\",\"network\":\"none\",\"needs\":[\"ota\"]}\n{\"network\":\"tcp\",\"enos_format\":true,\"enos_version\":3}\n";
-        let (out, bad, summary) = batch(input, OutFormat::Csv);
+        let (out, bad, summary) = batch(input, BatchFormat::Csv);
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(
             out,
@@ -593,7 +601,7 @@ mod tests {
 
     #[test]
     fn an_unknown_column_stops_at_the_header() {
-        let caps = load_embedded().expect("caps");
+        let caps = embedded().expect("caps");
         let mut out = Vec::new();
         let err = run(
             &caps,
@@ -601,7 +609,7 @@ mod tests {
             &mut "id,netwrok\n".as_bytes(),
             &mut out,
             &mut |_| {},
-            OutFormat::Csv,
+            BatchFormat::Csv,
         )
         .err()
         .map(|e| e.to_string())

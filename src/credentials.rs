@@ -93,15 +93,15 @@ impl Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("no credential recipe for `{0}`\n  = help: use one of {1}")]
+    #[error("no credential recipe for `{0}`")]
     UnknownProtocol(String, String),
-    #[error("{protocol} does not support --secure-mode {mode}\n  = help: {protocol} supports {modes}")]
+    #[error("{protocol} does not support --secure-mode {mode}")]
     Mode {
         protocol: String,
         mode: String,
         modes: String,
     },
-    #[error("--lifetime {value} is out of range for {protocol}\n  = help: use {min} to {max} {unit}")]
+    #[error("--lifetime {value} is out of range for {protocol}")]
     Lifetime {
         protocol: String,
         value: u64,
@@ -109,8 +109,21 @@ pub enum CredentialsError {
         max: u64,
         unit: String,
     },
-    #[error("{flag} is empty\n  = help: give the key shown for the device in the EnOS console")]
+    #[error("{flag} is empty")]
     EmptyKey { flag: &'static str },
+}
+
+impl crate::error::Help for CredentialsError {
+    fn help(&self) -> Option<String> {
+        Some(match self {
+            CredentialsError::UnknownProtocol(_, known) => format!("use one of {known}"),
+            CredentialsError::Mode { protocol, modes, .. } => format!("{protocol} supports {modes}"),
+            CredentialsError::Lifetime { min, max, unit, .. } => format!("use {min} to {max} {unit}"),
+            CredentialsError::EmptyKey { .. } => {
+                "give the key shown for the device in the EnOS console".into()
+            }
+        })
+    }
 }
 
 /// Replace `{name}` placeholders with the given values; unknown placeholders stay as they are.
@@ -237,7 +250,7 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capabilities::load_embedded;
+    use crate::capabilities::embedded;
 
     fn field<'a>(c: &'a Credentials, name: &str) -> &'a str {
         c.field(name).unwrap_or_default()
@@ -270,7 +283,7 @@ mod tests {
     #[test]
     fn psk_key_is_bytes_8_to_23_of_the_secret_digest() {
         // python3: hashlib.sha256(b"abcdefg").digest()[8:24].hex()
-        let caps = load_embedded().expect("valid");
+        let caps = embedded().expect("valid");
         let c = compute(
             &caps,
             &request("coap", "654321", "test", "static"),
@@ -283,13 +296,18 @@ mod tests {
 
     #[test]
     fn http_refuses_dynamic_mode_and_coap_checks_lifetime() {
-        let caps = load_embedded().expect("valid");
+        let caps = embedded().expect("valid");
         let secret = Secret::new("x".into());
+        use crate::error::Help;
         let err = compute(&caps, &request("http", "p", "d", "dynamic"), &secret).expect_err("static only");
-        assert!(err.to_string().contains("supports static"), "{err}");
+        assert!(
+            err.to_string().contains("does not support --secure-mode dynamic"),
+            "{err}"
+        );
+        assert_eq!(err.help().as_deref(), Some("http supports static"));
         let mut req = request("coap", "p", "d", "static");
         req.lifetime = Some(10);
         let err = compute(&caps, &req, &secret).expect_err("too short");
-        assert!(err.to_string().contains("30 to 86400"), "{err}");
+        assert_eq!(err.help().as_deref(), Some("use 30 to 86400 s"));
     }
 }

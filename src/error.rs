@@ -1,33 +1,50 @@
-//! The top-level error and the exit-code table.
+//! The top-level error, one variant per failure class, and the exit-code table.
 //!
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success |
-//! | 1    | a probe failed: refused, TLS, authentication, protocol or I/O error |
-//! | 2    | usage or input error: bad flag, bad answers, bad capabilities file, missing answers |
+//! | 1    | a probe failed: refused, TLS, authentication, protocol, EnOS reply code or I/O error |
+//! | 2    | usage or input error: bad flag, bad answers, capabilities, registry or config file, missing answers, a listener that cannot bind |
 //! | 3    | a probe timed out |
+//! | 74   | an I/O error of enos-connect's own: cannot write the output or a file, cannot prompt, cannot start the runtime |
 //! | 130  | interrupted (Ctrl-C or Esc in a prompt) |
+//!
+//! Every library error says what went wrong in its `Display` (one line, or a list of located
+//! problems) and what to do in [`Help::help`]; the CLI prints both once, at the edge.
 
 use std::process::ExitCode;
 
 use crate::answers::AnswersError;
+use crate::batch::BatchError;
 use crate::capabilities::CapabilitiesError;
+use crate::cli::config::ConfigError;
+use crate::credentials::CredentialsError;
 use crate::engine::EngineError;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_TIMEOUT: u8 = 3;
+pub const EXIT_IO: u8 = 74;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// The exit codes as shown in `--help` and the README.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
-  1    a probe failed (refused, TLS, authentication, protocol or I/O error)
-  2    usage or input error (bad flag, answers, capabilities file; missing answers)
+  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error)
+  2    usage or input error (bad flag, answers, capabilities, registry or config file;
+       missing answers; a listener that cannot bind)
   3    a probe timed out
+  74   cannot write the output or a file, or cannot prompt
   130  interrupted (Ctrl-C or Esc at a prompt)";
+
+/// What to do about an error, kept apart from what went wrong.
+pub trait Help {
+    fn help(&self) -> Option<String> {
+        None
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,9 +55,22 @@ pub enum Error {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
-    Usage(String),
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// A flag, or a combination of flags, that cannot work.
+    #[error("{message}")]
+    Usage { message: String, help: Option<String> },
+    /// A file or device enos-connect had to read or write and could not.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the command's output failed (a closed pipe is not news).
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
     #[error("interrupted at the prompt; nothing was saved")]
@@ -48,22 +78,78 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn usage_with_help(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-            Error::Output(_) => EXIT_FAILED,
+            Error::Output(_) | Error::Io { .. } => EXIT_IO,
+            Error::Batch(BatchError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+            Error::Batch(BatchError::Write(_)) => EXIT_IO,
             Error::Interrupted => EXIT_INTERRUPTED,
             Error::Capabilities(_)
             | Error::Answers(_)
             | Error::Engine(_)
             | Error::Config(_)
-            | Error::Usage(_) => EXIT_USAGE,
+            | Error::Credentials(_)
+            | Error::Batch(_)
+            | Error::Usage { .. } => EXIT_USAGE,
         })
     }
 
-    /// Whether the error should be printed (a closed pipe or an interrupt is not news).
+    /// Whether the error is left unprinted: a closed pipe is the reader's choice, not a
+    /// failure to report.
     pub fn is_quiet(&self) -> bool {
-        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+        match self {
+            Error::Output(e) | Error::Batch(BatchError::Write(e)) => {
+                e.kind() == std::io::ErrorKind::BrokenPipe
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Help for Error {
+    fn help(&self) -> Option<String> {
+        match self {
+            Error::Capabilities(e) => e.help(),
+            Error::Answers(e) => e.help(),
+            Error::Engine(e) => e.help(),
+            Error::Config(e) => e.help(),
+            Error::Credentials(e) => e.help(),
+            Error::Batch(e) => e.help(),
+            Error::Usage { help, .. } => help.clone(),
+            Error::Io { .. } | Error::Output(_) | Error::Interrupted => None,
+        }
+    }
+}
+
+impl From<dialoguer::Error> for Error {
+    /// A prompt that failed: Ctrl-C or Esc is an interrupt, anything else an I/O problem.
+    fn from(e: dialoguer::Error) -> Self {
+        match e {
+            dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => Error::Interrupted,
+            dialoguer::Error::IO(io) => Error::io("cannot prompt", io),
+        }
     }
 }
 

@@ -10,9 +10,10 @@ use crate::capabilities::{Capabilities, Support};
 use crate::credentials::fill;
 use crate::engine::Decision;
 
-/// Where the device connects and who it is; anything left out stays a `{placeholder}`.
+/// The EnOS deployment the device connects to (env and domain, or one host for a private
+/// deployment) and the device's keys; anything left out stays a `{placeholder}`.
 #[derive(Debug, Clone, Default)]
-pub struct Target {
+pub struct Deployment {
     pub env: Option<String>,
     pub domain: String,
     pub host: Option<String>,
@@ -88,7 +89,7 @@ pub struct PlanTopics {
     pub topics: Vec<String>,
 }
 
-impl Target {
+impl Deployment {
     fn vars(&self) -> BTreeMap<&'static str, String> {
         let mut vars = BTreeMap::new();
         vars.insert("domain", self.domain.clone());
@@ -105,8 +106,8 @@ impl Target {
     }
 }
 
-pub fn plan(caps: &Capabilities, decision: &Decision, target: &Target) -> Plan {
-    let vars = target.vars();
+pub fn plan(caps: &Capabilities, decision: &Decision, deployment: &Deployment) -> Plan {
+    let vars = deployment.vars();
     let title = caps
         .protocol(&decision.recommendation)
         .map(|p| p.title.clone())
@@ -115,7 +116,7 @@ pub fn plan(caps: &Capabilities, decision: &Decision, target: &Target) -> Plan {
     let protocols = decision
         .protocols
         .iter()
-        .filter_map(|id| protocol_plan(caps, decision, target, &vars, id))
+        .filter_map(|id| protocol_plan(caps, decision, deployment, &vars, id))
         .collect();
     let steps = caps
         .outcome(&decision.outcome)
@@ -140,12 +141,12 @@ pub fn plan(caps: &Capabilities, decision: &Decision, target: &Target) -> Plan {
 fn protocol_plan(
     caps: &Capabilities,
     decision: &Decision,
-    target: &Target,
+    deployment: &Deployment,
     vars: &BTreeMap<&'static str, String>,
     id: &str,
 ) -> Option<ProtocolPlan> {
     let proto = caps.protocol(id)?;
-    let host = match &target.host {
+    let host = match &deployment.host {
         Some(h) => h.clone(),
         None => fill(&proto.host, vars),
     };

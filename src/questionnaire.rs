@@ -8,7 +8,7 @@ use dialoguer::{Confirm, MultiSelect, Select, theme::ColorfulTheme};
 
 use crate::answers::Answers;
 use crate::capabilities::{Capabilities, Question};
-use crate::engine::{self, Pending, Step};
+use crate::engine::{self, End, Pending};
 use crate::error::{Error, Result};
 
 /// What the questionnaire did: the questions it asked and whether it asked for the needs.
@@ -42,17 +42,17 @@ pub fn ask(caps: &Capabilities, answers: &mut Answers, use_defaults: bool) -> Re
     let mut asked = Asked::default();
     // Each round answers one pending item; the flow has finitely many, so this ends.
     for _ in 0..=caps.questions.len() + 1 {
-        match engine::walk(caps, answers, use_defaults)? {
-            Step::Decided(_) => return Ok(asked),
-            Step::Ask(Pending::Question(id)) => {
+        match engine::walk(caps, answers, use_defaults)?.end {
+            End::Outcome(_) => return Ok(asked),
+            End::Pending(Pending::Question(id)) => {
                 let q = caps
                     .question(&id)
-                    .ok_or_else(|| Error::Usage(format!("the flow asks unknown question `{id}`")))?;
+                    .ok_or_else(|| Error::usage(format!("the flow asks unknown question `{id}`")))?;
                 let value = prompt_question(q)?;
                 answers.set(caps, &id, &value, "prompt")?;
                 asked.questions.push(id);
             }
-            Step::Ask(Pending::Needs) => {
+            End::Pending(Pending::Needs) => {
                 let needs = prompt_needs(caps)?;
                 answers.needs = Some(Vec::new());
                 answers.add_needs(caps, needs.iter().map(String::as_str), "prompt")?;
@@ -60,7 +60,7 @@ pub fn ask(caps: &Capabilities, answers: &mut Answers, use_defaults: bool) -> Re
             }
         }
     }
-    Err(Error::Usage("the questionnaire did not reach a decision".into()))
+    Err(Error::usage("the questionnaire did not reach a decision"))
 }
 
 fn theme() -> ColorfulTheme {
@@ -87,10 +87,7 @@ fn prompt_question(q: &Question) -> Result<String> {
         if let Some(d) = &q.default {
             c = c.default(d == "yes");
         }
-        let answer = c
-            .interact_opt()
-            .map_err(crate::cli::prompt_error)?
-            .ok_or(Error::Interrupted)?;
+        let answer = c.interact_opt()?.ok_or(Error::Interrupted)?;
         return Ok(if answer { "yes" } else { "no" }.to_string());
     }
     let labels: Vec<String> = q
@@ -107,10 +104,12 @@ fn prompt_question(q: &Question) -> Result<String> {
         .with_prompt(&q.prompt)
         .items(&labels)
         .default(start)
-        .interact_opt()
-        .map_err(crate::cli::prompt_error)?
+        .interact_opt()?
         .ok_or(Error::Interrupted)?;
-    Ok(q.choices[index].value.clone())
+    q.choices
+        .get(index)
+        .map(|c| c.value.clone())
+        .ok_or_else(|| Error::usage(format!("no choice {index} for `{}`", q.id)))
 }
 
 fn prompt_needs(caps: &Capabilities) -> Result<Vec<String>> {
@@ -131,10 +130,12 @@ fn prompt_needs(caps: &Capabilities) -> Result<Vec<String>> {
     let picked = MultiSelect::with_theme(&theme())
         .with_prompt("Which platform features does the device need?")
         .items(&labels)
-        .interact_opt()
-        .map_err(crate::cli::prompt_error)?
+        .interact_opt()?
         .ok_or(Error::Interrupted)?;
-    Ok(picked.into_iter().map(|i| caps.features[i].id.clone()).collect())
+    Ok(picked
+        .into_iter()
+        .filter_map(|i| caps.features.get(i).map(|f| f.id.clone()))
+        .collect())
 }
 
 /// While prompting, Ctrl-C (which the terminal library re-raises as SIGINT) restores the cursor

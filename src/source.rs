@@ -69,18 +69,6 @@ impl SourceFile {
 }
 
 impl Located {
-    /// Split "message\n  = help: text" into the message and a help line shown after the snippet.
-    pub fn with_message_and_help(mut self, text: &str) -> Self {
-        match text.split_once("\n  = help: ") {
-            Some((m, h)) => {
-                self.message = m.to_string();
-                self.help = Some(h.to_string());
-            }
-            None => self.message = text.to_string(),
-        }
-        self
-    }
-
     /// Drop the quoted source line: for files that may hold a secret on the line in question.
     pub fn without_snippet(mut self) -> Self {
         self.snippet.clear();
@@ -113,40 +101,17 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// The allowed value closest to `input` by edit distance, if it is close enough to be a
-/// plausible typo.
+/// The allowed value closest to `input` by optimal string alignment distance (a swap of two
+/// neighbours, `tpc` for `tcp`, costs one edit, as typos usually do), if it is close enough to
+/// be a plausible typo.
 pub fn nearest<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let input = input.to_ascii_lowercase();
     allowed
         .into_iter()
-        .map(|a| (edit_distance(&input, &a.to_ascii_lowercase()), a))
+        .map(|a| (strsim::osa_distance(&input, &a.to_ascii_lowercase()), a))
         .filter(|(d, a)| *d <= (a.len().max(input.len()) / 2).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, a)| a)
-}
-
-/// Optimal string alignment distance: like Levenshtein, but a swap of two neighbours
-/// (`tpc` for `tcp`) costs one edit, as typos usually do.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

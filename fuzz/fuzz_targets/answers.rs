@@ -1,13 +1,13 @@
 #![no_main]
 //! Answers files, and deciding on whatever they hold.
 use enos_connect::answers::Answers;
-use enos_connect::capabilities::load_embedded;
+use enos_connect::capabilities::embedded;
 use enos_connect::engine;
 use enos_connect::source::SourceFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(caps) = load_embedded() else { return };
+    let Ok(caps) = embedded() else { return };
     if let Ok(text) = std::str::from_utf8(data) {
         match Answers::parse(&caps, &SourceFile::new("fuzz.toml", text)) {
             Ok(a) => {

@@ -1,11 +1,11 @@
 #![no_main]
 //! Batch input (CSV or JSON Lines) in both output formats.
 use enos_connect::batch::{OutFormat, run};
-use enos_connect::capabilities::load_embedded;
+use enos_connect::capabilities::embedded;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(caps) = load_embedded() else { return };
+    let Ok(caps) = embedded() else { return };
     for format in [OutFormat::JsonLines, OutFormat::Csv] {
         let mut out = Vec::new();
         let mut input = data;

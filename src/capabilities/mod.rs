@@ -1,38 +1,47 @@
 //! The capabilities model: protocols, features (the comparison table), questions, the decision
 //! flow, non-protocol outcomes and the credential recipes, as read from `capabilities.toml`.
 //!
-//! Loading ([`load`]) reports TOML errors with `file:line:col`; validation ([`validate`]) checks
+//! Reading ([`read`]) reports TOML errors with `file:line:col`; validation ([`validate`]) checks
 //! the cross-references and the shape of the flow and reports every problem at once.
 
-mod load;
+mod read;
 mod validate;
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-pub use load::{CapabilitiesError, EMBEDDED, EMBEDDED_NAME, load_embedded, load_file, parse};
+pub use read::{CapabilitiesError, EMBEDDED, EMBEDDED_NAME, embedded, from_file, parse};
 pub use validate::Problem;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
     pub meta: Meta,
+    /// The protocols a device can connect with, in the order ties are broken.
     pub protocols: Vec<Protocol>,
+    /// The rows of the comparison table: what each protocol supports.
     pub features: Vec<Feature>,
+    /// What the flow asks about a device.
     pub questions: Vec<Question>,
+    /// The decision flow chart, as nodes and edges.
     pub flow: Flow,
+    /// Outcomes that are not a direct protocol (message integration, edge gateway, none).
     #[serde(default)]
     pub outcomes: Vec<OutcomeInfo>,
+    /// EnOS secure modes by name (`static`, `dynamic`): the value sent and where the secret comes from.
     #[serde(default)]
     pub secure_modes: BTreeMap<String, SecureMode>,
+    /// How to build each protocol's login from the keys and the secret.
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialRecipe>,
+    /// Authentication modes a plan offers, each tied to the feature that needs it.
     #[serde(default)]
     pub auth_modes: Vec<AuthMode>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthMode {
     pub id: String,
@@ -42,7 +51,7 @@ pub struct AuthMode {
     pub secure_mode: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
     pub version: String,
@@ -51,15 +60,20 @@ pub struct Meta {
     pub source: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Protocol {
     pub id: String,
     pub title: String,
+    /// `tcp` or `udp`: what a `by_transport` filter tests.
     pub transport: String,
+    /// The EnOS major versions that offer the protocol.
     pub enos_versions: Vec<String>,
+    /// Transport security, in words.
     pub security: String,
+    /// The devices it suits, in words.
     pub suits: String,
+    /// Host name pattern; `{env}` and `{domain}` are filled in by `plan`.
     pub host: String,
     #[serde(default)]
     pub host_note: Option<String>,
@@ -69,11 +83,13 @@ pub struct Protocol {
     pub ports: Vec<Port>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Port {
     pub port: u16,
+    /// The URL scheme `probe` takes for this port (`mqtt`, `mqtts`, `coap`, ...).
     pub scheme: String,
+    /// `none`, `tls` or `dtls`.
     pub security: String,
     pub label: String,
 }
@@ -93,7 +109,7 @@ impl Protocol {
 /// The attribute names a filter node may use (see [`Protocol::attribute`]).
 pub const FILTER_ATTRIBUTES: [&str; 3] = ["transport", "enos_versions", "id"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Support {
     Supported,
@@ -119,9 +135,10 @@ impl Support {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Feature {
+    /// The id `--need` takes.
     pub id: String,
     pub title: String,
     /// The row's wording in the seed document.
@@ -129,9 +146,12 @@ pub struct Feature {
     pub seed: String,
     #[serde(default)]
     pub note: String,
+    /// Support per protocol id.
     pub support: BTreeMap<String, Support>,
+    /// Per protocol: what partial support lacks.
     #[serde(default)]
     pub notes: BTreeMap<String, String>,
+    /// Per protocol: the topics or paths a device uses for the feature.
     #[serde(default)]
     pub topics: BTreeMap<String, Vec<String>>,
 }
@@ -145,12 +165,14 @@ impl Feature {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Question {
+    /// The id `--answer ID=VALUE` takes.
     pub id: String,
     pub prompt: String,
     pub help: String,
+    /// The value used when the question is not answered; none means it must be answered.
     #[serde(default)]
     pub default: Option<String>,
     pub choices: Vec<Choice>,
@@ -169,14 +191,14 @@ impl Question {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Choice {
     pub value: String,
     pub label: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flow {
     pub start: String,
@@ -184,7 +206,7 @@ pub struct Flow {
     pub edges: Vec<Edge>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     Question,
@@ -216,10 +238,12 @@ impl NodeKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
     pub id: String,
+    /// question (branches on an answer), filter (drops protocols), cover (meets the needs),
+    /// prefer (chooses by rules) or outcome (ends the flow).
     pub kind: NodeKind,
     pub label: String,
     #[serde(default)]
@@ -238,7 +262,7 @@ pub struct Node {
     pub outcome: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreferRule {
     #[serde(default)]
@@ -249,7 +273,7 @@ pub struct PreferRule {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Edge {
     pub from: String,
@@ -257,7 +281,7 @@ pub struct Edge {
     pub when: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeInfo {
     pub id: String,
@@ -269,7 +293,7 @@ pub struct OutcomeInfo {
     pub steps: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecureMode {
     pub value: u8,
@@ -277,7 +301,7 @@ pub struct SecureMode {
     pub env: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialRecipe {
     pub modes: Vec<String>,
@@ -296,7 +320,7 @@ pub struct CredentialRecipe {
     pub dynamic_steps: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Lifetime {
     pub default: u64,
@@ -307,14 +331,14 @@ pub struct Lifetime {
     pub max: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRecipe {
     pub field: String,
     pub content: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PskKeyRecipe {
     pub field: String,
@@ -322,7 +346,7 @@ pub struct PskKeyRecipe {
     pub len: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestRecipe {
     pub method: String,
@@ -372,5 +396,58 @@ impl Capabilities {
 
     pub fn question_ids(&self) -> impl Iterator<Item = &str> {
         self.questions.iter().map(|q| q.id.as_str())
+    }
+}
+
+/// How much a capabilities file holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub protocols: usize,
+    pub features: usize,
+    pub questions: usize,
+    pub nodes: usize,
+    pub edges: usize,
+}
+
+/// What `check` found in a capabilities file: its counts when valid, else every problem.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub file: String,
+    pub data_version: String,
+    pub counts: Counts,
+    pub problems: Vec<crate::source::Located>,
+}
+
+impl CheckReport {
+    pub fn new(file: String, result: Result<Capabilities, CapabilitiesError>) -> Self {
+        match result {
+            Ok(caps) => CheckReport {
+                file,
+                data_version: caps.meta.version.clone(),
+                counts: Counts {
+                    protocols: caps.protocols.len(),
+                    features: caps.features.len(),
+                    questions: caps.questions.len(),
+                    nodes: caps.flow.nodes.len(),
+                    edges: caps.flow.edges.len(),
+                },
+                problems: Vec::new(),
+            },
+            Err(e) => {
+                let problems = match e {
+                    CapabilitiesError::Invalid { problems, .. } => problems,
+                    CapabilitiesError::Syntax(p) => vec![p],
+                    read @ CapabilitiesError::Read { .. } => {
+                        vec![crate::source::SourceFile::new(file.clone(), "").locate(None, read.to_string())]
+                    }
+                };
+                CheckReport {
+                    file,
+                    data_version: String::new(),
+                    counts: Counts::default(),
+                    problems,
+                }
+            }
+        }
     }
 }

@@ -7,29 +7,25 @@ use std::process::ExitCode;
 
 use dialoguer::{Confirm, Input, theme::ColorfulTheme};
 
-use super::{AskArgs, emit, prompt_error, recommend};
+use super::args::AskArgs;
+use super::terminal::emit;
+use super::{Context, recommend};
 use crate::answers::Answers;
-use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
 use crate::questionnaire;
-use crate::render::{Format, json, markdown, table};
 
-pub fn run(caps: &Capabilities, args: &AskArgs, interactive: bool) -> Result<ExitCode> {
-    if !interactive {
-        return Err(Error::Usage(
-            "`ask` needs a terminal (stdin and stderr), and CI and --no-input turn prompts off\n  = help: use `enos-connect recommend --answer ID=VALUE --need FEATURE` or `recommend --answers FILE`; `enos-connect questions` lists the ids"
-                .into(),
+pub fn run(ctx: &Context, args: &AskArgs) -> Result<ExitCode> {
+    if !ctx.interactive {
+        return Err(Error::usage_with_help(
+            "`ask` needs a terminal (stdin and stderr), and CI and --no-input turn prompts off",
+            "use `enos-connect recommend --answer ID=VALUE --need FEATURE` or `recommend --answers FILE`; `enos-connect questions` lists the ids",
         ));
     }
+    let caps = &ctx.capabilities()?;
     let mut answers = Answers::default();
     let asked = questionnaire::ask(caps, &mut answers, false)?;
-    let decision = recommend::decide(caps, &answers)?;
-    emit(&match args.format.format {
-        Format::Table => table::decision(caps, &decision),
-        Format::Json => json::decision(caps, &decision),
-        Format::Markdown => markdown::decision(caps, &decision),
-        Format::Csv => return Err(super::csv_only()),
-    })?;
+    let decision = recommend::decision(caps, &answers)?;
+    emit(&ctx.renderer(args.format.format).decision(caps, &decision))?;
     let skipped = asked.skipped(caps, &answers);
     let mut err = std::io::stderr();
     if !skipped.is_empty() {
@@ -60,8 +56,7 @@ fn offer_save() -> Result<Option<PathBuf>> {
     let yes = Confirm::with_theme(&theme)
         .with_prompt("Save these answers to a file?")
         .default(false)
-        .interact_opt()
-        .map_err(prompt_error)?
+        .interact_opt()?
         .ok_or(Error::Interrupted)?;
     if !yes {
         return Ok(None);
@@ -69,8 +64,7 @@ fn offer_save() -> Result<Option<PathBuf>> {
     let path: String = Input::with_theme(&theme)
         .with_prompt("File")
         .default("enos-answers.toml".to_string())
-        .interact_text()
-        .map_err(prompt_error)?;
+        .interact_text()?;
     Ok(Some(PathBuf::from(path)))
 }
 
@@ -78,8 +72,7 @@ fn offer_save() -> Result<Option<PathBuf>> {
 /// interrupted save never leaves a half-written answers file. A target that exists and is not
 /// a regular file (`/dev/stdout`, a FIFO) is written in place: renaming over it would replace it.
 fn save(path: &Path, text: &str) -> Result<()> {
-    let fail =
-        |e: std::io::Error| Error::Usage(format!("cannot save the answers to {}: {e}", path.display()));
+    let fail = |e: std::io::Error| Error::io(format!("cannot save the answers to {}", path.display()), e);
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         return std::fs::write(path, text).map_err(fail);
     }

@@ -6,47 +6,43 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{CredentialsArgs, emit};
+use super::args::CredentialsArgs;
+use super::{Context, print};
 use crate::capabilities::Capabilities;
 use crate::credentials::{self, CredentialRequest, Secret};
 use crate::error::{Error, Result};
-use crate::render::{Format, json, markdown, table};
 
-pub fn run(caps: &Capabilities, args: &CredentialsArgs, interactive: bool) -> Result<ExitCode> {
+pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
+    let caps = &ctx.capabilities()?;
     let keys = &args.keys;
     let mode = keys.secure_mode.as_str();
     let need = |v: &Option<String>, flag: &str, env: &str| {
         v.clone().ok_or_else(|| {
-            Error::Usage(format!(
-                "{flag} is required\n  = help: pass {flag}, set {env}, or put it in the config file"
-            ))
+            Error::usage_with_help(
+                format!("{flag} is required"),
+                format!("pass {flag}, set {env}, or put it in the config file"),
+            )
         })
     };
     let request = CredentialRequest {
         protocol: args.protocol.clone(),
-        product_key: need(&keys.product_key, "--product-key", "ENOS_CONNECT_PRODUCT_KEY")?,
-        device_key: need(&keys.device_key, "--device-key", "ENOS_CONNECT_DEVICE_KEY")?,
+        product_key: need(
+            &keys.device.product_key,
+            "--product-key",
+            "ENOS_CONNECT_PRODUCT_KEY",
+        )?,
+        device_key: need(&keys.device.device_key, "--device-key", "ENOS_CONNECT_DEVICE_KEY")?,
         mode: mode.to_string(),
         client_id: keys.client_id.clone(),
         timestamp: keys.timestamp.unwrap_or_else(now_ms),
         lifetime: args.lifetime,
     };
     // Check everything but the secret first, so a bad flag never costs a prompt.
-    credentials::compute(caps, &request, &Secret::new("-".into())).map_err(usage)?;
-    let secret = read_secret(caps, mode, keys.secret_file.as_deref(), interactive)?;
-    let creds = credentials::compute(caps, &request, &secret).map_err(usage)?;
+    credentials::compute(caps, &request, &Secret::new("-".into()))?;
+    let secret = read_secret(caps, mode, keys.secret_file.as_deref(), ctx.interactive)?;
+    let creds = credentials::compute(caps, &request, &secret)?;
     drop(secret);
-    emit(&match args.format.format {
-        Format::Table => table::credentials(&creds),
-        Format::Json => json::credentials(&creds),
-        Format::Markdown => markdown::credentials(&creds),
-        Format::Csv => return Err(super::csv_only()),
-    })?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn usage(e: credentials::CredentialsError) -> Error {
-    Error::Usage(e.to_string())
+    print(&ctx.renderer(args.format.format).credentials(&creds))
 }
 
 pub fn now_ms() -> u64 {
@@ -69,18 +65,18 @@ pub fn read_secret(
         .map(|m| (m.secret.clone(), m.env.clone()))
         .unwrap_or_else(|| ("secret".into(), "ENOS_DEVICE_SECRET".into()));
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Usage(format!(
-                "--secret-file {}: cannot read it: {e}\n  = help: the file holds the {what} on its first line",
-                path.display()
-            ))
-        })?;
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            Error::usage_with_help(
+                format!("--secret-file {}: cannot read it: {e}", path.display()),
+                format!("the file holds the {what} on its first line"),
+            )
+        })?);
         let secret = Secret::new(text.lines().next().unwrap_or_default().trim().to_string());
         if secret.is_empty() {
-            return Err(Error::Usage(format!(
-                "--secret-file {}: the file is empty\n  = help: put the {what} on its first line",
-                path.display()
-            )));
+            return Err(Error::usage_with_help(
+                format!("--secret-file {}: the file is empty", path.display()),
+                format!("put the {what} on its first line"),
+            ));
         }
         return Ok(secret);
     }
@@ -93,11 +89,13 @@ pub fn read_secret(
     if interactive {
         let value = dialoguer::Password::new()
             .with_prompt(format!("{what} (input hidden)"))
-            .interact()
-            .map_err(super::prompt_error)?;
+            .interact()?;
         return Ok(Secret::new(value));
     }
-    Err(Error::Usage(format!(
-        "no {what} given\n  = help: set {env}, or pass --secret-file FILE; a secret is never taken as a plain argument, because process lists and shell history keep it"
-    )))
+    Err(Error::usage_with_help(
+        format!("no {what} given"),
+        format!(
+            "set {env}, or pass --secret-file FILE; a secret is never taken as a plain argument, because process lists and shell history keep it"
+        ),
+    ))
 }

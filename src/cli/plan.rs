@@ -3,22 +3,16 @@
 
 use std::process::ExitCode;
 
-use super::{PlanArgs, emit, recommend};
-use crate::capabilities::Capabilities;
+use super::args::PlanArgs;
+use super::{Context, print, recommend};
 use crate::error::Result;
 use crate::plan;
-use crate::render::{Format, json, markdown, table};
 
-pub fn run(caps: &Capabilities, args: &PlanArgs, interactive: bool) -> Result<ExitCode> {
-    let answers = recommend::gather(caps, &args.answers, interactive)?;
-    let decision = recommend::decide(caps, &answers)?;
-    let target = args.target.to_target(&args.product_key, &args.device_key);
-    let plan = plan::plan(caps, &decision, &target);
-    emit(&match args.format.format {
-        Format::Table => table::plan(&plan),
-        Format::Json => json::plan(caps, &plan),
-        Format::Markdown => markdown::plan(&plan),
-        Format::Csv => return Err(super::csv_only()),
-    })?;
-    Ok(ExitCode::SUCCESS)
+pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitCode> {
+    let caps = ctx.capabilities()?;
+    let answers = recommend::gather(ctx, &caps, &args.answers)?;
+    let decision = recommend::decision(&caps, &answers)?;
+    let deployment = args.deployment.to_deployment(&args.device);
+    let plan = plan::plan(&caps, &decision, &deployment);
+    print(&ctx.renderer(args.format.format).plan(&caps, &plan))
 }

@@ -2,39 +2,46 @@
 //! report, and turn the outcome into the exit code (0 ok, 1 failed, 3 timed out).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ProbeArgs, emit, recommend};
+use super::args::ProbeArgs;
+use super::terminal::emit;
+use super::{Context, recommend};
 use crate::capabilities::Capabilities;
 use crate::credentials::Secret;
 use crate::error::{EXIT_FAILED, EXIT_TIMEOUT, Error, Result};
 use crate::plan;
 use crate::probe::{self, Login, ProbeOptions, ProbeReport, Target, tls::TlsOptions};
-use crate::render::{Format, json, table};
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
-pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<ExitCode> {
-    let targets = targets(caps, args, interactive)?;
-    let opts = options(caps, args, interactive)?;
+pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
+    let caps = ctx.capabilities()?;
+    let targets = targets(ctx, &caps, args)?;
+    let opts = options(ctx, &caps, args)?;
+    for t in &targets {
+        if t.protocol == "http" {
+            let req = probe::http::build_request(&caps, t, &opts).map_err(|f| Error::usage(f.message))?;
+            probe::http::validate(&req).map_err(Error::usage)?;
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+        .map_err(|e| Error::io("cannot start the network runtime", e))?;
     if let Some(count) = args.count {
-        return load(caps, args, targets, opts, &runtime, count);
+        return load(ctx, caps, args, targets, opts, &runtime, count);
     }
-    let reports: Vec<ProbeReport> = runtime.block_on(async { probe_each(caps, &targets, &opts).await });
-    let text = match args.format.format {
-        Format::Json if reports.len() == 1 => json::to_string(&reports[0]),
-        Format::Json => json::to_string(&serde_json::json!({
-            "ok": reports.iter().all(|r| r.ok),
-            "probes": reports,
-        })),
-        Format::Csv => return Err(super::csv_only()),
-        Format::Table | Format::Markdown => reports.iter().map(table::probe).collect::<Vec<_>>().join("\n"),
-    };
-    emit(&text)?;
+    // A plan's protocols are probed one after another, each within its own timeout.
+    let reports: Vec<ProbeReport> = runtime.block_on(async {
+        let mut out = Vec::with_capacity(targets.len());
+        for t in &targets {
+            out.push(probe::run(&caps, t, &opts).await);
+        }
+        out
+    });
+    emit(&ctx.renderer(args.format.format).probes(&reports))?;
     Ok(ExitCode::from(if reports.iter().all(|r| r.ok) {
         0
     } else if reports.iter().any(ProbeReport::timed_out) {
@@ -44,35 +51,21 @@ pub fn run(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<E
     }))
 }
 
-/// The probes one after another: a plan's protocols are checked in order, each within its
-/// own timeout.
-async fn probe_each(caps: &Capabilities, targets: &[Target], opts: &ProbeOptions) -> Vec<ProbeReport> {
-    let mut out = Vec::with_capacity(targets.len());
-    for t in targets {
-        out.push(probe::run(caps, t, opts).await);
-    }
-    out
-}
-
 /// The URL given, or with --plan the smoke-test URL of every protocol in the plan.
-fn targets(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<Vec<Target>> {
-    let parse = |url: &str| Target::parse(caps, url).map_err(|e| Error::Usage(format!("probe URL: {e}")));
+fn targets(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Vec<Target>> {
+    let parse = |url: &str| Target::parse(caps, url).map_err(|e| Error::usage(format!("probe URL: {e}")));
     if !args.plan {
         let url = args.url.as_deref().ok_or_else(|| {
-            Error::Usage(
-                "probe needs a URL, such as mqtt://HOST:11883, or --plan with the plan's answers".into(),
-            )
+            Error::usage("probe needs a URL, such as mqtt://HOST:11883, or --plan with the plan's answers")
         })?;
         return Ok(vec![parse(url)?]);
     }
-    let answers = recommend::gather(caps, &args.answers, interactive)?;
-    let decision = recommend::decide(caps, &answers)?;
-    let target = args
-        .target
-        .to_target(&args.keys.product_key, &args.keys.device_key);
-    let p = plan::plan(caps, &decision, &target);
+    let answers = recommend::gather(ctx, caps, &args.answers)?;
+    let decision = recommend::decision(caps, &answers)?;
+    let deployment = args.deployment.to_deployment(&args.keys.device);
+    let p = plan::plan(caps, &decision, &deployment);
     if p.protocols.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "the plan recommends {}, which has no endpoint to probe",
             p.recommendation
         )));
@@ -80,31 +73,33 @@ fn targets(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<V
     p.protocols
         .iter()
         .map(|pp| {
-            let url = pp.ports.iter().find(|x| x.security != "none").or(pp.ports.first()).map(|x| x.url.clone());
-            let url = url.unwrap_or_default();
+            let url = pp
+                .ports
+                .iter()
+                .find(|x| x.security != "none")
+                .or(pp.ports.first())
+                .map(|x| x.url.clone())
+                .unwrap_or_default();
             if url.contains('{') {
-                return Err(Error::Usage(format!(
-                    "the plan's endpoint `{url}` has placeholders\n  = help: give --env (and --domain) or --host"
-                )));
+                return Err(Error::usage_with_help(
+                    format!("the plan's endpoint `{url}` has placeholders"),
+                    "give --env (and --domain) or --host",
+                ));
             }
             parse(&url)
         })
         .collect()
 }
 
-fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<ProbeOptions> {
+fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<ProbeOptions> {
+    // The flag is range-checked when parsed; a config file's value is checked when read.
     let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
-    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
-        return Err(Error::Usage(format!(
-            "--timeout {timeout}: give seconds between 0 and 3600"
-        )));
-    }
     let keys = &args.keys;
-    let login = match (&keys.product_key, &keys.device_key, &args.username) {
+    let login = match (&keys.device.product_key, &keys.device.device_key, &args.username) {
         (Some(pk), Some(dk), _) => {
             let mode = keys.secure_mode.as_str();
             let secret =
-                super::credentials::read_secret(caps, mode, keys.secret_file.as_deref(), interactive)?;
+                super::credentials::read_secret(caps, mode, keys.secret_file.as_deref(), ctx.interactive)?;
             Login::Enos {
                 product_key: pk.clone(),
                 device_key: dk.clone(),
@@ -115,7 +110,7 @@ fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<P
             }
         }
         (Some(_), None, _) | (None, Some(_), _) => {
-            return Err(Error::Usage("--product-key and --device-key go together".into()));
+            return Err(Error::usage("--product-key and --device-key go together"));
         }
         (None, None, Some(user)) => Login::Plain {
             username: user.clone(),
@@ -132,7 +127,7 @@ fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<P
     // Catch unreadable CA or key files as input errors, before any traffic. Only when some
     // were given: building a config loads the system's roots, which costs milliseconds.
     if tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some() {
-        probe::tls::client_config(&tls, &[]).map_err(Error::Usage)?;
+        probe::tls::client_config(&tls, &[]).map_err(Error::usage)?;
     }
     let roundtrip = args.roundtrip.as_ref().map(|t| {
         if t.is_empty() {
@@ -142,7 +137,8 @@ fn options(caps: &Capabilities, args: &ProbeArgs, interactive: bool) -> Result<P
         }
     });
     Ok(ProbeOptions {
-        timeout: Duration::from_secs_f64(timeout),
+        timeout: Duration::try_from_secs_f64(timeout)
+            .map_err(|_| Error::usage(format!("--timeout {timeout}: give seconds above 0")))?,
         verbose: args.verbose,
         login,
         client_id: keys.client_id.clone(),
@@ -164,21 +160,24 @@ fn psk(args: &ProbeArgs) -> Result<Option<probe::coap::Psk>> {
     };
     let raw = zeroize::Zeroizing::new(std::env::var("ENOS_CONNECT_PSK").unwrap_or_default());
     if raw.is_empty() {
-        return Err(Error::Usage(
-            "--psk-identity needs the key in ENOS_CONNECT_PSK (text, or hex:0a1b...)\n  = help: a key is never taken as an argument, because process lists and shell history keep it".into(),
+        return Err(Error::usage_with_help(
+            "--psk-identity needs the key in ENOS_CONNECT_PSK (text, or hex:0a1b...)",
+            "a key is never taken as an argument, because process lists and shell history keep it",
         ));
     }
     let key = match raw.strip_prefix("hex:") {
         Some(hex) => probe::coap::hex_decode(hex).ok_or_else(|| {
-            Error::Usage("ENOS_CONNECT_PSK: `hex:` must be followed by an even number of hex digits".into())
+            Error::usage("ENOS_CONNECT_PSK: `hex:` must be followed by an even number of hex digits")
         })?,
         None => raw.as_bytes().to_vec(),
     };
     Ok(Some((identity.clone(), zeroize::Zeroizing::new(key))))
 }
 
+/// `--count N`: N probes at most `--concurrency` at a time, with percentiles per stage.
 fn load(
-    caps: &Capabilities,
+    ctx: &Context,
+    caps: Capabilities,
     args: &ProbeArgs,
     mut targets: Vec<Target>,
     opts: ProbeOptions,
@@ -186,15 +185,6 @@ fn load(
     count: u64,
 ) -> Result<ExitCode> {
     use std::io::IsTerminal;
-    use std::sync::Arc;
-    if count == 0 || args.concurrency == 0 {
-        return Err(Error::Usage(
-            "--count and --concurrency take a number above 0".into(),
-        ));
-    }
-    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return Err(Error::Usage("--rate takes probes per second above 0".into()));
-    }
     let target = Arc::new(targets.remove(0));
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(count);
@@ -212,7 +202,7 @@ fn load(
         rate: args.rate,
     };
     let progress = |done: u64| bar.set_position(done);
-    let (caps, opts) = (Arc::new(caps.clone()), Arc::new(opts));
+    let (caps, opts) = (Arc::new(caps), Arc::new(opts));
     let one = || {
         let (caps, target, opts) = (caps.clone(), target.clone(), opts.clone());
         async move { probe::run(&caps, &target, &opts).await }
@@ -225,11 +215,7 @@ fn load(
         &progress,
     ));
     bar.finish_and_clear();
-    emit(&match args.format.format {
-        Format::Json => json::to_string(&report),
-        Format::Csv => return Err(super::csv_only()),
-        Format::Table | Format::Markdown => table::load(&report),
-    })?;
+    emit(&ctx.renderer(args.format.format).load(&report))?;
     // Exit 3 only when every failure was the peer's silence; anything else (refusals,
     // internal failures) is exit 1.
     let only_timeouts = report.errors.keys().all(|k| k == "timeout");

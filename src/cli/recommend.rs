@@ -1,54 +1,51 @@
-//! `recommend`: answers from a file and flags -> engine -> renderer.
+//! `recommend`: answers from a file and flags -> engine -> renderer; or a whole fleet with
+//! `--batch`.
 
 use std::process::ExitCode;
 
-use super::{AnswerArgs, RecommendArgs, emit};
+use super::args::{AnswerArgs, RecommendArgs};
+use super::{Context, print};
 use crate::answers::Answers;
 use crate::batch;
 use crate::capabilities::Capabilities;
 use crate::engine::{self, EngineError};
-use crate::error::{Error, Result};
+use crate::error::{EXIT_FAILED, EXIT_USAGE, Error, Result};
 use crate::questionnaire;
-use crate::render::{Format, json, markdown, table};
 
-pub fn run(caps: &Capabilities, args: &RecommendArgs, interactive: bool) -> Result<ExitCode> {
+pub fn run(ctx: &Context, args: &RecommendArgs) -> Result<ExitCode> {
+    let caps = ctx.capabilities()?;
     if let Some(path) = &args.batch {
-        return batch(caps, path, args);
+        return batch(&caps, path, args);
     }
-    let answers = gather(caps, &args.answers, interactive)?;
-    let decision = decide(caps, &answers)?;
-    emit(&match args.format.format {
-        Format::Table => table::decision(caps, &decision),
-        Format::Json => json::decision(caps, &decision),
-        Format::Markdown => markdown::decision(caps, &decision),
-        Format::Csv => return Err(super::csv_only()),
-    })?;
-    Ok(ExitCode::SUCCESS)
+    let answers = gather(ctx, &caps, &args.answers)?;
+    let decision = decision(&caps, &answers)?;
+    print(&ctx.renderer(args.format.format).decision(&caps, &decision))
 }
 
 /// The answers file first, then the flags on top of it; on a terminal, prompts for what the
 /// flow still needs.
-pub fn gather(caps: &Capabilities, args: &AnswerArgs, interactive: bool) -> Result<Answers> {
+pub fn gather(ctx: &Context, caps: &Capabilities, args: &AnswerArgs) -> Result<Answers> {
     let mut answers = match &args.answers {
         Some(path) => Answers::from_file(caps, path)?,
         None => Answers::default(),
     };
-    answers.apply_flags(caps, &args.answer, &args.need)?;
-    if interactive && !engine::missing(caps, &answers).is_empty() {
+    answers.apply_flags(caps, &args.answer, &args.needs.need)?;
+    if ctx.interactive && !engine::missing(caps, &answers).is_empty() {
         questionnaire::ask(caps, &mut answers, true)?;
     }
     Ok(answers)
 }
 
-/// Decide, turning missing answers into a usage error that says which flags supply them.
-pub fn decide(caps: &Capabilities, answers: &Answers) -> Result<engine::Decision> {
+/// The engine's decision; missing answers become a usage error that names the flags that
+/// supply them.
+pub fn decision(caps: &Capabilities, answers: &Answers) -> Result<engine::Decision> {
     engine::decide(caps, answers).map_err(|e| match e {
-        EngineError::Missing(ids) => Error::Usage(missing_message(caps, &ids)),
+        EngineError::Missing(ids) => missing_answers(caps, &ids),
         other => other.into(),
     })
 }
 
-pub fn missing_message(caps: &Capabilities, ids: &[String]) -> String {
+pub fn missing_answers(caps: &Capabilities, ids: &[String]) -> Error {
     let flags: Vec<String> = ids
         .iter()
         .map(|id| {
@@ -59,30 +56,25 @@ pub fn missing_message(caps: &Capabilities, ids: &[String]) -> String {
             format!("--answer {id}={values}")
         })
         .collect();
-    format!(
-        "missing answers for: {}\n  = help: supply them with {} (or in an answers file given with --answers)",
-        ids.join(", "),
-        flags.join(" ")
+    Error::usage_with_help(
+        format!("missing answers for: {}", ids.join(", ")),
+        format!(
+            "supply them with {} (or in an answers file given with --answers)",
+            flags.join(" ")
+        ),
     )
 }
 
 fn batch(caps: &Capabilities, path: &std::path::Path, args: &RecommendArgs) -> Result<ExitCode> {
     use std::io::{BufReader, BufWriter, Write};
-    let format = match args.format.format {
-        Format::Table | Format::Json => batch::OutFormat::JsonLines,
-        Format::Csv => batch::OutFormat::Csv,
-        Format::Markdown => {
-            return Err(Error::Usage(
-                "--batch writes JSON Lines (--format json) or CSV (--format csv)".into(),
-            ));
-        }
-    };
     let name = path.display().to_string();
     let mut input: Box<dyn std::io::BufRead> = if name == "-" {
         Box::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock()))
     } else {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::Usage(format!("--batch {name}: cannot open it: {e}")))?;
+        let file = std::fs::File::open(path).map_err(|source| batch::BatchError::Read {
+            file: name.clone(),
+            source,
+        })?;
         Box::new(BufReader::with_capacity(1 << 16, file))
     };
     let stdout = std::io::stdout();
@@ -91,19 +83,15 @@ fn batch(caps: &Capabilities, path: &std::path::Path, args: &RecommendArgs) -> R
     let mut bad = |line: String| {
         let _ = writeln!(stderr.lock(), "enos-connect: bad row: {line}");
     };
-    let summary = batch::run(caps, &name, &mut input, &mut out, &mut bad, format).map_err(|e| match e {
-        batch::BatchError::Write(io) => Error::Output(io),
-        other => Error::Usage(other.to_string()),
-    })?;
+    let summary = batch::run(caps, &name, &mut input, &mut out, &mut bad, args.batch_format)?;
     drop(out);
     let counts: Vec<String> = summary
         .by_recommendation
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    let mut err = stderr.lock();
     let _ = writeln!(
-        err,
+        stderr.lock(),
         "{} rows: {}; {} with unmet needs; {} bad",
         summary.rows,
         if counts.is_empty() {
@@ -115,9 +103,9 @@ fn batch(caps: &Capabilities, path: &std::path::Path, args: &RecommendArgs) -> R
         summary.bad
     );
     Ok(ExitCode::from(if summary.bad > 0 {
-        crate::error::EXIT_USAGE
+        EXIT_USAGE
     } else if args.fail_on_unmet && summary.with_unmet > 0 {
-        crate::error::EXIT_FAILED
+        EXIT_FAILED
     } else {
         0
     }))

@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn targets_take_the_enos_port_of_their_scheme() {
-        let caps = crate::capabilities::load_embedded().expect("caps");
+        let caps = crate::capabilities::embedded().expect("caps");
         let port = |url: &str| Target::parse(&caps, url).map(|t| t.port);
         assert_eq!(port("mqtt://h"), Ok(11883));
         assert_eq!(port("mqtts://h"), Ok(18883));

@@ -12,37 +12,6 @@ pub fn render(caps: &Capabilities, format: FlowFormat) -> String {
     }
 }
 
-/// Draw the DOT text with Graphviz (`dot -Tsvg` or `-Tpng`, found on PATH).
-pub fn picture(dot_text: &str, format: &str) -> Result<Vec<u8>, String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("dot")
-        .arg(format!("-T{format}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "Graphviz `dot` is not installed, and it draws the picture\n  = help: install the Debian package graphviz (apt-get install graphviz), or use --format mermaid or dot".to_string(),
-            _ => format!("cannot run Graphviz `dot`: {e}"),
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(dot_text.as_bytes())
-            .map_err(|e| format!("cannot feed `dot`: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("`dot` failed: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`dot -T{format}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(out.stdout)
-}
-
 fn node_text(caps: &Capabilities, n: &Node) -> String {
     match n.kind {
         NodeKind::Prefer => {

@@ -9,8 +9,15 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::capabilities::Capabilities;
+use super::Renderer;
+use crate::capabilities::{Capabilities, CheckReport};
+use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::plan::Plan;
+use crate::probe::ProbeReport;
+use crate::probe::load::LoadReport;
+
+pub struct Json;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -38,143 +45,130 @@ pub fn decision_value(caps: &Capabilities, d: &Decision) -> Value {
     v
 }
 
-pub fn decision(caps: &Capabilities, d: &Decision) -> String {
-    to_string(&decision_value(caps, d))
-}
+impl Renderer for Json {
+    fn decision(&self, caps: &Capabilities, d: &Decision) -> String {
+        to_string(&decision_value(caps, d))
+    }
 
-pub fn compare(caps: &Capabilities, needs: &[String]) -> String {
-    let features: Vec<Value> = caps
-        .features
-        .iter()
-        .map(|f| {
-            json!({
-                "id": f.id,
-                "title": f.title,
-                "needed": needs.contains(&f.id),
-                "support": f.support,
-                "notes": f.notes,
+    fn compare(&self, caps: &Capabilities, needs: &[String]) -> String {
+        let features: Vec<Value> = caps
+            .features
+            .iter()
+            .map(|f| {
+                json!({
+                    "id": f.id,
+                    "title": f.title,
+                    "needed": needs.contains(&f.id),
+                    "support": f.support,
+                    "notes": f.notes,
+                })
             })
-        })
-        .collect();
-    let protocols: Vec<Value> = caps
-        .protocols
-        .iter()
-        .map(|p| {
-            json!({
-                "id": p.id, "title": p.title, "transport": p.transport,
-                "enos_versions": p.enos_versions, "security": p.security,
+            .collect();
+        let protocols: Vec<Value> = caps
+            .protocols
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id, "title": p.title, "transport": p.transport,
+                    "enos_versions": p.enos_versions, "security": p.security,
+                })
             })
-        })
-        .collect();
-    to_string(&json!({
-        "schema_version": SCHEMA_VERSION,
-        "data_version": caps.meta.version,
-        "protocols": protocols,
-        "features": features,
-    }))
-}
+            .collect();
+        to_string(&json!({
+            "schema_version": SCHEMA_VERSION,
+            "data_version": caps.meta.version,
+            "protocols": protocols,
+            "features": features,
+        }))
+    }
 
-pub fn questions(caps: &Capabilities) -> String {
-    let questions: Vec<Value> = caps
-        .questions
-        .iter()
-        .map(|q| {
-            json!({
-                "id": q.id, "prompt": q.prompt, "help": q.help, "default": q.default,
-                "values": q.values().collect::<Vec<_>>(),
-                "flag": format!("--answer {}=VALUE", q.id),
+    fn questions(&self, caps: &Capabilities) -> String {
+        let questions: Vec<Value> = caps
+            .questions
+            .iter()
+            .map(|q| {
+                json!({
+                    "id": q.id, "prompt": q.prompt, "help": q.help, "default": q.default,
+                    "values": q.values().collect::<Vec<_>>(),
+                    "flag": format!("--answer {}=VALUE", q.id),
+                })
             })
-        })
-        .collect();
-    let features: Vec<Value> = caps
-        .features
-        .iter()
-        .map(|f| json!({"id": f.id, "title": f.title, "flag": format!("--need {}", f.id)}))
-        .collect();
-    to_string(&json!({
-        "schema_version": SCHEMA_VERSION,
-        "data_version": caps.meta.version,
-        "questions": questions,
-        "features": features,
-    }))
-}
+            .collect();
+        let features: Vec<Value> = caps
+            .features
+            .iter()
+            .map(|f| json!({"id": f.id, "title": f.title, "flag": format!("--need {}", f.id)}))
+            .collect();
+        to_string(&json!({
+            "schema_version": SCHEMA_VERSION,
+            "data_version": caps.meta.version,
+            "questions": questions,
+            "features": features,
+        }))
+    }
 
-pub fn plan(caps: &Capabilities, p: &crate::plan::Plan) -> String {
-    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut v {
-        map.insert("schema_version".into(), json!(SCHEMA_VERSION));
-        map.insert("data_version".into(), json!(caps.meta.version));
-    }
-    to_string(&v)
-}
-
-/// The credential fields at the top level (`client_id`, `username`, `password`, `sign`,
-/// `psk_identity`, `psk_key`), with `request` for the auth call where there is one.
-pub fn credentials(c: &crate::credentials::Credentials) -> String {
-    let mut map = serde_json::Map::new();
-    map.insert("protocol".into(), json!(c.protocol));
-    map.insert("secure_mode".into(), json!(c.secure_mode_value));
-    if let Some(ts) = c.timestamp {
-        map.insert("timestamp".into(), json!(ts));
-    }
-    if let Some((v, unit)) = &c.lifetime {
-        map.insert("lifetime".into(), json!(v));
-        map.insert("lifetime_unit".into(), json!(unit));
-    }
-    for (k, v) in &c.fields {
-        map.insert(k.clone(), json!(v));
-    }
-    if let Some(r) = &c.request {
-        map.insert(
-            "request".into(),
-            json!({"method": r.method, "path": r.path, "body": r.body}),
-        );
-    }
-    if !c.steps.is_empty() {
-        map.insert("steps".into(), json!(c.steps));
-    }
-    to_string(&Value::Object(map))
-}
-
-/// The JSON Schema of `capabilities.toml` (shipped in `schemas/`).
-pub const CAPABILITIES_SCHEMA: &str = include_str!("../../schemas/capabilities.schema.json");
-
-/// The JSON Schema of an answers file, made from the questions and features of `caps`: an
-/// answers file is only valid against the capabilities it answers.
-pub fn answers_schema(caps: &Capabilities) -> String {
-    let mut properties = serde_json::Map::new();
-    for q in &caps.questions {
-        let mut values: Vec<Value> = q.values().map(|v| json!(v)).collect();
-        // The answers file also takes yes/no as booleans and numbers as numbers.
-        for v in q.values() {
-            match v {
-                "yes" => values.push(json!(true)),
-                "no" => values.push(json!(false)),
-                n => {
-                    if let Ok(i) = n.parse::<i64>() {
-                        values.push(json!(i));
-                    }
-                }
-            }
+    fn plan(&self, caps: &Capabilities, p: &Plan) -> String {
+        let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut v {
+            map.insert("schema_version".into(), json!(SCHEMA_VERSION));
+            map.insert("data_version".into(), json!(caps.meta.version));
         }
-        let mut prop = json!({"description": format!("{} {}", q.prompt, q.help), "enum": values});
-        if let Some(d) = &q.default {
-            prop["default"] = json!(d);
-        }
-        properties.insert(q.id.clone(), prop);
+        to_string(&v)
     }
-    let features: Vec<&str> = caps.feature_ids().collect();
-    properties.insert(
-        "needs".into(),
-        json!({"description": "Platform features the device needs", "type": "array", "items": {"enum": features}}),
-    );
-    to_string(&json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://enos-connect.invalid/schemas/answers.schema.json",
-        "title": "enos-connect answers",
-        "description": format!("Answers replayed by `enos-connect recommend --answers FILE` (capabilities data {})", caps.meta.version),
-        "type": "object",
-        "additionalProperties": false,
-        "properties": properties,
-    }))
+
+    /// The credential fields at the top level (`client_id`, `username`, `password`, `sign`,
+    /// `psk_identity`, `psk_key`), with `request` for the auth call where there is one.
+    fn credentials(&self, c: &Credentials) -> String {
+        let mut map = serde_json::Map::new();
+        map.insert("protocol".into(), json!(c.protocol));
+        map.insert("secure_mode".into(), json!(c.secure_mode_value));
+        if let Some(ts) = c.timestamp {
+            map.insert("timestamp".into(), json!(ts));
+        }
+        if let Some((v, unit)) = &c.lifetime {
+            map.insert("lifetime".into(), json!(v));
+            map.insert("lifetime_unit".into(), json!(unit));
+        }
+        for (k, v) in &c.fields {
+            map.insert(k.clone(), json!(v));
+        }
+        if let Some(r) = &c.request {
+            map.insert(
+                "request".into(),
+                json!({"method": r.method, "path": r.path, "body": r.body}),
+            );
+        }
+        if !c.steps.is_empty() {
+            map.insert("steps".into(), json!(c.steps));
+        }
+        to_string(&Value::Object(map))
+    }
+
+    fn probes(&self, reports: &[ProbeReport]) -> String {
+        match reports {
+            [one] => to_string(one),
+            many => to_string(&json!({
+                "ok": many.iter().all(|r| r.ok),
+                "probes": many,
+            })),
+        }
+    }
+
+    fn load(&self, r: &LoadReport) -> String {
+        to_string(r)
+    }
+
+    fn check(&self, r: &CheckReport) -> String {
+        let problems: Vec<Value> = r
+            .problems
+            .iter()
+            .map(|p| json!({"file": p.file, "line": p.line, "column": p.col, "message": p.message}))
+            .collect();
+        let mut v = json!({"ok": r.problems.is_empty(), "file": r.file, "problems": problems});
+        if r.problems.is_empty() {
+            v["data_version"] = json!(r.data_version);
+            v["counts"] = json!(r.counts);
+        }
+        to_string(&v)
+    }
 }

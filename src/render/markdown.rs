@@ -1,9 +1,23 @@
 //! Markdown renderers: the same content as the tables, in a form to paste into a ticket.
 
-use super::support_cell;
-use super::table::{path_lines, title_of};
-use crate::capabilities::Capabilities;
+use super::table::{Table, check_text, path_lines};
+use super::{Renderer, Style, support_cell, title_of};
+use crate::capabilities::{Capabilities, CheckReport};
+use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::plan::Plan;
+use crate::probe::ProbeReport;
+use crate::probe::load::LoadReport;
+
+pub struct Markdown;
+
+/// Probe reports are already plain text: Markdown shows the table renderer's text, uncoloured.
+const PLAIN: Table = Table {
+    style: Style {
+        terminal: false,
+        color: false,
+    },
+};
 
 /// Escape the characters that would break a Markdown table cell.
 pub fn cell(s: &str) -> String {
@@ -25,206 +39,220 @@ pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn decision(caps: &Capabilities, d: &Decision) -> String {
-    let mut out = format!(
-        "## Recommendation: {} (`{}`)\n\n",
-        title_of(caps, &d.recommendation),
-        d.recommendation
-    );
-    let protocols: Vec<String> = d.protocols.iter().map(|p| title_of(caps, p)).collect();
-    let mut rows = vec![vec!["Outcome".to_string(), d.outcome.clone()]];
-    if !protocols.is_empty() {
-        rows.push(vec!["Protocols".into(), protocols.join(" + ")]);
-    }
-    for c in &d.carriers {
-        rows.push(vec![format!("Need `{}`", c.need), title_of(caps, &c.protocol)]);
-    }
-    rows.push(vec![
-        "Unmet needs".into(),
-        if d.unmet.is_empty() {
-            "none".into()
-        } else {
-            d.unmet.join(", ")
-        },
-    ]);
-    out.push_str(&table(&["".into(), "".into()], &rows));
-    out.push_str("\n### Why\n\n");
-    for r in &d.reasons {
-        out.push_str(&format!("- {r}\n"));
-    }
-    if !d.hints.is_empty() {
-        out.push_str("\n### What would change the answer\n\n");
-        for h in &d.hints {
-            out.push_str(&format!("- {h}\n"));
+impl Renderer for Markdown {
+    fn decision(&self, caps: &Capabilities, d: &Decision) -> String {
+        let mut out = format!(
+            "## Recommendation: {} (`{}`)\n\n",
+            title_of(caps, &d.recommendation),
+            d.recommendation
+        );
+        let protocols: Vec<String> = d.protocols.iter().map(|p| title_of(caps, p)).collect();
+        let mut rows = vec![vec!["Outcome".to_string(), d.outcome.clone()]];
+        if !protocols.is_empty() {
+            rows.push(vec!["Protocols".into(), protocols.join(" + ")]);
         }
+        for c in &d.carriers {
+            rows.push(vec![format!("Need `{}`", c.need), title_of(caps, &c.protocol)]);
+        }
+        rows.push(vec![
+            "Unmet needs".into(),
+            if d.unmet.is_empty() {
+                "none".into()
+            } else {
+                d.unmet.join(", ")
+            },
+        ]);
+        out.push_str(&table(&["".into(), "".into()], &rows));
+        out.push_str("\n### Why\n\n");
+        for r in &d.reasons {
+            out.push_str(&format!("- {r}\n"));
+        }
+        if !d.hints.is_empty() {
+            out.push_str("\n### What would change the answer\n\n");
+            for h in &d.hints {
+                out.push_str(&format!("- {h}\n"));
+            }
+        }
+        out.push_str("\n### Decision path\n\n");
+        for line in path_lines(d).lines() {
+            out.push_str(line.trim_start());
+            out.push('\n');
+        }
+        out
     }
-    out.push_str("\n### Decision path\n\n");
-    for line in path_lines(d).lines() {
-        out.push_str(line.trim_start());
-        out.push('\n');
-    }
-    out
-}
 
-pub fn compare(caps: &Capabilities, needs: &[String]) -> String {
-    let mut header = vec!["Feature".to_string()];
-    header.extend(caps.protocols.iter().map(|p| p.title.clone()));
-    let mut rows = Vec::new();
-    for f in &caps.features {
-        let name = if needs.contains(&f.id) {
-            format!("**{}** (`{}`, needed)", f.title, f.id)
-        } else {
-            format!("{} (`{}`)", f.title, f.id)
-        };
-        let mut row = vec![name];
-        for p in &caps.protocols {
-            let s = support_cell(f.support_for(&p.id));
-            row.push(match f.notes.get(&p.id) {
-                Some(n) => format!("{s}: {n}"),
-                None => s.to_string(),
-            });
+    fn compare(&self, caps: &Capabilities, needs: &[String]) -> String {
+        let mut header = vec!["Feature".to_string()];
+        header.extend(caps.protocols.iter().map(|p| p.title.clone()));
+        let mut rows = Vec::new();
+        for f in &caps.features {
+            let name = if needs.contains(&f.id) {
+                format!("**{}** (`{}`, needed)", f.title, f.id)
+            } else {
+                format!("{} (`{}`)", f.title, f.id)
+            };
+            let mut row = vec![name];
+            for p in &caps.protocols {
+                let s = support_cell(f.support_for(&p.id));
+                row.push(match f.notes.get(&p.id) {
+                    Some(n) => format!("{s}: {n}"),
+                    None => s.to_string(),
+                });
+            }
+            rows.push(row);
         }
+        let mut row = vec!["Security".to_string()];
+        row.extend(caps.protocols.iter().map(|p| p.security.clone()));
         rows.push(row);
+        table(&header, &rows)
     }
-    let mut row = vec!["Security".to_string()];
-    row.extend(caps.protocols.iter().map(|p| p.security.clone()));
-    rows.push(row);
-    table(&header, &rows)
-}
 
-pub fn questions(caps: &Capabilities) -> String {
-    let rows: Vec<Vec<String>> = caps
-        .questions
-        .iter()
-        .map(|q| {
-            vec![
-                format!("`{}`", q.id),
-                q.values()
-                    .map(|v| format!("`{v}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                q.default.clone().unwrap_or_else(|| "required".into()),
-                q.prompt.clone(),
-            ]
-        })
-        .collect();
-    let mut out = table(
-        &[
-            "Question".into(),
-            "Values".into(),
-            "Default".into(),
-            "Prompt".into(),
-        ],
-        &rows,
-    );
-    let rows: Vec<Vec<String>> = caps
-        .features
-        .iter()
-        .map(|f| vec![format!("`{}`", f.id), f.title.clone()])
-        .collect();
-    out.push('\n');
-    out.push_str(&table(&["Need".into(), "Title".into()], &rows));
-    out
-}
+    fn questions(&self, caps: &Capabilities) -> String {
+        let rows: Vec<Vec<String>> = caps
+            .questions
+            .iter()
+            .map(|q| {
+                vec![
+                    format!("`{}`", q.id),
+                    q.values()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    q.default.clone().unwrap_or_else(|| "required".into()),
+                    q.prompt.clone(),
+                ]
+            })
+            .collect();
+        let mut out = table(
+            &[
+                "Question".into(),
+                "Values".into(),
+                "Default".into(),
+                "Prompt".into(),
+            ],
+            &rows,
+        );
+        let rows: Vec<Vec<String>> = caps
+            .features
+            .iter()
+            .map(|f| vec![format!("`{}`", f.id), f.title.clone()])
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["Need".into(), "Title".into()], &rows));
+        out
+    }
 
-pub fn plan(p: &crate::plan::Plan) -> String {
-    let mut out = format!("## Connection plan: {} (`{}`)\n", p.title, p.recommendation);
-    for pp in &p.protocols {
-        out.push_str(&format!("\n### {}\n\n", pp.title));
-        if !pp.carries.is_empty() {
+    fn plan(&self, _caps: &Capabilities, p: &Plan) -> String {
+        let mut out = format!("## Connection plan: {} (`{}`)\n", p.title, p.recommendation);
+        for pp in &p.protocols {
+            out.push_str(&format!("\n### {}\n\n", pp.title));
+            if !pp.carries.is_empty() {
+                out.push_str(&format!(
+                    "Carries: {}\n\n",
+                    pp.carries
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let mut rows = vec![vec!["Endpoint".to_string(), format!("`{}`", pp.host)]];
+            for x in &pp.ports {
+                rows.push(vec![
+                    format!("Port {}", x.port),
+                    format!("`{}` ({})", x.url, x.label),
+                ]);
+            }
+            rows.push(vec!["Transport".into(), pp.transport.to_uppercase()]);
+            rows.push(vec!["Security".into(), pp.security.clone()]);
+            out.push_str(&table(&["Item".into(), "Value".into()], &rows));
+            if let Some(n) = &pp.host_note {
+                out.push_str(&format!("\n> {n}\n"));
+            }
+            out.push_str("\n**Authentication**\n\n");
+            for a in &pp.auth {
+                let rec = if a.recommended { " (recommended)" } else { "" };
+                let env = a
+                    .secret_env
+                    .as_ref()
+                    .map(|e| format!("; secret from `{e}`"))
+                    .unwrap_or_default();
+                let note = a.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
+                out.push_str(&format!("- `{}`{rec}: {}{env}{note}\n", a.mode, a.title));
+                for (i, s) in a.steps.iter().enumerate() {
+                    out.push_str(&format!("  {}. {s}\n", i + 1));
+                }
+            }
+            out.push_str("\n**Login fields**\n\n");
+            for f in &pp.login {
+                out.push_str(&format!("- {}: `{}`\n", f.name, f.value));
+            }
+            out.push_str("\n**Topics and paths**\n\n");
+            if pp.topics.is_empty() {
+                out.push_str("- no needs given\n");
+            }
+            for x in &pp.topics {
+                out.push_str(&format!("- `{}` ({}):\n", x.need, x.title));
+                for t in &x.topics {
+                    out.push_str(&format!("  - `{t}`\n"));
+                }
+            }
+            out.push_str(&format!("\n**Smoke test**\n\n```sh\n{}\n```\n", pp.probe));
+        }
+        if !p.steps.is_empty() {
+            out.push_str("\n### Steps on the platform\n\n");
+            for (i, s) in p.steps.iter().enumerate() {
+                out.push_str(&format!("{}. {s}\n", i + 1));
+            }
+        }
+        if !p.unmet.is_empty() {
             out.push_str(&format!(
-                "Carries: {}\n\n",
-                pp.carries
+                "\n### Unmet needs\n\n{}\n\n",
+                p.unmet
                     .iter()
-                    .map(|c| format!("`{c}`"))
+                    .map(|u| format!("`{u}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+            for h in &p.hints {
+                out.push_str(&format!("- {h}\n"));
+            }
         }
-        let mut rows = vec![vec!["Endpoint".to_string(), format!("`{}`", pp.host)]];
-        for x in &pp.ports {
+        out
+    }
+
+    fn credentials(&self, c: &Credentials) -> String {
+        let mut rows = vec![
+            vec!["protocol".to_string(), c.protocol.clone()],
+            vec!["secure mode".to_string(), c.secure_mode_value.to_string()],
+        ];
+        if let Some(ts) = c.timestamp {
+            rows.push(vec!["timestamp".into(), ts.to_string()]);
+        }
+        if let Some((v, unit)) = &c.lifetime {
+            rows.push(vec!["lifetime".into(), format!("{v} {unit}")]);
+        }
+        for (k, v) in &c.fields {
+            rows.push(vec![k.clone(), format!("`{v}`")]);
+        }
+        if let Some(r) = &c.request {
             rows.push(vec![
-                format!("Port {}", x.port),
-                format!("`{}` ({})", x.url, x.label),
+                "auth request".into(),
+                format!("`{} {}` body `{}`", r.method, r.path, r.body),
             ]);
         }
-        rows.push(vec!["Transport".into(), pp.transport.to_uppercase()]);
-        rows.push(vec!["Security".into(), pp.security.clone()]);
-        out.push_str(&table(&["Item".into(), "Value".into()], &rows));
-        if let Some(n) = &pp.host_note {
-            out.push_str(&format!("\n> {n}\n"));
-        }
-        out.push_str("\n**Authentication**\n\n");
-        for a in &pp.auth {
-            let rec = if a.recommended { " (recommended)" } else { "" };
-            let env = a
-                .secret_env
-                .as_ref()
-                .map(|e| format!("; secret from `{e}`"))
-                .unwrap_or_default();
-            let note = a.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
-            out.push_str(&format!("- `{}`{rec}: {}{env}{note}\n", a.mode, a.title));
-            for (i, s) in a.steps.iter().enumerate() {
-                out.push_str(&format!("  {}. {s}\n", i + 1));
-            }
-        }
-        out.push_str("\n**Login fields**\n\n");
-        for f in &pp.login {
-            out.push_str(&format!("- {}: `{}`\n", f.name, f.value));
-        }
-        out.push_str("\n**Topics and paths**\n\n");
-        if pp.topics.is_empty() {
-            out.push_str("- no needs given\n");
-        }
-        for x in &pp.topics {
-            out.push_str(&format!("- `{}` ({}):\n", x.need, x.title));
-            for t in &x.topics {
-                out.push_str(&format!("  - `{t}`\n"));
-            }
-        }
-        out.push_str(&format!("\n**Smoke test**\n\n```sh\n{}\n```\n", pp.probe));
+        table(&["Field".into(), "Value".into()], &rows)
     }
-    if !p.steps.is_empty() {
-        out.push_str("\n### Steps on the platform\n\n");
-        for (i, s) in p.steps.iter().enumerate() {
-            out.push_str(&format!("{}. {s}\n", i + 1));
-        }
-    }
-    if !p.unmet.is_empty() {
-        out.push_str(&format!(
-            "\n### Unmet needs\n\n{}\n\n",
-            p.unmet
-                .iter()
-                .map(|u| format!("`{u}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        for h in &p.hints {
-            out.push_str(&format!("- {h}\n"));
-        }
-    }
-    out
-}
 
-pub fn credentials(c: &crate::credentials::Credentials) -> String {
-    let mut rows = vec![
-        vec!["protocol".to_string(), c.protocol.clone()],
-        vec!["secure mode".to_string(), c.secure_mode_value.to_string()],
-    ];
-    if let Some(ts) = c.timestamp {
-        rows.push(vec!["timestamp".into(), ts.to_string()]);
+    fn probes(&self, reports: &[ProbeReport]) -> String {
+        PLAIN.probes(reports)
     }
-    if let Some((v, unit)) = &c.lifetime {
-        rows.push(vec!["lifetime".into(), format!("{v} {unit}")]);
+
+    fn load(&self, r: &LoadReport) -> String {
+        PLAIN.load(r)
     }
-    for (k, v) in &c.fields {
-        rows.push(vec![k.clone(), format!("`{v}`")]);
+
+    fn check(&self, r: &CheckReport) -> String {
+        check_text(r)
     }
-    if let Some(r) = &c.request {
-        rows.push(vec![
-            "auth request".into(),
-            format!("`{} {}` body `{}`", r.method, r.path, r.body),
-        ]);
-    }
-    table(&["Field".into(), "Value".into()], &rows)
 }

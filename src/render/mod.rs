@@ -1,13 +1,21 @@
-//! Output formats. Every renderer is a pure function from the domain types to text; the CLI
-//! decides where the text goes.
+//! Output formats: one [`Renderer`] per format, one file each (`table.rs`, `json.rs`,
+//! `markdown.rs`), as hyperfine has one exporter per format. A renderer is pure: domain values
+//! in, text out. Whether stdout is a terminal and whether to colour is decided at the CLI edge
+//! and handed in as a [`Style`]; where the text goes is the CLI's business too.
 
-pub mod color;
 pub mod flow;
 pub mod json;
 pub mod markdown;
 pub mod table;
 
 use clap::ValueEnum;
+
+use crate::capabilities::{Capabilities, CheckReport};
+use crate::credentials::Credentials;
+use crate::engine::Decision;
+use crate::plan::Plan;
+use crate::probe::ProbeReport;
+use crate::probe::load::LoadReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -17,7 +25,14 @@ pub enum Format {
     Json,
     /// Markdown to paste into a ticket or a wiki
     Markdown,
-    /// CSV (recommend --batch only: id, recommendation, protocols, unmet)
+}
+
+/// How `recommend --batch` writes its results: one line per device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BatchFormat {
+    /// JSON Lines: {"line","id","recommendation","protocols","unmet"} per row
+    Jsonl,
+    /// CSV: id,recommendation,protocols,unmet
     Csv,
 }
 
@@ -35,6 +50,38 @@ pub enum FlowFormat {
     Png,
 }
 
+/// What the CLI knows about where the text goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    /// stdout is a terminal: tables may wrap to its width.
+    pub terminal: bool,
+    /// Colour may be used.
+    pub color: bool,
+}
+
+/// Everything a command prints, in one format.
+pub trait Renderer {
+    fn decision(&self, caps: &Capabilities, d: &Decision) -> String;
+    fn plan(&self, caps: &Capabilities, p: &Plan) -> String;
+    fn compare(&self, caps: &Capabilities, needs: &[String]) -> String;
+    fn questions(&self, caps: &Capabilities) -> String;
+    fn credentials(&self, c: &Credentials) -> String;
+    /// One probe, or the probes of a plan one after another.
+    fn probes(&self, reports: &[ProbeReport]) -> String;
+    fn load(&self, r: &LoadReport) -> String;
+    fn check(&self, r: &CheckReport) -> String;
+}
+
+impl Format {
+    pub fn renderer(self, style: Style) -> Box<dyn Renderer> {
+        match self {
+            Format::Table => Box::new(table::Table { style }),
+            Format::Json => Box::new(json::Json),
+            Format::Markdown => Box::new(markdown::Markdown),
+        }
+    }
+}
+
 /// The symbol and word for a support value, shared by the table and Markdown renderers.
 pub fn support_cell(s: crate::capabilities::Support) -> &'static str {
     use crate::capabilities::Support::*;
@@ -44,4 +91,32 @@ pub fn support_cell(s: crate::capabilities::Support) -> &'static str {
         NotApplicable => "-",
         Partial => "partial",
     }
+}
+
+/// The title of a protocol or an outcome, for people.
+pub fn title_of(caps: &Capabilities, id: &str) -> String {
+    caps.protocol(id)
+        .map(|p| p.title.clone())
+        .or_else(|| caps.outcome(id).map(|o| o.title.clone()))
+        .unwrap_or_else(|| id.to_string())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Paint {
+    Good,
+    Bad,
+    Strong,
+}
+
+/// `text` in ANSI colour when `enabled`.
+pub fn paint(text: &str, how: Paint, enabled: bool) -> String {
+    if !enabled {
+        return text.to_string();
+    }
+    let code = match how {
+        Paint::Good => "1;32",
+        Paint::Bad => "1;31",
+        Paint::Strong => "1",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
 }

@@ -1,82 +1,330 @@
 //! The readable terminal report: tables from comfy-table, lists for reasons and the path.
 
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::{ContentArrangement, presets};
 
-use super::support_cell;
-use crate::capabilities::Capabilities;
+use super::{Paint, Renderer, Style, paint, support_cell, title_of};
+use crate::capabilities::{Capabilities, CheckReport};
+use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::plan::Plan;
+use crate::probe::ProbeReport;
+use crate::probe::load::LoadReport;
 
-/// A table that wraps to the terminal when there is one and stays plain and stable otherwise.
-pub fn new_table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED);
-    t.set_content_arrangement(ContentArrangement::Dynamic);
-    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        // No terminal to fit: keep lines whole so piped output is predictable.
-        t.force_no_tty();
-        t.set_content_arrangement(ContentArrangement::Disabled);
-    }
-    if super::color::stdout_enabled() {
-        t.enforce_styling();
-    }
-    if !header.is_empty() {
-        t.set_header(header.iter().copied());
-    }
-    t
+pub struct Table {
+    pub style: Style,
 }
 
-pub fn title_of(caps: &Capabilities, id: &str) -> String {
-    caps.protocol(id)
-        .map(|p| p.title.clone())
-        .or_else(|| caps.outcome(id).map(|o| o.title.clone()))
-        .unwrap_or_else(|| id.to_string())
-}
+impl Table {
+    /// A table that wraps to the terminal when there is one and stays plain and stable otherwise.
+    fn new_table(&self, header: &[&str]) -> comfy_table::Table {
+        let mut t = comfy_table::Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED);
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        if !self.style.terminal {
+            // No terminal to fit: keep lines whole so piped output is predictable.
+            t.force_no_tty();
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
+        if self.style.color {
+            t.enforce_styling();
+        }
+        if !header.is_empty() {
+            t.set_header(header.iter().copied());
+        }
+        t
+    }
 
-pub fn decision(caps: &Capabilities, d: &Decision) -> String {
-    let mut t = new_table(&[]);
-    let rec = format!("{} ({})", title_of(caps, &d.recommendation), d.recommendation);
-    let mut cell = comfy_table::Cell::new(rec);
-    if super::color::stdout_enabled() {
-        let good = d.unmet.is_empty() && d.recommendation != "none";
-        cell = cell.add_attribute(comfy_table::Attribute::Bold).fg(if good {
-            comfy_table::Color::Green
+    fn verdict(&self, ok: bool) -> String {
+        if ok {
+            paint("ok", Paint::Good, self.style.color)
         } else {
-            comfy_table::Color::Yellow
-        });
-    }
-    t.add_row(vec![comfy_table::Cell::new("Recommendation"), cell]);
-    if !d.protocols.is_empty() {
-        let list: Vec<String> = d.protocols.iter().map(|p| title_of(caps, p)).collect();
-        t.add_row(vec!["Protocols".to_string(), list.join(" + ")]);
-    }
-    if !d.carriers.is_empty() {
-        let list: Vec<String> = d
-            .carriers
-            .iter()
-            .map(|c| format!("{} -> {}", c.need, title_of(caps, &c.protocol)))
-            .collect();
-        t.add_row(vec!["Needs carried".to_string(), list.join("\n")]);
-    }
-    let unmet = if d.unmet.is_empty() {
-        "none".to_string()
-    } else {
-        d.unmet.join(", ")
-    };
-    t.add_row(vec!["Unmet needs".to_string(), unmet]);
-    let mut out = format!("{t}\n");
-    out.push_str("\nWhy:\n");
-    for r in &d.reasons {
-        out.push_str(&format!("  - {r}\n"));
-    }
-    if !d.hints.is_empty() {
-        out.push_str("\nWhat would change the answer:\n");
-        for h in &d.hints {
-            out.push_str(&format!("  - {h}\n"));
+            paint("FAILED", Paint::Bad, self.style.color)
         }
     }
-    out.push_str("\nDecision path:\n");
-    out.push_str(&path_lines(d));
-    out
+
+    fn probe(&self, r: &ProbeReport) -> String {
+        let verdict = self.verdict(r.ok);
+        let address = r
+            .address
+            .as_deref()
+            .map(|a| format!(" via {a}"))
+            .unwrap_or_default();
+        let mut out = format!("{verdict}: {} {}{address}\n", r.protocol, r.target);
+        if let Some(e) = &r.error {
+            out.push_str(&format!(
+                "  error ({}) at {}: {}\n",
+                e.kind.as_str(),
+                e.stage,
+                e.message
+            ));
+        }
+        for s in &r.stages {
+            out.push_str(&format!("  {:<10} {:>10.3} ms\n", s.name, s.ms));
+        }
+        if !r.details.is_empty() {
+            let list: Vec<String> = r
+                .details
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+                .collect();
+            out.push_str(&format!("  {}\n", list.join(", ")));
+        }
+        out
+    }
+}
+
+impl Renderer for Table {
+    fn decision(&self, caps: &Capabilities, d: &Decision) -> String {
+        let mut t = self.new_table(&[]);
+        let rec = format!("{} ({})", title_of(caps, &d.recommendation), d.recommendation);
+        let mut cell = comfy_table::Cell::new(rec);
+        if self.style.color {
+            let good = d.unmet.is_empty() && d.recommendation != "none";
+            cell = cell.add_attribute(comfy_table::Attribute::Bold).fg(if good {
+                comfy_table::Color::Green
+            } else {
+                comfy_table::Color::Yellow
+            });
+        }
+        t.add_row(vec![comfy_table::Cell::new("Recommendation"), cell]);
+        if !d.protocols.is_empty() {
+            let list: Vec<String> = d.protocols.iter().map(|p| title_of(caps, p)).collect();
+            t.add_row(vec!["Protocols".to_string(), list.join(" + ")]);
+        }
+        if !d.carriers.is_empty() {
+            let list: Vec<String> = d
+                .carriers
+                .iter()
+                .map(|c| format!("{} -> {}", c.need, title_of(caps, &c.protocol)))
+                .collect();
+            t.add_row(vec!["Needs carried".to_string(), list.join("\n")]);
+        }
+        let unmet = if d.unmet.is_empty() {
+            "none".to_string()
+        } else {
+            d.unmet.join(", ")
+        };
+        t.add_row(vec!["Unmet needs".to_string(), unmet]);
+        let mut out = format!("{t}\n");
+        out.push_str("\nWhy:\n");
+        for r in &d.reasons {
+            out.push_str(&format!("  - {r}\n"));
+        }
+        if !d.hints.is_empty() {
+            out.push_str("\nWhat would change the answer:\n");
+            for h in &d.hints {
+                out.push_str(&format!("  - {h}\n"));
+            }
+        }
+        out.push_str("\nDecision path:\n");
+        out.push_str(&path_lines(d));
+        out
+    }
+
+    fn compare(&self, caps: &Capabilities, needs: &[String]) -> String {
+        let mut header = vec!["", "Feature"];
+        header.extend(caps.protocols.iter().map(|p| p.title.as_str()));
+        let mut t = self.new_table(&header);
+        for f in &caps.features {
+            let mark = if needs.contains(&f.id) { "*" } else { "" };
+            let mut row = vec![mark.to_string(), format!("{} ({})", f.title, f.id)];
+            for p in &caps.protocols {
+                let s = f.support_for(&p.id);
+                row.push(match f.notes.get(&p.id) {
+                    Some(note) => format!("{}: {note}", support_cell(s)),
+                    None => support_cell(s).to_string(),
+                });
+            }
+            t.add_row(row);
+        }
+        let mut row = vec![String::new(), "Transport".to_string()];
+        row.extend(caps.protocols.iter().map(|p| p.transport.to_uppercase()));
+        t.add_row(row);
+        let mut row = vec![String::new(), "EnOS versions".to_string()];
+        row.extend(caps.protocols.iter().map(|p| p.enos_versions.join(", ")));
+        t.add_row(row);
+        let mut row = vec![String::new(), "Security".to_string()];
+        row.extend(caps.protocols.iter().map(|p| p.security.clone()));
+        t.add_row(row);
+        let mut out = format!("{t}\n");
+        if !needs.is_empty() {
+            out.push_str("* = needed\n");
+        }
+        out.push_str("yes = supported, no = not supported, - = not applicable\n");
+        for f in caps.features.iter().filter(|f| !f.note.is_empty()) {
+            out.push_str(&format!("Note on {}: {}\n", f.id, f.note));
+        }
+        out
+    }
+
+    fn questions(&self, caps: &Capabilities) -> String {
+        let mut t = self.new_table(&["Question", "Values", "Default", "Prompt"]);
+        for q in &caps.questions {
+            t.add_row(vec![
+                q.id.clone(),
+                q.values().collect::<Vec<_>>().join(" | "),
+                q.default.clone().unwrap_or_else(|| "(required)".into()),
+                q.prompt.clone(),
+            ]);
+        }
+        let mut f = self.new_table(&["Need (feature id)", "Title"]);
+        for feat in &caps.features {
+            f.add_row(vec![feat.id.clone(), feat.title.clone()]);
+        }
+        format!(
+            "{t}\n\nSet with --answer ID=VALUE (repeatable) or in an answers file (ID = \"VALUE\").\n\n{f}\n\nSet with --need FEATURE (repeatable, or comma-separated) or needs = [\"...\"] in an answers file.\n"
+        )
+    }
+
+    fn plan(&self, _caps: &Capabilities, p: &Plan) -> String {
+        let mut out = format!("Plan: {} ({})\n", p.title, p.recommendation);
+        for pp in &p.protocols {
+            let carries = if pp.carries.is_empty() {
+                String::new()
+            } else {
+                format!(", carries {}", pp.carries.join(", "))
+            };
+            out.push_str(&format!("\n{} ({}{carries})\n", pp.title, pp.protocol));
+            let mut t = self.new_table(&[]);
+            let mut host = pp.host.clone();
+            if let Some(n) = &pp.host_note {
+                host.push_str(&format!("\n({n})"));
+            }
+            t.add_row(vec!["Endpoint".to_string(), host]);
+            let ports: Vec<String> = pp
+                .ports
+                .iter()
+                .map(|x| format!("{} {} ({})", x.port, x.scheme, x.label))
+                .collect();
+            t.add_row(vec!["Ports".to_string(), ports.join("\n")]);
+            t.add_row(vec!["Transport".to_string(), pp.transport.to_uppercase()]);
+            t.add_row(vec!["Security".to_string(), pp.security.clone()]);
+            let auth: Vec<String> = pp
+                .auth
+                .iter()
+                .map(|a| {
+                    let mut line =
+                        format!("{}{}: {}", if a.recommended { "* " } else { "" }, a.mode, a.title);
+                    if let Some(env) = &a.secret_env {
+                        line.push_str(&format!(" (secret from {env})"));
+                    }
+                    if let Some(n) = &a.note {
+                        line.push_str(&format!(" ({n})"));
+                    }
+                    for (i, s) in a.steps.iter().enumerate() {
+                        line.push_str(&format!("\n    {}. {s}", i + 1));
+                    }
+                    line
+                })
+                .collect();
+            t.add_row(vec!["Authentication".to_string(), auth.join("\n")]);
+            let login: Vec<String> = pp
+                .login
+                .iter()
+                .map(|f| format!("{}: {}", f.name, f.value))
+                .collect();
+            t.add_row(vec!["Login".to_string(), login.join("\n")]);
+            let topics: Vec<String> = if pp.topics.is_empty() {
+                vec!["(no needs given: pass --need to list the topics for each)".to_string()]
+            } else {
+                pp.topics
+                    .iter()
+                    .map(|x| format!("{}:\n  {}", x.need, x.topics.join("\n  ")))
+                    .collect()
+            };
+            t.add_row(vec!["Topics".to_string(), topics.join("\n")]);
+            if !pp.credentials.is_empty() {
+                t.add_row(vec!["Credentials".to_string(), pp.credentials.clone()]);
+            }
+            t.add_row(vec!["Smoke test".to_string(), pp.probe.clone()]);
+            out.push_str(&format!("{t}\n"));
+        }
+        if !p.steps.is_empty() {
+            out.push_str("\nSteps on the platform:\n");
+            for (i, s) in p.steps.iter().enumerate() {
+                out.push_str(&format!("  {}. {s}\n", i + 1));
+            }
+        }
+        if !p.unmet.is_empty() {
+            out.push_str(&format!("\nUnmet needs: {}\n", p.unmet.join(", ")));
+            for h in &p.hints {
+                out.push_str(&format!("  - {h}\n"));
+            }
+        }
+        out
+    }
+
+    fn credentials(&self, c: &Credentials) -> String {
+        let mut t = self.new_table(&[]);
+        t.add_row(vec!["protocol".to_string(), c.protocol.clone()]);
+        t.add_row(vec![
+            "secure mode".to_string(),
+            format!("{} ({})", c.secure_mode, c.secure_mode_value),
+        ]);
+        if let Some(ts) = c.timestamp {
+            t.add_row(vec!["timestamp".to_string(), ts.to_string()]);
+        }
+        if let Some((v, unit)) = &c.lifetime {
+            t.add_row(vec!["lifetime".to_string(), format!("{v} {unit}")]);
+        }
+        for (k, v) in &c.fields {
+            t.add_row(vec![k.clone(), v.clone()]);
+        }
+        if let Some(r) = &c.request {
+            t.add_row(vec![
+                "auth request".to_string(),
+                format!("{} {}\n{}", r.method, r.path, r.body),
+            ]);
+        }
+        let mut out = format!("{t}\n");
+        for (i, s) in c.steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {s}\n", i + 1));
+        }
+        out
+    }
+
+    fn load(&self, r: &LoadReport) -> String {
+        let verdict = self.verdict(r.ok);
+        let mut out = format!(
+            "{verdict}: {} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s\n",
+            r.count, r.protocol, r.target, r.concurrency, r.succeeded, r.failed, r.elapsed_s, r.rate_per_s
+        );
+        for (kind, n) in &r.errors {
+            let example = r
+                .examples
+                .get(kind)
+                .map(|e| format!(" (e.g. {e})"))
+                .unwrap_or_default();
+            out.push_str(&format!("  {kind}: {n}{example}\n"));
+        }
+        let mut t = self.new_table(&["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]);
+        for name in ["resolve", "connect", "tls", "handshake", "roundtrip", "total"] {
+            if let Some(p) = r.stages.get(name) {
+                t.add_row(vec![
+                    name.to_string(),
+                    p.count.to_string(),
+                    format!("{:.3}", p.p50_ms),
+                    format!("{:.3}", p.p90_ms),
+                    format!("{:.3}", p.p99_ms),
+                    format!("{:.3}", p.max_ms),
+                ]);
+            }
+        }
+        out.push_str(&format!("{t}\n"));
+        out
+    }
+
+    fn probes(&self, reports: &[ProbeReport]) -> String {
+        reports
+            .iter()
+            .map(|r| self.probe(r))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn check(&self, r: &CheckReport) -> String {
+        check_text(r)
+    }
 }
 
 /// The trace as numbered lines, shared with the Markdown renderer.
@@ -99,232 +347,18 @@ pub fn path_lines(d: &Decision) -> String {
     out
 }
 
-pub fn compare(caps: &Capabilities, needs: &[String]) -> String {
-    let mut header = vec!["", "Feature"];
-    header.extend(caps.protocols.iter().map(|p| p.title.as_str()));
-    let mut t = new_table(&header);
-    for f in &caps.features {
-        let mark = if needs.contains(&f.id) { "*" } else { "" };
-        let mut row = vec![mark.to_string(), format!("{} ({})", f.title, f.id)];
-        for p in &caps.protocols {
-            let s = f.support_for(&p.id);
-            row.push(match f.notes.get(&p.id) {
-                Some(note) => format!("{}: {note}", support_cell(s)),
-                None => support_cell(s).to_string(),
-            });
-        }
-        t.add_row(row);
+/// `check`'s verdict in words: the counts when the file is valid, else every problem.
+pub fn check_text(r: &CheckReport) -> String {
+    if r.problems.is_empty() {
+        let c = &r.counts;
+        return format!(
+            "ok: {} (data version {}): {} protocols, {} features, {} questions, {} flow nodes, {} edges\n",
+            r.file, r.data_version, c.protocols, c.features, c.questions, c.nodes, c.edges
+        );
     }
-    let mut row = vec![String::new(), "Transport".to_string()];
-    row.extend(caps.protocols.iter().map(|p| p.transport.to_uppercase()));
-    t.add_row(row);
-    let mut row = vec![String::new(), "EnOS versions".to_string()];
-    row.extend(caps.protocols.iter().map(|p| p.enos_versions.join(", ")));
-    t.add_row(row);
-    let mut row = vec![String::new(), "Security".to_string()];
-    row.extend(caps.protocols.iter().map(|p| p.security.clone()));
-    t.add_row(row);
-    let mut out = format!("{t}\n");
-    if !needs.is_empty() {
-        out.push_str("* = needed\n");
+    let mut out = format!("{}: {} problem(s):\n", r.file, r.problems.len());
+    for p in &r.problems {
+        out.push_str(&format!("- {p}\n"));
     }
-    out.push_str("yes = supported, no = not supported, - = not applicable\n");
-    for f in caps.features.iter().filter(|f| !f.note.is_empty()) {
-        out.push_str(&format!("Note on {}: {}\n", f.id, f.note));
-    }
-    out
-}
-
-pub fn questions(caps: &Capabilities) -> String {
-    let mut t = new_table(&["Question", "Values", "Default", "Prompt"]);
-    for q in &caps.questions {
-        t.add_row(vec![
-            q.id.clone(),
-            q.values().collect::<Vec<_>>().join(" | "),
-            q.default.clone().unwrap_or_else(|| "(required)".into()),
-            q.prompt.clone(),
-        ]);
-    }
-    let mut f = new_table(&["Need (feature id)", "Title"]);
-    for feat in &caps.features {
-        f.add_row(vec![feat.id.clone(), feat.title.clone()]);
-    }
-    format!(
-        "{t}\n\nSet with --answer ID=VALUE (repeatable) or in an answers file (ID = \"VALUE\").\n\n{f}\n\nSet with --need FEATURE (repeatable, or comma-separated) or needs = [\"...\"] in an answers file.\n"
-    )
-}
-
-pub fn plan(p: &crate::plan::Plan) -> String {
-    let mut out = format!("Plan: {} ({})\n", p.title, p.recommendation);
-    for pp in &p.protocols {
-        let carries = if pp.carries.is_empty() {
-            String::new()
-        } else {
-            format!(", carries {}", pp.carries.join(", "))
-        };
-        out.push_str(&format!("\n{} ({}{carries})\n", pp.title, pp.protocol));
-        let mut t = new_table(&[]);
-        let mut host = pp.host.clone();
-        if let Some(n) = &pp.host_note {
-            host.push_str(&format!("\n({n})"));
-        }
-        t.add_row(vec!["Endpoint".to_string(), host]);
-        let ports: Vec<String> = pp
-            .ports
-            .iter()
-            .map(|x| format!("{} {} ({})", x.port, x.scheme, x.label))
-            .collect();
-        t.add_row(vec!["Ports".to_string(), ports.join("\n")]);
-        t.add_row(vec!["Transport".to_string(), pp.transport.to_uppercase()]);
-        t.add_row(vec!["Security".to_string(), pp.security.clone()]);
-        let auth: Vec<String> = pp
-            .auth
-            .iter()
-            .map(|a| {
-                let mut line = format!("{}{}: {}", if a.recommended { "* " } else { "" }, a.mode, a.title);
-                if let Some(env) = &a.secret_env {
-                    line.push_str(&format!(" (secret from {env})"));
-                }
-                if let Some(n) = &a.note {
-                    line.push_str(&format!(" ({n})"));
-                }
-                for (i, s) in a.steps.iter().enumerate() {
-                    line.push_str(&format!("\n    {}. {s}", i + 1));
-                }
-                line
-            })
-            .collect();
-        t.add_row(vec!["Authentication".to_string(), auth.join("\n")]);
-        let login: Vec<String> = pp
-            .login
-            .iter()
-            .map(|f| format!("{}: {}", f.name, f.value))
-            .collect();
-        t.add_row(vec!["Login".to_string(), login.join("\n")]);
-        let topics: Vec<String> = if pp.topics.is_empty() {
-            vec!["(no needs given: pass --need to list the topics for each)".to_string()]
-        } else {
-            pp.topics
-                .iter()
-                .map(|x| format!("{}:\n  {}", x.need, x.topics.join("\n  ")))
-                .collect()
-        };
-        t.add_row(vec!["Topics".to_string(), topics.join("\n")]);
-        if !pp.credentials.is_empty() {
-            t.add_row(vec!["Credentials".to_string(), pp.credentials.clone()]);
-        }
-        t.add_row(vec!["Smoke test".to_string(), pp.probe.clone()]);
-        out.push_str(&format!("{t}\n"));
-    }
-    if !p.steps.is_empty() {
-        out.push_str("\nSteps on the platform:\n");
-        for (i, s) in p.steps.iter().enumerate() {
-            out.push_str(&format!("  {}. {s}\n", i + 1));
-        }
-    }
-    if !p.unmet.is_empty() {
-        out.push_str(&format!("\nUnmet needs: {}\n", p.unmet.join(", ")));
-        for h in &p.hints {
-            out.push_str(&format!("  - {h}\n"));
-        }
-    }
-    out
-}
-
-pub fn credentials(c: &crate::credentials::Credentials) -> String {
-    let mut t = new_table(&[]);
-    t.add_row(vec!["protocol".to_string(), c.protocol.clone()]);
-    t.add_row(vec![
-        "secure mode".to_string(),
-        format!("{} ({})", c.secure_mode, c.secure_mode_value),
-    ]);
-    if let Some(ts) = c.timestamp {
-        t.add_row(vec!["timestamp".to_string(), ts.to_string()]);
-    }
-    if let Some((v, unit)) = &c.lifetime {
-        t.add_row(vec!["lifetime".to_string(), format!("{v} {unit}")]);
-    }
-    for (k, v) in &c.fields {
-        t.add_row(vec![k.clone(), v.clone()]);
-    }
-    if let Some(r) = &c.request {
-        t.add_row(vec![
-            "auth request".to_string(),
-            format!("{} {}\n{}", r.method, r.path, r.body),
-        ]);
-    }
-    let mut out = format!("{t}\n");
-    for (i, s) in c.steps.iter().enumerate() {
-        out.push_str(&format!("  {}. {s}\n", i + 1));
-    }
-    out
-}
-
-pub fn probe(r: &crate::probe::ProbeReport) -> String {
-    let verdict = if r.ok {
-        super::color::out("ok", super::color::Paint::Good)
-    } else {
-        super::color::out("FAILED", super::color::Paint::Bad)
-    };
-    let address = r
-        .address
-        .as_deref()
-        .map(|a| format!(" via {a}"))
-        .unwrap_or_default();
-    let mut out = format!("{verdict}: {} {}{address}\n", r.protocol, r.target);
-    if let Some(e) = &r.error {
-        out.push_str(&format!(
-            "  error ({}) at {}: {}\n",
-            e.kind.as_str(),
-            e.stage,
-            e.message
-        ));
-    }
-    for s in &r.stages {
-        out.push_str(&format!("  {:<10} {:>10.3} ms\n", s.name, s.ms));
-    }
-    if !r.details.is_empty() {
-        let list: Vec<String> = r
-            .details
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
-            .collect();
-        out.push_str(&format!("  {}\n", list.join(", ")));
-    }
-    out
-}
-
-pub fn load(r: &crate::probe::load::LoadReport) -> String {
-    let verdict = if r.ok {
-        super::color::out("ok", super::color::Paint::Good)
-    } else {
-        super::color::out("FAILED", super::color::Paint::Bad)
-    };
-    let mut out = format!(
-        "{verdict}: {} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s\n",
-        r.count, r.protocol, r.target, r.concurrency, r.succeeded, r.failed, r.elapsed_s, r.rate_per_s
-    );
-    for (kind, n) in &r.errors {
-        let example = r
-            .examples
-            .get(kind)
-            .map(|e| format!(" (e.g. {e})"))
-            .unwrap_or_default();
-        out.push_str(&format!("  {kind}: {n}{example}\n"));
-    }
-    let mut t = new_table(&["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]);
-    for name in ["resolve", "connect", "tls", "handshake", "roundtrip", "total"] {
-        if let Some(p) = r.stages.get(name) {
-            t.add_row(vec![
-                name.to_string(),
-                p.count.to_string(),
-                format!("{:.3}", p.p50_ms),
-                format!("{:.3}", p.p90_ms),
-                format!("{:.3}", p.p99_ms),
-                format!("{:.3}", p.max_ms),
-            ]);
-        }
-    }
-    out.push_str(&format!("{t}\n"));
     out
 }

@@ -1,9 +1,7 @@
 //! `recommend --batch`: CSV and JSON Lines in, JSON Lines or CSV out, bad rows by line number,
 //! --fail-on-unmet, stdin, and a summary on stderr.
 
-mod common;
-
-use common::{OkStdout, bin};
+use crate::common::{OkStdout, bin};
 use predicates::prelude::*;
 
 const CSV: &str = "id,network,enos_format,third_party_cloud,enos_version,needs\n\
@@ -37,7 +35,7 @@ fn csv_file_to_json_lines_with_a_summary() {
 #[test]
 fn stdin_csv_out_and_fail_on_unmet() {
     let out = bin()
-        .args(["recommend", "--batch", "-", "--format", "csv"])
+        .args(["recommend", "--batch", "-", "--batch-format", "csv"])
         .write_stdin(CSV)
         .ok_stdout();
     assert_eq!(
@@ -100,7 +98,7 @@ fn batch_usage_errors() {
         .args(["recommend", "--batch", "/nonexistent/fleet.csv"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("cannot open"));
+        .stderr(predicate::str::contains("cannot read /nonexistent/fleet.csv"));
     bin()
         .args(["recommend", "--batch", "-"])
         .write_stdin("id,region\n")
@@ -116,9 +114,15 @@ fn batch_usage_errors() {
         .args(["recommend", "--batch", "-", "-a", "network=tcp"])
         .assert()
         .code(2);
+    // CSV is a batch format only: no other command offers it.
     bin()
         .args(["compare", "--format", "csv"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("recommend --batch"));
+        .stderr(predicate::str::contains("possible values: table, json, markdown"));
+    bin()
+        .args(["recommend", "--batch", "-", "--batch-format", "markdown"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("possible values: jsonl, csv"));
 }

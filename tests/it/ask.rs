@@ -2,12 +2,10 @@
 //! `recommend`; questions skipped when they cannot change the outcome; and the non-terminal
 //! cases failing fast instead of prompting.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{OkStdout, bin, json_of};
+use crate::common::{OkStdout, bin, json_of};
 use expectrl::session::OsSession as Session;
 use expectrl::{Eof, Expect};
 
@@ -181,7 +179,10 @@ fn ask_without_a_terminal_exits_2_at_once() {
         err.contains("needs a terminal") && err.contains("recommend --answers"),
         "{err}"
     );
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "no terminal means an immediate answer, not a wait: {took:?}"
+    );
 }
 
 #[test]
@@ -193,7 +194,10 @@ fn recommend_without_a_terminal_names_the_missing_ids_at_once() {
         "{err}"
     );
     assert!(err.contains("--answer network=tcp|udp|both|none"), "{err}");
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "no terminal means an immediate answer, not a wait: {took:?}"
+    );
 }
 
 #[test]

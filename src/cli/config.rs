@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::args::{Cli, Command, DeploymentArgs, DeviceArgs};
 use crate::source::{Located, SourceFile};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -30,7 +31,7 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}\n  = help: check --config or ENOS_CONNECT_CONFIG")]
+    #[error("cannot read config file {path}: {source}")]
     Read {
         path: String,
         #[source]
@@ -38,6 +39,16 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(Located),
+}
+
+impl crate::error::Help for ConfigError {
+    fn help(&self) -> Option<String> {
+        match self {
+            ConfigError::Read { .. } => Some("check --config or ENOS_CONNECT_CONFIG".into()),
+            // A located error renders its own help.
+            ConfigError::Invalid(_) => None,
+        }
+    }
 }
 
 const SECRET_WORDS: [&str; 4] = ["secret", "password", "psk", "token"];
@@ -90,7 +101,7 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
         ))
     })?;
     if let Some(t) = config.timeout
-        && let Err(why) = crate::cli::timeout_seconds(&t.to_string())
+        && let Err(why) = super::args::timeout_seconds(&t.to_string())
     {
         let span = raw
             .iter()
@@ -102,6 +113,53 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
         ));
     }
     Ok(config)
+}
+
+/// Take the config's value for a flag that neither the command line nor its environment
+/// variable set.
+fn inherit<T: Clone>(slot: &mut Option<T>, from: &Option<T>) {
+    if slot.is_none() {
+        slot.clone_from(from);
+    }
+}
+
+fn inherit_deployment(d: &mut DeploymentArgs, c: &Config) {
+    // A host given on the command line replaces env/domain: do not mix the config's in.
+    if d.host.is_none() {
+        inherit(&mut d.env, &c.env);
+        inherit(&mut d.domain, &c.domain);
+        if d.env.is_none() && d.domain.is_none() {
+            inherit(&mut d.host, &c.host);
+        }
+    }
+}
+
+fn inherit_device(d: &mut DeviceArgs, c: &Config) {
+    inherit(&mut d.product_key, &c.product_key);
+    inherit(&mut d.device_key, &c.device_key);
+}
+
+impl Config {
+    /// Fill what neither a flag nor its environment variable gave from the config file.
+    pub fn apply(&self, cli: &mut Cli) {
+        inherit(&mut cli.capabilities, &self.capabilities);
+        match &mut cli.command {
+            Command::Plan(a) => {
+                inherit_deployment(&mut a.deployment, self);
+                inherit_device(&mut a.device, self);
+            }
+            Command::Probe(a) => {
+                inherit_deployment(&mut a.deployment, self);
+                inherit_device(&mut a.keys.device, self);
+                inherit(&mut a.ca, &self.ca);
+                inherit(&mut a.cert, &self.cert);
+                inherit(&mut a.key, &self.key);
+                inherit(&mut a.timeout, &self.timeout);
+            }
+            Command::Credentials(a) => inherit_device(&mut a.keys.device, self),
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

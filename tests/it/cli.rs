@@ -1,9 +1,7 @@
 //! The binary: every command, every outcome through `recommend --format json`, answers files,
 //! and the errors for bad input (exit 2, with where and what to do).
 
-mod common;
-
-use common::{OkStdout, bin, json_of, strings};
+use crate::common::{OkStdout, bin, json_of, strings};
 use enos_connect::capabilities::EMBEDDED;
 use predicates::prelude::*;
 use std::path::PathBuf;
@@ -476,7 +474,7 @@ fn compare_marks_needed_rows_and_shows_security() {
 
 #[test]
 fn flow_is_drawn_from_the_data_in_every_format() {
-    let caps = common::caps();
+    let caps = crate::common::caps();
     let mermaid = bin().args(["flow", "--format", "mermaid"]).ok_stdout();
     let mermaid = String::from_utf8_lossy(&mermaid);
     assert!(mermaid.starts_with("flowchart TD"));

@@ -1,4 +1,5 @@
-//! Reading capabilities: the copy embedded at build time, or a file given by the user.
+//! Reading capabilities: the copy embedded at build time, or a file given by the user; both
+//! are validated before any command sees them.
 
 use std::ops::Range;
 use std::path::Path;
@@ -15,9 +16,7 @@ pub const EMBEDDED_NAME: &str = "capabilities.toml (embedded)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilitiesError {
-    #[error(
-        "cannot read capabilities file {path}: {source}\n  = help: check the path given with --capabilities or ENOS_CONNECT_CAPABILITIES"
-    )]
+    #[error("cannot read capabilities file {path}: {source}")]
     Read {
         path: String,
         #[source]
@@ -27,6 +26,18 @@ pub enum CapabilitiesError {
     Syntax(Located),
     #[error("{file}: {count} problem(s) in the capabilities data:\n{list}", count = .problems.len(), list = render_problems(.problems))]
     Invalid { file: String, problems: Vec<Located> },
+}
+
+impl crate::error::Help for CapabilitiesError {
+    fn help(&self) -> Option<String> {
+        match self {
+            CapabilitiesError::Read { .. } => {
+                Some("check the path given with --capabilities or ENOS_CONNECT_CAPABILITIES".into())
+            }
+            // Located problems render their own help.
+            CapabilitiesError::Syntax(_) | CapabilitiesError::Invalid { .. } => None,
+        }
+    }
 }
 
 fn render_problems(problems: &[Located]) -> String {
@@ -40,7 +51,7 @@ fn render_problems(problems: &[Located]) -> String {
 /// The embedded capabilities converted to JSON by build.rs (empty if they did not convert).
 const EMBEDDED_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/capabilities.json"));
 
-pub fn load_embedded() -> Result<Capabilities, CapabilitiesError> {
+pub fn embedded() -> Result<Capabilities, CapabilitiesError> {
     if let Ok(caps) = serde_json::from_str::<Capabilities>(EMBEDDED_JSON)
         && validate::validate(&caps).is_empty()
     {
@@ -50,7 +61,7 @@ pub fn load_embedded() -> Result<Capabilities, CapabilitiesError> {
     parse(&SourceFile::new(EMBEDDED_NAME, EMBEDDED))
 }
 
-pub fn load_file(path: &Path) -> Result<Capabilities, CapabilitiesError> {
+pub fn from_file(path: &Path) -> Result<Capabilities, CapabilitiesError> {
     let text = std::fs::read_to_string(path).map_err(|source| CapabilitiesError::Read {
         path: path.display().to_string(),
         source,

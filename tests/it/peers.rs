@@ -1,7 +1,7 @@
-//! Real peers on loopback for the probe tests: rumqttd, a TLS front made with rcgen
-//! certificates, a CoAP server built on coap-lite, an HTTP/1.1 server, and scripted TCP peers
-//! for misbehaviour. Each binds port 0 or a free port chosen at run time.
-#![allow(dead_code)]
+//! Real peers on loopback for the probe tests: an MQTT 3.1.1 broker on rumqttc's codec, a TLS
+//! front made with rcgen certificates, a CoAP server built on coap-lite, a webrtc-dtls DTLS-PSK
+//! server, an HTTP/1.1 server, and scripted TCP peers for misbehaviour. Each binds port 0 and
+//! holds its socket, so a port is never freed and then taken again.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -10,65 +10,135 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// An embedded rumqttd broker (MQTT 3.1.1). `auth` maps user names to passwords.
-/// rumqttd cannot report its port nor shut down: the threads live until the test process ends.
+/// An MQTT 3.1.1 broker for the probe tests, on rumqttc's packet codec: CONNECT (checked
+/// against `auth`, user name to password, refused with CONNACK 5 as mosquitto does),
+/// SUBSCRIBE with `+` and `#`, PUBLISH at QoS 0 and 1 delivered to every matching
+/// subscription (the publisher's own included), PINGREQ and DISCONNECT. It binds port 0 and
+/// keeps the socket, so no other process can take the port between choosing and binding.
 pub fn broker(auth: &[(&str, &str)]) -> SocketAddr {
-    let port = free_port();
-    let auth_toml = if auth.is_empty() {
-        String::new()
-    } else {
-        let pairs: Vec<String> = auth.iter().map(|(u, p)| format!("{u:?} = {p:?}")).collect();
-        format!("auth = {{ {} }}\n", pairs.join(", "))
-    };
-    let cfg = format!(
-        r#"
-id = 0
-[router]
-id = 0
-max_connections = 1000
-max_outgoing_packet_count = 200
-max_segment_size = 1048576
-max_segment_count = 10
-
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:{port}"
-next_connection_delay_ms = 1
-[v4.1.connections]
-connection_timeout_ms = 5000
-max_payload_size = 20480
-max_inflight_count = 100
-dynamic_filters = true
-{auth_toml}"#
-    );
-    let config: rumqttd::Config = toml::from_str(&cfg).expect("rumqttd config");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let auth: Arc<Vec<(String, String)>> =
+        Arc::new(auth.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect());
+    let subscribers: Arc<std::sync::Mutex<Vec<Subscriber>>> = Arc::default();
     thread::spawn(move || {
-        let _ = rumqttd::Broker::new(config).start();
+        for (id, stream) in listener.incoming().flatten().enumerate() {
+            let (auth, subscribers) = (auth.clone(), subscribers.clone());
+            thread::spawn(move || broker_connection(id, stream, &auth, &subscribers));
+        }
     });
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_for(addr);
     addr
 }
 
-fn wait_for(addr: SocketAddr) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nothing listens on {addr}");
-        thread::sleep(Duration::from_millis(20));
+struct Subscriber {
+    connection: usize,
+    filter: String,
+    out: TcpStream,
+}
+
+fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+fn broker_connection(
+    id: usize,
+    mut stream: TcpStream,
+    auth: &[(String, String)],
+    subscribers: &std::sync::Mutex<Vec<Subscriber>>,
+) {
+    use rumqttc::mqttbytes::QoS;
+    use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode};
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let send = |stream: &mut TcpStream, packet: Packet| {
+        let mut out = bytes::BytesMut::new();
+        if packet.write(&mut out, 1 << 20).is_ok() {
+            let _ = stream.write_all(&out);
+        }
+    };
+    let mut buf = bytes::BytesMut::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    'read: loop {
+        loop {
+            let packet = match Packet::read(&mut buf, 1 << 20) {
+                Ok(p) => p,
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => break,
+                Err(_) => break 'read,
+            };
+            match packet {
+                Packet::Connect(c) => {
+                    let allowed = auth.is_empty()
+                        || c.login
+                            .as_ref()
+                            .is_some_and(|l| auth.iter().any(|(u, p)| *u == l.username && *p == l.password));
+                    let code = if allowed {
+                        ConnectReturnCode::Success
+                    } else {
+                        ConnectReturnCode::NotAuthorized
+                    };
+                    send(&mut stream, Packet::ConnAck(ConnAck::new(code, false)));
+                    if !allowed {
+                        break 'read;
+                    }
+                }
+                Packet::Subscribe(s) => {
+                    let mut codes = Vec::new();
+                    for f in &s.filters {
+                        if let Ok(out) = stream.try_clone()
+                            && let Ok(mut subs) = subscribers.lock()
+                        {
+                            subs.push(Subscriber {
+                                connection: id,
+                                filter: f.path.clone(),
+                                out,
+                            });
+                        }
+                        codes.push(SubscribeReasonCode::Success(f.qos));
+                    }
+                    send(&mut stream, Packet::SubAck(SubAck::new(s.pkid, codes)));
+                }
+                Packet::Publish(p) => {
+                    if p.qos == QoS::AtLeastOnce {
+                        send(&mut stream, Packet::PubAck(PubAck::new(p.pkid)));
+                    }
+                    if let Ok(mut subs) = subscribers.lock() {
+                        for sub in subs.iter_mut().filter(|s| topic_matches(&s.filter, &p.topic)) {
+                            let mut copy = p.clone();
+                            copy.pkid = if copy.qos == QoS::AtLeastOnce { 1 } else { 0 };
+                            send(&mut sub.out, Packet::Publish(copy));
+                        }
+                    }
+                }
+                Packet::PingReq => send(&mut stream, Packet::PingResp),
+                Packet::Disconnect => break 'read,
+                _ => {}
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    if let Ok(mut subs) = subscribers.lock() {
+        subs.retain(|s| s.connection != id);
     }
 }
 
 /// A CA and a server certificate for `names`, written as PEM files, plus a client certificate
 /// and key signed by the same CA (for two-way TLS).
 pub struct Pki {
-    pub dir: tempfile::TempDir,
+    /// Holds the PEM files for as long as the peer lives.
+    pub _dir: tempfile::TempDir,
     pub ca: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
@@ -129,7 +199,7 @@ pub fn pki(names: &[&str], expired: bool) -> Pki {
         .with_single_cert(chain, key_der)
         .expect("mutual server config");
     Pki {
-        dir,
+        _dir: dir,
         ca: ca_path,
         client_cert,
         client_key: client_key_path,

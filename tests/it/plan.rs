@@ -1,9 +1,7 @@
 //! `plan` for every outcome (each protocol, a combination, message integration, edge gateway,
 //! none) in every format, with the keys filled in and left as placeholders.
 
-mod common;
-
-use common::{OkStdout, bin, json_of, strings};
+use crate::common::{OkStdout, bin, json_of, strings};
 use predicates::prelude::*;
 
 const MQTT: &[&str] = &[

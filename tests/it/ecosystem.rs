@@ -1,11 +1,9 @@
 //! Fitting in beside git, cargo, ripgrep and curl: completions, the man page, colour rules,
 //! environment variables, the config file, JSON Schemas and the flow picture.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{OkStdout, bin, json_of};
+use crate::common::{OkStdout, bin, json_of};
 use expectrl::session::OsSession as Session;
 use expectrl::{Eof, Expect};
 use predicates::prelude::*;
@@ -30,15 +28,40 @@ fn completions_for_every_shell() {
 }
 
 #[test]
-fn man_page_is_roff_with_the_commands() {
+fn man_pages_for_the_tool_and_every_command() {
     let out = String::from_utf8_lossy(&bin().arg("man").ok_stdout()).into_owned();
     assert!(out.contains(".TH enos-connect 1"), "{out}");
     assert!(out.contains("recommend") && out.contains("probe"));
+    let probe = String::from_utf8_lossy(&bin().args(["man", "probe"]).ok_stdout()).into_owned();
+    assert!(probe.contains(".TH enos-connect-probe 1"), "{probe}");
+    assert!(probe.contains("\\-\\-count"), "the command's own flags: {probe}");
+    bin()
+        .args(["man", "probz"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no command `probz`"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    bin()
+        .args(["man", "--out-dir"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    for name in [
+        "enos-connect",
+        "enos-connect-recommend",
+        "enos-connect-probe",
+        "enos-connect-plan",
+        "enos-connect-check",
+    ] {
+        let page = std::fs::read_to_string(dir.path().join(format!("{name}.1")))
+            .unwrap_or_else(|e| panic!("{name}.1: {e}"));
+        assert!(page.contains(&format!(".TH {name} 1")), "{name}");
+    }
 }
 
 #[test]
 fn version_names_the_capabilities_data_version() {
-    let caps = common::caps();
+    let caps = crate::common::caps();
     bin()
         .arg("--version")
         .assert()
@@ -232,82 +255,14 @@ fn the_config_file_gives_defaults_that_flags_override_and_holds_no_secrets() {
         .stderr(predicate::str::contains("cannot read config file"));
 }
 
-/// A small JSON Schema validator for the keywords the shipped schemas use: $ref (local),
-/// type, properties, required, additionalProperties, items, enum, minimum, maximum.
-fn validate(value: &Value, schema: &Value, root: &Value, path: &str, errors: &mut Vec<String>) {
-    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        let target = r
-            .strip_prefix('#')
-            .and_then(|p| root.pointer(p))
-            .unwrap_or_else(|| panic!("bad $ref {r}"));
-        return validate(value, target, root, path, errors);
-    }
-    if let Some(t) = schema.get("type").and_then(Value::as_str) {
-        let ok = match t {
-            "object" => value.is_object(),
-            "array" => value.is_array(),
-            "string" => value.is_string(),
-            "integer" => value.is_i64() || value.is_u64(),
-            "number" => value.is_number(),
-            "boolean" => value.is_boolean(),
-            other => panic!("unsupported type {other}"),
-        };
-        if !ok {
-            errors.push(format!("{path}: expected {t}, got {value}"));
-            return;
-        }
-    }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array)
-        && !options.contains(value)
-    {
-        errors.push(format!("{path}: {value} is not one of {options:?}"));
-    }
-    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), value.as_f64())
-        && n < min
-    {
-        errors.push(format!("{path}: {n} < {min}"));
-    }
-    if let (Some(max), Some(n)) = (schema.get("maximum").and_then(Value::as_f64), value.as_f64())
-        && n > max
-    {
-        errors.push(format!("{path}: {n} > {max}"));
-    }
-    if let Some(obj) = value.as_object() {
-        let props = schema.get("properties").and_then(Value::as_object);
-        for req in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(k) = req.as_str()
-                && !obj.contains_key(k)
-            {
-                errors.push(format!("{path}: missing `{k}`"));
-            }
-        }
-        for (k, v) in obj {
-            let sub = format!("{path}.{k}");
-            match (props.and_then(|p| p.get(k)), schema.get("additionalProperties")) {
-                (Some(s), _) => validate(v, s, root, &sub, errors),
-                (None, Some(Value::Bool(false))) => errors.push(format!("{sub}: not allowed")),
-                (None, Some(s)) if s.is_object() => validate(v, s, root, &sub, errors),
-                _ => {}
-            }
-        }
-    }
-    if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
-        for (i, v) in arr.iter().enumerate() {
-            validate(v, items, root, &format!("{path}[{i}]"), errors);
-        }
-    }
-}
-
+/// Every error a real JSON Schema validator (the `jsonschema` crate) finds in a TOML text.
 fn errors_of(toml_text: &str, schema: &Value) -> Vec<String> {
     let value: Value = toml::from_str(toml_text).expect("TOML parses");
-    let mut errors = Vec::new();
-    validate(&value, schema, schema, "$", &mut errors);
-    errors
+    let validator = jsonschema::validator_for(schema).expect("the schema itself is valid");
+    validator
+        .iter_errors(&value)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
 }
 
 #[test]
@@ -328,7 +283,10 @@ fn the_shipped_capabilities_file_matches_its_schema_and_broken_ones_do_not() {
         .expect("read"),
     )
     .expect("json");
-    assert_eq!(on_disk, schema);
+    assert_eq!(
+        on_disk, schema,
+        "schemas/capabilities.schema.json is generated from the serde types: regenerate it with `enos-connect schema capabilities > schemas/capabilities.schema.json`"
+    );
     let broken = shipped
         .replacen("mqtt = \"supported\"", "mqtt = \"yes\"", 1)
         .replacen("kind = \"filter\"", "kind = \"sieve\"", 1);

@@ -1,13 +1,11 @@
-//! Load probes against rumqttd: counts, rates, per-stage percentiles, error kinds, and no growth
+//! Load probes against an in-process broker: counts, rates, per-stage percentiles, error kinds, and no growth
 //! in open file descriptors or memory over repeated rounds.
-
-mod common;
 
 use std::sync::Arc;
 
-use common::peers;
-use common::{OkStdout, bin, json_of};
-use enos_connect::capabilities::load_embedded;
+use crate::common::{OkStdout, bin, json_of};
+use crate::peers;
+use enos_connect::capabilities::embedded;
 use enos_connect::probe::load::{LoadOptions, run};
 use enos_connect::probe::tls::TlsOptions;
 use enos_connect::probe::{Login, ProbeOptions, Target};
@@ -115,12 +113,44 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+const ROUND: u64 = 2000;
+const BROKER_VAR: &str = "ENOS_CONNECT_TEST_ROUNDS_BROKER";
+
+/// Ten rounds of 2000 load probes leave open file descriptors and memory where they were. The
+/// rounds run in a process of their own (this test binary again, running only
+/// `load::load_rounds_in_this_process`), so the other tests' peers and threads cannot move the
+/// numbers; the broker stays here.
 #[test]
 fn rounds_of_load_leave_no_file_descriptor_or_memory_growth() {
     let broker = peers::broker(&[]);
-    let caps = Arc::new(load_embedded().expect("caps"));
-    let target =
-        Arc::new(Target::parse(&caps, &format!("mqtt://127.0.0.1:{}", broker.port())).expect("target"));
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "load::load_rounds_in_this_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(BROKER_VAR, broker.to_string())
+        .output()
+        .expect("runs the rounds");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the rounds ran: {text}");
+}
+
+#[test]
+#[ignore = "the body of rounds_of_load_leave_no_file_descriptor_or_memory_growth, which runs it in a process of its own"]
+fn load_rounds_in_this_process() {
+    let broker = std::env::var(BROKER_VAR)
+        .expect("started by rounds_of_load_leave_no_file_descriptor_or_memory_growth");
+    let caps = Arc::new(embedded().expect("caps"));
+    let target = Arc::new(Target::parse(&caps, &format!("mqtt://{broker}")).expect("target"));
     let opts = Arc::new(ProbeOptions {
         timeout: std::time::Duration::from_secs(10),
         verbose: false,
@@ -139,7 +169,7 @@ fn rounds_of_load_leave_no_file_descriptor_or_memory_growth() {
         .build()
         .expect("runtime");
     let settings = LoadOptions {
-        count: 500,
+        count: ROUND,
         concurrency: 50,
         rate: None,
     };
@@ -149,7 +179,7 @@ fn rounds_of_load_leave_no_file_descriptor_or_memory_growth() {
     };
     let round = || {
         let report = rt.block_on(run("mqtt", &target.url(), &settings, one, &|_| {}));
-        assert_eq!(report.succeeded, 500, "{report:?}");
+        assert_eq!(report.succeeded, ROUND, "{report:?}");
     };
     // Two warm-up rounds let the allocator and the runtime reach their working size.
     round();
@@ -159,6 +189,7 @@ fn rounds_of_load_leave_no_file_descriptor_or_memory_growth() {
         round();
     }
     let (fds_after, rss_after) = (open_fds(), rss_kb());
+    println!("fds {fds} -> {fds_after}, rss {rss} kB -> {rss_after} kB");
     assert!(
         fds_after <= fds + 2,
         "file descriptors grew from {fds} to {fds_after}"

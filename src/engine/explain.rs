@@ -1,0 +1,275 @@
+//! The explanation: a finished walk turned into the decision a person reads: the reasons in
+//! the order the flow met them, which protocol carries which need, the needs left unmet and
+//! hints at what would change the answer. Pure, like the walk.
+
+use crate::answers::Answers;
+use crate::capabilities::Capabilities;
+
+use super::walk::{Step, Visit, Walk};
+use super::{Carrier, Decision, TraceStep};
+
+/// The decision for a walk that reached `outcome`.
+pub fn explain(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>, outcome: &str) -> Decision {
+    let title = |p: &str| caps.protocol_title(p).to_string();
+    let feature_title = |id: &str| caps.feature(id).map_or(id, |f| f.title.as_str()).to_string();
+    let covers = |p: &str, need: &str| caps.feature(need).is_some_and(|f| f.support_for(p).covers());
+    let needs = answers.need_list().to_vec();
+    let mut reasons = Vec::new();
+    let mut unmet = Vec::new();
+    let mut protocols = Vec::new();
+    for v in &walk.visits {
+        reasons.extend(reasons_at(caps, v));
+        match &v.step {
+            Step::Covered {
+                unmet: u, options, ..
+            } => {
+                unmet.clone_from(u);
+                // A flow without a prefer node takes the first of the smallest sets.
+                protocols = options.first().cloned().unwrap_or_default();
+            }
+            Step::Chose { protocols: p, .. } => protocols.clone_from(p),
+            _ => {}
+        }
+    }
+    let direct = outcome == "direct";
+    let recommendation = if direct {
+        protocols.first().cloned().unwrap_or_else(|| "none".into())
+    } else {
+        protocols.clear();
+        if let Some(info) = caps.outcome(outcome) {
+            reasons.push(info.summary.clone());
+            unmet = needs
+                .iter()
+                .filter(|n| !info.supports.contains(n))
+                .cloned()
+                .collect();
+        }
+        outcome.to_string()
+    };
+    let carriers: Vec<Carrier> = needs
+        .iter()
+        .filter_map(|need| {
+            protocols.iter().find(|p| covers(p, need)).map(|p| Carrier {
+                need: need.clone(),
+                protocol: p.clone(),
+            })
+        })
+        .collect();
+    if protocols.len() > 1 {
+        for p in &protocols {
+            let carried: Vec<&str> = carriers
+                .iter()
+                .filter(|c| &c.protocol == p)
+                .map(|c| c.need.as_str())
+                .collect();
+            reasons.push(format!("{} carries {}", title(p), carried.join(", ")));
+        }
+    }
+    let nothing_open = outcome == "none" || (direct && protocols.is_empty());
+    let hints = if nothing_open {
+        unmet.clone_from(&needs);
+        reopening_hints(caps, walk)
+    } else {
+        unmet
+            .iter()
+            .map(|need| {
+                let ways: Vec<String> = caps
+                    .protocols
+                    .iter()
+                    .filter(|p| covers(&p.id, need))
+                    .map(|p| match remedy_for(caps, walk, &p.id) {
+                        Some(remedy) => format!("{} (needs {remedy})", p.title),
+                        None => format!("{} over a direct connection", p.title),
+                    })
+                    .collect();
+                if ways.is_empty() {
+                    format!("No EnOS protocol supports {}", feature_title(need))
+                } else {
+                    format!("{} is carried by {}", feature_title(need), ways.join("; or "))
+                }
+            })
+            .collect()
+    };
+    let mut hints: Vec<String> = hints;
+    hints.dedup();
+    Decision {
+        recommendation,
+        outcome: outcome.to_string(),
+        combination: protocols.len() > 1,
+        protocols,
+        carriers,
+        needs,
+        unmet,
+        reasons,
+        hints,
+        trace: trace(walk),
+        answers: walk.answers.clone(),
+    }
+}
+
+/// The sentences one node adds to the reasons.
+fn reasons_at(caps: &Capabilities, v: &Visit<'_>) -> Vec<String> {
+    let title = |p: &str| caps.protocol_title(p).to_string();
+    let node = v.node;
+    match &v.step {
+        Step::Asked => {
+            let Some((q, value, by_default)) = &v.answer else {
+                return Vec::new();
+            };
+            let label = caps.question(q).map_or(value.as_str(), |x| x.label_of(value));
+            vec![format!(
+                "{} {} ({q}={value}{})",
+                node.label,
+                label,
+                if *by_default { ", the default" } else { "" }
+            )]
+        }
+        Step::Filtered { dropped } => match (&node.drop, &v.answer) {
+            (Some(template), Some((_, answer, _))) => dropped
+                .iter()
+                .map(|p| fill_remedy(caps, template, node.attribute.as_deref(), p, answer))
+                .collect(),
+            _ => Vec::new(),
+        },
+        Step::Covered { needs, unmet, .. } => {
+            // The open protocols are the ones the cover node saw: those of the visit before.
+            let mut out = Vec::new();
+            for need in needs {
+                for p in &v.open {
+                    if let Some(f) = caps.feature(need)
+                        && let Some(note) = f.notes.get(p)
+                        && !f.support_for(p).covers()
+                    {
+                        out.push(format!("{} with {}: {note}", f.title, title(p)));
+                    }
+                }
+            }
+            let feature_title = |id: &String| {
+                caps.feature(id)
+                    .map_or(id.as_str(), |f| f.title.as_str())
+                    .to_string()
+            };
+            if unmet.is_empty() {
+                if !needs.is_empty() {
+                    let list: Vec<String> = needs.iter().map(feature_title).collect();
+                    out.push(format!("Needed: {}", list.join("; ")));
+                }
+            } else {
+                let list: Vec<String> = unmet.iter().map(feature_title).collect();
+                out.push(format!(
+                    "No protocol open to this device supports: {}",
+                    list.join("; ")
+                ));
+            }
+            out
+        }
+        Step::Chose {
+            protocols,
+            options,
+            rule,
+        } => {
+            let mut out = Vec::new();
+            let Some(primary) = protocols.first() else {
+                return out;
+            };
+            if *options == 1 && protocols.len() == 1 {
+                out.push(format!(
+                    "{} is the only protocol open to this device that covers its needs",
+                    title(primary)
+                ));
+                return out;
+            }
+            if protocols.len() > 1 {
+                let names: Vec<String> = protocols.iter().map(|p| title(p)).collect();
+                out.push(format!(
+                    "No single protocol covers every need: use {} together",
+                    names.join(" and ")
+                ));
+            }
+            out.push(match rule.and_then(|r| node.rules.get(r)) {
+                Some(r) => r.reason.clone(),
+                None => "first open protocol in the capabilities order".to_string(),
+            });
+            out
+        }
+        Step::Outcome => Vec::new(),
+    }
+}
+
+/// A filter's `drop` or `remedy` template filled in for one protocol.
+fn fill_remedy(
+    caps: &Capabilities,
+    template: &str,
+    attribute: Option<&str>,
+    protocol: &str,
+    answer: &str,
+) -> String {
+    let values = caps
+        .protocol(protocol)
+        .and_then(|p| p.attribute(attribute.unwrap_or("id")))
+        .unwrap_or_default();
+    template
+        .replace("{protocol}", caps.protocol_title(protocol))
+        .replace("{value}", &values.join(" or "))
+        .replace("{answer}", answer)
+}
+
+/// What would bring back `protocol`, when a filter dropped it: the filter's remedy.
+fn remedy_for(caps: &Capabilities, walk: &Walk<'_>, protocol: &str) -> Option<String> {
+    walk.visits
+        .iter()
+        .find_map(|v| match (&v.step, &v.answer, &v.node.remedy) {
+            (Step::Filtered { dropped }, Some((_, answer, _)), Some(template))
+                if dropped.iter().any(|d| d == protocol) =>
+            {
+                let remedy = fill_remedy(caps, template, v.node.attribute.as_deref(), protocol, answer);
+                (!remedy.is_empty()).then_some(remedy)
+            }
+            _ => None,
+        })
+}
+
+/// With nothing open: the dropped protocols grouped by what would bring them back.
+fn reopening_hints(caps: &Capabilities, walk: &Walk<'_>) -> Vec<String> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for v in &walk.visits {
+        let Step::Filtered { dropped } = &v.step else {
+            continue;
+        };
+        for p in dropped {
+            let Some(remedy) = remedy_for(caps, walk, p) else {
+                continue;
+            };
+            let name = caps.protocol_title(p).to_string();
+            match groups.iter_mut().find(|(r, _)| *r == remedy) {
+                Some((_, ps)) => {
+                    if !ps.contains(&name) {
+                        ps.push(name);
+                    }
+                }
+                None => groups.push((remedy, vec![name])),
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(remedy, ps)| format!("{} would be open with {remedy}", ps.join(" and ")))
+        .collect()
+}
+
+/// The walk as the trace printed under "Decision path".
+fn trace(walk: &Walk<'_>) -> Vec<TraceStep> {
+    walk.visits
+        .iter()
+        .map(|v| TraceStep {
+            node: v.node.id.clone(),
+            kind: v.node.kind.as_str(),
+            label: v.node.label.clone(),
+            question: v.answer.as_ref().map(|a| a.0.clone()),
+            answer: v.answer.as_ref().map(|a| a.1.clone()),
+            by_default: v.answer.as_ref().is_some_and(|a| a.2),
+            branch: v.branch.clone(),
+            open: v.open.clone(),
+        })
+        .collect()
+}

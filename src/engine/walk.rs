@@ -1,0 +1,325 @@
+//! The walk: a pure traversal of the decision flow with a device's answers. It records each
+//! node passed, the branch taken and the protocols still open, and stops at an outcome or at
+//! the first answer it lacks. It writes no sentences: [`super::explain`] does that.
+
+use crate::answers::Answers;
+use crate::capabilities::{Capabilities, Node, NodeKind};
+
+use super::{AnswerUsed, EngineError, Pending};
+
+/// Where the walk ended and how it got there.
+#[derive(Debug, Clone)]
+pub struct Walk<'c> {
+    pub visits: Vec<Visit<'c>>,
+    pub end: End,
+    /// Every answer the walk read, in the order it read them.
+    pub answers: Vec<AnswerUsed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// An outcome node: `direct` or an outcome id.
+    Outcome(String),
+    /// The walk needs this before it can go on.
+    Pending(Pending),
+}
+
+/// One node passed.
+#[derive(Debug, Clone)]
+pub struct Visit<'c> {
+    pub node: &'c Node,
+    /// The answer the node read: question id, value, and whether it was the default.
+    pub answer: Option<(String, String, bool)>,
+    /// The edge taken (an answer value, some/none, covered/partial, chosen) or the outcome.
+    pub branch: String,
+    /// Protocols still open after this node.
+    pub open: Vec<String>,
+    pub step: Step,
+}
+
+/// What a node did, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Asked,
+    /// The protocols a filter dropped.
+    Filtered {
+        dropped: Vec<String>,
+    },
+    /// The needs looked at, the smallest protocol sets covering as many of them as any set
+    /// can, and the needs no open protocol covers.
+    Covered {
+        needs: Vec<String>,
+        options: Vec<Vec<String>>,
+        unmet: Vec<String>,
+    },
+    /// The protocols chosen, the primary first, and the index of the prefer rule that chose
+    /// (`None`: the only option, or the first in the capabilities order).
+    Chose {
+        protocols: Vec<String>,
+        options: usize,
+        rule: Option<usize>,
+    },
+    Outcome,
+}
+
+/// Walk the flow. With `use_defaults == false` the walk stops at the first question (or the
+/// needs) that has not been answered: that is how the questionnaire asks only what matters.
+pub fn walk<'c>(
+    caps: &'c Capabilities,
+    answers: &Answers,
+    use_defaults: bool,
+) -> Result<Walk<'c>, EngineError> {
+    let mut w = Walker {
+        caps,
+        answers,
+        use_defaults,
+        open: caps.protocols.iter().map(|p| p.id.clone()).collect(),
+        options: Vec::new(),
+        visits: Vec::new(),
+        used: Vec::new(),
+    };
+    let end = w.run()?;
+    Ok(Walk {
+        visits: w.visits,
+        end,
+        answers: w.used,
+    })
+}
+
+struct Walker<'c, 'a> {
+    caps: &'c Capabilities,
+    answers: &'a Answers,
+    use_defaults: bool,
+    open: Vec<String>,
+    /// The protocol sets the last cover node left to choose from.
+    options: Vec<Vec<String>>,
+    visits: Vec<Visit<'c>>,
+    used: Vec<AnswerUsed>,
+}
+
+impl<'c> Walker<'c, '_> {
+    fn answer(&mut self, question: &str) -> Option<(String, bool)> {
+        let found = match self.answers.values.get(question) {
+            Some(v) => Some((v.clone(), false)),
+            None if self.use_defaults => self
+                .caps
+                .question(question)
+                .and_then(|q| q.default.clone())
+                .map(|v| (v, true)),
+            None => None,
+        }?;
+        if !self.used.iter().any(|u| u.question == question) {
+            self.used.push(AnswerUsed {
+                question: question.to_string(),
+                value: found.0.clone(),
+                by_default: found.1,
+            });
+        }
+        Some(found)
+    }
+
+    fn visit(&mut self, node: &'c Node, answer: Option<(&str, &str, bool)>, branch: &str, step: Step) {
+        self.visits.push(Visit {
+            node,
+            answer: answer.map(|(q, v, d)| (q.to_string(), v.to_string(), d)),
+            branch: branch.to_string(),
+            open: self.open.clone(),
+            step,
+        });
+    }
+
+    fn run(&mut self) -> Result<End, EngineError> {
+        let caps = self.caps;
+        let mut node = caps
+            .node(&caps.flow.start)
+            .ok_or_else(|| EngineError::Stuck(caps.flow.start.clone(), "start".into()))?;
+        // Validation rejects cycles; the bound keeps a hand-built model from looping anyway.
+        for _ in 0..=caps.flow.nodes.len() {
+            let branch = match node.kind {
+                NodeKind::Question => {
+                    let q = node.question.as_deref().unwrap_or_default();
+                    let Some((value, by_default)) = self.answer(q) else {
+                        return Ok(End::Pending(Pending::Question(q.to_string())));
+                    };
+                    self.visit(node, Some((q, &value, by_default)), &value, Step::Asked);
+                    value
+                }
+                NodeKind::Filter => {
+                    let q = node.question.as_deref().unwrap_or_default();
+                    let Some((value, by_default)) = self.answer(q) else {
+                        return Ok(End::Pending(Pending::Question(q.to_string())));
+                    };
+                    let dropped = self.filter(node, &value);
+                    let branch = if self.open.is_empty() { "none" } else { "some" };
+                    self.visit(
+                        node,
+                        Some((q, &value, by_default)),
+                        branch,
+                        Step::Filtered { dropped },
+                    );
+                    branch.to_string()
+                }
+                NodeKind::Cover => {
+                    let needs = match &self.answers.needs {
+                        Some(n) => n.clone(),
+                        None if self.use_defaults => Vec::new(),
+                        None => return Ok(End::Pending(Pending::Needs)),
+                    };
+                    let (options, unmet) = self.cover(&needs);
+                    let branch = if unmet.is_empty() { "covered" } else { "partial" };
+                    self.options = options.clone();
+                    self.visit(
+                        node,
+                        None,
+                        branch,
+                        Step::Covered {
+                            needs,
+                            options,
+                            unmet,
+                        },
+                    );
+                    branch.to_string()
+                }
+                NodeKind::Prefer => {
+                    let (protocols, rule) = match self.prefer(node)? {
+                        Preference::Chosen { protocols, rule } => (protocols, rule),
+                        Preference::Ask(question) => return Ok(End::Pending(Pending::Question(question))),
+                    };
+                    let options = self.options.len();
+                    self.options = vec![protocols.clone()];
+                    self.visit(
+                        node,
+                        None,
+                        "chosen",
+                        Step::Chose {
+                            protocols,
+                            options,
+                            rule,
+                        },
+                    );
+                    "chosen".to_string()
+                }
+                NodeKind::Outcome => {
+                    let outcome = node.outcome.clone().unwrap_or_else(|| "none".into());
+                    self.visit(node, None, &outcome, Step::Outcome);
+                    return Ok(End::Outcome(outcome));
+                }
+            };
+            node = caps
+                .next(&node.id, &branch)
+                .ok_or_else(|| EngineError::Stuck(node.id.clone(), branch.clone()))?;
+        }
+        Err(EngineError::Stuck(node.id.clone(), "a cycle".into()))
+    }
+
+    /// Keep the open protocols whose attribute matches the answer; returns the dropped ones.
+    fn filter(&mut self, node: &Node, answer: &str) -> Vec<String> {
+        let accepted: Vec<String> = match node.map.as_ref().and_then(|m| m.get(answer)) {
+            Some(list) => list.clone(),
+            None => vec![answer.to_string()],
+        };
+        let attribute = node.attribute.as_deref().unwrap_or("id");
+        let (kept, dropped) = std::mem::take(&mut self.open).into_iter().partition(|id| {
+            self.caps
+                .protocol(id)
+                .and_then(|p| p.attribute(attribute))
+                .unwrap_or_default()
+                .iter()
+                .any(|v| accepted.iter().any(|a| a == v))
+        });
+        self.open = kept;
+        dropped
+    }
+
+    /// The smallest sets of open protocols that cover as many needs as any set can, and the
+    /// needs no open protocol covers.
+    fn cover(&self, needs: &[String]) -> (Vec<Vec<String>>, Vec<String>) {
+        let open = &self.open;
+        let covers = |p: &str, need: &str| self.caps.feature(need).is_some_and(|f| f.support_for(p).covers());
+        // More than 16 open protocols would make the subset search slow; no real model has that.
+        let n = open.len().min(16);
+        let coverage = |mask: u32| -> usize {
+            needs
+                .iter()
+                .filter(|need| (0..n).any(|i| mask & (1 << i) != 0 && covers(&open[i], need)))
+                .count()
+        };
+        let all = (1u32 << n) - 1;
+        let best = coverage(all);
+        let mut options: Vec<Vec<String>> = Vec::new();
+        for size in 1..=n as u32 {
+            for mask in 1..=all {
+                if mask.count_ones() == size && coverage(mask) == best {
+                    options.push(
+                        (0..n)
+                            .filter(|i| mask & (1 << i) != 0)
+                            .map(|i| open[i].clone())
+                            .collect(),
+                    );
+                }
+            }
+            if !options.is_empty() {
+                break;
+            }
+        }
+        let unmet = needs
+            .iter()
+            .filter(|need| !open.iter().any(|p| covers(p, need)))
+            .cloned()
+            .collect();
+        (options, unmet)
+    }
+
+    /// Choose among the options by the first prefer rule that applies.
+    fn prefer(&mut self, node: &Node) -> Result<Preference, EngineError> {
+        let options = self.options.clone();
+        // `check` rejects a flow that reaches a prefer node with nothing open; a model built
+        // by hand gets an error here instead of an index out of bounds.
+        let Some(first) = options.first().and_then(|o| o.first()).cloned() else {
+            return Err(EngineError::NoProtocol(node.id.clone()));
+        };
+        if let [only] = options.as_slice()
+            && only.len() == 1
+        {
+            return Ok(Preference::Chosen {
+                protocols: only.clone(),
+                rule: None,
+            });
+        }
+        let mut chosen: Option<(usize, String, usize)> = None;
+        for (r, rule) in node.rules.iter().enumerate() {
+            let Some(index) = options.iter().position(|o| o.contains(&rule.protocol)) else {
+                continue;
+            };
+            let applies = match (&rule.question, &rule.equals) {
+                (Some(q), Some(want)) => match self.answer(q) {
+                    Some((v, _)) => &v == want,
+                    None => return Ok(Preference::Ask(q.clone())),
+                },
+                _ => true,
+            };
+            if applies {
+                chosen = Some((index, rule.protocol.clone(), r));
+                break;
+            }
+        }
+        let (index, primary, rule) = match chosen {
+            Some((i, p, r)) => (i, p, Some(r)),
+            None => (0, first, None),
+        };
+        let mut set = options.get(index).cloned().unwrap_or_default();
+        set.retain(|p| p != &primary);
+        set.insert(0, primary);
+        Ok(Preference::Chosen { protocols: set, rule })
+    }
+}
+
+enum Preference {
+    /// The protocols, the primary first, and the index of the rule that chose.
+    Chosen {
+        protocols: Vec<String>,
+        rule: Option<usize>,
+    },
+    /// A rule needs this question answered first.
+    Ask(String),
+}

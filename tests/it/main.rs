@@ -1,0 +1,17 @@
+//! The integration tests: one binary with a module per area, as ripgrep and just do (one link,
+//! one process, shared helpers). Peers run inside this process on loopback; the interop
+//! module talks to Debian's mosquitto, libcoap and Python peers that `.ci/run` starts.
+
+mod common;
+mod peers;
+
+mod ask;
+mod batch;
+mod cli;
+mod credentials;
+mod ecosystem;
+mod engine;
+mod interop;
+mod load;
+mod plan;
+mod probe;
