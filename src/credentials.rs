@@ -43,6 +43,29 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Read from a file as a plain string, held as a secret from then on.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(Secret::new)
+    }
+}
+
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "minLength": 1, "description": "A secret: never printed by enos-connect"})
+    }
+}
+
+impl Clone for Secret {
+    fn clone(&self) -> Self {
+        Secret::new(self.0.to_string())
+    }
+}
+
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("(redacted)")
@@ -135,6 +158,37 @@ pub fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
     out
 }
 
+/// Milliseconds since the epoch: the default login timestamp.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The sign method enos-connect sends: plain SHA-256 (EnOS also takes the SDKs' alias
+/// `hmacsha256` for the same digest).
+pub const SIGN_METHOD: &str = "sha256";
+
+/// The sign a recipe expects for values a device sent (a server checks a login with it):
+/// `vars` fill the recipe's sign content, as they filled it on the device.
+pub fn expected_sign(
+    caps: &Capabilities,
+    recipe: &str,
+    vars: &BTreeMap<&str, String>,
+    secret: &Secret,
+) -> Option<String> {
+    let r = caps.credentials.get(recipe)?;
+    Some(sign(&fill(&r.sign.content, vars), secret))
+}
+
+/// The DTLS pre-shared key a recipe derives from a secret (bytes of its SHA-256).
+pub fn psk_key(psk: &crate::capabilities::PskKeyRecipe, secret: &Secret) -> Zeroizing<Vec<u8>> {
+    let digest = Sha256::digest(secret.expose().as_bytes());
+    let end = psk.digest_from.saturating_add(psk.len).min(digest.len());
+    let from = psk.digest_from.min(end);
+    Zeroizing::new(digest[from..end].to_vec())
+}
+
 /// Uppercase hex SHA-256 of `content` followed by the secret.
 pub fn sign(content: &str, secret: &Secret) -> String {
     let mut input = Zeroizing::new(String::with_capacity(content.len() + secret.expose().len()));
@@ -205,6 +259,7 @@ pub fn compute(
     );
     vars.insert("timestamp", req.timestamp.to_string());
     vars.insert("secure_mode", mode.value.to_string());
+    vars.insert("sign_method", SIGN_METHOD.to_string());
     if let Some((value, _)) = &lifetime {
         vars.insert("lifetime", value.to_string());
     }
@@ -214,10 +269,7 @@ pub fn compute(
         .map(|(name, t)| (name.clone(), fill(t, &vars)))
         .collect();
     if let Some(psk) = &recipe.psk_key {
-        let digest = Sha256::digest(secret.expose().as_bytes());
-        let end = psk.digest_from.saturating_add(psk.len).min(digest.len());
-        let from = psk.digest_from.min(end);
-        fields.push((psk.field.clone(), hex_lower(&digest[from..end])));
+        fields.push((psk.field.clone(), hex_lower(&psk_key(psk, secret))));
     }
     let signed = sign(&fill(&recipe.sign.content, &vars), secret);
     fields.push((recipe.sign.field.clone(), signed.clone()));

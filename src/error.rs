@@ -20,6 +20,7 @@ use crate::capabilities::CapabilitiesError;
 use crate::cli::config::ConfigError;
 use crate::credentials::CredentialsError;
 use crate::engine::EngineError;
+use crate::registry::RegistryError;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -60,6 +61,8 @@ pub enum Error {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Batch(#[from] BatchError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// A flag, or a combination of flags, that cannot work.
     #[error("{message}")]
     Usage { message: String, help: Option<String> },
@@ -112,6 +115,7 @@ impl Error {
             | Error::Config(_)
             | Error::Credentials(_)
             | Error::Batch(_)
+            | Error::Registry(_)
             | Error::Usage { .. } => EXIT_USAGE,
         })
     }
@@ -137,6 +141,7 @@ impl Help for Error {
             Error::Config(e) => e.help(),
             Error::Credentials(e) => e.help(),
             Error::Batch(e) => e.help(),
+            Error::Registry(e) => e.help(),
             Error::Usage { help, .. } => help.clone(),
             Error::Io { .. } | Error::Output(_) | Error::Interrupted => None,
         }

@@ -19,6 +19,8 @@ pub struct Deployment {
     pub host: Option<String>,
     pub product_key: Option<String>,
     pub device_key: Option<String>,
+    /// The measure points the smoke-test command posts, as `ID=VALUE`; a placeholder when none.
+    pub measurepoints: Vec<String>,
 }
 
 pub const DEFAULT_DOMAIN: &str = "envisioniot.com";
@@ -246,9 +248,22 @@ fn protocol_plan(
         vars.get("pk").map_or("{pk}", String::as_str),
         vars.get("dk").map_or("{dk}", String::as_str)
     );
+    // The smoke test goes up to EnOS: a measure point posted and EnOS's reply code read.
+    let points = if deployment.measurepoints.is_empty() {
+        " --measurepoint {pointId}={value}".to_string()
+    } else {
+        deployment
+            .measurepoints
+            .iter()
+            .map(|m| format!(" --measurepoint {m}"))
+            .collect()
+    };
     let probe = match port {
-        Some(p) => format!("enos-connect probe {}://{host}:{} {keys}", p.scheme, p.port),
-        None => format!("enos-connect probe {id}://{host} {keys}"),
+        Some(p) => format!(
+            "enos-connect probe {}://{host}:{} {keys}{points}",
+            p.scheme, p.port
+        ),
+        None => format!("enos-connect probe {id}://{host} {keys}{points}"),
     };
     let credentials = match recipe {
         Some(_) => format!("enos-connect credentials {id} {keys}"),

@@ -34,6 +34,15 @@ pub fn capabilities() -> String {
     )
 }
 
+/// The JSON Schema of the `serve` registry.
+pub fn registry() -> String {
+    generated::<crate::registry::Registry>(
+        "registry.schema.json",
+        "enos-connect serve registry",
+        "The products and devices `enos-connect serve` knows: keys, secrets, models and gateway topology.",
+    )
+}
+
 /// The JSON Schema of an answers file for `caps`.
 pub fn answers(caps: &Capabilities) -> String {
     let mut properties = serde_json::Map::new();

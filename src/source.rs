@@ -4,6 +4,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use toml::de::{DeTable, DeValue};
+
 /// A named text that errors can point into.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -91,6 +93,77 @@ impl fmt::Display for Located {
             write!(f, "\n  = help: {h}")?;
         }
         Ok(())
+    }
+}
+
+/// A step of the path to a value in a TOML document: a key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: Vec<PathSeg>,
+    pub message: String,
+}
+
+impl From<&str> for PathSeg {
+    fn from(s: &str) -> Self {
+        PathSeg::Key(s.to_string())
+    }
+}
+impl From<&String> for PathSeg {
+    fn from(s: &String) -> Self {
+        PathSeg::Key(s.clone())
+    }
+}
+impl From<usize> for PathSeg {
+    fn from(i: usize) -> Self {
+        PathSeg::Index(i)
+    }
+}
+
+/// Each problem located at the deepest value along its path that exists in the document.
+pub fn locate_problems(src: &SourceFile, problems: &[Problem]) -> Vec<Located> {
+    // The typed parse above succeeded, so the spanned parse succeeds too.
+    let root = DeTable::parse(&src.text).ok();
+    problems
+        .iter()
+        .map(|p| {
+            let span = root
+                .as_ref()
+                .and_then(|t| span_of(t.get_ref(), &p.path, t.span()));
+            src.locate(span, p.message.clone())
+        })
+        .collect()
+}
+
+/// The span of the deepest value along `path` that exists in the document.
+fn span_of(table: &DeTable<'_>, path: &[PathSeg], outer: Range<usize>) -> Option<Range<usize>> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(outer);
+    };
+    let PathSeg::Key(key) = first else {
+        return Some(outer);
+    };
+    let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key.as_str()) else {
+        return Some(outer);
+    };
+    let here = if rest.is_empty() { k.span() } else { v.span() };
+    Some(value_span(v.get_ref(), rest, here))
+}
+
+fn value_span(value: &DeValue<'_>, path: &[PathSeg], here: Range<usize>) -> Range<usize> {
+    match (path.first(), value) {
+        (None, _) => here,
+        (Some(PathSeg::Key(_)), DeValue::Table(t)) => span_of(t, path, here.clone()).unwrap_or(here),
+        (Some(PathSeg::Index(i)), DeValue::Array(a)) => match a.get(*i) {
+            Some(item) => value_span(item.get_ref(), &path[1..], item.span()),
+            None => here,
+        },
+        _ => here,
     }
 }
 

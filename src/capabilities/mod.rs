@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use crate::source::Problem;
 pub use read::{CapabilitiesError, EMBEDDED, EMBEDDED_NAME, embedded, from_file, parse};
-pub use validate::Problem;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -304,6 +304,10 @@ pub struct SecureMode {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialRecipe {
+    /// The protocol the login travels over [default: the recipe's own name].
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// The secure modes the recipe signs for (keys of `[secure_modes]`).
     pub modes: Vec<String>,
     #[serde(default)]
     pub lifetime: Option<Lifetime>,

@@ -1,14 +1,11 @@
 //! Reading capabilities: the copy embedded at build time, or a file given by the user; both
 //! are validated before any command sees them.
 
-use std::ops::Range;
 use std::path::Path;
 
-use toml::de::{DeTable, DeValue};
-
 use super::Capabilities;
-use super::validate::{self, PathSeg, Problem};
-use crate::source::{Located, SourceFile};
+use super::validate;
+use crate::source::{Located, SourceFile, locate_problems};
 
 /// The capabilities shipped with the binary.
 pub const EMBEDDED: &str = include_str!("../../capabilities.toml");
@@ -85,47 +82,6 @@ pub fn parse(src: &SourceFile) -> Result<Capabilities, CapabilitiesError> {
         file: src.name.clone(),
         problems: locate_problems(src, &problems),
     })
-}
-
-fn locate_problems(src: &SourceFile, problems: &[Problem]) -> Vec<Located> {
-    // The typed parse above succeeded, so the spanned parse succeeds too.
-    let root = DeTable::parse(&src.text).ok();
-    problems
-        .iter()
-        .map(|p| {
-            let span = root
-                .as_ref()
-                .and_then(|t| span_of(t.get_ref(), &p.path, t.span()));
-            src.locate(span, p.message.clone())
-        })
-        .collect()
-}
-
-/// The span of the deepest value along `path` that exists in the document.
-fn span_of(table: &DeTable<'_>, path: &[PathSeg], outer: Range<usize>) -> Option<Range<usize>> {
-    let Some((first, rest)) = path.split_first() else {
-        return Some(outer);
-    };
-    let PathSeg::Key(key) = first else {
-        return Some(outer);
-    };
-    let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key.as_str()) else {
-        return Some(outer);
-    };
-    let here = if rest.is_empty() { k.span() } else { v.span() };
-    Some(value_span(v.get_ref(), rest, here))
-}
-
-fn value_span(value: &DeValue<'_>, path: &[PathSeg], here: Range<usize>) -> Range<usize> {
-    match (path.first(), value) {
-        (None, _) => here,
-        (Some(PathSeg::Key(_)), DeValue::Table(t)) => span_of(t, path, here.clone()).unwrap_or(here),
-        (Some(PathSeg::Index(i)), DeValue::Array(a)) => match a.get(*i) {
-            Some(item) => value_span(item.get_ref(), &path[1..], item.span()),
-            None => here,
-        },
-        _ => here,
-    }
 }
 
 #[cfg(test)]

@@ -4,38 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Capabilities, FILTER_ATTRIBUTES, NodeKind, Support};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSeg {
-    Key(String),
-    Index(usize),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: Vec<PathSeg>,
-    pub message: String,
-}
+use crate::source::{PathSeg, Problem};
 
 /// Builds a TOML path: `path!("features", 3, "support", "mqtt")`.
 macro_rules! path {
     ($($seg:expr),* $(,)?) => { vec![$(PathSeg::from($seg)),*] };
-}
-
-impl From<&str> for PathSeg {
-    fn from(s: &str) -> Self {
-        PathSeg::Key(s.to_string())
-    }
-}
-impl From<&String> for PathSeg {
-    fn from(s: &String) -> Self {
-        PathSeg::Key(s.clone())
-    }
-}
-impl From<usize> for PathSeg {
-    fn from(i: usize) -> Self {
-        PathSeg::Index(i)
-    }
 }
 
 #[derive(Default)]
@@ -631,11 +604,12 @@ fn auth_modes(caps: &Capabilities, p: &mut Problems) {
 
 fn credentials(caps: &Capabilities, p: &mut Problems) {
     for (name, recipe) in &caps.credentials {
-        if caps.protocol(name).is_none() {
+        let protocol = recipe.protocol.as_deref().unwrap_or(name);
+        if caps.protocol(protocol).is_none() {
             p.add(
                 path!("credentials", name),
                 format!(
-                    "credentials for unknown protocol `{name}` (known: {})",
+                    "credentials.{name} logs in over unknown protocol `{protocol}` (known: {}; set `protocol` for a recipe named otherwise)",
                     known_protocols(caps)
                 ),
             );

@@ -56,7 +56,10 @@ pub enum Command {
     /// Prove a connection: resolve, connect, TLS, protocol handshake and a message, timed
     #[command(after_help = EXIT_CODES_HELP)]
     Probe(Box<ProbeArgs>),
-    /// Print the JSON Schema of capabilities.toml or of an answers file
+    /// Stand in for EnOS: a local MQTT, HTTP and CoAP endpoint that checks what devices send
+    #[command(after_help = SERVE_HELP)]
+    Serve(Box<ServeArgs>),
+    /// Print the JSON Schema of capabilities.toml, an answers file or the serve registry
     Schema(SchemaArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
     Completions(CompletionsArgs),
@@ -151,6 +154,9 @@ pub struct PlanArgs {
     pub deployment: DeploymentArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// A measure point the smoke-test command posts: ID=VALUE (repeatable)
+    #[arg(long = "measurepoint", short = 'm', value_name = "ID=VALUE", value_delimiter = ',', value_parser = measurepoint)]
+    pub measurepoints: Vec<(String, serde_json::Value)>,
     #[command(flatten)]
     pub format: FormatArgs,
 }
@@ -170,8 +176,19 @@ pub struct DeploymentArgs {
 }
 
 impl DeploymentArgs {
-    pub fn to_deployment(&self, device: &DeviceArgs) -> crate::plan::Deployment {
+    pub fn to_deployment(
+        &self,
+        device: &DeviceArgs,
+        points: &[(String, serde_json::Value)],
+    ) -> crate::plan::Deployment {
         crate::plan::Deployment {
+            measurepoints: points
+                .iter()
+                .map(|(id, v)| match v {
+                    serde_json::Value::String(s) => format!("{id}={s}"),
+                    other => format!("{id}={other}"),
+                })
+                .collect(),
             env: self.env.clone(),
             domain: self
                 .domain
@@ -273,6 +290,22 @@ pub struct ProbeArgs {
     /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
     #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
     pub psk_identity: Option<String>,
+    /// After the EnOS login, post this measure point and wait for EnOS's reply code (repeatable;
+    /// VALUE is read as a JSON number or boolean, else as a string)
+    #[arg(long = "measurepoint", short = 'm', value_name = "ID=VALUE", env = "ENOS_CONNECT_MEASUREPOINT",
+          value_delimiter = ',', value_parser = measurepoint)]
+    pub measurepoints: Vec<(String, serde_json::Value)>,
+    /// MQTT dynamic activation (with --secure-mode dynamic): write the device secret EnOS
+    /// pushes to FILE (mode 0600), then log in again with it
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_ACTIVATE_TO")]
+    pub activate_to: Option<PathBuf>,
+    /// With --activate-to: replace the file if it exists
+    #[arg(long, requires = "activate_to")]
+    pub force: bool,
+    /// MQTT: log this sub-device in through the gateway's connection (its secret from
+    /// ENOS_SUBDEVICE_SECRET); --measurepoint then posts for it
+    #[arg(long, value_name = "PK/DK", env = "ENOS_CONNECT_SUBDEVICE", value_parser = subdevice)]
+    pub subdevice: Option<(String, String)>,
     /// Output format
     #[command(flatten)]
     pub format: FormatArgs,
@@ -350,6 +383,82 @@ pub enum SchemaOf {
     Capabilities,
     /// an answers file (made from the capabilities in use)
     Answers,
+    /// the `serve` registry of products and devices
+    Registry,
+}
+
+/// Where a `serve` listener binds: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(std::net::SocketAddr),
+}
+
+impl Listen {
+    pub fn addr(self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::At(a) => Some(a),
+        }
+    }
+}
+
+fn listen(text: &str) -> Result<Listen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    text.parse().map(Listen::At).map_err(|_| {
+        format!("`{text}` is not IP:PORT (for example 127.0.0.1:11883, or port 0 for any) or `off`")
+    })
+}
+
+const SERVE_HELP: &str = "\
+The first line on stdout names every bound listener:
+  {\"event\":\"listening\",\"mqtt\":\"127.0.0.1:11883\",\"http\":\"127.0.0.1:8080\",\"coap\":\"127.0.0.1:5683\"}
+Every later line is one JSON event: login, login_refused, request, reply, denied, activated,
+subdevice_login, command, disconnect. No secret ever appears in any output.
+
+A test sends a command to a connected MQTT device with
+  POST http://HTTP-ADDR/twin/commands/{pk}/{dk}?timeout=5  {\"method\":\"thing.service.measurepoint.set\",\"params\":{...}}
+and gets the device's reply as the answer.
+
+SIGINT or SIGTERM stops serve: exit 0, the record complete. A listener that cannot bind: exit 2.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The products and devices (TOML; `enos-connect schema registry` gives its schema)
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_REGISTRY")]
+    pub registry: PathBuf,
+    /// MQTT listener
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11883", value_parser = listen)]
+    pub mqtt: Listen,
+    /// MQTT over TLS listener (with --tls-cert and --tls-key)
+    #[arg(long, value_name = "ADDR", value_parser = listen, requires_all = ["tls_cert", "tls_key"])]
+    pub mqtts: Option<Listen>,
+    /// The server certificate chain (PEM) for --mqtts
+    #[arg(long, value_name = "PEM", requires = "mqtts")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server private key (PEM) for --mqtts
+    #[arg(long, value_name = "PEM", requires = "mqtts")]
+    pub tls_key: Option<PathBuf>,
+    /// HTTP listener (device API, and /twin/commands for tests)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen)]
+    pub http: Listen,
+    /// CoAP listener
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5683", value_parser = listen)]
+    pub coap: Listen,
+    /// CoAP over DTLS-PSK listener
+    #[arg(long, value_name = "ADDR", value_parser = listen)]
+    pub coaps: Option<Listen>,
+    /// Also write every event line to this file
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Wait this long before CONNACK, 0 to 10000 (one official SDK loses an instant one)
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub connack_delay_ms: u64,
+    /// No human-readable log on stderr (the JSON events still go to stdout)
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -375,6 +484,36 @@ pub struct CheckArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
+}
+
+/// `--measurepoint ID=VALUE`: the value as JSON when it is a number or a boolean (`21.5`,
+/// `true`), else as the string it is (`on`, `"quoted"` keeps its quotes out).
+pub fn measurepoint(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (id, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not ID=VALUE, for example temp=21.5"))?;
+    let id = id.trim();
+    if id.is_empty() {
+        return Err(format!("`{text}` has no measure point id before `=`"));
+    }
+    let value = value.trim();
+    let parsed = match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(
+            v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::String(_)),
+        ) => v,
+        _ => serde_json::Value::String(value.to_string()),
+    };
+    Ok((id.to_string(), parsed))
+}
+
+/// `--subdevice PK/DK`.
+fn subdevice(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((pk, dk)) if !pk.is_empty() && !dk.is_empty() && !dk.contains('/') => {
+            Ok((pk.to_string(), dk.to_string()))
+        }
+        _ => Err(format!("`{text}` is not PRODUCT_KEY/DEVICE_KEY")),
+    }
 }
 
 /// The largest --count: ten million probes is hours of load; more is a typo.

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::args::CredentialsArgs;
 use super::{Context, print};
@@ -34,7 +33,7 @@ pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
         device_key: need(&keys.device.device_key, "--device-key", "ENOS_CONNECT_DEVICE_KEY")?,
         mode: mode.to_string(),
         client_id: keys.client_id.clone(),
-        timestamp: keys.timestamp.unwrap_or_else(now_ms),
+        timestamp: keys.timestamp.unwrap_or_else(credentials::now_ms),
         lifetime: args.lifetime,
     };
     // Check everything but the secret first, so a bad flag never costs a prompt.
@@ -43,12 +42,6 @@ pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
     let creds = credentials::compute(caps, &request, &secret)?;
     drop(secret);
     print(&ctx.renderer(args.format.format).credentials(&creds))
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The secret for a secure mode: `--secret-file`, else the mode's environment variable, else a

@@ -105,6 +105,7 @@ pub fn schema(ctx: &Context, args: &SchemaArgs) -> Result<ExitCode> {
     print(&match args.of {
         SchemaOf::Capabilities => crate::schema::capabilities(),
         SchemaOf::Answers => crate::schema::answers(&ctx.capabilities()?),
+        SchemaOf::Registry => crate::schema::registry(),
     })
 }
 

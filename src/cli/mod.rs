@@ -11,6 +11,7 @@ mod data;
 mod plan;
 mod probe;
 mod recommend;
+mod serve;
 pub mod terminal;
 
 use std::process::ExitCode;
@@ -84,6 +85,7 @@ pub fn run(mut cli: Cli, terminal: Terminal) -> Result<ExitCode> {
         Command::Plan(args) => plan::run(&ctx, &args),
         Command::Credentials(args) => credentials::run(&ctx, &args),
         Command::Probe(args) => probe::run(&ctx, &args),
+        Command::Serve(args) => serve::run(&ctx, &args),
         Command::Compare(args) => data::compare(&ctx, &args),
         Command::Flow(args) => data::flow(&ctx, &args),
         Command::Questions(args) => data::questions(&ctx, args),

@@ -12,7 +12,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let answers = recommend::gather(ctx, &caps, &args.answers)?;
     let decision = recommend::decision(&caps, &answers)?;
-    let deployment = args.deployment.to_deployment(&args.device);
+    let deployment = args.deployment.to_deployment(&args.device, &args.measurepoints);
     let plan = plan::plan(&caps, &decision, &deployment);
     print(&ctx.renderer(args.format.format).plan(&caps, &plan))
 }

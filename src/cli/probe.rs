@@ -19,6 +19,7 @@ const DEFAULT_TIMEOUT_S: f64 = 10.0;
 pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let targets = targets(ctx, &caps, args)?;
+    check_enos_flags(args, &targets)?;
     let opts = options(ctx, &caps, args)?;
     for t in &targets {
         if t.protocol == "http" {
@@ -62,7 +63,9 @@ fn targets(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Vec<T
     }
     let answers = recommend::gather(ctx, caps, &args.answers)?;
     let decision = recommend::decision(caps, &answers)?;
-    let deployment = args.deployment.to_deployment(&args.keys.device);
+    let deployment = args
+        .deployment
+        .to_deployment(&args.keys.device, &args.measurepoints);
     let p = plan::plan(caps, &decision, &deployment);
     if p.protocols.is_empty() {
         return Err(Error::usage(format!(
@@ -105,7 +108,7 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
                 device_key: dk.clone(),
                 mode: mode.to_string(),
                 secret,
-                timestamp: keys.timestamp.unwrap_or_else(super::credentials::now_ms),
+                timestamp: keys.timestamp.unwrap_or_else(crate::credentials::now_ms),
                 client_id: keys.client_id.clone(),
             }
         }
@@ -149,7 +152,77 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
         payload: args.payload.clone().map(String::into_bytes),
         method: args.method.clone(),
         psk: psk(args)?,
+        measurepoints: (!args.measurepoints.is_empty()).then(|| args.measurepoints.iter().cloned().collect()),
+        activate_to: args.activate_to.clone(),
+        force: args.force,
+        subdevice: match &args.subdevice {
+            Some((pk, dk)) => Some(probe::SubDevice {
+                product_key: pk.clone(),
+                device_key: dk.clone(),
+                secret: subdevice_secret()?,
+            }),
+            None => None,
+        },
     })
+}
+
+/// The sub-device's secret: ENOS_SUBDEVICE_SECRET, never an argument.
+fn subdevice_secret() -> Result<Secret> {
+    match std::env::var("ENOS_SUBDEVICE_SECRET") {
+        Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim().to_string())),
+        _ => Err(Error::usage_with_help(
+            "--subdevice needs the sub-device's secret in ENOS_SUBDEVICE_SECRET",
+            "a secret is never taken as an argument, because process lists and shell history keep it",
+        )),
+    }
+}
+
+/// The combinations of the EnOS-level flags that can work, checked before any traffic.
+fn check_enos_flags(args: &ProbeArgs, targets: &[Target]) -> Result<()> {
+    let keys = args.keys.device.product_key.is_some() && args.keys.device.device_key.is_some();
+    let need_keys = |flag: &str| {
+        Error::usage_with_help(
+            format!("{flag} needs the device's EnOS login"),
+            "give --product-key and --device-key, and the secret in ENOS_DEVICE_SECRET (or ENOS_PRODUCT_SECRET with --secure-mode dynamic)",
+        )
+    };
+    if !args.measurepoints.is_empty() && !keys {
+        return Err(need_keys("--measurepoint"));
+    }
+    let mqtt_only = |flag: &str| {
+        if targets.iter().any(|t| t.protocol != "mqtt") {
+            Err(Error::usage(format!(
+                "{flag} works over MQTT only (mqtt:// or mqtts://)"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(file) = &args.activate_to {
+        if !keys {
+            return Err(need_keys("--activate-to"));
+        }
+        mqtt_only("--activate-to")?;
+        if args.keys.secure_mode != super::args::SecureModeArg::Dynamic {
+            return Err(Error::usage_with_help(
+                "--activate-to activates a device dynamically",
+                "add --secure-mode dynamic, with the product secret in ENOS_PRODUCT_SECRET",
+            ));
+        }
+        if file.exists() && !args.force {
+            return Err(Error::usage_with_help(
+                format!("--activate-to {}: the file exists", file.display()),
+                "a device secret is not overwritten by accident: remove the file, or pass --force",
+            ));
+        }
+    }
+    if args.subdevice.is_some() {
+        if !keys {
+            return Err(need_keys("--subdevice"));
+        }
+        mqtt_only("--subdevice")?;
+    }
+    Ok(())
 }
 
 /// `--psk-identity` with the key from ENOS_CONNECT_PSK: plain text (as coap-client -k takes

@@ -14,7 +14,7 @@ use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_dtls::conn::DTLSConn;
 use zeroize::Zeroizing;
 
-use super::{ErrorKind, Failure, ProbeOptions, Recorder, Target, left, random_u64, resolve};
+use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, left, random_u64, resolve};
 use crate::capabilities::Capabilities;
 
 /// A DTLS pre-shared key: the identity and the key bytes (wiped on drop).
@@ -122,7 +122,7 @@ pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-async fn dtls_handshake(rec: &mut Recorder, sock: UdpSocket, psk: Psk) -> Result<Link, Failure> {
+async fn dtls_handshake(rec: &mut Recorder, sock: UdpSocket, psk: Psk, enos: bool) -> Result<Link, Failure> {
     rec.begin("tls");
     let (identity, key) = psk;
     rec.detail("psk_identity", identity.clone());
@@ -137,10 +137,19 @@ async fn dtls_handshake(rec: &mut Recorder, sock: UdpSocket, psk: Psk) -> Result
     let conn = DTLSConn::new(Arc::new(sock), config, true, None)
         .await
         .map_err(|e| {
-            Failure::new(
-                ErrorKind::Tls,
-                format!("the DTLS handshake failed: {e} (check the PSK identity and key)"),
-            )
+            // With a key derived from the device secret, a refused handshake is a refused
+            // login: the server did not know the identity or the key did not match.
+            if enos {
+                Failure::new(
+                    ErrorKind::Auth,
+                    format!("the DTLS-PSK login was refused: {e} (check the keys and the secret)"),
+                )
+            } else {
+                Failure::new(
+                    ErrorKind::Tls,
+                    format!("the DTLS handshake failed: {e} (check the PSK identity and key)"),
+                )
+            }
         })?;
     rec.end();
     Ok(Link::Dtls(Box::new(conn)))
@@ -155,41 +164,50 @@ fn code_text(class: MessageClass) -> String {
     format!("{}.{:02}", raw >> 5, raw & 0x1f)
 }
 
-fn request(target: &Target, opts: &ProbeOptions, mid: u16, token: &[u8]) -> Result<Packet, Failure> {
+/// The method of the URL's own request: none for a ping (no path, no --method).
+fn method_of(target: &Target, opts: &ProbeOptions) -> Result<Option<RequestType>, Failure> {
+    if target.path.trim_matches('/').is_empty() && opts.method.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        match opts
+            .method
+            .as_deref()
+            .unwrap_or("get")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "get" => RequestType::Get,
+            "post" => RequestType::Post,
+            "put" => RequestType::Put,
+            "delete" => RequestType::Delete,
+            other => {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!("CoAP has no method `{other}`"),
+                ));
+            }
+        },
+    ))
+}
+
+/// A confirmable request (or, without a method, a ping) with its message id and token.
+fn packet(method: Option<RequestType>, path: &str, payload: Vec<u8>, mid: u16, token: &[u8]) -> Packet {
     let mut p = Packet::new();
     p.header.set_version(1);
     p.header.set_type(MessageType::Confirmable);
     p.header.message_id = mid;
-    let path = target.path.trim_matches('/');
-    if path.is_empty() && opts.method.is_none() {
+    let Some(method) = method else {
         p.header.code = MessageClass::Empty;
-        return Ok(p);
-    }
-    let method = match opts
-        .method
-        .as_deref()
-        .unwrap_or("get")
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "get" => RequestType::Get,
-        "post" => RequestType::Post,
-        "put" => RequestType::Put,
-        "delete" => RequestType::Delete,
-        other => {
-            return Err(Failure::new(
-                ErrorKind::Protocol,
-                format!("CoAP has no method `{other}`"),
-            ));
-        }
+        return p;
     };
     p.header.code = MessageClass::Request(method);
     p.set_token(token.to_vec());
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         p.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
     }
-    p.payload = opts.payload.clone().unwrap_or_default();
-    Ok(p)
+    p.payload = payload;
+    p
 }
 
 pub async fn probe(
@@ -204,10 +222,11 @@ pub async fn probe(
     let sock = connect_udp(rec, &addrs).await?;
     rec.end();
     let link = if target.secure {
+        let enos_psk = opts.psk.is_none() && matches!(opts.login, Login::Enos { .. });
         let psk = psk(caps, opts)?;
         // libcoap answers a wrong key with silence: the deadline ends the handshake, and
         // the message says what to check.
-        match tokio::time::timeout(left(deadline)?, dtls_handshake(rec, sock, psk)).await {
+        match tokio::time::timeout(left(deadline)?, dtls_handshake(rec, sock, psk, enos_psk)).await {
             Ok(link) => link?,
             Err(_) => {
                 return Err(Failure::new(
@@ -219,14 +238,92 @@ pub async fn probe(
     } else {
         Link::Udp(sock)
     };
+    let prefix = target.path.trim_end_matches('/');
+    let enos = match &opts.login {
+        Login::Enos {
+            product_key,
+            device_key,
+            ..
+        } => Some((product_key.as_str(), device_key.as_str())),
+        _ => None,
+    };
+    let Some((pk, dk)) = enos else {
+        rec.begin("request");
+        let method = method_of(target, opts)?;
+        let payload = opts.payload.clone().unwrap_or_default();
+        return exchange(&link, rec, deadline, method, &target.path, payload)
+            .await
+            .map(|_| rec.end());
+    };
+    // Without DTLS the EnOS login is the auth call; over DTLS the handshake was the login.
+    if !target.secure {
+        rec.begin("handshake");
+        let creds = opts
+            .login
+            .enos_credentials(caps, "coap")
+            .ok_or_else(|| Failure::new(ErrorKind::Auth, "no EnOS login"))??;
+        let auth = creds
+            .request
+            .ok_or_else(|| Failure::new(ErrorKind::Auth, "no CoAP auth request in the capabilities"))?;
+        let path = format!("{prefix}{}", auth.path);
+        exchange(
+            &link,
+            rec,
+            deadline,
+            Some(RequestType::Post),
+            &path,
+            auth.body.into_bytes(),
+        )
+        .await?;
+        rec.end();
+    }
+    match &opts.measurepoints {
+        Some(points) => {
+            rec.begin("reply");
+            let body = super::measurepoint_request(points).to_bytes();
+            let path = format!("{prefix}/topic{}", crate::enos::measurepoint_post(pk, dk));
+            if let Exchanged::Response(p) =
+                exchange(&link, rec, deadline, Some(RequestType::Post), &path, body).await?
+            {
+                rec.enos_reply(&p.payload, None)?;
+            }
+            rec.end();
+        }
+        None if target.secure => {
+            rec.begin("request");
+            let method = method_of(target, opts)?;
+            let payload = opts.payload.clone().unwrap_or_default();
+            exchange(&link, rec, deadline, method, &target.path, payload).await?;
+            rec.end();
+        }
+        None => {}
+    }
+    Ok(())
+}
 
-    rec.begin("request");
+/// What an exchange got back.
+enum Exchanged {
+    /// A ping answered by a reset or an empty acknowledgement.
+    Pong,
+    /// A 2.xx response.
+    Response(Packet),
+}
+
+/// One request (or ping) and its answer, with RFC 7252 retransmission inside the deadline. A
+/// response outside 2.xx is a failure: 4.01 and 4.03 of kind `auth`.
+async fn exchange(
+    link: &Link,
+    rec: &mut Recorder,
+    deadline: Instant,
+    method: Option<RequestType>,
+    path: &str,
+    payload: Vec<u8>,
+) -> Result<Exchanged, Failure> {
     let rand = random_u64();
     let mid = rand as u16;
     let token = ((rand >> 16) as u32).to_be_bytes();
-    let packet = request(target, opts, mid, &token)?;
-    let ping = packet.header.code == MessageClass::Empty;
-    let bytes = packet
+    let ping = method.is_none();
+    let bytes = packet(method, path, payload, mid, &token)
         .to_bytes()
         .map_err(|e| Failure::new(ErrorKind::Protocol, format!("cannot encode the request: {e:?}")))?;
     let factor = 1.0 + (((rand >> 48) as f64) / 65535.0) * (ACK_RANDOM_FACTOR - 1.0);
@@ -250,11 +347,10 @@ pub async fn probe(
         } else {
             (Instant::now() + wait).min(deadline)
         };
-        match receive(&link, &mut buf, until, mid, &token, rec).await? {
+        match receive(link, &mut buf, until, mid, &token, rec).await? {
             Some(Reply::Reset) if ping => {
                 rec.detail("reply", "reset (pong)");
-                rec.end();
-                return Ok(());
+                return Ok(Exchanged::Pong);
             }
             Some(Reply::Reset) => {
                 return Err(Failure::new(
@@ -264,8 +360,7 @@ pub async fn probe(
             }
             Some(Reply::EmptyAck) if ping => {
                 rec.detail("reply", "empty acknowledgement");
-                rec.end();
-                return Ok(());
+                return Ok(Exchanged::Pong);
             }
             Some(Reply::EmptyAck) => {
                 rec.note("empty ACK: the response will come separately");
@@ -276,8 +371,8 @@ pub async fn probe(
                 rec.detail("code", code.clone());
                 rec.detail("payload_bytes", p.payload.len());
                 if !p.payload.is_empty() {
-                    let text = String::from_utf8_lossy(&p.payload[..p.payload.len().min(200)]).into_owned();
-                    rec.detail("payload", text);
+                    let shown = p.payload.get(..p.payload.len().min(200)).unwrap_or_default();
+                    rec.detail("payload", String::from_utf8_lossy(shown).into_owned());
                 }
                 if let MessageClass::Response(status) = p.header.code {
                     let raw: u8 = p.header.code.into();
@@ -287,14 +382,20 @@ pub async fn probe(
                         } else {
                             ErrorKind::Protocol
                         };
+                        // An EnOS endpoint says why in the payload's `message`.
+                        let why = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                            .ok()
+                            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+                            .filter(|m| !m.is_empty())
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default();
                         return Err(Failure::new(
                             kind,
-                            format!("the server answered {code} {status:?}"),
+                            format!("the server answered {code} {status:?}{why}"),
                         ));
                     }
                 }
-                rec.end();
-                return Ok(());
+                return Ok(Exchanged::Response(p));
             }
             None => {
                 left(deadline)?;

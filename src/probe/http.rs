@@ -343,22 +343,70 @@ pub async fn probe(
     rec: &mut Recorder,
     deadline: Instant,
 ) -> Result<(), Failure> {
-    let request = build_request(caps, target, opts)?;
+    let mut request = build_request(caps, target, opts)?;
+    let enos = match &opts.login {
+        Login::Enos {
+            product_key,
+            device_key,
+            ..
+        } => Some((product_key.as_str(), device_key.as_str())),
+        _ => None,
+    };
+    let post = opts.measurepoints.as_ref().zip(enos);
+    // The post goes on the same connection as the auth call.
+    request.close = post.is_none();
     let io = super::connect_stream(rec, target, opts, deadline, &[b"http/1.1"]).await?;
-    let enos_auth = matches!(opts.login, Login::Enos { .. });
-    rec.begin(if enos_auth { "handshake" } else { "request" });
-    let response = exchange(io, &request).await?;
+    rec.begin(if enos.is_some() { "handshake" } else { "request" });
+    let mut client = Client::handshake(io).await?;
+    let response = client.send(&request).await?;
     rec.note(&format!("status {} {}", response.status, response.reason));
     rec.detail("status", response.status);
     rec.detail("body_bytes", response.body.len());
-    check(&response, enos_auth, rec)?;
+    let session = check(&response, enos.is_some(), rec)?;
     rec.end();
+    if let (Some((points, (pk, dk))), Some(session)) = (post, session) {
+        rec.begin("reply");
+        let body = super::measurepoint_request(points);
+        let prefix = target.path.trim_end_matches('/');
+        let post = Request {
+            method: "POST".into(),
+            path: format!(
+                "{prefix}/topic{}?sessionId={}",
+                crate::enos::measurepoint_post(pk, dk),
+                query_escape(&session)
+            ),
+            host: host_header(target),
+            body: body.to_bytes(),
+            close: true,
+        };
+        let response = client.send(&post).await?;
+        rec.detail("status", response.status);
+        if !(200..300).contains(&response.status) {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("the post was answered {} {}", response.status, response.reason),
+            ));
+        }
+        rec.enos_reply(&response.body, None)?;
+        rec.end();
+    }
     Ok(())
 }
 
-/// The verdict on a response: 2xx passes (with EnOS's own code checked for the auth call),
-/// a redirect names where it points, 401/403 are authentication failures.
-fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<(), Failure> {
+/// Percent-encode a query value (the session id EnOS issued).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// The verdict on a response: 2xx passes (with EnOS's own code checked for the auth call,
+/// whose session id it returns), a redirect names where it points, 401/403 are authentication
+/// failures.
+fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<Option<String>, Failure> {
     let status = format!("{} {}", r.status, r.reason).trim_end().to_string();
     match r.status {
         200..=299 => {}
@@ -414,6 +462,7 @@ fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<(), Failur
             "session",
             format!("{shown}… ({} characters)", session.chars().count()),
         );
+        return Ok(Some(session.to_string()));
     }
-    Ok(())
+    Ok(None)
 }

@@ -77,10 +77,13 @@ impl Stats {
             self.failed += 1;
         }
         if let Some(e) = &r.error {
-            *self.errors.entry(e.kind.as_str().to_string()).or_default() += 1;
-            self.examples
-                .entry(e.kind.as_str().to_string())
-                .or_insert_with(|| e.to_string());
+            // EnOS refusals are counted by their code: `enos:1204`.
+            let key = match (&e.kind, &r.enos) {
+                (ErrorKind::Enos, Some(reply)) => format!("enos:{}", reply.code),
+                (kind, _) => kind.as_str().to_string(),
+            };
+            *self.errors.entry(key.clone()).or_default() += 1;
+            self.examples.entry(key).or_insert_with(|| e.to_string());
         }
         for s in &r.stages {
             if !self.histograms.contains_key(s.name) {
@@ -214,6 +217,7 @@ mod tests {
                 ms: 1.0,
             }],
             error: None,
+            enos: None,
             details: serde_json::Map::new(),
         }
     }

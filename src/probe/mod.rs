@@ -1,8 +1,10 @@
 //! The live connectivity probe: one stage model for MQTT, CoAP and HTTP.
 //!
-//! Every probe runs `resolve`, `connect`, `tls` (where used), `handshake` and, where a message
-//! is sent, `roundtrip`, each timed, inside one overall deadline: it never hangs and never
-//! reconnects. A failure names its stage and one of the error kinds below.
+//! Every probe runs its stages in order ([`STAGES`]), each timed, inside one overall deadline:
+//! it never hangs and never reconnects on its own (only dynamic activation logs in a second
+//! time, as its `relogin` stage). A failure names its stage and one of the error kinds below.
+//! With EnOS keys and `--measurepoint` it goes one level up: it posts a measure point and
+//! reads EnOS's reply code ([`EnosReply`]).
 
 pub mod coap;
 pub mod http;
@@ -30,6 +32,8 @@ pub enum ErrorKind {
     Auth,
     Protocol,
     Io,
+    /// EnOS answered with a code other than 200.
+    Enos,
     /// A failure of enos-connect itself (a probe task that panicked), not of the peer.
     Internal,
 }
@@ -44,6 +48,7 @@ impl ErrorKind {
             ErrorKind::Auth => "auth",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Io => "io",
+            ErrorKind::Enos => "enos",
             ErrorKind::Internal => "internal",
         }
     }
@@ -93,6 +98,28 @@ impl Failure {
     }
 }
 
+/// Every stage name, in the order a probe can pass them.
+pub const STAGES: [&str; 11] = [
+    "resolve",
+    "connect",
+    "tls",
+    "handshake",
+    "request",
+    "activate",
+    "relogin",
+    "subdevice_login",
+    "roundtrip",
+    "reply",
+    "total",
+];
+
+/// EnOS's answer to a request the probe sent: the `enos` object of the JSON report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnosReply {
+    pub code: i64,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StageTiming {
     pub name: &'static str,
@@ -109,6 +136,8 @@ pub struct ProbeReport {
     pub address: Option<String>,
     pub stages: Vec<StageTiming>,
     pub error: Option<ProbeError>,
+    /// EnOS's reply code and message, whenever a reply arrived.
+    pub enos: Option<EnosReply>,
     /// Protocol facts worth showing: CONNACK code, CoAP response code, HTTP status, attempts.
     pub details: serde_json::Map<String, serde_json::Value>,
 }
@@ -127,6 +156,7 @@ pub struct Recorder {
     pub stages: Vec<StageTiming>,
     pub address: Option<SocketAddr>,
     pub details: serde_json::Map<String, serde_json::Value>,
+    pub enos: Option<EnosReply>,
     pub verbose: bool,
 }
 
@@ -144,6 +174,7 @@ impl Recorder {
             stages: Vec::new(),
             address: None,
             details: serde_json::Map::new(),
+            enos: None,
             verbose,
         }
     }
@@ -192,9 +223,65 @@ impl Recorder {
             address: self.address.map(|a| a.to_string()),
             stages: self.stages,
             error,
+            enos: self.enos,
             details: self.details,
         }
     }
+
+    /// Read EnOS's reply to the request `id` (MQTT matches by id; `None` takes any). `Ok(None)`:
+    /// a reply to something else, to be ignored. A reply with a code other than 200 is a
+    /// failure of kind `enos` that names the code and its meaning.
+    pub fn enos_reply(&mut self, payload: &[u8], id: Option<&str>) -> Result<Option<()>, Failure> {
+        let shown =
+            || String::from_utf8_lossy(payload.get(..payload.len().min(60)).unwrap_or_default()).into_owned();
+        let v: serde_json::Value = serde_json::from_slice(payload).map_err(|_| {
+            Failure::new(
+                ErrorKind::Protocol,
+                format!("the reply is not JSON: {:?}", shown()),
+            )
+        })?;
+        if let Some(want) = id
+            && crate::enos::reply_id(&v).as_deref() != Some(want)
+        {
+            self.note(&format!(
+                "ignored a reply to another request ({:?})",
+                crate::enos::reply_id(&v)
+            ));
+            return Ok(None);
+        }
+        let reply: crate::enos::Reply = serde_json::from_value(v).map_err(|e| {
+            Failure::new(
+                ErrorKind::Protocol,
+                format!("the reply is not an EnOS reply ({e}): {:?}", shown()),
+            )
+        })?;
+        self.enos = Some(EnosReply {
+            code: reply.code,
+            message: reply.message.clone(),
+        });
+        if reply.ok() {
+            return Ok(Some(()));
+        }
+        Err(Failure::new(
+            ErrorKind::Enos,
+            format!(
+                "EnOS answered {}",
+                crate::enos::describe(reply.code, &reply.message)
+            ),
+        ))
+    }
+}
+
+/// The measure point post `--measurepoint` sends: a fresh string id, the points, and now.
+pub fn measurepoint_request(points: &serde_json::Map<String, serde_json::Value>) -> crate::enos::Request {
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    crate::enos::Request::new(
+        (random_u64() % 1_000_000_000).to_string(),
+        crate::enos::MEASUREPOINT_POST,
+        serde_json::json!({"measurepoints": points, "time": time}),
+    )
 }
 
 /// A probe target parsed from a URL: `scheme://host[:port][/path]`.
@@ -342,6 +429,58 @@ impl Login {
     }
 }
 
+/// A sub-device to log in through the gateway's connection (`--subdevice PK/DK`).
+pub struct SubDevice {
+    pub product_key: String,
+    pub device_key: String,
+    pub secret: Secret,
+}
+
+impl Login {
+    /// The same EnOS device, logging in with securemode 2 and `secret` (after activation).
+    pub fn with_device_secret(&self, secret: Secret) -> Login {
+        match self {
+            Login::Enos {
+                product_key,
+                device_key,
+                client_id,
+                ..
+            } => Login::Enos {
+                product_key: product_key.clone(),
+                device_key: device_key.clone(),
+                mode: "static".into(),
+                secret,
+                timestamp: crate::credentials::now_ms(),
+                client_id: client_id.clone(),
+            },
+            Login::None => Login::None,
+            Login::Plain { username, .. } => Login::Plain {
+                username: username.clone(),
+                password: Some(secret),
+            },
+        }
+    }
+}
+
+/// Store a device secret in `file`, readable by its owner only (mode 0600). An existing file
+/// is refused unless `force`: a secret is not something to overwrite by accident.
+pub fn write_secret(file: &std::path::Path, secret: &Secret, force: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(!force)
+        .create(force)
+        .truncate(force)
+        .mode(0o600)
+        .open(file)?;
+    // `mode` only applies to a file created now; a replaced one gets it here.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let text = zeroize::Zeroizing::new(format!("{}\n", secret.expose_for_login()));
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
 pub struct ProbeOptions {
     pub timeout: Duration,
     pub verbose: bool,
@@ -355,6 +494,36 @@ pub struct ProbeOptions {
     pub payload: Option<Vec<u8>>,
     pub method: Option<String>,
     pub psk: Option<coap::Psk>,
+    /// `--measurepoint ID=VALUE`: post these and read EnOS's reply.
+    pub measurepoints: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Dynamic activation: where to write the device secret EnOS pushes, and whether an
+    /// existing file may be replaced.
+    pub activate_to: Option<std::path::PathBuf>,
+    pub force: bool,
+    pub subdevice: Option<SubDevice>,
+}
+
+impl Default for ProbeOptions {
+    /// A plain probe: no login, no message, ten seconds.
+    fn default() -> Self {
+        ProbeOptions {
+            timeout: Duration::from_secs(10),
+            verbose: false,
+            login: Login::None,
+            client_id: None,
+            tls: tls::TlsOptions::default(),
+            publish: None,
+            roundtrip: None,
+            qos: 1,
+            payload: None,
+            method: None,
+            psk: None,
+            measurepoints: None,
+            activate_to: None,
+            force: false,
+            subdevice: None,
+        }
+    }
 }
 
 /// Run one probe to completion or to its deadline.
@@ -462,6 +631,25 @@ pub async fn connect_stream(
     }
     let config = tls::client_config(&opts.tls, alpn).map_err(|e| Failure::new(ErrorKind::Tls, e))?;
     Ok(Box::new(tls::handshake(rec, config, &target.host, tcp).await?))
+}
+
+/// A second connection to the address that answered, with TLS where the scheme asks: timed
+/// as part of the stage running (dynamic activation's `relogin`), not as stages of its own.
+pub async fn reconnect(
+    rec: &mut Recorder,
+    target: &Target,
+    opts: &ProbeOptions,
+) -> Result<Box<dyn Io>, Failure> {
+    let addr = rec
+        .address
+        .ok_or_else(|| Failure::new(ErrorKind::Io, "no address to connect to again"))?;
+    let tcp = TcpStream::connect(addr).await.map_err(|e| Failure::io(&e))?;
+    let _ = tcp.set_nodelay(true);
+    if !target.secure {
+        return Ok(Box::new(tcp));
+    }
+    let config = tls::client_config(&opts.tls, &[]).map_err(|e| Failure::new(ErrorKind::Tls, e))?;
+    Ok(Box::new(tls::connect(config, &target.host, tcp).await?))
 }
 
 /// Time left before the deadline, as an error when there is none.

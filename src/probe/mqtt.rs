@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe};
+
+use crate::credentials::Secret;
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,9 +50,20 @@ struct Conn {
     io: Box<dyn Io>,
     buf: BytesMut,
     out: BytesMut,
+    pkid: u16,
 }
 
 impl Conn {
+    fn new(io: Box<dyn Io>) -> Self {
+        Conn {
+            io,
+            buf: BytesMut::with_capacity(4096),
+            out: BytesMut::with_capacity(512),
+            // Packet ids 1 and 2 belong to --publish and --roundtrip.
+            pkid: 10,
+        }
+    }
+
     async fn send(&mut self, packet: Packet) -> Result<(), Failure> {
         self.out.clear();
         packet
@@ -117,8 +130,8 @@ impl Conn {
     }
 }
 
-fn login(caps: &Capabilities, opts: &ProbeOptions, connect: &mut Connect) -> Result<(), Failure> {
-    match &opts.login {
+fn set_login(caps: &Capabilities, login: &Login, connect: &mut Connect) -> Result<(), Failure> {
+    match login {
         Login::None => {}
         Login::Plain { username, password } => {
             let pw = password
@@ -128,7 +141,7 @@ fn login(caps: &Capabilities, opts: &ProbeOptions, connect: &mut Connect) -> Res
             connect.set_login(username.clone(), pw);
         }
         Login::Enos { .. } => {
-            if let Some(creds) = opts.login.enos_credentials(caps, "mqtt") {
+            if let Some(creds) = login.enos_credentials(caps, "mqtt") {
                 let creds = creds?;
                 let field = |name: &str| creds.field(name).unwrap_or_default().to_string();
                 connect.client_id = field("client_id");
@@ -139,21 +152,15 @@ fn login(caps: &Capabilities, opts: &ProbeOptions, connect: &mut Connect) -> Res
     Ok(())
 }
 
-pub async fn probe(
+/// CONNECT with `login`, and CONNACK read: the `handshake` (and `relogin`) stage's work.
+async fn log_in(
+    conn: &mut Conn,
     caps: &Capabilities,
-    target: &Target,
     opts: &ProbeOptions,
+    login: &Login,
     rec: &mut Recorder,
     deadline: Instant,
 ) -> Result<(), Failure> {
-    let io = super::connect_stream(rec, target, opts, deadline, &[]).await?;
-    let mut conn = Conn {
-        io,
-        buf: BytesMut::with_capacity(4096),
-        out: BytesMut::with_capacity(512),
-    };
-
-    rec.begin("handshake");
     let client_id = opts
         .client_id
         .clone()
@@ -162,27 +169,229 @@ pub async fn probe(
     // Keep-alive only has to outlast the probe itself.
     connect.keep_alive = u16::try_from(left(deadline)?.as_secs() + 5).unwrap_or(u16::MAX);
     connect.clean_session = true;
-    login(caps, opts, &mut connect)?;
+    set_login(caps, login, &mut connect)?;
     conn.send(Packet::Connect(connect)).await?;
     match conn.next("CONNACK").await? {
         Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => {
             rec.detail("connack", 0);
             rec.note("CONNACK accepted");
+            Ok(())
         }
         Packet::ConnAck(ack) => {
             rec.detail("connack", ack.code as u8);
             let (kind, words) = refusal(ack.code);
-            return Err(Failure::new(kind, words));
+            Err(Failure::new(kind, words))
         }
-        other => {
-            return Err(Failure::new(
-                ErrorKind::Protocol,
-                format!("expected CONNACK, got {other:?}"),
-            ));
+        other => Err(Failure::new(
+            ErrorKind::Protocol,
+            format!("expected CONNACK, got {other:?}"),
+        )),
+    }
+}
+
+impl Conn {
+    fn pkid(&mut self) -> u16 {
+        self.pkid = self.pkid.wrapping_add(1).max(1);
+        self.pkid
+    }
+
+    /// SUBSCRIBE to one topic at QoS 1 and wait for its SUBACK.
+    async fn subscribe(&mut self, topic: &str) -> Result<(), Failure> {
+        let pkid = self.pkid();
+        self.send(Packet::Subscribe(Subscribe {
+            pkid,
+            filters: vec![rumqttc::SubscribeFilter::new(topic.to_string(), QoS::AtLeastOnce)],
+        }))
+        .await?;
+        loop {
+            if let Packet::SubAck(ack) = self.next("SUBACK").await?
+                && ack.pkid == pkid
+            {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    return Err(Failure::new(
+                        ErrorKind::Auth,
+                        format!("the broker refused the subscription to `{topic}`"),
+                    ));
+                }
+                return Ok(());
+            }
         }
     }
-    rec.end();
 
+    /// Publish an EnOS request at QoS 1 on `topic` and wait for the reply with its id on
+    /// `topic_reply` (subscribed to first). Replies to other requests are ignored.
+    async fn request(
+        &mut self,
+        topic: &str,
+        request: &crate::enos::Request,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let reply_topic = crate::enos::reply_topic(topic);
+        self.subscribe(&reply_topic).await?;
+        let mut publish = Publish::new(topic.to_string(), QoS::AtLeastOnce, request.to_bytes());
+        publish.pkid = self.pkid();
+        self.send(Packet::Publish(publish)).await?;
+        rec.note(&format!("{} {} sent on {topic}", request.method, request.id));
+        loop {
+            match self.next("EnOS's reply").await? {
+                Packet::Publish(p) => {
+                    if p.qos == QoS::AtLeastOnce {
+                        self.send(Packet::PubAck(rumqttc::PubAck::new(p.pkid))).await?;
+                    }
+                    if p.topic == reply_topic && rec.enos_reply(&p.payload, Some(&request.id))?.is_some() {
+                        return Ok(());
+                    }
+                }
+                Packet::PubAck(_) => rec.note("PUBACK received"),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Dynamic activation: wait for the device secret EnOS pushes (unsubscribed) on
+/// `/ext/session/{pk}/{dk}/thing/activate/info`, acknowledge it, and store it in `file`.
+async fn activate(
+    conn: &mut Conn,
+    pk: &str,
+    dk: &str,
+    file: &std::path::Path,
+    force: bool,
+    rec: &mut Recorder,
+) -> Result<Secret, Failure> {
+    let topic = crate::enos::activate_info(pk, dk);
+    loop {
+        let Packet::Publish(p) = conn.next("the activation push").await? else {
+            continue;
+        };
+        if p.qos == QoS::AtLeastOnce {
+            conn.send(Packet::PubAck(rumqttc::PubAck::new(p.pkid))).await?;
+        }
+        if p.topic != topic {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&p.payload)
+            .map_err(|_| Failure::new(ErrorKind::Protocol, "the activation push is not JSON"))?;
+        let secret = v
+            .pointer("/params/deviceSecret")
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .map(|s| Secret::new(s.to_string()))
+            .ok_or_else(|| {
+                Failure::new(
+                    ErrorKind::Protocol,
+                    "the activation push has no params.deviceSecret",
+                )
+            })?;
+        let id = crate::enos::reply_id(&v).unwrap_or_default();
+        let ack = crate::enos::Reply::new(id, crate::enos::SUCCESS, serde_json::Value::Null).with_message("");
+        let mut reply = Publish::new(crate::enos::reply_topic(&topic), QoS::AtLeastOnce, ack.to_bytes());
+        reply.pkid = conn.pkid();
+        conn.send(Packet::Publish(reply)).await?;
+        loop {
+            if let Packet::PubAck(_) = conn.next("the acknowledgement of the activation reply").await? {
+                break;
+            }
+        }
+        super::write_secret(file, &secret, force).map_err(|e| {
+            Failure::new(
+                ErrorKind::Io,
+                format!("cannot write the device secret to {}: {e}", file.display()),
+            )
+        })?;
+        rec.detail(
+            "activated",
+            format!("device secret written to {}", file.display()),
+        );
+        return Ok(secret);
+    }
+}
+
+/// `combine.login` for a sub-device on the gateway's session topic.
+async fn subdevice_login(
+    conn: &mut Conn,
+    caps: &Capabilities,
+    gateway: (&str, &str),
+    sub: &super::SubDevice,
+    rec: &mut Recorder,
+) -> Result<(), Failure> {
+    let req = crate::credentials::CredentialRequest {
+        protocol: "subdevice".into(),
+        product_key: sub.product_key.clone(),
+        device_key: sub.device_key.clone(),
+        mode: "static".into(),
+        client_id: None,
+        timestamp: crate::credentials::now_ms(),
+        lifetime: None,
+    };
+    let creds = crate::credentials::compute(caps, &req, &sub.secret)
+        .map_err(|e| Failure::new(ErrorKind::Auth, e.to_string()))?;
+    let mut params = serde_json::Map::new();
+    for (k, v) in &creds.fields {
+        params.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    params.insert("cleanSession".into(), serde_json::Value::String("true".into()));
+    let request = crate::enos::Request::new(
+        (super::random_u64() % 1_000_000_000).to_string(),
+        crate::enos::COMBINE_LOGIN,
+        serde_json::Value::Object(params),
+    );
+    conn.request(&crate::enos::combine_login(gateway.0, gateway.1), &request, rec)
+        .await
+}
+
+pub async fn probe(
+    caps: &Capabilities,
+    target: &Target,
+    opts: &ProbeOptions,
+    rec: &mut Recorder,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    let io = super::connect_stream(rec, target, opts, deadline, &[]).await?;
+    let mut conn = Conn::new(io);
+    rec.begin("handshake");
+    log_in(&mut conn, caps, opts, &opts.login, rec, deadline).await?;
+    rec.end();
+    let keys = match &opts.login {
+        Login::Enos {
+            product_key,
+            device_key,
+            ..
+        } => Some((product_key.as_str(), device_key.as_str())),
+        _ => None,
+    };
+    if let (Some(file), Some((pk, dk))) = (&opts.activate_to, keys) {
+        rec.begin("activate");
+        let secret = activate(&mut conn, pk, dk, file, opts.force, rec).await?;
+        let _ = conn.send(Packet::Disconnect).await;
+        let _ = conn.io.shutdown().await;
+        rec.end();
+        // Prove the new secret: a second login, with securemode 2.
+        rec.begin("relogin");
+        let io = super::reconnect(rec, target, opts).await?;
+        conn = Conn::new(io);
+        let login = opts.login.with_device_secret(secret);
+        log_in(&mut conn, caps, opts, &login, rec, deadline).await?;
+        rec.end();
+    }
+    let mut poster = keys;
+    if let (Some(sub), Some(gw)) = (&opts.subdevice, keys) {
+        rec.begin("subdevice_login");
+        subdevice_login(&mut conn, caps, gw, sub, rec).await?;
+        rec.end();
+        poster = Some((sub.product_key.as_str(), sub.device_key.as_str()));
+    }
+    if let (Some(points), Some((pk, dk))) = (&opts.measurepoints, poster) {
+        rec.begin("reply");
+        let request = super::measurepoint_request(points);
+        conn.request(&crate::enos::measurepoint_post(pk, dk), &request, rec)
+            .await?;
+        rec.end();
+    }
     let qos = if opts.qos >= 1 {
         QoS::AtLeastOnce
     } else {

@@ -87,22 +87,31 @@ pub async fn handshake(
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, Failure> {
     rec.begin("tls");
-    let name = ServerName::try_from(host.to_string()).map_err(|e| {
-        Failure::new(
-            ErrorKind::Tls,
-            format!("`{host}` cannot be checked against a certificate: {e}"),
-        )
-    })?;
-    let stream = TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| explain(&e))?;
+    let stream = connect(config, host, tcp).await?;
     let (_, conn) = stream.get_ref();
     if let Some(v) = conn.protocol_version() {
         rec.detail("tls_version", format!("{v:?}"));
     }
     rec.end();
     Ok(stream)
+}
+
+/// TLS over `tcp` to `host`, untimed.
+pub async fn connect(
+    config: Arc<ClientConfig>,
+    host: &str,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, Failure> {
+    let name = ServerName::try_from(host.to_string()).map_err(|e| {
+        Failure::new(
+            ErrorKind::Tls,
+            format!("`{host}` cannot be checked against a certificate: {e}"),
+        )
+    })?;
+    TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| explain(&e))
 }
 
 /// Turn a rustls failure into a sentence that says what to do.

@@ -59,7 +59,7 @@ impl Table {
             ));
         }
         for s in &r.stages {
-            out.push_str(&format!("  {:<10} {:>10.3} ms\n", s.name, s.ms));
+            out.push_str(&format!("  {:<15} {:>10.3} ms\n", s.name, s.ms));
         }
         if !r.details.is_empty() {
             let list: Vec<String> = r
@@ -298,7 +298,7 @@ impl Renderer for Table {
             out.push_str(&format!("  {kind}: {n}{example}\n"));
         }
         let mut t = self.new_table(&["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]);
-        for name in ["resolve", "connect", "tls", "handshake", "roundtrip", "total"] {
+        for name in crate::probe::STAGES {
             if let Some(p) = r.stages.get(name) {
                 t.add_row(vec![
                     name.to_string(),

@@ -7,8 +7,7 @@ use crate::common::{OkStdout, bin, json_of};
 use crate::peers;
 use enos_connect::capabilities::embedded;
 use enos_connect::probe::load::{LoadOptions, run};
-use enos_connect::probe::tls::TlsOptions;
-use enos_connect::probe::{Login, ProbeOptions, Target};
+use enos_connect::probe::{ProbeOptions, Target};
 
 #[test]
 fn a_load_probe_reports_counts_rate_and_percentiles() {
@@ -151,19 +150,7 @@ fn load_rounds_in_this_process() {
         .expect("started by rounds_of_load_leave_no_file_descriptor_or_memory_growth");
     let caps = Arc::new(embedded().expect("caps"));
     let target = Arc::new(Target::parse(&caps, &format!("mqtt://{broker}")).expect("target"));
-    let opts = Arc::new(ProbeOptions {
-        timeout: std::time::Duration::from_secs(10),
-        verbose: false,
-        login: Login::None,
-        client_id: None,
-        tls: TlsOptions::default(),
-        publish: None,
-        roundtrip: None,
-        qos: 1,
-        payload: None,
-        method: None,
-        psk: None,
-    });
+    let opts = Arc::new(ProbeOptions::default());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

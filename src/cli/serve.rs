@@ -1,0 +1,108 @@
+//! `serve`: read the registry, bind the listeners, print where they are, and serve until
+//! SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Context;
+use super::args::ServeArgs;
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use crate::serve::{self, Endpoint, Options};
+
+pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
+    let caps = ctx.capabilities()?;
+    let registry = Registry::from_file(&args.registry)?;
+    let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key)?)),
+        _ => None,
+    };
+    let opts = Options {
+        registry: registry.clone(),
+        mqtt: args.mqtt.addr(),
+        mqtts,
+        http: args.http.addr(),
+        coap: args.coap.addr(),
+        coaps: args.coaps.and_then(|l| l.addr()),
+        record: args.record.clone(),
+        connack_delay: Duration::from_millis(args.connack_delay_ms),
+        log: !args.quiet,
+    };
+    let endpoint = Endpoint::new(
+        caps,
+        registry,
+        opts.connack_delay,
+        opts.record.as_deref(),
+        opts.log,
+    )
+    .map_err(|e| {
+        let file = opts
+            .record
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        Error::usage(format!("--record {file}: cannot create it: {e}"))
+    })?;
+    let endpoint = Arc::new(endpoint);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the network runtime", e))?;
+    runtime.block_on(async {
+        let bound = serve::bind(&opts, &endpoint).await.map_err(|e| {
+            Error::usage_with_help(
+                e.to_string(),
+                "pick a free port (port 0 picks one), or `off` to turn the listener off",
+            )
+        })?;
+        let listening = bound.listening().await;
+        endpoint.emit_line(&listening);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(true);
+        });
+        serve::serve(bound, endpoint.clone(), shutdown).await;
+        Ok::<(), Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // Without signal handlers the default action (exit) still stops serve.
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+/// The TLS server configuration for --mqtts, from PEM files.
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| Error::usage(format!("--tls-cert {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(Error::usage(format!(
+            "--tls-cert {}: no PEM certificate in the file",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::usage(format!("--tls-key {}: {e}", key.display())))?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+            .map_err(|e| Error::usage(format!("--tls-cert/--tls-key: {e}")))?;
+    Ok(Arc::new(config))
+}

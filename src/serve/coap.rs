@@ -1,0 +1,367 @@
+//! The CoAP side of `serve` (EnOS 2.x): RFC 7252 over UDP with coap-lite, and DTLS-PSK with
+//! webrtc-dtls in server mode. Without DTLS a device authenticates with
+//! `POST /auth/{pk}/{dk}` and is then known by its address for the lifetime (assumed: EnOS does
+//! not document how later requests are tied to the auth); over DTLS the PSK identity
+//! `pk,dk,securemode,lifetime` says who it is. `POST /topic/sys/...` is answered 2.04 with the
+//! same reply JSON as MQTT; errors are 4.00, 4.01, 4.03, 4.04 and 4.05. A retransmitted request
+//! gets the answer it already got (RFC 7252 4.5), not a second one.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use webrtc_dtls::cipher_suite::CipherSuiteId;
+use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
+use webrtc_util::conn::{Conn, Listener};
+
+use super::{Answer, BindError, Endpoint, Event, Identity, MAX_CONNECTIONS};
+use crate::enos;
+
+/// How many answered (peer, message id) pairs are remembered for retransmissions.
+const REMEMBERED: usize = 4096;
+/// A DTLS handshake that takes longer is given up.
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
+/// A DTLS session idle this long is closed.
+const DTLS_IDLE: Duration = Duration::from_secs(300);
+
+/// The answers already sent, by peer and message id, oldest first out.
+#[derive(Default)]
+struct Answered {
+    map: HashMap<(SocketAddr, u16), Vec<u8>>,
+    order: VecDeque<(SocketAddr, u16)>,
+}
+
+impl Answered {
+    fn get(&self, key: &(SocketAddr, u16)) -> Option<&Vec<u8>> {
+        self.map.get(key)
+    }
+
+    fn put(&mut self, key: (SocketAddr, u16), bytes: Vec<u8>) {
+        if self.map.insert(key, bytes).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+pub async fn serve_udp(sock: tokio::net::UdpSocket, ep: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 65536];
+    let mut answered = Answered::default();
+    loop {
+        tokio::select! {
+            () = super::stopped(shutdown.clone()) => break,
+            got = sock.recv_from(&mut buf) => {
+                let Ok((n, peer)) = got else { continue };
+                let Some(bytes) = buf.get(..n) else { continue };
+                let key = Packet::from_bytes(bytes).ok().map(|p| (peer, p.header.message_id));
+                if let Some(again) = key.and_then(|k| answered.get(&k)) {
+                    let _ = sock.send_to(again, peer).await;
+                    continue;
+                }
+                if let Some(answer) = datagram(&ep, peer, bytes, None) {
+                    let _ = sock.send_to(&answer, peer).await;
+                    if let Some(k) = key {
+                        answered.put(k, answer);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A DTLS listener on `addr`. The handshakes run in their own tasks (webrtc-dtls's own
+/// listener runs each inside `accept`, so one slow client would hold up the rest).
+pub async fn dtls_listener(
+    addr: SocketAddr,
+    _ep: Arc<Endpoint>,
+) -> Result<Arc<dyn Listener + Send + Sync>, BindError> {
+    let listener = webrtc_util::conn::conn_udp_listener::ListenConfig::default()
+        .listen(addr)
+        .await
+        .map_err(|e| BindError {
+            what: "coaps",
+            addr,
+            message: e.to_string(),
+        })?;
+    Ok(Arc::new(listener))
+}
+
+fn dtls_config(ep: &Arc<Endpoint>) -> DtlsConfig {
+    let ep = ep.clone();
+    DtlsConfig {
+        // The identity is `pk,dk,securemode,lifetime`; the key comes from the secret.
+        psk: Some(Arc::new(move |identity: &[u8]| {
+            ep.psk_for(identity)
+                .map(|(_, key)| key.to_vec())
+                .ok_or_else(|| webrtc_dtls::Error::Other("unknown PSK identity".into()))
+        })),
+        psk_identity_hint: Some(b"enos-connect serve".to_vec()),
+        cipher_suites: vec![
+            CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8,
+            CipherSuiteId::Tls_Psk_With_Aes_128_Gcm_Sha256,
+        ],
+        extended_master_secret: ExtendedMasterSecretType::Request,
+        ..Default::default()
+    }
+}
+
+pub async fn serve_dtls(
+    listener: Arc<dyn Listener + Send + Sync>,
+    ep: Arc<Endpoint>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let config = dtls_config(&ep);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = super::stopped(shutdown.clone()) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((conn, peer)) = accepted else { continue };
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let (ep, config, shutdown) = (ep.clone(), config.clone(), shutdown.clone());
+                conns.spawn(async move {
+                    dtls_session(conn, peer, &ep, config, shutdown).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    let _ = listener.close().await;
+    conns.abort_all();
+}
+
+async fn dtls_session(
+    conn: Arc<dyn Conn + Send + Sync>,
+    peer: SocketAddr,
+    ep: &Arc<Endpoint>,
+    config: DtlsConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    let handshake = webrtc_dtls::conn::DTLSConn::new(conn.clone(), config, false, None);
+    let dtls = match tokio::time::timeout(HANDSHAKE_WAIT, handshake).await {
+        Ok(Ok(d)) => d,
+        _ => {
+            let _ = conn.close().await;
+            ep.emit(
+                Event::new("login_refused", "coaps")
+                    .peer(peer)
+                    .message("the DTLS handshake failed (unknown identity or wrong key)"),
+            );
+            return;
+        }
+    };
+    let identity = dtls.connection_state().await.identity_hint;
+    let Some((id, _)) = ep.psk_for(&identity) else {
+        let _ = dtls.close().await;
+        return;
+    };
+    ep.emit(
+        Event::new("login", "coaps")
+            .device(&id)
+            .peer(peer)
+            .code(enos::SUCCESS),
+    );
+    let mut buf = vec![0u8; 65536];
+    let mut answered = Answered::default();
+    loop {
+        tokio::select! {
+            () = super::stopped(shutdown.clone()) => break,
+            got = tokio::time::timeout(DTLS_IDLE, dtls.read(&mut buf, None)) => {
+                let Ok(Ok(n)) = got else { break };
+                let Some(bytes) = buf.get(..n) else { continue };
+                let key = Packet::from_bytes(bytes).ok().map(|p| (peer, p.header.message_id));
+                if let Some(again) = key.and_then(|k| answered.get(&k)) {
+                    let _ = dtls.write(again, None).await;
+                    continue;
+                }
+                if let Some(answer) = datagram(ep, peer, bytes, Some(&id)) {
+                    let _ = dtls.write(&answer, None).await;
+                    if let Some(k) = key {
+                        answered.put(k, answer);
+                    }
+                }
+            }
+        }
+    }
+    let _ = dtls.close().await;
+    ep.emit(Event::new("disconnect", "coaps").device(&id).peer(peer));
+}
+
+/// The answer to one datagram, if it gets one. `dtls` is the device a DTLS session
+/// authenticated; without DTLS the peer's address is looked up.
+pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Identity>) -> Option<Vec<u8>> {
+    let req = Packet::from_bytes(bytes).ok()?;
+    let kind = req.header.get_type();
+    if !matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable) {
+        return None;
+    }
+    let mut resp = Packet::new();
+    resp.header.set_version(1);
+    resp.header.message_id = req.header.message_id;
+    if req.header.code == MessageClass::Empty {
+        // A CoAP ping: answered by a reset.
+        resp.header.set_type(MessageType::Reset);
+        return resp.to_bytes().ok();
+    }
+    resp.header.set_type(if kind == MessageType::Confirmable {
+        MessageType::Acknowledgement
+    } else {
+        MessageType::NonConfirmable
+    });
+    resp.set_token(req.get_token().to_vec());
+    let path: Vec<String> = req
+        .get_option(CoapOption::UriPath)
+        .map(|segs| {
+            segs.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (status, payload) = match (req.header.code, path.first().map(String::as_str)) {
+        (MessageClass::Request(RequestType::Post), Some("auth")) if dtls.is_none() => {
+            auth(ep, peer, &path[1..], &req.payload)
+        }
+        (MessageClass::Request(RequestType::Post), Some("topic")) => {
+            topic(ep, peer, &path[1..], &req.payload, dtls)
+        }
+        (MessageClass::Request(_), Some("auth" | "topic")) => {
+            (ResponseType::MethodNotAllowed, json!({"message": "use POST"}))
+        }
+        _ => (
+            ResponseType::NotFound,
+            json!({"message": "the device API is /auth and /topic"}),
+        ),
+    };
+    resp.header.code = MessageClass::Response(status);
+    resp.payload = serde_json::to_vec(&payload).unwrap_or_default();
+    resp.to_bytes().ok()
+}
+
+/// `POST /auth/{pk}/{dk}` with `{"secureMode":2,"lifetime":S,"sign":...}`.
+fn auth(ep: &Endpoint, peer: SocketAddr, rest: &[String], body: &[u8]) -> (ResponseType, Value) {
+    let [pk, dk] = rest else {
+        return (
+            ResponseType::NotFound,
+            json!({"message": "use /auth/{productKey}/{deviceKey}"}),
+        );
+    };
+    let id = Identity::new(pk, dk);
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return (
+            ResponseType::BadRequest,
+            json!({"code": enos::BAD_FORMAT, "message": "the auth body is not JSON"}),
+        );
+    };
+    let mode = v.get("secureMode").and_then(Value::as_u64).unwrap_or(2);
+    let lifetime = v.get("lifetime").and_then(Value::as_u64).unwrap_or(3600);
+    if !(30..=86_400).contains(&lifetime) {
+        return (
+            ResponseType::BadRequest,
+            json!({"code": 460, "message": "lifetime is 30 to 86400 seconds"}),
+        );
+    }
+    if mode != 2 {
+        return (
+            ResponseType::Unauthorized,
+            json!({"code": 401, "message": "only secureMode 2 authenticates here"}),
+        );
+    }
+    let vars = BTreeMap::from([
+        ("dk", id.device_key.clone()),
+        ("pk", id.product_key.clone()),
+        ("lifetime", lifetime.to_string()),
+        ("secure_mode", mode.to_string()),
+    ]);
+    let sign = v.get("sign").and_then(Value::as_str).unwrap_or_default();
+    match ep.signed_login("coap", &id, &vars, sign) {
+        Ok(()) => {
+            ep.bind_coap(peer, &id, Duration::from_secs(lifetime));
+            ep.emit(
+                Event::new("login", "coap")
+                    .device(&id)
+                    .peer(peer)
+                    .code(enos::SUCCESS),
+            );
+            (
+                ResponseType::Changed,
+                json!({"code": enos::SUCCESS, "message": "", "data": {"lifetime": lifetime}}),
+            )
+        }
+        Err(r) => {
+            ep.emit(
+                Event::new("login_refused", "coap")
+                    .device(&id)
+                    .peer(peer)
+                    .code(r.code)
+                    .message(r.reason.clone()),
+            );
+            let status = if r.code == 402 {
+                ResponseType::NotFound
+            } else {
+                ResponseType::Unauthorized
+            };
+            (status, json!({"code": r.code, "message": r.reason}))
+        }
+    }
+}
+
+/// `POST /topic/sys/{pk}/{dk}/...`: the reply JSON, as over MQTT.
+fn topic(
+    ep: &Endpoint,
+    peer: SocketAddr,
+    rest: &[String],
+    body: &[u8],
+    dtls: Option<&Identity>,
+) -> (ResponseType, Value) {
+    let topic = format!("/{}", rest.join("/"));
+    let protocol = if dtls.is_some() { "coaps" } else { "coap" };
+    let Some(id) = dtls.cloned().or_else(|| ep.coap_identity(peer)) else {
+        ep.emit(
+            Event::new("denied", protocol)
+                .topic(&topic)
+                .peer(peer)
+                .code(enos::NO_PERMISSION)
+                .message("not authenticated"),
+        );
+        return (
+            ResponseType::Unauthorized,
+            json!({"code": enos::NO_PERMISSION, "message": "authenticate first: POST /auth/{pk}/{dk}, or DTLS"}),
+        );
+    };
+    if !enos::owns(&topic, &id.product_key, &id.device_key) {
+        ep.emit(
+            Event::new("denied", protocol)
+                .device(&id)
+                .topic(&topic)
+                .code(enos::NO_PERMISSION),
+        );
+        return (
+            ResponseType::Forbidden,
+            json!({"code": enos::NO_PERMISSION, "message": "not the device's own topic"}),
+        );
+    }
+    match ep.answer(protocol, &topic, body) {
+        Answer::Reply(r) => (
+            ResponseType::Changed,
+            serde_json::to_value(&r).unwrap_or(Value::Null),
+        ),
+        Answer::Raw => (
+            ResponseType::Changed,
+            json!({"code": enos::SUCCESS, "message": ""}),
+        ),
+        Answer::NotEnos => (
+            ResponseType::NotFound,
+            json!({"message": "not an EnOS upstream topic"}),
+        ),
+    }
+}

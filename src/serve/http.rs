@@ -1,0 +1,398 @@
+//! The HTTP side of `serve`, on hyper's server: the EnOS device API (`POST /auth/{pk}/{dk}`
+//! for a session, `POST /topic/...?sessionId=` with the same JSON as MQTT, and
+//! `POST /multipart/...?sessionId=` for files), and `POST /twin/commands/{pk}/{dk}`, with which
+//! a test sends a command to a connected MQTT device and gets the device's reply.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_CONNECTIONS, MAX_PACKET};
+use crate::enos;
+
+/// A command waits at most this long for the device's reply unless `?timeout=` says less.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The session lifetime when the auth request gives none (EnOS's default, in ms).
+const DEFAULT_LIFETIME_MS: u64 = 300_000;
+/// The longest session lifetime granted, in ms (a day).
+const MAX_LIFETIME_MS: u64 = 86_400_000;
+
+pub async fn accept(listener: tokio::net::TcpListener, ep: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = super::stopped(shutdown.clone()) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((tcp, _peer)) = accepted else { continue };
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let ep = ep.clone();
+                let shutdown = shutdown.clone();
+                conns.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let ep = ep.clone();
+                        async move { Ok::<_, std::convert::Infallible>(route(&ep, req).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
+                        .max_buf_size(64 * 1024)
+                        .serve_connection(TokioIo::new(tcp), service);
+                    let mut conn = std::pin::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        () = super::stopped(shutdown) => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json_response(status, &json!({"code": status.as_u16(), "message": message}))
+}
+
+fn query<'q>(req: &'q Request<Incoming>, key: &str) -> Option<&'q str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+}
+
+async fn route(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    if req.method() != Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "the EnOS device API takes POST");
+    }
+    let session = query(&req, "sessionId").map(str::to_string);
+    let timeout = query(&req, "timeout").and_then(|t| t.parse::<f64>().ok());
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match Limited::new(req.into_body(), MAX_PACKET).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than serve accepts",
+            );
+        }
+    };
+    if let Some(rest) = path.strip_prefix("/auth/") {
+        return auth(ep, rest, &body);
+    }
+    if let Some(topic) = path.strip_prefix("/topic") {
+        return topic_request(ep, topic, session.as_deref(), &body);
+    }
+    if let Some(topic) = path.strip_prefix("/multipart") {
+        return multipart(ep, topic, session.as_deref(), content_type.as_deref(), body).await;
+    }
+    if let Some(rest) = path.strip_prefix("/twin/commands/") {
+        return send_command(ep, rest, &body, timeout).await;
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "no such path: the device API is /auth, /topic and /multipart",
+    )
+}
+
+fn keys(rest: &str) -> Option<Identity> {
+    let (pk, dk) = rest.split_once('/')?;
+    (!pk.is_empty() && !dk.is_empty() && !dk.contains('/')).then(|| Identity::new(pk, dk))
+}
+
+/// `POST /auth/{pk}/{dk}` with `{"signMethod","lifetime","sign"}`: a session for the lifetime.
+fn auth(ep: &Endpoint, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    let Some(id) = keys(rest) else {
+        return error(StatusCode::NOT_FOUND, "use /auth/{productKey}/{deviceKey}");
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return json_response(
+            StatusCode::OK,
+            &json!({"code": enos::BAD_FORMAT, "message": "the auth body is not JSON"}),
+        );
+    };
+    let method = v
+        .get("signMethod")
+        .and_then(Value::as_str)
+        .unwrap_or("sha256")
+        .to_string();
+    let lifetime = v
+        .get("lifetime")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_LIFETIME_MS)
+        .clamp(1, MAX_LIFETIME_MS);
+    let sign = v.get("sign").and_then(Value::as_str).unwrap_or_default();
+    let refused = |code: i64, why: String| {
+        ep.emit(
+            Event::new("login_refused", "http")
+                .device(&id)
+                .code(code)
+                .message(why.clone()),
+        );
+        json_response(StatusCode::OK, &json!({"code": code, "message": why}))
+    };
+    if !enos::is_sha256(&method) {
+        return refused(enos::BAD_FORMAT, format!("sign method `{method}` is not sha256"));
+    }
+    let vars = BTreeMap::from([
+        ("dk", id.device_key.clone()),
+        ("pk", id.product_key.clone()),
+        ("lifetime", lifetime.to_string()),
+        ("sign_method", method),
+    ]);
+    if let Err(r) = ep.signed_login("http", &id, &vars, sign) {
+        return refused(r.code, r.reason);
+    }
+    let session = ep.open_session(&id, Duration::from_millis(lifetime));
+    ep.emit(Event::new("login", "http").device(&id).code(enos::SUCCESS));
+    json_response(
+        StatusCode::OK,
+        &json!({"code": enos::SUCCESS, "message": "", "data": {"sessionId": session}}),
+    )
+}
+
+/// The device a session belongs to, when it may use `topic`; else the EnOS answer (1009).
+fn authorised(ep: &Endpoint, topic: &str, session: Option<&str>) -> Result<Identity, Value> {
+    let denied = |why: &str| {
+        ep.emit(
+            Event::new("denied", "http")
+                .topic(topic)
+                .code(enos::NO_PERMISSION)
+                .message(why),
+        );
+        json!({"code": enos::NO_PERMISSION, "message": why})
+    };
+    let Some(id) = session.and_then(|s| ep.session(s)) else {
+        return Err(denied(
+            "no session: POST /auth/{pk}/{dk} first and pass ?sessionId=",
+        ));
+    };
+    if !enos::owns(topic, &id.product_key, &id.device_key) {
+        return Err(denied("the topic is not the session's device's own"));
+    }
+    Ok(id)
+}
+
+fn topic_request(ep: &Endpoint, topic: &str, session: Option<&str>, body: &[u8]) -> Response<Full<Bytes>> {
+    if let Err(v) = authorised(ep, topic, session) {
+        return json_response(StatusCode::OK, &v);
+    }
+    match ep.answer("http", topic, body) {
+        Answer::Reply(reply) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(&reply).unwrap_or(Value::Null),
+        ),
+        Answer::Raw => json_response(StatusCode::OK, &json!({"code": enos::SUCCESS, "message": ""})),
+        Answer::NotEnos => error(StatusCode::NOT_FOUND, "not an EnOS upstream topic"),
+    }
+}
+
+/// `POST /multipart/...`: an `enos-message` part (the request, file values `local://NAME`) and
+/// one `enos-file` part per file, each checked against its `Content-MD5` when it has one.
+async fn multipart(
+    ep: &Endpoint,
+    topic: &str,
+    session: Option<&str>,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    if let Err(v) = authorised(ep, topic, session) {
+        return json_response(StatusCode::OK, &v);
+    }
+    let Some(boundary) = content_type.and_then(|c| multer::parse_boundary(c).ok()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be multipart/form-data with a boundary",
+        );
+    };
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
+    let constraints = multer::Constraints::new()
+        .allowed_fields(vec!["enos-message", "enos-file"])
+        .size_limit(multer::SizeLimit::new().whole_stream(MAX_PACKET as u64));
+    let mut form = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let mut message = None;
+    let mut files: Vec<String> = Vec::new();
+    let mut bytes = 0usize;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad multipart body: {e}")),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let md5 = field
+            .headers()
+            .get("content-md5")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let Ok(data) = field.bytes().await else {
+            return error(StatusCode::BAD_REQUEST, "a multipart part ended early");
+        };
+        if name == "enos-message" {
+            message = Some(data);
+            continue;
+        }
+        let file_name = file_name.unwrap_or_default();
+        if let Some(sent) = md5
+            && !md5_matches(&data, &sent)
+        {
+            let why = format!("the Content-MD5 of file `{file_name}` does not match its bytes");
+            ep.emit(
+                Event::new("request", "http")
+                    .topic(topic)
+                    .code(enos::BAD_FORMAT)
+                    .message(why.clone()),
+            );
+            return json_response(StatusCode::OK, &json!({"code": enos::BAD_FORMAT, "message": why}));
+        }
+        bytes += data.len();
+        files.push(file_name);
+    }
+    let Some(message) = message else {
+        return json_response(
+            StatusCode::OK,
+            &json!({"code": enos::BAD_FORMAT, "message": "no enos-message part"}),
+        );
+    };
+    // Every `local://NAME` value must name a file sent along.
+    let wanted: Vec<String> = serde_json::from_slice::<Value>(&message)
+        .ok()
+        .and_then(|v| v.pointer("/params/measurepoints").cloned())
+        .and_then(|m| m.as_object().cloned())
+        .map(|m| {
+            m.values()
+                .filter_map(|v| v.as_str()?.strip_prefix("local://").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(missing) = wanted.iter().find(|w| !files.contains(w)) {
+        let why = format!("measure point value local://{missing} names no enos-file part");
+        return json_response(StatusCode::OK, &json!({"code": enos::BAD_FORMAT, "message": why}));
+    }
+    match ep.answer("http", topic, &message) {
+        Answer::Reply(reply) => {
+            ep.emit(
+                Event::new("request", "http")
+                    .topic(topic)
+                    .code(reply.code)
+                    .message(format!("{} file(s), {bytes} bytes", files.len())),
+            );
+            json_response(
+                StatusCode::OK,
+                &serde_json::to_value(&reply).unwrap_or(Value::Null),
+            )
+        }
+        _ => error(StatusCode::NOT_FOUND, "not an EnOS upstream topic"),
+    }
+}
+
+/// `Content-MD5` as RFC 1864 has it (base64 of the digest), or as hex.
+fn md5_matches(data: &[u8], sent: &str) -> bool {
+    use base64::Engine;
+    use md5::Digest;
+    let digest = md5::Md5::digest(data);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
+    sent.trim().eq_ignore_ascii_case(&hex) || sent.trim() == b64
+}
+
+/// `POST /twin/commands/{pk}/{dk}[?timeout=SECONDS]` with `{"method", "params"}` (and
+/// optionally `"topic"`): the command goes to the connected device, and the answer is its
+/// reply (504 when none comes in time, 404 when the device is not connected).
+async fn send_command(ep: &Endpoint, rest: &str, body: &[u8], timeout: Option<f64>) -> Response<Full<Bytes>> {
+    let Some(id) = keys(rest) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "use /twin/commands/{productKey}/{deviceKey}",
+        );
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body is not JSON: {\"method\": ..., \"params\": {...}}",
+        );
+    };
+    let Some(method) = v.get("method").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the command needs a method, for example thing.service.measurepoint.set",
+        );
+    };
+    // Commands ride on topics that follow their method: thing.service.X -> thing/service/X.
+    let topic = v
+        .get("topic")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            format!(
+                "/sys/{}/{}/{}",
+                id.product_key,
+                id.device_key,
+                method.replace('.', "/")
+            )
+        });
+    let Some(tx) = ep.device_channel(&id) else {
+        return error(StatusCode::NOT_FOUND, "the device is not connected over MQTT");
+    };
+    let request = enos::Request::new(
+        super::random_hex(4),
+        method,
+        v.get("params").cloned().unwrap_or(json!({})),
+    );
+    let (reply, wait) = tokio::sync::oneshot::channel();
+    if tx
+        .send(Downlink {
+            topic,
+            request,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return error(StatusCode::NOT_FOUND, "the device disconnected");
+    }
+    let limit = timeout
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .and_then(|t| Duration::try_from_secs_f64(t).ok())
+        .unwrap_or(COMMAND_TIMEOUT)
+        .min(Duration::from_secs(300));
+    match tokio::time::timeout(limit, wait).await {
+        Ok(Ok(v)) => json_response(StatusCode::OK, &v),
+        Ok(Err(_)) => error(StatusCode::GONE, "the device disconnected before replying"),
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the device did not reply in time"),
+    }
+}
