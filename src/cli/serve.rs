@@ -19,7 +19,6 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         _ => None,
     };
     let opts = Options {
-        registry: registry.clone(),
         mqtt: args.mqtt.addr(),
         mqtts,
         http: args.http.addr(),

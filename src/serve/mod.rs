@@ -38,9 +38,8 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// The most connections served at once per listener; more wait in the accept queue.
 pub const MAX_CONNECTIONS: usize = 4096;
 
-/// Where `serve` listens and what it knows.
+/// Where `serve` listens and what it logs.
 pub struct Options {
-    pub registry: Registry,
     pub mqtt: Option<SocketAddr>,
     pub mqtts: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub http: Option<SocketAddr>,
@@ -144,10 +143,12 @@ impl Event {
     }
 }
 
-/// Where events go: stdout, the record file, and a line for people on stderr.
+/// Where events go: stdout, the record file, and a line for people on stderr; or, for a
+/// serve inside another program (the tests), a list in memory.
 struct Sink {
     record: Option<std::io::BufWriter<std::fs::File>>,
     log: bool,
+    memory: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 /// The state every listener shares.
@@ -198,7 +199,35 @@ impl Endpoint {
             Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
             None => None,
         };
-        Ok(Endpoint {
+        Ok(Self::with_sink(
+            caps,
+            registry,
+            connack_delay,
+            Sink {
+                record,
+                log,
+                memory: None,
+            },
+        ))
+    }
+
+    /// An endpoint whose events are kept in the returned list instead of printed.
+    pub fn in_memory(
+        caps: Capabilities,
+        registry: Registry,
+        connack_delay: Duration,
+    ) -> (Self, Arc<Mutex<Vec<String>>>) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink {
+            record: None,
+            log: false,
+            memory: Some(events.clone()),
+        };
+        (Self::with_sink(caps, registry, connack_delay, sink), events)
+    }
+
+    fn with_sink(caps: Capabilities, registry: Registry, connack_delay: Duration, sink: Sink) -> Self {
+        Endpoint {
             caps,
             registry,
             connack_delay,
@@ -207,8 +236,8 @@ impl Endpoint {
             sessions: Mutex::default(),
             coap_bindings: Mutex::default(),
             connected: Mutex::default(),
-            sink: Mutex::new(Sink { record, log }),
-        })
+            sink: Mutex::new(sink),
+        }
     }
 
     /// One JSON line on stdout and in the record.
@@ -221,6 +250,12 @@ impl Endpoint {
     }
 
     fn write_line(sink: &mut Sink, line: &str) {
+        if let Some(m) = &sink.memory {
+            if let Ok(mut m) = m.lock() {
+                m.push(line.to_string());
+            }
+            return;
+        }
         {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");

@@ -11,6 +11,7 @@ mod cli;
 mod credentials;
 mod ecosystem;
 mod engine;
+mod enos;
 mod interop;
 mod load;
 mod plan;

@@ -440,3 +440,179 @@ pub fn dtls_coap_server(identity: &'static str, key: &'static [u8]) -> SocketAdd
     rx.recv_timeout(Duration::from_secs(10))
         .expect("the DTLS server started")
 }
+
+/// An EnOS endpoint (the library's `serve`) inside this process, every listener on port 0,
+/// its events kept in memory. Stopped when dropped.
+pub struct Enos {
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub coap: SocketAddr,
+    pub coaps: SocketAddr,
+    pub events: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Enos {
+    /// Every event so far, one JSON line each.
+    pub fn events(&self) -> String {
+        self.events.lock().map(|e| e.join("\n")).unwrap_or_default()
+    }
+}
+
+impl Drop for Enos {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// The registry most EnOS-level tests use. The secrets are canaries: no output may hold them.
+pub const REGISTRY: &str = r#"
+[[products]]
+key = "pk1"
+secret = "Product-Canary-7f3"
+measurepoints = ["temp", "on", "label"]
+
+[[devices]]
+product = "pk1"
+key = "dk1"
+secret = "Device-Canary-9a1"
+
+[[devices]]
+product = "pk1"
+key = "fresh1"
+
+[[devices]]
+product = "pk1"
+key = "fresh2"
+
+[[devices]]
+product = "pk1"
+key = "sub1"
+secret = "Sub-Canary-4c2"
+gateway = "pk1/dk1"
+
+[[devices]]
+product = "pk1"
+key = "stranger"
+secret = "Sub-Canary-4c2"
+
+[[devices]]
+product = "pk1"
+key = "off1"
+secret = "Device-Canary-9a1"
+disabled = true
+"#;
+
+pub const SECRETS: [&str; 3] = ["Product-Canary-7f3", "Device-Canary-9a1", "Sub-Canary-4c2"];
+
+pub fn enos(registry: &str) -> Enos {
+    use enos_connect::serve::{Endpoint, Options, bind, serve};
+    let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
+        "registry.toml",
+        registry,
+    ))
+    .expect("a valid registry");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            let caps = enos_connect::capabilities::embedded().expect("caps");
+            let (ep, events) = Endpoint::in_memory(caps, registry, Duration::from_millis(5));
+            let ep = Arc::new(ep);
+            let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+            let opts = Options {
+                mqtt: Some(any),
+                mqtts: None,
+                http: Some(any),
+                coap: Some(any),
+                coaps: Some(any),
+                record: None,
+                connack_delay: Duration::from_millis(5),
+                log: false,
+            };
+            let bound = bind(&opts, &ep).await.expect("binds");
+            let listening = bound.listening().await;
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            let _ = tx.send((listening, events, stop));
+            serve(bound, ep, shutdown).await;
+        });
+    });
+    let (v, events, stop) = rx.recv_timeout(Duration::from_secs(10)).expect("serve started");
+    let addr = |k: &str| -> SocketAddr {
+        v[k].as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {v}"))
+    };
+    Enos {
+        mqtt: addr("mqtt"),
+        http: addr("http"),
+        coap: addr("coap"),
+        coaps: addr("coaps"),
+        events,
+        stop,
+    }
+}
+
+/// What a scripted EnOS MQTT peer answers to a request: the reply's bytes, or nothing.
+pub type Script = fn(request_id: &str) -> Option<Vec<u8>>;
+
+/// An MQTT peer that takes any login, acknowledges subscriptions and publishes, and answers
+/// each request on `<topic>_reply` with what `script` makes of the request's id: for replies
+/// that EnOS would not give (other ids, not JSON, silence, every documented code).
+pub fn enos_script(script: Script) -> SocketAddr {
+    use rumqttc::mqttbytes::QoS;
+    use rumqttc::mqttbytes::v4::{
+        ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode,
+    };
+    tcp_peer(move |mut stream| {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let send = |stream: &mut TcpStream, packet: Packet| {
+            let mut out = bytes::BytesMut::new();
+            if packet.write(&mut out, 1 << 20).is_ok() {
+                let _ = stream.write_all(&out);
+            }
+        };
+        let mut buf = bytes::BytesMut::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Ok(packet) = Packet::read(&mut buf, 1 << 20) {
+                match packet {
+                    Packet::Connect(_) => send(
+                        &mut stream,
+                        Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
+                    ),
+                    Packet::Subscribe(s) => {
+                        let codes = s
+                            .filters
+                            .iter()
+                            .map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce))
+                            .collect();
+                        send(&mut stream, Packet::SubAck(SubAck::new(s.pkid, codes)));
+                    }
+                    Packet::Publish(p) => {
+                        send(&mut stream, Packet::PubAck(PubAck::new(p.pkid)));
+                        let id = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                            .ok()
+                            .and_then(|v| v["id"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        if let Some(reply) = script(&id) {
+                            let topic = format!("{}_reply", p.topic);
+                            send(
+                                &mut stream,
+                                Packet::Publish(Publish::new(topic, QoS::AtMostOnce, reply)),
+                            );
+                        }
+                    }
+                    Packet::Disconnect => return,
+                    _ => {}
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+}
