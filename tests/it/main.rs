@@ -16,3 +16,4 @@ mod interop;
 mod load;
 mod plan;
 mod probe;
+mod serve;

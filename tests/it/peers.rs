@@ -501,6 +501,13 @@ product = "pk1"
 key = "off1"
 secret = "Device-Canary-9a1"
 disabled = true
+
+[[products]]
+key = "pk2"
+
+[[devices]]
+product = "pk2"
+key = "d2"
 "#;
 
 pub const SECRETS: [&str; 3] = ["Product-Canary-7f3", "Device-Canary-9a1", "Sub-Canary-4c2"];
@@ -615,4 +622,127 @@ pub fn enos_script(script: Script) -> SocketAddr {
             }
         }
     })
+}
+
+/// A plain MQTT 3.1.1 client on rumqttc's codec, for tests that speak to `serve` packet by
+/// packet (what the probe would never send).
+pub struct Mqtt {
+    stream: TcpStream,
+    buf: bytes::BytesMut,
+    pkid: u16,
+}
+
+/// The CONNECT fields of an EnOS login, signed as the recipe says.
+pub fn enos_login(pk: &str, dk: &str, mode: &str, secret: &str) -> (String, String, String) {
+    let caps = enos_connect::capabilities::embedded().expect("caps");
+    let req = enos_connect::credentials::CredentialRequest {
+        protocol: "mqtt".into(),
+        product_key: pk.into(),
+        device_key: dk.into(),
+        mode: mode.into(),
+        client_id: None,
+        timestamp: 1_700_000_000_000,
+        lifetime: None,
+    };
+    let c = enos_connect::credentials::compute(
+        &caps,
+        &req,
+        &enos_connect::credentials::Secret::new(secret.into()),
+    )
+    .expect("credentials");
+    let f = |n: &str| c.field(n).unwrap_or_default().to_string();
+    (f("client_id"), f("username"), f("password"))
+}
+
+impl Mqtt {
+    /// CONNECT, and the CONNACK code (0 accepted).
+    pub fn connect(addr: SocketAddr, client_id: &str, username: &str, password: &str) -> (u8, Mqtt) {
+        use rumqttc::mqttbytes::v4::{Connect, Packet};
+        let stream = TcpStream::connect(addr).expect("connects");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut m = Mqtt {
+            stream,
+            buf: bytes::BytesMut::new(),
+            pkid: 0,
+        };
+        let mut c = Connect::new(client_id);
+        c.set_login(username, password);
+        m.send(Packet::Connect(c));
+        match m.next() {
+            Some(Packet::ConnAck(a)) => (a.code as u8, m),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub fn send(&mut self, packet: rumqttc::mqttbytes::v4::Packet) {
+        let mut out = bytes::BytesMut::new();
+        packet.write(&mut out, 1 << 21).expect("encodes");
+        self.stream.write_all(&out).expect("writes");
+    }
+
+    /// The next packet, or None when the peer closes or stays silent for 5 s.
+    pub fn next(&mut self) -> Option<rumqttc::mqttbytes::v4::Packet> {
+        use rumqttc::mqttbytes::v4::Packet;
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Ok(p) = Packet::read(&mut self.buf, 1 << 21) {
+                return Some(p);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// SUBSCRIBE to one filter: whether it was granted.
+    pub fn subscribe(&mut self, filter: &str) -> bool {
+        use rumqttc::mqttbytes::QoS;
+        use rumqttc::mqttbytes::v4::{Packet, Subscribe, SubscribeReasonCode};
+        self.pkid += 1;
+        self.send(Packet::Subscribe(Subscribe::new(filter, QoS::AtLeastOnce)));
+        loop {
+            match self.next() {
+                Some(Packet::SubAck(a)) => {
+                    return !matches!(a.return_codes.first(), Some(SubscribeReasonCode::Failure) | None);
+                }
+                Some(_) => {}
+                None => panic!("no SUBACK"),
+            }
+        }
+    }
+
+    pub fn publish(&mut self, topic: &str, payload: &[u8]) {
+        use rumqttc::mqttbytes::QoS;
+        use rumqttc::mqttbytes::v4::{Packet, Publish};
+        self.pkid += 1;
+        let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+        p.pkid = self.pkid;
+        self.send(Packet::Publish(p));
+    }
+
+    /// The next PUBLISH that reaches this client: topic and payload.
+    pub fn next_publish(&mut self) -> Option<(String, Vec<u8>)> {
+        use rumqttc::mqttbytes::v4::Packet;
+        loop {
+            match self.next()? {
+                Packet::Publish(p) => return Some((p.topic, p.payload.to_vec())),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Publish a request and return the reply that comes back on `<topic>_reply`.
+    pub fn request(&mut self, topic: &str, payload: &[u8]) -> serde_json::Value {
+        self.publish(topic, payload);
+        let want = format!("{topic}_reply");
+        loop {
+            let (t, body) = self
+                .next_publish()
+                .unwrap_or_else(|| panic!("no reply on {want}"));
+            if t == want {
+                return serde_json::from_slice(&body).expect("the reply is JSON");
+            }
+        }
+    }
 }
