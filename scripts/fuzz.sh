@@ -15,7 +15,11 @@ done
 printf 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' > fuzz/corpus/http_response/length
 printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' > fuzz/corpus/http_response/chunked
 printf 'HTTP/1.1 301 Moved\r\nLocation: /x\r\n\r\n' > fuzz/corpus/http_response/redirect
-for target in capabilities answers batch_rows coap_reply decide http_response; do
+mkdir -p fuzz/corpus/registry fuzz/corpus/serve_input
+printf '[[products]]\nkey = "pk1"\nsecret = "s"\nmeasurepoints = ["temp"]\n[[devices]]\nproduct = "pk1"\nkey = "d"\ngateway = "pk1/g"\n' > fuzz/corpus/registry/seed.toml
+printf '\x02/sys/pk1/dk1/thing/measurepoint/post\n{"id":"1","method":"thing.measurepoint.post","params":{"measurepoints":{"temp":1}}}' > fuzz/corpus/serve_input/post
+printf '\x01dk1|securemode=2,signmethod=sha256,timestamp=1|\ndk1&pk1\n00' > fuzz/corpus/serve_input/login
+for target in capabilities answers batch_rows coap_reply decide http_response registry serve_input; do
   echo "== fuzz $target for ${seconds}s"
   cargo fuzz run --sanitizer none "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
     | grep -E "^Done|stat::number_of_executed_units|SUMMARY|panicked|ERROR" || true

@@ -16,4 +16,5 @@ mod interop;
 mod load;
 mod plan;
 mod probe;
+mod sdk;
 mod serve;
