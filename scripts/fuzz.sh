@@ -21,8 +21,17 @@ printf '\x02/sys/pk1/dk1/thing/measurepoint/post\n{"id":"1","method":"thing.meas
 printf '\x01dk1|securemode=2,signmethod=sha256,timestamp=1|\ndk1&pk1\n00' > fuzz/corpus/serve_input/login
 for target in capabilities answers batch_rows coap_reply decide http_response registry serve_input; do
   echo "== fuzz $target for ${seconds}s"
-  cargo fuzz run --sanitizer none "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
-    | grep -E "^Done|stat::number_of_executed_units|SUMMARY|panicked|ERROR" || true
-  # grep hides libFuzzer's noise; the exit status below is cargo fuzz's own.
-  test "${PIPESTATUS[0]}" -eq 0
+  log=$(mktemp)
+  status=0
+  cargo fuzz run --sanitizer none "$target" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  # Only the summary lines are shown; a build error or a crash shows the end of the log, and
+  # cargo fuzz's own exit status decides.
+  grep -E "^Done|stat::number_of_executed_units|SUMMARY|panicked|ERROR" "$log" || true
+  if [ "$status" -ne 0 ]; then
+    tail -n 60 "$log"
+    rm -f "$log"
+    echo "fuzz target $target failed (exit $status)"
+    exit "$status"
+  fi
+  rm -f "$log"
 done

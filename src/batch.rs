@@ -237,35 +237,6 @@ fn decide_row(caps: &Capabilities, key: &Key, counters: &mut Vec<(String, u64)>)
     })
 }
 
-/// Split one CSV record; quoted fields may hold commas and doubled quotes. Records without
-/// quotes (nearly all) are split in place.
-fn split_csv(line: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, String> {
-    if !line.contains('"') {
-        return Ok(line.split(',').map(std::borrow::Cow::Borrowed).collect());
-    }
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if cur.is_empty() => quoted = true,
-            (',', false) => fields.push(std::borrow::Cow::Owned(std::mem::take(&mut cur))),
-            (c, _) => cur.push(c),
-        }
-    }
-    if quoted {
-        return Err("a quoted field is not closed on this line (multi-line fields are not supported)".into());
-    }
-    fields.push(std::borrow::Cow::Owned(cur));
-    Ok(fields)
-}
-
 fn write_csv_field(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
     if s.contains([',', '"', '\n', '\r']) {
         write!(out, "\"{}\"", s.replace('"', "\"\""))
@@ -285,8 +256,9 @@ fn write_json_string(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
     }
 }
 
-/// Read rows from `input`, write one result per row to `out`, report bad rows to `bad` (with
-/// their line numbers) and go on.
+/// Recommend for every row of `input` (CSV with a header, or JSON Lines: the first non-blank
+/// byte decides), writing one result per row to `out` and each bad row, with its line, to
+/// `bad`.
 pub fn run(
     caps: &Capabilities,
     file: &str,
@@ -295,85 +267,158 @@ pub fn run(
     bad: &mut dyn FnMut(String),
     format: BatchFormat,
 ) -> Result<Summary, BatchError> {
-    let layout = Layout::new(caps);
-    let mut summary = Summary::default();
-    let mut cache = Cache::default();
-    let mut counters: Vec<(String, u64)> = Vec::new();
-    let mut line = String::new();
-    let mut lineno: u64 = 0;
-    let mut columns: Option<Vec<Column>> = None;
-    let mut jsonl: Option<bool> = None;
-    let write_err = BatchError::Write;
+    let read_err = |source| BatchError::Read {
+        file: file.to_string(),
+        source,
+    };
+    let mut rows = Rows {
+        caps,
+        layout: Layout::new(caps),
+        file,
+        cache: Cache::default(),
+        counters: Vec::new(),
+        summary: Summary::default(),
+        out,
+        bad,
+        format,
+    };
     if format == BatchFormat::Csv {
-        out.write_all(b"id,recommendation,protocols,unmet\n")
-            .map_err(write_err)?;
+        rows.out
+            .write_all(b"id,recommendation,protocols,unmet\n")
+            .map_err(BatchError::Write)?;
     }
-    loop {
-        line.clear();
-        let n = input.read_line(&mut line).map_err(|source| BatchError::Read {
-            file: file.to_string(),
-            source,
-        })?;
-        if n == 0 {
-            break;
+    // Leading blank lines are skipped but counted, so line numbers stay the file's own.
+    let mut skipped_lines = 0u64;
+    let jsonl = loop {
+        let buf = input.fill_buf().map_err(read_err)?;
+        if buf.is_empty() {
+            break false;
         }
-        lineno += 1;
-        let text = line.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() {
-            continue;
-        }
-        let is_jsonl = *jsonl.get_or_insert_with(|| text.trim_start().starts_with('{'));
-        let (id, key) = if is_jsonl {
-            match parse_json_row(&layout, text) {
-                Ok(r) => r,
-                Err(message) => {
-                    summary.bad += 1;
-                    bad(format!("{file}:{lineno}: {message}"));
-                    continue;
-                }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                let first = buf[i];
+                let blank = buf[..i].iter().rposition(|&b| b == b'\n').map_or(0, |j| j + 1);
+                skipped_lines += buf[..blank].iter().filter(|&&b| b == b'\n').count() as u64;
+                input.consume(blank);
+                break first == b'{';
             }
-        } else {
+            None => {
+                let n = buf.len();
+                skipped_lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+                input.consume(n);
+            }
+        }
+    };
+    if jsonl {
+        let mut line = String::new();
+        let mut lineno = skipped_lines;
+        loop {
+            line.clear();
+            if input.read_line(&mut line).map_err(read_err)? == 0 {
+                break;
+            }
+            lineno += 1;
+            let text = line.trim_end_matches(['\n', '\r']);
+            if text.trim().is_empty() {
+                continue;
+            }
+            let parsed = parse_json_row(&rows.layout, text);
+            rows.row(lineno, parsed)?;
+        }
+    } else {
+        // The csv crate reads the records: quoted fields, doubled quotes and fields that span
+        // lines, with each record's first line for the messages.
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(input);
+        let mut record = csv::ByteRecord::new();
+        let mut columns: Option<Vec<Column>> = None;
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => match e.into_kind() {
+                    csv::ErrorKind::Io(source) => return Err(read_err(source)),
+                    other => {
+                        rows.summary.bad += 1;
+                        (rows.bad)(format!("{file}: {other:?}"));
+                        continue;
+                    }
+                },
+            }
+            let lineno = record.position().map_or(0, |p| p.line()) + skipped_lines;
             let Some(cols) = &columns else {
-                columns = Some(header(&layout, file, text)?);
+                columns = Some(header(&rows.layout, file, &record)?);
                 continue;
             };
-            match parse_csv_row(&layout, cols, text) {
-                Ok(r) => r,
-                Err(message) => {
-                    summary.bad += 1;
-                    bad(format!("{file}:{lineno}: {message}"));
-                    continue;
-                }
+            let parsed = parse_csv_row(&rows.layout, cols, &record);
+            rows.row(lineno, parsed)?;
+        }
+    }
+    rows.out.flush().map_err(BatchError::Write)?;
+    let mut summary = rows.summary;
+    summary.by_recommendation = rows.counters.into_iter().filter(|(_, n)| *n > 0).collect();
+    Ok(summary)
+}
+
+/// The state of one batch run: decisions cached by key, counts, and where rows go.
+struct Rows<'a, 'o> {
+    caps: &'a Capabilities,
+    layout: Layout<'a>,
+    file: &'a str,
+    cache: Cache,
+    counters: Vec<(String, u64)>,
+    summary: Summary,
+    out: &'o mut dyn Write,
+    bad: &'o mut dyn FnMut(String),
+    format: BatchFormat,
+}
+
+impl Rows<'_, '_> {
+    /// Decide one parsed row (from the cache when its answers were seen) and write it.
+    fn row(&mut self, lineno: u64, parsed: Result<(Option<String>, Key), String>) -> Result<(), BatchError> {
+        let (id, key) = match parsed {
+            Ok(r) => r,
+            Err(message) => {
+                self.summary.bad += 1;
+                (self.bad)(format!("{}:{lineno}: {message}", self.file));
+                return Ok(());
             }
         };
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+        if self.cache.len() >= CACHE_LIMIT {
+            self.cache.clear();
         }
-        let decided = cache
+        let (caps, counters) = (self.caps, &mut self.counters);
+        let decided = self
+            .cache
             .entry(key)
-            .or_insert_with_key(|k| decide_row(caps, k, &mut counters));
+            .or_insert_with_key(|k| decide_row(caps, k, counters));
         let d = match decided {
             Ok(d) => d,
             Err(message) => {
-                summary.bad += 1;
-                bad(format!("{file}:{lineno}: {message}"));
-                continue;
+                self.summary.bad += 1;
+                (self.bad)(format!("{}:{lineno}: {message}", self.file));
+                return Ok(());
             }
         };
-        summary.rows += 1;
+        self.summary.rows += 1;
         if !d.unmet_empty {
-            summary.with_unmet += 1;
+            self.summary.with_unmet += 1;
         }
-        counters[d.counter].1 += 1;
+        if let Some(c) = self.counters.get_mut(d.counter) {
+            c.1 += 1;
+        }
         let numbered;
         let id = match &id {
-            Some(id) => id.as_ref(),
+            Some(id) => id.as_str(),
             None => {
                 numbered = lineno.to_string();
                 numbered.as_str()
             }
         };
-        let written = match format {
+        let out = &mut *self.out;
+        let written = match self.format {
             BatchFormat::Jsonl => write!(out, "{{\"line\":{lineno},\"id\":")
                 .and_then(|()| write_json_string(out, id))
                 .and_then(|()| out.write_all(d.json_tail.as_bytes()))
@@ -385,23 +430,16 @@ pub fn run(
                 .and_then(|()| write_csv_field(out, &d.unmet))
                 .and_then(|()| out.write_all(b"\n")),
         };
-        written.map_err(write_err)?;
+        written.map_err(BatchError::Write)
     }
-    out.flush().map_err(write_err)?;
-    summary.by_recommendation = counters.into_iter().filter(|(_, n)| *n > 0).collect();
-    Ok(summary)
 }
 
-fn header(layout: &Layout<'_>, file: &str, text: &str) -> Result<Vec<Column>, BatchError> {
-    let names = split_csv(text).map_err(|message| BatchError::Header {
-        file: file.into(),
-        message,
-    })?;
-    names
+fn header(layout: &Layout<'_>, file: &str, record: &csv::ByteRecord) -> Result<Vec<Column>, BatchError> {
+    record
         .iter()
         .map(|n| {
-            let n = n.trim().trim_start_matches('\u{feff}');
-            let n = n.trim();
+            let n = String::from_utf8_lossy(n);
+            let n = n.trim().trim_start_matches('\u{feff}').trim();
             layout.column(n).ok_or_else(|| BatchError::Header {
                 file: file.into(),
                 message: format!(
@@ -413,33 +451,25 @@ fn header(layout: &Layout<'_>, file: &str, text: &str) -> Result<Vec<Column>, Ba
         .collect()
 }
 
-fn parse_csv_row<'t>(
+fn parse_csv_row(
     layout: &Layout<'_>,
     cols: &[Column],
-    text: &'t str,
-) -> Result<(Option<std::borrow::Cow<'t, str>>, Key), String> {
-    if !text.contains('"') {
-        return parse_plain_csv_row(layout, cols, text);
-    }
-    let fields = split_csv(text)?;
-    if fields.len() != cols.len() {
+    record: &csv::ByteRecord,
+) -> Result<(Option<String>, Key), String> {
+    if record.len() != cols.len() {
         return Err(format!(
             "{} fields, but the header has {}",
-            fields.len(),
+            record.len(),
             cols.len()
         ));
     }
     let mut key = Key::new();
     let mut id = None;
-    for (col, value) in cols.iter().zip(fields) {
+    for (col, value) in cols.iter().zip(record.iter()) {
+        let value = std::str::from_utf8(value).map_err(|_| "a field is not UTF-8".to_string())?;
         match col {
-            Column::Id => {
-                id = Some(match value {
-                    std::borrow::Cow::Borrowed(v) => std::borrow::Cow::Borrowed(v.trim()),
-                    std::borrow::Cow::Owned(v) => std::borrow::Cow::Owned(v.trim().to_string()),
-                })
-            }
-            Column::Question(q) => key.set(layout, *q, &value)?,
+            Column::Id => id = Some(value.trim_ascii().to_string()),
+            Column::Question(q) => key.set(layout, *q, value)?,
             Column::Needs => {
                 for n in value.split(';') {
                     key.need(layout, n)?;
@@ -450,56 +480,7 @@ fn parse_csv_row<'t>(
     Ok((id, key))
 }
 
-/// The common case, a record without quotes: split on comma bytes, no allocation.
-fn parse_plain_csv_row<'t>(
-    layout: &Layout<'_>,
-    cols: &[Column],
-    text: &'t str,
-) -> Result<(Option<std::borrow::Cow<'t, str>>, Key), String> {
-    let mut key = Key::new();
-    let mut id = None;
-    let mut rest = text;
-    let mut count = 0;
-    for col in cols {
-        if count > 0 && rest.len() == text.len() {
-            break;
-        }
-        let (field, more) = match rest.as_bytes().iter().position(|&b| b == b',') {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
-        count += 1;
-        match col {
-            Column::Id => id = Some(std::borrow::Cow::Borrowed(field.trim_ascii())),
-            Column::Question(q) => key.set(layout, *q, field)?,
-            Column::Needs => {
-                for n in field.split(';') {
-                    key.need(layout, n)?;
-                }
-            }
-        }
-        match more {
-            Some(m) => rest = m,
-            None => {
-                if count < cols.len() {
-                    return Err(format!("{count} fields, but the header has {}", cols.len()));
-                }
-                return Ok((id, key));
-            }
-        }
-    }
-    let extra = rest.split(',').count();
-    Err(format!(
-        "{} fields, but the header has {}",
-        cols.len() + extra,
-        cols.len()
-    ))
-}
-
-fn parse_json_row(
-    layout: &Layout<'_>,
-    text: &str,
-) -> Result<(Option<std::borrow::Cow<'static, str>>, Key), String> {
+fn parse_json_row(layout: &Layout<'_>, text: &str) -> Result<(Option<String>, Key), String> {
     let value: serde_json::Map<String, Value> =
         serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
     let mut key = Key::new();
@@ -519,7 +500,7 @@ fn parse_json_row(
             other => return Err(format!("`{k}` must be a string, not {other}")),
         };
         match layout.column(k) {
-            Some(Column::Id) => id = Some(std::borrow::Cow::Owned(text)),
+            Some(Column::Id) => id = Some(text),
             Some(Column::Question(q)) => key.set(layout, q, &text)?,
             Some(Column::Needs) => {
                 for n in text.split(';') {

@@ -38,11 +38,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = engine::walk(&caps, &answers, false);
     let _ = engine::missing(&caps, &answers);
     if let Ok(decision) = engine::decide(&caps, &answers) {
-        let target = plan::Target {
+        let deployment = plan::Deployment {
             env: Some("eu2".into()),
             domain: plan::DEFAULT_DOMAIN.into(),
             ..Default::default()
         };
-        let _ = plan::plan(&caps, &decision, &target);
+        let _ = plan::plan(&caps, &decision, &deployment);
     }
 });

@@ -126,3 +126,30 @@ fn batch_usage_errors() {
         .code(2)
         .stderr(predicate::str::contains("possible values: jsonl, csv"));
 }
+
+#[test]
+fn quoted_csv_fields_may_hold_commas_quotes_and_line_breaks() {
+    // A spreadsheet export: the id column quotes a comma, a doubled quote and a line break.
+    let input = "\n\nid,network,enos_format,enos_version,needs\n\"gw, hall \"\"A\"\"\",tcp,yes,2,ota\n\"meter\nroof\",udp,yes,2,report_data\nplain,tcp,yes,3,\n";
+    let out = bin()
+        .args(["recommend", "--batch", "-"])
+        .write_stdin(input)
+        .ok_stdout();
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0]["id"], "gw, hall \"A\"");
+    assert_eq!(rows[1]["id"], "meter\nroof");
+    assert_eq!(rows[1]["recommendation"], "coap");
+    // Line numbers are the file's, blank lines and the spanning field counted.
+    assert_eq!(
+        (
+            rows[0]["line"].as_u64(),
+            rows[1]["line"].as_u64(),
+            rows[2]["line"].as_u64()
+        ),
+        (Some(4), Some(5), Some(7))
+    );
+}
