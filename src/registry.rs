@@ -65,16 +65,8 @@ pub enum RegistryError {
     },
     #[error("{0}")]
     Syntax(Located),
-    #[error("{file}: {count} problem(s) in the registry:\n{list}", count = .problems.len(), list = list(.problems))]
+    #[error("{file}: {count} problem(s) in the registry:\n{list}", count = .problems.len(), list = crate::source::bullet_list(.problems))]
     Invalid { file: String, problems: Vec<Located> },
-}
-
-fn list(problems: &[Located]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("- {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl crate::error::Help for RegistryError {

@@ -96,6 +96,15 @@ impl fmt::Display for Located {
     }
 }
 
+/// Located problems as a list, one `- file:line:col: message` item each.
+pub fn bullet_list(problems: &[Located]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("- {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A step of the path to a value in a TOML document: a key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathSeg {

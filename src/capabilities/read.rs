@@ -21,7 +21,7 @@ pub enum CapabilitiesError {
     },
     #[error("{0}")]
     Syntax(Located),
-    #[error("{file}: {count} problem(s) in the capabilities data:\n{list}", count = .problems.len(), list = render_problems(.problems))]
+    #[error("{file}: {count} problem(s) in the capabilities data:\n{list}", count = .problems.len(), list = crate::source::bullet_list(.problems))]
     Invalid { file: String, problems: Vec<Located> },
 }
 
@@ -35,14 +35,6 @@ impl crate::error::Help for CapabilitiesError {
             CapabilitiesError::Syntax(_) | CapabilitiesError::Invalid { .. } => None,
         }
     }
-}
-
-fn render_problems(problems: &[Located]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("- {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The embedded capabilities converted to JSON by build.rs (empty if they did not convert).

@@ -239,14 +239,7 @@ pub async fn probe(
         Link::Udp(sock)
     };
     let prefix = target.path.trim_end_matches('/');
-    let enos = match &opts.login {
-        Login::Enos {
-            product_key,
-            device_key,
-            ..
-        } => Some((product_key.as_str(), device_key.as_str())),
-        _ => None,
-    };
+    let enos = opts.login.enos_keys();
     let Some((pk, dk)) = enos else {
         rec.begin("request");
         let method = method_of(target, opts)?;

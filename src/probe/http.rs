@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
-use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target};
+use super::{ErrorKind, Failure, ProbeOptions, Recorder, Target};
 use crate::capabilities::Capabilities;
 
 /// The largest response head (status line and headers) the probe accepts.
@@ -344,14 +344,7 @@ pub async fn probe(
     deadline: Instant,
 ) -> Result<(), Failure> {
     let mut request = build_request(caps, target, opts)?;
-    let enos = match &opts.login {
-        Login::Enos {
-            product_key,
-            device_key,
-            ..
-        } => Some((product_key.as_str(), device_key.as_str())),
-        _ => None,
-    };
+    let enos = opts.login.enos_keys();
     let post = opts.measurepoints.as_ref().zip(enos);
     // The post goes on the same connection as the auth call.
     request.close = post.is_none();

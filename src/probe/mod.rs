@@ -437,6 +437,18 @@ pub struct SubDevice {
 }
 
 impl Login {
+    /// The product and device keys of an EnOS login.
+    pub fn enos_keys(&self) -> Option<(&str, &str)> {
+        match self {
+            Login::Enos {
+                product_key,
+                device_key,
+                ..
+            } => Some((product_key, device_key)),
+            _ => None,
+        }
+    }
+
     /// The same EnOS device, logging in with securemode 2 and `secret` (after activation).
     pub fn with_device_secret(&self, secret: Secret) -> Login {
         match self {

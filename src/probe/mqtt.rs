@@ -195,12 +195,12 @@ impl Conn {
         self.pkid
     }
 
-    /// SUBSCRIBE to one topic at QoS 1 and wait for its SUBACK.
-    async fn subscribe(&mut self, topic: &str) -> Result<(), Failure> {
+    /// SUBSCRIBE to one topic and wait for its SUBACK; a refusal is an `auth` failure.
+    async fn subscribe(&mut self, topic: &str, qos: QoS) -> Result<(), Failure> {
         let pkid = self.pkid();
         self.send(Packet::Subscribe(Subscribe {
             pkid,
-            filters: vec![rumqttc::SubscribeFilter::new(topic.to_string(), QoS::AtLeastOnce)],
+            filters: vec![rumqttc::SubscribeFilter::new(topic.to_string(), qos)],
         }))
         .await?;
         loop {
@@ -231,7 +231,7 @@ impl Conn {
         rec: &mut Recorder,
     ) -> Result<(), Failure> {
         let reply_topic = crate::enos::reply_topic(topic);
-        self.subscribe(&reply_topic).await?;
+        self.subscribe(&reply_topic, QoS::AtLeastOnce).await?;
         let mut publish = Publish::new(topic.to_string(), QoS::AtLeastOnce, request.to_bytes());
         publish.pkid = self.pkid();
         self.send(Packet::Publish(publish)).await?;
@@ -356,14 +356,7 @@ pub async fn probe(
     rec.begin("handshake");
     log_in(&mut conn, caps, opts, &opts.login, rec, deadline).await?;
     rec.end();
-    let keys = match &opts.login {
-        Login::Enos {
-            product_key,
-            device_key,
-            ..
-        } => Some((product_key.as_str(), device_key.as_str())),
-        _ => None,
-    };
+    let keys = opts.login.enos_keys();
     if let (Some(file), Some((pk, dk))) = (&opts.activate_to, keys) {
         rec.begin("activate");
         let secret = activate(&mut conn, pk, dk, file, opts.force, rec).await?;
@@ -403,29 +396,7 @@ pub async fn probe(
         .unwrap_or_else(|| b"enos-connect probe".to_vec());
     if let Some(topic) = &opts.roundtrip {
         rec.begin("roundtrip");
-        conn.send(Packet::Subscribe(Subscribe {
-            pkid: 1,
-            filters: vec![rumqttc::SubscribeFilter::new(topic.clone(), qos)],
-        }))
-        .await?;
-        loop {
-            match conn.next("SUBACK").await? {
-                Packet::SubAck(ack) if ack.pkid == 1 => {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                    {
-                        return Err(Failure::new(
-                            ErrorKind::Auth,
-                            format!("the broker refused the subscription to `{topic}`"),
-                        ));
-                    }
-                    break;
-                }
-                _ => continue,
-            }
-        }
+        conn.subscribe(topic, qos).await?;
         let mut publish = Publish::new(topic.clone(), qos, payload.clone());
         publish.pkid = if qos == QoS::AtLeastOnce { 2 } else { 0 };
         conn.send(Packet::Publish(publish)).await?;

@@ -18,7 +18,7 @@ use webrtc_dtls::cipher_suite::CipherSuiteId;
 use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_util::conn::{Conn, Listener};
 
-use super::{Answer, BindError, Endpoint, Event, Identity, MAX_CONNECTIONS};
+use super::{Answer, BindError, Endpoint, Event, Identity};
 use crate::enos;
 
 /// How many answered (peer, message id) pairs are remembered for retransmissions.
@@ -119,25 +119,18 @@ pub async fn serve_dtls(
     shutdown: watch::Receiver<bool>,
 ) {
     let config = dtls_config(&ep);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            () = super::stopped(shutdown.clone()) => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let Ok((conn, peer)) = accepted else { continue };
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                let (ep, config, shutdown) = (ep.clone(), config.clone(), shutdown.clone());
-                conns.spawn(async move {
-                    dtls_session(conn, peer, &ep, config, shutdown).await;
-                    drop(permit);
-                });
-            }
-        }
-    }
+    let l = listener.clone();
+    let stop = shutdown.clone();
+    let accept = move || {
+        let l = l.clone();
+        async move { l.accept().await.map_err(|e| std::io::Error::other(e.to_string())) }
+    };
+    super::accept_each(accept, shutdown, move |conn, peer| {
+        let (ep, config, shutdown) = (ep.clone(), config.clone(), stop.clone());
+        async move { dtls_session(conn, peer, &ep, config, shutdown).await }
+    })
+    .await;
     let _ = listener.close().await;
-    conns.abort_all();
 }
 
 async fn dtls_session(

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_CONNECTIONS, MAX_PACKET};
+use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_PACKET};
 use crate::enos;
 
 /// A command waits at most this long for the device's reply unless `?timeout=` says less.
@@ -26,46 +26,35 @@ const DEFAULT_LIFETIME_MS: u64 = 300_000;
 const MAX_LIFETIME_MS: u64 = 86_400_000;
 
 pub async fn accept(listener: tokio::net::TcpListener, ep: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            () = super::stopped(shutdown.clone()) => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let Ok((tcp, _peer)) = accepted else { continue };
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                let ep = ep.clone();
-                let shutdown = shutdown.clone();
-                conns.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let ep = ep.clone();
-                        async move { Ok::<_, std::convert::Infallible>(route(&ep, req).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(10))
-                        .max_buf_size(64 * 1024)
-                        .serve_connection(TokioIo::new(tcp), service);
-                    let mut conn = std::pin::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        () = super::stopped(shutdown) => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
-                        }
-                    }
-                    drop(permit);
+    let l = &listener;
+    let stop = shutdown.clone();
+    super::accept_each(
+        || l.accept(),
+        shutdown,
+        move |tcp, _peer| {
+            let (ep, shutdown) = (ep.clone(), stop.clone());
+            async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let ep = ep.clone();
+                    async move { Ok::<_, std::convert::Infallible>(route(&ep, req).await) }
                 });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(tcp), service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = super::stopped(shutdown) => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                    }
+                }
             }
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while conns.join_next().await.is_some() {}
-    })
+        },
+    )
     .await;
-    conns.abort_all();
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {

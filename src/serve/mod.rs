@@ -828,6 +828,47 @@ pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Recei
     endpoint.flush();
 }
 
+/// Accept connections until shutdown, each handled in a task of its own, at most
+/// [`MAX_CONNECTIONS`] at once (more wait in the accept queue). At shutdown the listener stops
+/// accepting and the connections, which see the shutdown too, get two seconds to close.
+pub(crate) async fn accept_each<C, A, F, H, Fut>(mut accept: A, shutdown: watch::Receiver<bool>, handle: H)
+where
+    A: FnMut() -> F,
+    F: std::future::Future<Output = std::io::Result<(C, SocketAddr)>>,
+    H: Fn(C, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(shutdown.clone()) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = accept() => {
+                let (conn, peer) = match accepted {
+                    Ok(c) => c,
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let work = handle(conn, peer);
+                conns.spawn(async move {
+                    work.await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
 /// Wait until `shutdown` says stop (or its sender is gone).
 pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_CONNECTIONS, MAX_PACKET};
+use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_PACKET};
 use crate::enos::{self, Reply, Request};
 
 /// How long a client may take to send CONNECT after the TCP connection opens.
@@ -36,39 +36,30 @@ pub async fn accept(
     shutdown: watch::Receiver<bool>,
 ) {
     let protocol = if tls.is_some() { "mqtts" } else { "mqtt" };
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            () = super::stopped(shutdown.clone()) => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let Ok((tcp, peer)) = accepted else { continue };
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+    let l = &listener;
+    let stop = shutdown.clone();
+    super::accept_each(
+        || l.accept(),
+        shutdown,
+        move |tcp, peer| {
+            let (ep, shutdown, tls) = (ep.clone(), stop.clone(), tls.clone());
+            async move {
                 let _ = tcp.set_nodelay(true);
-                let (ep, shutdown, tls) = (ep.clone(), shutdown.clone(), tls.clone());
-                conns.spawn(async move {
-                    match tls {
-                        Some(acceptor) => {
-                            match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
-                                Ok(Ok(stream)) => connection(stream, peer, protocol, &ep, shutdown).await,
-                                _ => ep.emit(Event::new("disconnect", protocol).peer(peer).message("the TLS handshake failed")),
-                            }
-                        }
-                        None => connection(tcp, peer, protocol, &ep, shutdown).await,
-                    }
-                    drop(permit);
-                });
+                match tls {
+                    Some(acceptor) => match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => connection(stream, peer, protocol, &ep, shutdown).await,
+                        _ => ep.emit(
+                            Event::new("disconnect", protocol)
+                                .peer(peer)
+                                .message("the TLS handshake failed"),
+                        ),
+                    },
+                    None => connection(tcp, peer, protocol, &ep, shutdown).await,
+                }
             }
-        }
-    }
-    drop(listener);
-    // Connections see the shutdown too and close; give them a moment, then stop the rest.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while conns.join_next().await.is_some() {}
-    })
+        },
+    )
     .await;
-    conns.abort_all();
 }
 
 /// The packets of one connection, read and written with the codec.
@@ -419,14 +410,7 @@ fn sub_devices(s: &mut Session, ep: &Endpoint, topic: &str, payload: &[u8], repl
         .unwrap_or(Value::Null);
     let mut login = |params: &Value| {
         let (code, sub, message) = ep.subdevice_login(&s.id, params);
-        let pk = params
-            .get("productKey")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let dk = params
-            .get("deviceKey")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let (pk, dk) = keys_in(params);
         let mut e = Event::new("subdevice_login", s.protocol)
             .keys(pk, dk)
             .topic(topic)
@@ -486,14 +470,7 @@ fn sub_devices(s: &mut Session, ep: &Endpoint, topic: &str, payload: &[u8], repl
             }
         }
         "combine/logout" => {
-            let pk = params
-                .get("productKey")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let dk = params
-                .get("deviceKey")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let (pk, dk) = keys_in(&params);
             s.subdevices.remove(&Identity::new(pk, dk));
             Reply::new(
                 reply.id,
@@ -503,6 +480,12 @@ fn sub_devices(s: &mut Session, ep: &Endpoint, topic: &str, payload: &[u8], repl
         }
         _ => reply,
     }
+}
+
+/// The `productKey` and `deviceKey` a sub-device request names.
+fn keys_in(params: &Value) -> (&str, &str) {
+    let key = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default();
+    (key("productKey"), key("deviceKey"))
 }
 
 /// A command from a test, pushed to the device (EnOS pushes commands; the SDKs never subscribe

@@ -125,3 +125,46 @@ pub fn no_secret_in(out: &std::process::Output, secrets: &[&str], context: &str)
     assert!(!all.contains("panicked"), "panicked ({context}):\n{all}");
     all
 }
+
+// --- EnOS material and outside peers ------------------------------------------------------
+
+/// EnOS login material for a device, computed from the embedded recipes.
+pub fn creds(
+    protocol: &str,
+    pk: &str,
+    dk: &str,
+    mode: &str,
+    secret: &str,
+) -> enos_connect::credentials::Credentials {
+    let req = enos_connect::credentials::CredentialRequest {
+        protocol: protocol.into(),
+        product_key: pk.into(),
+        device_key: dk.into(),
+        mode: mode.into(),
+        client_id: None,
+        timestamp: 1_700_000_000_000,
+        lifetime: None,
+    };
+    enos_connect::credentials::compute(
+        &caps(),
+        &req,
+        &enos_connect::credentials::Secret::new(secret.into()),
+    )
+    .expect("credentials")
+}
+
+/// The value of a variable `.ci/run` sets for an outside peer, or None after a loud skip;
+/// with ENOS_CONNECT_REQUIRE_PEERS=1 (as in CI) a missing one is a failure.
+pub fn outside_peer(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var("ENOS_CONNECT_REQUIRE_PEERS").as_deref() != Ok("1"),
+                "{var} is not set but ENOS_CONNECT_REQUIRE_PEERS=1: {what}"
+            );
+            eprintln!("SKIPPED: {var} is not set; {what}");
+            None
+        }
+    }
+}

@@ -7,19 +7,10 @@ use crate::common::{assert_failed, assert_ok, probe, total_ms};
 
 /// The address of a peer from its environment variable, or None after a loud skip.
 fn peer(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            assert!(
-                std::env::var("ENOS_CONNECT_REQUIRE_PEERS").as_deref() != Ok("1"),
-                "{var} is not set but ENOS_CONNECT_REQUIRE_PEERS=1: start the peers with scripts/interop-peers.sh"
-            );
-            eprintln!(
-                "SKIPPED: {var} is not set; run .ci/run (or scripts/interop-peers.sh) for the interop peers"
-            );
-            None
-        }
-    }
+    crate::common::outside_peer(
+        var,
+        "run .ci/run (or scripts/interop-peers.sh) for the interop peers",
+    )
 }
 
 /// The report failed with one of `kinds` at `stage` (Debian's peers differ in how they refuse).

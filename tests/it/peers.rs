@@ -30,24 +30,18 @@ pub fn broker(auth: &[(&str, &str)]) -> SocketAddr {
     addr
 }
 
+/// Write one MQTT packet; a peer that went away is not the test's concern here.
+fn send_packet(stream: &mut TcpStream, packet: rumqttc::mqttbytes::v4::Packet) {
+    let mut out = bytes::BytesMut::new();
+    if packet.write(&mut out, 1 << 20).is_ok() {
+        let _ = stream.write_all(&out);
+    }
+}
+
 struct Subscriber {
     connection: usize,
     filter: String,
     out: TcpStream,
-}
-
-fn topic_matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
 }
 
 fn broker_connection(
@@ -60,12 +54,7 @@ fn broker_connection(
     use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode};
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let send = |stream: &mut TcpStream, packet: Packet| {
-        let mut out = bytes::BytesMut::new();
-        if packet.write(&mut out, 1 << 20).is_ok() {
-            let _ = stream.write_all(&out);
-        }
-    };
+    let send = send_packet;
     let mut buf = bytes::BytesMut::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     'read: loop {
@@ -112,7 +101,10 @@ fn broker_connection(
                         send(&mut stream, Packet::PubAck(PubAck::new(p.pkid)));
                     }
                     if let Ok(mut subs) = subscribers.lock() {
-                        for sub in subs.iter_mut().filter(|s| topic_matches(&s.filter, &p.topic)) {
+                        for sub in subs
+                            .iter_mut()
+                            .filter(|s| enos_connect::serve::mqtt::topic_matches(&s.filter, &p.topic))
+                        {
                             let mut copy = p.clone();
                             copy.pkid = if copy.qos == QoS::AtLeastOnce { 1 } else { 0 };
                             send(&mut sub.out, Packet::Publish(copy));
@@ -575,12 +567,7 @@ pub fn enos_script(script: Script) -> SocketAddr {
     };
     tcp_peer(move |mut stream| {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let send = |stream: &mut TcpStream, packet: Packet| {
-            let mut out = bytes::BytesMut::new();
-            if packet.write(&mut out, 1 << 20).is_ok() {
-                let _ = stream.write_all(&out);
-            }
-        };
+        let send = send_packet;
         let mut buf = bytes::BytesMut::new();
         let mut chunk = [0u8; 4096];
         loop {
@@ -634,22 +621,7 @@ pub struct Mqtt {
 
 /// The CONNECT fields of an EnOS login, signed as the recipe says.
 pub fn enos_login(pk: &str, dk: &str, mode: &str, secret: &str) -> (String, String, String) {
-    let caps = enos_connect::capabilities::embedded().expect("caps");
-    let req = enos_connect::credentials::CredentialRequest {
-        protocol: "mqtt".into(),
-        product_key: pk.into(),
-        device_key: dk.into(),
-        mode: mode.into(),
-        client_id: None,
-        timestamp: 1_700_000_000_000,
-        lifetime: None,
-    };
-    let c = enos_connect::credentials::compute(
-        &caps,
-        &req,
-        &enos_connect::credentials::Secret::new(secret.into()),
-    )
-    .expect("credentials");
+    let c = crate::common::creds("mqtt", pk, dk, mode, secret);
     let f = |n: &str| c.field(n).unwrap_or_default().to_string();
     (f("client_id"), f("username"), f("password"))
 }

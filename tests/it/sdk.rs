@@ -12,19 +12,10 @@ use std::time::{Duration, Instant};
 use crate::peers::{REGISTRY, SECRETS};
 
 fn python() -> Option<String> {
-    match std::env::var("ENOS_CONNECT_SDK_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("ENOS_CONNECT_REQUIRE_PEERS").as_deref() != Ok("1"),
-                "ENOS_CONNECT_SDK_PYTHON is not set but ENOS_CONNECT_REQUIRE_PEERS=1: .ci/run installs the SDK"
-            );
-            eprintln!(
-                "SKIPPED: ENOS_CONNECT_SDK_PYTHON is not set; .ci/run installs the official EnOS Python SDK"
-            );
-            None
-        }
-    }
+    crate::common::outside_peer(
+        "ENOS_CONNECT_SDK_PYTHON",
+        ".ci/run installs the official EnOS Python SDK",
+    )
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{OkStdout, bin, json_of, no_secret_in};
+use crate::common::{OkStdout, bin, creds, json_of, no_secret_in};
 use crate::peers::{self, Mqtt, REGISTRY, SECRETS, enos, enos_login};
 
 /// `enos-connect serve` as a child process, every listener on port 0.
@@ -428,22 +428,7 @@ fn http_post_typed(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]
 }
 
 fn http_session(e: &peers::Enos) -> String {
-    let caps = enos_connect::capabilities::embedded().expect("caps");
-    let req = enos_connect::credentials::CredentialRequest {
-        protocol: "http".into(),
-        product_key: "pk1".into(),
-        device_key: "dk1".into(),
-        mode: "static".into(),
-        client_id: None,
-        timestamp: 0,
-        lifetime: None,
-    };
-    let c = enos_connect::credentials::compute(
-        &caps,
-        &req,
-        &enos_connect::credentials::Secret::new("Device-Canary-9a1".into()),
-    )
-    .expect("creds");
+    let c = creds("http", "pk1", "dk1", "static", "Device-Canary-9a1");
     let auth = c.request.expect("auth request");
     let (status, v) = http_post(e.http, &auth.path, auth.body.as_bytes());
     assert_eq!((status, &v["code"]), (200, &json!(200)), "{v}");
@@ -561,22 +546,7 @@ fn coap_answers_once_per_message_and_wants_authentication() {
         answer.header.code,
         MessageClass::Response(coap_lite::ResponseType::Unauthorized)
     );
-    let caps = enos_connect::capabilities::embedded().expect("caps");
-    let req = enos_connect::credentials::CredentialRequest {
-        protocol: "coap".into(),
-        product_key: "pk1".into(),
-        device_key: "dk1".into(),
-        mode: "static".into(),
-        client_id: None,
-        timestamp: 0,
-        lifetime: None,
-    };
-    let c = enos_connect::credentials::compute(
-        &caps,
-        &req,
-        &enos_connect::credentials::Secret::new("Device-Canary-9a1".into()),
-    )
-    .expect("creds");
+    let c = creds("coap", "pk1", "dk1", "static", "Device-Canary-9a1");
     let auth = c.request.expect("auth");
     let answer = Packet::from_bytes(&exchange(&request(2, &auth.path, auth.body.as_bytes()))).expect("coap");
     assert_eq!(
