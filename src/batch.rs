@@ -323,7 +323,13 @@ pub fn run(
                 continue;
             }
             let parsed = parse_json_row(&rows.layout, text);
-            rows.row(lineno, parsed)?;
+            rows.row(
+                lineno,
+                parsed
+                    .as_ref()
+                    .map(|(id, key)| (id.as_deref(), *key))
+                    .map_err(String::as_str),
+            )?;
         }
     } else {
         // The csv crate reads the records: quoted fields, doubled quotes and fields that span
@@ -331,11 +337,12 @@ pub fn run(
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .buffer_capacity(1 << 16)
             .from_reader(input);
-        let mut record = csv::ByteRecord::new();
+        let mut record = csv::StringRecord::new();
         let mut columns: Option<Vec<Column>> = None;
         loop {
-            match reader.read_byte_record(&mut record) {
+            match reader.read_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => {}
                 Err(e) => match e.into_kind() {
@@ -353,7 +360,13 @@ pub fn run(
                 continue;
             };
             let parsed = parse_csv_row(&rows.layout, cols, &record);
-            rows.row(lineno, parsed)?;
+            rows.row(
+                lineno,
+                parsed
+                    .as_ref()
+                    .map(|(id, key)| (*id, *key))
+                    .map_err(String::as_str),
+            )?;
         }
     }
     rows.out.flush().map_err(BatchError::Write)?;
@@ -377,7 +390,7 @@ struct Rows<'a, 'o> {
 
 impl Rows<'_, '_> {
     /// Decide one parsed row (from the cache when its answers were seen) and write it.
-    fn row(&mut self, lineno: u64, parsed: Result<(Option<String>, Key), String>) -> Result<(), BatchError> {
+    fn row(&mut self, lineno: u64, parsed: Result<(Option<&str>, Key), &str>) -> Result<(), BatchError> {
         let (id, key) = match parsed {
             Ok(r) => r,
             Err(message) => {
@@ -410,8 +423,8 @@ impl Rows<'_, '_> {
             c.1 += 1;
         }
         let numbered;
-        let id = match &id {
-            Some(id) => id.as_str(),
+        let id = match id {
+            Some(id) => id,
             None => {
                 numbered = lineno.to_string();
                 numbered.as_str()
@@ -434,11 +447,10 @@ impl Rows<'_, '_> {
     }
 }
 
-fn header(layout: &Layout<'_>, file: &str, record: &csv::ByteRecord) -> Result<Vec<Column>, BatchError> {
+fn header(layout: &Layout<'_>, file: &str, record: &csv::StringRecord) -> Result<Vec<Column>, BatchError> {
     record
         .iter()
         .map(|n| {
-            let n = String::from_utf8_lossy(n);
             let n = n.trim().trim_start_matches('\u{feff}').trim();
             layout.column(n).ok_or_else(|| BatchError::Header {
                 file: file.into(),
@@ -451,11 +463,11 @@ fn header(layout: &Layout<'_>, file: &str, record: &csv::ByteRecord) -> Result<V
         .collect()
 }
 
-fn parse_csv_row(
+fn parse_csv_row<'r>(
     layout: &Layout<'_>,
     cols: &[Column],
-    record: &csv::ByteRecord,
-) -> Result<(Option<String>, Key), String> {
+    record: &'r csv::StringRecord,
+) -> Result<(Option<&'r str>, Key), String> {
     if record.len() != cols.len() {
         return Err(format!(
             "{} fields, but the header has {}",
@@ -466,9 +478,8 @@ fn parse_csv_row(
     let mut key = Key::new();
     let mut id = None;
     for (col, value) in cols.iter().zip(record.iter()) {
-        let value = std::str::from_utf8(value).map_err(|_| "a field is not UTF-8".to_string())?;
         match col {
-            Column::Id => id = Some(value.trim_ascii().to_string()),
+            Column::Id => id = Some(value.trim_ascii()),
             Column::Question(q) => key.set(layout, *q, value)?,
             Column::Needs => {
                 for n in value.split(';') {

@@ -58,6 +58,12 @@ impl Table {
                 e.message
             ));
         }
+        if let Some(reply) = &r.enos {
+            out.push_str(&format!(
+                "  EnOS replied {}\n",
+                crate::enos::describe(reply.code, &reply.message)
+            ));
+        }
         for s in &r.stages {
             out.push_str(&format!("  {:<15} {:>10.3} ms\n", s.name, s.ms));
         }
