@@ -442,74 +442,87 @@ fn reachability_and_cycles(caps: &Capabilities, p: &mut Problems) {
 /// in the engine), tracking which protocols are still open, and reports each such node once
 /// with an example path.
 fn nothing_left_to_choose(caps: &Capabilities, p: &mut Problems) {
+    /// A node reached with these protocols open and these answers given; `from` is the state
+    /// it was reached from and `via` what was taken there (for the example path).
     struct State<'a> {
         node: &'a str,
         open: Vec<&'a str>,
-        answers: BTreeMap<&'a str, &'a str>,
-        path: Vec<String>,
+        answers: Vec<(&'a str, &'a str)>,
+        from: Option<(usize, Via<'a>)>,
+    }
+    #[derive(Clone, Copy)]
+    enum Via<'a> {
+        Answer(&'a str, &'a str),
+        Branch(&'static str),
     }
     // A hostile file could make the paths multiply; past this many states the check stops
     // (it only ever adds problems, so stopping early never hides one it found).
     const MAX_STATES: usize = 100_000;
+    let path_to = |states: &[State<'_>], mut at: usize| {
+        let mut steps = vec![states[at].node.to_string()];
+        while let Some((prev, via)) = states[at].from {
+            let node = states[prev].node;
+            steps.push(match via {
+                Via::Answer(q, v) => format!("{node}[{q}={v}]"),
+                Via::Branch(b) => format!("{node}[{b}]"),
+            });
+            at = prev;
+        }
+        steps.reverse();
+        steps.join(" -> ")
+    };
     let mut reported = BTreeSet::new();
-    let mut work = vec![State {
+    let mut states = vec![State {
         node: caps.flow.start.as_str(),
         open: caps.protocols.iter().map(|x| x.id.as_str()).collect(),
-        answers: BTreeMap::new(),
-        path: Vec::new(),
+        answers: Vec::new(),
+        from: None,
     }];
+    let mut work = vec![0usize];
     let mut seen = BTreeSet::new();
-    while let Some(state) = work.pop() {
-        let key = (state.node, state.open.clone(), state.answers.clone());
-        if !seen.insert(key) {
+    while let Some(at) = work.pop() {
+        let state = &states[at];
+        if !seen.insert((state.node, state.open.clone(), state.answers.clone())) {
             continue;
         }
         if seen.len() > MAX_STATES {
             break;
         }
-        let Some((i, node)) = caps
-            .flow
-            .nodes
-            .iter()
-            .enumerate()
-            .find(|(_, n)| n.id == state.node)
-        else {
+        let Some((i, node)) = caps.flow.nodes.iter().enumerate().find(|(_, n)| n.id == state.node) else {
             continue;
         };
         if matches!(node.kind, NodeKind::Cover | NodeKind::Prefer)
             && state.open.is_empty()
             && reported.insert(node.id.as_str())
         {
-            let mut path = state.path.clone();
-            path.push(node.id.clone());
             p.add(
                 path!("flow", "nodes", i, "id"),
                 format!(
                     "{} node `{}` can be reached with no protocol left (by {}): point the branch that empties the protocols at an outcome",
                     node.kind.as_str(),
                     node.id,
-                    path.join(" -> ")
+                    path_to(&states, at)
                 ),
             );
         }
         // Each branch this node can take, with the protocols still open after it and the
         // answer it fixes.
-        type Branch<'a> = (String, Vec<&'a str>, Option<(&'a str, &'a str)>);
-        let mut branches: Vec<Branch> = Vec::new();
-        let question = node.question.as_deref().and_then(|q| caps.question(q));
-        let values: Vec<&str> = match (question, node.question.as_deref()) {
-            (Some(q), Some(id)) => match state.answers.get(id) {
-                Some(v) => vec![*v],
+        let mut next: Vec<(&'static str, Vec<&str>, Via<'_>)> = Vec::new();
+        let question = node.question.as_deref().zip(node.question.as_deref().and_then(|q| caps.question(q)));
+        let values: Vec<&str> = match question {
+            Some((id, q)) => match state.answers.iter().find(|(k, _)| *k == id) {
+                Some((_, v)) => vec![*v],
                 None => q.values().collect(),
             },
-            _ => Vec::new(),
+            None => Vec::new(),
         };
+        let q = node.question.as_deref().unwrap_or_default();
         match node.kind {
             NodeKind::Outcome => continue,
             NodeKind::Question => {
                 for v in values {
-                    let q = node.question.as_deref().unwrap_or_default();
-                    branches.push((v.to_string(), state.open.clone(), Some((q, v))));
+                    // The branch label is the answer itself; it is looked up below.
+                    next.push(("", state.open.clone(), Via::Answer(q, v)));
                 }
             }
             NodeKind::Filter => {
@@ -532,36 +545,39 @@ fn nothing_left_to_choose(caps: &Capabilities, p: &mut Problems) {
                         })
                         .collect();
                     let branch = if kept.is_empty() { "none" } else { "some" };
-                    let q = node.question.as_deref().unwrap_or_default();
-                    branches.push((branch.to_string(), kept, Some((q, v))));
+                    next.push((branch, kept, Via::Answer(q, v)));
                 }
             }
             NodeKind::Cover => {
                 for b in ["covered", "partial"] {
-                    branches.push((b.to_string(), state.open.clone(), None));
+                    next.push((b, state.open.clone(), Via::Branch(b)));
                 }
             }
-            NodeKind::Prefer => branches.push(("chosen".to_string(), state.open.clone(), None)),
+            NodeKind::Prefer => next.push(("chosen", state.open.clone(), Via::Branch("chosen"))),
         }
-        for (branch, open, answer) in branches {
-            let Some(next) = caps.next(&node.id, &branch) else {
+        let answers = state.answers.clone();
+        for (branch, open, via) in next {
+            let label = match (branch, via) {
+                ("", Via::Answer(_, v)) => v,
+                (b, _) => b,
+            };
+            let Some(to) = caps.next(&node.id, label) else {
                 continue;
             };
-            let mut answers = state.answers.clone();
-            let mut path = state.path.clone();
-            match answer {
-                Some((q, v)) => {
-                    answers.insert(q, v);
-                    path.push(format!("{}[{q}={v}]", node.id));
-                }
-                None => path.push(format!("{}[{branch}]", node.id)),
+            let mut answers = answers.clone();
+            if let Via::Answer(q, v) = via
+                && !answers.iter().any(|(k, _)| *k == q)
+            {
+                answers.push((q, v));
+                answers.sort_unstable();
             }
-            work.push(State {
-                node: next.id.as_str(),
+            states.push(State {
+                node: to.id.as_str(),
                 open,
                 answers,
-                path,
+                from: Some((at, via)),
             });
+            work.push(states.len() - 1);
         }
     }
 }

@@ -83,7 +83,7 @@ pub fn check(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
     });
     let result = match path {
         Some(p) => capabilities::from_file(p),
-        None => capabilities::embedded(),
+        None => capabilities::embedded_checked(),
     };
     match (result, args.format.format) {
         // A person reading a terminal gets the problems on stderr, as every other command
