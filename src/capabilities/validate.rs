@@ -488,7 +488,13 @@ fn nothing_left_to_choose(caps: &Capabilities, p: &mut Problems) {
         if seen.len() > MAX_STATES {
             break;
         }
-        let Some((i, node)) = caps.flow.nodes.iter().enumerate().find(|(_, n)| n.id == state.node) else {
+        let Some((i, node)) = caps
+            .flow
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.id == state.node)
+        else {
             continue;
         };
         if matches!(node.kind, NodeKind::Cover | NodeKind::Prefer)
@@ -508,7 +514,10 @@ fn nothing_left_to_choose(caps: &Capabilities, p: &mut Problems) {
         // Each branch this node can take, with the protocols still open after it and the
         // answer it fixes.
         let mut next: Vec<(&'static str, Vec<&str>, Via<'_>)> = Vec::new();
-        let question = node.question.as_deref().zip(node.question.as_deref().and_then(|q| caps.question(q)));
+        let question = node
+            .question
+            .as_deref()
+            .zip(node.question.as_deref().and_then(|q| caps.question(q)));
         let values: Vec<&str> = match question {
             Some((id, q)) => match state.answers.iter().find(|(k, _)| *k == id) {
                 Some((_, v)) => vec![*v],

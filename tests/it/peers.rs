@@ -132,6 +132,9 @@ pub struct Pki {
     /// Holds the PEM files for as long as the peer lives.
     pub _dir: tempfile::TempDir,
     pub ca: PathBuf,
+    /// The server's certificate and key as PEM files (for `serve --mqtts`).
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
     pub server_config: Arc<rustls::ServerConfig>,
@@ -160,6 +163,10 @@ pub fn pki(names: &[&str], expired: bool) -> Pki {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, ca.pem()).expect("write ca");
+    let server_cert = dir.path().join("server.pem");
+    let server_key = dir.path().join("server.key");
+    std::fs::write(&server_cert, cert.pem()).expect("write server cert");
+    std::fs::write(&server_key, key.serialize_pem()).expect("write server key");
     let chain = vec![cert.der().clone()];
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -193,6 +200,8 @@ pub fn pki(names: &[&str], expired: bool) -> Pki {
     Pki {
         _dir: dir,
         ca: ca_path,
+        server_cert,
+        server_key,
         client_cert,
         client_key: client_key_path,
         server_config: Arc::new(server_config),

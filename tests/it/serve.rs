@@ -603,3 +603,68 @@ fn serve_holds_a_load_probe_of_2000_posts() {
     let (code, ..) = s.stop();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn mqtt_over_tls_with_the_certificate_given() {
+    let pki = peers::pki(&["localhost"], false);
+    let s = Serve::start(
+        REGISTRY,
+        &[
+            "--mqtts",
+            "127.0.0.1:0",
+            "--tls-cert",
+            pki.server_cert.to_str().expect("utf-8"),
+            "--tls-key",
+            pki.server_key.to_str().expect("utf-8"),
+        ],
+    );
+    let port = s.addr("mqtts").rsplit(':').next().expect("port").to_string();
+    let out = bin()
+        .args([
+            "probe",
+            &format!("mqtts://localhost:{port}"),
+            "--ca",
+            pki.ca.to_str().expect("utf-8"),
+        ])
+        .args([
+            "--product-key",
+            "pk1",
+            "--device-key",
+            "dk1",
+            "-m",
+            "temp=3",
+            "-f",
+            "json",
+        ])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("probe");
+    let v = json_of(&out.stdout);
+    crate::common::assert_ok(out.status.code().unwrap_or(-1), &v);
+    assert_eq!(
+        crate::common::stage_names(&v),
+        ["resolve", "connect", "tls", "handshake", "reply", "total"]
+    );
+    let (code, events, ..) = s.stop();
+    assert_eq!(code, 0);
+    assert!(
+        events.contains(r#""event":"login","protocol":"mqtts""#),
+        "{events}"
+    );
+    // A certificate file that is not one is an input error, before anything listens.
+    bin()
+        .args([
+            "serve",
+            "--registry",
+            "/dev/null",
+            "--mqtts",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/dev/null",
+            "--tls-key",
+            "/dev/null",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--tls-cert /dev/null"));
+}
