@@ -41,6 +41,12 @@ pub enum BatchError {
     },
     #[error("cannot write the results: {0}")]
     Write(#[source] std::io::Error),
+    #[error("{file}:{line}: {message}")]
+    Record {
+        file: String,
+        line: u64,
+        message: String,
+    },
 }
 
 impl crate::error::Help for BatchError {
@@ -50,6 +56,9 @@ impl crate::error::Help for BatchError {
                 "the first line names the columns: id (optional), question ids and needs; `enos-connect questions` lists the ids".into(),
             ),
             BatchError::Read { .. } => Some("check the path given with --batch (`-` reads stdin)".into()),
+            BatchError::Record { .. } => Some(
+                "a quoted field runs on until its closing quote, across lines: check the quotes on that line".into(),
+            ),
             BatchError::Write(_) => None,
         }
     }
@@ -333,26 +342,47 @@ pub fn run(
         }
     } else {
         // The csv crate reads the records: quoted fields, doubled quotes and fields that span
-        // lines, with each record's first line for the messages.
+        // lines, with each record's first line for the messages. The reader under it stops a
+        // record that runs past MAX_RECORD bytes (one unclosed quote would otherwise take in
+        // the rest of the file).
+        let record_start = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let bounded = Bounded {
+            inner: input,
+            read: 0,
+            record_start: record_start.clone(),
+        };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(1 << 16)
-            .from_reader(input);
+            .from_reader(bounded);
         let mut record = csv::StringRecord::new();
         let mut columns: Option<Vec<Column>> = None;
         loop {
+            let starts_at = reader.position().line() + skipped_lines;
             match reader.read_record(&mut record) {
                 Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => match e.into_kind() {
-                    csv::ErrorKind::Io(source) => return Err(read_err(source)),
-                    other => {
-                        rows.summary.bad += 1;
-                        (rows.bad)(format!("{file}: {other:?}"));
-                        continue;
+                Ok(true) => record_start.set(reader.position().byte()),
+                Err(e) => {
+                    let line = e.position().map_or(starts_at, |p| p.line() + skipped_lines);
+                    let message = e.to_string();
+                    match e.into_kind() {
+                        csv::ErrorKind::Io(source) if source.kind() == std::io::ErrorKind::InvalidData => {
+                            return Err(BatchError::Record {
+                                file: file.to_string(),
+                                line: starts_at,
+                                message: source.to_string(),
+                            });
+                        }
+                        csv::ErrorKind::Io(source) => return Err(read_err(source)),
+                        _ => {
+                            rows.summary.bad += 1;
+                            (rows.bad)(format!("{file}:{line}: {message}"));
+                            record_start.set(reader.position().byte());
+                            continue;
+                        }
                     }
-                },
+                }
             }
             let lineno = record.position().map_or(0, |p| p.line()) + skipped_lines;
             let Some(cols) = &columns else {
@@ -373,6 +403,31 @@ pub fn run(
     let mut summary = rows.summary;
     summary.by_recommendation = rows.counters.into_iter().filter(|(_, n)| *n > 0).collect();
     Ok(summary)
+}
+
+/// The longest CSV record read, in bytes.
+const MAX_RECORD: u64 = 1 << 20;
+
+/// The reader under the csv crate: it counts bytes and refuses to run more than MAX_RECORD
+/// (plus the csv reader's own buffer) past the start of the record being read.
+struct Bounded<R> {
+    inner: R,
+    read: u64,
+    record_start: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read.saturating_sub(self.record_start.get()) > MAX_RECORD + (1 << 16) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a record runs past {} MiB: an unclosed quote?", MAX_RECORD >> 20),
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// The state of one batch run: decisions cached by key, counts, and where rows go.
@@ -469,10 +524,16 @@ fn parse_csv_row<'r>(
     record: &'r csv::StringRecord,
 ) -> Result<(Option<&'r str>, Key), String> {
     if record.len() != cols.len() {
+        let spans = record.iter().any(|f| f.contains('\n'));
         return Err(format!(
-            "{} fields, but the header has {}",
+            "{} fields, but the header has {}{}",
             record.len(),
-            cols.len()
+            cols.len(),
+            if spans {
+                " (a quoted field runs across lines: an unclosed quote?)"
+            } else {
+                ""
+            }
         ));
     }
     let mut key = Key::new();

@@ -90,6 +90,11 @@ impl Reply {
     }
 }
 
+/// A fresh request id: a string, as EnOS and the SDKs expect (not a secret).
+pub fn new_id() -> String {
+    (crate::probe::random_u64() % 1_000_000_000).to_string()
+}
+
 /// A reply's id as sent: EnOS echoes the request's id string; a number is read as its text,
 /// so a reply can still be matched (and reported) rather than ignored as noise.
 pub fn reply_id(v: &Value) -> Option<String> {

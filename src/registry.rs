@@ -246,5 +246,16 @@ mod tests {
         .expect_err("syntax")
         .to_string();
         assert!(err.starts_with("r.toml:2:7:") && !err.contains("Canary"), "{err}");
+        // An unquoted secret is refused without being echoed.
+        let err = Registry::parse(&SourceFile::new(
+            "r.toml",
+            "[[products]]\nkey = \"p\"\nsecret = 918273645\n",
+        ))
+        .expect_err("a number")
+        .to_string();
+        assert!(
+            err.contains("quoted string") && !err.contains("918273645"),
+            "{err}"
+        );
     }
 }

@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         .build()
         .map_err(|e| Error::io("cannot start the network runtime", e))?;
     runtime.block_on(async {
-        let bound = serve::bind(&opts, &endpoint).await.map_err(|e| {
+        let bound = serve::bind(&opts).await.map_err(|e| {
             Error::usage_with_help(
                 e.to_string(),
                 "pick a free port (port 0 picks one), or `off` to turn the listener off",

@@ -259,7 +259,7 @@ pub async fn probe(
             .request
             .ok_or_else(|| Failure::new(ErrorKind::Auth, "no CoAP auth request in the capabilities"))?;
         let path = format!("{prefix}{}", auth.path);
-        exchange(
+        let answer = exchange(
             &link,
             rec,
             deadline,
@@ -268,6 +268,19 @@ pub async fn probe(
             auth.body.into_bytes(),
         )
         .await?;
+        // A 2.xx can still carry EnOS's refusal in its JSON, as HTTP's auth answer does.
+        if let Exchanged::Response(p) = &answer
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload)
+            && let Some(code) = v.get("code").and_then(serde_json::Value::as_i64)
+            && code != 0
+            && code != crate::enos::SUCCESS
+        {
+            let message = v.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+            return Err(Failure::new(
+                ErrorKind::Auth,
+                format!("EnOS refused the login: {}", crate::enos::describe(code, message)),
+            ));
+        }
         rec.end();
     }
     match &opts.measurepoints {

@@ -274,13 +274,10 @@ impl Recorder {
 
 /// The measure point post `--measurepoint` sends: a fresh string id, the points, and now.
 pub fn measurepoint_request(points: &serde_json::Map<String, serde_json::Value>) -> crate::enos::Request {
-    let time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     crate::enos::Request::new(
-        (random_u64() % 1_000_000_000).to_string(),
+        crate::enos::new_id(),
         crate::enos::MEASUREPOINT_POST,
-        serde_json::json!({"measurepoints": points, "time": time}),
+        serde_json::json!({"measurepoints": points, "time": crate::credentials::now_ms()}),
     )
 }
 
@@ -474,12 +471,12 @@ impl Login {
     }
 }
 
-/// Store a device secret in `file`, readable by its owner only (mode 0600). An existing file
-/// is refused unless `force`: a secret is not something to overwrite by accident.
-pub fn write_secret(file: &std::path::Path, secret: &Secret, force: bool) -> std::io::Result<()> {
-    use std::io::Write;
+/// A file for a device secret, readable by its owner only (mode 0600). An existing file is
+/// refused unless `force`: a secret is not something to overwrite by accident. Opened before
+/// the secret is acknowledged, so a file that cannot be written never costs the secret.
+pub fn secret_file(file: &std::path::Path, force: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(!force)
         .create(force)
@@ -488,6 +485,12 @@ pub fn write_secret(file: &std::path::Path, secret: &Secret, force: bool) -> std
         .open(file)?;
     // `mode` only applies to a file created now; a replaced one gets it here.
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
+/// Write the secret, with a newline, and make it durable.
+pub fn write_secret(mut f: std::fs::File, secret: &Secret) -> std::io::Result<()> {
+    use std::io::Write;
     let text = zeroize::Zeroizing::new(format!("{}\n", secret.expose_for_login()));
     f.write_all(text.as_bytes())?;
     f.sync_all()

@@ -287,6 +287,14 @@ async fn activate(
                     "the activation push has no params.deviceSecret",
                 )
             })?;
+        let io_failure = |e: std::io::Error| {
+            Failure::new(
+                ErrorKind::Io,
+                format!("cannot write the device secret to {}: {e}", file.display()),
+            )
+        };
+        // The file first: acknowledging a secret that cannot be stored would lose it.
+        let out = super::secret_file(file, force).map_err(io_failure)?;
         let id = crate::enos::reply_id(&v).unwrap_or_default();
         let ack = crate::enos::Reply::new(id, crate::enos::SUCCESS, serde_json::Value::Null).with_message("");
         let mut reply = Publish::new(crate::enos::reply_topic(&topic), QoS::AtLeastOnce, ack.to_bytes());
@@ -297,12 +305,7 @@ async fn activate(
                 break;
             }
         }
-        super::write_secret(file, &secret, force).map_err(|e| {
-            Failure::new(
-                ErrorKind::Io,
-                format!("cannot write the device secret to {}: {e}", file.display()),
-            )
-        })?;
+        super::write_secret(out, &secret).map_err(io_failure)?;
         rec.detail(
             "activated",
             format!("device secret written to {}", file.display()),
@@ -336,7 +339,7 @@ async fn subdevice_login(
     }
     params.insert("cleanSession".into(), serde_json::Value::String("true".into()));
     let request = crate::enos::Request::new(
-        (super::random_u64() % 1_000_000_000).to_string(),
+        crate::enos::new_id(),
         crate::enos::COMBINE_LOGIN,
         serde_json::Value::Object(params),
     );

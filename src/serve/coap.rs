@@ -77,12 +77,10 @@ pub async fn serve_udp(sock: tokio::net::UdpSocket, ep: Arc<Endpoint>, shutdown:
     }
 }
 
-/// A DTLS listener on `addr`. The handshakes run in their own tasks (webrtc-dtls's own
-/// listener runs each inside `accept`, so one slow client would hold up the rest).
-pub async fn dtls_listener(
-    addr: SocketAddr,
-    _ep: Arc<Endpoint>,
-) -> Result<Arc<dyn Listener + Send + Sync>, BindError> {
+/// The UDP listener under DTLS on `addr`: it hands out one connection per peer, and
+/// [`serve_dtls`] runs each handshake in a task of its own (webrtc-dtls's own listener runs
+/// the handshake inside `accept`, so one slow client would hold up the rest).
+pub async fn dtls_listener(addr: SocketAddr) -> Result<Arc<dyn Listener + Send + Sync>, BindError> {
     let listener = webrtc_util::conn::conn_udp_listener::ListenConfig::default()
         .listen(addr)
         .await

@@ -18,8 +18,11 @@ use tokio::sync::watch;
 use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_PACKET};
 use crate::enos;
 
-/// A command waits at most this long for the device's reply unless `?timeout=` says less.
+/// A command waits this long for the device's reply unless `?timeout=` says otherwise (at
+/// most five minutes).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request body may take to arrive.
+const BODY_WAIT: Duration = Duration::from_secs(10);
 /// The session lifetime when the auth request gives none (EnOS's default, in ms).
 const DEFAULT_LIFETIME_MS: u64 = 300_000;
 /// The longest session lifetime granted, in ms (a day).
@@ -90,14 +93,18 @@ async fn route(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match Limited::new(req.into_body(), MAX_PACKET).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    // hyper times the headers out; the body gets its own bound here, so a client that
+    // trickles it cannot hold a connection.
+    let collect = Limited::new(req.into_body(), MAX_PACKET).collect();
+    let body = match tokio::time::timeout(BODY_WAIT, collect).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the body is larger than serve accepts",
             );
         }
+        Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"),
     };
     if let Some(rest) = path.strip_prefix("/auth/") {
         return auth(ep, rest, &body);
@@ -113,7 +120,7 @@ async fn route(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
     error(
         StatusCode::NOT_FOUND,
-        "no such path: the device API is /auth, /topic and /multipart",
+        "no such path: the device API is /auth, /topic and /multipart; tests send commands on /twin/commands",
     )
 }
 
@@ -165,7 +172,12 @@ fn auth(ep: &Endpoint, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
     if let Err(r) = ep.signed_login("http", &id, &vars, sign) {
         return refused(r.code, r.reason);
     }
-    let session = ep.open_session(&id, Duration::from_millis(lifetime));
+    let Some(session) = ep.open_session(&id, Duration::from_millis(lifetime)) else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no session can be issued: the system's random source failed",
+        );
+    };
     ep.emit(Event::new("login", "http").device(&id).code(enos::SUCCESS));
     json_response(
         StatusCode::OK,
@@ -292,19 +304,12 @@ async fn multipart(
         let why = format!("measure point value local://{missing} names no enos-file part");
         return json_response(StatusCode::OK, &json!({"code": enos::BAD_FORMAT, "message": why}));
     }
-    match ep.answer("http", topic, &message) {
-        Answer::Reply(reply) => {
-            ep.emit(
-                Event::new("request", "http")
-                    .topic(topic)
-                    .code(reply.code)
-                    .message(format!("{} file(s), {bytes} bytes", files.len())),
-            );
-            json_response(
-                StatusCode::OK,
-                &serde_json::to_value(&reply).unwrap_or(Value::Null),
-            )
-        }
+    let files = format!("{} file(s), {bytes} bytes", files.len());
+    match ep.answer_noted("http", topic, &message, Some(&files)) {
+        Answer::Reply(reply) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(&reply).unwrap_or(Value::Null),
+        ),
         _ => error(StatusCode::NOT_FOUND, "not an EnOS upstream topic"),
     }
 }
@@ -358,17 +363,20 @@ async fn send_command(ep: &Endpoint, rest: &str, body: &[u8], timeout: Option<f6
         return error(StatusCode::NOT_FOUND, "the device is not connected over MQTT");
     };
     let request = enos::Request::new(
-        super::random_hex(4),
+        enos::new_id(),
         method,
         v.get("params").cloned().unwrap_or(json!({})),
     );
     let (reply, wait) = tokio::sync::oneshot::channel();
     if tx
-        .send(Downlink {
-            topic,
-            request,
-            reply,
-        })
+        .send_timeout(
+            Downlink {
+                topic,
+                request,
+                reply,
+            },
+            COMMAND_TIMEOUT,
+        )
         .await
         .is_err()
     {

@@ -370,8 +370,10 @@ impl Endpoint {
             ("pk", login.product_key.clone()),
             ("timestamp", login.timestamp.clone()),
         ]);
-        let expected = credentials::expected_sign(&self.caps, "mqtt", &vars, &secret).unwrap_or_default();
-        if !enos::sign_matches(&expected, password) {
+        // No recipe (a trimmed --capabilities file) means nothing can match, not "anything".
+        let signed = credentials::expected_sign(&self.caps, "mqtt", &vars, &secret)
+            .is_some_and(|expected| enos::sign_matches(&expected, password));
+        if !signed {
             return Err(refusal(
                 4,
                 401,
@@ -412,8 +414,9 @@ impl Endpoint {
         let secret = self
             .device_secret(id)
             .ok_or_else(|| refusal(5, 401, "the device has no device secret yet"))?;
-        let expected = credentials::expected_sign(&self.caps, recipe, vars, &secret).unwrap_or_default();
-        if enos::sign_matches(&expected, sign) {
+        let signed = credentials::expected_sign(&self.caps, recipe, vars, &secret)
+            .is_some_and(|expected| enos::sign_matches(&expected, sign));
+        if signed {
             Ok(())
         } else {
             Err(refusal(
@@ -434,20 +437,22 @@ impl Endpoint {
         self.known(&id).ok()?;
         let secret = match mode {
             "2" => self.device_secret(&id)?,
-            "3" => self.registry.product(pk)?.secret.clone()?,
+            // As over MQTT: the product secret only for a device not activated yet.
+            "3" if !self.activated(&id) => self.registry.product(pk)?.secret.clone()?,
             _ => return None,
         };
-        let psk = self.caps.credentials.values().find_map(|r| r.psk_key.as_ref())?;
+        let psk = self.caps.credentials.get("coap")?.psk_key.as_ref()?;
         Some((id, credentials::psk_key(psk, &secret)))
     }
 
-    /// A fresh device secret for a securemode-3 login, held until the device acknowledges it.
-    pub fn issue_secret(&self, id: &Identity) -> Secret {
-        let secret = Secret::new(random_hex(16));
+    /// A fresh device secret for a securemode-3 login, held until the device acknowledges it;
+    /// `None` when the system's random source fails (no secret is made without it).
+    pub fn issue_secret(&self, id: &Identity) -> Option<Secret> {
+        let secret = Secret::new(random_hex(16)?);
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id.clone(), secret.clone());
         }
-        secret
+        Some(secret)
     }
 
     /// The device acknowledged its new secret: from now on only securemode 2 with it logs in.
@@ -461,14 +466,16 @@ impl Endpoint {
         true
     }
 
-    pub fn open_session(&self, id: &Identity, lifetime: Duration) -> String {
-        let session = random_hex(16);
+    /// A new HTTP session for `lifetime`; `None` when the random source fails.
+    pub fn open_session(&self, id: &Identity, lifetime: Duration) -> Option<String> {
+        let session = random_hex(16)?;
         if let Ok(mut s) = self.sessions.lock() {
             let now = Instant::now();
             s.retain(|_, (_, until)| *until > now);
+            make_room(&mut s);
             s.insert(session.clone(), (id.clone(), now + lifetime));
         }
-        session
+        Some(session)
     }
 
     pub fn session(&self, session: &str) -> Option<Identity> {
@@ -482,6 +489,7 @@ impl Endpoint {
         if let Ok(mut b) = self.coap_bindings.lock() {
             let now = Instant::now();
             b.retain(|_, (_, until)| *until > now);
+            make_room(&mut b);
             b.insert(peer, (id.clone(), now + lifetime));
         }
     }
@@ -514,11 +522,7 @@ impl Endpoint {
     /// Check a sub-device's `combine.login` through the gateway `gw`: the reply code and the
     /// sub-device when it logged in.
     pub fn subdevice_login(&self, gw: &Identity, params: &Value) -> (i64, Option<Identity>, String) {
-        let field = |k: &str| match params.get(k) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
+        let field = |k: &str| text_field(params, k);
         let (Some(pk), Some(dk), Some(sign)) = (field("productKey"), field("deviceKey"), field("sign"))
         else {
             return (
@@ -570,10 +574,21 @@ impl Endpoint {
         }
     }
 
-    /// Answer one upstream message from `from` (the logged-in device, or a gateway whose
-    /// sub-devices are `subs`) on `topic`: the reply to send on `topic_reply`, or `None` when
-    /// the topic carries no request (raw bytes, or not an EnOS topic).
+    /// Answer one upstream message on `topic`, whose sender the caller already checked may
+    /// use it: the reply for `<topic>_reply`, `Raw` for raw bytes, or `NotEnos` for a topic that
+    /// carries no EnOS request.
     pub fn answer(&self, protocol: &'static str, topic: &str, payload: &[u8]) -> Answer {
+        self.answer_noted(protocol, topic, payload, None)
+    }
+
+    /// [`Endpoint::answer`], with a note for the request's event (what came with it).
+    pub fn answer_noted(
+        &self,
+        protocol: &'static str,
+        topic: &str,
+        payload: &[u8],
+        note: Option<&str>,
+    ) -> Answer {
         let Some(t) = enos::split(topic) else {
             return Answer::NotEnos;
         };
@@ -590,7 +605,20 @@ impl Endpoint {
             );
             return Answer::Raw;
         };
-        let (request_id, code, message) = self.check(&method, t.product_key, payload);
+        let (request_id, code, message) = if method.starts_with("combine.") && !protocol.starts_with("mqtt") {
+            // Sub-devices log in through a gateway's MQTT connection only.
+            let id = serde_json::from_slice::<Value>(payload)
+                .ok()
+                .as_ref()
+                .and_then(enos::reply_id);
+            (
+                id,
+                enos::NO_PERMISSION,
+                "sub-devices log in through a gateway's MQTT connection".into(),
+            )
+        } else {
+            self.check(&method, t.product_key, payload)
+        };
         let reply = Reply::new(request_id.clone().unwrap_or_default(), code, Value::Null);
         let reply = if message.is_empty() {
             reply
@@ -602,8 +630,12 @@ impl Endpoint {
             .topic(topic)
             .method(&method)
             .code(code);
-        if !message.is_empty() {
-            e = e.message(message);
+        let words: Vec<&str> = [message.as_str(), note.unwrap_or_default()]
+            .into_iter()
+            .filter(|w| !w.is_empty())
+            .collect();
+        if !words.is_empty() {
+            e = e.message(words.join("; "));
         }
         self.emit(e);
         Answer::Reply(reply)
@@ -694,6 +726,15 @@ impl Endpoint {
     }
 }
 
+/// A request parameter as text: SDKs send some as strings and some as numbers.
+pub fn text_field(params: &Value, key: &str) -> Option<String> {
+    match params.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// What an upstream message gets.
 #[derive(Debug)]
 pub enum Answer {
@@ -702,19 +743,32 @@ pub enum Answer {
     NotEnos,
 }
 
-/// Random hex from the TLS stack's secure random source (secrets and session ids).
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if rustls::crypto::ring::default_provider()
+/// Random hex from the TLS stack's secure random source, for secrets and session ids; `None`
+/// when the system's random source fails: no secret is made without it.
+pub fn random_hex(bytes: usize) -> Option<String> {
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; bytes]);
+    rustls::crypto::ring::default_provider()
         .secure_random
         .fill(&mut buf)
-        .is_err()
-    {
-        // The system's random source failing is not something to serve secrets without.
-        buf = crate::probe::random_u64().to_be_bytes().repeat(bytes / 8 + 1);
-        buf.truncate(bytes);
+        .ok()?;
+    Some(credentials::hex_lower(&buf))
+}
+
+/// The most live HTTP sessions or CoAP bindings kept: past it the one expiring first goes, so
+/// replayed logins cannot grow the table without bound.
+const MAX_SESSIONS: usize = 100_000;
+
+fn make_room<K: Clone + std::hash::Hash + Eq>(table: &mut HashMap<K, (Identity, Instant)>) {
+    while table.len() >= MAX_SESSIONS {
+        let Some(first) = table
+            .iter()
+            .min_by_key(|(_, (_, until))| *until)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        table.remove(&first);
     }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The listeners, bound: their addresses are known before anything is served.
@@ -735,7 +789,7 @@ pub struct BindError {
 }
 
 /// Bind every listener asked for.
-pub async fn bind(opts: &Options, endpoint: &Arc<Endpoint>) -> Result<Bound, BindError> {
+pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
     let tcp = |what: &'static str, addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr).await.map_err(|e| BindError {
             what,
@@ -764,7 +818,7 @@ pub async fn bind(opts: &Options, endpoint: &Arc<Endpoint>) -> Result<Bound, Bin
         None => None,
     };
     let coaps = match opts.coaps {
-        Some(addr) => Some(coap::dtls_listener(addr, endpoint.clone()).await?),
+        Some(addr) => Some(coap::dtls_listener(addr).await?),
         None => None,
     };
     Ok(Bound {
@@ -875,5 +929,55 @@ pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
         if shutdown.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    fn endpoint(caps: Capabilities) -> Endpoint {
+        let registry = Registry::parse(&SourceFile::new(
+            "r.toml",
+            "[[products]]\nkey = \"p\"\nsecret = \"ps\"\n[[devices]]\nproduct = \"p\"\nkey = \"d\"\n",
+        ))
+        .expect("registry");
+        Endpoint::in_memory(caps, registry, Duration::ZERO).0
+    }
+
+    #[test]
+    fn without_a_recipe_no_login_matches_not_every_login() {
+        let mut caps = crate::capabilities::embedded().expect("caps");
+        caps.credentials.clear();
+        let ep = endpoint(caps);
+        let refused = ep.mqtt_login("d|securemode=3,signmethod=sha256,timestamp=1|", "d&p", "");
+        assert_eq!(refused.map(|_| ()).map_err(|r| r.connack), Err(4));
+    }
+
+    #[test]
+    fn an_activated_device_gets_no_psk_for_the_product_secret() {
+        let ep = endpoint(crate::capabilities::embedded().expect("caps"));
+        assert!(ep.psk_for(b"p,d,3,3600").is_some(), "before activation");
+        assert!(ep.psk_for(b"p,d,2,3600").is_none(), "no device secret yet");
+        let id = Identity::new("p", "d");
+        assert!(ep.issue_secret(&id).is_some());
+        assert!(ep.confirm_activation(&id));
+        assert!(
+            ep.psk_for(b"p,d,3,3600").is_none(),
+            "securemode 3 after activation"
+        );
+        assert!(ep.psk_for(b"p,d,2,3600").is_some());
+    }
+
+    #[test]
+    fn sub_devices_log_in_over_mqtt_only() {
+        let ep = endpoint(crate::capabilities::embedded().expect("caps"));
+        let login =
+            br#"{"id":"1","method":"combine.login","params":{"productKey":"p","deviceKey":"d","sign":"00"}}"#;
+        let Answer::Reply(r) = ep.answer("http", "/ext/session/p/d/combine/login", login) else {
+            panic!("a reply");
+        };
+        assert_eq!(r.code, enos::NO_PERMISSION);
     }
 }

@@ -4,8 +4,9 @@
 //! of which EnOS does. Each connection is one task: the EnOS login, then its own topics (and
 //! those of sub-devices logged in through it), replies on `<topic>_reply`, the activation push,
 //! and commands a test sends (replies and pushes reach the connection whether or not it
-//! subscribed, as the official SDKs expect). Everything is bounded: packet
-//! size, connections, the wait for CONNECT, and idleness (1.5 times the keep-alive).
+//! subscribed, as the official SDKs expect). Everything a client controls is bounded: packet
+//! size, connections, the wait for CONNECT, writes to a client that does not read, idleness
+//! (1.5 times the keep-alive), and the commands waiting for a reply.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -14,7 +15,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{
-    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
+    ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, Publish, SubAck, SubscribeReasonCode,
+    UnsubAck,
 };
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use serde_json::{Value, json};
@@ -26,6 +28,8 @@ use crate::enos::{self, Reply, Request};
 
 /// How long a client may take to send CONNECT after the TCP connection opens.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// How long a write may wait for a client that does not read.
+const WRITE_WAIT: Duration = Duration::from_secs(10);
 /// The idle bound when a client asks for no keep-alive at all.
 const MAX_IDLE: Duration = Duration::from_secs(3600);
 
@@ -77,12 +81,14 @@ enum Read {
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
+    /// Write one packet; a client that stops reading for [`WRITE_WAIT`] is given up.
     async fn send(&mut self, packet: Packet) -> bool {
         self.out.clear();
         if packet.write(&mut self.out, MAX_PACKET).is_err() {
             return false;
         }
-        self.io.write_all(&self.out).await.is_ok() && self.io.flush().await.is_ok()
+        let write = async { self.io.write_all(&self.out).await.is_ok() && self.io.flush().await.is_ok() };
+        tokio::time::timeout(WRITE_WAIT, write).await.unwrap_or(false)
     }
 
     async fn publish(&mut self, topic: &str, payload: Vec<u8>) -> bool {
@@ -113,7 +119,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
 struct Session {
     id: Identity,
     protocol: &'static str,
-    filters: Vec<String>,
     subdevices: HashSet<Identity>,
     /// Commands waiting for their reply: (reply topic, request id) to the test waiting.
     commands: HashMap<(String, String), oneshot::Sender<Value>>,
@@ -127,21 +132,6 @@ impl Session {
                 .subdevices
                 .iter()
                 .any(|s| enos::owns(topic, &s.product_key, &s.device_key))
-    }
-}
-
-/// MQTT topic filter matching with `+` and `#`.
-pub fn topic_matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
     }
 }
 
@@ -185,11 +175,27 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     // One official SDK starts waiting for CONNACK only after its CONNECT is out: an instant
     // answer is lost and it hangs. EnOS answers after a moment too.
     tokio::time::sleep(ep.connack_delay).await;
-    let (id, activating) = match ep.mqtt_login(&connect.client_id, username, password) {
+    let login = ep
+        .mqtt_login(&connect.client_id, username, password)
+        .and_then(|(id, activating)| {
+            // The secret an activation will push is made now: without the system's random
+            // source there is none to give, and the device is told so in its CONNACK.
+            let secret = match activating {
+                true => Some(ep.issue_secret(&id).ok_or_else(|| super::Refusal {
+                    connack: 3,
+                    code: 400,
+                    reason: "no secret can be issued: the system's random source failed".into(),
+                })?),
+                false => None,
+            };
+            Ok((id, secret))
+        });
+    let (id, secret) = match login {
         Ok(ok) => ok,
         Err(r) => {
             let code = match r.connack {
                 2 => ConnectReturnCode::BadClientId,
+                3 => ConnectReturnCode::ServiceUnavailable,
                 4 => ConnectReturnCode::BadUserNamePassword,
                 _ => ConnectReturnCode::NotAuthorized,
             };
@@ -212,7 +218,7 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     let mut login = Event::new("login", protocol).device(&id).peer(peer).code(0);
-    if activating {
+    if secret.is_some() {
         login = login.message("securemode 3: activating");
     }
     ep.emit(login);
@@ -221,15 +227,13 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     let mut s = Session {
         id: id.clone(),
         protocol,
-        filters: Vec::new(),
         subdevices: HashSet::new(),
         commands: HashMap::new(),
     };
-    if activating {
+    if let Some(secret) = secret {
         // The platform pushes the device secret; the device never subscribes to it.
-        let secret = ep.issue_secret(&id);
         let push = Request::new(
-            super::random_hex(4),
+            enos::new_id(),
             enos::ACTIVATE_INFO,
             json!({
                 "productKey": id.product_key,
@@ -279,7 +283,6 @@ async fn handle<I: AsyncRead + AsyncWrite + Unpin>(
             let mut codes = Vec::with_capacity(sub.filters.len());
             for f in &sub.filters {
                 if s.may_use(&f.path) {
-                    s.filters.push(f.path.clone());
                     // Replies go out at QoS 0 and 1 is the most granted: QoS 2 is not EnOS's.
                     let granted = if f.qos == QoS::AtMostOnce {
                         QoS::AtMostOnce
@@ -299,17 +302,18 @@ async fn handle<I: AsyncRead + AsyncWrite + Unpin>(
             }
             wire.send(Packet::SubAck(SubAck::new(sub.pkid, codes))).await
         }
-        Packet::Unsubscribe(u) => {
-            s.filters.retain(|f| !u.topics.contains(f));
-            wire.send(Packet::UnsubAck(UnsubAck::new(u.pkid))).await
-        }
+        Packet::Unsubscribe(u) => wire.send(Packet::UnsubAck(UnsubAck::new(u.pkid))).await,
         Packet::PingReq => wire.send(Packet::PingResp).await,
         Packet::Publish(p) => {
-            if p.qos != QoS::AtMostOnce && !wire.send(Packet::PubAck(PubAck::new(p.pkid))).await {
-                return false;
-            }
-            publish(wire, s, ep, &p.topic, &p.payload).await
+            let acked = match p.qos {
+                QoS::AtMostOnce => true,
+                QoS::AtLeastOnce => wire.send(Packet::PubAck(PubAck::new(p.pkid))).await,
+                // EnOS takes QoS 0 and 1; a QoS 2 message still gets its protocol's answer.
+                QoS::ExactlyOnce => wire.send(Packet::PubRec(PubRec::new(p.pkid))).await,
+            };
+            acked && publish(wire, s, ep, &p.topic, &p.payload).await
         }
+        Packet::PubRel(r) => wire.send(Packet::PubComp(PubComp::new(r.pkid))).await,
         // Acknowledgements of nothing we sent at QoS 1, and packets a server never gets.
         _ => true,
     }
@@ -411,6 +415,7 @@ fn sub_devices(s: &mut Session, ep: &Endpoint, topic: &str, payload: &[u8], repl
     let mut login = |params: &Value| {
         let (code, sub, message) = ep.subdevice_login(&s.id, params);
         let (pk, dk) = keys_in(params);
+        let (pk, dk) = (pk.as_str(), dk.as_str());
         let mut e = Event::new("subdevice_login", s.protocol)
             .keys(pk, dk)
             .topic(topic)
@@ -471,6 +476,7 @@ fn sub_devices(s: &mut Session, ep: &Endpoint, topic: &str, payload: &[u8], repl
         }
         "combine/logout" => {
             let (pk, dk) = keys_in(&params);
+            let (pk, dk) = (pk.as_str(), dk.as_str());
             s.subdevices.remove(&Identity::new(pk, dk));
             Reply::new(
                 reply.id,
@@ -482,9 +488,9 @@ fn sub_devices(s: &mut Session, ep: &Endpoint, topic: &str, payload: &[u8], repl
     }
 }
 
-/// The `productKey` and `deviceKey` a sub-device request names.
-fn keys_in(params: &Value) -> (&str, &str) {
-    let key = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default();
+/// The `productKey` and `deviceKey` a sub-device request names (strings or numbers).
+fn keys_in(params: &Value) -> (String, String) {
+    let key = |k: &str| super::text_field(params, k).unwrap_or_default();
     (key("productKey"), key("deviceKey"))
 }
 
@@ -502,6 +508,8 @@ async fn command<I: AsyncRead + AsyncWrite + Unpin>(
             .topic(&cmd.topic)
             .method(&cmd.request.method),
     );
+    // Commands whose test stopped waiting are dropped, so the table stays small.
+    s.commands.retain(|_, waiting| !waiting.is_closed());
     if wire.publish(&cmd.topic, cmd.request.to_bytes()).await {
         s.commands
             .insert((enos::reply_topic(&cmd.topic), cmd.request.id.clone()), cmd.reply);

@@ -153,3 +153,32 @@ fn quoted_csv_fields_may_hold_commas_quotes_and_line_breaks() {
         (Some(4), Some(5), Some(7))
     );
 }
+
+#[test]
+fn an_unclosed_quote_is_named_and_cannot_take_in_a_large_file() {
+    // Small: the rest of the file becomes one record, reported with a hint at the quote.
+    let small = "id,network,enos_format,enos_version,needs\n\"d1,tcp,yes,2,\nd2,tcp,yes,2,\n";
+    bin()
+        .args(["recommend", "--batch", "-"])
+        .write_stdin(small)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "-:2: 1 fields, but the header has 5 (a quoted field runs across lines: an unclosed quote?)",
+        ));
+    // Large: the record is cut off past 1 MiB instead of being held in memory whole.
+    let mut big =
+        String::from("id,network,enos_format,enos_version,needs\nok,tcp,yes,2,\n\"open,tcp,yes,2,\n");
+    while big.len() < 2 << 20 {
+        big.push_str("d,tcp,yes,2,report_data\n");
+    }
+    bin()
+        .args(["recommend", "--batch", "-"])
+        .write_stdin(big)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("\"id\":\"ok\""))
+        .stderr(predicate::str::contains(
+            "-:3: a record runs past 1 MiB: an unclosed quote?",
+        ));
+}

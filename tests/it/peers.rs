@@ -103,7 +103,7 @@ fn broker_connection(
                     if let Ok(mut subs) = subscribers.lock() {
                         for sub in subs
                             .iter_mut()
-                            .filter(|s| enos_connect::serve::mqtt::topic_matches(&s.filter, &p.topic))
+                            .filter(|s| rumqttc::mqttbytes::matches(&p.topic, &s.filter))
                         {
                             let mut copy = p.clone();
                             copy.pkid = if copy.qos == QoS::AtLeastOnce { 1 } else { 0 };
@@ -540,7 +540,7 @@ pub fn enos(registry: &str) -> Enos {
                 connack_delay: Duration::from_millis(5),
                 log: false,
             };
-            let bound = bind(&opts, &ep).await.expect("binds");
+            let bound = bind(&opts).await.expect("binds");
             let listening = bound.listening().await;
             let (stop, shutdown) = tokio::sync::watch::channel(false);
             let _ = tx.send((listening, events, stop));
