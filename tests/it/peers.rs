@@ -334,8 +334,40 @@ pub fn http_server(
 
 /// A CoAP server on a UDP socket built with coap-lite: answers pings with RST, `GET /time`
 /// with 2.05 Content, other paths with 4.04. `silent` drops everything.
+/// The answer of a test CoAP server to one datagram: a reset to a ping, else a piggy-backed
+/// ACK with what `answer` gives for the request's path; nothing for what is not CoAP.
+fn coap_reply(
+    bytes: &[u8],
+    answer: impl Fn(&[&str]) -> (coap_lite::ResponseType, Vec<u8>),
+) -> Option<Vec<u8>> {
+    use coap_lite::{MessageClass, MessageType, Packet};
+    let req = Packet::from_bytes(bytes).ok()?;
+    let mut reply = Packet::new();
+    reply.header.set_version(1);
+    reply.header.message_id = req.header.message_id;
+    if req.header.code == MessageClass::Empty {
+        reply.header.set_type(MessageType::Reset);
+    } else {
+        reply.header.set_type(MessageType::Acknowledgement);
+        reply.set_token(req.get_token().to_vec());
+        let path: Vec<String> = req
+            .get_option(coap_lite::CoapOption::UriPath)
+            .map(|segs| {
+                segs.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let (code, payload) = answer(&path);
+        reply.header.code = MessageClass::Response(code);
+        reply.payload = payload;
+    }
+    reply.to_bytes().ok()
+}
+
 pub fn coap_server(silent: bool) -> SocketAddr {
-    use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+    use coap_lite::ResponseType;
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
     let addr = sock.local_addr().expect("addr");
     thread::spawn(move || {
@@ -344,33 +376,11 @@ pub fn coap_server(silent: bool) -> SocketAddr {
             if silent {
                 continue;
             }
-            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
-                continue;
-            };
-            let mut reply = Packet::new();
-            reply.header.set_version(1);
-            reply.header.message_id = req.header.message_id;
-            if req.header.code == MessageClass::Empty {
-                reply.header.set_type(MessageType::Reset);
-            } else {
-                reply.header.set_type(MessageType::Acknowledgement);
-                reply.set_token(req.get_token().to_vec());
-                let path: Vec<String> = req
-                    .get_option(coap_lite::CoapOption::UriPath)
-                    .map(|segs| {
-                        segs.iter()
-                            .map(|s| String::from_utf8_lossy(s).into_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if path == ["time"] {
-                    reply.header.code = MessageClass::Response(ResponseType::Content);
-                    reply.payload = b"Nov 25 09:00:00".to_vec();
-                } else {
-                    reply.header.code = MessageClass::Response(ResponseType::NotFound);
-                }
-            }
-            if let Ok(bytes) = reply.to_bytes() {
+            let reply = coap_reply(&buf[..n], |path| match path {
+                ["time"] => (ResponseType::Content, b"Nov 25 09:00:00".to_vec()),
+                _ => (ResponseType::NotFound, Vec::new()),
+            });
+            if let Some(bytes) = reply {
                 let _ = sock.send_to(&bytes, from);
             }
         }
@@ -381,7 +391,7 @@ pub fn coap_server(silent: bool) -> SocketAddr {
 /// A DTLS-PSK (TLS_PSK_WITH_AES_128_CCM_8) CoAP server built with webrtc-dtls: `identity` and
 /// `key` must match; it answers pings with RST and `GET /time` with 2.05.
 pub fn dtls_coap_server(identity: &'static str, key: &'static [u8]) -> SocketAddr {
-    use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+    use coap_lite::ResponseType;
     use webrtc_dtls::cipher_suite::CipherSuiteId;
     use webrtc_dtls::config::{Config, ExtendedMasterSecretType};
     use webrtc_util::conn::Listener;
@@ -416,21 +426,9 @@ pub fn dtls_coap_server(identity: &'static str, key: &'static [u8]) -> SocketAdd
                 tokio::spawn(async move {
                     let mut buf = [0u8; 2048];
                     while let Ok(n) = conn.recv(&mut buf).await {
-                        let Ok(req) = Packet::from_bytes(&buf[..n]) else {
-                            continue;
-                        };
-                        let mut reply = Packet::new();
-                        reply.header.set_version(1);
-                        reply.header.message_id = req.header.message_id;
-                        if req.header.code == MessageClass::Empty {
-                            reply.header.set_type(MessageType::Reset);
-                        } else {
-                            reply.header.set_type(MessageType::Acknowledgement);
-                            reply.set_token(req.get_token().to_vec());
-                            reply.header.code = MessageClass::Response(ResponseType::Content);
-                            reply.payload = b"secure time".to_vec();
-                        }
-                        if let Ok(bytes) = reply.to_bytes() {
+                        let reply =
+                            coap_reply(&buf[..n], |_| (ResponseType::Content, b"secure time".to_vec()));
+                        if let Some(bytes) = reply {
                             let _ = conn.send(&bytes).await;
                         }
                     }
