@@ -19,7 +19,12 @@ mkdir -p fuzz/corpus/registry fuzz/corpus/serve_input
 printf '[[products]]\nkey = "pk1"\nsecret = "s"\nmeasurepoints = ["temp"]\n[[devices]]\nproduct = "pk1"\nkey = "d"\ngateway = "pk1/g"\n' > fuzz/corpus/registry/seed.toml
 printf '\x02/sys/pk1/dk1/thing/measurepoint/post\n{"id":"1","method":"thing.measurepoint.post","params":{"measurepoints":{"temp":1}}}' > fuzz/corpus/serve_input/post
 printf '\x01dk1|securemode=2,signmethod=sha256,timestamp=1|\ndk1&pk1\n00' > fuzz/corpus/serve_input/login
-for target in capabilities answers batch_rows coap_reply decide http_response registry serve_input; do
+# A real load report (two stages, with their histograms) for merge's parser.
+mkdir -p fuzz/corpus/load_reports
+cat > fuzz/corpus/load_reports/report.json <<'JSON'
+{"ok":true,"protocol":"mqtt","target":"mqtt://127.0.0.1:18830","count":200,"concurrency":10,"succeeded":200,"failed":0,"errors":{},"elapsed_s":0.063,"rate_per_s":3190.3,"stages":{"resolve":{"count":200,"p50_ms":0.006,"p90_ms":0.007,"p99_ms":0.008,"max_ms":0.022,"histogram":"HISTFAAAADl4nC2Jyw0AEBAFn+dzIxFXvUjUpoNtwVk56lCCiJ3DzGHqkAIg4mO15mnLRDs6El1Y7PTMvJagBb8="},"total":{"count":200,"p50_ms":1.789,"p90_ms":1.91,"p99_ms":2.005,"max_ms":2.463,"histogram":"HISTFAAAAK14nC1OuQ0CMRAcxmPfndCJACGEhISog4BSKIGYnA6uBRIiSiCiBdqAEpi12cfenX1mt9dpCeCDJun/z+J5Tzccvw149HyO3FPggmt26pi40oaZkA0GwY47AyeOvNgPjkNtqSqYlSKFtU15pkgkk1RzJ9Fo0GiWcmEfbSieqFykeg1UceBtddW8cIgKgg6tYPOV3hH8quS5cg8uicqKg5PdM5aAz3zNeCd/frINJQ=="}},"examples":{}}
+JSON
+for target in capabilities answers batch_rows coap_reply decide http_response registry serve_input load_reports; do
   echo "== fuzz $target for ${seconds}s"
   log=$(mktemp)
   status=0

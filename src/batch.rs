@@ -20,6 +20,59 @@ const CACHE_LIMIT: usize = 65_536;
 
 pub use crate::render::BatchFormat;
 
+/// One slice of a fleet: shard `index` (zero-based) of `count` takes the records whose
+/// zero-based position `i` has `i % count == index`. Records are counted whether or not they
+/// parse, so every shard agrees on the positions, and N shards together process every record
+/// once. Interleaving, not contiguous slices: each shard gets an even share of the file without
+/// knowing its length in advance, and stdin can be split as well as a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    index: u64,
+    count: u64,
+}
+
+impl Shard {
+    /// The whole file.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Shard `k` (1-based, as written on the command line) of `n`.
+    pub fn new(k: u64, n: u64) -> Option<Shard> {
+        (n >= 1 && (1..=n).contains(&k)).then(|| Shard {
+            index: k - 1,
+            count: n,
+        })
+    }
+
+    /// Whether the record at zero-based position `i` belongs to this shard.
+    fn takes(self, i: u64) -> bool {
+        i % self.count == self.index
+    }
+
+    /// The first shard writes what is written once per run (the CSV header), so the shards'
+    /// outputs concatenate to one file.
+    pub fn is_first(self) -> bool {
+        self.index == 0
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("`{s}` is not a shard: write K/N with 1 <= K <= N, e.g. 2/8");
+        let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let k: u64 = k.trim().parse().map_err(|_| bad())?;
+        let n: u64 = n.trim().parse().map_err(|_| bad())?;
+        Shard::new(k, n).ok_or_else(bad)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub rows: u64,
@@ -266,8 +319,8 @@ fn write_json_string(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
 }
 
 /// Recommend for every row of `input` (CSV with a header, or JSON Lines: the first non-blank
-/// byte decides), writing one result per row to `out` and each bad row, with its line, to
-/// `bad`.
+/// byte decides) that belongs to `shard`, writing one result per row to `out` and each bad
+/// row, with its line in the whole file, to `bad`.
 pub fn run(
     caps: &Capabilities,
     file: &str,
@@ -275,6 +328,7 @@ pub fn run(
     out: &mut dyn Write,
     bad: &mut dyn FnMut(String),
     format: BatchFormat,
+    shard: Shard,
 ) -> Result<Summary, BatchError> {
     let read_err = |source| BatchError::Read {
         file: file.to_string(),
@@ -291,7 +345,7 @@ pub fn run(
         bad,
         format,
     };
-    if format == BatchFormat::Csv {
+    if format == BatchFormat::Csv && shard.is_first() {
         rows.out
             .write_all(b"id,recommendation,protocols,unmet\n")
             .map_err(BatchError::Write)?;
@@ -318,6 +372,8 @@ pub fn run(
             }
         }
     };
+    // Zero-based position of the next record, for the shard.
+    let mut position = 0u64;
     if jsonl {
         let mut line = String::new();
         let mut lineno = skipped_lines;
@@ -329,6 +385,10 @@ pub fn run(
             lineno += 1;
             let text = line.trim_end_matches(['\n', '\r']);
             if text.trim().is_empty() {
+                continue;
+            }
+            position += 1;
+            if !shard.takes(position - 1) {
                 continue;
             }
             let parsed = parse_json_row(&rows.layout, text);
@@ -376,9 +436,17 @@ pub fn run(
                         }
                         csv::ErrorKind::Io(source) => return Err(read_err(source)),
                         _ => {
+                            record_start.set(reader.position().byte());
+                            // A record that cannot be read still takes its position (after
+                            // the header), so every shard counts the same records.
+                            if columns.is_some() {
+                                position += 1;
+                                if !shard.takes(position - 1) {
+                                    continue;
+                                }
+                            }
                             rows.summary.bad += 1;
                             (rows.bad)(format!("{file}:{line}: {message}"));
-                            record_start.set(reader.position().byte());
                             continue;
                         }
                     }
@@ -389,6 +457,10 @@ pub fn run(
                 columns = Some(header(&rows.layout, file, &record)?);
                 continue;
             };
+            position += 1;
+            if !shard.takes(position - 1) {
+                continue;
+            }
             let parsed = parse_csv_row(&rows.layout, cols, &record);
             rows.row(
                 lineno,
@@ -595,6 +667,10 @@ mod tests {
     use crate::capabilities::embedded;
 
     fn batch(input: &str, format: BatchFormat) -> (String, Vec<String>, Summary) {
+        sharded(input, format, Shard::ALL)
+    }
+
+    fn sharded(input: &str, format: BatchFormat, shard: Shard) -> (String, Vec<String>, Summary) {
         let caps = embedded().expect("caps");
         let mut out = Vec::new();
         let mut bad = Vec::new();
@@ -605,6 +681,7 @@ mod tests {
             &mut out,
             &mut |m| bad.push(m),
             format,
+            shard,
         )
         .expect("runs");
         (String::from_utf8(out).expect("utf-8"), bad, summary)
@@ -663,10 +740,85 @@ mod tests {
             &mut out,
             &mut |_| {},
             BatchFormat::Csv,
+            Shard::ALL,
         )
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(err.starts_with("t.csv:1: unknown column `netwrok`"), "{err}");
+    }
+
+    #[test]
+    fn shards_parse_and_refuse_what_is_not_k_of_n() {
+        assert_eq!("2/8".parse::<Shard>(), Ok(Shard { index: 1, count: 8 }));
+        assert_eq!(" 1/1 ".parse::<Shard>(), Ok(Shard::ALL));
+        assert_eq!("3/8".parse::<Shard>().map(|s| s.to_string()), Ok("3/8".into()));
+        for bad in [
+            "0/4",
+            "5/4",
+            "1/0",
+            "x/4",
+            "1/",
+            "/4",
+            "4",
+            "-1/4",
+            "1/99999999999999999999",
+        ] {
+            let err = bad.parse::<Shard>().expect_err(bad);
+            assert!(err.contains("K/N"), "{bad}: {err}");
+        }
+    }
+
+    /// Every shard together: each record once, bad ones included, with the whole file's lines.
+    #[test]
+    fn shards_partition_the_records_and_keep_the_file_lines() {
+        let mut csv = String::from("id,network,enos_format,enos_version,needs\n");
+        let mut jsonl = String::new();
+        for i in 0..23 {
+            let network = if i % 7 == 3 {
+                "tpc"
+            } else {
+                ["tcp", "udp", "none"][i % 3]
+            };
+            csv.push_str(&format!("d{i},{network},yes,2,\n"));
+            jsonl.push_str(&format!("{{\"id\":\"d{i}\",\"network\":\"{network}\",\"enos_format\":\"yes\",\"enos_version\":\"2\"}}\n"));
+            if i == 10 {
+                jsonl.push('\n'); // a blank line is not a record
+            }
+        }
+        for (input, format) in [
+            (csv.as_str(), BatchFormat::Jsonl),
+            (jsonl.as_str(), BatchFormat::Jsonl),
+            (csv.as_str(), BatchFormat::Csv),
+        ] {
+            let (whole, whole_bad, whole_summary) = batch(input, format);
+            let mut lines: Vec<String> = Vec::new();
+            let mut bad: Vec<String> = Vec::new();
+            let (mut rows, mut bads) = (0, 0);
+            for k in 1..=4 {
+                let (out, b, summary) = sharded(input, format, Shard::new(k, 4).expect("shard"));
+                lines.extend(out.lines().map(str::to_string));
+                bad.extend(b);
+                rows += summary.rows;
+                bads += summary.bad;
+            }
+            let mut expected: Vec<String> = whole.lines().map(str::to_string).collect();
+            expected.sort();
+            lines.sort();
+            assert_eq!(lines, expected, "{format:?}");
+            let mut whole_bad = whole_bad;
+            whole_bad.sort();
+            bad.sort();
+            assert_eq!(bad, whole_bad);
+            assert_eq!((rows, bads), (whole_summary.rows, whole_summary.bad));
+            assert!(whole_summary.bad >= 3, "the test has bad rows: {whole_bad:?}");
+        }
+        // Shard 2 of 4 holds the records at positions 1, 5, 9, ...: d1, d5, d9.
+        let (out, _, _) = sharded(&csv, BatchFormat::Csv, Shard::new(2, 4).expect("shard"));
+        assert!(
+            out.starts_with("d1,coap,") && !out.contains("id,recommendation"),
+            "{out}"
+        );
+        assert!(out.contains("\nd5,") && out.contains("\nd9,"), "{out}");
     }
 }

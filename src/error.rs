@@ -20,6 +20,7 @@ use crate::capabilities::CapabilitiesError;
 use crate::cli::config::ConfigError;
 use crate::credentials::CredentialsError;
 use crate::engine::EngineError;
+use crate::probe::load::MergeError;
 use crate::registry::RegistryError;
 
 pub const EXIT_OK: u8 = 0;
@@ -63,6 +64,8 @@ pub enum Error {
     Batch(#[from] BatchError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Merge(#[from] MergeError),
     /// A flag, or a combination of flags, that cannot work.
     #[error("{message}")]
     Usage { message: String, help: Option<String> },
@@ -116,6 +119,7 @@ impl Error {
             | Error::Credentials(_)
             | Error::Batch(_)
             | Error::Registry(_)
+            | Error::Merge(_)
             | Error::Usage { .. } => EXIT_USAGE,
         })
     }
@@ -142,6 +146,7 @@ impl Help for Error {
             Error::Credentials(e) => e.help(),
             Error::Batch(e) => e.help(),
             Error::Registry(e) => e.help(),
+            Error::Merge(e) => e.help(),
             Error::Usage { help, .. } => help.clone(),
             Error::Io { .. } | Error::Output(_) | Error::Interrupted => None,
         }

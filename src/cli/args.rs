@@ -39,7 +39,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Each command's arguments are built only when that command runs (`defer`): clap would
+/// otherwise build every command's definition on every start-up, which was a third of it.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Recommend how a device connects, from its answers and needs
     #[command(after_help = EXIT_CODES_HELP)]
@@ -59,6 +62,10 @@ pub enum Command {
     /// Stand in for EnOS: a local MQTT, HTTP and CoAP endpoint that checks what devices send
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
+    /// Join the load reports of shards that ran side by side: counts summed, percentiles from
+    /// the merged histograms
+    #[command(after_help = EXIT_CODES_HELP)]
+    Merge(MergeArgs),
     /// Print the JSON Schema of capabilities.toml, an answers file or the serve registry
     Schema(SchemaArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
@@ -133,6 +140,11 @@ pub struct RecommendArgs {
     /// With --batch: exit 1 when any device has an unmet need
     #[arg(long, requires = "batch", env = "ENOS_CONNECT_FAIL_ON_UNMET")]
     pub fail_on_unmet: bool,
+    /// With --batch: take only shard K of N (the records at zero-based positions i with
+    /// i mod N = K-1), so N machines split a fleet; the N outputs concatenate to the whole
+    /// (CSV: shard 1 writes the header)
+    #[arg(long, value_name = "K/N", requires = "batch", env = "ENOS_CONNECT_SHARD")]
+    pub shard: Option<crate::batch::Shard>,
     #[command(flatten)]
     pub format: FormatArgs,
 }
@@ -352,6 +364,16 @@ pub struct FormatArgs {
     /// Output format
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table, env = "ENOS_CONNECT_FORMAT")]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Load reports: the JSON of `probe --count N -f json` runs (`-` reads stdin; a file may
+    /// hold several reports one after another)
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    #[command(flatten)]
+    pub format: FormatArgs,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod ask;
 pub mod config;
 mod credentials;
 mod data;
+mod merge;
 mod plan;
 mod probe;
 mod recommend;
@@ -86,6 +87,7 @@ pub fn run(mut cli: Cli, terminal: Terminal) -> Result<ExitCode> {
         Command::Credentials(args) => credentials::run(&ctx, &args),
         Command::Probe(args) => probe::run(&ctx, &args),
         Command::Serve(args) => serve::run(&ctx, &args),
+        Command::Merge(args) => merge::run(&ctx, &args),
         Command::Compare(args) => data::compare(&ctx, &args),
         Command::Flow(args) => data::flow(&ctx, &args),
         Command::Questions(args) => data::questions(&ctx, args),

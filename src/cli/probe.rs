@@ -289,14 +289,18 @@ fn load(
     ));
     bar.finish_and_clear();
     emit(&ctx.renderer(args.format.format).load(&report))?;
-    // Exit 3 only when every failure was the peer's silence; anything else (refusals,
-    // internal failures) is exit 1.
+    Ok(load_exit(&report))
+}
+
+/// A load's exit code: 3 only when every failure was the peer's silence; anything else
+/// (refusals, internal failures) is 1.
+pub(crate) fn load_exit(report: &probe::load::LoadReport) -> ExitCode {
     let only_timeouts = report.errors.keys().all(|k| k == "timeout");
-    Ok(ExitCode::from(if report.ok {
+    ExitCode::from(if report.ok {
         0
     } else if only_timeouts {
         EXIT_TIMEOUT
     } else {
         EXIT_FAILED
-    }))
+    })
 }

@@ -83,7 +83,16 @@ fn batch(caps: &Capabilities, path: &std::path::Path, args: &RecommendArgs) -> R
     let mut bad = |line: String| {
         let _ = writeln!(stderr.lock(), "enos-connect: bad row: {line}");
     };
-    let summary = batch::run(caps, &name, &mut input, &mut out, &mut bad, args.batch_format)?;
+    let shard = args.shard.unwrap_or(batch::Shard::ALL);
+    let summary = batch::run(
+        caps,
+        &name,
+        &mut input,
+        &mut out,
+        &mut bad,
+        args.batch_format,
+        shard,
+    )?;
     drop(out);
     let counts: Vec<String> = summary
         .by_recommendation
@@ -92,7 +101,12 @@ fn batch(caps: &Capabilities, path: &std::path::Path, args: &RecommendArgs) -> R
         .collect();
     let _ = writeln!(
         stderr.lock(),
-        "{} rows: {}; {} with unmet needs; {} bad",
+        "{}{} rows: {}; {} with unmet needs; {} bad",
+        if shard == batch::Shard::ALL {
+            String::new()
+        } else {
+            format!("shard {shard}: ")
+        },
         summary.rows,
         if counts.is_empty() {
             "none".to_string()

@@ -295,6 +295,11 @@ impl Renderer for Table {
             "{verdict}: {} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s\n",
             r.count, r.protocol, r.target, r.concurrency, r.succeeded, r.failed, r.elapsed_s, r.rate_per_s
         );
+        if let Some(n) = r.merged_from {
+            out.push_str(&format!(
+                "  merged from {n} reports: rates summed, percentiles from the merged histograms\n"
+            ));
+        }
         for (kind, n) in &r.errors {
             let example = r
                 .examples

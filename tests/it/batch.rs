@@ -182,3 +182,88 @@ fn an_unclosed_quote_is_named_and_cannot_take_in_a_large_file() {
             "-:3: a record runs past 1 MiB: an unclosed quote?",
         ));
 }
+
+/// `--shard K/N` (or ENOS_CONNECT_SHARD): N runs that together give exactly the unsharded
+/// output, bad rows reported once with their line in the whole file.
+#[test]
+fn shards_join_to_the_unsharded_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("fleet.csv");
+    let mut csv = String::from("id,network,enos_format,third_party_cloud,enos_version,needs\n");
+    for i in 0..50 {
+        let network = if i % 11 == 4 {
+            "tpc"
+        } else {
+            ["tcp", "udp", "none"][i % 3]
+        };
+        csv.push_str(&format!("dev-{i},{network},yes,,2,ota\n"));
+    }
+    std::fs::write(&file, &csv).expect("write");
+    let run = |shard: Option<&str>, format: &str| {
+        let mut cmd = bin();
+        cmd.args(["recommend", "--batch"])
+            .arg(&file)
+            .args(["--batch-format", format]);
+        if let Some(s) = shard {
+            cmd.env("ENOS_CONNECT_SHARD", s);
+        }
+        let out = cmd.output().expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "bad rows make exit 2 in the shards that hold them"
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for format in ["jsonl", "csv"] {
+        let (whole, whole_err) = run(None, format);
+        let (mut joined, mut bad) = (String::new(), Vec::new());
+        for k in 1..=3 {
+            let (out, err) = run(Some(&format!("{k}/3")), format);
+            assert!(err.contains(&format!("shard {k}/3: ")), "{err}");
+            joined.push_str(&out);
+            bad.extend(err.lines().filter(|l| l.contains("bad row")).map(str::to_string));
+        }
+        // Concatenated, the shards hold exactly the unsharded lines; in JSON Lines, ordering
+        // by "line" restores the unsharded output byte for byte.
+        let mut got: Vec<&str> = joined.lines().collect();
+        let mut want: Vec<&str> = whole.lines().collect();
+        if format == "jsonl" {
+            got.sort_by_key(|l| crate::common::json_of(l.as_bytes())["line"].as_u64());
+            assert_eq!(got.join("\n") + "\n", whole);
+        } else {
+            assert_eq!(
+                got[0], "id,recommendation,protocols,unmet",
+                "shard 1 writes the header once"
+            );
+            got.sort();
+            want.sort();
+            assert_eq!(got, want);
+        }
+        let mut whole_bad: Vec<String> = whole_err
+            .lines()
+            .filter(|l| l.contains("bad row"))
+            .map(str::to_string)
+            .collect();
+        whole_bad.sort();
+        bad.sort();
+        assert_eq!(bad, whole_bad, "bad rows keep the whole file's line numbers");
+        assert!(bad.iter().any(|l| l.contains("fleet.csv:6:")), "{bad:?}");
+    }
+    // The flag wins over the environment, and a shard that is not K/N is a usage error.
+    bin()
+        .args(["recommend", "--batch"])
+        .arg(&file)
+        .args(["--shard", "4/3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`4/3` is not a shard"));
+    bin()
+        .args(["recommend", "--shard", "1/2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--batch"));
+}

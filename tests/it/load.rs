@@ -8,6 +8,7 @@ use crate::peers;
 use enos_connect::capabilities::embedded;
 use enos_connect::probe::load::{LoadOptions, run};
 use enos_connect::probe::{ProbeOptions, Target};
+use predicates::prelude::*;
 
 #[test]
 fn a_load_probe_reports_counts_rate_and_percentiles() {
@@ -185,4 +186,153 @@ fn load_rounds_in_this_process() {
         rss_after <= rss + 8 * 1024,
         "memory grew from {rss} kB to {rss_after} kB"
     );
+}
+
+/// Two shards' load reports merge: counts and rates summed, the longest elapsed time, each
+/// stage's count the sum and its percentiles those of the merged histogram, which another
+/// HdrHistogram library (Python's `hdrh`, when ENOS_CONNECT_HDR_PYTHON names a python that
+/// has it) decodes with the summed count.
+#[test]
+fn load_reports_from_shards_merge_into_one() {
+    let broker = peers::broker(&[]);
+    let url = format!("mqtt://127.0.0.1:{}", broker.port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    let mut shards = Vec::new();
+    for (i, count) in [(1, "120"), (2, "80")] {
+        let out = bin()
+            .args([
+                "probe",
+                &url,
+                "--count",
+                count,
+                "--concurrency",
+                "8",
+                "-f",
+                "json",
+            ])
+            .ok_stdout();
+        let file = dir.path().join(format!("shard-{i}.json"));
+        std::fs::write(&file, &out).expect("write");
+        shards.push(json_of(&out));
+        files.push(file);
+    }
+    let merged = json_of(&bin().arg("merge").args(&files).args(["-f", "json"]).ok_stdout());
+    assert_eq!(
+        (merged["count"].as_u64(), merged["succeeded"].as_u64()),
+        (Some(200), Some(200))
+    );
+    assert_eq!(merged["merged_from"], 2);
+    assert_eq!(merged["concurrency"], 16);
+    let rate = shards
+        .iter()
+        .filter_map(|s| s["rate_per_s"].as_f64())
+        .sum::<f64>();
+    assert!(
+        (merged["rate_per_s"].as_f64().unwrap_or(0.0) - rate).abs() < 0.11,
+        "{merged:#}"
+    );
+    let longest = shards
+        .iter()
+        .filter_map(|s| s["elapsed_s"].as_f64())
+        .fold(0.0, f64::max);
+    assert_eq!(merged["elapsed_s"].as_f64(), Some(longest));
+    for stage in ["resolve", "connect", "handshake", "total"] {
+        let p = &merged["stages"][stage];
+        assert_eq!(p["count"], 200, "{stage}");
+        // The merged p99 lies within the shards' own range: never below both, never above both.
+        let p99s: Vec<f64> = shards
+            .iter()
+            .filter_map(|s| s["stages"][stage]["p99_ms"].as_f64())
+            .collect();
+        let p99 = p["p99_ms"].as_f64().expect("p99");
+        assert!(
+            p99 >= p99s[0].min(p99s[1]) && p99 <= p99s[0].max(p99s[1]),
+            "{stage}: {p99} {p99s:?}"
+        );
+        let max = shards
+            .iter()
+            .filter_map(|s| s["stages"][stage]["max_ms"].as_f64())
+            .fold(0.0, f64::max);
+        assert_eq!(p["max_ms"].as_f64(), Some(max), "{stage}");
+    }
+    // The table says it is a merge.
+    bin()
+        .arg("merge")
+        .args(&files)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("merged from 2 reports"));
+    // Mixed protocols, a single probe's report and a missing histogram are input errors.
+    let coap = dir.path().join("coap.json");
+    let mut other = shards[0].clone();
+    other["protocol"] = "coap".into();
+    std::fs::write(&coap, other.to_string()).expect("write");
+    bin()
+        .arg("merge")
+        .arg(&files[0])
+        .arg(&coap)
+        .assert()
+        .code(2)
+        .stderr(
+            predicates::str::contains("a mqtt load and")
+                .and(predicates::str::contains("coap.json a coap load")),
+        );
+    let old = dir.path().join("old.json");
+    let mut stripped = shards[1].clone();
+    if let Some(p) = stripped["stages"]["connect"].as_object_mut() {
+        p.remove("histogram");
+    }
+    std::fs::write(&old, stripped.to_string()).expect("write");
+    bin()
+        .arg("merge")
+        .arg(&files[0])
+        .arg(&old)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "old.json: stage `connect` has no histogram",
+        ));
+    let single = bin().args(["probe", &url, "-f", "json"]).ok_stdout();
+    bin()
+        .args(["merge", "-"])
+        .write_stdin(single)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("a single probe's report"));
+    bin()
+        .args(["merge", "/nonexistent/r.json"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("cannot read"));
+
+    let merged_file = dir.path().join("merged.json");
+    std::fs::write(&merged_file, merged.to_string()).expect("write");
+    let Some(python) = crate::common::outside_peer(
+        "ENOS_CONNECT_HDR_PYTHON",
+        ".ci/run installs the HdrHistogram Python library (hdrhistogram on PyPI)",
+    ) else {
+        return;
+    };
+    let script = "import json, sys\nfrom hdrh.histogram import HdrHistogram\nfor name, s in json.load(open(sys.argv[1]))['stages'].items():\n    h = HdrHistogram.decode(s['histogram'])\n    print(name, h.get_total_count(), h.get_value_at_percentile(99) / 1000.0, s['p99_ms'])\n";
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(&merged_file)
+        .output()
+        .expect("python runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for line in lines {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f[1], "200", "{line}: the Python library reads the summed count");
+        let (theirs, ours): (f64, f64) = (f[2].parse().expect("p99"), f[3].parse().expect("p99"));
+        // Python's percentile is the equivalent value's upper end: the same bucket.
+        assert!((theirs - ours).abs() <= ours * 0.002 + 0.002, "{line}");
+    }
 }
