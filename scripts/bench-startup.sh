@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Start-up cost of `recommend` on the embedded capabilities, against the binary's own start-up
-# (`--version`) measured in the same hyperfine run. Prints medians and the difference.
-# Needs hyperfine (Debian package) and a release build: cargo build --release
+# Start-up against the floor: an empty `fn main() {}` built with this crate's own release
+# profile (and whatever RUSTFLAGS are set), timed round-robin with `--version`, `recommend`
+# on the embedded model, and the fixed part of a probe (a CoAP probe of a closed UDP port:
+# runtime, socket, one datagram, the ICMP refusal and the report, no waiting on a peer).
+# Prints medians and ratios to the floor. Needs python3 and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${BIN:-./target/release/enos-connect}
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-hyperfine -N --warmup 50 --runs "${RUNS:-1000}" --export-json "$out" \
-  "$bin --version" \
-  "$bin recommend -a network=tcp -a enos_format=yes -a enos_version=2 -n ota,file_upload -f json" >/dev/null
-python3 - "$out" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-base, rec = r[0]["median"] * 1e3, r[1]["median"] * 1e3
-print(f"start-up (--version)  median {base:.3f} ms")
-print(f"recommend -f json     median {rec:.3f} ms")
-print(f"recommend - start-up  {rec - base:+.3f} ms  (ratio {rec / base:.2f})")
+bin=${BIN:-$PWD/target/release/enos-connect}
+floor_dir=${FLOOR_DIR:-$PWD/target/bench-floor}
+mkdir -p "$floor_dir/src"
+echo 'fn main() {}' > "$floor_dir/src/main.rs"
+python3 - "$floor_dir/Cargo.toml" <<'PY'
+import sys, tomllib
+profile = tomllib.load(open("Cargo.toml", "rb"))["profile"]["release"]
+lines = ['[package]', 'name = "floor"', 'version = "0.1.0"', 'edition = "2024"', '', '[workspace]', '', '[profile.release]']
+lines += [f"{k} = {v!r}".replace("'", '"').replace("True", "true").replace("False", "false") for k, v in profile.items()]
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
+cargo build --quiet --release --manifest-path "$floor_dir/Cargo.toml" --target-dir "$floor_dir/target"
+floor="$floor_dir/target/release/floor"
+closed=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The probe of a closed port exits 1 (refused), which is what it is meant to do here.
+python3 scripts/interleave.py --runs "${RUNS:-1000}" --exit 0 --exit 1 \
+  --name "empty fn main() (floor)" --name "enos-connect --version" --name "recommend -f json" --name "probe, fixed part" \
+  "$floor" "$bin --version" \
+  "$bin recommend -a network=tcp -a enos_format=yes -a enos_version=2 -n ota,file_upload -f json" \
+  "$bin probe coap://127.0.0.1:$closed/ -f json --timeout 2"

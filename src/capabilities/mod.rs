@@ -13,7 +13,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use crate::source::Problem;
-pub use read::{CapabilitiesError, EMBEDDED, EMBEDDED_NAME, embedded, embedded_checked, from_file, parse};
+pub use read::{
+    CapabilitiesError, EMBEDDED, EMBEDDED_NAME, embedded, embedded_checked, embedded_connection, from_file,
+    parse,
+};
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -51,6 +51,41 @@ pub fn embedded() -> Result<Capabilities, CapabilitiesError> {
     parse(&SourceFile::new(EMBEDDED_NAME, EMBEDDED))
 }
 
+/// The parts of the embedded model that a probe reads: protocols (hosts, ports, schemes),
+/// secure modes and credential recipes. The comparison table, the questions and the flow are
+/// left empty. A probe is on every CI call, and reading the whole model was a quarter of a
+/// probe's own work; a probe that needs a decision (`--plan`) reads all of it with
+/// [`embedded`].
+pub fn embedded_connection() -> Result<Capabilities, CapabilitiesError> {
+    #[derive(serde::Deserialize)]
+    struct Connection {
+        meta: super::Meta,
+        protocols: Vec<super::Protocol>,
+        #[serde(default)]
+        secure_modes: std::collections::BTreeMap<String, super::SecureMode>,
+        #[serde(default)]
+        credentials: std::collections::BTreeMap<String, super::CredentialRecipe>,
+    }
+    match serde_json::from_str::<Connection>(EMBEDDED_JSON) {
+        Ok(c) => Ok(Capabilities {
+            meta: c.meta,
+            protocols: c.protocols,
+            features: Vec::new(),
+            questions: Vec::new(),
+            flow: super::Flow {
+                start: String::new(),
+                nodes: Vec::new(),
+                edges: Vec::new(),
+            },
+            outcomes: Vec::new(),
+            secure_modes: c.secure_modes,
+            credentials: c.credentials,
+            auth_modes: Vec::new(),
+        }),
+        Err(_) => embedded(),
+    }
+}
+
 /// The embedded capabilities read from their TOML and validated, as `check` reports them.
 pub fn embedded_checked() -> Result<Capabilities, CapabilitiesError> {
     parse(&SourceFile::new(EMBEDDED_NAME, EMBEDDED))
@@ -85,6 +120,24 @@ pub fn parse(src: &SourceFile) -> Result<Capabilities, CapabilitiesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The probe's partial read holds exactly what the whole read holds for those sections.
+    #[test]
+    fn the_connection_sections_read_alone_match_the_whole_model() {
+        let whole = embedded().expect("reads");
+        let part = embedded_connection().expect("reads");
+        assert_eq!(format!("{:?}", part.protocols), format!("{:?}", whole.protocols));
+        assert_eq!(
+            format!("{:?}", part.secure_modes),
+            format!("{:?}", whole.secure_modes)
+        );
+        assert_eq!(
+            format!("{:?}", part.credentials),
+            format!("{:?}", whole.credentials)
+        );
+        assert_eq!(part.meta.version, whole.meta.version);
+        assert!(!whole.protocols.is_empty() && !whole.credentials.is_empty());
+    }
 
     #[test]
     fn the_shipped_capabilities_are_valid() {

@@ -21,7 +21,7 @@ pub fn run(ctx: &Context, args: &AskArgs) -> Result<ExitCode> {
             "use `enos-connect recommend --answer ID=VALUE --need FEATURE` or `recommend --answers FILE`; `enos-connect questions` lists the ids",
         ));
     }
-    let caps = &ctx.capabilities()?;
+    let caps = ctx.capabilities()?;
     let mut answers = Answers::default();
     let asked = questionnaire::ask(caps, &mut answers, false)?;
     let decision = recommend::decision(caps, &answers)?;

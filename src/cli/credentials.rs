@@ -12,7 +12,7 @@ use crate::credentials::{self, CredentialRequest, Secret};
 use crate::error::{Error, Result};
 
 pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
-    let caps = &ctx.capabilities()?;
+    let caps = ctx.capabilities()?;
     let keys = &args.keys;
     let mode = keys.secure_mode.as_str();
     let need = |v: &Option<String>, flag: &str, env: &str| {

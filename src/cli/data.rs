@@ -19,16 +19,16 @@ use crate::render::{FlowFormat, Format, flow as flow_render};
 pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let mut answers = Answers::default();
-    answers.add_needs(&caps, args.needs.need.iter().map(String::as_str), "--need")?;
+    answers.add_needs(caps, args.needs.need.iter().map(String::as_str), "--need")?;
     print(
         &ctx.renderer(args.format.format)
-            .compare(&caps, answers.need_list()),
+            .compare(caps, answers.need_list()),
     )
 }
 
 pub fn flow(ctx: &Context, args: &FlowArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
-    let text = flow_render::render(&caps, args.format);
+    let text = flow_render::render(caps, args.format);
     match args.format {
         FlowFormat::Svg => emit_bytes(&graphviz(&text, "svg")?)?,
         FlowFormat::Png => emit_bytes(&graphviz(&text, "png")?)?,
@@ -73,7 +73,7 @@ fn graphviz(dot_text: &str, format: &str) -> Result<Vec<u8>> {
 
 pub fn questions(ctx: &Context, args: FormatArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
-    print(&ctx.renderer(args.format).questions(&caps))
+    print(&ctx.renderer(args.format).questions(caps))
 }
 
 pub fn check(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
@@ -104,7 +104,7 @@ pub fn check(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
 pub fn schema(ctx: &Context, args: &SchemaArgs) -> Result<ExitCode> {
     print(&match args.of {
         SchemaOf::Capabilities => crate::schema::capabilities(),
-        SchemaOf::Answers => crate::schema::answers(&ctx.capabilities()?),
+        SchemaOf::Answers => crate::schema::answers(ctx.capabilities()?),
         SchemaOf::Registry => crate::schema::registry(),
     })
 }

@@ -10,9 +10,9 @@ use crate::plan;
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
-    let answers = recommend::gather(ctx, &caps, &args.answers)?;
-    let decision = recommend::decision(&caps, &answers)?;
+    let answers = recommend::gather(ctx, caps, &args.answers)?;
+    let decision = recommend::decision(caps, &answers)?;
     let deployment = args.deployment.to_deployment(&args.device, &args.measurepoints);
-    let plan = plan::plan(&caps, &decision, &deployment);
-    print(&ctx.renderer(args.format.format).plan(&caps, &plan))
+    let plan = plan::plan(caps, &decision, &deployment);
+    print(&ctx.renderer(args.format.format).plan(caps, &plan))
 }

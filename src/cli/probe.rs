@@ -17,13 +17,18 @@ use crate::probe::{self, Login, ProbeOptions, ProbeReport, Target, tls::TlsOptio
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
 pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
-    let caps = ctx.capabilities()?;
-    let targets = targets(ctx, &caps, args)?;
+    // Only --plan decides, and only deciding reads the questions and the flow.
+    let caps = if args.plan {
+        ctx.capabilities()?
+    } else {
+        ctx.connection_capabilities()?
+    };
+    let targets = targets(ctx, caps, args)?;
     check_enos_flags(args, &targets)?;
-    let opts = options(ctx, &caps, args)?;
+    let opts = options(ctx, caps, args)?;
     for t in &targets {
         if t.protocol == "http" {
-            let req = probe::http::build_request(&caps, t, &opts).map_err(|f| Error::usage(f.message))?;
+            let req = probe::http::build_request(caps, t, &opts).map_err(|f| Error::usage(f.message))?;
             probe::http::validate(&req).map_err(Error::usage)?;
         }
     }
@@ -38,7 +43,7 @@ pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
     let reports: Vec<ProbeReport> = runtime.block_on(async {
         let mut out = Vec::with_capacity(targets.len());
         for t in &targets {
-            out.push(probe::run(&caps, t, &opts).await);
+            out.push(probe::run(caps, t, &opts).await);
         }
         out
     });
@@ -250,7 +255,7 @@ fn psk(args: &ProbeArgs) -> Result<Option<probe::coap::Psk>> {
 /// `--count N`: N probes at most `--concurrency` at a time, with percentiles per stage.
 fn load(
     ctx: &Context,
-    caps: Capabilities,
+    caps: &'static Capabilities,
     args: &ProbeArgs,
     mut targets: Vec<Target>,
     opts: ProbeOptions,
@@ -275,10 +280,10 @@ fn load(
         rate: args.rate,
     };
     let progress = |done: u64| bar.set_position(done);
-    let (caps, opts) = (Arc::new(caps), Arc::new(opts));
+    let opts = Arc::new(opts);
     let one = || {
-        let (caps, target, opts) = (caps.clone(), target.clone(), opts.clone());
-        async move { probe::run(&caps, &target, &opts).await }
+        let (target, opts) = (target.clone(), opts.clone());
+        async move { probe::run(caps, &target, &opts).await }
     };
     let report = runtime.block_on(probe::load::run(
         &target.protocol,

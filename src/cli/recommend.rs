@@ -15,11 +15,11 @@ use crate::questionnaire;
 pub fn run(ctx: &Context, args: &RecommendArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     if let Some(path) = &args.batch {
-        return batch(&caps, path, args);
+        return batch(caps, path, args);
     }
-    let answers = gather(ctx, &caps, &args.answers)?;
-    let decision = decision(&caps, &answers)?;
-    print(&ctx.renderer(args.format.format).decision(&caps, &decision))
+    let answers = gather(ctx, caps, &args.answers)?;
+    let decision = decision(caps, &answers)?;
+    print(&ctx.renderer(args.format.format).decision(caps, &decision))
 }
 
 /// The answers file first, then the flags on top of it; on a terminal, prompts for what the

@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         log: !args.quiet,
     };
     let endpoint = Endpoint::new(
-        caps,
+        caps.clone(),
         registry,
         opts.connack_delay,
         opts.record.as_deref(),

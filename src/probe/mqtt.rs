@@ -65,10 +65,17 @@ impl Conn {
     }
 
     async fn send(&mut self, packet: Packet) -> Result<(), Failure> {
+        self.send_all([packet]).await
+    }
+
+    /// Several packets in one write (one segment, one system call).
+    async fn send_all<const N: usize>(&mut self, packets: [Packet; N]) -> Result<(), Failure> {
         self.out.clear();
-        packet
-            .write(&mut self.out, MAX_PACKET)
-            .map_err(|e| Failure::new(ErrorKind::Protocol, format!("cannot encode {packet:?}: {e}")))?;
+        for packet in packets {
+            packet
+                .write(&mut self.out, MAX_PACKET)
+                .map_err(|e| Failure::new(ErrorKind::Protocol, format!("cannot encode {packet:?}: {e}")))?;
+        }
         self.io.write_all(&self.out).await.map_err(|e| Failure::io(&e))?;
         self.io.flush().await.map_err(|e| Failure::io(&e))
     }
@@ -231,13 +238,36 @@ impl Conn {
         rec: &mut Recorder,
     ) -> Result<(), Failure> {
         let reply_topic = crate::enos::reply_topic(topic);
-        self.subscribe(&reply_topic, QoS::AtLeastOnce).await?;
+        let sub_pkid = self.pkid();
+        let subscribe = Subscribe {
+            pkid: sub_pkid,
+            filters: vec![rumqttc::SubscribeFilter::new(
+                reply_topic.clone(),
+                QoS::AtLeastOnce,
+            )],
+        };
         let mut publish = Publish::new(topic.to_string(), QoS::AtLeastOnce, request.to_bytes());
         publish.pkid = self.pkid();
-        self.send(Packet::Publish(publish)).await?;
+        // SUBSCRIBE and the request leave together: a broker handles a connection's packets
+        // in order, so the subscription holds before the request is read, and the probe does
+        // not wait a round trip for the SUBACK first.
+        self.send_all([Packet::Subscribe(subscribe), Packet::Publish(publish)])
+            .await?;
         rec.note(&format!("{} {} sent on {topic}", request.method, request.id));
         loop {
             match self.next("EnOS's reply").await? {
+                Packet::SubAck(ack)
+                    if ack.pkid == sub_pkid
+                        && ack
+                            .return_codes
+                            .iter()
+                            .any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
+                {
+                    return Err(Failure::new(
+                        ErrorKind::Auth,
+                        format!("the broker refused the subscription to `{reply_topic}`"),
+                    ));
+                }
                 Packet::Publish(p) => {
                     if p.qos == QoS::AtLeastOnce {
                         self.send(Packet::PubAck(rumqttc::PubAck::new(p.pkid))).await?;

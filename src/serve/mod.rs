@@ -145,10 +145,22 @@ impl Event {
 
 /// Where events go: stdout, the record file, and a line for people on stderr; or, for a
 /// serve inside another program (the tests), a list in memory.
-struct Sink {
-    record: Option<std::io::BufWriter<std::fs::File>>,
-    log: bool,
-    memory: Option<Arc<Mutex<Vec<String>>>>,
+enum Sink {
+    Streams {
+        pending: Mutex<Pending>,
+        /// Told when a line is pending; [`Endpoint::flusher`] waits on it.
+        ready: tokio::sync::Notify,
+        record: Mutex<Option<std::fs::File>>,
+        log: bool,
+    },
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+/// Lines written since the last flush, for stdout (and the record) and for stderr.
+#[derive(Default)]
+struct Pending {
+    out: Vec<u8>,
+    err: Vec<u8>,
 }
 
 /// The state every listener shares.
@@ -166,7 +178,7 @@ pub struct Endpoint {
     coap_bindings: Mutex<HashMap<SocketAddr, (Identity, Instant)>>,
     /// Connected MQTT devices a command can be sent to.
     connected: Mutex<HashMap<Identity, mpsc::Sender<Downlink>>>,
-    sink: Mutex<Sink>,
+    sink: Sink,
 }
 
 /// Why a login was refused, in the words the event log and stderr show.
@@ -196,19 +208,16 @@ impl Endpoint {
         log: bool,
     ) -> std::io::Result<Self> {
         let record = match record {
-            Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+            Some(p) => Some(std::fs::File::create(p)?),
             None => None,
         };
-        Ok(Self::with_sink(
-            caps,
-            registry,
-            connack_delay,
-            Sink {
-                record,
-                log,
-                memory: None,
-            },
-        ))
+        let sink = Sink::Streams {
+            pending: Mutex::default(),
+            ready: tokio::sync::Notify::new(),
+            record: Mutex::new(record),
+            log,
+        };
+        Ok(Self::with_sink(caps, registry, connack_delay, sink))
     }
 
     /// An endpoint whose events are kept in the returned list instead of printed.
@@ -218,11 +227,7 @@ impl Endpoint {
         connack_delay: Duration,
     ) -> (Self, Arc<Mutex<Vec<String>>>) {
         let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = Sink {
-            record: None,
-            log: false,
-            memory: Some(events.clone()),
-        };
+        let sink = Sink::Memory(events.clone());
         (Self::with_sink(caps, registry, connack_delay, sink), events)
     }
 
@@ -236,7 +241,7 @@ impl Endpoint {
             sessions: Mutex::default(),
             coap_bindings: Mutex::default(),
             connected: Mutex::default(),
-            sink: Mutex::new(sink),
+            sink,
         }
     }
 
@@ -245,25 +250,23 @@ impl Endpoint {
         let Ok(line) = serde_json::to_string(v) else {
             return;
         };
-        let Ok(mut sink) = self.sink.lock() else { return };
-        Self::write_line(&mut sink, &line);
+        self.write_line(line);
     }
 
-    fn write_line(sink: &mut Sink, line: &str) {
-        if let Some(m) = &sink.memory {
-            if let Ok(mut m) = m.lock() {
-                m.push(line.to_string());
+    fn write_line(&self, line: String) {
+        match &self.sink {
+            Sink::Memory(m) => {
+                if let Ok(mut m) = m.lock() {
+                    m.push(line);
+                }
             }
-            return;
-        }
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }
-        if let Some(r) = sink.record.as_mut() {
-            let _ = writeln!(r, "{line}");
-            let _ = r.flush();
+            Sink::Streams { pending, ready, .. } => {
+                if let Ok(mut p) = pending.lock() {
+                    p.out.extend_from_slice(line.as_bytes());
+                    p.out.push(b'\n');
+                }
+                ready.notify_one();
+            }
         }
     }
 
@@ -272,9 +275,11 @@ impl Endpoint {
         let Ok(line) = serde_json::to_string(&e) else {
             return;
         };
-        let Ok(mut sink) = self.sink.lock() else { return };
-        Self::write_line(&mut sink, &line);
-        if sink.log {
+        self.write_line(line);
+        if let Sink::Streams {
+            pending, log: true, ..
+        } = &self.sink
+        {
             let who = match (&e.product_key, &e.device_key) {
                 (Some(p), Some(d)) => format!(" {p}/{d}"),
                 _ => String::new(),
@@ -289,17 +294,54 @@ impl Endpoint {
             if let Some(m) = &e.message {
                 text.push_str(&format!(": {m}"));
             }
-            eprintln!("{text}");
+            if let Ok(mut p) = pending.lock() {
+                p.err.extend_from_slice(text.as_bytes());
+                p.err.push(b'\n');
+            }
         }
     }
 
-    /// Flush the record file (done after every line; again at shutdown for good measure).
+    /// Write every pending line to stdout, the record and stderr, and flush them.
     pub fn flush(&self) {
-        if let Ok(mut sink) = self.sink.lock()
-            && let Some(r) = sink.record.as_mut()
-        {
-            let _ = r.flush();
+        let Sink::Streams { pending, record, .. } = &self.sink else {
+            return;
+        };
+        let Pending { out, err } = match pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return,
+        };
+        if !out.is_empty() {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&out);
+            let _ = stdout.flush();
+            if let Ok(mut r) = record.lock()
+                && let Some(f) = r.as_mut()
+            {
+                let _ = f.write_all(&out);
+            }
         }
+        if !err.is_empty() {
+            let _ = std::io::stderr().lock().write_all(&err);
+        }
+    }
+
+    /// Write the events out as they come, a batch at a time: after a line is pending, every
+    /// task that is ready runs first and adds its own, so a loaded serve makes one write per
+    /// batch instead of two per event (which had capped its connection rate), and an idle one
+    /// still shows each event at once. Runs until `shutdown`, then writes what is left.
+    pub async fn flusher(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let Sink::Streams { ready, .. } = &self.sink else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = ready.notified() => {}
+                () = stopped(shutdown.clone()) => break,
+            }
+            tokio::task::yield_now().await;
+            self.flush();
+        }
+        self.flush();
     }
 
     /// The device secret a securemode-2 login is checked against: the one issued by
@@ -857,6 +899,7 @@ impl Bound {
 /// Serve until `shutdown` turns true; then stop accepting, close the connections and return.
 pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(endpoint.clone().flusher(shutdown.clone()));
     if let Some(l) = bound.mqtt {
         tasks.spawn(mqtt::accept(l, None, endpoint.clone(), shutdown.clone()));
     }
