@@ -1,47 +1,68 @@
 #!/usr/bin/env bash
-# Probe cost against the C clients doing the same work, on the same local peers, in one
-# hyperfine run each; then the load rate (connect + disconnect per probe) against mosquitto.
-# Needs: hyperfine, mosquitto, mosquitto-clients, libcoap3-bin, curl, python3, a release build.
+# Single probes against the C clients doing the same work on the same local peers, timed
+# round-robin (scripts/interleave.py), each command's own start-up included; then the load
+# rate `serve` holds against the rate mosquitto holds, both driven by the same load probe in
+# the same run. Prints medians and ratios; a ratio is enos-connect's figure over the peer's.
+# Needs: mosquitto, mosquitto-clients, libcoap3-bin, curl, python3 and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-$PWD/target/release/enos-connect}
-runs=${RUNS:-200}
+runs=${RUNS:-500}
+rounds=${ROUNDS:-7}
 dir=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mq=$(port); coap=$(port); http=$(port)
+mq=$(port); coap=$(port); http=$(port); enos=$(port)
 mosquitto -p "$mq" > "$dir/mq.log" 2>&1 & pids+=($!)
 coap-server-notls -A 127.0.0.1 -p "$coap" > "$dir/coap.log" 2>&1 & pids+=($!)
 python3 scripts/http_peer.py --port "$http" > "$dir/http.log" 2>&1 & pids+=($!)
+cat > "$dir/registry.toml" <<'TOML'
+[[products]]
+key = "pk1"
+secret = "bench-product-secret"
+measurepoints = ["temp"]
+
+[[devices]]
+product = "pk1"
+key = "dk1"
+secret = "bench-device-secret"
+TOML
+# The official SDK needs serve's default 50 ms CONNACK delay; mosquitto answers at once, and so
+# does serve here, so the two rates compare the servers' own work.
+"$bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$enos" --http off --coap off \
+  --connack-delay-ms 0 --quiet > /dev/null 2>&1 & pids+=($!)
 sleep 1
 
-ratio() {  # name, then the two commands: ours first, the peer second
-  local name=$1; shift
-  hyperfine -N --warmup 20 --runs "$runs" --export-json "$dir/h.json" "$@" >/dev/null 2>&1
-  python3 - "$dir/h.json" "$name" <<'PY'
+one() {  # name, ours, peer
+  python3 scripts/interleave.py --runs "$runs" --json --name ours --name peer "$2" "$3" |
+    python3 -c '
 import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-ours, peer = r[0]["median"] * 1e3, r[1]["median"] * 1e3
-print(f"{sys.argv[2]:<6} enos-connect {ours:.3f} ms  peer {peer:.3f} ms  ratio {ours / peer:.2f}   ({r[1]['command'].split()[0]})")
-PY
+ours, peer = (x["median_ms"] for x in json.load(sys.stdin))
+print(f"{sys.argv[1]:<5} enos-connect {ours:.3f} ms  {sys.argv[2]} {peer:.3f} ms  ratio {ours / peer:.2f}")' "$1" "${3%% *}"
 }
-ratio mqtt "$bin probe mqtt://127.0.0.1:$mq --publish t --qos 1" "mosquitto_pub -h 127.0.0.1 -p $mq -t t -m x -q 1"
-ratio coap "$bin probe coap://127.0.0.1:$coap/time" "coap-client-notls -m get coap://127.0.0.1:$coap/time"
-ratio http "$bin probe http://127.0.0.1:$http/" "curl -s -o /dev/null http://127.0.0.1:$http/"
+one mqtt "$bin probe mqtt://127.0.0.1:$mq --publish t --qos 1" "mosquitto_pub -h 127.0.0.1 -p $mq -t t -m x -q 1"
+one coap "$bin probe coap://127.0.0.1:$coap/time" "coap-client-notls -m get coap://127.0.0.1:$coap/time"
+one http "$bin probe http://127.0.0.1:$http/" "curl -s -o /dev/null http://127.0.0.1:$http/"
 
-echo "load: --count 2000 --concurrency 50 against mosquitto, ${ROUNDS:-5} rounds"
-for _ in $(seq "${ROUNDS:-5}"); do
-  "$bin" probe "mqtt://127.0.0.1:$mq" --count 2000 --concurrency 50 -f json
+# Load: 2000 probes, 50 at a time. Against serve, each logs in as an EnOS device and posts a
+# measure point (SUBSCRIBE, PUBLISH at QoS 1, EnOS's reply). mosquitto is not EnOS and sends no
+# reply, so against it each probe connects and publishes at QoS 1: the same connection and
+# packet work without the reply serve also builds. Rounds alternate between the two servers.
+export ENOS_DEVICE_SECRET=bench-device-secret
+for _ in $(seq "$rounds"); do
+  "$bin" probe "mqtt://127.0.0.1:$enos" --product-key pk1 --device-key dk1 -m temp=21.5 \
+    --count 2000 --concurrency 50 -f json > "$dir/serve.json" || true
+  "$bin" probe "mqtt://127.0.0.1:$mq" --publish t --qos 1 --count 2000 --concurrency 50 -f json > "$dir/mq.json" || true
+  python3 -c '
+import json, sys
+s, m = (json.load(open(f)) for f in sys.argv[1:])
+print(json.dumps({"serve": s["rate_per_s"], "serve_failed": s["failed"], "mosquitto": m["rate_per_s"], "mosquitto_failed": m["failed"]}))' "$dir/serve.json" "$dir/mq.json"
 done | python3 -c '
-import json, sys, statistics
-text = sys.stdin.read()
-rates, dec, i = [], json.JSONDecoder(), 0
-while i < len(text):
-    if text[i].isspace():
-        i += 1; continue
-    obj, i = dec.raw_decode(text, i)
-    assert obj["failed"] == 0, obj["errors"]
-    rates.append(obj["rate_per_s"])
-print(f"load   median {statistics.median(rates):.0f} connections/s (rounds: {sorted(rates)})")'
+import json, statistics, sys
+rows = [json.loads(l) for l in sys.stdin]
+serve, mq = statistics.median(r["serve"] for r in rows), statistics.median(r["mosquitto"] for r in rows)
+ratio = statistics.median(r["serve"] / r["mosquitto"] for r in rows)
+failed = sum(r["serve_failed"] + r["mosquitto_failed"] for r in rows)
+print(f"load  serve {serve:.0f}/s (measurepoint posts)  mosquitto {mq:.0f}/s (QoS 1 publishes)  ratio {ratio:.2f}  ({len(rows)} rounds, {failed} failed)")'
