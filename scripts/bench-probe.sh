@@ -51,6 +51,10 @@ one http "$bin probe http://127.0.0.1:$http/" "curl -s -o /dev/null http://127.0
 # reply, so against it each probe connects and publishes at QoS 1: the same connection and
 # packet work without the reply serve also builds. Rounds alternate between the two servers.
 export ENOS_DEVICE_SECRET=bench-device-secret
+# One round each to warm up (the first round's allocations and page faults), not counted.
+"$bin" probe "mqtt://127.0.0.1:$enos" --product-key pk1 --device-key dk1 -m temp=21.5 \
+  --count 2000 --concurrency 50 -f json > /dev/null || true
+"$bin" probe "mqtt://127.0.0.1:$mq" --publish t --qos 1 --count 2000 --concurrency 50 -f json > /dev/null || true
 for _ in $(seq "$rounds"); do
   "$bin" probe "mqtt://127.0.0.1:$enos" --product-key pk1 --device-key dk1 -m temp=21.5 \
     --count 2000 --concurrency 50 -f json > "$dir/serve.json" || true
