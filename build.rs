@@ -17,12 +17,29 @@ fn main() {
         .unwrap_or("unknown")
         .to_string();
     println!("cargo:rustc-env=ENOS_CONNECT_DATA_VERSION={data_version}");
-    let json = value
-        .and_then(|v| serde_json::to_string(&v).ok())
-        .unwrap_or_default();
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("capabilities.json");
-    if let Err(e) = std::fs::write(&out, json) {
-        println!("cargo:warning=cannot write {}: {e}", out.display());
-        std::process::exit(1);
+    // A probe reads only these sections; a JSON of their own spares it scanning the rest.
+    let connection = value.as_ref().map(|v| {
+        let keep = ["meta", "protocols", "secure_modes", "credentials"];
+        let part: serde_json::Map<String, serde_json::Value> = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| keep.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        serde_json::Value::Object(part)
+    });
+    let json =
+        |v: Option<serde_json::Value>| v.and_then(|v| serde_json::to_string(&v).ok()).unwrap_or_default();
+    let dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    for (name, text) in [
+        ("capabilities.json", json(value)),
+        ("capabilities-connection.json", json(connection)),
+    ] {
+        let out = dir.join(name);
+        if let Err(e) = std::fs::write(&out, text) {
+            println!("cargo:warning=cannot write {}: {e}", out.display());
+            std::process::exit(1);
+        }
     }
 }

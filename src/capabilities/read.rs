@@ -40,6 +40,9 @@ impl crate::error::Help for CapabilitiesError {
 
 /// The embedded capabilities converted to JSON by build.rs (empty if they did not convert).
 const EMBEDDED_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/capabilities.json"));
+/// The same, with only the sections [`embedded_connection`] reads.
+const EMBEDDED_CONNECTION_JSON: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/capabilities-connection.json"));
 
 pub fn embedded() -> Result<Capabilities, CapabilitiesError> {
     // The shipped file is validated by the tests (`check` on it, and the JSON read here against
@@ -66,7 +69,7 @@ pub fn embedded_connection() -> Result<Capabilities, CapabilitiesError> {
         #[serde(default)]
         credentials: std::collections::BTreeMap<String, super::CredentialRecipe>,
     }
-    match serde_json::from_str::<Connection>(EMBEDDED_JSON) {
+    match serde_json::from_str::<Connection>(EMBEDDED_CONNECTION_JSON) {
         Ok(c) => Ok(Capabilities {
             meta: c.meta,
             protocols: c.protocols,

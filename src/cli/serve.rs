@@ -58,29 +58,30 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         let listening = bound.listening().await;
         endpoint.emit_line(&listening);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            let _ = stop.send(true);
-        });
+        stop_on_signal(stop);
         serve::serve(bound, endpoint.clone(), shutdown).await;
         Ok::<(), Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
+/// SIGINT or SIGTERM turns `stop` true. signal-hook's thread, not tokio's signal driver: that
+/// driver is set up by every runtime that has it (a socket pair and handler storage), and
+/// serve is the only command that waits for a signal.
+fn stop_on_signal(stop: tokio::sync::watch::Sender<bool>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // Without handlers the default action (exit) still stops serve.
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("serve-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = stop.send(true);
             }
-        }
-        // Without signal handlers the default action (exit) still stops serve.
-        _ => std::future::pending::<()>().await,
-    }
+        });
+    drop(spawned);
 }
 
 /// The TLS server configuration for --mqtts, from PEM files.
