@@ -48,10 +48,29 @@ impl Shard {
         i % self.count == self.index
     }
 
+    /// A counter of records that says, record by record, whether this shard takes it.
+    fn positions(self) -> Positions {
+        Positions { shard: self, next: 0 }
+    }
+
     /// The first shard writes what is written once per run (the CSV header), so the shards'
     /// outputs concatenate to one file.
     pub fn is_first(self) -> bool {
         self.index == 0
+    }
+}
+
+struct Positions {
+    shard: Shard,
+    next: u64,
+}
+
+impl Positions {
+    /// Count one more record; true when it is this shard's.
+    fn take(&mut self) -> bool {
+        let i = self.next;
+        self.next += 1;
+        self.shard.takes(i)
     }
 }
 
@@ -372,8 +391,7 @@ pub fn run(
             }
         }
     };
-    // Zero-based position of the next record, for the shard.
-    let mut position = 0u64;
+    let mut positions = shard.positions();
     if jsonl {
         let mut line = String::new();
         let mut lineno = skipped_lines;
@@ -387,8 +405,7 @@ pub fn run(
             if text.trim().is_empty() {
                 continue;
             }
-            position += 1;
-            if !shard.takes(position - 1) {
+            if !positions.take() {
                 continue;
             }
             let parsed = parse_json_row(&rows.layout, text);
@@ -439,11 +456,8 @@ pub fn run(
                             record_start.set(reader.position().byte());
                             // A record that cannot be read still takes its position (after
                             // the header), so every shard counts the same records.
-                            if columns.is_some() {
-                                position += 1;
-                                if !shard.takes(position - 1) {
-                                    continue;
-                                }
+                            if columns.is_some() && !positions.take() {
+                                continue;
                             }
                             rows.summary.bad += 1;
                             (rows.bad)(format!("{file}:{line}: {message}"));
@@ -457,8 +471,7 @@ pub fn run(
                 columns = Some(header(&rows.layout, file, &record)?);
                 continue;
             };
-            position += 1;
-            if !shard.takes(position - 1) {
+            if !positions.take() {
                 continue;
             }
             let parsed = parse_csv_row(&rows.layout, cols, &record);

@@ -196,6 +196,21 @@ async fn log_in(
     }
 }
 
+/// A SUBACK's verdict on the one topic subscribed to: a refusal is an `auth` failure.
+fn granted(ack: &rumqttc::mqttbytes::v4::SubAck, topic: &str) -> Result<(), Failure> {
+    if ack
+        .return_codes
+        .iter()
+        .any(|c| matches!(c, SubscribeReasonCode::Failure))
+    {
+        return Err(Failure::new(
+            ErrorKind::Auth,
+            format!("the broker refused the subscription to `{topic}`"),
+        ));
+    }
+    Ok(())
+}
+
 impl Conn {
     fn pkid(&mut self) -> u16 {
         self.pkid = self.pkid.wrapping_add(1).max(1);
@@ -214,17 +229,7 @@ impl Conn {
             if let Packet::SubAck(ack) = self.next("SUBACK").await?
                 && ack.pkid == pkid
             {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    return Err(Failure::new(
-                        ErrorKind::Auth,
-                        format!("the broker refused the subscription to `{topic}`"),
-                    ));
-                }
-                return Ok(());
+                return granted(&ack, topic);
             }
         }
     }
@@ -256,18 +261,7 @@ impl Conn {
         rec.note(&format!("{} {} sent on {topic}", request.method, request.id));
         loop {
             match self.next("EnOS's reply").await? {
-                Packet::SubAck(ack)
-                    if ack.pkid == sub_pkid
-                        && ack
-                            .return_codes
-                            .iter()
-                            .any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
-                {
-                    return Err(Failure::new(
-                        ErrorKind::Auth,
-                        format!("the broker refused the subscription to `{reply_topic}`"),
-                    ));
-                }
+                Packet::SubAck(ack) if ack.pkid == sub_pkid => granted(&ack, &reply_topic)?,
                 Packet::Publish(p) => {
                     if p.qos == QoS::AtLeastOnce {
                         self.send(Packet::PubAck(rumqttc::PubAck::new(p.pkid))).await?;

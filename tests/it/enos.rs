@@ -423,3 +423,45 @@ fn no_secret_reaches_any_output_on_any_path() {
         assert!(!e.events().contains(secret), "the endpoint logged a secret");
     }
 }
+
+/// The reply subscription leaves with the request; a broker that refuses it fails the probe
+/// as `auth` at the reply stage at once, not by a timeout.
+#[test]
+fn a_refused_reply_subscription_is_an_auth_failure() {
+    use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode};
+    use std::io::Read;
+    let peer = peers::tcp_peer(|mut stream| {
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        let mut buf = bytes::BytesMut::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Ok(packet) = Packet::read(&mut buf, 1 << 20) {
+                match packet {
+                    Packet::Connect(_) => peers::send_packet(
+                        &mut stream,
+                        Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
+                    ),
+                    Packet::Subscribe(s) => peers::send_packet(
+                        &mut stream,
+                        Packet::SubAck(SubAck::new(s.pkid, vec![SubscribeReasonCode::Failure])),
+                    ),
+                    Packet::Publish(p) => {
+                        peers::send_packet(&mut stream, Packet::PubAck(PubAck::new(p.pkid)))
+                    }
+                    _ => {}
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    let url = format!("mqtt://{peer}");
+    let (code, v, _) = probe(
+        &[&[&url[..]][..], &KEYS, &["-m", "temp=1", "--timeout", "5"]].concat(),
+        &[DEVICE_SECRET],
+    );
+    assert_failed(code, &v, "auth", "reply", "refused the subscription");
+    assert!(total_ms(&v) < 2000.0, "at once, not by the timeout: {v:#}");
+}

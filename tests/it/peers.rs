@@ -31,7 +31,7 @@ pub fn broker(auth: &[(&str, &str)]) -> SocketAddr {
 }
 
 /// Write one MQTT packet; a peer that went away is not the test's concern here.
-fn send_packet(stream: &mut TcpStream, packet: rumqttc::mqttbytes::v4::Packet) {
+pub fn send_packet(stream: &mut TcpStream, packet: rumqttc::mqttbytes::v4::Packet) {
     let mut out = bytes::BytesMut::new();
     if packet.write(&mut out, 1 << 20).is_ok() {
         let _ = stream.write_all(&out);
