@@ -13,6 +13,9 @@ dir=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
+# Timed from a copy, as installed (see bench-startup.sh); the peers are installed binaries.
+cp "$bin" "$dir/enos-connect"
+bin="$dir/enos-connect"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mq=$(port); coap=$(port); http=$(port); enos=$(port)
 mosquitto -p "$mq" > "$dir/mq.log" 2>&1 & pids+=($!)
