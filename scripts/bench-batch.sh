@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Batch throughput: `recommend --batch` on ROWS generated rows (default 1,000,000) against
-# `cut -d, -f1 FILE > /dev/null`, the floor for reading every row, in the same hyperfine run;
-# then the peak memory of one batch run. Needs hyperfine and a release build.
+# `cut -d, -f1 FILE > /dev/null`, the floor for reading every row, in the same run; then the
+# peak memory of one batch run. Needs python3 and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-./target/release/enos-connect}
@@ -10,17 +10,18 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 python3 scripts/gen-fleet.py "$rows" > "$dir/fleet.csv"
 echo "input: $rows rows, $(du -h "$dir/fleet.csv" | cut -f1)"
-hyperfine -N --warmup 1 --runs "${RUNS:-10}" --export-json "$dir/h.json" \
+# Round-robin (scripts/interleave.py), so a busy minute on the shared machine falls on cut
+# and on enos-connect alike.
+python3 scripts/interleave.py --runs "${RUNS:-10}" --warmup 1 --json \
+  --name "fleet.csv" --name "recommend --batch fleet.csv" --name "recommend --batch fleet.csv --batch-format csv" \
   "cut -d, -f1 $dir/fleet.csv" \
   "$bin recommend --batch $dir/fleet.csv" \
-  "$bin recommend --batch $dir/fleet.csv --batch-format csv" >/dev/null 2>&1
-python3 - "$dir/h.json" <<'PY'
+  "$bin recommend --batch $dir/fleet.csv --batch-format csv" |
+  python3 -c '
 import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-floor = r[0]["median"]
-for x in r:
-    print(f"{x['median']:.3f} s median  ratio {x['median'] / floor:.2f}  {x['command'].split('/')[-1] if 'cut' in x['command'] else x['command'].split(' ', 1)[1].replace(sys.argv[1].rsplit('/', 1)[0] + '/', '')}")
-PY
+for x in json.load(sys.stdin):
+    seconds, ratio, name = x["median_ms"] / 1000, x["ratio"], x["name"]
+    print(f"{seconds:.3f} s median  ratio {ratio:.2f}  {name}")'
 python3 - "$bin" "$dir/fleet.csv" <<'PY'
 import resource, subprocess, sys
 subprocess.run([sys.argv[1], "recommend", "--batch", sys.argv[2]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
