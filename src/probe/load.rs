@@ -239,11 +239,10 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
         rate_per_s: 0.0,
         stages: BTreeMap::new(),
         examples: BTreeMap::new(),
-        merged_from: Some(0),
+        merged_from: None,
     };
     let mut targets: Vec<&str> = Vec::new();
     let mut histograms: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
-    let mut merged_from = 0u64;
     for (name, r) in reports {
         let bad = |message: String| MergeError::Report(name.clone(), message);
         if r.protocol != first.protocol {
@@ -304,15 +303,14 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
                     p.count
                 )));
             }
-            let sum = match histograms.get_mut(stage.as_str()) {
-                Some(sum) => sum,
-                None => histograms
-                    .entry(stage.as_str())
-                    .or_insert(new_histogram().ok_or_else(|| bad("cannot make a histogram".into()))?),
+            let sum = match histograms.entry(stage.as_str()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(new_histogram().ok_or_else(|| bad("cannot make a histogram".into()))?)
+                }
             };
             sum.add(&h).map_err(|e| bad(format!("stage `{stage}`: {e:?}")))?;
         }
-        merged_from += 1;
     }
     out.target = targets.join(", ");
     out.rate_per_s = (out.rate_per_s * 10.0).round() / 10.0;
@@ -321,7 +319,8 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
         .iter()
         .map(|(name, h)| (name.to_string(), percentiles(h)))
         .collect();
-    out.merged_from = Some(merged_from);
+    // Every report either merged or returned an error above.
+    out.merged_from = u64::try_from(reports.len()).ok();
     Ok(out)
 }
 
