@@ -68,7 +68,7 @@ impl AnswersError {
     }
 }
 
-impl crate::error::Help for AnswersError {
+impl crate::base::Help for AnswersError {
     fn help(&self) -> Option<String> {
         match self {
             AnswersError::UnknownQuestion { known, .. } => Some(format!(
@@ -198,7 +198,7 @@ impl Answers {
             toml::from_str(&src.text).map_err(|e| AnswersError::File(src.locate(e.span(), e.message())))?;
         // A flag-style error re-homed onto the file position: the key is the "flag".
         let at = |span: std::ops::Range<usize>, e: AnswersError| {
-            use crate::error::Help;
+            use crate::base::Help;
             let mut located = src.locate(Some(span), e.what());
             located.help = e.help();
             AnswersError::File(located)

@@ -121,7 +121,7 @@ pub enum BatchError {
     },
 }
 
-impl crate::error::Help for BatchError {
+impl crate::base::Help for BatchError {
     fn help(&self) -> Option<String> {
         match self {
             BatchError::Header { .. } => Some(

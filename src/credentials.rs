@@ -2,98 +2,17 @@
 //! fields, the HTTP auth sign and request, the CoAP DTLS-PSK identity and key and its non-DTLS
 //! auth sign. A sign is the uppercase hex SHA-256 of the recipe's content followed by the secret.
 //!
-//! The secret is held in [`Secret`], which never prints itself and is wiped when dropped.
+//! The secret is held in [`Secret`] (from [`crate::base`]), which never prints itself and is
+//! wiped when dropped.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::base::Secret;
 use crate::capabilities::Capabilities;
-
-/// A device or product secret. `Debug` and `Display` print `(redacted)`; the memory is zeroed
-/// on drop.
-pub struct Secret(Zeroizing<String>);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(Zeroizing::new(value))
-    }
-
-    /// The value, for hashing only.
-    fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The value, for a protocol field that carries it as it is (an MQTT password).
-    pub fn expose_for_login(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(redacted)")
-    }
-}
-
-/// Read from a file as a plain string, held as a secret from then on. A value of another type
-/// is refused without echoing it: an unquoted secret is still a secret.
-impl<'de> serde::Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl serde::de::Visitor<'_> for Text {
-            type Value = Secret;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a secret as a quoted string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
-                Ok(Secret::new(v.to_string()))
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a quoted string"))
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a quoted string"))
-            }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a quoted string"))
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a quoted string"))
-            }
-        }
-        d.deserialize_str(Text)
-    }
-}
-
-impl schemars::JsonSchema for Secret {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Secret".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "string", "minLength": 1, "description": "A secret: never printed by enos-connect"})
-    }
-}
-
-impl Clone for Secret {
-    fn clone(&self) -> Self {
-        Secret::new(self.0.to_string())
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(redacted)")
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct CredentialRequest {
@@ -159,7 +78,7 @@ pub enum CredentialsError {
     EmptyKey { flag: &'static str },
 }
 
-impl crate::error::Help for CredentialsError {
+impl crate::base::Help for CredentialsError {
     fn help(&self) -> Option<String> {
         Some(match self {
             CredentialsError::UnknownProtocol(_, known) => format!("use one of {known}"),
@@ -373,7 +292,7 @@ mod tests {
     fn http_refuses_dynamic_mode_and_coap_checks_lifetime() {
         let caps = embedded().expect("valid");
         let secret = Secret::new("x".into());
-        use crate::error::Help;
+        use crate::base::Help;
         let err = compute(&caps, &request("http", "p", "d", "dynamic"), &secret).expect_err("static only");
         assert!(
             err.to_string().contains("does not support --secure-mode dynamic"),

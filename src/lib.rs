@@ -4,16 +4,15 @@
 //! device's [`answers`] into a decision; [`render`] prints it; [`cli`] wires the commands.
 
 pub mod answers;
+pub mod base;
 pub mod batch;
 pub mod capabilities;
 pub mod cli;
 pub mod credentials;
 pub mod engine;
 pub mod enos;
-pub mod error;
 pub mod plan;
 pub mod probe;
-pub mod questionnaire;
 pub mod registry;
 pub mod render;
 pub mod schema;

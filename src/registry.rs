@@ -8,7 +8,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::credentials::Secret;
+use crate::base::Secret;
 use crate::source::{Located, PathSeg, Problem, SourceFile, locate_problems, nearest};
 
 /// The registry file.
@@ -69,7 +69,7 @@ pub enum RegistryError {
     Invalid { file: String, problems: Vec<Located> },
 }
 
-impl crate::error::Help for RegistryError {
+impl crate::base::Help for RegistryError {
     fn help(&self) -> Option<String> {
         match self {
             RegistryError::Read { .. } => Some("check the path given with --registry".into()),

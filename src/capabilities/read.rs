@@ -26,7 +26,7 @@ pub enum CapabilitiesError {
     Invalid { file: String, problems: Vec<Located> },
 }
 
-impl crate::error::Help for CapabilitiesError {
+impl crate::base::Help for CapabilitiesError {
     fn help(&self) -> Option<String> {
         match self {
             CapabilitiesError::Read { .. } => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::terminal::ColorChoice;
-use crate::error::EXIT_CODES_HELP;
+use crate::cli::error::EXIT_CODES_HELP;
 use crate::render::{BatchFormat, FlowFormat, Format};
 
 #[derive(Debug, Parser)]

@@ -11,8 +11,8 @@ use super::args::AskArgs;
 use super::terminal::emit;
 use super::{Context, recommend};
 use crate::answers::Answers;
-use crate::error::{Error, Result};
-use crate::questionnaire;
+use crate::cli::error::{Error, Result};
+use crate::cli::questionnaire;
 
 pub fn run(ctx: &Context, args: &AskArgs) -> Result<ExitCode> {
     if !ctx.interactive {

@@ -41,7 +41,7 @@ pub enum ConfigError {
     Invalid(Located),
 }
 
-impl crate::error::Help for ConfigError {
+impl crate::base::Help for ConfigError {
     fn help(&self) -> Option<String> {
         match self {
             ConfigError::Read { .. } => Some("check --config or ENOS_CONNECT_CONFIG".into()),

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use super::args::CredentialsArgs;
 use super::{Context, print};
+use crate::base::Secret;
 use crate::capabilities::Capabilities;
-use crate::credentials::{self, CredentialRequest, Secret};
-use crate::error::{Error, Result};
+use crate::cli::error::{Error, Result};
+use crate::credentials::{self, CredentialRequest};
 
 pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;

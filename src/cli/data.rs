@@ -13,7 +13,7 @@ use super::terminal::{emit, emit_bytes};
 use super::{Context, print};
 use crate::answers::Answers;
 use crate::capabilities::{self, CheckReport};
-use crate::error::{EXIT_USAGE, Error, Result};
+use crate::cli::error::{EXIT_USAGE, Error, Result};
 use crate::render::{FlowFormat, Format, flow as flow_render};
 
 pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<ExitCode> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use super::Context;
 use super::args::MergeArgs;
 use super::terminal::emit;
-use crate::error::{Error, Result};
+use crate::cli::error::{Error, Result};
 use crate::probe::load::{self, MergeError};
 
 /// The largest report file read: a report is a few kilobytes, even with its histograms.

@@ -8,9 +8,11 @@ mod ask;
 pub mod config;
 mod credentials;
 mod data;
+pub mod error;
 mod merge;
 mod plan;
 mod probe;
+mod questionnaire;
 mod recommend;
 mod serve;
 pub mod terminal;
@@ -19,8 +21,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
+use crate::base::Help;
 use crate::capabilities::{self, Capabilities};
-use crate::error::{Error, Help, Result};
+use crate::cli::error::{Error, Result};
 use crate::render::{Paint, Renderer, paint};
 pub use args::Cli;
 use args::Command;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::args::PlanArgs;
 use super::{Context, print, recommend};
-use crate::error::Result;
+use crate::cli::error::Result;
 use crate::plan;
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitCode> {

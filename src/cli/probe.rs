@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::args::ProbeArgs;
 use super::terminal::emit;
 use super::{Context, recommend};
+use crate::base::Secret;
 use crate::capabilities::Capabilities;
-use crate::credentials::Secret;
-use crate::error::{EXIT_FAILED, EXIT_TIMEOUT, Error, Result};
+use crate::cli::error::{EXIT_FAILED, EXIT_TIMEOUT, Error, Result};
 use crate::plan;
 use crate::probe::{self, Login, ProbeOptions, ProbeReport, Target, tls::TlsOptions};
 
@@ -139,7 +139,7 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
     }
     let roundtrip = args.roundtrip.as_ref().map(|t| {
         if t.is_empty() {
-            format!("enos-connect/probe/{:08x}", probe::random_u64() as u32)
+            format!("enos-connect/probe/{:08x}", crate::base::random_u64() as u32)
         } else {
             t.clone()
         }

@@ -8,9 +8,9 @@ use super::{Context, print};
 use crate::answers::Answers;
 use crate::batch;
 use crate::capabilities::Capabilities;
+use crate::cli::error::{EXIT_FAILED, EXIT_USAGE, Error, Result};
+use crate::cli::questionnaire;
 use crate::engine::{self, EngineError};
-use crate::error::{EXIT_FAILED, EXIT_USAGE, Error, Result};
-use crate::questionnaire;
 
 pub fn run(ctx: &Context, args: &RecommendArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Context;
 use super::args::ServeArgs;
-use crate::error::{Error, Result};
+use crate::cli::error::{Error, Result};
 use crate::registry::Registry;
 use crate::serve::{self, Endpoint, Options};
 

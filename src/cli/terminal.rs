@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use clap::ValueEnum;
 
-use crate::error::{Error, Result};
+use crate::cli::error::{Error, Result};
 use crate::render::Style;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

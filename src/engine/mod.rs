@@ -95,7 +95,7 @@ pub enum EngineError {
     NoProtocol(String),
 }
 
-impl crate::error::Help for EngineError {
+impl crate::base::Help for EngineError {
     fn help(&self) -> Option<String> {
         match self {
             // The CLI turns missing answers into a usage error naming the flags.

@@ -14,7 +14,8 @@ use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_dtls::conn::DTLSConn;
 use zeroize::Zeroizing;
 
-use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, left, random_u64, resolve};
+use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, left, resolve};
+use crate::base::random_u64;
 use crate::capabilities::Capabilities;
 
 /// A DTLS pre-shared key: the identity and the key bytes (wiped on drop).

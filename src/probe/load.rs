@@ -171,7 +171,7 @@ pub enum MergeError {
     },
 }
 
-impl crate::error::Help for MergeError {
+impl crate::base::Help for MergeError {
     fn help(&self) -> Option<String> {
         Some(match self {
             MergeError::Empty => "name the JSON reports of `probe --count N -f json` runs".into(),

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::net::TcpStream;
 
+use crate::base::Secret;
 use crate::capabilities::Capabilities;
-use crate::credentials::Secret;
 
 /// Why a probe failed. The JSON `error.kind` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -675,18 +675,6 @@ pub fn left(deadline: Instant) -> Result<Duration, Failure> {
     } else {
         Ok(d)
     }
-}
-
-/// A pseudo-random number for message ids, tokens and jitter (not for secrets).
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 #[cfg(test)]

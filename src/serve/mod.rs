@@ -24,8 +24,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::base::Secret;
 use crate::capabilities::Capabilities;
-use crate::credentials::{self, Secret};
+use crate::credentials;
 use crate::enos::{self, Reply, Request, Upstream};
 use crate::registry::Registry;
 

@@ -145,12 +145,8 @@ pub fn creds(
         timestamp: 1_700_000_000_000,
         lifetime: None,
     };
-    enos_connect::credentials::compute(
-        &caps(),
-        &req,
-        &enos_connect::credentials::Secret::new(secret.into()),
-    )
-    .expect("credentials")
+    enos_connect::credentials::compute(&caps(), &req, &enos_connect::base::Secret::new(secret.into()))
+        .expect("credentials")
 }
 
 /// The value of a variable `.ci/run` sets for an outside peer, or None after a loud skip;

@@ -13,6 +13,7 @@ mod ecosystem;
 mod engine;
 mod enos;
 mod interop;
+mod layers;
 mod load;
 mod plan;
 mod probe;

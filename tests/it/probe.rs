@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::common::{assert_failed, assert_ok, bin, json_of, no_secret_in, probe, stage_names, total_ms};
 use crate::peers;
+use enos_connect::base::Secret;
 use enos_connect::capabilities::embedded;
-use enos_connect::credentials::{self, CredentialRequest, Secret};
+use enos_connect::credentials::{self, CredentialRequest};
 
 #[test]
 fn mqtt_connect_publish_and_roundtrip_against_a_broker() {

@@ -1,4 +1,4 @@
-//! The top-level error, one variant per failure class, and the exit-code table.
+//! The aggregate error of the CLI edge, one variant per failure class, and the exit-code table.
 //!
 //! | code | meaning |
 //! |------|---------|
@@ -14,10 +14,11 @@
 
 use std::process::ExitCode;
 
+use super::config::ConfigError;
 use crate::answers::AnswersError;
+use crate::base::Help;
 use crate::batch::BatchError;
 use crate::capabilities::CapabilitiesError;
-use crate::cli::config::ConfigError;
 use crate::credentials::CredentialsError;
 use crate::engine::EngineError;
 use crate::probe::load::MergeError;
@@ -40,13 +41,6 @@ Exit codes:
   3    a probe timed out
   74   cannot write the output or a file, or cannot prompt
   130  interrupted (Ctrl-C or Esc at a prompt)";
-
-/// What to do about an error, kept apart from what went wrong.
-pub trait Help {
-    fn help(&self) -> Option<String> {
-        None
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

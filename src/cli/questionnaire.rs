@@ -8,8 +8,8 @@ use dialoguer::{Confirm, MultiSelect, Select, theme::ColorfulTheme};
 
 use crate::answers::Answers;
 use crate::capabilities::{Capabilities, Question};
+use crate::cli::error::{Error, Result};
 use crate::engine::{self, End, Pending};
-use crate::error::{Error, Result};
 
 /// What the questionnaire did: the questions it asked and whether it asked for the needs.
 #[derive(Debug, Default)]
