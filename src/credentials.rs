@@ -47,6 +47,15 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The fields that say something the protocol, secure mode and timestamp rows do not: a
+    /// sub-device login carries `secureMode` and `timestamp` among its fields, as strings, and
+    /// a table or JSON object with both would say each twice, once as a number.
+    pub fn fields_beside_metadata(&self) -> impl Iterator<Item = &(String, String)> {
+        self.fields
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "timestamp" | "secureMode"))
+    }
+
     /// One output field (`client_id`, `password`, `psk_key`, ...).
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields

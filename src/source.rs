@@ -13,6 +13,10 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// How much of the line a snippet shows, in characters before and after the column.
+const SNIPPET_BEFORE: usize = 40;
+const SNIPPET_AFTER: usize = 80;
+
 /// A position in a [`SourceFile`], already rendered for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
@@ -53,11 +57,19 @@ impl SourceFile {
             .next()
             .map_or(1, |s| s.chars().count().max(1));
         let gutter = line.to_string().len();
+        // A window of the line around the column: a one-line file of 300 MB must not be
+        // echoed whole (it was, twice over in memory).
+        let chars = line_text.chars().count();
+        let first = (col - 1).saturating_sub(SNIPPET_BEFORE);
+        let last = (col - 1).saturating_add(SNIPPET_AFTER).min(chars);
+        let cut_before = if first > 0 { "…" } else { "" };
+        let cut_after = if last < chars { "…" } else { "" };
+        let shown: String = line_text.chars().skip(first).take(last - first).collect();
         let snippet = format!(
-            "{pad} |\n{line} | {line_text}\n{pad} | {space}{carets}",
+            "{pad} |\n{line} | {cut_before}{shown}{cut_after}\n{pad} | {space}{carets}",
             pad = " ".repeat(gutter),
-            space = " ".repeat(col - 1),
-            carets = "^".repeat(width.min(line_text.chars().count().saturating_sub(col - 1).max(1))),
+            space = " ".repeat(col - 1 - first + cut_before.chars().count()),
+            carets = "^".repeat(width.min(last.saturating_sub(col - 1)).max(1)),
         );
         Located {
             file: self.name.clone(),
@@ -217,6 +229,26 @@ mod tests {
         let text = loc.to_string();
         assert!(text.starts_with("f.toml:2:13: bad value"), "{text}");
         assert!(text.contains("            ^^^"), "{text}");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_as_a_window_around_the_column() {
+        let text = format!("x = \"{}\" y{}", "a".repeat(10_000), "b".repeat(10_000));
+        let col_of_y = 5 + 10_000 + 3; // `x = "`, the a's, `" `, then y (1-based)
+        let src = SourceFile::new("long.toml", text);
+        let shown = src.locate(Some(col_of_y - 1..col_of_y), "unexpected").to_string();
+        assert!(shown.len() < 400, "{} bytes: {shown}", shown.len());
+        assert!(
+            shown.starts_with(&format!("long.toml:1:{col_of_y}: unexpected")),
+            "{shown}"
+        );
+        let lines: Vec<&str> = shown.lines().collect();
+        // The caret stands under the `y`, past the cut marker.
+        let code = lines[2].split_once("| ").map(|x| x.1).unwrap_or_default();
+        let caret = lines[3].split_once("| ").map(|x| x.1).unwrap_or_default();
+        assert!(code.starts_with('…') && code.ends_with('…'), "{code}");
+        let at = caret.chars().position(|c| c == '^').unwrap_or(usize::MAX);
+        assert_eq!(code.chars().nth(at), Some('y'), "{code}\n{caret}");
     }
 
     #[test]

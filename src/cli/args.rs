@@ -31,10 +31,6 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, env = "ENOS_CONNECT_COLOR")]
     pub color: ColorChoice,
 
-    /// Never prompt; fail with the missing answers instead (also when CI is set)
-    #[arg(long, global = true, env = "ENOS_CONNECT_NO_INPUT")]
-    pub no_input: bool,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,7 +49,7 @@ pub enum Command {
     /// Turn the recommendation into endpoints, ports, authentication, topics and a probe command
     #[command(after_help = EXIT_CODES_HELP)]
     Plan(PlanArgs),
-    /// Compute EnOS login material (MQTT login, HTTP sign, CoAP PSK) from a secret
+    /// Compute EnOS login material (MQTT login, HTTP sign, CoAP PSK, sub-device login) from a secret
     #[command(after_help = EXIT_CODES_HELP)]
     Credentials(CredentialsArgs),
     /// Prove a connection: resolve, connect, TLS, protocol handshake and a message, timed
@@ -83,6 +79,15 @@ pub enum Command {
     Check(CheckArgs),
 }
 
+// `--no-input`: only on the commands that can prompt (recommend for missing answers,
+// credentials and probe for a secret); elsewhere it would mean nothing.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct InputArgs {
+    /// Never prompt; fail with what is missing instead (also when CI is set)
+    #[arg(long, env = "ENOS_CONNECT_NO_INPUT")]
+    pub no_input: bool,
+}
+
 #[derive(Debug, Args, Clone, Default)]
 pub struct AnswerArgs {
     /// Answer a question: ID=VALUE (repeatable; see `enos-connect questions`)
@@ -101,7 +106,8 @@ pub struct AnswerArgs {
     pub answers: Option<PathBuf>,
 }
 
-/// `--need`: shared by the commands that decide and by `compare`, which marks the rows.
+// `--need`: shared by the commands that decide and by `compare`, which marks the rows. (A
+// plain comment: clap would take a doc comment of a flattened struct as the command's about.)
 #[derive(Debug, Args, Clone, Default)]
 pub struct NeedArgs {
     /// A feature the device needs (repeatable, or comma-separated)
@@ -115,7 +121,7 @@ pub struct NeedArgs {
     pub need: Vec<String>,
 }
 
-/// Who the device is: shared by `plan`, `probe` and `credentials`.
+// Who the device is: shared by `plan`, `probe` and `credentials`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct DeviceArgs {
     /// The device's product key
@@ -147,6 +153,8 @@ pub struct RecommendArgs {
     pub shard: Option<crate::batch::Shard>,
     #[command(flatten)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -173,7 +181,7 @@ pub struct PlanArgs {
     pub format: FormatArgs,
 }
 
-/// Which EnOS deployment the device connects to: shared by `plan` and `probe --plan`.
+// Which EnOS deployment the device connects to: shared by `plan` and `probe --plan`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct DeploymentArgs {
     /// EnOS environment, as in the portal's address (app-portal-ENV.DOMAIN), for example eu2
@@ -213,7 +221,7 @@ impl DeploymentArgs {
     }
 }
 
-/// Who the device is and where its secret comes from: shared by `credentials` and `probe`.
+// Who the device is and where its secret comes from: shared by `credentials` and `probe`.
 #[derive(Debug, Args, Clone)]
 pub struct KeyArgs {
     #[command(flatten)]
@@ -321,6 +329,8 @@ pub struct ProbeArgs {
     /// Output format
     #[command(flatten)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -343,10 +353,12 @@ impl SecureModeArg {
 #[derive(Debug, Args)]
 #[command(
     after_long_help = "The secret is read from ENOS_DEVICE_SECRET (static) or ENOS_PRODUCT_SECRET \
-(dynamic), from --secret-file, or from a hidden prompt on a terminal; never from an argument."
+(dynamic), ENOS_SUBDEVICE_SECRET for `subdevice`, from --secret-file, or from a hidden prompt on a \
+terminal; never from an argument."
 )]
 pub struct CredentialsArgs {
-    /// mqtt, http or coap
+    /// mqtt, http, coap, or subdevice (a sub-device's login through its gateway; its secret
+    /// from ENOS_SUBDEVICE_SECRET)
     #[arg(value_name = "PROTOCOL")]
     pub protocol: String,
     #[command(flatten)]
@@ -357,6 +369,8 @@ pub struct CredentialsArgs {
     pub lifetime: Option<u64>,
     #[command(flatten)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -394,8 +408,8 @@ pub struct FlowArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// Which file
-    #[arg(value_enum)]
+    /// Which file: capabilities, answers or registry
+    #[arg(value_enum, value_name = "FILE")]
     pub of: SchemaOf,
 }
 
@@ -452,34 +466,34 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_REGISTRY")]
     pub registry: PathBuf,
     /// MQTT listener
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11883", value_parser = listen)]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11883", value_parser = listen, env = "ENOS_CONNECT_MQTT")]
     pub mqtt: Listen,
     /// MQTT over TLS listener (with --tls-cert and --tls-key)
-    #[arg(long, value_name = "ADDR", value_parser = listen, requires_all = ["tls_cert", "tls_key"])]
+    #[arg(long, value_name = "ADDR", value_parser = listen, requires_all = ["tls_cert", "tls_key"], env = "ENOS_CONNECT_MQTTS")]
     pub mqtts: Option<Listen>,
     /// The server certificate chain (PEM) for --mqtts
-    #[arg(long, value_name = "PEM", requires = "mqtts")]
+    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The server private key (PEM) for --mqtts
-    #[arg(long, value_name = "PEM", requires = "mqtts")]
+    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// HTTP listener (device API, and /twin/commands for tests)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen)]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen, env = "ENOS_CONNECT_HTTP")]
     pub http: Listen,
     /// CoAP listener
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5683", value_parser = listen)]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5683", value_parser = listen, env = "ENOS_CONNECT_COAP")]
     pub coap: Listen,
     /// CoAP over DTLS-PSK listener
-    #[arg(long, value_name = "ADDR", value_parser = listen)]
+    #[arg(long, value_name = "ADDR", value_parser = listen, env = "ENOS_CONNECT_COAPS")]
     pub coaps: Option<Listen>,
     /// Also write every event line to this file
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_RECORD")]
     pub record: Option<PathBuf>,
     /// Wait this long before CONNACK, 0 to 10000 (one official SDK loses an instant one)
-    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000), env = "ENOS_CONNECT_CONNACK_DELAY_MS")]
     pub connack_delay_ms: u64,
     /// No human-readable log on stderr (the JSON events still go to stdout)
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', env = "ENOS_CONNECT_QUIET")]
     pub quiet: bool,
 }
 

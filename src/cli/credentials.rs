@@ -39,25 +39,45 @@ pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
     };
     // Check everything but the secret first, so a bad flag never costs a prompt.
     credentials::compute(caps, &request, &Secret::new("-".into()))?;
-    let secret = read_secret(caps, mode, keys.secret_file.as_deref(), ctx.interactive)?;
+    // A sub-device's secret has its own variable, the one `probe --subdevice` reads: the
+    // gateway's ENOS_DEVICE_SECRET would sign a login that EnOS refuses.
+    let source = match args.protocol.as_str() {
+        "subdevice" => SecretSource::named("sub-device secret", "ENOS_SUBDEVICE_SECRET"),
+        _ => SecretSource::of_mode(caps, mode),
+    };
+    let secret = read_secret(&source, keys.secret_file.as_deref(), ctx.interactive)?;
     let creds = credentials::compute(caps, &request, &secret)?;
     drop(secret);
     print(&ctx.renderer(args.format.format).credentials(&creds))
 }
 
-/// The secret for a secure mode: `--secret-file`, else the mode's environment variable, else a
-/// hidden prompt on a terminal.
-pub fn read_secret(
-    caps: &Capabilities,
-    mode: &str,
-    file: Option<&Path>,
-    interactive: bool,
-) -> Result<Secret> {
-    let (what, env) = caps
-        .secure_modes
-        .get(mode)
-        .map(|m| (m.secret.clone(), m.env.clone()))
-        .unwrap_or_else(|| ("secret".into(), "ENOS_DEVICE_SECRET".into()));
+/// What a secret is called and the environment variable that holds it.
+pub struct SecretSource {
+    what: String,
+    env: String,
+}
+
+impl SecretSource {
+    pub fn named(what: &str, env: &str) -> Self {
+        SecretSource {
+            what: what.into(),
+            env: env.into(),
+        }
+    }
+
+    /// A secure mode's secret (`static`: the device secret, `dynamic`: the product secret).
+    pub fn of_mode(caps: &Capabilities, mode: &str) -> Self {
+        caps.secure_modes.get(mode).map_or_else(
+            || SecretSource::named("secret", "ENOS_DEVICE_SECRET"),
+            |m| SecretSource::named(&m.secret, &m.env),
+        )
+    }
+}
+
+/// The secret: `--secret-file`, else the source's environment variable, else a hidden prompt
+/// on a terminal.
+pub fn read_secret(source: &SecretSource, file: Option<&Path>, interactive: bool) -> Result<Secret> {
+    let SecretSource { what, env } = source;
     if let Some(path) = file {
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
             Error::usage_with_help(
@@ -74,7 +94,7 @@ pub fn read_secret(
         }
         return Ok(secret);
     }
-    if let Some(value) = std::env::var_os(&env) {
+    if let Some(value) = std::env::var_os(env) {
         let secret = Secret::new(value.to_string_lossy().trim().to_string());
         if !secret.is_empty() {
             return Ok(secret);

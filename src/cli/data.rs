@@ -13,7 +13,7 @@ use super::terminal::{emit, emit_bytes};
 use super::{Context, print};
 use crate::answers::Answers;
 use crate::capabilities::{self, CheckReport};
-use crate::cli::error::{EXIT_USAGE, Error, Result};
+use crate::cli::error::{EXIT_CODES_HELP, EXIT_USAGE, Error, Result};
 use crate::render::{FlowFormat, Format, flow as flow_render};
 
 pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<ExitCode> {
@@ -87,8 +87,9 @@ pub fn check(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
     };
     match (result, args.format.format) {
         // A person reading a terminal gets the problems on stderr, as every other command
-        // reports bad input; CI asking for JSON gets them on stdout.
-        (Err(e), Format::Table | Format::Markdown) => Err(e.into()),
+        // reports bad input; CI asking for JSON, or a ticket asking for Markdown, gets them
+        // on stdout.
+        (Err(e), Format::Table) => Err(e.into()),
         (result, format) => {
             let report = CheckReport::new(name, result);
             emit(&ctx.renderer(format).check(&report))?;
@@ -110,23 +111,65 @@ pub fn schema(ctx: &Context, args: &SchemaArgs) -> Result<ExitCode> {
 }
 
 pub fn completions(args: &CompletionsArgs) -> Result<ExitCode> {
+    let mut cmd = with_candidates(Cli::command(), &capabilities::embedded()?);
     let mut out = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "enos-connect", &mut out);
+    clap_complete::generate(args.shell, &mut cmd, "enos-connect", &mut out);
+    if args.shell == clap_complete::Shell::Bash {
+        out = fix_bash_names(&out).into_bytes();
+    }
     emit_bytes(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The feature ids (`--need`) and `ID=VALUE` answers (`--answer`) of the built-in data as the
+/// values a shell offers. Only the completion script gets them: parsing stays open to a
+/// `--capabilities` file with other ids, which the answers module checks with suggestions.
+fn with_candidates(cmd: clap::Command, caps: &capabilities::Capabilities) -> clap::Command {
+    let needs: Vec<String> = caps.features.iter().map(|f| f.id.clone()).collect();
+    let answers: Vec<String> = caps
+        .questions
+        .iter()
+        .flat_map(|q| q.values().map(move |v| format!("{}={v}", q.id)))
+        .collect();
+    // Built first: with `defer`, a subcommand has no arguments until it is built.
+    let mut cmd = cmd;
+    cmd.build();
+    cmd.mut_subcommands(|sc| {
+        let has = |id: &str| sc.get_arguments().any(|a| a.get_id() == id);
+        let (need, answer) = (has("need"), has("answer"));
+        let mut sc = sc;
+        if need {
+            let values = needs.clone();
+            sc = sc.mut_arg("need", |a| {
+                a.value_parser(clap::builder::PossibleValuesParser::new(values))
+            });
+        }
+        if answer {
+            let values = answers.clone();
+            sc = sc.mut_arg("answer", |a| {
+                a.value_parser(clap::builder::PossibleValuesParser::new(values))
+            });
+        }
+        sc
+    })
+}
+
+/// clap_complete 4.6.11 (the newest) names a subcommand's case label after its bin name with
+/// `-` turned into `__subcmd__` (`enos__subcmd__connect__subcmd__recommend`), while the
+/// variable it matches is built from `enos__connect`, so nothing after a subcommand completed.
+/// The labels are renamed to what the variable holds; `tests/it/cli.rs` completes in a real bash.
+fn fix_bash_names(script: &[u8]) -> String {
+    String::from_utf8_lossy(script).replace("enos__subcmd__connect__subcmd__", "enos__connect__subcmd__")
+}
+
 /// Man pages as git and cargo ship them: `enos-connect(1)` and one `enos-connect-COMMAND(1)`
-/// per subcommand.
+/// per subcommand, each with the global flags that apply to it and an EXIT STATUS section.
 pub fn man(args: &ManArgs) -> Result<ExitCode> {
-    let top = Cli::command();
-    let page = |cmd: clap::Command| -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        clap_mangen::Man::new(cmd)
-            .render(&mut out)
-            .map_err(Error::Output)?;
-        Ok(out)
-    };
+    // No `help` subcommand: it would be listed as enos-connect-help(1), a page nobody writes.
+    let mut top = Cli::command().disable_help_subcommand(true);
+    // Building propagates the global flags into the subcommands, so their pages list them.
+    top.build();
+    let page = |cmd: clap::Command| -> Result<Vec<u8>> { man_page(cmd).map_err(Error::Output) };
     // A subcommand's page is named and titled like git's: enos-connect-probe(1).
     let sub_page = |name: &str| -> Option<clap::Command> {
         let sub = top.find_subcommand(name)?.clone();
@@ -166,4 +209,55 @@ pub fn man(args: &ManArgs) -> Result<ExitCode> {
     };
     emit_bytes(&page(cmd)?)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One man page: clap_mangen's sections, except that the text after the options is not left
+/// under clap_mangen's heading EXTRA: the exit codes go under EXIT STATUS, as man-pages(7)
+/// names it, and any other text under NOTES.
+fn man_page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
+    let after = cmd
+        .get_after_long_help()
+        .or(cmd.get_after_help())
+        .map(|t| t.to_string());
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut out)?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        man.render_subcommands_section(&mut out)?;
+    }
+    let notes = after
+        .as_deref()
+        .map(|t| t.replace(EXIT_CODES_HELP, "").trim().to_string())
+        .filter(|t| !t.is_empty());
+    if let Some(notes) = notes {
+        out.extend_from_slice(b".SH NOTES\n");
+        out.extend_from_slice(roff_preformatted(&notes).as_bytes());
+    }
+    out.extend_from_slice(b".SH \"EXIT STATUS\"\n");
+    let codes = EXIT_CODES_HELP.trim_start_matches("Exit codes:\n");
+    out.extend_from_slice(roff_preformatted(codes).as_bytes());
+    man.render_version_section(&mut out)?;
+    Ok(out)
+}
+
+/// Text kept as it is laid out (`.nf`), escaped for roff: a backslash, a hyphen (a minus in
+/// option names) and a control character at the start of a line.
+fn roff_preformatted(text: &str) -> String {
+    let mut out = String::from(".nf\n");
+    for line in text.lines() {
+        let line = line.replace('\\', "\\e").replace('-', "\\-");
+        if line.starts_with('.') || line.starts_with('\'') {
+            out.push_str("\\&");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(".fi\n");
+    out
 }

@@ -4,9 +4,9 @@
 //! |------|---------|
 //! | 0    | success |
 //! | 1    | a probe failed: refused, TLS, authentication, protocol, EnOS reply code or I/O error |
-//! | 2    | usage or input error: bad flag, bad answers, capabilities, registry or config file, missing answers, a listener that cannot bind |
+//! | 2    | usage or input error: bad flag, bad answers, capabilities, registry or config file, missing answers (also `ask` without a terminal), a listener that cannot bind |
 //! | 3    | a probe timed out |
-//! | 74   | an I/O error of enos-connect's own: cannot write the output or a file, cannot prompt, cannot start the runtime |
+//! | 74   | an I/O error of enos-connect's own: cannot write the output or a file (serve's `--record` too), a prompt that failed, cannot start the runtime |
 //! | 130  | interrupted (Ctrl-C or Esc in a prompt) |
 //!
 //! Every library error says what went wrong in its `Display` (one line, or a list of located
@@ -37,9 +37,9 @@ Exit codes:
   0    success
   1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error)
   2    usage or input error (bad flag, answers, capabilities, registry or config file;
-       missing answers; a listener that cannot bind)
+       missing answers, also `ask` without a terminal; a listener that cannot bind)
   3    a probe timed out
-  74   cannot write the output or a file, or cannot prompt
+  74   cannot write the output or a file (serve's --record too), or a prompt failed
   130  interrupted (Ctrl-C or Esc at a prompt)";
 
 #[derive(Debug, thiserror::Error)]

@@ -67,7 +67,7 @@ impl Context {
 pub fn main() -> ExitCode {
     // `Cli::parse()`, except that the clap definition is not freed: the process exits soon,
     // and dropping a command's definition costs more than building the part that ran.
-    let mut cmd = Cli::command();
+    let mut cmd = command();
     let cli = cmd
         .try_get_matches_from_mut(std::env::args_os())
         .and_then(|mut m| {
@@ -99,12 +99,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The command line as parsed: a subcommand's `-V` prints the program's version line, not
+/// `enos-connect-recommend 0.1.0` (clap names a subcommand's version after its display name).
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommands(|sc| sc.display_name("enos-connect"))
+}
+
 pub fn run(mut cli: Cli, terminal: Terminal) -> Result<ExitCode> {
     let config = config::load(cli.config.as_deref())?;
     config.apply(&mut cli);
     let ctx = Context {
         capabilities: cli.capabilities.clone(),
-        interactive: terminal::interactive(cli.no_input),
+        interactive: terminal::interactive(no_input(&cli.command)),
         terminal,
     };
     match cli.command {
@@ -122,6 +128,16 @@ pub fn run(mut cli: Cli, terminal: Terminal) -> Result<ExitCode> {
         Command::Schema(args) => data::schema(&ctx, &args),
         Command::Completions(args) => data::completions(&args),
         Command::Man(args) => data::man(&args),
+    }
+}
+
+/// `--no-input` of the commands that can prompt.
+fn no_input(command: &Command) -> bool {
+    match command {
+        Command::Recommend(a) => a.input.no_input,
+        Command::Credentials(a) => a.input.no_input,
+        Command::Probe(a) => a.input.no_input,
+        _ => false,
     }
 }
 

@@ -106,8 +106,11 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
     let login = match (&keys.device.product_key, &keys.device.device_key, &args.username) {
         (Some(pk), Some(dk), _) => {
             let mode = keys.secure_mode.as_str();
-            let secret =
-                super::credentials::read_secret(caps, mode, keys.secret_file.as_deref(), ctx.interactive)?;
+            let secret = super::credentials::read_secret(
+                &super::credentials::SecretSource::of_mode(caps, mode),
+                keys.secret_file.as_deref(),
+                ctx.interactive,
+            )?;
             Login::Enos {
                 product_key: pk.clone(),
                 device_key: dk.clone(),

@@ -28,6 +28,21 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         connack_delay: Duration::from_millis(args.connack_delay_ms),
         log: !args.quiet,
     };
+    if [
+        opts.mqtt,
+        opts.mqtts.as_ref().map(|(a, _)| *a),
+        opts.http,
+        opts.coap,
+        opts.coaps,
+    ]
+    .iter()
+    .all(Option::is_none)
+    {
+        return Err(Error::usage_with_help(
+            "every listener is off: serve would answer nothing",
+            "keep at least one of --mqtt, --mqtts, --http, --coap or --coaps on (an address, or port 0 for any)",
+        ));
+    }
     let endpoint = Endpoint::new(
         caps.clone(),
         registry,
@@ -41,7 +56,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        Error::usage(format!("--record {file}: cannot create it: {e}"))
+        Error::io(format!("--record {file}: cannot create it"), e)
     })?;
     let endpoint = Arc::new(endpoint);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -135,25 +135,90 @@ async fn dtls_handshake(rec: &mut Recorder, sock: UdpSocket, psk: Psk, enos: boo
         extended_master_secret: ExtendedMasterSecretType::Request,
         ..Default::default()
     };
-    let conn = DTLSConn::new(Arc::new(sock), config, true, None)
-        .await
-        .map_err(|e| {
-            // With a key derived from the device secret, a refused handshake is a refused
-            // login: the server did not know the identity or the key did not match.
-            if enos {
-                Failure::new(
-                    ErrorKind::Auth,
-                    format!("the DTLS-PSK login was refused: {e} (check the keys and the secret)"),
-                )
-            } else {
-                Failure::new(
-                    ErrorKind::Tls,
-                    format!("the DTLS handshake failed: {e} (check the PSK identity and key)"),
-                )
-            }
-        })?;
+    let refused = Arc::new(tokio::sync::Notify::new());
+    let watched = Watched {
+        sock,
+        refused: refused.clone(),
+    };
+    let handshake = DTLSConn::new(Arc::new(watched), config, true, None);
+    // The DTLS layer retransmits its ClientHello past a port-unreachable; the socket's own
+    // ECONNREFUSED ends the handshake at once, as it ends a plain CoAP probe.
+    let conn = tokio::select! {
+        conn = handshake => conn,
+        () = refused.notified() => {
+            return Err(Failure::new(
+                ErrorKind::Refused,
+                "port unreachable: nothing listens on that UDP port",
+            ));
+        }
+    };
+    let conn = conn.map_err(|e| {
+        // With a key derived from the device secret, a refused handshake is a refused
+        // login: the server did not know the identity or the key did not match.
+        if enos {
+            Failure::new(
+                ErrorKind::Auth,
+                format!("the DTLS-PSK login was refused: {e} (check the keys and the secret)"),
+            )
+        } else {
+            Failure::new(
+                ErrorKind::Tls,
+                format!("the DTLS handshake failed: {e} (check the PSK identity and key)"),
+            )
+        }
+    })?;
     rec.end();
     Ok(Link::Dtls(Box::new(conn)))
+}
+
+/// A connected UDP socket that tells when the peer's host answered with a port-unreachable.
+/// webrtc-dtls reads its socket through `webrtc_util::Conn` and treats a read error as one to
+/// retry; this wrapper (no crate offers one) passes everything through and notifies `refused`.
+struct Watched {
+    sock: UdpSocket,
+    refused: Arc<tokio::sync::Notify>,
+}
+
+impl Watched {
+    fn seen<T>(&self, r: std::io::Result<T>) -> webrtc_util::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            self.refused.notify_one();
+        }
+        Ok(r?)
+    }
+}
+
+#[async_trait::async_trait]
+impl webrtc_util::Conn for Watched {
+    async fn connect(&self, addr: std::net::SocketAddr) -> webrtc_util::Result<()> {
+        self.seen(self.sock.connect(addr).await)
+    }
+    async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
+        self.seen(self.sock.recv(buf).await)
+    }
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, std::net::SocketAddr)> {
+        self.seen(self.sock.recv_from(buf).await)
+    }
+    async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
+        self.seen(self.sock.send(buf).await)
+    }
+    async fn send_to(&self, buf: &[u8], target: std::net::SocketAddr) -> webrtc_util::Result<usize> {
+        self.seen(self.sock.send_to(buf, target).await)
+    }
+    fn local_addr(&self) -> webrtc_util::Result<std::net::SocketAddr> {
+        Ok(self.sock.local_addr()?)
+    }
+    fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.sock.peer_addr().ok()
+    }
+    async fn close(&self) -> webrtc_util::Result<()> {
+        Ok(())
+    }
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
 }
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -129,7 +129,7 @@ impl Renderer for Json {
             map.insert("lifetime".into(), json!(v));
             map.insert("lifetime_unit".into(), json!(unit));
         }
-        for (k, v) in &c.fields {
+        for (k, v) in c.fields_beside_metadata() {
             map.insert(k.clone(), json!(v));
         }
         if let Some(r) = &c.request {

@@ -1,7 +1,7 @@
 //! Markdown renderers: the same content as the tables, in a form to paste into a ticket.
 
-use super::table::{Table, check_text, path_lines};
-use super::{Renderer, Style, support_cell, title_of};
+use super::table::path_lines;
+use super::{Renderer, support_cell, title_of};
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
 use crate::engine::Decision;
@@ -10,14 +10,6 @@ use crate::probe::ProbeReport;
 use crate::probe::load::LoadReport;
 
 pub struct Markdown;
-
-/// Probe reports are already plain text: Markdown shows the table renderer's text, uncoloured.
-const PLAIN: Table = Table {
-    style: Style {
-        terminal: false,
-        color: false,
-    },
-};
 
 /// Escape the characters that would break a Markdown table cell.
 pub fn cell(s: &str) -> String {
@@ -232,7 +224,7 @@ impl Renderer for Markdown {
         if let Some((v, unit)) = &c.lifetime {
             rows.push(vec!["lifetime".into(), format!("{v} {unit}")]);
         }
-        for (k, v) in &c.fields {
+        for (k, v) in c.fields_beside_metadata() {
             rows.push(vec![k.clone(), format!("`{v}`")]);
         }
         if let Some(r) = &c.request {
@@ -245,14 +237,124 @@ impl Renderer for Markdown {
     }
 
     fn probes(&self, reports: &[ProbeReport]) -> String {
-        PLAIN.probes(reports)
+        reports.iter().map(probe).collect::<Vec<_>>().join("\n")
     }
 
     fn load(&self, r: &LoadReport) -> String {
-        PLAIN.load(r)
+        let mut out = format!(
+            "### {}: {} x {} `{}`\n\n",
+            verdict(r.ok),
+            r.count,
+            r.protocol,
+            r.target
+        );
+        let mut facts = vec![
+            vec!["concurrency".into(), r.concurrency.to_string()],
+            vec!["succeeded".into(), r.succeeded.to_string()],
+            vec!["failed".into(), r.failed.to_string()],
+            vec!["elapsed".into(), format!("{:.3} s", r.elapsed_s)],
+            vec!["rate".into(), format!("{:.1} probes/s", r.rate_per_s)],
+        ];
+        if let Some(n) = r.merged_from {
+            facts.push(vec!["merged from".into(), super::reports(n)]);
+        }
+        for (kind, n) in &r.errors {
+            let example = r
+                .examples
+                .get(kind)
+                .map(|e| format!(" (e.g. {e})"))
+                .unwrap_or_default();
+            facts.push(vec![format!("error `{kind}`"), format!("{n}{example}")]);
+        }
+        out.push_str(&table(&["".into(), "".into()], &facts));
+        out.push('\n');
+        let rows: Vec<Vec<String>> = crate::probe::STAGES
+            .iter()
+            .filter_map(|name| r.stages.get(*name).map(|p| (name, p)))
+            .map(|(name, p)| {
+                vec![
+                    name.to_string(),
+                    p.count.to_string(),
+                    format!("{:.3}", p.p50_ms),
+                    format!("{:.3}", p.p90_ms),
+                    format!("{:.3}", p.p99_ms),
+                    format!("{:.3}", p.max_ms),
+                ]
+            })
+            .collect();
+        let header: Vec<String> = ["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        out.push_str(&table(&header, &rows));
+        out
     }
 
     fn check(&self, r: &CheckReport) -> String {
-        check_text(r)
+        if r.problems.is_empty() {
+            let c = &r.counts;
+            return format!(
+                "**ok**: `{}` (data version {}): {} protocols, {} features, {} questions, {} flow nodes, {} edges\n",
+                r.file, r.data_version, c.protocols, c.features, c.questions, c.nodes, c.edges
+            );
+        }
+        let mut out = format!("**{} problem(s)** in `{}`:\n\n", r.problems.len(), r.file);
+        for p in &r.problems {
+            // A located problem spans lines (the snippet); keep it in a code block.
+            out.push_str(&format!(
+                "- ```text\n  {}\n  ```\n",
+                p.to_string().replace('\n', "\n  ")
+            ));
+        }
+        out
     }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "FAILED" }
+}
+
+/// One probe: a heading with the verdict, the error and EnOS's reply, the stages as a table.
+fn probe(r: &ProbeReport) -> String {
+    let address = r
+        .address
+        .as_deref()
+        .map(|a| format!(" via `{a}`"))
+        .unwrap_or_default();
+    let mut out = format!(
+        "### {}: {} `{}`{address}\n\n",
+        verdict(r.ok),
+        r.protocol,
+        r.target
+    );
+    if let Some(e) = &r.error {
+        out.push_str(&format!(
+            "- error (`{}`) at `{}`: {}\n",
+            e.kind.as_str(),
+            e.stage,
+            cell(&e.message)
+        ));
+    }
+    if let Some(reply) = &r.enos {
+        out.push_str(&format!(
+            "- EnOS replied {}\n",
+            cell(&crate::enos::describe(reply.code, &reply.message))
+        ));
+    }
+    for (k, v) in &r.details {
+        out.push_str(&format!(
+            "- {k}: `{}`\n",
+            v.as_str().map_or(v.to_string(), str::to_string)
+        ));
+    }
+    if !out.ends_with("\n\n") {
+        out.push('\n');
+    }
+    let rows: Vec<Vec<String>> = r
+        .stages
+        .iter()
+        .map(|s| vec![s.name.to_string(), format!("{:.3}", s.ms)])
+        .collect();
+    out.push_str(&table(&["stage".into(), "ms".into()], &rows));
+    out
 }

@@ -109,6 +109,15 @@ pub enum Paint {
 }
 
 /// `text` in ANSI colour when `enabled`.
+/// "1 report", "2 reports": what `merge` joined.
+pub fn reports(n: u64) -> String {
+    if n == 1 {
+        "1 report".into()
+    } else {
+        format!("{n} reports")
+    }
+}
+
 pub fn paint(text: &str, how: Paint, enabled: bool) -> String {
     if !enabled {
         return text.to_string();

@@ -273,7 +273,7 @@ impl Renderer for Table {
         if let Some((v, unit)) = &c.lifetime {
             t.add_row(vec!["lifetime".to_string(), format!("{v} {unit}")]);
         }
-        for (k, v) in &c.fields {
+        for (k, v) in c.fields_beside_metadata() {
             t.add_row(vec![k.clone(), v.clone()]);
         }
         if let Some(r) = &c.request {
@@ -297,7 +297,8 @@ impl Renderer for Table {
         );
         if let Some(n) = r.merged_from {
             out.push_str(&format!(
-                "  merged from {n} reports: rates summed, percentiles from the merged histograms\n"
+                "  merged from {}: rates summed, percentiles from the merged histograms\n",
+                super::reports(n)
             ));
         }
         for (kind, n) in &r.errors {
