@@ -42,8 +42,15 @@ pub enum AnswersError {
         hint: Hint,
         known: String,
     },
-    #[error("--answer `{0}` is not of the form ID=VALUE")]
-    Malformed(String),
+    #[error("{flag}: `{text}` is not of the form ID=VALUE")]
+    Malformed { flag: String, text: String },
+    #[error("{flag}: `{id}` is answered twice, `{first}` and `{second}`")]
+    Twice {
+        flag: String,
+        id: String,
+        first: String,
+        second: String,
+    },
     #[error("{0}")]
     File(Located),
     #[error("cannot read answers file {path}: {source}")]
@@ -76,7 +83,8 @@ impl crate::base::Help for AnswersError {
             )),
             AnswersError::BadValue { id, allowed, .. } => Some(format!("`{id}` takes one of {allowed}")),
             AnswersError::UnknownFeature { known, .. } => Some(format!("the features are {known}")),
-            AnswersError::Malformed(_) => Some("for example --answer network=tcp".into()),
+            AnswersError::Malformed { .. } => Some("for example --answer network=tcp".into()),
+            AnswersError::Twice { id, .. } => Some(format!("give `{id}` once: a question has one answer")),
             AnswersError::Read { .. } => Some("check the path given with --answers".into()),
             // A located error renders its own help after the snippet.
             AnswersError::File(_) => None,
@@ -98,7 +106,55 @@ impl std::fmt::Display for Hint {
 }
 
 fn hint<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Hint {
-    Hint(nearest(input, allowed).map(str::to_string))
+    let allowed: Vec<&str> = allowed.into_iter().collect();
+    let short = input.trim().to_ascii_lowercase();
+    // `y` for `yes`, `3.0` for `3`: too short or too different for an edit distance.
+    let prefix = || {
+        let mut starting = allowed
+            .iter()
+            .filter(|v| !short.is_empty() && v.starts_with(short.as_str()));
+        match (starting.next(), starting.next()) {
+            (Some(one), None) => Some(*one),
+            _ => None,
+        }
+    };
+    let number = || {
+        let n: f64 = short.parse().ok()?;
+        allowed.iter().copied().find(|v| v.parse::<f64>().ok() == Some(n))
+    };
+    Hint(
+        nearest(input, allowed.iter().copied())
+            .or_else(prefix)
+            .or_else(number)
+            .map(str::to_string),
+    )
+}
+
+/// One rule for every source of answers: a yes/no question takes `true`/`false` too (TOML
+/// booleans in a file, the same words on the command line), as `yes`/`no`.
+fn canonical<'a>(q: &'a crate::capabilities::Question, value: &'a str) -> &'a str {
+    let yes_no = q.values().any(|v| v == "yes") && q.values().any(|v| v == "no");
+    match value {
+        "true" if yes_no => "yes",
+        "false" if yes_no => "no",
+        other => other,
+    }
+}
+
+/// `key = word` on the line of a TOML syntax error, where the word is not a TOML value (`tcp`,
+/// `yes`): the key and the word, for a help that says to quote it.
+fn bare_word_value(src: &SourceFile, span: Option<std::ops::Range<usize>>) -> Option<(String, String)> {
+    let (line, _) = src.line_col(span?.start);
+    let text = src.text.lines().nth(line - 1)?;
+    let (key, value) = text.split_once('=')?;
+    let (key, value) = (key.trim(), value.split('#').next().unwrap_or_default().trim());
+    let word = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && value.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && !matches!(value, "true" | "false" | "inf" | "nan");
+    (word && !key.is_empty()).then(|| (key.to_string(), value.to_string()))
 }
 
 impl Answers {
@@ -120,7 +176,7 @@ impl Answers {
             hint: hint(id, caps.question_ids()),
             known: caps.question_ids().collect::<Vec<_>>().join(", "),
         })?;
-        let value = value.trim();
+        let value = canonical(q, value.trim());
         if !q.values().any(|v| v == value) {
             return Err(AnswersError::BadValue {
                 flag: flag.to_string(),
@@ -161,23 +217,56 @@ impl Answers {
         Ok(())
     }
 
-    /// Apply `--answer ID=VALUE` flags.
+    /// Apply `--answer ID=VALUE` and `--need` flags.
     pub fn apply_flags(
         &mut self,
         caps: &Capabilities,
         answers: &[String],
         needs: &[String],
     ) -> Result<(), AnswersError> {
+        self.apply_flags_from(caps, answers, needs, "--answer", "--need")
+    }
+
+    /// [`Answers::apply_flags`], naming where the values came from in errors (`--answer`, or
+    /// `ENOS_CONNECT_ANSWER (--answer)` when the environment gave them).
+    pub fn apply_flags_from(
+        &mut self,
+        caps: &Capabilities,
+        answers: &[String],
+        needs: &[String],
+        answer_source: &str,
+        need_source: &str,
+    ) -> Result<(), AnswersError> {
+        let mut given: BTreeMap<&str, &str> = BTreeMap::new();
         for a in answers {
-            let (id, value) = a
-                .split_once('=')
-                .ok_or_else(|| AnswersError::Malformed(a.clone()))?;
-            self.set(caps, id.trim(), value, &format!("--answer {a}"))?;
+            let (id, value) = a.split_once('=').ok_or_else(|| AnswersError::Malformed {
+                flag: answer_source.to_string(),
+                text: a.clone(),
+            })?;
+            let (id, value) = (id.trim(), value.trim());
+            let flag = format!("{answer_source} {a}");
+            self.set(caps, id, value, &flag)?;
+            // The same question answered twice on the command line is a mistake to say, not
+            // a silent "last one wins".
+            match given.insert(id, value) {
+                Some(first)
+                    if self.values.get(id).map(String::as_str)
+                        != caps.question(id).map(|q| canonical(q, first)) =>
+                {
+                    return Err(AnswersError::Twice {
+                        flag: answer_source.to_string(),
+                        id: id.to_string(),
+                        first: first.to_string(),
+                        second: value.to_string(),
+                    });
+                }
+                _ => {}
+            }
         }
         if !needs.is_empty() {
             // Flags win over the file: --need replaces the file's needs rather than adding to them.
             self.needs = None;
-            self.add_needs(caps, needs.iter().map(String::as_str), "--need")?;
+            self.add_needs(caps, needs.iter().map(String::as_str), need_source)?;
         }
         Ok(())
     }
@@ -194,8 +283,15 @@ impl Answers {
     /// `needs = [...]`. Every error points at the key or value with `file:line:col`.
     pub fn parse(caps: &Capabilities, src: &SourceFile) -> Result<Self, AnswersError> {
         type Doc = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
-        let doc: Doc =
-            toml::from_str(&src.text).map_err(|e| AnswersError::File(src.locate(e.span(), e.message())))?;
+        let doc: Doc = toml::from_str(&src.text).map_err(|e| {
+            let located = src.locate(e.span(), e.message());
+            AnswersError::File(match bare_word_value(src, e.span()) {
+                Some((key, word)) => {
+                    located.with_help(format!("a value that is a word needs quotes: {key} = \"{word}\""))
+                }
+                None => located,
+            })
+        })?;
         // A flag-style error re-homed onto the file position: the key is the "flag".
         let at = |span: std::ops::Range<usize>, e: AnswersError| {
             use crate::base::Help;

@@ -404,6 +404,10 @@ pub struct FlowArgs {
     /// Picture format
     #[arg(long, short = 'f', value_enum, default_value_t = FlowFormat::Mermaid, env = "ENOS_CONNECT_FLOW_FORMAT")]
     pub format: FlowFormat,
+    /// With answers (-a, -n, --answers): draw this device's decision path over the flow, the
+    /// nodes and edges taken bold and red and the outcome marked
+    #[command(flatten)]
+    pub answers: AnswerArgs,
 }
 
 #[derive(Debug, Args)]

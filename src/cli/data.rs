@@ -27,8 +27,36 @@ pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<ExitCode> {
 }
 
 pub fn flow(ctx: &Context, args: &FlowArgs) -> Result<ExitCode> {
+    if args.format == FlowFormat::Png && ctx.terminal.stdout.terminal {
+        return Err(Error::usage_with_help(
+            "a PNG is binary and stdout is a terminal",
+            "redirect it to a file: enos-connect flow -f png > flow.png",
+        ));
+    }
     let caps = ctx.capabilities()?;
-    let text = flow_render::render(caps, args.format);
+    let a = &args.answers;
+    let path = if a.answer.is_empty() && a.needs.need.is_empty() && a.answers.is_none() {
+        None
+    } else {
+        // No prompt: a picture is made for a document, from answers written down.
+        let mut answers = match &a.answers {
+            Some(path) => Answers::from_file(caps, path)?,
+            None => Answers::default(),
+        };
+        answers.apply_flags(caps, &a.answer, &a.needs.need)?;
+        let d = super::recommend::decision(caps, &answers)?;
+        let protocols: Vec<&str> = d.protocols.iter().map(|p| caps.protocol_title(p)).collect();
+        let caption = if protocols.is_empty() {
+            format!("recommendation: {}", d.recommendation)
+        } else {
+            format!("recommendation: {} ({})", d.recommendation, protocols.join(" + "))
+        };
+        Some(flow_render::Path {
+            nodes: d.trace.iter().map(|s| s.node.clone()).collect(),
+            caption,
+        })
+    };
+    let text = flow_render::render(caps, args.format, path.as_ref());
     match args.format {
         FlowFormat::Svg => emit_bytes(&graphviz(&text, "svg")?)?,
         FlowFormat::Png => emit_bytes(&graphviz(&text, "png")?)?,

@@ -34,6 +34,20 @@ pub struct Context {
     pub capabilities: Option<std::path::PathBuf>,
     pub interactive: bool,
     pub terminal: Terminal,
+    /// The arguments (clap ids) whose values came from an environment variable, so that an
+    /// error about one names the variable, not a flag the user never typed.
+    pub from_env: Vec<String>,
+}
+
+impl Context {
+    /// `--answer`, or `ENOS_CONNECT_ANSWER (--answer)` when the environment gave the values.
+    pub fn source_of(&self, id: &str, flag: &str, var: &str) -> String {
+        if self.from_env.iter().any(|e| e == id) {
+            format!("{var} ({flag})")
+        } else {
+            flag.to_string()
+        }
+    }
 }
 
 impl Context {
@@ -68,17 +82,35 @@ pub fn main() -> ExitCode {
     // `Cli::parse()`, except that the clap definition is not freed: the process exits soon,
     // and dropping a command's definition costs more than building the part that ran.
     let mut cmd = command();
+    let mut from_env = Vec::new();
     let cli = cmd
         .try_get_matches_from_mut(std::env::args_os())
         .and_then(|mut m| {
+            if let Some((_, sub)) = m.subcommand() {
+                from_env = sub
+                    .ids()
+                    .filter(|id| {
+                        sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::EnvVariable)
+                    })
+                    .map(|id| id.to_string())
+                    .collect();
+            }
             let cli = Cli::from_arg_matches_mut(&mut m);
             std::mem::forget(m);
             cli
         })
-        .unwrap_or_else(|e| e.format(&mut cmd).exit());
+        .unwrap_or_else(|e| {
+            let e = e.format(&mut cmd);
+            let note = env_note(&e, &cmd);
+            let _ = e.print();
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            std::process::exit(e.exit_code())
+        });
     std::mem::forget(cmd);
     let terminal = Terminal::detect(cli.color);
-    match run(cli, terminal) {
+    match run(cli, terminal, from_env) {
         Ok(code) => code,
         Err(e) => {
             if matches!(e, Error::Interrupted) {
@@ -105,13 +137,36 @@ pub fn command() -> clap::Command {
     Cli::command().mut_subcommands(|sc| sc.display_name("enos-connect"))
 }
 
-pub fn run(mut cli: Cli, terminal: Terminal) -> Result<ExitCode> {
+/// For a bad value that came from an environment variable, not the command line: a line that
+/// names the variable, since clap's message names only the flag.
+fn env_note(e: &clap::Error, cmd: &clap::Command) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let on_argv = std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    if on_argv {
+        return None;
+    }
+    let in_cmd = |c: &clap::Command| {
+        c.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()))
+    };
+    let var = in_cmd(cmd).or_else(|| cmd.get_subcommands().find_map(in_cmd))?;
+    std::env::var_os(&var)
+        .map(|_| format!("  note: the value of --{long} came from the environment variable {var}"))
+}
+
+pub fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Result<ExitCode> {
     let config = config::load(cli.config.as_deref())?;
     config.apply(&mut cli);
     let ctx = Context {
         capabilities: cli.capabilities.clone(),
         interactive: terminal::interactive(no_input(&cli.command)),
         terminal,
+        from_env,
     };
     match cli.command {
         Command::Recommend(args) => recommend::run(&ctx, &args),

@@ -13,6 +13,20 @@ use crate::cli::questionnaire;
 use crate::engine::{self, EngineError};
 
 pub fn run(ctx: &Context, args: &RecommendArgs) -> Result<ExitCode> {
+    // clap's `requires = "batch"` is not enforced once a flag that conflicts with --batch is
+    // present (`--fail-on-unmet -a network=tcp` ran), so the rule is checked here too.
+    if args.batch.is_none() {
+        let stray = [
+            ("--fail-on-unmet", args.fail_on_unmet),
+            ("--shard", args.shard.is_some()),
+        ];
+        if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
+            return Err(Error::usage_with_help(
+                format!("{flag} works only with --batch FILE"),
+                "for one device, read the `unmet` list of `-f json`; for a fleet, add --batch FILE",
+            ));
+        }
+    }
     let caps = ctx.capabilities()?;
     if let Some(path) = &args.batch {
         return batch(caps, path, args);
@@ -29,7 +43,13 @@ pub fn gather(ctx: &Context, caps: &Capabilities, args: &AnswerArgs) -> Result<A
         Some(path) => Answers::from_file(caps, path)?,
         None => Answers::default(),
     };
-    answers.apply_flags(caps, &args.answer, &args.needs.need)?;
+    answers.apply_flags_from(
+        caps,
+        &args.answer,
+        &args.needs.need,
+        &ctx.source_of("answer", "--answer", "ENOS_CONNECT_ANSWER"),
+        &ctx.source_of("need", "--need", "ENOS_CONNECT_NEED"),
+    )?;
     if ctx.interactive && !engine::missing(caps, &answers).is_empty() {
         questionnaire::ask(caps, &mut answers, true)?;
     }
