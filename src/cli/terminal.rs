@@ -57,6 +57,12 @@ impl Terminal {
             stdout: Style {
                 terminal: out_tty,
                 color: out,
+                // `script` and some CI pseudo-terminals report 0 columns: unknown, not tiny.
+                width: if out_tty {
+                    console::Term::stdout().size_checked().map_or(0, |(_, cols)| cols)
+                } else {
+                    0
+                },
             },
             stderr_color: err,
         }

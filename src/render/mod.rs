@@ -57,6 +57,20 @@ pub struct Style {
     pub terminal: bool,
     /// Colour may be used.
     pub color: bool,
+    /// The terminal's width in columns; 0 when unknown (piped, or a terminal that reports
+    /// none), which a table that must fit reads as 80.
+    pub width: u16,
+}
+
+impl Style {
+    /// The width to fit: the terminal's, or 80 when it is unknown.
+    pub fn fit_width(&self) -> u16 {
+        if self.terminal && self.width >= 20 {
+            self.width
+        } else {
+            80
+        }
+    }
 }
 
 /// Everything a command prints, in one format.
@@ -108,7 +122,6 @@ pub enum Paint {
     Strong,
 }
 
-/// `text` in ANSI colour when `enabled`.
 /// "1 report", "2 reports": what `merge` joined.
 pub fn reports(n: u64) -> String {
     if n == 1 {
@@ -118,6 +131,7 @@ pub fn reports(n: u64) -> String {
     }
 }
 
+/// `text` in ANSI colour when `enabled`.
 pub fn paint(text: &str, how: Paint, enabled: bool) -> String {
     if !enabled {
         return text.to_string();

@@ -127,38 +127,93 @@ impl Renderer for Table {
         out
     }
 
+    /// The comparison table made to read at 80 columns, piped or on a terminal of any width:
+    /// plain aligned columns with short cells (the feature id, a word per protocol), long words
+    /// as numbered notes under the table, and the feature's title last, cut to the width.
     fn compare(&self, caps: &Capabilities, needs: &[String]) -> String {
-        let mut header = vec!["", "Feature"];
-        header.extend(caps.protocols.iter().map(|p| p.title.as_str()));
-        let mut t = self.new_table(&header);
+        let mut notes: Vec<String> = Vec::new();
+        let mut note = |text: String| -> String {
+            let n = notes.iter().position(|t| *t == text).unwrap_or_else(|| {
+                notes.push(text);
+                notes.len() - 1
+            });
+            format!("[{}]", n + 1)
+        };
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut header = vec!["need".to_string()];
+        header.extend(caps.protocols.iter().map(|p| p.title.clone()));
+        header.push("feature".into());
+        rows.push(header);
         for f in &caps.features {
-            let mark = if needs.contains(&f.id) { "*" } else { "" };
-            let mut row = vec![mark.to_string(), format!("{} ({})", f.title, f.id)];
+            let mark = if needs.contains(&f.id) { "* " } else { "" };
+            let mut row = vec![format!("{mark}{}", f.id)];
             for p in &caps.protocols {
-                let s = f.support_for(&p.id);
+                let s = support_cell(f.support_for(&p.id));
                 row.push(match f.notes.get(&p.id) {
-                    Some(note) => format!("{}: {note}", support_cell(s)),
-                    None => support_cell(s).to_string(),
+                    Some(text) => format!("{s}{}", note(format!("{}, {}: {text}", p.title, f.id))),
+                    None => s.to_string(),
                 });
             }
-            t.add_row(row);
+            row.push(f.title.clone());
+            rows.push(row);
         }
-        let mut row = vec![String::new(), "Transport".to_string()];
+        let mut row = vec!["transport".to_string()];
         row.extend(caps.protocols.iter().map(|p| p.transport.to_uppercase()));
-        t.add_row(row);
-        let mut row = vec![String::new(), "EnOS versions".to_string()];
-        row.extend(caps.protocols.iter().map(|p| p.enos_versions.join(", ")));
-        t.add_row(row);
-        let mut row = vec![String::new(), "Security".to_string()];
-        row.extend(caps.protocols.iter().map(|p| p.security.clone()));
-        t.add_row(row);
-        let mut out = format!("{t}\n");
-        if !needs.is_empty() {
-            out.push_str("* = needed\n");
+        rows.push(row);
+        let mut row = vec!["EnOS versions".to_string()];
+        row.extend(caps.protocols.iter().map(|p| p.enos_versions.join(",")));
+        rows.push(row);
+        let mut row = vec!["security".to_string()];
+        row.extend(
+            caps.protocols
+                .iter()
+                .map(|p| format!("opt.{}", note(format!("{}: {}", p.title, p.security)))),
+        );
+        rows.push(row);
+        let width = usize::from(self.style.fit_width());
+        let columns = caps.protocols.len() + 1;
+        let widths: Vec<usize> = (0..columns)
+            .map(|i| {
+                rows.iter()
+                    .filter_map(|r| r.get(i))
+                    .map(|c| c.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let used: usize = widths.iter().map(|w| w + 2).sum();
+        let title_room = width.saturating_sub(used);
+        let mut out = String::new();
+        for (n, row) in rows.iter().enumerate() {
+            let mut line = String::new();
+            for (i, w) in widths.iter().enumerate() {
+                let cell = row.get(i).map_or("", String::as_str);
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+            // The title wraps under itself: nothing is cut, and the short columns stay one line.
+            let mut line = match row.get(columns) {
+                Some(title) if title_room >= 12 => {
+                    let wrapped = wrap_note(&line, title, width);
+                    wrapped.trim_end().to_string()
+                }
+                _ => line,
+            };
+            line.truncate(line.trim_end().len());
+            let line = line.as_str();
+            if n == 0 && self.style.color {
+                out.push_str(&paint(line, Paint::Strong, true));
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
         }
-        out.push_str("yes = supported, no = not supported, - = not applicable\n");
-        for f in caps.features.iter().filter(|f| !f.note.is_empty()) {
-            out.push_str(&format!("Note on {}: {}\n", f.id, f.note));
+        out.push('\n');
+        if !needs.is_empty() {
+            out.push_str("* needed; ");
+        }
+        out.push_str("yes supported, no not supported, - not applicable\n");
+        for (i, text) in notes.iter().enumerate() {
+            out.push_str(&wrap_note(&format!("[{}] ", i + 1), text, width));
         }
         out
     }
@@ -372,5 +427,30 @@ pub fn check_text(r: &CheckReport) -> String {
     for p in &r.problems {
         out.push_str(&format!("- {p}\n"));
     }
+    out
+}
+
+/// A note as lines of at most `width` columns, broken between words, later lines indented
+/// under the text.
+fn wrap_note(label: &str, text: &str, width: usize) -> String {
+    let indent = " ".repeat(label.chars().count());
+    let mut out = String::new();
+    let mut line = label.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.clone();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
     out
 }
