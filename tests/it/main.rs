@@ -17,5 +17,6 @@ mod layers;
 mod load;
 mod plan;
 mod probe;
+mod rough_edges;
 mod sdk;
 mod serve;
