@@ -64,7 +64,10 @@ fn examples_in_the_readme_and_docs_run() {
     .env("PATH", std::env::var("PATH").unwrap_or_default())
     .env("HOME", &home)
     .env("XDG_CONFIG_HOME", home.join(".config"))
-    .env("DOCS_WORKDIR", dir.path().join("work"));
+    .env("DOCS_WORKDIR", dir.path().join("work"))
+    // Inherited by every example; an example's own `VAR=value` wins over it (a value given
+    // with TestCases::env would win over the example's).
+    .envs(SECRETS);
     for var in ["TRYCMD", "RUST_BACKTRACE"] {
         if let Ok(value) = std::env::var(var) {
             cmd.env(var, value);
@@ -109,9 +112,6 @@ fn docs_in_this_process() {
             trycmd::cargo::cargo_bin!("enos-connect").to_path_buf(),
         )
         .timeout(Duration::from_secs(30));
-    for (key, value) in SECRETS {
-        cases.env(key, value);
-    }
     for page in pages() {
         cases.case(page);
     }
