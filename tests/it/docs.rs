@@ -116,8 +116,36 @@ fn docs_in_this_process() {
         cases.case(page);
     }
     cases.run();
+    the_command_answer_is_the_documented_one();
     let record = serve.stop();
     record_matches_the_page(&record);
+}
+
+/// The `curl` of `docs/serve.md`'s session (a command for a device that is not connected), sent
+/// by hand, answers what the page says.
+fn the_command_answer_is_the_documented_one() {
+    use std::io::{Read, Write};
+    let body = r#"{"method":"thing.service.measurepoint.set","params":{"temp":30}}"#;
+    let mut stream = std::net::TcpStream::connect("127.0.0.1:28080").expect("serve's HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST /twin/commands/Pk7Xy2/meter-0042?timeout=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+    let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");
+    assert!(
+        page.contains(&format!("# {json}\n")),
+        "docs/serve.md: the command's answer is {json}"
+    );
 }
 
 /// `serve` started from [`SERVE`], stopped with SIGTERM (or killed if the test fails first).
