@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Run the benchmark scripts (bench-startup.sh, bench-probe.sh, bench-batch.sh) and write their
-figures into README.md's performance table, between the `speed:begin` and `speed:end` markers,
+figures into docs/performance.md's table, between the `speed:begin` and `speed:end` markers,
 with each goal and whether this run met it. The scripts' own output is printed as it comes.
 Needs what the scripts need and a release build."""
 import datetime, os, re, subprocess, sys
@@ -61,10 +61,10 @@ table = "\n".join([
     *rows,
     "<!-- speed:end -->",
 ])
-path = os.path.join(root, "README.md")
+path = os.path.join(root, "docs", "performance.md")
 text = open(path).read()
 new, n = re.subn(r"<!-- speed:begin.*?<!-- speed:end -->", lambda _: table, text, flags=re.S)
 if n != 1:
-    sys.exit("README.md has no speed:begin/speed:end markers")
+    sys.exit("docs/performance.md has no speed:begin/speed:end markers")
 open(path, "w").write(new)
 print(table)

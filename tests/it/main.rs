@@ -9,6 +9,7 @@ mod ask;
 mod batch;
 mod cli;
 mod credentials;
+mod docs;
 mod ecosystem;
 mod engine;
 mod enos;

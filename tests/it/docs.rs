@@ -1,0 +1,331 @@
+//! The examples in `README.md` and `docs/*.md` run as tests, so an example cannot drift from the
+//! program: every ```` ```console ```` block is a `trycmd` case (`$ ` starts a command, `> `
+//! continues it, `? N` is the exit code, the lines after are stdout and stderr together; `[..]`
+//! and `...` elide what varies). `TRYCMD=overwrite cargo test --test it docs` rewrites the
+//! blocks from what the program prints: read the diff before committing it.
+//!
+//! The examples run in a process of their own (the body is `docs_in_this_process`) with a clean
+//! environment, so no `ENOS_CONNECT_*` variable or config file of the machine leaks into them,
+//! in a temporary folder holding a copy of `examples/` and of `capabilities.toml`, a private CA
+//! (`ca.pem`) and a certificate for `localhost` it signed (`server.pem`, `server.key`). Examples
+//! that need a peer probe one `serve`, started from the command line `docs/serve.md` shows
+//! ([`SERVE`]) on fixed loopback ports, with the secrets of `examples/registry.toml` in the
+//! environment as that page says. A port already taken fails the test, naming it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `serve` the examples probe, exactly as `docs/serve.md` and `docs/probing.md` show it.
+const SERVE: &str = "enos-connect serve --registry examples/registry.toml --mqtt 127.0.0.1:21883 \
+                     --mqtts 127.0.0.1:28883 --tls-cert server.pem --tls-key server.key \
+                     --http 127.0.0.1:28080 --coap 127.0.0.1:25683 --coaps 127.0.0.1:25684 \
+                     --record events.jsonl";
+
+/// The secrets of `examples/registry.toml`, in the environment of every example as
+/// `docs/serve.md` tells the reader to set them. No example's output may show one.
+const SECRETS: [(&str, &str); 3] = [
+    ("ENOS_DEVICE_SECRET", "Example-Device-Secret"),
+    ("ENOS_PRODUCT_SECRET", "Example-Product-Secret"),
+    ("ENOS_SUBDEVICE_SECRET", "Example-Subdevice-Secret"),
+];
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The pages whose examples run: the README and every page under `docs/`.
+fn pages() -> Vec<PathBuf> {
+    let mut pages = vec![Path::new(ROOT).join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("docs"))
+        .expect("docs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    pages
+}
+
+#[test]
+fn examples_in_the_readme_and_docs_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        "docs::docs_in_this_process",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env("HOME", &home)
+    .env("XDG_CONFIG_HOME", home.join(".config"))
+    .env("DOCS_WORKDIR", dir.path().join("work"))
+    // Inherited by every example; an example's own `VAR=value` wins over it (a value given
+    // with TestCases::env would win over the example's).
+    .envs(SECRETS);
+    for var in ["TRYCMD", "RUST_BACKTRACE"] {
+        if let Ok(value) = std::env::var(var) {
+            cmd.env(var, value);
+        }
+    }
+    let out = cmd.output().expect("runs the docs examples");
+    assert!(
+        out.status.success(),
+        "an example in the README or docs/ does not match the program \
+         (TRYCMD=overwrite cargo test --test it docs rewrites them; read the diff):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "the body of examples_in_the_readme_and_docs_run, which runs it in a clean environment"]
+fn docs_in_this_process() {
+    let work =
+        PathBuf::from(std::env::var("DOCS_WORKDIR").expect("started by examples_in_the_readme_and_docs_run"));
+    std::fs::create_dir_all(work.join("examples")).expect("workdir");
+    for entry in std::fs::read_dir(Path::new(ROOT).join("examples")).expect("examples/") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, work.join("examples").join(path.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::copy(
+        Path::new(ROOT).join("capabilities.toml"),
+        work.join("capabilities.toml"),
+    )
+    .expect("copy");
+    let pki = crate::peers::pki(&["localhost"], false);
+    std::fs::copy(&pki.ca, work.join("ca.pem")).expect("ca");
+    std::fs::copy(&pki.server_cert, work.join("server.pem")).expect("cert");
+    std::fs::copy(&pki.server_key, work.join("server.key")).expect("key");
+    std::env::set_current_dir(&work).expect("cd");
+
+    let serve = Serve::start(&work);
+    let cases = trycmd::TestCases::new();
+    cases
+        .register_bin(
+            "enos-connect",
+            trycmd::cargo::cargo_bin!("enos-connect").to_path_buf(),
+        )
+        .timeout(Duration::from_secs(30));
+    for page in pages() {
+        cases.case(page);
+    }
+    cases.run();
+    the_command_answer_is_the_documented_one();
+    let record = serve.stop();
+    record_matches_the_page(&record);
+}
+
+/// The `curl` of `docs/serve.md`'s session (a command for a device that is not connected), sent
+/// by hand, answers what the page says.
+fn the_command_answer_is_the_documented_one() {
+    use std::io::{Read, Write};
+    let body = r#"{"method":"thing.service.measurepoint.set","params":{"temp":30}}"#;
+    let mut stream = std::net::TcpStream::connect("127.0.0.1:28080").expect("serve's HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST /twin/commands/Pk7Xy2/meter-0042?timeout=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+    let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");
+    assert!(
+        page.contains(&format!("# {json}\n")),
+        "docs/serve.md: the command's answer is {json}"
+    );
+}
+
+/// `serve` started from [`SERVE`], stopped with SIGTERM (or killed if the test fails first).
+struct Serve {
+    child: Option<Child>,
+    record: PathBuf,
+}
+
+impl Serve {
+    fn start(work: &Path) -> Serve {
+        let args: Vec<&str> = SERVE.split_whitespace().skip(1).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_enos-connect"))
+            .args(&args)
+            .current_dir(work)
+            .envs(SECRETS)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut first);
+        if !first.contains("\"listening\"") {
+            let _ = child.wait();
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+            }
+            panic!(
+                "the docs' serve did not start (are its fixed ports 21883, 28883, 28080, 25683 and \
+                 25684 on 127.0.0.1 free?): {SERVE}\n{first}{err}"
+            );
+        }
+        let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");
+        assert!(
+            page.contains(&format!("```text\n{first}```")),
+            "docs/serve.md shows serve's first line as it is:\n{first}"
+        );
+        assert!(
+            page.contains(&format!("```sh\n{SERVE}\n```")),
+            "docs/serve.md shows the command line:\n{SERVE}"
+        );
+        Serve {
+            child: Some(child),
+            record: work.join("events.jsonl"),
+        }
+    }
+
+    /// SIGTERM, then the record it flushed.
+    fn stop(mut self) -> String {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::read_to_string(&self.record).expect("the record")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The ```` ```jsonl ```` block under "events.jsonl then holds" in `docs/serve.md`: each of its
+/// lines (with `[..]` eliding what varies) is a line of the record, in that order (the other
+/// pages' examples add lines of their own in between).
+fn record_matches_the_page(record: &str) {
+    let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");
+    let block = page
+        .split("```jsonl\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("docs/serve.md shows the record in a ```jsonl block");
+    let mut lines = record.lines();
+    for want in block.lines() {
+        assert!(
+            lines.any(|got| matches(want, got)),
+            "docs/serve.md shows this record line, which serve did not write (in this order):\n\
+             {want}\nthe record:\n{record}"
+        );
+    }
+    for (_, secret) in SECRETS {
+        assert!(!record.contains(secret), "the record shows a secret");
+    }
+}
+
+/// `want` with `[..]` matching any run of characters.
+fn matches(want: &str, got: &str) -> bool {
+    let parts: Vec<&str> = want.split("[..]").collect();
+    let Some(rest) = got.strip_prefix(parts[0]) else {
+        return false;
+    };
+    let mut rest = rest;
+    for (i, part) in parts.iter().enumerate().skip(1) {
+        if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// The Mermaid picture in `docs/deciding.md` is what `flow --format mermaid` draws.
+#[test]
+fn the_flow_picture_in_the_docs_is_what_flow_draws() {
+    let page = std::fs::read_to_string(Path::new(ROOT).join("docs/deciding.md")).expect("docs/deciding.md");
+    let block = page
+        .split("```mermaid\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```\n").next())
+        .expect("docs/deciding.md draws the flow in a ```mermaid block");
+    let drawn = crate::common::bin()
+        .args(["flow", "--format", "mermaid"])
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&drawn.get_output().stdout),
+        block,
+        "docs/deciding.md: paste the output of `enos-connect flow --format mermaid`"
+    );
+}
+
+/// trycmd runs only the commands whose program it knows and skips the others in silence, so a
+/// console block that runs anything but `enos-connect` (or misspells it) would test nothing.
+/// Blocks with output shown must be real console blocks; and no example may show a secret.
+#[test]
+fn every_console_command_runs_enos_connect_and_shows_no_secret() {
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).expect("page");
+        let name = page.strip_prefix(ROOT).unwrap_or(&page).display().to_string();
+        let mut fence: Option<String> = None;
+        let mut console = false;
+        for (n, line) in text.lines().enumerate() {
+            let ticks = line.chars().take_while(|&c| c == '`').count();
+            match &fence {
+                None if ticks >= 3 => {
+                    let info = line[ticks..].trim();
+                    assert!(
+                        !info.is_empty(),
+                        "{name}:{}: a code block needs a language (trycmd runs a bare ``` block)",
+                        n + 1
+                    );
+                    console = info.split(',').next() == Some("console") || info.starts_with("trycmd");
+                    fence = Some(line[..ticks].to_string());
+                }
+                // As trycmd reads it: the first line starting with the opening run of backticks.
+                Some(f) if line.starts_with(f.as_str()) => fence = None,
+                Some(_) if console => {
+                    if let Some(cmd) = line.strip_prefix("$ ") {
+                        let program = cmd.split_whitespace().find(|w| !w.contains('='));
+                        assert_eq!(
+                            program,
+                            Some("enos-connect"),
+                            "{name}:{}: a console example runs only enos-connect",
+                            n + 1
+                        );
+                    }
+                    for (_, secret) in SECRETS {
+                        assert!(
+                            !line.contains(secret),
+                            "{name}:{}: an example shows a secret",
+                            n + 1
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(fence.is_none(), "{name}: a code block is not closed");
+    }
+}
