@@ -21,7 +21,7 @@ use crate::probe::load::LoadReport;
 pub enum Format {
     /// A readable report with tables
     Table,
-    /// One JSON object (see the README for the keys)
+    /// One JSON object (docs/deciding.md lists the keys)
     Json,
     /// Markdown to paste into a ticket or a wiki
     Markdown,
