@@ -132,7 +132,7 @@ fn hint<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Hint {
 
 /// One rule for every source of answers: a yes/no question takes `true`/`false` too (TOML
 /// booleans in a file, the same words on the command line), as `yes`/`no`.
-fn canonical<'a>(q: &'a crate::capabilities::Question, value: &'a str) -> &'a str {
+pub fn canonical<'a>(q: &'a crate::capabilities::Question, value: &'a str) -> &'a str {
     let yes_no = q.values().any(|v| v == "yes") && q.values().any(|v| v == "no");
     match value {
         "true" if yes_no => "yes",

@@ -11,7 +11,6 @@ use std::io::{BufRead, Write};
 
 use serde_json::Value;
 
-use crate::answers::Answers;
 use crate::capabilities::Capabilities;
 use crate::engine::{self, EngineError};
 
@@ -20,77 +19,10 @@ const CACHE_LIMIT: usize = 65_536;
 
 pub use crate::render::BatchFormat;
 
-/// One slice of a fleet: shard `index` (zero-based) of `count` takes the records whose
-/// zero-based position `i` has `i % count == index`. Records are counted whether or not they
-/// parse, so every shard agrees on the positions, and N shards together process every record
-/// once. Interleaving, not contiguous slices: each shard gets an even share of the file without
-/// knowing its length in advance, and stdin can be split as well as a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    index: u64,
-    count: u64,
-}
-
-impl Shard {
-    /// The whole file.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    /// Shard `k` (1-based, as written on the command line) of `n`.
-    pub fn new(k: u64, n: u64) -> Option<Shard> {
-        (n >= 1 && (1..=n).contains(&k)).then(|| Shard {
-            index: k - 1,
-            count: n,
-        })
-    }
-
-    /// Whether the record at zero-based position `i` belongs to this shard.
-    fn takes(self, i: u64) -> bool {
-        i % self.count == self.index
-    }
-
-    /// A counter of records that says, record by record, whether this shard takes it.
-    fn positions(self) -> Positions {
-        Positions { shard: self, next: 0 }
-    }
-
-    /// The first shard writes what is written once per run (the CSV header), so the shards'
-    /// outputs concatenate to one file.
-    pub fn is_first(self) -> bool {
-        self.index == 0
-    }
-}
-
-struct Positions {
-    shard: Shard,
-    next: u64,
-}
-
-impl Positions {
-    /// Count one more record; true when it is this shard's.
-    fn take(&mut self) -> bool {
-        let i = self.next;
-        self.next += 1;
-        self.shard.takes(i)
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Shard, String> {
-        let bad = || format!("`{s}` is not a shard: write K/N with 1 <= K <= N, e.g. 2/8");
-        let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
-        let k: u64 = k.trim().parse().map_err(|_| bad())?;
-        let n: u64 = n.trim().parse().map_err(|_| bad())?;
-        Shard::new(k, n).ok_or_else(bad)
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index + 1, self.count)
-    }
-}
+mod row;
+mod shard;
+use row::{Column, Key, KeyHasher, Layout, header, parse_csv_row, parse_json_row};
+pub use shard::Shard;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -147,148 +79,7 @@ struct Decided {
     json_tail: String,
 }
 
-enum Column {
-    Id,
-    Question(usize),
-    Needs,
-}
-
-struct Layout<'a> {
-    caps: &'a Capabilities,
-    features: Vec<&'a str>,
-}
-
-impl<'a> Layout<'a> {
-    fn new(caps: &'a Capabilities) -> Self {
-        Layout {
-            caps,
-            features: caps.feature_ids().collect(),
-        }
-    }
-
-    fn column(&self, name: &str) -> Option<Column> {
-        match name {
-            "id" => Some(Column::Id),
-            "needs" => Some(Column::Needs),
-            q => self
-                .caps
-                .questions
-                .iter()
-                .position(|x| x.id == q)
-                .map(Column::Question),
-        }
-    }
-}
-
-/// One row's answers as indexes: 4 bits per question (0 = unanswered, else choice + 1) and a
-/// bit per needed feature, packed in one integer that is cheap to hash and compare.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    values: u64,
-    needs: u64,
-}
-
-/// Questions and choices a packed key can hold; larger models fall back to "bad row" errors.
-const MAX_QUESTIONS: usize = 16;
-const MAX_CHOICES: usize = 15;
-
-/// A multiply-xor hasher: the keys are small integers made here, not attacker-chosen strings.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
 type Cache = HashMap<Key, Result<Decided, String>, std::hash::BuildHasherDefault<KeyHasher>>;
-
-impl Key {
-    fn new() -> Self {
-        Key { values: 0, needs: 0 }
-    }
-
-    fn value(&self, q: usize) -> Option<usize> {
-        // A model with more than MAX_QUESTIONS questions never sets the ones past it.
-        let shift = u32::try_from(q.checked_mul(4)?).ok()?;
-        let v = self.values.checked_shr(shift)? & 0xf;
-        (v != 0).then(|| v as usize - 1)
-    }
-
-    fn set(&mut self, layout: &Layout<'_>, q: usize, value: &str) -> Result<(), String> {
-        let question = &layout.caps.questions[q];
-        let value = value.trim_ascii();
-        if value.is_empty() {
-            return Ok(());
-        }
-        match question.choices.iter().position(|c| c.value == value) {
-            Some(i) if q < MAX_QUESTIONS && i < MAX_CHOICES => {
-                self.values |= ((i as u64) + 1) << (q * 4);
-                Ok(())
-            }
-            Some(_) => Err(format!(
-                "the model has more questions or choices than a batch key holds ({MAX_QUESTIONS}/{MAX_CHOICES})"
-            )),
-            // The slow path builds the usual message, with its suggestion.
-            None => Err(Answers::default()
-                .set(layout.caps, &question.id, value, &question.id)
-                .err()
-                .map_or_else(|| format!("bad value `{value}`"), |e| first_line(&e.to_string()))),
-        }
-    }
-
-    fn need(&mut self, layout: &Layout<'_>, id: &str) -> Result<(), String> {
-        let id = id.trim_ascii();
-        if id.is_empty() {
-            return Ok(());
-        }
-        // A dozen features: a linear scan beats hashing the name.
-        match layout.features.iter().position(|f| *f == id) {
-            Some(i) if i < 64 => {
-                self.needs |= 1 << i;
-                Ok(())
-            }
-            _ => Err(Answers::default()
-                .add_needs(layout.caps, [id], "needs")
-                .err()
-                .map_or_else(
-                    || format!("unknown feature `{id}`"),
-                    |e| first_line(&e.to_string()),
-                )),
-        }
-    }
-
-    fn answers(&self, caps: &Capabilities) -> Answers {
-        let mut a = Answers::default();
-        for (q, question) in caps.questions.iter().enumerate().take(MAX_QUESTIONS) {
-            if let Some(v) = self.value(q).and_then(|v| question.choices.get(v)) {
-                a.values.insert(question.id.clone(), v.value.clone());
-            }
-        }
-        let needs: Vec<String> = caps
-            .features
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i < 64 && self.needs & (1 << i) != 0)
-            .map(|(_, f)| f.id.clone())
-            .collect();
-        a.needs = Some(needs);
-        a
-    }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_string()
-}
 
 fn decide_row(caps: &Capabilities, key: &Key, counters: &mut Vec<(String, u64)>) -> Result<Decided, String> {
     let d = engine::decide(caps, &key.answers(caps)).map_err(|e| match e {
@@ -587,93 +378,6 @@ impl Rows<'_, '_> {
     }
 }
 
-fn header(layout: &Layout<'_>, file: &str, record: &csv::StringRecord) -> Result<Vec<Column>, BatchError> {
-    record
-        .iter()
-        .map(|n| {
-            let n = n.trim().trim_start_matches('\u{feff}').trim();
-            layout.column(n).ok_or_else(|| BatchError::Header {
-                file: file.into(),
-                message: format!(
-                    "unknown column `{n}`: the header takes id, needs and the question ids ({})",
-                    layout.caps.question_ids().collect::<Vec<_>>().join(", ")
-                ),
-            })
-        })
-        .collect()
-}
-
-fn parse_csv_row<'r>(
-    layout: &Layout<'_>,
-    cols: &[Column],
-    record: &'r csv::StringRecord,
-) -> Result<(Option<&'r str>, Key), String> {
-    if record.len() != cols.len() {
-        let spans = record.iter().any(|f| f.contains('\n'));
-        return Err(format!(
-            "{} fields, but the header has {}{}",
-            record.len(),
-            cols.len(),
-            if spans {
-                " (a quoted field runs across lines: an unclosed quote?)"
-            } else {
-                ""
-            }
-        ));
-    }
-    let mut key = Key::new();
-    let mut id = None;
-    for (col, value) in cols.iter().zip(record.iter()) {
-        match col {
-            Column::Id => id = Some(value.trim_ascii()),
-            Column::Question(q) => key.set(layout, *q, value)?,
-            Column::Needs => {
-                for n in value.split(';') {
-                    key.need(layout, n)?;
-                }
-            }
-        }
-    }
-    Ok((id, key))
-}
-
-fn parse_json_row(layout: &Layout<'_>, text: &str) -> Result<(Option<String>, Key), String> {
-    let value: serde_json::Map<String, Value> =
-        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
-    let mut key = Key::new();
-    let mut id = None;
-    for (k, v) in &value {
-        let text = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
-            Value::Array(items) if k == "needs" => {
-                for item in items {
-                    key.need(layout, item.as_str().ok_or("`needs` holds strings")?)?;
-                }
-                continue;
-            }
-            Value::Null => continue,
-            other => return Err(format!("`{k}` must be a string, not {other}")),
-        };
-        match layout.column(k) {
-            Some(Column::Id) => id = Some(text),
-            Some(Column::Question(q)) => key.set(layout, q, &text)?,
-            Some(Column::Needs) => {
-                for n in text.split(';') {
-                    key.need(layout, n)?;
-                }
-            }
-            None => {
-                return Err(format!(
-                    "unknown key `{k}`: rows take id, needs and the question ids"
-                ));
-            }
-        }
-    }
-    Ok((id, key))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,6 +444,22 @@ mod tests {
         );
         assert_eq!(summary.with_unmet, 1);
         assert!(summary.by_recommendation.contains(&("mqtt".to_string(), 1)));
+    }
+
+    #[test]
+    fn true_and_false_answer_yes_no_questions_as_on_the_command_line() {
+        let rows =
+            "id,network,enos_format,enos_version\na,tcp,true,2\nb,tcp,yes,2\nc,tcp,false,2\nd,tcp,no,2\n";
+        let (out, bad, _) = batch(rows, BatchFormat::Csv);
+        assert!(bad.is_empty(), "{bad:?}");
+        let recs: Vec<&str> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap_or(""))
+            .collect();
+        assert_eq!(recs[0], recs[1], "{out}");
+        assert_eq!(recs[2], recs[3], "{out}");
+        assert_ne!(recs[0], recs[2], "{out}");
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! One row of a fleet file, read into a [`Key`]: the answers as choice indexes and the needs as
+//! bits, checked against the model, from a CSV record or a JSON Lines object.
+
+use serde_json::Value;
+
+use super::BatchError;
+use crate::answers::Answers;
+use crate::capabilities::Capabilities;
+
+pub(super) enum Column {
+    Id,
+    Question(usize),
+    Needs,
+}
+
+pub(super) struct Layout<'a> {
+    pub(super) caps: &'a Capabilities,
+    pub(super) features: Vec<&'a str>,
+}
+
+impl<'a> Layout<'a> {
+    pub(super) fn new(caps: &'a Capabilities) -> Self {
+        Layout {
+            caps,
+            features: caps.feature_ids().collect(),
+        }
+    }
+
+    pub(super) fn column(&self, name: &str) -> Option<Column> {
+        match name {
+            "id" => Some(Column::Id),
+            "needs" => Some(Column::Needs),
+            q => self
+                .caps
+                .questions
+                .iter()
+                .position(|x| x.id == q)
+                .map(Column::Question),
+        }
+    }
+}
+
+/// One row's answers as indexes: 4 bits per question (0 = unanswered, else choice + 1) and a
+/// bit per needed feature, packed in one integer that is cheap to hash and compare.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Key {
+    pub(super) values: u64,
+    pub(super) needs: u64,
+}
+
+/// Questions and choices a packed key can hold; larger models fall back to "bad row" errors.
+pub(super) const MAX_QUESTIONS: usize = 16;
+pub(super) const MAX_CHOICES: usize = 15;
+
+/// A multiply-xor hasher: the keys are small integers made here, not attacker-chosen strings.
+#[derive(Default)]
+pub(super) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Key {
+    pub(super) fn new() -> Self {
+        Key { values: 0, needs: 0 }
+    }
+
+    pub(super) fn value(&self, q: usize) -> Option<usize> {
+        // A model with more than MAX_QUESTIONS questions never sets the ones past it.
+        let shift = u32::try_from(q.checked_mul(4)?).ok()?;
+        let v = self.values.checked_shr(shift)? & 0xf;
+        (v != 0).then(|| v as usize - 1)
+    }
+
+    pub(super) fn set(&mut self, layout: &Layout<'_>, q: usize, value: &str) -> Result<(), String> {
+        let question = &layout.caps.questions[q];
+        let value = crate::answers::canonical(question, value.trim_ascii());
+        if value.is_empty() {
+            return Ok(());
+        }
+        match question.choices.iter().position(|c| c.value == value) {
+            Some(i) if q < MAX_QUESTIONS && i < MAX_CHOICES => {
+                self.values |= ((i as u64) + 1) << (q * 4);
+                Ok(())
+            }
+            Some(_) => Err(format!(
+                "the model has more questions or choices than a batch key holds ({MAX_QUESTIONS}/{MAX_CHOICES})"
+            )),
+            // The slow path builds the usual message, with its suggestion.
+            None => Err(Answers::default()
+                .set(layout.caps, &question.id, value, &question.id)
+                .err()
+                .map_or_else(|| format!("bad value `{value}`"), |e| first_line(&e.to_string()))),
+        }
+    }
+
+    pub(super) fn need(&mut self, layout: &Layout<'_>, id: &str) -> Result<(), String> {
+        let id = id.trim_ascii();
+        if id.is_empty() {
+            return Ok(());
+        }
+        // A dozen features: a linear scan beats hashing the name.
+        match layout.features.iter().position(|f| *f == id) {
+            Some(i) if i < 64 => {
+                self.needs |= 1 << i;
+                Ok(())
+            }
+            _ => Err(Answers::default()
+                .add_needs(layout.caps, [id], "needs")
+                .err()
+                .map_or_else(
+                    || format!("unknown feature `{id}`"),
+                    |e| first_line(&e.to_string()),
+                )),
+        }
+    }
+
+    pub(super) fn answers(&self, caps: &Capabilities) -> Answers {
+        let mut a = Answers::default();
+        for (q, question) in caps.questions.iter().enumerate().take(MAX_QUESTIONS) {
+            if let Some(v) = self.value(q).and_then(|v| question.choices.get(v)) {
+                a.values.insert(question.id.clone(), v.value.clone());
+            }
+        }
+        let needs: Vec<String> = caps
+            .features
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 64 && self.needs & (1 << i) != 0)
+            .map(|(_, f)| f.id.clone())
+            .collect();
+        a.needs = Some(needs);
+        a
+    }
+}
+
+pub(super) fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+pub(super) fn header(
+    layout: &Layout<'_>,
+    file: &str,
+    record: &csv::StringRecord,
+) -> Result<Vec<Column>, BatchError> {
+    record
+        .iter()
+        .map(|n| {
+            let n = n.trim().trim_start_matches('\u{feff}').trim();
+            layout.column(n).ok_or_else(|| BatchError::Header {
+                file: file.into(),
+                message: format!(
+                    "unknown column `{n}`: the header takes id, needs and the question ids ({})",
+                    layout.caps.question_ids().collect::<Vec<_>>().join(", ")
+                ),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn parse_csv_row<'r>(
+    layout: &Layout<'_>,
+    cols: &[Column],
+    record: &'r csv::StringRecord,
+) -> Result<(Option<&'r str>, Key), String> {
+    if record.len() != cols.len() {
+        let spans = record.iter().any(|f| f.contains('\n'));
+        return Err(format!(
+            "{} fields, but the header has {}{}",
+            record.len(),
+            cols.len(),
+            if spans {
+                " (a quoted field runs across lines: an unclosed quote?)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mut key = Key::new();
+    let mut id = None;
+    for (col, value) in cols.iter().zip(record.iter()) {
+        match col {
+            Column::Id => id = Some(value.trim_ascii()),
+            Column::Question(q) => key.set(layout, *q, value)?,
+            Column::Needs => {
+                for n in value.split(';') {
+                    key.need(layout, n)?;
+                }
+            }
+        }
+    }
+    Ok((id, key))
+}
+
+pub(super) fn parse_json_row(layout: &Layout<'_>, text: &str) -> Result<(Option<String>, Key), String> {
+    let value: serde_json::Map<String, Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut key = Key::new();
+    let mut id = None;
+    for (k, v) in &value {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+            Value::Array(items) if k == "needs" => {
+                for item in items {
+                    key.need(layout, item.as_str().ok_or("`needs` holds strings")?)?;
+                }
+                continue;
+            }
+            Value::Null => continue,
+            other => return Err(format!("`{k}` must be a string, not {other}")),
+        };
+        match layout.column(k) {
+            Some(Column::Id) => id = Some(text),
+            Some(Column::Question(q)) => key.set(layout, q, &text)?,
+            Some(Column::Needs) => {
+                for n in text.split(';') {
+                    key.need(layout, n)?;
+                }
+            }
+            None => {
+                return Err(format!(
+                    "unknown key `{k}`: rows take id, needs and the question ids"
+                ));
+            }
+        }
+    }
+    Ok((id, key))
+}
