@@ -1,5 +1,7 @@
 """Generate a fleet survey as CSV for `enos-connect recommend --batch`: N rows, answers drawn
-at random and needs from a set of typical device profiles (a survey repeats device models)."""
+at random and needs from a set of typical device profiles (a survey repeats device models).
+With --random, the needs are a random subset of every feature in random order, so rows rarely
+repeat: the hard case for the decision cache."""
 import random
 import sys
 
@@ -11,8 +13,16 @@ PROFILES = [
 ]
 
 
+FEATURES = [
+    "static_auth", "dynamic_auth", "mutual_tls", "report_data", "passthrough_up", "file_upload",
+    "batch_offline_points", "downlink_commands", "passthrough_down", "subdevice_management", "ota",
+]
+
+
 def main():
-    n = int(sys.argv[1])
+    args = [a for a in sys.argv[1:] if a != "--random"]
+    scattered = "--random" in sys.argv[1:]
+    n = int(args[0])
     rnd = random.Random(42)
     out = sys.stdout
     out.write("id,network,enos_format,third_party_cloud,enos_version,constrained,long_connection,needs\n")
@@ -21,12 +31,18 @@ def main():
     for i in range(n):
         lines.append(
             f"dev-{i:07d},{rnd.choice(nets)},{rnd.choice(yn)},{rnd.choice(yn)},{rnd.choice(vers)},"
-            f"{rnd.choice(yn)},{rnd.choice(yn)},{rnd.choice(PROFILES)}\n"
+            f"{rnd.choice(yn)},{rnd.choice(yn)},{needs(rnd) if scattered else rnd.choice(PROFILES)}\n"
         )
         if len(lines) >= 10000:
             out.write("".join(lines))
             lines.clear()
     out.write("".join(lines))
+
+
+def needs(rnd):
+    picked = [f for f in FEATURES if rnd.random() < 0.4]
+    rnd.shuffle(picked)
+    return ";".join(picked)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,16 @@ use std::io::{BufRead, Write};
 use serde_json::Value;
 
 use crate::capabilities::Capabilities;
-use crate::engine::{self, EngineError};
+use crate::engine;
 
-/// Decisions kept at most; past this the cache starts again (a bound, not a tuning knob).
-const CACHE_LIMIT: usize = 65_536;
+/// Answer profiles remembered at most; past this the cache starts again. A profile costs about
+/// 50 bytes (a 16-byte key, an index, the hash table's slack), so the bound is about 13 MB, and
+/// it holds every profile of the shipped model (128 answer combinations times 2^11 sets of
+/// needs), so a fleet whose rows rarely repeat is still decided once per profile.
+const CACHE_LIMIT: usize = 1 << 18;
+/// Distinct printed results kept at most (a result is a recommendation, its protocols and its
+/// unmet needs; far fewer than profiles).
+const RESULTS_LIMIT: usize = 1 << 16;
 
 pub use crate::render::BatchFormat;
 
@@ -68,7 +74,8 @@ impl crate::base::Help for BatchError {
     }
 }
 
-/// A decided row, ready to print after its id.
+/// A decided result, ready to print after a row's id. Many profiles share one: the cache maps
+/// a profile to the index of its result, so an entry stays small.
 struct Decided {
     /// Index into the run's recommendation counters.
     counter: usize,
@@ -79,19 +86,87 @@ struct Decided {
     json_tail: String,
 }
 
-type Cache = HashMap<Key, Result<Decided, String>, std::hash::BuildHasherDefault<KeyHasher>>;
+/// A profile's result: an index into [`Results::list`], or, with [`FAILED`] set, into
+/// [`Results::errors`]. Four bytes, not a `Result` with a `String` (24): the cache is most of
+/// a batch run's memory.
+type Cache = HashMap<Key, u32, std::hash::BuildHasherDefault<KeyHasher>>;
 
-fn decide_row(caps: &Capabilities, key: &Key, counters: &mut Vec<(String, u64)>) -> Result<Decided, String> {
-    let d = engine::decide(caps, &key.answers(caps)).map_err(|e| match e {
-        EngineError::Missing(ids) => format!("missing answers for: {}", ids.join(", ")),
-        other => other.to_string(),
-    })?;
+const FAILED: u32 = 1 << 31;
+
+/// The distinct results of a run, each stored once, found by their JSON text.
+#[derive(Default)]
+struct Results {
+    list: Vec<Decided>,
+    index: HashMap<String, u32>,
+    /// Why a profile cannot be decided (a missing answer), each message once.
+    errors: Vec<String>,
+}
+
+impl Results {
+    fn len(&self) -> usize {
+        self.list.len() + self.errors.len()
+    }
+
+    /// The index of an error message, stored once.
+    fn error(&mut self, message: String) -> u32 {
+        let i = self.errors.iter().position(|e| *e == message).unwrap_or_else(|| {
+            self.errors.push(message);
+            self.errors.len() - 1
+        });
+        // RESULTS_LIMIT keeps the count far below FAILED.
+        u32::try_from(i).unwrap_or(0) | FAILED
+    }
+}
+
+/// Walks that never reached a node reading the needs, by the answers alone: every set of
+/// needs with these answers walks the same way, so only the verdict (which needs go unmet)
+/// is worked out again. Most of a fleet ends at an outcome before the needs matter
+/// (`network=none`, firmware that cannot speak EnOS, no protocol left), and a walk is most of
+/// a decision's cost.
+type Walks<'c> = HashMap<u64, (engine::Walk<'c>, String), std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// Decide a profile (the verdict only: a row prints no reasons) and return its result's index.
+fn decide_row<'c>(
+    caps: &'c Capabilities,
+    key: &Key,
+    counters: &mut Vec<(String, u64)>,
+    results: &mut Results,
+    walks: &mut Walks<'c>,
+) -> u32 {
+    let d = if let Some((walked, outcome)) = walks.get(&key.values) {
+        engine::verdict(caps, &key.needs(caps), walked, outcome)
+    } else {
+        let answers = key.answers(caps);
+        let walked = match engine::walk(caps, &answers, true) {
+            Ok(w) => w,
+            Err(e) => return results.error(e.to_string()),
+        };
+        let outcome = match &walked.end {
+            engine::End::Outcome(o) => o.clone(),
+            engine::End::Pending(_) => {
+                let ids = engine::missing(caps, &answers);
+                return results.error(format!("missing answers for: {}", ids.join(", ")));
+            }
+        };
+        let d = engine::verdict(caps, answers.need_list(), &walked, &outcome);
+        let read_needs = walked
+            .visits
+            .iter()
+            .any(|v| matches!(v.step, engine::Step::Covered { .. }));
+        if !read_needs {
+            walks.insert(key.values, (walked, outcome));
+        }
+        d
+    };
     let json_tail = format!(
         ",\"recommendation\":{},\"protocols\":{},\"unmet\":{}}}",
         Value::from(d.recommendation.as_str()),
         serde_json::to_string(&d.protocols).unwrap_or_default(),
         serde_json::to_string(&d.unmet).unwrap_or_default(),
     );
+    if let Some(&i) = results.index.get(&json_tail) {
+        return i;
+    }
     let counter = match counters.iter().position(|(r, _)| *r == d.recommendation) {
         Some(i) => i,
         None => {
@@ -99,14 +174,18 @@ fn decide_row(caps: &Capabilities, key: &Key, counters: &mut Vec<(String, u64)>)
             counters.len() - 1
         }
     };
-    Ok(Decided {
+    // RESULTS_LIMIT keeps the count far below FAILED.
+    let i = u32::try_from(results.list.len()).unwrap_or(0);
+    results.index.insert(json_tail.clone(), i);
+    results.list.push(Decided {
         counter,
         protocols: d.protocols.join(";"),
         unmet: d.unmet.join(";"),
         unmet_empty: d.unmet.is_empty(),
         recommendation: d.recommendation,
         json_tail,
-    })
+    });
+    i
 }
 
 fn write_csv_field(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
@@ -149,6 +228,8 @@ pub fn run(
         layout: Layout::new(caps),
         file,
         cache: Cache::default(),
+        results: Results::default(),
+        walks: Walks::default(),
         counters: Vec::new(),
         summary: Summary::default(),
         out,
@@ -312,6 +393,8 @@ struct Rows<'a, 'o> {
     layout: Layout<'a>,
     file: &'a str,
     cache: Cache,
+    results: Results,
+    walks: Walks<'a>,
     counters: Vec<(String, u64)>,
     summary: Summary,
     out: &'o mut dyn Write,
@@ -330,15 +413,28 @@ impl Rows<'_, '_> {
                 return Ok(());
             }
         };
-        if self.cache.len() >= CACHE_LIMIT {
+        if self.cache.len() >= CACHE_LIMIT || self.results.len() >= RESULTS_LIMIT {
+            // Both start again together: a cached index always points at a kept result.
             self.cache.clear();
+            self.results = Results::default();
+            self.walks.clear();
         }
-        let (caps, counters) = (self.caps, &mut self.counters);
-        let decided = self
+        let (caps, counters, results, walks) =
+            (self.caps, &mut self.counters, &mut self.results, &mut self.walks);
+        let decided = *self
             .cache
             .entry(key)
-            .or_insert_with_key(|k| decide_row(caps, k, counters));
-        let d = match decided {
+            .or_insert_with_key(|k| decide_row(caps, k, counters, results, walks));
+        let found = if decided & FAILED == 0 {
+            self.results.list.get(decided as usize).ok_or("")
+        } else {
+            Err(self
+                .results
+                .errors
+                .get((decided & !FAILED) as usize)
+                .map_or("", String::as_str))
+        };
+        let d = match found {
             Ok(d) => d,
             Err(message) => {
                 self.summary.bad += 1;

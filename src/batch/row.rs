@@ -125,6 +125,16 @@ impl Key {
         }
     }
 
+    /// The needs, in the model's order.
+    pub(super) fn needs(&self, caps: &Capabilities) -> Vec<String> {
+        caps.features
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 64 && self.needs & (1 << i) != 0)
+            .map(|(_, f)| f.id.clone())
+            .collect()
+    }
+
     pub(super) fn answers(&self, caps: &Capabilities) -> Answers {
         let mut a = Answers::default();
         for (q, question) in caps.questions.iter().enumerate().take(MAX_QUESTIONS) {
@@ -132,14 +142,7 @@ impl Key {
                 a.values.insert(question.id.clone(), v.value.clone());
             }
         }
-        let needs: Vec<String> = caps
-            .features
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i < 64 && self.needs & (1 << i) != 0)
-            .map(|(_, f)| f.id.clone())
-            .collect();
-        a.needs = Some(needs);
+        a.needs = Some(self.needs(caps));
         a
     }
 }

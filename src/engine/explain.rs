@@ -15,37 +15,19 @@ pub fn explain(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>, outcome:
     let covers = |p: &str, need: &str| caps.feature(need).is_some_and(|f| f.support_for(p).covers());
     let needs = answers.need_list().to_vec();
     let mut reasons = Vec::new();
-    let mut unmet = Vec::new();
-    let mut protocols = Vec::new();
     for v in &walk.visits {
         reasons.extend(reasons_at(caps, v));
-        match &v.step {
-            Step::Covered {
-                unmet: u, options, ..
-            } => {
-                unmet.clone_from(u);
-                // A flow without a prefer node takes the first of the smallest sets.
-                protocols = options.first().cloned().unwrap_or_default();
-            }
-            Step::Chose { protocols: p, .. } => protocols.clone_from(p),
-            _ => {}
-        }
     }
     let direct = outcome == "direct";
-    let recommendation = if direct {
-        protocols.first().cloned().unwrap_or_else(|| "none".into())
-    } else {
-        protocols.clear();
-        if let Some(info) = caps.outcome(outcome) {
-            reasons.push(info.summary.clone());
-            unmet = needs
-                .iter()
-                .filter(|n| !info.supports.contains(n))
-                .cloned()
-                .collect();
-        }
-        outcome.to_string()
-    };
+    if !direct && let Some(info) = caps.outcome(outcome) {
+        reasons.push(info.summary.clone());
+    }
+    let Verdict {
+        recommendation,
+        protocols,
+        unmet,
+        nothing_open,
+    } = verdict(caps, &needs, walk, outcome);
     let carriers: Vec<Carrier> = needs
         .iter()
         .filter_map(|need| {
@@ -65,9 +47,7 @@ pub fn explain(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>, outcome:
             reasons.push(format!("{} carries {}", title(p), carried.join(", ")));
         }
     }
-    let nothing_open = outcome == "none" || (direct && protocols.is_empty());
     let hints = if nothing_open {
-        unmet.clone_from(&needs);
         reopening_hints(caps, walk)
     } else {
         unmet
@@ -104,6 +84,60 @@ pub fn explain(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>, outcome:
         hints,
         trace: trace(walk),
         answers: walk.answers.clone(),
+    }
+}
+
+/// What a walk decided, without the sentences: the recommendation, the protocols (the
+/// recommended one first) and the needs left unmet, in the order of `needs`.
+pub struct Verdict {
+    pub recommendation: String,
+    pub protocols: Vec<String>,
+    pub unmet: Vec<String>,
+    /// No protocol was left open (outcome `none`, or a direct outcome with nothing to use).
+    pub nothing_open: bool,
+}
+
+/// The verdict of a walk that reached `outcome`: what [`explain`] says in sentences and
+/// `recommend --batch` writes per row.
+pub fn verdict(caps: &Capabilities, needs: &[String], walk: &Walk<'_>, outcome: &str) -> Verdict {
+    let mut unmet = Vec::new();
+    let mut protocols = Vec::new();
+    for v in &walk.visits {
+        match &v.step {
+            Step::Covered {
+                unmet: u, options, ..
+            } => {
+                unmet.clone_from(u);
+                // A flow without a prefer node takes the first of the smallest sets.
+                protocols = options.first().cloned().unwrap_or_default();
+            }
+            Step::Chose { protocols: p, .. } => protocols.clone_from(p),
+            _ => {}
+        }
+    }
+    let direct = outcome == "direct";
+    let recommendation = if direct {
+        protocols.first().cloned().unwrap_or_else(|| "none".into())
+    } else {
+        protocols.clear();
+        if let Some(info) = caps.outcome(outcome) {
+            unmet = needs
+                .iter()
+                .filter(|n| !info.supports.contains(n))
+                .cloned()
+                .collect();
+        }
+        outcome.to_string()
+    };
+    let nothing_open = outcome == "none" || (direct && protocols.is_empty());
+    if nothing_open {
+        unmet = needs.to_vec();
+    }
+    Verdict {
+        recommendation,
+        protocols,
+        unmet,
+        nothing_open,
     }
 }
 

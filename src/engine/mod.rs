@@ -9,7 +9,7 @@
 mod explain;
 mod walk;
 
-pub use explain::explain;
+pub use explain::{Verdict, explain, verdict};
 pub use walk::{End, Step, Visit, Walk, walk};
 
 use std::collections::{BTreeSet, HashSet};
