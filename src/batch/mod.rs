@@ -118,12 +118,31 @@ impl Results {
     }
 }
 
-/// Walks that never reached a node reading the needs, by the answers alone: every set of
-/// needs with these answers walks the same way, so only the verdict (which needs go unmet)
-/// is worked out again. Most of a fleet ends at an outcome before the needs matter
-/// (`network=none`, firmware that cannot speak EnOS, no protocol left), and a walk is most of
-/// a decision's cost.
-type Walks<'c> = HashMap<u64, (engine::Walk<'c>, String), std::hash::BuildHasherDefault<KeyHasher>>;
+/// What earlier walks teach about later rows. A walk reads some answers and, at a cover node,
+/// maybe the needs, and nothing else: another row that agrees on what a walk read walks the
+/// same way. So each walk is remembered under the answers it read (a mask of question nibbles,
+/// the row's values under it) and, when it read the needs, the needs; a new profile is looked
+/// up under every mask seen so far (a handful). Most of a fleet ends before the needs matter
+/// (`network=none`, firmware that cannot speak EnOS, no protocol left), and the rest differ in
+/// answers the walk never read (a third-party cloud, once the firmware speaks EnOS): a walk is
+/// most of a decision's cost, and this leaves one per distinct path.
+#[derive(Default)]
+struct Walks<'c> {
+    /// Masks seen, each with whether its walks read the needs.
+    shapes: Vec<(u64, bool)>,
+    /// Walks that never read the needs: only the verdict (which needs go unmet) is redone.
+    blind: HashMap<(u64, u64), (engine::Walk<'c>, String), std::hash::BuildHasherDefault<KeyHasher>>,
+    /// Results of walks that read the needs, by (mask, values under it, needs).
+    read: HashMap<(u64, u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
+}
+
+impl Walks<'_> {
+    fn clear(&mut self) {
+        self.shapes.clear();
+        self.blind.clear();
+        self.read.clear();
+    }
+}
 
 /// Decide a profile (the verdict only: a row prints no reasons) and return its result's index.
 fn decide_row<'c>(
@@ -133,31 +152,52 @@ fn decide_row<'c>(
     results: &mut Results,
     walks: &mut Walks<'c>,
 ) -> u32 {
-    let d = if let Some((walked, outcome)) = walks.get(&key.values) {
-        engine::verdict(caps, &key.needs(caps), walked, outcome)
-    } else {
-        let answers = key.answers(caps);
-        let walked = match engine::walk(caps, &answers, true) {
-            Ok(w) => w,
-            Err(e) => return results.error(e.to_string()),
-        };
-        let outcome = match &walked.end {
-            engine::End::Outcome(o) => o.clone(),
-            engine::End::Pending(_) => {
-                let ids = engine::missing(caps, &answers);
-                return results.error(format!("missing answers for: {}", ids.join(", ")));
+    for &(mask, needs_read) in &walks.shapes {
+        if needs_read {
+            if let Some(&i) = walks.read.get(&(mask, key.values & mask, key.needs)) {
+                return i;
             }
-        };
-        let d = engine::verdict(caps, answers.need_list(), &walked, &outcome);
-        let read_needs = walked
-            .visits
-            .iter()
-            .any(|v| matches!(v.step, engine::Step::Covered { .. }));
-        if !read_needs {
-            walks.insert(key.values, (walked, outcome));
+        } else if let Some((walked, outcome)) = walks.blind.get(&(mask, key.values & mask)) {
+            let d = engine::verdict(caps, &key.needs(caps), walked, outcome);
+            return result_index(d, counters, results);
         }
-        d
+    }
+    let answers = key.answers(caps);
+    let walked = match engine::walk(caps, &answers, true) {
+        Ok(w) => w,
+        Err(e) => return results.error(e.to_string()),
     };
+    let outcome = match &walked.end {
+        engine::End::Outcome(o) => o.clone(),
+        engine::End::Pending(_) => {
+            let ids = engine::missing(caps, &answers);
+            return results.error(format!("missing answers for: {}", ids.join(", ")));
+        }
+    };
+    let d = engine::verdict(caps, answers.need_list(), &walked, &outcome);
+    let needs_read = walked
+        .visits
+        .iter()
+        .any(|v| matches!(v.step, engine::Step::Covered { .. }));
+    let mask = walked
+        .answers
+        .iter()
+        .filter_map(|a| caps.questions.iter().position(|q| q.id == a.question))
+        .fold(0u64, |m, q| m | Key::nibble_mask(q));
+    if !walks.shapes.contains(&(mask, needs_read)) {
+        walks.shapes.push((mask, needs_read));
+    }
+    let i = result_index(d, counters, results);
+    if needs_read {
+        walks.read.insert((mask, key.values & mask, key.needs), i);
+    } else {
+        walks.blind.insert((mask, key.values & mask), (walked, outcome));
+    }
+    i
+}
+
+/// The index of a verdict's printed result, stored once.
+fn result_index(d: engine::Verdict, counters: &mut Vec<(String, u64)>, results: &mut Results) -> u32 {
     let json_tail = format!(
         ",\"recommendation\":{},\"protocols\":{},\"unmet\":{}}}",
         Value::from(d.recommendation.as_str()),

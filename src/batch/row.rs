@@ -125,6 +125,14 @@ impl Key {
         }
     }
 
+    /// The bits of question `q`'s answer in `values` (none past the questions a key holds).
+    pub(super) fn nibble_mask(q: usize) -> u64 {
+        u32::try_from(q.saturating_mul(4))
+            .ok()
+            .and_then(|shift| 0xfu64.checked_shl(shift))
+            .unwrap_or(0)
+    }
+
     /// The needs, in the model's order.
     pub(super) fn needs(&self, caps: &Capabilities) -> Vec<String> {
         caps.features
