@@ -629,7 +629,8 @@ fn publish<I: AsyncRead + AsyncWrite + Unpin>(
         // A JSON reply by its id; raw bytes (`model/down_raw_reply`) by topic, oldest first.
         let raw_key = (topic.to_string(), String::new());
         let key = (topic.to_string(), rid);
-        let (waiting, raw) = match take_waiting(&mut s.commands, &key) {
+        let json_reply = reply.is_some() && !key.1.is_empty();
+        let (waiting, raw) = match json_reply.then(|| take_waiting(&mut s.commands, &key)).flatten() {
             Some(w) => (Some(w), false),
             None => (take_waiting(&mut s.commands, &raw_key), true),
         };
