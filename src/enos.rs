@@ -5,6 +5,10 @@
 //!
 //! Facts from the EnOS device-connection documentation and the official SDKs; see
 //! `shared/reference/enos-device-protocol.md`. "Assumed" marks what no source states.
+//!
+//! Why one file of over 600 lines: the upstream and downstream tables are the one place that
+//! says what EnOS accepts and sends, and they sit beside the envelope and codes they use; a
+//! fifth of the file is their tests.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -301,161 +305,37 @@ const fn raw(
 }
 
 /// Every upstream topic `serve` answers: topic to the methods accepted.
+#[rustfmt::skip]
 pub const UPSTREAM: &[UpstreamTopic] = &[
-    up(
-        Root::Sys,
-        "thing/measurepoint/post",
-        &["thing.measurepoint.post"],
-        "data null",
-    ),
-    up(
-        Root::Sys,
-        "thing/measurepoint/post/batch",
-        &["thing.measurepoint.post.batch"],
-        "data null; the first failing code",
-    ),
-    up(
-        Root::Sys,
-        "thing/measurepoint/resume",
-        &["thing.measurepoint.resume"],
-        "data null",
-    ),
-    up(
-        Root::Sys,
-        "thing/measurepoint/resume/batch",
-        &["thing.measurepoint.resume.batch"],
-        "data null",
-    ),
+    up(Root::Sys, "thing/measurepoint/post", &["thing.measurepoint.post"], "data null"),
+    up(Root::Sys, "thing/measurepoint/post/batch", &["thing.measurepoint.post.batch"], "data null; the first failing code"),
+    up(Root::Sys, "thing/measurepoint/resume", &["thing.measurepoint.resume"], "data null"),
+    up(Root::Sys, "thing/measurepoint/resume/batch", &["thing.measurepoint.resume.batch"], "data null"),
     // Python SDK 0.1.1 appends the id to the format: `thing.event.%s.post{id}`.
-    up(
-        Root::Sys,
-        "thing/event/{id}/post",
-        &["thing.event.{id}.post", "thing.event.%s.post{id}"],
-        "data null",
-    ),
-    up(
-        Root::Sys,
-        "thing/attribute/update",
-        &["thing.attribute.update"],
-        "data null",
-    ),
-    up(
-        Root::Sys,
-        "thing/attribute/query",
-        &["thing.attribute.query"],
-        "data {attrId: value}",
-    ),
-    up(
-        Root::Sys,
-        "thing/attribute/delete",
-        &["thing.attribute.delete"],
-        "data null",
-    ),
+    up(Root::Sys, "thing/event/{id}/post", &["thing.event.{id}.post", "thing.event.%s.post{id}"], "data null"),
+    up(Root::Sys, "thing/attribute/update", &["thing.attribute.update"], "data null"),
+    up(Root::Sys, "thing/attribute/query", &["thing.attribute.query"], "data {attrId: value}"),
+    up(Root::Sys, "thing/attribute/delete", &["thing.attribute.delete"], "data null"),
     up(Root::Sys, "thing/tag/update", &["thing.tag.update"], "data null"),
-    up(
-        Root::Sys,
-        "thing/tag/query",
-        &["thing.tag.query"],
-        "data {tagKey: value}",
-    ),
+    up(Root::Sys, "thing/tag/query", &["thing.tag.query"], "data {tagKey: value}"),
     up(Root::Sys, "thing/tag/delete", &["thing.tag.delete"], "data null"),
     up(Root::Sys, "thing/topo/add", &["thing.topo.add"], "data null"),
-    up(
-        Root::Sys,
-        "thing/topo/delete",
-        &["thing.topo.delete"],
-        "data null",
-    ),
-    up(
-        Root::Sys,
-        "thing/topo/get",
-        &["thing.topo.get"],
-        "data [{productKey, deviceKey}]",
-    ),
-    up(
-        Root::Sys,
-        "thing/device/register",
-        &["thing.device.register"],
-        "data [{productKey, deviceKey, deviceSecret, assetId}]",
-    ),
-    up(
-        Root::Sys,
-        "thing/tsltemplate/get",
-        &["thing.tsltemplate.get"],
-        "data: the product's thing model",
-    ),
-    raw(
-        Root::Sys,
-        "thing/model/up_raw",
-        &["thing.model.up_raw"],
-        "a raw reply on up_raw_reply",
-    ),
-    up(
-        Root::Sys,
-        "ota/device/inform",
-        &["ota.inform", "ota.device.inform"],
-        "data null",
-    ),
-    up(
-        Root::Sys,
-        "ota/device/progress",
-        &["ota.progress", "ota.device.progress"],
-        "data null",
-    ),
-    up(
-        Root::Sys,
-        "ota/device/request",
-        &["ota.request", "ota.device.request"],
-        "data [{version, signMethod, sign, fileUrl, fileSize}]",
-    ),
-    up(
-        Root::Sys,
-        "ota/device/getversion",
-        &["Ota.device.getversion", "ota.device.getversion"],
-        "data [{version, signMethod, sign, fileUrl, fileSize}]",
-    ),
-    up(
-        Root::Session,
-        "combine/login",
-        &["combine.login"],
-        "data {productKey, deviceKey}",
-    ),
-    up(
-        Root::Session,
-        "combine/login/batch",
-        &["combine.login.batch"],
-        "data {loginedSubDevices}",
-    ),
-    up(
-        Root::Session,
-        "combine/logout",
-        &["combine.logout"],
-        "data {productKey, deviceKey}",
-    ),
-    up(
-        Root::Integration,
-        "measurepoint/post",
-        &["integration.measurepoint.post"],
-        "params [{deviceKey, time, measurepoints}]",
-    ),
-    up(
-        Root::Integration,
-        "event/post",
-        &["integration.event.post"],
-        "params [{deviceKey, time, events}]",
-    ),
-    up(
-        Root::Integration,
-        "attribute/post",
-        &["integration.attribute.post"],
-        "params [{deviceKey, attributes}]",
-    ),
-    raw(
-        Root::Integration,
-        "model/up_raw",
-        &["integration.model.up_raw"],
-        "a raw reply on up_raw_reply",
-    ),
+    up(Root::Sys, "thing/topo/delete", &["thing.topo.delete"], "data null"),
+    up(Root::Sys, "thing/topo/get", &["thing.topo.get"], "data [{productKey, deviceKey}]"),
+    up(Root::Sys, "thing/device/register", &["thing.device.register"], "data [{productKey, deviceKey, deviceSecret, assetId}]"),
+    up(Root::Sys, "thing/tsltemplate/get", &["thing.tsltemplate.get"], "data: the product's thing model"),
+    raw(Root::Sys, "thing/model/up_raw", &["thing.model.up_raw"], "a raw reply on up_raw_reply"),
+    up(Root::Sys, "ota/device/inform", &["ota.inform", "ota.device.inform"], "data null"),
+    up(Root::Sys, "ota/device/progress", &["ota.progress", "ota.device.progress"], "data null"),
+    up(Root::Sys, "ota/device/request", &["ota.request", "ota.device.request"], "data [{version, signMethod, sign, fileUrl, fileSize}]"),
+    up(Root::Sys, "ota/device/getversion", &["Ota.device.getversion", "ota.device.getversion"], "data [{version, signMethod, sign, fileUrl, fileSize}]"),
+    up(Root::Session, "combine/login", &["combine.login"], "data {productKey, deviceKey}"),
+    up(Root::Session, "combine/login/batch", &["combine.login.batch"], "data {loginedSubDevices}"),
+    up(Root::Session, "combine/logout", &["combine.logout"], "data {productKey, deviceKey}"),
+    up(Root::Integration, "measurepoint/post", &["integration.measurepoint.post"], "params [{deviceKey, time, measurepoints}]"),
+    up(Root::Integration, "event/post", &["integration.event.post"], "params [{deviceKey, time, events}]"),
+    up(Root::Integration, "attribute/post", &["integration.attribute.post"], "params [{deviceKey, attributes}]"),
+    raw(Root::Integration, "model/up_raw", &["integration.model.up_raw"], "a raw reply on up_raw_reply"),
 ];
 
 /// What a device may send on a topic and EnOS answers.
@@ -541,62 +421,19 @@ pub struct DownstreamMethod {
 }
 
 /// Every command EnOS sends a device, from the SDKs' command classes.
+#[rustfmt::skip]
 pub const DOWNSTREAM: &[DownstreamMethod] = &[
-    DownstreamMethod {
-        method: "thing.service.measurepoint.set",
-        topic: "thing/service/measurepoint/set",
-        kind: Downstream::MeasurepointSet,
-    },
-    DownstreamMethod {
-        method: "thing.service.measurepoint.get",
-        topic: "thing/service/measurepoint/get",
-        kind: Downstream::MeasurepointGet,
-    },
-    DownstreamMethod {
-        method: "thing.service.{serviceId}",
-        topic: "thing/service/{serviceId}",
-        kind: Downstream::Service,
-    },
-    DownstreamMethod {
-        method: "thing.model.down_raw",
-        topic: "thing/model/down_raw",
-        kind: Downstream::Raw,
-    },
-    DownstreamMethod {
-        method: "ota.device.upgrade",
-        topic: "ota/device/upgrade",
-        kind: Downstream::OtaUpgrade,
-    },
-    DownstreamMethod {
-        method: "combine.enable",
-        topic: "combine/enable",
-        kind: Downstream::SubLifecycle(Lifecycle::Enable),
-    },
-    DownstreamMethod {
-        method: "combine.disable",
-        topic: "combine/disable",
-        kind: Downstream::SubLifecycle(Lifecycle::Disable),
-    },
-    DownstreamMethod {
-        method: "combine.delete",
-        topic: "combine/delete",
-        kind: Downstream::SubLifecycle(Lifecycle::Delete),
-    },
-    DownstreamMethod {
-        method: "thing.enable",
-        topic: "thing/enable",
-        kind: Downstream::Lifecycle(Lifecycle::Enable),
-    },
-    DownstreamMethod {
-        method: "thing.disable",
-        topic: "thing/disable",
-        kind: Downstream::Lifecycle(Lifecycle::Disable),
-    },
-    DownstreamMethod {
-        method: "thing.delete",
-        topic: "thing/delete",
-        kind: Downstream::Lifecycle(Lifecycle::Delete),
-    },
+    DownstreamMethod { method: "thing.service.measurepoint.set", topic: "thing/service/measurepoint/set", kind: Downstream::MeasurepointSet },
+    DownstreamMethod { method: "thing.service.measurepoint.get", topic: "thing/service/measurepoint/get", kind: Downstream::MeasurepointGet },
+    DownstreamMethod { method: "thing.service.{serviceId}", topic: "thing/service/{serviceId}", kind: Downstream::Service },
+    DownstreamMethod { method: "thing.model.down_raw", topic: "thing/model/down_raw", kind: Downstream::Raw },
+    DownstreamMethod { method: "ota.device.upgrade", topic: "ota/device/upgrade", kind: Downstream::OtaUpgrade },
+    DownstreamMethod { method: "combine.enable", topic: "combine/enable", kind: Downstream::SubLifecycle(Lifecycle::Enable) },
+    DownstreamMethod { method: "combine.disable", topic: "combine/disable", kind: Downstream::SubLifecycle(Lifecycle::Disable) },
+    DownstreamMethod { method: "combine.delete", topic: "combine/delete", kind: Downstream::SubLifecycle(Lifecycle::Delete) },
+    DownstreamMethod { method: "thing.enable", topic: "thing/enable", kind: Downstream::Lifecycle(Lifecycle::Enable) },
+    DownstreamMethod { method: "thing.disable", topic: "thing/disable", kind: Downstream::Lifecycle(Lifecycle::Disable) },
+    DownstreamMethod { method: "thing.delete", topic: "thing/delete", kind: Downstream::Lifecycle(Lifecycle::Delete) },
 ];
 
 /// The downstream kind of `method`, and the service id of `thing.service.{serviceId}`.

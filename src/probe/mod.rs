@@ -5,6 +5,9 @@
 //! time, as its `relogin` stage). A failure names its stage and one of the error kinds below.
 //! With EnOS keys and `--measurepoint` it goes one level up: it posts a measure point and
 //! reads EnOS's reply code ([`EnosReply`]).
+//!
+//! Why over 600 lines: the shared stage model, the login material and the options every
+//! protocol's probe reads sit together; each protocol's own work is in its module.
 
 pub mod coap;
 pub mod http;

@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Endpoint, Identity, requests::firmware_json};
+use super::{Endpoint, Identity, apply::firmware_json};
 use crate::enos::{self, Downstream, Request};
 
 /// A command on its way to a connected device, and where its reply goes.

@@ -9,13 +9,16 @@
 //! - [`logins`]: who may log in (MQTT CONNECT, HTTP and CoAP signs, DTLS-PSK, sub-devices
 //!   through a gateway, message integration), activation secrets, HTTP sessions, CoAP bindings.
 //! - [`requests`]: the answer to one upstream message: the per-protocol table of
-//!   `capabilities.toml`, EnOS's checks in order, and what the request does to the twin.
+//!   `capabilities.toml` and EnOS's checks in order; [`apply`]: what the request then does
+//!   to the twin, and the reply's `data`.
 //! - [`twin`]: the device twin, the one owner of per-device state (`GET /twin/devices`).
 //! - [`events`]: the event log and the record file, written before a reply leaves.
 //! - [`listen`] and one module per protocol: [`mqtt`] (rumqttc's MQTT 3.1.1 codec), [`http`]
 //!   (hyper's server, also `/twin/...`), [`coap`] (coap-lite over UDP, webrtc-dtls for
 //!   DTLS-PSK); [`commands`] carries a test's command to a device and its reply back.
 
+pub mod apply;
+pub mod clients;
 pub mod coap;
 pub mod commands;
 pub mod events;
@@ -104,9 +107,9 @@ pub struct Endpoint {
     /// Connected MQTT devices a command can be sent to.
     connected: Mutex<HashMap<Identity, mpsc::Sender<Downlink>>>,
     /// MQTT client ids of the live connections, for takeover (MQTT-3.1.4-2).
-    clients: Mutex<HashMap<String, mqtt::Takeover>>,
+    clients: Mutex<HashMap<String, clients::Takeover>>,
     /// The subscriptions of clean-session-0 clients that left, by client id (MQTT-3.1.2-4).
-    sessions_kept: Mutex<mqtt::KeptSessions>,
+    sessions_kept: Mutex<clients::KeptSessions>,
     sink: events::Sink,
 }
 

@@ -13,7 +13,11 @@
 //! is closed (MQTT-3.1.4-2); a QoS 2 PUBLISH sent again before its PUBREL is acknowledged and
 //! not processed again (MQTT-4.3.3-2); a clean-session-0 client's subscriptions are kept for
 //! its return, and CONNACK's session present says whether they were (MQTT-3.2.2-2), bounded by
-//! [`MAX_KEPT_SESSIONS`]. A reply leaves only once its request's event is in the record.
+//! [`super::clients::MAX_KEPT_SESSIONS`]. A reply leaves only once its request's event is in the record.
+//!
+//! Why over 600 lines: one connection's life (CONNECT, the loop, every packet kind, replies,
+//! commands) reads in one place; client ids and kept sessions are in [`super::clients`], the
+//! gateway's sub-devices in [`super::gateway`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -30,13 +34,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use super::clients::{MAX_KEPT_FILTERS, connect_level, next_connection};
 use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_PACKET};
 use crate::enos::{self, Reply, Request};
-
-/// The most clean-session-0 sessions kept for clients that left; the oldest goes first.
-pub const MAX_KEPT_SESSIONS: usize = 10_000;
-/// The most subscriptions kept per session.
-const MAX_KEPT_FILTERS: usize = 1000;
 
 /// How long a client may take to send CONNECT after the TCP connection opens.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
@@ -183,105 +183,6 @@ impl Session {
                 .iter()
                 .any(|s| enos::owns(topic, &s.product_key, &s.device_key) && ep.twin.enabled(s) == Some(true))
     }
-}
-
-/// A live connection's claim on its client id: told when a newer connection takes it over.
-pub struct Takeover {
-    connection: u64,
-    taken: Arc<Notify>,
-}
-
-/// The subscriptions of clean-session-0 clients that left, by client id, oldest out first.
-#[derive(Default)]
-pub struct KeptSessions {
-    map: HashMap<String, Vec<(String, QoS)>>,
-    order: VecDeque<String>,
-}
-
-impl KeptSessions {
-    fn keep(&mut self, client_id: &str, subscriptions: Vec<(String, QoS)>) {
-        if self.map.insert(client_id.to_string(), subscriptions).is_none() {
-            self.order.push_back(client_id.to_string());
-        }
-        while self.map.len() > MAX_KEPT_SESSIONS {
-            let Some(old) = self.order.pop_front() else { break };
-            self.map.remove(&old);
-        }
-    }
-
-    fn take(&mut self, client_id: &str) -> Option<Vec<(String, QoS)>> {
-        let kept = self.map.remove(client_id)?;
-        self.order.retain(|c| c != client_id);
-        Some(kept)
-    }
-}
-
-impl Endpoint {
-    /// Claim `client_id` for a new connection; an older connection holding it is told to close.
-    /// Whether one was taken over.
-    fn claim_client(&self, client_id: &str, connection: u64, taken: Arc<Notify>) -> bool {
-        let Ok(mut c) = self.clients.lock() else {
-            return false;
-        };
-        let old = c.insert(client_id.to_string(), Takeover { connection, taken });
-        if let Some(old) = &old {
-            old.taken.notify_one();
-        }
-        old.is_some()
-    }
-
-    fn release_client(&self, client_id: &str, connection: u64) {
-        if let Ok(mut c) = self.clients.lock()
-            && c.get(client_id).is_some_and(|t| t.connection == connection)
-        {
-            c.remove(client_id);
-        }
-    }
-
-    /// A clean-session-0 client's kept subscriptions (and that there were), or `None`; a
-    /// clean-session-1 client's are dropped.
-    fn resume_session(&self, client_id: &str, clean: bool) -> Option<Vec<(String, QoS)>> {
-        let mut kept = self.sessions_kept.lock().ok()?;
-        let found = kept.take(client_id);
-        if clean { None } else { found }
-    }
-
-    fn keep_session(&self, client_id: &str, subscriptions: Vec<(String, QoS)>) {
-        if let Ok(mut kept) = self.sessions_kept.lock() {
-            kept.keep(client_id, subscriptions);
-        }
-    }
-}
-
-/// A connection number, for the client id table.
-fn next_connection() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-/// The protocol name and level of a CONNECT at the start of `buf`, read without the codec
-/// (which refuses levels other than 4 and 5 before anyone can answer them).
-fn connect_level(buf: &[u8]) -> Option<(String, u8)> {
-    if buf.first()? >> 4 != 1 {
-        return None;
-    }
-    // The remaining length: one to four bytes.
-    let mut i = 1;
-    loop {
-        let b = *buf.get(i)?;
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        if i > 4 {
-            return None;
-        }
-    }
-    let len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
-    let start = i + 2;
-    let name = buf.get(start..start.checked_add(len)?)?;
-    let level = *buf.get(start + len)?;
-    Some((String::from_utf8_lossy(name).into_owned(), level))
 }
 
 async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
