@@ -525,4 +525,42 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn typed_models_and_firmwares_read_and_their_problems_are_located() {
+        let text = "[[products]]\nkey = \"p\"\nmeasurepoints = [\"a\"]\n\n\
+                    [[products]]\nkey = \"q\"\n[products.measurepoints.temp]\ntype = \"float\"\n\
+                    [products.attributes.color]\ntype = \"string\"\n\
+                    [products.events.overheat]\ntype = \"WARN\"\noutputs.level = { type = \"int\" }\n\
+                    [products.services.restart]\ncall = \"sync\"\n\n\
+                    [[firmwares]]\nproduct = \"q\"\nversion = \"1.0\"\nurl = \"https://x/1.bin\"\n\
+                    md5 = \"0123456789abcdef0123456789abcdef\"\nsize = 10\n";
+        let r = Registry::parse(&SourceFile::new("r.toml", text)).expect("valid");
+        let q = r.product("q").expect("q");
+        let temp = q
+            .measurepoints
+            .as_ref()
+            .and_then(|m| m.get("temp"))
+            .expect("typed point");
+        assert!(temp.accepts(&serde_json::json!(1.5)) && !temp.accepts(&serde_json::json!("hot")));
+        assert!(
+            r.product("p")
+                .and_then(|p| p.measurepoints.as_ref())
+                .is_some_and(|m| m.get("a").is_some())
+        );
+        assert_eq!(r.firmwares_of("q").count(), 1);
+        let bad = "[[products]]\nkey = \"q\"\n[products.measurepoints.temp]\ntype = \"flaot\"\n\n\
+                   [[firmwares]]\nproduct = \"qq\"\nversion = \"1\"\nurl = \"u\"\nmd5 = \"xyz\"\nsize = 1\n";
+        let err = Registry::parse(&SourceFile::new("r.toml", bad))
+            .expect_err("invalid")
+            .to_string();
+        for expected in [
+            "r.toml:3:25: `temp` of product `q` has type `flaot`",
+            "did you mean `float`?",
+            "r.toml:7:1: firmware `1` names product `qq`",
+            "r.toml:10:1: firmware `1`: md5 must be 32 hex digits",
+        ] {
+            assert!(err.contains(expected), "`{expected}` in:\n{err}");
+        }
+    }
 }
