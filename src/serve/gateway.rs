@@ -97,10 +97,7 @@ pub(super) fn sub_devices(
         "combine/logout" => {
             let (pk, dk) = keys_in(&params);
             let (pk, dk) = (pk.as_str(), dk.as_str());
-            let sub = Identity::new(pk, dk);
-            if s.subdevices.remove(&sub) {
-                ep.twin.disconnected(&sub);
-            }
+            log_out(s, ep, &params, "combine.logout");
             Reply::new(
                 reply.id,
                 enos::SUCCESS,
@@ -115,4 +112,22 @@ pub(super) fn sub_devices(
 fn keys_in(params: &Value) -> (String, String) {
     let key = |k: &str| text_field(params, k).unwrap_or_default();
     (key("productKey"), key("deviceKey"))
+}
+
+/// Take the sub-device `params` names out of the gateway's session (a logout, or a disable or
+/// delete command): offline in the twin, its topics closed to the connection.
+pub(super) fn log_out(s: &mut Session, ep: &Endpoint, params: &Value, why: &str) {
+    let (pk, dk) = keys_in(params);
+    let sub = Identity::new(&pk, &dk);
+    if s.subdevices.remove(&sub) {
+        ep.twin.disconnected(&sub);
+        ep.emit(
+            Event::new("subdevice_logout", s.protocol)
+                .device(&sub)
+                .message(format!(
+                    "{why} through gateway {}/{}",
+                    s.id.product_key, s.id.device_key
+                )),
+        );
+    }
 }

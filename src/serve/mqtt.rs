@@ -619,6 +619,12 @@ fn command<I: AsyncRead + AsyncWrite + Unpin>(
             .topic(&cmd.topic)
             .method(&cmd.method),
     );
+    // A sub-device disabled or deleted is logged out of its gateway's session at once.
+    if matches!(cmd.method.as_str(), "combine.disable" | "combine.delete")
+        && let Ok(v) = serde_json::from_slice::<Value>(&cmd.payload)
+    {
+        super::gateway::log_out(s, ep, v.get("params").unwrap_or(&Value::Null), &cmd.method);
+    }
     // Commands whose test stopped waiting are dropped, so the table stays small.
     for queue in s.commands.values_mut() {
         queue.retain(|waiting| !waiting.is_closed());

@@ -307,7 +307,21 @@ fn commands_change_the_twin_and_methods_outside_enos_get_400_with_the_list() {
     m.publish("/sys/pk1/dk1/thing/model/down_raw_reply", b"\x02pong");
     let (status, v) = asked.join().expect("joined");
     assert_eq!((status, &v["payload_base64"]), (200, &json!("AnBvbmc=")), "{v}");
-    // combine.disable for sub1 goes to its gateway's session topic and disables it at once.
+    // combine.disable for sub1 goes to its gateway's session topic and disables it at once,
+    // logging it out of the gateway's session.
+    let c = creds("subdevice", "pk1", "sub1", "static", "Sub-Canary-4c2");
+    let mut params = serde_json::Map::new();
+    for (k, v) in &c.fields {
+        params.insert(k.clone(), json!(v));
+    }
+    let r = request(
+        &mut m,
+        "/ext/session/pk1/dk1/combine/login",
+        "combine.login",
+        Value::Object(params.clone()),
+    );
+    assert_eq!(r["code"], 200, "{r}");
+    assert_eq!(twin(e.http, "sub1")["status"], "online");
     let http = e.http;
     let asked = std::thread::spawn(move || {
         http_post(
@@ -324,12 +338,12 @@ fn commands_change_the_twin_and_methods_outside_enos_get_400_with_the_list() {
     m.publish(&format!("{topic}_reply"), reply.to_string().as_bytes());
     let (status, v) = asked.join().expect("joined");
     assert_eq!(status, 200, "{v}");
-    assert_eq!(twin(e.http, "sub1")["enabled"], false);
-    let c = creds("subdevice", "pk1", "sub1", "static", "Sub-Canary-4c2");
-    let mut params = serde_json::Map::new();
-    for (k, v) in &c.fields {
-        params.insert(k.clone(), json!(v));
-    }
+    let t = twin(e.http, "sub1");
+    assert_eq!(
+        (&t["enabled"], &t["status"]),
+        (&json!(false), &json!("offline")),
+        "{t}"
+    );
     let r = request(
         &mut m,
         "/ext/session/pk1/dk1/combine/login",
