@@ -4,7 +4,7 @@
 //! before the codec, so another level gets CONNACK 0x01 (MQTT-3.1.2-2).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rumqttc::mqttbytes::QoS;
 use tokio::sync::Notify;
@@ -16,10 +16,23 @@ pub const MAX_KEPT_SESSIONS: usize = 10_000;
 /// The most subscriptions kept per session.
 pub(super) const MAX_KEPT_FILTERS: usize = 1000;
 
+/// A connection's subscriptions, shared with the client id table so that a connection that
+/// takes over a clean-session-0 client gets its session.
+pub type Subscriptions = Arc<Mutex<Vec<(String, QoS)>>>;
+
 /// A live connection's claim on its client id: told when a newer connection takes it over.
 pub struct Takeover {
     connection: u64,
     taken: Arc<Notify>,
+    clean: bool,
+    subscriptions: Subscriptions,
+}
+
+/// What a new connection's CONNECT found: whether it took a live connection over, and the
+/// session it continues (CONNACK's session present), if any.
+pub(super) struct Claimed {
+    pub(super) took_over: bool,
+    pub(super) session: Option<Vec<(String, QoS)>>,
 }
 
 /// The subscriptions of clean-session-0 clients that left, by client id, oldest out first.
@@ -48,17 +61,40 @@ impl KeptSessions {
 }
 
 impl Endpoint {
-    /// Claim `client_id` for a new connection; an older connection holding it is told to close.
-    /// Whether one was taken over.
-    pub(super) fn claim_client(&self, client_id: &str, connection: u64, taken: Arc<Notify>) -> bool {
-        let Ok(mut c) = self.clients.lock() else {
-            return false;
-        };
-        let old = c.insert(client_id.to_string(), Takeover { connection, taken });
+    /// Claim `client_id` for a new connection; an older connection holding it is told to close
+    /// (MQTT-3.1.4-2). A clean-session-0 CONNECT continues the session of the connection it
+    /// took over, or the one kept since the client left; a clean-session-1 CONNECT drops both.
+    pub(super) fn claim_client(
+        &self,
+        client_id: &str,
+        connection: u64,
+        taken: Arc<Notify>,
+        clean: bool,
+        subscriptions: Subscriptions,
+    ) -> Claimed {
+        let old = self.clients.lock().ok().and_then(|mut c| {
+            c.insert(
+                client_id.to_string(),
+                Takeover {
+                    connection,
+                    taken,
+                    clean,
+                    subscriptions,
+                },
+            )
+        });
         if let Some(old) = &old {
             old.taken.notify_one();
         }
-        old.is_some()
+        let kept = self.sessions_kept.lock().ok().and_then(|mut k| k.take(client_id));
+        let live = old
+            .as_ref()
+            .filter(|o| !o.clean)
+            .map(|o| o.subscriptions.lock().map(|s| s.clone()).unwrap_or_default());
+        Claimed {
+            took_over: old.is_some(),
+            session: if clean { None } else { live.or(kept) },
+        }
     }
 
     pub(super) fn release_client(&self, client_id: &str, connection: u64) {
@@ -67,14 +103,6 @@ impl Endpoint {
         {
             c.remove(client_id);
         }
-    }
-
-    /// A clean-session-0 client's kept subscriptions (and that there were), or `None`; a
-    /// clean-session-1 client's are dropped.
-    pub(super) fn resume_session(&self, client_id: &str, clean: bool) -> Option<Vec<(String, QoS)>> {
-        let mut kept = self.sessions_kept.lock().ok()?;
-        let found = kept.take(client_id);
-        if clean { None } else { found }
     }
 
     pub(super) fn keep_session(&self, client_id: &str, subscriptions: Vec<(String, QoS)>) {

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use super::clients::{MAX_KEPT_FILTERS, connect_level, next_connection};
+use super::clients::{MAX_KEPT_FILTERS, Subscriptions, connect_level, next_connection};
 use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_PACKET};
 use crate::enos::{self, Reply, Request};
 
@@ -171,7 +171,7 @@ pub(super) struct Session {
     /// QoS 2 packet ids whose PUBREL has not come yet (at most 65,536 by their size).
     qos2: HashSet<u16>,
     /// The topic filters subscribed, kept for a clean-session-0 client's return.
-    subscriptions: Vec<(String, QoS)>,
+    subscriptions: Subscriptions,
 }
 
 impl Session {
@@ -296,8 +296,15 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     };
     let connection = next_connection();
     let taken = Arc::new(Notify::new());
-    let took_over = ep.claim_client(&connect.client_id, connection, taken.clone());
-    let kept = ep.resume_session(&connect.client_id, connect.clean_session);
+    let subscriptions = Subscriptions::default();
+    let claimed = ep.claim_client(
+        &connect.client_id,
+        connection,
+        taken.clone(),
+        connect.clean_session,
+        subscriptions.clone(),
+    );
+    let (took_over, kept) = (claimed.took_over, claimed.session);
     if !wire
         .send(Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,
@@ -329,13 +336,16 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     ep.twin.connected(&id, protocol, None);
     let (tx, mut rx) = mpsc::channel::<Downlink>(8);
     ep.connect_device(&id, tx.clone());
+    if let (Some(k), Ok(mut subs)) = (&kept, subscriptions.lock()) {
+        subs.clone_from(k);
+    }
     let mut s = Session {
         id: id.clone(),
         protocol,
         subdevices: HashSet::new(),
         commands: HashMap::new(),
         qos2: HashSet::new(),
-        subscriptions: kept.unwrap_or_default(),
+        subscriptions,
     };
     if let Some(secret) = secret {
         // The platform pushes the device secret; the device never subscribes to it.
@@ -392,8 +402,14 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     let _ = wire.write_out().await;
     ep.disconnect_device(&id, &tx);
     ep.release_client(&connect.client_id, connection);
-    if !connect.clean_session {
-        ep.keep_session(&connect.client_id, std::mem::take(&mut s.subscriptions));
+    // A session taken over went on with the newer connection; a clean one is not kept.
+    if !connect.clean_session && !why.starts_with("taken over") {
+        let subs = s
+            .subscriptions
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        ep.keep_session(&connect.client_id, subs);
     }
     ep.twin.disconnected(&id);
     for sub in &s.subdevices {
@@ -419,10 +435,11 @@ async fn handle<I: AsyncRead + AsyncWrite + Unpin>(
             let mut codes = Vec::with_capacity(sub.filters.len());
             for f in &sub.filters {
                 if s.may_use(ep, &f.path) {
-                    if s.subscriptions.len() < MAX_KEPT_FILTERS
-                        && !s.subscriptions.iter().any(|(p, _)| *p == f.path)
+                    if let Ok(mut subs) = s.subscriptions.lock()
+                        && subs.len() < MAX_KEPT_FILTERS
+                        && !subs.iter().any(|(p, _)| *p == f.path)
                     {
-                        s.subscriptions.push((f.path.clone(), f.qos));
+                        subs.push((f.path.clone(), f.qos));
                     }
                     // Replies go out at QoS 0 and 1 is the most granted: QoS 2 is not EnOS's.
                     let granted = if f.qos == QoS::AtMostOnce {
@@ -444,7 +461,9 @@ async fn handle<I: AsyncRead + AsyncWrite + Unpin>(
             wire.queue(Packet::SubAck(SubAck::new(sub.pkid, codes)))
         }
         Packet::Unsubscribe(u) => {
-            s.subscriptions.retain(|(p, _)| !u.topics.contains(p));
+            if let Ok(mut subs) = s.subscriptions.lock() {
+                subs.retain(|(p, _)| !u.topics.contains(p));
+            }
             wire.queue(Packet::UnsubAck(UnsubAck::new(u.pkid)))
         }
         Packet::PingReq => wire.queue(Packet::PingResp),

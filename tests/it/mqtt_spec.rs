@@ -128,7 +128,14 @@ fn a_second_connection_with_the_same_client_id_takes_over_the_first() {
         (0, true),
         "session present after a clean-session-0 return"
     );
-    drop(back);
+    // A clean-session-0 takeover continues the live connection's session.
+    let (mut newer, ack) = connect(false);
+    assert_eq!(ack, (0, true), "the session of the connection taken over");
+    let mut older = back.0;
+    assert!(older.next().is_none(), "the older connection is closed");
+    send_packet(&mut newer.stream, Packet::PingReq);
+    assert!(matches!(newer.next(), Some(Packet::PingResp)));
+    drop(newer);
     let (_c, ack) = connect(true);
     assert_eq!(ack, (0, false), "a clean session drops what was kept");
 }
