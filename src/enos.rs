@@ -324,6 +324,11 @@ pub const UPSTREAM: &[UpstreamTopic] = &[
     up(Root::Sys, "thing/topo/get", &["thing.topo.get"], "data [{productKey, deviceKey}]"),
     up(Root::Sys, "thing/device/register", &["thing.device.register"], "data [{productKey, deviceKey, deviceSecret, assetId}]"),
     up(Root::Sys, "thing/tsltemplate/get", &["thing.tsltemplate.get"], "data: the product's thing model"),
+    // The Java SDK's device log, network and connection state reports (methods assumed from the
+    // topics: the stored MethodConstants does not show the last two).
+    up(Root::Sys, "thing/log/post", &["thing.log.post"], "data null"),
+    up(Root::Sys, "network/status/report", &["network.status.report"], "data null"),
+    up(Root::Sys, "connection/state/post", &["connection.state.post"], "data null"),
     raw(Root::Sys, "thing/model/up_raw", &["thing.model.up_raw"], "a raw reply on up_raw_reply"),
     up(Root::Sys, "ota/device/inform", &["ota.inform", "ota.device.inform"], "data null"),
     up(Root::Sys, "ota/device/progress", &["ota.progress", "ota.device.progress"], "data null"),

@@ -103,6 +103,10 @@ impl Endpoint {
                     .last();
                 Ok(Value::Array(offer.into_iter().map(firmware_json).collect()))
             }
+            "network.status.report" => {
+                self.twin.set_network(id, params.clone());
+                Ok(Value::Null)
+            }
             m if m.starts_with("integration.") => self.integration(protocol, t, topic, m, params),
             m if m.starts_with("thing.event.") => {
                 let event = t.rest.split('/').nth(2).unwrap_or_default();

@@ -118,6 +118,7 @@ struct DeviceState {
     firmware: Option<FirmwareState>,
     ota: Option<OtaState>,
     events: VecDeque<EventValue>,
+    network: Option<Value>,
     /// The secret of a registered device (a registry device's is in the registry).
     secret: Option<Secret>,
 }
@@ -145,6 +146,8 @@ pub struct DeviceView {
     pub firmware: Option<FirmwareState>,
     pub ota: Option<OtaState>,
     pub events: Vec<EventValue>,
+    /// The last `network.status.report` params (rssi, snr, packetLossRate, networkType, ...).
+    pub network: Option<Value>,
 }
 
 /// Why the twin refused a change: an EnOS code and a message.
@@ -478,6 +481,11 @@ impl Twin {
         });
     }
 
+    /// A network status report (the Java SDK's `network/status/report`).
+    pub fn set_network(&self, id: &Identity, report: Value) {
+        self.device(id, |d| d.network = Some(report));
+    }
+
     /// Enable or disable a device; `false` when there is no such device.
     pub fn set_enabled(&self, id: &Identity, enabled: bool) -> bool {
         self.device(id, |d| d.enabled = enabled).is_some()
@@ -551,6 +559,7 @@ fn view(all: &BTreeMap<Identity, DeviceState>, id: &Identity, d: &DeviceState) -
         firmware: d.firmware.clone(),
         ota: d.ota.clone(),
         events: d.events.iter().cloned().collect(),
+        network: d.network.clone(),
     }
 }
 

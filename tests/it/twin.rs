@@ -133,7 +133,28 @@ fn the_twin_holds_what_devices_sent_and_get_twin_devices_shows_it() {
         "thing.event.overheat.post",
         json!({"events": {"level": 2}}),
     );
+    for (topic, method, params) in [
+        (
+            "thing/log/post",
+            "thing.log.post",
+            json!({"logs": {"level": "info"}, "time": 1}),
+        ),
+        (
+            "network/status/report",
+            "network.status.report",
+            json!({"rssi": -60.5, "networkType": "4G"}),
+        ),
+        (
+            "connection/state/post",
+            "connection.state.post",
+            json!({"isFull": false, "nodes": []}),
+        ),
+    ] {
+        let r = request(&mut m, &format!("{sys}/{topic}"), method, params);
+        assert_eq!(r["code"], 200, "{topic}: {r}");
+    }
     let t = twin(e.http, "dk1");
+    assert_eq!(t["network"]["rssi"], -60.5);
     assert_eq!(t["status"], "online");
     assert_eq!(t["protocol"], "mqtt");
     assert_eq!(
