@@ -484,6 +484,26 @@ fn every_feature_is_accepted_over_a_protocol_iff_the_table_supports_it() {
         }
     }
     assert!(cases >= 60, "{cases} cases");
+    // The rows without patterns are not messages on a topic: logins (static, dynamic, mutual
+    // TLS), HTTP multipart files, and downlink (which serve sends over MQTT only). A new row
+    // that is about topics must get patterns, and then this test covers it.
+    let without: Vec<&str> = caps
+        .features
+        .iter()
+        .filter(|f| f.patterns.is_empty())
+        .map(|f| f.id.as_str())
+        .collect();
+    assert_eq!(
+        without,
+        [
+            "static_auth",
+            "dynamic_auth",
+            "mutual_tls",
+            "file_upload",
+            "downlink_commands",
+            "passthrough_down"
+        ]
+    );
     let events = e.events();
     assert!(
         events.contains(r#""event":"refused","protocol":"http""#),
