@@ -20,6 +20,16 @@ struct Serve {
     dir: tempfile::TempDir,
 }
 
+/// A test that fails before `stop` leaves no serve running behind it.
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Serve {
     fn start(registry: &str, extra: &[&str]) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
