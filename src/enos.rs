@@ -5,6 +5,10 @@
 //!
 //! Facts from the EnOS device-connection documentation and the official SDKs; see
 //! `shared/reference/enos-device-protocol.md`. "Assumed" marks what no source states.
+//!
+//! Why one file of over 600 lines: the upstream and downstream tables are the one place that
+//! says what EnOS accepts and sends, and they sit beside the envelope and codes they use; a
+//! fifth of the file is their tests.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -167,6 +171,12 @@ pub fn owns(topic: &str, pk: &str, dk: &str) -> bool {
             .and_then(|t| t.strip_prefix(dk))
             .is_some_and(|t| t.starts_with('/'))
     };
+    if dk == INTEGRATION_DK {
+        return topic
+            .strip_prefix("/sys/")
+            .and_then(|t| t.strip_prefix(pk))
+            .is_some_and(|t| t.starts_with("/integration/"));
+    }
     of("/sys/") || of("/ext/session/")
 }
 
@@ -194,11 +204,24 @@ pub const COMBINE_LOGIN_BATCH: &str = "combine.login.batch";
 pub const COMBINE_LOGOUT: &str = "combine.logout";
 pub const MEASUREPOINT_SET: &str = "thing.service.measurepoint.set";
 
+/// Where a topic lives: `/sys/{pk}/{dk}/`, `/ext/session/{pk}/{dk}/`, or message
+/// integration's `/sys/{pk}/integration/` (whose device key is `%channel%`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    Sys,
+    Session,
+    Integration,
+}
+
+/// The device key of a message integration login (securemode 4).
+pub const INTEGRATION_DK: &str = "%channel%";
+
 /// A topic split into its root, product key, device key and the rest (`thing/measurepoint/post`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topic<'t> {
-    pub session: bool,
+    pub root: Root,
     pub product_key: &'t str,
+    /// [`INTEGRATION_DK`] under [`Root::Integration`].
     pub device_key: &'t str,
     pub rest: &'t str,
 }
@@ -212,61 +235,242 @@ pub fn split(topic: &str) -> Option<Topic<'_>> {
     let product_key = parts.next().filter(|s| !s.is_empty())?;
     let device_key = parts.next().filter(|s| !s.is_empty())?;
     let rest = parts.next().filter(|s| !s.is_empty())?;
+    if !session && device_key == "integration" && integration_topic(rest).is_some() {
+        return Some(Topic {
+            root: Root::Integration,
+            product_key,
+            device_key: INTEGRATION_DK,
+            rest,
+        });
+    }
     Some(Topic {
-        session,
+        root: if session { Root::Session } else { Root::Sys },
         product_key,
         device_key,
         rest,
     })
 }
 
+fn integration_topic(rest: &str) -> Option<&'static UpstreamTopic> {
+    UPSTREAM
+        .iter()
+        .find(|u| u.root == Root::Integration && u.pattern == rest)
+}
+
+/// One upstream topic of the EnOS device protocol and the methods accepted on it: what the
+/// official SDKs send (Python 0.1.1, Java), then the forms the EnOS documentation writes where
+/// they differ. Methods do not always follow the topic: both SDKs send `ota.inform` on
+/// `ota/device/inform`, and `Ota.device.getversion` (capital O) on `ota/device/getversion`.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTopic {
+    pub root: Root,
+    /// The topic after `/sys/{pk}/{dk}/` (or the other roots); `{id}` is one segment.
+    pub pattern: &'static str,
+    /// The methods accepted, the canonical one first; `{id}` is the segment's value.
+    pub methods: &'static [&'static str],
+    /// Raw bytes for the product's parsing script, not a JSON request.
+    pub raw: bool,
+    /// Who sends it, and what the reply's `data` holds.
+    pub note: &'static str,
+}
+
+const fn up(
+    root: Root,
+    pattern: &'static str,
+    methods: &'static [&'static str],
+    note: &'static str,
+) -> UpstreamTopic {
+    UpstreamTopic {
+        root,
+        pattern,
+        methods,
+        raw: false,
+        note,
+    }
+}
+
+const fn raw(
+    root: Root,
+    pattern: &'static str,
+    method: &'static [&'static str],
+    note: &'static str,
+) -> UpstreamTopic {
+    UpstreamTopic {
+        root,
+        pattern,
+        methods: method,
+        raw: true,
+        note,
+    }
+}
+
+/// Every upstream topic `serve` answers: topic to the methods accepted.
+#[rustfmt::skip]
+pub const UPSTREAM: &[UpstreamTopic] = &[
+    up(Root::Sys, "thing/measurepoint/post", &["thing.measurepoint.post"], "data null"),
+    up(Root::Sys, "thing/measurepoint/post/batch", &["thing.measurepoint.post.batch"], "data null; the first failing code"),
+    up(Root::Sys, "thing/measurepoint/resume", &["thing.measurepoint.resume"], "data null"),
+    up(Root::Sys, "thing/measurepoint/resume/batch", &["thing.measurepoint.resume.batch"], "data null"),
+    // Python SDK 0.1.1 appends the id to the format: `thing.event.%s.post{id}`.
+    up(Root::Sys, "thing/event/{id}/post", &["thing.event.{id}.post", "thing.event.%s.post{id}"], "data null"),
+    up(Root::Sys, "thing/attribute/update", &["thing.attribute.update"], "data null"),
+    up(Root::Sys, "thing/attribute/query", &["thing.attribute.query"], "data {attrId: value}"),
+    up(Root::Sys, "thing/attribute/delete", &["thing.attribute.delete"], "data null"),
+    up(Root::Sys, "thing/tag/update", &["thing.tag.update"], "data null"),
+    up(Root::Sys, "thing/tag/query", &["thing.tag.query"], "data {tagKey: value}"),
+    up(Root::Sys, "thing/tag/delete", &["thing.tag.delete"], "data null"),
+    up(Root::Sys, "thing/topo/add", &["thing.topo.add"], "data null"),
+    up(Root::Sys, "thing/topo/delete", &["thing.topo.delete"], "data null"),
+    up(Root::Sys, "thing/topo/get", &["thing.topo.get"], "data [{productKey, deviceKey}]"),
+    up(Root::Sys, "thing/device/register", &["thing.device.register"], "data [{productKey, deviceKey, deviceSecret, assetId}]"),
+    up(Root::Sys, "thing/tsltemplate/get", &["thing.tsltemplate.get"], "data: the product's thing model"),
+    // The Java SDK's device log, network and connection state reports (methods assumed from the
+    // topics: the stored MethodConstants does not show the last two).
+    up(Root::Sys, "thing/log/post", &["thing.log.post"], "data null"),
+    up(Root::Sys, "network/status/report", &["network.status.report"], "data null"),
+    up(Root::Sys, "connection/state/post", &["connection.state.post"], "data null"),
+    raw(Root::Sys, "thing/model/up_raw", &["thing.model.up_raw"], "a raw reply on up_raw_reply"),
+    up(Root::Sys, "ota/device/inform", &["ota.inform", "ota.device.inform"], "data null"),
+    up(Root::Sys, "ota/device/progress", &["ota.progress", "ota.device.progress"], "data null"),
+    up(Root::Sys, "ota/device/request", &["ota.request", "ota.device.request"], "data [{version, signMethod, sign, fileUrl, fileSize}]"),
+    up(Root::Sys, "ota/device/getversion", &["Ota.device.getversion", "ota.device.getversion"], "data [{version, signMethod, sign, fileUrl, fileSize}]"),
+    up(Root::Session, "combine/login", &["combine.login"], "data {productKey, deviceKey}"),
+    up(Root::Session, "combine/login/batch", &["combine.login.batch"], "data {loginedSubDevices}"),
+    up(Root::Session, "combine/logout", &["combine.logout"], "data {productKey, deviceKey}"),
+    up(Root::Integration, "measurepoint/post", &["integration.measurepoint.post"], "params [{deviceKey, time, measurepoints}]"),
+    up(Root::Integration, "event/post", &["integration.event.post"], "params [{deviceKey, time, events}]"),
+    up(Root::Integration, "attribute/post", &["integration.attribute.post"], "params [{deviceKey, attributes}]"),
+    raw(Root::Integration, "model/up_raw", &["integration.model.up_raw"], "a raw reply on up_raw_reply"),
+];
+
 /// What a device may send on a topic and EnOS answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
-    /// A JSON request whose method must be this one.
-    Request(String),
-    /// Raw bytes for the product's parsing script (`thing/model/up_raw`).
-    Raw,
+    /// A JSON request: the canonical method, and every method accepted (the canonical first).
+    Request { method: String, accepted: Vec<String> },
+    /// Raw bytes for the product's parsing script (`thing/model/up_raw`), answered with raw
+    /// bytes on `up_raw_reply`.
+    Raw(String),
 }
 
-/// The upstream request a topic carries, with the method it implies (methods follow the
-/// topic: `thing/event/{id}/post` is `thing.event.{id}.post`). `None`: not an upstream topic.
-pub fn upstream(topic: &Topic<'_>) -> Option<Upstream> {
-    const SYS: [&str; 16] = [
-        "thing/measurepoint/post",
-        "thing/measurepoint/post/batch",
-        "thing/measurepoint/resume",
-        "thing/measurepoint/resume/batch",
-        "thing/attribute/update",
-        "thing/attribute/delete",
-        "thing/attribute/query",
-        "thing/tag/update",
-        "thing/tag/delete",
-        "thing/tag/query",
-        "thing/topo/add",
-        "thing/topo/delete",
-        "thing/topo/get",
-        "thing/device/register",
-        "ota/device/inform",
-        "ota/device/progress",
-    ];
-    const SESSION: [&str; 3] = ["combine/login", "combine/login/batch", "combine/logout"];
-    let rest = topic.rest;
-    if !topic.session && rest == "thing/model/up_raw" {
-        return Some(Upstream::Raw);
+impl Upstream {
+    pub fn method(&self) -> &str {
+        match self {
+            Upstream::Request { method, .. } | Upstream::Raw(method) => method,
+        }
     }
-    let listed = if topic.session {
-        SESSION.contains(&rest)
-    } else {
-        SYS.contains(&rest) || rest == "ota/device/request" || is_event_post(rest)
-    };
-    listed.then(|| Upstream::Request(rest.replace('/', ".")))
 }
 
-fn is_event_post(rest: &str) -> bool {
-    rest.strip_prefix("thing/event/")
-        .and_then(|r| r.strip_suffix("/post"))
-        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+/// The upstream request a topic carries, from [`UPSTREAM`]. `None`: not an upstream topic.
+pub fn upstream(topic: &Topic<'_>) -> Option<Upstream> {
+    UPSTREAM.iter().filter(|u| u.root == topic.root).find_map(|u| {
+        let id = match_pattern(u.pattern, topic.rest)?;
+        let fill = |m: &&str| m.replace("{id}", id.unwrap_or_default());
+        let accepted: Vec<String> = u.methods.iter().map(fill).collect();
+        let method = accepted.first()?.clone();
+        Some(if u.raw {
+            Upstream::Raw(method)
+        } else {
+            Upstream::Request { method, accepted }
+        })
+    })
+}
+
+/// Whether `rest` matches `pattern` (whose `{id}` is one non-empty segment): the segment's
+/// value, if the pattern has one.
+fn match_pattern<'r>(pattern: &str, rest: &'r str) -> Option<Option<&'r str>> {
+    let (mut p, mut r) = (pattern.split('/'), rest.split('/'));
+    let mut id = None;
+    loop {
+        match (p.next(), r.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(seg)) if !seg.is_empty() => id = Some(seg),
+            (Some(a), Some(b)) if a == b => {}
+            _ => return None,
+        }
+    }
+}
+
+/// What EnOS sends a device (downstream), each answered on its topic + `_reply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downstream {
+    MeasurepointSet,
+    MeasurepointGet,
+    /// `thing.service.{serviceId}` on `thing/service/{serviceId}`.
+    Service,
+    /// Raw bytes on `thing/model/down_raw`; the reply is raw bytes too.
+    Raw,
+    /// `ota.device.upgrade`, params the firmware `{version, signMethod, sign, fileUrl, fileSize}`.
+    OtaUpgrade,
+    /// `combine.enable|disable|delete` on the gateway's session topic, params the sub-device.
+    SubLifecycle(Lifecycle),
+    /// `thing.enable|disable|delete` on the device's own topic.
+    Lifecycle(Lifecycle),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Enable,
+    Disable,
+    Delete,
+}
+
+/// One downstream method and where it goes.
+#[derive(Debug, Clone, Copy)]
+pub struct DownstreamMethod {
+    /// `thing.service.{serviceId}` stands for every service.
+    pub method: &'static str,
+    /// After `/sys/{pk}/{dk}/` (or `/ext/session/{gwPk}/{gwDk}/` for `combine.*`).
+    pub topic: &'static str,
+    pub kind: Downstream,
+}
+
+/// Every command EnOS sends a device, from the SDKs' command classes.
+#[rustfmt::skip]
+pub const DOWNSTREAM: &[DownstreamMethod] = &[
+    DownstreamMethod { method: "thing.service.measurepoint.set", topic: "thing/service/measurepoint/set", kind: Downstream::MeasurepointSet },
+    DownstreamMethod { method: "thing.service.measurepoint.get", topic: "thing/service/measurepoint/get", kind: Downstream::MeasurepointGet },
+    DownstreamMethod { method: "thing.service.{serviceId}", topic: "thing/service/{serviceId}", kind: Downstream::Service },
+    DownstreamMethod { method: "thing.model.down_raw", topic: "thing/model/down_raw", kind: Downstream::Raw },
+    DownstreamMethod { method: "ota.device.upgrade", topic: "ota/device/upgrade", kind: Downstream::OtaUpgrade },
+    DownstreamMethod { method: "combine.enable", topic: "combine/enable", kind: Downstream::SubLifecycle(Lifecycle::Enable) },
+    DownstreamMethod { method: "combine.disable", topic: "combine/disable", kind: Downstream::SubLifecycle(Lifecycle::Disable) },
+    DownstreamMethod { method: "combine.delete", topic: "combine/delete", kind: Downstream::SubLifecycle(Lifecycle::Delete) },
+    DownstreamMethod { method: "thing.enable", topic: "thing/enable", kind: Downstream::Lifecycle(Lifecycle::Enable) },
+    DownstreamMethod { method: "thing.disable", topic: "thing/disable", kind: Downstream::Lifecycle(Lifecycle::Disable) },
+    DownstreamMethod { method: "thing.delete", topic: "thing/delete", kind: Downstream::Lifecycle(Lifecycle::Delete) },
+];
+
+/// The downstream kind of `method`, and the service id of `thing.service.{serviceId}`.
+pub fn downstream(method: &str) -> Option<(Downstream, Option<&str>)> {
+    if let Some(d) = DOWNSTREAM.iter().find(|d| d.method == method) {
+        return Some((d.kind, None));
+    }
+    let service = method.strip_prefix("thing.service.")?;
+    let valid = !service.is_empty()
+        && service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    valid.then_some((Downstream::Service, Some(service)))
+}
+
+impl Downstream {
+    /// The topic of a command for device `id` (the gateway for `combine.*`).
+    pub fn topic(self, pk: &str, dk: &str, service: Option<&str>) -> String {
+        let tail = DOWNSTREAM
+            .iter()
+            .find(|d| d.kind == self)
+            .map(|d| d.topic)
+            .unwrap_or_default();
+        let tail = match service {
+            Some(s) => tail.replace("{serviceId}", s),
+            None => tail.to_string(),
+        };
+        match self {
+            Downstream::SubLifecycle(_) => format!("/ext/session/{pk}/{dk}/{tail}"),
+            _ => format!("/sys/{pk}/{dk}/{tail}"),
+        }
+    }
 }
 
 // --- the MQTT login ------------------------------------------------------------------------------
@@ -372,17 +576,40 @@ mod tests {
         let method = |t: &str| split(t).and_then(|t| upstream(&t));
         assert_eq!(
             method("/sys/pk/dk/thing/measurepoint/post"),
-            Some(Upstream::Request("thing.measurepoint.post".into()))
+            Some(Upstream::Request {
+                method: "thing.measurepoint.post".into(),
+                accepted: vec!["thing.measurepoint.post".into()]
+            })
         );
         assert_eq!(
             method("/sys/pk/dk/thing/event/overheat/post"),
-            Some(Upstream::Request("thing.event.overheat.post".into()))
+            Some(Upstream::Request {
+                method: "thing.event.overheat.post".into(),
+                accepted: vec![
+                    "thing.event.overheat.post".into(),
+                    "thing.event.%s.postoverheat".into()
+                ]
+            })
         );
         assert_eq!(
-            method("/ext/session/gp/gd/combine/login"),
-            Some(Upstream::Request("combine.login".into()))
+            method("/ext/session/gp/gd/combine/login").map(|u| u.method().to_string()),
+            Some("combine.login".into())
         );
-        assert_eq!(method("/sys/pk/dk/thing/model/up_raw"), Some(Upstream::Raw));
+        assert_eq!(
+            method("/sys/pk/dk/thing/model/up_raw"),
+            Some(Upstream::Raw("thing.model.up_raw".into()))
+        );
+        assert_eq!(
+            method("/sys/pk/dk/ota/device/getversion").map(|u| u.method().to_string()),
+            Some("Ota.device.getversion".into())
+        );
+        let t = split("/sys/pk/integration/measurepoint/post").expect("an integration topic");
+        assert_eq!((t.root, t.device_key), (Root::Integration, INTEGRATION_DK));
+        assert_eq!(
+            split("/sys/pk/integration/thing/x").map(|t| t.root),
+            Some(Root::Sys),
+            "a device named integration"
+        );
         assert_eq!(method("/sys/pk/dk/thing/service/measurepoint/set"), None);
         assert_eq!(method("/sys/pk/dk/thing/event//post"), None);
         assert_eq!(method("/sys/pk"), None);

@@ -21,6 +21,123 @@ pub struct Registry {
     /// The devices, each of a listed product.
     #[serde(default)]
     pub devices: Vec<Device>,
+    /// Firmware versions a product's devices can be offered: they answer
+    /// `ota/device/getversion` and `ota/device/request`, and a test pushes them with
+    /// `ota.device.upgrade`.
+    #[serde(default)]
+    pub firmwares: Vec<Firmware>,
+}
+
+/// The measure points of a product's model: a list of ids (any value accepted), or a table of
+/// ids to their type and description.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Measurepoints {
+    /// `measurepoints = ["temp", "on"]`: the ids, values of any type.
+    List(Vec<String>),
+    /// `[products.measurepoints.temp] type = "float"`: each id with its type.
+    Typed(BTreeMap<String, Point>),
+}
+
+/// A typed element of a model: a measure point, an attribute, or a field of an event or a
+/// service.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Point {
+    /// One of `int`, `float`, `double`, `string`, `bool`, `enum`, `date`, `array`, `struct`,
+    /// `file`; absent: any value.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// What the element means, for people and `thing.tsltemplate.get`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Its unit (`°C`, `kW`).
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// An event of a product's model.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// `INFO`, `WARN` or `ERROR` (EnOS's event types); absent: `INFO`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The event's output parameters and their types.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Point>,
+}
+
+/// A service of a product's model, invoked with `thing.service.{id}`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `sync` or `async`; absent: `async`.
+    #[serde(default)]
+    pub call: Option<String>,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Point>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Point>,
+}
+
+/// A firmware version of a product.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Firmware {
+    /// The key of the product it is for.
+    pub product: String,
+    /// The version string the device reports with `ota.inform`.
+    pub version: String,
+    /// Where the device downloads it (EnOS: HTTPS).
+    pub url: String,
+    /// The MD5 of the file, 32 hex digits (EnOS's `sign` with `signMethod` md5).
+    pub md5: String,
+    /// The file's size in bytes.
+    pub size: u64,
+}
+
+/// The types a model element may have.
+pub const TYPES: [&str; 10] = [
+    "int", "float", "double", "string", "bool", "enum", "date", "array", "struct", "file",
+];
+
+impl Point {
+    /// Whether `v` is a value of this element's type (an absent type takes anything).
+    pub fn accepts(&self, v: &serde_json::Value) -> bool {
+        match self.kind.as_deref() {
+            None | Some("struct") => true,
+            Some("int" | "enum" | "date") => v.is_i64() || v.is_u64(),
+            Some("float" | "double") => v.is_number(),
+            Some("string" | "file") => v.is_string(),
+            Some("bool") => v.is_boolean() || matches!(v.as_i64(), Some(0 | 1)),
+            Some("array") => v.is_array(),
+            // Types outside TYPES are refused when the registry is read.
+            Some(_) => true,
+        }
+    }
+}
+
+impl Measurepoints {
+    /// The spec of point `id`, when the model defines it.
+    pub fn get(&self, id: &str) -> Option<Point> {
+        match self {
+            Measurepoints::List(ids) => ids.iter().any(|i| i == id).then(Point::default),
+            Measurepoints::Typed(map) => map.get(id).cloned(),
+        }
+    }
+
+    /// Every id with its spec, in order.
+    pub fn entries(&self) -> Vec<(String, Point)> {
+        match self {
+            Measurepoints::List(ids) => ids.iter().map(|i| (i.clone(), Point::default())).collect(),
+            Measurepoints::Typed(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -31,10 +148,20 @@ pub struct Product {
     /// The product secret: allows dynamic activation (securemode 3) of its devices.
     #[serde(default)]
     pub secret: Option<Secret>,
-    /// The product's model: the measure points it defines. A post naming another point gets
-    /// 1204. Absent: any point is accepted.
+    /// The product's model: the measure points it defines, as a list of ids or a table of ids
+    /// to their types. A post naming another point, or a value of another type, gets 1204.
+    /// Absent: any point is accepted.
     #[serde(default)]
-    pub measurepoints: Option<Vec<String>>,
+    pub measurepoints: Option<Measurepoints>,
+    /// The model's attributes (`thing.attribute.update` of another gets 1204 when given).
+    #[serde(default)]
+    pub attributes: Option<BTreeMap<String, Point>>,
+    /// The model's events (`thing.event.{id}.post` of another gets 1204 when given).
+    #[serde(default)]
+    pub events: Option<BTreeMap<String, EventSpec>>,
+    /// The model's services, which a test invokes with `thing.service.{id}`.
+    #[serde(default)]
+    pub services: Option<BTreeMap<String, ServiceSpec>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -130,18 +257,129 @@ impl Registry {
                     format!("product `{}` has an empty secret", p.key),
                 );
             }
-            for (j, m) in p.measurepoints.iter().flatten().enumerate() {
-                if m.trim().is_empty() {
+            let under = |what: &str, key: PathSeg| {
+                vec![
+                    PathSeg::from("products"),
+                    PathSeg::from(i),
+                    PathSeg::from(what),
+                    key,
+                ]
+            };
+            match &p.measurepoints {
+                Some(Measurepoints::List(ids)) => {
+                    for (j, m) in ids.iter().enumerate() {
+                        if m.trim().is_empty() {
+                            add(
+                                under("measurepoints", PathSeg::from(j)),
+                                format!("product `{}` lists an empty measure point", p.key),
+                            );
+                        }
+                    }
+                }
+                Some(Measurepoints::Typed(map)) => {
+                    for (id, point) in map {
+                        check_type(
+                            &mut add,
+                            under("measurepoints", PathSeg::from(id)),
+                            &p.key,
+                            id,
+                            point,
+                        );
+                    }
+                }
+                None => {}
+            }
+            for (id, point) in p.attributes.iter().flatten() {
+                check_type(
+                    &mut add,
+                    under("attributes", PathSeg::from(id)),
+                    &p.key,
+                    id,
+                    point,
+                );
+            }
+            for (id, e) in p.events.iter().flatten() {
+                if let Some(k) = &e.kind
+                    && !["INFO", "WARN", "ERROR"].contains(&k.to_ascii_uppercase().as_str())
+                {
                     add(
-                        vec![
-                            PathSeg::from("products"),
-                            PathSeg::from(i),
-                            PathSeg::from("measurepoints"),
-                            PathSeg::from(j),
-                        ],
-                        format!("product `{}` lists an empty measure point", p.key),
+                        under("events", PathSeg::from(id)),
+                        format!(
+                            "event `{id}` of product `{}` has type `{k}`: INFO, WARN or ERROR",
+                            p.key
+                        ),
                     );
                 }
+                for (o, point) in &e.outputs {
+                    check_type(&mut add, under("events", PathSeg::from(id)), &p.key, o, point);
+                }
+            }
+            for (id, svc) in p.services.iter().flatten() {
+                if id.contains('/') || id.contains('.') || id == "measurepoint" {
+                    add(
+                        under("services", PathSeg::from(id)),
+                        format!(
+                            "service id `{id}` of product `{}` cannot be used in a topic",
+                            p.key
+                        ),
+                    );
+                }
+                if let Some(c) = &svc.call
+                    && c != "sync"
+                    && c != "async"
+                {
+                    add(
+                        under("services", PathSeg::from(id)),
+                        format!("service `{id}` has call `{c}`: sync or async"),
+                    );
+                }
+                for (o, point) in svc.inputs.iter().chain(&svc.outputs) {
+                    check_type(&mut add, under("services", PathSeg::from(id)), &p.key, o, point);
+                }
+            }
+        }
+        let mut versions = BTreeMap::new();
+        for (i, f) in self.firmwares.iter().enumerate() {
+            if !products.contains_key(f.product.as_str()) {
+                let hint = nearest(&f.product, products.keys().copied())
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                add(
+                    at("firmwares", i, "product"),
+                    format!(
+                        "firmware `{}` names product `{}`, which [[products]] does not list{hint}",
+                        f.version, f.product
+                    ),
+                );
+            }
+            if f.version.trim().is_empty() {
+                add(
+                    at("firmwares", i, "version"),
+                    format!("firmwares[{i}] has an empty version"),
+                );
+            } else if versions
+                .insert((f.product.as_str(), f.version.as_str()), i)
+                .is_some()
+            {
+                add(
+                    at("firmwares", i, "version"),
+                    format!(
+                        "firmware `{}` of product `{}` is listed twice",
+                        f.version, f.product
+                    ),
+                );
+            }
+            if f.md5.len() != 32 || !f.md5.bytes().all(|b| b.is_ascii_hexdigit()) {
+                add(
+                    at("firmwares", i, "md5"),
+                    format!("firmware `{}`: md5 must be 32 hex digits", f.version),
+                );
+            }
+            if f.url.trim().is_empty() {
+                add(
+                    at("firmwares", i, "url"),
+                    format!("firmware `{}` has an empty url", f.version),
+                );
             }
         }
         let mut devices = BTreeMap::new();
@@ -200,12 +438,41 @@ impl Registry {
         problems
     }
 
+    /// The firmwares of a product, in the order listed.
+    pub fn firmwares_of<'r>(&'r self, product: &'r str) -> impl Iterator<Item = &'r Firmware> + 'r {
+        self.firmwares.iter().filter(move |f| f.product == product)
+    }
+
     pub fn product(&self, key: &str) -> Option<&Product> {
         self.products.iter().find(|p| p.key == key)
     }
 
     pub fn device(&self, product: &str, key: &str) -> Option<&Device> {
         self.devices.iter().find(|d| d.product == product && d.key == key)
+    }
+}
+
+/// A located problem when a model element's type is not one of [`TYPES`].
+fn check_type(add: &mut impl FnMut(Vec<PathSeg>, String), path: Vec<PathSeg>, pk: &str, id: &str, p: &Point) {
+    if id.trim().is_empty() {
+        add(
+            path.clone(),
+            format!("product `{pk}` has an element with an empty id"),
+        );
+    }
+    if let Some(k) = &p.kind
+        && !TYPES.contains(&k.as_str())
+    {
+        let hint = nearest(k, TYPES.iter().copied())
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_default();
+        add(
+            path,
+            format!(
+                "`{id}` of product `{pk}` has type `{k}`, not one of {}{hint}",
+                TYPES.join(", ")
+            ),
+        );
     }
 }
 
@@ -257,5 +524,43 @@ mod tests {
             err.contains("quoted string") && !err.contains("918273645"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn typed_models_and_firmwares_read_and_their_problems_are_located() {
+        let text = "[[products]]\nkey = \"p\"\nmeasurepoints = [\"a\"]\n\n\
+                    [[products]]\nkey = \"q\"\n[products.measurepoints.temp]\ntype = \"float\"\n\
+                    [products.attributes.color]\ntype = \"string\"\n\
+                    [products.events.overheat]\ntype = \"WARN\"\noutputs.level = { type = \"int\" }\n\
+                    [products.services.restart]\ncall = \"sync\"\n\n\
+                    [[firmwares]]\nproduct = \"q\"\nversion = \"1.0\"\nurl = \"https://x/1.bin\"\n\
+                    md5 = \"0123456789abcdef0123456789abcdef\"\nsize = 10\n";
+        let r = Registry::parse(&SourceFile::new("r.toml", text)).expect("valid");
+        let q = r.product("q").expect("q");
+        let temp = q
+            .measurepoints
+            .as_ref()
+            .and_then(|m| m.get("temp"))
+            .expect("typed point");
+        assert!(temp.accepts(&serde_json::json!(1.5)) && !temp.accepts(&serde_json::json!("hot")));
+        assert!(
+            r.product("p")
+                .and_then(|p| p.measurepoints.as_ref())
+                .is_some_and(|m| m.get("a").is_some())
+        );
+        assert_eq!(r.firmwares_of("q").count(), 1);
+        let bad = "[[products]]\nkey = \"q\"\n[products.measurepoints.temp]\ntype = \"flaot\"\n\n\
+                   [[firmwares]]\nproduct = \"qq\"\nversion = \"1\"\nurl = \"u\"\nmd5 = \"xyz\"\nsize = 1\n";
+        let err = Registry::parse(&SourceFile::new("r.toml", bad))
+            .expect_err("invalid")
+            .to_string();
+        for expected in [
+            "r.toml:3:25: `temp` of product `q` has type `flaot`",
+            "did you mean `float`?",
+            "r.toml:7:1: firmware `1` names product `qq`",
+            "r.toml:10:1: firmware `1`: md5 must be 32 hex digits",
+        ] {
+            assert!(err.contains(expected), "`{expected}` in:\n{err}");
+        }
     }
 }

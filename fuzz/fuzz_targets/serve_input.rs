@@ -1,6 +1,7 @@
 #![no_main]
 //! What a device sends serve: an MQTT byte stream (rumqttc's codec as serve reads it), an MQTT
-//! login (client id and user name), a topic and payload for a request, and a CoAP datagram.
+//! login (client id and user name), a topic and payload for a request (and a command, and the
+//! twin they leave), and a CoAP datagram.
 //! Input: the first byte picks the path, the rest is the device's bytes.
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -59,7 +60,11 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) {
                 let gw = enos_connect::serve::Identity::new("pk1", "dk1");
                 let _ = ep.subdevice_login(&gw, &v);
+                // A test's command about a device (what POST /twin/commands takes).
+                let _ = ep.prepare_command(&gw, &v);
             }
+            // The twin as GET /twin/devices shows it, after whatever the input did.
+            let _ = serde_json::to_vec(&ep.twin.views());
         }
         _ => {
             let peer = "127.0.0.1:5683".parse().expect("addr");

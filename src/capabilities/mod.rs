@@ -128,6 +128,22 @@ impl Support {
         self == Support::Supported
     }
 
+    /// Whether a device may use the feature's topics over the protocol at all (partial
+    /// support is offered, with what it lacks in a note).
+    pub fn offered(self) -> bool {
+        matches!(self, Support::Supported | Support::Partial)
+    }
+
+    /// "not supported", "not applicable", ...: for a sentence.
+    pub fn words(self) -> &'static str {
+        match self {
+            Support::Supported => "supported",
+            Support::NotSupported => "not supported",
+            Support::NotApplicable => "not applicable",
+            Support::Partial => "partly supported",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Support::Supported => "supported",
@@ -154,9 +170,33 @@ pub struct Feature {
     /// Per protocol: what partial support lacks.
     #[serde(default)]
     pub notes: BTreeMap<String, String>,
-    /// Per protocol: the topics or paths a device uses for the feature.
+    /// Per protocol: the topics or paths a device uses for the feature, in words (`plan`
+    /// prints them).
     #[serde(default)]
     pub topics: BTreeMap<String, Vec<String>>,
+    /// The EnOS topics of the device's messages that belong to this feature, as patterns a
+    /// program matches (`serve` refuses a message on one over a protocol this row does not
+    /// support): `/sys/{pk}/{dk}/...` or `/ext/session/{pk}/{dk}/...`, where every `{name}`
+    /// matches one topic level.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+}
+
+/// Whether `topic` matches `pattern`, whose `{name}` levels match any one non-empty level.
+pub fn topic_matches(pattern: &str, topic: &str) -> bool {
+    let (mut p, mut t) = (pattern.split('/'), topic.split('/'));
+    loop {
+        match (p.next(), t.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.starts_with('{') && a.ends_with('}') && a.len() > 2 => {
+                if b.is_empty() {
+                    return false;
+                }
+            }
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 impl Feature {
@@ -364,6 +404,13 @@ pub struct RequestRecipe {
 impl Capabilities {
     pub fn protocol(&self, id: &str) -> Option<&Protocol> {
         self.protocols.iter().find(|p| p.id == id)
+    }
+
+    /// The feature whose [`Feature::patterns`] match an EnOS topic.
+    pub fn feature_for_topic(&self, topic: &str) -> Option<&Feature> {
+        self.features
+            .iter()
+            .find(|f| f.patterns.iter().any(|p| topic_matches(p, topic)))
     }
 
     pub fn feature(&self, id: &str) -> Option<&Feature> {

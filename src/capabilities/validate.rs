@@ -1,5 +1,8 @@
 //! Semantic checks of a parsed capabilities file. Every problem is collected (not just the
 //! first) with the path of the offending value, which the loader turns into `file:line:col`.
+//!
+//! Why over 600 lines: every cross-reference of the file is checked here, one function per
+//! section, so a new section's checks have an obvious home.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -126,6 +129,31 @@ fn features(caps: &Capabilities, p: &mut Problems) {
                     ),
                 ),
                 Some(_) => {}
+            }
+        }
+        for (j, pattern) in f.patterns.iter().enumerate() {
+            let rooted = ["/sys/{pk}/{dk}/", "/ext/session/{pk}/{dk}/"]
+                .iter()
+                .any(|root| pattern.strip_prefix(root).is_some_and(|rest| !rest.is_empty()));
+            if !rooted || pattern.split('/').skip(1).any(str::is_empty) {
+                p.add(
+                    path!("features", i, "patterns", j),
+                    format!(
+                        "feature `{}` pattern `{pattern}` is not /sys/{{pk}}/{{dk}}/... or /ext/session/{{pk}}/{{dk}}/... with no empty level",
+                        f.id
+                    ),
+                );
+            }
+            for (k, other) in caps.features.iter().enumerate() {
+                if k != i && other.patterns.contains(pattern) && k < i {
+                    p.add(
+                        path!("features", i, "patterns", j),
+                        format!(
+                            "pattern `{pattern}` of feature `{}` is also feature `{}`'s",
+                            f.id, other.id
+                        ),
+                    );
+                }
             }
         }
         for (table, keys) in [

@@ -283,9 +283,10 @@ fn load(
         rate: args.rate,
     };
     let progress = |done: u64| bar.set_position(done);
-    let opts = Arc::new(opts);
+    let next = std::sync::atomic::AtomicU64::new(0);
     let one = || {
-        let (target, opts) = (target.clone(), opts.clone());
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (target, opts) = (target.clone(), opts.for_load(n));
         async move { probe::run(caps, &target, &opts).await }
     };
     let report = runtime.block_on(probe::load::run(

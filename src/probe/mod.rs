@@ -5,6 +5,9 @@
 //! time, as its `relogin` stage). A failure names its stage and one of the error kinds below.
 //! With EnOS keys and `--measurepoint` it goes one level up: it posts a measure point and
 //! reads EnOS's reply code ([`EnosReply`]).
+//!
+//! Why over 600 lines: the shared stage model, the login material and the options every
+//! protocol's probe reads sit together; each protocol's own work is in its module.
 
 pub mod coap;
 pub mod http;
@@ -376,6 +379,7 @@ fn port_security(caps: &Capabilities, scheme: &str) -> String {
 }
 
 /// How to log in: nothing, a plain user name with a password, or the EnOS login.
+#[derive(Clone)]
 pub enum Login {
     None,
     Plain {
@@ -427,6 +431,7 @@ impl Login {
 }
 
 /// A sub-device to log in through the gateway's connection (`--subdevice PK/DK`).
+#[derive(Clone)]
 pub struct SubDevice {
     pub product_key: String,
     pub device_key: String,
@@ -471,6 +476,25 @@ impl Login {
     }
 }
 
+impl ProbeOptions {
+    /// The options of probe `n` of a load run: an EnOS login with no client id of its own
+    /// gets `{deviceKey}.{n}`, so that the probes of one device, each a connection of its own,
+    /// do not take each other over (MQTT-3.1.4-2: a server closes the older connection with
+    /// the same client id). The sign covers the client id, so each login is still valid.
+    pub fn for_load(&self, n: u64) -> ProbeOptions {
+        let mut o = self.clone();
+        if let Login::Enos {
+            device_key,
+            client_id: client_id @ None,
+            ..
+        } = &mut o.login
+        {
+            *client_id = Some(format!("{device_key}.{n}"));
+        }
+        o
+    }
+}
+
 /// A file for a device secret, readable by its owner only (mode 0600). An existing file is
 /// refused unless `force`: a secret is not something to overwrite by accident. Opened before
 /// the secret is acknowledged, so a file that cannot be written never costs the secret.
@@ -496,6 +520,7 @@ pub fn write_secret(mut f: std::fs::File, secret: &Secret) -> std::io::Result<()
     f.sync_all()
 }
 
+#[derive(Clone)]
 pub struct ProbeOptions {
     pub timeout: Duration,
     pub verbose: bool,

@@ -67,6 +67,7 @@ pub async fn serve_udp(sock: tokio::net::UdpSocket, ep: Arc<Endpoint>, shutdown:
                     continue;
                 }
                 if let Some(answer) = datagram(&ep, peer, bytes, None) {
+                    ep.recorded().await;
                     let _ = sock.send_to(&answer, peer).await;
                     if let Some(k) = key {
                         answered.put(k, answer);
@@ -162,6 +163,7 @@ async fn dtls_session(
             .peer(peer)
             .code(enos::SUCCESS),
     );
+    ep.twin.connected(&id, "coaps", None);
     let mut buf = vec![0u8; 65536];
     let mut answered = Answered::default();
     loop {
@@ -176,6 +178,7 @@ async fn dtls_session(
                     continue;
                 }
                 if let Some(answer) = datagram(ep, peer, bytes, Some(&id)) {
+                    ep.recorded().await;
                     let _ = dtls.write(&answer, None).await;
                     if let Some(k) = key {
                         answered.put(k, answer);
@@ -185,6 +188,7 @@ async fn dtls_session(
         }
     }
     let _ = dtls.close().await;
+    ep.twin.disconnected(&id);
     ep.emit(Event::new("disconnect", "coaps").device(&id).peer(peer));
 }
 
@@ -346,9 +350,14 @@ fn topic(
             ResponseType::Changed,
             serde_json::to_value(&r).unwrap_or(Value::Null),
         ),
-        Answer::Raw => (
+        // A feature the capabilities table does not offer over CoAP.
+        Answer::NotOffered(r) => (
+            ResponseType::MethodNotAllowed,
+            serde_json::to_value(&r).unwrap_or(Value::Null),
+        ),
+        Answer::Raw(bytes) => (
             ResponseType::Changed,
-            json!({"code": enos::SUCCESS, "message": ""}),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         ),
         Answer::NotEnos => (
             ResponseType::NotFound,

@@ -1,7 +1,10 @@
 //! The HTTP side of `serve`, on hyper's server: the EnOS device API (`POST /auth/{pk}/{dk}`
 //! for a session, `POST /topic/...?sessionId=` with the same JSON as MQTT, and
-//! `POST /multipart/...?sessionId=` for files), and `POST /twin/commands/{pk}/{dk}`, with which
-//! a test sends a command to a connected MQTT device and gets the device's reply.
+//! `POST /multipart/...?sessionId=` for files); and for tests and the console the twin:
+//! `GET /twin/devices`, `GET /twin/devices/{pk}/{dk}`, and `POST /twin/commands/{pk}/{dk}`,
+//! with which a test sends a command to a device connected over MQTT and gets its reply.
+//! A request for a feature the capabilities table does not offer over HTTP gets 403 with an
+//! EnOS error body; every reply leaves after its request's event is in the record.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,9 +85,33 @@ fn query<'q>(req: &'q Request<Incoming>, key: &str) -> Option<&'q str> {
 }
 
 async fn route(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let response = route_request(ep, req).await;
+    // No answer leaves before the events of its request are in the record.
+    ep.recorded().await;
+    response
+}
+
+async fn route_request(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    if req.method() == Method::GET {
+        if path == "/twin/devices" || path == "/twin/devices/" {
+            return json_response(StatusCode::OK, &json!({"devices": ep.twin.views()}));
+        }
+        if let Some(rest) = path.strip_prefix("/twin/devices/") {
+            return match keys(rest).and_then(|id| ep.twin.view(&id)) {
+                Some(v) => json_response(StatusCode::OK, &json!(v)),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "no such device: GET /twin/devices lists them",
+                ),
+            };
+        }
+    }
     if req.method() != Method::POST {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "the EnOS device API takes POST");
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the EnOS device API takes POST; GET is for /twin/devices",
+        );
     }
     let session = query(&req, "sessionId").map(str::to_string);
     let timeout = query(&req, "timeout").and_then(|t| t.parse::<f64>().ok());
@@ -120,7 +147,7 @@ async fn route(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
     error(
         StatusCode::NOT_FOUND,
-        "no such path: the device API is /auth, /topic and /multipart; tests send commands on /twin/commands",
+        "no such path: the device API is /auth, /topic and /multipart; tests read GET /twin/devices and send commands on /twin/commands",
     )
 }
 
@@ -211,12 +238,29 @@ fn topic_request(ep: &Endpoint, topic: &str, session: Option<&str>, body: &[u8])
     if let Err(v) = authorised(ep, topic, session) {
         return json_response(StatusCode::OK, &v);
     }
-    match ep.answer("http", topic, body) {
+    answered(ep.answer("http", topic, body))
+}
+
+/// The HTTP response to an answer: 200 with the reply, 403 with an EnOS error body for a
+/// feature not offered over HTTP.
+fn answered(answer: Answer) -> Response<Full<Bytes>> {
+    match answer {
         Answer::Reply(reply) => json_response(
             StatusCode::OK,
             &serde_json::to_value(&reply).unwrap_or(Value::Null),
         ),
-        Answer::Raw => json_response(StatusCode::OK, &json!({"code": enos::SUCCESS, "message": ""})),
+        Answer::NotOffered(reply) => json_response(
+            StatusCode::FORBIDDEN,
+            &serde_json::to_value(&reply).unwrap_or(Value::Null),
+        ),
+        Answer::Raw(bytes) => {
+            let mut r = Response::new(Full::new(Bytes::from(bytes)));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
         Answer::NotEnos => error(StatusCode::NOT_FOUND, "not an EnOS upstream topic"),
     }
 }
@@ -305,13 +349,7 @@ async fn multipart(
         return json_response(StatusCode::OK, &json!({"code": enos::BAD_FORMAT, "message": why}));
     }
     let files = format!("{} file(s), {bytes} bytes", files.len());
-    match ep.answer_noted("http", topic, &message, Some(&files)) {
-        Answer::Reply(reply) => json_response(
-            StatusCode::OK,
-            &serde_json::to_value(&reply).unwrap_or(Value::Null),
-        ),
-        _ => error(StatusCode::NOT_FOUND, "not an EnOS upstream topic"),
-    }
+    answered(ep.answer_noted("http", topic, &message, Some(&files)))
 }
 
 /// `Content-MD5` as RFC 1864 has it (base64 of the digest), or as hex.
@@ -324,9 +362,10 @@ fn md5_matches(data: &[u8], sent: &str) -> bool {
     sent.trim().eq_ignore_ascii_case(&hex) || sent.trim() == b64
 }
 
-/// `POST /twin/commands/{pk}/{dk}[?timeout=SECONDS]` with `{"method", "params"}` (and
-/// optionally `"topic"`): the command goes to the connected device, and the answer is its
-/// reply (504 when none comes in time, 404 when the device is not connected).
+/// `POST /twin/commands/{pk}/{dk}[?timeout=SECONDS]` with `{"method", "params"}` (raw bytes:
+/// `"payload"` or `"payload_base64"`): the command goes to the device over the MQTT connection
+/// that reaches it, and the answer is its reply (504 when none comes in time, 404 when the
+/// device is not connected, 400 for a method EnOS does not send, with the list).
 async fn send_command(ep: &Endpoint, rest: &str, body: &[u8], timeout: Option<f64>) -> Response<Full<Bytes>> {
     let Some(id) = keys(rest) else {
         return error(
@@ -340,39 +379,25 @@ async fn send_command(ep: &Endpoint, rest: &str, body: &[u8], timeout: Option<f6
             "the body is not JSON: {\"method\": ..., \"params\": {...}}",
         );
     };
-    let Some(method) = v.get("method").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the command needs a method, for example thing.service.measurepoint.set",
-        );
+    let prepared = match ep.prepare_command(&id, &v) {
+        Ok(p) => p,
+        Err((status, why)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, &why);
+        }
     };
-    // Commands ride on topics that follow their method: thing.service.X -> thing/service/X.
-    let topic = v
-        .get("topic")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            format!(
-                "/sys/{}/{}/{}",
-                id.product_key,
-                id.device_key,
-                method.replace('.', "/")
-            )
-        });
-    let Some(tx) = ep.device_channel(&id) else {
+    let Some(tx) = ep.device_channel(&prepared.via) else {
         return error(StatusCode::NOT_FOUND, "the device is not connected over MQTT");
     };
-    let request = enos::Request::new(
-        enos::new_id(),
-        method,
-        v.get("params").cloned().unwrap_or(json!({})),
-    );
     let (reply, wait) = tokio::sync::oneshot::channel();
+    let applied = prepared.applied.clone();
     if tx
         .send_timeout(
             Downlink {
-                topic,
-                request,
+                topic: prepared.topic,
+                method: prepared.method,
+                payload: prepared.payload,
+                id: prepared.id,
                 reply,
             },
             COMMAND_TIMEOUT,
@@ -387,8 +412,14 @@ async fn send_command(ep: &Endpoint, rest: &str, body: &[u8], timeout: Option<f6
         .and_then(|t| Duration::try_from_secs_f64(t).ok())
         .unwrap_or(COMMAND_TIMEOUT)
         .min(Duration::from_secs(300));
+    let with_applied = |mut v: Value| {
+        if let (Some(a), Some(obj)) = (&applied, v.as_object_mut()) {
+            obj.insert("twin".into(), json!(a));
+        }
+        v
+    };
     match tokio::time::timeout(limit, wait).await {
-        Ok(Ok(v)) => json_response(StatusCode::OK, &v),
+        Ok(Ok(v)) => json_response(StatusCode::OK, &with_applied(v)),
         Ok(Err(_)) => error(StatusCode::GONE, "the device disconnected before replying"),
         Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the device did not reply in time"),
     }

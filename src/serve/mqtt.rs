@@ -7,8 +7,19 @@
 //! subscribed, as the official SDKs expect). Everything a client controls is bounded: packet
 //! size, connections, the wait for CONNECT, writes to a client that does not read, idleness
 //! (1.5 times the keep-alive), and the commands waiting for a reply.
+//!
+//! MQTT 3.1.1 as the specification says: a CONNECT at another protocol level gets CONNACK 0x01
+//! (MQTT-3.1.2-2); a second connection with a client id in use takes over, and the older one
+//! is closed (MQTT-3.1.4-2); a QoS 2 PUBLISH sent again before its PUBREL is acknowledged and
+//! not processed again (MQTT-4.3.3-2); a clean-session-0 client's subscriptions are kept for
+//! its return, and CONNACK's session present says whether they were (MQTT-3.2.2-2), bounded by
+//! [`super::clients::MAX_KEPT_SESSIONS`]. A reply leaves only once its request's event is in the record.
+//!
+//! Why over 600 lines: one connection's life (CONNECT, the loop, every packet kind, replies,
+//! commands) reads in one place; client ids and kept sessions are in [`super::clients`], the
+//! gateway's sub-devices in [`super::gateway`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +32,9 @@ use rumqttc::mqttbytes::v4::{
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use super::clients::{MAX_KEPT_FILTERS, Subscriptions, connect_level, next_connection};
 use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_PACKET};
 use crate::enos::{self, Reply, Request};
 
@@ -104,14 +116,29 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         ok
     }
 
-    async fn publish(&mut self, topic: &str, payload: Vec<u8>) -> bool {
-        self.send(Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload)))
-            .await
+    /// Queue a QoS 0 PUBLISH; it leaves with the next write, after the record has its event.
+    fn publish(&mut self, topic: &str, payload: Vec<u8>) -> bool {
+        self.queue(Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload)))
     }
 
     /// Whether a whole packet is already read, so the loop can answer it before writing.
     fn has_packet(&self) -> bool {
         rumqttc::mqttbytes::check(self.buf.iter(), MAX_PACKET).is_ok()
+    }
+
+    /// Read until the buffer holds a whole packet (or bytes that cannot be one); `None` when
+    /// the client closes first.
+    async fn whole_packet(&mut self) -> Option<()> {
+        loop {
+            match rumqttc::mqttbytes::check(self.buf.iter(), MAX_PACKET) {
+                Err(CodecError::InsufficientBytes(_)) if self.buf.len() <= MAX_PACKET + 5 => {}
+                _ => return Some(()),
+            }
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
     }
 
     /// The next packet; cancel-safe (bytes read so far stay in the buffer).
@@ -134,22 +161,27 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
 }
 
 /// What a connection holds after the login.
-struct Session {
-    id: Identity,
-    protocol: &'static str,
-    subdevices: HashSet<Identity>,
-    /// Commands waiting for their reply: (reply topic, request id) to the test waiting.
-    commands: HashMap<(String, String), oneshot::Sender<Value>>,
+pub(super) struct Session {
+    pub(super) id: Identity,
+    pub(super) protocol: &'static str,
+    pub(super) subdevices: HashSet<Identity>,
+    /// Commands waiting for their reply: (reply topic, request id, empty for raw bytes) to the
+    /// tests waiting, oldest first.
+    commands: HashMap<(String, String), VecDeque<oneshot::Sender<Value>>>,
+    /// QoS 2 packet ids whose PUBREL has not come yet (at most 65,536 by their size).
+    qos2: HashSet<u16>,
+    /// The topic filters subscribed, kept for a clean-session-0 client's return.
+    subscriptions: Subscriptions,
 }
 
 impl Session {
-    /// The device's own topics, and those of sub-devices logged in through it.
-    fn may_use(&self, topic: &str) -> bool {
+    /// The device's own topics, and those of enabled sub-devices logged in through it.
+    fn may_use(&self, ep: &Endpoint, topic: &str) -> bool {
         enos::owns(topic, &self.id.product_key, &self.id.device_key)
             || self
                 .subdevices
                 .iter()
-                .any(|s| enos::owns(topic, &s.product_key, &s.device_key))
+                .any(|s| enos::owns(topic, &s.product_key, &s.device_key) && ep.twin.enabled(s) == Some(true))
     }
 }
 
@@ -165,17 +197,48 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
         buf: BytesMut::with_capacity(4096),
         out: BytesMut::with_capacity(4096),
     };
-    let connect = match tokio::time::timeout(CONNECT_WAIT, wire.next()).await {
-        Ok(Read::Packet(Packet::Connect(c))) => c,
-        Ok(Read::Packet(_)) | Ok(Read::Broken(_)) => {
+    let first = async {
+        wire.whole_packet().await?;
+        if let Some((name, level)) = connect_level(&wire.buf)
+            && (name != "MQTT" || level != 4)
+        {
+            return Some(Err((name, level)));
+        }
+        Some(Ok(wire.next().await))
+    };
+    let connect = match tokio::time::timeout(CONNECT_WAIT, first).await {
+        Ok(Some(Err((name, level)))) => {
+            // MQTT-3.1.2-2: CONNACK 0x01 (unacceptable protocol version), then close.
+            wire.out.extend_from_slice(&[0x20, 0x02, 0x00, 0x01]);
+            let _ = wire.write_out().await;
             ep.emit(
                 Event::new("login_refused", protocol)
                     .peer(peer)
-                    .message("the first packet is not CONNECT"),
+                    .code(1)
+                    .message(format!(
+                        "CONNECT for protocol `{name}` level {level}: serve speaks MQTT 3.1.1 (level 4) only; CONNACK 1 (unacceptable protocol version)"
+                    )),
             );
             return;
         }
-        Ok(Read::Closed) => return,
+        Ok(None) | Ok(Some(Ok(Read::Closed))) => return,
+        Ok(Some(Ok(Read::Packet(Packet::Connect(c))))) => c,
+        Ok(Some(Ok(Read::Packet(p)))) => {
+            ep.emit(
+                Event::new("login_refused", protocol)
+                    .peer(peer)
+                    .message(format!("the first packet is {p:?}, not CONNECT")),
+            );
+            return;
+        }
+        Ok(Some(Ok(Read::Broken(why)))) => {
+            ep.emit(
+                Event::new("login_refused", protocol)
+                    .peer(peer)
+                    .message(format!("the first packet is not a CONNECT: {why}")),
+            );
+            return;
+        }
         Err(_) => {
             ep.emit(
                 Event::new("login_refused", protocol)
@@ -231,24 +294,58 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
+    let connection = next_connection();
+    let taken = Arc::new(Notify::new());
+    let subscriptions = Subscriptions::default();
+    let claimed = ep.claim_client(
+        &connect.client_id,
+        connection,
+        taken.clone(),
+        connect.clean_session,
+        subscriptions.clone(),
+    );
+    let (took_over, kept) = (claimed.took_over, claimed.session);
     if !wire
-        .send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))
+        .send(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            kept.is_some(),
+        )))
         .await
     {
+        ep.release_client(&connect.client_id, connection);
         return;
     }
-    let mut login = Event::new("login", protocol).device(&id).peer(peer).code(0);
+    let mut words = Vec::new();
     if secret.is_some() {
-        login = login.message("securemode 3: activating");
+        words.push("securemode 3: activating".to_string());
+    }
+    if id.device_key == enos::INTEGRATION_DK {
+        words.push("securemode 4: message integration".to_string());
+    }
+    if took_over {
+        words.push("took over a connection with the same client id".to_string());
+    }
+    if kept.is_some() {
+        words.push("session present: the subscriptions of the client's last session".to_string());
+    }
+    let mut login = Event::new("login", protocol).device(&id).peer(peer).code(0);
+    if !words.is_empty() {
+        login = login.message(words.join("; "));
     }
     ep.emit(login);
+    ep.twin.connected(&id, protocol, None);
     let (tx, mut rx) = mpsc::channel::<Downlink>(8);
     ep.connect_device(&id, tx.clone());
+    if let (Some(k), Ok(mut subs)) = (&kept, subscriptions.lock()) {
+        subs.clone_from(k);
+    }
     let mut s = Session {
         id: id.clone(),
         protocol,
         subdevices: HashSet::new(),
         commands: HashMap::new(),
+        qos2: HashSet::new(),
+        subscriptions,
     };
     if let Some(secret) = secret {
         // The platform pushes the device secret; the device never subscribes to it.
@@ -262,7 +359,7 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
             }),
         );
         let topic = enos::activate_info(&id.product_key, &id.device_key);
-        wire.publish(&topic, push.to_bytes()).await;
+        wire.publish(&topic, push.to_bytes());
         drop(secret);
     }
     let idle = match connect.keep_alive {
@@ -274,8 +371,12 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
         // wait: a client that sends SUBSCRIBE and PUBLISH together gets SUBACK, PUBACK and
         // the reply in one segment. Writing here, outside `select!`, keeps a half-done write
         // from being cancelled.
-        if !wire.has_packet() && !wire.write_out().await {
-            break "the connection failed".to_string();
+        if !wire.has_packet() && !wire.out.is_empty() {
+            // No reply leaves before its request's event is in the record.
+            ep.recorded().await;
+            if !wire.write_out().await {
+                break "the connection failed".to_string();
+            }
         }
         tokio::select! {
             read = tokio::time::timeout(idle, wire.next()) => match read {
@@ -289,13 +390,31 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             },
-            Some(cmd) = rx.recv() => command(&mut wire, &mut s, ep, cmd).await,
+            Some(cmd) = rx.recv() => command(&mut wire, &mut s, ep, cmd),
+            () = taken.notified() => {
+                break "taken over: a new connection logged in with the same client id (MQTT-3.1.4-2)".to_string()
+            }
             _ = shutdown.changed() => break "serve is stopping".to_string(),
         }
     };
     // Answers queued before a DISCONNECT in the same segment still go out.
+    ep.recorded().await;
     let _ = wire.write_out().await;
     ep.disconnect_device(&id, &tx);
+    ep.release_client(&connect.client_id, connection);
+    // A session taken over went on with the newer connection; a clean one is not kept.
+    if !connect.clean_session && !why.starts_with("taken over") {
+        let subs = s
+            .subscriptions
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        ep.keep_session(&connect.client_id, subs);
+    }
+    ep.twin.disconnected(&id);
+    for sub in &s.subdevices {
+        ep.twin.disconnected(sub);
+    }
     // A client that sent DISCONNECT or closed has left: dropping the socket closes it, and a
     // shutdown first would cost a system call per connection for nothing.
     if why != "DISCONNECT" && why != "the client closed the connection" {
@@ -315,7 +434,13 @@ async fn handle<I: AsyncRead + AsyncWrite + Unpin>(
         Packet::Subscribe(sub) => {
             let mut codes = Vec::with_capacity(sub.filters.len());
             for f in &sub.filters {
-                if s.may_use(&f.path) {
+                if s.may_use(ep, &f.path) {
+                    if let Ok(mut subs) = s.subscriptions.lock()
+                        && subs.len() < MAX_KEPT_FILTERS
+                        && !subs.iter().any(|(p, _)| *p == f.path)
+                    {
+                        subs.push((f.path.clone(), f.qos));
+                    }
                     // Replies go out at QoS 0 and 1 is the most granted: QoS 2 is not EnOS's.
                     let granted = if f.qos == QoS::AtMostOnce {
                         QoS::AtMostOnce
@@ -335,32 +460,57 @@ async fn handle<I: AsyncRead + AsyncWrite + Unpin>(
             }
             wire.queue(Packet::SubAck(SubAck::new(sub.pkid, codes)))
         }
-        Packet::Unsubscribe(u) => wire.queue(Packet::UnsubAck(UnsubAck::new(u.pkid))),
+        Packet::Unsubscribe(u) => {
+            if let Ok(mut subs) = s.subscriptions.lock() {
+                subs.retain(|(p, _)| !u.topics.contains(p));
+            }
+            wire.queue(Packet::UnsubAck(UnsubAck::new(u.pkid)))
+        }
         Packet::PingReq => wire.queue(Packet::PingResp),
         Packet::Publish(p) => {
             // The acknowledgement is queued and leaves with the reply, or with the next write.
             let acked = match p.qos {
                 QoS::AtMostOnce => true,
                 QoS::AtLeastOnce => wire.queue(Packet::PubAck(PubAck::new(p.pkid))),
-                // EnOS takes QoS 0 and 1; a QoS 2 message still gets its protocol's answer.
-                QoS::ExactlyOnce => wire.queue(Packet::PubRec(PubRec::new(p.pkid))),
+                // EnOS takes QoS 0 and 1; a QoS 2 message still gets its protocol's answer,
+                // and one sent again before its PUBREL is not processed twice (MQTT-4.3.3-2).
+                QoS::ExactlyOnce => {
+                    let fresh = s.qos2.insert(p.pkid);
+                    let rec = wire.queue(Packet::PubRec(PubRec::new(p.pkid)));
+                    if !fresh {
+                        ep.emit(
+                            Event::new("duplicate", s.protocol)
+                                .device(&s.id)
+                                .topic(&p.topic)
+                                .message(format!(
+                                    "QoS 2 packet {} again before its PUBREL (dup flag {}): acknowledged, not processed again",
+                                    p.pkid, p.dup
+                                )),
+                        );
+                        return rec;
+                    }
+                    rec
+                }
             };
-            acked && publish(wire, s, ep, &p.topic, &p.payload).await
+            acked && publish(wire, s, ep, &p.topic, &p.payload)
         }
-        Packet::PubRel(r) => wire.queue(Packet::PubComp(PubComp::new(r.pkid))),
+        Packet::PubRel(r) => {
+            s.qos2.remove(&r.pkid);
+            wire.queue(Packet::PubComp(PubComp::new(r.pkid)))
+        }
         // Acknowledgements of nothing we sent at QoS 1, and packets a server never gets.
         _ => true,
     }
 }
 
-async fn publish<I: AsyncRead + AsyncWrite + Unpin>(
+fn publish<I: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<I>,
     s: &mut Session,
     ep: &Endpoint,
     topic: &str,
     payload: &[u8],
 ) -> bool {
-    if !s.may_use(topic) {
+    if !s.may_use(ep, topic) {
         ep.emit(
             Event::new("denied", s.protocol)
                 .device(&s.id)
@@ -396,19 +546,48 @@ async fn publish<I: AsyncRead + AsyncWrite + Unpin>(
             }
             return true;
         }
-        if let Some(waiting) = s.commands.remove(&(topic.to_string(), rid)) {
+        // A JSON reply by its id; raw bytes (`model/down_raw_reply`) by topic, oldest first.
+        let raw_key = (topic.to_string(), String::new());
+        let key = (topic.to_string(), rid);
+        let json_reply = reply.is_some() && !key.1.is_empty();
+        let (waiting, raw) = match json_reply.then(|| take_waiting(&mut s.commands, &key)).flatten() {
+            Some(w) => (Some(w), false),
+            None => (take_waiting(&mut s.commands, &raw_key), true),
+        };
+        if let Some(waiting) = waiting {
             let mut e = Event::new("reply", s.protocol).device(&s.id).topic(topic);
-            if let Some(c) = code {
+            if let Some(c) = code.filter(|_| !raw) {
                 e = e.code(c);
             }
+            if raw {
+                e = e.message(format!("{} raw bytes", payload.len()));
+            }
             ep.emit(e);
-            let _ = waiting.send(reply.unwrap_or(Value::Null));
+            let answer = if raw {
+                use base64::Engine;
+                json!({
+                    "payload": String::from_utf8_lossy(payload),
+                    "payload_base64": base64::engine::general_purpose::STANDARD.encode(payload),
+                })
+            } else {
+                reply.unwrap_or(Value::Null)
+            };
+            let _ = waiting.send(answer);
             return true;
         }
     }
     let reply = match ep.answer(s.protocol, topic, payload) {
-        Answer::Reply(r) => r,
-        Answer::Raw => return true,
+        Answer::Reply(r) | Answer::NotOffered(r) => r,
+        Answer::Raw(bytes) => {
+            let reply_topic = enos::reply_topic(topic);
+            ep.emit(
+                Event::new("reply", s.protocol)
+                    .device(&s.id)
+                    .topic(&reply_topic)
+                    .message(format!("{} raw bytes", bytes.len())),
+            );
+            return wire.publish(&reply_topic, bytes);
+        }
         Answer::NotEnos => {
             ep.emit(
                 Event::new("request", s.protocol)
@@ -419,7 +598,7 @@ async fn publish<I: AsyncRead + AsyncWrite + Unpin>(
             return true;
         }
     };
-    let reply = sub_devices(s, ep, topic, payload, reply);
+    let reply = super::gateway::sub_devices(s, ep, topic, payload, reply);
     // Delivered to the connection whether or not it subscribed: the official Python SDK does
     // not subscribe again after a reconnect and still expects its replies.
     let reply_topic = enos::reply_topic(topic);
@@ -429,108 +608,25 @@ async fn publish<I: AsyncRead + AsyncWrite + Unpin>(
             .topic(&reply_topic)
             .code(reply.code),
     );
-    wire.publish(&reply_topic, reply.to_bytes()).await
+    wire.publish(&reply_topic, reply.to_bytes())
 }
 
-/// The sub-device methods on the gateway's session topic: checked further once the message
-/// itself is well-formed.
-fn sub_devices(s: &mut Session, ep: &Endpoint, topic: &str, payload: &[u8], reply: Reply) -> Reply {
-    if reply.code != enos::SUCCESS {
-        return reply;
+/// The oldest test waiting on `key`, if any.
+fn take_waiting(
+    commands: &mut HashMap<(String, String), VecDeque<oneshot::Sender<Value>>>,
+    key: &(String, String),
+) -> Option<oneshot::Sender<Value>> {
+    let queue = commands.get_mut(key)?;
+    let first = queue.pop_front();
+    if queue.is_empty() {
+        commands.remove(key);
     }
-    let session = format!("/ext/session/{}/{}/", s.id.product_key, s.id.device_key);
-    let Some(rest) = topic.strip_prefix(&session) else {
-        return reply;
-    };
-    let params = serde_json::from_slice::<Value>(payload)
-        .ok()
-        .and_then(|v| v.get("params").cloned())
-        .unwrap_or(Value::Null);
-    let mut login = |params: &Value| {
-        let (code, sub, message) = ep.subdevice_login(&s.id, params);
-        let (pk, dk) = keys_in(params);
-        let (pk, dk) = (pk.as_str(), dk.as_str());
-        let mut e = Event::new("subdevice_login", s.protocol)
-            .keys(pk, dk)
-            .topic(topic)
-            .code(code);
-        if !message.is_empty() {
-            e = e.message(message.clone());
-        }
-        ep.emit(e);
-        if let Some(sub) = sub {
-            s.subdevices.insert(sub);
-        }
-        (code, message, json!({"productKey": pk, "deviceKey": dk}))
-    };
-    match rest {
-        "combine/login" => {
-            let (code, message, data) = login(&params);
-            let r = Reply::new(
-                reply.id,
-                code,
-                if code == enos::SUCCESS { data } else { Value::Null },
-            );
-            if message.is_empty() {
-                r
-            } else {
-                r.with_message(message)
-            }
-        }
-        "combine/login/batch" => {
-            // Each entry is signed with the batch's client id and timestamp.
-            let shared = ["clientId", "timestamp", "signMethod"];
-            let mut first_failure = None;
-            let mut logged = Vec::new();
-            for item in params
-                .get("subDevices")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let mut p = item.clone();
-                for k in shared {
-                    if let (Some(v), Some(obj)) = (params.get(k), p.as_object_mut()) {
-                        obj.entry(k).or_insert(v.clone());
-                    }
-                }
-                let (code, message, data) = login(&p);
-                if code == enos::SUCCESS {
-                    logged.push(data);
-                } else if first_failure.is_none() {
-                    first_failure = Some((code, message));
-                }
-            }
-            match first_failure {
-                None => Reply::new(reply.id, enos::SUCCESS, json!({"loginedSubDevices": logged})),
-                Some((code, message)) => {
-                    Reply::new(reply.id, code, json!({"loginedSubDevices": logged})).with_message(message)
-                }
-            }
-        }
-        "combine/logout" => {
-            let (pk, dk) = keys_in(&params);
-            let (pk, dk) = (pk.as_str(), dk.as_str());
-            s.subdevices.remove(&Identity::new(pk, dk));
-            Reply::new(
-                reply.id,
-                enos::SUCCESS,
-                json!({"productKey": pk, "deviceKey": dk}),
-            )
-        }
-        _ => reply,
-    }
-}
-
-/// The `productKey` and `deviceKey` a sub-device request names (strings or numbers).
-fn keys_in(params: &Value) -> (String, String) {
-    let key = |k: &str| super::text_field(params, k).unwrap_or_default();
-    (key("productKey"), key("deviceKey"))
+    first
 }
 
 /// A command from a test, pushed to the device (EnOS pushes commands; the SDKs never subscribe
-/// to them), and the device's reply handed back.
-async fn command<I: AsyncRead + AsyncWrite + Unpin>(
+/// to them), and the device's reply handed back when it comes.
+fn command<I: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<I>,
     s: &mut Session,
     ep: &Endpoint,
@@ -540,12 +636,23 @@ async fn command<I: AsyncRead + AsyncWrite + Unpin>(
         Event::new("command", s.protocol)
             .device(&s.id)
             .topic(&cmd.topic)
-            .method(&cmd.request.method),
+            .method(&cmd.method),
     );
+    // A sub-device disabled or deleted is logged out of its gateway's session at once.
+    if matches!(cmd.method.as_str(), "combine.disable" | "combine.delete")
+        && let Ok(v) = serde_json::from_slice::<Value>(&cmd.payload)
+    {
+        super::gateway::log_out(s, ep, v.get("params").unwrap_or(&Value::Null), &cmd.method);
+    }
     // Commands whose test stopped waiting are dropped, so the table stays small.
-    s.commands.retain(|_, waiting| !waiting.is_closed());
-    if wire.publish(&cmd.topic, cmd.request.to_bytes()).await {
+    for queue in s.commands.values_mut() {
+        queue.retain(|waiting| !waiting.is_closed());
+    }
+    s.commands.retain(|_, queue| !queue.is_empty());
+    if wire.publish(&cmd.topic, cmd.payload) {
         s.commands
-            .insert((enos::reply_topic(&cmd.topic), cmd.request.id.clone()), cmd.reply);
+            .entry((enos::reply_topic(&cmd.topic), cmd.id.unwrap_or_default()))
+            .or_default()
+            .push_back(cmd.reply);
     }
 }

@@ -20,6 +20,16 @@ struct Serve {
     dir: tempfile::TempDir,
 }
 
+/// A test that fails before `stop` leaves no serve running behind it.
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Serve {
     fn start(registry: &str, extra: &[&str]) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -301,7 +311,7 @@ fn mqtt_logins_are_refused_with_a_connack_code_never_a_silent_close() {
     }
 }
 
-fn logged_in(e: &peers::Enos) -> Mqtt {
+pub fn logged_in(e: &peers::Enos) -> Mqtt {
     let (client_id, user, pass) = enos_login("pk1", "dk1", "static", "Device-Canary-9a1");
     let (code, m) = Mqtt::connect(e.mqtt, &client_id, &user, &pass);
     assert_eq!(code, 0);
@@ -406,15 +416,24 @@ fn a_test_sends_a_command_and_gets_the_device_reply() {
 }
 
 /// A small HTTP/1.1 POST on a fresh connection: the status and the JSON body.
-fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, Value) {
+pub fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, Value) {
     http_post_typed(addr, path, "application/json", body)
 }
 
+/// A GET on a fresh connection: the status and the JSON body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    http_request(addr, "GET", path, "application/json", b"")
+}
+
 fn http_post_typed(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    http_request(addr, "POST", path, content_type, body)
+}
+
+fn http_request(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
     let mut s = std::net::TcpStream::connect(addr).expect("connects");
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).expect("head");
@@ -427,7 +446,7 @@ fn http_post_typed(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn http_session(e: &peers::Enos) -> String {
+pub fn http_session(e: &peers::Enos) -> String {
     let c = creds("http", "pk1", "dk1", "static", "Device-Canary-9a1");
     let auth = c.request.expect("auth request");
     let (status, v) = http_post(e.http, &auth.path, auth.body.as_bytes());
@@ -667,4 +686,89 @@ fn mqtt_over_tls_with_the_certificate_given() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("--tls-cert /dev/null"));
+}
+
+/// `kill -9` serve: every request that got its reply is in the record already. Once with one
+/// client (a reply, then the kill at once, five times), once in the middle of a load run (every
+/// probe that got 200 has its request event).
+#[test]
+fn kill_9_loses_no_answered_request_from_the_record() {
+    let kill9 = |s: &mut Serve| {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &s.child.id().to_string()])
+            .status();
+        let _ = s.child.wait();
+        std::fs::read_to_string(s.dir.path().join("record.jsonl")).unwrap_or_default()
+    };
+    for round in 0..5 {
+        let mut s = Serve::start(REGISTRY, &["--quiet"]);
+        let addr: SocketAddr = s.addr("mqtt").parse().expect("addr");
+        let (client_id, user, pass) = enos_login("pk1", "dk1", "static", "Device-Canary-9a1");
+        let (code, mut m) = Mqtt::connect(addr, &client_id, &user, &pass);
+        assert_eq!(code, 0);
+        let id = format!("k9-{round}");
+        let body = json!({"id": id, "method": "thing.measurepoint.post", "params": {"measurepoints": {"temp": round}}});
+        let reply = m.request(
+            "/sys/pk1/dk1/thing/measurepoint/post",
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(reply["code"], 200);
+        let record = kill9(&mut s);
+        assert!(
+            record.contains(r#""event":"request""#) && record.contains(r#""code":200"#),
+            "round {round}: the answered request is in the record:\n{record}"
+        );
+    }
+    // In the middle of a load run.
+    let mut s = Serve::start(REGISTRY, &["--quiet"]);
+    let target = format!("mqtt://{}", s.addr("mqtt"));
+    let record_path = s.dir.path().join("record.jsonl");
+    let probe = std::thread::spawn(move || {
+        bin()
+            .timeout(Duration::from_secs(120))
+            .args(["probe", &target, "--product-key", "pk1", "--device-key", "dk1"])
+            .args([
+                "-m",
+                "temp=1",
+                "--count",
+                "100000",
+                "--concurrency",
+                "40",
+                "--timeout",
+                "3",
+                "-f",
+                "json",
+            ])
+            .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+            .output()
+            .expect("runs")
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = std::fs::read_to_string(&record_path)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if lines >= 1500 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the load run did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let record = kill9(&mut s);
+    let out = probe.join().expect("the probe");
+    let v = json_of(&out.stdout);
+    let answered = v["succeeded"].as_u64().expect("succeeded");
+    let recorded = record
+        .lines()
+        .filter(|l| l.contains(r#""event":"request""#) && l.contains(r#""code":200"#))
+        .count() as u64;
+    assert!(
+        answered > 0 && v["failed"].as_u64() > Some(0),
+        "killed mid-run: {v}"
+    );
+    assert!(
+        recorded >= answered,
+        "{answered} posts got 200, only {recorded} are in the record"
+    );
 }

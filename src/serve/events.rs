@@ -1,0 +1,263 @@
+//! The event log and the record: one JSON line per event on stdout and in the record file, a
+//! sentence per event on stderr with `--log`, or a list in memory for a serve inside a test.
+//! Lines are gathered and written by [`Endpoint::flusher`], a batch per write; a listener
+//! awaits [`Endpoint::recorded`] before a reply leaves, so the record holds every request that
+//! was answered.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{Endpoint, Identity};
+
+/// One line of the event log.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Event {
+    pub event: &'static str,
+    pub protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+}
+
+impl Event {
+    pub fn new(event: &'static str, protocol: &'static str) -> Self {
+        Event {
+            event,
+            protocol,
+            ..Default::default()
+        }
+    }
+
+    pub fn device(mut self, id: &Identity) -> Self {
+        self.product_key = Some(id.product_key.clone());
+        self.device_key = Some(id.device_key.clone());
+        self
+    }
+
+    pub fn keys(mut self, pk: &str, dk: &str) -> Self {
+        self.product_key = Some(pk.to_string());
+        self.device_key = Some(dk.to_string());
+        self
+    }
+
+    pub fn topic(mut self, topic: &str) -> Self {
+        self.topic = Some(topic.to_string());
+        self
+    }
+
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_string());
+        self
+    }
+
+    pub fn code(mut self, code: i64) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    pub fn peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = Some(peer.to_string());
+        self
+    }
+}
+
+/// Where events go: stdout, the record file, and a line for people on stderr; or, for a
+/// serve inside another program (the tests), a list in memory.
+pub(crate) enum Sink {
+    Streams {
+        pending: Mutex<Pending>,
+        /// Told when a line is pending; [`Endpoint::flusher`] waits on it.
+        ready: tokio::sync::Notify,
+        record: Mutex<Option<std::fs::File>>,
+        /// How many lines are written to stdout and the record so far.
+        written: watch::Sender<u64>,
+        log: bool,
+    },
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+impl Sink {
+    pub(crate) fn streams(record: Option<&std::path::Path>, log: bool) -> std::io::Result<Sink> {
+        let record = match record {
+            Some(p) => Some(std::fs::File::create(p)?),
+            None => None,
+        };
+        Ok(Sink::Streams {
+            pending: Mutex::default(),
+            ready: tokio::sync::Notify::new(),
+            record: Mutex::new(record),
+            written: watch::Sender::new(0),
+            log,
+        })
+    }
+}
+
+/// Lines written since the last flush, for stdout (and the record) and for stderr.
+#[derive(Default)]
+pub(crate) struct Pending {
+    out: Vec<u8>,
+    err: Vec<u8>,
+    /// How many lines were ever added to `out`.
+    lines: u64,
+}
+
+/// How long a reply waits for its event to be written before it leaves anyway (a stdout no one
+/// reads must not hold every device).
+const RECORD_WAIT: Duration = Duration::from_secs(5);
+
+impl Endpoint {
+    /// One JSON line on stdout and in the record.
+    pub fn emit_line(&self, v: &impl Serialize) {
+        let Ok(line) = serde_json::to_string(v) else {
+            return;
+        };
+        self.write_line(line);
+    }
+
+    fn write_line(&self, line: String) {
+        match &self.sink {
+            Sink::Memory(m) => {
+                if let Ok(mut m) = m.lock() {
+                    m.push(line);
+                }
+            }
+            Sink::Streams { pending, ready, .. } => {
+                if let Ok(mut p) = pending.lock() {
+                    p.out.extend_from_slice(line.as_bytes());
+                    p.out.push(b'\n');
+                    p.lines = p.lines.saturating_add(1);
+                }
+                ready.notify_one();
+            }
+        }
+    }
+
+    /// Write one event: a JSON line on stdout and in the record, a sentence on stderr.
+    pub fn emit(&self, e: Event) {
+        let Ok(line) = serde_json::to_string(&e) else {
+            return;
+        };
+        self.write_line(line);
+        if let Sink::Streams {
+            pending, log: true, ..
+        } = &self.sink
+        {
+            let who = match (&e.product_key, &e.device_key) {
+                (Some(p), Some(d)) => format!(" {p}/{d}"),
+                _ => String::new(),
+            };
+            let mut text = format!("serve: {} {}{who}", e.protocol, e.event);
+            for part in [&e.topic, &e.method].into_iter().flatten() {
+                text.push_str(&format!(" {part}"));
+            }
+            if let Some(c) = e.code {
+                text.push_str(&format!(" code {c}"));
+            }
+            if let Some(m) = &e.message {
+                text.push_str(&format!(": {m}"));
+            }
+            if let Ok(mut p) = pending.lock() {
+                p.err.extend_from_slice(text.as_bytes());
+                p.err.push(b'\n');
+            }
+        }
+    }
+
+    /// Write every pending line to stdout, the record and stderr, and flush them.
+    pub fn flush(&self) {
+        let Sink::Streams {
+            pending,
+            record,
+            written,
+            ..
+        } = &self.sink
+        else {
+            return;
+        };
+        // The record's lock is taken first and held through the write, so two flushes write
+        // in order and `written` never runs ahead of the file.
+        let mut record = record.lock().ok();
+        let (out, err, lines) = match pending.lock() {
+            Ok(mut p) => (std::mem::take(&mut p.out), std::mem::take(&mut p.err), p.lines),
+            Err(_) => return,
+        };
+        if !out.is_empty() {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&out);
+            let _ = stdout.flush();
+            // A write(2) puts the lines in the kernel's page cache: a `kill -9` of serve
+            // cannot lose them from then on (a power cut can; that is not the promise).
+            if let Some(f) = record.as_mut().and_then(|r| r.as_mut()) {
+                let _ = f.write_all(&out);
+            }
+        }
+        written.send_if_modified(|w| {
+            let grew = lines > *w;
+            *w = (*w).max(lines);
+            grew
+        });
+        drop(record);
+        if !err.is_empty() {
+            let _ = std::io::stderr().lock().write_all(&err);
+        }
+    }
+
+    /// Wait until every event emitted so far is written to stdout and the record: a reply
+    /// leaves only after the request's event is in the record, so no request that was answered
+    /// is missing from it, whenever serve dies. The flusher writes for many connections at
+    /// once (group commit), so this costs a wake-up, not a write per reply. Bounded by
+    /// [`RECORD_WAIT`].
+    pub async fn recorded(&self) {
+        let Sink::Streams { pending, written, .. } = &self.sink else {
+            return;
+        };
+        let Ok(target) = pending.lock().map(|p| p.lines) else {
+            return;
+        };
+        let mut rx = written.subscribe();
+        if *rx.borrow() >= target {
+            return;
+        }
+        let _ = tokio::time::timeout(RECORD_WAIT, rx.wait_for(|w| *w >= target)).await;
+    }
+
+    /// Write the events out as they come, a batch at a time: after a line is pending, every
+    /// task that is ready runs first and adds its own, so a loaded serve makes one write per
+    /// batch instead of two per event (which had capped its connection rate), and an idle one
+    /// still shows each event at once. Runs until `shutdown`, then writes what is left.
+    pub async fn flusher(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let Sink::Streams { ready, .. } = &self.sink else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = ready.notified() => {}
+                () = super::stopped(shutdown.clone()) => break,
+            }
+            tokio::task::yield_now().await;
+            self.flush();
+        }
+        self.flush();
+    }
+}

@@ -1,0 +1,174 @@
+//! The listeners: bind each one asked for, serve until shutdown, and accept connections with a
+//! bound on how many are served at once. Each protocol's own handling is in [`super::mqtt`],
+//! [`super::http`] and [`super::coap`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::{Endpoint, MAX_CONNECTIONS, Options, coap, http, mqtt};
+
+/// The listeners, bound: their addresses are known before anything is served.
+pub struct Bound {
+    pub mqtt: Option<tokio::net::TcpListener>,
+    pub mqtts: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
+    pub http: Option<tokio::net::TcpListener>,
+    pub coap: Option<tokio::net::UdpSocket>,
+    pub coaps: Option<Arc<dyn webrtc_util::conn::Listener + Send + Sync>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {message}")]
+pub struct BindError {
+    pub what: &'static str,
+    pub addr: SocketAddr,
+    pub message: String,
+}
+
+/// Bind every listener asked for.
+pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
+    let tcp = |what: &'static str, addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| BindError {
+            what,
+            addr,
+            message: e.to_string(),
+        })
+    };
+    let mqtt = match opts.mqtt {
+        Some(a) => Some(tcp("mqtt", a).await?),
+        None => None,
+    };
+    let mqtts = match &opts.mqtts {
+        Some((a, config)) => Some((tcp("mqtts", *a).await?, config.clone())),
+        None => None,
+    };
+    let http = match opts.http {
+        Some(a) => Some(tcp("http", a).await?),
+        None => None,
+    };
+    let coap = match opts.coap {
+        Some(addr) => Some(tokio::net::UdpSocket::bind(addr).await.map_err(|e| BindError {
+            what: "coap",
+            addr,
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    let coaps = match opts.coaps {
+        Some(addr) => Some(coap::dtls_listener(addr).await?),
+        None => None,
+    };
+    Ok(Bound {
+        mqtt,
+        mqtts,
+        http,
+        coap,
+        coaps,
+    })
+}
+
+impl Bound {
+    /// The first line on stdout: every bound listener's address.
+    pub async fn listening(&self) -> Value {
+        let mut v = json!({"event": "listening"});
+        let addr = |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).ok();
+        if let Some(l) = &self.mqtt {
+            v["mqtt"] = json!(addr(l));
+        }
+        if let Some((l, _)) = &self.mqtts {
+            v["mqtts"] = json!(addr(l));
+        }
+        if let Some(l) = &self.http {
+            v["http"] = json!(addr(l));
+        }
+        if let Some(s) = &self.coap {
+            v["coap"] = json!(s.local_addr().map(|a| a.to_string()).ok());
+        }
+        if let Some(l) = &self.coaps {
+            v["coaps"] = json!(l.addr().await.map(|a| a.to_string()).ok());
+        }
+        v
+    }
+}
+
+/// Serve until `shutdown` turns true; then stop accepting, close the connections and return.
+pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(endpoint.clone().flusher(shutdown.clone()));
+    if let Some(l) = bound.mqtt {
+        tasks.spawn(mqtt::accept(l, None, endpoint.clone(), shutdown.clone()));
+    }
+    if let Some((l, config)) = bound.mqtts {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        tasks.spawn(mqtt::accept(
+            l,
+            Some(acceptor),
+            endpoint.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(l) = bound.http {
+        tasks.spawn(http::accept(l, endpoint.clone(), shutdown.clone()));
+    }
+    if let Some(s) = bound.coap {
+        tasks.spawn(coap::serve_udp(s, endpoint.clone(), shutdown.clone()));
+    }
+    if let Some(l) = bound.coaps {
+        tasks.spawn(coap::serve_dtls(l, endpoint.clone(), shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+    endpoint.flush();
+}
+
+/// Accept connections until shutdown, each handled in a task of its own, at most
+/// [`MAX_CONNECTIONS`] at once (more wait in the accept queue). At shutdown the listener stops
+/// accepting and the connections, which see the shutdown too, get two seconds to close.
+pub(crate) async fn accept_each<C, A, F, H, Fut>(mut accept: A, shutdown: watch::Receiver<bool>, handle: H)
+where
+    A: FnMut() -> F,
+    F: std::future::Future<Output = std::io::Result<(C, SocketAddr)>>,
+    H: Fn(C, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(shutdown.clone()) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = accept() => {
+                let (conn, peer) = match accepted {
+                    Ok(c) => c,
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let work = handle(conn, peer);
+                conns.spawn(async move {
+                    work.await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+/// Wait until `shutdown` says stop (or its sender is gone).
+pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
