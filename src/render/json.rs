@@ -132,6 +132,13 @@ impl Renderer for Json {
         for (k, v) in c.fields_beside_metadata() {
             map.insert(k.clone(), json!(v));
         }
+        if c.protocol == "subdevice" {
+            // The login's params exactly as the gateway sends them in `combine.login`: every
+            // value a string, as EnOS reads them.
+            let params: serde_json::Map<String, Value> =
+                c.fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            map.insert("params".into(), Value::Object(params));
+        }
         if let Some(r) = &c.request {
             map.insert(
                 "request".into(),

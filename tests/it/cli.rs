@@ -450,8 +450,8 @@ fn compare_marks_needed_rows_and_shows_security() {
         .args(["compare", "--need", "ota"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("* ").and(predicate::str::contains("Firmware OTA update (ota)")))
-        .stdout(predicate::str::contains("Security").and(predicate::str::contains("pre-shared key")));
+        .stdout(predicate::str::contains("* ota").and(predicate::str::contains("Firmware OTA update")))
+        .stdout(predicate::str::contains("security").and(predicate::str::contains("pre-shared key")));
     let out = bin().args(["compare", "--need", "ota", "-f", "json"]).ok_stdout();
     let v = json_of(&out);
     let features = v["features"].as_array().expect("features");

@@ -310,10 +310,12 @@ fn credentials_subdevice_prints_the_signed_login_fields() {
             "-f",
             "json",
         ])
-        .env("ENOS_DEVICE_SECRET", "Sub-Canary-4c2")
+        .env("ENOS_SUBDEVICE_SECRET", "Sub-Canary-4c2")
         .output()
         .expect("runs");
     let v = crate::common::json_of(&out.stdout);
+    // The login's params as the gateway sends them: every value a string.
+    let params = &v["params"];
     for key in [
         "productKey",
         "deviceKey",
@@ -323,12 +325,22 @@ fn credentials_subdevice_prints_the_signed_login_fields() {
         "signMethod",
         "sign",
     ] {
-        assert!(v[key].is_string(), "{key}: {v:#}");
+        assert!(params[key].is_string(), "{key}: {v:#}");
     }
     assert_eq!(
-        (v["secureMode"].as_str(), v["signMethod"].as_str()),
-        (Some("2"), Some("sha256"))
+        (
+            params["secureMode"].as_str(),
+            params["signMethod"].as_str(),
+            params["timestamp"].as_str()
+        ),
+        (Some("2"), Some("sha256"), Some("1700000000000"))
     );
+    // Beside them, the metadata every credentials object has, typed as everywhere else.
+    assert_eq!(
+        (v["timestamp"].as_u64(), v["secure_mode"].as_u64()),
+        (Some(1_700_000_000_000), Some(2))
+    );
+    assert_eq!(v["sign"], params["sign"]);
     no_secret_in(&out, &SECRETS, "credentials subdevice");
 }
 
