@@ -123,7 +123,7 @@ struct DeviceState {
     secret: Option<Secret>,
 }
 
-/// One device as `GET /twin/devices` shows it. See SERVE-NOTES.md for each field.
+/// One device as `GET /twin/devices` shows it: a contract, every field in docs/serve-reference.md.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceView {
     pub product_key: String,

@@ -117,6 +117,7 @@ fn docs_in_this_process() {
     }
     cases.run();
     the_command_answer_is_the_documented_one();
+    the_twin_is_the_documented_one();
     let record = serve.stop();
     record_matches_the_page(&record);
 }
@@ -146,6 +147,38 @@ fn the_command_answer_is_the_documented_one() {
         page.contains(&format!("# {json}\n")),
         "docs/serve.md: the command's answer is {json}"
     );
+}
+
+/// `docs/serve.md`'s `curl` of `meter-0043`'s twin, sent by hand after every example ran: the
+/// JSON, pretty-printed, matches the page's ```` ```json ```` block line by line (`[..]` for times).
+fn the_twin_is_the_documented_one() {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect("127.0.0.1:28080").expect("serve's HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /twin/devices/Pk7Xy2/meter-0043 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    let got = serde_json::to_string_pretty(&json).expect("pretty");
+    let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");
+    let block = page
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("docs/serve.md shows the twin in a ```json block");
+    let same = block.lines().count() == got.lines().count()
+        && block.lines().zip(got.lines()).all(|(want, got)| matches(want, got));
+    assert!(same, "docs/serve.md shows meter-0043's twin as:\n{block}\nserve answers:\n{got}");
+    for (_, secret) in SECRETS {
+        assert!(!got.contains(secret), "the twin shows a secret");
+    }
 }
 
 /// `serve` started from [`SERVE`], stopped with SIGTERM (or killed if the test fails first).
