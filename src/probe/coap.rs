@@ -2,6 +2,9 @@
 //! No path: a CoAP ping (an empty confirmable message, answered by a reset). A path: a GET, or
 //! the method given. Retransmission follows RFC 7252 4.8: ACK_TIMEOUT 2 s times a random factor
 //! up to 1.5, doubling, MAX_RETRANSMIT 4, all inside the probe's deadline.
+//!
+//! Why over 600 lines: plain CoAP and DTLS share the datagram link, the RFC 7252 retransmission
+//! and the socket that reports a port-unreachable; one file keeps that link private.
 
 use std::time::{Duration, Instant};
 
