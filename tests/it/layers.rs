@@ -212,3 +212,28 @@ fn the_checker_sees_an_upward_import() {
     assert!(violations(&layers, "cli", "x.rs", code).is_empty());
     assert_eq!(violations(&layers, "nowhere", "x.rs", "").len(), 1);
 }
+
+#[test]
+fn a_file_over_600_lines_says_why_at_its_top() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut silent = Vec::new();
+    for path in files {
+        let code = std::fs::read_to_string(&path).expect("read source");
+        let lines = code.lines().count();
+        let head: String = code
+            .lines()
+            .take_while(|l| l.starts_with("//!") || l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if lines > 600 && !head.contains("over 600 lines") {
+            silent.push(format!("{} ({lines} lines)", path.display()));
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "over 600 lines with no `Why over 600 lines: ...` in the module comment at the top: split \
+         the file by responsibility, or say why it stays one:\n{}",
+        silent.join("\n")
+    );
+}
