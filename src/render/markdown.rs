@@ -258,34 +258,12 @@ impl Renderer for Markdown {
         if let Some(n) = r.merged_from {
             facts.push(vec!["merged from".into(), super::reports(n)]);
         }
-        for (kind, n) in &r.errors {
-            let example = r
-                .examples
-                .get(kind)
-                .map(|e| format!(" (e.g. {e})"))
-                .unwrap_or_default();
-            facts.push(vec![format!("error `{kind}`"), format!("{n}{example}")]);
+        for (kind, text) in super::load_errors(r) {
+            facts.push(vec![format!("error `{kind}`"), text]);
         }
         out.push_str(&table(&["".into(), "".into()], &facts));
         out.push('\n');
-        let rows: Vec<Vec<String>> = crate::probe::STAGES
-            .iter()
-            .filter_map(|name| r.stages.get(*name).map(|p| (name, p)))
-            .map(|(name, p)| {
-                vec![
-                    name.to_string(),
-                    p.count.to_string(),
-                    format!("{:.3}", p.p50_ms),
-                    format!("{:.3}", p.p90_ms),
-                    format!("{:.3}", p.p99_ms),
-                    format!("{:.3}", p.max_ms),
-                ]
-            })
-            .collect();
-        let header: Vec<String> = ["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]
-            .iter()
-            .map(|h| h.to_string())
-            .collect();
+        let (header, rows) = super::load_stage_rows(r);
         out.push_str(&table(&header, &rows));
         out
     }

@@ -122,6 +122,44 @@ pub enum Paint {
     Strong,
 }
 
+/// A load report's error kinds with their counts and an example message each.
+pub fn load_errors(r: &crate::probe::load::LoadReport) -> Vec<(String, String)> {
+    r.errors
+        .iter()
+        .map(|(kind, n)| {
+            let example = r
+                .examples
+                .get(kind)
+                .map(|e| format!(" (e.g. {e})"))
+                .unwrap_or_default();
+            (kind.clone(), format!("{n}{example}"))
+        })
+        .collect()
+}
+
+/// The header and rows of a load report's stage table, in stage order.
+pub fn load_stage_rows(r: &crate::probe::load::LoadReport) -> (Vec<String>, Vec<Vec<String>>) {
+    let header = ["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    let rows = crate::probe::STAGES
+        .iter()
+        .filter_map(|name| r.stages.get(*name).map(|p| (name, p)))
+        .map(|(name, p)| {
+            vec![
+                name.to_string(),
+                p.count.to_string(),
+                format!("{:.3}", p.p50_ms),
+                format!("{:.3}", p.p90_ms),
+                format!("{:.3}", p.p99_ms),
+                format!("{:.3}", p.max_ms),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
 /// "1 report", "2 reports": what `merge` joined.
 pub fn reports(n: u64) -> String {
     if n == 1 {

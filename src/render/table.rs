@@ -356,26 +356,14 @@ impl Renderer for Table {
                 super::reports(n)
             ));
         }
-        for (kind, n) in &r.errors {
-            let example = r
-                .examples
-                .get(kind)
-                .map(|e| format!(" (e.g. {e})"))
-                .unwrap_or_default();
-            out.push_str(&format!("  {kind}: {n}{example}\n"));
+        for (kind, text) in super::load_errors(r) {
+            out.push_str(&format!("  {kind}: {text}\n"));
         }
-        let mut t = self.new_table(&["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]);
-        for name in crate::probe::STAGES {
-            if let Some(p) = r.stages.get(name) {
-                t.add_row(vec![
-                    name.to_string(),
-                    p.count.to_string(),
-                    format!("{:.3}", p.p50_ms),
-                    format!("{:.3}", p.p90_ms),
-                    format!("{:.3}", p.p99_ms),
-                    format!("{:.3}", p.max_ms),
-                ]);
-            }
+        let (header, rows) = super::load_stage_rows(r);
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut t = self.new_table(&header);
+        for row in rows {
+            t.add_row(row);
         }
         out.push_str(&format!("{t}\n"));
         out

@@ -122,26 +122,35 @@ fn docs_in_this_process() {
     record_matches_the_page(&record);
 }
 
-/// The `curl` of `docs/serve.md`'s session (a command for a device that is not connected), sent
-/// by hand, answers what the page says.
-fn the_command_answer_is_the_documented_one() {
+/// One HTTP/1.1 request to the docs' serve, by hand (the page shows it as `curl`): the body
+/// of the answer.
+fn http(request: &str) -> String {
     use std::io::{Read, Write};
-    let body = r#"{"method":"thing.service.measurepoint.set","params":{"temp":30}}"#;
     let mut stream = std::net::TcpStream::connect("127.0.0.1:28080").expect("serve's HTTP listener");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(
-        stream,
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The `curl` of `docs/serve.md`'s session (a command for a device that is not connected), sent
+/// by hand, answers what the page says.
+fn the_command_answer_is_the_documented_one() {
+    let body = r#"{"method":"thing.service.measurepoint.set","params":{"temp":30}}"#;
+    let json = http(&format!(
         "POST /twin/commands/Pk7Xy2/meter-0042?timeout=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("answer");
-    let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+    ));
     let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");
     assert!(
         page.contains(&format!("# {json}\n")),
@@ -152,20 +161,9 @@ fn the_command_answer_is_the_documented_one() {
 /// `docs/serve.md`'s `curl` of `meter-0043`'s twin, sent by hand after every example ran: the
 /// JSON, pretty-printed, matches the page's ```` ```json ```` block line by line (`[..]` for times).
 fn the_twin_is_the_documented_one() {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect("127.0.0.1:28080").expect("serve's HTTP listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /twin/devices/Pk7Xy2/meter-0043 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("answer");
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
-    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    let body =
+        http("GET /twin/devices/Pk7Xy2/meter-0043 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let got = serde_json::to_string_pretty(&json).expect("pretty");
     let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");
     let block = page
@@ -174,8 +172,14 @@ fn the_twin_is_the_documented_one() {
         .and_then(|rest| rest.split("\n```").next())
         .expect("docs/serve.md shows the twin in a ```json block");
     let same = block.lines().count() == got.lines().count()
-        && block.lines().zip(got.lines()).all(|(want, got)| matches(want, got));
-    assert!(same, "docs/serve.md shows meter-0043's twin as:\n{block}\nserve answers:\n{got}");
+        && block
+            .lines()
+            .zip(got.lines())
+            .all(|(want, got)| matches(want, got));
+    assert!(
+        same,
+        "docs/serve.md shows meter-0043's twin as:\n{block}\nserve answers:\n{got}"
+    );
     for (_, secret) in SECRETS {
         assert!(!got.contains(secret), "the twin shows a secret");
     }
