@@ -138,8 +138,8 @@ pub fn schema(ctx: &Context, args: &SchemaArgs) -> Result<ExitCode> {
     })
 }
 
-pub fn completions(args: &CompletionsArgs) -> Result<ExitCode> {
-    let mut cmd = with_candidates(Cli::command(), &capabilities::embedded()?);
+pub fn completions(ctx: &Context, args: &CompletionsArgs) -> Result<ExitCode> {
+    let mut cmd = with_candidates(Cli::command(), ctx.capabilities()?);
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "enos-connect", &mut out);
     if args.shell == clap_complete::Shell::Bash {
@@ -149,9 +149,9 @@ pub fn completions(args: &CompletionsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The feature ids (`--need`) and `ID=VALUE` answers (`--answer`) of the built-in data as the
-/// values a shell offers. Only the completion script gets them: parsing stays open to a
-/// `--capabilities` file with other ids, which the answers module checks with suggestions.
+/// The feature ids (`--need`) and `ID=VALUE` answers (`--answer`) of the data in use (built in,
+/// or `--capabilities FILE`) as the values a shell offers. Only the completion script gets
+/// them: parsing stays open to a file with other ids, which the answers module checks.
 fn with_candidates(cmd: clap::Command, caps: &capabilities::Capabilities) -> clap::Command {
     let needs: Vec<String> = caps.features.iter().map(|f| f.id.clone()).collect();
     let answers: Vec<String> = caps

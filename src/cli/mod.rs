@@ -181,7 +181,7 @@ pub fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Result<Ex
         Command::Questions(args) => data::questions(&ctx, args),
         Command::Check(args) => data::check(&ctx, &args),
         Command::Schema(args) => data::schema(&ctx, &args),
-        Command::Completions(args) => data::completions(&args),
+        Command::Completions(args) => data::completions(&ctx, &args),
         Command::Man(args) => data::man(&args),
     }
 }
