@@ -36,7 +36,7 @@ pub struct NeedProbeArgs {
     pub attribute: Vec<(String, serde_json::Value)>,
     /// passthrough_up: the raw bytes to send, in hex [default: 01020304]
     #[arg(long, value_name = "HEX", value_parser = hex)]
-    pub raw: Option<Vec<u8>>,
+    pub raw: Option<Bytes>,
     /// file_upload: the file to post [default: a small generated file]
     #[arg(long, value_name = "PATH", requires = "file_point")]
     pub file: Option<PathBuf>,
@@ -53,6 +53,10 @@ pub struct NeedProbeArgs {
     #[arg(long, value_name = "V")]
     pub firmware_version: Option<String>,
 }
+
+/// Bytes from hex (a type of its own: clap reads a `Vec` as a list of values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
 
 fn event(text: &str) -> Result<(String, serde_json::Value), String> {
     let (id, values) = match text.split_once('=') {
@@ -72,14 +76,14 @@ fn event(text: &str) -> Result<(String, serde_json::Value), String> {
     Ok((id.to_string(), values))
 }
 
-pub fn hex(text: &str) -> Result<Vec<u8>, String> {
+pub fn hex(text: &str) -> Result<Bytes, String> {
     let t = text.trim();
     let bytes = crate::probe::coap::hex_decode(t)
         .ok_or_else(|| format!("`{t}` is not hex: an even number of digits 0-9a-f"))?;
     if bytes.is_empty() || bytes.len() > MAX_RAW {
         return Err(format!("give 1 to {MAX_RAW} bytes"));
     }
-    Ok(bytes)
+    Ok(Bytes(bytes))
 }
 
 fn await_seconds(text: &str) -> Result<f64, String> {
@@ -112,7 +116,7 @@ mod tests {
         assert_eq!(event("alarm").map(|e| e.1), Ok(serde_json::json!({})));
         assert!(event("alarm=[1]").is_err());
         assert!(event("a b={}").is_err());
-        assert_eq!(hex("0aFF"), Ok(vec![0x0a, 0xff]));
+        assert_eq!(hex("0aFF"), Ok(Bytes(vec![0x0a, 0xff])));
         assert!(hex("abc").is_err());
         assert!(hex("").is_err());
         assert!(await_seconds("0").is_err());

@@ -63,7 +63,7 @@ pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
         matrix: v.matrix,
         events: v.event.clone(),
         attributes: v.attribute.iter().cloned().collect(),
-        raw: v.raw.clone(),
+        raw: v.raw.as_ref().map(|b| b.0.clone()),
         file,
         file_point: v.file_point.clone(),
         await_command: v.await_command.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),

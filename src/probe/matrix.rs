@@ -40,6 +40,8 @@ pub struct MatrixReport {
     /// No mismatch (untested cells are not mismatches) and every probe logged in.
     pub ok: bool,
     pub protocols: Vec<String>,
+    /// The protocols' titles, as the table prints them (`CoAP`).
+    pub titles: Vec<String>,
     pub targets: Vec<String>,
     pub mismatches: usize,
     pub untested: usize,
@@ -102,6 +104,10 @@ pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>) -> MatrixReport {
     MatrixReport {
         ok: mismatches == 0 && logged_in,
         protocols: probes.iter().map(|p| p.protocol.clone()).collect(),
+        titles: probes
+            .iter()
+            .map(|p| caps.protocol(&p.protocol).map_or_else(|| p.protocol.clone(), |x| x.title.clone()))
+            .collect(),
         targets: probes.iter().map(|p| p.target.clone()).collect(),
         mismatches,
         untested,

@@ -393,7 +393,7 @@ pub async fn run<T: Transport>(
         };
         let result = run_steps(transport, &steps, &mut r, deadline).await;
         let (measured, result) = match result {
-            Ok(()) => (Measured::Supported, Ok(summary(&r))),
+            Ok(said) => (Measured::Supported, Ok(summary(&r, said))),
             Err(Outcome::Untested(why)) => {
                 (Measured::Untested, Err(Failure::new(ErrorKind::Protocol, format!("untested: {why}"))))
             }
@@ -418,15 +418,23 @@ enum Outcome {
     Failed(Failure),
 }
 
-fn summary(r: &Recorder) -> String {
+/// What a need that passed says: EnOS's last reply, or what its last step proved.
+fn summary(r: &Recorder, said: String) -> String {
     match &r.enos {
-        Some(e) => format!("EnOS answered {}", enos::describe(e.code, &e.message)),
-        None => "done".into(),
+        Some(e) if said.is_empty() => format!("EnOS answered {}", enos::describe(e.code, &e.message)),
+        _ => said,
     }
 }
 
-async fn run_steps<T: Transport>(t: &mut T, steps: &[Step], r: &mut Recorder, deadline: Instant) -> Result<(), Outcome> {
+async fn run_steps<T: Transport>(t: &mut T, steps: &[Step], r: &mut Recorder, deadline: Instant) -> Result<String, Outcome> {
+    let mut said = String::new();
     for step in steps {
+        said = match step {
+            Step::Login(Ok(m)) => m.clone(),
+            Step::Subscribe { topics } => format!("granted: {}", topics.join(", ")),
+            Step::Command { .. } => "a command arrived and was answered 200".into(),
+            _ => String::new(),
+        };
         super::left(deadline).map_err(Outcome::Failed)?;
         let done = match step {
             Step::Login(result) => {
@@ -459,5 +467,5 @@ async fn run_steps<T: Transport>(t: &mut T, steps: &[Step], r: &mut Recorder, de
         done.map_err(Outcome::Failed)?;
         r.end();
     }
-    Ok(())
+    Ok(said)
 }

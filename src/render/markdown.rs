@@ -238,7 +238,7 @@ impl Renderer for Markdown {
 
     fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
         let mut header = vec!["feature".to_string()];
-        header.extend(m.protocols.iter().map(|p| p.to_uppercase()));
+        header.extend(m.titles.iter().cloned());
         let rows: Vec<Vec<String>> = m
             .rows
             .iter()

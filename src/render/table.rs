@@ -392,7 +392,7 @@ impl Renderer for Table {
 
     fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
         let mut header = vec!["feature".to_string()];
-        header.extend(m.protocols.iter().map(|p| p.to_uppercase()));
+        header.extend(m.titles.iter().cloned());
         let mut t = self.new_table(&[]);
         t.set_header(header);
         for row in &m.rows {

@@ -1,0 +1,244 @@
+//! `probe --need` and `probe --matrix` against `serve` in process: every need over every
+//! protocol follows the comparison table, the matrix reproduces the shipped table, and each
+//! need's failure paths (a refusal code, a silent endpoint, a reply to another id).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{bin, caps, json_of, no_secret_in};
+use crate::peers::{REGISTRY, SECRETS, enos, enos_script};
+use crate::serve::{http_get, http_post};
+
+const DEVICE: [&str; 4] = ["--product-key", "pk1", "--device-key", "dk1"];
+
+/// `probe URL --need NEED ARGS -f json` as dk1: the exit code, the report, and the output
+/// checked for the canary secrets.
+fn need(url: &str, need: &str, args: &[&str]) -> (i32, Value) {
+    let out = bin()
+        .arg("probe")
+        .arg(url)
+        .args(DEVICE)
+        .args(["--need", need, "-f", "json"])
+        .args(if args.contains(&"--timeout") { &[][..] } else { &["--timeout", "5"][..] })
+        .args(args)
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    no_secret_in(&out, &SECRETS, need);
+    let code = out.status.code().unwrap_or(-1);
+    let v = if out.stdout.starts_with(b"{") {
+        json_of(&out.stdout)
+    } else {
+        json!({"stderr": String::from_utf8_lossy(&out.stderr)})
+    };
+    (code, v)
+}
+
+/// The values a need's check is given in these tests (the registry's model: temp, on, label).
+fn values(feature: &str) -> Vec<&'static str> {
+    match feature {
+        "report_data" => vec!["-m", "temp=21.5", "--event", "alarm", "--attribute", "color=red"],
+        "batch_offline_points" => vec!["-m", "temp=21.5"],
+        "file_upload" => vec!["--file-point", "label"],
+        "passthrough_up" => vec!["--raw", "0a0b0c"],
+        _ => vec![],
+    }
+}
+
+#[test]
+fn every_need_over_every_protocol_is_accepted_iff_the_table_offers_it() {
+    let e = enos(REGISTRY);
+    let caps = caps();
+    let urls = [
+        ("mqtt", format!("mqtt://{}", e.mqtt)),
+        ("http", format!("http://{}", e.http)),
+        ("coap", format!("coap://{}", e.coap)),
+    ];
+    for f in &caps.features {
+        for (protocol, url) in &urls {
+            let (code, v) = need(url, &f.id, &values(&f.id));
+            let support = f.support_for(protocol);
+            if matches!(f.id.as_str(), "dynamic_auth" | "mutual_tls") {
+                // A static login cannot prove another login kind: said before any traffic.
+                assert_eq!(code, 2, "{} over {protocol}: {v}", f.id);
+                continue;
+            }
+            let n = &v["needs"][0];
+            if support.offered() {
+                assert_eq!(code, 0, "{} over {protocol}: {v:#}", f.id);
+                assert_eq!(n["measured"], "supported", "{v:#}");
+                assert_eq!(n["ok"], true);
+                assert!(n["stages"].as_array().is_some_and(|s| !s.is_empty()), "{v:#}");
+            } else {
+                assert_eq!(code, 1, "{} over {protocol}: {v:#}", f.id);
+                assert_eq!(n["measured"], "not_offered", "{v:#}");
+                let message = n["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.starts_with("not offered over ") && message.contains(&format!("(comparison table: `{}`)", f.id)),
+                    "{message}"
+                );
+                assert!(message.ends_with("carries it") || message.ends_with("carry it"), "{message}");
+                assert!(n["stages"].as_array().is_some_and(|s| s.is_empty()), "sent anyway: {v:#}");
+            }
+            assert_eq!(n["need"], f.id.as_str());
+            assert_eq!(n["protocol"], *protocol);
+            assert_eq!(n["table"], support.as_str());
+        }
+    }
+    // What was sent reached the twin: the measure point, the event, the attribute, the file.
+    let (_, twin) = http_get(e.http, "/twin/devices/pk1/dk1");
+    assert_eq!(twin["measurepoints"]["temp"]["value"], 21.5, "{twin:#}");
+    assert_eq!(twin["attributes"]["color"], "red", "{twin:#}");
+    assert!(twin["events"].as_array().is_some_and(|ev| ev.iter().any(|x| x["event"] == "alarm")), "{twin:#}");
+    assert_eq!(twin["measurepoints"]["label"]["value"], "local://enos-connect-probe.txt", "{twin:#}");
+}
+
+#[test]
+fn the_matrix_over_mqtt_http_and_coap_reproduces_the_shipped_table() {
+    let e = enos(REGISTRY);
+    let out = bin()
+        .arg("probe")
+        .arg("--matrix")
+        .arg(format!("mqtt://{}", e.mqtt))
+        .arg(format!("http://{}", e.http))
+        .arg(format!("coap://{}", e.coap))
+        .args(DEVICE)
+        .args(["-m", "temp=21.5", "--file-point", "label", "-f", "json"])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    no_secret_in(&out, &SECRETS, "matrix");
+    let v = json_of(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["mismatches"], 0, "{v:#}");
+    let caps = caps();
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), caps.features.len());
+    for (row, f) in rows.iter().zip(&caps.features) {
+        assert_eq!(row["feature"], f.id.as_str());
+        for (cell, protocol) in row["cells"].as_array().expect("cells").iter().zip(["mqtt", "http", "coap"]) {
+            let table = f.support_for(protocol);
+            assert_eq!(cell["table"], table.as_str(), "{cell}");
+            if cell["verdict"] == "untested" {
+                // Only the login kinds this static login is not: dynamic and mutual TLS.
+                assert!(matches!(f.id.as_str(), "dynamic_auth" | "mutual_tls"), "{cell}");
+                continue;
+            }
+            let want = if table.offered() { "supported" } else { "refused" };
+            assert_eq!(cell["measured"], want, "{} over {protocol}: {cell}", f.id);
+            assert_eq!(cell["verdict"], "match");
+        }
+    }
+    // The table output says the same, cell for cell, and names a mismatch when there is one.
+    let out = bin()
+        .arg("probe")
+        .arg("--matrix")
+        .arg(format!("http://{}", e.http))
+        .args(DEVICE)
+        .args(["-m", "temp=21.5", "--file-point", "label"])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("not_supported: refused") && text.contains("every measured cell matches"), "{text}");
+}
+
+#[test]
+fn a_need_refused_by_a_code_fails_with_the_code() {
+    let e = enos(REGISTRY);
+    let (code, v) = need(&format!("mqtt://{}", e.mqtt), "report_data", &["-m", "humidity=40"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["error"]["kind"], "enos", "{v:#}");
+    assert_eq!(v["needs"][0]["code"], 1204, "{v:#}");
+    assert_eq!(v["needs"][0]["measured"], "failed", "{v:#}");
+    // Over HTTP the table's refusal (403 with an EnOS body) reads as code 1009 in a matrix.
+    let (code, v) = need(&format!("http://{}", e.http), "ota", &["--matrix"]);
+    assert_eq!(code, 0, "{v:#}");
+    let ota = v["rows"].as_array().and_then(|r| r.iter().find(|r| r["feature"] == "ota")).expect("ota row");
+    assert_eq!(ota["cells"][0]["code"], 1009, "{ota}");
+    assert_eq!(ota["cells"][0]["measured"], "refused", "{ota}");
+}
+
+#[test]
+fn a_silent_endpoint_times_out_inside_the_deadline() {
+    // Logs in, acknowledges everything, answers nothing.
+    let addr = enos_script(|_| None);
+    let start = Instant::now();
+    let (code, v) = need(&format!("mqtt://{addr}"), "ota", &["--timeout", "1"]);
+    assert!(start.elapsed() < Duration::from_secs(4), "took {:?}", start.elapsed());
+    assert_eq!(code, 3, "{v:#}");
+    assert_eq!(v["error"]["kind"], "timeout", "{v:#}");
+}
+
+#[test]
+fn a_reply_to_another_id_is_not_taken_for_the_need() {
+    let addr = enos_script(|_| Some(br#"{"id":"someone-else","code":200,"data":[],"message":""}"#.to_vec()));
+    let (code, v) = need(&format!("mqtt://{addr}"), "subdevice_management", &["--timeout", "1"]);
+    assert_eq!(code, 3, "{v:#}");
+    assert!(v["needs"][0]["code"].is_null(), "{v:#}");
+}
+
+#[test]
+fn downlink_waits_for_a_command_from_serve_and_answers_it_200() {
+    let e = enos(REGISTRY);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("enos-connect"))
+        .arg("probe")
+        .arg(format!("mqtt://{}", e.mqtt))
+        .args(DEVICE)
+        .args(["--need", "downlink_commands", "--await-command", "8", "-f", "json"])
+        .env_clear()
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut answer = (0, Value::Null);
+    while Instant::now() < until {
+        // The subscriptions are made once the device is online; a command before them is lost.
+        std::thread::sleep(Duration::from_millis(200));
+        answer = http_post(
+            e.http,
+            "/twin/commands/pk1/dk1?timeout=3",
+            br#"{"method":"thing.service.measurepoint.set","params":{"temp":30}}"#,
+        );
+        if answer.0 == 200 {
+            break;
+        }
+    }
+    let out = child.wait_with_output().expect("ends");
+    no_secret_in(&out, &SECRETS, "await-command");
+    let v = json_of(&out.stdout);
+    assert_eq!(answer.0, 200, "{:?} / {v:#}", answer.1);
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    let n = &v["needs"][0];
+    assert_eq!(n["measured"], "supported", "{v:#}");
+    let stages: Vec<&str> = n["stages"].as_array().expect("stages").iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(stages, ["subscribe", "command"]);
+}
+
+#[test]
+fn needs_are_checked_before_any_traffic() {
+    // No login, an unknown feature, a write without its value: usage errors, exit 2.
+    for (args, words) in [
+        (vec!["mqtt://127.0.0.1:1", "--need", "ota"], "EnOS login"),
+        (vec!["mqtt://127.0.0.1:1", "--need", "otaa", "--product-key", "pk1", "--device-key", "dk1"], "not a feature"),
+        (vec!["mqtt://127.0.0.1:1", "--need", "batch_offline_points", "--product-key", "pk1", "--device-key", "dk1"], "--measurepoint"),
+        (vec!["mqtt://127.0.0.1:1", "--need", "file_upload", "--product-key", "pk1", "--device-key", "dk1"], "--file-point"),
+        (vec!["mqtt://127.0.0.1:1", "--need", "ota", "--await-command", "0", "--product-key", "pk1", "--device-key", "dk1"], "0.1"),
+        (vec!["http://127.0.0.1:1", "--need", "downlink_commands", "--await-command", "1", "--product-key", "pk1", "--device-key", "dk1"], "MQTT only"),
+    ] {
+        let out = bin()
+            .arg("probe")
+            .args(&args)
+            .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(words), "{args:?}: `{words}` not in {err}");
+    }
+}
