@@ -12,14 +12,16 @@ pub const MAX_AWAIT_S: f64 = 3600.0;
 pub const MAX_RAW: usize = 64 * 1024;
 
 #[derive(Debug, Args, Clone, Default)]
-#[command(after_long_help = "With --need, each feature's check runs after the login, each exchange \
+#[command(
+    after_long_help = "With --need, each feature's check runs after the login, each exchange \
 timed as a stage and read up to EnOS's reply code. Safe against production by default: without a \
 value you name, a check only reads (an attribute query, subscriptions, thing.topo.get, \
 ota/device/getversion). Nothing an operator would see as data, an alarm or a changed device is \
 sent unless you ask: --measurepoint, --event and --attribute post data, --register registers a \
 device, --firmware-version reports a version, --file-point posts a file, --await-command answers \
 a command 200. A need the comparison table says the protocol does not offer is not sent \
-(\"not offered over CoAP\"), unless --matrix.")]
+(\"not offered over CoAP\"), unless --matrix."
+)]
 pub struct NeedProbeArgs {
     /// Every feature over every URL given (one per protocol, the same device), printed as the
     /// comparison table as measured beside the table's own cell; exit 1 on a mismatch
@@ -61,16 +63,22 @@ pub struct Bytes(pub Vec<u8>);
 fn event(text: &str) -> Result<(String, serde_json::Value), String> {
     let (id, values) = match text.split_once('=') {
         Some((id, v)) => {
-            let v: serde_json::Value = serde_json::from_str(v.trim())
-                .map_err(|e| format!("`{}` is not JSON: {e}", v.trim()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(v.trim()).map_err(|e| format!("`{}` is not JSON: {e}", v.trim()))?;
             if !v.is_object() {
-                return Err(format!("the values of event `{id}` must be a JSON object, like {{\"level\":1}}"));
+                return Err(format!(
+                    "the values of event `{id}` must be a JSON object, like {{\"level\":1}}"
+                ));
             }
             (id.trim(), v)
         }
         None => (text.trim(), serde_json::json!({})),
     };
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(format!("`{id}` is not an event id (letters, digits, _ and -)"));
     }
     Ok((id.to_string(), values))

@@ -46,7 +46,9 @@ pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
             let read = || -> std::io::Result<Vec<u8>> {
                 let len = std::fs::metadata(path)?.len();
                 if len > MAX_FILE {
-                    return Err(std::io::Error::other(format!("{len} bytes, more than {MAX_FILE}")));
+                    return Err(std::io::Error::other(format!(
+                        "{len} bytes, more than {MAX_FILE}"
+                    )));
                 }
                 std::fs::read(path)
             };
@@ -66,7 +68,9 @@ pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
         raw: v.raw.as_ref().map(|b| b.0.clone()),
         file,
         file_point: v.file_point.clone(),
-        await_command: v.await_command.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
+        await_command: v
+            .await_command
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
         register: v.register.clone(),
         firmware_version: v.firmware_version.clone(),
     })
@@ -107,14 +111,14 @@ pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &P
         )));
     }
     for t in targets {
-        let login = LoginKind {
-            mode: opts.login.mode(),
-            client_cert: opts.tls.cert.is_some(),
-            secure: t.secure,
-        };
+        let login = LoginKind::of(opts, t);
         for need in &n.needs {
             match probe::needs::steps(caps, need, opts, login, device) {
-                Ok(steps) if steps.iter().any(|s| matches!(s, probe::needs::Step::Login(Err(_)))) => {
+                Ok(steps)
+                    if steps
+                        .iter()
+                        .any(|s| matches!(s, probe::needs::Step::Login(Err(_)))) =>
+                {
                     if let Some(probe::needs::Step::Login(Err(why))) = steps.first() {
                         return Err(Error::usage(format!("--need {need}: {why}")));
                     }
@@ -132,9 +136,10 @@ pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &P
 pub fn for_target(caps: &Capabilities, opts: &ProbeOptions, target: &Target, plan: bool) -> ProbeOptions {
     let mut o = opts.clone();
     if plan {
-        o.needs
-            .needs
-            .retain(|n| caps.feature(n).is_some_and(|f| f.support_for(&target.protocol).offered()));
+        o.needs.needs.retain(|n| {
+            caps.feature(n)
+                .is_some_and(|f| f.support_for(&target.protocol).offered())
+        });
     }
     o
 }

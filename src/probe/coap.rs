@@ -355,12 +355,7 @@ pub async fn probe(
             prefix: prefix.to_string(),
             deadline,
         };
-        let login = super::needs::LoginKind {
-            mode: opts.login.mode(),
-            client_cert: false,
-            secure: target.secure,
-        };
-        super::needs::run(caps, "coap", &mut t, opts, login, (pk, dk), rec, deadline).await;
+        super::needs::run(caps, target, &mut t, opts, (pk, dk), rec, deadline).await;
         return Ok(());
     }
     match &opts.measurepoints {
@@ -665,7 +660,17 @@ struct Needs<'l> {
 impl Needs<'_> {
     async fn post(&mut self, topic: &str, body: Vec<u8>, rec: &mut Recorder) -> Result<Vec<u8>, Failure> {
         let path = format!("{}/topic{topic}", self.prefix);
-        match exchange_with(self.link, rec, self.deadline, Some(RequestType::Post), &path, body, true).await? {
+        match exchange_with(
+            self.link,
+            rec,
+            self.deadline,
+            Some(RequestType::Post),
+            &path,
+            body,
+            true,
+        )
+        .await?
+        {
             Exchanged::Response(p) => {
                 let raw: u8 = p.header.code.into();
                 let enos_body = serde_json::from_slice::<serde_json::Value>(&p.payload)
@@ -679,13 +684,21 @@ impl Needs<'_> {
                     ))
                 }
             }
-            Exchanged::Pong => Err(Failure::new(ErrorKind::Protocol, "the request was answered as a ping")),
+            Exchanged::Pong => Err(Failure::new(
+                ErrorKind::Protocol,
+                "the request was answered as a ping",
+            )),
         }
     }
 }
 
 impl super::needs::Transport for Needs<'_> {
-    async fn request(&mut self, topic: &str, request: &crate::enos::Request, rec: &mut Recorder) -> Result<(), Failure> {
+    async fn request(
+        &mut self,
+        topic: &str,
+        request: &crate::enos::Request,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
         let body = self.post(topic, request.to_bytes(), rec).await?;
         rec.enos_reply(&body, None).map(|_| ())
     }
@@ -699,25 +712,50 @@ impl super::needs::Transport for Needs<'_> {
     /// of a response to any request. What can be proven without one pending is that channel: a
     /// read-only request (the device's attribute query) answered.
     async fn subscribe(&mut self, topics: &[String], rec: &mut Recorder) -> Result<(), Failure> {
-        let Some((pk, dk)) = topics.first().and_then(|t| crate::enos::split(t)).map(|t| (t.product_key.to_string(), t.device_key.to_string())) else {
+        let Some((pk, dk)) = topics
+            .first()
+            .and_then(|t| crate::enos::split(t))
+            .map(|t| (t.product_key.to_string(), t.device_key.to_string()))
+        else {
             return Err(Failure::new(ErrorKind::Protocol, "no downlink topic"));
         };
         let topic = format!("/sys/{pk}/{dk}/thing/attribute/query");
-        let request = crate::enos::Request::new(crate::enos::new_id(), "thing.attribute.query", serde_json::json!({"attributes": []}));
+        let request = crate::enos::Request::new(
+            crate::enos::new_id(),
+            "thing.attribute.query",
+            serde_json::json!({"attributes": []}),
+        );
         let body = self.post(&topic, request.to_bytes(), rec).await?;
         rec.enos_reply(&body, None)?;
-        rec.detail("downlink", "the response channel that carries option 2100 answers (CoAP has no subscription)");
+        rec.detail(
+            "downlink",
+            "the response channel that carries option 2100 answers (CoAP has no subscription)",
+        );
         Ok(())
     }
 
-    async fn await_command(&mut self, _topics: &[String], _until: Instant, _rec: &mut Recorder) -> Result<(), Failure> {
+    async fn await_command(
+        &mut self,
+        _topics: &[String],
+        _until: Instant,
+        _rec: &mut Recorder,
+    ) -> Result<(), Failure> {
         Err(Failure::new(
             ErrorKind::Protocol,
             "waiting for a command over CoAP (option 2100, then GET) is not implemented: use --await-command over MQTT",
         ))
     }
 
-    async fn upload(&mut self, _topic: &str, _message: &crate::enos::Request, _file: (&str, &[u8]), _rec: &mut Recorder) -> Result<(), Failure> {
-        Err(super::needs::no_exchange("CoAP", "files go over HTTP's multipart path"))
+    async fn upload(
+        &mut self,
+        _topic: &str,
+        _message: &crate::enos::Request,
+        _file: (&str, &[u8]),
+        _rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        Err(super::needs::no_exchange(
+            "CoAP",
+            "files go over HTTP's multipart path",
+        ))
     }
 }

@@ -371,12 +371,7 @@ pub async fn probe(
             prefix: target.path.trim_end_matches('/').to_string(),
             host: host_header(target),
         };
-        let login = super::needs::LoginKind {
-            mode: opts.login.mode(),
-            client_cert: opts.tls.cert.is_some(),
-            secure: target.secure,
-        };
-        super::needs::run(caps, "http", &mut t, opts, login, device, rec, deadline).await;
+        super::needs::run(caps, target, &mut t, opts, device, rec, deadline).await;
     }
     if let (Some((points, (pk, dk))), Some(session)) = (post, session) {
         rec.begin("reply");
@@ -492,7 +487,13 @@ struct Needs<'c> {
 }
 
 impl Needs<'_> {
-    async fn post(&mut self, kind: &str, topic: &str, body: Vec<u8>, content_type: Option<String>) -> Result<Vec<u8>, Failure> {
+    async fn post(
+        &mut self,
+        kind: &str,
+        topic: &str,
+        body: Vec<u8>,
+        content_type: Option<String>,
+    ) -> Result<Vec<u8>, Failure> {
         let req = Request {
             method: "POST".into(),
             path: format!("{}/{kind}{topic}?sessionId={}", self.prefix, self.session),
@@ -517,27 +518,54 @@ impl Needs<'_> {
 }
 
 impl super::needs::Transport for Needs<'_> {
-    async fn request(&mut self, topic: &str, request: &crate::enos::Request, rec: &mut Recorder) -> Result<(), Failure> {
+    async fn request(
+        &mut self,
+        topic: &str,
+        request: &crate::enos::Request,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
         let body = self.post("topic", topic, request.to_bytes(), None).await?;
         rec.enos_reply(&body, None).map(|_| ())
     }
 
     async fn raw(&mut self, topic: &str, bytes: &[u8], rec: &mut Recorder) -> Result<(), Failure> {
         let body = self
-            .post("topic", topic, bytes.to_vec(), Some("application/octet-stream".into()))
+            .post(
+                "topic",
+                topic,
+                bytes.to_vec(),
+                Some("application/octet-stream".into()),
+            )
             .await?;
         super::mqtt::raw_reply(&body, rec)
     }
 
     async fn subscribe(&mut self, _topics: &[String], _rec: &mut Recorder) -> Result<(), Failure> {
-        Err(super::needs::no_exchange("HTTP", "HTTP has no downlink: EnOS cannot send a device a command"))
+        Err(super::needs::no_exchange(
+            "HTTP",
+            "HTTP has no downlink: EnOS cannot send a device a command",
+        ))
     }
 
-    async fn await_command(&mut self, _topics: &[String], _until: Instant, _rec: &mut Recorder) -> Result<(), Failure> {
-        Err(super::needs::no_exchange("HTTP", "HTTP has no downlink: EnOS cannot send a device a command"))
+    async fn await_command(
+        &mut self,
+        _topics: &[String],
+        _until: Instant,
+        _rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        Err(super::needs::no_exchange(
+            "HTTP",
+            "HTTP has no downlink: EnOS cannot send a device a command",
+        ))
     }
 
-    async fn upload(&mut self, topic: &str, message: &crate::enos::Request, file: (&str, &[u8]), rec: &mut Recorder) -> Result<(), Failure> {
+    async fn upload(
+        &mut self,
+        topic: &str,
+        message: &crate::enos::Request,
+        file: (&str, &[u8]),
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
         let (body, content_type) = multipart(message, file);
         let reply = self.post("multipart", topic, body, Some(content_type)).await?;
         rec.enos_reply(&reply, None).map(|_| ())

@@ -76,7 +76,9 @@ pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>) -> MatrixReport {
                         None => (
                             Measured::Untested,
                             None,
-                            p.error.as_ref().map_or("not run".into(), |e| format!("not run: {e}")),
+                            p.error
+                                .as_ref()
+                                .map_or("not run".into(), |e| format!("not run: {e}")),
                         ),
                     };
                     let verdict = match measured {
@@ -96,7 +98,12 @@ pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>) -> MatrixReport {
                 .collect(),
         })
         .collect();
-    let count = |v: Verdict| rows.iter().flat_map(|r| &r.cells).filter(|c| c.verdict == v).count();
+    let count = |v: Verdict| {
+        rows.iter()
+            .flat_map(|r| &r.cells)
+            .filter(|c| c.verdict == v)
+            .count()
+    };
     let mismatches = count(Verdict::Mismatch);
     let untested = count(Verdict::Untested);
     // A probe that could not log in measured nothing: that is a failure, not a table.
@@ -106,7 +113,10 @@ pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>) -> MatrixReport {
         protocols: probes.iter().map(|p| p.protocol.clone()).collect(),
         titles: probes
             .iter()
-            .map(|p| caps.protocol(&p.protocol).map_or_else(|| p.protocol.clone(), |x| x.title.clone()))
+            .map(|p| {
+                caps.protocol(&p.protocol)
+                    .map_or_else(|| p.protocol.clone(), |x| x.title.clone())
+            })
             .collect(),
         targets: probes.iter().map(|p| p.target.clone()).collect(),
         mismatches,

@@ -417,12 +417,7 @@ pub async fn probe(
     if let Some(device) = poster
         && !opts.needs.needs.is_empty()
     {
-        let login = super::needs::LoginKind {
-            mode: opts.login.mode(),
-            client_cert: opts.tls.cert.is_some(),
-            secure: target.secure,
-        };
-        super::needs::run(caps, "mqtt", &mut conn, opts, login, device, rec, deadline).await;
+        super::needs::run(caps, target, &mut conn, opts, device, rec, deadline).await;
     }
     let qos = if opts.qos >= 1 {
         QoS::AtLeastOnce
@@ -492,7 +487,12 @@ fn filter_matches(filter: &str, topic: &str) -> bool {
 }
 
 impl super::needs::Transport for Conn {
-    async fn request(&mut self, topic: &str, request: &crate::enos::Request, rec: &mut Recorder) -> Result<(), Failure> {
+    async fn request(
+        &mut self,
+        topic: &str,
+        request: &crate::enos::Request,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
         Conn::request(self, topic, request, rec).await
     }
 
@@ -501,7 +501,10 @@ impl super::needs::Transport for Conn {
         let sub_pkid = self.pkid();
         let subscribe = Subscribe {
             pkid: sub_pkid,
-            filters: vec![rumqttc::SubscribeFilter::new(reply_topic.clone(), QoS::AtLeastOnce)],
+            filters: vec![rumqttc::SubscribeFilter::new(
+                reply_topic.clone(),
+                QoS::AtLeastOnce,
+            )],
         };
         let mut publish = Publish::new(topic.to_string(), QoS::AtLeastOnce, bytes.to_vec());
         publish.pkid = self.pkid();
@@ -533,7 +536,12 @@ impl super::needs::Transport for Conn {
         Ok(())
     }
 
-    async fn await_command(&mut self, topics: &[String], until: Instant, rec: &mut Recorder) -> Result<(), Failure> {
+    async fn await_command(
+        &mut self,
+        topics: &[String],
+        until: Instant,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
         let wait = async {
             loop {
                 let Packet::Publish(p) = self.next("a command").await? else {
@@ -545,12 +553,25 @@ impl super::needs::Transport for Conn {
                 if !topics.iter().any(|f| filter_matches(f, &p.topic)) {
                     continue;
                 }
-                let v: serde_json::Value = serde_json::from_slice(&p.payload)
-                    .map_err(|_| Failure::new(ErrorKind::Protocol, format!("the command on {} is not JSON", p.topic)))?;
+                let v: serde_json::Value = serde_json::from_slice(&p.payload).map_err(|_| {
+                    Failure::new(
+                        ErrorKind::Protocol,
+                        format!("the command on {} is not JSON", p.topic),
+                    )
+                })?;
                 let id = crate::enos::reply_id(&v).unwrap_or_default();
-                let method = v.get("method").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-                let reply = crate::enos::Reply::new(id, crate::enos::SUCCESS, serde_json::json!({})).with_message("");
-                let mut publish = Publish::new(crate::enos::reply_topic(&p.topic), QoS::AtLeastOnce, reply.to_bytes());
+                let method = v
+                    .get("method")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let reply =
+                    crate::enos::Reply::new(id, crate::enos::SUCCESS, serde_json::json!({})).with_message("");
+                let mut publish = Publish::new(
+                    crate::enos::reply_topic(&p.topic),
+                    QoS::AtLeastOnce,
+                    reply.to_bytes(),
+                );
                 publish.pkid = self.pkid();
                 self.send(Packet::Publish(publish)).await?;
                 rec.detail("command", method.clone());
@@ -560,7 +581,10 @@ impl super::needs::Transport for Conn {
         };
         match tokio::time::timeout_at(until.into(), wait).await {
             Ok(r) => r,
-            Err(_) => Err(Failure::new(ErrorKind::Timeout, "no command arrived in the --await-command time")),
+            Err(_) => Err(Failure::new(
+                ErrorKind::Timeout,
+                "no command arrived in the --await-command time",
+            )),
         }
     }
 
@@ -571,7 +595,10 @@ impl super::needs::Transport for Conn {
         _file: (&str, &[u8]),
         _rec: &mut Recorder,
     ) -> Result<(), Failure> {
-        Err(super::needs::no_exchange("MQTT", "files go over HTTP's multipart path"))
+        Err(super::needs::no_exchange(
+            "MQTT",
+            "files go over HTTP's multipart path",
+        ))
     }
 }
 

@@ -115,9 +115,20 @@ pub trait Transport {
     /// The subscriptions a downlink needs, granted.
     async fn subscribe(&mut self, topics: &[String], rec: &mut Recorder) -> Result<(), Failure>;
     /// Wait until `until` for one command on the subscribed topics and answer it 200.
-    async fn await_command(&mut self, topics: &[String], until: Instant, rec: &mut Recorder) -> Result<(), Failure>;
+    async fn await_command(
+        &mut self,
+        topics: &[String],
+        until: Instant,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure>;
     /// A multipart post of one file for a file-type measure point.
-    async fn upload(&mut self, topic: &str, message: &Request, file: (&str, &[u8]), rec: &mut Recorder) -> Result<(), Failure>;
+    async fn upload(
+        &mut self,
+        topic: &str,
+        message: &Request,
+        file: (&str, &[u8]),
+        rec: &mut Recorder,
+    ) -> Result<(), Failure>;
 }
 
 /// The failure of an exchange the protocol has no way to carry: measured as refused.
@@ -130,11 +141,28 @@ const NO_EXCHANGE: &str = "no exchange for it over";
 /// One step of a need.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    Request { stage: &'static str, topic: String, request: Request },
-    Raw { topic: String, bytes: Vec<u8> },
-    Subscribe { topics: Vec<String> },
-    Command { topics: Vec<String>, wait: Duration },
-    Upload { topic: String, request: Request, name: String, bytes: Vec<u8> },
+    Request {
+        stage: &'static str,
+        topic: String,
+        request: Request,
+    },
+    Raw {
+        topic: String,
+        bytes: Vec<u8>,
+    },
+    Subscribe {
+        topics: Vec<String>,
+    },
+    Command {
+        topics: Vec<String>,
+        wait: Duration,
+    },
+    Upload {
+        topic: String,
+        request: Request,
+        name: String,
+        bytes: Vec<u8>,
+    },
     /// The login kind this feature is: proven by the login already made, or not testable.
     Login(Result<String, String>),
 }
@@ -147,9 +175,28 @@ pub struct LoginKind<'a> {
     pub secure: bool,
 }
 
+impl<'a> LoginKind<'a> {
+    /// The login a probe with `opts` makes to `target` (a client certificate is TLS's: DTLS-PSK
+    /// has none).
+    pub fn of(opts: &'a ProbeOptions, target: &super::Target) -> Self {
+        LoginKind {
+            mode: opts.login.mode(),
+            client_cert: opts.tls.cert.is_some() && target.protocol != "coap",
+            secure: target.secure,
+        }
+    }
+}
+
 /// The topic of `feature` whose pattern ends with `tail`, filled for the device; `id` fills a
 /// `{name}` level inside the tail (an event id).
-fn topic(caps: &Capabilities, feature: &str, tail: &str, pk: &str, dk: &str, id: Option<&str>) -> Result<String, String> {
+fn topic(
+    caps: &Capabilities,
+    feature: &str,
+    tail: &str,
+    pk: &str,
+    dk: &str,
+    id: Option<&str>,
+) -> Result<String, String> {
     let f = caps
         .feature(feature)
         .ok_or_else(|| format!("no feature `{feature}` in the capabilities"))?;
@@ -189,15 +236,15 @@ fn request(topic: &str, params: Value) -> Result<Request, String> {
 }
 
 fn downstream_topics(kinds: &[enos::Downstream], pk: &str, dk: &str) -> Vec<String> {
-    kinds
-        .iter()
-        .map(|k| k.topic(pk, dk, Some("+")))
-        .collect()
+    kinds.iter().map(|k| k.topic(pk, dk, Some("+"))).collect()
 }
 
 /// A small file to upload when `--file` names none.
 pub fn generated_file() -> (String, Vec<u8>) {
-    ("enos-connect-probe.txt".into(), b"enos-connect probe file\n".to_vec())
+    (
+        "enos-connect-probe.txt".into(),
+        b"enos-connect probe file\n".to_vec(),
+    )
 }
 
 /// The steps of `need` for the device `pk`/`dk`, from the values in `opts`. `Err`: the need
@@ -213,7 +260,11 @@ pub fn steps(
     let t = |tail: &str| topic(caps, need, tail, pk, dk, None);
     let req = |stage: &'static str, tail: &str, params: Value| -> Result<Step, String> {
         let topic = t(tail)?;
-        Ok(Step::Request { stage, request: request(&topic, params)?, topic })
+        Ok(Step::Request {
+            stage,
+            request: request(&topic, params)?,
+            topic,
+        })
     };
     let now = crate::credentials::now_ms();
     let points = opts.measurepoints.as_ref();
@@ -234,17 +285,29 @@ pub fn steps(
         "report_data" => {
             let mut s = Vec::new();
             match points {
-                Some(p) => s.push(req("post", "thing/measurepoint/post", json!({"measurepoints": p, "time": now}))?),
+                Some(p) => s.push(req(
+                    "post",
+                    "thing/measurepoint/post",
+                    json!({"measurepoints": p, "time": now}),
+                )?),
                 // Read-only without a value: the attributes EnOS holds.
                 None => s.push(req("query", "thing/attribute/query", json!({"attributes": []}))?),
             }
             for (id, values) in &n.events {
                 let topic = topic(caps, need, "thing/event/{id}/post", pk, dk, Some(id))?;
                 let params = json!({"events": values, "time": now});
-                s.push(Step::Request { stage: "event", request: request(&topic, params)?, topic });
+                s.push(Step::Request {
+                    stage: "event",
+                    request: request(&topic, params)?,
+                    topic,
+                });
             }
             if !n.attributes.is_empty() {
-                s.push(req("attribute", "thing/attribute/update", json!({"attributes": n.attributes}))?);
+                s.push(req(
+                    "attribute",
+                    "thing/attribute/update",
+                    json!({"attributes": n.attributes}),
+                )?);
             }
             s
         }
@@ -256,8 +319,14 @@ pub fn steps(
             topics: downstream_topics(&[enos::Downstream::Raw], pk, dk),
         }],
         "downlink_commands" => {
-            let topics = downstream_topics(&[enos::Downstream::MeasurepointSet, enos::Downstream::Service], pk, dk);
-            let mut s = vec![Step::Subscribe { topics: topics.clone() }];
+            let topics = downstream_topics(
+                &[enos::Downstream::MeasurepointSet, enos::Downstream::Service],
+                pk,
+                dk,
+            );
+            let mut s = vec![Step::Subscribe {
+                topics: topics.clone(),
+            }];
             if let Some(wait) = n.await_command {
                 s.push(Step::Command { topics, wait });
             }
@@ -272,20 +341,34 @@ pub fn steps(
             // The multipart path carries the measure point post: its topic is report_data's.
             let topic = topic(caps, "report_data", "thing/measurepoint/post", pk, dk, None)?;
             let params = json!({"measurepoints": {point.as_str(): format!("local://{name}")}, "time": now});
-            vec![Step::Upload { request: request(&topic, params)?, topic, name, bytes }]
+            vec![Step::Upload {
+                request: request(&topic, params)?,
+                topic,
+                name,
+                bytes,
+            }]
         }
         "batch_offline_points" => {
-            let p = points.ok_or("batch_offline_points posts measure points: give --measurepoint ID=VALUE")?;
+            let p =
+                points.ok_or("batch_offline_points posts measure points: give --measurepoint ID=VALUE")?;
             let item = json!({"productKey": pk, "deviceKey": dk, "measurepoints": p, "time": now});
             vec![
                 req("batch", "thing/measurepoint/post/batch", json!([item]))?,
-                req("resume", "thing/measurepoint/resume", json!({"measurepoints": p, "time": now}))?,
+                req(
+                    "resume",
+                    "thing/measurepoint/resume",
+                    json!({"measurepoints": p, "time": now}),
+                )?,
             ]
         }
         "subdevice_management" => {
             let mut s = vec![req("query", "thing/topo/get", json!({}))?];
             if let Some((rpk, rdk)) = &n.register {
-                s.push(req("post", "thing/device/register", json!([{"productKey": rpk, "deviceKey": rdk}]))?);
+                s.push(req(
+                    "post",
+                    "thing/device/register",
+                    json!([{"productKey": rpk, "deviceKey": rdk}]),
+                )?);
             }
             s
         }
@@ -336,14 +419,15 @@ pub fn not_offered(caps: &Capabilities, need: &str, protocol: &str) -> String {
 /// (the connection may be gone) ends the run: later needs are reported as not run.
 pub async fn run<T: Transport>(
     caps: &Capabilities,
-    protocol: &str,
+    target: &super::Target,
     transport: &mut T,
     opts: &ProbeOptions,
-    login: LoginKind<'_>,
     device: (&str, &str),
     rec: &mut Recorder,
     deadline: Instant,
 ) {
+    let protocol = target.protocol.as_str();
+    let login = LoginKind::of(opts, target);
     let mut broken: Option<String> = None;
     for need in &opts.needs.needs {
         let table = caps
@@ -356,7 +440,11 @@ pub async fn run<T: Transport>(
                 Err(f) => (
                     false,
                     f.message.clone(),
-                    Some(ProbeError { kind: f.kind, stage: r.stage, message: f.message }),
+                    Some(ProbeError {
+                        kind: f.kind,
+                        stage: r.stage,
+                        message: f.message,
+                    }),
                 ),
             };
             NeedReport {
@@ -394,16 +482,24 @@ pub async fn run<T: Transport>(
         let result = run_steps(transport, &steps, &mut r, deadline).await;
         let (measured, result) = match result {
             Ok(said) => (Measured::Supported, Ok(summary(&r, said))),
-            Err(Outcome::Untested(why)) => {
-                (Measured::Untested, Err(Failure::new(ErrorKind::Protocol, format!("untested: {why}"))))
-            }
+            Err(Outcome::Untested(why)) => (
+                Measured::Untested,
+                Err(Failure::new(ErrorKind::Protocol, format!("untested: {why}"))),
+            ),
             Err(Outcome::Failed(f)) => {
                 let refused = f.message.starts_with(NO_EXCHANGE)
                     || r.enos.as_ref().is_some_and(|e| e.code == enos::NO_PERMISSION);
                 if !refused && !matches!(f.kind, ErrorKind::Enos) {
                     broken = Some(format!("need `{need}` failed: {}", f.message));
                 }
-                (if refused { Measured::Refused } else { Measured::Failed }, Err(f))
+                (
+                    if refused {
+                        Measured::Refused
+                    } else {
+                        Measured::Failed
+                    },
+                    Err(f),
+                )
             }
         };
         if result.is_err() {
@@ -426,7 +522,12 @@ fn summary(r: &Recorder, said: String) -> String {
     }
 }
 
-async fn run_steps<T: Transport>(t: &mut T, steps: &[Step], r: &mut Recorder, deadline: Instant) -> Result<String, Outcome> {
+async fn run_steps<T: Transport>(
+    t: &mut T,
+    steps: &[Step],
+    r: &mut Recorder,
+    deadline: Instant,
+) -> Result<String, Outcome> {
     let mut said = String::new();
     for step in steps {
         said = match step {
@@ -442,7 +543,11 @@ async fn run_steps<T: Transport>(t: &mut T, steps: &[Step], r: &mut Recorder, de
                 result.clone().map_err(Outcome::Untested)?;
                 Ok(())
             }
-            Step::Request { stage, topic, request } => {
+            Step::Request {
+                stage,
+                topic,
+                request,
+            } => {
                 r.begin(stage);
                 t.request(topic, request, r).await
             }
@@ -459,7 +564,12 @@ async fn run_steps<T: Transport>(t: &mut T, steps: &[Step], r: &mut Recorder, de
                 let until = (Instant::now() + *wait).min(deadline);
                 t.await_command(topics, until, r).await
             }
-            Step::Upload { topic, request, name, bytes } => {
+            Step::Upload {
+                topic,
+                request,
+                name,
+                bytes,
+            } => {
                 r.begin("upload");
                 t.upload(topic, request, (name, bytes), r).await
             }
@@ -468,4 +578,209 @@ async fn run_steps<T: Transport>(t: &mut T, steps: &[Step], r: &mut Recorder, de
         r.end();
     }
     Ok(said)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the official SDKs send for each request a need makes: the method, and the params'
+    /// shape (an object's keys, or a list of objects' keys), from the Python SDK's request
+    /// classes (`MeasurepointPostRequest`, `EventPostRequest`, `AttributeUpdateRequest`,
+    /// `AttributeQueryRequest`, `MeasurepointPostBatchRequest`, `MeasurepointResumeRequest`,
+    /// `TopoGetRequest`, `DeviceRegisterRequest`, `OtaGetVersionRequest`,
+    /// `OtaVersionReportRequest`).
+    const SDK: &[(&str, &str, &[&str])] = &[
+        (
+            "thing/measurepoint/post",
+            "thing.measurepoint.post",
+            &["measurepoints", "time"],
+        ),
+        (
+            "thing/event/alarm/post",
+            "thing.event.alarm.post",
+            &["events", "time"],
+        ),
+        (
+            "thing/attribute/update",
+            "thing.attribute.update",
+            &["attributes"],
+        ),
+        ("thing/attribute/query", "thing.attribute.query", &["attributes"]),
+        (
+            "thing/measurepoint/post/batch",
+            "thing.measurepoint.post.batch",
+            &["[]", "deviceKey", "measurepoints", "productKey", "time"],
+        ),
+        (
+            "thing/measurepoint/resume",
+            "thing.measurepoint.resume",
+            &["measurepoints", "time"],
+        ),
+        ("thing/topo/get", "thing.topo.get", &[]),
+        (
+            "thing/device/register",
+            "thing.device.register",
+            &["[]", "deviceKey", "productKey"],
+        ),
+        ("ota/device/getversion", "Ota.device.getversion", &[]),
+        ("ota/device/inform", "ota.inform", &["version"]),
+    ];
+
+    fn shape(params: &Value) -> Vec<String> {
+        let sorted = |m: &Map<String, Value>| {
+            let mut k: Vec<String> = m.keys().cloned().collect();
+            k.sort();
+            k
+        };
+        match params {
+            Value::Object(m) => sorted(m),
+            Value::Array(items) => {
+                let mut keys = vec!["[]".to_string()];
+                if let Some(Value::Object(m)) = items.first() {
+                    keys.extend(sorted(m));
+                }
+                keys
+            }
+            _ => vec!["?".into()],
+        }
+    }
+
+    /// Every value given, so every step of every need is made.
+    fn everything() -> ProbeOptions {
+        ProbeOptions {
+            measurepoints: Some(serde_json::from_value(json!({"temp": 1})).expect("map")),
+            needs: NeedOptions {
+                needs: Vec::new(),
+                matrix: false,
+                events: vec![("alarm".into(), json!({"level": 1}))],
+                attributes: serde_json::from_value(json!({"color": "red"})).expect("map"),
+                raw: Some(vec![1, 2]),
+                file: None,
+                file_point: Some("label".into()),
+                await_command: Some(Duration::from_secs(1)),
+                register: Some(("pk1".into(), "new1".into())),
+                firmware_version: Some("2.0".into()),
+            },
+            ..ProbeOptions::default()
+        }
+    }
+
+    #[test]
+    fn every_request_a_need_sends_is_what_the_sdk_sends() {
+        let caps = crate::capabilities::embedded().expect("caps");
+        let login = LoginKind {
+            mode: Some("static"),
+            client_cert: true,
+            secure: true,
+        };
+        let mut seen = Vec::new();
+        // With every value given (every step is made), and with none (the reads).
+        for (opts, f) in [everything(), ProbeOptions::default()]
+            .iter()
+            .flat_map(|o| caps.features.iter().map(move |f| (o, f)))
+        {
+            let Ok(steps) = steps(&caps, &f.id, opts, login, ("pk1", "dk1")) else {
+                assert!(
+                    opts.needs.file_point.is_none(),
+                    "{}: no steps with every value",
+                    f.id
+                );
+                continue;
+            };
+            assert!(!steps.is_empty(), "{}", f.id);
+            for s in steps {
+                let (topic, request) = match s {
+                    Step::Request { topic, request, .. } | Step::Upload { topic, request, .. } => {
+                        (topic, request)
+                    }
+                    Step::Raw { topic, .. } => {
+                        assert_eq!(topic, "/sys/pk1/dk1/thing/model/up_raw");
+                        continue;
+                    }
+                    Step::Subscribe { topics } | Step::Command { topics, .. } => {
+                        for t in topics {
+                            assert!(t.starts_with("/sys/pk1/dk1/thing/"), "{t}");
+                        }
+                        continue;
+                    }
+                    Step::Login(r) => {
+                        assert!(r.is_ok() || f.id == "dynamic_auth", "{}: {r:?}", f.id);
+                        continue;
+                    }
+                };
+                let tail = topic
+                    .strip_prefix("/sys/pk1/dk1/")
+                    .expect("the device's own topic");
+                let (_, method, keys) = SDK
+                    .iter()
+                    .find(|(t, ..)| *t == tail)
+                    .unwrap_or_else(|| panic!("{}: no SDK row for {tail}", f.id));
+                assert_eq!(request.method, *method, "{tail}");
+                assert_eq!(
+                    shape(&request.params),
+                    keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                    "{tail}"
+                );
+                // The topic belongs to the feature serve looks it up under (file uploads ride
+                // on report_data's measure point post).
+                let owner = caps.feature_for_topic(&topic).map(|x| x.id.as_str());
+                let want = if f.id == "file_upload" {
+                    "report_data"
+                } else {
+                    f.id.as_str()
+                };
+                assert_eq!(owner, Some(want), "{topic}");
+                seen.push(tail.to_string());
+            }
+        }
+        for (tail, ..) in SDK {
+            assert!(seen.iter().any(|s| s == tail), "no need sends {tail}");
+        }
+    }
+
+    #[test]
+    fn without_values_a_need_only_reads() {
+        let caps = crate::capabilities::embedded().expect("caps");
+        let opts = ProbeOptions::default();
+        let login = LoginKind {
+            mode: Some("static"),
+            client_cert: false,
+            secure: false,
+        };
+        for f in &caps.features {
+            let Ok(steps) = steps(&caps, &f.id, &opts, login, ("pk1", "dk1")) else {
+                // batch and file upload write by nature: they need the value named.
+                assert!(
+                    matches!(f.id.as_str(), "batch_offline_points" | "file_upload"),
+                    "{}",
+                    f.id
+                );
+                continue;
+            };
+            for s in steps {
+                match s {
+                    Step::Request { stage, request, .. } => {
+                        assert_eq!(stage, "query", "{} sends {} unasked", f.id, request.method)
+                    }
+                    // up_raw's default bytes go to the product's parsing script, nowhere else.
+                    Step::Raw { .. } | Step::Subscribe { .. } | Step::Login(_) => {}
+                    other => panic!("{} sends {other:?} unasked", f.id),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn not_offered_names_the_protocols_that_carry_it() {
+        let caps = crate::capabilities::embedded().expect("caps");
+        assert_eq!(
+            not_offered(&caps, "ota", "coap"),
+            "not offered over CoAP (comparison table: `ota`); MQTT carries it"
+        );
+        assert_eq!(
+            not_offered(&caps, "file_upload", "mqtt"),
+            "not offered over MQTT (comparison table: `file_upload`); HTTP carries it"
+        );
+    }
 }

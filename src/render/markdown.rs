@@ -286,6 +286,12 @@ impl Renderer for Markdown {
                 .unwrap_or_default();
             facts.push(vec![format!("error `{kind}`"), format!("{n}{example}")]);
         }
+        for (need, c) in &r.needs {
+            facts.push(vec![
+                format!("need `{need}`"),
+                format!("{} succeeded, {} failed", c.succeeded, c.failed),
+            ]);
+        }
         out.push_str(&table(&["".into(), "".into()], &facts));
         out.push('\n');
         let rows: Vec<Vec<String>> = crate::probe::STAGES

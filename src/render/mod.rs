@@ -114,7 +114,11 @@ pub fn need_stages(n: &crate::probe::needs::NeedReport) -> String {
     if n.stages.is_empty() {
         return String::new();
     }
-    let list: Vec<String> = n.stages.iter().map(|s| format!("{} {:.3} ms", s.name, s.ms)).collect();
+    let list: Vec<String> = n
+        .stages
+        .iter()
+        .map(|s| format!("{} {:.3} ms", s.name, s.ms))
+        .collect();
     format!(" ({})", list.join(", "))
 }
 

@@ -373,6 +373,12 @@ impl Renderer for Table {
                 .unwrap_or_default();
             out.push_str(&format!("  {kind}: {n}{example}\n"));
         }
+        for (need, c) in &r.needs {
+            out.push_str(&format!(
+                "  need {need}: {} succeeded, {} failed\n",
+                c.succeeded, c.failed
+            ));
+        }
         let mut t = self.new_table(&["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]);
         for name in crate::probe::STAGES {
             if let Some(p) = r.stages.get(name) {

@@ -21,7 +21,11 @@ fn need(url: &str, need: &str, args: &[&str]) -> (i32, Value) {
         .arg(url)
         .args(DEVICE)
         .args(["--need", need, "-f", "json"])
-        .args(if args.contains(&"--timeout") { &[][..] } else { &["--timeout", "5"][..] })
+        .args(if args.contains(&"--timeout") {
+            &[][..]
+        } else {
+            &["--timeout", "5"][..]
+        })
         .args(args)
         .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
         .output()
@@ -76,11 +80,18 @@ fn every_need_over_every_protocol_is_accepted_iff_the_table_offers_it() {
                 assert_eq!(n["measured"], "not_offered", "{v:#}");
                 let message = n["message"].as_str().unwrap_or_default();
                 assert!(
-                    message.starts_with("not offered over ") && message.contains(&format!("(comparison table: `{}`)", f.id)),
+                    message.starts_with("not offered over ")
+                        && message.contains(&format!("(comparison table: `{}`)", f.id)),
                     "{message}"
                 );
-                assert!(message.ends_with("carries it") || message.ends_with("carry it"), "{message}");
-                assert!(n["stages"].as_array().is_some_and(|s| s.is_empty()), "sent anyway: {v:#}");
+                assert!(
+                    message.ends_with("carries it") || message.ends_with("carry it"),
+                    "{message}"
+                );
+                assert!(
+                    n["stages"].as_array().is_some_and(|s| s.is_empty()),
+                    "sent anyway: {v:#}"
+                );
             }
             assert_eq!(n["need"], f.id.as_str());
             assert_eq!(n["protocol"], *protocol);
@@ -91,8 +102,16 @@ fn every_need_over_every_protocol_is_accepted_iff_the_table_offers_it() {
     let (_, twin) = http_get(e.http, "/twin/devices/pk1/dk1");
     assert_eq!(twin["measurepoints"]["temp"]["value"], 21.5, "{twin:#}");
     assert_eq!(twin["attributes"]["color"], "red", "{twin:#}");
-    assert!(twin["events"].as_array().is_some_and(|ev| ev.iter().any(|x| x["event"] == "alarm")), "{twin:#}");
-    assert_eq!(twin["measurepoints"]["label"]["value"], "local://enos-connect-probe.txt", "{twin:#}");
+    assert!(
+        twin["events"]
+            .as_array()
+            .is_some_and(|ev| ev.iter().any(|x| x["event"] == "alarm")),
+        "{twin:#}"
+    );
+    assert_eq!(
+        twin["measurepoints"]["label"]["value"], "local://enos-connect-probe.txt",
+        "{twin:#}"
+    );
 }
 
 #[test]
@@ -118,7 +137,12 @@ fn the_matrix_over_mqtt_http_and_coap_reproduces_the_shipped_table() {
     assert_eq!(rows.len(), caps.features.len());
     for (row, f) in rows.iter().zip(&caps.features) {
         assert_eq!(row["feature"], f.id.as_str());
-        for (cell, protocol) in row["cells"].as_array().expect("cells").iter().zip(["mqtt", "http", "coap"]) {
+        for (cell, protocol) in row["cells"]
+            .as_array()
+            .expect("cells")
+            .iter()
+            .zip(["mqtt", "http", "coap"])
+        {
             let table = f.support_for(protocol);
             assert_eq!(cell["table"], table.as_str(), "{cell}");
             if cell["verdict"] == "untested" {
@@ -143,13 +167,20 @@ fn the_matrix_over_mqtt_http_and_coap_reproduces_the_shipped_table() {
         .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("not_supported: refused") && text.contains("every measured cell matches"), "{text}");
+    assert!(
+        text.contains("not_supported: refused") && text.contains("every measured cell matches"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_need_refused_by_a_code_fails_with_the_code() {
     let e = enos(REGISTRY);
-    let (code, v) = need(&format!("mqtt://{}", e.mqtt), "report_data", &["-m", "humidity=40"]);
+    let (code, v) = need(
+        &format!("mqtt://{}", e.mqtt),
+        "report_data",
+        &["-m", "humidity=40"],
+    );
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(v["error"]["kind"], "enos", "{v:#}");
     assert_eq!(v["needs"][0]["code"], 1204, "{v:#}");
@@ -157,7 +188,10 @@ fn a_need_refused_by_a_code_fails_with_the_code() {
     // Over HTTP the table's refusal (403 with an EnOS body) reads as code 1009 in a matrix.
     let (code, v) = need(&format!("http://{}", e.http), "ota", &["--matrix"]);
     assert_eq!(code, 0, "{v:#}");
-    let ota = v["rows"].as_array().and_then(|r| r.iter().find(|r| r["feature"] == "ota")).expect("ota row");
+    let ota = v["rows"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["feature"] == "ota"))
+        .expect("ota row");
     assert_eq!(ota["cells"][0]["code"], 1009, "{ota}");
     assert_eq!(ota["cells"][0]["measured"], "refused", "{ota}");
 }
@@ -168,7 +202,11 @@ fn a_silent_endpoint_times_out_inside_the_deadline() {
     let addr = enos_script(|_| None);
     let start = Instant::now();
     let (code, v) = need(&format!("mqtt://{addr}"), "ota", &["--timeout", "1"]);
-    assert!(start.elapsed() < Duration::from_secs(4), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        start.elapsed()
+    );
     assert_eq!(code, 3, "{v:#}");
     assert_eq!(v["error"]["kind"], "timeout", "{v:#}");
 }
@@ -176,7 +214,11 @@ fn a_silent_endpoint_times_out_inside_the_deadline() {
 #[test]
 fn a_reply_to_another_id_is_not_taken_for_the_need() {
     let addr = enos_script(|_| Some(br#"{"id":"someone-else","code":200,"data":[],"message":""}"#.to_vec()));
-    let (code, v) = need(&format!("mqtt://{addr}"), "subdevice_management", &["--timeout", "1"]);
+    let (code, v) = need(
+        &format!("mqtt://{addr}"),
+        "subdevice_management",
+        &["--timeout", "1"],
+    );
     assert_eq!(code, 3, "{v:#}");
     assert!(v["needs"][0]["code"].is_null(), "{v:#}");
 }
@@ -188,7 +230,14 @@ fn downlink_waits_for_a_command_from_serve_and_answers_it_200() {
         .arg("probe")
         .arg(format!("mqtt://{}", e.mqtt))
         .args(DEVICE)
-        .args(["--need", "downlink_commands", "--await-command", "8", "-f", "json"])
+        .args([
+            "--need",
+            "downlink_commands",
+            "--await-command",
+            "8",
+            "-f",
+            "json",
+        ])
         .env_clear()
         .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
         .stdout(Stdio::piped())
@@ -216,7 +265,12 @@ fn downlink_waits_for_a_command_from_serve_and_answers_it_200() {
     assert_eq!(out.status.code(), Some(0), "{v:#}");
     let n = &v["needs"][0];
     assert_eq!(n["measured"], "supported", "{v:#}");
-    let stages: Vec<&str> = n["stages"].as_array().expect("stages").iter().filter_map(|s| s["name"].as_str()).collect();
+    let stages: Vec<&str> = n["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert_eq!(stages, ["subscribe", "command"]);
 }
 
@@ -225,11 +279,70 @@ fn needs_are_checked_before_any_traffic() {
     // No login, an unknown feature, a write without its value: usage errors, exit 2.
     for (args, words) in [
         (vec!["mqtt://127.0.0.1:1", "--need", "ota"], "EnOS login"),
-        (vec!["mqtt://127.0.0.1:1", "--need", "otaa", "--product-key", "pk1", "--device-key", "dk1"], "not a feature"),
-        (vec!["mqtt://127.0.0.1:1", "--need", "batch_offline_points", "--product-key", "pk1", "--device-key", "dk1"], "--measurepoint"),
-        (vec!["mqtt://127.0.0.1:1", "--need", "file_upload", "--product-key", "pk1", "--device-key", "dk1"], "--file-point"),
-        (vec!["mqtt://127.0.0.1:1", "--need", "ota", "--await-command", "0", "--product-key", "pk1", "--device-key", "dk1"], "0.1"),
-        (vec!["http://127.0.0.1:1", "--need", "downlink_commands", "--await-command", "1", "--product-key", "pk1", "--device-key", "dk1"], "MQTT only"),
+        (
+            vec![
+                "mqtt://127.0.0.1:1",
+                "--need",
+                "otaa",
+                "--product-key",
+                "pk1",
+                "--device-key",
+                "dk1",
+            ],
+            "not a feature",
+        ),
+        (
+            vec![
+                "mqtt://127.0.0.1:1",
+                "--need",
+                "batch_offline_points",
+                "--product-key",
+                "pk1",
+                "--device-key",
+                "dk1",
+            ],
+            "--measurepoint",
+        ),
+        (
+            vec![
+                "mqtt://127.0.0.1:1",
+                "--need",
+                "file_upload",
+                "--product-key",
+                "pk1",
+                "--device-key",
+                "dk1",
+            ],
+            "--file-point",
+        ),
+        (
+            vec![
+                "mqtt://127.0.0.1:1",
+                "--need",
+                "ota",
+                "--await-command",
+                "0",
+                "--product-key",
+                "pk1",
+                "--device-key",
+                "dk1",
+            ],
+            "0.1",
+        ),
+        (
+            vec![
+                "http://127.0.0.1:1",
+                "--need",
+                "downlink_commands",
+                "--await-command",
+                "1",
+                "--product-key",
+                "pk1",
+                "--device-key",
+                "dk1",
+            ],
+            "MQTT only",
+        ),
     ] {
         let out = bin()
             .arg("probe")
@@ -241,4 +354,22 @@ fn needs_are_checked_before_any_traffic() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(words), "{args:?}: `{words}` not in {err}");
     }
+}
+
+#[test]
+fn a_load_probe_counts_each_need() {
+    let e = enos(REGISTRY);
+    let out = bin()
+        .arg("probe")
+        .arg(format!("mqtt://{}", e.mqtt))
+        .args(DEVICE)
+        .args(["--need", "ota,subdevice_management", "--count", "6", "-f", "json"])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    no_secret_in(&out, &SECRETS, "load");
+    let v = json_of(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["needs"]["ota"], json!({"succeeded": 6, "failed": 0}), "{v:#}");
+    assert_eq!(v["needs"]["subdevice_management"]["succeeded"], 6, "{v:#}");
 }
