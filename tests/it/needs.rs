@@ -373,3 +373,48 @@ fn a_load_probe_counts_each_need() {
     assert_eq!(v["needs"]["ota"], json!({"succeeded": 6, "failed": 0}), "{v:#}");
     assert_eq!(v["needs"]["subdevice_management"]["succeeded"], 6, "{v:#}");
 }
+
+#[test]
+fn plan_prints_a_probe_per_protocol_that_proves_the_needs_it_carries() {
+    let out = bin()
+        .args([
+            "plan",
+            "-a",
+            "network=tcp,enos_format=yes,enos_version=3",
+            "--need",
+            "ota,file_upload",
+            "-f",
+            "json",
+        ])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--product-key",
+            "pk1",
+            "--device-key",
+            "dk1",
+            "-m",
+            "temp=1",
+        ])
+        .output()
+        .expect("runs");
+    let v = json_of(&out.stdout);
+    let protocols = v["protocols"].as_array().cloned().unwrap_or_default();
+    assert!(protocols.len() >= 2, "{v:#}");
+    for p in &protocols {
+        let probe = p["probe"].as_str().unwrap_or_default();
+        let carries: Vec<&str> = p["carries"]
+            .as_array()
+            .expect("carries")
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        assert!(
+            probe.contains(&format!("--need {}", carries.join(","))),
+            "{probe}"
+        );
+        if carries.contains(&"file_upload") {
+            assert!(probe.contains("--file-point"), "{probe}");
+        }
+    }
+}
