@@ -19,7 +19,8 @@ value you name, a check only reads (an attribute query, subscriptions, thing.top
 ota/device/getversion). Nothing an operator would see as data, an alarm or a changed device is \
 sent unless you ask: --measurepoint, --event and --attribute post data, --register registers a \
 device, --firmware-version reports a version, --file-point posts a file, --await-command answers \
-a command 200. A need the comparison table says the protocol does not offer is not sent \
+a command 200. One exception: passthrough_up sends a few raw bytes (--raw, \
+default 01020304) to the product's parsing script, whatever that script makes of them. A need the comparison table says the protocol does not offer is not sent \
 (\"not offered over CoAP\"), unless --matrix."
 )]
 pub struct NeedProbeArgs {
