@@ -479,7 +479,17 @@ pub async fn run<T: Transport>(
                 continue;
             }
         };
-        let result = run_steps(transport, &steps, &mut r, deadline).await;
+        // The need's own bound ends just before the probe's, so a silent endpoint is reported as
+        // this need's timeout, at its stage, rather than cut off with the whole probe.
+        let until = deadline.checked_sub(NEED_MARGIN).unwrap_or(deadline);
+        let result =
+            match tokio::time::timeout_at(until.into(), run_steps(transport, &steps, &mut r, until)).await {
+                Ok(result) => result,
+                Err(_) => Err(Outcome::Failed(Failure::new(
+                    ErrorKind::Timeout,
+                    "no answer before the probe's timeout",
+                ))),
+            };
         let (measured, result) = match result {
             Ok(said) => (Measured::Supported, Ok(summary(&r, said))),
             Err(Outcome::Untested(why)) => (
@@ -508,6 +518,9 @@ pub async fn run<T: Transport>(
         rec.needs.push(report(r, measured, result));
     }
 }
+
+/// How long before the probe's deadline a need stops waiting, to report its own timeout.
+const NEED_MARGIN: Duration = Duration::from_millis(20);
 
 enum Outcome {
     Untested(String),

@@ -418,3 +418,82 @@ fn plan_prints_a_probe_per_protocol_that_proves_the_needs_it_carries() {
         }
     }
 }
+
+#[test]
+fn a_table_cell_the_endpoint_contradicts_is_a_mismatch_and_exit_1() {
+    let e = enos(REGISTRY);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("capabilities.toml");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/capabilities.toml")).expect("reads");
+    // This table claims OTA over HTTP; serve (the shipped table) refuses it.
+    let claimed = shipped.replace(
+        r#"support = { mqtt = "supported", coap = "not_supported", http = "not_supported" }
+topics.mqtt = ["/sys/{pk}/{dk}/ota/device/inform""#,
+        r#"support = { mqtt = "supported", coap = "not_supported", http = "supported" }
+topics.mqtt = ["/sys/{pk}/{dk}/ota/device/inform""#,
+    );
+    assert_ne!(claimed, shipped, "the ota row moved: update this test");
+    std::fs::write(&file, claimed).expect("writes");
+    let out = bin()
+        .arg("--capabilities")
+        .arg(&file)
+        .args(["probe", "--matrix"])
+        .arg(format!("http://{}", e.http))
+        .args(DEVICE)
+        .args(["-f", "markdown"])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("| `ota` | supported: MISMATCH (refused) |"),
+        "{text}"
+    );
+    assert!(text.contains("1 MISMATCH(es)"), "{text}");
+}
+
+#[test]
+fn every_request_need_fails_on_a_silent_endpoint_and_on_a_reply_to_another_id() {
+    let silent = enos_script(|_| None);
+    let other = enos_script(|_| Some(br#"{"id":"another","code":200,"data":null,"message":""}"#.to_vec()));
+    for (feature, args) in [
+        ("report_data", vec!["-m", "temp=1"]),
+        ("passthrough_up", vec![]),
+        ("batch_offline_points", vec!["-m", "temp=1"]),
+        ("subdevice_management", vec![]),
+        ("ota", vec![]),
+    ] {
+        for addr in [silent, other] {
+            let mut a = args.clone();
+            a.extend(["--timeout", "0.5"]);
+            let (code, v) = need(&format!("mqtt://{addr}"), feature, &a);
+            let n = &v["needs"][0];
+            if feature == "passthrough_up" && addr == other {
+                // A raw reply carries no id to match: any reply on up_raw_reply answers it.
+                assert_eq!(code, 0, "{v:#}");
+                continue;
+            }
+            assert_eq!(code, 3, "{feature}: {v:#}");
+            assert_eq!(n["measured"], "failed", "{feature}: {v:#}");
+            assert_eq!(n["error"]["kind"], "timeout", "{feature}: {v:#}");
+        }
+    }
+}
+
+#[test]
+fn a_refusal_code_fails_the_need_over_http_and_coap_too() {
+    let e = enos(REGISTRY);
+    for url in [format!("http://{}", e.http), format!("coap://{}", e.coap)] {
+        let (code, v) = need(&url, "report_data", &["-m", "humidity=40"]);
+        assert_eq!(code, 1, "{v:#}");
+        assert_eq!(v["needs"][0]["code"], 1204, "{v:#}");
+        assert_eq!(v["error"]["kind"], "enos", "{v:#}");
+    }
+}
