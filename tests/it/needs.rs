@@ -497,3 +497,23 @@ fn a_refusal_code_fails_the_need_over_http_and_coap_too() {
         assert_eq!(v["error"]["kind"], "enos", "{v:#}");
     }
 }
+
+#[test]
+fn await_command_without_a_command_times_out_at_its_stage() {
+    let e = enos(REGISTRY);
+    let start = Instant::now();
+    let (code, v) = need(
+        &format!("mqtt://{}", e.mqtt),
+        "downlink_commands",
+        &["--await-command", "0.5", "--timeout", "5"],
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(code, 3, "{v:#}");
+    let n = &v["needs"][0];
+    assert_eq!(n["error"]["stage"], "command", "{v:#}");
+    assert_eq!(n["error"]["kind"], "timeout", "{v:#}");
+}
