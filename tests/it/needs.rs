@@ -517,3 +517,128 @@ fn await_command_without_a_command_times_out_at_its_stage() {
     assert_eq!(n["error"]["stage"], "command", "{v:#}");
     assert_eq!(n["error"]["kind"], "timeout", "{v:#}");
 }
+
+/// What the official Python SDK's request classes send: one JSON line per class, the topic
+/// (its format filled for pk1/dk1), the method and the params.
+const SDK_REQUESTS: &str = r#"
+import json
+from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRequest as MP
+from enos.message.upstream.tsl.EventPostRequest import EventPostRequest as EV
+from enos.message.upstream.tsl.AttributeUpdateRequest import AttributeUpdateRequest as AU
+from enos.message.upstream.tsl.AttributeQueryRequest import AttributeQueryRequest as AQ
+from enos.message.upstream.tsl.MeasurepointPostBatchRequest import MeasurepointPostBatchRequest as MB
+from enos.message.upstream.resume.MeasurepointResumeRequest import MeasurepointResumeRequest as MR
+from enos.message.upstream.topo.TopoGetRequest import TopoGetRequest as TG
+from enos.message.upstream.register.DeviceRegisterRequest import DeviceRegisterRequest as DR
+from enos.message.upstream.ota.OtaGetVersionRequest import OtaGetVersionRequest as GV
+from enos.message.upstream.ota.OtaVersionReportRequest import OtaVersionReportRequest as VR
+batch = MB.builder()
+batch.add_request(MP.builder().set_product_key("pk1").set_device_key("dk1").add_measurepoint("temp", 1).build())
+for r in [
+    MP.builder().add_measurepoint("temp", 1).build(),
+    EV.builder().set_event_identifier("alarm").add_value("level", 1).build(),
+    AU.builder().add_attribute("color", "red").build(),
+    AQ.builder().add_attribute("color").build(),
+    batch.build(),
+    MR.builder().add_measure_point("temp", 1).build(),
+    TG.builder().build(),
+    DR.builder().add_register_information("pk1", "new1", None, None, None).build(),
+    GV.builder().build(),
+    VR.builder().set_version("2.0").build(),
+]:
+    fmt = r.get_format_topic()
+    print(json.dumps({"topic": fmt.format(*["pk1", "dk1", "alarm"][: fmt.count("{}")]), "method": r.get_method(), "params": r.get_params()}, default=str))
+"#;
+
+#[test]
+fn each_request_a_need_sends_has_the_topic_method_and_params_of_the_official_sdk() {
+    use enos_connect::probe::needs::{LoginKind, NeedOptions, Step, steps};
+    let Some(python) = crate::common::outside_peer(
+        "ENOS_CONNECT_SDK_PYTHON",
+        ".ci/run installs the official EnOS Python SDK",
+    ) else {
+        return;
+    };
+    let out = std::process::Command::new(python)
+        .args(["-c", SDK_REQUESTS])
+        .output()
+        .expect("runs python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sdk: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let keys = |v: &Value| -> Vec<String> {
+        let obj = match v {
+            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let mut k: Vec<String> = obj
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        k.insert(
+            0,
+            if v.is_array() {
+                "list".into()
+            } else {
+                "object".into()
+            },
+        );
+        k
+    };
+    let caps = caps();
+    let opts = enos_connect::probe::ProbeOptions {
+        measurepoints: Some(serde_json::from_value(json!({"temp": 1})).expect("map")),
+        needs: NeedOptions {
+            events: vec![("alarm".into(), json!({"level": 1}))],
+            attributes: serde_json::from_value(json!({"color": "red"})).expect("map"),
+            register: Some(("pk1".into(), "new1".into())),
+            firmware_version: Some("2.0".into()),
+            ..NeedOptions::default()
+        },
+        ..Default::default()
+    };
+    let login = LoginKind {
+        mode: Some("static"),
+        client_cert: false,
+        secure: false,
+    };
+    let mut compared = 0;
+    for (o, f) in [opts, enos_connect::probe::ProbeOptions::default()]
+        .iter()
+        .flat_map(|o| caps.features.iter().map(move |f| (o, f)))
+    {
+        for step in steps(&caps, &f.id, o, login, ("pk1", "dk1")).unwrap_or_default() {
+            let Step::Request { topic, request, .. } = step else {
+                continue;
+            };
+            let s = sdk
+                .iter()
+                .find(|s| s["topic"] == topic.as_str())
+                .unwrap_or_else(|| panic!("no SDK request class sends on {topic}"));
+            let sdk_method = s["method"].as_str().unwrap_or_default();
+            // Python SDK 0.1.1 sends `thing.event.%s.post{id}` for events; EnOS documents
+            // `thing.event.{id}.post`, which the probe sends; serve accepts both.
+            if sdk_method.starts_with("thing.event.%s.post") {
+                assert_eq!(request.method, "thing.event.alarm.post");
+            } else {
+                assert_eq!(request.method, sdk_method, "{topic}");
+            }
+            assert_eq!(
+                keys(&request.params),
+                keys(&s["params"]),
+                "{topic}: {} vs {}",
+                request.params,
+                s["params"]
+            );
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= sdk.len(),
+        "compared {compared} requests with {} SDK classes",
+        sdk.len()
+    );
+}
