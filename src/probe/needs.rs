@@ -460,6 +460,7 @@ pub async fn run<T: Transport>(
             }
         };
         if let Some(why) = &broken {
+            r.begin("request");
             let f = Failure::new(ErrorKind::Protocol, format!("not run: {why}"));
             rec.needs.push(report(r, Measured::Failed, Err(f)));
             continue;
