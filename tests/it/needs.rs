@@ -201,7 +201,11 @@ fn a_silent_endpoint_times_out_inside_the_deadline() {
     // Logs in, acknowledges everything, answers nothing.
     let addr = enos_script(|_| None);
     let start = Instant::now();
-    let (code, v) = need(&format!("mqtt://{addr}"), "ota", &["--timeout", "1"]);
+    let (code, v) = need(
+        &format!("mqtt://{addr}"),
+        "ota,subdevice_management",
+        &["--timeout", "1"],
+    );
     assert!(
         start.elapsed() < Duration::from_secs(4),
         "took {:?}",
@@ -209,6 +213,10 @@ fn a_silent_endpoint_times_out_inside_the_deadline() {
     );
     assert_eq!(code, 3, "{v:#}");
     assert_eq!(v["error"]["kind"], "timeout", "{v:#}");
+    assert_eq!(v["error"]["stage"], "query", "{v:#}");
+    // The connection's state is unknown after a timeout: the next need is not run on it.
+    let next = v["needs"][1]["message"].as_str().unwrap_or_default();
+    assert!(next.starts_with("not run: need `ota` failed"), "{v:#}");
 }
 
 #[test]
