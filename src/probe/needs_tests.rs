@@ -109,6 +109,9 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
         };
         assert!(!steps.is_empty(), "{}", f.id);
         for s in steps {
+            if let Step::Request { stage, .. } = &s {
+                assert!(NEED_STAGES.contains(stage), "{stage} is not in NEED_STAGES");
+            }
             let (topic, request) = match s {
                 Step::Request { topic, request, .. } | Step::Upload { topic, request, .. } => {
                     (topic, request)
