@@ -650,3 +650,21 @@ fn each_request_a_need_sends_has_the_topic_method_and_params_of_the_official_sdk
         sdk.len()
     );
 }
+
+#[test]
+fn needs_run_over_dtls_as_over_plain_coap() {
+    let e = enos(REGISTRY);
+    let (code, v) = need(
+        &format!("coaps://{}", e.coaps),
+        "report_data,passthrough_up,ota",
+        &["-m", "temp=3"],
+    );
+    assert_eq!(code, 1, "{v:#}");
+    let measured: Vec<&str> = v["needs"]
+        .as_array()
+        .expect("needs")
+        .iter()
+        .filter_map(|n| n["measured"].as_str())
+        .collect();
+    assert_eq!(measured, ["supported", "supported", "not_offered"], "{v:#}");
+}
