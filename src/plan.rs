@@ -258,12 +258,13 @@ fn protocol_plan(
             .map(|m| format!(" --measurepoint {m}"))
             .collect()
     };
+    let needs = need_flags(&carries);
     let probe = match port {
         Some(p) => format!(
-            "enos-connect probe {}://{host}:{} {keys}{points}",
+            "enos-connect probe {}://{host}:{} {keys}{points}{needs}",
             p.scheme, p.port
         ),
-        None => format!("enos-connect probe {id}://{host} {keys}{points}"),
+        None => format!("enos-connect probe {id}://{host} {keys}{points}{needs}"),
     };
     let credentials = match recipe {
         Some(_) => format!("enos-connect credentials {id} {keys}"),
@@ -284,6 +285,24 @@ fn protocol_plan(
         probe,
         credentials,
     })
+}
+
+/// `--need` with the needs a protocol carries, so its smoke test proves them, and the values
+/// those checks cannot run without (placeholders, as `{pointId}` is).
+fn need_flags(carries: &[String]) -> String {
+    if carries.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(" --need {}", carries.join(","));
+    for need in carries {
+        out.push_str(match need.as_str() {
+            "dynamic_auth" => " --secure-mode dynamic",
+            "mutual_tls" => " --cert {device.pem} --key {device.key}",
+            "file_upload" => " --file-point {filePointId}",
+            _ => "",
+        });
+    }
+    out
 }
 
 fn auth_modes(

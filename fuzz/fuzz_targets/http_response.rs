@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             host: "fuzz:80".into(),
             body: Vec::new(),
             close: true,
+            content_type: None,
         };
         let out = tokio::time::timeout(std::time::Duration::from_secs(5), exchange(client, &req)).await;
         assert!(out.is_ok(), "the response path waited after the peer closed");

@@ -326,6 +326,8 @@ pub struct ProbeArgs {
     /// ENOS_SUBDEVICE_SECRET); --measurepoint then posts for it
     #[arg(long, value_name = "PK/DK", env = "ENOS_CONNECT_SUBDEVICE", value_parser = subdevice)]
     pub subdevice: Option<(String, String)>,
+    #[command(flatten)]
+    pub need_values: super::need_args::NeedProbeArgs,
     /// Output format
     #[command(flatten)]
     pub format: FormatArgs,

@@ -18,14 +18,19 @@ const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
 pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
     // Only --plan decides, and only deciding reads the questions and the flow.
-    let caps = if args.plan {
+    let caps = if args.plan || super::probe_needs::wanted(args) {
         ctx.capabilities()?
     } else {
         ctx.connection_capabilities()?
     };
     let targets = targets(ctx, caps, args)?;
     check_enos_flags(args, &targets)?;
-    let opts = options(ctx, caps, args)?;
+    let mut opts = options(ctx, caps, args)?;
+    // With --plan, --need decides the plan; its needs are run only with the device's login.
+    if !args.plan || opts.login.enos_keys().is_some() {
+        opts.needs = super::probe_needs::options(caps, args)?;
+    }
+    super::probe_needs::check(caps, args, &targets, &opts)?;
     for t in &targets {
         if t.protocol == "http" {
             let req = probe::http::build_request(caps, t, &opts).map_err(|f| Error::usage(f.message))?;
@@ -36,6 +41,9 @@ pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the network runtime", e))?;
+    if args.need_values.matrix {
+        return super::probe_needs::matrix(ctx, caps, args, &targets, &opts, &runtime);
+    }
     if let Some(count) = args.count {
         return load(ctx, caps, args, targets, opts, &runtime, count);
     }
@@ -43,6 +51,7 @@ pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
     let reports: Vec<ProbeReport> = runtime.block_on(async {
         let mut out = Vec::with_capacity(targets.len());
         for t in &targets {
+            let opts = super::probe_needs::for_target(caps, &opts, t, args.plan);
             out.push(probe::run(caps, t, &opts).await);
         }
         out
@@ -64,7 +73,11 @@ fn targets(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Vec<T
         let url = args.url.as_deref().ok_or_else(|| {
             Error::usage("probe needs a URL, such as mqtt://HOST:11883, or --plan with the plan's answers")
         })?;
-        return Ok(vec![parse(url)?]);
+        let mut out = vec![parse(url)?];
+        for more in &args.need_values.more_urls {
+            out.push(parse(more)?);
+        }
+        return Ok(out);
     }
     let answers = recommend::gather(ctx, caps, &args.answers)?;
     let decision = recommend::decision(caps, &answers)?;
@@ -163,6 +176,7 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
         measurepoints: (!args.measurepoints.is_empty()).then(|| args.measurepoints.iter().cloned().collect()),
         activate_to: args.activate_to.clone(),
         force: args.force,
+        needs: probe::needs::NeedOptions::default(),
         subdevice: match &args.subdevice {
             Some((pk, dk)) => Some(probe::SubDevice {
                 product_key: pk.clone(),

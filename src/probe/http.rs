@@ -34,6 +34,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Ask the server to close after this answer.
     pub close: bool,
+    /// The body's type [default: `application/json` for a POST or a body].
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug)]
@@ -107,7 +109,9 @@ impl Client {
         if req.close {
             builder = builder.header(hyper::header::CONNECTION, "close");
         }
-        if !req.body.is_empty() || req.method.eq_ignore_ascii_case("POST") {
+        if let Some(t) = &req.content_type {
+            builder = builder.header(hyper::header::CONTENT_TYPE, t.as_str());
+        } else if !req.body.is_empty() || req.method.eq_ignore_ascii_case("POST") {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let request = builder
@@ -300,6 +304,7 @@ pub fn build_request(caps: &Capabilities, target: &Target, opts: &ProbeOptions) 
             host,
             body: r.body.into_bytes(),
             close: true,
+            content_type: None,
         });
     }
     let body = opts.payload.clone().unwrap_or_default();
@@ -318,6 +323,7 @@ pub fn build_request(caps: &Capabilities, target: &Target, opts: &ProbeOptions) 
         host,
         body,
         close: true,
+        content_type: None,
     })
 }
 
@@ -345,9 +351,10 @@ pub async fn probe(
 ) -> Result<(), Failure> {
     let mut request = build_request(caps, target, opts)?;
     let enos = opts.login.enos_keys();
-    let post = opts.measurepoints.as_ref().zip(enos);
-    // The post goes on the same connection as the auth call.
-    request.close = post.is_none();
+    let needs = !opts.needs.needs.is_empty();
+    let post = opts.measurepoints.as_ref().zip(enos).filter(|_| !needs);
+    // The post and the needs go on the same connection as the auth call.
+    request.close = post.is_none() && !needs;
     let io = super::connect_stream(rec, target, opts, deadline, &[b"http/1.1"]).await?;
     rec.begin(if enos.is_some() { "handshake" } else { "request" });
     let mut client = Client::handshake(io).await?;
@@ -357,6 +364,15 @@ pub async fn probe(
     rec.detail("body_bytes", response.body.len());
     let session = check(&response, enos.is_some(), rec)?;
     rec.end();
+    if let (true, Some(device), Some(session)) = (needs, enos, &session) {
+        let mut t = Needs {
+            client: &mut client,
+            session: query_escape(session),
+            prefix: target.path.trim_end_matches('/').to_string(),
+            host: host_header(target),
+        };
+        super::needs::run(caps, target, &mut t, opts, device, rec, deadline).await;
+    }
     if let (Some((points, (pk, dk))), Some(session)) = (post, session) {
         rec.begin("reply");
         let body = super::measurepoint_request(points);
@@ -371,6 +387,7 @@ pub async fn probe(
             host: host_header(target),
             body: body.to_bytes(),
             close: true,
+            content_type: None,
         };
         let response = client.send(&post).await?;
         rec.detail("status", response.status);
@@ -458,4 +475,126 @@ fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<Option<Str
         return Ok(Some(session.to_string()));
     }
     Ok(None)
+}
+
+/// The needs' exchanges over an HTTP session: `POST /topic/...` and `POST /multipart/...`.
+struct Needs<'c> {
+    client: &'c mut Client,
+    /// Percent-encoded.
+    session: String,
+    prefix: String,
+    host: String,
+}
+
+impl Needs<'_> {
+    async fn post(
+        &mut self,
+        kind: &str,
+        topic: &str,
+        body: Vec<u8>,
+        content_type: Option<String>,
+    ) -> Result<Vec<u8>, Failure> {
+        let req = Request {
+            method: "POST".into(),
+            path: format!("{}/{kind}{topic}?sessionId={}", self.prefix, self.session),
+            host: self.host.clone(),
+            body,
+            close: false,
+            content_type,
+        };
+        let response = self.client.send(&req).await?;
+        // EnOS (and serve) refuse a feature the protocol does not offer with 403 and an EnOS
+        // body: its code is the verdict.
+        let enos_body = serde_json::from_slice::<serde_json::Value>(&response.body)
+            .is_ok_and(|v| v.get("code").is_some());
+        if (200..300).contains(&response.status) || (response.status == 403 && enos_body) {
+            return Ok(response.body);
+        }
+        Err(Failure::new(
+            ErrorKind::Protocol,
+            format!("the request was answered {} {}", response.status, response.reason),
+        ))
+    }
+}
+
+impl super::needs::Transport for Needs<'_> {
+    async fn request(
+        &mut self,
+        topic: &str,
+        request: &crate::enos::Request,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let body = self.post("topic", topic, request.to_bytes(), None).await?;
+        rec.enos_reply(&body, None).map(|_| ())
+    }
+
+    async fn raw(&mut self, topic: &str, bytes: &[u8], rec: &mut Recorder) -> Result<(), Failure> {
+        let body = self
+            .post(
+                "topic",
+                topic,
+                bytes.to_vec(),
+                Some("application/octet-stream".into()),
+            )
+            .await?;
+        super::mqtt::raw_reply(&body, rec)
+    }
+
+    async fn subscribe(&mut self, _topics: &[String], _rec: &mut Recorder) -> Result<(), Failure> {
+        Err(super::needs::no_exchange(
+            "HTTP",
+            "HTTP has no downlink: EnOS cannot send a device a command",
+        ))
+    }
+
+    async fn await_command(
+        &mut self,
+        _topics: &[String],
+        _until: Instant,
+        _rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        Err(super::needs::no_exchange(
+            "HTTP",
+            "HTTP has no downlink: EnOS cannot send a device a command",
+        ))
+    }
+
+    async fn upload(
+        &mut self,
+        topic: &str,
+        message: &crate::enos::Request,
+        file: (&str, &[u8]),
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let (body, content_type) = multipart(message, file);
+        let reply = self.post("multipart", topic, body, Some(content_type)).await?;
+        rec.enos_reply(&reply, None).map(|_| ())
+    }
+}
+
+/// A `multipart/form-data` body as the SDKs send it: an `enos-message` part with the request,
+/// and an `enos-file` part with the file and its `Content-MD5` (base64 of the digest, RFC 1864).
+pub fn multipart(message: &crate::enos::Request, (name, bytes): (&str, &[u8])) -> (Vec<u8>, String) {
+    use base64::Engine;
+    use md5::Digest;
+    let boundary = format!("enos-connect-{:016x}", crate::base::random_u64());
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(bytes));
+    let name = name.replace(['"', '\r', '\n'], "_");
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"enos-message\"\r\nContent-Type: application/json\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&message.to_bytes());
+    body.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"enos-file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\nContent-MD5: {md5}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (body, format!("multipart/form-data; boundary={boundary}"))
 }

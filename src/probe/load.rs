@@ -54,6 +54,15 @@ pub struct LoadReport {
     /// How many reports [`merge`] joined into this one; absent in a single run's report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_from: Option<u64>,
+    /// `--need`: per need, how many probes' checks of it succeeded and failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub needs: BTreeMap<String, NeedCounts>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedCounts {
+    pub succeeded: u64,
+    pub failed: u64,
 }
 
 /// Latencies are recorded in microseconds, from 1 µs to an hour, to three significant digits.
@@ -243,6 +252,7 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
         stages: BTreeMap::new(),
         examples: BTreeMap::new(),
         merged_from: None,
+        needs: BTreeMap::new(),
     };
     let mut targets: Vec<&str> = Vec::new();
     let mut histograms: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
@@ -284,6 +294,14 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
         for (kind, n) in &r.errors {
             let sum = out.errors.entry(kind.clone()).or_default();
             *sum = sum.checked_add(*n).ok_or_else(|| overflow(name))?;
+        }
+        for (need, n) in &r.needs {
+            let sum = out.needs.entry(need.clone()).or_default();
+            sum.succeeded = sum
+                .succeeded
+                .checked_add(n.succeeded)
+                .ok_or_else(|| overflow(name))?;
+            sum.failed = sum.failed.checked_add(n.failed).ok_or_else(|| overflow(name))?;
         }
         for (kind, example) in &r.examples {
             out.examples
@@ -339,6 +357,7 @@ struct Stats {
     failed: u64,
     errors: BTreeMap<String, u64>,
     examples: BTreeMap<String, String>,
+    needs: BTreeMap<String, NeedCounts>,
 }
 
 impl Stats {
@@ -361,6 +380,14 @@ impl Stats {
             self.succeeded += 1;
         } else {
             self.failed += 1;
+        }
+        for n in &r.needs {
+            let c = self.needs.entry(n.need.clone()).or_default();
+            if n.ok {
+                c.succeeded += 1;
+            } else {
+                c.failed += 1;
+            }
         }
         if let Some(e) = &r.error {
             // EnOS refusals are counted by their code: `enos:1204`.
@@ -413,6 +440,7 @@ where
         failed: 0,
         errors: BTreeMap::new(),
         examples: BTreeMap::new(),
+        needs: BTreeMap::new(),
     };
     // The flags are range-checked at parse time; the checked conversions keep a library
     // caller's odd rate from panicking all the same.
@@ -474,6 +502,7 @@ where
         stages,
         examples: stats.examples,
         merged_from: None,
+        needs: stats.needs,
     }
 }
 
@@ -494,6 +523,7 @@ mod tests {
             error: None,
             enos: None,
             details: serde_json::Map::new(),
+            needs: Vec::new(),
         }
     }
 
@@ -561,6 +591,7 @@ mod tests {
             stages: [("total".to_string(), percentiles(&h))].into(),
             examples: BTreeMap::new(),
             merged_from: None,
+            needs: BTreeMap::new(),
         }
     }
 

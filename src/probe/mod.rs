@@ -12,7 +12,9 @@
 pub mod coap;
 pub mod http;
 pub mod load;
+pub mod matrix;
 pub mod mqtt;
+pub mod needs;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -143,6 +145,9 @@ pub struct ProbeReport {
     pub enos: Option<EnosReply>,
     /// Protocol facts worth showing: CONNACK code, CoAP response code, HTTP status, attempts.
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// `--need`: each need's exchange, in the order given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<needs::NeedReport>,
 }
 
 impl ProbeReport {
@@ -161,6 +166,7 @@ pub struct Recorder {
     pub details: serde_json::Map<String, serde_json::Value>,
     pub enos: Option<EnosReply>,
     pub verbose: bool,
+    pub needs: Vec<needs::NeedReport>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -179,6 +185,7 @@ impl Recorder {
             details: serde_json::Map::new(),
             enos: None,
             verbose,
+            needs: Vec::new(),
         }
     }
 
@@ -206,7 +213,7 @@ impl Recorder {
     }
 
     fn finish(mut self, protocol: &str, target: &str, result: Result<(), Failure>) -> ProbeReport {
-        let error = result.err().map(|f| ProbeError {
+        let mut error = result.err().map(|f| ProbeError {
             kind: f.kind,
             stage: self.stage,
             message: f.message,
@@ -214,6 +221,15 @@ impl Recorder {
         if error.is_some() {
             // The failing stage is timed too: how long a timeout or a refusal took matters.
             self.end();
+        }
+        // A need that failed fails the probe, with its own kind (a timeout exits 3).
+        if error.is_none()
+            && let Some(e) = self.needs.iter().find_map(|n| n.error.clone())
+        {
+            error = Some(ProbeError {
+                message: format!("need: {}", e.message),
+                ..e
+            });
         }
         self.stages.push(StageTiming {
             name: "total",
@@ -228,6 +244,7 @@ impl Recorder {
             error,
             enos: self.enos,
             details: self.details,
+            needs: self.needs,
         }
     }
 
@@ -439,6 +456,14 @@ pub struct SubDevice {
 }
 
 impl Login {
+    /// The secure mode of an EnOS login (`static`, `dynamic`).
+    pub fn mode(&self) -> Option<&str> {
+        match self {
+            Login::Enos { mode, .. } => Some(mode),
+            _ => None,
+        }
+    }
+
     /// The product and device keys of an EnOS login.
     pub fn enos_keys(&self) -> Option<(&str, &str)> {
         match self {
@@ -541,6 +566,8 @@ pub struct ProbeOptions {
     pub activate_to: Option<std::path::PathBuf>,
     pub force: bool,
     pub subdevice: Option<SubDevice>,
+    /// `--need` and `--matrix`: the exchanges of the features asked for, after the login.
+    pub needs: needs::NeedOptions,
 }
 
 impl Default for ProbeOptions {
@@ -562,6 +589,7 @@ impl Default for ProbeOptions {
             activate_to: None,
             force: false,
             subdevice: None,
+            needs: needs::NeedOptions::default(),
         }
     }
 }

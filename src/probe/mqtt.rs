@@ -405,12 +405,19 @@ pub async fn probe(
         rec.end();
         poster = Some((sub.product_key.as_str(), sub.device_key.as_str()));
     }
-    if let (Some(points), Some((pk, dk))) = (&opts.measurepoints, poster) {
+    if let (Some(points), Some((pk, dk))) = (&opts.measurepoints, poster)
+        && opts.needs.needs.is_empty()
+    {
         rec.begin("reply");
         let request = super::measurepoint_request(points);
         conn.request(&crate::enos::measurepoint_post(pk, dk), &request, rec)
             .await?;
         rec.end();
+    }
+    if let Some(device) = poster
+        && !opts.needs.needs.is_empty()
+    {
+        super::needs::run(caps, target, &mut conn, opts, device, rec, deadline).await;
     }
     let qos = if opts.qos >= 1 {
         QoS::AtLeastOnce
@@ -464,3 +471,7 @@ pub async fn probe(
     let _ = conn.io.shutdown().await;
     Ok(())
 }
+
+#[path = "mqtt_needs.rs"]
+mod needs_transport;
+pub(super) use needs_transport::raw_reply;

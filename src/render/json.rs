@@ -161,6 +161,10 @@ impl Renderer for Json {
         }
     }
 
+    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
+        to_string(m)
+    }
+
     fn load(&self, r: &LoadReport) -> String {
         to_string(r)
     }

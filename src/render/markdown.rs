@@ -236,6 +236,26 @@ impl Renderer for Markdown {
         table(&["Field".into(), "Value".into()], &rows)
     }
 
+    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
+        let mut header = vec!["feature".to_string()];
+        header.extend(m.titles.iter().cloned());
+        let rows: Vec<Vec<String>> = m
+            .rows
+            .iter()
+            .map(|r| {
+                let mut row = vec![format!("`{}`", r.feature)];
+                row.extend(r.cells.iter().map(crate::probe::matrix::cell_text));
+                row
+            })
+            .collect();
+        format!(
+            "### {}: the comparison table as measured\n\n{}\n{}\n",
+            verdict(m.ok),
+            table(&header, &rows),
+            super::matrix_summary(m)
+        )
+    }
+
     fn probes(&self, reports: &[ProbeReport]) -> String {
         reports.iter().map(probe).collect::<Vec<_>>().join("\n")
     }
@@ -260,6 +280,12 @@ impl Renderer for Markdown {
         }
         for (kind, text) in super::load_errors(r) {
             facts.push(vec![format!("error `{kind}`"), text]);
+        }
+        for (need, c) in &r.needs {
+            facts.push(vec![
+                format!("need `{need}`"),
+                format!("{} succeeded, {} failed", c.succeeded, c.failed),
+            ]);
         }
         out.push_str(&table(&["".into(), "".into()], &facts));
         out.push('\n');
@@ -323,6 +349,27 @@ fn probe(r: &ProbeReport) -> String {
         out.push_str(&format!(
             "- {k}: `{}`\n",
             v.as_str().map_or(v.to_string(), str::to_string)
+        ));
+    }
+    if !r.needs.is_empty() {
+        if !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        let rows: Vec<Vec<String>> = r
+            .needs
+            .iter()
+            .map(|n| {
+                vec![
+                    format!("`{}`", n.need),
+                    n.measured.as_str().to_string(),
+                    n.code.map_or_else(String::new, |c| c.to_string()),
+                    format!("{}{}", n.message, super::need_stages(n)),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["need".into(), "result".into(), "code".into(), "message".into()],
+            &rows,
         ));
     }
     if !out.ends_with("\n\n") {

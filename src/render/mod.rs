@@ -83,6 +83,8 @@ pub trait Renderer {
     /// One probe, or the probes of a plan one after another.
     fn probes(&self, reports: &[ProbeReport]) -> String;
     fn load(&self, r: &LoadReport) -> String;
+    /// `probe --matrix`: the comparison table as measured.
+    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String;
     fn check(&self, r: &CheckReport) -> String;
 }
 
@@ -104,6 +106,32 @@ pub fn support_cell(s: crate::capabilities::Support) -> &'static str {
         NotSupported => "no",
         NotApplicable => "-",
         Partial => "partial",
+    }
+}
+
+/// A need's stages in words, after its message: ` (subscribe 0.2 ms, query 0.4 ms)`.
+pub fn need_stages(n: &crate::probe::needs::NeedReport) -> String {
+    if n.stages.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = n
+        .stages
+        .iter()
+        .map(|s| format!("{} {:.3} ms", s.name, s.ms))
+        .collect();
+    format!(" ({})", list.join(", "))
+}
+
+/// The line under a measured table: whether it matches the shipped one.
+pub fn matrix_summary(m: &crate::probe::matrix::MatrixReport) -> String {
+    let untested = match m.untested {
+        0 => String::new(),
+        n => format!("; {n} cell(s) untested (they need a value or a login this run was not given)"),
+    };
+    if m.mismatches == 0 {
+        format!("every measured cell matches capabilities.toml{untested}")
+    } else {
+        format!("{} MISMATCH(es) with capabilities.toml{untested}", m.mismatches)
     }
 }
 

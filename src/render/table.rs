@@ -67,6 +67,15 @@ impl Table {
         for s in &r.stages {
             out.push_str(&format!("  {:<15} {:>10.3} ms\n", s.name, s.ms));
         }
+        for n in &r.needs {
+            out.push_str(&format!(
+                "  need {:<21} {:<11} {}{}\n",
+                n.need,
+                n.measured.as_str(),
+                n.message,
+                super::need_stages(n)
+            ));
+        }
         if !r.details.is_empty() {
             let list: Vec<String> = r
                 .details
@@ -359,6 +368,12 @@ impl Renderer for Table {
         for (kind, text) in super::load_errors(r) {
             out.push_str(&format!("  {kind}: {text}\n"));
         }
+        for (need, c) in &r.needs {
+            out.push_str(&format!(
+                "  need {need}: {} succeeded, {} failed\n",
+                c.succeeded, c.failed
+            ));
+        }
         let (header, rows) = super::load_stage_rows(r);
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
         let mut t = self.new_table(&header);
@@ -367,6 +382,30 @@ impl Renderer for Table {
         }
         out.push_str(&format!("{t}\n"));
         out
+    }
+
+    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
+        let mut header = vec!["feature".to_string()];
+        header.extend(m.titles.iter().cloned());
+        let mut t = self.new_table(&[]);
+        t.set_header(header);
+        for row in &m.rows {
+            let mut cells = vec![comfy_table::Cell::new(&row.feature)];
+            for c in &row.cells {
+                let mut cell = comfy_table::Cell::new(crate::probe::matrix::cell_text(c));
+                if self.style.color && c.verdict == crate::probe::matrix::Verdict::Mismatch {
+                    cell = cell.fg(comfy_table::Color::Red);
+                }
+                cells.push(cell);
+            }
+            t.add_row(cells);
+        }
+        format!(
+            "{}: the comparison table as measured over {}\n{t}\n{}\n",
+            self.verdict(m.ok),
+            m.targets.join(", "),
+            super::matrix_summary(m)
+        )
     }
 
     fn probes(&self, reports: &[ProbeReport]) -> String {

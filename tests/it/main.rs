@@ -17,6 +17,7 @@ mod interop;
 mod layers;
 mod load;
 mod mqtt_spec;
+mod needs;
 mod plan;
 mod probe;
 mod rough_edges;

@@ -122,8 +122,8 @@ fn mqtt_plan_with_keys_filled_in() {
     assert!(login.iter().any(|l| l.contains("DK9&PK9")), "{login:?}");
     assert_eq!(
         p["probe"],
-        "enos-connect probe mqtts://mqtt-eu2.envisioniot.com:18883 --product-key PK9 --device-key DK9 --measurepoint {pointId}={value}",
-        "the smoke test goes up to EnOS: a measure point and its reply code"
+        "enos-connect probe mqtts://mqtt-eu2.envisioniot.com:18883 --product-key PK9 --device-key DK9 --measurepoint {pointId}={value} --need ota",
+        "the smoke test goes up to EnOS: a measure point and its reply code, and the needs MQTT carries"
     );
     let modes: Vec<&str> = p["auth"]
         .as_array()

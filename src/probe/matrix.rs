@@ -1,0 +1,138 @@
+//! `probe --matrix`: the comparison table as measured. Every feature over every protocol probed
+//! (the needs run with the table's "not offered" check off), each cell the measured outcome
+//! beside the table's own cell. Pure: the probes' reports in, the table out.
+
+use serde::Serialize;
+
+use super::ProbeReport;
+use super::needs::Measured;
+use crate::capabilities::{Capabilities, Support};
+
+/// A cell's verdict: the measurement agrees with the table, disagrees, or could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Match,
+    Mismatch,
+    Untested,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub protocol: String,
+    pub table: Support,
+    pub measured: Measured,
+    pub verdict: Verdict,
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub feature: String,
+    pub title: String,
+    pub cells: Vec<Cell>,
+}
+
+/// The JSON of `probe --matrix -f json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixReport {
+    /// No mismatch (untested cells are not mismatches) and every probe logged in.
+    pub ok: bool,
+    pub protocols: Vec<String>,
+    /// The protocols' titles, as the table prints them (`CoAP`).
+    pub titles: Vec<String>,
+    pub targets: Vec<String>,
+    pub mismatches: usize,
+    pub untested: usize,
+    pub rows: Vec<Row>,
+    /// The probes themselves: their login stages and errors.
+    pub probes: Vec<ProbeReport>,
+}
+
+/// What the table's cell predicts a measurement shows.
+pub fn expected(table: Support) -> Measured {
+    match table {
+        Support::Supported | Support::Partial => Measured::Supported,
+        Support::NotSupported | Support::NotApplicable => Measured::Refused,
+    }
+}
+
+/// The measured table from one probe per protocol, each run with every feature as a need.
+pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>) -> MatrixReport {
+    let rows: Vec<Row> = caps
+        .features
+        .iter()
+        .map(|f| Row {
+            feature: f.id.clone(),
+            title: f.title.clone(),
+            cells: probes
+                .iter()
+                .map(|p| {
+                    let table = f.support_for(&p.protocol);
+                    let need = p.needs.iter().find(|n| n.need == f.id);
+                    let (measured, code, message) = match need {
+                        Some(n) => (n.measured, n.code, n.message.clone()),
+                        None => (
+                            Measured::Untested,
+                            None,
+                            p.error
+                                .as_ref()
+                                .map_or("not run".into(), |e| format!("not run: {e}")),
+                        ),
+                    };
+                    let verdict = match measured {
+                        Measured::Untested => Verdict::Untested,
+                        m if m == expected(table) => Verdict::Match,
+                        _ => Verdict::Mismatch,
+                    };
+                    Cell {
+                        protocol: p.protocol.clone(),
+                        table,
+                        measured,
+                        verdict,
+                        code,
+                        message,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let count = |v: Verdict| {
+        rows.iter()
+            .flat_map(|r| &r.cells)
+            .filter(|c| c.verdict == v)
+            .count()
+    };
+    let mismatches = count(Verdict::Mismatch);
+    let untested = count(Verdict::Untested);
+    // A probe that could not log in measured nothing: that is a failure, not a table.
+    let logged_in = probes.iter().all(|p| !p.needs.is_empty());
+    MatrixReport {
+        ok: mismatches == 0 && logged_in,
+        protocols: probes.iter().map(|p| p.protocol.clone()).collect(),
+        titles: probes
+            .iter()
+            .map(|p| {
+                caps.protocol(&p.protocol)
+                    .map_or_else(|| p.protocol.clone(), |x| x.title.clone())
+            })
+            .collect(),
+        targets: probes.iter().map(|p| p.target.clone()).collect(),
+        mismatches,
+        untested,
+        rows,
+        probes,
+    }
+}
+
+/// A cell in words: the table's cell, then what was measured (`supported`, `refused`,
+/// `MISMATCH: refused`, `untested`).
+pub fn cell_text(c: &Cell) -> String {
+    let table = c.table.as_str();
+    match c.verdict {
+        Verdict::Match => format!("{table}: {}", c.measured.as_str()),
+        Verdict::Mismatch => format!("{table}: MISMATCH ({})", c.measured.as_str()),
+        Verdict::Untested => format!("{table}: untested"),
+    }
+}

@@ -1,0 +1,151 @@
+//! The needs' transport over MQTT (`probe --need`): a child of `mqtt.rs`, over its connection.
+
+use std::time::Instant;
+
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{Packet, Publish, Subscribe};
+
+use super::{Conn, granted};
+use crate::probe::{ErrorKind, Failure, Recorder};
+
+/// Whether `topic` matches the MQTT filter `filter` (`+` one level; `#` the rest).
+fn filter_matches(filter: &str, topic: &str) -> bool {
+    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
+    loop {
+        match (f.next(), t.next()) {
+            (None, None) => return true,
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+impl crate::probe::needs::Transport for Conn {
+    async fn request(
+        &mut self,
+        topic: &str,
+        request: &crate::enos::Request,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        Conn::request(self, topic, request, rec).await
+    }
+
+    async fn raw(&mut self, topic: &str, bytes: &[u8], rec: &mut Recorder) -> Result<(), Failure> {
+        let reply_topic = crate::enos::reply_topic(topic);
+        let sub_pkid = self.pkid();
+        let subscribe = Subscribe {
+            pkid: sub_pkid,
+            filters: vec![rumqttc::SubscribeFilter::new(
+                reply_topic.clone(),
+                QoS::AtLeastOnce,
+            )],
+        };
+        let mut publish = Publish::new(topic.to_string(), QoS::AtLeastOnce, bytes.to_vec());
+        publish.pkid = self.pkid();
+        self.send_all([Packet::Subscribe(subscribe), Packet::Publish(publish)])
+            .await?;
+        rec.note(&format!("{} raw bytes sent on {topic}", bytes.len()));
+        loop {
+            match self.next("the raw reply").await? {
+                Packet::SubAck(ack) if ack.pkid == sub_pkid => granted(&ack, &reply_topic)?,
+                Packet::Publish(p) if p.topic == reply_topic => {
+                    if p.qos == QoS::AtLeastOnce {
+                        self.send(Packet::PubAck(rumqttc::PubAck::new(p.pkid))).await?;
+                    }
+                    return raw_reply(&p.payload, rec);
+                }
+                Packet::Publish(p) if p.qos == QoS::AtLeastOnce => {
+                    self.send(Packet::PubAck(rumqttc::PubAck::new(p.pkid))).await?;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, topics: &[String], rec: &mut Recorder) -> Result<(), Failure> {
+        for topic in topics {
+            Conn::subscribe(self, topic, QoS::AtLeastOnce).await?;
+            rec.note(&format!("subscribed to {topic}"));
+        }
+        Ok(())
+    }
+
+    async fn await_command(
+        &mut self,
+        topics: &[String],
+        until: Instant,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let wait = async {
+            loop {
+                let Packet::Publish(p) = self.next("a command").await? else {
+                    continue;
+                };
+                if p.qos == QoS::AtLeastOnce {
+                    self.send(Packet::PubAck(rumqttc::PubAck::new(p.pkid))).await?;
+                }
+                if !topics.iter().any(|f| filter_matches(f, &p.topic)) {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_slice(&p.payload).map_err(|_| {
+                    Failure::new(
+                        ErrorKind::Protocol,
+                        format!("the command on {} is not JSON", p.topic),
+                    )
+                })?;
+                let id = crate::enos::reply_id(&v).unwrap_or_default();
+                let method = v
+                    .get("method")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let reply =
+                    crate::enos::Reply::new(id, crate::enos::SUCCESS, serde_json::json!({})).with_message("");
+                let mut publish = Publish::new(
+                    crate::enos::reply_topic(&p.topic),
+                    QoS::AtLeastOnce,
+                    reply.to_bytes(),
+                );
+                publish.pkid = self.pkid();
+                self.send(Packet::Publish(publish)).await?;
+                rec.detail("command", method.clone());
+                rec.note(&format!("answered {method} on {} with 200", p.topic));
+                return Ok(());
+            }
+        };
+        match tokio::time::timeout_at(until.into(), wait).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::new(
+                ErrorKind::Timeout,
+                "no command arrived in the --await-command time",
+            )),
+        }
+    }
+
+    async fn upload(
+        &mut self,
+        _topic: &str,
+        _message: &crate::enos::Request,
+        _file: (&str, &[u8]),
+        _rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        Err(crate::probe::needs::no_exchange(
+            "MQTT",
+            "files go over HTTP's multipart path",
+        ))
+    }
+}
+
+/// A raw reply (`up_raw_reply`): EnOS's JSON reply when the product's script makes one, else
+/// the bytes the script returned, which prove the round trip as well.
+pub(in crate::probe) fn raw_reply(payload: &[u8], rec: &mut Recorder) -> Result<(), Failure> {
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(v) if v.get("code").is_some() => rec.enos_reply(payload, None).map(|_| ()),
+        _ => {
+            rec.detail("raw_reply_bytes", payload.len());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! What each need sends, against the official SDKs' requests; that a need without values only
+//! reads; the "not offered" sentence.
+
+use super::*;
+
+/// What the official SDKs send for each request a need makes: the method, and the params'
+/// shape (an object's keys, or a list of objects' keys), from the Python SDK's request
+/// classes (`MeasurepointPostRequest`, `EventPostRequest`, `AttributeUpdateRequest`,
+/// `AttributeQueryRequest`, `MeasurepointPostBatchRequest`, `MeasurepointResumeRequest`,
+/// `TopoGetRequest`, `DeviceRegisterRequest`, `OtaGetVersionRequest`,
+/// `OtaVersionReportRequest`).
+const SDK: &[(&str, &str, &[&str])] = &[
+    (
+        "thing/measurepoint/post",
+        "thing.measurepoint.post",
+        &["measurepoints", "time"],
+    ),
+    (
+        "thing/event/alarm/post",
+        "thing.event.alarm.post",
+        &["events", "time"],
+    ),
+    (
+        "thing/attribute/update",
+        "thing.attribute.update",
+        &["attributes"],
+    ),
+    ("thing/attribute/query", "thing.attribute.query", &["attributes"]),
+    (
+        "thing/measurepoint/post/batch",
+        "thing.measurepoint.post.batch",
+        &["[]", "deviceKey", "measurepoints", "productKey", "time"],
+    ),
+    (
+        "thing/measurepoint/resume",
+        "thing.measurepoint.resume",
+        &["measurepoints", "time"],
+    ),
+    ("thing/topo/get", "thing.topo.get", &[]),
+    (
+        "thing/device/register",
+        "thing.device.register",
+        &["[]", "deviceKey", "productKey"],
+    ),
+    ("ota/device/getversion", "Ota.device.getversion", &[]),
+    ("ota/device/inform", "ota.inform", &["version"]),
+];
+
+fn shape(params: &Value) -> Vec<String> {
+    let sorted = |m: &Map<String, Value>| {
+        let mut k: Vec<String> = m.keys().cloned().collect();
+        k.sort();
+        k
+    };
+    match params {
+        Value::Object(m) => sorted(m),
+        Value::Array(items) => {
+            let mut keys = vec!["[]".to_string()];
+            if let Some(Value::Object(m)) = items.first() {
+                keys.extend(sorted(m));
+            }
+            keys
+        }
+        _ => vec!["?".into()],
+    }
+}
+
+/// Every value given, so every step of every need is made.
+fn everything() -> ProbeOptions {
+    ProbeOptions {
+        measurepoints: Some(serde_json::from_value(json!({"temp": 1})).expect("map")),
+        needs: NeedOptions {
+            needs: Vec::new(),
+            matrix: false,
+            events: vec![("alarm".into(), json!({"level": 1}))],
+            attributes: serde_json::from_value(json!({"color": "red"})).expect("map"),
+            raw: Some(vec![1, 2]),
+            file: None,
+            file_point: Some("label".into()),
+            await_command: Some(Duration::from_secs(1)),
+            register: Some(("pk1".into(), "new1".into())),
+            firmware_version: Some("2.0".into()),
+        },
+        ..ProbeOptions::default()
+    }
+}
+
+#[test]
+fn every_request_a_need_sends_is_what_the_sdk_sends() {
+    let caps = crate::capabilities::embedded().expect("caps");
+    let login = LoginKind {
+        mode: Some("static"),
+        client_cert: true,
+        secure: true,
+    };
+    let mut seen = Vec::new();
+    // With every value given (every step is made), and with none (the reads).
+    for (opts, f) in [everything(), ProbeOptions::default()]
+        .iter()
+        .flat_map(|o| caps.features.iter().map(move |f| (o, f)))
+    {
+        let Ok(steps) = steps(&caps, &f.id, opts, login, ("pk1", "dk1")) else {
+            assert!(
+                opts.needs.file_point.is_none(),
+                "{}: no steps with every value",
+                f.id
+            );
+            continue;
+        };
+        assert!(!steps.is_empty(), "{}", f.id);
+        for s in steps {
+            if let Step::Request { stage, .. } = &s {
+                assert!(NEED_STAGES.contains(stage), "{stage} is not in NEED_STAGES");
+            }
+            let (topic, request) = match s {
+                Step::Request { topic, request, .. } | Step::Upload { topic, request, .. } => {
+                    (topic, request)
+                }
+                Step::Raw { topic, .. } => {
+                    assert_eq!(topic, "/sys/pk1/dk1/thing/model/up_raw");
+                    continue;
+                }
+                Step::Subscribe { topics } | Step::Command { topics, .. } => {
+                    for t in topics {
+                        assert!(t.starts_with("/sys/pk1/dk1/thing/"), "{t}");
+                    }
+                    continue;
+                }
+                Step::Login(r) => {
+                    assert!(r.is_ok() || f.id == "dynamic_auth", "{}: {r:?}", f.id);
+                    continue;
+                }
+            };
+            let tail = topic
+                .strip_prefix("/sys/pk1/dk1/")
+                .expect("the device's own topic");
+            let (_, method, keys) = SDK
+                .iter()
+                .find(|(t, ..)| *t == tail)
+                .unwrap_or_else(|| panic!("{}: no SDK row for {tail}", f.id));
+            assert_eq!(request.method, *method, "{tail}");
+            assert_eq!(
+                shape(&request.params),
+                keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                "{tail}"
+            );
+            // The topic belongs to the feature serve looks it up under (file uploads ride
+            // on report_data's measure point post).
+            let owner = caps.feature_for_topic(&topic).map(|x| x.id.as_str());
+            let want = if f.id == "file_upload" {
+                "report_data"
+            } else {
+                f.id.as_str()
+            };
+            assert_eq!(owner, Some(want), "{topic}");
+            seen.push(tail.to_string());
+        }
+    }
+    for (tail, ..) in SDK {
+        assert!(seen.iter().any(|s| s == tail), "no need sends {tail}");
+    }
+}
+
+#[test]
+fn without_values_a_need_only_reads() {
+    let caps = crate::capabilities::embedded().expect("caps");
+    let opts = ProbeOptions::default();
+    let login = LoginKind {
+        mode: Some("static"),
+        client_cert: false,
+        secure: false,
+    };
+    for f in &caps.features {
+        let Ok(steps) = steps(&caps, &f.id, &opts, login, ("pk1", "dk1")) else {
+            // batch and file upload write by nature: they need the value named.
+            assert!(
+                matches!(f.id.as_str(), "batch_offline_points" | "file_upload"),
+                "{}",
+                f.id
+            );
+            continue;
+        };
+        for s in steps {
+            match s {
+                Step::Request { stage, request, .. } => {
+                    assert_eq!(stage, "query", "{} sends {} unasked", f.id, request.method)
+                }
+                // up_raw's default bytes go to the product's parsing script, nowhere else.
+                Step::Raw { .. } | Step::Subscribe { .. } | Step::Login(_) => {}
+                other => panic!("{} sends {other:?} unasked", f.id),
+            }
+        }
+    }
+}
+
+#[test]
+fn not_offered_names_the_protocols_that_carry_it() {
+    let caps = crate::capabilities::embedded().expect("caps");
+    assert_eq!(
+        not_offered(&caps, "ota", "coap"),
+        "not offered over CoAP (comparison table: `ota`); MQTT carries it"
+    );
+    assert_eq!(
+        not_offered(&caps, "file_upload", "mqtt"),
+        "not offered over MQTT (comparison table: `file_upload`); HTTP carries it"
+    );
+}
