@@ -25,7 +25,11 @@ os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager downlo
 from enos.core.MqttClient import MqttClient
 from enos.message.downstream.tsl.MeasurepointSetCommand import MeasurepointSetCommand
 from enos.message.downstream.tsl.MeasurepointSetReply import MeasurepointSetReply
+from enos.message.upstream.ota.OtaProgressReportRequest import OtaProgressReportRequest
+from enos.message.upstream.ota.OtaVersionReportRequest import OtaVersionReportRequest
+from enos.message.upstream.tag.TagUpdateRequest import TagUpdateRequest
 from enos.message.upstream.tsl.AttributeUpdateRequest import AttributeUpdateRequest
+from enos.message.upstream.tsl.EventPostRequest import EventPostRequest
 from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRequest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -157,12 +161,18 @@ try:
           "the page shows the device's reply", reply)
 
     if shot:
-        c.publish(AttributeUpdateRequest.builder().add_attribute("color", "blue").add_attribute("firmware_slot", "A").build())
-        start = int(time.time() * 1000) - 60_000
-        for i in range(60):
-            post(c, {"temp": round(21 + 3 * math.sin(i / 7) + (i % 5) * 0.1, 2),
-                     "humidity": round(48 + 6 * math.cos(i / 11), 1)}, start + i * 1000)
-            time.sleep(0.26)  # one update per tick of the page's stream
+        # A minute of a metering device, for docs/console.png: three points, attributes, tags,
+        # an event, a firmware version and an OTA in progress.
+        c.publish(AttributeUpdateRequest.builder().add_attribute("model", "EM-300").add_attribute("site", "Lab bench 3").build())
+        c.publish(TagUpdateRequest.builder().add_tag("owner", "firmware-team").add_tag("rack", "B2").build())
+        c.publish(OtaVersionReportRequest.builder().set_version("1.4.2").build())
+        c.publish(OtaProgressReportRequest.builder().set_step("62").set_desc("downloading").build())
+        c.publish(EventPostRequest.builder().set_event_identifier("overheat").add_value("level", 2).build())
+        for i in range(48):
+            post(c, {"temp": round(22 + 2.5 * math.sin(i / 6) + (i % 4) * 0.15, 2),
+                     "humidity": round(47 + 5 * math.cos(i / 9), 1),
+                     "power": round(1200 + 300 * math.sin(i / 4) + 80 * math.cos(i / 1.7), 1)})
+            time.sleep(0.26)  # one value per tick of the page's stream
         time.sleep(1)
         d.execute_script("window.scrollTo(0, 0)")
         d.save_screenshot(shot)
