@@ -16,8 +16,9 @@
 //!   nothing that grows. A stream that falls behind the hub's bounded ring is told to resync.
 //! - Safety: loopback by default; any other address needs a token (`--console-token`, or one
 //!   generated and printed on stderr). Every request's `Host` must be the console's own (no
-//!   DNS rebinding); every state-changing request needs the token (when there is one) in
-//!   `X-Console-Token`, and an `Origin`, when the browser sends one, equal to the console's.
+//!   DNS rebinding); with a token, every request but the page's own files needs it
+//!   (`X-Console-Token`, or `?token=` for the event stream), and every state-changing request
+//!   an `Origin`, when the browser sends one, equal to the console's.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
@@ -48,6 +49,7 @@ pub const RING: usize = 1000;
 const CHANNEL: usize = 4096;
 /// A comment line this often keeps proxies and browsers from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const NEEDS_TOKEN: &str = "this console needs its token: open the address serve printed on stderr (?token=...), or send X-Console-Token";
 /// The chunks a browser's stream holds before it coalesces instead.
 const QUEUE: usize = 2;
 
@@ -277,11 +279,22 @@ async fn route(
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     if req.method() == Method::GET {
+        match path.as_str() {
+            "/" | "/index.html" => return asset("text/html; charset=utf-8", INDEX),
+            "/console.css" => return asset("text/css; charset=utf-8", CSS),
+            "/console.js" => return asset("text/javascript; charset=utf-8", JS),
+            "/device.js" => return asset("text/javascript; charset=utf-8", DEVICE_JS),
+            _ => {}
+        }
+        // The data needs the token too, when there is one (an EventSource cannot send a
+        // header: the stream takes it as `?token=`).
+        let sent = header(&req, "x-console-token")
+            .map(str::to_string)
+            .or_else(|| param(&query, "token"));
+        if !access.token_ok(sent.as_deref()) {
+            return full(http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN));
+        }
         return match path.as_str() {
-            "/" | "/index.html" => asset("text/html; charset=utf-8", INDEX),
-            "/console.css" => asset("text/css; charset=utf-8", CSS),
-            "/console.js" => asset("text/javascript; charset=utf-8", JS),
-            "/device.js" => asset("text/javascript; charset=utf-8", DEVICE_JS),
             "/console/api/meta" => full(http::json_response(StatusCode::OK, &meta(ep, access))),
             "/console/api/log" => {
                 let device = param(&query, "device").and_then(|d| http::keys(&d));
@@ -306,10 +319,7 @@ async fn route(
     }
     // A state-changing request: the token, then the Origin.
     if !access.token_ok(header(&req, "x-console-token")) {
-        return full(http::error(
-            StatusCode::FORBIDDEN,
-            "this console needs its token: open the address serve printed on stderr (?token=...), or send X-Console-Token",
-        ));
+        return full(http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN));
     }
     if let Some(origin) = header(&req, "origin") {
         let own = host.as_deref().map(|h| format!("http://{h}"));

@@ -21,7 +21,11 @@ const state = {
 
 const token = (() => {
   const q = new URLSearchParams(location.search).get("token");
-  if (q) { try { sessionStorage.setItem("console-token", q); } catch (_) { /* private mode */ } return q; }
+  if (q) {
+    try { sessionStorage.setItem("console-token", q); } catch (_) { /* private mode */ }
+    history.replaceState(null, "", location.pathname + location.hash); // out of the address bar
+    return q;
+  }
   try { return sessionStorage.getItem("console-token") || ""; } catch (_) { return ""; }
 })();
 
@@ -77,7 +81,7 @@ function remember(view) {
 }
 
 async function getJSON(path) {
-  const r = await fetch(path, { cache: "no-store" });
+  const r = await fetch(path, { cache: "no-store", headers: token ? { "X-Console-Token": token } : {} });
   if (!r.ok) throw new Error(path + ": HTTP " + r.status);
   return r.json();
 }
@@ -94,7 +98,7 @@ async function loadAll() {
 
 function connect() {
   const live = $("#live");
-  const es = new EventSource("/console/api/stream");
+  const es = new EventSource("/console/api/stream" + (token ? "?token=" + encodeURIComponent(token) : ""));
   es.onopen = () => { live.textContent = "live"; live.className = "live on"; };
   es.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
   es.addEventListener("device", (e) => { remember(JSON.parse(e.data)); queueRender(); });
