@@ -197,6 +197,7 @@ async def run(args, mode):
         await asyncio.sleep(0.1)
     await asyncio.sleep(3)  # every device posting
     cpu0, _ = proc_stat(serve.pid)
+    seen0 = dict(counters)
     w0 = time.monotonic()
     peak = 0
     while time.monotonic() - w0 < args.seconds:
@@ -205,6 +206,7 @@ async def run(args, mode):
         peak = max(peak, rss)
     w1 = time.monotonic()
     cpu1, rss_end = proc_stat(serve.pid)
+    seen = {k: counters[k] - seen0[k] for k in counters}
     stop.set()
     await asyncio.sleep(0.5)
     for t in tasks + streams:
@@ -223,8 +225,8 @@ async def run(args, mode):
         "serve_cpu_pct": round(100 * (cpu1 - cpu0) / (w1 - w0), 1),
         "rss_peak_mb": round(peak / 1024, 1), "rss_end_mb": round(rss_end / 1024, 1),
         "errors": stats.errors,
-        "stream_bytes_per_s": round(counters["bytes"] / (w1 - w0)) if console_open else None,
-        "stream_views_per_s": round(counters["views"] / (w1 - w0), 1) if console_open else None,
+        "stream_bytes_per_s": round(seen["bytes"] / (w1 - w0)) if console_open else None,
+        "stream_views_per_s": round(seen["views"] / (w1 - w0), 1) if console_open else None,
     }
 
 
