@@ -34,7 +34,7 @@ secret = "bench-device-secret"
 TOML
 # The official SDK needs serve's default 50 ms CONNACK delay; mosquitto answers at once, and so
 # does serve here, so the two rates compare the servers' own work.
-"$bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$enos" --http off --coap off \
+"$bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$enos" --http off --coap off --console off \
   --connack-delay-ms 0 --quiet > /dev/null 2>&1 & pids+=($!)
 sleep 1
 

@@ -460,6 +460,9 @@ The first line on stdout names every bound listener:
 Every later line is one JSON event: login, login_refused, request, reply, denied, activated,
 subdevice_login, command, disconnect. No secret ever appears in any output.
 
+The web console (--console, default 127.0.0.1:8090) shows the devices live and sends them
+commands: open the \"console\" address of the first line in a browser.
+
 A test sends a command to a connected MQTT device with
   POST http://HTTP-ADDR/twin/commands/{pk}/{dk}?timeout=5  {\"method\":\"thing.service.measurepoint.set\",\"params\":{...}}
 and gets the device's reply as the answer.
@@ -492,6 +495,17 @@ pub struct ServeArgs {
     /// CoAP over DTLS-PSK listener
     #[arg(long, value_name = "ADDR", value_parser = listen, env = "ENOS_CONNECT_COAPS")]
     pub coaps: Option<Listen>,
+    /// Web console listener (a live page of the devices that sends them commands); off to disable
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090", value_parser = listen, env = "ENOS_CONNECT_CONSOLE")]
+    pub console: Listen,
+    /// The console's token (required off loopback; generated and printed on stderr when not given)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ENOS_CONNECT_CONSOLE_TOKEN",
+        hide_env_values = true
+    )]
+    pub console_token: Option<String>,
     /// Also write every event line to this file
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_RECORD")]
     pub record: Option<PathBuf>,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::Context;
 use super::args::ServeArgs;
+use crate::base::Secret;
 use crate::cli::error::{Error, Result};
 use crate::registry::Registry;
 use crate::serve::{self, Endpoint, Options};
@@ -27,6 +28,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         record: args.record.clone(),
         connack_delay: Duration::from_millis(args.connack_delay_ms),
         log: !args.quiet,
+        console: console(args)?,
     };
     if [
         opts.mqtt,
@@ -72,12 +74,55 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         })?;
         let listening = bound.listening().await;
         endpoint.emit_line(&listening);
+        if let Some((_, access)) = &bound.console {
+            announce_console(access, args.console_token.is_none());
+        }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         stop_on_signal(stop);
         serve::serve(bound, endpoint.clone(), shutdown).await;
         Ok::<(), Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The console's address and token: a token given is used; off loopback, one is generated.
+fn console(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, Option<Secret>)>> {
+    let Some(addr) = args.console.addr() else {
+        return Ok(None);
+    };
+    let token = match &args.console_token {
+        Some(t) if t.trim().is_empty() => {
+            return Err(Error::usage_with_help(
+                "--console-token is empty",
+                "give a token, or leave it out: off loopback serve generates one",
+            ));
+        }
+        Some(t) => Some(Secret::new(t.clone())),
+        None if serve::console::needs_token(addr) => {
+            let Some(t) = serve::random_hex(16) else {
+                return Err(Error::usage(
+                    "no console token can be generated: the system's random source failed",
+                ));
+            };
+            Some(Secret::new(t))
+        }
+        None => None,
+    };
+    Ok(Some((addr, token)))
+}
+
+/// Tell people where the console is, on stderr. A generated token is printed there once, as
+/// Jupyter does (the user needs it to open the page); a token the user gave is never printed.
+fn announce_console(access: &serve::console::Access, generated: bool) {
+    let url = format!("http://{}/", access.addr);
+    match &access.token {
+        Some(t) if generated => eprintln!(
+            "serve: console at {url}?token={} (a token is required off loopback; pass --console-token to choose it)",
+            t.expose_for_login()
+        ),
+        Some(_) => eprintln!("serve: console at {url} (open it with ?token=YOUR-TOKEN)"),
+        None => eprintln!("serve: console at {url}"),
+    }
 }
 
 /// SIGINT or SIGTERM turns `stop` true. signal-hook's thread, not tokio's signal driver: that

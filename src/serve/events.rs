@@ -158,6 +158,7 @@ impl Endpoint {
         let Ok(line) = serde_json::to_string(&e) else {
             return;
         };
+        self.console.publish(&e, &line);
         self.write_line(line);
         if let Sink::Streams {
             pending, log: true, ..

@@ -63,7 +63,7 @@ pub async fn accept(listener: tokio::net::TcpListener, ep: Arc<Endpoint>, shutdo
     .await;
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+pub(super) fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -73,7 +73,7 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
     r
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub(super) fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json_response(status, &json!({"code": status.as_u16(), "message": message}))
 }
 
@@ -93,19 +93,10 @@ async fn route(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
 
 async fn route_request(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
-    if req.method() == Method::GET {
-        if path == "/twin/devices" || path == "/twin/devices/" {
-            return json_response(StatusCode::OK, &json!({"devices": ep.twin.views()}));
-        }
-        if let Some(rest) = path.strip_prefix("/twin/devices/") {
-            return match keys(rest).and_then(|id| ep.twin.view(&id)) {
-                Some(v) => json_response(StatusCode::OK, &json!(v)),
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    "no such device: GET /twin/devices lists them",
-                ),
-            };
-        }
+    if req.method() == Method::GET
+        && let Some(r) = twin_get(ep, &path)
+    {
+        return r;
     }
     if req.method() != Method::POST {
         return error(
@@ -151,7 +142,26 @@ async fn route_request(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<B
     )
 }
 
-fn keys(rest: &str) -> Option<Identity> {
+/// `GET /twin/devices` and `GET /twin/devices/{pk}/{dk}` (also on the console); `None` for
+/// another path.
+pub(super) fn twin_get(ep: &Endpoint, path: &str) -> Option<Response<Full<Bytes>>> {
+    if path == "/twin/devices" || path == "/twin/devices/" {
+        return Some(json_response(
+            StatusCode::OK,
+            &json!({"devices": ep.twin.views()}),
+        ));
+    }
+    let rest = path.strip_prefix("/twin/devices/")?;
+    Some(match keys(rest).and_then(|id| ep.twin.view(&id)) {
+        Some(v) => json_response(StatusCode::OK, &json!(v)),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no such device: GET /twin/devices lists them",
+        ),
+    })
+}
+
+pub(super) fn keys(rest: &str) -> Option<Identity> {
     let (pk, dk) = rest.split_once('/')?;
     (!pk.is_empty() && !dk.is_empty() && !dk.contains('/')).then(|| Identity::new(pk, dk))
 }
@@ -366,7 +376,12 @@ fn md5_matches(data: &[u8], sent: &str) -> bool {
 /// `"payload"` or `"payload_base64"`): the command goes to the device over the MQTT connection
 /// that reaches it, and the answer is its reply (504 when none comes in time, 404 when the
 /// device is not connected, 400 for a method EnOS does not send, with the list).
-async fn send_command(ep: &Endpoint, rest: &str, body: &[u8], timeout: Option<f64>) -> Response<Full<Bytes>> {
+pub(super) async fn send_command(
+    ep: &Endpoint,
+    rest: &str,
+    body: &[u8],
+    timeout: Option<f64>,
+) -> Response<Full<Bytes>> {
     let Some(id) = keys(rest) else {
         return error(
             StatusCode::NOT_FOUND,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Endpoint, MAX_CONNECTIONS, Options, coap, http, mqtt};
+use super::{Endpoint, MAX_CONNECTIONS, Options, coap, console, http, mqtt};
 
 /// The listeners, bound: their addresses are known before anything is served.
 pub struct Bound {
@@ -18,6 +18,8 @@ pub struct Bound {
     pub http: Option<tokio::net::TcpListener>,
     pub coap: Option<tokio::net::UdpSocket>,
     pub coaps: Option<Arc<dyn webrtc_util::conn::Listener + Send + Sync>>,
+    /// The web console, with who may use it.
+    pub console: Option<(tokio::net::TcpListener, Arc<console::Access>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +63,20 @@ pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
         Some(addr) => Some(coap::dtls_listener(addr).await?),
         None => None,
     };
+    let console = match &opts.console {
+        Some((a, token)) => {
+            let l = tcp("console", *a).await?;
+            let addr = l.local_addr().unwrap_or(*a);
+            let access = console::Access {
+                addr,
+                token: token.clone(),
+            };
+            Some((l, Arc::new(access)))
+        }
+        None => None,
+    };
     Ok(Bound {
+        console,
         mqtt,
         mqtts,
         http,
@@ -90,6 +105,9 @@ impl Bound {
         if let Some(l) = &self.coaps {
             v["coaps"] = json!(l.addr().await.map(|a| a.to_string()).ok());
         }
+        if let Some((_, a)) = &self.console {
+            v["console"] = json!(format!("http://{}/", a.addr));
+        }
         v
     }
 }
@@ -112,6 +130,9 @@ pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Recei
     }
     if let Some(l) = bound.http {
         tasks.spawn(http::accept(l, endpoint.clone(), shutdown.clone()));
+    }
+    if let Some((l, access)) = bound.console {
+        tasks.spawn(console::accept(l, access, endpoint.clone(), shutdown.clone()));
     }
     if let Some(s) = bound.coap {
         tasks.spawn(coap::serve_udp(s, endpoint.clone(), shutdown.clone()));

@@ -21,6 +21,7 @@ pub mod apply;
 pub mod clients;
 pub mod coap;
 pub mod commands;
+pub mod console;
 pub mod events;
 pub mod gateway;
 pub mod http;
@@ -71,6 +72,8 @@ pub struct Options {
     pub connack_delay: Duration,
     /// Also write the human-readable log to stderr.
     pub log: bool,
+    /// The web console's listener, and its token (required off loopback).
+    pub console: Option<(SocketAddr, Option<Secret>)>,
 }
 
 /// Who is logged in on a connection or session.
@@ -111,6 +114,8 @@ pub struct Endpoint {
     /// The subscriptions of clean-session-0 clients that left, by client id (MQTT-3.1.2-4).
     sessions_kept: Mutex<clients::KeptSessions>,
     sink: events::Sink,
+    /// Where events meet the console's live streams.
+    pub console: console::Hub,
 }
 
 impl Endpoint {
@@ -155,6 +160,7 @@ impl Endpoint {
             clients: Mutex::default(),
             sessions_kept: Mutex::default(),
             sink,
+            console: console::Hub::default(),
         }
     }
 }

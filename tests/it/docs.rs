@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const SERVE: &str = "enos-connect serve --registry examples/registry.toml --mqtt 127.0.0.1:21883 \
                      --mqtts 127.0.0.1:28883 --tls-cert server.pem --tls-key server.key \
                      --http 127.0.0.1:28080 --coap 127.0.0.1:25683 --coaps 127.0.0.1:25684 \
-                     --record events.jsonl";
+                     --console 127.0.0.1:28090 --record events.jsonl";
 
 /// The secrets of `examples/registry.toml`, in the environment of every example as
 /// `docs/serve.md` tells the reader to set them. No example's output may show one.
@@ -213,7 +213,7 @@ impl Serve {
             }
             panic!(
                 "the docs' serve did not start (are its fixed ports 21883, 28883, 28080, 25683 and \
-                 25684 on 127.0.0.1 free?): {SERVE}\n{first}{err}"
+                 25684, 28090 on 127.0.0.1 free?): {SERVE}\n{first}{err}"
             );
         }
         let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");

@@ -8,6 +8,7 @@ mod peers;
 mod ask;
 mod batch;
 mod cli;
+mod console;
 mod credentials;
 mod docs;
 mod ecosystem;

@@ -537,6 +537,7 @@ pub fn enos(registry: &str) -> Enos {
                 record: None,
                 connack_delay: Duration::from_millis(5),
                 log: false,
+                console: None,
             };
             let bound = bind(&opts).await.expect("binds");
             let listening = bound.listening().await;

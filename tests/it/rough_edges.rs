@@ -349,6 +349,8 @@ fn exit_codes_agree_with_the_table() {
             "off",
             "--coap",
             "off",
+            "--console",
+            "off",
         ],
         &[],
     );
@@ -364,6 +366,8 @@ fn exit_codes_agree_with_the_table() {
             "--http",
             "off",
             "--coap",
+            "off",
+            "--console",
             "off",
         ],
         &[],

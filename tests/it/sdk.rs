@@ -54,6 +54,8 @@ fn the_official_python_sdk_logs_in_posts_activates_and_logs_a_sub_device_in() {
             "127.0.0.1:0",
             "--coap",
             "off",
+            "--console",
+            "off",
             "--record",
         ])
         .arg(&record)

@@ -48,6 +48,8 @@ impl Serve {
                 "127.0.0.1:0",
                 "--coaps",
                 "127.0.0.1:0",
+                "--console",
+                "127.0.0.1:0",
             ])
             .arg("--record")
             .arg(dir.path().join("record.jsonl"))
@@ -194,7 +196,16 @@ fn a_listener_that_cannot_bind_exits_2_naming_the_address() {
     let out = bin()
         .args(["serve", "--registry"])
         .arg(&reg)
-        .args(["--mqtt", &addr, "--http", "off", "--coap", "off"])
+        .args([
+            "--mqtt",
+            &addr,
+            "--http",
+            "off",
+            "--coap",
+            "off",
+            "--console",
+            "off",
+        ])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
