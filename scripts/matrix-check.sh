@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bin=${1:-./target/debug/enos-connect}
 dir=$(mktemp -d)
 "$bin" serve --registry examples/registry.toml --mqtt 127.0.0.1:0 --http 127.0.0.1:0 \
-  --coap 127.0.0.1:0 >"$dir/events" 2>"$dir/err" &
+  --coap 127.0.0.1:0 --console off >"$dir/events" 2>"$dir/err" &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
