@@ -496,6 +496,11 @@ pub struct ServeArgs {
     /// Wait this long before CONNACK, 0 to 10000 (one official SDK loses an instant one)
     #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000), env = "ENOS_CONNECT_CONNACK_DELAY_MS")]
     pub connack_delay_ms: u64,
+    /// The most MQTT connections logged in at once, 1 to 4194304; past it a device gets CONNACK 3
+    /// (server unavailable) and an event [default: the open-file limit, raised to its hard
+    /// value at start, less 256]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_194_304), env = "ENOS_CONNECT_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
     /// No human-readable log on stderr (the JSON events still go to stdout)
     #[arg(long, short = 'q', env = "ENOS_CONNECT_QUIET")]
     pub quiet: bool,
