@@ -304,9 +304,25 @@ pub struct ProbeArgs {
         value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY)
     )]
     pub concurrency: u64,
-    /// With --count: start at most R probes per second (0.01 to 1000000)
+    /// With --count: start at most R probes per second; with --fleet, R logins per second
+    /// (0.01 to 1000000)
     #[arg(long, value_name = "R", env = "ENOS_CONNECT_RATE", value_parser = rate_per_second)]
     pub rate: Option<f64>,
+    /// A fleet: --devices each log in once, hold the connection and post --measurepoint every
+    /// --every for --hold (MQTT); the report has connected over time, rates, codes and latencies
+    #[arg(long, env = "ENOS_CONNECT_FLEET", conflicts_with_all = ["plan", "count"], requires = "devices")]
+    pub fleet: bool,
+    /// With --fleet: N devices (1 to 1000000) keyed `{--device-key or fleet}-{i}` under
+    /// --product-key, activated by their login (the product secret from ENOS_PRODUCT_SECRET);
+    /// or a FILE of devices: CSV (`product,key,secret`) or a serve registry (TOML)
+    #[arg(long, value_name = "N|FILE", requires = "fleet", env = "ENOS_CONNECT_DEVICES")]
+    pub devices: Option<String>,
+    /// With --fleet: between two posts of a device, 10ms to 1h (`250ms`, `2s`, `5m`)
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = fleet_every, env = "ENOS_CONNECT_EVERY")]
+    pub every: std::time::Duration,
+    /// With --fleet: how long each device holds its connection after its login, 0 to 24h
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = fleet_hold, env = "ENOS_CONNECT_HOLD")]
+    pub hold: std::time::Duration,
     /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
     #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
     pub psk_identity: Option<String>,
@@ -559,6 +575,27 @@ fn subdevice(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("`{text}` is not PRODUCT_KEY/DEVICE_KEY")),
     }
+}
+
+/// The most devices of `--fleet --devices N`.
+pub const MAX_FLEET: u64 = 1_000_000;
+
+/// `--every`: 10 ms to an hour.
+fn fleet_every(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = crate::probe::fleet::duration(text)?;
+    if d < std::time::Duration::from_millis(10) || d > std::time::Duration::from_secs(3600) {
+        return Err(format!("`{text}` is outside 10ms to 1h"));
+    }
+    Ok(d)
+}
+
+/// `--hold`: zero to a day.
+fn fleet_hold(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = crate::probe::fleet::duration(text)?;
+    if d > std::time::Duration::from_secs(86_400) {
+        return Err(format!("`{text}` is longer than 24h"));
+    }
+    Ok(d)
 }
 
 /// The largest --count: ten million probes is hours of load; more is a typo.

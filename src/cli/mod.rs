@@ -9,6 +9,7 @@ pub mod config;
 mod credentials;
 mod data;
 pub mod error;
+mod fleet;
 mod merge;
 mod plan;
 mod probe;

@@ -40,7 +40,9 @@ pub struct Mailbox {
 impl Mailbox {
     /// Queue a command; it comes back when the connection is gone or its queue is full.
     pub fn send(&self, d: Downlink) -> Result<(), Downlink> {
-        let Ok(mut q) = self.queue.lock() else { return Err(d) };
+        let Ok(mut q) = self.queue.lock() else {
+            return Err(d);
+        };
         if q.1 || q.0.len() >= MAILBOX {
             return Err(d);
         }

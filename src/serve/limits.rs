@@ -146,7 +146,9 @@ impl Waiting {
         let max = limits.max();
         limits
             .logged_in
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()?;
         Some(Held(limits))
     }
@@ -197,7 +199,9 @@ mod tests {
             })
             .collect();
         assert_eq!(l.waiting(), 16);
-        let Admission::Waiting(newest) = l.admit() else { panic!("not admitted") };
+        let Admission::Waiting(newest) = l.admit() else {
+            panic!("not admitted")
+        };
         assert_eq!(l.waiting(), 16, "the oldest made room");
         assert_eq!(newest.wait, CONNECT_WAIT_PRESSED);
         drop(w);
