@@ -799,3 +799,46 @@ fn command<I: AsyncRead + AsyncWrite + Unpin>(
             .push_back(cmd.reply);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one held connection's task costs in futures: the login's future is boxed apart
+    /// and freed once done, so the held loop is what stays.
+    #[test]
+    fn a_held_connection_s_future_stays_small() {
+        let caps = crate::capabilities::embedded().expect("caps");
+        let registry = crate::registry::Registry::parse(&crate::source::SourceFile::new("r.toml", ""))
+            .expect("registry");
+        let (ep, _) = Endpoint::in_memory(caps, registry, Duration::ZERO);
+        let ep = Arc::new(ep);
+        let (io, _peer) = tokio::io::duplex(64);
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let (_stop, shutdown) = watch::channel(false);
+        let Admission::Waiting(w) = ep.limits.admit() else { panic!("admitted") };
+        let slot = w.log_in().expect("a slot");
+        let held_future = held(
+            LoggedIn {
+                wire: Wire {
+                    io,
+                    buf: BytesMut::new(),
+                    out: BytesMut::new(),
+                },
+                client_id: "c".into(),
+                clean_session: true,
+                keep_alive: 60,
+                id: Identity::new("p", "d"),
+                secret: None,
+                slot,
+            },
+            peer,
+            "mqtt",
+            &ep,
+            shutdown,
+        );
+        let size = std::mem::size_of_val(&held_future);
+        println!("held future: {size} bytes");
+        assert!(size <= 2048, "the held connection's future is {size} bytes");
+    }
+}
