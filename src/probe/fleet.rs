@@ -683,11 +683,11 @@ async fn hold(s: &Shared, d: &FleetDevice, w: &mut Wire) -> Option<String> {
             got = w.next() => match got {
                 Got::Closed(why) => return Some(why),
                 Got::Packet(Packet::PubAck(a)) => {
-                    if let Some(at) = acks.iter().position(|(p, _)| *p == a.pkid) {
-                        if let Some((_, sent)) = acks.remove(at) {
-                            s.counts.acked.fetch_add(1, Ordering::Relaxed);
-                            s.tally(|t| t.time("puback", sent.elapsed()));
-                        }
+                    if let Some(at) = acks.iter().position(|(p, _)| *p == a.pkid)
+                        && let Some((_, sent)) = acks.remove(at)
+                    {
+                        s.counts.acked.fetch_add(1, Ordering::Relaxed);
+                        s.tally(|t| t.time("puback", sent.elapsed()));
                     }
                 }
                 Got::Packet(Packet::Publish(p)) => {

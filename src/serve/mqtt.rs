@@ -816,7 +816,9 @@ mod tests {
         let (io, _peer) = tokio::io::duplex(64);
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let (_stop, shutdown) = watch::channel(false);
-        let Admission::Waiting(w) = ep.limits.admit() else { panic!("admitted") };
+        let Admission::Waiting(w) = ep.limits.admit() else {
+            panic!("admitted")
+        };
         let slot = w.log_in().expect("a slot");
         let held_future = held(
             LoggedIn {
