@@ -74,7 +74,7 @@ p=$(port)
 run_fleet serve "$spid" "$p"
 kill "$spid"
 p=$(port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\nmax_inflight_messages 0\n' "$p" > "$dir/mosquitto.conf"
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\nmax_inflight_messages 0\nset_tcp_nodelay true\n' "$p" > "$dir/mosquitto.conf"
 mosquitto -c "$dir/mosquitto.conf" > "$dir/mq.log" 2>&1 & mpid=$!; pids+=($mpid)
 run_fleet mosquitto "$mpid" "$p"
 kill "$mpid"

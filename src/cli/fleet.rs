@@ -35,6 +35,8 @@ pub fn run(
         ));
     }
     let devices = devices(ctx, caps, args)?;
+    // Each device holds a socket: the soft open-file limit up to the hard one, as serve does.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
     let timeout = Duration::try_from_secs_f64(timeout)
         .map_err(|_| Error::usage(format!("--timeout {timeout}: give seconds above 0")))?;

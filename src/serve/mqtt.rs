@@ -355,27 +355,11 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
     if !ep.connack_delay.is_zero() {
         tokio::time::sleep(ep.connack_delay).await;
     }
-    let login = ep
-        .mqtt_login(&connect.client_id, username, password)
-        .and_then(|(id, activating)| {
-            // The secret an activation will push is made now: without the system's random
-            // source there is none to give, and the device is told so in its CONNACK.
-            let secret = match activating {
-                true => Some(ep.issue_secret(&id).ok_or_else(|| super::Refusal {
-                    connack: 3,
-                    code: 400,
-                    reason: "no secret can be issued: the system's random source failed".into(),
-                })?),
-                false => None,
-            };
-            Ok((id, secret))
-        });
-    // Past --max-connections a device is told so (CONNACK 3), never left in silence.
+    // Past --max-connections a device is told so (CONNACK 3), never left in silence; the slot
+    // is taken before the login is checked, so a refused device is issued no activation secret.
     let slot = waiting.and_then(|w| w.log_in());
-    let login = match (login, slot) {
-        (Ok(ok), Some(slot)) => Ok((ok, slot)),
-        (Err(r), _) => Err(r),
-        (Ok(_), None) => Err(super::Refusal {
+    let login = match slot {
+        None => Err(super::Refusal {
             connack: 3,
             code: 503,
             reason: format!(
@@ -383,6 +367,22 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
                 ep.limits.max()
             ),
         }),
+        Some(slot) => ep
+            .mqtt_login(&connect.client_id, username, password)
+            .and_then(|(id, activating)| {
+                // The secret an activation will push is made now: without the system's random
+                // source there is none to give, and the device is told so in its CONNACK.
+                let secret = match activating {
+                    true => Some(ep.issue_secret(&id).ok_or_else(|| super::Refusal {
+                        connack: 3,
+                        code: 400,
+                        reason: "no secret can be issued: the system's random source failed".into(),
+                    })?),
+                    false => None,
+                };
+                Ok((id, secret))
+            })
+            .map(|ok| (ok, slot)),
     };
     let ((id, secret), slot) = match login {
         Ok(ok) => ok,
