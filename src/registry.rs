@@ -26,6 +26,11 @@ pub struct Registry {
     /// `ota.device.upgrade`.
     #[serde(default)]
     pub firmwares: Vec<Firmware>,
+    /// The devices by (product, key), built once the file is read: a login looks its device
+    /// up, and a fleet's registry lists tens of thousands.
+    #[serde(skip)]
+    #[schemars(skip)]
+    index: std::collections::HashMap<(String, String), usize>,
 }
 
 /// The measure points of a product's model: a list of ids (any value accepted), or a table of
@@ -217,10 +222,16 @@ impl Registry {
     }
 
     pub fn parse(src: &SourceFile) -> Result<Self, RegistryError> {
-        let registry: Registry = toml::from_str(&src.text)
+        let mut registry: Registry = toml::from_str(&src.text)
             .map_err(|e| RegistryError::Syntax(src.locate(e.span(), e.message()).without_snippet()))?;
         let problems = registry.validate();
         if problems.is_empty() {
+            let mut index = std::collections::HashMap::with_capacity(registry.devices.len());
+            for (i, d) in registry.devices.iter().enumerate() {
+                // The first of a repeated device, as the scan found it.
+                index.entry((d.product.clone(), d.key.clone())).or_insert(i);
+            }
+            registry.index = index;
             return Ok(registry);
         }
         Err(RegistryError::Invalid {
@@ -448,7 +459,13 @@ impl Registry {
     }
 
     pub fn device(&self, product: &str, key: &str) -> Option<&Device> {
-        self.devices.iter().find(|d| d.product == product && d.key == key)
+        if self.index.is_empty() {
+            return self.devices.iter().find(|d| d.product == product && d.key == key);
+        }
+        let i = *self.index.get(&(product.to_string(), key.to_string()))?;
+        self.devices
+            .get(i)
+            .filter(|d| d.product == product && d.key == key)
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::serve_args::SERVE_HELP;
+pub use super::serve_args::{Listen, ServeArgs};
 use super::terminal::ColorChoice;
 use crate::cli::error::EXIT_CODES_HELP;
 use crate::render::{BatchFormat, FlowFormat, Format};
@@ -304,9 +306,25 @@ pub struct ProbeArgs {
         value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY)
     )]
     pub concurrency: u64,
-    /// With --count: start at most R probes per second (0.01 to 1000000)
+    /// With --count: start at most R probes per second; with --fleet, R logins per second
+    /// (0.01 to 1000000)
     #[arg(long, value_name = "R", env = "ENOS_CONNECT_RATE", value_parser = rate_per_second)]
     pub rate: Option<f64>,
+    /// A fleet: --devices each log in once, hold the connection and post --measurepoint every
+    /// --every for --hold (MQTT); the report has connected over time, rates, codes and latencies
+    #[arg(long, env = "ENOS_CONNECT_FLEET", conflicts_with_all = ["plan", "count"], requires = "devices")]
+    pub fleet: bool,
+    /// With --fleet: N devices (1 to 1000000) keyed `{--device-key or fleet}-{i}` under
+    /// --product-key, activated by their login (the product secret from ENOS_PRODUCT_SECRET);
+    /// or a FILE of devices: CSV (`product,key,secret`) or a serve registry (TOML)
+    #[arg(long, value_name = "N|FILE", requires = "fleet", env = "ENOS_CONNECT_DEVICES")]
+    pub devices: Option<String>,
+    /// With --fleet: between two posts of a device, 10ms to 1h (`250ms`, `2s`, `5m`)
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = fleet_every, env = "ENOS_CONNECT_EVERY")]
+    pub every: std::time::Duration,
+    /// With --fleet: how long each device holds its connection after its login, 0 to 24h
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = fleet_hold, env = "ENOS_CONNECT_HOLD")]
+    pub hold: std::time::Duration,
     /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
     #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
     pub psk_identity: Option<String>,
@@ -429,94 +447,6 @@ pub enum SchemaOf {
     Registry,
 }
 
-/// Where a `serve` listener binds: an address, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listen {
-    Off,
-    At(std::net::SocketAddr),
-}
-
-impl Listen {
-    pub fn addr(self) -> Option<std::net::SocketAddr> {
-        match self {
-            Listen::Off => None,
-            Listen::At(a) => Some(a),
-        }
-    }
-}
-
-fn listen(text: &str) -> Result<Listen, String> {
-    if text.eq_ignore_ascii_case("off") {
-        return Ok(Listen::Off);
-    }
-    text.parse().map(Listen::At).map_err(|_| {
-        format!("`{text}` is not IP:PORT (for example 127.0.0.1:11883, or port 0 for any) or `off`")
-    })
-}
-
-const SERVE_HELP: &str = "\
-The first line on stdout names every bound listener:
-  {\"event\":\"listening\",\"mqtt\":\"127.0.0.1:11883\",\"http\":\"127.0.0.1:8080\",\"coap\":\"127.0.0.1:5683\"}
-Every later line is one JSON event: login, login_refused, request, reply, denied, activated,
-subdevice_login, command, disconnect. No secret ever appears in any output.
-
-The web console (--console, default 127.0.0.1:8090) shows the devices live and sends them
-commands: open the \"console\" address of the first line in a browser.
-
-A test sends a command to a connected MQTT device with
-  POST http://HTTP-ADDR/twin/commands/{pk}/{dk}?timeout=5  {\"method\":\"thing.service.measurepoint.set\",\"params\":{...}}
-and gets the device's reply as the answer.
-
-SIGINT or SIGTERM stops serve: exit 0, the record complete. A listener that cannot bind: exit 2.";
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// The products and devices (TOML; `enos-connect schema registry` gives its schema)
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_REGISTRY")]
-    pub registry: PathBuf,
-    /// MQTT listener
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11883", value_parser = listen, env = "ENOS_CONNECT_MQTT")]
-    pub mqtt: Listen,
-    /// MQTT over TLS listener (with --tls-cert and --tls-key)
-    #[arg(long, value_name = "ADDR", value_parser = listen, requires_all = ["tls_cert", "tls_key"], env = "ENOS_CONNECT_MQTTS")]
-    pub mqtts: Option<Listen>,
-    /// The server certificate chain (PEM) for --mqtts
-    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// The server private key (PEM) for --mqtts
-    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// HTTP listener (device API, and /twin/commands for tests)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen, env = "ENOS_CONNECT_HTTP")]
-    pub http: Listen,
-    /// CoAP listener
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5683", value_parser = listen, env = "ENOS_CONNECT_COAP")]
-    pub coap: Listen,
-    /// CoAP over DTLS-PSK listener
-    #[arg(long, value_name = "ADDR", value_parser = listen, env = "ENOS_CONNECT_COAPS")]
-    pub coaps: Option<Listen>,
-    /// Web console listener (a live page of the devices that sends them commands); off to disable
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090", value_parser = listen, env = "ENOS_CONNECT_CONSOLE")]
-    pub console: Listen,
-    /// The console's token (required off loopback; generated and printed on stderr when not given)
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "ENOS_CONNECT_CONSOLE_TOKEN",
-        hide_env_values = true
-    )]
-    pub console_token: Option<String>,
-    /// Also write every event line to this file
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_RECORD")]
-    pub record: Option<PathBuf>,
-    /// Wait this long before CONNACK, 0 to 10000 (one official SDK loses an instant one)
-    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000), env = "ENOS_CONNECT_CONNACK_DELAY_MS")]
-    pub connack_delay_ms: u64,
-    /// No human-readable log on stderr (the JSON events still go to stdout)
-    #[arg(long, short = 'q', env = "ENOS_CONNECT_QUIET")]
-    pub quiet: bool,
-}
-
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// The command whose page to print (enos-connect-COMMAND(1)) [default: the top-level page]
@@ -570,6 +500,27 @@ fn subdevice(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("`{text}` is not PRODUCT_KEY/DEVICE_KEY")),
     }
+}
+
+/// The most devices of `--fleet --devices N`.
+pub const MAX_FLEET: u64 = 1_000_000;
+
+/// `--every`: 10 ms to an hour.
+fn fleet_every(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = crate::probe::fleet::duration(text)?;
+    if d < std::time::Duration::from_millis(10) || d > std::time::Duration::from_secs(3600) {
+        return Err(format!("`{text}` is outside 10ms to 1h"));
+    }
+    Ok(d)
+}
+
+/// `--hold`: zero to a day.
+fn fleet_hold(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = crate::probe::fleet::duration(text)?;
+    if d > std::time::Duration::from_secs(86_400) {
+        return Err(format!("`{text}` is longer than 24h"));
+    }
+    Ok(d)
 }
 
 /// The largest --count: ten million probes is hours of load; more is a typo.

@@ -9,6 +9,7 @@ pub mod config;
 mod credentials;
 mod data;
 pub mod error;
+mod fleet;
 mod merge;
 mod need_args;
 mod plan;
@@ -17,6 +18,7 @@ mod probe_needs;
 mod questionnaire;
 mod recommend;
 mod serve;
+mod serve_args;
 pub mod terminal;
 
 use std::process::ExitCode;

@@ -24,6 +24,9 @@ pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
         ctx.connection_capabilities()?
     };
     let targets = targets(ctx, caps, args)?;
+    if args.fleet {
+        return super::fleet::run(ctx, caps, args, targets);
+    }
     check_enos_flags(args, &targets)?;
     let mut opts = options(ctx, caps, args)?;
     // With --plan, --need decides the plan; its needs are run only with the device's login.

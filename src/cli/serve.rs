@@ -60,6 +60,14 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             .unwrap_or_default();
         Error::io(format!("--record {file}: cannot create it"), e)
     })?;
+    // As servers do: the soft open-file limit raised to the hard one, and the connection
+    // bound sized from it unless --max-connections says otherwise.
+    let from_fds = serve::limits::raise_open_files();
+    let max = args
+        .max_connections
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(from_fds);
+    endpoint.limits.set_max(max);
     let endpoint = Arc::new(endpoint);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -66,15 +66,15 @@ pub struct NeedCounts {
 }
 
 /// Latencies are recorded in microseconds, from 1 µs to an hour, to three significant digits.
-const LOWEST_US: u64 = 1;
-const HIGHEST_US: u64 = 3_600_000_000;
+pub(super) const LOWEST_US: u64 = 1;
+pub(super) const HIGHEST_US: u64 = 3_600_000_000;
 const DIGITS: u8 = 3;
 
-fn new_histogram() -> Option<Histogram<u64>> {
+pub(super) fn new_histogram() -> Option<Histogram<u64>> {
     Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, DIGITS).ok()
 }
 
-fn percentiles(h: &Histogram<u64>) -> Percentiles {
+pub(super) fn percentiles(h: &Histogram<u64>) -> Percentiles {
     Percentiles {
         count: h.len(),
         p50_ms: ms(h.value_at_quantile(0.50)),

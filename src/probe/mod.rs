@@ -10,6 +10,7 @@
 //! protocol's probe reads sit together; each protocol's own work is in its module.
 
 pub mod coap;
+pub mod fleet;
 pub mod http;
 pub mod load;
 pub mod matrix;

@@ -6,7 +6,10 @@
 //! to its command and handed back.
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, oneshot};
 
 use super::{Endpoint, Identity, apply::firmware_json};
 use crate::enos::{self, Downstream, Request};
@@ -20,6 +23,53 @@ pub struct Downlink {
     /// The request id a reply carries; `None` for raw bytes (whose reply carries none).
     pub id: Option<String>,
     pub reply: oneshot::Sender<Value>,
+}
+
+/// The most commands queued for one connection.
+pub const MAILBOX: usize = 8;
+
+/// A connection's queue of commands. Unlike a channel it allocates nothing until the first
+/// command: most held connections never get one, and a tokio channel's first block is
+/// kilobytes per connection.
+#[derive(Default)]
+pub struct Mailbox {
+    queue: Mutex<(VecDeque<Downlink>, bool)>,
+    ready: Notify,
+}
+
+impl Mailbox {
+    /// Queue a command; it comes back when the connection is gone or its queue is full.
+    pub fn send(&self, d: Downlink) -> Result<(), Downlink> {
+        let Ok(mut q) = self.queue.lock() else {
+            return Err(d);
+        };
+        if q.1 || q.0.len() >= MAILBOX {
+            return Err(d);
+        }
+        q.0.push_back(d);
+        drop(q);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next command; waits until one comes (cancel-safe).
+    pub async fn recv(&self) -> Downlink {
+        loop {
+            if let Some(d) = self.queue.lock().ok().and_then(|mut q| q.0.pop_front()) {
+                return d;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// The connection is gone: later commands are refused, queued ones dropped (their
+    /// tests see the device disconnect).
+    pub fn close(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.1 = true;
+            q.0 = VecDeque::new();
+        }
+    }
 }
 
 /// A command made from a test's request, not yet sent.
@@ -210,21 +260,22 @@ impl Endpoint {
         }
     }
 
-    pub fn connect_device(&self, id: &Identity, tx: mpsc::Sender<Downlink>) {
+    pub fn connect_device(&self, id: &Identity, tx: Arc<Mailbox>) {
         if let Ok(mut c) = self.connected.lock() {
             c.insert(id.clone(), tx);
         }
     }
 
-    pub fn disconnect_device(&self, id: &Identity, tx: &mpsc::Sender<Downlink>) {
+    pub fn disconnect_device(&self, id: &Identity, tx: &Arc<Mailbox>) {
+        tx.close();
         if let Ok(mut c) = self.connected.lock()
-            && c.get(id).is_some_and(|t| t.same_channel(tx))
+            && c.get(id).is_some_and(|t| Arc::ptr_eq(t, tx))
         {
             c.remove(id);
         }
     }
 
-    pub fn device_channel(&self, id: &Identity) -> Option<mpsc::Sender<Downlink>> {
+    pub fn device_channel(&self, id: &Identity) -> Option<Arc<Mailbox>> {
         self.connected.lock().ok()?.get(id).cloned()
     }
 }

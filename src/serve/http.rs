@@ -406,21 +406,18 @@ pub(super) async fn send_command(
     };
     let (reply, wait) = tokio::sync::oneshot::channel();
     let applied = prepared.applied.clone();
-    if tx
-        .send_timeout(
-            Downlink {
-                topic: prepared.topic,
-                method: prepared.method,
-                payload: prepared.payload,
-                id: prepared.id,
-                reply,
-            },
-            COMMAND_TIMEOUT,
-        )
-        .await
-        .is_err()
-    {
-        return error(StatusCode::NOT_FOUND, "the device disconnected");
+    let sent = tx.send(Downlink {
+        topic: prepared.topic,
+        method: prepared.method,
+        payload: prepared.payload,
+        id: prepared.id,
+        reply,
+    });
+    if sent.is_err() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the device disconnected, or has 8 commands waiting to go out",
+        );
     }
     let limit = timeout
         .filter(|t| t.is_finite() && *t > 0.0)

@@ -30,10 +30,26 @@ pub struct BindError {
     pub message: String,
 }
 
+/// The listen backlog: connections the kernel completes while serve has not accepted them
+/// yet (mio's default is 128; the kernel caps it at `net.core.somaxconn`).
+pub const BACKLOG: u32 = 1024;
+
+/// A TCP listener with a backlog of [`BACKLOG`], not mio's 128: a fleet connecting at once
+/// waits in the kernel's queue instead of timing out in SYN retries.
+pub fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Bind every listener asked for.
 pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
     let tcp = |what: &'static str, addr: SocketAddr| async move {
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| BindError {
+        listen_tcp(addr).map_err(|e| BindError {
             what,
             addr,
             message: e.to_string(),

@@ -25,6 +25,7 @@ pub mod console;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod listen;
 pub mod logins;
 pub mod mqtt;
@@ -36,8 +37,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use tokio::sync::mpsc;
 
 use crate::base::Secret;
 use crate::capabilities::Capabilities;
@@ -57,7 +56,8 @@ pub const MAX_PACKET: usize = 1 << 20;
 /// The largest EnOS message answered normally; a larger one gets code 1008 (assumed limit: EnOS
 /// documents the code, not the size).
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// The most connections served at once per listener; more wait in the accept queue.
+/// The most HTTP connections served at once; more wait in the accept queue. MQTT's bound is
+/// `--max-connections` ([`limits`]).
 pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Where `serve` listens and what it logs.
@@ -108,7 +108,9 @@ pub struct Endpoint {
     /// CoAP clients authenticated without DTLS: address to device and expiry.
     coap_bindings: Mutex<HashMap<SocketAddr, (Identity, Instant)>>,
     /// Connected MQTT devices a command can be sent to.
-    connected: Mutex<HashMap<Identity, mpsc::Sender<Downlink>>>,
+    connected: Mutex<HashMap<Identity, Arc<commands::Mailbox>>>,
+    /// How many MQTT connections are held, and those still waiting for their CONNECT.
+    pub limits: Arc<limits::Limits>,
     /// MQTT client ids of the live connections, for takeover (MQTT-3.1.4-2).
     clients: Mutex<HashMap<String, clients::Takeover>>,
     /// The subscriptions of clean-session-0 clients that left, by client id (MQTT-3.1.2-4).
@@ -157,6 +159,7 @@ impl Endpoint {
             sessions: Mutex::default(),
             coap_bindings: Mutex::default(),
             connected: Mutex::default(),
+            limits: Arc::new(limits::Limits::new(limits::DEFAULT_MAX_CONNECTIONS)),
             clients: Mutex::default(),
             sessions_kept: Mutex::default(),
             sink,

@@ -32,14 +32,18 @@ use rumqttc::mqttbytes::v4::{
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use super::clients::{MAX_KEPT_FILTERS, Subscriptions, connect_level, next_connection};
+use super::commands::Mailbox;
+use super::limits::{Admission, CONNECT_WAIT, CONNECT_WAIT_PRESSED, Held};
 use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_PACKET};
+use crate::base::Secret;
 use crate::enos::{self, Reply, Request};
 
-/// How long a client may take to send CONNECT after the TCP connection opens.
-const CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// What a read reserves when the buffer is full: a measure point post fits in one read. A
+/// connection holds no buffer at all between packets.
+const READ_CHUNK: usize = 256;
 /// How long a write may wait for a client that does not read.
 const WRITE_WAIT: Duration = Duration::from_secs(10);
 /// The idle bound when a client asks for no keep-alive at all.
@@ -52,30 +56,54 @@ pub async fn accept(
     shutdown: watch::Receiver<bool>,
 ) {
     let protocol = if tls.is_some() { "mqtts" } else { "mqtt" };
-    let l = &listener;
-    let stop = shutdown.clone();
-    super::accept_each(
-        || l.accept(),
-        shutdown,
-        move |tcp, peer| {
-            let (ep, shutdown, tls) = (ep.clone(), stop.clone(), tls.clone());
-            async move {
-                let _ = tcp.set_nodelay(true);
-                match tls {
-                    Some(acceptor) => match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => connection(stream, peer, protocol, &ep, shutdown).await,
-                        _ => ep.emit(
-                            Event::new("disconnect", protocol)
-                                .peer(peer)
-                                .message("the TLS handshake failed"),
-                        ),
-                    },
-                    None => connection(tcp, peer, protocol, &ep, shutdown).await,
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = super::stopped(shutdown.clone()) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(c) => c,
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let admission = ep.limits.admit();
+                if matches!(admission, Admission::Closed) {
+                    drop(tcp);
+                    ep.emit(Event::new("login_refused", protocol).peer(peer).code(3).message(format!(
+                        "closed at once: {} connections are logged in (--max-connections) and {} more are being refused",
+                        ep.limits.max(),
+                        super::limits::MAX_REFUSING
+                    )));
+                    continue;
                 }
+                let (ep, shutdown, tls) = (ep.clone(), shutdown.clone(), tls.clone());
+                conns.spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    match tls {
+                        Some(acceptor) => match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => connection(stream, peer, protocol, &ep, shutdown, admission).await,
+                            _ => ep.emit(
+                                Event::new("disconnect", protocol)
+                                    .peer(peer)
+                                    .message("the TLS handshake failed"),
+                            ),
+                        },
+                        None => connection(tcp, peer, protocol, &ep, shutdown, admission).await,
+                    }
+                });
             }
-        },
-    )
+        }
+    }
+    // At shutdown the connections, which see it too, get two seconds to close.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
     .await;
+    conns.abort_all();
 }
 
 /// The packets of one connection, read and written with the codec.
@@ -105,15 +133,27 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         packet.write(&mut self.out, MAX_PACKET).is_ok()
     }
 
-    /// Write what is queued, if anything.
+    /// Write what is queued, if anything; the buffer is freed once written (a held
+    /// connection holds none between packets).
     async fn write_out(&mut self) -> bool {
         if self.out.is_empty() {
             return true;
         }
         let write = async { self.io.write_all(&self.out).await.is_ok() && self.io.flush().await.is_ok() };
         let ok = tokio::time::timeout(WRITE_WAIT, write).await.unwrap_or(false);
-        self.out.clear();
+        self.out = BytesMut::new();
         ok
+    }
+
+    /// Make room for a read: nothing is allocated until a packet starts coming, then what
+    /// the packet still needs (read from its header), so one read usually takes it whole.
+    fn reserve(&mut self, missing: usize) {
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+            self.buf = BytesMut::new();
+        }
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(missing.clamp(READ_CHUNK, MAX_PACKET + 5));
+        }
     }
 
     /// Queue a QoS 0 PUBLISH; it leaves with the next write, after the record has its event.
@@ -131,7 +171,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
     async fn whole_packet(&mut self) -> Option<()> {
         loop {
             match rumqttc::mqttbytes::check(self.buf.iter(), MAX_PACKET) {
-                Err(CodecError::InsufficientBytes(_)) if self.buf.len() <= MAX_PACKET + 5 => {}
+                Err(CodecError::InsufficientBytes(n)) if self.buf.len() <= MAX_PACKET + 5 => self.reserve(n),
                 _ => return Some(()),
             }
             match self.io.read_buf(&mut self.buf).await {
@@ -146,7 +186,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         loop {
             match Packet::read(&mut self.buf, MAX_PACKET) {
                 Ok(p) => return Read::Packet(p),
-                Err(CodecError::InsufficientBytes(_)) => {}
+                Err(CodecError::InsufficientBytes(n)) => self.reserve(n),
                 Err(e) => return Read::Broken(format!("not MQTT 3.1.1: {e}")),
             }
             if self.buf.len() > MAX_PACKET + 5 {
@@ -185,18 +225,57 @@ impl Session {
     }
 }
 
+/// A connection whose login succeeded, and what its CONNECT asked for.
+struct LoggedIn<I> {
+    wire: Wire<I>,
+    client_id: String,
+    clean_session: bool,
+    keep_alive: u16,
+    id: Identity,
+    /// The secret an activation pushes.
+    secret: Option<Secret>,
+    slot: Held,
+}
+
+/// One connection: the login (its own boxed future, freed once done, so a held connection's
+/// task is only as large as the loop), then the packets until it ends.
 async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     io: I,
     peer: SocketAddr,
     protocol: &'static str,
     ep: &Arc<Endpoint>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    admission: Admission,
 ) {
+    let login = Box::pin(log_in(io, peer, protocol, ep, admission)).await;
+    if let Some(l) = login {
+        Box::pin(held(l, peer, protocol, ep, shutdown)).await;
+    }
+}
+
+/// The CONNECT, within its wait, and the login; `None` when the connection ends there.
+async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
+    io: I,
+    peer: SocketAddr,
+    protocol: &'static str,
+    ep: &Arc<Endpoint>,
+    admission: Admission,
+) -> Option<LoggedIn<I>> {
     let mut wire = Wire {
         io,
-        buf: BytesMut::with_capacity(4096),
-        out: BytesMut::with_capacity(4096),
+        buf: BytesMut::new(),
+        out: BytesMut::new(),
     };
+    // A refused connection keeps its refusal slot until it is answered.
+    let (waiting, wait, _refusing) = match admission {
+        Admission::Waiting(w) => {
+            let wait = w.wait;
+            (Some(w), wait, None)
+        }
+        Admission::Refused(r) => (None, CONNECT_WAIT_PRESSED, Some(r)),
+        Admission::Closed => (None, CONNECT_WAIT_PRESSED, None),
+    };
+    let evicted = waiting.as_ref().map(|w| w.evicted.clone());
     let first = async {
         wire.whole_packet().await?;
         if let Some((name, level)) = connect_level(&wire.buf)
@@ -206,7 +285,25 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
         }
         Some(Ok(wire.next().await))
     };
-    let connect = match tokio::time::timeout(CONNECT_WAIT, first).await {
+    let first = async {
+        tokio::select! {
+            r = tokio::time::timeout(wait, first) => Some(r),
+            () = async {
+                match &evicted {
+                    Some(e) => e.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => None,
+        }
+    };
+    let Some(first) = first.await else {
+        ep.emit(Event::new("disconnect", protocol).peer(peer).message(format!(
+            "closed before its CONNECT: {} connections were waiting for theirs, and the oldest makes room for a new one",
+            ep.limits.max_waiting()
+        )));
+        return None;
+    };
+    let connect = match first {
         Ok(Some(Err((name, level)))) => {
             // MQTT-3.1.2-2: CONNACK 0x01 (unacceptable protocol version), then close.
             wire.out.extend_from_slice(&[0x20, 0x02, 0x00, 0x01]);
@@ -219,9 +316,9 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
                         "CONNECT for protocol `{name}` level {level}: serve speaks MQTT 3.1.1 (level 4) only; CONNACK 1 (unacceptable protocol version)"
                     )),
             );
-            return;
+            return None;
         }
-        Ok(None) | Ok(Some(Ok(Read::Closed))) => return,
+        Ok(None) | Ok(Some(Ok(Read::Closed))) => return None,
         Ok(Some(Ok(Read::Packet(Packet::Connect(c))))) => c,
         Ok(Some(Ok(Read::Packet(p)))) => {
             ep.emit(
@@ -229,7 +326,7 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
                     .peer(peer)
                     .message(format!("the first packet is {p:?}, not CONNECT")),
             );
-            return;
+            return None;
         }
         Ok(Some(Ok(Read::Broken(why)))) => {
             ep.emit(
@@ -237,15 +334,15 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
                     .peer(peer)
                     .message(format!("the first packet is not a CONNECT: {why}")),
             );
-            return;
+            return None;
         }
         Err(_) => {
             ep.emit(
                 Event::new("login_refused", protocol)
                     .peer(peer)
-                    .message("no CONNECT within 10 s"),
+                    .message(format!("no CONNECT within {} s", wait.as_secs())),
             );
-            return;
+            return None;
         }
     };
     let (username, password) = connect
@@ -258,22 +355,36 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     if !ep.connack_delay.is_zero() {
         tokio::time::sleep(ep.connack_delay).await;
     }
-    let login = ep
-        .mqtt_login(&connect.client_id, username, password)
-        .and_then(|(id, activating)| {
-            // The secret an activation will push is made now: without the system's random
-            // source there is none to give, and the device is told so in its CONNACK.
-            let secret = match activating {
-                true => Some(ep.issue_secret(&id).ok_or_else(|| super::Refusal {
-                    connack: 3,
-                    code: 400,
-                    reason: "no secret can be issued: the system's random source failed".into(),
-                })?),
-                false => None,
-            };
-            Ok((id, secret))
-        });
-    let (id, secret) = match login {
+    // Past --max-connections a device is told so (CONNACK 3), never left in silence; the slot
+    // is taken before the login is checked, so a refused device is issued no activation secret.
+    let slot = waiting.and_then(|w| w.log_in());
+    let login = match slot {
+        None => Err(super::Refusal {
+            connack: 3,
+            code: 503,
+            reason: format!(
+                "serve holds {} logged-in connections (--max-connections): CONNACK 3 (server unavailable)",
+                ep.limits.max()
+            ),
+        }),
+        Some(slot) => ep
+            .mqtt_login(&connect.client_id, username, password)
+            .and_then(|(id, activating)| {
+                // The secret an activation will push is made now: without the system's random
+                // source there is none to give, and the device is told so in its CONNACK.
+                let secret = match activating {
+                    true => Some(ep.issue_secret(&id).ok_or_else(|| super::Refusal {
+                        connack: 3,
+                        code: 400,
+                        reason: "no secret can be issued: the system's random source failed".into(),
+                    })?),
+                    false => None,
+                };
+                Ok((id, secret))
+            })
+            .map(|ok| (ok, slot)),
+    };
+    let ((id, secret), slot) = match login {
         Ok(ok) => ok,
         Err(r) => {
             let code = match r.connack {
@@ -291,17 +402,45 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
                 e = e.keys(pk, dk);
             }
             ep.emit(e);
-            return;
+            return None;
         }
     };
+    Some(LoggedIn {
+        wire,
+        client_id: connect.client_id,
+        clean_session: connect.clean_session,
+        keep_alive: connect.keep_alive,
+        id,
+        secret,
+        slot,
+    })
+}
+
+/// A logged-in connection: CONNACK, then its packets and commands until it ends.
+async fn held<I: AsyncRead + AsyncWrite + Unpin>(
+    l: LoggedIn<I>,
+    peer: SocketAddr,
+    protocol: &'static str,
+    ep: &Arc<Endpoint>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let LoggedIn {
+        mut wire,
+        client_id,
+        clean_session,
+        keep_alive,
+        id,
+        secret,
+        slot: _slot,
+    } = l;
     let connection = next_connection();
     let taken = Arc::new(Notify::new());
     let subscriptions = Subscriptions::default();
     let claimed = ep.claim_client(
-        &connect.client_id,
+        &client_id,
         connection,
         taken.clone(),
-        connect.clean_session,
+        clean_session,
         subscriptions.clone(),
     );
     let (took_over, kept) = (claimed.took_over, claimed.session);
@@ -312,7 +451,7 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
         )))
         .await
     {
-        ep.release_client(&connect.client_id, connection);
+        ep.release_client(&client_id, connection);
         return;
     }
     let mut words = Vec::new();
@@ -334,7 +473,7 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     }
     ep.emit(login);
     ep.twin.connected(&id, protocol, None);
-    let (tx, mut rx) = mpsc::channel::<Downlink>(8);
+    let tx = Arc::new(Mailbox::default());
     ep.connect_device(&id, tx.clone());
     if let (Some(k), Ok(mut subs)) = (&kept, subscriptions.lock()) {
         subs.clone_from(k);
@@ -362,7 +501,7 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
         wire.publish(&topic, push.to_bytes());
         drop(secret);
     }
-    let idle = match connect.keep_alive {
+    let idle = match keep_alive {
         0 => MAX_IDLE,
         k => Duration::from_millis(u64::from(k) * 1500).min(MAX_IDLE),
     };
@@ -371,6 +510,10 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
         // wait: a client that sends SUBSCRIBE and PUBLISH together gets SUBACK, PUBACK and
         // the reply in one segment. Writing here, outside `select!`, keeps a half-done write
         // from being cancelled.
+        if wire.buf.is_empty() {
+            // Nothing half-read: a held connection keeps no buffer while it waits.
+            wire.buf = BytesMut::new();
+        }
         if !wire.has_packet() && !wire.out.is_empty() {
             // No reply leaves before its request's event is in the record.
             ep.recorded().await;
@@ -390,7 +533,7 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             },
-            Some(cmd) = rx.recv() => command(&mut wire, &mut s, ep, cmd),
+            cmd = tx.recv() => command(&mut wire, &mut s, ep, cmd),
             () = taken.notified() => {
                 break "taken over: a new connection logged in with the same client id (MQTT-3.1.4-2)".to_string()
             }
@@ -401,15 +544,15 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
     ep.recorded().await;
     let _ = wire.write_out().await;
     ep.disconnect_device(&id, &tx);
-    ep.release_client(&connect.client_id, connection);
+    ep.release_client(&client_id, connection);
     // A session taken over went on with the newer connection; a clean one is not kept.
-    if !connect.clean_session && !why.starts_with("taken over") {
+    if !clean_session && !why.starts_with("taken over") {
         let subs = s
             .subscriptions
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
-        ep.keep_session(&connect.client_id, subs);
+        ep.keep_session(&client_id, subs);
     }
     ep.twin.disconnected(&id);
     for sub in &s.subdevices {
@@ -654,5 +797,50 @@ fn command<I: AsyncRead + AsyncWrite + Unpin>(
             .entry((enos::reply_topic(&cmd.topic), cmd.id.unwrap_or_default()))
             .or_default()
             .push_back(cmd.reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one held connection's task costs in futures: the login's future is boxed apart
+    /// and freed once done, so the held loop is what stays.
+    #[test]
+    fn a_held_connection_s_future_stays_small() {
+        let caps = crate::capabilities::embedded().expect("caps");
+        let registry = crate::registry::Registry::parse(&crate::source::SourceFile::new("r.toml", ""))
+            .expect("registry");
+        let (ep, _) = Endpoint::in_memory(caps, registry, Duration::ZERO);
+        let ep = Arc::new(ep);
+        let (io, _peer) = tokio::io::duplex(64);
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let (_stop, shutdown) = watch::channel(false);
+        let Admission::Waiting(w) = ep.limits.admit() else {
+            panic!("admitted")
+        };
+        let slot = w.log_in().expect("a slot");
+        let held_future = held(
+            LoggedIn {
+                wire: Wire {
+                    io,
+                    buf: BytesMut::new(),
+                    out: BytesMut::new(),
+                },
+                client_id: "c".into(),
+                clean_session: true,
+                keep_alive: 60,
+                id: Identity::new("p", "d"),
+                secret: None,
+                slot,
+            },
+            peer,
+            "mqtt",
+            &ep,
+            shutdown,
+        );
+        let size = std::mem::size_of_val(&held_future);
+        println!("held future: {size} bytes");
+        assert!(size <= 2048, "the held connection's future is {size} bytes");
     }
 }

@@ -336,3 +336,98 @@ fn load_reports_from_shards_merge_into_one() {
         assert!((theirs - ours).abs() <= ours * 0.002 + 0.002, "{line}");
     }
 }
+
+const FLEET_VAR: &str = "ENOS_CONNECT_TEST_FLEET_SERVE";
+const FLEET: usize = 300;
+
+/// A held fleet, then all gone: three rounds of 300 devices logging in, holding and posting
+/// against an in-process `serve`, and afterwards the process (serve and fleet both) holds the
+/// file descriptors it held before and about the memory. In a process of its own, as above.
+#[test]
+fn a_held_fleet_then_all_gone_returns_the_file_descriptors_and_the_memory() {
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "load::fleet_rounds_in_this_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(FLEET_VAR, "1")
+        .output()
+        .expect("runs the rounds");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the rounds ran: {text}");
+}
+
+#[test]
+#[ignore = "the body of a_held_fleet_then_all_gone_returns_the_file_descriptors_and_the_memory"]
+fn fleet_rounds_in_this_process() {
+    use enos_connect::base::Secret;
+    use enos_connect::probe::fleet::{FleetDevice, FleetOptions, run};
+    std::env::var(FLEET_VAR).expect("started by a_held_fleet_then_all_gone_...");
+    let mut registry = String::from("[[products]]\nkey = \"pkf\"\nmeasurepoints = [\"temp\"]\n");
+    for i in 0..FLEET {
+        registry.push_str(&format!(
+            "[[devices]]\nproduct = \"pkf\"\nkey = \"d{i}\"\nsecret = \"s{i}\"\n"
+        ));
+    }
+    let serve = peers::enos(&registry);
+    let caps: &'static _ = Box::leak(Box::new(embedded().expect("caps")));
+    let target = Target::parse(caps, &format!("mqtt://{}", serve.mqtt)).expect("target");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let round = || {
+        let opts = FleetOptions {
+            devices: (0..FLEET)
+                .map(|i| FleetDevice {
+                    product_key: "pkf".into(),
+                    device_key: format!("d{i}"),
+                    secret: Secret::new(format!("s{i}")),
+                    dynamic: false,
+                })
+                .collect(),
+            every: std::time::Duration::from_millis(200),
+            hold: std::time::Duration::from_millis(600),
+            rate: None,
+            measurepoints: [("temp".to_string(), serde_json::json!(1))].into_iter().collect(),
+            timeout: std::time::Duration::from_secs(10),
+            tls: None,
+        };
+        let report = rt.block_on(run(caps, target.clone(), serve.mqtt, opts, &|_, _| {}));
+        assert_eq!(report.fleet.held, FLEET as u64, "{:?}", report.fleet);
+        assert_eq!(report.fleet.answered, report.fleet.offered, "{:?}", report.fleet);
+    };
+    let fds_before = open_fds();
+    round();
+    // serve sees each close a moment after the fleet leaves.
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(300));
+    settle();
+    let (fds, rss) = (open_fds(), rss_kb());
+    assert!(
+        fds <= fds_before,
+        "file descriptors grew from {fds_before} to {fds} in the first round"
+    );
+    for _ in 0..3 {
+        round();
+    }
+    settle();
+    let (fds_after, rss_after) = (open_fds(), rss_kb());
+    println!("fleet: fds {fds} -> {fds_after}, rss {rss} kB -> {rss_after} kB");
+    assert!(
+        fds_after <= fds,
+        "file descriptors grew from {fds} to {fds_after}"
+    );
+    assert!(
+        rss_after <= rss + 4 * 1024,
+        "memory grew from {rss} kB to {rss_after} kB"
+    );
+}

@@ -14,6 +14,7 @@ mod docs;
 mod ecosystem;
 mod engine;
 mod enos;
+mod fleet;
 mod interop;
 mod layers;
 mod load;

@@ -512,6 +512,11 @@ key = "d2"
 pub const SECRETS: [&str; 3] = ["Product-Canary-7f3", "Device-Canary-9a1", "Sub-Canary-4c2"];
 
 pub fn enos(registry: &str) -> Enos {
+    enos_with(registry, None)
+}
+
+/// [`enos`] holding at most `max_connections` MQTT logins (serve's `--max-connections`).
+pub fn enos_with(registry: &str, max_connections: Option<usize>) -> Enos {
     use enos_connect::serve::{Endpoint, Options, bind, serve};
     let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
         "registry.toml",
@@ -526,6 +531,9 @@ pub fn enos(registry: &str) -> Enos {
         rt.block_on(async move {
             let caps = enos_connect::capabilities::embedded().expect("caps");
             let (ep, events) = Endpoint::in_memory(caps, registry, Duration::from_millis(5));
+            if let Some(n) = max_connections {
+                ep.limits.set_max(n);
+            }
             let ep = Arc::new(ep);
             let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
             let opts = Options {

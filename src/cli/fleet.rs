@@ -1,0 +1,188 @@
+//! `probe URL --fleet`: read the devices (a count under one product, a CSV or a registry),
+//! run the fleet on a small runtime with a progress line on a terminal, and print the report.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::Context;
+use super::args::{MAX_FLEET, ProbeArgs};
+use super::terminal::emit;
+use crate::capabilities::Capabilities;
+use crate::cli::error::{Error, Result};
+use crate::probe::fleet::{self, FleetDevice, FleetOptions, FleetReport, Tick};
+use crate::probe::{Target, tls::TlsOptions};
+use crate::render::Format;
+
+const DEFAULT_TIMEOUT_S: f64 = 10.0;
+
+pub fn run(
+    ctx: &Context,
+    caps: &'static Capabilities,
+    args: &ProbeArgs,
+    mut targets: Vec<Target>,
+) -> Result<ExitCode> {
+    let target = targets
+        .pop()
+        .ok_or_else(|| Error::usage("--fleet needs the URL of the endpoint"))?;
+    if target.protocol != "mqtt" {
+        return Err(Error::usage_with_help(
+            format!(
+                "--fleet holds MQTT connections; {} has no connection to hold",
+                target.scheme
+            ),
+            "HTTP and CoAP devices send a request per message: measure them with --count N --rate R",
+        ));
+    }
+    let devices = devices(ctx, caps, args)?;
+    // Each device holds a socket: the soft open-file limit up to the hard one, as serve does.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+    let timeout = Duration::try_from_secs_f64(timeout)
+        .map_err(|_| Error::usage(format!("--timeout {timeout}: give seconds above 0")))?;
+    let tls = if target.secure {
+        let opts = TlsOptions {
+            ca: args.ca.clone(),
+            cert: args.cert.clone(),
+            key: args.key.clone(),
+            insecure: args.insecure,
+        };
+        Some(crate::probe::tls::client_config(&opts, &[]).map_err(Error::usage)?)
+    } else {
+        None
+    };
+    let opts = FleetOptions {
+        devices,
+        every: args.every,
+        hold: args.hold,
+        rate: args.rate,
+        measurepoints: args.measurepoints.iter().cloned().collect(),
+        timeout,
+        tls,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the network runtime", e))?;
+    let report = runtime.block_on(async {
+        let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| Error::usage(format!("cannot resolve {}", target.host)))?;
+        let terminal = std::io::stderr().is_terminal();
+        let progress = |t: &Tick, devices: u64| {
+            if terminal {
+                eprint!(
+                    "\r{:>5} s  {}/{} connected  {} offered  {} acked  {} answered   ",
+                    t.t_s, t.connected, devices, t.offered, t.acked, t.answered
+                );
+            }
+        };
+        let report = fleet::run(caps, target, addr, opts, &progress).await;
+        if terminal {
+            eprint!("\r{:100}\r", "");
+        }
+        Ok::<FleetReport, Error>(report)
+    })?;
+    let text = match args.format.format {
+        Format::Json => crate::render::json::to_string(&report),
+        _ => format!(
+            "{}{}",
+            ctx.renderer(args.format.format).load(&report.load),
+            summary(&report)
+        ),
+    };
+    emit(&text)?;
+    Ok(super::probe::load_exit(&report.load))
+}
+
+/// The devices: `--devices N` generated under --product-key, or read from a CSV or TOML file.
+fn devices(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Vec<FleetDevice>> {
+    let spec = args.devices.as_deref().unwrap_or_default();
+    if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = spec
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_FLEET).contains(n))
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "--devices {spec}: give 1 to {MAX_FLEET} devices, or a file"
+                ))
+            })?;
+        let pk = args.keys.device.product_key.as_deref().ok_or_else(|| {
+            Error::usage_with_help(
+                "--devices N generates devices under one product",
+                "give --product-key, and the product secret in ENOS_PRODUCT_SECRET (the devices activate dynamically)",
+            )
+        })?;
+        let prefix = args.keys.device.device_key.as_deref().unwrap_or("fleet");
+        let secret = super::credentials::read_secret(
+            &super::credentials::SecretSource::of_mode(caps, "dynamic"),
+            args.keys.secret_file.as_deref(),
+            ctx.interactive,
+        )?;
+        return Ok(fleet::generated(pk, prefix, &secret, n));
+    }
+    let path = std::path::Path::new(spec);
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("--devices {}: cannot read it", path.display()), e))?;
+    let toml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    let list = if toml {
+        let src = crate::source::SourceFile::new(path.display().to_string(), text);
+        let registry = crate::registry::Registry::parse(&src)?;
+        fleet::devices_from_registry(&registry)
+    } else {
+        fleet::devices_from_csv(&text)
+    }
+    .map_err(|e| Error::usage(format!("--devices {}: {e}", path.display())))?;
+    if list.is_empty() {
+        return Err(Error::usage(format!(
+            "--devices {}: no device in it",
+            path.display()
+        )));
+    }
+    let n = u64::try_from(list.len()).unwrap_or(u64::MAX);
+    if n > MAX_FLEET {
+        return Err(Error::usage(format!(
+            "--devices {}: {n} devices, more than {MAX_FLEET}",
+            path.display()
+        )));
+    }
+    Ok(list)
+}
+
+/// The fleet's lines under the load table.
+fn summary(r: &FleetReport) -> String {
+    let f = &r.fleet;
+    let codes: Vec<String> = f.codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let mut out = format!(
+        "\nfleet: {} devices, peak {} connected, {} held to the end, {} logins failed\n\
+         posts every {} s for {} s: {} offered, {} acked ({:.4} delivered), {} answered\n\
+         per second: {} offered, {} acked, {} answered\n\
+         codes: {}\n",
+        f.devices,
+        f.peak_connected,
+        f.held,
+        f.login_failed,
+        f.every_s,
+        f.hold_s,
+        f.offered,
+        f.acked,
+        f.delivered,
+        f.answered,
+        f.offered_per_s,
+        f.acked_per_s,
+        f.answered_per_s,
+        if codes.is_empty() {
+            "none".to_string()
+        } else {
+            codes.join(", ")
+        },
+    );
+    if !f.disconnects.is_empty() {
+        let d: Vec<String> = f.disconnects.iter().map(|(k, v)| format!("{v}× {k}")).collect();
+        out.push_str(&format!("disconnects: {}\n", d.join("; ")));
+    }
+    out
+}

@@ -1,0 +1,99 @@
+//! `serve`'s flags: the listeners (an address or `off`), TLS, the record, the console, the
+//! limits. Apart from `args.rs` because they are many and only `serve` has them.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Where a `serve` listener binds: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(std::net::SocketAddr),
+}
+
+impl Listen {
+    pub fn addr(self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::At(a) => Some(a),
+        }
+    }
+}
+
+fn listen(text: &str) -> Result<Listen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    text.parse().map(Listen::At).map_err(|_| {
+        format!("`{text}` is not IP:PORT (for example 127.0.0.1:11883, or port 0 for any) or `off`")
+    })
+}
+
+pub(super) const SERVE_HELP: &str = "\
+The first line on stdout names every bound listener:
+  {\"event\":\"listening\",\"mqtt\":\"127.0.0.1:11883\",\"http\":\"127.0.0.1:8080\",\"coap\":\"127.0.0.1:5683\"}
+Every later line is one JSON event: login, login_refused, request, reply, denied, activated,
+subdevice_login, command, disconnect. No secret ever appears in any output.
+
+The web console (--console, default 127.0.0.1:8090) shows the devices live and sends them
+commands: open the \"console\" address of the first line in a browser.
+
+A test sends a command to a connected MQTT device with
+  POST http://HTTP-ADDR/twin/commands/{pk}/{dk}?timeout=5  {\"method\":\"thing.service.measurepoint.set\",\"params\":{...}}
+and gets the device's reply as the answer.
+
+SIGINT or SIGTERM stops serve: exit 0, the record complete. A listener that cannot bind: exit 2.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The products and devices (TOML; `enos-connect schema registry` gives its schema)
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_REGISTRY")]
+    pub registry: PathBuf,
+    /// MQTT listener
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11883", value_parser = listen, env = "ENOS_CONNECT_MQTT")]
+    pub mqtt: Listen,
+    /// MQTT over TLS listener (with --tls-cert and --tls-key)
+    #[arg(long, value_name = "ADDR", value_parser = listen, requires_all = ["tls_cert", "tls_key"], env = "ENOS_CONNECT_MQTTS")]
+    pub mqtts: Option<Listen>,
+    /// The server certificate chain (PEM) for --mqtts
+    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server private key (PEM) for --mqtts
+    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// HTTP listener (device API, and /twin/commands for tests)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen, env = "ENOS_CONNECT_HTTP")]
+    pub http: Listen,
+    /// CoAP listener
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5683", value_parser = listen, env = "ENOS_CONNECT_COAP")]
+    pub coap: Listen,
+    /// CoAP over DTLS-PSK listener
+    #[arg(long, value_name = "ADDR", value_parser = listen, env = "ENOS_CONNECT_COAPS")]
+    pub coaps: Option<Listen>,
+    /// Web console listener (a live page of the devices that sends them commands); off to disable
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090", value_parser = listen, env = "ENOS_CONNECT_CONSOLE")]
+    pub console: Listen,
+    /// The console's token (required off loopback; generated and printed on stderr when not given)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ENOS_CONNECT_CONSOLE_TOKEN",
+        hide_env_values = true
+    )]
+    pub console_token: Option<String>,
+    /// Also write every event line to this file
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_RECORD")]
+    pub record: Option<PathBuf>,
+    /// Wait this long before CONNACK, 0 to 10000 (one official SDK loses an instant one)
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000), env = "ENOS_CONNECT_CONNACK_DELAY_MS")]
+    pub connack_delay_ms: u64,
+    /// The most MQTT connections logged in at once, 1 to 4194304; past it a device gets CONNACK 3
+    /// (server unavailable) and an event [default: the open-file limit, raised to its hard
+    /// value at start, less 256]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_194_304), env = "ENOS_CONNECT_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
+    /// No human-readable log on stderr (the JSON events still go to stdout)
+    #[arg(long, short = 'q', env = "ENOS_CONNECT_QUIET")]
+    pub quiet: bool,
+}

@@ -1,0 +1,769 @@
+//! `probe URL --fleet`: a fleet of devices on one machine. Each device connects, logs in once
+//! with its own EnOS login (its own client id: a repeated one takes the older connection
+//! over), holds the connection, and posts its measure points every `--every` for `--hold`,
+//! answering the activation push when it logs in with the product secret. The report is a
+//! load report (so `merge` joins fleets run on several machines: counts summed, each stage's
+//! HdrHistogram added) with the fleet's own section: connected over time, messages offered,
+//! acknowledged (PUBACK) and answered (EnOS's reply) per second, the codes seen, the
+//! disconnects.
+//!
+//! MQTT only: an HTTP or CoAP "session" is a request per post, which `--count` already
+//! measures; the CLI refuses `--fleet` on those schemes and says so.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, Packet, PubAck, Publish, Subscribe};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use rumqttc::{ConnectReturnCode, SubscribeFilter};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::load::{LoadReport, Percentiles};
+use super::{ErrorKind, Io, Login, Target};
+use crate::base::Secret;
+use crate::capabilities::Capabilities;
+
+/// The largest packet a device accepts from the server.
+const MAX_PACKET: usize = 1 << 20;
+/// Posts a device keeps track of while their answers are due; older ones count as unanswered.
+const MAX_IN_FLIGHT: usize = 64;
+/// The most seconds the timeline keeps (a day).
+const MAX_TICKS: usize = 86_400;
+
+/// One device of the fleet: its keys and the secret it logs in with.
+#[derive(Clone)]
+pub struct FleetDevice {
+    pub product_key: String,
+    pub device_key: String,
+    pub secret: Secret,
+    /// Securemode 3: the secret is the product's, and the device is activated by the login.
+    pub dynamic: bool,
+}
+
+impl std::fmt::Debug for FleetDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} (secret hidden)", self.product_key, self.device_key)
+    }
+}
+
+/// What the fleet does.
+pub struct FleetOptions {
+    pub devices: Vec<FleetDevice>,
+    /// Between two posts of one device.
+    pub every: Duration,
+    /// How long each device holds its connection after it logged in.
+    pub hold: Duration,
+    /// Logins started per second (the ramp); all at once when `None`.
+    pub rate: Option<f64>,
+    /// What each post carries; no posts when empty (the fleet only holds).
+    pub measurepoints: serde_json::Map<String, serde_json::Value>,
+    /// The bound on each wait: the connection, the login, the answers after the hold.
+    pub timeout: Duration,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A second of the run: how many devices were connected, and the counts so far.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tick {
+    pub t_s: u64,
+    pub connected: u64,
+    pub offered: u64,
+    pub acked: u64,
+    pub answered: u64,
+}
+
+/// The fleet's own section of the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetPart {
+    pub devices: u64,
+    pub every_s: f64,
+    pub hold_s: f64,
+    /// The most devices connected at once.
+    pub peak_connected: u64,
+    /// Devices that logged in and held until their hold ended.
+    pub held: u64,
+    pub login_failed: u64,
+    /// Posts sent, acknowledged (PUBACK) and answered (EnOS's reply, any code).
+    pub offered: u64,
+    pub acked: u64,
+    pub answered: u64,
+    pub offered_per_s: f64,
+    pub acked_per_s: f64,
+    pub answered_per_s: f64,
+    /// `acked / offered`: the share of what was offered that the server took.
+    pub delivered: f64,
+    /// CONNACK codes (`connack:0`, `connack:3`) and EnOS reply codes (`enos:200`).
+    pub codes: BTreeMap<String, u64>,
+    /// Connections that ended before their hold, by why.
+    pub disconnects: BTreeMap<String, u64>,
+    pub timeline: Vec<Tick>,
+}
+
+/// `probe --fleet -f json`: a load report (which `merge` reads) and the fleet's section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetReport {
+    #[serde(flatten)]
+    pub load: LoadReport,
+    pub fleet: FleetPart,
+}
+
+/// The devices of a CSV file: a header naming `product`, `key` and `secret` (the registry's
+/// field names; `product_key`, `device_key`, `device_secret` are read too), a row per
+/// device. A device with an empty secret and a `product_secret` column logs in with
+/// securemode 3 (dynamic activation).
+pub fn devices_from_csv(text: &str) -> Result<Vec<FleetDevice>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("the CSV header: {e}"))?
+        .clone();
+    let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
+    let pk = col(&["product", "product_key", "productKey"]).ok_or("the CSV has no `product` column")?;
+    let dk = col(&["key", "device_key", "deviceKey"]).ok_or("the CSV has no `key` column")?;
+    let secret = col(&["secret", "device_secret", "deviceSecret"]);
+    let product_secret = col(&["product_secret", "productSecret"]);
+    let mut out = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i.saturating_add(2);
+        let row = row.map_err(|e| format!("CSV line {line}: {e}"))?;
+        let field = |c: Option<usize>| c.and_then(|c| row.get(c)).unwrap_or_default();
+        let (p, d) = (field(Some(pk)), field(Some(dk)));
+        if p.is_empty() || d.is_empty() {
+            return Err(format!("CSV line {line}: a device needs a product and a key"));
+        }
+        let (s, dynamic) = match (field(secret), field(product_secret)) {
+            (s, _) if !s.is_empty() => (s, false),
+            (_, ps) if !ps.is_empty() => (ps, true),
+            _ => {
+                return Err(format!(
+                    "CSV line {line} ({p}/{d}): no secret and no product_secret"
+                ));
+            }
+        };
+        out.push(FleetDevice {
+            product_key: p.to_string(),
+            device_key: d.to_string(),
+            secret: Secret::new(s.to_string()),
+            dynamic,
+        });
+    }
+    Ok(out)
+}
+
+/// The devices of a registry (serve's TOML): each with its device secret, or with its
+/// product's secret (securemode 3) when it has none yet.
+pub fn devices_from_registry(registry: &crate::registry::Registry) -> Result<Vec<FleetDevice>, String> {
+    registry
+        .devices
+        .iter()
+        .map(|d| {
+            if let Some(s) = &d.secret {
+                return Ok(FleetDevice {
+                    product_key: d.product.clone(),
+                    device_key: d.key.clone(),
+                    secret: s.clone(),
+                    dynamic: false,
+                });
+            }
+            let ps = registry
+                .products
+                .iter()
+                .find(|p| p.key == d.product)
+                .and_then(|p| p.secret.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "device {}/{} has no secret and its product none for dynamic activation",
+                        d.product, d.key
+                    )
+                })?;
+            Ok(FleetDevice {
+                product_key: d.product.clone(),
+                device_key: d.key.clone(),
+                secret: ps,
+                dynamic: true,
+            })
+        })
+        .collect()
+}
+
+/// `--devices N`: keys `{prefix}-{i}` (1 to N) under one product, each activated by its login
+/// with the product secret (securemode 3).
+pub fn generated(product_key: &str, prefix: &str, product_secret: &Secret, n: u64) -> Vec<FleetDevice> {
+    (1..=n)
+        .map(|i| FleetDevice {
+            product_key: product_key.to_string(),
+            device_key: format!("{prefix}-{i}"),
+            secret: product_secret.clone(),
+            dynamic: true,
+        })
+        .collect()
+}
+
+/// Parse `--every`/`--hold`: `250ms`, `2s`, `5m`, `1h`, or seconds without a unit.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: use 250ms, 2s, 5m or 1h"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("`{other}` is not a unit: use ms, s, m or h")),
+    };
+    let secs = n * scale;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{text}` is not a duration of zero or more"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// Counts every device adds to, read by the timeline each second.
+#[derive(Default)]
+struct Counts {
+    connected: AtomicU64,
+    peak: AtomicU64,
+    offered: AtomicU64,
+    acked: AtomicU64,
+    answered: AtomicU64,
+    held: AtomicU64,
+    login_failed: AtomicU64,
+}
+
+/// What the devices record under one lock: histograms and keyed counts.
+#[derive(Default)]
+struct Tally {
+    histograms: BTreeMap<&'static str, Histogram<u64>>,
+    codes: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    examples: BTreeMap<String, String>,
+    disconnects: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn time(&mut self, stage: &'static str, d: Duration) {
+        if !self.histograms.contains_key(stage) {
+            let Some(h) = super::load::new_histogram() else {
+                return;
+            };
+            self.histograms.insert(stage, h);
+        }
+        if let Some(h) = self.histograms.get_mut(stage) {
+            let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            let _ = h.record(us.clamp(super::load::LOWEST_US, super::load::HIGHEST_US));
+        }
+    }
+
+    fn count(map: &mut BTreeMap<String, u64>, key: String) {
+        let n = map.entry(key).or_default();
+        *n = n.saturating_add(1);
+    }
+
+    fn error(&mut self, kind: &str, example: String) {
+        Self::count(&mut self.errors, kind.to_string());
+        self.examples.entry(kind.to_string()).or_insert(example);
+    }
+}
+
+struct Shared {
+    caps: &'static Capabilities,
+    target: Target,
+    addr: SocketAddr,
+    opts: FleetOptions,
+    counts: Counts,
+    tally: Mutex<Tally>,
+    started: Instant,
+}
+
+impl Shared {
+    fn tally(&self, f: impl FnOnce(&mut Tally)) {
+        if let Ok(mut t) = self.tally.lock() {
+            f(&mut t);
+        }
+    }
+}
+
+/// Run the fleet against `target` (already resolved to `addr`); `progress` is called once a
+/// second with the latest tick.
+pub async fn run(
+    caps: &'static Capabilities,
+    target: Target,
+    addr: SocketAddr,
+    opts: FleetOptions,
+    progress: &(dyn Fn(&Tick, u64) + Sync),
+) -> FleetReport {
+    let devices = u64::try_from(opts.devices.len()).unwrap_or(u64::MAX);
+    let shared = Arc::new(Shared {
+        caps,
+        target,
+        addr,
+        opts,
+        counts: Counts::default(),
+        tally: Mutex::default(),
+        started: Instant::now(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..shared.opts.devices.len() {
+        let s = shared.clone();
+        tasks.spawn(async move { device(&s, i).await });
+    }
+    let mut timeline = Vec::new();
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    second.tick().await;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => shared.tally(|t| t.error(ErrorKind::Internal.as_str(), format!("a device task failed: {e}"))),
+            },
+            _ = second.tick() => {
+                let tick = tick_now(&shared);
+                progress(&tick, devices);
+                if timeline.len() < MAX_TICKS {
+                    timeline.push(tick);
+                }
+            }
+        }
+    }
+    let last = tick_now(&shared);
+    if timeline.last().is_none_or(|t| t.t_s != last.t_s || *t != last) {
+        timeline.push(last);
+    }
+    report(&shared, devices, timeline)
+}
+
+fn tick_now(s: &Shared) -> Tick {
+    let c = &s.counts;
+    Tick {
+        t_s: s.started.elapsed().as_secs(),
+        connected: c.connected.load(Ordering::Relaxed),
+        offered: c.offered.load(Ordering::Relaxed),
+        acked: c.acked.load(Ordering::Relaxed),
+        answered: c.answered.load(Ordering::Relaxed),
+    }
+}
+
+fn per_s(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        (n as f64 / secs * 10.0).round() / 10.0
+    } else {
+        0.0
+    }
+}
+
+fn report(s: &Shared, devices: u64, timeline: Vec<Tick>) -> FleetReport {
+    let elapsed = s.started.elapsed().as_secs_f64();
+    let c = &s.counts;
+    let (offered, acked, answered) = (
+        c.offered.load(Ordering::Relaxed),
+        c.acked.load(Ordering::Relaxed),
+        c.answered.load(Ordering::Relaxed),
+    );
+    let held = c.held.load(Ordering::Relaxed);
+    let tally = s
+        .tally
+        .lock()
+        .map(|mut t| std::mem::take(&mut *t))
+        .unwrap_or_default();
+    let stages: BTreeMap<String, Percentiles> = tally
+        .histograms
+        .iter()
+        .map(|(name, h)| (name.to_string(), super::load::percentiles(h)))
+        .collect();
+    // The posting span: the hold (after the ramp), not the ramp or the wait for answers.
+    let span = s.opts.hold.as_secs_f64().max(f64::MIN_POSITIVE);
+    let ok = held == devices && tally.errors.is_empty() && acked == offered;
+    FleetReport {
+        load: LoadReport {
+            ok,
+            protocol: s.target.protocol.clone(),
+            target: s.target.url(),
+            count: devices,
+            concurrency: devices,
+            succeeded: held,
+            failed: devices.saturating_sub(held),
+            errors: tally.errors,
+            elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+            rate_per_s: per_s(acked, span),
+            stages,
+            examples: tally.examples,
+            merged_from: None,
+            needs: BTreeMap::new(),
+        },
+        fleet: FleetPart {
+            devices,
+            every_s: s.opts.every.as_secs_f64(),
+            hold_s: s.opts.hold.as_secs_f64(),
+            peak_connected: c.peak.load(Ordering::Relaxed),
+            held,
+            login_failed: c.login_failed.load(Ordering::Relaxed),
+            offered,
+            acked,
+            answered,
+            offered_per_s: per_s(offered, span),
+            acked_per_s: per_s(acked, span),
+            answered_per_s: per_s(answered, span),
+            delivered: if offered == 0 {
+                1.0
+            } else {
+                ((acked as f64 / offered as f64) * 10_000.0).round() / 10_000.0
+            },
+            codes: tally.codes,
+            disconnects: tally.disconnects,
+            timeline,
+        },
+    }
+}
+
+/// One device's connection: bytes in and out with the codec.
+struct Wire {
+    io: Box<dyn Io>,
+    buf: BytesMut,
+    out: BytesMut,
+}
+
+enum Got {
+    Packet(Packet),
+    Closed(String),
+}
+
+impl Wire {
+    fn queue(&mut self, p: Packet) {
+        let _ = p.write(&mut self.out, MAX_PACKET);
+    }
+
+    async fn flush(&mut self, wait: Duration) -> Result<(), String> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await
+        };
+        let r = match tokio::time::timeout(wait, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write: {e}")),
+            Err(_) => Err("write: the server did not read in time".to_string()),
+        };
+        self.out = BytesMut::new();
+        r
+    }
+
+    /// The next packet (cancel-safe: bytes read stay in the buffer).
+    async fn next(&mut self) -> Got {
+        loop {
+            match Packet::read(&mut self.buf, MAX_PACKET) {
+                Ok(p) => return Got::Packet(p),
+                Err(CodecError::InsufficientBytes(n)) => {
+                    if self.buf.capacity() == self.buf.len() {
+                        self.buf.reserve(n.max(256));
+                    }
+                }
+                Err(e) => return Got::Closed(format!("not MQTT: {e}")),
+            }
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) => return Got::Closed("the server closed the connection".into()),
+                Err(e) => return Got::Closed(format!("read: {}", e.kind())),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// When device `i` starts, by the ramp.
+fn start_of(s: &Shared, i: usize) -> Instant {
+    let Some(rate) = s.opts.rate.filter(|r| r.is_finite() && *r > 0.0) else {
+        return s.started;
+    };
+    Duration::try_from_secs_f64(i as f64 / rate)
+        .ok()
+        .and_then(|d| s.started.checked_add(d))
+        .unwrap_or(s.started)
+}
+
+async fn connect(s: &Shared) -> Result<Box<dyn Io>, (ErrorKind, String)> {
+    let tcp = tokio::time::timeout(s.opts.timeout, tokio::net::TcpStream::connect(s.addr))
+        .await
+        .map_err(|_| {
+            (
+                ErrorKind::Timeout,
+                "the TCP connection was not accepted in time".to_string(),
+            )
+        })?
+        .map_err(|e| (ErrorKind::Refused, format!("{}: {e}", s.addr)))?;
+    let _ = tcp.set_nodelay(true);
+    match &s.opts.tls {
+        None => Ok(Box::new(tcp)),
+        Some(config) => {
+            let tls = tokio::time::timeout(
+                s.opts.timeout,
+                super::tls::connect(config.clone(), &s.target.host, tcp),
+            )
+            .await
+            .map_err(|_| {
+                (
+                    ErrorKind::Timeout,
+                    "the TLS handshake did not finish in time".to_string(),
+                )
+            })?
+            .map_err(|f| (ErrorKind::Tls, f.message))?;
+            Ok(Box::new(tls))
+        }
+    }
+}
+
+/// The CONNECT of device `d`: its EnOS login, with its own client id.
+fn connect_packet(s: &Shared, d: &FleetDevice) -> Result<Connect, String> {
+    let login = Login::Enos {
+        product_key: d.product_key.clone(),
+        device_key: d.device_key.clone(),
+        mode: if d.dynamic { "dynamic" } else { "static" }.into(),
+        secret: d.secret.clone(),
+        timestamp: crate::credentials::now_ms(),
+        client_id: None,
+    };
+    let creds = login
+        .enos_credentials(s.caps, "mqtt")
+        .ok_or("not an EnOS login")?
+        .map_err(|f| f.message)?;
+    let field = |name: &str| creds.field(name).unwrap_or_default().to_string();
+    let mut connect = Connect::new(field("client_id"));
+    // Posts keep the connection alive; the keep-alive only has to outlast two intervals.
+    let every = s.opts.every.as_secs().saturating_mul(2).saturating_add(30);
+    connect.keep_alive = u16::try_from(every).unwrap_or(u16::MAX);
+    connect.clean_session = true;
+    connect.set_login(field("username"), field("password"));
+    Ok(connect)
+}
+
+/// One device: connect, log in, hold and post, then leave.
+async fn device(s: &Shared, i: usize) {
+    let Some(d) = s.opts.devices.get(i) else { return };
+    tokio::time::sleep_until(start_of(s, i).into()).await;
+    let t0 = Instant::now();
+    let io = match connect(s).await {
+        Ok(io) => io,
+        Err((kind, why)) => {
+            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
+            s.tally(|t| t.error(kind.as_str(), why));
+            return;
+        }
+    };
+    s.tally(|t| t.time("connect", t0.elapsed()));
+    let mut w = Wire {
+        io,
+        buf: BytesMut::new(),
+        out: BytesMut::new(),
+    };
+    let t1 = Instant::now();
+    let connect = match connect_packet(s, d) {
+        Ok(c) => c,
+        Err(why) => {
+            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
+            s.tally(|t| t.error(ErrorKind::Auth.as_str(), why));
+            return;
+        }
+    };
+    w.queue(Packet::Connect(connect));
+    if let Err(why) = w.flush(s.opts.timeout).await {
+        s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
+        s.tally(|t| t.error(ErrorKind::Io.as_str(), why));
+        return;
+    }
+    let ack = match tokio::time::timeout(s.opts.timeout, w.next()).await {
+        Ok(Got::Packet(Packet::ConnAck(a))) => a,
+        Ok(Got::Packet(p)) => {
+            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
+            s.tally(|t| {
+                t.error(
+                    ErrorKind::Protocol.as_str(),
+                    format!("expected CONNACK, got {p:?}"),
+                )
+            });
+            return;
+        }
+        Ok(Got::Closed(why)) => {
+            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
+            s.tally(|t| t.error(ErrorKind::Protocol.as_str(), format!("before CONNACK: {why}")));
+            return;
+        }
+        Err(_) => {
+            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
+            s.tally(|t| t.error(ErrorKind::Timeout.as_str(), "no CONNACK in time".to_string()));
+            return;
+        }
+    };
+    let ConnAck { code, .. } = ack;
+    let code_n = code as u8;
+    s.tally(|t| {
+        Tally::count(&mut t.codes, format!("connack:{code_n}"));
+        t.time("handshake", t1.elapsed());
+    });
+    if code != ConnectReturnCode::Success {
+        s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
+        let (kind, words) = super::mqtt::refusal(code);
+        s.tally(|t| {
+            t.error(
+                &format!("connack:{code_n}"),
+                format!("{}: {words}", kind.as_str()),
+            )
+        });
+        return;
+    }
+    let now = s
+        .counts
+        .connected
+        .fetch_add(1, Ordering::Relaxed)
+        .saturating_add(1);
+    s.counts.peak.fetch_max(now, Ordering::Relaxed);
+    let why = hold(s, d, &mut w).await;
+    s.counts.connected.fetch_sub(1, Ordering::Relaxed);
+    match why {
+        None => {
+            s.counts.held.fetch_add(1, Ordering::Relaxed);
+            w.queue(Packet::Disconnect);
+            let _ = w.flush(s.opts.timeout).await;
+            let _ = tokio::time::timeout(s.opts.timeout, w.io.shutdown()).await;
+        }
+        Some(why) => s.tally(|t| {
+            Tally::count(&mut t.disconnects, why.clone());
+            t.error("disconnect", why);
+        }),
+    }
+}
+
+/// Hold the connection and post every interval until the hold ends, then wait (bounded) for
+/// the answers still due. `None` when the device held to the end; else why it ended.
+async fn hold(s: &Shared, d: &FleetDevice, w: &mut Wire) -> Option<String> {
+    let login = Instant::now();
+    let end = login.checked_add(s.opts.hold).unwrap_or(login);
+    let topic = crate::enos::measurepoint_post(&d.product_key, &d.device_key);
+    let reply_topic = crate::enos::reply_topic(&topic);
+    let activate = crate::enos::activate_info(&d.product_key, &d.device_key);
+    let posting = !s.opts.measurepoints.is_empty();
+    // Packet ids of posts waiting for PUBACK, request ids waiting for a reply, with when sent.
+    let mut acks: VecDeque<(u16, Instant)> = VecDeque::new();
+    let mut replies: VecDeque<(u64, Instant)> = VecDeque::new();
+    let (mut pkid, mut request) = (0u16, 0u64);
+    let mut replied_once = false;
+    let mut next_post = login;
+    let mut subscribed = false;
+    loop {
+        let now = Instant::now();
+        let draining = now >= end;
+        // After the hold: the answers still due, within the timeout. A server that never
+        // answered with an EnOS reply (a plain broker) is waited on for PUBACKs only.
+        if draining
+            && (acks.is_empty() && (replies.is_empty() || !replied_once)
+                || now >= end.checked_add(s.opts.timeout).unwrap_or(end))
+        {
+            return None;
+        }
+        let wake = if draining || !posting {
+            end.checked_add(s.opts.timeout).unwrap_or(end)
+        } else {
+            next_post.min(end)
+        };
+        tokio::select! {
+            got = w.next() => match got {
+                Got::Closed(why) => return Some(why),
+                Got::Packet(Packet::PubAck(a)) => {
+                    if let Some(at) = acks.iter().position(|(p, _)| *p == a.pkid)
+                        && let Some((_, sent)) = acks.remove(at)
+                    {
+                        s.counts.acked.fetch_add(1, Ordering::Relaxed);
+                        s.tally(|t| t.time("puback", sent.elapsed()));
+                    }
+                }
+                Got::Packet(Packet::Publish(p)) => {
+                    if p.qos == QoS::AtLeastOnce {
+                        w.queue(Packet::PubAck(PubAck::new(p.pkid)));
+                    }
+                    if p.topic == reply_topic {
+                        if let Ok(r) = serde_json::from_slice::<crate::enos::Reply>(&p.payload)
+                            && let Ok(id) = r.id.parse::<u64>()
+                            && let Some(at) = replies.iter().position(|(q, _)| *q == id)
+                            && let Some((_, sent)) = replies.remove(at)
+                        {
+                            replied_once = true;
+                            s.counts.answered.fetch_add(1, Ordering::Relaxed);
+                            s.tally(|t| {
+                                t.time("reply", sent.elapsed());
+                                Tally::count(&mut t.codes, format!("enos:{}", r.code));
+                            });
+                        }
+                    } else if p.topic == activate {
+                        // The secret pushed is acknowledged; the fleet does not keep it.
+                        let id = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                            .ok()
+                            .and_then(|v| crate::enos::reply_id(&v))
+                            .unwrap_or_default();
+                        let ack = serde_json::json!({"id": id, "code": crate::enos::SUCCESS, "data": {}});
+                        w.queue(Packet::Publish(Publish::new(
+                            crate::enos::reply_topic(&activate),
+                            QoS::AtMostOnce,
+                            ack.to_string().into_bytes(),
+                        )));
+                        s.tally(|t| Tally::count(&mut t.codes, "activated".into()));
+                    }
+                }
+                Got::Packet(_) => {}
+            },
+            () = tokio::time::sleep_until(wake.into()) => {
+                if posting && !draining && Instant::now() >= next_post && Instant::now() < end {
+                    if !subscribed {
+                        subscribed = true;
+                        w.queue(Packet::Subscribe(Subscribe {
+                            pkid: 1,
+                            filters: vec![SubscribeFilter::new(reply_topic.clone(), QoS::AtMostOnce)],
+                        }));
+                    }
+                    pkid = pkid.wrapping_add(1).max(2);
+                    request = request.saturating_add(1);
+                    let body = crate::enos::Request::new(
+                        request.to_string(),
+                        crate::enos::MEASUREPOINT_POST,
+                        serde_json::json!({"measurepoints": s.opts.measurepoints, "time": crate::credentials::now_ms()}),
+                    );
+                    let mut publish = Publish::new(topic.clone(), QoS::AtLeastOnce, body.to_bytes());
+                    publish.pkid = pkid;
+                    w.queue(Packet::Publish(publish));
+                    let sent = Instant::now();
+                    if acks.len() >= MAX_IN_FLIGHT {
+                        acks.pop_front();
+                    }
+                    if replies.len() >= MAX_IN_FLIGHT {
+                        replies.pop_front();
+                    }
+                    acks.push_back((pkid, sent));
+                    replies.push_back((request, sent));
+                    s.counts.offered.fetch_add(1, Ordering::Relaxed);
+                    next_post = next_post.checked_add(s.opts.every).unwrap_or(end);
+                    if next_post < sent {
+                        // Late (a busy machine): the next post is an interval from now, not a burst.
+                        next_post = sent.checked_add(s.opts.every).unwrap_or(end);
+                    }
+                }
+            }
+        }
+        if let Err(why) = w.flush(s.opts.timeout).await {
+            return Some(why);
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! A fleet on one machine: `probe --fleet` against an in-process `serve` (devices held, every
+//! post answered, the counts exact), `--max-connections` (CONNACK 3 past it, never silence, the
+//! held devices still served) and a flood of silent connections that does not lock a device out.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::common::{OkStdout, bin, json_of};
+use crate::peers::{self, Mqtt, enos_login};
+
+/// Twenty devices with secrets and five that activate dynamically (`fleet-1` to `fleet-5`).
+fn registry() -> String {
+    let mut r = String::from(
+        "[[products]]\nkey = \"pkf\"\nsecret = \"Fleet-Product-Canary\"\nmeasurepoints = [\"temp\"]\n",
+    );
+    for i in 1..=20 {
+        r.push_str(&format!(
+            "[[devices]]\nproduct = \"pkf\"\nkey = \"m{i}\"\nsecret = \"Fleet-Device-Canary-{i}\"\n"
+        ));
+    }
+    for i in 1..=5 {
+        r.push_str(&format!("[[devices]]\nproduct = \"pkf\"\nkey = \"fleet-{i}\"\n"));
+    }
+    r
+}
+
+fn assert_counts_exact(v: &serde_json::Value, devices: u64) {
+    let f = &v["fleet"];
+    assert_eq!(f["devices"], devices, "{v:#}");
+    assert_eq!(f["held"], devices, "{v:#}");
+    assert_eq!(f["peak_connected"], devices, "{v:#}");
+    assert_eq!(f["login_failed"], 0, "{v:#}");
+    let offered = f["offered"].as_u64().expect("offered");
+    // Posts at 0, 200, 400, 600 and 800 ms of a one-second hold; a busy machine may skip one.
+    assert!(offered >= 4 * devices && offered <= 5 * devices, "{v:#}");
+    assert_eq!(f["acked"], offered, "{v:#}");
+    assert_eq!(f["answered"], offered, "{v:#}");
+    assert_eq!(f["codes"]["enos:200"], offered, "{v:#}");
+    assert_eq!(f["codes"]["connack:0"], devices, "{v:#}");
+    assert_eq!(f["delivered"], 1.0, "{v:#}");
+    assert_eq!(v["stages"]["reply"]["count"], offered, "{v:#}");
+    assert_eq!(v["stages"]["handshake"]["count"], devices, "{v:#}");
+    assert!(
+        v["stages"]["reply"]["histogram"].is_string(),
+        "merge needs the histograms: {v:#}"
+    );
+    assert_eq!(v["ok"], true, "{v:#}");
+    let last = f["timeline"]
+        .as_array()
+        .and_then(|t| t.last())
+        .expect("a timeline");
+    assert_eq!(last["connected"], 0, "everyone left: {v:#}");
+    assert_eq!(last["answered"], offered, "{v:#}");
+}
+
+#[test]
+fn a_fleet_holds_its_devices_and_every_post_is_answered() {
+    let serve = peers::enos(&registry());
+    let url = format!("mqtt://{}", serve.mqtt);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("devices.csv");
+    let mut rows = String::from("product,key,secret\n");
+    for i in 1..=20 {
+        rows.push_str(&format!("pkf,m{i},Fleet-Device-Canary-{i}\n"));
+    }
+    std::fs::write(&csv, rows).expect("csv");
+    let out = bin()
+        .args(["probe", &url, "--fleet", "--devices"])
+        .arg(&csv)
+        .args([
+            "-m",
+            "temp=21.5",
+            "--every",
+            "200ms",
+            "--hold",
+            "1s",
+            "-f",
+            "json",
+        ])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("Canary"), "a secret was printed: {text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_counts_exact(&json_of(&out.stdout), 20);
+    let logins = serve.events().matches("\"event\":\"login\"").count();
+    assert_eq!(logins, 20, "one login per device");
+
+    // Generated devices under one product activate with their login (securemode 3).
+    let v = json_of(
+        &bin()
+            .args(["probe", &url, "--fleet", "--devices", "5", "--product-key", "pkf"])
+            .args([
+                "-m", "temp=1", "--every", "200ms", "--hold", "1s", "--rate", "50", "-f", "json",
+            ])
+            .env("ENOS_PRODUCT_SECRET", "Fleet-Product-Canary")
+            .ok_stdout(),
+    );
+    assert_counts_exact(&v, 5);
+    assert_eq!(v["fleet"]["codes"]["activated"], 5, "{v:#}");
+
+    // The fleet's report is a load report: merge joins two of them.
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::fs::write(&a, v.to_string()).expect("a");
+    std::fs::write(&b, v.to_string()).expect("b");
+    let m = json_of(
+        &bin()
+            .arg("merge")
+            .arg(&a)
+            .arg(&b)
+            .args(["-f", "json"])
+            .ok_stdout(),
+    );
+    assert_eq!(m["count"], 10, "{m:#}");
+    assert_eq!(
+        m["stages"]["reply"]["count"],
+        v["stages"]["reply"]["count"].as_u64().map(|n| n * 2).expect("n")
+    );
+}
+
+#[test]
+fn fleet_flags_are_checked_before_any_traffic() {
+    for (args, words) in [
+        (vec!["--every", "1ms"], "10ms"),
+        (vec!["--hold", "25h"], "24h"),
+        (vec!["--every", "soon"], "not a duration"),
+        (vec!["--devices", "0"], "1 to 1000000"),
+    ] {
+        let mut all = vec!["probe", "mqtt://127.0.0.1:9", "--fleet"];
+        if !args.contains(&"--devices") {
+            all.extend(["--devices", "3"]);
+        }
+        all.extend(args.iter().copied());
+        bin()
+            .args(&all)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(words));
+    }
+    bin()
+        .args([
+            "probe",
+            "http://127.0.0.1:9",
+            "--fleet",
+            "--devices",
+            "3",
+            "--product-key",
+            "p",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--count N"));
+}
+
+fn login(addr: std::net::SocketAddr, i: u32) -> (u8, Mqtt) {
+    let (cid, user, pass) = enos_login(
+        "pkf",
+        &format!("m{i}"),
+        "static",
+        &format!("Fleet-Device-Canary-{i}"),
+    );
+    Mqtt::connect(addr, &cid, &user, &pass)
+}
+
+#[test]
+fn past_max_connections_a_device_gets_connack_3_and_the_held_ones_keep_working() {
+    let serve = peers::enos_with(&registry(), Some(3));
+    let mut held: Vec<Mqtt> = (1..=3)
+        .map(|i| {
+            let (code, m) = login(serve.mqtt, i);
+            assert_eq!(code, 0, "device {i}");
+            m
+        })
+        .collect();
+    let (code, _) = login(serve.mqtt, 4);
+    assert_eq!(code, 3, "server unavailable past --max-connections");
+    let events = serve.events();
+    assert!(
+        events.contains("\"code\":3") && events.contains("--max-connections"),
+        "an event says why: {events}"
+    );
+    let reply = held[0].request(
+        "/sys/pkf/m1/thing/measurepoint/post",
+        br#"{"id":"7","version":"1.0","method":"thing.measurepoint.post","params":{"measurepoints":{"temp":1}}}"#,
+    );
+    assert_eq!(reply["code"], 200, "{reply}");
+    drop(held.pop());
+    // The slot comes back once the server sees the close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, _) = login(serve.mqtt, 5);
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_flood_of_silent_connections_does_not_lock_a_device_out() {
+    // 64 logins at most, so at most 16 connections wait for their CONNECT.
+    let serve = peers::enos_with(&registry(), Some(64));
+    let silent: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(serve.mqtt).expect("connects"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (code, _device) = login(serve.mqtt, 1);
+    assert_eq!(code, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the login took {:?}",
+        started.elapsed()
+    );
+    // Every silent one is closed: the oldest to make room, the rest after the shortened wait.
+    for mut s in silent {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut b = [0u8; 8];
+        match s.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a silent connection was not closed: {other:?}"),
+        }
+    }
+    assert!(serve.events().contains("closed before its CONNECT"));
+}
