@@ -21,12 +21,16 @@ use hdrhistogram::Histogram;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, Packet, PubAck, Publish, Subscribe};
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use rumqttc::{ConnectReturnCode, SubscribeFilter};
-use serde::{Deserialize, Serialize};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::load::{LoadReport, Percentiles};
+mod devices;
+mod report;
+pub use devices::{FleetDevice, devices_from_csv, devices_from_registry, duration, generated};
+use report::report;
+pub use report::{FleetPart, FleetReport, Tick};
+
 use super::{ErrorKind, Io, Login, Target};
-use crate::base::Secret;
 use crate::capabilities::Capabilities;
 
 /// The largest packet a device accepts from the server.
@@ -35,22 +39,6 @@ const MAX_PACKET: usize = 1 << 20;
 const MAX_IN_FLIGHT: usize = 64;
 /// The most seconds the timeline keeps (a day).
 const MAX_TICKS: usize = 86_400;
-
-/// One device of the fleet: its keys and the secret it logs in with.
-#[derive(Clone)]
-pub struct FleetDevice {
-    pub product_key: String,
-    pub device_key: String,
-    pub secret: Secret,
-    /// Securemode 3: the secret is the product's, and the device is activated by the login.
-    pub dynamic: bool,
-}
-
-impl std::fmt::Debug for FleetDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{} (secret hidden)", self.product_key, self.device_key)
-    }
-}
 
 /// What the fleet does.
 pub struct FleetOptions {
@@ -66,170 +54,6 @@ pub struct FleetOptions {
     /// The bound on each wait: the connection, the login, the answers after the hold.
     pub timeout: Duration,
     pub tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-/// A second of the run: how many devices were connected, and the counts so far.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Tick {
-    pub t_s: u64,
-    pub connected: u64,
-    pub offered: u64,
-    pub acked: u64,
-    pub answered: u64,
-}
-
-/// The fleet's own section of the report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FleetPart {
-    pub devices: u64,
-    pub every_s: f64,
-    pub hold_s: f64,
-    /// The most devices connected at once.
-    pub peak_connected: u64,
-    /// Devices that logged in and held until their hold ended.
-    pub held: u64,
-    pub login_failed: u64,
-    /// Posts sent, acknowledged (PUBACK) and answered (EnOS's reply, any code).
-    pub offered: u64,
-    pub acked: u64,
-    pub answered: u64,
-    pub offered_per_s: f64,
-    pub acked_per_s: f64,
-    pub answered_per_s: f64,
-    /// `acked / offered`: the share of what was offered that the server took.
-    pub delivered: f64,
-    /// CONNACK codes (`connack:0`, `connack:3`) and EnOS reply codes (`enos:200`).
-    pub codes: BTreeMap<String, u64>,
-    /// Connections that ended before their hold, by why.
-    pub disconnects: BTreeMap<String, u64>,
-    pub timeline: Vec<Tick>,
-}
-
-/// `probe --fleet -f json`: a load report (which `merge` reads) and the fleet's section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FleetReport {
-    #[serde(flatten)]
-    pub load: LoadReport,
-    pub fleet: FleetPart,
-}
-
-/// The devices of a CSV file: a header naming `product`, `key` and `secret` (the registry's
-/// field names; `product_key`, `device_key`, `device_secret` are read too), a row per
-/// device. A device with an empty secret and a `product_secret` column logs in with
-/// securemode 3 (dynamic activation).
-pub fn devices_from_csv(text: &str) -> Result<Vec<FleetDevice>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| format!("the CSV header: {e}"))?
-        .clone();
-    let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
-    let pk = col(&["product", "product_key", "productKey"]).ok_or("the CSV has no `product` column")?;
-    let dk = col(&["key", "device_key", "deviceKey"]).ok_or("the CSV has no `key` column")?;
-    let secret = col(&["secret", "device_secret", "deviceSecret"]);
-    let product_secret = col(&["product_secret", "productSecret"]);
-    let mut out = Vec::new();
-    for (i, row) in reader.records().enumerate() {
-        let line = i.saturating_add(2);
-        let row = row.map_err(|e| format!("CSV line {line}: {e}"))?;
-        let field = |c: Option<usize>| c.and_then(|c| row.get(c)).unwrap_or_default();
-        let (p, d) = (field(Some(pk)), field(Some(dk)));
-        if p.is_empty() || d.is_empty() {
-            return Err(format!("CSV line {line}: a device needs a product and a key"));
-        }
-        let (s, dynamic) = match (field(secret), field(product_secret)) {
-            (s, _) if !s.is_empty() => (s, false),
-            (_, ps) if !ps.is_empty() => (ps, true),
-            _ => {
-                return Err(format!(
-                    "CSV line {line} ({p}/{d}): no secret and no product_secret"
-                ));
-            }
-        };
-        out.push(FleetDevice {
-            product_key: p.to_string(),
-            device_key: d.to_string(),
-            secret: Secret::new(s.to_string()),
-            dynamic,
-        });
-    }
-    Ok(out)
-}
-
-/// The devices of a registry (serve's TOML): each with its device secret, or with its
-/// product's secret (securemode 3) when it has none yet.
-pub fn devices_from_registry(registry: &crate::registry::Registry) -> Result<Vec<FleetDevice>, String> {
-    registry
-        .devices
-        .iter()
-        .map(|d| {
-            if let Some(s) = &d.secret {
-                return Ok(FleetDevice {
-                    product_key: d.product.clone(),
-                    device_key: d.key.clone(),
-                    secret: s.clone(),
-                    dynamic: false,
-                });
-            }
-            let ps = registry
-                .products
-                .iter()
-                .find(|p| p.key == d.product)
-                .and_then(|p| p.secret.clone())
-                .ok_or_else(|| {
-                    format!(
-                        "device {}/{} has no secret and its product none for dynamic activation",
-                        d.product, d.key
-                    )
-                })?;
-            Ok(FleetDevice {
-                product_key: d.product.clone(),
-                device_key: d.key.clone(),
-                secret: ps,
-                dynamic: true,
-            })
-        })
-        .collect()
-}
-
-/// `--devices N`: keys `{prefix}-{i}` (1 to N) under one product, each activated by its login
-/// with the product secret (securemode 3).
-pub fn generated(product_key: &str, prefix: &str, product_secret: &Secret, n: u64) -> Vec<FleetDevice> {
-    (1..=n)
-        .map(|i| FleetDevice {
-            product_key: product_key.to_string(),
-            device_key: format!("{prefix}-{i}"),
-            secret: product_secret.clone(),
-            dynamic: true,
-        })
-        .collect()
-}
-
-/// Parse `--every`/`--hold`: `250ms`, `2s`, `5m`, `1h`, or seconds without a unit.
-pub fn duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: use 250ms, 2s, 5m or 1h"))?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("`{other}` is not a unit: use ms, s, m or h")),
-    };
-    let secs = n * scale;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{text}` is not a duration of zero or more"));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
 }
 
 /// Counts every device adds to, read by the timeline each second.
@@ -356,78 +180,6 @@ fn tick_now(s: &Shared) -> Tick {
         offered: c.offered.load(Ordering::Relaxed),
         acked: c.acked.load(Ordering::Relaxed),
         answered: c.answered.load(Ordering::Relaxed),
-    }
-}
-
-fn per_s(n: u64, secs: f64) -> f64 {
-    if secs > 0.0 {
-        (n as f64 / secs * 10.0).round() / 10.0
-    } else {
-        0.0
-    }
-}
-
-fn report(s: &Shared, devices: u64, timeline: Vec<Tick>) -> FleetReport {
-    let elapsed = s.started.elapsed().as_secs_f64();
-    let c = &s.counts;
-    let (offered, acked, answered) = (
-        c.offered.load(Ordering::Relaxed),
-        c.acked.load(Ordering::Relaxed),
-        c.answered.load(Ordering::Relaxed),
-    );
-    let held = c.held.load(Ordering::Relaxed);
-    let tally = s
-        .tally
-        .lock()
-        .map(|mut t| std::mem::take(&mut *t))
-        .unwrap_or_default();
-    let stages: BTreeMap<String, Percentiles> = tally
-        .histograms
-        .iter()
-        .map(|(name, h)| (name.to_string(), super::load::percentiles(h)))
-        .collect();
-    // The posting span: the hold (after the ramp), not the ramp or the wait for answers.
-    let span = s.opts.hold.as_secs_f64().max(f64::MIN_POSITIVE);
-    let ok = held == devices && tally.errors.is_empty() && acked == offered;
-    FleetReport {
-        load: LoadReport {
-            ok,
-            protocol: s.target.protocol.clone(),
-            target: s.target.url(),
-            count: devices,
-            concurrency: devices,
-            succeeded: held,
-            failed: devices.saturating_sub(held),
-            errors: tally.errors,
-            elapsed_s: (elapsed * 1000.0).round() / 1000.0,
-            rate_per_s: per_s(acked, span),
-            stages,
-            examples: tally.examples,
-            merged_from: None,
-            needs: BTreeMap::new(),
-        },
-        fleet: FleetPart {
-            devices,
-            every_s: s.opts.every.as_secs_f64(),
-            hold_s: s.opts.hold.as_secs_f64(),
-            peak_connected: c.peak.load(Ordering::Relaxed),
-            held,
-            login_failed: c.login_failed.load(Ordering::Relaxed),
-            offered,
-            acked,
-            answered,
-            offered_per_s: per_s(offered, span),
-            acked_per_s: per_s(acked, span),
-            answered_per_s: per_s(answered, span),
-            delivered: if offered == 0 {
-                1.0
-            } else {
-                ((acked as f64 / offered as f64) * 10_000.0).round() / 10_000.0
-            },
-            codes: tally.codes,
-            disconnects: tally.disconnects,
-            timeline,
-        },
     }
 }
 
