@@ -51,6 +51,8 @@ impl Needs<'_> {
 }
 
 impl crate::probe::needs::Transport for Needs<'_> {
+    const PROTOCOL: &'static str = "CoAP";
+
     async fn request(
         &mut self,
         topic: &str,
@@ -101,19 +103,6 @@ impl crate::probe::needs::Transport for Needs<'_> {
         Err(Failure::new(
             ErrorKind::Protocol,
             "waiting for a command over CoAP (option 2100, then GET) is not implemented: use --await-command over MQTT",
-        ))
-    }
-
-    async fn upload(
-        &mut self,
-        _topic: &str,
-        _message: &crate::enos::Request,
-        _file: (&str, &[u8]),
-        _rec: &mut Recorder,
-    ) -> Result<(), Failure> {
-        Err(crate::probe::needs::no_exchange(
-            "CoAP",
-            "files go over HTTP's multipart path",
         ))
     }
 }

@@ -518,6 +518,8 @@ impl Needs<'_> {
 }
 
 impl super::needs::Transport for Needs<'_> {
+    const PROTOCOL: &'static str = "HTTP";
+
     async fn request(
         &mut self,
         topic: &str,

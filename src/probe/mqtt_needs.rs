@@ -23,6 +23,8 @@ fn filter_matches(filter: &str, topic: &str) -> bool {
 }
 
 impl crate::probe::needs::Transport for Conn {
+    const PROTOCOL: &'static str = "MQTT";
+
     async fn request(
         &mut self,
         topic: &str,
@@ -122,19 +124,6 @@ impl crate::probe::needs::Transport for Conn {
                 "no command arrived in the --await-command time",
             )),
         }
-    }
-
-    async fn upload(
-        &mut self,
-        _topic: &str,
-        _message: &crate::enos::Request,
-        _file: (&str, &[u8]),
-        _rec: &mut Recorder,
-    ) -> Result<(), Failure> {
-        Err(crate::probe::needs::no_exchange(
-            "MQTT",
-            "files go over HTTP's multipart path",
-        ))
     }
 }
 

@@ -108,6 +108,8 @@ pub struct NeedReport {
 /// What a protocol's connection, logged in, can do for a need.
 #[allow(async_fn_in_trait)]
 pub trait Transport {
+    /// The protocol's name, for messages.
+    const PROTOCOL: &'static str;
     /// A JSON request on `topic` and EnOS's reply to it (matched by id where the protocol can).
     async fn request(&mut self, topic: &str, request: &Request, rec: &mut Recorder) -> Result<(), Failure>;
     /// Raw bytes on `topic` (`thing/model/up_raw`) and the raw reply.
@@ -121,14 +123,16 @@ pub trait Transport {
         until: Instant,
         rec: &mut Recorder,
     ) -> Result<(), Failure>;
-    /// A multipart post of one file for a file-type measure point.
+    /// A multipart post of one file for a file-type measure point: only HTTP has one.
     async fn upload(
         &mut self,
-        topic: &str,
-        message: &Request,
-        file: (&str, &[u8]),
-        rec: &mut Recorder,
-    ) -> Result<(), Failure>;
+        _topic: &str,
+        _message: &Request,
+        _file: (&str, &[u8]),
+        _rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        Err(no_exchange(Self::PROTOCOL, "files go over HTTP's multipart path"))
+    }
 }
 
 /// The failure of an exchange the protocol has no way to carry: measured as refused.

@@ -44,23 +44,38 @@ pub async fn accept(listener: tokio::net::TcpListener, ep: Arc<Endpoint>, shutdo
                     let ep = ep.clone();
                     async move { Ok::<_, std::convert::Infallible>(route(&ep, req).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(tcp), service);
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    () = super::stopped(shutdown) => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
-                    }
-                }
+                serve_connection(tcp, service, shutdown).await;
             }
         },
     )
     .await;
+}
+
+/// One HTTP/1.1 connection, bounded (10 s for a request head, 64 KiB of buffer), until it ends
+/// or serve stops: then it gets a second to finish. The device API and the console share it.
+pub(super) async fn serve_connection<S, B>(
+    tcp: tokio::net::TcpStream,
+    service: S,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(tcp), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = super::stopped(shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
 }
 
 pub(super) fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
