@@ -11,6 +11,10 @@
 //!
 //! Safe against production by default: without a value the user names, a check only reads
 //! (queries, subscriptions, `getversion`).
+//!
+//! Why over 600 lines: every feature's exchange in one module, over one `Transport` per
+//! protocol, is the design (a new feature row needs no code elsewhere); the tests are apart, in
+//! `needs_tests.rs`.
 
 use std::time::{Duration, Instant};
 
