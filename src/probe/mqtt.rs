@@ -234,14 +234,15 @@ impl Conn {
         }
     }
 
-    /// Publish an EnOS request at QoS 1 on `topic` and wait for the reply with its id on
-    /// `topic_reply` (subscribed to first). Replies to other requests are ignored.
-    async fn request(
+    /// Subscribe to `topic`'s reply topic and publish `payload` on `topic` at QoS 1: the reply
+    /// topic and the SUBSCRIBE's packet id, for the SUBACK. SUBSCRIBE and the message leave
+    /// together: a broker handles a connection's packets in order, so the subscription holds
+    /// before the message is read, and the probe does not wait a round trip for the SUBACK.
+    pub(super) async fn publish_for_reply(
         &mut self,
         topic: &str,
-        request: &crate::enos::Request,
-        rec: &mut Recorder,
-    ) -> Result<(), Failure> {
+        payload: Vec<u8>,
+    ) -> Result<(String, u16), Failure> {
         let reply_topic = crate::enos::reply_topic(topic);
         let sub_pkid = self.pkid();
         let subscribe = Subscribe {
@@ -251,13 +252,22 @@ impl Conn {
                 QoS::AtLeastOnce,
             )],
         };
-        let mut publish = Publish::new(topic.to_string(), QoS::AtLeastOnce, request.to_bytes());
+        let mut publish = Publish::new(topic.to_string(), QoS::AtLeastOnce, payload);
         publish.pkid = self.pkid();
-        // SUBSCRIBE and the request leave together: a broker handles a connection's packets
-        // in order, so the subscription holds before the request is read, and the probe does
-        // not wait a round trip for the SUBACK first.
         self.send_all([Packet::Subscribe(subscribe), Packet::Publish(publish)])
             .await?;
+        Ok((reply_topic, sub_pkid))
+    }
+
+    /// Publish an EnOS request at QoS 1 on `topic` and wait for the reply with its id on
+    /// `topic_reply` (subscribed to first). Replies to other requests are ignored.
+    async fn request(
+        &mut self,
+        topic: &str,
+        request: &crate::enos::Request,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let (reply_topic, sub_pkid) = self.publish_for_reply(topic, request.to_bytes()).await?;
         rec.note(&format!("{} {} sent on {topic}", request.method, request.id));
         loop {
             match self.next("EnOS's reply").await? {

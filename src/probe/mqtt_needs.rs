@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{Packet, Publish, Subscribe};
+use rumqttc::mqttbytes::v4::{Packet, Publish};
 
 use super::{Conn, granted};
 use crate::probe::{ErrorKind, Failure, Recorder};
@@ -35,19 +35,7 @@ impl crate::probe::needs::Transport for Conn {
     }
 
     async fn raw(&mut self, topic: &str, bytes: &[u8], rec: &mut Recorder) -> Result<(), Failure> {
-        let reply_topic = crate::enos::reply_topic(topic);
-        let sub_pkid = self.pkid();
-        let subscribe = Subscribe {
-            pkid: sub_pkid,
-            filters: vec![rumqttc::SubscribeFilter::new(
-                reply_topic.clone(),
-                QoS::AtLeastOnce,
-            )],
-        };
-        let mut publish = Publish::new(topic.to_string(), QoS::AtLeastOnce, bytes.to_vec());
-        publish.pkid = self.pkid();
-        self.send_all([Packet::Subscribe(subscribe), Packet::Publish(publish)])
-            .await?;
+        let (reply_topic, sub_pkid) = self.publish_for_reply(topic, bytes.to_vec()).await?;
         rec.note(&format!("{} raw bytes sent on {topic}", bytes.len()));
         loop {
             match self.next("the raw reply").await? {
