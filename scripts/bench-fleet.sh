@@ -69,7 +69,7 @@ PY
 echo "N=$n every=$every hold=$hold rate=$rate; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %8s %8s %9s %8s %8s %12s %9s %9s\n' server "KB/conn" "us/msg" delivered "p99 ms" "probe us" connected "offered/s" "acked/s"
 p=$(port)
-"$serve_bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$p" --http off --coap off \
+"$serve_bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$p" --http off --coap off --console off \
   --connack-delay-ms 0 --quiet > /dev/null 2>&1 & spid=$!; pids+=($spid)
 run_fleet serve "$spid" "$p"
 kill "$spid"
@@ -82,7 +82,7 @@ kill "$mpid"
 # The yardstick: a plain Python asyncio client, the same fleet against a fresh serve.
 if [ -n "${SKIP_PY:-}" ]; then exit 0; fi
 p=$(port)
-"$serve_bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$p" --http off --coap off \
+"$serve_bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$p" --http off --coap off --console off \
   --connack-delay-ms 0 --quiet > /dev/null 2>&1 & spid=$!; pids+=($spid)
 sleep 1
 timed "$dir/py.cpu" python3 scripts/fleet_asyncio.py 127.0.0.1 "$p" PkFleet "$n" "$(secs "$every")" "$(secs "$hold")" "$rate" > "$dir/py.json"
