@@ -123,16 +123,19 @@ const BROKER_VAR: &str = "ENOS_CONNECT_TEST_ROUNDS_BROKER";
 #[test]
 fn rounds_of_load_leave_no_file_descriptor_or_memory_growth() {
     let broker = peers::broker(&[]);
+    in_a_process_of_its_own(
+        "load::load_rounds_in_this_process",
+        (BROKER_VAR, &broker.to_string()),
+    );
+}
+
+/// Run the ignored test `name` alone in this test binary started again, with `var` set: it
+/// must pass, and it must have run.
+fn in_a_process_of_its_own(name: &str, (var, value): (&str, &str)) {
     let exe = std::env::current_exe().expect("the test binary");
     let out = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "load::load_rounds_in_this_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(BROKER_VAR, broker.to_string())
+        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(var, value)
         .output()
         .expect("runs the rounds");
     let text = format!(
@@ -345,25 +348,7 @@ const FLEET: usize = 300;
 /// file descriptors it held before and about the memory. In a process of its own, as above.
 #[test]
 fn a_held_fleet_then_all_gone_returns_the_file_descriptors_and_the_memory() {
-    let exe = std::env::current_exe().expect("the test binary");
-    let out = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "load::fleet_rounds_in_this_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(FLEET_VAR, "1")
-        .output()
-        .expect("runs the rounds");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "the rounds ran: {text}");
+    in_a_process_of_its_own("load::fleet_rounds_in_this_process", (FLEET_VAR, "1"));
 }
 
 #[test]
