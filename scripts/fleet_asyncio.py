@@ -62,10 +62,13 @@ async def read_packet(reader):
 stats = {"connected": 0, "failed": 0, "offered": 0, "acked": 0, "answered": 0, "held": 0}
 
 
-async def device(host, port, pk, dk, secret, every, hold, start):
+async def device(host, port, pk, dk, secret, every, hold, start, i):
     await asyncio.sleep(max(0.0, start - time.monotonic()))
+    # As probe --fleet does against a loopback server: 16 local addresses, so the kernel's
+    # search for a free local port stays short.
+    local = (f"127.0.0.{i % 16 + 1}", 0) if host.startswith("127.") else None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=local), 10)
         writer.write(connect(pk, dk, secret, int(time.time() * 1000)))
         first, body = await asyncio.wait_for(read_packet(reader), 10)
         if first >> 4 != 2 or body[1] != 0:
@@ -136,7 +139,7 @@ async def main():
     t0 = time.monotonic()
     await asyncio.gather(
         *(
-            device(host, port, pk, f"fleet-{i}", secret, every, hold, t0 + (i / rate if rate else 0))
+            device(host, port, pk, f"fleet-{i}", secret, every, hold, t0 + (i / rate if rate else 0), i)
             for i in range(1, n + 1)
         ),
         return_exceptions=True,

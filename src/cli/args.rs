@@ -325,6 +325,17 @@ pub struct ProbeArgs {
     /// With --fleet: how long each device holds its connection after its login, 0 to 24h
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = fleet_hold, env = "ENOS_CONNECT_HOLD")]
     pub hold: std::time::Duration,
+    /// With --fleet: connect from these local addresses, device i from the (i mod n)-th; one
+    /// address reaches a server port from at most ~28,000 ports (the kernel's ephemeral range).
+    /// Default for a 127.x.x.x target: 127.0.0.1 to 127.0.0.16
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "fleet",
+        value_delimiter = ',',
+        env = "ENOS_CONNECT_SOURCE"
+    )]
+    pub source: Vec<std::net::IpAddr>,
     /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
     #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
     pub psk_identity: Option<String>,

@@ -59,6 +59,7 @@ pub fn run(
         measurepoints: args.measurepoints.iter().cloned().collect(),
         timeout,
         tls,
+        sources: args.source.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

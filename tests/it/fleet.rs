@@ -25,6 +25,13 @@ fn registry() -> String {
     r
 }
 
+/// The address of an event's `peer` (`127.0.0.5:40000` gives `127.0.0.5`).
+fn peer_ip(line: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).expect("an event is JSON");
+    let peer = v["peer"].as_str().expect("a login event names its peer");
+    peer.rsplit_once(':').map_or(peer, |(ip, _)| ip).to_string()
+}
+
 fn assert_counts_exact(v: &serde_json::Value, devices: u64) {
     let f = &v["fleet"];
     assert_eq!(f["devices"], devices, "{v:#}");
@@ -84,21 +91,49 @@ fn a_fleet_holds_its_devices_and_every_post_is_answered() {
     assert!(!text.contains("Canary"), "a secret was printed: {text}");
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert_counts_exact(&json_of(&out.stdout), 20);
-    let logins = serve.events().matches("\"event\":\"login\"").count();
-    assert_eq!(logins, 20, "one login per device");
+    let events = serve.events();
+    let logins: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains("\"event\":\"login\""))
+        .collect();
+    assert_eq!(logins.len(), 20, "one login per device");
+    // Against a loopback server the devices connect from 16 addresses of 127.0.0.0/8, so the
+    // kernel's search for a free local port stays short at fleet sizes.
+    let sources: std::collections::BTreeSet<String> = logins.iter().map(|l| peer_ip(l)).collect();
+    assert_eq!(sources.len(), 16, "{sources:?}");
 
     // Generated devices under one product activate with their login (securemode 3).
     let v = json_of(
         &bin()
             .args(["probe", &url, "--fleet", "--devices", "5", "--product-key", "pkf"])
             .args([
-                "-m", "temp=1", "--every", "200ms", "--hold", "1s", "--rate", "50", "-f", "json",
+                "-m",
+                "temp=1",
+                "--every",
+                "200ms",
+                "--hold",
+                "1s",
+                "--rate",
+                "50",
+                "--source",
+                "127.0.0.9",
+                "-f",
+                "json",
             ])
             .env("ENOS_PRODUCT_SECRET", "Fleet-Product-Canary")
             .ok_stdout(),
     );
     assert_counts_exact(&v, 5);
     assert_eq!(v["fleet"]["codes"]["activated"], 5, "{v:#}");
+    // `--source` names the local addresses.
+    let activated: Vec<String> = serve
+        .events()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"login\"") && l.contains("fleet-"))
+        .map(peer_ip)
+        .collect();
+    assert_eq!(activated.len(), 5);
+    assert!(activated.iter().all(|ip| ip == "127.0.0.9"), "{activated:?}");
 
     // The fleet's report is a load report: merge joins two of them.
     let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));

@@ -386,6 +386,7 @@ fn fleet_rounds_in_this_process() {
             measurepoints: [("temp".to_string(), serde_json::json!(1))].into_iter().collect(),
             timeout: std::time::Duration::from_secs(10),
             tls: None,
+            sources: Vec::new(),
         };
         let report = rt.block_on(run(caps, target.clone(), serve.mqtt, opts, &|_, _| {}));
         assert_eq!(report.fleet.held, FLEET as u64, "{:?}", report.fleet);

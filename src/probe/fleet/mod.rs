@@ -11,7 +11,7 @@
 //! measures; the CLI refuses `--fleet` on those schemes and says so.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +37,8 @@ use crate::capabilities::Capabilities;
 const MAX_PACKET: usize = 1 << 20;
 /// Posts a device keeps track of while their answers are due; older ones count as unanswered.
 const MAX_IN_FLIGHT: usize = 64;
+/// How long a device that sent DISCONNECT waits for the server to close the connection.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// The most seconds the timeline keeps (a day).
 const MAX_TICKS: usize = 86_400;
 
@@ -54,7 +56,18 @@ pub struct FleetOptions {
     /// The bound on each wait: the connection, the login, the answers after the hold.
     pub timeout: Duration,
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The local addresses devices connect from, round robin; empty: the default, which for
+    /// an IPv4 loopback target is [`LOOPBACK_SOURCES`] addresses of 127.0.0.0/8.
+    pub sources: Vec<IpAddr>,
 }
+
+/// How many loopback addresses a fleet against 127.x.x.x spreads its connections over. The
+/// kernel picks a connection's local port by searching the ports already used towards that
+/// server, and with ten thousand of them in use from one address a `connect()` took
+/// milliseconds, stalling every device of the probe's one thread for up to a second (measured:
+/// `__inet_check_established` at the top of the profile). Sixteen addresses keep each one's
+/// ports sparse.
+const LOOPBACK_SOURCES: u8 = 16;
 
 /// Counts every device adds to, read by the timeline each second.
 #[derive(Default)]
@@ -111,6 +124,11 @@ struct Shared {
     counts: Counts,
     tally: Mutex<Tally>,
     started: Instant,
+    /// The local addresses to connect from (empty: the system's choice).
+    sources: Vec<IpAddr>,
+    /// Set when binding the default loopback sources failed once (a system with only
+    /// 127.0.0.1): from then on the system chooses.
+    no_default_sources: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -131,14 +149,23 @@ pub async fn run(
     progress: &(dyn Fn(&Tick, u64) + Sync),
 ) -> FleetReport {
     let devices = u64::try_from(opts.devices.len()).unwrap_or(u64::MAX);
+    let sources = match addr.ip() {
+        _ if !opts.sources.is_empty() => opts.sources.clone(),
+        IpAddr::V4(ip) if ip.is_loopback() && opts.devices.len() > 1 => (1..=LOOPBACK_SOURCES)
+            .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+            .collect(),
+        _ => Vec::new(),
+    };
     let shared = Arc::new(Shared {
         caps,
         target,
         addr,
+        no_default_sources: (opts.sources.is_empty() && sources.is_empty()).into(),
         opts,
         counts: Counts::default(),
         tally: Mutex::default(),
         started: Instant::now(),
+        sources,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..shared.opts.devices.len() {
@@ -249,8 +276,39 @@ fn start_of(s: &Shared, i: usize) -> Instant {
         .unwrap_or(s.started)
 }
 
-async fn connect(s: &Shared) -> Result<Box<dyn Io>, (ErrorKind, String)> {
-    let tcp = tokio::time::timeout(s.opts.timeout, tokio::net::TcpStream::connect(s.addr))
+/// A socket for device `i`, bound to its local address when the fleet has several.
+fn socket(s: &Shared, i: usize) -> Result<tokio::net::TcpSocket, (ErrorKind, String)> {
+    let new = || {
+        if s.addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(|e| (ErrorKind::Io, format!("cannot open a socket: {e}")))
+    };
+    let socket = new()?;
+    let defaults = s.opts.sources.is_empty();
+    if s.sources.is_empty() || defaults && s.no_default_sources.load(Ordering::Relaxed) {
+        return Ok(socket);
+    }
+    let Some(ip) = s.sources.get(i % s.sources.len()) else {
+        return Ok(socket);
+    };
+    match socket.bind(SocketAddr::new(*ip, 0)) {
+        Ok(()) => Ok(socket),
+        // The default loopback addresses are a convenience: where only 127.0.0.1 exists, the
+        // system chooses, for this device and every later one.
+        Err(_) if defaults => {
+            s.no_default_sources.store(true, Ordering::Relaxed);
+            new()
+        }
+        Err(e) => Err((ErrorKind::Io, format!("--source {ip}: {e}"))),
+    }
+}
+
+async fn connect(s: &Shared, i: usize) -> Result<Box<dyn Io>, (ErrorKind, String)> {
+    let socket = socket(s, i)?;
+    let tcp = tokio::time::timeout(s.opts.timeout, socket.connect(s.addr))
         .await
         .map_err(|_| {
             (
@@ -309,7 +367,7 @@ async fn device(s: &Shared, i: usize) {
     let Some(d) = s.opts.devices.get(i) else { return };
     tokio::time::sleep_until(start_of(s, i).into()).await;
     let t0 = Instant::now();
-    let io = match connect(s).await {
+    let io = match connect(s, i).await {
         Ok(io) => io,
         Err((kind, why)) => {
             s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
@@ -391,7 +449,11 @@ async fn device(s: &Shared, i: usize) {
             s.counts.held.fetch_add(1, Ordering::Relaxed);
             w.queue(Packet::Disconnect);
             let _ = w.flush(s.opts.timeout).await;
-            let _ = tokio::time::timeout(s.opts.timeout, w.io.shutdown()).await;
+            // The server closes after a DISCONNECT: waiting for that (bounded) leaves the
+            // closed connection's TIME_WAIT on the server's side, so a fleet run right after
+            // another finds the local ports free.
+            let drain = async { while let Got::Packet(_) = w.next().await {} };
+            let _ = tokio::time::timeout(CLOSE_WAIT.min(s.opts.timeout), drain).await;
         }
         Some(why) => s.tally(|t| {
             Tally::count(&mut t.disconnects, why.clone());
