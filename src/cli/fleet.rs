@@ -86,13 +86,15 @@ pub fn run(
         }
         Ok::<FleetReport, Error>(report)
     })?;
-    let text = match args.format.format {
-        Format::Json => crate::render::json::to_string(&report),
-        _ => format!(
-            "{}{}",
-            ctx.renderer(args.format.format).load(&report.load),
-            summary(&report)
-        ),
+    print(ctx, args.format.format, &report)
+}
+
+/// Print a fleet's report (its own or one `merge` joined) and its exit code: a load's table and
+/// the fleet's summary, or the JSON of both.
+pub fn print(ctx: &Context, format: Format, report: &FleetReport) -> Result<ExitCode> {
+    let text = match format {
+        Format::Json => crate::render::json::to_string(report),
+        _ => format!("{}{}", ctx.renderer(format).load(&report.load), summary(report)),
     };
     emit(&text)?;
     Ok(super::probe::load_exit(&report.load))

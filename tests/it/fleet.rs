@@ -152,6 +152,38 @@ fn a_fleet_holds_its_devices_and_every_post_is_answered() {
         m["stages"]["reply"]["count"],
         v["stages"]["reply"]["count"].as_u64().map(|n| n * 2).expect("n")
     );
+    // ... and their fleet sections: counts, codes and the timeline second by second.
+    let twice = |key: &str| v["fleet"][key].as_u64().map(|n| n * 2).expect("a count");
+    for key in ["devices", "held", "offered", "acked", "answered"] {
+        assert_eq!(m["fleet"][key], twice(key), "{key}: {m:#}");
+    }
+    assert_eq!(m["fleet"]["codes"]["activated"], 10, "{m:#}");
+    assert_eq!(m["fleet"]["delivered"], 1.0, "{m:#}");
+    let peak = v["fleet"]["timeline"]
+        .as_array()
+        .and_then(|t| t.iter().filter_map(|t| t["connected"].as_u64()).max())
+        .expect("a timeline");
+    assert_eq!(m["fleet"]["peak_connected"], (peak * 2).max(5), "{m:#}");
+    let last = m["fleet"]["timeline"]
+        .as_array()
+        .and_then(|t| t.last())
+        .expect("a timeline");
+    assert_eq!(last["answered"], twice("answered"), "{m:#}");
+    let table = String::from_utf8_lossy(&bin().arg("merge").arg(&a).arg(&b).ok_stdout()).to_string();
+    assert!(table.contains("fleet: 10 devices"), "{table}");
+
+    // A fleet's report and a load's do not merge: the fleet's counts would be half the story.
+    let load = dir.path().join("load.json");
+    let mut plain = v.clone();
+    plain.as_object_mut().expect("an object").remove("fleet");
+    std::fs::write(&load, plain.to_string()).expect("load");
+    bin()
+        .arg("merge")
+        .arg(&a)
+        .arg(&load)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("merge fleets with fleets"));
 }
 
 #[test]

@@ -28,7 +28,7 @@ mod devices;
 mod report;
 pub use devices::{FleetDevice, devices_from_csv, devices_from_registry, duration, generated};
 use report::report;
-pub use report::{FleetPart, FleetReport, Tick};
+pub use report::{FleetPart, FleetReport, Tick, merge_parts, parse_parts};
 
 use super::{ErrorKind, Io, Login, Target};
 use crate::capabilities::Capabilities;
