@@ -477,6 +477,16 @@ impl Login {
         }
     }
 
+    /// The same login with the same secret, signed as a securemode-2 login: what a device
+    /// trying dynamic activation sends over a protocol whose recipe has no securemode 3.
+    pub fn signed_as_static(&self) -> Login {
+        let mut l = self.clone();
+        if let Login::Enos { mode, .. } = &mut l {
+            *mode = "static".into();
+        }
+        l
+    }
+
     /// The same EnOS device, logging in with securemode 2 and `secret` (after activation).
     pub fn with_device_secret(&self, secret: Secret) -> Login {
         match self {

@@ -5,6 +5,13 @@
 //! `pk,dk,securemode,lifetime` says who it is. `POST /topic/sys/...` is answered 2.04 with the
 //! same reply JSON as MQTT; errors are 4.00, 4.01, 4.03, 4.04 and 4.05. A retransmitted request
 //! gets the answer it already got (RFC 7252 4.5), not a second one.
+//!
+//! Dynamic activation: a DTLS session whose PSK identity is `pk,dk,3,lifetime` (keyed from the
+//! product secret) may `GET /topic/ext/session/{pk}/{dk}/thing/activate/info`, answered 2.05
+//! with the activation payload MQTT pushes (`params {productKey, deviceKey, deviceSecret}`).
+//! Assumed: EnOS documents no reply to it over CoAP, so the answer itself confirms the secret
+//! (a retransmitted GET gets the same answer again, RFC 7252 4.5); from then on mode 3 is
+//! refused and mode 2 with the new secret logs in, as after MQTT's activation.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,7 +26,14 @@ use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_util::conn::{Conn, Listener};
 
 use super::{Answer, BindError, Endpoint, Event, Identity};
-use crate::enos;
+use crate::enos::{self, Request};
+
+/// Who a DTLS session authenticated, and whether it logged in to be activated (securemode 3).
+#[derive(Debug, Clone)]
+pub struct Dtls {
+    pub id: Identity,
+    pub activating: bool,
+}
 
 /// How many answered (peer, message id) pairs are remembered for retransmissions.
 const REMEMBERED: usize = 4096;
@@ -157,13 +171,21 @@ async fn dtls_session(
         let _ = dtls.close().await;
         return;
     };
-    ep.emit(
-        Event::new("login", "coaps")
-            .device(&id)
-            .peer(peer)
-            .code(enos::SUCCESS),
-    );
+    // `psk_for` gave a key, so the identity's third field is the mode it checked: 2 or 3.
+    let activating = identity.split(|b| *b == b',').nth(2) == Some(b"3".as_slice());
+    let mut login = Event::new("login", "coaps")
+        .device(&id)
+        .peer(peer)
+        .code(enos::SUCCESS);
+    if activating {
+        login = login.message("securemode 3: activating");
+    }
+    ep.emit(login);
     ep.twin.connected(&id, "coaps", None);
+    let session = Dtls {
+        id: id.clone(),
+        activating,
+    };
     let mut buf = vec![0u8; 65536];
     let mut answered = Answered::default();
     loop {
@@ -177,7 +199,7 @@ async fn dtls_session(
                     let _ = dtls.write(again, None).await;
                     continue;
                 }
-                if let Some(answer) = datagram(ep, peer, bytes, Some(&id)) {
+                if let Some(answer) = datagram(ep, peer, bytes, Some(&session)) {
                     ep.recorded().await;
                     let _ = dtls.write(&answer, None).await;
                     if let Some(k) = key {
@@ -194,7 +216,7 @@ async fn dtls_session(
 
 /// The answer to one datagram, if it gets one. `dtls` is the device a DTLS session
 /// authenticated; without DTLS the peer's address is looked up.
-pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Identity>) -> Option<Vec<u8>> {
+pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtls>) -> Option<Vec<u8>> {
     let req = Packet::from_bytes(bytes).ok()?;
     let kind = req.header.get_type();
     if !matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable) {
@@ -227,11 +249,15 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Ide
             auth(ep, peer, &path[1..], &req.payload)
         }
         (MessageClass::Request(RequestType::Post), Some("topic")) => {
-            topic(ep, peer, &path[1..], &req.payload, dtls)
+            topic(ep, peer, &path[1..], &req.payload, dtls.map(|d| &d.id))
         }
-        (MessageClass::Request(_), Some("auth" | "topic")) => {
-            (ResponseType::MethodNotAllowed, json!({"message": "use POST"}))
+        (MessageClass::Request(RequestType::Get), Some("topic")) if is_activation(&path[1..]) => {
+            activate(ep, peer, &path[1..], dtls)
         }
+        (MessageClass::Request(_), Some("auth" | "topic")) => (
+            ResponseType::MethodNotAllowed,
+            json!({"message": "use POST (GET only for /topic/ext/session/{pk}/{dk}/thing/activate/info)"}),
+        ),
         _ => (
             ResponseType::NotFound,
             json!({"message": "the device API is /auth and /topic"}),
@@ -364,4 +390,89 @@ fn topic(
             json!({"message": "not an EnOS upstream topic"}),
         ),
     }
+}
+
+/// Whether `rest` (the path after `/topic`) is `ext/session/{pk}/{dk}/thing/activate/info`.
+fn is_activation(rest: &[String]) -> bool {
+    matches!(rest, [ext, session, _, _, thing, activate, info]
+        if ext == "ext" && session == "session" && thing == "thing" && activate == "activate" && info == "info")
+}
+
+/// `GET /topic/ext/session/{pk}/{dk}/thing/activate/info` in a securemode-3 DTLS session: a
+/// fresh device secret, answered 2.05 in the payload MQTT's activation pushes, and confirmed.
+fn activate(ep: &Endpoint, peer: SocketAddr, rest: &[String], dtls: Option<&Dtls>) -> (ResponseType, Value) {
+    let topic = format!("/{}", rest.join("/"));
+    let protocol = if dtls.is_some() { "coaps" } else { "coap" };
+    let denied = |status: ResponseType, id: Option<&Identity>, why: &str| {
+        let mut e = Event::new("denied", protocol)
+            .topic(&topic)
+            .peer(peer)
+            .code(enos::NO_PERMISSION)
+            .message(why);
+        if let Some(id) = id {
+            e = e.device(id);
+        }
+        ep.emit(e);
+        (status, json!({"code": enos::NO_PERMISSION, "message": why}))
+    };
+    let Some(session) = dtls else {
+        return denied(
+            ResponseType::Unauthorized,
+            None,
+            "activation needs a DTLS session with the PSK identity pk,dk,3,lifetime (the product secret's key)",
+        );
+    };
+    let id = &session.id;
+    if !session.activating {
+        return denied(
+            ResponseType::Forbidden,
+            Some(id),
+            "this DTLS session is securemode 2: the device is activated already",
+        );
+    }
+    if !enos::owns(&topic, &id.product_key, &id.device_key) {
+        return denied(
+            ResponseType::Forbidden,
+            Some(id),
+            "activation of another device than the DTLS session's",
+        );
+    }
+    if ep.is_activated(id) {
+        return denied(
+            ResponseType::Forbidden,
+            Some(id),
+            "the device is already activated: log in with securemode 2 and the device secret",
+        );
+    }
+    let Some(secret) = ep.issue_secret(id) else {
+        return (
+            ResponseType::InternalServerError,
+            json!({"code": 500, "message": "no secret can be issued: the system's random source failed"}),
+        );
+    };
+    let payload = Request::new(
+        enos::new_id(),
+        enos::ACTIVATE_INFO,
+        json!({
+            "productKey": id.product_key,
+            "deviceKey": id.device_key,
+            "deviceSecret": secret.expose_for_login(),
+        }),
+    );
+    drop(secret);
+    // No reply is documented over CoAP: the answer confirms (see the module's comment).
+    if ep.confirm_activation(id) {
+        ep.emit(
+            Event::new("activated", protocol)
+                .device(id)
+                .topic(&topic)
+                .peer(peer)
+                .code(enos::SUCCESS)
+                .message("the device secret was answered to its GET (over CoAP the answer confirms it)"),
+        );
+    }
+    (
+        ResponseType::Content,
+        serde_json::to_value(&payload).unwrap_or(Value::Null),
+    )
 }
