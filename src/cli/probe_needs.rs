@@ -204,6 +204,16 @@ pub fn matrix(
                 );
                 logins.push(login);
             }
+            // DTLS-PSK carries no certificate: a handshake offering one is the measurement.
+            if t.protocol == "coap" && t.secure && opts.tls.cert.is_some() {
+                let login = probe::coap::certificate_login(t, opts).await;
+                let table = table(caps, "mutual_tls", &t.protocol);
+                probe::matrix::replace_need(
+                    &mut report,
+                    probe::matrix::login_need("mutual_tls", table, &login),
+                );
+                logins.push(login);
+            }
             out.push(report);
         }
         (out, logins)

@@ -411,6 +411,9 @@ pub async fn probe(
 
 #[path = "coap_activate.rs"]
 mod activate;
+#[path = "coap_cert.rs"]
+mod cert;
+pub use cert::certificate_login;
 #[path = "coap_needs.rs"]
 mod needs_transport;
 use needs_transport::Needs;

@@ -156,13 +156,16 @@ async fn dtls_session(
     let handshake = webrtc_dtls::conn::DTLSConn::new(conn.clone(), config, false, None);
     let dtls = match tokio::time::timeout(HANDSHAKE_WAIT, handshake).await {
         Ok(Ok(d)) => d,
-        _ => {
+        failed => {
             let _ = conn.close().await;
-            ep.emit(
-                Event::new("login_refused", "coaps")
-                    .peer(peer)
-                    .message("the DTLS handshake failed (unknown identity or wrong key)"),
-            );
+            // DTLS-PSK only: a client offering certificate suites alone fails here too.
+            let why = match failed {
+                Ok(Err(e)) => format!(
+                    "the DTLS handshake failed (unknown identity, wrong key, or no PSK cipher suite offered): {e}"
+                ),
+                _ => "the DTLS handshake failed: no handshake in time".to_string(),
+            };
+            ep.emit(Event::new("login_refused", "coaps").peer(peer).message(why));
             return;
         }
     };
