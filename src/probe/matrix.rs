@@ -181,3 +181,52 @@ pub fn cell_text(c: &Cell) -> String {
         Verdict::Untested => format!("{table}: untested"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{ProbeError, StageTiming};
+
+    fn report(error: Option<(ErrorKind, &str)>) -> ProbeReport {
+        ProbeReport {
+            ok: error.is_none(),
+            protocol: "coap".into(),
+            target: "coaps://h:5684".into(),
+            address: None,
+            stages: vec![StageTiming { name: "tls", ms: 1.0 }],
+            error: error.map(|(kind, message)| ProbeError {
+                kind,
+                stage: "tls",
+                message: message.into(),
+            }),
+            enos: None,
+            details: serde_json::Map::new(),
+            needs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_login_made_for_a_row_is_read_as_its_cell() {
+        let ok = login_need("dynamic_auth", Support::Supported, &report(None));
+        assert_eq!((ok.measured, ok.ok), (Measured::Supported, true));
+        let refused = login_need(
+            "mutual_tls",
+            Support::NotApplicable,
+            &report(Some((ErrorKind::Tls, "handshake refused"))),
+        );
+        assert_eq!(refused.measured, Measured::Refused);
+        assert!(refused.message.contains("handshake refused"));
+        // Silence is not a refusal: nothing was measured but a failure.
+        let silent = login_need(
+            "dynamic_auth",
+            Support::Supported,
+            &report(Some((ErrorKind::Timeout, "no answer"))),
+        );
+        assert_eq!(silent.measured, Measured::Failed);
+        let mut probe = report(None);
+        replace_need(&mut probe, silent);
+        replace_need(&mut probe, ok);
+        assert_eq!(probe.needs.len(), 1);
+        assert_eq!(probe.needs[0].measured, Measured::Supported);
+    }
+}

@@ -212,6 +212,25 @@ fn mqtts_with_a_client_ca_refuses_a_device_without_a_certificate_and_takes_one_i
     let (code, v, _) = probe(&args, &secret);
     assert_ok(code, &v);
     assert_eq!(v["needs"][0]["measured"], "supported", "{v:#}");
+    assert_eq!(
+        v["details"]["client_certificate"], "requested by the server, sent",
+        "{v:#}"
+    );
+    // A server without --client-ca asks for no certificate: the login is one-way TLS, and
+    // mutual_tls is measured as refused, not as proven by a certificate nobody checked.
+    let one_way = enos_mqtts(REGISTRY, pki.server_config.clone());
+    let url = format!("mqtts://localhost:{}", one_way.mqtts.expect("mqtts").port());
+    args[0] = &url;
+    let (code, v, _) = probe(&args, &secret);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["needs"][0]["measured"], "refused", "{v:#}");
+    assert!(
+        v["needs"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("one-way"),
+        "{v:#}"
+    );
 }
 
 /// The registry with three more devices that activate dynamically.

@@ -612,6 +612,7 @@ fn each_request_a_need_sends_has_the_topic_method_and_params_of_the_official_sdk
         mode: Some("static"),
         client_cert: false,
         secure: false,
+        cert_requested: None,
     };
     let mut compared = 0;
     for (o, f) in [opts, enos_connect::probe::ProbeOptions::default()]
