@@ -195,7 +195,22 @@ pub fn matrix(
         let mut logins = Vec::new();
         for (t, dynamic) in targets.iter().zip(&dynamic) {
             let mut report = probe::run(caps, t, opts).await;
-            if let Some(o) = dynamic {
+            if t.protocol == "coap" && !t.secure && dynamic.is_some() {
+                // EnOS documents CoAP's activation inside DTLS only: nothing to send over UDP.
+                let untested = probe::needs::NeedReport {
+                    need: "dynamic_auth".into(),
+                    protocol: t.protocol.clone(),
+                    table: table(caps, "dynamic_auth", &t.protocol),
+                    ok: false,
+                    measured: probe::needs::Measured::Untested,
+                    code: None,
+                    message: "untested: CoAP activates inside DTLS (the identity pk,dk,3,lifetime): give a coaps:// URL"
+                        .into(),
+                    stages: Vec::new(),
+                    error: None,
+                };
+                probe::matrix::replace_need(&mut report, untested);
+            } else if let Some(o) = dynamic {
                 let login = probe::run(caps, t, o).await;
                 let table = table(caps, "dynamic_auth", &t.protocol);
                 probe::matrix::replace_need(

@@ -461,6 +461,10 @@ fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<Option<Str
                 .or_else(|| json.get("message"))
                 .and_then(|m| m.as_str())
                 .unwrap_or("");
+            rec.enos = Some(super::EnosReply {
+                code,
+                message: msg.to_string(),
+            });
             return Err(Failure::new(
                 ErrorKind::Auth,
                 format!("EnOS refused the login: code {code} {msg}"),

@@ -163,6 +163,7 @@ fn http_refuses_a_login_signed_with_the_product_secret_with_code_770() {
         &[("ENOS_PRODUCT_SECRET", "Product-Canary-7f3")],
     );
     assert_failed(code, &v, "auth", "handshake", "770");
+    assert_eq!(v["enos"]["code"], 770, "{v:#}");
     let events = await_event(&e, "770");
     assert!(
         events.contains(r#""event":"login_refused","protocol":"http""#) && events.contains("770"),
@@ -318,6 +319,21 @@ fn the_matrix_with_every_login_kind_reproduces_the_table_cell_for_cell() {
     }
     // The login rows came from logins of their own: act1 and act3 activated (their secrets in
     // files), act2 refused by HTTP, and a certificate handshake refused by serve's DTLS-PSK.
+    let row = |v: &Value, feature: &str| -> Value {
+        v["rows"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["feature"] == feature))
+            .cloned()
+            .expect("row")
+    };
+    assert_eq!(row(&v, "dynamic_auth")["cells"][1]["code"], 770, "HTTP's refusal");
+    assert!(
+        row(&v, "mutual_tls")["cells"][2]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("client certificate was refused"),
+        "{v:#}"
+    );
     let logins = v["logins"].as_array().expect("logins");
     assert_eq!(logins.len(), 4, "{v:#}");
     for dk in ["act1", "act3"] {
@@ -341,10 +357,7 @@ fn the_matrix_with_every_login_kind_reproduces_the_table_cell_for_cell() {
     let (code, v, _) = matrix(&e, &pki, dir.path(), &[]);
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(v["mismatches"], 2, "{v:#}");
-    let dynamic = v["rows"]
-        .as_array()
-        .and_then(|r| r.iter().find(|r| r["feature"] == "dynamic_auth"))
-        .expect("row");
+    let dynamic = row(&v, "dynamic_auth");
     assert_eq!(dynamic["cells"][0]["verdict"], "mismatch", "{dynamic}");
     assert_eq!(dynamic["cells"][2]["verdict"], "mismatch", "{dynamic}");
 }
