@@ -192,6 +192,10 @@ pub fn measurepoint_post(pk: &str, dk: &str) -> String {
     format!("/sys/{pk}/{dk}/thing/measurepoint/post")
 }
 
+/// The CoAP option in which EnOS announces a command waiting for the device, on the response
+/// to its next request: `/topic/{RequestTopic}`, which the device then GETs.
+pub const COAP_COMMAND_OPTION: u16 = 2100;
+
 pub fn activate_info(pk: &str, dk: &str) -> String {
     format!("/ext/session/{pk}/{dk}/thing/activate/info")
 }

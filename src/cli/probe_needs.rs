@@ -120,10 +120,10 @@ pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &P
         return Ok(());
     }
     if args.need_values.await_command.is_some()
-        && let Some(t) = targets.iter().find(|t| t.protocol != "mqtt")
+        && let Some(t) = targets.iter().find(|t| t.protocol == "http")
     {
         return Err(Error::usage(format!(
-            "--await-command waits for a command over MQTT only, not {}",
+            "--await-command waits for a command over MQTT or CoAP (option 2100), not {}: EnOS sends no command over HTTP",
             t.protocol
         )));
     }

@@ -4,7 +4,8 @@
 //! not document how later requests are tied to the auth); over DTLS the PSK identity
 //! `pk,dk,securemode,lifetime` says who it is. `POST /topic/sys/...` is answered 2.04 with the
 //! same reply JSON as MQTT; errors are 4.00, 4.01, 4.03, 4.04 and 4.05. A retransmitted request
-//! gets the answer it already got (RFC 7252 4.5), not a second one.
+//! gets the answer it already got (RFC 7252 4.5), not a second one. A test's command for a
+//! CoAP device rides on its next response as option 2100 (`coap_commands.rs`).
 //!
 //! Dynamic activation: a DTLS session whose PSK identity is `pk,dk,3,lifetime` (keyed from the
 //! product secret) may `GET /topic/ext/session/{pk}/{dk}/thing/activate/info`, answered 2.05
@@ -25,8 +26,13 @@ use webrtc_dtls::cipher_suite::CipherSuiteId;
 use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_util::conn::{Conn, Listener};
 
+use super::commands::Mailbox;
 use super::{Answer, BindError, Endpoint, Event, Identity};
+
+#[path = "coap_commands.rs"]
+mod commands;
 use crate::enos::{self, Request};
+pub use commands::COMMAND_OPTION;
 
 /// Who a DTLS session authenticated, and whether it logged in to be activated (securemode 3).
 #[derive(Debug, Clone)]
@@ -189,6 +195,9 @@ async fn dtls_session(
         id: id.clone(),
         activating,
     };
+    // Commands for the device wait here until its next request (option 2100).
+    let mailbox = Arc::new(Mailbox::default());
+    ep.connect_device(&id, mailbox.clone());
     let mut buf = vec![0u8; 65536];
     let mut answered = Answered::default();
     loop {
@@ -213,6 +222,8 @@ async fn dtls_session(
         }
     }
     let _ = dtls.close().await;
+    ep.disconnect_device(&id, &mailbox);
+    commands::forget(ep, &id);
     ep.twin.disconnected(&id);
     ep.emit(Event::new("disconnect", "coaps").device(&id).peer(peer));
 }
@@ -247,6 +258,35 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtl
                 .collect()
         })
         .unwrap_or_default();
+    let protocol = if dtls.is_some() { "coaps" } else { "coap" };
+    // The device this request comes from: its DTLS session's, or its auth binding's.
+    let device = dtls.map(|d| d.id.clone()).or_else(|| ep.coap_identity(peer));
+    let topic_path = match path.first().map(String::as_str) {
+        Some("topic") => Some(format!("/{}", path[1..].join("/"))),
+        _ => None,
+    };
+    // A command announced in option 2100: its GET, and the device's answer on `_reply`.
+    if let (Some(id), Some(topic)) = (&device, &topic_path) {
+        let answered = match req.header.code {
+            MessageClass::Request(RequestType::Get) => {
+                commands::fetch(ep, id, topic).map(|bytes| (ResponseType::Content, bytes))
+            }
+            MessageClass::Request(RequestType::Post)
+                if commands::reply(ep, protocol, id, topic, &req.payload) =>
+            {
+                Some((ResponseType::Changed, Vec::new()))
+            }
+            _ => None,
+        };
+        if let Some((status, bytes)) = answered {
+            resp.header.code = MessageClass::Response(status);
+            resp.payload = bytes;
+            if let Some(next) = commands::offer(ep, protocol, id) {
+                resp.add_option(CoapOption::Unknown(COMMAND_OPTION), next.into_bytes());
+            }
+            return resp.to_bytes().ok();
+        }
+    }
     let (status, payload) = match (req.header.code, path.first().map(String::as_str)) {
         (MessageClass::Request(RequestType::Post), Some("auth")) if dtls.is_none() => {
             auth(ep, peer, &path[1..], &req.payload)
@@ -268,6 +308,14 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtl
     };
     resp.header.code = MessageClass::Response(status);
     resp.payload = serde_json::to_vec(&payload).unwrap_or_default();
+    // EnOS piggybacks a command waiting for the device on the response to its next request.
+    // The device is looked up again: an auth call may have bound it just now.
+    let device = device.or_else(|| ep.coap_identity(peer));
+    if let (Some(id), true) = (&device, u8::from(resp.header.code) >> 5 == 2)
+        && let Some(next) = commands::offer(ep, protocol, id)
+    {
+        resp.add_option(CoapOption::Unknown(COMMAND_OPTION), next.into_bytes());
+    }
     resp.to_bytes().ok()
 }
 
@@ -310,6 +358,8 @@ fn auth(ep: &Endpoint, peer: SocketAddr, rest: &[String], body: &[u8]) -> (Respo
     match ep.signed_login("coap", &id, &vars, sign) {
         Ok(()) => {
             ep.bind_coap(peer, &id, Duration::from_secs(lifetime));
+            // Commands for the device wait until its next request (option 2100).
+            ep.connect_device(&id, Arc::new(Mailbox::default()));
             ep.emit(
                 Event::new("login", "coap")
                     .device(&id)
