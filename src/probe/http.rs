@@ -461,10 +461,8 @@ fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<Option<Str
                 .or_else(|| json.get("message"))
                 .and_then(|m| m.as_str())
                 .unwrap_or("");
-            rec.enos = Some(super::EnosReply {
-                code,
-                message: msg.to_string(),
-            });
+            // A refused login is not a reply to a request (`enos` stays empty): the code is a detail.
+            rec.detail("auth_code", code);
             return Err(Failure::new(
                 ErrorKind::Auth,
                 format!("EnOS refused the login: code {code} {msg}"),

@@ -79,7 +79,11 @@ pub fn login_need(need: &str, table: Support, login: &ProbeReport) -> NeedReport
         table,
         ok: login.ok,
         measured,
-        code: login.enos.as_ref().map(|e| e.code),
+        code: login
+            .enos
+            .as_ref()
+            .map(|e| e.code)
+            .or_else(|| login.details.get("auth_code").and_then(serde_json::Value::as_i64)),
         message,
         stages: login.stages.clone(),
         error: login.error.clone(),

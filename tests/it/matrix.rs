@@ -163,7 +163,7 @@ fn http_refuses_a_login_signed_with_the_product_secret_with_code_770() {
         &[("ENOS_PRODUCT_SECRET", "Product-Canary-7f3")],
     );
     assert_failed(code, &v, "auth", "handshake", "770");
-    assert_eq!(v["enos"]["code"], 770, "{v:#}");
+    assert_eq!(v["details"]["auth_code"], 770, "{v:#}");
     let events = await_event(&e, "770");
     assert!(
         events.contains(r#""event":"login_refused","protocol":"http""#) && events.contains("770"),
