@@ -120,6 +120,8 @@ pub const SUB_NO_DEVICE: i64 = 705;
 pub const SUB_DISABLED: i64 = 723;
 pub const SUB_NOT_IN_TOPOLOGY: i64 = 740;
 pub const SUB_BAD_SIGN: i64 = 742;
+/// Dynamic activation is not allowed (documented among the login codes).
+pub const DYNAMIC_NOT_ALLOWED: i64 = 770;
 
 /// The documented meaning of an EnOS reply code.
 pub fn meaning(code: i64) -> Option<&'static str> {
@@ -135,6 +137,7 @@ pub fn meaning(code: i64) -> Option<&'static str> {
         723 => "sub-device login: the device is disabled",
         740 => "sub-device login: not a sub-device of this gateway (not in its topology)",
         742 => "sub-device login: the sign check failed",
+        770 => "dynamic activation is not allowed",
         1008 => "message too large, discarded",
         1009 => "no permission to publish on that topic (or not logged in)",
         1101 => "no handler registered for the method",
@@ -188,6 +191,10 @@ pub fn reply_topic(topic: &str) -> String {
 pub fn measurepoint_post(pk: &str, dk: &str) -> String {
     format!("/sys/{pk}/{dk}/thing/measurepoint/post")
 }
+
+/// The CoAP option in which EnOS announces a command waiting for the device, on the response
+/// to its next request: `/topic/{RequestTopic}`, which the device then GETs.
+pub const COAP_COMMAND_OPTION: u16 = 2100;
 
 pub fn activate_info(pk: &str, dk: &str) -> String {
     format!("/ext/session/{pk}/{dk}/thing/activate/info")

@@ -344,8 +344,8 @@ pub struct ProbeArgs {
     #[arg(long = "measurepoint", short = 'm', value_name = "ID=VALUE", env = "ENOS_CONNECT_MEASUREPOINT",
           value_delimiter = ',', value_parser = measurepoint)]
     pub measurepoints: Vec<(String, serde_json::Value)>,
-    /// MQTT dynamic activation (with --secure-mode dynamic): write the device secret EnOS
-    /// pushes to FILE (mode 0600), then log in again with it
+    /// Dynamic activation (with --secure-mode dynamic) over MQTT or CoAP over DTLS: write the
+    /// device secret EnOS gives to FILE (mode 0600), then log in again with it
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_ACTIVATE_TO")]
     pub activate_to: Option<PathBuf>,
     /// With --activate-to: replace the file if it exists

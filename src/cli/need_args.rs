@@ -31,6 +31,11 @@ pub struct NeedProbeArgs {
     /// With --matrix: the other protocols' URLs
     #[arg(value_name = "MORE_URLS", requires = "matrix")]
     pub more_urls: Vec<String>,
+    /// With --matrix: prove dynamic_auth by activating these devices of the product, not yet
+    /// activated, one per URL in order (the product secret from ENOS_PRODUCT_SECRET; each
+    /// device secret written to DK.secret in the current folder, mode 0600)
+    #[arg(long, value_name = "DK", value_delimiter = ',', requires = "matrix")]
+    pub activate: Vec<String>,
     /// report_data: also post this event (VALUES a JSON object; default {}) (repeatable)
     #[arg(long, value_name = "ID[=JSON]", value_parser = event)]
     pub event: Vec<(String, serde_json::Value)>,

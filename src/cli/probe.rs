@@ -227,7 +227,16 @@ fn check_enos_flags(args: &ProbeArgs, targets: &[Target]) -> Result<()> {
         if !keys {
             return Err(need_keys("--activate-to"));
         }
-        mqtt_only("--activate-to")?;
+        // EnOS activates over MQTT, and over CoAP inside a DTLS session (no plain-CoAP form).
+        if let Some(t) = targets
+            .iter()
+            .find(|t| t.protocol == "http" || (t.protocol == "coap" && !t.secure))
+        {
+            return Err(Error::usage(format!(
+                "--activate-to activates over MQTT (mqtt://, mqtts://) or CoAP over DTLS (coaps://), not {}",
+                t.url()
+            )));
+        }
         if args.keys.secure_mode != super::args::SecureModeArg::Dynamic {
             return Err(Error::usage_with_help(
                 "--activate-to activates a device dynamically",

@@ -90,6 +90,23 @@ pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &P
         ));
     };
     if n.matrix {
+        let activate = &args.need_values.activate;
+        if activate.len() > targets.len() {
+            return Err(Error::usage(format!(
+                "--activate gives {} device keys for {} URLs: one per URL, in order",
+                activate.len(),
+                targets.len()
+            )));
+        }
+        if let Some(dk) = activate
+            .iter()
+            .find(|dk| dk.trim().is_empty() || dk.contains(['/', ',']) || *dk == device.1)
+        {
+            return Err(Error::usage_with_help(
+                format!("--activate `{dk}` is not a device key to activate"),
+                "give device keys of the product that are not activated yet (not the --device-key that logs in)",
+            ));
+        }
         let mut seen: Vec<&str> = Vec::new();
         for t in targets {
             if seen.contains(&t.protocol.as_str()) {
@@ -103,10 +120,10 @@ pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &P
         return Ok(());
     }
     if args.need_values.await_command.is_some()
-        && let Some(t) = targets.iter().find(|t| t.protocol != "mqtt")
+        && let Some(t) = targets.iter().find(|t| t.protocol == "http")
     {
         return Err(Error::usage(format!(
-            "--await-command waits for a command over MQTT only, not {}",
+            "--await-command waits for a command over MQTT or CoAP (option 2100), not {}: EnOS sends no command over HTTP",
             t.protocol
         )));
     }
@@ -145,6 +162,9 @@ pub fn for_target(caps: &Capabilities, opts: &ProbeOptions, target: &Target, pla
 }
 
 /// `--matrix`: every feature over every target, one after another, and the measured table.
+/// Each target's probe logs in the way the flags say; the login rows it cannot prove are then
+/// measured by logins of their own: `--activate DK` activates a device per target (in order),
+/// and over DTLS `--cert`/`--key` offer a certificate handshake.
 pub fn matrix(
     ctx: &Context,
     caps: &'static Capabilities,
@@ -153,14 +173,113 @@ pub fn matrix(
     opts: &ProbeOptions,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitCode> {
-    let reports = runtime.block_on(async {
+    let activate = &args.need_values.activate;
+    let product_secret = if activate.is_empty() {
+        None
+    } else {
+        Some(super::credentials::read_secret(
+            &super::credentials::SecretSource::of_mode(caps, "dynamic"),
+            None,
+            ctx.interactive,
+        )?)
+    };
+    let mut dynamic: Vec<Option<ProbeOptions>> = Vec::with_capacity(targets.len());
+    for (i, t) in targets.iter().enumerate() {
+        dynamic.push(match (activate.get(i), &product_secret) {
+            (Some(dk), Some(secret)) => Some(dynamic_options(opts, t, dk, secret)?),
+            _ => None,
+        });
+    }
+    let (reports, logins) = runtime.block_on(async {
         let mut out = Vec::with_capacity(targets.len());
-        for t in targets {
-            out.push(probe::run(caps, t, opts).await);
+        let mut logins = Vec::new();
+        for (t, dynamic) in targets.iter().zip(&dynamic) {
+            let mut report = probe::run(caps, t, opts).await;
+            if t.protocol == "coap" && !t.secure && dynamic.is_some() {
+                // EnOS documents CoAP's activation inside DTLS only: nothing to send over UDP.
+                let untested = probe::needs::NeedReport {
+                    need: "dynamic_auth".into(),
+                    protocol: t.protocol.clone(),
+                    table: table(caps, "dynamic_auth", &t.protocol),
+                    ok: false,
+                    measured: probe::needs::Measured::Untested,
+                    code: None,
+                    message: "untested: CoAP activates inside DTLS (the identity pk,dk,3,lifetime): give a coaps:// URL"
+                        .into(),
+                    stages: Vec::new(),
+                    error: None,
+                };
+                probe::matrix::replace_need(&mut report, untested);
+            } else if let Some(o) = dynamic {
+                let login = probe::run(caps, t, o).await;
+                let table = table(caps, "dynamic_auth", &t.protocol);
+                probe::matrix::replace_need(
+                    &mut report,
+                    probe::matrix::login_need("dynamic_auth", table, &login),
+                );
+                logins.push(login);
+            }
+            // DTLS-PSK carries no certificate: a handshake offering one is the measurement.
+            if t.protocol == "coap" && t.secure && opts.tls.cert.is_some() {
+                let login = probe::coap::certificate_login(t, opts).await;
+                let table = table(caps, "mutual_tls", &t.protocol);
+                probe::matrix::replace_need(
+                    &mut report,
+                    probe::matrix::login_need("mutual_tls", table, &login),
+                );
+                logins.push(login);
+            }
+            out.push(report);
         }
-        out
+        (out, logins)
     });
-    let m = probe::matrix::build(caps, reports);
+    let m = probe::matrix::build(caps, reports, logins);
     emit(&ctx.renderer(args.format.format).matrix(&m))?;
     Ok(ExitCode::from(if m.ok { 0 } else { EXIT_FAILED }))
+}
+
+fn table(caps: &Capabilities, feature: &str, protocol: &str) -> crate::capabilities::Support {
+    caps.feature(feature)
+        .map_or(crate::capabilities::Support::NotSupported, |f| {
+            f.support_for(protocol)
+        })
+}
+
+/// The options of the login that proves `dynamic_auth` on `target`: device `dk` of the
+/// product, securemode 3 with the product secret, and (over MQTT and DTLS, where EnOS
+/// activates) the device secret written to `DK.secret` in the current folder, then a second
+/// login with it. Over HTTP the login is sent all the same: EnOS's answer is the measurement.
+fn dynamic_options(
+    opts: &ProbeOptions,
+    target: &Target,
+    dk: &str,
+    product_secret: &crate::base::Secret,
+) -> Result<ProbeOptions> {
+    let Some((pk, _)) = opts.login.enos_keys() else {
+        return Err(Error::usage("--activate needs --product-key"));
+    };
+    let mut o = opts.clone();
+    o.login = probe::Login::Enos {
+        product_key: pk.to_string(),
+        device_key: dk.to_string(),
+        mode: "dynamic".into(),
+        secret: product_secret.clone(),
+        timestamp: crate::credentials::now_ms(),
+        client_id: None,
+    };
+    o.needs = NeedOptions::default();
+    o.measurepoints = None;
+    o.subdevice = None;
+    o.activate_to = None;
+    if target.protocol == "mqtt" || (target.protocol == "coap" && target.secure) {
+        let file = std::path::PathBuf::from(format!("{dk}.secret"));
+        if file.exists() && !opts.force {
+            return Err(Error::usage_with_help(
+                format!("--activate {dk}: {} exists", file.display()),
+                "a device secret is not overwritten by accident: remove the file, or pass --force",
+            ));
+        }
+        o.activate_to = Some(file);
+    }
+    Ok(o)
 }

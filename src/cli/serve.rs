@@ -16,7 +16,9 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let registry = Registry::from_file(&args.registry)?;
     let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key)?)),
+        (Some(addr), Some(cert), Some(key)) => {
+            Some((addr, tls_config(cert, key, args.client_ca.as_deref())?))
+        }
         _ => None,
     };
     let opts = Options {
@@ -152,8 +154,13 @@ fn stop_on_signal(stop: tokio::sync::watch::Sender<bool>) {
     drop(spawned);
 }
 
-/// The TLS server configuration for --mqtts, from PEM files.
-fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>> {
+/// The TLS server configuration for --mqtts, from PEM files; with `client_ca`, client
+/// certificates are required and verified against it (rustls's WebPKI verifier).
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain = CertificateDer::pem_file_iter(cert)
@@ -167,10 +174,33 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustl
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| Error::usage(format!("--tls-key {}: {e}", key.display())))?;
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
-            .map_err(|e| Error::usage(format!("--tls-cert/--tls-key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::usage(format!("--tls-cert/--tls-key: {e}")))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let bad = |e: String| Error::usage(format!("--client-ca {}: {e}", ca.display()));
+            let cas = CertificateDer::pem_file_iter(ca)
+                .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| bad(e.to_string()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in cas {
+                roots.add(c).map_err(|e| bad(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(bad("no PEM certificate in the file".into()));
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::usage(format!("--tls-cert/--tls-key: {e}")))?;
     Ok(Arc::new(config))
 }

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// The server private key (PEM) for --mqtts
     #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Two-way TLS on --mqtts: verify client certificates against this CA (PEM); a device
+    /// with no certificate, or one the CA did not sign, is refused at the TLS handshake
+    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
     /// HTTP listener (device API, and /twin/commands for tests)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen, env = "ENOS_CONNECT_HTTP")]
     pub http: Listen,

@@ -126,8 +126,33 @@ pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A UDP socket connected to `addr` (a second login's, to the address that answered).
+async fn connect_udp_to(addr: std::net::SocketAddr) -> Result<UdpSocket, Failure> {
+    let local = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+    let sock = UdpSocket::bind(local).await.map_err(|e| Failure::io(&e))?;
+    sock.connect(addr).await.map_err(|e| Failure::io(&e))?;
+    Ok(sock)
+}
+
+/// The DTLS handshake, bounded by the deadline. libcoap answers a wrong key with silence: the
+/// deadline ends the handshake, and the message says what to check.
+async fn handshake_within(
+    rec: &mut Recorder,
+    sock: UdpSocket,
+    psk: Psk,
+    enos: bool,
+    deadline: Instant,
+) -> Result<Link, Failure> {
+    match tokio::time::timeout(left(deadline)?, dtls_handshake(rec, sock, psk, enos)).await {
+        Ok(link) => link,
+        Err(_) => Err(Failure::new(
+            ErrorKind::Timeout,
+            "no DTLS handshake before the timeout: wrong PSK identity or key, or not a DTLS port",
+        )),
+    }
+}
+
 async fn dtls_handshake(rec: &mut Recorder, sock: UdpSocket, psk: Psk, enos: bool) -> Result<Link, Failure> {
-    rec.begin("tls");
     let (identity, key) = psk;
     rec.detail("psk_identity", identity.clone());
     let config = DtlsConfig {
@@ -170,7 +195,6 @@ async fn dtls_handshake(rec: &mut Recorder, sock: UdpSocket, psk: Psk, enos: boo
             )
         }
     })?;
-    rec.end();
     Ok(Link::Dtls(Box::new(conn)))
 }
 
@@ -293,22 +317,22 @@ pub async fn probe(
     let link = if target.secure {
         let enos_psk = opts.psk.is_none() && matches!(opts.login, Login::Enos { .. });
         let psk = psk(caps, opts)?;
-        // libcoap answers a wrong key with silence: the deadline ends the handshake, and
-        // the message says what to check.
-        match tokio::time::timeout(left(deadline)?, dtls_handshake(rec, sock, psk, enos_psk)).await {
-            Ok(link) => link?,
-            Err(_) => {
-                return Err(Failure::new(
-                    ErrorKind::Timeout,
-                    "no DTLS handshake before the timeout: wrong PSK identity or key, or not a DTLS port",
-                ));
-            }
-        }
+        rec.begin("tls");
+        let link = handshake_within(rec, sock, psk, enos_psk, deadline).await?;
+        rec.end();
+        link
     } else {
         Link::Udp(sock)
     };
     let prefix = target.path.trim_end_matches('/');
     let enos = opts.login.enos_keys();
+    // Dynamic activation over DTLS: the device secret answered to a GET, then a second login.
+    let link = match (&opts.activate_to, enos) {
+        (Some(_), Some(keys)) if target.secure && opts.login.mode() == Some("dynamic") => {
+            activate::activate(caps, link, opts, keys, prefix, rec, deadline).await?
+        }
+        _ => link,
+    };
     let Some((pk, dk)) = enos else {
         rec.begin("request");
         let method = method_of(target, opts)?;
@@ -385,6 +409,11 @@ pub async fn probe(
     Ok(())
 }
 
+#[path = "coap_activate.rs"]
+mod activate;
+#[path = "coap_cert.rs"]
+mod cert;
+pub use cert::certificate_login;
 #[path = "coap_needs.rs"]
 mod needs_transport;
 use needs_transport::Needs;

@@ -293,7 +293,17 @@ pub fn host_header(target: &Target) -> String {
 /// The request to send: the EnOS auth call when keys are given, else the URL's own.
 pub fn build_request(caps: &Capabilities, target: &Target, opts: &ProbeOptions) -> Result<Request, Failure> {
     let host = host_header(target);
-    if let Some(creds) = opts.login.enos_credentials(caps, "http") {
+    // HTTP's recipe has no dynamic activation: a device trying it signs the auth call with
+    // its product secret, and EnOS's answer to that is what is measured (serve: code 770).
+    let dynamic_offered = caps
+        .credentials
+        .get("http")
+        .is_some_and(|r| r.modes.iter().any(|m| m == "dynamic"));
+    let login = match opts.login.mode() {
+        Some("dynamic") if !dynamic_offered => opts.login.signed_as_static(),
+        _ => opts.login.clone(),
+    };
+    if let Some(creds) = login.enos_credentials(caps, "http") {
         let r = creds?
             .request
             .ok_or_else(|| Failure::new(ErrorKind::Auth, "no HTTP auth request in the capabilities"))?;
@@ -451,6 +461,8 @@ fn check(r: &Response, enos_auth: bool, rec: &mut Recorder) -> Result<Option<Str
                 .or_else(|| json.get("message"))
                 .and_then(|m| m.as_str())
                 .unwrap_or("");
+            // A refused login is not a reply to a request (`enos` stays empty): the code is a detail.
+            rec.detail("auth_code", code);
             return Err(Failure::new(
                 ErrorKind::Auth,
                 format!("EnOS refused the login: code {code} {msg}"),

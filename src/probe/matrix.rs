@@ -1,11 +1,16 @@
 //! `probe --matrix`: the comparison table as measured. Every feature over every protocol probed
 //! (the needs run with the table's "not offered" check off), each cell the measured outcome
 //! beside the table's own cell. Pure: the probes' reports in, the table out.
+//!
+//! The login rows are measured by logins of their own kind: `dynamic_auth` by a probe that
+//! activates a device (`--activate DK`), `mutual_tls` by the TLS login with a client
+//! certificate (over DTLS, a handshake offering it); [`login_need`] reads such a probe as the
+//! cell, and the probes are kept in the report's `logins`.
 
 use serde::Serialize;
 
-use super::ProbeReport;
-use super::needs::Measured;
+use super::needs::{Measured, NeedReport};
+use super::{ErrorKind, ProbeReport};
 use crate::capabilities::{Capabilities, Support};
 
 /// A cell's verdict: the measurement agrees with the table, disagrees, or could not be made.
@@ -48,6 +53,49 @@ pub struct MatrixReport {
     pub rows: Vec<Row>,
     /// The probes themselves: their login stages and errors.
     pub probes: Vec<ProbeReport>,
+    /// The logins made only for a login row (`dynamic_auth`, `mutual_tls`), in order.
+    pub logins: Vec<ProbeReport>,
+}
+
+/// A login made for a login row, read as that row's cell: it went through (supported), the
+/// endpoint refused it (a login or handshake refusal: refused), or something else (failed).
+pub fn login_need(need: &str, table: Support, login: &ProbeReport) -> NeedReport {
+    let measured = match &login.error {
+        None if login.ok => Measured::Supported,
+        Some(e) if matches!(e.kind, ErrorKind::Auth | ErrorKind::Tls | ErrorKind::Enos) => Measured::Refused,
+        _ => Measured::Failed,
+    };
+    let message = match &login.error {
+        None => format!(
+            "the {} login went through ({})",
+            need.replace('_', " "),
+            login.target
+        ),
+        Some(e) => format!("{}: {}", e.stage, e.message),
+    };
+    NeedReport {
+        need: need.to_string(),
+        protocol: login.protocol.clone(),
+        table,
+        ok: login.ok,
+        measured,
+        code: login
+            .enos
+            .as_ref()
+            .map(|e| e.code)
+            .or_else(|| login.details.get("auth_code").and_then(serde_json::Value::as_i64)),
+        message,
+        stages: login.stages.clone(),
+        error: login.error.clone(),
+    }
+}
+
+/// Put a login row's measurement in place of the probe's own (which could not test it).
+pub fn replace_need(probe: &mut ProbeReport, need: NeedReport) {
+    match probe.needs.iter_mut().find(|n| n.need == need.need) {
+        Some(n) => *n = need,
+        None => probe.needs.push(need),
+    }
 }
 
 /// What the table's cell predicts a measurement shows.
@@ -59,7 +107,7 @@ pub fn expected(table: Support) -> Measured {
 }
 
 /// The measured table from one probe per protocol, each run with every feature as a need.
-pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>) -> MatrixReport {
+pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>, logins: Vec<ProbeReport>) -> MatrixReport {
     let rows: Vec<Row> = caps
         .features
         .iter()
@@ -123,6 +171,7 @@ pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>) -> MatrixReport {
         untested,
         rows,
         probes,
+        logins,
     }
 }
 
@@ -134,5 +183,54 @@ pub fn cell_text(c: &Cell) -> String {
         Verdict::Match => format!("{table}: {}", c.measured.as_str()),
         Verdict::Mismatch => format!("{table}: MISMATCH ({})", c.measured.as_str()),
         Verdict::Untested => format!("{table}: untested"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{ProbeError, StageTiming};
+
+    fn report(error: Option<(ErrorKind, &str)>) -> ProbeReport {
+        ProbeReport {
+            ok: error.is_none(),
+            protocol: "coap".into(),
+            target: "coaps://h:5684".into(),
+            address: None,
+            stages: vec![StageTiming { name: "tls", ms: 1.0 }],
+            error: error.map(|(kind, message)| ProbeError {
+                kind,
+                stage: "tls",
+                message: message.into(),
+            }),
+            enos: None,
+            details: serde_json::Map::new(),
+            needs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_login_made_for_a_row_is_read_as_its_cell() {
+        let ok = login_need("dynamic_auth", Support::Supported, &report(None));
+        assert_eq!((ok.measured, ok.ok), (Measured::Supported, true));
+        let refused = login_need(
+            "mutual_tls",
+            Support::NotApplicable,
+            &report(Some((ErrorKind::Tls, "handshake refused"))),
+        );
+        assert_eq!(refused.measured, Measured::Refused);
+        assert!(refused.message.contains("handshake refused"));
+        // Silence is not a refusal: nothing was measured but a failure.
+        let silent = login_need(
+            "dynamic_auth",
+            Support::Supported,
+            &report(Some((ErrorKind::Timeout, "no answer"))),
+        );
+        assert_eq!(silent.measured, Measured::Failed);
+        let mut probe = report(None);
+        replace_need(&mut probe, silent);
+        replace_need(&mut probe, ok);
+        assert_eq!(probe.needs.len(), 1);
+        assert_eq!(probe.needs[0].measured, Measured::Supported);
     }
 }

@@ -168,6 +168,8 @@ pub struct Recorder {
     pub enos: Option<EnosReply>,
     pub verbose: bool,
     pub needs: Vec<needs::NeedReport>,
+    /// With a client certificate over TLS: whether the server asked for it.
+    pub client_cert_requested: Option<bool>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -187,6 +189,7 @@ impl Recorder {
             enos: None,
             verbose,
             needs: Vec::new(),
+            client_cert_requested: None,
         }
     }
 
@@ -477,6 +480,16 @@ impl Login {
         }
     }
 
+    /// The same login with the same secret, signed as a securemode-2 login: what a device
+    /// trying dynamic activation sends over a protocol whose recipe has no securemode 3.
+    pub fn signed_as_static(&self) -> Login {
+        let mut l = self.clone();
+        if let Login::Enos { mode, .. } = &mut l {
+            *mode = "static".into();
+        }
+        l
+    }
+
     /// The same EnOS device, logging in with securemode 2 and `secret` (after activation).
     pub fn with_device_secret(&self, secret: Secret) -> Login {
         match self {
@@ -698,8 +711,22 @@ pub async fn connect_stream(
     if !target.secure {
         return Ok(Box::new(tcp));
     }
-    let config = tls::client_config(&opts.tls, alpn).map_err(|e| Failure::new(ErrorKind::Tls, e))?;
-    Ok(Box::new(tls::handshake(rec, config, &target.host, tcp).await?))
+    let (config, asked) =
+        tls::client_config_asked(&opts.tls, alpn).map_err(|e| Failure::new(ErrorKind::Tls, e))?;
+    let stream = tls::handshake(rec, config, &target.host, tcp).await?;
+    if let Some(asked) = asked {
+        let asked = asked.load(std::sync::atomic::Ordering::Relaxed);
+        rec.client_cert_requested = Some(asked);
+        rec.detail(
+            "client_certificate",
+            if asked {
+                "requested by the server, sent"
+            } else {
+                "not requested by the server (one-way TLS)"
+            },
+        );
+    }
+    Ok(Box::new(stream))
 }
 
 /// A second connection to the address that answered, with TLS where the scheme asks: timed

@@ -173,6 +173,8 @@ pub enum Step {
     },
     /// The login kind this feature is: proven by the login already made, or not testable.
     Login(Result<String, String>),
+    /// What the login already made showed the endpoint does not do.
+    Refused(String),
 }
 
 /// The login this probe made, for the login-kind needs.
@@ -181,6 +183,8 @@ pub struct LoginKind<'a> {
     pub mode: Option<&'a str>,
     pub client_cert: bool,
     pub secure: bool,
+    /// Whether the server asked for the client certificate (known once the TLS login ran).
+    pub cert_requested: Option<bool>,
 }
 
 impl<'a> LoginKind<'a> {
@@ -191,6 +195,7 @@ impl<'a> LoginKind<'a> {
             mode: opts.login.mode(),
             client_cert: opts.tls.cert.is_some() && target.protocol != "coap",
             secure: target.secure,
+            cert_requested: None,
         }
     }
 }
@@ -285,8 +290,14 @@ pub fn steps(
                 Err(format!("log in with --secure-mode {want} to check {need}"))
             })]
         }
+        // A server that asked for no certificate got none: one-way TLS, measured as a refusal.
+        "mutual_tls" if login.client_cert && login.secure && login.cert_requested == Some(false) => {
+            vec![Step::Refused(
+                "the server asked for no client certificate: the TLS login was one-way".into(),
+            )]
+        }
         "mutual_tls" => vec![Step::Login(if login.client_cert && login.secure {
-            Ok("the TLS login with a client certificate succeeded".into())
+            Ok("the server asked for the client certificate, and the TLS login with it succeeded".into())
         } else {
             Err("give --cert and --key over a TLS URL (mqtts://, https://) to check mutual_tls".into())
         })],
@@ -435,7 +446,8 @@ pub async fn run<T: Transport>(
     deadline: Instant,
 ) {
     let protocol = target.protocol.as_str();
-    let login = LoginKind::of(opts, target);
+    let mut login = LoginKind::of(opts, target);
+    login.cert_requested = rec.client_cert_requested;
     let mut broken: Option<String> = None;
     for need in &opts.needs.needs {
         let table = caps
@@ -564,6 +576,10 @@ async fn run_steps<T: Transport>(
                 r.begin("login");
                 result.clone().map_err(Outcome::Untested)?;
                 Ok(())
+            }
+            Step::Refused(why) => {
+                r.begin("login");
+                Err(no_exchange(T::PROTOCOL, why))
             }
             Step::Request {
                 stage,

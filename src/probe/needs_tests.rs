@@ -92,6 +92,7 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
         mode: Some("static"),
         client_cert: true,
         secure: true,
+        cert_requested: Some(true),
     };
     let mut seen = Vec::new();
     // With every value given (every step is made), and with none (the reads).
@@ -130,6 +131,7 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
                     assert!(r.is_ok() || f.id == "dynamic_auth", "{}: {r:?}", f.id);
                     continue;
                 }
+                Step::Refused(why) => panic!("{}: refused with the certificate asked for: {why}", f.id),
             };
             let tail = topic
                 .strip_prefix("/sys/pk1/dk1/")
@@ -169,6 +171,7 @@ fn without_values_a_need_only_reads() {
         mode: Some("static"),
         client_cert: false,
         secure: false,
+        cert_requested: None,
     };
     for f in &caps.features {
         let Ok(steps) = steps(&caps, &f.id, &opts, login, ("pk1", "dk1")) else {
@@ -204,4 +207,24 @@ fn not_offered_names_the_protocols_that_carry_it() {
         not_offered(&caps, "file_upload", "mqtt"),
         "not offered over MQTT (comparison table: `file_upload`); HTTP carries it"
     );
+}
+
+#[test]
+fn mutual_tls_is_proven_only_when_the_server_asked_for_the_certificate() {
+    let caps = crate::capabilities::embedded().expect("caps");
+    let opts = ProbeOptions::default();
+    let kind = |cert_requested| LoginKind {
+        mode: Some("static"),
+        client_cert: true,
+        secure: true,
+        cert_requested,
+    };
+    let step = |login| steps(&caps, "mutual_tls", &opts, login, ("pk1", "dk1")).expect("steps");
+    assert!(matches!(step(kind(Some(true))).as_slice(), [Step::Login(Ok(_))]));
+    assert!(matches!(step(kind(Some(false))).as_slice(), [Step::Refused(_)]));
+    let plain = LoginKind {
+        secure: false,
+        ..kind(None)
+    };
+    assert!(matches!(step(plain).as_slice(), [Step::Login(Err(_))]));
 }

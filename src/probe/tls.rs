@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -29,6 +32,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// Build the client configuration; file problems are input errors reported before any
 /// network traffic.
 pub fn client_config(opts: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
+    client_config_asked(opts, alpn).map(|(config, _)| config)
+}
+
+/// [`client_config`], and with a client certificate a flag that turns true when the server
+/// asks for one (its CertificateRequest): a login with `--cert` proves two-way TLS only then.
+pub fn client_config_asked(
+    opts: &TlsOptions,
+    alpn: &[&[u8]],
+) -> Result<(Arc<ClientConfig>, Option<Arc<AtomicBool>>), String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
@@ -61,23 +73,52 @@ pub fn client_config(opts: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConf
         }
         builder.with_root_certificates(roots)
     };
-    let mut config = match (&opts.cert, &opts.key) {
+    let (mut config, asked) = match (&opts.cert, &opts.key) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .map_err(|e| format!("--cert {}: {e}", cert.display()))?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("--cert {}: {e}", cert.display()))?;
+            if chain.is_empty() {
+                return Err(format!(
+                    "--cert {}: no PEM certificate in the file",
+                    cert.display()
+                ));
+            }
             let key =
                 PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("--cert/--key: {e}"))?
+            let certified =
+                CertifiedKey::from_der(chain, key, &provider()).map_err(|e| format!("--cert/--key: {e}"))?;
+            let asked = Arc::new(AtomicBool::new(false));
+            let resolver = Asked {
+                key: Arc::new(certified),
+                asked: asked.clone(),
+            };
+            (builder.with_client_cert_resolver(Arc::new(resolver)), Some(asked))
         }
-        (None, None) => builder.with_no_client_auth(),
+        (None, None) => (builder.with_no_client_auth(), None),
         _ => return Err("--cert and --key go together (two-way TLS needs both)".into()),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), asked))
+}
+
+/// The client certificate, given whenever the server asks for one; `asked` records that it did.
+#[derive(Debug)]
+struct Asked {
+    key: Arc<CertifiedKey>,
+    asked: Arc<AtomicBool>,
+}
+
+impl ResolvesClientCert for Asked {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        Some(self.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 pub async fn handshake(

@@ -4,7 +4,15 @@
 //! not document how later requests are tied to the auth); over DTLS the PSK identity
 //! `pk,dk,securemode,lifetime` says who it is. `POST /topic/sys/...` is answered 2.04 with the
 //! same reply JSON as MQTT; errors are 4.00, 4.01, 4.03, 4.04 and 4.05. A retransmitted request
-//! gets the answer it already got (RFC 7252 4.5), not a second one.
+//! gets the answer it already got (RFC 7252 4.5), not a second one. A test's command for a
+//! CoAP device rides on its next response as option 2100 (`coap_commands.rs`).
+//!
+//! Dynamic activation: a DTLS session whose PSK identity is `pk,dk,3,lifetime` (keyed from the
+//! product secret) may `GET /topic/ext/session/{pk}/{dk}/thing/activate/info`, answered 2.05
+//! with the activation payload MQTT pushes (`params {productKey, deviceKey, deviceSecret}`).
+//! Assumed: EnOS documents no reply to it over CoAP, so the answer itself confirms the secret
+//! (a retransmitted GET gets the same answer again, RFC 7252 4.5); from then on mode 3 is
+//! refused and mode 2 with the new secret logs in, as after MQTT's activation.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,8 +26,20 @@ use webrtc_dtls::cipher_suite::CipherSuiteId;
 use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_util::conn::{Conn, Listener};
 
+use super::commands::Mailbox;
 use super::{Answer, BindError, Endpoint, Event, Identity};
-use crate::enos;
+
+#[path = "coap_commands.rs"]
+mod commands;
+use crate::enos::{self, Request};
+pub use commands::COMMAND_OPTION;
+
+/// Who a DTLS session authenticated, and whether it logged in to be activated (securemode 3).
+#[derive(Debug, Clone)]
+pub struct Dtls {
+    pub id: Identity,
+    pub activating: bool,
+}
 
 /// How many answered (peer, message id) pairs are remembered for retransmissions.
 const REMEMBERED: usize = 4096;
@@ -142,13 +162,16 @@ async fn dtls_session(
     let handshake = webrtc_dtls::conn::DTLSConn::new(conn.clone(), config, false, None);
     let dtls = match tokio::time::timeout(HANDSHAKE_WAIT, handshake).await {
         Ok(Ok(d)) => d,
-        _ => {
+        failed => {
             let _ = conn.close().await;
-            ep.emit(
-                Event::new("login_refused", "coaps")
-                    .peer(peer)
-                    .message("the DTLS handshake failed (unknown identity or wrong key)"),
-            );
+            // DTLS-PSK only: a client offering certificate suites alone fails here too.
+            let why = match failed {
+                Ok(Err(e)) => format!(
+                    "the DTLS handshake failed (unknown identity, wrong key, or no PSK cipher suite offered): {e}"
+                ),
+                _ => "the DTLS handshake failed: no handshake in time".to_string(),
+            };
+            ep.emit(Event::new("login_refused", "coaps").peer(peer).message(why));
             return;
         }
     };
@@ -157,13 +180,24 @@ async fn dtls_session(
         let _ = dtls.close().await;
         return;
     };
-    ep.emit(
-        Event::new("login", "coaps")
-            .device(&id)
-            .peer(peer)
-            .code(enos::SUCCESS),
-    );
+    // `psk_for` gave a key, so the identity's third field is the mode it checked: 2 or 3.
+    let activating = identity.split(|b| *b == b',').nth(2) == Some(b"3".as_slice());
+    let mut login = Event::new("login", "coaps")
+        .device(&id)
+        .peer(peer)
+        .code(enos::SUCCESS);
+    if activating {
+        login = login.message("securemode 3: activating");
+    }
+    ep.emit(login);
     ep.twin.connected(&id, "coaps", None);
+    let session = Dtls {
+        id: id.clone(),
+        activating,
+    };
+    // Commands for the device wait here until its next request (option 2100).
+    let mailbox = Arc::new(Mailbox::default());
+    ep.connect_device(&id, mailbox.clone());
     let mut buf = vec![0u8; 65536];
     let mut answered = Answered::default();
     loop {
@@ -177,7 +211,7 @@ async fn dtls_session(
                     let _ = dtls.write(again, None).await;
                     continue;
                 }
-                if let Some(answer) = datagram(ep, peer, bytes, Some(&id)) {
+                if let Some(answer) = datagram(ep, peer, bytes, Some(&session)) {
                     ep.recorded().await;
                     let _ = dtls.write(&answer, None).await;
                     if let Some(k) = key {
@@ -188,13 +222,15 @@ async fn dtls_session(
         }
     }
     let _ = dtls.close().await;
+    ep.disconnect_device(&id, &mailbox);
+    commands::forget(ep, &id);
     ep.twin.disconnected(&id);
     ep.emit(Event::new("disconnect", "coaps").device(&id).peer(peer));
 }
 
 /// The answer to one datagram, if it gets one. `dtls` is the device a DTLS session
 /// authenticated; without DTLS the peer's address is looked up.
-pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Identity>) -> Option<Vec<u8>> {
+pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtls>) -> Option<Vec<u8>> {
     let req = Packet::from_bytes(bytes).ok()?;
     let kind = req.header.get_type();
     if !matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable) {
@@ -222,16 +258,49 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Ide
                 .collect()
         })
         .unwrap_or_default();
+    let protocol = if dtls.is_some() { "coaps" } else { "coap" };
+    // The device this request comes from: its DTLS session's, or its auth binding's.
+    let device = dtls.map(|d| d.id.clone()).or_else(|| ep.coap_identity(peer));
+    let topic_path = match path.first().map(String::as_str) {
+        Some("topic") => Some(format!("/{}", path[1..].join("/"))),
+        _ => None,
+    };
+    // A command announced in option 2100: its GET, and the device's answer on `_reply`.
+    if let (Some(id), Some(topic)) = (&device, &topic_path) {
+        let answered = match req.header.code {
+            MessageClass::Request(RequestType::Get) => {
+                commands::fetch(ep, id, topic).map(|bytes| (ResponseType::Content, bytes))
+            }
+            MessageClass::Request(RequestType::Post)
+                if commands::reply(ep, protocol, id, topic, &req.payload) =>
+            {
+                Some((ResponseType::Changed, Vec::new()))
+            }
+            _ => None,
+        };
+        if let Some((status, bytes)) = answered {
+            resp.header.code = MessageClass::Response(status);
+            resp.payload = bytes;
+            if let Some(next) = commands::offer(ep, protocol, id) {
+                resp.add_option(CoapOption::Unknown(COMMAND_OPTION), next.into_bytes());
+            }
+            return resp.to_bytes().ok();
+        }
+    }
     let (status, payload) = match (req.header.code, path.first().map(String::as_str)) {
         (MessageClass::Request(RequestType::Post), Some("auth")) if dtls.is_none() => {
             auth(ep, peer, &path[1..], &req.payload)
         }
         (MessageClass::Request(RequestType::Post), Some("topic")) => {
-            topic(ep, peer, &path[1..], &req.payload, dtls)
+            topic(ep, peer, &path[1..], &req.payload, dtls.map(|d| &d.id))
         }
-        (MessageClass::Request(_), Some("auth" | "topic")) => {
-            (ResponseType::MethodNotAllowed, json!({"message": "use POST"}))
+        (MessageClass::Request(RequestType::Get), Some("topic")) if is_activation(&path[1..]) => {
+            activate(ep, peer, &path[1..], dtls)
         }
+        (MessageClass::Request(_), Some("auth" | "topic")) => (
+            ResponseType::MethodNotAllowed,
+            json!({"message": "use POST (GET only for /topic/ext/session/{pk}/{dk}/thing/activate/info)"}),
+        ),
         _ => (
             ResponseType::NotFound,
             json!({"message": "the device API is /auth and /topic"}),
@@ -239,6 +308,14 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Ide
     };
     resp.header.code = MessageClass::Response(status);
     resp.payload = serde_json::to_vec(&payload).unwrap_or_default();
+    // EnOS piggybacks a command waiting for the device on the response to its next request.
+    // The device is looked up again: an auth call may have bound it just now.
+    let device = device.or_else(|| ep.coap_identity(peer));
+    if let (Some(id), true) = (&device, u8::from(resp.header.code) >> 5 == 2)
+        && let Some(next) = commands::offer(ep, protocol, id)
+    {
+        resp.add_option(CoapOption::Unknown(COMMAND_OPTION), next.into_bytes());
+    }
     resp.to_bytes().ok()
 }
 
@@ -281,6 +358,8 @@ fn auth(ep: &Endpoint, peer: SocketAddr, rest: &[String], body: &[u8]) -> (Respo
     match ep.signed_login("coap", &id, &vars, sign) {
         Ok(()) => {
             ep.bind_coap(peer, &id, Duration::from_secs(lifetime));
+            // Commands for the device wait until its next request (option 2100).
+            ep.connect_device(&id, Arc::new(Mailbox::default()));
             ep.emit(
                 Event::new("login", "coap")
                     .device(&id)
@@ -364,4 +443,89 @@ fn topic(
             json!({"message": "not an EnOS upstream topic"}),
         ),
     }
+}
+
+/// Whether `rest` (the path after `/topic`) is `ext/session/{pk}/{dk}/thing/activate/info`.
+fn is_activation(rest: &[String]) -> bool {
+    matches!(rest, [ext, session, _, _, thing, activate, info]
+        if ext == "ext" && session == "session" && thing == "thing" && activate == "activate" && info == "info")
+}
+
+/// `GET /topic/ext/session/{pk}/{dk}/thing/activate/info` in a securemode-3 DTLS session: a
+/// fresh device secret, answered 2.05 in the payload MQTT's activation pushes, and confirmed.
+fn activate(ep: &Endpoint, peer: SocketAddr, rest: &[String], dtls: Option<&Dtls>) -> (ResponseType, Value) {
+    let topic = format!("/{}", rest.join("/"));
+    let protocol = if dtls.is_some() { "coaps" } else { "coap" };
+    let denied = |status: ResponseType, id: Option<&Identity>, why: &str| {
+        let mut e = Event::new("denied", protocol)
+            .topic(&topic)
+            .peer(peer)
+            .code(enos::NO_PERMISSION)
+            .message(why);
+        if let Some(id) = id {
+            e = e.device(id);
+        }
+        ep.emit(e);
+        (status, json!({"code": enos::NO_PERMISSION, "message": why}))
+    };
+    let Some(session) = dtls else {
+        return denied(
+            ResponseType::Unauthorized,
+            None,
+            "activation needs a DTLS session with the PSK identity pk,dk,3,lifetime (the product secret's key)",
+        );
+    };
+    let id = &session.id;
+    if !session.activating {
+        return denied(
+            ResponseType::Forbidden,
+            Some(id),
+            "this DTLS session is securemode 2: the device is activated already",
+        );
+    }
+    if !enos::owns(&topic, &id.product_key, &id.device_key) {
+        return denied(
+            ResponseType::Forbidden,
+            Some(id),
+            "activation of another device than the DTLS session's",
+        );
+    }
+    if ep.is_activated(id) {
+        return denied(
+            ResponseType::Forbidden,
+            Some(id),
+            "the device is already activated: log in with securemode 2 and the device secret",
+        );
+    }
+    let Some(secret) = ep.issue_secret(id) else {
+        return (
+            ResponseType::InternalServerError,
+            json!({"code": 500, "message": "no secret can be issued: the system's random source failed"}),
+        );
+    };
+    let payload = Request::new(
+        enos::new_id(),
+        enos::ACTIVATE_INFO,
+        json!({
+            "productKey": id.product_key,
+            "deviceKey": id.device_key,
+            "deviceSecret": secret.expose_for_login(),
+        }),
+    );
+    drop(secret);
+    // No reply is documented over CoAP: the answer confirms (see the module's comment).
+    if ep.confirm_activation(id) {
+        ep.emit(
+            Event::new("activated", protocol)
+                .device(id)
+                .topic(&topic)
+                .peer(peer)
+                .code(enos::SUCCESS)
+                .message("the device secret was answered to its GET (over CoAP the answer confirms it)"),
+        );
+    }
+    (
+        ResponseType::Content,
+        serde_json::to_value(&payload).unwrap_or(Value::Null),
+    )
 }

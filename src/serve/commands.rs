@@ -1,6 +1,7 @@
 //! Commands a test sends a device (`POST /twin/commands/{pk}/{dk}`), as EnOS sends them: the
 //! downstream methods of [`enos::DOWNSTREAM`] only, each on its topic, to the MQTT connection
-//! that reaches the device (its own, or its gateway's). Lifecycle commands change the twin
+//! that reaches the device (its own, or its gateway's), or to its CoAP session, where it waits
+//! for the device's next request (option 2100, `serve/coap_commands.rs`). Lifecycle commands change the twin
 //! first, as the platform does, then tell the device; an OTA upgrade carries the firmware
 //! from the registry. The device's reply (JSON, or raw bytes for `model/down_raw`) is matched
 //! to its command and handed back.
@@ -60,6 +61,11 @@ impl Mailbox {
             }
             self.ready.notified().await;
         }
+    }
+
+    /// The next command, if one is queued (CoAP: announced on the device's next request).
+    pub fn try_recv(&self) -> Option<Downlink> {
+        self.queue.lock().ok().and_then(|mut q| q.0.pop_front())
     }
 
     /// The connection is gone: later commands are refused, queued ones dropped (their
@@ -218,8 +224,11 @@ impl Endpoint {
             return Err((
                 404,
                 match applied {
-                    Some(a) => format!("{a}; the device is not connected over MQTT, so it was not told"),
-                    None => "the device is not connected over MQTT (directly or through its gateway)".into(),
+                    Some(a) => {
+                        format!("{a}; the device is not connected over MQTT or CoAP, so it was not told")
+                    }
+                    None => "the device is not connected over MQTT (directly or through its gateway) or CoAP"
+                        .into(),
                 },
             ));
         };

@@ -2,7 +2,7 @@
 //! for a session, `POST /topic/...?sessionId=` with the same JSON as MQTT, and
 //! `POST /multipart/...?sessionId=` for files); and for tests and the console the twin:
 //! `GET /twin/devices`, `GET /twin/devices/{pk}/{dk}`, and `POST /twin/commands/{pk}/{dk}`,
-//! with which a test sends a command to a device connected over MQTT and gets its reply.
+//! with which a test sends a command to a device connected over MQTT or CoAP and gets its reply.
 //! A request for a feature the capabilities table does not offer over HTTP gets 403 with an
 //! EnOS error body; every reply leaves after its request's event is in the record.
 
@@ -417,7 +417,10 @@ pub(super) async fn send_command(
         }
     };
     let Some(tx) = ep.device_channel(&prepared.via) else {
-        return error(StatusCode::NOT_FOUND, "the device is not connected over MQTT");
+        return error(
+            StatusCode::NOT_FOUND,
+            "the device is not connected over MQTT or CoAP",
+        );
     };
     let (reply, wait) = tokio::sync::oneshot::channel();
     let applied = prepared.applied.clone();

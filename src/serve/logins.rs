@@ -51,6 +51,11 @@ impl Endpoint {
         self.device_secret(id).is_some()
     }
 
+    /// Whether the device has a device secret (the registry's, or one activation issued).
+    pub fn is_activated(&self, id: &Identity) -> bool {
+        self.activated(id)
+    }
+
     /// Check the EnOS login of an MQTT CONNECT. `Ok` holds the identity and whether the device
     /// logged in to be activated (securemode 3).
     pub fn mqtt_login(
@@ -188,19 +193,38 @@ impl Endpoint {
         sign: &str,
     ) -> Result<(), Refusal> {
         self.known(id)?;
-        let secret = self
-            .device_secret(id)
-            .ok_or_else(|| refusal(5, 401, "the device has no device secret yet"))?;
-        let signed = credentials::expected_sign(&self.caps, recipe, vars, &secret)
-            .is_some_and(|expected| enos::sign_matches(&expected, sign));
-        if signed {
-            Ok(())
-        } else {
-            Err(refusal(
+        let signed_with = |secret: &Secret| {
+            credentials::expected_sign(&self.caps, recipe, vars, secret)
+                .is_some_and(|expected| enos::sign_matches(&expected, sign))
+        };
+        // Signed with the product secret: a device trying dynamic activation, which this
+        // protocol's recipe does not offer (HTTP: the comparison table's "not supported").
+        let dynamic = || {
+            let offered = self
+                .caps
+                .credentials
+                .get(recipe)
+                .is_some_and(|r| r.modes.iter().any(|m| m == "dynamic"));
+            !offered
+                && self
+                    .registry
+                    .product(&id.product_key)
+                    .and_then(|p| p.secret.as_ref())
+                    .is_some_and(signed_with)
+        };
+        match self.device_secret(id) {
+            Some(secret) if signed_with(&secret) => Ok(()),
+            _ if dynamic() => Err(refusal(
+                5,
+                enos::DYNAMIC_NOT_ALLOWED,
+                format!("dynamic activation is not allowed over {recipe}: sign with the device secret"),
+            )),
+            Some(_) => Err(refusal(
                 4,
                 401,
                 "the sign does not match (check the secret and the signed fields)",
-            ))
+            )),
+            None => Err(refusal(5, 401, "the device has no device secret yet")),
         }
     }
 

@@ -107,8 +107,10 @@ pub struct Endpoint {
     sessions: Mutex<HashMap<String, (Identity, Instant)>>,
     /// CoAP clients authenticated without DTLS: address to device and expiry.
     coap_bindings: Mutex<HashMap<SocketAddr, (Identity, Instant)>>,
-    /// Connected MQTT devices a command can be sent to.
+    /// Connected devices a command can be sent to (MQTT connections, CoAP sessions).
     connected: Mutex<HashMap<Identity, Arc<commands::Mailbox>>>,
+    /// Commands announced to CoAP devices in option 2100, by device and topic, until replied.
+    coap_commands: Mutex<HashMap<(Identity, String), commands::Downlink>>,
     /// How many MQTT connections are held, and those still waiting for their CONNECT.
     pub limits: Arc<limits::Limits>,
     /// MQTT client ids of the live connections, for takeover (MQTT-3.1.4-2).
@@ -159,6 +161,7 @@ impl Endpoint {
             sessions: Mutex::default(),
             coap_bindings: Mutex::default(),
             connected: Mutex::default(),
+            coap_commands: Mutex::default(),
             limits: Arc::new(limits::Limits::new(limits::DEFAULT_MAX_CONNECTIONS)),
             clients: Mutex::default(),
             sessions_kept: Mutex::default(),

@@ -86,10 +86,16 @@ pub async fn accept(
                     match tls {
                         Some(acceptor) => match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => connection(stream, peer, protocol, &ep, shutdown, admission).await,
-                            _ => ep.emit(
+                            // With --client-ca, a missing or unknown client certificate ends here.
+                            Ok(Err(e)) => ep.emit(
+                                Event::new("login_refused", protocol)
+                                    .peer(peer)
+                                    .message(format!("the TLS handshake failed: {e}")),
+                            ),
+                            Err(_) => ep.emit(
                                 Event::new("disconnect", protocol)
                                     .peer(peer)
-                                    .message("the TLS handshake failed"),
+                                    .message("the TLS handshake failed: no handshake in time"),
                             ),
                         },
                         None => connection(tcp, peer, protocol, &ep, shutdown, admission).await,

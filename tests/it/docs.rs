@@ -146,7 +146,7 @@ fn http(request: &str) -> String {
 fn the_command_answer_is_the_documented_one() {
     let body = r#"{"method":"thing.service.measurepoint.set","params":{"temp":30}}"#;
     let json = http(&format!(
-        "POST /twin/commands/Pk7Xy2/meter-0042?timeout=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+        "POST /twin/commands/Pk7Xy2/gw-01?timeout=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()

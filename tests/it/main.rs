@@ -18,6 +18,7 @@ mod fleet;
 mod interop;
 mod layers;
 mod load;
+mod matrix;
 mod mqtt_spec;
 mod needs;
 mod plan;

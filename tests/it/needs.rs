@@ -283,6 +283,84 @@ fn downlink_waits_for_a_command_from_serve_and_answers_it_200() {
 }
 
 #[test]
+fn over_coap_a_command_announced_in_option_2100_is_fetched_and_answered_200() {
+    for scheme in ["coaps", "coap"] {
+        let e = enos(REGISTRY);
+        let addr = if scheme == "coaps" { e.coaps } else { e.coap };
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("enos-connect"))
+            .arg("probe")
+            .arg(format!("{scheme}://{addr}"))
+            .args(DEVICE)
+            .args([
+                "--need",
+                "downlink_commands",
+                "--await-command",
+                "8",
+                "-f",
+                "json",
+            ])
+            .env_clear()
+            .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawns");
+        // Once the device has logged in, a command waits for its next request.
+        let login = format!(r#""event":"login","protocol":"{scheme}""#);
+        let until = Instant::now() + Duration::from_secs(8);
+        while !e.events().contains(&login) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let answer = http_post(
+            e.http,
+            "/twin/commands/pk1/dk1?timeout=5",
+            br#"{"method":"thing.service.measurepoint.set","params":{"temp":30}}"#,
+        );
+        let out = child.wait_with_output().expect("ends");
+        no_secret_in(&out, &SECRETS, "await-command over CoAP");
+        let v = json_of(&out.stdout);
+        assert_eq!(answer.0, 200, "{scheme}: {:?} / {v:#}", answer.1);
+        assert_eq!(
+            answer.1["code"], 200,
+            "{scheme}: the device's reply: {:?}",
+            answer.1
+        );
+        assert_eq!(out.status.code(), Some(0), "{scheme}: {v:#}");
+        let n = &v["needs"][0];
+        assert_eq!(n["measured"], "supported", "{v:#}");
+        let stages: Vec<&str> = n["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(stages, ["subscribe", "command"], "{scheme}");
+        let events = e.events();
+        assert!(
+            events.contains(r#""topic":"/sys/pk1/dk1/thing/service/measurepoint/set","method":"thing.service.measurepoint.set","message":"announced in CoAP option 2100""#),
+            "{scheme}: {events}"
+        );
+    }
+    // HTTP has no downlink at all: a usage error, before any traffic.
+    bin()
+        .args([
+            "probe",
+            "http://127.0.0.1:1",
+            "--product-key",
+            "pk1",
+            "--device-key",
+            "dk1",
+        ])
+        .args(["--need", "downlink_commands", "--await-command", "1"])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "--await-command waits for a command over MQTT or CoAP",
+        ));
+}
+
+#[test]
 fn needs_are_checked_before_any_traffic() {
     // No login, an unknown feature, a write without its value: usage errors, exit 2.
     for (args, words) in [
@@ -349,7 +427,7 @@ fn needs_are_checked_before_any_traffic() {
                 "--device-key",
                 "dk1",
             ],
-            "MQTT only",
+            "over MQTT or CoAP",
         ),
     ] {
         let out = bin()
@@ -612,6 +690,7 @@ fn each_request_a_need_sends_has_the_topic_method_and_params_of_the_official_sdk
         mode: Some("static"),
         client_cert: false,
         secure: false,
+        cert_requested: None,
     };
     let mut compared = 0;
     for (o, f) in [opts, enos_connect::probe::ProbeOptions::default()]

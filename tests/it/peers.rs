@@ -444,6 +444,8 @@ pub fn dtls_coap_server(identity: &'static str, key: &'static [u8]) -> SocketAdd
 /// its events kept in memory. Stopped when dropped.
 pub struct Enos {
     pub mqtt: SocketAddr,
+    /// With [`enos_mqtts`]: MQTT over TLS.
+    pub mqtts: Option<SocketAddr>,
     pub http: SocketAddr,
     pub coap: SocketAddr,
     pub coaps: SocketAddr,
@@ -517,6 +519,16 @@ pub fn enos(registry: &str) -> Enos {
 
 /// [`enos`] holding at most `max_connections` MQTT logins (serve's `--max-connections`).
 pub fn enos_with(registry: &str, max_connections: Option<usize>) -> Enos {
+    enos_full(registry, max_connections, None)
+}
+
+/// [`enos`] with an MQTT-over-TLS listener too, on `tls` (serve's `--mqtts`; a configuration
+/// that verifies client certificates is serve's `--client-ca`).
+pub fn enos_mqtts(registry: &str, tls: Arc<rustls::ServerConfig>) -> Enos {
+    enos_full(registry, None, Some(tls))
+}
+
+fn enos_full(registry: &str, max_connections: Option<usize>, tls: Option<Arc<rustls::ServerConfig>>) -> Enos {
     use enos_connect::serve::{Endpoint, Options, bind, serve};
     let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
         "registry.toml",
@@ -538,7 +550,7 @@ pub fn enos_with(registry: &str, max_connections: Option<usize>) -> Enos {
             let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
             let opts = Options {
                 mqtt: Some(any),
-                mqtts: None,
+                mqtts: tls.map(|c| (any, c)),
                 http: Some(any),
                 coap: Some(any),
                 coaps: Some(any),
@@ -562,6 +574,7 @@ pub fn enos_with(registry: &str, max_connections: Option<usize>) -> Enos {
     };
     Enos {
         mqtt: addr("mqtt"),
+        mqtts: v["mqtts"].as_str().and_then(|a| a.parse().ok()),
         http: addr("http"),
         coap: addr("coap"),
         coaps: addr("coaps"),
