@@ -17,14 +17,20 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let registry = Registry::from_file(&args.registry)?;
     let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
-            Some((addr, tls_config(cert, key, args.client_ca.as_deref())?))
+            Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
         }
+        _ => None,
+    };
+    // One-way TLS, whatever --client-ca says: EnOS's HTTP broker asks for no client certificate.
+    let https = match (args.https.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key, None, &[b"http/1.1"])?)),
         _ => None,
     };
     let opts = Options {
         mqtt: args.mqtt.addr(),
         mqtts,
         http: args.http.addr(),
+        https,
         coap: args.coap.addr(),
         coaps: args.coaps.and_then(|l| l.addr()),
         record: args.record.clone(),
@@ -36,6 +42,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         opts.mqtt,
         opts.mqtts.as_ref().map(|(a, _)| *a),
         opts.http,
+        opts.https.as_ref().map(|(a, _)| *a),
         opts.coap,
         opts.coaps,
     ]
@@ -44,7 +51,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     {
         return Err(Error::usage_with_help(
             "every listener is off: serve would answer nothing",
-            "keep at least one of --mqtt, --mqtts, --http, --coap or --coaps on (an address, or port 0 for any)",
+            "keep at least one of --mqtt, --mqtts, --http, --https, --coap or --coaps on (an address, or port 0 for any)",
         ));
     }
     let endpoint = Endpoint::new(
@@ -63,13 +70,15 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         Error::io(format!("--record {file}: cannot create it"), e)
     })?;
     // As servers do: the soft open-file limit raised to the hard one, and the connection
-    // bound sized from it unless --max-connections says otherwise.
+    // bounds sized from it unless --max-connections says otherwise: MQTT's logins and, counted
+    // apart, HTTP's connections (so a full fleet never locks a test out of /twin).
     let from_fds = serve::limits::raise_open_files();
     let max = args
         .max_connections
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(from_fds);
     endpoint.limits.set_max(max);
+    endpoint.http_limits.set_max(max);
     let endpoint = Arc::new(endpoint);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -154,12 +163,14 @@ fn stop_on_signal(stop: tokio::sync::watch::Sender<bool>) {
     drop(spawned);
 }
 
-/// The TLS server configuration for --mqtts, from PEM files; with `client_ca`, client
-/// certificates are required and verified against it (rustls's WebPKI verifier).
+/// The TLS server configuration for --mqtts or --https, from PEM files; with `client_ca`,
+/// client certificates are required and verified against it (rustls's WebPKI verifier);
+/// `alpn`, the protocols offered (none: the client's offer is ignored).
 fn tls_config(
     cert: &std::path::Path,
     key: &std::path::Path,
     client_ca: Option<&std::path::Path>,
+    alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -199,8 +210,9 @@ fn tls_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| Error::usage(format!("--tls-cert/--tls-key: {e}")))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

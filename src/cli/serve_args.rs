@@ -46,6 +46,7 @@ and gets the device's reply as the answer.
 SIGINT or SIGTERM stops serve: exit 0, the record complete. A listener that cannot bind: exit 2.";
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("tls_listener").args(["mqtts", "https"]).multiple(true)))]
 pub struct ServeArgs {
     /// The products and devices (TOML; `enos-connect schema registry` gives its schema)
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_REGISTRY")]
@@ -56,19 +57,34 @@ pub struct ServeArgs {
     /// MQTT over TLS listener (with --tls-cert and --tls-key)
     #[arg(long, value_name = "ADDR", value_parser = listen, requires_all = ["tls_cert", "tls_key"], env = "ENOS_CONNECT_MQTTS")]
     pub mqtts: Option<Listen>,
-    /// The server certificate chain (PEM) for --mqtts
-    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_CERT")]
+    /// The server certificate chain (PEM) for --mqtts and --https
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_listener",
+        env = "ENOS_CONNECT_TLS_CERT"
+    )]
     pub tls_cert: Option<PathBuf>,
-    /// The server private key (PEM) for --mqtts
-    #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_TLS_KEY")]
+    /// The server private key (PEM) for --mqtts and --https
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_listener",
+        env = "ENOS_CONNECT_TLS_KEY"
+    )]
     pub tls_key: Option<PathBuf>,
-    /// Two-way TLS on --mqtts: verify client certificates against this CA (PEM); a device
-    /// with no certificate, or one the CA did not sign, is refused at the TLS handshake
+    /// Two-way TLS on --mqtts only: verify client certificates against this CA (PEM); a device
+    /// with no certificate, or one the CA did not sign, is refused at the TLS handshake.
+    /// --https stays one-way (a server certificate only), as EnOS's HTTP broker
     #[arg(long, value_name = "PEM", requires = "mqtts", env = "ENOS_CONNECT_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
     /// HTTP listener (device API, and /twin/commands for tests)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = listen, env = "ENOS_CONNECT_HTTP")]
     pub http: Listen,
+    /// HTTPS listener: the same device API as --http over one-way TLS (with --tls-cert and
+    /// --tls-key; no client certificate is asked for, as EnOS's HTTP broker on port 443)
+    #[arg(long, value_name = "ADDR", value_parser = listen, requires_all = ["tls_cert", "tls_key"], env = "ENOS_CONNECT_HTTPS")]
+    pub https: Option<Listen>,
     /// CoAP listener
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5683", value_parser = listen, env = "ENOS_CONNECT_COAP")]
     pub coap: Listen,
@@ -92,9 +108,10 @@ pub struct ServeArgs {
     /// Wait this long before CONNACK, 0 to 10000 (one official SDK loses an instant one)
     #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000), env = "ENOS_CONNECT_CONNACK_DELAY_MS")]
     pub connack_delay_ms: u64,
-    /// The most MQTT connections logged in at once, 1 to 4194304; past it a device gets CONNACK 3
-    /// (server unavailable) and an event [default: the open-file limit, raised to its hard
-    /// value at start, less 256]
+    /// The most MQTT connections logged in at once, and apart from them the most HTTP and HTTPS
+    /// connections open at once, 1 to 4194304; past it a device gets CONNACK 3 (server
+    /// unavailable), an HTTP client 503 with Retry-After, and an event [default: the open-file
+    /// limit, raised to its hard value at start, less 256]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_194_304), env = "ENOS_CONNECT_MAX_CONNECTIONS")]
     pub max_connections: Option<u64>,
     /// No human-readable log on stderr (the JSON events still go to stdout)

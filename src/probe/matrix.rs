@@ -98,10 +98,13 @@ pub fn replace_need(probe: &mut ProbeReport, need: NeedReport) {
     }
 }
 
-/// What the table's cell predicts a measurement shows.
+/// What the table's cell predicts a measurement shows. `partial` is measured as such: the one
+/// partial cell of the shipped table, HTTP's `mutual_tls`, is a one-way TLS login (a server
+/// certificate only), so a login the server asked a certificate for would not match it either.
 pub fn expected(table: Support) -> Measured {
     match table {
-        Support::Supported | Support::Partial => Measured::Supported,
+        Support::Supported => Measured::Supported,
+        Support::Partial => Measured::Partial,
         Support::NotSupported | Support::NotApplicable => Measured::Refused,
     }
 }
@@ -232,5 +235,33 @@ mod tests {
         replace_need(&mut probe, ok);
         assert_eq!(probe.needs.len(), 1);
         assert_eq!(probe.needs[0].measured, Measured::Supported);
+    }
+
+    #[test]
+    fn a_partial_cell_expects_a_one_way_login_and_only_mutual_tls_over_http_is_partial() {
+        assert_eq!(expected(Support::Partial), Measured::Partial);
+        assert_eq!(expected(Support::Supported), Measured::Supported);
+        assert_eq!(expected(Support::NotApplicable), Measured::Refused);
+        let caps = crate::capabilities::embedded().expect("caps");
+        let partial: Vec<(String, String)> = caps
+            .features
+            .iter()
+            .flat_map(|f| {
+                caps.protocols
+                    .iter()
+                    .filter(|p| f.support_for(&p.id) == Support::Partial)
+                    .map(|p| (f.id.clone(), p.id.clone()))
+            })
+            .collect();
+        assert_eq!(partial, [("mutual_tls".to_string(), "http".to_string())]);
+        let one_way = Cell {
+            protocol: "http".into(),
+            table: Support::Partial,
+            measured: Measured::Partial,
+            verdict: Verdict::Match,
+            code: None,
+            message: String::new(),
+        };
+        assert_eq!(cell_text(&one_way), "partial: one-way");
     }
 }

@@ -73,6 +73,9 @@ pub enum Measured {
     /// EnOS refused it as not offered over the protocol (code 1009: HTTP 403, CoAP 4.05), or
     /// the protocol has no way to carry it.
     Refused,
+    /// Partly: the login went through, but only one way (`mutual_tls` over a TLS server that
+    /// asked for no client certificate). What the table's `partial` predicts.
+    Partial,
     /// Not sent: the table says the protocol does not offer it (without `--matrix`).
     NotOffered,
     /// Not checked: it needs a value or a login this probe was not given.
@@ -86,6 +89,7 @@ impl Measured {
         match self {
             Measured::Supported => "supported",
             Measured::Refused => "refused",
+            Measured::Partial => "one-way",
             Measured::NotOffered => "not offered",
             Measured::Untested => "untested",
             Measured::Failed => "failed",
@@ -173,8 +177,8 @@ pub enum Step {
     },
     /// The login kind this feature is: proven by the login already made, or not testable.
     Login(Result<String, String>),
-    /// What the login already made showed the endpoint does not do.
-    Refused(String),
+    /// What the login already made showed the endpoint does only in part (one-way TLS).
+    Partial(String),
 }
 
 /// The login this probe made, for the login-kind needs.
@@ -290,9 +294,10 @@ pub fn steps(
                 Err(format!("log in with --secure-mode {want} to check {need}"))
             })]
         }
-        // A server that asked for no certificate got none: one-way TLS, measured as a refusal.
+        // A server that asked for no certificate got none: the TLS login went through one-way
+        // (the device authenticated the server, not the other way round), measured as partial.
         "mutual_tls" if login.client_cert && login.secure && login.cert_requested == Some(false) => {
-            vec![Step::Refused(
+            vec![Step::Partial(
                 "the server asked for no client certificate: the TLS login was one-way".into(),
             )]
         }
@@ -517,6 +522,12 @@ pub async fn run<T: Transport>(
                 Measured::Untested,
                 Err(Failure::new(ErrorKind::Protocol, format!("untested: {why}"))),
             ),
+            // Not what the need asks for (not ok), but the connection is fine: no later need
+            // is cut off.
+            Err(Outcome::Partial(why)) => (
+                Measured::Partial,
+                Err(Failure::new(ErrorKind::Tls, format!("partial: {why}"))),
+            ),
             Err(Outcome::Failed(f)) => {
                 let refused = f.message.starts_with(NO_EXCHANGE)
                     || r.enos.as_ref().is_some_and(|e| e.code == enos::NO_PERMISSION);
@@ -545,6 +556,7 @@ const NEED_MARGIN: Duration = Duration::from_millis(20);
 
 enum Outcome {
     Untested(String),
+    Partial(String),
     Failed(Failure),
 }
 
@@ -577,9 +589,9 @@ async fn run_steps<T: Transport>(
                 result.clone().map_err(Outcome::Untested)?;
                 Ok(())
             }
-            Step::Refused(why) => {
+            Step::Partial(why) => {
                 r.begin("login");
-                Err(no_exchange(T::PROTOCOL, why))
+                return Err(Outcome::Partial(why.clone()));
             }
             Step::Request {
                 stage,

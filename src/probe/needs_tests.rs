@@ -131,7 +131,7 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
                     assert!(r.is_ok() || f.id == "dynamic_auth", "{}: {r:?}", f.id);
                     continue;
                 }
-                Step::Refused(why) => panic!("{}: refused with the certificate asked for: {why}", f.id),
+                Step::Partial(why) => panic!("{}: one-way with the certificate asked for: {why}", f.id),
             };
             let tail = topic
                 .strip_prefix("/sys/pk1/dk1/")
@@ -221,7 +221,7 @@ fn mutual_tls_is_proven_only_when_the_server_asked_for_the_certificate() {
     };
     let step = |login| steps(&caps, "mutual_tls", &opts, login, ("pk1", "dk1")).expect("steps");
     assert!(matches!(step(kind(Some(true))).as_slice(), [Step::Login(Ok(_))]));
-    assert!(matches!(step(kind(Some(false))).as_slice(), [Step::Refused(_)]));
+    assert!(matches!(step(kind(Some(false))).as_slice(), [Step::Partial(_)]));
     let plain = LoginKind {
         secure: false,
         ..kind(None)

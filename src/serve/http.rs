@@ -7,7 +7,6 @@
 //! EnOS error body; every reply leaves after its request's event is in the record.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,33 +30,12 @@ const DEFAULT_LIFETIME_MS: u64 = 300_000;
 /// The longest session lifetime granted, in ms (a day).
 const MAX_LIFETIME_MS: u64 = 86_400_000;
 
-pub async fn accept(listener: tokio::net::TcpListener, ep: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
-    let l = &listener;
-    let stop = shutdown.clone();
-    super::accept_each(
-        || l.accept(),
-        shutdown,
-        move |tcp, _peer| {
-            let (ep, shutdown) = (ep.clone(), stop.clone());
-            async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let ep = ep.clone();
-                    async move { Ok::<_, std::convert::Infallible>(route(&ep, req).await) }
-                });
-                serve_connection(tcp, service, shutdown).await;
-            }
-        },
-    )
-    .await;
-}
-
 /// One HTTP/1.1 connection, bounded (10 s for a request head, 64 KiB of buffer), until it ends
-/// or serve stops: then it gets a second to finish. The device API and the console share it.
-pub(super) async fn serve_connection<S, B>(
-    tcp: tokio::net::TcpStream,
-    service: S,
-    shutdown: watch::Receiver<bool>,
-) where
+/// or serve stops: then it gets a second to finish. The device API (over TCP or TLS) and the
+/// console share it.
+pub(super) async fn serve_connection<I, S, B>(io: I, service: S, shutdown: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: hyper::body::Body + 'static,
@@ -67,7 +45,7 @@ pub(super) async fn serve_connection<S, B>(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(tcp), service);
+        .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -99,14 +77,23 @@ fn query<'q>(req: &'q Request<Incoming>, key: &str) -> Option<&'q str> {
         .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
-async fn route(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let response = route_request(ep, req).await;
+/// One request of the device API; `protocol` (`http` or `https`) names the listener in events.
+pub(super) async fn route(
+    ep: &Endpoint,
+    protocol: &'static str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let response = route_request(ep, protocol, req).await;
     // No answer leaves before the events of its request are in the record.
     ep.recorded().await;
     response
 }
 
-async fn route_request(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route_request(
+    ep: &Endpoint,
+    protocol: &'static str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     if req.method() == Method::GET
         && let Some(r) = twin_get(ep, &path)
@@ -140,13 +127,21 @@ async fn route_request(ep: &Endpoint, req: Request<Incoming>) -> Response<Full<B
         Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"),
     };
     if let Some(rest) = path.strip_prefix("/auth/") {
-        return auth(ep, rest, &body);
+        return auth(ep, protocol, rest, &body);
     }
     if let Some(topic) = path.strip_prefix("/topic") {
-        return topic_request(ep, topic, session.as_deref(), &body);
+        return topic_request(ep, protocol, topic, session.as_deref(), &body);
     }
     if let Some(topic) = path.strip_prefix("/multipart") {
-        return multipart(ep, topic, session.as_deref(), content_type.as_deref(), body).await;
+        return multipart(
+            ep,
+            protocol,
+            topic,
+            session.as_deref(),
+            content_type.as_deref(),
+            body,
+        )
+        .await;
     }
     if let Some(rest) = path.strip_prefix("/twin/commands/") {
         return send_command(ep, rest, &body, timeout).await;
@@ -182,7 +177,7 @@ pub(super) fn keys(rest: &str) -> Option<Identity> {
 }
 
 /// `POST /auth/{pk}/{dk}` with `{"signMethod","lifetime","sign"}`: a session for the lifetime.
-fn auth(ep: &Endpoint, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
+fn auth(ep: &Endpoint, protocol: &'static str, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
     let Some(id) = keys(rest) else {
         return error(StatusCode::NOT_FOUND, "use /auth/{productKey}/{deviceKey}");
     };
@@ -205,7 +200,7 @@ fn auth(ep: &Endpoint, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
     let sign = v.get("sign").and_then(Value::as_str).unwrap_or_default();
     let refused = |code: i64, why: String| {
         ep.emit(
-            Event::new("login_refused", "http")
+            Event::new("login_refused", protocol)
                 .device(&id)
                 .code(code)
                 .message(why.clone()),
@@ -224,13 +219,13 @@ fn auth(ep: &Endpoint, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
     if let Err(r) = ep.signed_login("http", &id, &vars, sign) {
         return refused(r.code, r.reason);
     }
-    let Some(session) = ep.open_session(&id, Duration::from_millis(lifetime)) else {
+    let Some(session) = ep.open_session(&id, protocol, Duration::from_millis(lifetime)) else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no session can be issued: the system's random source failed",
         );
     };
-    ep.emit(Event::new("login", "http").device(&id).code(enos::SUCCESS));
+    ep.emit(Event::new("login", protocol).device(&id).code(enos::SUCCESS));
     json_response(
         StatusCode::OK,
         &json!({"code": enos::SUCCESS, "message": "", "data": {"sessionId": session}}),
@@ -238,10 +233,15 @@ fn auth(ep: &Endpoint, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
 }
 
 /// The device a session belongs to, when it may use `topic`; else the EnOS answer (1009).
-fn authorised(ep: &Endpoint, topic: &str, session: Option<&str>) -> Result<Identity, Value> {
+fn authorised(
+    ep: &Endpoint,
+    protocol: &'static str,
+    topic: &str,
+    session: Option<&str>,
+) -> Result<Identity, Value> {
     let denied = |why: &str| {
         ep.emit(
-            Event::new("denied", "http")
+            Event::new("denied", protocol)
                 .topic(topic)
                 .code(enos::NO_PERMISSION)
                 .message(why),
@@ -259,11 +259,17 @@ fn authorised(ep: &Endpoint, topic: &str, session: Option<&str>) -> Result<Ident
     Ok(id)
 }
 
-fn topic_request(ep: &Endpoint, topic: &str, session: Option<&str>, body: &[u8]) -> Response<Full<Bytes>> {
-    if let Err(v) = authorised(ep, topic, session) {
+fn topic_request(
+    ep: &Endpoint,
+    protocol: &'static str,
+    topic: &str,
+    session: Option<&str>,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    if let Err(v) = authorised(ep, protocol, topic, session) {
         return json_response(StatusCode::OK, &v);
     }
-    answered(ep.answer("http", topic, body))
+    answered(ep.answer(protocol, topic, body))
 }
 
 /// The HTTP response to an answer: 200 with the reply, 403 with an EnOS error body for a
@@ -294,12 +300,13 @@ fn answered(answer: Answer) -> Response<Full<Bytes>> {
 /// one `enos-file` part per file, each checked against its `Content-MD5` when it has one.
 async fn multipart(
     ep: &Endpoint,
+    protocol: &'static str,
     topic: &str,
     session: Option<&str>,
     content_type: Option<&str>,
     body: Bytes,
 ) -> Response<Full<Bytes>> {
-    if let Err(v) = authorised(ep, topic, session) {
+    if let Err(v) = authorised(ep, protocol, topic, session) {
         return json_response(StatusCode::OK, &v);
     }
     let Some(boundary) = content_type.and_then(|c| multer::parse_boundary(c).ok()) else {
@@ -342,7 +349,7 @@ async fn multipart(
         {
             let why = format!("the Content-MD5 of file `{file_name}` does not match its bytes");
             ep.emit(
-                Event::new("request", "http")
+                Event::new("request", protocol)
                     .topic(topic)
                     .code(enos::BAD_FORMAT)
                     .message(why.clone()),
@@ -374,7 +381,7 @@ async fn multipart(
         return json_response(StatusCode::OK, &json!({"code": enos::BAD_FORMAT, "message": why}));
     }
     let files = format!("{} file(s), {bytes} bytes", files.len());
-    answered(ep.answer_noted("http", topic, &message, Some(&files)))
+    answered(ep.answer_noted(protocol, topic, &message, Some(&files)))
 }
 
 /// `Content-MD5` as RFC 1864 has it (base64 of the digest), or as hex.

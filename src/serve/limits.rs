@@ -8,6 +8,11 @@
 //! waiting ones are at their bound closes the **oldest** waiting one: a flood of silent
 //! connections ages itself out, and a device that sends its CONNECT at once always gets
 //! through. Under that pressure the wait for CONNECT shortens from 10 s to 2 s.
+//!
+//! HTTP's bound ([`OpenLimit`]) is simpler: connections **open** across `--http` and `--https`,
+//! at most `--max-connections` too but counted apart from MQTT's logins (a fleet holding every
+//! MQTT slot must not lock a test out of `/twin`). Past it a new connection is answered
+//! `503 Service Unavailable` at once and closed, never left waiting in the accept queue.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -174,6 +179,80 @@ impl Drop for Held {
     }
 }
 
+/// The bound on HTTP connections open at once, shared by `--http` and `--https`.
+pub struct OpenLimit {
+    max: AtomicUsize,
+    open: AtomicUsize,
+    refusing: AtomicUsize,
+}
+
+/// What a new HTTP connection may do.
+pub enum Entry {
+    /// Served; dropping the slot frees it.
+    Open(OpenSlot),
+    /// Over the bound: answered 503 and closed; dropping it frees the refusal slot.
+    Refused(OpenRefusing),
+    /// Over the bound with [`MAX_REFUSING`] refusals under way: closed at once.
+    Closed,
+}
+
+/// An open HTTP connection's slot.
+pub struct OpenSlot(Arc<OpenLimit>);
+
+/// An HTTP connection being answered 503.
+pub struct OpenRefusing(Arc<OpenLimit>);
+
+impl OpenLimit {
+    pub fn new(max: usize) -> Self {
+        OpenLimit {
+            max: AtomicUsize::new(max.max(1)),
+            open: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max.max(1), Ordering::Relaxed);
+    }
+
+    /// How many HTTP connections are open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// A new connection: a slot while fewer than the bound are open, else a refusal.
+    pub fn admit(self: &Arc<Self>) -> Entry {
+        let max = self.max();
+        let taken = self.open.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+            (n < max).then_some(n + 1)
+        });
+        if taken.is_ok() {
+            return Entry::Open(OpenSlot(self.clone()));
+        }
+        if self.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+            self.refusing.fetch_sub(1, Ordering::Relaxed);
+            return Entry::Closed;
+        }
+        Entry::Refused(OpenRefusing(self.clone()))
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for OpenRefusing {
+    fn drop(&mut self) {
+        self.0.refusing.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Raise the open-file limit from its soft to its hard value, as servers do, and size the
 /// default `--max-connections` from it: the limit less [`RESERVED_FDS`].
 pub fn raise_open_files() -> usize {
@@ -216,5 +295,29 @@ mod tests {
         drop(newest);
         drop(held);
         assert!(matches!(l.admit(), Admission::Waiting(_)));
+    }
+
+    #[test]
+    fn http_connections_past_the_bound_are_refused_then_closed_and_a_slot_comes_back() {
+        let l = Arc::new(OpenLimit::new(2));
+        let open: Vec<_> = (0..2)
+            .map(|_| match l.admit() {
+                Entry::Open(s) => s,
+                _ => panic!("not admitted"),
+            })
+            .collect();
+        assert_eq!(l.open(), 2);
+        let refusing: Vec<_> = (0..MAX_REFUSING)
+            .map(|_| match l.admit() {
+                Entry::Refused(r) => r,
+                _ => panic!("not refused"),
+            })
+            .collect();
+        assert!(matches!(l.admit(), Entry::Closed), "too many refusals under way");
+        drop(refusing);
+        assert!(matches!(l.admit(), Entry::Refused(_)));
+        drop(open);
+        assert_eq!(l.open(), 0);
+        assert!(matches!(l.admit(), Entry::Open(_)));
     }
 }

@@ -9,13 +9,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Endpoint, MAX_CONNECTIONS, Options, coap, console, http, mqtt};
+use super::{Endpoint, MAX_CONNECTIONS, Options, coap, console, http_accept, mqtt};
 
 /// The listeners, bound: their addresses are known before anything is served.
 pub struct Bound {
     pub mqtt: Option<tokio::net::TcpListener>,
     pub mqtts: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
     pub http: Option<tokio::net::TcpListener>,
+    pub https: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
     pub coap: Option<tokio::net::UdpSocket>,
     pub coaps: Option<Arc<dyn webrtc_util::conn::Listener + Send + Sync>>,
     /// The web console, with who may use it.
@@ -67,6 +68,10 @@ pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
         Some(a) => Some(tcp("http", a).await?),
         None => None,
     };
+    let https = match &opts.https {
+        Some((a, config)) => Some((tcp("https", *a).await?, config.clone())),
+        None => None,
+    };
     let coap = match opts.coap {
         Some(addr) => Some(tokio::net::UdpSocket::bind(addr).await.map_err(|e| BindError {
             what: "coap",
@@ -96,6 +101,7 @@ pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
         mqtt,
         mqtts,
         http,
+        https,
         coap,
         coaps,
     })
@@ -114,6 +120,9 @@ impl Bound {
         }
         if let Some(l) = &self.http {
             v["http"] = json!(addr(l));
+        }
+        if let Some((l, _)) = &self.https {
+            v["https"] = json!(addr(l));
         }
         if let Some(s) = &self.coap {
             v["coap"] = json!(s.local_addr().map(|a| a.to_string()).ok());
@@ -145,7 +154,16 @@ pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Recei
         ));
     }
     if let Some(l) = bound.http {
-        tasks.spawn(http::accept(l, endpoint.clone(), shutdown.clone()));
+        tasks.spawn(http_accept::accept(l, None, endpoint.clone(), shutdown.clone()));
+    }
+    if let Some((l, config)) = bound.https {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        tasks.spawn(http_accept::accept(
+            l,
+            Some(acceptor),
+            endpoint.clone(),
+            shutdown.clone(),
+        ));
     }
     if let Some((l, access)) = bound.console {
         tasks.spawn(console::accept(l, access, endpoint.clone(), shutdown.clone()));
@@ -161,7 +179,8 @@ pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Recei
 }
 
 /// Accept connections until shutdown, each handled in a task of its own, at most
-/// [`MAX_CONNECTIONS`] at once (more wait in the accept queue). At shutdown the listener stops
+/// [`MAX_CONNECTIONS`] at once (more wait in the accept queue): the DTLS sessions and the
+/// console's browsers. MQTT and HTTP have bounds of their own that refuse out loud. At shutdown the listener stops
 /// accepting and the connections, which see the shutdown too, get two seconds to close.
 pub(crate) async fn accept_each<C, A, F, H, Fut>(mut accept: A, shutdown: watch::Receiver<bool>, handle: H)
 where

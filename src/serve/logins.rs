@@ -267,15 +267,16 @@ impl Endpoint {
         true
     }
 
-    /// A new HTTP session for `lifetime`; `None` when the random source fails.
-    pub fn open_session(&self, id: &Identity, lifetime: Duration) -> Option<String> {
+    /// A new HTTP session for `lifetime`, logged in over `protocol` (`http` or `https`); `None`
+    /// when the random source fails.
+    pub fn open_session(&self, id: &Identity, protocol: &'static str, lifetime: Duration) -> Option<String> {
         let session = random_hex(16)?;
         if let Ok(mut s) = self.sessions.lock() {
             let now = Instant::now();
             s.retain(|_, (_, until)| *until > now);
             make_room(&mut s);
             s.insert(session.clone(), (id.clone(), now + lifetime));
-            self.twin.session(id, "http", now + lifetime);
+            self.twin.session(id, protocol, now + lifetime);
         }
         Some(session)
     }

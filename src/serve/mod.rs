@@ -14,7 +14,8 @@
 //! - [`twin`]: the device twin, the one owner of per-device state (`GET /twin/devices`).
 //! - [`events`]: the event log and the record file, written before a reply leaves.
 //! - [`listen`] and one module per protocol: [`mqtt`] (rumqttc's MQTT 3.1.1 codec), [`http`]
-//!   (hyper's server, also `/twin/...`), [`coap`] (coap-lite over UDP, webrtc-dtls for
+//!   (hyper's server, also `/twin/...`; [`http_accept`]: its HTTP and HTTPS listeners under
+//!   the bound, 503 past it), [`coap`] (coap-lite over UDP, webrtc-dtls for
 //!   DTLS-PSK); [`commands`] carries a test's command to a device and its reply back.
 
 pub mod apply;
@@ -25,6 +26,7 @@ pub mod console;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod http_accept;
 pub mod limits;
 pub mod listen;
 pub mod logins;
@@ -56,8 +58,8 @@ pub const MAX_PACKET: usize = 1 << 20;
 /// The largest EnOS message answered normally; a larger one gets code 1008 (assumed limit: EnOS
 /// documents the code, not the size).
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// The most HTTP connections served at once; more wait in the accept queue. MQTT's bound is
-/// `--max-connections` ([`limits`]).
+/// The most DTLS sessions, and console connections, served at once; more wait in the accept
+/// queue. MQTT's and HTTP's bounds are `--max-connections` ([`limits`]), refused loudly past it.
 pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Where `serve` listens and what it logs.
@@ -65,6 +67,8 @@ pub struct Options {
     pub mqtt: Option<SocketAddr>,
     pub mqtts: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub http: Option<SocketAddr>,
+    /// HTTPS: the device API over one-way TLS (the configuration asks for no client certificate).
+    pub https: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub coap: Option<SocketAddr>,
     pub coaps: Option<SocketAddr>,
     pub record: Option<PathBuf>,
@@ -113,6 +117,8 @@ pub struct Endpoint {
     coap_commands: Mutex<HashMap<(Identity, String), commands::Downlink>>,
     /// How many MQTT connections are held, and those still waiting for their CONNECT.
     pub limits: Arc<limits::Limits>,
+    /// How many HTTP and HTTPS connections are open, at most `--max-connections` apart from MQTT's.
+    pub http_limits: Arc<limits::OpenLimit>,
     /// MQTT client ids of the live connections, for takeover (MQTT-3.1.4-2).
     clients: Mutex<HashMap<String, clients::Takeover>>,
     /// The subscriptions of clean-session-0 clients that left, by client id (MQTT-3.1.2-4).
@@ -163,6 +169,7 @@ impl Endpoint {
             connected: Mutex::default(),
             coap_commands: Mutex::default(),
             limits: Arc::new(limits::Limits::new(limits::DEFAULT_MAX_CONNECTIONS)),
+            http_limits: Arc::new(limits::OpenLimit::new(limits::DEFAULT_MAX_CONNECTIONS)),
             clients: Mutex::default(),
             sessions_kept: Mutex::default(),
             sink,

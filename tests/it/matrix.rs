@@ -6,10 +6,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use enos_connect::capabilities::Support;
 use serde_json::Value;
 
 use crate::common::{assert_failed, assert_ok, bin, caps, json_of, no_secret_in, probe, stage_names};
-use crate::peers::{Enos, REGISTRY, SECRETS, enos, enos_mqtts, pki};
+use crate::peers::{Enos, REGISTRY, SECRETS, enos, enos_mqtts, enos_tls, pki};
 
 /// Wait (bounded) until serve's events hold `needle`: events are written as the endpoint
 /// handles a connection, which may end after the probe's process did.
@@ -218,13 +219,13 @@ fn mqtts_with_a_client_ca_refuses_a_device_without_a_certificate_and_takes_one_i
         "{v:#}"
     );
     // A server without --client-ca asks for no certificate: the login is one-way TLS, and
-    // mutual_tls is measured as refused, not as proven by a certificate nobody checked.
+    // mutual_tls is measured as partial, not as proven by a certificate nobody checked.
     let one_way = enos_mqtts(REGISTRY, pki.server_config.clone());
     let url = format!("mqtts://localhost:{}", one_way.mqtts.expect("mqtts").port());
     args[0] = &url;
     let (code, v, _) = probe(&args, &secret);
     assert_eq!(code, 1, "{v:#}");
-    assert_eq!(v["needs"][0]["measured"], "refused", "{v:#}");
+    assert_eq!(v["needs"][0]["measured"], "partial", "{v:#}");
     assert!(
         v["needs"][0]["message"]
             .as_str()
@@ -249,7 +250,7 @@ fn matrix(e: &Enos, pki: &crate::peers::Pki, dir: &std::path::Path, extra: &[&st
         .args(extra)
         .args(["probe", "--matrix"])
         .arg(format!("mqtts://localhost:{}", e.mqtts.expect("mqtts").port()))
-        .arg(format!("http://{}", e.http))
+        .arg(format!("https://localhost:{}", e.https.expect("https").port()))
         .arg(format!("coaps://{}", e.coaps))
         .args(["--product-key", "pk1", "--device-key", "dk1"])
         .args([
@@ -290,14 +291,19 @@ fn matrix(e: &Enos, pki: &crate::peers::Pki, dir: &std::path::Path, extra: &[&st
 #[test]
 fn the_matrix_with_every_login_kind_reproduces_the_table_cell_for_cell() {
     let pki = pki(&["localhost"], false);
-    let e = enos_mqtts(&registry(), pki.mutual_config.clone());
+    // MQTTS two-way (--client-ca), HTTPS one-way (as EnOS's HTTP broker), CoAP DTLS-PSK.
+    let e = enos_tls(
+        &registry(),
+        pki.mutual_config.clone(),
+        pki.server_config.clone(),
+        None,
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let (code, v, all) = matrix(&e, &pki, dir.path(), &[]);
     assert_eq!(code, 0, "{v:#}{all}");
     assert_eq!(v["mismatches"], 0, "{v:#}");
-    // HTTPS is not one of serve's listeners: HTTP's mutual_tls (partial, one-way) is the one
-    // cell left untested, and said so.
-    assert_eq!(v["untested"], 1, "{v:#}");
+    // Every cell measured: HTTP's mutual_tls too, over serve's one-way HTTPS.
+    assert_eq!(v["untested"], 0, "{v:#}");
     let caps = caps();
     let rows = v["rows"].as_array().expect("rows");
     for (row, f) in rows.iter().zip(&caps.features) {
@@ -307,12 +313,12 @@ fn the_matrix_with_every_login_kind_reproduces_the_table_cell_for_cell() {
             .iter()
             .zip(["mqtt", "http", "coap"])
         {
-            if cell["verdict"] == "untested" {
-                assert_eq!((f.id.as_str(), protocol), ("mutual_tls", "http"), "{cell}");
-                continue;
-            }
             let table = f.support_for(protocol);
-            let want = if table.offered() { "supported" } else { "refused" };
+            let want = match table {
+                Support::Supported => "supported",
+                Support::Partial => "partial",
+                Support::NotSupported | Support::NotApplicable => "refused",
+            };
             assert_eq!(cell["measured"], want, "{} over {protocol}: {cell}", f.id);
             assert_eq!(cell["verdict"], "match", "{cell}");
         }
@@ -333,6 +339,15 @@ fn the_matrix_with_every_login_kind_reproduces_the_table_cell_for_cell() {
             .unwrap_or_default()
             .contains("client certificate was refused"),
         "{v:#}"
+    );
+    let one_way = &row(&v, "mutual_tls")["cells"][1];
+    assert_eq!(one_way["measured"], "partial", "{one_way}");
+    assert!(
+        one_way["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("one-way"),
+        "{one_way}"
     );
     let logins = v["logins"].as_array().expect("logins");
     assert_eq!(logins.len(), 4, "{v:#}");

@@ -447,6 +447,8 @@ pub struct Enos {
     /// With [`enos_mqtts`]: MQTT over TLS.
     pub mqtts: Option<SocketAddr>,
     pub http: SocketAddr,
+    /// With [`enos_tls`]: HTTP over (one-way) TLS.
+    pub https: Option<SocketAddr>,
     pub coap: SocketAddr,
     pub coaps: SocketAddr,
     pub events: Arc<std::sync::Mutex<Vec<String>>>,
@@ -517,18 +519,36 @@ pub fn enos(registry: &str) -> Enos {
     enos_with(registry, None)
 }
 
-/// [`enos`] holding at most `max_connections` MQTT logins (serve's `--max-connections`).
+/// [`enos`] holding at most `max_connections` MQTT logins, and apart from them as many open
+/// HTTP connections (serve's `--max-connections`).
 pub fn enos_with(registry: &str, max_connections: Option<usize>) -> Enos {
-    enos_full(registry, max_connections, None)
+    enos_full(registry, max_connections, None, None)
 }
 
 /// [`enos`] with an MQTT-over-TLS listener too, on `tls` (serve's `--mqtts`; a configuration
 /// that verifies client certificates is serve's `--client-ca`).
 pub fn enos_mqtts(registry: &str, tls: Arc<rustls::ServerConfig>) -> Enos {
-    enos_full(registry, None, Some(tls))
+    enos_full(registry, None, Some(tls), None)
 }
 
-fn enos_full(registry: &str, max_connections: Option<usize>, tls: Option<Arc<rustls::ServerConfig>>) -> Enos {
+/// [`enos_mqtts`] with an HTTPS listener too, on `https` (serve's `--https`, which is one-way:
+/// serve builds its configuration without client authentication), and at most
+/// `max_connections` of each kind when given.
+pub fn enos_tls(
+    registry: &str,
+    mqtts: Arc<rustls::ServerConfig>,
+    https: Arc<rustls::ServerConfig>,
+    max_connections: Option<usize>,
+) -> Enos {
+    enos_full(registry, max_connections, Some(mqtts), Some(https))
+}
+
+fn enos_full(
+    registry: &str,
+    max_connections: Option<usize>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    https: Option<Arc<rustls::ServerConfig>>,
+) -> Enos {
     use enos_connect::serve::{Endpoint, Options, bind, serve};
     let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
         "registry.toml",
@@ -545,6 +565,7 @@ fn enos_full(registry: &str, max_connections: Option<usize>, tls: Option<Arc<rus
             let (ep, events) = Endpoint::in_memory(caps, registry, Duration::from_millis(5));
             if let Some(n) = max_connections {
                 ep.limits.set_max(n);
+                ep.http_limits.set_max(n);
             }
             let ep = Arc::new(ep);
             let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
@@ -552,6 +573,7 @@ fn enos_full(registry: &str, max_connections: Option<usize>, tls: Option<Arc<rus
                 mqtt: Some(any),
                 mqtts: tls.map(|c| (any, c)),
                 http: Some(any),
+                https: https.map(|c| (any, c)),
                 coap: Some(any),
                 coaps: Some(any),
                 record: None,
@@ -576,6 +598,7 @@ fn enos_full(registry: &str, max_connections: Option<usize>, tls: Option<Arc<rus
         mqtt: addr("mqtt"),
         mqtts: v["mqtts"].as_str().and_then(|a| a.parse().ok()),
         http: addr("http"),
+        https: v["https"].as_str().and_then(|a| a.parse().ok()),
         coap: addr("coap"),
         coaps: addr("coaps"),
         events,

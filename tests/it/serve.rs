@@ -699,6 +699,104 @@ fn mqtt_over_tls_with_the_certificate_given() {
         .stderr(predicates::str::contains("--tls-cert /dev/null"));
 }
 
+#[test]
+fn https_serves_the_device_api_over_one_way_tls_whatever_client_ca_says() {
+    use predicates::prelude::PredicateBooleanExt;
+    let pki = peers::pki(&["localhost"], false);
+    let pem = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+    let (cert, key, ca) = (pem(&pki.server_cert), pem(&pki.server_key), pem(&pki.ca));
+    // --client-ca makes --mqtts two-way; --https stays one-way, as EnOS's HTTP broker.
+    let s = Serve::start(
+        REGISTRY,
+        &[
+            "--mqtts",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--client-ca",
+            &ca,
+        ],
+    );
+    let keys: Vec<&String> = s.listening.as_object().expect("an object").keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "event", "mqtt", "mqtts", "http", "https", "coap", "coaps", "console"
+        ],
+        "the first line names https: {}",
+        s.listening
+    );
+    let port = s.addr("https").rsplit(':').next().expect("port").to_string();
+    let url = format!("https://localhost:{port}");
+    let probe = |extra: &[&str]| {
+        let out = bin()
+            .args(["probe", &url, "--ca", &ca])
+            .args(["--product-key", "pk1", "--device-key", "dk1", "-m", "temp=3"])
+            .args(extra)
+            .args(["-f", "json", "--timeout", "5"])
+            .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+            .output()
+            .expect("probe");
+        (out.status.code().unwrap_or(-1), json_of(&out.stdout))
+    };
+    let (code, v) = probe(&[]);
+    crate::common::assert_ok(code, &v);
+    assert_eq!(v["enos"]["code"], 200, "{v:#}");
+    assert!(
+        crate::common::stage_names(&v).contains(&"tls".to_string()),
+        "{v:#}"
+    );
+    // With a client certificate: nobody asked for it, so mutual_tls is measured one-way.
+    let (code, v) = probe(&[
+        "--cert",
+        &pem(&pki.client_cert),
+        "--key",
+        &pem(&pki.client_key),
+        "--need",
+        "mutual_tls,report_data",
+    ]);
+    assert_eq!(code, 1, "one-way is not the mutual TLS asked for: {v:#}");
+    assert_eq!(
+        v["details"]["client_certificate"], "not requested by the server (one-way TLS)",
+        "{v:#}"
+    );
+    assert_eq!(v["needs"][0]["measured"], "partial", "{v:#}");
+    assert_eq!(
+        v["needs"][1]["measured"], "supported",
+        "the next need still ran: {v:#}"
+    );
+    let (code, events, ..) = s.stop();
+    assert_eq!(code, 0);
+    assert!(
+        events.contains(r#""event":"request","protocol":"https""#),
+        "{events}"
+    );
+    // The certificate flags need a TLS listener: --mqtts or --https.
+    bin()
+        .args([
+            "serve",
+            "--registry",
+            "/dev/null",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--mqtts").or(predicates::str::contains("--https")));
+    // And --https needs them.
+    bin()
+        .args(["serve", "--registry", "/dev/null", "--https", "127.0.0.1:0"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--tls-cert"));
+}
+
 /// `kill -9` serve: every request that got its reply is in the record already. Once with one
 /// client (a reply, then the kill at once, five times), once in the middle of a load run (every
 /// probe that got 200 has its request event).

@@ -1,0 +1,198 @@
+//! The HTTP and HTTPS listeners of `serve`: accept under the bound on open connections
+//! ([`super::limits::OpenLimit`], `--max-connections`), run TLS for `--https` (one-way, bounded
+//! in time), and hand each connection to the shared HTTP server ([`super::http`]). Past the
+//! bound a new connection is answered `503 Service Unavailable` with `Retry-After` and a JSON
+//! body naming the limit, a `connection_refused` event is written, and it is closed: never left
+//! waiting in the accept queue. The connections already open keep working.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::limits::{Entry, MAX_REFUSING};
+use super::{Endpoint, Event, http};
+
+/// How long a client may take to finish its TLS handshake (as `--mqtts` waits for CONNECT).
+pub const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
+/// How long the 503 may take to be written to a client that does not read.
+const REFUSAL_WRITE: Duration = Duration::from_secs(2);
+/// After the 503, how long what the client still sends is read and dropped, so that closing
+/// does not reset the connection before the client has read the answer.
+const REFUSAL_DRAIN: Duration = Duration::from_secs(1);
+/// What `Retry-After` says, in seconds.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// Accept on `listener` until shutdown; `tls` makes it `--https`. At shutdown the connections,
+/// which see it too, get two seconds to close.
+pub async fn accept(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    ep: Arc<Endpoint>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let protocol = if tls.is_some() { "https" } else { "http" };
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = super::stopped(shutdown.clone()) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(c) => c,
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let entry = ep.http_limits.admit();
+                if matches!(entry, Entry::Closed) {
+                    drop(tcp);
+                    ep.emit(refused(protocol, peer).message(format!(
+                        "closed at once: {} HTTP connections are open (--max-connections) and {MAX_REFUSING} more are being refused",
+                        ep.http_limits.max()
+                    )));
+                    continue;
+                }
+                let (ep, shutdown, tls) = (ep.clone(), shutdown.clone(), tls.clone());
+                conns.spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    match tls {
+                        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_WAIT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => connection(stream, peer, protocol, entry, &ep, shutdown).await,
+                            Ok(Err(e)) => ep.emit(
+                                Event::new("disconnect", protocol)
+                                    .peer(peer)
+                                    .message(format!("the TLS handshake failed: {e}")),
+                            ),
+                            Err(_) => ep.emit(
+                                Event::new("disconnect", protocol)
+                                    .peer(peer)
+                                    .message("the TLS handshake failed: no handshake in time"),
+                            ),
+                        },
+                        None => connection(tcp, peer, protocol, entry, &ep, shutdown).await,
+                    }
+                });
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+/// The event of a connection refused at the bound: code 503, naming the limit.
+fn refused(protocol: &'static str, peer: SocketAddr) -> Event {
+    Event::new("connection_refused", protocol).peer(peer).code(503)
+}
+
+/// One accepted connection (TLS done for `--https`): served while it holds its slot, or
+/// answered 503 and closed.
+async fn connection<I>(
+    io: I,
+    peer: SocketAddr,
+    protocol: &'static str,
+    entry: Entry,
+    ep: &Arc<Endpoint>,
+    shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match entry {
+        Entry::Open(slot) => {
+            let service_ep = ep.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let ep = service_ep.clone();
+                async move { Ok::<_, std::convert::Infallible>(http::route(&ep, protocol, req).await) }
+            });
+            http::serve_connection(io, service, shutdown).await;
+            drop(slot);
+        }
+        Entry::Refused(refusing) => {
+            let max = ep.http_limits.max();
+            ep.emit(refused(protocol, peer).message(format!(
+                "503: {max} HTTP connections are open (--max-connections); retry after {RETRY_AFTER_SECONDS} s"
+            )));
+            // The answer leaves after its event is in the record, as every answer does.
+            ep.recorded().await;
+            refuse(io, max).await;
+            drop(refusing);
+        }
+        Entry::Closed => {}
+    }
+}
+
+/// The 503 a connection past the bound gets, whole: status line, headers and a JSON body.
+pub fn refusal(max: usize) -> Vec<u8> {
+    let body = serde_json::json!({
+        "code": 503,
+        "message": format!(
+            "serve holds at most {max} HTTP connections at once (--max-connections); retry after {RETRY_AFTER_SECONDS} s"
+        ),
+        "limit": "max_connections",
+        "max_connections": max,
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: {RETRY_AFTER_SECONDS}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Write the 503 at once (bounded), close the writing side, and read what the client still
+/// sends for a moment (bounded), so it gets the answer rather than a reset.
+async fn refuse<I: AsyncRead + AsyncWrite + Unpin>(mut io: I, max: usize) {
+    let answer = refusal(max);
+    let wrote = tokio::time::timeout(REFUSAL_WRITE, async {
+        io.write_all(&answer).await?;
+        io.shutdown().await
+    })
+    .await;
+    if !matches!(wrote, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(REFUSAL_DRAIN, async {
+        let mut buf = [0u8; 1024];
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_a_whole_http_response_naming_the_limit() {
+        let text = String::from_utf8(refusal(7)).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+        assert!(head.contains("\r\nRetry-After: 1"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}", body.len())),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(v["code"], 503);
+        assert_eq!(v["max_connections"], 7);
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--max-connections")
+        );
+    }
+}
