@@ -311,9 +311,8 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
     };
     let connect = match first {
         Ok(Some(Err((name, level)))) => {
-            // MQTT-3.1.2-2: CONNACK 0x01 (unacceptable protocol version), then close.
-            wire.out.extend_from_slice(&[0x20, 0x02, 0x00, 0x01]);
-            let _ = wire.write_out().await;
+            // MQTT-3.1.2-2: CONNACK 0x01 (unacceptable protocol version), then close; the
+            // event is in the record first.
             ep.emit(
                 Event::new("login_refused", protocol)
                     .peer(peer)
@@ -322,6 +321,9 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
                         "CONNECT for protocol `{name}` level {level}: serve speaks MQTT 3.1.1 (level 4) only; CONNACK 1 (unacceptable protocol version)"
                     )),
             );
+            ep.recorded().await;
+            wire.out.extend_from_slice(&[0x20, 0x02, 0x00, 0x01]);
+            let _ = wire.write_out().await;
             return None;
         }
         Ok(None) | Ok(Some(Ok(Read::Closed))) => return None,
@@ -399,7 +401,6 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
                 4 => ConnectReturnCode::BadUserNamePassword,
                 _ => ConnectReturnCode::NotAuthorized,
             };
-            let _ = wire.send(Packet::ConnAck(ConnAck::new(code, false))).await;
             let mut e = Event::new("login_refused", protocol)
                 .peer(peer)
                 .code(i64::from(r.connack))
@@ -408,6 +409,9 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
                 e = e.keys(pk, dk);
             }
             ep.emit(e);
+            // The refusal leaves after its event is in the record, as every answer does.
+            ep.recorded().await;
+            let _ = wire.send(Packet::ConnAck(ConnAck::new(code, false))).await;
             return None;
         }
     };

@@ -293,3 +293,126 @@ fn a_flood_of_silent_connections_does_not_lock_a_device_out() {
     }
     assert!(serve.events().contains("closed before its CONNECT"));
 }
+
+/// One HTTP/1.1 request on a kept-alive connection, and the whole response (head and body).
+fn http_get(s: &mut TcpStream, path: &str) -> String {
+    use std::io::Write;
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: serve\r\n\r\n").expect("writes");
+    read_response(s)
+}
+
+/// A response read to the end of its `Content-Length` body.
+fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return String::from_utf8_lossy(&got).to_string(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no whole response: {e}: {}", String::from_utf8_lossy(&got)),
+        }
+    }
+}
+
+#[test]
+fn past_max_connections_http_answers_503_at_once_and_the_open_ones_keep_working() {
+    let pki = peers::pki(&["localhost"], false);
+    let serve = peers::enos_tls(
+        &registry(),
+        pki.server_config.clone(),
+        pki.server_config.clone(),
+        Some(2),
+    );
+    let mut open: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(serve.http).expect("connects");
+            let r = http_get(&mut s, "/twin/devices");
+            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+            s
+        })
+        .collect();
+    // The third gets its answer without asking: no wait in the accept queue.
+    let started = Instant::now();
+    let mut third = TcpStream::connect(serve.http).expect("connects");
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let r = read_response(&mut third);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let (head, body) = r.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 503 Service Unavailable"), "{r}");
+    assert!(head.contains("Retry-After: 1"), "{r}");
+    let v: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(
+        (v["code"].as_u64(), v["max_connections"].as_u64()),
+        (Some(503), Some(2)),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--max-connections"),
+        "{v}"
+    );
+    let mut rest = [0u8; 16];
+    assert!(matches!(third.read(&mut rest), Ok(0)), "then closed");
+    // HTTPS shares the bound: its device gets the 503 over TLS, and the probe says so.
+    let https = format!("https://localhost:{}", serve.https.expect("https").port());
+    let out = bin()
+        .args(["probe", &https, "--ca", pki.ca.to_str().expect("utf-8")])
+        .args(["--product-key", "pkf", "--device-key", "m1", "-m", "temp=1"])
+        .args(["-f", "json", "--timeout", "5"])
+        .env("ENOS_DEVICE_SECRET", "Fleet-Device-Canary-1")
+        .output()
+        .expect("runs");
+    let v = json_of(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    assert!(v.to_string().contains("503"), "{v:#}");
+    let events = serve.events();
+    let refused: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains(r#""event":"connection_refused""#))
+        .collect();
+    assert_eq!(refused.len(), 2, "one event per refused connection: {events}");
+    assert!(
+        refused[0].contains(r#""protocol":"http""#) && refused[0].contains("\"code\":503"),
+        "{events}"
+    );
+    assert!(refused[1].contains(r#""protocol":"https""#), "{events}");
+    assert!(refused[0].contains("--max-connections"), "{events}");
+    // The open connections keep working, and a slot comes back once one closes.
+    let r = http_get(&mut open[0], "/twin/devices/pkf/m1");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = TcpStream::connect(serve.http).expect("connects");
+        let r = http_get(&mut s, "/twin/devices");
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot never came back: {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
