@@ -34,7 +34,7 @@ pub(super) const SERVE_HELP: &str = "\
 The first line on stdout names every bound listener:
   {\"event\":\"listening\",\"mqtt\":\"127.0.0.1:11883\",\"http\":\"127.0.0.1:8080\",\"coap\":\"127.0.0.1:5683\"}
 Every later line is one JSON event: login, login_refused, request, reply, denied, activated,
-subdevice_login, command, disconnect. No secret ever appears in any output.
+subdevice_login, command, disconnect, connection_refused. No secret ever appears in any output.
 
 The web console (--console, default 127.0.0.1:8090) shows the devices live and sends them
 commands: open the \"console\" address of the first line in a browser.

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 /// The `serve` the examples probe, exactly as `docs/serve.md` and `docs/probing.md` show it.
 const SERVE: &str = "enos-connect serve --registry examples/registry.toml --mqtt 127.0.0.1:21883 \
                      --mqtts 127.0.0.1:28883 --tls-cert server.pem --tls-key server.key \
-                     --http 127.0.0.1:28080 --coap 127.0.0.1:25683 --coaps 127.0.0.1:25684 \
+                     --http 127.0.0.1:28080 --https 127.0.0.1:28443 --coap 127.0.0.1:25683 \
+                     --coaps 127.0.0.1:25684 \
                      --console 127.0.0.1:28090 --record events.jsonl";
 
 /// The secrets of `examples/registry.toml`, in the environment of every example as
@@ -212,8 +213,8 @@ impl Serve {
                 let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
             }
             panic!(
-                "the docs' serve did not start (are its fixed ports 21883, 28883, 28080, 25683 and \
-                 25684, 28090 on 127.0.0.1 free?): {SERVE}\n{first}{err}"
+                "the docs' serve did not start (are its fixed ports 21883, 28883, 28080, 28443, \
+                 25683, 25684 and 28090 on 127.0.0.1 free?): {SERVE}\n{first}{err}"
             );
         }
         let page = std::fs::read_to_string(Path::new(ROOT).join("docs/serve.md")).expect("docs/serve.md");
