@@ -1,7 +1,8 @@
 //! The login rows of the comparison table against `serve` in process: dynamic activation over
 //! CoAP (DTLS with the product secret's key, then the GET that answers the device secret),
-//! HTTP's refusal of a product-secret login, two-way TLS on `--mqtts` (serve's `--client-ca`),
-//! and `probe --matrix` proving every cell of the shipped table with logins of each kind.
+//! HTTP's refusal of a product-secret login, two-way TLS on `--mqtts` (serve's `--client-ca`)
+//! and one-way TLS measured as `partial`, and `probe --matrix` proving every cell of the shipped
+//! table with logins of each kind (HTTP's `mutual_tls` over serve's one-way `--https`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
