@@ -28,8 +28,10 @@ const RESULTS_LIMIT: usize = 1 << 16;
 
 pub use crate::render::BatchFormat;
 
+mod cache;
 mod row;
 mod shard;
+use cache::Cache;
 use row::{Column, Key, KeyHasher, Layout, header, parse_csv_row, parse_json_row};
 pub use shard::Shard;
 
@@ -89,10 +91,9 @@ struct Decided {
     json_tail: String,
 }
 
-/// A profile's result: an index into [`Results::list`], or, with [`FAILED`] set, into
-/// [`Results::errors`]. Four bytes, not a `Result` with a `String` (24): the cache is most of
-/// a batch run's memory.
-type Cache = HashMap<Key, u32, std::hash::BuildHasherDefault<KeyHasher>>;
+// A profile's result in the cache: an index into [`Results::list`], or, with [`FAILED`] set,
+// into [`Results::errors`]. Four bytes, not a `Result` with a `String` (24): the cache is most
+// of a batch run's memory.
 
 const FAILED: u32 = 1 << 31;
 
@@ -133,8 +134,13 @@ impl Results {
 struct Walks<'c> {
     /// Masks seen, each with whether its walks read the needs.
     shapes: Vec<(u64, bool)>,
-    /// Walks that never read the needs: only the verdict (which needs go unmet) is redone.
-    blind: HashMap<(u64, u64), (engine::Walk<'c>, String), std::hash::BuildHasherDefault<KeyHasher>>,
+    /// Walks that never read the needs, by (mask, values under it): an index into `walked`.
+    blind: HashMap<(u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
+    /// Those walks and their outcomes; only the verdict (which needs go unmet) differs by row.
+    walked: Vec<(engine::Walk<'c>, String)>,
+    /// Verdicts of those walks, by (walk, needs): a profile new to the cache is most often a
+    /// known walk with a known set of needs.
+    verdicts: HashMap<(u32, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
     /// Results of walks that read the needs, by (mask, values under it, needs).
     read: HashMap<(u64, u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
 }
@@ -143,6 +149,8 @@ impl Walks<'_> {
     fn clear(&mut self) {
         self.shapes.clear();
         self.blind.clear();
+        self.walked.clear();
+        self.verdicts.clear();
         self.read.clear();
     }
 }
@@ -160,9 +168,17 @@ fn decide_row<'c>(
             if let Some(&i) = walks.read.get(&(mask, key.values & mask, key.needs)) {
                 return i;
             }
-        } else if let Some((walked, outcome)) = walks.blind.get(&(mask, key.values & mask)) {
+        } else if let Some(&w) = walks.blind.get(&(mask, key.values & mask)) {
+            if let Some(&i) = walks.verdicts.get(&(w, key.needs)) {
+                return i;
+            }
+            let Some((walked, outcome)) = walks.walked.get(w as usize) else {
+                continue;
+            };
             let d = engine::verdict(caps, &key.needs(caps), walked, outcome);
-            return result_index(d, counters, results);
+            let i = result_index(d, counters, results);
+            walks.verdicts.insert((w, key.needs), i);
+            return i;
         }
     }
     let answers = key.answers(caps);
@@ -193,8 +209,10 @@ fn decide_row<'c>(
     let i = result_index(d, counters, results);
     if needs_read {
         walks.read.insert((mask, key.values & mask, key.needs), i);
-    } else {
-        walks.blind.insert((mask, key.values & mask), (walked, outcome));
+    } else if let Ok(w) = u32::try_from(walks.walked.len()) {
+        walks.blind.insert((mask, key.values & mask), w);
+        walks.verdicts.insert((w, key.needs), i);
+        walks.walked.push((walked, outcome));
     }
     i
 }
@@ -270,7 +288,7 @@ pub fn run(
         caps,
         layout: Layout::new(caps),
         file,
-        cache: Cache::default(),
+        cache: Cache::new(caps.features.len()),
         results: Results::default(),
         walks: Walks::default(),
         counters: Vec::new(),
@@ -464,10 +482,9 @@ impl Rows<'_, '_> {
         }
         let (caps, counters, results, walks) =
             (self.caps, &mut self.counters, &mut self.results, &mut self.walks);
-        let decided = *self
+        let decided = self
             .cache
-            .entry(key)
-            .or_insert_with_key(|k| decide_row(caps, k, counters, results, walks));
+            .get_or_decide(key, |k| decide_row(caps, k, counters, results, walks));
         let found = if decided & FAILED == 0 {
             self.results.list.get(decided as usize).ok_or("")
         } else {
@@ -492,17 +509,20 @@ impl Rows<'_, '_> {
         if let Some(c) = self.counters.get_mut(d.counter) {
             c.1 += 1;
         }
-        let numbered;
+        let mut numbered;
         let id = match id {
             Some(id) => id,
             None => {
-                numbered = lineno.to_string();
-                numbered.as_str()
+                numbered = itoa::Buffer::new();
+                numbered.format(lineno)
             }
         };
         let out = &mut *self.out;
         let written = match self.format {
-            BatchFormat::Jsonl => write!(out, "{{\"line\":{lineno},\"id\":")
+            BatchFormat::Jsonl => out
+                .write_all(b"{\"line\":")
+                .and_then(|()| out.write_all(itoa::Buffer::new().format(lineno).as_bytes()))
+                .and_then(|()| out.write_all(b",\"id\":"))
                 .and_then(|()| write_json_string(out, id))
                 .and_then(|()| out.write_all(d.json_tail.as_bytes()))
                 .and_then(|()| out.write_all(b"\n")),

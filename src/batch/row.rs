@@ -15,14 +15,72 @@ pub(super) enum Column {
 
 pub(super) struct Layout<'a> {
     pub(super) caps: &'a Capabilities,
-    pub(super) features: Vec<&'a str>,
+    /// The feature ids, to their bit in [`Key::needs`].
+    features: Lookup,
+    /// Per question, its choices' values (and `true`/`false` for a yes/no question, as
+    /// [`crate::answers::canonical`] reads them) to the choice's index.
+    choices: Vec<Lookup>,
+}
+
+/// Short names to small numbers, found with one comparison: a 256-slot table indexed by the
+/// name's length and its first and last bytes. Rows name a dozen features and a few choices
+/// per question a million times; comparing each name in turn was a tenth of a batch run.
+/// Written here because a general hash map costs more than the comparisons it saves.
+struct Lookup {
+    slots: Vec<Vec<(Box<[u8]>, u8)>>,
+}
+
+impl Lookup {
+    fn new<'n>(names: impl IntoIterator<Item = (&'n str, u8)>) -> Self {
+        let mut slots = vec![Vec::new(); 256];
+        for (name, i) in names {
+            let b = name.as_bytes();
+            if let Some(slot) = slots.get_mut(Self::slot(b)) {
+                slot.push((Box::<[u8]>::from(b), i));
+            }
+        }
+        Lookup { slots }
+    }
+
+    fn slot(b: &[u8]) -> usize {
+        let (first, last) = (b.first().copied().unwrap_or(0), b.last().copied().unwrap_or(0));
+        (b.len().wrapping_mul(31) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last)) & 255
+    }
+
+    fn get(&self, b: &[u8]) -> Option<u8> {
+        self.slots
+            .get(Self::slot(b))?
+            .iter()
+            .find(|(name, _)| **name == *b)
+            .map(|(_, i)| *i)
+    }
 }
 
 impl<'a> Layout<'a> {
     pub(super) fn new(caps: &'a Capabilities) -> Self {
+        let small = |i: usize| u8::try_from(i).unwrap_or(u8::MAX);
+        let choices = caps
+            .questions
+            .iter()
+            .map(|q| {
+                let index = |v: &str| q.choices.iter().position(|c| c.value == v);
+                let aliases = [("true", "yes"), ("false", "no")]
+                    .into_iter()
+                    .filter_map(|(alias, value)| Some((alias, small(index(value)?))))
+                    .filter(|_| index("yes").is_some() && index("no").is_some());
+                Lookup::new(
+                    q.choices
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.value.as_str(), small(i)))
+                        .chain(aliases),
+                )
+            })
+            .collect();
         Layout {
             caps,
-            features: caps.feature_ids().collect(),
+            features: Lookup::new(caps.feature_ids().enumerate().map(|(i, f)| (f, small(i)))),
+            choices,
         }
     }
 
@@ -58,7 +116,16 @@ pub(super) struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // A multiplication carries bits only upwards, and the table picks a bucket by the low
+        // bits: without this fold the bucket ignored the later questions' answers, and lookups
+        // in a cache of 200,000 random profiles walked long probe chains (a quarter of a
+        // batch run). The finalizer of MurmurHash3's fmix64.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
@@ -84,11 +151,12 @@ impl Key {
 
     pub(super) fn set(&mut self, layout: &Layout<'_>, q: usize, value: &str) -> Result<(), String> {
         let question = &layout.caps.questions[q];
-        let value = crate::answers::canonical(question, value.trim_ascii());
+        let value = value.trim_ascii();
         if value.is_empty() {
             return Ok(());
         }
-        match question.choices.iter().position(|c| c.value == value) {
+        let found = layout.choices.get(q).and_then(|c| c.get(value.as_bytes()));
+        match found.map(usize::from) {
             Some(i) if q < MAX_QUESTIONS && i < MAX_CHOICES => {
                 self.values |= ((i as u64) + 1) << (q * 4);
                 Ok(())
@@ -104,13 +172,29 @@ impl Key {
         }
     }
 
+    /// The needs of one field, separated by `;`.
+    pub(super) fn needs_field(&mut self, layout: &Layout<'_>, field: &str) -> Result<(), String> {
+        // Split on the byte: `str::split(';')` goes through a char searcher, and this runs for
+        // every row.
+        for part in field.as_bytes().split(|&b| b == b';') {
+            let part = part.trim_ascii();
+            if part.is_empty() {
+                continue;
+            }
+            match layout.features.get(part) {
+                Some(i) if i < 64 => self.needs |= 1 << i,
+                _ => return self.need(layout, &String::from_utf8_lossy(part)),
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn need(&mut self, layout: &Layout<'_>, id: &str) -> Result<(), String> {
         let id = id.trim_ascii();
         if id.is_empty() {
             return Ok(());
         }
-        // A dozen features: a linear scan beats hashing the name.
-        match layout.features.iter().position(|f| *f == id) {
+        match layout.features.get(id.as_bytes()) {
             Some(i) if i < 64 => {
                 self.needs |= 1 << i;
                 Ok(())
@@ -203,11 +287,7 @@ pub(super) fn parse_csv_row<'r>(
         match col {
             Column::Id => id = Some(value.trim_ascii()),
             Column::Question(q) => key.set(layout, *q, value)?,
-            Column::Needs => {
-                for n in value.split(';') {
-                    key.need(layout, n)?;
-                }
-            }
+            Column::Needs => key.needs_field(layout, value)?,
         }
     }
     Ok((id, key))
@@ -235,11 +315,7 @@ pub(super) fn parse_json_row(layout: &Layout<'_>, text: &str) -> Result<(Option<
         match layout.column(k) {
             Some(Column::Id) => id = Some(text),
             Some(Column::Question(q)) => key.set(layout, q, &text)?,
-            Some(Column::Needs) => {
-                for n in text.split(';') {
-                    key.need(layout, n)?;
-                }
-            }
+            Some(Column::Needs) => key.needs_field(layout, &text)?,
             None => {
                 return Err(format!(
                     "unknown key `{k}`: rows take id, needs and the question ids"
