@@ -5,22 +5,17 @@
 //! reduced to a compact key (the index of each answer and a bitmask of needs) and decided once
 //! per distinct key; the cache is bounded, so memory stays flat whatever the file size.
 //!
-//! Why over 600 lines: about 170 of them are the tests, which drive [`run`] end to end beside it;
-//! the rows and the shards are files of their own.
-
-use std::collections::HashMap;
+//! Two threads: this module reads and parses the rows and writes the results in order; the
+//! deciding side (`decide.rs`) decides each profile once and formats its result. The rows'
+//! keys are in `row.rs`, the cache of decided profiles in `cache.rs`, shards in `shard.rs`.
 
 use std::io::{BufRead, Write};
 
-use serde_json::Value;
-
 use crate::capabilities::Capabilities;
-use crate::engine;
 
-/// Answer profiles remembered at most; past this the cache starts again. A profile costs about
-/// 50 bytes (a 16-byte key, an index, the hash table's slack), so the bound is about 13 MB, and
-/// it holds every profile of the shipped model (128 answer combinations times 2^11 sets of
-/// needs), so a fleet whose rows rarely repeat is still decided once per profile.
+/// Answer profiles remembered at most; past this the cache starts again. It holds every profile
+/// of the shipped model (128 answer combinations times 2^11 sets of needs: 4-byte cells, 1 MiB),
+/// so a fleet whose rows rarely repeat is still decided once per profile.
 const CACHE_LIMIT: usize = 1 << 18;
 /// Distinct printed results kept at most (a result is a recommendation, its protocols and its
 /// unmet needs; far fewer than profiles).
@@ -29,10 +24,11 @@ const RESULTS_LIMIT: usize = 1 << 16;
 pub use crate::render::BatchFormat;
 
 mod cache;
+mod decide;
 mod row;
 mod shard;
-use cache::Cache;
-use row::{Column, Key, KeyHasher, Layout, header, parse_csv_row, parse_json_row};
+use decide::Decider;
+use row::{Column, Key, Layout, header, parse_csv_row, parse_json_row};
 pub use shard::Shard;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -79,195 +75,6 @@ impl crate::base::Help for BatchError {
     }
 }
 
-/// A decided result, ready to print after a row's id. Many profiles share one: the cache maps
-/// a profile to the index of its result, so an entry stays small.
-struct Decided {
-    /// Index into the run's recommendation counters.
-    counter: usize,
-    recommendation: String,
-    protocols: String,
-    unmet: String,
-    unmet_empty: bool,
-    json_tail: String,
-}
-
-// A profile's result in the cache: an index into [`Results::list`], or, with [`FAILED`] set,
-// into [`Results::errors`]. Four bytes, not a `Result` with a `String` (24): the cache is most
-// of a batch run's memory.
-
-const FAILED: u32 = 1 << 31;
-
-/// The distinct results of a run, each stored once, found by their JSON text.
-#[derive(Default)]
-struct Results {
-    list: Vec<Decided>,
-    index: HashMap<String, u32>,
-    /// Why a profile cannot be decided (a missing answer), each message once.
-    errors: Vec<String>,
-}
-
-impl Results {
-    fn len(&self) -> usize {
-        self.list.len() + self.errors.len()
-    }
-
-    /// The index of an error message, stored once.
-    fn error(&mut self, message: String) -> u32 {
-        let i = self.errors.iter().position(|e| *e == message).unwrap_or_else(|| {
-            self.errors.push(message);
-            self.errors.len() - 1
-        });
-        // RESULTS_LIMIT keeps the count far below FAILED.
-        u32::try_from(i).unwrap_or(0) | FAILED
-    }
-}
-
-/// What earlier walks teach about later rows. A walk reads some answers and, at a cover node,
-/// maybe the needs, and nothing else: another row that agrees on what a walk read walks the
-/// same way. So each walk is remembered under the answers it read (a mask of question nibbles,
-/// the row's values under it) and, when it read the needs, the needs; a new profile is looked
-/// up under every mask seen so far (a handful). Most of a fleet ends before the needs matter
-/// (`network=none`, firmware that cannot speak EnOS, no protocol left), and the rest differ in
-/// answers the walk never read (a third-party cloud, once the firmware speaks EnOS): a walk is
-/// most of a decision's cost, and this leaves one per distinct path.
-#[derive(Default)]
-struct Walks<'c> {
-    /// Masks seen, each with whether its walks read the needs.
-    shapes: Vec<(u64, bool)>,
-    /// Walks that never read the needs, by (mask, values under it): an index into `walked`.
-    blind: HashMap<(u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// Those walks and their outcomes; only the verdict (which needs go unmet) differs by row.
-    walked: Vec<(engine::Walk<'c>, String)>,
-    /// Verdicts of those walks, by (walk, needs): a profile new to the cache is most often a
-    /// known walk with a known set of needs.
-    verdicts: HashMap<(u32, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// Results of walks that read the needs, by (mask, values under it, needs).
-    read: HashMap<(u64, u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
-}
-
-impl Walks<'_> {
-    fn clear(&mut self) {
-        self.shapes.clear();
-        self.blind.clear();
-        self.walked.clear();
-        self.verdicts.clear();
-        self.read.clear();
-    }
-}
-
-/// Decide a profile (the verdict only: a row prints no reasons) and return its result's index.
-fn decide_row<'c>(
-    caps: &'c Capabilities,
-    key: &Key,
-    counters: &mut Vec<(String, u64)>,
-    results: &mut Results,
-    walks: &mut Walks<'c>,
-) -> u32 {
-    for &(mask, needs_read) in &walks.shapes {
-        if needs_read {
-            if let Some(&i) = walks.read.get(&(mask, key.values & mask, key.needs)) {
-                return i;
-            }
-        } else if let Some(&w) = walks.blind.get(&(mask, key.values & mask)) {
-            if let Some(&i) = walks.verdicts.get(&(w, key.needs)) {
-                return i;
-            }
-            let Some((walked, outcome)) = walks.walked.get(w as usize) else {
-                continue;
-            };
-            let d = engine::verdict(caps, &key.needs(caps), walked, outcome);
-            let i = result_index(d, counters, results);
-            walks.verdicts.insert((w, key.needs), i);
-            return i;
-        }
-    }
-    let answers = key.answers(caps);
-    let walked = match engine::walk(caps, &answers, true) {
-        Ok(w) => w,
-        Err(e) => return results.error(e.to_string()),
-    };
-    let outcome = match &walked.end {
-        engine::End::Outcome(o) => o.clone(),
-        engine::End::Pending(_) => {
-            let ids = engine::missing(caps, &answers);
-            return results.error(format!("missing answers for: {}", ids.join(", ")));
-        }
-    };
-    let d = engine::verdict(caps, answers.need_list(), &walked, &outcome);
-    let needs_read = walked
-        .visits
-        .iter()
-        .any(|v| matches!(v.step, engine::Step::Covered { .. }));
-    let mask = walked
-        .answers
-        .iter()
-        .filter_map(|a| caps.questions.iter().position(|q| q.id == a.question))
-        .fold(0u64, |m, q| m | Key::nibble_mask(q));
-    if !walks.shapes.contains(&(mask, needs_read)) {
-        walks.shapes.push((mask, needs_read));
-    }
-    let i = result_index(d, counters, results);
-    if needs_read {
-        walks.read.insert((mask, key.values & mask, key.needs), i);
-    } else if let Ok(w) = u32::try_from(walks.walked.len()) {
-        walks.blind.insert((mask, key.values & mask), w);
-        walks.verdicts.insert((w, key.needs), i);
-        walks.walked.push((walked, outcome));
-    }
-    i
-}
-
-/// The index of a verdict's printed result, stored once.
-fn result_index(d: engine::Verdict, counters: &mut Vec<(String, u64)>, results: &mut Results) -> u32 {
-    let json_tail = format!(
-        ",\"recommendation\":{},\"protocols\":{},\"unmet\":{}}}",
-        Value::from(d.recommendation.as_str()),
-        serde_json::to_string(&d.protocols).unwrap_or_default(),
-        serde_json::to_string(&d.unmet).unwrap_or_default(),
-    );
-    if let Some(&i) = results.index.get(&json_tail) {
-        return i;
-    }
-    let counter = match counters.iter().position(|(r, _)| *r == d.recommendation) {
-        Some(i) => i,
-        None => {
-            counters.push((d.recommendation.clone(), 0));
-            counters.len() - 1
-        }
-    };
-    // RESULTS_LIMIT keeps the count far below FAILED.
-    let i = u32::try_from(results.list.len()).unwrap_or(0);
-    results.index.insert(json_tail.clone(), i);
-    results.list.push(Decided {
-        counter,
-        protocols: d.protocols.join(";"),
-        unmet: d.unmet.join(";"),
-        unmet_empty: d.unmet.is_empty(),
-        recommendation: d.recommendation,
-        json_tail,
-    });
-    i
-}
-
-fn write_csv_field(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
-    if s.contains([',', '"', '\n', '\r']) {
-        write!(out, "\"{}\"", s.replace('"', "\"\""))
-    } else {
-        out.write_all(s.as_bytes())
-    }
-}
-
-/// A JSON string; ids rarely need escaping, so the plain case is copied as it is.
-fn write_json_string(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.write_all(b"\"")?;
-        out.write_all(s.as_bytes())?;
-        out.write_all(b"\"")
-    } else {
-        out.write_all(Value::from(s).to_string().as_bytes())
-    }
-}
-
 /// Recommend for every row of `input` (CSV with a header, or JSON Lines: the first non-blank
 /// byte decides) that belongs to `shard`, writing one result per row to `out` and each bad
 /// row, with its line in the whole file, to `bad`.
@@ -280,28 +87,85 @@ pub fn run(
     format: BatchFormat,
     shard: Shard,
 ) -> Result<Summary, BatchError> {
+    if format == BatchFormat::Csv && shard.is_first() {
+        out.write_all(b"id,recommendation,protocols,unmet\n")
+            .map_err(BatchError::Write)?;
+    }
+    let layout = Layout::new(caps);
+    // Two threads: this one reads and parses the rows (the csv crate, the keys), the other
+    // decides them and formats the results, a batch of rows at a time, and this one writes
+    // the results in order. On two cores a million rows take about half the time.
+    std::thread::scope(|scope| {
+        let (to_decide, batches) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let (to_write, decided) = std::sync::mpsc::channel::<Done>();
+        let decider = scope.spawn(move || {
+            let mut d = Decider::new(caps, file, format);
+            for batch in batches {
+                if to_write.send(d.batch(&batch)).is_err() {
+                    break;
+                }
+            }
+            d.finish()
+        });
+        let mut writer = Writer {
+            out: &mut *out,
+            bad: &mut *bad,
+            decided,
+            pending: 0,
+        };
+        let read = read_rows(&layout, file, input, shard, &mut |batch| {
+            writer.send(&to_decide, batch)
+        });
+        drop(to_decide);
+        let written = writer.finish();
+        let summary = decider
+            .join()
+            .map_err(|_| BatchError::Write(std::io::Error::other("the deciding thread failed")))?;
+        read?;
+        written?;
+        Ok(summary)
+    })
+}
+
+/// The rows of `input` that belong to `shard`, parsed, handed to `send` a batch at a time;
+/// when the input fails, the rows read before it still go out (their results print first).
+fn read_rows(
+    layout: &Layout<'_>,
+    file: &str,
+    input: &mut dyn BufRead,
+    shard: Shard,
+    send: &mut dyn FnMut(Batch) -> Result<(), BatchError>,
+) -> Result<(), BatchError> {
+    let mut batch = Batch::default();
+    let read = read_batches(layout, file, input, shard, &mut batch, send);
+    let rest = if batch.rows.is_empty() {
+        Ok(())
+    } else {
+        send(batch)
+    };
+    read.and(rest)
+}
+
+fn read_batches(
+    layout: &Layout<'_>,
+    file: &str,
+    input: &mut dyn BufRead,
+    shard: Shard,
+    batch: &mut Batch,
+    send: &mut dyn FnMut(Batch) -> Result<(), BatchError>,
+) -> Result<(), BatchError> {
     let read_err = |source| BatchError::Read {
         file: file.to_string(),
         source,
     };
-    let mut rows = Rows {
-        caps,
-        layout: Layout::new(caps),
-        file,
-        cache: Cache::new(caps.features.len()),
-        results: Results::default(),
-        walks: Walks::default(),
-        counters: Vec::new(),
-        summary: Summary::default(),
-        out,
-        bad,
-        format,
+    let mut push = |batch: &mut Batch, lineno: u64, id: Option<&str>, key: Result<Key, String>| {
+        batch.push(lineno, id, key);
+        if batch.rows.len() >= BATCH_ROWS {
+            send(std::mem::take(batch))
+        } else {
+            Ok(())
+        }
     };
-    if format == BatchFormat::Csv && shard.is_first() {
-        rows.out
-            .write_all(b"id,recommendation,protocols,unmet\n")
-            .map_err(BatchError::Write)?;
-    }
     // Leading blank lines are skipped but counted, so line numbers stay the file's own.
     let mut skipped_lines = 0u64;
     let jsonl = loop {
@@ -341,14 +205,10 @@ pub fn run(
             if !positions.take() {
                 continue;
             }
-            let parsed = parse_json_row(&rows.layout, text);
-            rows.row(
-                lineno,
-                parsed
-                    .as_ref()
-                    .map(|(id, key)| (id.as_deref(), *key))
-                    .map_err(String::as_str),
-            )?;
+            match parse_json_row(layout, text) {
+                Ok((id, key)) => push(batch, lineno, id.as_deref(), Ok(key))?,
+                Err(message) => push(batch, lineno, None, Err(message))?,
+            }
         }
     } else {
         // The csv crate reads the records: quoted fields, doubled quotes and fields that span
@@ -392,8 +252,7 @@ pub fn run(
                             if columns.is_some() && !positions.take() {
                                 continue;
                             }
-                            rows.summary.bad += 1;
-                            (rows.bad)(format!("{file}:{line}: {message}"));
+                            push(batch, line, None, Err(message))?;
                             continue;
                         }
                     }
@@ -401,26 +260,94 @@ pub fn run(
             }
             let lineno = record.position().map_or(0, |p| p.line()) + skipped_lines;
             let Some(cols) = &columns else {
-                columns = Some(header(&rows.layout, file, &record)?);
+                columns = Some(header(layout, file, &record)?);
                 continue;
             };
             if !positions.take() {
                 continue;
             }
-            let parsed = parse_csv_row(&rows.layout, cols, &record);
-            rows.row(
-                lineno,
-                parsed
-                    .as_ref()
-                    .map(|(id, key)| (*id, *key))
-                    .map_err(String::as_str),
-            )?;
+            match parse_csv_row(layout, cols, &record) {
+                Ok((id, key)) => push(batch, lineno, id, Ok(key))?,
+                Err(message) => push(batch, lineno, None, Err(message))?,
+            }
         }
     }
-    rows.out.flush().map_err(BatchError::Write)?;
-    let mut summary = rows.summary;
-    summary.by_recommendation = rows.counters.into_iter().filter(|(_, n)| *n > 0).collect();
-    Ok(summary)
+    Ok(())
+}
+
+/// Rows handed from the reading thread to the deciding one at a time.
+const BATCH_ROWS: usize = 4096;
+
+/// Parsed rows: each row's line, its id (a range of `ids`) and its key, or why it is bad.
+#[derive(Default)]
+struct Batch {
+    ids: String,
+    rows: Vec<Parsed>,
+}
+
+struct Parsed {
+    lineno: u64,
+    id: Option<std::ops::Range<usize>>,
+    key: Result<Key, String>,
+}
+
+impl Batch {
+    fn push(&mut self, lineno: u64, id: Option<&str>, key: Result<Key, String>) {
+        let id = id.map(|id| {
+            let start = self.ids.len();
+            self.ids.push_str(id);
+            start..self.ids.len()
+        });
+        self.rows.push(Parsed { lineno, id, key });
+    }
+}
+
+/// A decided batch: the results' bytes and the bad rows' messages, in the rows' order.
+struct Done {
+    out: Vec<u8>,
+    bad: Vec<String>,
+}
+
+/// The reading thread's side of the results: it writes each decided batch as it comes back.
+struct Writer<'w> {
+    out: &'w mut dyn Write,
+    bad: &'w mut dyn FnMut(String),
+    decided: std::sync::mpsc::Receiver<Done>,
+    /// Batches sent and not yet written.
+    pending: usize,
+}
+
+impl Writer<'_> {
+    /// Hand a batch to the deciding thread (waiting while two are queued), then write what it
+    /// has decided so far.
+    fn send(&mut self, to: &std::sync::mpsc::SyncSender<Batch>, batch: Batch) -> Result<(), BatchError> {
+        to.send(batch)
+            .map_err(|_| BatchError::Write(std::io::Error::other("the deciding thread stopped")))?;
+        self.pending += 1;
+        while let Ok(done) = self.decided.try_recv() {
+            self.write(done)?;
+        }
+        Ok(())
+    }
+
+    /// Write every batch still due (the deciding thread ends when the reading is done).
+    fn finish(&mut self) -> Result<(), BatchError> {
+        while self.pending > 0 {
+            let Ok(done) = self.decided.recv() else {
+                break;
+            };
+            self.write(done)?;
+        }
+        self.out.flush().map_err(BatchError::Write)
+    }
+
+    fn write(&mut self, done: Done) -> Result<(), BatchError> {
+        self.pending = self.pending.saturating_sub(1);
+        for message in done.bad {
+            (self.bad)(message);
+        }
+        self.out.write_all(&done.out).map_err(BatchError::Write)
+    }
 }
 
 /// The longest CSV record read, in bytes.
@@ -448,99 +375,11 @@ impl<R: std::io::Read> std::io::Read for Bounded<R> {
     }
 }
 
-/// The state of one batch run: decisions cached by key, counts, and where rows go.
-struct Rows<'a, 'o> {
-    caps: &'a Capabilities,
-    layout: Layout<'a>,
-    file: &'a str,
-    cache: Cache,
-    results: Results,
-    walks: Walks<'a>,
-    counters: Vec<(String, u64)>,
-    summary: Summary,
-    out: &'o mut dyn Write,
-    bad: &'o mut dyn FnMut(String),
-    format: BatchFormat,
-}
-
-impl Rows<'_, '_> {
-    /// Decide one parsed row (from the cache when its answers were seen) and write it.
-    fn row(&mut self, lineno: u64, parsed: Result<(Option<&str>, Key), &str>) -> Result<(), BatchError> {
-        let (id, key) = match parsed {
-            Ok(r) => r,
-            Err(message) => {
-                self.summary.bad += 1;
-                (self.bad)(format!("{}:{lineno}: {message}", self.file));
-                return Ok(());
-            }
-        };
-        if self.cache.len() >= CACHE_LIMIT || self.results.len() >= RESULTS_LIMIT {
-            // Both start again together: a cached index always points at a kept result.
-            self.cache.clear();
-            self.results = Results::default();
-            self.walks.clear();
-        }
-        let (caps, counters, results, walks) =
-            (self.caps, &mut self.counters, &mut self.results, &mut self.walks);
-        let decided = self
-            .cache
-            .get_or_decide(key, |k| decide_row(caps, k, counters, results, walks));
-        let found = if decided & FAILED == 0 {
-            self.results.list.get(decided as usize).ok_or("")
-        } else {
-            Err(self
-                .results
-                .errors
-                .get((decided & !FAILED) as usize)
-                .map_or("", String::as_str))
-        };
-        let d = match found {
-            Ok(d) => d,
-            Err(message) => {
-                self.summary.bad += 1;
-                (self.bad)(format!("{}:{lineno}: {message}", self.file));
-                return Ok(());
-            }
-        };
-        self.summary.rows += 1;
-        if !d.unmet_empty {
-            self.summary.with_unmet += 1;
-        }
-        if let Some(c) = self.counters.get_mut(d.counter) {
-            c.1 += 1;
-        }
-        let mut numbered;
-        let id = match id {
-            Some(id) => id,
-            None => {
-                numbered = itoa::Buffer::new();
-                numbered.format(lineno)
-            }
-        };
-        let out = &mut *self.out;
-        let written = match self.format {
-            BatchFormat::Jsonl => out
-                .write_all(b"{\"line\":")
-                .and_then(|()| out.write_all(itoa::Buffer::new().format(lineno).as_bytes()))
-                .and_then(|()| out.write_all(b",\"id\":"))
-                .and_then(|()| write_json_string(out, id))
-                .and_then(|()| out.write_all(d.json_tail.as_bytes()))
-                .and_then(|()| out.write_all(b"\n")),
-            BatchFormat::Csv => write_csv_field(out, id)
-                .and_then(|()| write!(out, ",{},", d.recommendation))
-                .and_then(|()| write_csv_field(out, &d.protocols))
-                .and_then(|()| out.write_all(b","))
-                .and_then(|()| write_csv_field(out, &d.unmet))
-                .and_then(|()| out.write_all(b"\n")),
-        };
-        written.map_err(BatchError::Write)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::capabilities::embedded;
+    use serde_json::Value;
 
     fn batch(input: &str, format: BatchFormat) -> (String, Vec<String>, Summary) {
         sharded(input, format, Shard::ALL)
