@@ -144,10 +144,30 @@ pub async fn serve_dtls(
         let l = l.clone();
         async move { l.accept().await.map_err(|e| std::io::Error::other(e.to_string())) }
     };
-    super::accept_each(accept, shutdown, move |conn, peer| {
-        let (ep, config, shutdown) = (ep.clone(), config.clone(), stop.clone());
-        async move { dtls_session(conn, peer, &ep, config, shutdown).await }
-    })
+    let refusing = ep.clone();
+    let refuse = move |conn: Arc<dyn Conn + Send + Sync>, peer| {
+        refusing.emit(
+            Event::new("connection_refused", "coaps")
+                .peer(peer)
+                .message(format!(
+                    "{} DTLS sessions are open, the most serve holds: this one is closed before its handshake",
+                    super::MAX_CONNECTIONS
+                )),
+        );
+        tokio::spawn(async move {
+            let _ = conn.close().await;
+        });
+    };
+    super::accept_each(
+        accept,
+        shutdown,
+        super::MAX_CONNECTIONS,
+        move |conn, peer| {
+            let (ep, config, shutdown) = (ep.clone(), config.clone(), stop.clone());
+            async move { dtls_session(conn, peer, &ep, config, shutdown).await }
+        },
+        refuse,
+    )
     .await;
     let _ = listener.close().await;
 }

@@ -228,9 +228,11 @@ pub async fn accept(
     ep.console.on.store(true, Ordering::Relaxed);
     let l = &listener;
     let stop = shutdown.clone();
+    let refusing = ep.clone();
     super::accept_each(
         || l.accept(),
         shutdown,
+        super::MAX_CONNECTIONS,
         move |tcp, _peer| {
             let (ep, access, shutdown) = (ep.clone(), access.clone(), stop.clone());
             async move {
@@ -241,6 +243,17 @@ pub async fn accept(
                 });
                 super::http::serve_connection(tcp, service, shutdown).await;
             }
+        },
+        // The socket closes as it drops; the event says why.
+        move |_tcp, peer| {
+            refusing.emit(
+                Event::new("connection_refused", "console")
+                    .peer(peer)
+                    .message(format!(
+                        "{} console connections are open, the most serve holds: this one is closed",
+                        super::MAX_CONNECTIONS
+                    )),
+            );
         },
     )
     .await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Endpoint, MAX_CONNECTIONS, Options, coap, console, http_accept, mqtt};
+use super::{Endpoint, Options, coap, console, http_accept, mqtt};
 
 /// The listeners, bound: their addresses are known before anything is served.
 pub struct Bound {
@@ -178,18 +178,25 @@ pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Recei
     endpoint.flush();
 }
 
-/// Accept connections until shutdown, each handled in a task of its own, at most
-/// [`MAX_CONNECTIONS`] at once (more wait in the accept queue): the DTLS sessions and the
-/// console's browsers. MQTT and HTTP have bounds of their own that refuse out loud. At shutdown the listener stops
-/// accepting and the connections, which see the shutdown too, get two seconds to close.
-pub(crate) async fn accept_each<C, A, F, H, Fut>(mut accept: A, shutdown: watch::Receiver<bool>, handle: H)
-where
+/// Accept connections until shutdown, each handled in a task of its own, at most `max` at
+/// once: the DTLS sessions and the console's browsers (MQTT and HTTP have bounds of their own).
+/// A connection past `max` is handed to `refuse`, which says so in an event and closes it,
+/// never left waiting in silence. At shutdown the listener stops accepting and the
+/// connections, which see the shutdown too, get two seconds to close.
+pub(crate) async fn accept_each<C, A, F, H, Fut, R>(
+    mut accept: A,
+    shutdown: watch::Receiver<bool>,
+    max: usize,
+    handle: H,
+    refuse: R,
+) where
     A: FnMut() -> F,
     F: std::future::Future<Output = std::io::Result<(C, SocketAddr)>>,
     H: Fn(C, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
+    R: Fn(C, SocketAddr),
 {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -204,7 +211,10 @@ where
                         continue;
                     }
                 };
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    refuse(conn, peer);
+                    continue;
+                };
                 let work = handle(conn, peer);
                 conns.spawn(async move {
                     work.await;
@@ -226,5 +236,58 @@ pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
         if shutdown.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn past_the_bound_a_connection_is_refused_not_left_waiting() {
+        let (stop, shutdown) = watch::channel(false);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        let mut next = 0u32;
+        let accept = move || {
+            next += 1;
+            let n = next;
+            async move {
+                if n > 3 {
+                    // No more connections: wait for the shutdown.
+                    std::future::pending::<()>().await;
+                }
+                Ok((n, peer))
+            }
+        };
+        let refused = std::sync::Mutex::new(Vec::new());
+        let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = accept_each(
+            accept,
+            shutdown,
+            1,
+            move |n, _| {
+                let held_tx = held_tx.clone();
+                async move {
+                    let _ = held_tx.send(n);
+                    // Held until the shutdown ends it.
+                    std::future::pending::<()>().await;
+                }
+            },
+            |n, _| refused.lock().expect("lock").push(n),
+        );
+        tokio::select! {
+            () = run => {}
+            () = async {
+                assert_eq!(held_rx.recv().await, Some(1));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = stop.send(true);
+                std::future::pending::<()>().await
+            } => {}
+        }
+        assert_eq!(
+            *refused.lock().expect("lock"),
+            vec![2, 3],
+            "the 2nd and 3rd are refused"
+        );
     }
 }

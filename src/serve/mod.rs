@@ -58,8 +58,9 @@ pub const MAX_PACKET: usize = 1 << 20;
 /// The largest EnOS message answered normally; a larger one gets code 1008 (assumed limit: EnOS
 /// documents the code, not the size).
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// The most DTLS sessions, and console connections, served at once; more wait in the accept
-/// queue. MQTT's and HTTP's bounds are `--max-connections` ([`limits`]), refused loudly past it.
+/// The most DTLS sessions, and console connections, served at once; past it a new one is
+/// closed with a `connection_refused` event. MQTT's and HTTP's bounds are `--max-connections`
+/// ([`limits`]), refused with CONNACK 3 and 503.
 pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Where `serve` listens and what it logs.
