@@ -161,10 +161,13 @@ pub async fn serve_dtls(
     super::accept_each(
         accept,
         shutdown,
-        super::MAX_CONNECTIONS,
-        move |conn, peer| {
+        super::slots(super::MAX_CONNECTIONS),
+        move |conn, peer, slot| {
             let (ep, config, shutdown) = (ep.clone(), config.clone(), stop.clone());
-            async move { dtls_session(conn, peer, &ep, config, shutdown).await }
+            async move {
+                dtls_session(conn, peer, &ep, config, shutdown).await;
+                drop(slot);
+            }
         },
         refuse,
     )

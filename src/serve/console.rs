@@ -232,8 +232,8 @@ pub async fn accept(
     super::accept_each(
         || l.accept(),
         shutdown,
-        super::MAX_CONNECTIONS,
-        move |tcp, _peer| {
+        super::slots(super::MAX_CONNECTIONS),
+        move |tcp, _peer, slot| {
             let (ep, access, shutdown) = (ep.clone(), access.clone(), stop.clone());
             async move {
                 let sd = shutdown.clone();
@@ -242,6 +242,7 @@ pub async fn accept(
                     async move { Ok::<_, Infallible>(route(&ep, &access, req, sd).await) }
                 });
                 super::http::serve_connection(tcp, service, shutdown).await;
+                drop(slot);
             }
         },
         // The socket closes as it drops; the event says why.

@@ -34,57 +34,46 @@ pub async fn accept(
     shutdown: watch::Receiver<bool>,
 ) {
     let protocol = if tls.is_some() { "https" } else { "http" };
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            () = super::stopped(shutdown.clone()) => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(c) => c,
-                    // Out of file descriptors and the like: wait a moment rather than spin.
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let entry = ep.http_limits.admit();
-                if matches!(entry, Entry::Closed) {
-                    drop(tcp);
-                    ep.emit(refused(protocol, peer).message(format!(
-                        "closed at once: {} HTTP connections are open (--max-connections) and {MAX_REFUSING} more are being refused",
-                        ep.http_limits.max()
-                    )));
-                    continue;
-                }
-                let (ep, shutdown, tls) = (ep.clone(), shutdown.clone(), tls.clone());
-                conns.spawn(async move {
-                    let _ = tcp.set_nodelay(true);
-                    match tls {
-                        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_WAIT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => connection(stream, peer, protocol, entry, &ep, shutdown).await,
-                            Ok(Err(e)) => ep.emit(
-                                Event::new("disconnect", protocol)
-                                    .peer(peer)
-                                    .message(format!("the TLS handshake failed: {e}")),
-                            ),
-                            Err(_) => ep.emit(
-                                Event::new("disconnect", protocol)
-                                    .peer(peer)
-                                    .message("the TLS handshake failed: no handshake in time"),
-                            ),
-                        },
-                        None => connection(tcp, peer, protocol, entry, &ep, shutdown).await,
-                    }
-                });
+    // A connection past the bound is admitted too, as a refusal: its 503 is written in a task
+    // of its own (`connection` answers it), and only past MAX_REFUSING is it closed at once.
+    let admit_ep = ep.clone();
+    let admit = move || match admit_ep.http_limits.admit() {
+        Entry::Closed => None,
+        entry => Some(entry),
+    };
+    let refusing = ep.clone();
+    let refuse = move |tcp: tokio::net::TcpStream, peer| {
+        drop(tcp);
+        refusing.emit(refused(protocol, peer).message(format!(
+            "closed at once: {} HTTP connections are open (--max-connections) and {MAX_REFUSING} more are being refused",
+            refusing.http_limits.max()
+        )));
+    };
+    let stop = shutdown.clone();
+    let handle = move |tcp: tokio::net::TcpStream, peer, entry| {
+        let (ep, shutdown, tls) = (ep.clone(), stop.clone(), tls.clone());
+        async move {
+            let _ = tcp.set_nodelay(true);
+            match tls {
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_WAIT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => connection(stream, peer, protocol, entry, &ep, shutdown).await,
+                    Ok(Err(e)) => ep.emit(
+                        Event::new("disconnect", protocol)
+                            .peer(peer)
+                            .message(format!("the TLS handshake failed: {e}")),
+                    ),
+                    Err(_) => ep.emit(
+                        Event::new("disconnect", protocol)
+                            .peer(peer)
+                            .message("the TLS handshake failed: no handshake in time"),
+                    ),
+                },
+                None => connection(tcp, peer, protocol, entry, &ep, shutdown).await,
             }
         }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    conns.abort_all();
+    };
+    let l = &listener;
+    super::accept_each(|| l.accept(), shutdown, admit, handle, refuse).await;
 }
 
 /// The event of a connection refused at the bound: code 503, naming the limit.

@@ -178,25 +178,26 @@ pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Recei
     endpoint.flush();
 }
 
-/// Accept connections until shutdown, each handled in a task of its own, at most `max` at
-/// once: the DTLS sessions and the console's browsers (MQTT and HTTP have bounds of their own).
-/// A connection past `max` is handed to `refuse`, which says so in an event and closes it,
-/// never left waiting in silence. At shutdown the listener stops accepting and the
-/// connections, which see the shutdown too, get two seconds to close.
-pub(crate) async fn accept_each<C, A, F, H, Fut, R>(
+/// Accept connections until shutdown, each handled in a task of its own, for every listener
+/// of serve. `admit` decides, before anything is read, whether a connection gets in: it gives
+/// what `handle` keeps for as long as the connection lives (a slot, a place in a limit), or
+/// `None`, and then `refuse` says so (an event, a CONNACK 3, a 503) and closes it: never left
+/// waiting in silence. At shutdown the listener stops accepting and the connections, which see
+/// the shutdown too, get two seconds to close.
+pub(crate) async fn accept_each<C, A, F, P, G, H, Fut, R>(
     mut accept: A,
     shutdown: watch::Receiver<bool>,
-    max: usize,
+    mut admit: G,
     handle: H,
     refuse: R,
 ) where
     A: FnMut() -> F,
     F: std::future::Future<Output = std::io::Result<(C, SocketAddr)>>,
-    H: Fn(C, SocketAddr) -> Fut,
+    G: FnMut() -> Option<P>,
+    H: Fn(C, SocketAddr, P) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
     R: Fn(C, SocketAddr),
 {
-    let slots = Arc::new(tokio::sync::Semaphore::new(max));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -211,15 +212,12 @@ pub(crate) async fn accept_each<C, A, F, H, Fut, R>(
                         continue;
                     }
                 };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    refuse(conn, peer);
-                    continue;
-                };
-                let work = handle(conn, peer);
-                conns.spawn(async move {
-                    work.await;
-                    drop(permit);
-                });
+                match admit() {
+                    Some(admitted) => {
+                        conns.spawn(handle(conn, peer, admitted));
+                    }
+                    None => refuse(conn, peer),
+                }
             }
         }
     }
@@ -228,6 +226,13 @@ pub(crate) async fn accept_each<C, A, F, H, Fut, R>(
     })
     .await;
     conns.abort_all();
+}
+
+/// The admission of a listener that serves at most `max` connections at once (the DTLS
+/// sessions, the console): a slot each, given back when the connection ends.
+pub(crate) fn slots(max: usize) -> impl FnMut() -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    move || slots.clone().try_acquire_owned().ok()
 }
 
 /// Wait until `shutdown` says stop (or its sender is gone).
@@ -264,13 +269,14 @@ mod tests {
         let run = accept_each(
             accept,
             shutdown,
-            1,
-            move |n, _| {
+            slots(1),
+            move |n, _, slot| {
                 let held_tx = held_tx.clone();
                 async move {
                     let _ = held_tx.send(n);
                     // Held until the shutdown ends it.
                     std::future::pending::<()>().await;
+                    drop(slot);
                 }
             },
             |n, _| refused.lock().expect("lock").push(n),

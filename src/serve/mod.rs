@@ -48,7 +48,7 @@ use crate::registry::Registry;
 pub use commands::Downlink;
 pub use events::Event;
 pub use listen::{BindError, Bound, bind, serve};
-pub(crate) use listen::{accept_each, stopped};
+pub(crate) use listen::{accept_each, slots, stopped};
 pub use logins::Refusal;
 pub use requests::Answer;
 

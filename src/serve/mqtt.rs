@@ -56,60 +56,46 @@ pub async fn accept(
     shutdown: watch::Receiver<bool>,
 ) {
     let protocol = if tls.is_some() { "mqtts" } else { "mqtt" };
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            () = super::stopped(shutdown.clone()) => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(c) => c,
-                    // Out of file descriptors and the like: wait a moment rather than spin.
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let admission = ep.limits.admit();
-                if matches!(admission, Admission::Closed) {
-                    drop(tcp);
-                    ep.emit(Event::new("login_refused", protocol).peer(peer).code(3).message(format!(
-                        "closed at once: {} connections are logged in (--max-connections) and {} more are being refused",
-                        ep.limits.max(),
-                        super::limits::MAX_REFUSING
-                    )));
-                    continue;
-                }
-                let (ep, shutdown, tls) = (ep.clone(), shutdown.clone(), tls.clone());
-                conns.spawn(async move {
-                    let _ = tcp.set_nodelay(true);
-                    match tls {
-                        Some(acceptor) => match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => connection(stream, peer, protocol, &ep, shutdown, admission).await,
-                            // With --client-ca, a missing or unknown client certificate ends here.
-                            Ok(Err(e)) => ep.emit(
-                                Event::new("login_refused", protocol)
-                                    .peer(peer)
-                                    .message(format!("the TLS handshake failed: {e}")),
-                            ),
-                            Err(_) => ep.emit(
-                                Event::new("disconnect", protocol)
-                                    .peer(peer)
-                                    .message("the TLS handshake failed: no handshake in time"),
-                            ),
-                        },
-                        None => connection(tcp, peer, protocol, &ep, shutdown, admission).await,
-                    }
-                });
+    let admit_ep = ep.clone();
+    let admit = move || match admit_ep.limits.admit() {
+        Admission::Closed => None,
+        admission => Some(admission),
+    };
+    let refusing = ep.clone();
+    let refuse = move |tcp: tokio::net::TcpStream, peer| {
+        drop(tcp);
+        refusing.emit(Event::new("login_refused", protocol).peer(peer).code(3).message(format!(
+            "closed at once: {} connections are logged in (--max-connections) and {} more are being refused",
+            refusing.limits.max(),
+            super::limits::MAX_REFUSING
+        )));
+    };
+    let stop = shutdown.clone();
+    let handle = move |tcp: tokio::net::TcpStream, peer, admission| {
+        let (ep, shutdown, tls) = (ep.clone(), stop.clone(), tls.clone());
+        async move {
+            let _ = tcp.set_nodelay(true);
+            match tls {
+                Some(acceptor) => match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => connection(stream, peer, protocol, &ep, shutdown, admission).await,
+                    // With --client-ca, a missing or unknown client certificate ends here.
+                    Ok(Err(e)) => ep.emit(
+                        Event::new("login_refused", protocol)
+                            .peer(peer)
+                            .message(format!("the TLS handshake failed: {e}")),
+                    ),
+                    Err(_) => ep.emit(
+                        Event::new("disconnect", protocol)
+                            .peer(peer)
+                            .message("the TLS handshake failed: no handshake in time"),
+                    ),
+                },
+                None => connection(tcp, peer, protocol, &ep, shutdown, admission).await,
             }
         }
-    }
-    // At shutdown the connections, which see it too, get two seconds to close.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    conns.abort_all();
+    };
+    let l = &listener;
+    super::accept_each(|| l.accept(), shutdown, admit, handle, refuse).await;
 }
 
 /// The packets of one connection, read and written with the codec.
