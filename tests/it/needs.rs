@@ -231,12 +231,11 @@ fn a_reply_to_another_id_is_not_taken_for_the_need() {
     assert!(v["needs"][0]["code"].is_null(), "{v:#}");
 }
 
-#[test]
-fn downlink_waits_for_a_command_from_serve_and_answers_it_200() {
-    let e = enos(REGISTRY);
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("enos-connect"))
+/// `probe URL --need downlink_commands --await-command 8 -f json` for pk1/dk1, running.
+fn await_command(url: &str) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("enos-connect"))
         .arg("probe")
-        .arg(format!("mqtt://{}", e.mqtt))
+        .arg(url)
         .args(DEVICE)
         .args([
             "--need",
@@ -251,7 +250,23 @@ fn downlink_waits_for_a_command_from_serve_and_answers_it_200() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawns");
+        .expect("spawns")
+}
+
+/// The names of a need's stages, in order.
+fn stage_names(need: &Value) -> Vec<&str> {
+    need["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect()
+}
+
+#[test]
+fn downlink_waits_for_a_command_from_serve_and_answers_it_200() {
+    let e = enos(REGISTRY);
+    let child = await_command(&format!("mqtt://{}", e.mqtt));
     let until = Instant::now() + Duration::from_secs(8);
     let mut answer = (0, Value::Null);
     while Instant::now() < until {
@@ -271,15 +286,8 @@ fn downlink_waits_for_a_command_from_serve_and_answers_it_200() {
     let v = json_of(&out.stdout);
     assert_eq!(answer.0, 200, "{:?} / {v:#}", answer.1);
     assert_eq!(out.status.code(), Some(0), "{v:#}");
-    let n = &v["needs"][0];
-    assert_eq!(n["measured"], "supported", "{v:#}");
-    let stages: Vec<&str> = n["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    assert_eq!(stages, ["subscribe", "command"]);
+    assert_eq!(v["needs"][0]["measured"], "supported", "{v:#}");
+    assert_eq!(stage_names(&v["needs"][0]), ["subscribe", "command"]);
 }
 
 #[test]
@@ -287,24 +295,7 @@ fn over_coap_a_command_announced_in_option_2100_is_fetched_and_answered_200() {
     for scheme in ["coaps", "coap"] {
         let e = enos(REGISTRY);
         let addr = if scheme == "coaps" { e.coaps } else { e.coap };
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("enos-connect"))
-            .arg("probe")
-            .arg(format!("{scheme}://{addr}"))
-            .args(DEVICE)
-            .args([
-                "--need",
-                "downlink_commands",
-                "--await-command",
-                "8",
-                "-f",
-                "json",
-            ])
-            .env_clear()
-            .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawns");
+        let child = await_command(&format!("{scheme}://{addr}"));
         // Once the device has logged in, a command waits for its next request.
         let login = format!(r#""event":"login","protocol":"{scheme}""#);
         let until = Instant::now() + Duration::from_secs(8);
@@ -326,15 +317,8 @@ fn over_coap_a_command_announced_in_option_2100_is_fetched_and_answered_200() {
             answer.1
         );
         assert_eq!(out.status.code(), Some(0), "{scheme}: {v:#}");
-        let n = &v["needs"][0];
-        assert_eq!(n["measured"], "supported", "{v:#}");
-        let stages: Vec<&str> = n["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .filter_map(|s| s["name"].as_str())
-            .collect();
-        assert_eq!(stages, ["subscribe", "command"], "{scheme}");
+        assert_eq!(v["needs"][0]["measured"], "supported", "{v:#}");
+        assert_eq!(stage_names(&v["needs"][0]), ["subscribe", "command"], "{scheme}");
         let events = e.events();
         assert!(
             events.contains(r#""topic":"/sys/pk1/dk1/thing/service/measurepoint/set","method":"thing.service.measurepoint.set","message":"announced in CoAP option 2100""#),
