@@ -160,7 +160,7 @@ pub async fn run(
         caps,
         target,
         addr,
-        no_default_sources: (opts.sources.is_empty() && sources.is_empty()).into(),
+        no_default_sources: false.into(),
         opts,
         counts: Counts::default(),
         tally: Mutex::default(),
