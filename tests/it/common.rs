@@ -4,6 +4,7 @@
 use assert_cmd::Command;
 use enos_connect::answers::Answers;
 use enos_connect::capabilities::{Capabilities, embedded};
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 pub fn caps() -> Capabilities {
@@ -149,18 +150,36 @@ pub fn creds(
         .expect("credentials")
 }
 
-/// The value of a variable `.ci/run` sets for an outside peer, or None after a loud skip;
-/// with ENOS_CONNECT_REQUIRE_PEERS=1 (as in CI) a missing one is a failure.
+/// The value of a variable `.ci/run` sets for an outside peer. A missing one fails the test
+/// unless the run asked for skips with ENOS_CONNECT_ALLOW_SKIP=1 ([`peer_missing`]).
 pub fn outside_peer(var: &str, what: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
-            assert!(
-                std::env::var("ENOS_CONNECT_REQUIRE_PEERS").as_deref() != Ok("1"),
-                "{var} is not set but ENOS_CONNECT_REQUIRE_PEERS=1: {what}"
-            );
-            eprintln!("SKIPPED: {var} is not set; {what}");
+            peer_missing(&format!("{var} is not set; {what}"));
             None
         }
     }
+}
+
+/// A peer a test needs is missing. That fails the test, unless skipping was asked for
+/// explicitly with ENOS_CONNECT_ALLOW_SKIP=1 (CI never sets it): then the skip is written
+/// where it shows and the caller returns without checking what needed the peer.
+pub fn peer_missing(what: &str) {
+    assert!(
+        skips_allowed(),
+        "{what}. This test needs that peer: `.ci/run` installs and starts every one; set \
+         ENOS_CONNECT_ALLOW_SKIP=1 to skip the tests whose peer is missing instead"
+    );
+    // libtest captures `eprintln!`, not writes to the stderr handle itself: the skip shows in
+    // the run's output, not only in a failure's.
+    let _ = writeln!(
+        std::io::stderr(),
+        "test skipped (ENOS_CONNECT_ALLOW_SKIP=1): {what}"
+    );
+}
+
+/// Whether this run asked for tests with a missing peer to be skipped.
+pub fn skips_allowed() -> bool {
+    std::env::var("ENOS_CONNECT_ALLOW_SKIP").as_deref() == Ok("1")
 }

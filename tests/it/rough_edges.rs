@@ -29,8 +29,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
-/// A shell or tool from Debian's packages that `.ci/run` installs: its path, or None after a
-/// loud skip (a failure under ENOS_CONNECT_REQUIRE_PEERS=1).
+/// A shell or tool from Debian's packages that `.ci/run` installs: its path; a missing one
+/// fails the test unless skips are allowed ([`crate::common::peer_missing`]).
 fn tool(name: &str) -> Option<String> {
     let found = StdCommand::new("sh")
         .args(["-c", &format!("command -v {name}")])
@@ -39,11 +39,7 @@ fn tool(name: &str) -> Option<String> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     if found.is_none() {
-        assert!(
-            std::env::var("ENOS_CONNECT_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "`{name}` is not installed but ENOS_CONNECT_REQUIRE_PEERS=1 (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: `{name}` is not installed (apt-get install {name})");
+        crate::common::peer_missing(&format!("`{name}` is not installed (apt-get install {name})"));
     }
     found
 }
