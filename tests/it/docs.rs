@@ -84,6 +84,53 @@ fn examples_in_the_readme_and_docs_run() {
     );
 }
 
+/// A newcomer reads the README from the top: the first probe example must come after the lines
+/// that start `serve` and export the device's secret, or following the page in order gives "no
+/// device secret given" and then "port unreachable".
+#[test]
+fn the_readme_starts_serve_before_its_first_probe() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README.md");
+    let at = |what: &str| {
+        readme
+            .find(what)
+            .unwrap_or_else(|| panic!("README.md has no `{what}`"))
+    };
+    let probe = at("$ enos-connect probe");
+    for before in ["enos-connect serve --registry", "export ENOS_DEVICE_SECRET="] {
+        assert!(
+            at(before) < probe,
+            "README.md's first probe example comes before `{before}`: a reader following the page \
+             in order runs it first"
+        );
+    }
+}
+
+/// A shell line of the docs that writes into a folder under `~` makes that folder first: on a
+/// fresh account `~/.local/share/bash-completion/completions` does not exist.
+#[test]
+fn shell_lines_that_write_under_home_make_the_folder_first() {
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).expect("page");
+        let mut made: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if let Some(dir) = line.trim().strip_prefix("mkdir -p ") {
+                made.push(dir.trim().to_string());
+            }
+            let Some((_, target)) = line.split_once(" > ~/") else {
+                continue;
+            };
+            let file = format!("~/{}", target.split_whitespace().next().unwrap_or_default());
+            let dir = file.rsplit_once('/').map_or("~", |(d, _)| d);
+            assert!(
+                made.iter().any(|m| m == dir),
+                "{}: `{}` writes into {dir}, which no `mkdir -p {dir}` before it makes",
+                page.display(),
+                line.trim()
+            );
+        }
+    }
+}
+
 #[test]
 #[ignore = "the body of examples_in_the_readme_and_docs_run, which runs it in a clean environment"]
 fn docs_in_this_process() {
