@@ -139,8 +139,18 @@ fn inherit_device(d: &mut DeviceArgs, c: &Config) {
     inherit(&mut d.device_key, &c.device_key);
 }
 
+/// Whether the config file holds defaults for this command's flags (besides the capabilities
+/// file, which [`super::Context::capabilities`] looks up when the model is read).
+pub fn fills(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Plan(_) | Command::Probe(_) | Command::Credentials(_)
+    )
+}
+
 impl Config {
-    /// Fill what neither a flag nor its environment variable gave from the config file.
+    /// Fill what neither a flag nor its environment variable gave from the config file; the
+    /// commands it fills are those of [`fills`].
     pub fn apply(&self, cli: &mut Cli) {
         inherit(&mut cli.capabilities, &self.capabilities);
         match &mut cli.command {

@@ -35,7 +35,11 @@ use terminal::{Terminal, emit};
 
 /// What every command gets besides its own arguments.
 pub struct Context {
+    /// `--capabilities` (or its variable); else the config file's `capabilities`, else the
+    /// built-in model.
     pub capabilities: Option<std::path::PathBuf>,
+    /// `--config` (or its variable): read only by a command that uses a value it may hold.
+    pub config: Option<std::path::PathBuf>,
     pub interactive: bool,
     pub terminal: Terminal,
     /// The arguments (clap ids) whose values came from an environment variable, so that an
@@ -59,8 +63,8 @@ impl Context {
     /// and handing its few thousand allocations back to malloc one by one just before exit
     /// cost a tenth of `recommend`'s run time.
     pub fn capabilities(&self) -> Result<&'static Capabilities> {
-        let caps = match &self.capabilities {
-            Some(p) => capabilities::from_file(p)?,
+        let caps = match self.capabilities_path()? {
+            Some(p) => capabilities::from_file(&p)?,
             None => capabilities::embedded()?,
         };
         Ok(Box::leak(Box::new(caps)))
@@ -69,10 +73,19 @@ impl Context {
     /// What a probe needs of the model ([`capabilities::embedded_connection`]); a file given
     /// with --capabilities is read and validated whole.
     pub fn connection_capabilities(&self) -> Result<&'static Capabilities> {
-        if self.capabilities.is_some() {
+        if self.capabilities_path()?.is_some() {
             return self.capabilities();
         }
         Ok(Box::leak(Box::new(capabilities::embedded_connection()?)))
+    }
+
+    /// The capabilities file in use: the flag's, else the config file's (which is read only
+    /// here, when a command reads the model and no flag named one), else none (built in).
+    fn capabilities_path(&self) -> Result<Option<std::path::PathBuf>> {
+        if self.capabilities.is_some() {
+            return Ok(self.capabilities.clone());
+        }
+        Ok(config::load(self.config.as_deref())?.capabilities)
     }
 
     /// The renderer for a `--format`, told whether stdout is a terminal and may be coloured.
@@ -164,10 +177,15 @@ fn env_note(e: &clap::Error, cmd: &clap::Command) -> Option<String> {
 }
 
 pub fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Result<ExitCode> {
-    let config = config::load(cli.config.as_deref())?;
-    config.apply(&mut cli);
+    // The config file is read where it is used: by the commands whose flags it fills (here),
+    // and by any command that reads the model when no flag names the capabilities file
+    // (`Context::capabilities`). `man`, `merge` and the like never open it.
+    if config::fills(&cli.command) {
+        config::load(cli.config.as_deref())?.apply(&mut cli);
+    }
     let ctx = Context {
         capabilities: cli.capabilities.clone(),
+        config: cli.config.clone(),
         interactive: terminal::interactive(no_input(&cli.command)),
         terminal,
         from_env,

@@ -545,3 +545,36 @@ fn help_documents_the_exit_codes() {
         .stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
     bin().arg("frobnicate").assert().code(2);
 }
+
+/// The config file is read where it is used: a command whose flags it cannot fill and that
+/// reads no model never opens it, so a stale `ENOS_CONNECT_CONFIG` does not stop `man`; a
+/// command that reads the model (the config may name its file) or takes the flags it fills
+/// still says the file is missing.
+#[test]
+fn the_config_file_is_read_only_where_it_is_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nope = dir.path().join("nope.toml");
+    for args in [
+        &["man"][..],
+        &["schema", "registry"],
+        &["check", "capabilities.toml"],
+    ] {
+        bin()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .env("ENOS_CONNECT_CONFIG", &nope)
+            .assert()
+            .success();
+    }
+    for args in [
+        &["recommend", "-a", "network=none"][..],
+        &["plan", "-a", "network=none"],
+    ] {
+        bin()
+            .args(args)
+            .env("ENOS_CONNECT_CONFIG", &nope)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("nope.toml"));
+    }
+}
