@@ -92,7 +92,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             )
         })?;
         let listening = bound.listening().await;
-        endpoint.emit_line(&listening);
+        endpoint.events.emit_line(&listening);
         if let Some((_, access)) = &bound.console {
             announce_console(access, args.console_token.is_none());
         }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::requests::check_type;
 use super::twin::Refused;
-use super::{Endpoint, Event, Identity, random_hex, text_field};
+use super::{Endpoint, Event, EventKind, Identity, Protocol, random_hex, text_field};
 use crate::base::Secret;
 use crate::enos::{self, Topic};
 use crate::registry::Point;
@@ -19,7 +19,7 @@ impl Endpoint {
     /// What a well-formed request does, and the reply's `data`.
     pub(super) fn apply(
         &self,
-        protocol: &'static str,
+        protocol: Protocol,
         t: &Topic<'_>,
         id: &Identity,
         topic: &str,
@@ -154,7 +154,7 @@ impl Endpoint {
             let dk = text_field(item, "deviceKey").unwrap_or_else(|| sender.device_key.clone());
             let dev = Identity::new(&pk, &dk);
             let result = if !self.twin.exists(&dev) {
-                Err((402, format!("no device {pk}/{dk}")))
+                Err((enos::DEVICE_NOT_FOUND, format!("no device {pk}/{dk}")))
             } else if &dev != sender && self.twin.gateway_of(&dev).as_ref() != Some(sender) {
                 Err((
                     enos::SUB_NOT_IN_TOPOLOGY,
@@ -210,7 +210,10 @@ impl Endpoint {
             ));
         };
         if items.len() > MAX_REGISTER {
-            return Err((460, format!("at most {MAX_REGISTER} devices per registration")));
+            return Err((
+                enos::PARAMETER_ERROR,
+                format!("at most {MAX_REGISTER} devices per registration"),
+            ));
         }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
@@ -218,7 +221,7 @@ impl Endpoint {
                 return Err((enos::BAD_FORMAT, "a device to register has no productKey".into()));
             };
             if self.registry.product(&pk).is_none() {
-                return Err((402, format!("no product {pk}")));
+                return Err((enos::DEVICE_NOT_FOUND, format!("no product {pk}")));
             }
             let (Some(dk), Some(secret)) = (
                 text_field(item, "deviceKey")
@@ -227,7 +230,7 @@ impl Endpoint {
                 random_hex(16),
             ) else {
                 return Err((
-                    400,
+                    enos::INTERNAL_ERROR,
                     "no secret can be made: the system's random source failed".into(),
                 ));
             };
@@ -247,7 +250,7 @@ impl Endpoint {
     /// `TslTemplateGetResponse` reads.
     fn tsl_template(&self, pk: &str) -> Result<Value, Refused> {
         let Some(p) = self.registry.product(pk) else {
-            return Err((402, format!("no product {pk}")));
+            return Err((enos::DEVICE_NOT_FOUND, format!("no product {pk}")));
         };
         let element = |id: &str, spec: &Point| {
             json!({
@@ -308,7 +311,7 @@ impl Endpoint {
     /// stored, and gets an event of its own. The reply has the first failing code.
     fn integration(
         &self,
-        protocol: &'static str,
+        protocol: Protocol,
         t: &Topic<'_>,
         topic: &str,
         method: &str,
@@ -330,7 +333,7 @@ impl Endpoint {
                 .unwrap_or_else(crate::credentials::now_ms);
             let result = if !self.twin.exists(&dev) {
                 Err((
-                    402,
+                    enos::DEVICE_NOT_FOUND,
                     format!(
                         "no device {}/{dk}: message integration posts for registered devices only",
                         t.product_key
@@ -367,7 +370,7 @@ impl Endpoint {
             };
             let code = result.as_ref().map_or_else(|(c, _)| *c, |()| enos::SUCCESS);
             self.twin.seen(&dev, code);
-            let mut e = Event::new("request", protocol)
+            let mut e = Event::new(EventKind::Request, protocol)
                 .device(&dev)
                 .topic(topic)
                 .method(method)
@@ -376,7 +379,7 @@ impl Endpoint {
             if let Err((_, why)) = &result {
                 e = e.message(format!("through message integration: {why}"));
             }
-            self.emit(e);
+            self.events.emit(e);
             if let Err(e) = result {
                 first.get_or_insert(e);
             }

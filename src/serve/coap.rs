@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use serde_json::{Value, json};
@@ -26,13 +26,10 @@ use webrtc_dtls::cipher_suite::CipherSuiteId;
 use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_util::conn::{Conn, Listener};
 
+use super::coap_commands::{self as commands, COMMAND_OPTION};
 use super::commands::Mailbox;
-use super::{Answer, BindError, Endpoint, Event, Identity};
-
-#[path = "coap_commands.rs"]
-mod commands;
+use super::{Answer, BindError, Endpoint, Event, EventKind, Identity, Protocol};
 use crate::enos::{self, Request};
-pub use commands::COMMAND_OPTION;
 
 /// Who a DTLS session authenticated, and whether it logged in to be activated (securemode 3).
 #[derive(Debug, Clone)]
@@ -47,6 +44,13 @@ const REMEMBERED: usize = 4096;
 const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 /// A DTLS session idle this long is closed.
 const DTLS_IDLE: Duration = Duration::from_secs(300);
+/// The code of the answer when no secret can be made (a server error, as HTTP's 500).
+const NO_SECRET: i64 = 500;
+
+/// CoAP over DTLS is `coaps`, plain CoAP `coap`.
+fn protocol_of(dtls: bool) -> Protocol {
+    if dtls { Protocol::Coaps } else { Protocol::Coap }
+}
 
 /// The answers already sent, by peer and message id, oldest first out.
 #[derive(Default)]
@@ -87,7 +91,7 @@ pub async fn serve_udp(sock: tokio::net::UdpSocket, ep: Arc<Endpoint>, shutdown:
                     continue;
                 }
                 if let Some(answer) = datagram(&ep, peer, bytes, None) {
-                    ep.recorded().await;
+                    ep.events.wait_written().await;
                     let _ = sock.send_to(&answer, peer).await;
                     if let Some(k) = key {
                         answered.put(k, answer);
@@ -146,8 +150,8 @@ pub async fn serve_dtls(
     };
     let refusing = ep.clone();
     let refuse = move |conn: Arc<dyn Conn + Send + Sync>, peer| {
-        refusing.emit(
-            Event::new("connection_refused", "coaps")
+        refusing.events.emit(
+            Event::new(EventKind::ConnectionRefused, Protocol::Coaps)
                 .peer(peer)
                 .message(format!(
                     "{} DTLS sessions are open, the most serve holds: this one is closed before its handshake",
@@ -194,7 +198,11 @@ async fn dtls_session(
                 ),
                 _ => "the DTLS handshake failed: no handshake in time".to_string(),
             };
-            ep.emit(Event::new("login_refused", "coaps").peer(peer).message(why));
+            ep.events.emit(
+                Event::new(EventKind::LoginRefused, Protocol::Coaps)
+                    .peer(peer)
+                    .message(why),
+            );
             return;
         }
     };
@@ -205,22 +213,22 @@ async fn dtls_session(
     };
     // `psk_for` gave a key, so the identity's third field is the mode it checked: 2 or 3.
     let activating = identity.split(|b| *b == b',').nth(2) == Some(b"3".as_slice());
-    let mut login = Event::new("login", "coaps")
+    let mut login = Event::new(EventKind::Login, Protocol::Coaps)
         .device(&id)
         .peer(peer)
         .code(enos::SUCCESS);
     if activating {
         login = login.message("securemode 3: activating");
     }
-    ep.emit(login);
-    ep.twin.connected(&id, "coaps", None);
+    ep.events.emit(login);
+    ep.twin.connected(&id, Protocol::Coaps, None);
     let session = Dtls {
         id: id.clone(),
         activating,
     };
     // Commands for the device wait here until its next request (option 2100).
     let mailbox = Arc::new(Mailbox::default());
-    ep.connect_device(&id, mailbox.clone());
+    ep.mailboxes.connect(&id, mailbox.clone());
     let mut buf = vec![0u8; 65536];
     let mut answered = Answered::default();
     loop {
@@ -235,7 +243,7 @@ async fn dtls_session(
                     continue;
                 }
                 if let Some(answer) = datagram(ep, peer, bytes, Some(&session)) {
-                    ep.recorded().await;
+                    ep.events.wait_written().await;
                     let _ = dtls.write(&answer, None).await;
                     if let Some(k) = key {
                         answered.put(k, answer);
@@ -245,10 +253,14 @@ async fn dtls_session(
         }
     }
     let _ = dtls.close().await;
-    ep.disconnect_device(&id, &mailbox);
-    commands::forget(ep, &id);
+    ep.mailboxes.disconnect(&id, &mailbox);
+    ep.coap_offered.forget(&id);
     ep.twin.disconnected(&id);
-    ep.emit(Event::new("disconnect", "coaps").device(&id).peer(peer));
+    ep.events.emit(
+        Event::new(EventKind::Disconnect, Protocol::Coaps)
+            .device(&id)
+            .peer(peer),
+    );
 }
 
 /// The answer to one datagram, if it gets one. `dtls` is the device a DTLS session
@@ -281,9 +293,11 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtl
                 .collect()
         })
         .unwrap_or_default();
-    let protocol = if dtls.is_some() { "coaps" } else { "coap" };
+    let protocol = protocol_of(dtls.is_some());
     // The device this request comes from: its DTLS session's, or its auth binding's.
-    let device = dtls.map(|d| d.id.clone()).or_else(|| ep.coap_identity(peer));
+    let device = dtls
+        .map(|d| d.id.clone())
+        .or_else(|| ep.coap_bindings.holder(&peer));
     let topic_path = match path.first().map(String::as_str) {
         Some("topic") => Some(format!("/{}", path[1..].join("/"))),
         _ => None,
@@ -333,7 +347,7 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtl
     resp.payload = serde_json::to_vec(&payload).unwrap_or_default();
     // EnOS piggybacks a command waiting for the device on the response to its next request.
     // The device is looked up again: an auth call may have bound it just now.
-    let device = device.or_else(|| ep.coap_identity(peer));
+    let device = device.or_else(|| ep.coap_bindings.holder(&peer));
     if let (Some(id), true) = (&device, u8::from(resp.header.code) >> 5 == 2)
         && let Some(next) = commands::offer(ep, protocol, id)
     {
@@ -362,13 +376,13 @@ fn auth(ep: &Endpoint, peer: SocketAddr, rest: &[String], body: &[u8]) -> (Respo
     if !(30..=86_400).contains(&lifetime) {
         return (
             ResponseType::BadRequest,
-            json!({"code": 460, "message": "lifetime is 30 to 86400 seconds"}),
+            json!({"code": enos::PARAMETER_ERROR, "message": "lifetime is 30 to 86400 seconds"}),
         );
     }
     if mode != 2 {
         return (
             ResponseType::Unauthorized,
-            json!({"code": 401, "message": "only secureMode 2 authenticates here"}),
+            json!({"code": enos::AUTH_FAILED, "message": "only secureMode 2 authenticates here"}),
         );
     }
     let vars = BTreeMap::from([
@@ -380,11 +394,13 @@ fn auth(ep: &Endpoint, peer: SocketAddr, rest: &[String], body: &[u8]) -> (Respo
     let sign = v.get("sign").and_then(Value::as_str).unwrap_or_default();
     match ep.signed_login("coap", &id, &vars, sign) {
         Ok(()) => {
-            ep.bind_coap(peer, &id, Duration::from_secs(lifetime));
+            let until = Instant::now() + Duration::from_secs(lifetime);
+            ep.coap_bindings.grant(peer, &id, until);
+            ep.twin.session(&id, Protocol::Coap, until);
             // Commands for the device wait until its next request (option 2100).
-            ep.connect_device(&id, Arc::new(Mailbox::default()));
-            ep.emit(
-                Event::new("login", "coap")
+            ep.mailboxes.connect(&id, Arc::new(Mailbox::default()));
+            ep.events.emit(
+                Event::new(EventKind::Login, Protocol::Coap)
                     .device(&id)
                     .peer(peer)
                     .code(enos::SUCCESS),
@@ -395,14 +411,14 @@ fn auth(ep: &Endpoint, peer: SocketAddr, rest: &[String], body: &[u8]) -> (Respo
             )
         }
         Err(r) => {
-            ep.emit(
-                Event::new("login_refused", "coap")
+            ep.events.emit(
+                Event::new(EventKind::LoginRefused, Protocol::Coap)
                     .device(&id)
                     .peer(peer)
                     .code(r.code)
                     .message(r.reason.clone()),
             );
-            let status = if r.code == 402 {
+            let status = if r.code == enos::DEVICE_NOT_FOUND {
                 ResponseType::NotFound
             } else {
                 ResponseType::Unauthorized
@@ -421,10 +437,10 @@ fn topic(
     dtls: Option<&Identity>,
 ) -> (ResponseType, Value) {
     let topic = format!("/{}", rest.join("/"));
-    let protocol = if dtls.is_some() { "coaps" } else { "coap" };
-    let Some(id) = dtls.cloned().or_else(|| ep.coap_identity(peer)) else {
-        ep.emit(
-            Event::new("denied", protocol)
+    let protocol = protocol_of(dtls.is_some());
+    let Some(id) = dtls.cloned().or_else(|| ep.coap_bindings.holder(&peer)) else {
+        ep.events.emit(
+            Event::new(EventKind::Denied, protocol)
                 .topic(&topic)
                 .peer(peer)
                 .code(enos::NO_PERMISSION)
@@ -436,8 +452,8 @@ fn topic(
         );
     };
     if !enos::owns(&topic, &id.product_key, &id.device_key) {
-        ep.emit(
-            Event::new("denied", protocol)
+        ep.events.emit(
+            Event::new(EventKind::Denied, protocol)
                 .device(&id)
                 .topic(&topic)
                 .code(enos::NO_PERMISSION),
@@ -478,9 +494,9 @@ fn is_activation(rest: &[String]) -> bool {
 /// fresh device secret, answered 2.05 in the payload MQTT's activation pushes, and confirmed.
 fn activate(ep: &Endpoint, peer: SocketAddr, rest: &[String], dtls: Option<&Dtls>) -> (ResponseType, Value) {
     let topic = format!("/{}", rest.join("/"));
-    let protocol = if dtls.is_some() { "coaps" } else { "coap" };
+    let protocol = protocol_of(dtls.is_some());
     let denied = |status: ResponseType, id: Option<&Identity>, why: &str| {
-        let mut e = Event::new("denied", protocol)
+        let mut e = Event::new(EventKind::Denied, protocol)
             .topic(&topic)
             .peer(peer)
             .code(enos::NO_PERMISSION)
@@ -488,7 +504,7 @@ fn activate(ep: &Endpoint, peer: SocketAddr, rest: &[String], dtls: Option<&Dtls
         if let Some(id) = id {
             e = e.device(id);
         }
-        ep.emit(e);
+        ep.events.emit(e);
         (status, json!({"code": enos::NO_PERMISSION, "message": why}))
     };
     let Some(session) = dtls else {
@@ -520,10 +536,10 @@ fn activate(ep: &Endpoint, peer: SocketAddr, rest: &[String], dtls: Option<&Dtls
             "the device is already activated: log in with securemode 2 and the device secret",
         );
     }
-    let Some(secret) = ep.issue_secret(id) else {
+    let Some(secret) = ep.activations.issue(id) else {
         return (
             ResponseType::InternalServerError,
-            json!({"code": 500, "message": "no secret can be issued: the system's random source failed"}),
+            json!({"code": NO_SECRET, "message": "no secret can be issued: the system's random source failed"}),
         );
     };
     let payload = Request::new(
@@ -538,8 +554,8 @@ fn activate(ep: &Endpoint, peer: SocketAddr, rest: &[String], dtls: Option<&Dtls
     drop(secret);
     // No reply is documented over CoAP: the answer confirms (see the module's comment).
     if ep.confirm_activation(id) {
-        ep.emit(
-            Event::new("activated", protocol)
+        ep.events.emit(
+            Event::new(EventKind::Activated, protocol)
                 .device(id)
                 .topic(&topic)
                 .peer(peer)

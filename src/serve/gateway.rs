@@ -6,14 +6,14 @@
 
 use serde_json::{Value, json};
 
-use super::mqtt::Session;
-use super::{Endpoint, Event, Identity, text_field};
+use super::mqtt_held::Connection;
+use super::{Endpoint, Event, EventKind, Identity, text_field};
 use crate::enos::{self, Reply};
 
 /// The sub-device methods on the gateway's session topic: checked further once the message
 /// itself is well-formed.
 pub(super) fn sub_devices(
-    s: &mut Session,
+    s: &mut Connection,
     ep: &Endpoint,
     topic: &str,
     payload: &[u8],
@@ -34,14 +34,14 @@ pub(super) fn sub_devices(
         let (code, sub, message) = ep.subdevice_login(&s.id, params);
         let (pk, dk) = keys_in(params);
         let (pk, dk) = (pk.as_str(), dk.as_str());
-        let mut e = Event::new("subdevice_login", s.protocol)
+        let mut e = Event::new(EventKind::SubdeviceLogin, s.protocol)
             .keys(pk, dk)
             .topic(topic)
             .code(code);
         if !message.is_empty() {
             e = e.message(message.clone());
         }
-        ep.emit(e);
+        ep.events.emit(e);
         if let Some(sub) = sub
             && s.subdevices.insert(sub.clone())
         {
@@ -116,13 +116,13 @@ fn keys_in(params: &Value) -> (String, String) {
 
 /// Take the sub-device `params` names out of the gateway's session (a logout, or a disable or
 /// delete command): offline in the twin, its topics closed to the connection.
-pub(super) fn log_out(s: &mut Session, ep: &Endpoint, params: &Value, why: &str) {
+pub(super) fn log_out(s: &mut Connection, ep: &Endpoint, params: &Value, why: &str) {
     let (pk, dk) = keys_in(params);
     let sub = Identity::new(&pk, &dk);
     if s.subdevices.remove(&sub) {
         ep.twin.disconnected(&sub);
-        ep.emit(
-            Event::new("subdevice_logout", s.protocol)
+        ep.events.emit(
+            Event::new(EventKind::SubdeviceLogout, s.protocol)
                 .device(&sub)
                 .message(format!(
                     "{why} through gateway {}/{}",

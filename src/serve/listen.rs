@@ -140,7 +140,9 @@ impl Bound {
 /// Serve until `shutdown` turns true; then stop accepting, close the connections and return.
 pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(endpoint.clone().flusher(shutdown.clone()));
+    let flushing = endpoint.clone();
+    let stop = shutdown.clone();
+    tasks.spawn(async move { flushing.events.flusher(stop).await });
     if let Some(l) = bound.mqtt {
         tasks.spawn(mqtt::accept(l, None, endpoint.clone(), shutdown.clone()));
     }
@@ -175,7 +177,7 @@ pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Recei
         tasks.spawn(coap::serve_dtls(l, endpoint.clone(), shutdown.clone()));
     }
     while tasks.join_next().await.is_some() {}
-    endpoint.flush();
+    endpoint.events.flush();
 }
 
 /// Accept connections until shutdown, each handled in a task of its own, for every listener
