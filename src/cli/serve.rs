@@ -15,45 +15,7 @@ use crate::serve::{self, Endpoint, Options};
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let registry = Registry::from_file(&args.registry)?;
-    let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => {
-            Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
-        }
-        _ => None,
-    };
-    // One-way TLS, whatever --client-ca says: EnOS's HTTP broker asks for no client certificate.
-    let https = match (args.https.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key, None, &[b"http/1.1"])?)),
-        _ => None,
-    };
-    let opts = Options {
-        mqtt: args.mqtt.addr(),
-        mqtts,
-        http: args.http.addr(),
-        https,
-        coap: args.coap.addr(),
-        coaps: args.coaps.and_then(|l| l.addr()),
-        record: args.record.clone(),
-        connack_delay: Duration::from_millis(args.connack_delay_ms),
-        log: !args.quiet,
-        console: console(args)?,
-    };
-    if [
-        opts.mqtt,
-        opts.mqtts.as_ref().map(|(a, _)| *a),
-        opts.http,
-        opts.https.as_ref().map(|(a, _)| *a),
-        opts.coap,
-        opts.coaps,
-    ]
-    .iter()
-    .all(Option::is_none)
-    {
-        return Err(Error::usage_with_help(
-            "every listener is off: serve would answer nothing",
-            "keep at least one of --mqtt, --mqtts, --http, --https, --coap or --coaps on (an address, or port 0 for any)",
-        ));
-    }
+    let opts = options(args)?;
     let endpoint = Endpoint::new(
         caps.clone(),
         registry,
@@ -102,6 +64,50 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         Ok::<(), Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The listeners and what to log, from the flags; a usage error when every listener is off.
+fn options(args: &ServeArgs) -> Result<Options> {
+    let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
+        }
+        _ => None,
+    };
+    // One-way TLS, whatever --client-ca says: EnOS's HTTP broker asks for no client certificate.
+    let https = match (args.https.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key, None, &[b"http/1.1"])?)),
+        _ => None,
+    };
+    let opts = Options {
+        mqtt: args.mqtt.addr(),
+        mqtts,
+        http: args.http.addr(),
+        https,
+        coap: args.coap.addr(),
+        coaps: args.coaps.and_then(|l| l.addr()),
+        record: args.record.clone(),
+        connack_delay: Duration::from_millis(args.connack_delay_ms),
+        log: !args.quiet,
+        console: console(args)?,
+    };
+    if [
+        opts.mqtt,
+        opts.mqtts.as_ref().map(|(a, _)| *a),
+        opts.http,
+        opts.https.as_ref().map(|(a, _)| *a),
+        opts.coap,
+        opts.coaps,
+    ]
+    .iter()
+    .all(Option::is_none)
+    {
+        return Err(Error::usage_with_help(
+            "every listener is off: serve would answer nothing",
+            "keep at least one of --mqtt, --mqtts, --http, --https, --coap or --coaps on (an address, or port 0 for any)",
+        ));
+    }
+    Ok(opts)
 }
 
 /// The console's address and token: a token given is used; off loopback, one is generated.
