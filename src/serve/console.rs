@@ -413,12 +413,12 @@ impl Feed {
 
     fn note(&mut self, p: Arc<Published>) {
         if let Some(want) = &self.device
-            && p.device.as_ref() != Some(want)
+            && !p.names(want)
         {
             return;
         }
-        if let Some(id) = &p.device {
-            self.dirty.insert(id.clone());
+        if let Some(id) = p.device() {
+            self.dirty.insert(id);
         }
         if self.log.len() < LOG_PER_TICK {
             self.log.push(p);
