@@ -122,6 +122,12 @@ pub const SUB_NOT_IN_TOPOLOGY: i64 = 740;
 pub const SUB_BAD_SIGN: i64 = 742;
 /// Dynamic activation is not allowed (documented among the login codes).
 pub const DYNAMIC_NOT_ALLOWED: i64 = 770;
+/// The login and parameter codes of EnOS's HTTP and CoAP answers, and of serve's own limits.
+pub const INTERNAL_ERROR: i64 = 400;
+pub const AUTH_FAILED: i64 = 401;
+pub const DEVICE_NOT_FOUND: i64 = 402;
+pub const TOO_MANY_REQUESTS: i64 = 429;
+pub const PARAMETER_ERROR: i64 = 460;
 
 /// The documented meaning of an EnOS reply code.
 pub fn meaning(code: i64) -> Option<&'static str> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use enos_connect::enos::MqttLogin;
 use enos_connect::registry::Registry;
-use enos_connect::serve::{Endpoint, coap};
+use enos_connect::serve::{Endpoint, Protocol, coap};
 use enos_connect::source::SourceFile;
 use libfuzzer_sys::fuzz_target;
 
@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
             let split = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
             let topic = String::from_utf8_lossy(&rest[..split]);
             let payload = rest.get(split + 1..).unwrap_or_default();
-            let _ = ep.answer("mqtt", &topic, payload);
+            let _ = ep.answer(Protocol::Mqtt, &topic, payload);
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) {
                 let gw = enos_connect::serve::Identity::new("pk1", "dk1");
                 let _ = ep.subdevice_login(&gw, &v);

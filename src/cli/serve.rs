@@ -15,6 +15,59 @@ use crate::serve::{self, Endpoint, Options};
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let registry = Registry::from_file(&args.registry)?;
+    let opts = options(args)?;
+    let endpoint = Endpoint::new(
+        caps.clone(),
+        registry,
+        opts.connack_delay,
+        opts.record.as_deref(),
+        opts.log,
+    )
+    .map_err(|e| {
+        let file = opts
+            .record
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        Error::io(format!("--record {file}: cannot create it"), e)
+    })?;
+    // As servers do: the soft open-file limit raised to the hard one, and the connection
+    // bounds sized from it unless --max-connections says otherwise: MQTT's logins and, counted
+    // apart, HTTP's connections (so a full fleet never locks a test out of /twin).
+    let from_fds = serve::limits::raise_open_files();
+    let max = args
+        .max_connections
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(from_fds);
+    endpoint.limits.set_max(max);
+    endpoint.http_limits.set_max(max);
+    let endpoint = Arc::new(endpoint);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the network runtime", e))?;
+    runtime.block_on(async {
+        let bound = serve::bind(&opts).await.map_err(|e| {
+            Error::usage_with_help(
+                e.to_string(),
+                "pick a free port (port 0 picks one), or `off` to turn the listener off",
+            )
+        })?;
+        let listening = bound.listening().await;
+        endpoint.events.emit_line(&listening);
+        if let Some((_, access)) = &bound.console {
+            announce_console(access, args.console_token.is_none());
+        }
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        stop_on_signal(stop);
+        serve::serve(bound, endpoint.clone(), shutdown).await;
+        Ok::<(), Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The listeners and what to log, from the flags; a usage error when every listener is off.
+fn options(args: &ServeArgs) -> Result<Options> {
     let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
             Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
@@ -54,54 +107,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             "keep at least one of --mqtt, --mqtts, --http, --https, --coap or --coaps on (an address, or port 0 for any)",
         ));
     }
-    let endpoint = Endpoint::new(
-        caps.clone(),
-        registry,
-        opts.connack_delay,
-        opts.record.as_deref(),
-        opts.log,
-    )
-    .map_err(|e| {
-        let file = opts
-            .record
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        Error::io(format!("--record {file}: cannot create it"), e)
-    })?;
-    // As servers do: the soft open-file limit raised to the hard one, and the connection
-    // bounds sized from it unless --max-connections says otherwise: MQTT's logins and, counted
-    // apart, HTTP's connections (so a full fleet never locks a test out of /twin).
-    let from_fds = serve::limits::raise_open_files();
-    let max = args
-        .max_connections
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(from_fds);
-    endpoint.limits.set_max(max);
-    endpoint.http_limits.set_max(max);
-    let endpoint = Arc::new(endpoint);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the network runtime", e))?;
-    runtime.block_on(async {
-        let bound = serve::bind(&opts).await.map_err(|e| {
-            Error::usage_with_help(
-                e.to_string(),
-                "pick a free port (port 0 picks one), or `off` to turn the listener off",
-            )
-        })?;
-        let listening = bound.listening().await;
-        endpoint.emit_line(&listening);
-        if let Some((_, access)) = &bound.console {
-            announce_console(access, args.console_token.is_none());
-        }
-        let (stop, shutdown) = tokio::sync::watch::channel(false);
-        stop_on_signal(stop);
-        serve::serve(bound, endpoint.clone(), shutdown).await;
-        Ok::<(), Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(opts)
 }
 
 /// The console's address and token: a token given is used; off loopback, one is generated.

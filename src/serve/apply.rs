@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::requests::check_type;
 use super::twin::Refused;
-use super::{Endpoint, Event, Identity, random_hex, text_field};
+use super::{Endpoint, Event, EventKind, Identity, Protocol, random_hex, text_field};
 use crate::base::Secret;
 use crate::enos::{self, Topic};
 use crate::registry::Point;
@@ -19,7 +19,7 @@ impl Endpoint {
     /// What a well-formed request does, and the reply's `data`.
     pub(super) fn apply(
         &self,
-        protocol: &'static str,
+        protocol: Protocol,
         t: &Topic<'_>,
         id: &Identity,
         topic: &str,
@@ -31,22 +31,12 @@ impl Endpoint {
             .and_then(Value::as_u64)
             .unwrap_or_else(crate::credentials::now_ms);
         match method {
-            "thing.measurepoint.post" | "thing.measurepoint.resume" => {
-                let points = params
-                    .get("measurepoints")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
-                self.twin.set_points(id, &points, time).map(|()| Value::Null)
-            }
+            "thing.measurepoint.post" | "thing.measurepoint.resume" => self
+                .twin
+                .set_points(id, &points_in(params), time)
+                .map(|()| Value::Null),
             "thing.measurepoint.post.batch" | "thing.measurepoint.resume.batch" => self.batch(id, params),
-            "thing.attribute.update" => {
-                let Some(attrs) = params.get("attributes").and_then(Value::as_object) else {
-                    return Err((enos::BAD_FORMAT, "params.attributes must be an object".into()));
-                };
-                self.check_attributes(t.product_key, attrs)?;
-                self.twin.update_attributes(id, attrs).map(|()| Value::Null)
-            }
+            "thing.attribute.update" => self.update_attributes(t.product_key, id, params),
             "thing.attribute.query" => Ok(self.twin.query_attributes(id, &names(params, "attributes")?)),
             "thing.attribute.delete" => {
                 self.twin.delete_attributes(id, &names(params, "attributes")?);
@@ -66,11 +56,7 @@ impl Endpoint {
                 Ok(Value::Null)
             }
             "thing.topo.get" => Ok(Value::Array(
-                self.twin
-                    .topo_get(id)
-                    .iter()
-                    .map(|s| json!({"productKey": s.product_key, "deviceKey": s.device_key}))
-                    .collect(),
+                self.twin.topo_get(id).iter().map(keys_json).collect(),
             )),
             "thing.device.register" => self.register(params),
             "thing.tsltemplate.get" => self.tsl_template(t.product_key),
@@ -82,8 +68,7 @@ impl Endpoint {
                 Ok(Value::Null)
             }
             "ota.progress" | "ota.device.progress" => {
-                let step = params.get("step").cloned();
-                let desc = text_field(params, "desc");
+                let (step, desc) = (params.get("step").cloned(), text_field(params, "desc"));
                 self.twin.set_ota(id, None, step, desc);
                 Ok(Value::Null)
             }
@@ -93,41 +78,55 @@ impl Endpoint {
                     .map(firmware_json)
                     .collect(),
             )),
-            "ota.request" | "ota.device.request" => {
-                // The newest firmware listed that is not the version the device reported.
-                let current = self.twin.firmware(id);
-                let offer = self
-                    .registry
-                    .firmwares_of(t.product_key)
-                    .filter(|f| Some(&f.version) != current.as_ref())
-                    .last();
-                Ok(Value::Array(offer.into_iter().map(firmware_json).collect()))
-            }
+            "ota.request" | "ota.device.request" => Ok(self.firmware_offer(t.product_key, id)),
             "network.status.report" => {
                 self.twin.set_network(id, params.clone());
                 Ok(Value::Null)
             }
             m if m.starts_with("integration.") => self.integration(protocol, t, topic, m, params),
-            m if m.starts_with("thing.event.") => {
-                let event = t.rest.split('/').nth(2).unwrap_or_default();
-                if let Some(events) = self
-                    .registry
-                    .product(t.product_key)
-                    .and_then(|p| p.events.as_ref())
-                    && !events.contains_key(event)
-                {
-                    return Err((
-                        enos::MODEL_INVALID,
-                        format!("the product's model has no event {event}"),
-                    ));
-                }
-                let values = params.get("events").cloned().unwrap_or_else(|| params.clone());
-                self.twin.add_event(id, event, values, time);
-                Ok(Value::Null)
-            }
+            m if m.starts_with("thing.event.") => self.post_event(t, id, params, time),
             // combine.*: the MQTT listener answers them with the gateway's session.
             _ => Ok(Value::Null),
         }
+    }
+
+    /// `thing.attribute.update`: typed by the product's model, when it has attributes.
+    fn update_attributes(&self, pk: &str, id: &Identity, params: &Value) -> Result<Value, Refused> {
+        let Some(attrs) = params.get("attributes").and_then(Value::as_object) else {
+            return Err((enos::BAD_FORMAT, "params.attributes must be an object".into()));
+        };
+        self.check_attributes(pk, attrs)?;
+        self.twin.update_attributes(id, attrs).map(|()| Value::Null)
+    }
+
+    /// `ota.request`: the newest firmware listed that is not the version the device reported.
+    fn firmware_offer(&self, pk: &str, id: &Identity) -> Value {
+        let current = self.twin.firmware(id);
+        let offer = self
+            .registry
+            .firmwares_of(pk)
+            .filter(|f| Some(&f.version) != current.as_ref())
+            .last();
+        Value::Array(offer.into_iter().map(firmware_json).collect())
+    }
+
+    /// `thing.event.{eventId}.post`: an event the product's model has, when it lists events.
+    fn post_event(&self, t: &Topic<'_>, id: &Identity, params: &Value, time: u64) -> Result<Value, Refused> {
+        let event = t.rest.split('/').nth(2).unwrap_or_default();
+        if let Some(events) = self
+            .registry
+            .product(t.product_key)
+            .and_then(|p| p.events.as_ref())
+            && !events.contains_key(event)
+        {
+            return Err((
+                enos::MODEL_INVALID,
+                format!("the product's model has no event {event}"),
+            ));
+        }
+        let values = params.get("events").cloned().unwrap_or_else(|| params.clone());
+        self.twin.add_event(id, event, values, time);
+        Ok(Value::Null)
     }
 
     pub(super) fn check_attributes(&self, pk: &str, attrs: &Map<String, Value>) -> Result<(), Refused> {
@@ -154,7 +153,7 @@ impl Endpoint {
             let dk = text_field(item, "deviceKey").unwrap_or_else(|| sender.device_key.clone());
             let dev = Identity::new(&pk, &dk);
             let result = if !self.twin.exists(&dev) {
-                Err((402, format!("no device {pk}/{dk}")))
+                Err((enos::DEVICE_NOT_FOUND, format!("no device {pk}/{dk}")))
             } else if &dev != sender && self.twin.gateway_of(&dev).as_ref() != Some(sender) {
                 Err((
                     enos::SUB_NOT_IN_TOPOLOGY,
@@ -164,16 +163,11 @@ impl Endpoint {
                     ),
                 ))
             } else {
-                let points = item
-                    .get("measurepoints")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
                 let time = item
                     .get("time")
                     .and_then(Value::as_u64)
                     .unwrap_or_else(crate::credentials::now_ms);
-                self.twin.set_points(&dev, &points, time)
+                self.twin.set_points(&dev, &points_in(item), time)
             };
             if let Err(e) = result {
                 first.get_or_insert(e);
@@ -210,7 +204,10 @@ impl Endpoint {
             ));
         };
         if items.len() > MAX_REGISTER {
-            return Err((460, format!("at most {MAX_REGISTER} devices per registration")));
+            return Err((
+                enos::PARAMETER_ERROR,
+                format!("at most {MAX_REGISTER} devices per registration"),
+            ));
         }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
@@ -218,7 +215,7 @@ impl Endpoint {
                 return Err((enos::BAD_FORMAT, "a device to register has no productKey".into()));
             };
             if self.registry.product(&pk).is_none() {
-                return Err((402, format!("no product {pk}")));
+                return Err((enos::DEVICE_NOT_FOUND, format!("no product {pk}")));
             }
             let (Some(dk), Some(secret)) = (
                 text_field(item, "deviceKey")
@@ -227,7 +224,7 @@ impl Endpoint {
                 random_hex(16),
             ) else {
                 return Err((
-                    400,
+                    enos::INTERNAL_ERROR,
                     "no secret can be made: the system's random source failed".into(),
                 ));
             };
@@ -247,7 +244,7 @@ impl Endpoint {
     /// `TslTemplateGetResponse` reads.
     fn tsl_template(&self, pk: &str) -> Result<Value, Refused> {
         let Some(p) = self.registry.product(pk) else {
-            return Err((402, format!("no product {pk}")));
+            return Err((enos::DEVICE_NOT_FOUND, format!("no product {pk}")));
         };
         let element = |id: &str, spec: &Point| {
             json!({
@@ -308,7 +305,7 @@ impl Endpoint {
     /// stored, and gets an event of its own. The reply has the first failing code.
     fn integration(
         &self,
-        protocol: &'static str,
+        protocol: Protocol,
         t: &Topic<'_>,
         topic: &str,
         method: &str,
@@ -330,7 +327,7 @@ impl Endpoint {
                 .unwrap_or_else(crate::credentials::now_ms);
             let result = if !self.twin.exists(&dev) {
                 Err((
-                    402,
+                    enos::DEVICE_NOT_FOUND,
                     format!(
                         "no device {}/{dk}: message integration posts for registered devices only",
                         t.product_key
@@ -338,16 +335,9 @@ impl Endpoint {
                 ))
             } else {
                 match method {
-                    "integration.measurepoint.post" => {
-                        self.check_points(t.product_key, item).and_then(|()| {
-                            let points = item
-                                .get("measurepoints")
-                                .and_then(Value::as_object)
-                                .cloned()
-                                .unwrap_or_default();
-                            self.twin.set_points(&dev, &points, time)
-                        })
-                    }
+                    "integration.measurepoint.post" => self
+                        .check_points(t.product_key, item)
+                        .and_then(|()| self.twin.set_points(&dev, &points_in(item), time)),
                     "integration.attribute.post" => match item.get("attributes").and_then(Value::as_object) {
                         Some(a) => self
                             .check_attributes(t.product_key, a)
@@ -367,7 +357,7 @@ impl Endpoint {
             };
             let code = result.as_ref().map_or_else(|(c, _)| *c, |()| enos::SUCCESS);
             self.twin.seen(&dev, code);
-            let mut e = Event::new("request", protocol)
+            let mut e = Event::new(EventKind::Request, protocol)
                 .device(&dev)
                 .topic(topic)
                 .method(method)
@@ -376,7 +366,7 @@ impl Endpoint {
             if let Err((_, why)) = &result {
                 e = e.message(format!("through message integration: {why}"));
             }
-            self.emit(e);
+            self.events.emit(e);
             if let Err(e) = result {
                 first.get_or_insert(e);
             }
@@ -453,6 +443,20 @@ fn listed_devices(params: &Value) -> Result<Vec<(String, String)>, Refused> {
             },
         )
         .collect()
+}
+
+/// The measure points of a post (`params.measurepoints`), empty when it has none.
+fn points_in(params: &Value) -> Map<String, Value> {
+    params
+        .get("measurepoints")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A device as topology answers name it.
+fn keys_json(id: &Identity) -> Value {
+    json!({"productKey": id.product_key, "deviceKey": id.device_key})
 }
 
 /// A firmware as the SDKs' `Firmware` reads it.

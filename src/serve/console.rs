@@ -20,11 +20,10 @@
 //!   (`X-Console-Token`, or `?token=` for the event stream), and every state-changing request
 //!   an `Origin`, when the browser sends one, equal to the console's.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,17 +34,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::{Endpoint, Event, Identity, MAX_PACKET, http};
+use super::events::Published;
+use super::{Endpoint, Event, EventKind, Identity, MAX_PACKET, Protocol, http};
 use crate::base::Secret;
 
 /// How many times a second a browser's stream sends what changed.
 pub const TICKS_PER_SECOND: u64 = 4;
 /// The most event lines one stream sends per tick; more are counted as dropped.
 pub const LOG_PER_TICK: usize = 100;
-/// The event lines kept for a page that opens (the event log's history).
-pub const RING: usize = 1000;
-/// The events a stream may fall behind the hub before it is told to resync.
-const CHANNEL: usize = 4096;
 /// A comment line this often keeps proxies and browsers from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const NEEDS_TOKEN: &str = "this console needs its token: open the address serve printed on stderr (?token=...), or send X-Console-Token";
@@ -56,95 +52,6 @@ const INDEX: &str = include_str!("console/index.html");
 const CSS: &str = include_str!("console/console.css");
 const JS: &str = include_str!("console/console.js");
 const DEVICE_JS: &str = include_str!("console/device.js");
-
-/// One event as the console sees it: the device it names, and its JSON line.
-pub struct Published {
-    pub device: Option<Identity>,
-    /// When serve emitted it, ms since the epoch (event lines carry no time of their own).
-    pub at: u64,
-    pub line: String,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-impl Published {
-    /// `{"at": ms, "event": {...}}`, as the page reads it.
-    fn push_json(&self, out: &mut String) {
-        out.push_str("{\"at\":");
-        out.push_str(&self.at.to_string());
-        out.push_str(",\"event\":");
-        out.push_str(&self.line);
-        out.push('}');
-    }
-}
-
-/// Where serve's events meet the console's streams. Costs one atomic load per event while the
-/// console is off.
-pub struct Hub {
-    on: AtomicBool,
-    ring: Mutex<VecDeque<Arc<Published>>>,
-    tx: broadcast::Sender<Arc<Published>>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Hub {
-            on: AtomicBool::new(false),
-            ring: Mutex::new(VecDeque::with_capacity(RING)),
-            tx: broadcast::channel(CHANNEL).0,
-        }
-    }
-}
-
-impl Hub {
-    pub(crate) fn publish(&self, e: &Event, line: &str) {
-        if !self.on.load(Ordering::Relaxed) {
-            return;
-        }
-        let device = match (&e.product_key, &e.device_key) {
-            (Some(p), Some(d)) => Some(Identity::new(p, d)),
-            _ => None,
-        };
-        let p = Arc::new(Published {
-            device,
-            at: now_ms(),
-            line: line.to_string(),
-        });
-        if let Ok(mut ring) = self.ring.lock() {
-            if ring.len() >= RING {
-                ring.pop_front();
-            }
-            ring.push_back(p.clone());
-        }
-        // No stream open: nothing to send, and that is fine.
-        let _ = self.tx.send(p);
-    }
-
-    /// The kept event lines (of one device, or all), oldest first, as a JSON list.
-    fn recent(&self, device: Option<&Identity>) -> String {
-        let mut out = String::from("{\"events\":[");
-        if let Ok(r) = self.ring.lock() {
-            let mut first = true;
-            for p in r
-                .iter()
-                .filter(|p| device.is_none() || p.device.as_ref() == device)
-            {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                p.push_json(&mut out);
-            }
-        }
-        out.push_str("]}");
-        out
-    }
-}
 
 /// Who may use the console: its address and the token, when it needs one.
 pub struct Access {
@@ -225,7 +132,8 @@ pub async fn accept(
     ep: Arc<Endpoint>,
     shutdown: watch::Receiver<bool>,
 ) {
-    ep.console.on.store(true, Ordering::Relaxed);
+    // The hub keeps the history a page reads when it opens from now on.
+    ep.events.hub.open();
     let l = &listener;
     let stop = shutdown.clone();
     let refusing = ep.clone();
@@ -247,8 +155,8 @@ pub async fn accept(
         },
         // The socket closes as it drops; the event says why.
         move |_tcp, peer| {
-            refusing.emit(
-                Event::new("connection_refused", "console")
+            refusing.events.emit(
+                Event::new(EventKind::ConnectionRefused, Protocol::Console)
                     .peer(peer)
                     .message(format!(
                         "{} console connections are open, the most serve holds: this one is closed",
@@ -277,40 +185,8 @@ async fn route(
             "the Host header does not name this console (open it at the address serve printed)",
         ));
     }
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or_default().to_string();
     if req.method() == Method::GET {
-        match path.as_str() {
-            "/" | "/index.html" => return asset("text/html; charset=utf-8", INDEX),
-            "/console.css" => return asset("text/css; charset=utf-8", CSS),
-            "/console.js" => return asset("text/javascript; charset=utf-8", JS),
-            "/device.js" => return asset("text/javascript; charset=utf-8", DEVICE_JS),
-            _ => {}
-        }
-        // The data needs the token too, when there is one (an EventSource cannot send a
-        // header: the stream takes it as `?token=`).
-        let sent = header(&req, "x-console-token")
-            .map(str::to_string)
-            .or_else(|| param(&query, "token"));
-        if !access.token_ok(sent.as_deref()) {
-            return full(http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN));
-        }
-        return match path.as_str() {
-            "/console/api/meta" => full(http::json_response(StatusCode::OK, &meta(ep, access))),
-            "/console/api/log" => {
-                let device = param(&query, "device").and_then(|d| http::keys(&d));
-                let mut r = asset("application/json", "");
-                *r.body_mut() = Full::new(Bytes::from(ep.console.recent(device.as_ref()))).boxed();
-                r
-            }
-            "/console/api/stream" => {
-                let device = param(&query, "device").and_then(|d| http::keys(&d));
-                stream(ep, device, shutdown)
-            }
-            _ => full(http::twin_get(ep, &path).unwrap_or_else(|| {
-                http::error(StatusCode::NOT_FOUND, "no such page: open / for the console")
-            })),
-        };
+        return get(ep, access, &req, shutdown);
     }
     if req.method() != Method::POST {
         return full(http::error(
@@ -318,45 +194,89 @@ async fn route(
             "the console takes GET and POST",
         ));
     }
-    // A state-changing request: the token, then the Origin.
-    if !access.token_ok(header(&req, "x-console-token")) {
+    full(post(ep, access, host.as_deref(), req).await)
+}
+
+/// The page's files, and (with the token, when there is one) the data: the registry's
+/// models, the event log, the live stream, the twin.
+fn get(
+    ep: &Arc<Endpoint>,
+    access: &Access,
+    req: &Request<Incoming>,
+    shutdown: watch::Receiver<bool>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or_default();
+    match path {
+        "/" | "/index.html" => return asset("text/html; charset=utf-8", INDEX),
+        "/console.css" => return asset("text/css; charset=utf-8", CSS),
+        "/console.js" => return asset("text/javascript; charset=utf-8", JS),
+        "/device.js" => return asset("text/javascript; charset=utf-8", DEVICE_JS),
+        _ => {}
+    }
+    // The data needs the token too, when there is one (an EventSource cannot send a
+    // header: the stream takes it as `?token=`).
+    let sent = header(req, "x-console-token")
+        .map(str::to_string)
+        .or_else(|| param(query, "token"));
+    if !access.token_ok(sent.as_deref()) {
         return full(http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN));
     }
-    if let Some(origin) = header(&req, "origin") {
-        let own = host.as_deref().map(|h| format!("http://{h}"));
-        if own.as_deref() != Some(origin) {
-            return full(http::error(
-                StatusCode::FORBIDDEN,
-                "the request comes from another site's page (Origin): the console sends commands only from its own",
-            ));
+    let device = || param(query, "device").and_then(|d| http::identity_in_path(&d));
+    match path {
+        "/console/api/meta" => full(http::json_response(StatusCode::OK, &meta(ep, access))),
+        "/console/api/log" => {
+            let mut r = asset("application/json", "");
+            *r.body_mut() = Full::new(Bytes::from(ep.events.hub.recent(device().as_ref()))).boxed();
+            r
+        }
+        "/console/api/stream" => stream(ep, device(), shutdown),
+        _ => {
+            full(http::twin_get(ep, path).unwrap_or_else(|| {
+                http::error(StatusCode::NOT_FOUND, "no such page: open / for the console")
+            }))
         }
     }
+}
+
+/// A state-changing request: the token, then the `Origin`, then the command it sends.
+async fn post(
+    ep: &Endpoint,
+    access: &Access,
+    host: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if !access.token_ok(header(&req, "x-console-token")) {
+        return http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN);
+    }
+    if let Some(origin) = header(&req, "origin") {
+        let own = host.map(|h| format!("http://{h}"));
+        if own.as_deref() != Some(origin) {
+            return http::error(
+                StatusCode::FORBIDDEN,
+                "the request comes from another site's page (Origin): the console sends commands only from its own",
+            );
+        }
+    }
+    let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/twin/commands/") else {
-        return full(http::error(
+        return http::error(
             StatusCode::NOT_FOUND,
             "commands are POST /twin/commands/{pk}/{dk}",
-        ));
+        );
     };
-    let timeout = param(&query, "timeout").and_then(|t| t.parse::<f64>().ok());
+    let timeout = param(req.uri().query().unwrap_or_default(), "timeout").and_then(|t| t.parse::<f64>().ok());
     let collect = Limited::new(req.into_body(), MAX_PACKET).collect();
     let body = match tokio::time::timeout(Duration::from_secs(10), collect).await {
         Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => {
-            return full(http::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is too large",
-            ));
-        }
+        Ok(Err(_)) => return http::error(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large"),
         Err(_) => {
-            return full(http::error(
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive in time",
-            ));
+            return http::error(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time");
         }
     };
     let r = http::send_command(ep, rest, &body, timeout).await;
-    ep.recorded().await;
-    full(r)
+    ep.events.wait_written().await;
+    r
 }
 
 fn param(query: &str, key: &str) -> Option<String> {
@@ -411,7 +331,7 @@ fn meta(ep: &Endpoint, access: &Access) -> Value {
 /// were not sent, `resync` that the page should read the twin again.
 fn stream(ep: &Arc<Endpoint>, device: Option<Identity>, shutdown: watch::Receiver<bool>) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
-    let events = ep.console.tx.subscribe();
+    let events = ep.events.subscribe();
     let task = Feed {
         device,
         dirty: BTreeSet::new(),
@@ -493,12 +413,12 @@ impl Feed {
 
     fn note(&mut self, p: Arc<Published>) {
         if let Some(want) = &self.device
-            && p.device.as_ref() != Some(want)
+            && !p.names(want)
         {
             return;
         }
-        if let Some(id) = &p.device {
-            self.dirty.insert(id.clone());
+        if let Some(id) = p.device() {
+            self.dirty.insert(id);
         }
         if self.log.len() < LOG_PER_TICK {
             self.log.push(p);

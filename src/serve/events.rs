@@ -1,24 +1,70 @@
 //! The event log and the record: one JSON line per event on stdout and in the record file, a
 //! sentence per event on stderr with `--log`, or a list in memory for a serve inside a test.
-//! Lines are gathered and written by [`Endpoint::flusher`], a batch per write; a listener
-//! awaits [`Endpoint::recorded`] before a reply leaves, so the record holds every request that
-//! was answered.
+//! [`EventLog`] owns them: lines are gathered and written by [`EventLog::flusher`], a batch per
+//! write; a listener awaits [`EventLog::wait_written`] before a reply leaves, so the record
+//! holds every request that was answered. Every event is also published on the [`Hub`], where
+//! the console's live streams (and a harness, [`EventLog::subscribe`]) hear it.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
-use super::{Endpoint, Identity};
+use super::{Identity, Protocol};
+
+/// What happened: the `event` field of a line, a contract (variants are added, not renamed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Login,
+    LoginRefused,
+    Request,
+    Reply,
+    Refused,
+    Denied,
+    Activated,
+    SubdeviceLogin,
+    SubdeviceLogout,
+    Command,
+    Duplicate,
+    Disconnect,
+    ConnectionRefused,
+    /// A [`super::Policy`] lost a PUBLISH on purpose (no PUBACK, not processed).
+    Withheld,
+}
+
+impl EventKind {
+    /// The name in the JSON line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Login => "login",
+            EventKind::LoginRefused => "login_refused",
+            EventKind::Request => "request",
+            EventKind::Reply => "reply",
+            EventKind::Refused => "refused",
+            EventKind::Denied => "denied",
+            EventKind::Activated => "activated",
+            EventKind::SubdeviceLogin => "subdevice_login",
+            EventKind::SubdeviceLogout => "subdevice_logout",
+            EventKind::Command => "command",
+            EventKind::Duplicate => "duplicate",
+            EventKind::Disconnect => "disconnect",
+            EventKind::ConnectionRefused => "connection_refused",
+            EventKind::Withheld => "withheld",
+        }
+    }
+}
 
 /// One line of the event log.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    pub event: &'static str,
-    pub protocol: &'static str,
+    pub event: EventKind,
+    pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,11 +82,25 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(event: &'static str, protocol: &'static str) -> Self {
+    pub fn new(event: EventKind, protocol: Protocol) -> Self {
         Event {
             event,
             protocol,
-            ..Default::default()
+            product_key: None,
+            device_key: None,
+            topic: None,
+            method: None,
+            code: None,
+            message: None,
+            peer: None,
+        }
+    }
+
+    /// The device the event names, if it names one.
+    pub fn device_named(&self) -> Option<Identity> {
+        match (&self.product_key, &self.device_key) {
+            (Some(p), Some(d)) => Some(Identity::new(p, d)),
+            _ => None,
         }
     }
 
@@ -82,12 +142,115 @@ impl Event {
     }
 }
 
+/// The event lines the hub keeps for a page that opens (the event log's history).
+pub const RING: usize = 1000;
+/// The events a listener may fall behind the hub before it is told it lagged.
+const CHANNEL: usize = 4096;
+
+/// One event as its listeners hear it: the event, and its JSON line.
+pub struct Published {
+    pub event: Event,
+    /// When serve emitted it, ms since the epoch (event lines carry no time of their own).
+    pub at: u64,
+    pub line: String,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Published {
+    /// The device the event names, if it names one.
+    pub fn device(&self) -> Option<Identity> {
+        self.event.device_named()
+    }
+
+    /// Whether the event names device `id`.
+    pub fn names(&self, id: &Identity) -> bool {
+        self.event.product_key.as_deref() == Some(id.product_key.as_str())
+            && self.event.device_key.as_deref() == Some(id.device_key.as_str())
+    }
+
+    /// `{"at": ms, "event": {...}}`, as the page reads it.
+    pub(crate) fn push_json(&self, out: &mut String) {
+        out.push_str("{\"at\":");
+        out.push_str(&self.at.to_string());
+        out.push_str(",\"event\":");
+        out.push_str(&self.line);
+        out.push('}');
+    }
+}
+
+/// Where serve's events meet the console's streams (and a harness's). Costs one atomic load
+/// per event while no one listens.
+pub struct Hub {
+    on: AtomicBool,
+    ring: Mutex<VecDeque<Arc<Published>>>,
+    tx: broadcast::Sender<Arc<Published>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            on: AtomicBool::new(false),
+            ring: Mutex::new(VecDeque::with_capacity(RING)),
+            tx: broadcast::channel(CHANNEL).0,
+        }
+    }
+}
+
+impl Hub {
+    /// From now on, keep the last [`RING`] events and publish each one.
+    pub fn open(&self) {
+        self.on.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn publish(&self, event: Event, line: &str) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
+        let p = Arc::new(Published {
+            event,
+            at: now_ms(),
+            line: line.to_string(),
+        });
+        if let Ok(mut ring) = self.ring.lock() {
+            if ring.len() >= RING {
+                ring.pop_front();
+            }
+            ring.push_back(p.clone());
+        }
+        // No stream open: nothing to send, and that is fine.
+        let _ = self.tx.send(p);
+    }
+
+    /// The kept event lines (of one device, or all), oldest first, as a JSON list.
+    pub(crate) fn recent(&self, device: Option<&Identity>) -> String {
+        let mut out = String::from("{\"events\":[");
+        if let Ok(r) = self.ring.lock() {
+            let mut first = true;
+            for p in r.iter().filter(|p| device.is_none_or(|d| p.names(d))) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                p.push_json(&mut out);
+            }
+        }
+        out.push_str("]}");
+        out
+    }
+}
+
 /// Where events go: stdout, the record file, and a line for people on stderr; or, for a
 /// serve inside another program (the tests), a list in memory.
-pub(crate) enum Sink {
+enum Sink {
     Streams {
         pending: Mutex<Pending>,
-        /// Told when a line is pending; [`Endpoint::flusher`] waits on it.
+        /// Told when a line is pending; [`EventLog::flusher`] waits on it.
         ready: tokio::sync::Notify,
         record: Mutex<Option<std::fs::File>>,
         /// How many lines are written to stdout and the record so far.
@@ -97,19 +260,46 @@ pub(crate) enum Sink {
     Memory(Arc<Mutex<Vec<String>>>),
 }
 
-impl Sink {
-    pub(crate) fn streams(record: Option<&std::path::Path>, log: bool) -> std::io::Result<Sink> {
+/// The event log: where events are written, and who hears them.
+pub struct EventLog {
+    sink: Sink,
+    /// Where events meet the console's live streams (and a harness's).
+    pub hub: Hub,
+}
+
+impl EventLog {
+    /// Events on stdout, in the record file `record` (created, or truncated), and with `log`
+    /// a sentence each on stderr.
+    pub(crate) fn streams(record: Option<&std::path::Path>, log: bool) -> std::io::Result<Self> {
         let record = match record {
             Some(p) => Some(std::fs::File::create(p)?),
             None => None,
         };
-        Ok(Sink::Streams {
-            pending: Mutex::default(),
-            ready: tokio::sync::Notify::new(),
-            record: Mutex::new(record),
-            written: watch::Sender::new(0),
-            log,
+        Ok(EventLog {
+            sink: Sink::Streams {
+                pending: Mutex::default(),
+                ready: tokio::sync::Notify::new(),
+                record: Mutex::new(record),
+                written: watch::Sender::new(0),
+                log,
+            },
+            hub: Hub::default(),
         })
+    }
+
+    /// Events kept as lines in `lines`, for a serve inside a test.
+    pub(crate) fn memory(lines: Arc<Mutex<Vec<String>>>) -> Self {
+        EventLog {
+            sink: Sink::Memory(lines),
+            hub: Hub::default(),
+        }
+    }
+
+    /// Every event from now on, as it is emitted (the console's streams, a harness). A
+    /// receiver that falls more than the hub's channel behind is told it lagged.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.hub.open();
+        self.hub.tx.subscribe()
     }
 }
 
@@ -122,11 +312,30 @@ pub(crate) struct Pending {
     lines: u64,
 }
 
+/// An event as a sentence for people (stderr with `--log`).
+fn sentence(e: &Event) -> String {
+    let who = match (&e.product_key, &e.device_key) {
+        (Some(p), Some(d)) => format!(" {p}/{d}"),
+        _ => String::new(),
+    };
+    let mut text = format!("serve: {} {}{who}", e.protocol, e.event.name());
+    for part in [&e.topic, &e.method].into_iter().flatten() {
+        text.push_str(&format!(" {part}"));
+    }
+    if let Some(c) = e.code {
+        text.push_str(&format!(" code {c}"));
+    }
+    if let Some(m) = &e.message {
+        text.push_str(&format!(": {m}"));
+    }
+    text
+}
+
 /// How long a reply waits for its event to be written before it leaves anyway (a stdout no one
 /// reads must not hold every device).
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
-impl Endpoint {
+impl EventLog {
     /// One JSON line on stdout and in the record.
     pub fn emit_line(&self, v: &impl Serialize) {
         let Ok(line) = serde_json::to_string(v) else {
@@ -158,31 +367,16 @@ impl Endpoint {
         let Ok(line) = serde_json::to_string(&e) else {
             return;
         };
-        self.console.publish(&e, &line);
-        self.write_line(line);
         if let Sink::Streams {
             pending, log: true, ..
         } = &self.sink
+            && let Ok(mut p) = pending.lock()
         {
-            let who = match (&e.product_key, &e.device_key) {
-                (Some(p), Some(d)) => format!(" {p}/{d}"),
-                _ => String::new(),
-            };
-            let mut text = format!("serve: {} {}{who}", e.protocol, e.event);
-            for part in [&e.topic, &e.method].into_iter().flatten() {
-                text.push_str(&format!(" {part}"));
-            }
-            if let Some(c) = e.code {
-                text.push_str(&format!(" code {c}"));
-            }
-            if let Some(m) = &e.message {
-                text.push_str(&format!(": {m}"));
-            }
-            if let Ok(mut p) = pending.lock() {
-                p.err.extend_from_slice(text.as_bytes());
-                p.err.push(b'\n');
-            }
+            p.err.extend_from_slice(sentence(&e).as_bytes());
+            p.err.push(b'\n');
         }
+        self.hub.publish(e, &line);
+        self.write_line(line);
     }
 
     /// Write every pending line to stdout, the record and stderr, and flush them.
@@ -229,7 +423,7 @@ impl Endpoint {
     /// is missing from it, whenever serve dies. The flusher writes for many connections at
     /// once (group commit), so this costs a wake-up, not a write per reply. Bounded by
     /// [`RECORD_WAIT`].
-    pub async fn recorded(&self) {
+    pub async fn wait_written(&self) {
         let Sink::Streams { pending, written, .. } = &self.sink else {
             return;
         };
@@ -247,7 +441,7 @@ impl Endpoint {
     /// task that is ready runs first and adds its own, so a loaded serve makes one write per
     /// batch instead of two per event (which had capped its connection rate), and an idle one
     /// still shows each event at once. Runs until `shutdown`, then writes what is left.
-    pub async fn flusher(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+    pub async fn flusher(&self, shutdown: watch::Receiver<bool>) {
         let Sink::Streams { ready, .. } = &self.sink else {
             return;
         };
@@ -260,5 +454,80 @@ impl Endpoint {
             self.flush();
         }
         self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KINDS: [EventKind; 14] = [
+        EventKind::Login,
+        EventKind::LoginRefused,
+        EventKind::Request,
+        EventKind::Reply,
+        EventKind::Refused,
+        EventKind::Denied,
+        EventKind::Activated,
+        EventKind::SubdeviceLogin,
+        EventKind::SubdeviceLogout,
+        EventKind::Command,
+        EventKind::Duplicate,
+        EventKind::Disconnect,
+        EventKind::ConnectionRefused,
+        EventKind::Withheld,
+    ];
+
+    /// The JSON line and the sentence on stderr name an event alike, and as the docs list them.
+    #[test]
+    fn an_event_s_kind_and_protocol_read_the_same_in_json_and_in_words() {
+        for kind in KINDS {
+            let json = serde_json::to_value(kind).expect("serializes");
+            assert_eq!(json, serde_json::json!(kind.name()), "{kind:?}");
+        }
+        let e = Event::new(EventKind::LoginRefused, Protocol::Mqtts)
+            .keys("pk", "dk")
+            .code(5);
+        let line = serde_json::to_string(&e).expect("serializes");
+        assert_eq!(
+            line,
+            r#"{"event":"login_refused","protocol":"mqtts","product_key":"pk","device_key":"dk","code":5}"#
+        );
+        assert_eq!(sentence(&e), "serve: mqtts login_refused pk/dk code 5");
+        for p in [
+            Protocol::Mqtt,
+            Protocol::Mqtts,
+            Protocol::Http,
+            Protocol::Https,
+            Protocol::Coap,
+            Protocol::Coaps,
+            Protocol::Console,
+        ] {
+            assert_eq!(
+                serde_json::to_value(p).expect("serializes"),
+                serde_json::json!(p.name())
+            );
+        }
+        assert_eq!(Protocol::Coaps.table_name(), "coap");
+        assert_eq!(Protocol::Https.table_name(), "http");
+        assert!(Protocol::Mqtts.is_mqtt() && !Protocol::Http.is_mqtt());
+    }
+
+    /// A listener hears every event from when it subscribes, typed, naming its device.
+    #[test]
+    fn a_subscriber_hears_each_event_with_its_device() {
+        let log = EventLog::memory(Arc::default());
+        log.emit(Event::new(EventKind::Login, Protocol::Mqtt).keys("p", "before"));
+        let mut heard = log.subscribe();
+        log.emit(Event::new(EventKind::Request, Protocol::Http).keys("p", "d"));
+        let p = heard.try_recv().expect("heard");
+        assert_eq!(p.event.event, EventKind::Request);
+        assert!(p.names(&Identity::new("p", "d")) && !p.names(&Identity::new("p", "x")));
+        assert!(heard.try_recv().is_err(), "nothing more");
+        assert!(
+            log.hub
+                .recent(Some(&Identity::new("p", "before")))
+                .contains("\"events\":[]")
+        );
     }
 }

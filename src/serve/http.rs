@@ -7,7 +7,7 @@
 //! EnOS error body; every reply leaves after its request's event is in the record.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,12 +17,13 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Answer, Downlink, Endpoint, Event, Identity, MAX_PACKET};
+use super::{Answer, CommandFailed, Endpoint, Event, EventKind, Identity, MAX_PACKET, Protocol, random_hex};
 use crate::enos;
 
-/// A command waits this long for the device's reply unless `?timeout=` says otherwise (at
-/// most five minutes).
+/// A command waits this long for the device's reply unless `?timeout=` says otherwise.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest `?timeout=` a command waits.
+const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a request body may take to arrive.
 const BODY_WAIT: Duration = Duration::from_secs(10);
 /// The session lifetime when the auth request gives none (EnOS's default, in ms).
@@ -80,20 +81,16 @@ fn query<'q>(req: &'q Request<Incoming>, key: &str) -> Option<&'q str> {
 /// One request of the device API; `protocol` (`http` or `https`) names the listener in events.
 pub(super) async fn route(
     ep: &Endpoint,
-    protocol: &'static str,
+    protocol: Protocol,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let response = route_request(ep, protocol, req).await;
     // No answer leaves before the events of its request are in the record.
-    ep.recorded().await;
+    ep.events.wait_written().await;
     response
 }
 
-async fn route_request(
-    ep: &Endpoint,
-    protocol: &'static str,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn route_request(ep: &Endpoint, protocol: Protocol, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     if req.method() == Method::GET
         && let Some(r) = twin_get(ep, &path)
@@ -162,7 +159,7 @@ pub(super) fn twin_get(ep: &Endpoint, path: &str) -> Option<Response<Full<Bytes>
         ));
     }
     let rest = path.strip_prefix("/twin/devices/")?;
-    Some(match keys(rest).and_then(|id| ep.twin.view(&id)) {
+    Some(match identity_in_path(rest).and_then(|id| ep.twin.view(&id)) {
         Some(v) => json_response(StatusCode::OK, &json!(v)),
         None => error(
             StatusCode::NOT_FOUND,
@@ -171,14 +168,14 @@ pub(super) fn twin_get(ep: &Endpoint, path: &str) -> Option<Response<Full<Bytes>
     })
 }
 
-pub(super) fn keys(rest: &str) -> Option<Identity> {
+pub(super) fn identity_in_path(rest: &str) -> Option<Identity> {
     let (pk, dk) = rest.split_once('/')?;
     (!pk.is_empty() && !dk.is_empty() && !dk.contains('/')).then(|| Identity::new(pk, dk))
 }
 
 /// `POST /auth/{pk}/{dk}` with `{"signMethod","lifetime","sign"}`: a session for the lifetime.
-fn auth(ep: &Endpoint, protocol: &'static str, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
-    let Some(id) = keys(rest) else {
+fn auth(ep: &Endpoint, protocol: Protocol, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    let Some(id) = identity_in_path(rest) else {
         return error(StatusCode::NOT_FOUND, "use /auth/{productKey}/{deviceKey}");
     };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
@@ -199,8 +196,8 @@ fn auth(ep: &Endpoint, protocol: &'static str, rest: &str, body: &[u8]) -> Respo
         .clamp(1, MAX_LIFETIME_MS);
     let sign = v.get("sign").and_then(Value::as_str).unwrap_or_default();
     let refused = |code: i64, why: String| {
-        ep.emit(
-            Event::new("login_refused", protocol)
+        ep.events.emit(
+            Event::new(EventKind::LoginRefused, protocol)
                 .device(&id)
                 .code(code)
                 .message(why.clone()),
@@ -219,13 +216,20 @@ fn auth(ep: &Endpoint, protocol: &'static str, rest: &str, body: &[u8]) -> Respo
     if let Err(r) = ep.signed_login("http", &id, &vars, sign) {
         return refused(r.code, r.reason);
     }
-    let Some(session) = ep.open_session(&id, protocol, Duration::from_millis(lifetime)) else {
+    let Some(session) = random_hex(16) else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no session can be issued: the system's random source failed",
         );
     };
-    ep.emit(Event::new("login", protocol).device(&id).code(enos::SUCCESS));
+    let until = Instant::now() + Duration::from_millis(lifetime);
+    ep.http_sessions.grant(session.clone(), &id, until);
+    ep.twin.session_opened(&id, protocol, until);
+    ep.events.emit(
+        Event::new(EventKind::Login, protocol)
+            .device(&id)
+            .code(enos::SUCCESS),
+    );
     json_response(
         StatusCode::OK,
         &json!({"code": enos::SUCCESS, "message": "", "data": {"sessionId": session}}),
@@ -235,20 +239,20 @@ fn auth(ep: &Endpoint, protocol: &'static str, rest: &str, body: &[u8]) -> Respo
 /// The device a session belongs to, when it may use `topic`; else the EnOS answer (1009).
 fn authorised(
     ep: &Endpoint,
-    protocol: &'static str,
+    protocol: Protocol,
     topic: &str,
     session: Option<&str>,
 ) -> Result<Identity, Value> {
     let denied = |why: &str| {
-        ep.emit(
-            Event::new("denied", protocol)
+        ep.events.emit(
+            Event::new(EventKind::Denied, protocol)
                 .topic(topic)
                 .code(enos::NO_PERMISSION)
                 .message(why),
         );
         json!({"code": enos::NO_PERMISSION, "message": why})
     };
-    let Some(id) = session.and_then(|s| ep.session(s)) else {
+    let Some(id) = session.and_then(|s| ep.http_sessions.holder(&s.to_string())) else {
         return Err(denied(
             "no session: POST /auth/{pk}/{dk} first and pass ?sessionId=",
         ));
@@ -261,7 +265,7 @@ fn authorised(
 
 fn topic_request(
     ep: &Endpoint,
-    protocol: &'static str,
+    protocol: Protocol,
     topic: &str,
     session: Option<&str>,
     body: &[u8],
@@ -300,7 +304,7 @@ fn answered(answer: Answer) -> Response<Full<Bytes>> {
 /// one `enos-file` part per file, each checked against its `Content-MD5` when it has one.
 async fn multipart(
     ep: &Endpoint,
-    protocol: &'static str,
+    protocol: Protocol,
     topic: &str,
     session: Option<&str>,
     content_type: Option<&str>,
@@ -309,11 +313,64 @@ async fn multipart(
     if let Err(v) = authorised(ep, protocol, topic, session) {
         return json_response(StatusCode::OK, &v);
     }
+    match read_multipart(content_type, body).await {
+        Ok(form) => answered(ep.answer_noted(protocol, topic, &form.message, Some(&form.summary()))),
+        Err(FormRefused::Malformed(why)) => error(StatusCode::BAD_REQUEST, &why),
+        Err(refused @ FormRefused::BadMd5(_)) => {
+            let why = refused.to_string();
+            ep.events.emit(
+                Event::new(EventKind::Request, protocol)
+                    .topic(topic)
+                    .code(enos::BAD_FORMAT)
+                    .message(why.clone()),
+            );
+            json_response(StatusCode::OK, &json!({"code": enos::BAD_FORMAT, "message": why}))
+        }
+        Err(refused) => json_response(
+            StatusCode::OK,
+            &json!({"code": enos::BAD_FORMAT, "message": refused.to_string()}),
+        ),
+    }
+}
+
+/// A multipart body read and checked: the request, and the files that came with it.
+pub(super) struct Form {
+    message: Bytes,
+    files: Vec<String>,
+    bytes: usize,
+}
+
+impl Form {
+    /// What came with the request, for its event.
+    pub(super) fn summary(&self) -> String {
+        format!("{} file(s), {} bytes", self.files.len(), self.bytes)
+    }
+}
+
+/// Why a multipart body is refused.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FormRefused {
+    /// Not a multipart body serve can read (HTTP 400).
+    #[error("{0}")]
+    Malformed(String),
+    /// A file whose bytes do not match its `Content-MD5` (EnOS code 1220, a `request` event).
+    #[error("the Content-MD5 of file `{0}` does not match its bytes")]
+    BadMd5(String),
+    /// No `enos-message` part (EnOS code 1220).
+    #[error("no enos-message part")]
+    NoMessage,
+    /// A `local://NAME` value that names no file sent (EnOS code 1220).
+    #[error("measure point value local://{0} names no enos-file part")]
+    MissingFile(String),
+}
+
+/// Read a multipart body: its parts, each file checked against its `Content-MD5`, and every
+/// `local://NAME` value of the message naming a file sent along.
+pub(super) async fn read_multipart(content_type: Option<&str>, body: Bytes) -> Result<Form, FormRefused> {
     let Some(boundary) = content_type.and_then(|c| multer::parse_boundary(c).ok()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the body must be multipart/form-data with a boundary",
-        );
+        return Err(FormRefused::Malformed(
+            "the body must be multipart/form-data with a boundary".into(),
+        ));
     };
     let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
     let constraints = multer::Constraints::new()
@@ -327,46 +384,44 @@ async fn multipart(
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad multipart body: {e}")),
+            Err(e) => return Err(FormRefused::Malformed(format!("bad multipart body: {e}"))),
         };
         let name = field.name().unwrap_or_default().to_string();
-        let file_name = field.file_name().map(str::to_string);
+        let file_name = field.file_name().map(str::to_string).unwrap_or_default();
         let md5 = field
             .headers()
             .get("content-md5")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let Ok(data) = field.bytes().await else {
-            return error(StatusCode::BAD_REQUEST, "a multipart part ended early");
+            return Err(FormRefused::Malformed("a multipart part ended early".into()));
         };
         if name == "enos-message" {
             message = Some(data);
             continue;
         }
-        let file_name = file_name.unwrap_or_default();
         if let Some(sent) = md5
             && !md5_matches(&data, &sent)
         {
-            let why = format!("the Content-MD5 of file `{file_name}` does not match its bytes");
-            ep.emit(
-                Event::new("request", protocol)
-                    .topic(topic)
-                    .code(enos::BAD_FORMAT)
-                    .message(why.clone()),
-            );
-            return json_response(StatusCode::OK, &json!({"code": enos::BAD_FORMAT, "message": why}));
+            return Err(FormRefused::BadMd5(file_name));
         }
-        bytes += data.len();
+        bytes = bytes.saturating_add(data.len());
         files.push(file_name);
     }
-    let Some(message) = message else {
-        return json_response(
-            StatusCode::OK,
-            &json!({"code": enos::BAD_FORMAT, "message": "no enos-message part"}),
-        );
-    };
-    // Every `local://NAME` value must name a file sent along.
-    let wanted: Vec<String> = serde_json::from_slice::<Value>(&message)
+    let message = message.ok_or(FormRefused::NoMessage)?;
+    if let Some(missing) = local_files(&message).into_iter().find(|w| !files.contains(w)) {
+        return Err(FormRefused::MissingFile(missing));
+    }
+    Ok(Form {
+        message,
+        files,
+        bytes,
+    })
+}
+
+/// The `NAME`s of the message's `local://NAME` measure point values.
+fn local_files(message: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<Value>(message)
         .ok()
         .and_then(|v| v.pointer("/params/measurepoints").cloned())
         .and_then(|m| m.as_object().cloned())
@@ -375,13 +430,7 @@ async fn multipart(
                 .filter_map(|v| v.as_str()?.strip_prefix("local://").map(str::to_string))
                 .collect()
         })
-        .unwrap_or_default();
-    if let Some(missing) = wanted.iter().find(|w| !files.contains(w)) {
-        let why = format!("measure point value local://{missing} names no enos-file part");
-        return json_response(StatusCode::OK, &json!({"code": enos::BAD_FORMAT, "message": why}));
-    }
-    let files = format!("{} file(s), {bytes} bytes", files.len());
-    answered(ep.answer_noted(protocol, topic, &message, Some(&files)))
+        .unwrap_or_default()
 }
 
 /// `Content-MD5` as RFC 1864 has it (base64 of the digest), or as hex.
@@ -404,7 +453,7 @@ pub(super) async fn send_command(
     body: &[u8],
     timeout: Option<f64>,
 ) -> Response<Full<Bytes>> {
-    let Some(id) = keys(rest) else {
+    let Some(id) = identity_in_path(rest) else {
         return error(
             StatusCode::NOT_FOUND,
             "use /twin/commands/{productKey}/{deviceKey}",
@@ -416,48 +465,23 @@ pub(super) async fn send_command(
             "the body is not JSON: {\"method\": ..., \"params\": {...}}",
         );
     };
-    let prepared = match ep.prepare_command(&id, &v) {
-        Ok(p) => p,
-        Err((status, why)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            return error(status, &why);
-        }
-    };
-    let Some(tx) = ep.device_channel(&prepared.via) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "the device is not connected over MQTT or CoAP",
-        );
-    };
-    let (reply, wait) = tokio::sync::oneshot::channel();
-    let applied = prepared.applied.clone();
-    let sent = tx.send(Downlink {
-        topic: prepared.topic,
-        method: prepared.method,
-        payload: prepared.payload,
-        id: prepared.id,
-        reply,
-    });
-    if sent.is_err() {
-        return error(
-            StatusCode::NOT_FOUND,
-            "the device disconnected, or has 8 commands waiting to go out",
-        );
-    }
     let limit = timeout
         .filter(|t| t.is_finite() && *t > 0.0)
         .and_then(|t| Duration::try_from_secs_f64(t).ok())
         .unwrap_or(COMMAND_TIMEOUT)
-        .min(Duration::from_secs(300));
-    let with_applied = |mut v: Value| {
-        if let (Some(a), Some(obj)) = (&applied, v.as_object_mut()) {
-            obj.insert("twin".into(), json!(a));
-        }
-        v
-    };
-    match tokio::time::timeout(limit, wait).await {
-        Ok(Ok(v)) => json_response(StatusCode::OK, &with_applied(v)),
-        Ok(Err(_)) => error(StatusCode::GONE, "the device disconnected before replying"),
-        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the device did not reply in time"),
+        .min(MAX_COMMAND_TIMEOUT);
+    match ep.send_command(&id, &v, limit).await {
+        Ok(reply) => json_response(StatusCode::OK, &reply),
+        Err(failed) => error(command_status(&failed), &failed.to_string()),
+    }
+}
+
+/// The HTTP status of a command that got no reply.
+fn command_status(failed: &CommandFailed) -> StatusCode {
+    match failed {
+        CommandFailed::Invalid(_) => StatusCode::BAD_REQUEST,
+        CommandFailed::NotReached(_) => StatusCode::NOT_FOUND,
+        CommandFailed::Gone => StatusCode::GONE,
+        CommandFailed::TimedOut => StatusCode::GATEWAY_TIMEOUT,
     }
 }

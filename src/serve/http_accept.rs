@@ -1,5 +1,5 @@
 //! The HTTP and HTTPS listeners of `serve`: accept under the bound on open connections
-//! ([`super::limits::OpenLimit`], `--max-connections`), run TLS for `--https` (one-way, bounded
+//! ([`super::limits::Limit`], `--max-connections`), run TLS for `--https` (one-way, bounded
 //! in time), and hand each connection to the shared HTTP server ([`super::http`]). Past the
 //! bound a new connection is answered `503 Service Unavailable` with `Retry-After` and a JSON
 //! body naming the limit, a `connection_refused` event is written, and it is closed: never left
@@ -12,8 +12,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::limits::{Entry, MAX_REFUSING};
-use super::{Endpoint, Event, http};
+use hyper::StatusCode;
+
+use super::limits::{Admission, MAX_REFUSING, Slot};
+use super::{Endpoint, Event, EventKind, Protocol, http};
 
 /// How long a client may take to finish its TLS handshake (as `--mqtts` waits for CONNECT).
 pub const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
@@ -24,6 +26,8 @@ const REFUSAL_WRITE: Duration = Duration::from_secs(2);
 const REFUSAL_DRAIN: Duration = Duration::from_secs(1);
 /// What `Retry-After` says, in seconds.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
+/// The status a connection past the bound gets.
+pub const REFUSAL: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
 
 /// Accept on `listener` until shutdown; `tls` makes it `--https`. At shutdown the connections,
 /// which see it too, get two seconds to close.
@@ -33,42 +37,43 @@ pub async fn accept(
     ep: Arc<Endpoint>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let protocol = if tls.is_some() { "https" } else { "http" };
+    let protocol = if tls.is_some() {
+        Protocol::Https
+    } else {
+        Protocol::Http
+    };
     // A connection past the bound is admitted too, as a refusal: its 503 is written in a task
     // of its own (`connection` answers it), and only past MAX_REFUSING is it closed at once.
     let admit_ep = ep.clone();
-    let admit = move || match admit_ep.http_limits.admit() {
-        Entry::Closed => None,
-        entry => Some(entry),
-    };
+    let admit = move || admit_ep.http_limits.admit().unless_closed();
     let refusing = ep.clone();
     let refuse = move |tcp: tokio::net::TcpStream, peer| {
         drop(tcp);
-        refusing.emit(refused(protocol, peer).message(format!(
+        refusing.events.emit(refused(protocol, peer).message(format!(
             "closed at once: {} HTTP connections are open (--max-connections) and {MAX_REFUSING} more are being refused",
             refusing.http_limits.max()
         )));
     };
     let stop = shutdown.clone();
-    let handle = move |tcp: tokio::net::TcpStream, peer, entry| {
+    let handle = move |tcp: tokio::net::TcpStream, peer, admission| {
         let (ep, shutdown, tls) = (ep.clone(), stop.clone(), tls.clone());
         async move {
             let _ = tcp.set_nodelay(true);
             match tls {
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_WAIT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => connection(stream, peer, protocol, entry, &ep, shutdown).await,
-                    Ok(Err(e)) => ep.emit(
-                        Event::new("disconnect", protocol)
+                    Ok(Ok(stream)) => connection(stream, peer, protocol, admission, &ep, shutdown).await,
+                    Ok(Err(e)) => ep.events.emit(
+                        Event::new(EventKind::Disconnect, protocol)
                             .peer(peer)
                             .message(format!("the TLS handshake failed: {e}")),
                     ),
-                    Err(_) => ep.emit(
-                        Event::new("disconnect", protocol)
+                    Err(_) => ep.events.emit(
+                        Event::new(EventKind::Disconnect, protocol)
                             .peer(peer)
                             .message("the TLS handshake failed: no handshake in time"),
                     ),
                 },
-                None => connection(tcp, peer, protocol, entry, &ep, shutdown).await,
+                None => connection(tcp, peer, protocol, admission, &ep, shutdown).await,
             }
         }
     };
@@ -77,8 +82,10 @@ pub async fn accept(
 }
 
 /// The event of a connection refused at the bound: code 503, naming the limit.
-fn refused(protocol: &'static str, peer: SocketAddr) -> Event {
-    Event::new("connection_refused", protocol).peer(peer).code(503)
+fn refused(protocol: Protocol, peer: SocketAddr) -> Event {
+    Event::new(EventKind::ConnectionRefused, protocol)
+        .peer(peer)
+        .code(i64::from(REFUSAL.as_u16()))
 }
 
 /// One accepted connection (TLS done for `--https`): served while it holds its slot, or
@@ -86,15 +93,15 @@ fn refused(protocol: &'static str, peer: SocketAddr) -> Event {
 async fn connection<I>(
     io: I,
     peer: SocketAddr,
-    protocol: &'static str,
-    entry: Entry,
+    protocol: Protocol,
+    admission: Admission<Slot>,
     ep: &Arc<Endpoint>,
     shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match entry {
-        Entry::Open(slot) => {
+    match admission {
+        Admission::Admitted(slot) => {
             let service_ep = ep.clone();
             let service = hyper::service::service_fn(move |req| {
                 let ep = service_ep.clone();
@@ -103,24 +110,26 @@ async fn connection<I>(
             http::serve_connection(io, service, shutdown).await;
             drop(slot);
         }
-        Entry::Refused(refusing) => {
+        Admission::Refused(refusing) => {
             let max = ep.http_limits.max();
-            ep.emit(refused(protocol, peer).message(format!(
+            ep.events.emit(refused(protocol, peer).message(format!(
                 "503: {max} HTTP connections are open (--max-connections); retry after {RETRY_AFTER_SECONDS} s"
             )));
             // The answer leaves after its event is in the record, as every answer does.
-            ep.recorded().await;
+            ep.events.wait_written().await;
             refuse(io, max).await;
             drop(refusing);
         }
-        Entry::Closed => {}
+        Admission::Closed => {}
     }
 }
 
 /// The 503 a connection past the bound gets, whole: status line, headers and a JSON body.
+/// Written by hand because it is sent without an HTTP server: the connection is refused
+/// before hyper is given it.
 pub fn refusal(max: usize) -> Vec<u8> {
     let body = serde_json::json!({
-        "code": 503,
+        "code": REFUSAL.as_u16(),
         "message": format!(
             "serve holds at most {max} HTTP connections at once (--max-connections); retry after {RETRY_AFTER_SECONDS} s"
         ),
@@ -129,7 +138,9 @@ pub fn refusal(max: usize) -> Vec<u8> {
     })
     .to_string();
     format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: {RETRY_AFTER_SECONDS}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: {RETRY_AFTER_SECONDS}\r\nConnection: close\r\n\r\n{body}",
+        REFUSAL.as_str(),
+        REFUSAL.canonical_reason().unwrap_or_default(),
         body.len()
     )
     .into_bytes()

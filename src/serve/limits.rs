@@ -9,7 +9,7 @@
 //! connections ages itself out, and a device that sends its CONNECT at once always gets
 //! through. Under that pressure the wait for CONNECT shortens from 10 s to 2 s.
 //!
-//! HTTP's bound ([`OpenLimit`]) is simpler: connections **open** across `--http` and `--https`,
+//! HTTP's bound (a [`Limit`]) is simpler: connections **open** across `--http` and `--https`,
 //! at most `--max-connections` too but counted apart from MQTT's logins (a fleet holding every
 //! MQTT slot must not lock a test out of `/twin`). Past it a new connection is answered
 //! `503 Service Unavailable` at once and closed, never left waiting in the accept queue.
@@ -31,52 +31,57 @@ pub const MIN_WAITING: usize = 16;
 pub const RESERVED_FDS: u64 = 256;
 /// The default when the open-file limit cannot be read.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-/// The most connections refused at once (each waits up to [`CONNECT_WAIT_PRESSED`] for its
-/// CONNECT to answer it CONNACK 3); past that a connection is closed at once.
+/// The most connections refused at once (an MQTT one waits up to [`CONNECT_WAIT_PRESSED`] for
+/// its CONNECT to answer it CONNACK 3, an HTTP one gets its 503); past that a connection is
+/// closed at once.
 pub const MAX_REFUSING: usize = 256;
 
-/// The bounds and the counts, shared by the MQTT listeners.
-pub struct Limits {
-    max: AtomicUsize,
-    logged_in: AtomicUsize,
-    refusing: AtomicUsize,
-    next: AtomicU64,
-    /// The connections waiting for their CONNECT, oldest first, each with what closes it.
-    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
-}
-
-/// What a new connection may do.
-pub enum Admission {
-    /// Wait for CONNECT (at most `wait`); `evicted` is told when a newer connection needs the slot.
-    Waiting(Waiting),
-    /// Over the limit: read the CONNECT (if it comes quickly) and answer CONNACK 3.
-    Refused(Refusing),
-    /// Over the limit with too many refusals under way: close at once.
+/// What a bounded listener does with a new connection: the one answer of MQTT's bound and
+/// HTTP's.
+pub enum Admission<S> {
+    /// Served: `S` holds its place (MQTT: a wait for CONNECT; HTTP: an open connection's slot).
+    Admitted(S),
+    /// Over the bound: answered with a refusal (CONNACK 3, HTTP 503) and closed; the slot
+    /// counts the refusals under way.
+    Refused(Slot),
+    /// Over the bound with [`MAX_REFUSING`] refusals under way: closed at once.
     Closed,
 }
 
-/// A connection waiting for its CONNECT; dropping it frees the slot.
-pub struct Waiting {
-    limits: Arc<Limits>,
-    id: u64,
-    pub evicted: Arc<Notify>,
-    pub wait: Duration,
+impl<S> Admission<S> {
+    /// `None` when the connection is closed at once (what `accept_each` wants to know).
+    pub fn unless_closed(self) -> Option<Self> {
+        match self {
+            Admission::Closed => None,
+            other => Some(other),
+        }
+    }
 }
 
-/// A connection being refused; dropping it frees the refusal slot.
-pub struct Refusing(Arc<Limits>);
+/// A place in a bounded count (a logged-in MQTT connection, an open HTTP connection, a
+/// refusal under way); dropping it gives the place back.
+pub struct Slot(Arc<AtomicUsize>);
 
-/// A logged-in connection's slot; dropping it frees the slot.
-pub struct Held(Arc<Limits>);
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
-impl Limits {
+/// A bound on connections: how many hold a slot (at most `max`), and how many are being
+/// refused (at most [`MAX_REFUSING`]). HTTP's bound is one; MQTT's logins are another.
+pub struct Limit {
+    max: AtomicUsize,
+    held: Arc<AtomicUsize>,
+    refusing: Arc<AtomicUsize>,
+}
+
+impl Limit {
     pub fn new(max: usize) -> Self {
-        Limits {
+        Limit {
             max: AtomicUsize::new(max.max(1)),
-            logged_in: AtomicUsize::new(0),
-            refusing: AtomicUsize::new(0),
-            next: AtomicU64::new(0),
-            waiting: Mutex::default(),
+            held: Arc::default(),
+            refusing: Arc::default(),
         }
     }
 
@@ -88,9 +93,78 @@ impl Limits {
         self.max.store(max.max(1), Ordering::Relaxed);
     }
 
+    /// How many slots are held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// A slot, while fewer than `max` are held.
+    pub fn hold(&self) -> Option<Slot> {
+        let max = self.max();
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot(self.held.clone()))
+    }
+
+    /// A new connection (HTTP's whole admission): a slot while fewer than the bound are held,
+    /// else a refusal.
+    pub fn admit(&self) -> Admission<Slot> {
+        match self.hold() {
+            Some(slot) => Admission::Admitted(slot),
+            None => self.refuse(),
+        }
+    }
+
+    /// Past the bound: a refusal's slot, or closed at once when [`MAX_REFUSING`] are under way.
+    fn refuse<S>(&self) -> Admission<S> {
+        if self.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+            self.refusing.fetch_sub(1, Ordering::Relaxed);
+            return Admission::Closed;
+        }
+        Admission::Refused(Slot(self.refusing.clone()))
+    }
+}
+
+/// MQTT's bounds, shared by the MQTT listeners: the logins (a [`Limit`]) and the connections
+/// waiting for their CONNECT.
+pub struct MqttLimits {
+    logins: Limit,
+    next: AtomicU64,
+    /// The connections waiting for their CONNECT, oldest first, each with what closes it.
+    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+/// A connection waiting for its CONNECT; dropping it frees the slot.
+pub struct Waiting {
+    limits: Arc<MqttLimits>,
+    id: u64,
+    pub evicted: Arc<Notify>,
+    pub wait: Duration,
+}
+
+impl MqttLimits {
+    pub fn new(max: usize) -> Self {
+        MqttLimits {
+            logins: Limit::new(max),
+            next: AtomicU64::new(0),
+            waiting: Mutex::default(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.logins.max()
+    }
+
+    pub fn set_max(&self, max: usize) {
+        self.logins.set_max(max);
+    }
+
     /// How many connections are logged in now.
     pub fn logged_in(&self) -> usize {
-        self.logged_in.load(Ordering::Relaxed)
+        self.logins.held()
     }
 
     /// How many connections wait for their CONNECT now.
@@ -105,15 +179,10 @@ impl Limits {
 
     /// A new connection: a waiting slot (closing the oldest waiting connection when they are
     /// all taken), or a refusal when the logged-in connections are at the limit.
-    pub fn admit(self: &Arc<Self>) -> Admission {
+    pub fn admit(self: &Arc<Self>) -> Admission<Waiting> {
         let max = self.max();
         if self.logged_in() >= max {
-            let refusing = self.refusing.fetch_add(1, Ordering::Relaxed);
-            if refusing >= MAX_REFUSING {
-                self.refusing.fetch_sub(1, Ordering::Relaxed);
-                return Admission::Closed;
-            }
-            return Admission::Refused(Refusing(self.clone()));
+            return self.logins.refuse();
         }
         let Ok(mut waiting) = self.waiting.lock() else {
             return Admission::Closed;
@@ -135,7 +204,7 @@ impl Limits {
         } else {
             CONNECT_WAIT
         };
-        Admission::Waiting(Waiting {
+        Admission::Admitted(Waiting {
             limits: self.clone(),
             id,
             evicted,
@@ -146,16 +215,8 @@ impl Limits {
 
 impl Waiting {
     /// The CONNECT came and the login is good: a logged-in slot, or `None` at the limit.
-    pub fn log_in(self) -> Option<Held> {
-        let limits = self.limits.clone();
-        let max = limits.max();
-        limits
-            .logged_in
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        Some(Held(limits))
+    pub fn log_in(self) -> Option<Slot> {
+        self.limits.logins.hold()
     }
 }
 
@@ -164,92 +225,6 @@ impl Drop for Waiting {
         if let Ok(mut w) = self.limits.waiting.lock() {
             w.remove(&self.id);
         }
-    }
-}
-
-impl Drop for Refusing {
-    fn drop(&mut self) {
-        self.0.refusing.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.logged_in.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The bound on HTTP connections open at once, shared by `--http` and `--https`.
-pub struct OpenLimit {
-    max: AtomicUsize,
-    open: AtomicUsize,
-    refusing: AtomicUsize,
-}
-
-/// What a new HTTP connection may do.
-pub enum Entry {
-    /// Served; dropping the slot frees it.
-    Open(OpenSlot),
-    /// Over the bound: answered 503 and closed; dropping it frees the refusal slot.
-    Refused(OpenRefusing),
-    /// Over the bound with [`MAX_REFUSING`] refusals under way: closed at once.
-    Closed,
-}
-
-/// An open HTTP connection's slot.
-pub struct OpenSlot(Arc<OpenLimit>);
-
-/// An HTTP connection being answered 503.
-pub struct OpenRefusing(Arc<OpenLimit>);
-
-impl OpenLimit {
-    pub fn new(max: usize) -> Self {
-        OpenLimit {
-            max: AtomicUsize::new(max.max(1)),
-            open: AtomicUsize::new(0),
-            refusing: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn max(&self) -> usize {
-        self.max.load(Ordering::Relaxed)
-    }
-
-    pub fn set_max(&self, max: usize) {
-        self.max.store(max.max(1), Ordering::Relaxed);
-    }
-
-    /// How many HTTP connections are open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// A new connection: a slot while fewer than the bound are open, else a refusal.
-    pub fn admit(self: &Arc<Self>) -> Entry {
-        let max = self.max();
-        let taken = self.open.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-            (n < max).then_some(n + 1)
-        });
-        if taken.is_ok() {
-            return Entry::Open(OpenSlot(self.clone()));
-        }
-        if self.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
-            self.refusing.fetch_sub(1, Ordering::Relaxed);
-            return Entry::Closed;
-        }
-        Entry::Refused(OpenRefusing(self.clone()))
-    }
-}
-
-impl Drop for OpenSlot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Drop for OpenRefusing {
-    fn drop(&mut self) {
-        self.0.refusing.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -270,15 +245,15 @@ mod tests {
 
     #[test]
     fn the_oldest_waiting_connection_makes_room_and_the_limit_refuses() {
-        let l = Arc::new(Limits::new(64));
+        let l = Arc::new(MqttLimits::new(64));
         let w: Vec<_> = (0..16)
             .map(|_| match l.admit() {
-                Admission::Waiting(w) => w,
+                Admission::Admitted(w) => w,
                 _ => panic!("not admitted"),
             })
             .collect();
         assert_eq!(l.waiting(), 16);
-        let Admission::Waiting(newest) = l.admit() else {
+        let Admission::Admitted(newest) = l.admit() else {
             panic!("not admitted")
         };
         assert_eq!(l.waiting(), 16, "the oldest made room");
@@ -286,7 +261,7 @@ mod tests {
         drop(w);
         let held: Vec<_> = (0..64)
             .filter_map(|_| match l.admit() {
-                Admission::Waiting(w) => w.log_in(),
+                Admission::Admitted(w) => w.log_in(),
                 _ => None,
             })
             .collect();
@@ -294,30 +269,33 @@ mod tests {
         assert!(matches!(l.admit(), Admission::Refused(_)), "at the limit");
         drop(newest);
         drop(held);
-        assert!(matches!(l.admit(), Admission::Waiting(_)));
+        assert!(matches!(l.admit(), Admission::Admitted(_)));
     }
 
     #[test]
     fn http_connections_past_the_bound_are_refused_then_closed_and_a_slot_comes_back() {
-        let l = Arc::new(OpenLimit::new(2));
+        let l = Limit::new(2);
         let open: Vec<_> = (0..2)
             .map(|_| match l.admit() {
-                Entry::Open(s) => s,
+                Admission::Admitted(s) => s,
                 _ => panic!("not admitted"),
             })
             .collect();
-        assert_eq!(l.open(), 2);
+        assert_eq!(l.held(), 2);
         let refusing: Vec<_> = (0..MAX_REFUSING)
             .map(|_| match l.admit() {
-                Entry::Refused(r) => r,
+                Admission::Refused(r) => r,
                 _ => panic!("not refused"),
             })
             .collect();
-        assert!(matches!(l.admit(), Entry::Closed), "too many refusals under way");
+        assert!(
+            matches!(l.admit(), Admission::Closed),
+            "too many refusals under way"
+        );
         drop(refusing);
-        assert!(matches!(l.admit(), Entry::Refused(_)));
+        assert!(matches!(l.admit(), Admission::Refused(_)));
         drop(open);
-        assert_eq!(l.open(), 0);
-        assert!(matches!(l.admit(), Entry::Open(_)));
+        assert_eq!(l.held(), 0);
+        assert!(matches!(l.admit(), Admission::Admitted(_)));
     }
 }

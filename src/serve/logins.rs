@@ -1,15 +1,15 @@
 //! Who may log in: the EnOS MQTT login (securemode 2 with the device secret, 3 with the
 //! product secret for dynamic activation, 4 for message integration), the HTTP and CoAP signs,
 //! DTLS-PSK keys, sub-devices through a gateway (checked against the twin's live topology and
-//! enabled state), the secrets dynamic activation issues, HTTP sessions and CoAP bindings.
+//! enabled state), and the acknowledgement of the secrets dynamic activation issues. The
+//! operations here read the parts (the twin, the activations) through their methods.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
+use rumqttc::mqttbytes::v4::ConnectReturnCode::{self, BadClientId, BadUserNamePassword, NotAuthorized};
 use serde_json::Value;
 
-use super::{Endpoint, Identity, random_hex, text_field};
+use super::{Endpoint, Identity, text_field};
 use crate::base::Secret;
 use crate::credentials;
 use crate::enos;
@@ -18,13 +18,13 @@ use crate::enos;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The MQTT CONNACK code (4 bad sign, 5 not authorised, 2 bad client id).
-    pub connack: u8,
+    pub connack: ConnectReturnCode,
     /// The EnOS code for HTTP and CoAP (401 bad sign, 402 unknown device).
     pub code: i64,
     pub reason: String,
 }
 
-fn refusal(connack: u8, code: i64, reason: impl Into<String>) -> Refusal {
+fn refusal(connack: ConnectReturnCode, code: i64, reason: impl Into<String>) -> Refusal {
     Refusal {
         connack,
         code,
@@ -33,13 +33,10 @@ fn refusal(connack: u8, code: i64, reason: impl Into<String>) -> Refusal {
 }
 
 impl Endpoint {
-    /// The device secret a securemode-2 login is checked against: the one issued by
-    /// activation, else the registry's.
+    /// The device secret a securemode-2 login is checked against: the one serve issued (by
+    /// activation or registration), else the registry's.
     fn device_secret(&self, id: &Identity) -> Option<Secret> {
-        if let Some(s) = self.activated.lock().ok().and_then(|a| a.get(id).cloned()) {
-            return Some(s);
-        }
-        if let Some(s) = self.twin.registered_secret(id) {
+        if let Some(s) = self.twin.issued_secret(id) {
             return Some(s);
         }
         self.registry
@@ -47,13 +44,9 @@ impl Endpoint {
             .and_then(|d| d.secret.clone())
     }
 
-    fn activated(&self, id: &Identity) -> bool {
-        self.device_secret(id).is_some()
-    }
-
-    /// Whether the device has a device secret (the registry's, or one activation issued).
+    /// Whether the device has a device secret (the registry's, or one serve issued).
     pub fn is_activated(&self, id: &Identity) -> bool {
-        self.activated(id)
+        self.device_secret(id).is_some()
     }
 
     /// Check the EnOS login of an MQTT CONNECT. `Ok` holds the identity and whether the device
@@ -66,11 +59,11 @@ impl Endpoint {
     ) -> Result<(Identity, bool), Refusal> {
         let login = enos::MqttLogin::parse(client_id, username).map_err(|e| {
             let connack = if matches!(e, enos::LoginFormat::UserName) {
-                4
+                BadUserNamePassword
             } else {
-                2
+                BadClientId
             };
-            refusal(connack, 401, format!("not an EnOS login: {e}"))
+            refusal(connack, enos::AUTH_FAILED, format!("not an EnOS login: {e}"))
         })?;
         let id = Identity::new(&login.product_key, &login.device_key);
         if login.secure_mode == 4 {
@@ -80,26 +73,30 @@ impl Endpoint {
         let secret = match login.secure_mode {
             2 => self.device_secret(&id).ok_or_else(|| {
                 refusal(
-                    5,
-                    401,
+                    NotAuthorized,
+                    enos::AUTH_FAILED,
                     "the device has no device secret yet: activate it with securemode 3 first",
                 )
             })?,
             3 => {
-                if self.activated(&id) {
+                if self.is_activated(&id) {
                     return Err(refusal(
-                        5,
-                        401,
+                        NotAuthorized,
+                        enos::AUTH_FAILED,
                         "the device is already activated: log in with securemode 2 and the device secret",
                     ));
                 }
                 self.registry
                     .product(&id.product_key)
                     .and_then(|p| p.secret.clone())
-                    .ok_or_else(|| refusal(5, 401, "the product does not allow dynamic activation (no product secret in the registry)"))?
+                    .ok_or_else(|| refusal(NotAuthorized, enos::AUTH_FAILED, "the product does not allow dynamic activation (no product secret in the registry)"))?
             }
             other => {
-                return Err(refusal(5, 401, format!("securemode {other} is not 2, 3 or 4")));
+                return Err(refusal(
+                    NotAuthorized,
+                    enos::AUTH_FAILED,
+                    format!("securemode {other} is not 2, 3 or 4"),
+                ));
             }
         };
         self.check_password(&login, &secret, password)?;
@@ -112,8 +109,8 @@ impl Endpoint {
     fn integration_login(&self, login: &enos::MqttLogin, password: &str) -> Result<Identity, Refusal> {
         if login.device_key != enos::INTEGRATION_DK {
             return Err(refusal(
-                4,
-                401,
+                BadUserNamePassword,
+                enos::AUTH_FAILED,
                 format!(
                     "securemode 4 (message integration) logs in with device key `{}`",
                     enos::INTEGRATION_DK
@@ -122,21 +119,27 @@ impl Endpoint {
         }
         if login.client_id != login.product_key {
             return Err(refusal(
-                2,
-                401,
+                BadClientId,
+                enos::AUTH_FAILED,
                 "securemode 4 (message integration): the client id before `|` is the product key",
             ));
         }
         let secret = self
             .registry
             .product(&login.product_key)
-            .ok_or_else(|| refusal(5, 402, format!("unknown product {}", login.product_key)))?
+            .ok_or_else(|| {
+                refusal(
+                    NotAuthorized,
+                    enos::DEVICE_NOT_FOUND,
+                    format!("unknown product {}", login.product_key),
+                )
+            })?
             .secret
             .clone()
             .ok_or_else(|| {
                 refusal(
-                    5,
-                    401,
+                    NotAuthorized,
+                    enos::AUTH_FAILED,
                     "message integration needs the product secret, and the registry gives none",
                 )
             })?;
@@ -163,8 +166,8 @@ impl Endpoint {
             Ok(())
         } else {
             Err(refusal(
-                4,
-                401,
+                BadUserNamePassword,
+                enos::AUTH_FAILED,
                 "the password is not the signed login (check the secret, the timestamp and the client id)",
             ))
         }
@@ -174,11 +177,15 @@ impl Endpoint {
     fn known(&self, id: &Identity) -> Result<(), Refusal> {
         match self.twin.enabled(id) {
             None => Err(refusal(
-                5,
-                402,
+                NotAuthorized,
+                enos::DEVICE_NOT_FOUND,
                 format!("unknown device {}/{}", id.product_key, id.device_key),
             )),
-            Some(false) => Err(refusal(5, 401, "the device is disabled")),
+            Some(false) => Err(refusal(
+                NotAuthorized,
+                enos::AUTH_FAILED,
+                "the device is disabled",
+            )),
             Some(true) => Ok(()),
         }
     }
@@ -215,16 +222,20 @@ impl Endpoint {
         match self.device_secret(id) {
             Some(secret) if signed_with(&secret) => Ok(()),
             _ if dynamic() => Err(refusal(
-                5,
+                NotAuthorized,
                 enos::DYNAMIC_NOT_ALLOWED,
                 format!("dynamic activation is not allowed over {recipe}: sign with the device secret"),
             )),
             Some(_) => Err(refusal(
-                4,
-                401,
+                BadUserNamePassword,
+                enos::AUTH_FAILED,
                 "the sign does not match (check the secret and the signed fields)",
             )),
-            None => Err(refusal(5, 401, "the device has no device secret yet")),
+            None => Err(refusal(
+                NotAuthorized,
+                enos::AUTH_FAILED,
+                "the device has no device secret yet",
+            )),
         }
     }
 
@@ -239,70 +250,20 @@ impl Endpoint {
         let secret = match mode {
             "2" => self.device_secret(&id)?,
             // As over MQTT: the product secret only for a device not activated yet.
-            "3" if !self.activated(&id) => self.registry.product(pk)?.secret.clone()?,
+            "3" if !self.is_activated(&id) => self.registry.product(pk)?.secret.clone()?,
             _ => return None,
         };
         let psk = self.caps.credentials.get("coap")?.psk_key.as_ref()?;
         Some((id, credentials::psk_key(psk, &secret)))
     }
 
-    /// A fresh device secret for a securemode-3 login, held until the device acknowledges it;
-    /// `None` when the system's random source fails (no secret is made without it).
-    pub fn issue_secret(&self, id: &Identity) -> Option<Secret> {
-        let secret = Secret::new(random_hex(16)?);
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(id.clone(), secret.clone());
-        }
-        Some(secret)
-    }
-
-    /// The device acknowledged its new secret: from now on only securemode 2 with it logs in.
+    /// The device acknowledged the secret dynamic activation pushed: from now on only
+    /// securemode 2 with it logs in (the twin keeps it). `false` when none was pushed.
     pub fn confirm_activation(&self, id: &Identity) -> bool {
-        let Some(secret) = self.pending.lock().ok().and_then(|mut p| p.remove(id)) else {
-            return false;
-        };
-        if let Ok(mut a) = self.activated.lock() {
-            a.insert(id.clone(), secret);
+        match self.activations.acknowledged(id) {
+            Some(secret) => self.twin.set_issued_secret(id, secret),
+            None => false,
         }
-        true
-    }
-
-    /// A new HTTP session for `lifetime`, logged in over `protocol` (`http` or `https`); `None`
-    /// when the random source fails.
-    pub fn open_session(&self, id: &Identity, protocol: &'static str, lifetime: Duration) -> Option<String> {
-        let session = random_hex(16)?;
-        if let Ok(mut s) = self.sessions.lock() {
-            let now = Instant::now();
-            s.retain(|_, (_, until)| *until > now);
-            make_room(&mut s);
-            s.insert(session.clone(), (id.clone(), now + lifetime));
-            self.twin.session(id, protocol, now + lifetime);
-        }
-        Some(session)
-    }
-
-    pub fn session(&self, session: &str) -> Option<Identity> {
-        let s = self.sessions.lock().ok()?;
-        s.get(session)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(id, _)| id.clone())
-    }
-
-    pub fn bind_coap(&self, peer: SocketAddr, id: &Identity, lifetime: Duration) {
-        if let Ok(mut b) = self.coap_bindings.lock() {
-            let now = Instant::now();
-            b.retain(|_, (_, until)| *until > now);
-            make_room(&mut b);
-            b.insert(peer, (id.clone(), now + lifetime));
-            self.twin.session(id, "coap", now + lifetime);
-        }
-    }
-
-    pub fn coap_identity(&self, peer: SocketAddr) -> Option<Identity> {
-        let b = self.coap_bindings.lock().ok()?;
-        b.get(&peer)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(id, _)| id.clone())
     }
 
     /// Check a sub-device's `combine.login` through the gateway `gw`: the reply code and the
@@ -384,28 +345,12 @@ impl Endpoint {
     }
 }
 
-/// The most live HTTP sessions or CoAP bindings kept: past it the one expiring first goes, so
-/// replayed logins cannot grow the table without bound.
-const MAX_SESSIONS: usize = 100_000;
-
-fn make_room<K: Clone + std::hash::Hash + Eq>(table: &mut HashMap<K, (Identity, Instant)>) {
-    while table.len() >= MAX_SESSIONS {
-        let Some(first) = table
-            .iter()
-            .min_by_key(|(_, (_, until))| *until)
-            .map(|(k, _)| k.clone())
-        else {
-            return;
-        };
-        table.remove(&first);
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::capabilities::Capabilities;
     use crate::registry::Registry;
-    use crate::serve::Answer;
+    use crate::serve::{Answer, Protocol};
     use crate::source::SourceFile;
 
     fn endpoint(caps: Capabilities) -> Endpoint {
@@ -414,7 +359,7 @@ mod tests {
             "[[products]]\nkey = \"p\"\nsecret = \"ps\"\n[[devices]]\nproduct = \"p\"\nkey = \"d\"\n",
         ))
         .expect("registry");
-        Endpoint::in_memory(caps, registry, Duration::ZERO).0
+        Endpoint::in_memory(caps, registry, std::time::Duration::ZERO).0
     }
 
     #[test]
@@ -423,7 +368,10 @@ mod tests {
         caps.credentials.clear();
         let ep = endpoint(caps);
         let refused = ep.mqtt_login("d|securemode=3,signmethod=sha256,timestamp=1|", "d&p", "");
-        assert_eq!(refused.map(|_| ()).map_err(|r| r.connack), Err(4));
+        assert_eq!(
+            refused.map(|_| ()).map_err(|r| r.connack),
+            Err(BadUserNamePassword)
+        );
     }
 
     #[test]
@@ -432,7 +380,7 @@ mod tests {
         assert!(ep.psk_for(b"p,d,3,3600").is_some(), "before activation");
         assert!(ep.psk_for(b"p,d,2,3600").is_none(), "no device secret yet");
         let id = Identity::new("p", "d");
-        assert!(ep.issue_secret(&id).is_some());
+        assert!(ep.activations.issue(&id).is_some());
         assert!(ep.confirm_activation(&id));
         assert!(
             ep.psk_for(b"p,d,3,3600").is_none(),
@@ -447,7 +395,7 @@ mod tests {
         let login =
             br#"{"id":"1","method":"combine.login","params":{"productKey":"p","deviceKey":"d","sign":"00"}}"#;
         // The table marks sub-device management not supported over HTTP and CoAP.
-        let Answer::NotOffered(r) = ep.answer("http", "/ext/session/p/d/combine/login", login) else {
+        let Answer::NotOffered(r) = ep.answer(Protocol::Http, "/ext/session/p/d/combine/login", login) else {
             panic!("refused by the table");
         };
         assert_eq!(r.code, enos::NO_PERMISSION);
@@ -460,7 +408,7 @@ mod tests {
         let mut caps = crate::capabilities::embedded().expect("caps");
         caps.features.retain(|f| f.id != "subdevice_management");
         let ep = endpoint(caps);
-        let Answer::Reply(r) = ep.answer("http", "/ext/session/p/d/combine/login", login) else {
+        let Answer::Reply(r) = ep.answer(Protocol::Http, "/ext/session/p/d/combine/login", login) else {
             panic!("a reply");
         };
         assert_eq!(r.code, enos::NO_PERMISSION);

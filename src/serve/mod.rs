@@ -1,55 +1,68 @@
 //! `serve`: a local endpoint that speaks the EnOS device protocol over MQTT, HTTP and CoAP, for
 //! testing firmware and CI without the cloud. It checks logins and messages as EnOS documents
 //! them ([`crate::enos`], with the signs from the recipes in `capabilities.toml`), keeps a
-//! device twin of what devices sent, and answers as EnOS does. One [`Endpoint`] holds the
-//! state every listener shares. Every event is one JSON line on stdout (and in the record
-//! file); no secret is ever written anywhere.
+//! device twin of what devices sent, and answers as EnOS does. Every event is one JSON line on
+//! stdout (and in the record file); no secret is ever written anywhere.
 //!
-//! By responsibility:
-//! - [`logins`]: who may log in (MQTT CONNECT, HTTP and CoAP signs, DTLS-PSK, sub-devices
-//!   through a gateway, message integration), activation secrets, HTTP sessions, CoAP bindings.
-//! - [`requests`]: the answer to one upstream message: the per-protocol table of
-//!   `capabilities.toml` and EnOS's checks in order; [`apply`]: what the request then does
-//!   to the twin, and the reply's `data`.
-//! - [`twin`]: the device twin, the one owner of per-device state (`GET /twin/devices`).
-//! - [`events`]: the event log and the record file, written before a reply leaves.
-//! - [`listen`] and one module per protocol: [`mqtt`] (rumqttc's MQTT 3.1.1 codec), [`http`]
-//!   (hyper's server, also `/twin/...`; [`http_accept`]: its HTTP and HTTPS listeners under
-//!   the bound, 503 past it), [`coap`] (coap-lite over UDP, webrtc-dtls for
-//!   DTLS-PSK); [`commands`] carries a test's command to a device and its reply back.
+//! One [`Endpoint`] is shared by every listener. It is made of parts, each the one owner of
+//! its state, behind its own methods (no other module touches a part's fields):
+//! - [`twin::Twin`]: every device's state, the one owner of it (what a store keeps);
+//! - [`activations::Activations`]: secrets pushed to devices and not yet acknowledged;
+//! - [`leases::Leases`]: HTTP sessions and CoAP bindings (who a later request is);
+//! - [`mqtt_clients::ClientTable`]: MQTT client ids of live connections, kept sessions;
+//! - [`commands::Mailboxes`] and [`coap_commands::Offered`]: the way to each connected device
+//!   for a test's command, and the commands announced over CoAP;
+//! - [`limits`]: the bounds on MQTT logins and HTTP connections;
+//! - [`events::EventLog`]: the event log, the record, and who listens to events;
+//! - [`policy::Policy`]: where a harness that examines a device changes what serve does.
+//!
+//! The operations that need several parts are `impl Endpoint` blocks of their own module:
+//! [`logins`] (who may log in), [`requests`] and [`apply`] (the answer to one message, and what
+//! it does to the twin), [`commands`] (a test's command to a device). The listeners: [`listen`],
+//! [`mqtt`] (with [`mqtt_wire`] and [`mqtt_held`]), [`http`] and [`http_accept`], [`coap`] (with
+//! [`coap_dtls`]), [`console`].
 
+pub mod activations;
 pub mod apply;
-pub mod clients;
 pub mod coap;
+pub mod coap_commands;
+pub mod coap_dtls;
 pub mod commands;
 pub mod console;
 pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod http_accept;
+pub mod leases;
 pub mod limits;
 pub mod listen;
 pub mod logins;
 pub mod mqtt;
+pub mod mqtt_clients;
+pub mod mqtt_held;
+pub mod mqtt_wire;
+pub mod policy;
 pub mod requests;
 pub mod twin;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use serde::Serialize;
 
 use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::credentials;
 use crate::registry::Registry;
 
-pub use commands::Downlink;
-pub use events::Event;
-pub use listen::{BindError, Bound, bind, serve};
+pub use commands::{CommandFailed, Downlink};
+pub use events::{Event, EventKind};
+pub use listen::{BindError, Listeners, bind, serve};
 pub(crate) use listen::{accept_each, slots, stopped};
 pub use logins::Refusal;
+pub use policy::Policy;
 pub use requests::Answer;
 
 /// The largest MQTT packet, HTTP body or CoAP datagram accepted: larger is a broken or hostile
@@ -97,36 +110,84 @@ impl Identity {
     }
 }
 
-/// The state every listener shares.
+/// The listener something came over, as events and the twin name it (`"mqtts"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Mqtt,
+    Mqtts,
+    Http,
+    Https,
+    Coap,
+    Coaps,
+    /// The web console's listener (its own events only; no device comes over it).
+    Console,
+}
+
+impl Protocol {
+    /// The name in events and the twin.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Mqtt => "mqtt",
+            Protocol::Mqtts => "mqtts",
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+            Protocol::Coap => "coap",
+            Protocol::Coaps => "coaps",
+            Protocol::Console => "console",
+        }
+    }
+
+    /// The protocol of the comparison table in `capabilities.toml`: MQTT over TLS is MQTT,
+    /// CoAP over DTLS is CoAP, HTTPS is HTTP.
+    pub fn table_name(self) -> &'static str {
+        match self {
+            Protocol::Mqtt | Protocol::Mqtts => "mqtt",
+            Protocol::Http | Protocol::Https => "http",
+            Protocol::Coap | Protocol::Coaps => "coap",
+            Protocol::Console => "console",
+        }
+    }
+
+    pub fn is_mqtt(self) -> bool {
+        matches!(self, Protocol::Mqtt | Protocol::Mqtts)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The state every listener shares: what serve was started with (read only), and its parts,
+/// each the one owner of its state (see the module's comment).
 pub struct Endpoint {
     pub caps: Capabilities,
     pub registry: Registry,
     pub connack_delay: Duration,
-    /// What serve knows about each device.
+    /// Every device's state: the one owner of it.
     pub twin: twin::Twin,
-    /// Device secrets issued by dynamic activation, once the device acknowledged them.
-    activated: Mutex<HashMap<Identity, Secret>>,
-    /// Secrets pushed to a device and not yet acknowledged.
-    pending: Mutex<HashMap<Identity, Secret>>,
-    /// HTTP sessions: id to device and expiry.
-    sessions: Mutex<HashMap<String, (Identity, Instant)>>,
-    /// CoAP clients authenticated without DTLS: address to device and expiry.
-    coap_bindings: Mutex<HashMap<SocketAddr, (Identity, Instant)>>,
-    /// Connected devices a command can be sent to (MQTT connections, CoAP sessions).
-    connected: Mutex<HashMap<Identity, Arc<commands::Mailbox>>>,
-    /// Commands announced to CoAP devices in option 2100, by device and topic, until replied.
-    coap_commands: Mutex<HashMap<(Identity, String), commands::Downlink>>,
-    /// How many MQTT connections are held, and those still waiting for their CONNECT.
-    pub limits: Arc<limits::Limits>,
-    /// How many HTTP and HTTPS connections are open, at most `--max-connections` apart from MQTT's.
-    pub http_limits: Arc<limits::OpenLimit>,
-    /// MQTT client ids of the live connections, for takeover (MQTT-3.1.4-2).
-    clients: Mutex<HashMap<String, clients::Takeover>>,
-    /// The subscriptions of clean-session-0 clients that left, by client id (MQTT-3.1.2-4).
-    sessions_kept: Mutex<clients::KeptSessions>,
-    sink: events::Sink,
-    /// Where events meet the console's live streams.
-    pub console: console::Hub,
+    /// Device secrets pushed by dynamic activation and not yet acknowledged.
+    pub activations: activations::Activations,
+    /// HTTP sessions, by session id.
+    pub http_sessions: leases::Leases<String>,
+    /// CoAP clients authenticated without DTLS, by address.
+    pub coap_bindings: leases::Leases<SocketAddr>,
+    /// MQTT client ids of the live connections (takeover), and kept clean-session-0 sessions.
+    pub clients: mqtt_clients::ClientTable,
+    /// The mailbox of each connected device (an MQTT connection, a CoAP session).
+    pub mailboxes: commands::Mailboxes,
+    /// Commands announced to CoAP devices in option 2100, until replied.
+    pub coap_offered: coap_commands::Offered,
+    /// MQTT's bounds: logins and the connections still waiting for their CONNECT.
+    pub limits: Arc<limits::MqttLimits>,
+    /// HTTP's bound: connections open over `--http` and `--https`, apart from MQTT's.
+    pub http_limits: limits::Limit,
+    /// The event log and the record, and the console's live streams.
+    pub events: events::EventLog,
+    /// What a harness changes in serve's answers; [`policy::Faithful`] changes nothing.
+    pub policy: Box<dyn Policy>,
 }
 
 impl Endpoint {
@@ -137,8 +198,8 @@ impl Endpoint {
         record: Option<&std::path::Path>,
         log: bool,
     ) -> std::io::Result<Self> {
-        let sink = events::Sink::streams(record, log)?;
-        Ok(Self::with_sink(caps, registry, connack_delay, sink))
+        let events = events::EventLog::streams(record, log)?;
+        Ok(Self::with_events(caps, registry, connack_delay, events))
     }
 
     /// An endpoint whose events are kept in the returned list instead of printed.
@@ -147,34 +208,38 @@ impl Endpoint {
         registry: Registry,
         connack_delay: Duration,
     ) -> (Self, Arc<Mutex<Vec<String>>>) {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events::Sink::Memory(events.clone());
-        (Self::with_sink(caps, registry, connack_delay, sink), events)
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let events = events::EventLog::memory(lines.clone());
+        (Self::with_events(caps, registry, connack_delay, events), lines)
     }
 
-    fn with_sink(
+    /// The same endpoint, answering under `policy` (a harness examining a device).
+    pub fn with_policy(mut self, policy: impl Policy) -> Self {
+        self.policy = Box::new(policy);
+        self
+    }
+
+    fn with_events(
         caps: Capabilities,
         registry: Registry,
         connack_delay: Duration,
-        sink: events::Sink,
+        events: events::EventLog,
     ) -> Self {
         Endpoint {
             caps,
             twin: twin::Twin::seed(&registry),
             registry,
             connack_delay,
-            activated: Mutex::default(),
-            pending: Mutex::default(),
-            sessions: Mutex::default(),
-            coap_bindings: Mutex::default(),
-            connected: Mutex::default(),
-            coap_commands: Mutex::default(),
-            limits: Arc::new(limits::Limits::new(limits::DEFAULT_MAX_CONNECTIONS)),
-            http_limits: Arc::new(limits::OpenLimit::new(limits::DEFAULT_MAX_CONNECTIONS)),
-            clients: Mutex::default(),
-            sessions_kept: Mutex::default(),
-            sink,
-            console: console::Hub::default(),
+            activations: activations::Activations::default(),
+            http_sessions: leases::Leases::default(),
+            coap_bindings: leases::Leases::default(),
+            clients: mqtt_clients::ClientTable::default(),
+            mailboxes: commands::Mailboxes::default(),
+            coap_offered: coap_commands::Offered::default(),
+            limits: Arc::new(limits::MqttLimits::new(limits::DEFAULT_MAX_CONNECTIONS)),
+            http_limits: limits::Limit::new(limits::DEFAULT_MAX_CONNECTIONS),
+            events,
+            policy: Box::new(policy::Faithful),
         }
     }
 }
@@ -197,4 +262,23 @@ pub fn random_hex(bytes: usize) -> Option<String> {
         .fill(&mut buf)
         .ok()?;
     Some(credentials::hex_lower(&buf))
+}
+
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets`): serve's own readers of what a
+/// device sends, reachable without making them part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The protocol name and level of a CONNECT, read before the codec.
+    pub fn connect_level(buf: &[u8]) -> Option<(String, u8)> {
+        super::mqtt_wire::connect_level(buf)
+    }
+
+    /// The multipart body of `POST /multipart/...`: its parts read and each file checked
+    /// against its `Content-MD5` and the `local://` names of the message; `Err` is the refusal.
+    pub async fn multipart(content_type: Option<&str>, body: bytes::Bytes) -> Result<String, String> {
+        super::http::read_multipart(content_type, body)
+            .await
+            .map(|form| form.summary())
+            .map_err(|r| r.to_string())
+    }
 }

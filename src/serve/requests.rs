@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::twin::Refused;
-use super::{Endpoint, Event, Identity, MAX_MESSAGE};
+use super::{Endpoint, Event, EventKind, Identity, MAX_MESSAGE, Protocol};
 use crate::enos::{self, Reply, Root, Topic, Upstream};
 use crate::registry::Point;
 
@@ -24,27 +24,17 @@ pub enum Answer {
     NotEnos,
 }
 
-/// MQTT over TLS is MQTT, CoAP over DTLS is CoAP, for the table.
-pub fn base_protocol(protocol: &str) -> &str {
-    match protocol {
-        "mqtts" => "mqtt",
-        "coaps" => "coap",
-        "https" => "http",
-        p => p,
-    }
-}
-
 impl Endpoint {
     /// Answer one upstream message on `topic`, whose sender the caller already checked may
     /// use it.
-    pub fn answer(&self, protocol: &'static str, topic: &str, payload: &[u8]) -> Answer {
+    pub fn answer(&self, protocol: Protocol, topic: &str, payload: &[u8]) -> Answer {
         self.answer_noted(protocol, topic, payload, None)
     }
 
     /// [`Endpoint::answer`], with a note for the request's event (what came with it).
     pub fn answer_noted(
         &self,
-        protocol: &'static str,
+        protocol: Protocol,
         topic: &str,
         payload: &[u8],
         note: Option<&str>,
@@ -57,73 +47,80 @@ impl Endpoint {
         };
         let id = Identity::new(t.product_key, t.device_key);
         if let Err(why) = self.offered(protocol, topic) {
-            let request_id = serde_json::from_slice::<Value>(payload)
-                .ok()
-                .as_ref()
-                .and_then(enos::reply_id);
-            self.emit(
-                Event::new("refused", protocol)
-                    .device(&id)
-                    .topic(topic)
-                    .method(kind.method())
-                    .code(enos::NO_PERMISSION)
-                    .message(why.clone()),
-            );
-            self.twin.seen(&id, enos::NO_PERMISSION);
-            return Answer::NotOffered(
-                Reply::new(request_id.unwrap_or_default(), enos::NO_PERMISSION, Value::Null)
-                    .with_message(why),
-            );
+            return self.not_offered(protocol, &id, topic, kind.method(), payload, why);
         }
         let (method, accepted) = match kind {
             Upstream::Raw(method) => return self.raw(protocol, &t, &id, topic, &method, payload),
             Upstream::Request { method, accepted } => (method, accepted),
         };
-        let (request_id, code, message, data) =
-            if method.starts_with("combine.") && !protocol.starts_with("mqtt") {
-                // Sub-devices log in through a gateway's MQTT connection only.
-                let rid = serde_json::from_slice::<Value>(payload)
-                    .ok()
-                    .as_ref()
-                    .and_then(enos::reply_id);
-                (
-                    rid,
-                    enos::NO_PERMISSION,
-                    "sub-devices log in through a gateway's MQTT connection".to_string(),
-                    Value::Null,
-                )
-            } else {
-                match self.check(&method, &accepted, t.product_key, payload) {
-                    Err((rid, code, message)) => (rid, code, message, Value::Null),
-                    Ok((rid, params)) => match self.apply(protocol, &t, &id, topic, &method, &params) {
-                        Ok(data) => (Some(rid), enos::SUCCESS, String::new(), data),
-                        Err((code, message)) => (Some(rid), code, message, Value::Null),
-                    },
-                }
-            };
+        let (request_id, code, message, data) = if method.starts_with("combine.") && !protocol.is_mqtt() {
+            // Sub-devices log in through a gateway's MQTT connection only.
+            (
+                request_id(payload),
+                enos::NO_PERMISSION,
+                "sub-devices log in through a gateway's MQTT connection".to_string(),
+                Value::Null,
+            )
+        } else {
+            match self.check(&method, &accepted, t.product_key, payload) {
+                Err((rid, code, message)) => (rid, code, message, Value::Null),
+                Ok((rid, params)) => match self.apply(protocol, &t, &id, topic, &method, &params) {
+                    Ok(data) => (Some(rid), enos::SUCCESS, String::new(), data),
+                    Err((code, message)) => (Some(rid), code, message, Value::Null),
+                },
+            }
+        };
         if t.root != Root::Integration {
             self.twin.seen(&id, code);
         }
-        let reply = Reply::new(request_id.unwrap_or_default(), code, data);
-        let reply = if message.is_empty() {
-            reply
-        } else {
-            reply.with_message(message.clone())
-        };
-        let mut e = Event::new("request", protocol)
-            .device(&id)
-            .topic(topic)
-            .method(&method)
-            .code(code);
         let words: Vec<&str> = [message.as_str(), note.unwrap_or_default()]
             .into_iter()
             .filter(|w| !w.is_empty())
             .collect();
+        let mut e = Event::new(EventKind::Request, protocol)
+            .device(&id)
+            .topic(topic)
+            .method(&method)
+            .code(code);
         if !words.is_empty() {
             e = e.message(words.join("; "));
         }
-        self.emit(e);
-        Answer::Reply(reply)
+        self.events.emit(e);
+        let reply = Reply::new(request_id.unwrap_or_default(), code, data);
+        Answer::Reply(if message.is_empty() {
+            reply
+        } else {
+            reply.with_message(message)
+        })
+    }
+
+    /// A message for a feature the table does not offer over `protocol`: refused, naming it.
+    fn not_offered(
+        &self,
+        protocol: Protocol,
+        id: &Identity,
+        topic: &str,
+        method: &str,
+        payload: &[u8],
+        why: String,
+    ) -> Answer {
+        self.events.emit(
+            Event::new(EventKind::Refused, protocol)
+                .device(id)
+                .topic(topic)
+                .method(method)
+                .code(enos::NO_PERMISSION)
+                .message(why.clone()),
+        );
+        self.twin.seen(id, enos::NO_PERMISSION);
+        Answer::NotOffered(
+            Reply::new(
+                request_id(payload).unwrap_or_default(),
+                enos::NO_PERMISSION,
+                Value::Null,
+            )
+            .with_message(why),
+        )
     }
 
     /// Raw bytes for the product's parsing script: counted, recorded, and answered with raw
@@ -131,7 +128,7 @@ impl Endpoint {
     /// make of a success, so a device sees that its bytes arrived).
     fn raw(
         &self,
-        protocol: &'static str,
+        protocol: Protocol,
         t: &Topic<'_>,
         id: &Identity,
         topic: &str,
@@ -148,8 +145,8 @@ impl Endpoint {
         if t.root != Root::Integration {
             self.twin.seen(id, code);
         }
-        self.emit(
-            Event::new("request", protocol)
+        self.events.emit(
+            Event::new(EventKind::Request, protocol)
                 .device(id)
                 .topic(topic)
                 .method(method)
@@ -161,8 +158,8 @@ impl Endpoint {
 
     /// Whether the feature `topic` belongs to is offered on `protocol`, by the table of
     /// `capabilities.toml`: `Err` names the feature and the protocol.
-    pub fn offered(&self, protocol: &str, topic: &str) -> Result<(), String> {
-        let protocol = base_protocol(protocol);
+    pub fn offered(&self, protocol: Protocol, topic: &str) -> Result<(), String> {
+        let protocol = protocol.table_name();
         let Some(f) = self.caps.feature_for_topic(topic) else {
             return Ok(());
         };
@@ -287,4 +284,12 @@ pub(super) fn check_type(spec: &Point, id: &str, what: &str, v: &Value) -> Resul
             ),
         ))
     }
+}
+
+/// The id of a request, if its payload is JSON with one.
+fn request_id(payload: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(payload)
+        .ok()
+        .as_ref()
+        .and_then(enos::reply_id)
 }

@@ -1,8 +1,10 @@
 //! The device twin: what `serve` knows about each device, in memory, kept by the one
 //! [`Twin`] that owns it. Seeded from the registry (every device, its enabled state, and the
 //! topology from `gateway =`), then changed by what devices send (logins, measure points,
-//! events, attributes, tags, topology, registrations, firmware and OTA progress) and by the
-//! commands a test sends (sub-device enable, disable, delete). Queries answer from it, and
+//! events, attributes, tags, topology, registrations, the secrets serve issued (by
+//! registration and by dynamic activation), firmware and OTA progress) and by the commands a
+//! test sends (sub-device enable, disable, delete). Every change of device state is one of
+//! [`Twin`]'s methods: a store that keeps it across a restart belongs under them. Queries answer from it, and
 //! `GET /twin/devices` shows it as JSON: [`DeviceView`] is that JSON, field for field, and its
 //! fields are a contract (added, never renamed).
 //!
@@ -19,7 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::Identity;
+use super::{Identity, Protocol};
 use crate::base::Secret;
 use crate::registry::Registry;
 
@@ -104,7 +106,7 @@ struct DeviceState {
     connections: u32,
     /// An HTTP session or CoAP binding that is still valid.
     session_until: Option<Instant>,
-    protocol: Option<String>,
+    protocol: Option<Protocol>,
     /// Through which gateway the device is online, when it is a logged-in sub-device.
     via: Option<Identity>,
     online_since: Option<u64>,
@@ -119,7 +121,8 @@ struct DeviceState {
     ota: Option<OtaState>,
     events: VecDeque<EventValue>,
     network: Option<Value>,
-    /// The secret of a registered device (a registry device's is in the registry).
+    /// A secret serve issued: by `thing.device.register`, or by dynamic activation once the
+    /// device acknowledged it (a registry device's own is in the registry).
     secret: Option<Secret>,
 }
 
@@ -131,7 +134,7 @@ pub struct DeviceView {
     pub asset_id: String,
     pub origin: &'static str,
     pub status: Status,
-    pub protocol: Option<String>,
+    pub protocol: Option<Protocol>,
     pub via: Option<Keys>,
     pub online_since: Option<u64>,
     pub last_seen: Option<u64>,
@@ -212,9 +215,15 @@ impl Twin {
         self.enabled(id).is_some()
     }
 
-    /// The secret of a device made by `thing.device.register`.
-    pub fn registered_secret(&self, id: &Identity) -> Option<Secret> {
+    /// The secret serve issued the device (by registration or activation), if it did.
+    pub fn issued_secret(&self, id: &Identity) -> Option<Secret> {
         self.device(id, |d| d.secret.clone()).flatten()
+    }
+
+    /// The device acknowledged the secret dynamic activation pushed: from now on it logs in
+    /// with it. `false` when there is no such device.
+    pub fn set_issued_secret(&self, id: &Identity, secret: Secret) -> bool {
+        self.device(id, |d| d.secret = Some(secret)).is_some()
     }
 
     pub fn asset_id(&self, id: &Identity) -> Option<String> {
@@ -233,13 +242,13 @@ impl Twin {
     }
 
     /// A connection of the device opened (MQTT, DTLS), directly or through `via`.
-    pub fn connected(&self, id: &Identity, protocol: &str, via: Option<&Identity>) {
+    pub fn connected(&self, id: &Identity, protocol: Protocol, via: Option<&Identity>) {
         self.device(id, |d| {
             if d.connections == 0 && !d.session_alive() {
                 d.online_since = Some(now_ms());
             }
             d.connections = d.connections.saturating_add(1);
-            d.protocol = Some(protocol.to_string());
+            d.protocol = Some(protocol);
             d.via = via.cloned();
             d.ever = true;
             d.last_seen = Some(now_ms());
@@ -257,13 +266,13 @@ impl Twin {
     }
 
     /// An HTTP session or CoAP binding that lasts until `until`.
-    pub fn session(&self, id: &Identity, protocol: &str, until: Instant) {
+    pub fn session_opened(&self, id: &Identity, protocol: Protocol, until: Instant) {
         self.device(id, |d| {
             if d.connections == 0 && !d.session_alive() {
                 d.online_since = Some(now_ms());
             }
             d.session_until = Some(until);
-            d.protocol = Some(protocol.to_string());
+            d.protocol = Some(protocol);
             d.ever = true;
             d.last_seen = Some(now_ms());
         });
@@ -428,12 +437,15 @@ impl Twin {
         self.with(|all| {
             if all.contains_key(id) {
                 return Err((
-                    460,
+                    crate::enos::PARAMETER_ERROR,
                     format!("device {}/{} already exists", id.product_key, id.device_key),
                 ));
             }
             if all.len() >= MAX_DEVICES {
-                return Err((429, format!("serve holds at most {MAX_DEVICES} devices")));
+                return Err((
+                    crate::enos::TOO_MANY_REQUESTS,
+                    format!("serve holds at most {MAX_DEVICES} devices"),
+                ));
             }
             let asset = asset_id(id);
             all.insert(
@@ -449,7 +461,7 @@ impl Twin {
             );
             Ok(asset)
         })
-        .unwrap_or_else(|| Err((400, "the twin is unavailable".into())))
+        .unwrap_or_else(|| Err((crate::enos::INTERNAL_ERROR, "the twin is unavailable".into())))
     }
 
     pub fn set_firmware(&self, id: &Identity, version: &str) {
@@ -540,7 +552,7 @@ fn view(all: &BTreeMap<Identity, DeviceState>, id: &Identity, d: &DeviceState) -
         asset_id: d.asset_id.clone(),
         origin: d.origin,
         status: d.status(),
-        protocol: d.protocol.clone(),
+        protocol: d.protocol,
         via: d.via.as_ref().filter(|_| d.connections > 0).map(Keys::from),
         online_since: d.online_since.filter(|_| d.status() == Status::Online),
         last_seen: d.last_seen,
@@ -575,11 +587,17 @@ fn pick<V>(map: &BTreeMap<String, V>, keys: &[String], f: impl Fn(&V) -> Value) 
 }
 
 fn too_many(what: &str) -> Refused {
-    (429, format!("a device holds at most {MAX_KEYS} {what} in serve"))
+    (
+        crate::enos::TOO_MANY_REQUESTS,
+        format!("a device holds at most {MAX_KEYS} {what} in serve"),
+    )
 }
 
 fn gone(id: &Identity) -> Refused {
-    (402, format!("no device {}/{}", id.product_key, id.device_key))
+    (
+        crate::enos::DEVICE_NOT_FOUND,
+        format!("no device {}/{}", id.product_key, id.device_key),
+    )
 }
 
 #[cfg(test)]
@@ -604,7 +622,7 @@ mod tests {
         assert_eq!(t.topo_get(&gw), vec![s.clone()]);
         assert_eq!(t.enabled(&s), Some(false));
         assert_eq!(t.view(&gw).map(|v| v.status), Some(Status::Never));
-        t.connected(&gw, "mqtt", None);
+        t.connected(&gw, Protocol::Mqtt, None);
         assert_eq!(t.view(&gw).map(|v| v.status), Some(Status::Online));
         t.disconnected(&gw);
         assert_eq!(t.view(&gw).map(|v| v.status), Some(Status::Offline));

@@ -1,7 +1,6 @@
-//! MQTT client ids and sessions across connections: which live connection holds a client id
-//! (a newer one takes it over, MQTT-3.1.4-2), the subscriptions clean-session-0 clients left
-//! behind (CONNACK's session present, MQTT-3.2.2), and the protocol level of a CONNECT read
-//! before the codec, so another level gets CONNACK 0x01 (MQTT-3.1.2-2).
+//! The MQTT client table: which live connection holds each client id (a newer one takes it
+//! over, MQTT-3.1.4-2), and the subscriptions clean-session-0 clients left behind (CONNACK's
+//! session present, MQTT-3.2.2). [`ClientTable`] owns both.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -9,12 +8,10 @@ use std::sync::{Arc, Mutex};
 use rumqttc::mqttbytes::QoS;
 use tokio::sync::Notify;
 
-use super::Endpoint;
-
 /// The most clean-session-0 sessions kept for clients that left; the oldest goes first.
 pub const MAX_KEPT_SESSIONS: usize = 10_000;
 /// The most subscriptions kept per session.
-pub(super) const MAX_KEPT_FILTERS: usize = 1000;
+pub const MAX_KEPT_FILTERS: usize = 1000;
 
 /// A connection's subscriptions, shared with the client id table so that a connection that
 /// takes over a clean-session-0 client gets its session.
@@ -30,14 +27,21 @@ pub struct Takeover {
 
 /// What a new connection's CONNECT found: whether it took a live connection over, and the
 /// session it continues (CONNACK's session present), if any.
-pub(super) struct Claimed {
-    pub(super) took_over: bool,
-    pub(super) session: Option<Vec<(String, QoS)>>,
+pub struct Claimed {
+    pub took_over: bool,
+    pub session: Option<Vec<(String, QoS)>>,
+}
+
+/// Client ids to their live connections, and the sessions kept for clients that left.
+#[derive(Default)]
+pub struct ClientTable {
+    live: Mutex<HashMap<String, Takeover>>,
+    kept: Mutex<KeptSessions>,
 }
 
 /// The subscriptions of clean-session-0 clients that left, by client id, oldest out first.
 #[derive(Default)]
-pub struct KeptSessions {
+struct KeptSessions {
     map: HashMap<String, Vec<(String, QoS)>>,
     order: VecDeque<String>,
 }
@@ -60,11 +64,11 @@ impl KeptSessions {
     }
 }
 
-impl Endpoint {
+impl ClientTable {
     /// Claim `client_id` for a new connection; an older connection holding it is told to close
     /// (MQTT-3.1.4-2). A clean-session-0 CONNECT continues the session of the connection it
     /// took over, or the one kept since the client left; a clean-session-1 CONNECT drops both.
-    pub(super) fn claim_client(
+    pub fn claim(
         &self,
         client_id: &str,
         connection: u64,
@@ -72,7 +76,7 @@ impl Endpoint {
         clean: bool,
         subscriptions: Subscriptions,
     ) -> Claimed {
-        let old = self.clients.lock().ok().and_then(|mut c| {
+        let old = self.live.lock().ok().and_then(|mut c| {
             c.insert(
                 client_id.to_string(),
                 Takeover {
@@ -86,7 +90,7 @@ impl Endpoint {
         if let Some(old) = &old {
             old.taken.notify_one();
         }
-        let kept = self.sessions_kept.lock().ok().and_then(|mut k| k.take(client_id));
+        let kept = self.kept.lock().ok().and_then(|mut k| k.take(client_id));
         let live = old
             .as_ref()
             .filter(|o| !o.clean)
@@ -97,48 +101,25 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn release_client(&self, client_id: &str, connection: u64) {
-        if let Ok(mut c) = self.clients.lock()
+    /// The connection ended: its client id is free, unless a newer connection took it.
+    pub fn release(&self, client_id: &str, connection: u64) {
+        if let Ok(mut c) = self.live.lock()
             && c.get(client_id).is_some_and(|t| t.connection == connection)
         {
             c.remove(client_id);
         }
     }
 
-    pub(super) fn keep_session(&self, client_id: &str, subscriptions: Vec<(String, QoS)>) {
-        if let Ok(mut kept) = self.sessions_kept.lock() {
+    /// Keep a clean-session-0 client's subscriptions for its return.
+    pub fn keep(&self, client_id: &str, subscriptions: Vec<(String, QoS)>) {
+        if let Ok(mut kept) = self.kept.lock() {
             kept.keep(client_id, subscriptions);
         }
     }
 }
 
 /// A connection number, for the client id table.
-pub(super) fn next_connection() -> u64 {
+pub fn next_connection() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-/// The protocol name and level of a CONNECT at the start of `buf`, read without the codec
-/// (which refuses levels other than 4 and 5 before anyone can answer them).
-pub(super) fn connect_level(buf: &[u8]) -> Option<(String, u8)> {
-    if buf.first()? >> 4 != 1 {
-        return None;
-    }
-    // The remaining length: one to four bytes.
-    let mut i = 1;
-    loop {
-        let b = *buf.get(i)?;
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        if i > 4 {
-            return None;
-        }
-    }
-    let len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
-    let start = i + 2;
-    let name = buf.get(start..start.checked_add(len)?)?;
-    let level = *buf.get(start + len)?;
-    Some((String::from_utf8_lossy(name).into_owned(), level))
 }
