@@ -11,8 +11,9 @@ use super::{Context, recommend};
 use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::cli::error::{EXIT_FAILED, EXIT_TIMEOUT, Error, Result};
+use crate::measurement::ProbeReport;
 use crate::plan;
-use crate::probe::{self, Login, ProbeOptions, ProbeReport, Target, tls::TlsOptions};
+use crate::probe::{self, Login, ProbeOptions, Target, tls::TlsOptions};
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
@@ -329,7 +330,7 @@ fn load(
 
 /// A load's exit code: 3 only when every failure was the peer's silence; anything else
 /// (refusals, internal failures) is 1.
-pub(crate) fn load_exit(report: &probe::load::LoadReport) -> ExitCode {
+pub(crate) fn load_exit(report: &crate::measurement::load::LoadReport) -> ExitCode {
     let only_timeouts = report.errors.keys().all(|k| k == "timeout");
     ExitCode::from(if report.ok {
         0

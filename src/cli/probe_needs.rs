@@ -197,25 +197,25 @@ pub fn matrix(
             let mut report = probe::run(caps, t, opts).await;
             if t.protocol == "coap" && !t.secure && dynamic.is_some() {
                 // EnOS documents CoAP's activation inside DTLS only: nothing to send over UDP.
-                let untested = probe::needs::NeedReport {
+                let untested = crate::measurement::NeedReport {
                     need: "dynamic_auth".into(),
                     protocol: t.protocol.clone(),
                     table: table(caps, "dynamic_auth", &t.protocol),
                     ok: false,
-                    measured: probe::needs::Measured::Untested,
+                    measured: crate::measurement::Measured::Untested,
                     code: None,
                     message: "untested: CoAP activates inside DTLS (the identity pk,dk,3,lifetime): give a coaps:// URL"
                         .into(),
                     stages: Vec::new(),
                     error: None,
                 };
-                probe::matrix::replace_need(&mut report, untested);
+                crate::measurement::matrix::replace_need(&mut report, untested);
             } else if let Some(o) = dynamic {
                 let login = probe::run(caps, t, o).await;
                 let table = table(caps, "dynamic_auth", &t.protocol);
-                probe::matrix::replace_need(
+                crate::measurement::matrix::replace_need(
                     &mut report,
-                    probe::matrix::login_need("dynamic_auth", table, &login),
+                    crate::measurement::matrix::login_need("dynamic_auth", table, &login),
                 );
                 logins.push(login);
             }
@@ -223,9 +223,9 @@ pub fn matrix(
             if t.protocol == "coap" && t.secure && opts.tls.cert.is_some() {
                 let login = probe::coap::certificate_login(t, opts).await;
                 let table = table(caps, "mutual_tls", &t.protocol);
-                probe::matrix::replace_need(
+                crate::measurement::matrix::replace_need(
                     &mut report,
-                    probe::matrix::login_need("mutual_tls", table, &login),
+                    crate::measurement::matrix::login_need("mutual_tls", table, &login),
                 );
                 logins.push(login);
             }
@@ -233,7 +233,7 @@ pub fn matrix(
         }
         (out, logins)
     });
-    let m = probe::matrix::build(caps, reports, logins);
+    let m = crate::measurement::matrix::build(caps, reports, logins);
     emit(&ctx.renderer(args.format.format).matrix(&m))?;
     Ok(ExitCode::from(if m.ok { 0 } else { EXIT_FAILED }))
 }

@@ -18,26 +18,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::{ErrorKind, Failure, ProbeError, ProbeOptions, Recorder, StageTiming};
+use super::{Failure, ProbeOptions, Recorder};
 use crate::capabilities::{Capabilities, Support};
 use crate::enos::{self, Request};
-
-/// The stage names a need's steps take, in the JSON `needs[].stages`.
-pub const NEED_STAGES: [&str; 10] = [
-    "login",
-    "subscribe",
-    "query",
-    "post",
-    "event",
-    "attribute",
-    "batch",
-    "resume",
-    "upload",
-    "command",
-];
+use crate::measurement::{ErrorKind, Measured, NeedReport, ProbeError};
 
 /// What `--need` and its values ask for.
 #[derive(Clone, Debug, Default)]
@@ -62,55 +48,6 @@ pub struct NeedOptions {
     pub register: Option<(String, String)>,
     /// `--firmware-version V`.
     pub firmware_version: Option<String>,
-}
-
-/// How a need came out, as a cell of the measured table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Measured {
-    /// The exchange went through: EnOS answered 200.
-    Supported,
-    /// EnOS refused it as not offered over the protocol (code 1009: HTTP 403, CoAP 4.05), or
-    /// the protocol has no way to carry it.
-    Refused,
-    /// Partly: the login went through, but only one way (`mutual_tls` over a TLS server that
-    /// asked for no client certificate). What the table's `partial` predicts.
-    Partial,
-    /// Not sent: the table says the protocol does not offer it (without `--matrix`).
-    NotOffered,
-    /// Not checked: it needs a value or a login this probe was not given.
-    Untested,
-    /// Another failure: a timeout, a wrong reply, another code.
-    Failed,
-}
-
-impl Measured {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Measured::Supported => "supported",
-            Measured::Refused => "refused",
-            Measured::Partial => "one-way",
-            Measured::NotOffered => "not offered",
-            Measured::Untested => "untested",
-            Measured::Failed => "failed",
-        }
-    }
-}
-
-/// One need's result: an item of the JSON `needs`.
-#[derive(Debug, Clone, Serialize)]
-pub struct NeedReport {
-    pub need: String,
-    pub protocol: String,
-    /// The comparison table's cell for this feature and protocol.
-    pub table: Support,
-    pub ok: bool,
-    pub measured: Measured,
-    /// EnOS's reply code, when a reply arrived.
-    pub code: Option<i64>,
-    pub message: String,
-    pub stages: Vec<StageTiming>,
-    pub error: Option<ProbeError>,
 }
 
 /// What a protocol's connection, logged in, can do for a need.
@@ -467,7 +404,7 @@ pub async fn run<T: Transport>(
                     f.message.clone(),
                     Some(ProbeError {
                         kind: f.kind,
-                        stage: r.stage,
+                        stage: r.stage(),
                         message: f.message,
                     }),
                 ),

@@ -2,6 +2,7 @@
 //! reads; the "not offered" sentence.
 
 use super::*;
+use crate::measurement::need::NEED_STAGES;
 
 /// What the official SDKs send for each request a need makes: the method, and the params'
 /// shape (an object's keys, or a list of objects' keys), from the Python SDK's request

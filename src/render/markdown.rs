@@ -5,9 +5,9 @@ use super::{Renderer, support_cell, title_of};
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::measurement::ProbeReport;
+use crate::measurement::load::LoadReport;
 use crate::plan::Plan;
-use crate::probe::ProbeReport;
-use crate::probe::load::LoadReport;
 
 pub struct Markdown;
 
@@ -236,7 +236,7 @@ impl Renderer for Markdown {
         table(&["Field".into(), "Value".into()], &rows)
     }
 
-    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
+    fn matrix(&self, m: &crate::measurement::matrix::MatrixReport) -> String {
         let mut header = vec!["feature".to_string()];
         header.extend(m.titles.iter().cloned());
         let rows: Vec<Vec<String>> = m
@@ -244,7 +244,7 @@ impl Renderer for Markdown {
             .iter()
             .map(|r| {
                 let mut row = vec![format!("`{}`", r.feature)];
-                row.extend(r.cells.iter().map(crate::probe::matrix::cell_text));
+                row.extend(r.cells.iter().map(crate::measurement::matrix::cell_text));
                 row
             })
             .collect();

@@ -6,9 +6,9 @@ use super::{Paint, Renderer, Style, paint, support_cell, title_of};
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::measurement::ProbeReport;
+use crate::measurement::load::LoadReport;
 use crate::plan::Plan;
-use crate::probe::ProbeReport;
-use crate::probe::load::LoadReport;
 
 pub struct Table {
     pub style: Style,
@@ -384,7 +384,7 @@ impl Renderer for Table {
         out
     }
 
-    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
+    fn matrix(&self, m: &crate::measurement::matrix::MatrixReport) -> String {
         let mut header = vec!["feature".to_string()];
         header.extend(m.titles.iter().cloned());
         let mut t = self.new_table(&[]);
@@ -392,8 +392,8 @@ impl Renderer for Table {
         for row in &m.rows {
             let mut cells = vec![comfy_table::Cell::new(&row.feature)];
             for c in &row.cells {
-                let mut cell = comfy_table::Cell::new(crate::probe::matrix::cell_text(c));
-                if self.style.color && c.verdict == crate::probe::matrix::Verdict::Mismatch {
+                let mut cell = comfy_table::Cell::new(crate::measurement::matrix::cell_text(c));
+                if self.style.color && c.verdict == crate::measurement::matrix::Verdict::Mismatch {
                     cell = cell.fg(comfy_table::Color::Red);
                 }
                 cells.push(cell);

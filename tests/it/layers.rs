@@ -214,6 +214,30 @@ fn the_checker_sees_an_upward_import() {
 }
 
 #[test]
+fn the_output_layer_never_reaches_into_network_code() {
+    // render prints reports; the reports are `measurement`'s, below both render and probe.
+    let layers = layers();
+    for (from, to) in [("render", "probe"), ("render", "serve"), ("probe", "render")] {
+        let code = format!("use crate::{to}::X;\n");
+        assert_eq!(
+            violations(&layers, from, "x.rs", &code).len(),
+            1,
+            "{from} may use {to} by layers.toml"
+        );
+    }
+    assert!(
+        violations(
+            &layers,
+            "render",
+            "x.rs",
+            "use crate::measurement::ProbeReport;\n"
+        )
+        .is_empty()
+    );
+    assert!(violations(&layers, "probe", "x.rs", "use crate::measurement::ProbeReport;\n").is_empty());
+}
+
+#[test]
 fn a_file_over_600_lines_says_why_at_its_top() {
     let mut files = Vec::new();
     rust_files(&root().join("src"), &mut files);

@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::load::{LoadReport, MergeError, Percentiles};
+use super::super::load::MergeError;
 use super::Shared;
+use crate::measurement::load::{LoadReport, Percentiles};
 
 /// A second of the run: how many devices were connected, and the counts so far.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::needs::{Measured, NeedReport};
+use super::need::{Measured, NeedReport};
 use super::{ErrorKind, ProbeReport};
 use crate::capabilities::{Capabilities, Support};
 
@@ -192,7 +192,7 @@ pub fn cell_text(c: &Cell) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{ProbeError, StageTiming};
+    use crate::measurement::{ProbeError, StageTiming};
 
     fn report(error: Option<(ErrorKind, &str)>) -> ProbeReport {
         ProbeReport {
