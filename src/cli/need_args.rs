@@ -51,7 +51,12 @@ pub struct NeedProbeArgs {
     /// file_upload: the file-type measure point the file is posted for
     #[arg(long, value_name = "ID")]
     pub file_point: Option<String>,
-    /// downlink_commands: wait up to SECONDS for one command and answer it 200 (0.1 to 3600)
+    /// downlink_commands, passthrough_down: ask this endpoint to send the command, then wait for
+    /// it and answer it: serve's command API (http://HOST:PORT/twin/commands)
+    #[arg(long, value_name = "URL", env = "ENOS_CONNECT_COMMAND_API")]
+    pub command_api: Option<String>,
+    /// downlink_commands, passthrough_down: wait up to SECONDS for one command (sent by other
+    /// means, or asked for with --command-api) and answer it (0.1 to 3600)
     #[arg(long, value_name = "SECONDS", value_parser = await_seconds)]
     pub await_command: Option<f64>,
     /// subdevice_management: register this device (thing.device.register)

@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
     if args.fleet {
         return super::fleet::run(ctx, caps, args, targets);
     }
-    check_enos_flags(args, &targets)?;
+    check_enos_flags(caps, args, &targets)?;
     let mut opts = options(ctx, caps, args)?;
     // With --plan, --need decides the plan; its needs are run only with the device's login.
     if !args.plan || opts.login.enos_keys().is_some() {
@@ -204,7 +204,7 @@ fn subdevice_secret() -> Result<Secret> {
 }
 
 /// The combinations of the EnOS-level flags that can work, checked before any traffic.
-fn check_enos_flags(args: &ProbeArgs, targets: &[Target]) -> Result<()> {
+fn check_enos_flags(caps: &Capabilities, args: &ProbeArgs, targets: &[Target]) -> Result<()> {
     let keys = args.keys.device.product_key.is_some() && args.keys.device.device_key.is_some();
     let need_keys = |flag: &str| {
         Error::usage_with_help(
@@ -228,13 +228,14 @@ fn check_enos_flags(args: &ProbeArgs, targets: &[Target]) -> Result<()> {
         if !keys {
             return Err(need_keys("--activate-to"));
         }
-        // EnOS activates over MQTT, and over CoAP inside a DTLS session (no plain-CoAP form).
+        // Where EnOS activates is data: MQTT over any port, CoAP inside DTLS, HTTP nowhere.
         if let Some(t) = targets
             .iter()
-            .find(|t| t.protocol == "http" || (t.protocol == "coap" && !t.secure))
+            .find(|t| !caps.activates_over(&t.protocol, &t.security))
         {
             return Err(Error::usage(format!(
-                "--activate-to activates over MQTT (mqtt://, mqtts://) or CoAP over DTLS (coaps://), not {}",
+                "--activate-to activates over {}, not {}",
+                activation_urls(caps),
                 t.url()
             )));
         }
@@ -258,6 +259,24 @@ fn check_enos_flags(args: &ProbeArgs, targets: &[Target]) -> Result<()> {
         mqtt_only("--subdevice")?;
     }
     Ok(())
+}
+
+/// Where a device activates, per protocol: "MQTT (mqtt://, mqtts://) or CoAP (coaps://)".
+fn activation_urls(caps: &Capabilities) -> String {
+    let per_protocol: Vec<String> = caps
+        .protocols
+        .iter()
+        .filter_map(|p| {
+            let schemes: Vec<String> = p
+                .ports
+                .iter()
+                .filter(|x| caps.activates_over(&p.id, &x.security))
+                .map(|x| format!("{}://", x.scheme))
+                .collect();
+            (!schemes.is_empty()).then(|| format!("{} ({})", p.title, schemes.join(", ")))
+        })
+        .collect();
+    per_protocol.join(" or ")
 }
 
 /// `--psk-identity` with the key from ENOS_CONNECT_PSK: plain text (as coap-client -k takes

@@ -6,7 +6,13 @@ use serde::Serialize;
 use super::{ProbeError, StageTiming};
 use crate::capabilities::Support;
 
-/// The stage names a need's steps take, in the JSON `needs[].stages`.
+/// The stage a need that was not sent names in its error (not offered, not carried, untested):
+/// nothing was timed, the need was checked against the table, what the protocol can carry and
+/// the values given.
+pub const NOT_SENT_STAGE: &str = "check";
+
+/// The stage names a need's steps take, in the JSON `needs[].stages` (the `stage` of the
+/// steps in `capabilities.toml`'s `[exchanges]`).
 pub const NEED_STAGES: [&str; 10] = [
     "login",
     "subscribe",
@@ -26,12 +32,16 @@ pub const NEED_STAGES: [&str; 10] = [
 pub enum Measured {
     /// The exchange went through: EnOS answered 200.
     Supported,
-    /// EnOS refused it as not offered over the protocol (code 1009: HTTP 403, CoAP 4.05), or
-    /// the protocol has no way to carry it.
+    /// EnOS refused it as not offered over the protocol (code 1009: HTTP 403, CoAP 4.05).
     Refused,
-    /// Partly: the login went through, but only one way (`mutual_tls` over a TLS server that
-    /// asked for no client certificate). What the table's `partial` predicts.
-    Partial,
+    /// The TLS login went through one way only: the server asked for no client certificate
+    /// (`mutual_tls`). What the table's `partial` predicts; `partial` in the JSON (a contract),
+    /// `one-way` in the table output.
+    #[serde(rename = "partial")]
+    OneWay,
+    /// Not sent: the protocol has no way to carry the exchange at all (no multipart path over
+    /// MQTT, no downlink over HTTP: `[exchanges.carried_by]`). Nothing was measured.
+    NotCarried,
     /// Not sent: the table says the protocol does not offer it (without `--matrix`).
     NotOffered,
     /// Not checked: it needs a value or a login this probe was not given.
@@ -45,7 +55,8 @@ impl Measured {
         match self {
             Measured::Supported => "supported",
             Measured::Refused => "refused",
-            Measured::Partial => "one-way",
+            Measured::OneWay => "one-way",
+            Measured::NotCarried => "not carried",
             Measured::NotOffered => "not offered",
             Measured::Untested => "untested",
             Measured::Failed => "failed",

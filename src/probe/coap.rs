@@ -17,7 +17,7 @@ use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_dtls::conn::DTLSConn;
 use zeroize::Zeroizing;
 
-use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, left, resolve};
+use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, resolve, time_left};
 use crate::base::random_u64;
 use crate::capabilities::Capabilities;
 
@@ -143,7 +143,7 @@ async fn handshake_within(
     enos: bool,
     deadline: Instant,
 ) -> Result<Link, Failure> {
-    match tokio::time::timeout(left(deadline)?, dtls_handshake(rec, sock, psk, enos)).await {
+    match tokio::time::timeout(time_left(deadline)?, dtls_handshake(rec, sock, psk, enos)).await {
         Ok(link) => link,
         Err(_) => Err(Failure::new(
             ErrorKind::Timeout,
@@ -417,6 +417,7 @@ pub use cert::certificate_login;
 #[path = "coap_needs.rs"]
 mod needs_transport;
 use needs_transport::Needs;
+pub use needs_transport::{MAX_ANNOUNCED, announced_topic};
 
 /// What an exchange got back.
 enum Exchanged {
@@ -528,7 +529,7 @@ async fn exchange_with(
                 return Ok(Exchanged::Response(p));
             }
             None => {
-                left(deadline)?;
+                time_left(deadline)?;
                 if acked_empty || attempts > MAX_RETRANSMIT {
                     return Err(Failure::new(
                         ErrorKind::Timeout,

@@ -13,12 +13,14 @@
 //! report it produces is `crate::measurement`'s, below `render`.
 
 pub mod coap;
+mod command_api;
 pub mod fleet;
 pub mod http;
 pub mod load;
 mod login;
 pub mod mqtt;
 pub mod needs;
+mod needs_run;
 mod net;
 mod options;
 mod recorder;
@@ -31,8 +33,9 @@ use std::time::Instant;
 use crate::capabilities::Capabilities;
 use crate::measurement::{ErrorKind, ProbeReport};
 
+pub use command_api::CommandApi;
 pub use login::{Login, SubDevice};
-pub use net::{Io, connect_stream, connect_tcp, left, reconnect, resolve};
+pub use net::{Io, connect_stream, connect_tcp, reconnect, resolve, time_left};
 pub use options::{ProbeOptions, measurepoint_request};
 pub use recorder::Recorder;
 pub use secret_file::{secret_file, write_secret};

@@ -12,7 +12,7 @@ use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target, left};
+use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target, time_left};
 use crate::capabilities::Capabilities;
 
 /// Largest packet accepted from the broker: a peer that declares more is not an MQTT broker
@@ -174,7 +174,7 @@ async fn log_in(
         .unwrap_or_else(|| format!("enos-connect-{:08x}", crate::base::random_u64() as u32));
     let mut connect = Connect::new(client_id);
     // Keep-alive only has to outlast the probe itself.
-    connect.keep_alive = u16::try_from(left(deadline)?.as_secs() + 5).unwrap_or(u16::MAX);
+    connect.keep_alive = u16::try_from(time_left(deadline)?.as_secs() + 5).unwrap_or(u16::MAX);
     connect.clean_session = true;
     set_login(caps, login, &mut connect)?;
     conn.send(Packet::Connect(connect)).await?;

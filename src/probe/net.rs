@@ -125,7 +125,7 @@ pub async fn reconnect(
 }
 
 /// Time left before the deadline, as an error when there is none.
-pub fn left(deadline: Instant) -> Result<Duration, Failure> {
+pub fn time_left(deadline: Instant) -> Result<Duration, Failure> {
     let d = deadline.saturating_duration_since(Instant::now());
     if d.is_zero() {
         Err(Failure::new(ErrorKind::Timeout, "the timeout ran out"))

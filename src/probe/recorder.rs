@@ -84,10 +84,13 @@ impl Recorder {
         }
         // A need that failed fails the probe, with its own kind (a timeout exits 3).
         if error.is_none()
-            && let Some(e) = self.needs.iter().find_map(|n| n.error.clone())
+            && let Some((need, e)) = self
+                .needs
+                .iter()
+                .find_map(|n| n.error.clone().map(|e| (&n.need, e)))
         {
             error = Some(ProbeError {
-                message: format!("need: {}", e.message),
+                message: format!("need `{need}`: {}", e.message),
                 ..e
             });
         }

@@ -8,6 +8,8 @@ pub struct Target {
     pub scheme: String,
     pub protocol: String,
     pub secure: bool,
+    /// The port's security in `capabilities.toml`: `none`, `tls` or `dtls`.
+    pub security: String,
     pub host: String,
     pub port: u16,
     pub path: String,
@@ -72,6 +74,7 @@ impl Target {
             scheme: scheme.clone(),
             protocol: proto.id.clone(),
             secure: port_security(caps, &scheme) != "none",
+            security: port_security(caps, &scheme),
             host: host.to_string(),
             port,
             path: path.to_string(),

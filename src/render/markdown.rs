@@ -244,15 +244,21 @@ impl Renderer for Markdown {
             .iter()
             .map(|r| {
                 let mut row = vec![format!("`{}`", r.feature)];
-                row.extend(r.cells.iter().map(crate::measurement::matrix::cell_text));
+                row.extend(
+                    r.cells
+                        .iter()
+                        .zip(&m.titles)
+                        .map(|(c, title)| crate::measurement::matrix::cell_text(c, title)),
+                );
                 row
             })
             .collect();
         format!(
-            "### {}: the comparison table as measured\n\n{}\n{}\n",
+            "### {}: the comparison table as measured\n\n{}\n\n{}\n{}\n",
             verdict(m.ok),
+            crate::measurement::matrix::LEGEND,
             table(&header, &rows),
-            super::matrix_summary(m)
+            crate::measurement::matrix::summary(m)
         )
     }
 

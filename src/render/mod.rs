@@ -122,19 +122,6 @@ pub fn need_stages(n: &crate::measurement::NeedReport) -> String {
     format!(" ({})", list.join(", "))
 }
 
-/// The line under a measured table: whether it matches the shipped one.
-pub fn matrix_summary(m: &crate::measurement::matrix::MatrixReport) -> String {
-    let untested = match m.untested {
-        0 => String::new(),
-        n => format!("; {n} cell(s) untested (they need a value or a login this run was not given)"),
-    };
-    if m.mismatches == 0 {
-        format!("every measured cell matches capabilities.toml{untested}")
-    } else {
-        format!("{} MISMATCH(es) with capabilities.toml{untested}", m.mismatches)
-    }
-}
-
 /// The title of a protocol or an outcome, for people.
 pub fn title_of(caps: &Capabilities, id: &str) -> String {
     caps.protocol(id)
