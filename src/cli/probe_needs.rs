@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::Context;
-use super::args::ProbeArgs;
+use super::probe_args::{MatrixArgs, ProbeArgs};
 use super::terminal::emit;
 use crate::capabilities::Capabilities;
 use crate::cli::error::{EXIT_FAILED, Error, Result};
@@ -14,19 +14,14 @@ use crate::probe::{self, ProbeOptions, Target};
 /// The largest `--file`: EnOS's HTTP body bound is a few megabytes; a probe needs less.
 const MAX_FILE: u64 = 4 << 20;
 
-/// Whether the probe runs needs (so it needs the whole model, not only the connection part).
-pub fn wanted(args: &ProbeArgs) -> bool {
-    args.need_values.matrix || (!args.plan && !args.answers.needs.need.is_empty())
-}
-
 /// The needs' options from the flags; with `--matrix`, every feature of the table.
 pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
     let v = &args.need_values;
-    let needs: Vec<String> = if v.matrix {
+    let needs: Vec<String> = if args.matrix.matrix {
         caps.features.iter().map(|f| f.id.clone()).collect()
     } else {
         let mut out: Vec<String> = Vec::new();
-        for n in &args.answers.needs.need {
+        for n in &args.need.need {
             let n = n.trim();
             if caps.feature(n).is_none() {
                 let ids: Vec<&str> = caps.features.iter().map(|f| f.id.as_str()).collect();
@@ -62,7 +57,7 @@ pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
     };
     Ok(NeedOptions {
         needs,
-        matrix: v.matrix,
+        matrix: args.matrix.matrix,
         events: v.event.clone(),
         attributes: v.attribute.iter().cloned().collect(),
         raw: v.raw.as_ref().map(|b| b.0.clone()),
@@ -96,7 +91,7 @@ pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &P
         ));
     };
     if n.matrix {
-        return check_matrix(args, targets, device);
+        return check_matrix(&args.matrix, targets, device);
     }
     for t in targets {
         let downlink = &caps.exchanges.carried_by.downlink;
@@ -137,8 +132,8 @@ pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &P
 }
 
 /// `--matrix`: one URL per protocol, and `--activate` device keys that can be activated.
-fn check_matrix(args: &ProbeArgs, targets: &[Target], device: (&str, &str)) -> Result<()> {
-    let activate = &args.need_values.activate;
+fn check_matrix(matrix: &MatrixArgs, targets: &[Target], device: (&str, &str)) -> Result<()> {
+    let activate = &matrix.activate;
     if activate.len() > targets.len() {
         return Err(Error::usage(format!(
             "--activate gives {} device keys for {} URLs: one per URL, in order",
@@ -189,11 +184,12 @@ pub fn matrix(
     ctx: &Context,
     caps: &'static Capabilities,
     args: &ProbeArgs,
+    matrix_args: &MatrixArgs,
     targets: &[Target],
     opts: &ProbeOptions,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitCode> {
-    let activate = &args.need_values.activate;
+    let activate = &matrix_args.activate;
     let product_secret = if activate.is_empty() {
         None
     } else {
@@ -253,7 +249,7 @@ pub fn matrix(
         (out, logins)
     });
     let m = crate::measurement::matrix::build(caps, reports, logins);
-    emit(&ctx.renderer(args.format.format).matrix(&m))?;
+    emit(&ctx.renderer(args.output.format.format).matrix(&m))?;
     Ok(ExitCode::from(if m.ok { 0 } else { EXIT_FAILED }))
 }
 
