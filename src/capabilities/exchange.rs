@@ -144,6 +144,26 @@ impl Stage {
     }
 }
 
+/// The login a `login` step proves: a client certificate over TLS, or a secure mode (a key of
+/// `[secure_modes]`). Written as one string in the data: `certificate`, or the mode's name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(from = "String")]
+#[schemars(with = "String")]
+pub enum LoginKind {
+    Certificate,
+    SecureMode(String),
+}
+
+impl From<String> for LoginKind {
+    fn from(text: String) -> Self {
+        if text == "certificate" {
+            LoginKind::Certificate
+        } else {
+            LoginKind::SecureMode(text)
+        }
+    }
+}
+
 /// A value of the probe's flags that a step depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -193,7 +213,7 @@ pub struct Step {
     /// `login`: a secure mode of `[secure_modes]`, or `certificate` (a client certificate
     /// over TLS).
     #[serde(default)]
-    pub login: Option<String>,
+    pub login: Option<LoginKind>,
     /// The tail of one of the feature's `patterns` (`thing/topo/get`); a `{name}` level is
     /// filled by `each`'s item.
     #[serde(default)]
@@ -229,7 +249,7 @@ pub struct Step {
 
 impl Step {
     /// The values the step's params may use.
-    fn given(&self) -> impl Iterator<Item = Given> {
+    pub(in crate::capabilities) fn given(&self) -> impl Iterator<Item = Given> {
         [self.requires, self.with, self.each].into_iter().flatten()
     }
 }

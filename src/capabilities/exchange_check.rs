@@ -5,21 +5,56 @@
 
 use std::collections::BTreeSet;
 
-use super::{ALWAYS, Given, Step, StepKind, pattern_ends_with, placeholders};
+use super::{ALWAYS, Given, LoginKind, Step, StepKind, pattern_ends_with, placeholders};
 use crate::capabilities::{Capabilities, Feature};
 use crate::source::{PathSeg, Problem};
 
 /// Every problem of `[exchanges]`, with its path.
 pub(in crate::capabilities) fn problems(caps: &Capabilities) -> Vec<Problem> {
     let mut out = Vec::new();
-    let mut add = |path: Vec<PathSeg>, message: String| out.push(Problem { path, message });
-    let known = || {
-        caps.protocols
-            .iter()
-            .map(|p| p.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    carriers(caps, &mut out);
+    let mut seen = BTreeSet::new();
+    for (i, e) in caps.exchanges.features.iter().enumerate() {
+        let at = |more: &[PathSeg]| {
+            let mut p: Vec<PathSeg> = vec!["exchanges".into(), "features".into(), i.into()];
+            p.extend_from_slice(more);
+            p
+        };
+        let Some(feature) = caps.feature(&e.feature) else {
+            out.push(problem(
+                at(&["feature".into()]),
+                format!("exchanges.features[{i}] proves unknown feature `{}`", e.feature),
+            ));
+            continue;
+        };
+        if !seen.insert(e.feature.as_str()) {
+            let message = format!("feature `{}` has two exchanges", e.feature);
+            out.push(problem(at(&["feature".into()]), message));
+        }
+        if e.steps.is_empty() {
+            let message = format!("the exchange of `{}` has no steps", e.feature);
+            out.push(problem(at(&["steps".into()]), message));
+        }
+        for (j, step) in e.steps.iter().enumerate() {
+            let step_problems = step_problems(caps, feature, step)
+                .into_iter()
+                .chain(carried_where_supported(caps, feature, step).map(|m| ("kind", m)));
+            for (field, message) in step_problems {
+                out.push(problem(at(&["steps".into(), j.into(), field.into()]), message));
+            }
+        }
+    }
+    activation(caps, &mut out);
+    out
+}
+
+fn problem(path: Vec<PathSeg>, message: String) -> Problem {
+    Problem { path, message }
+}
+
+/// `[exchanges.carried_by]` names known protocols.
+fn carriers(caps: &Capabilities, out: &mut Vec<Problem>) {
+    let known: Vec<&str> = caps.protocols.iter().map(|p| p.id.as_str()).collect();
     let c = &caps.exchanges.carried_by;
     for (kind, list) in [
         ("request", &c.request),
@@ -29,68 +64,45 @@ pub(in crate::capabilities) fn problems(caps: &Capabilities) -> Vec<Problem> {
     ] {
         for (j, protocol) in list.iter().enumerate() {
             if caps.protocol(protocol).is_none() {
-                add(
+                out.push(problem(
                     vec!["exchanges".into(), "carried_by".into(), kind.into(), j.into()],
                     format!(
                         "exchanges.carried_by.{kind} names unknown protocol `{protocol}` (known: {})",
-                        known()
+                        known.join(", ")
                     ),
-                );
+                ));
             }
         }
     }
-    let mut seen = BTreeSet::new();
-    for (i, e) in caps.exchanges.features.iter().enumerate() {
-        let at = |more: &[PathSeg]| {
-            let mut p: Vec<PathSeg> = vec!["exchanges".into(), "features".into(), i.into()];
-            p.extend_from_slice(more);
-            p
-        };
-        let Some(feature) = caps.feature(&e.feature) else {
-            add(
-                at(&["feature".into()]),
-                format!("exchanges.features[{i}] proves unknown feature `{}`", e.feature),
-            );
-            continue;
-        };
-        if !seen.insert(e.feature.as_str()) {
-            add(
-                at(&["feature".into()]),
-                format!("feature `{}` has two exchanges", e.feature),
-            );
-        }
-        if e.steps.is_empty() {
-            add(
-                at(&["steps".into()]),
-                format!("the exchange of `{}` has no steps", e.feature),
-            );
-        }
-        for (j, step) in e.steps.iter().enumerate() {
-            let at = |field: &str| at(&["steps".into(), j.into(), field.into()]);
-            for message in step_problems(caps, feature, step) {
-                add(at(message.0), message.1);
-            }
-            // A feature the table supports over a protocol that cannot carry one of its steps
-            // could never be measured as supported: the table and the exchange disagree.
-            if let Some(carriers) = c.of(step.kind) {
-                for proto in &caps.protocols {
-                    if feature.support_for(&proto.id).covers() && !carriers.contains(&proto.id) {
-                        add(
-                            at("kind"),
-                            format!(
-                                "feature `{}` is supported over {} by the table, but its {} step cannot go over {} (exchanges.carried_by.{})",
-                                feature.id,
-                                proto.id,
-                                step.kind.as_str(),
-                                proto.id,
-                                step.kind.as_str()
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-    }
+}
+
+/// A feature the table supports over a protocol that cannot carry one of its steps could never
+/// be measured as supported: the table and the exchange disagree.
+fn carried_where_supported<'a>(
+    caps: &'a Capabilities,
+    feature: &'a Feature,
+    step: &'a Step,
+) -> impl Iterator<Item = String> + 'a {
+    let carriers = caps.exchanges.carried_by.of(step.kind);
+    caps.protocols
+        .iter()
+        .filter(move |p| feature.support_for(&p.id).offered())
+        .filter(move |p| carriers.is_some_and(|c| !c.contains(&p.id)))
+        .map(move |p| {
+            format!(
+                "feature `{}` is {} over {} by the table, but its {} step cannot go over {} (exchanges.carried_by.{})",
+                feature.id,
+                feature.support_for(&p.id).as_str(),
+                p.id,
+                step.kind.as_str(),
+                p.id,
+                step.kind.as_str()
+            )
+        })
+}
+
+/// `activate_over` names the security of a port of the recipe's protocol.
+fn activation(caps: &Capabilities, out: &mut Vec<Problem>) {
     for (name, recipe) in &caps.credentials {
         let protocol = recipe.protocol.as_deref().unwrap_or(name);
         for (j, security) in recipe.activate_over.iter().flatten().enumerate() {
@@ -98,7 +110,7 @@ pub(in crate::capabilities) fn problems(caps: &Capabilities) -> Vec<Problem> {
                 .protocol(protocol)
                 .is_some_and(|p| p.ports.iter().any(|x| &x.security == security));
             if !offered {
-                add(
+                out.push(problem(
                     vec![
                         "credentials".into(),
                         name.into(),
@@ -108,88 +120,117 @@ pub(in crate::capabilities) fn problems(caps: &Capabilities) -> Vec<Problem> {
                     format!(
                         "credentials.{name}.activate_over names `{security}`, the security of no port of {protocol}"
                     ),
-                );
-            }
-        }
-    }
-    out
-}
-
-/// The problems of one step: the field they are about, and the message.
-fn step_problems(caps: &Capabilities, feature: &Feature, step: &Step) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let f = &feature.id;
-    let kind = step.kind.as_str();
-    let unused = |field: &'static str, set: bool, out: &mut Vec<(&'static str, String)>| {
-        if set {
-            out.push((field, format!("a {kind} step of `{f}` does not use `{field}`")));
-        }
-    };
-    match step.kind {
-        StepKind::Login => {
-            match step.login.as_deref() {
-                None => out.push(("login", format!("the login step of `{f}` names no `login`"))),
-                Some("certificate") => {}
-                Some(mode) if caps.secure_modes.contains_key(mode) => {}
-                Some(other) => out.push((
-                    "login",
-                    format!("the login step of `{f}` names `{other}`: use a key of [secure_modes] or `certificate`"),
-                )),
-            }
-            unused("topic", step.topic.is_some(), &mut out);
-            unused("params", step.params.is_some(), &mut out);
-            unused("topics", !step.topics.is_empty(), &mut out);
-            unused("command", step.command.is_some(), &mut out);
-            let conditions = step.requires.or(step.with).or(step.without).or(step.each);
-            unused("requires", conditions.is_some(), &mut out);
-        }
-        StepKind::Request | StepKind::Raw | StepKind::Multipart => {
-            unused("login", step.login.is_some(), &mut out);
-            unused("topics", !step.topics.is_empty(), &mut out);
-            unused("command", step.command.is_some(), &mut out);
-            unused("raw", step.raw, &mut out);
-            if step.stage.is_none() {
-                out.push(("stage", format!("a {kind} step of `{f}` names no `stage`")));
-            }
-            topic_problems(caps, feature, step, &mut out);
-            if step.kind == StepKind::Raw {
-                unused("params", step.params.is_some(), &mut out);
-            } else if step.params.is_none() {
-                out.push(("params", format!("a {kind} step of `{f}` has no `params`")));
-            }
-        }
-        StepKind::Downlink => {
-            unused("login", step.login.is_some(), &mut out);
-            unused("topic", step.topic.is_some(), &mut out);
-            unused("params", step.params.is_some(), &mut out);
-            if step.stage.is_none() {
-                out.push(("stage", format!("a downlink step of `{f}` names no `stage`")));
-            }
-            if step.topics.is_empty() {
-                out.push(("topics", format!("the downlink step of `{f}` names no `topics`")));
-            }
-            for t in &step.topics {
-                if t.starts_with('/') || t.split('/').any(str::is_empty) {
-                    out.push((
-                        "topics",
-                        format!("downlink topic `{t}` of `{f}`: give the levels after /sys/{{pk}}/{{dk}}/, none empty"),
-                    ));
-                }
-            }
-            if step.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
-                out.push((
-                    "command",
-                    format!("the downlink step of `{f}` names no `command` for the endpoint to send"),
                 ));
             }
         }
     }
+}
+
+type Found = Vec<(&'static str, String)>;
+
+/// The problems of one step: the field they are about, and the message.
+fn step_problems(caps: &Capabilities, feature: &Feature, step: &Step) -> Found {
+    let mut out = Vec::new();
+    let f = &feature.id;
+    let kind = step.kind.as_str();
+    let mut unused = |field: &'static str, set: bool| {
+        if set {
+            out.push((field, format!("a {kind} step of `{f}` does not use `{field}`")));
+        }
+    };
+    let conditions = step.requires.or(step.with).or(step.without).or(step.each);
+    match step.kind {
+        StepKind::Login => {
+            unused("topic", step.topic.is_some());
+            unused("params", step.params.is_some());
+            unused("topics", !step.topics.is_empty());
+            unused("command", step.command.is_some());
+            unused("requires", conditions.is_some());
+        }
+        StepKind::Request | StepKind::Raw | StepKind::Multipart => {
+            unused("login", step.login.is_some());
+            unused("topics", !step.topics.is_empty());
+            unused("command", step.command.is_some());
+            unused("raw", step.raw);
+            unused("params", step.kind == StepKind::Raw && step.params.is_some());
+        }
+        StepKind::Downlink => {
+            unused("login", step.login.is_some());
+            unused("topic", step.topic.is_some());
+            unused("params", step.params.is_some());
+        }
+    }
+    out.extend(match step.kind {
+        StepKind::Login => login_problems(caps, f, step),
+        StepKind::Request | StepKind::Raw | StepKind::Multipart => message_problems(caps, feature, step),
+        StepKind::Downlink => downlink_problems(f, step),
+    });
+    out.extend(placeholder_problems(f, step));
+    out
+}
+
+fn login_problems(caps: &Capabilities, f: &str, step: &Step) -> Found {
+    let why = match &step.login {
+        None => format!("the login step of `{f}` names no `login`"),
+        Some(LoginKind::Certificate) => return Vec::new(),
+        Some(LoginKind::SecureMode(mode)) if caps.secure_modes.contains_key(mode) => return Vec::new(),
+        Some(LoginKind::SecureMode(other)) => {
+            format!("the login step of `{f}` names `{other}`: use a key of [secure_modes] or `certificate`")
+        }
+    };
+    vec![("login", why)]
+}
+
+/// A request, raw or multipart step: its stage, topic and params.
+fn message_problems(caps: &Capabilities, feature: &Feature, step: &Step) -> Found {
+    let (f, kind) = (&feature.id, step.kind.as_str());
+    let mut out = Vec::new();
+    if step.stage.is_none() {
+        out.push(("stage", format!("a {kind} step of `{f}` names no `stage`")));
+    }
+    topic_problems(caps, feature, step, &mut out);
+    if step.kind != StepKind::Raw && step.params.is_none() {
+        out.push(("params", format!("a {kind} step of `{f}` has no `params`")));
+    }
+    out
+}
+
+fn downlink_problems(f: &str, step: &Step) -> Found {
+    let mut out = Vec::new();
+    if step.stage.is_none() {
+        out.push(("stage", format!("a downlink step of `{f}` names no `stage`")));
+    }
+    if step.topics.is_empty() {
+        out.push(("topics", format!("the downlink step of `{f}` names no `topics`")));
+    }
+    for t in &step.topics {
+        if t.starts_with('/') || t.split('/').any(str::is_empty) {
+            out.push((
+                "topics",
+                format!(
+                    "downlink topic `{t}` of `{f}`: give the levels after /sys/{{pk}}/{{dk}}/, none empty"
+                ),
+            ));
+        }
+    }
+    if step.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        out.push((
+            "command",
+            format!("the downlink step of `{f}` names no `command` for the endpoint to send"),
+        ));
+    }
+    out
+}
+
+/// Every `$name` of the params is always known or comes from a value the step depends on.
+fn placeholder_problems(f: &str, step: &Step) -> Found {
     let mut names = Vec::new();
     if let Some(params) = &step.params {
         placeholders(params, &mut names);
     }
+    let given: Vec<Given> = step.given().collect();
+    let mut out = Vec::new();
     for name in names {
-        let given: Vec<Given> = step.given().collect();
         if ALWAYS.contains(&name.as_str()) || given.iter().any(|g| g.placeholders().contains(&name.as_str()))
         {
             continue;

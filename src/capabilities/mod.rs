@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 pub use crate::source::Problem;
 pub use exchange::{
-    CarriedBy, Exchanges, FeatureExchange, Given, Stage, Step, StepKind, pattern_ends_with, placeholders,
+    CarriedBy, Exchanges, FeatureExchange, Given, LoginKind, Stage, Step, StepKind, pattern_ends_with,
+    placeholders,
 };
 pub use read::{
     CapabilitiesError, EMBEDDED, EMBEDDED_NAME, embedded, embedded_checked, embedded_connection, from_file,

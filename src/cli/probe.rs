@@ -234,13 +234,20 @@ fn check_enos_flags(caps: &Capabilities, args: &ProbeArgs, targets: &[Target]) -
     if !single.measurepoints.is_empty() && !keys {
         return Err(need_keys("--measurepoint"));
     }
-    let mqtt_only = |flag: &str| {
-        if targets.iter().any(|t| t.protocol != "mqtt") {
-            Err(Error::usage(format!(
-                "{flag} works over MQTT only (mqtt:// or mqtts://)"
-            )))
-        } else {
-            Ok(())
+    // A sub-device logs in through its gateway's connection, over the protocol of its recipe.
+    let gateway_only = |flag: &str| {
+        let over = caps
+            .credentials
+            .get("subdevice")
+            .and_then(|r| r.protocol.as_deref())
+            .unwrap_or("mqtt");
+        match targets.iter().find(|t| t.protocol != over) {
+            Some(t) => Err(Error::usage(format!(
+                "{flag} logs a sub-device in through its gateway's {} connection (capabilities.toml, credentials.subdevice), not {}",
+                probe::needs::title(caps, over),
+                t.url()
+            ))),
+            None => Ok(()),
         }
     };
     if let Some(file) = &single.activate_to {
@@ -275,7 +282,7 @@ fn check_enos_flags(caps: &Capabilities, args: &ProbeArgs, targets: &[Target]) -
         if !keys {
             return Err(need_keys("--subdevice"));
         }
-        mqtt_only("--subdevice")?;
+        gateway_only("--subdevice")?;
     }
     Ok(())
 }

@@ -429,6 +429,16 @@ pub async fn probe(
     {
         super::needs::run(caps, target, &mut conn, opts, device, rec, deadline).await;
     }
+    publish(&mut conn, opts, rec).await?;
+    // A clean goodbye; the result is already known, so a failure here changes nothing.
+    let _ = conn.send(Packet::Disconnect).await;
+    let _ = conn.io.shutdown().await;
+    Ok(())
+}
+
+/// `--roundtrip TOPIC` (subscribe, publish, until the message comes back) or `--publish TOPIC`
+/// (until its PUBACK): the probe's own message, timed as `roundtrip`.
+async fn publish(conn: &mut Conn, opts: &ProbeOptions, rec: &mut Recorder) -> Result<(), Failure> {
     let qos = if opts.qos >= 1 {
         QoS::AtLeastOnce
     } else {
@@ -476,9 +486,6 @@ pub async fn probe(
         }
         rec.end();
     }
-    // A clean goodbye; the result is already known, so a failure here changes nothing.
-    let _ = conn.send(Packet::Disconnect).await;
-    let _ = conn.io.shutdown().await;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::command_api::CommandApi;
 use super::{Failure, ProbeOptions, Recorder};
-use crate::capabilities::{Capabilities, Given, StepKind};
+use crate::capabilities::{Capabilities, Given, LoginKind, StepKind};
 use crate::enos::{self, Request};
 
 pub use super::needs_run::run;
@@ -384,7 +384,10 @@ fn step(
     let tail = s.topic.as_deref().unwrap_or_default();
     let raw = n.raw.clone().unwrap_or_else(|| DEFAULT_RAW.to_vec());
     Ok(match s.kind {
-        StepKind::Login => vec![login(caps, need, s.login.as_deref().unwrap_or_default(), ctx)],
+        StepKind::Login => match &s.login {
+            Some(kind) => vec![login(caps, need, kind, ctx)],
+            None => return Err(format!("the login step of `{need}` names no login")),
+        },
         StepKind::Request if s.each == Some(Given::Events) => {
             let mut out = Vec::new();
             for (id, event_values) in &n.events {
@@ -426,9 +429,9 @@ fn step(
 }
 
 /// A login step: the secure mode made, or a client certificate the server asked for.
-fn login(caps: &Capabilities, need: &str, want: &str, ctx: &NeedContext<'_>) -> Step {
-    if want != "certificate" {
-        return Step::Login(if ctx.mode == Some(want) {
+fn login(caps: &Capabilities, need: &str, kind: &LoginKind, ctx: &NeedContext<'_>) -> Step {
+    if let LoginKind::SecureMode(want) = kind {
+        return Step::Login(if ctx.mode == Some(want.as_str()) {
             Ok(format!("the {want} login succeeded"))
         } else {
             Err(format!("log in with --secure-mode {want} to check {need}"))

@@ -121,6 +121,17 @@ async fn one<T: Transport>(
                 "no answer before the probe's timeout",
             )))
         });
+    read(need, ctx.protocol, table, r, result)
+}
+
+/// A need's steps' outcome as its report: what was measured, and EnOS's last code.
+fn read(
+    need: &str,
+    protocol: &str,
+    table: Support,
+    mut r: Recorder,
+    result: Result<String, Outcome>,
+) -> NeedReport {
     let (measured, result) = match result {
         Ok(said) => (Measured::Supported, Ok(summary(&r, said))),
         Err(Outcome::Untested(why)) => (Measured::Untested, Err(Failure::new(ErrorKind::Protocol, why))),
