@@ -239,10 +239,19 @@ impl Renderer for Markdown {
     fn matrix(&self, m: &crate::measurement::matrix::MatrixReport) -> String {
         let mut header = vec!["feature".to_string()];
         header.extend(m.titles.iter().cloned());
-        let rows: Vec<Vec<String>> = m
-            .rows
+        let failed: Vec<Option<String>> = m
+            .probes
             .iter()
-            .map(|r| {
+            .map(crate::measurement::matrix::column_failure)
+            .collect();
+        let connection = failed.iter().any(Option::is_some).then(|| {
+            let mut row = vec!["(connection)".to_string()];
+            row.extend(failed.iter().map(|f| f.clone().unwrap_or_else(|| "ok".into())));
+            row
+        });
+        let rows: Vec<Vec<String>> = connection
+            .into_iter()
+            .chain(m.rows.iter().map(|r| {
                 let mut row = vec![format!("`{}`", r.feature)];
                 row.extend(
                     r.cells
@@ -251,7 +260,7 @@ impl Renderer for Markdown {
                         .map(|(c, title)| crate::measurement::matrix::cell_text(c, title)),
                 );
                 row
-            })
+            }))
             .collect();
         format!(
             "### {}: the comparison table as measured\n\n{}\n\n{}\n{}\n",
