@@ -52,6 +52,7 @@ pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
             super::probe_needs::matrix(ctx, caps, args, matrix, &targets, &opts, &runtime)
         }
         ProbeMode::Load(load_args, count) => load(ctx, caps, args, load_args, count, targets, opts, &runtime),
+        // (A fleet returned above: it has its own runtime and options.)
         ProbeMode::Single | ProbeMode::Need | ProbeMode::Fleet(_) => {
             single(ctx, caps, args, &targets, &opts, &runtime)
         }

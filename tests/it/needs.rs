@@ -582,6 +582,38 @@ fn plan_prints_a_probe_per_protocol_that_proves_the_needs_it_carries() {
 }
 
 #[test]
+fn the_plans_smoke_test_for_a_downlink_need_is_a_probe_that_can_run() {
+    // A downlink need is proven only by a command: the printed command waits for one, and is
+    // not refused as a usage error before any traffic.
+    let out = bin()
+        .args(["plan", "-a", "network=tcp,enos_format=yes,enos_version=3"])
+        .args(["--need", "downlink_commands", "-f", "json", "--host", "127.0.0.1"])
+        .args(["--product-key", "pk1", "--device-key", "dk1", "-m", "temp=1"])
+        .output()
+        .expect("runs");
+    let v = json_of(&out.stdout);
+    let probe = v["protocols"][0]["probe"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(probe.contains("--await-command"), "{probe}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a closed port");
+    let mut args: Vec<String> = probe.split_whitespace().skip(2).map(str::to_string).collect();
+    args[0] = format!("mqtt://{closed}");
+    let out = bin()
+        .arg("probe")
+        .args(&args)
+        .args(["--timeout", "2"])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{probe}: {err}");
+}
+
+#[test]
 fn a_table_cell_the_endpoint_contradicts_is_a_mismatch_and_exit_1() {
     let e = enos(REGISTRY);
     let dir = tempfile::tempdir().expect("tempdir");
