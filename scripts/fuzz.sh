@@ -34,7 +34,11 @@ printf '\x00--b\r\nContent-Disposition: form-data; name="enos-message"\r\n\r\n{"
 mkdir -p fuzz/corpus/fleet_devices
 printf 'product,key,secret\npk1,dk1,s1\npk1,"d,2",s2\n' > fuzz/corpus/fleet_devices/devices.csv
 printf 'product,key,product_secret\npk1,dk1,ps\n' > fuzz/corpus/fleet_devices/dynamic.csv
-for target in capabilities answers batch_rows coap_reply decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices; do
+# The path of a command announced in CoAP option 2100 (what serve sends).
+mkdir -p fuzz/corpus/coap_command
+printf '/topic/sys/pk1/dk1/thing/service/measurepoint/set' > fuzz/corpus/coap_command/set
+printf '/topic/sys/pk1/dk1/thing/model/down_raw' > fuzz/corpus/coap_command/raw
+for target in capabilities answers batch_rows coap_reply coap_command decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices; do
   echo "== fuzz $target for ${seconds}s"
   log=$(mktemp)
   status=0

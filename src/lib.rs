@@ -11,6 +11,7 @@ pub mod cli;
 pub mod credentials;
 pub mod engine;
 pub mod enos;
+pub mod measurement;
 pub mod plan;
 pub mod probe;
 pub mod registry;

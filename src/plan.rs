@@ -258,7 +258,7 @@ fn protocol_plan(
             .map(|m| format!(" --measurepoint {m}"))
             .collect()
     };
-    let needs = need_flags(&carries);
+    let needs = need_flags(&carries) + downlink_flag(caps, &carries);
     let probe = match port {
         Some(p) => format!(
             "enos-connect probe {}://{host}:{} {keys}{points}{needs}",
@@ -303,6 +303,19 @@ fn need_flags(carries: &[String]) -> String {
         });
     }
     out
+}
+
+/// A need proven by a command from EnOS (a `downlink` step in `[exchanges]`) waits for one:
+/// the smoke test gives the operator half a minute to send it from the console.
+fn downlink_flag(caps: &Capabilities, carries: &[String]) -> &'static str {
+    let downlink = carries.iter().any(|n| {
+        caps.exchange(n).is_some_and(|e| {
+            e.steps
+                .iter()
+                .any(|s| s.kind == crate::capabilities::StepKind::Downlink)
+        })
+    });
+    if downlink { " --await-command 30" } else { "" }
 }
 
 fn auth_modes(

@@ -4,6 +4,7 @@
 //! Reading ([`read`]) reports TOML errors with `file:line:col`; validation ([`validate`]) checks
 //! the cross-references and the shape of the flow and reports every problem at once.
 
+mod exchange;
 mod read;
 mod validate;
 
@@ -13,6 +14,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use crate::source::Problem;
+pub use exchange::{
+    CarriedBy, Exchanges, FeatureExchange, Given, LoginKind, Stage, Step, StepKind, pattern_ends_with,
+    placeholders,
+};
 pub use read::{
     CapabilitiesError, EMBEDDED, EMBEDDED_NAME, embedded, embedded_checked, embedded_connection, from_file,
     parse,
@@ -42,6 +47,10 @@ pub struct Capabilities {
     /// Authentication modes a plan offers, each tied to the feature that needs it.
     #[serde(default)]
     pub auth_modes: Vec<AuthMode>,
+    /// What `probe --need` and `--matrix` send to prove each feature, and which protocols can
+    /// carry each kind of exchange.
+    #[serde(default)]
+    pub exchanges: Exchanges,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -352,6 +361,10 @@ pub struct CredentialRecipe {
     pub protocol: Option<String>,
     /// The secure modes the recipe signs for (keys of `[secure_modes]`).
     pub modes: Vec<String>,
+    /// The port securities (`none`, `tls`, `dtls`) over which a device activates dynamically
+    /// [default: every port of the protocol].
+    #[serde(default)]
+    pub activate_over: Option<Vec<String>>,
     #[serde(default)]
     pub lifetime: Option<Lifetime>,
     #[serde(default)]

@@ -42,6 +42,7 @@ pub fn validate(caps: &Capabilities) -> Vec<Problem> {
     outcomes(caps, &mut p);
     credentials(caps, &mut p);
     auth_modes(caps, &mut p);
+    p.0.extend(super::exchange::problems(caps));
     // The walk below follows the flow as the engine would: only meaningful on a flow whose
     // nodes, edges and answers are all well-formed.
     if p.0.is_empty() {

@@ -56,7 +56,7 @@ pub enum Command {
     Credentials(CredentialsArgs),
     /// Prove a connection: resolve, connect, TLS, protocol handshake and a message, timed
     #[command(after_help = EXIT_CODES_HELP)]
-    Probe(Box<ProbeArgs>),
+    Probe(Box<super::probe_args::ProbeArgs>),
     /// Stand in for EnOS: a local MQTT, HTTP and CoAP endpoint that checks what devices send
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
@@ -242,128 +242,6 @@ pub struct KeyArgs {
     pub secret_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
-pub struct ProbeArgs {
-    /// mqtt://, mqtts://, coap://, http:// or https:// HOST[:PORT][/PATH]; the port defaults to
-    /// the EnOS port of the scheme
-    #[arg(value_name = "URL", required_unless_present = "plan")]
-    pub url: Option<String>,
-    /// Probe every protocol of the plan made from the answers (with --env/--domain or --host)
-    #[arg(long, conflicts_with = "url", env = "ENOS_CONNECT_PLAN")]
-    pub plan: bool,
-    #[command(flatten)]
-    pub answers: AnswerArgs,
-    #[command(flatten)]
-    pub deployment: DeploymentArgs,
-    #[command(flatten)]
-    pub keys: KeyArgs,
-    /// Bound on the whole probe, in seconds, above 0 and at most 3600 [default: 10]
-    #[arg(long, value_name = "SECONDS", env = "ENOS_CONNECT_TIMEOUT", value_parser = timeout_seconds)]
-    pub timeout: Option<f64>,
-    /// Log each step (addresses tried, retransmissions, packets) to stderr
-    #[arg(long, short = 'v', env = "ENOS_CONNECT_VERBOSE")]
-    pub verbose: bool,
-    /// Log in with this user name; the password comes from ENOS_CONNECT_PASSWORD
-    #[arg(long, value_name = "USER", env = "ENOS_CONNECT_USERNAME")]
-    pub username: Option<String>,
-    /// MQTT: publish one message to TOPIC and wait for its acknowledgement (QoS 1)
-    #[arg(long, value_name = "TOPIC", env = "ENOS_CONNECT_PUBLISH")]
-    pub publish: Option<String>,
-    /// MQTT: subscribe to TOPIC, publish to it, and time the message coming back
-    #[arg(long, value_name = "TOPIC", num_args = 0..=1, default_missing_value = "", env = "ENOS_CONNECT_ROUNDTRIP")]
-    pub roundtrip: Option<String>,
-    /// MQTT QoS of the message
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1), env = "ENOS_CONNECT_QOS")]
-    pub qos: u8,
-    /// Message or request body
-    #[arg(long, value_name = "TEXT", env = "ENOS_CONNECT_PAYLOAD")]
-    pub payload: Option<String>,
-    /// HTTP or CoAP method [default: GET, or POST with a payload]
-    #[arg(long, value_name = "METHOD", env = "ENOS_CONNECT_METHOD")]
-    pub method: Option<String>,
-    /// CA certificate (PEM) that signs the server certificate [default: the system's]
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_CA")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM) for two-way TLS
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_CERT", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// Client private key (PEM) for two-way TLS
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_KEY", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// Do not check the server certificate (the connection is still encrypted)
-    #[arg(long, env = "ENOS_CONNECT_INSECURE")]
-    pub insecure: bool,
-    /// Run N probes (a load probe, 1 to 10000000) and report rates and latency percentiles per stage
-    #[arg(long, value_name = "N", env = "ENOS_CONNECT_COUNT", conflicts_with = "plan",
-          value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
-    pub count: Option<u64>,
-    /// With --count: at most C probes at a time (1 to 10000)
-    #[arg(
-        long,
-        value_name = "C",
-        default_value_t = 10,
-        env = "ENOS_CONNECT_CONCURRENCY",
-        value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY)
-    )]
-    pub concurrency: u64,
-    /// With --count: start at most R probes per second; with --fleet, R logins per second
-    /// (0.01 to 1000000)
-    #[arg(long, value_name = "R", env = "ENOS_CONNECT_RATE", value_parser = rate_per_second)]
-    pub rate: Option<f64>,
-    /// A fleet: --devices each log in once, hold the connection and post --measurepoint every
-    /// --every for --hold (MQTT); the report has connected over time, rates, codes and latencies
-    #[arg(long, env = "ENOS_CONNECT_FLEET", conflicts_with_all = ["plan", "count"], requires = "devices")]
-    pub fleet: bool,
-    /// With --fleet: N devices (1 to 1000000) keyed `{--device-key or fleet}-{i}` under
-    /// --product-key, activated by their login (the product secret from ENOS_PRODUCT_SECRET);
-    /// or a FILE of devices: CSV (`product,key,secret`) or a serve registry (TOML)
-    #[arg(long, value_name = "N|FILE", requires = "fleet", env = "ENOS_CONNECT_DEVICES")]
-    pub devices: Option<String>,
-    /// With --fleet: between two posts of a device, 10ms to 1h (`250ms`, `2s`, `5m`)
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = fleet_every, env = "ENOS_CONNECT_EVERY")]
-    pub every: std::time::Duration,
-    /// With --fleet: how long each device holds its connection after its login, 0 to 24h
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = fleet_hold, env = "ENOS_CONNECT_HOLD")]
-    pub hold: std::time::Duration,
-    /// With --fleet: connect from these local addresses, device i from the (i mod n)-th; one
-    /// address reaches a server port from at most ~28,000 ports (the kernel's ephemeral range).
-    /// Default for a 127.x.x.x target: 127.0.0.1 to 127.0.0.16
-    #[arg(
-        long,
-        value_name = "ADDR",
-        requires = "fleet",
-        value_delimiter = ',',
-        env = "ENOS_CONNECT_SOURCE"
-    )]
-    pub source: Vec<std::net::IpAddr>,
-    /// coaps:// DTLS-PSK identity; the key comes from ENOS_CONNECT_PSK (text, or hex:...)
-    #[arg(long, value_name = "ID", env = "ENOS_CONNECT_PSK_IDENTITY")]
-    pub psk_identity: Option<String>,
-    /// After the EnOS login, post this measure point and wait for EnOS's reply code (repeatable;
-    /// VALUE is read as a JSON number or boolean, else as a string)
-    #[arg(long = "measurepoint", short = 'm', value_name = "ID=VALUE", env = "ENOS_CONNECT_MEASUREPOINT",
-          value_delimiter = ',', value_parser = measurepoint)]
-    pub measurepoints: Vec<(String, serde_json::Value)>,
-    /// Dynamic activation (with --secure-mode dynamic) over MQTT or CoAP over DTLS: write the
-    /// device secret EnOS gives to FILE (mode 0600), then log in again with it
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_ACTIVATE_TO")]
-    pub activate_to: Option<PathBuf>,
-    /// With --activate-to: replace the file if it exists
-    #[arg(long, requires = "activate_to")]
-    pub force: bool,
-    /// MQTT: log this sub-device in through the gateway's connection (its secret from
-    /// ENOS_SUBDEVICE_SECRET); --measurepoint then posts for it
-    #[arg(long, value_name = "PK/DK", env = "ENOS_CONNECT_SUBDEVICE", value_parser = subdevice)]
-    pub subdevice: Option<(String, String)>,
-    #[command(flatten)]
-    pub need_values: super::need_args::NeedProbeArgs,
-    /// Output format
-    #[command(flatten)]
-    pub format: FormatArgs,
-    #[command(flatten)]
-    pub input: InputArgs,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SecureModeArg {
     /// Device secret (securemode 2), from ENOS_DEVICE_SECRET
@@ -503,41 +381,6 @@ pub fn measurepoint(text: &str) -> Result<(String, serde_json::Value), String> {
     Ok((id.to_string(), parsed))
 }
 
-/// `--subdevice PK/DK`.
-fn subdevice(text: &str) -> Result<(String, String), String> {
-    match text.split_once('/') {
-        Some((pk, dk)) if !pk.is_empty() && !dk.is_empty() && !dk.contains('/') => {
-            Ok((pk.to_string(), dk.to_string()))
-        }
-        _ => Err(format!("`{text}` is not PRODUCT_KEY/DEVICE_KEY")),
-    }
-}
-
-/// The most devices of `--fleet --devices N`.
-pub const MAX_FLEET: u64 = 1_000_000;
-
-/// `--every`: 10 ms to an hour.
-fn fleet_every(text: &str) -> std::result::Result<std::time::Duration, String> {
-    let d = crate::probe::fleet::duration(text)?;
-    if d < std::time::Duration::from_millis(10) || d > std::time::Duration::from_secs(3600) {
-        return Err(format!("`{text}` is outside 10ms to 1h"));
-    }
-    Ok(d)
-}
-
-/// `--hold`: zero to a day.
-fn fleet_hold(text: &str) -> std::result::Result<std::time::Duration, String> {
-    let d = crate::probe::fleet::duration(text)?;
-    if d > std::time::Duration::from_secs(86_400) {
-        return Err(format!("`{text}` is longer than 24h"));
-    }
-    Ok(d)
-}
-
-/// The largest --count: ten million probes is hours of load; more is a typo.
-pub const MAX_COUNT: u64 = 10_000_000;
-/// The largest --concurrency: each probe in flight holds a socket.
-pub const MAX_CONCURRENCY: u64 = 10_000;
 /// The largest --lifetime: a day in milliseconds (HTTP counts milliseconds, CoAP seconds; the
 /// capabilities data narrows it per protocol).
 pub const MAX_LIFETIME: u64 = 86_400_000;

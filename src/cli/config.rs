@@ -159,12 +159,12 @@ impl Config {
                 inherit_device(&mut a.device, self);
             }
             Command::Probe(a) => {
-                inherit_deployment(&mut a.deployment, self);
-                inherit_device(&mut a.keys.device, self);
-                inherit(&mut a.ca, &self.ca);
-                inherit(&mut a.cert, &self.cert);
-                inherit(&mut a.key, &self.key);
-                inherit(&mut a.timeout, &self.timeout);
+                inherit_deployment(&mut a.plan.deployment, self);
+                inherit_device(&mut a.login.keys.device, self);
+                inherit(&mut a.tls.ca, &self.ca);
+                inherit(&mut a.tls.cert, &self.cert);
+                inherit(&mut a.tls.key, &self.key);
+                inherit(&mut a.login.timeout, &self.timeout);
             }
             Command::Credentials(a) => inherit_device(&mut a.keys.device, self),
             _ => {}

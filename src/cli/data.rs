@@ -251,7 +251,7 @@ fn man_page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
-    man.render_synopsis_section(&mut out)?;
+    out.extend_from_slice(synopsis(&cmd).as_bytes());
     man.render_description_section(&mut out)?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut out)?;
@@ -272,6 +272,57 @@ fn man_page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
     out.extend_from_slice(roff_preformatted(codes).as_bytes());
     man.render_version_section(&mut out)?;
     Ok(out)
+}
+
+/// The SYNOPSIS section with each option's value placeholder (`--timeout SECONDS`), which
+/// clap_mangen's own leaves out (`[--timeout]`): optional parts in brackets, alternatives
+/// joined by `|`, a repeatable positional followed by `...`.
+fn synopsis(cmd: &clap::Command) -> String {
+    let roff = |t: &str| t.replace('\\', "\\e").replace('-', "\\-");
+    let name = cmd.get_bin_name().unwrap_or_else(|| cmd.get_name());
+    let mut line = format!("\\fB{}\\fR", roff(name));
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let values: Vec<String> = arg
+            .get_value_names()
+            .map(|v| v.iter().map(|n| format!("\\fI{}\\fR", roff(n))).collect())
+            .unwrap_or_else(|| vec![format!("\\fI{}\\fR", roff(&arg.get_id().as_str().to_uppercase()))]);
+        let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);
+        let mut text = if arg.is_positional() {
+            values.join(" ")
+        } else {
+            let mut names = Vec::new();
+            if let Some(short) = arg.get_short() {
+                names.push(format!("\\fB\\-{}\\fR", roff(&short.to_string())));
+            }
+            if let Some(long) = arg.get_long() {
+                names.push(format!("\\fB\\-\\-{}\\fR", roff(long)));
+            }
+            let mut text = names.join("|");
+            if arg.get_action().takes_values() {
+                let optional = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
+                let value = values.join(" ");
+                text.push_str(&if optional {
+                    format!(" [{value}]")
+                } else {
+                    format!(" {value}")
+                });
+            }
+            text
+        };
+        if arg.is_positional() && many {
+            text.push_str("...");
+        }
+        line.push(' ');
+        line.push_str(&if arg.is_required_set() {
+            text
+        } else {
+            format!("[{text}]")
+        });
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        line.push_str(" <\\fIsubcommands\\fR>");
+    }
+    format!(".SH SYNOPSIS\n{line}\n")
 }
 
 /// Text kept as it is laid out (`.nf`), escaped for roff: a backslash, a hyphen (a minus in

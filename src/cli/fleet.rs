@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Context;
-use super::args::{MAX_FLEET, ProbeArgs};
+use super::probe_args::{FleetArgs, MAX_FLEET, ProbeArgs};
 use super::terminal::emit;
 use crate::capabilities::Capabilities;
 use crate::cli::error::{Error, Result};
+use crate::probe::Target;
 use crate::probe::fleet::{self, FleetDevice, FleetOptions, FleetReport, Tick};
-use crate::probe::{Target, tls::TlsOptions};
 use crate::render::Format;
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
@@ -20,6 +20,7 @@ pub fn run(
     ctx: &Context,
     caps: &'static Capabilities,
     args: &ProbeArgs,
+    fleet_args: &FleetArgs,
     mut targets: Vec<Target>,
 ) -> Result<ExitCode> {
     let target = targets
@@ -34,32 +35,26 @@ pub fn run(
             "HTTP and CoAP devices send a request per message: measure them with --count N --rate R",
         ));
     }
-    let devices = devices(ctx, caps, args)?;
+    let devices = devices(ctx, caps, args, fleet_args)?;
     // Each device holds a socket: the soft open-file limit up to the hard one, as serve does.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+    let timeout = args.login.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
     let timeout = Duration::try_from_secs_f64(timeout)
         .map_err(|_| Error::usage(format!("--timeout {timeout}: give seconds above 0")))?;
     let tls = if target.secure {
-        let opts = TlsOptions {
-            ca: args.ca.clone(),
-            cert: args.cert.clone(),
-            key: args.key.clone(),
-            insecure: args.insecure,
-        };
-        Some(crate::probe::tls::client_config(&opts, &[]).map_err(Error::usage)?)
+        Some(crate::probe::tls::client_config(&args.tls.options(), &[]).map_err(Error::usage)?)
     } else {
         None
     };
     let opts = FleetOptions {
         devices,
-        every: args.every,
-        hold: args.hold,
-        rate: args.rate,
-        measurepoints: args.measurepoints.iter().cloned().collect(),
+        every: fleet_args.every,
+        hold: fleet_args.hold,
+        rate: args.load.rate,
+        measurepoints: args.single.measurepoints.iter().cloned().collect(),
         timeout,
         tls,
-        sources: args.source.clone(),
+        sources: fleet_args.source.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,7 +81,7 @@ pub fn run(
         }
         Ok::<FleetReport, Error>(report)
     })?;
-    print(ctx, args.format.format, &report)
+    print(ctx, args.output.format.format, &report)
 }
 
 /// Print a fleet's report (its own or one `merge` joined) and its exit code: a load's table and
@@ -101,8 +96,13 @@ pub fn print(ctx: &Context, format: Format, report: &FleetReport) -> Result<Exit
 }
 
 /// The devices: `--devices N` generated under --product-key, or read from a CSV or TOML file.
-fn devices(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Vec<FleetDevice>> {
-    let spec = args.devices.as_deref().unwrap_or_default();
+fn devices(
+    ctx: &Context,
+    caps: &Capabilities,
+    args: &ProbeArgs,
+    fleet_args: &FleetArgs,
+) -> Result<Vec<FleetDevice>> {
+    let spec = fleet_args.devices.as_deref().unwrap_or_default();
     if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
         let n: u64 = spec
             .parse()
@@ -113,16 +113,17 @@ fn devices(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Vec<F
                     "--devices {spec}: give 1 to {MAX_FLEET} devices, or a file"
                 ))
             })?;
-        let pk = args.keys.device.product_key.as_deref().ok_or_else(|| {
+        let keys = &args.login.keys;
+        let pk = keys.device.product_key.as_deref().ok_or_else(|| {
             Error::usage_with_help(
                 "--devices N generates devices under one product",
                 "give --product-key, and the product secret in ENOS_PRODUCT_SECRET (the devices activate dynamically)",
             )
         })?;
-        let prefix = args.keys.device.device_key.as_deref().unwrap_or("fleet");
+        let prefix = keys.device.device_key.as_deref().unwrap_or("fleet");
         let secret = super::credentials::read_secret(
             &super::credentials::SecretSource::of_mode(caps, "dynamic"),
-            args.keys.secret_file.as_deref(),
+            keys.secret_file.as_deref(),
             ctx.interactive,
         )?;
         return Ok(fleet::generated(pk, prefix, &secret, n));

@@ -14,6 +14,7 @@ mod merge;
 mod need_args;
 mod plan;
 mod probe;
+pub mod probe_args;
 mod probe_needs;
 mod questionnaire;
 mod recommend;
@@ -213,7 +214,7 @@ fn no_input(command: &Command) -> bool {
     match command {
         Command::Recommend(a) => a.input.no_input,
         Command::Credentials(a) => a.input.no_input,
-        Command::Probe(a) => a.input.no_input,
+        Command::Probe(a) => a.login.input.no_input,
         _ => false,
     }
 }

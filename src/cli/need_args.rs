@@ -1,6 +1,6 @@
-//! The flags of `probe --need` and `probe --matrix`: the values a need's check sends. Declared
-//! apart from `args.rs` (and flattened into `ProbeArgs`) so that each stays a reviewable size;
-//! numbers are range-checked when parsed, as everywhere.
+//! The flags of `probe --need` (and `--matrix`): the values a need's check sends. Declared
+//! apart from `probe_args.rs` (and flattened into `ProbeArgs` under their own heading) so that
+//! each stays a reviewable size; numbers are range-checked when parsed, as everywhere.
 
 use std::path::PathBuf;
 
@@ -24,18 +24,6 @@ default 01020304) to the product's parsing script, whatever that script makes of
 (\"not offered over CoAP\"), unless --matrix."
 )]
 pub struct NeedProbeArgs {
-    /// Every feature over every URL given (one per protocol, the same device), printed as the
-    /// comparison table as measured beside the table's own cell; exit 1 on a mismatch
-    #[arg(long, env = "ENOS_CONNECT_MATRIX", conflicts_with_all = ["plan", "count"])]
-    pub matrix: bool,
-    /// With --matrix: the other protocols' URLs
-    #[arg(value_name = "MORE_URLS", requires = "matrix")]
-    pub more_urls: Vec<String>,
-    /// With --matrix: prove dynamic_auth by activating these devices of the product, not yet
-    /// activated, one per URL in order (the product secret from ENOS_PRODUCT_SECRET; each
-    /// device secret written to DK.secret in the current folder, mode 0600)
-    #[arg(long, value_name = "DK", value_delimiter = ',', requires = "matrix")]
-    pub activate: Vec<String>,
     /// report_data: also post this event (VALUES a JSON object; default {}) (repeatable)
     #[arg(long, value_name = "ID[=JSON]", value_parser = event)]
     pub event: Vec<(String, serde_json::Value)>,
@@ -51,7 +39,12 @@ pub struct NeedProbeArgs {
     /// file_upload: the file-type measure point the file is posted for
     #[arg(long, value_name = "ID")]
     pub file_point: Option<String>,
-    /// downlink_commands: wait up to SECONDS for one command and answer it 200 (0.1 to 3600)
+    /// downlink_commands, passthrough_down: ask this endpoint to send the command, then wait for
+    /// it and answer it: serve's command API (http://HOST:PORT/twin/commands)
+    #[arg(long, value_name = "URL", env = "ENOS_CONNECT_COMMAND_API")]
+    pub command_api: Option<String>,
+    /// downlink_commands, passthrough_down: wait up to SECONDS for one command (sent by other
+    /// means, or asked for with --command-api) and answer it (0.1 to 3600)
     #[arg(long, value_name = "SECONDS", value_parser = await_seconds)]
     pub await_command: Option<f64>,
     /// subdevice_management: register this device (thing.device.register)

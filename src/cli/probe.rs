@@ -5,32 +5,35 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::ProbeArgs;
+use super::probe_args::{LoadArgs, ProbeArgs, ProbeMode};
 use super::terminal::emit;
 use super::{Context, recommend};
 use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::cli::error::{EXIT_FAILED, EXIT_TIMEOUT, Error, Result};
+use crate::measurement::ProbeReport;
 use crate::plan;
-use crate::probe::{self, Login, ProbeOptions, ProbeReport, Target, tls::TlsOptions};
+use crate::probe::{self, Login, ProbeOptions, Target};
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
 pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
-    // Only --plan decides, and only deciding reads the questions and the flow.
-    let caps = if args.plan || super::probe_needs::wanted(args) {
+    let mode = args.mode();
+    // Only --plan decides and only needs (a load's too) read the table and its exchanges: the
+    // rest reads the connection part.
+    let caps = if matches!(mode, ProbeMode::Matrix(_)) || args.plan.plan || !args.need.need.is_empty() {
         ctx.capabilities()?
     } else {
         ctx.connection_capabilities()?
     };
     let targets = targets(ctx, caps, args)?;
-    if args.fleet {
-        return super::fleet::run(ctx, caps, args, targets);
+    if let ProbeMode::Fleet(fleet) = mode {
+        return super::fleet::run(ctx, caps, args, fleet, targets);
     }
-    check_enos_flags(args, &targets)?;
+    check_enos_flags(caps, args, &targets)?;
     let mut opts = options(ctx, caps, args)?;
     // With --plan, --need decides the plan; its needs are run only with the device's login.
-    if !args.plan || opts.login.enos_keys().is_some() {
+    if !args.plan.plan || opts.login.enos_keys().is_some() {
         opts.needs = super::probe_needs::options(caps, args)?;
     }
     super::probe_needs::check(caps, args, &targets, &opts)?;
@@ -44,22 +47,36 @@ pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the network runtime", e))?;
-    if args.need_values.matrix {
-        return super::probe_needs::matrix(ctx, caps, args, &targets, &opts, &runtime);
+    match mode {
+        ProbeMode::Matrix(matrix) => {
+            super::probe_needs::matrix(ctx, caps, args, matrix, &targets, &opts, &runtime)
+        }
+        ProbeMode::Load(load_args, count) => load(ctx, caps, args, load_args, count, targets, opts, &runtime),
+        // (A fleet returned above: it has its own runtime and options.)
+        ProbeMode::Single | ProbeMode::Need | ProbeMode::Fleet(_) => {
+            single(ctx, caps, args, &targets, &opts, &runtime)
+        }
     }
-    if let Some(count) = args.count {
-        return load(ctx, caps, args, targets, opts, &runtime, count);
-    }
-    // A plan's protocols are probed one after another, each within its own timeout.
+}
+
+/// One probe per target (a plan's protocols one after another, each within its own timeout).
+fn single(
+    ctx: &Context,
+    caps: &Capabilities,
+    args: &ProbeArgs,
+    targets: &[Target],
+    opts: &ProbeOptions,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<ExitCode> {
     let reports: Vec<ProbeReport> = runtime.block_on(async {
         let mut out = Vec::with_capacity(targets.len());
-        for t in &targets {
-            let opts = super::probe_needs::for_target(caps, &opts, t, args.plan);
+        for t in targets {
+            let opts = super::probe_needs::for_target(caps, opts, t, args.plan.plan);
             out.push(probe::run(caps, t, &opts).await);
         }
         out
     });
-    emit(&ctx.renderer(args.format.format).probes(&reports))?;
+    emit(&ctx.renderer(args.output.format.format).probes(&reports))?;
     Ok(ExitCode::from(if reports.iter().all(|r| r.ok) {
         0
     } else if reports.iter().any(ProbeReport::timed_out) {
@@ -72,21 +89,22 @@ pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
 /// The URL given, or with --plan the smoke-test URL of every protocol in the plan.
 fn targets(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Vec<Target>> {
     let parse = |url: &str| Target::parse(caps, url).map_err(|e| Error::usage(format!("probe URL: {e}")));
-    if !args.plan {
+    if !args.plan.plan {
         let url = args.url.as_deref().ok_or_else(|| {
             Error::usage("probe needs a URL, such as mqtt://HOST:11883, or --plan with the plan's answers")
         })?;
         let mut out = vec![parse(url)?];
-        for more in &args.need_values.more_urls {
+        for more in &args.matrix.more_urls {
             out.push(parse(more)?);
         }
         return Ok(out);
     }
-    let answers = recommend::gather(ctx, caps, &args.answers)?;
+    let answers = recommend::gather(ctx, caps, &args.answers())?;
     let decision = recommend::decision(caps, &answers)?;
     let deployment = args
+        .plan
         .deployment
-        .to_deployment(&args.keys.device, &args.measurepoints);
+        .to_deployment(&args.login.keys.device, &args.single.measurepoints);
     let p = plan::plan(caps, &decision, &deployment);
     if p.protocols.is_empty() {
         return Err(Error::usage(format!(
@@ -117,9 +135,13 @@ fn targets(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Vec<T
 
 fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<ProbeOptions> {
     // The flag is range-checked when parsed; a config file's value is checked when read.
-    let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
-    let keys = &args.keys;
-    let login = match (&keys.device.product_key, &keys.device.device_key, &args.username) {
+    let timeout = args.login.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+    let keys = &args.login.keys;
+    let login = match (
+        &keys.device.product_key,
+        &keys.device.device_key,
+        &args.login.username,
+    ) {
         (Some(pk), Some(dk), _) => {
             let mode = keys.secure_mode.as_str();
             let secret = super::credentials::read_secret(
@@ -145,18 +167,14 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
         },
         (None, None, None) => Login::None,
     };
-    let tls = TlsOptions {
-        ca: args.ca.clone(),
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        insecure: args.insecure,
-    };
+    let tls = args.tls.options();
     // Catch unreadable CA or key files as input errors, before any traffic. Only when some
     // were given: building a config loads the system's roots, which costs milliseconds.
     if tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some() {
         probe::tls::client_config(&tls, &[]).map_err(Error::usage)?;
     }
-    let roundtrip = args.roundtrip.as_ref().map(|t| {
+    let single = &args.single;
+    let roundtrip = single.roundtrip.as_ref().map(|t| {
         if t.is_empty() {
             format!("enos-connect/probe/{:08x}", crate::base::random_u64() as u32)
         } else {
@@ -166,21 +184,22 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
     Ok(ProbeOptions {
         timeout: Duration::try_from_secs_f64(timeout)
             .map_err(|_| Error::usage(format!("--timeout {timeout}: give seconds above 0")))?,
-        verbose: args.verbose,
+        verbose: args.output.verbose,
         login,
         client_id: keys.client_id.clone(),
         tls,
-        publish: args.publish.clone(),
+        publish: single.publish.clone(),
         roundtrip,
-        qos: args.qos,
-        payload: args.payload.clone().map(String::into_bytes),
-        method: args.method.clone(),
+        qos: single.qos,
+        payload: single.payload.clone().map(String::into_bytes),
+        method: single.method.clone(),
         psk: psk(args)?,
-        measurepoints: (!args.measurepoints.is_empty()).then(|| args.measurepoints.iter().cloned().collect()),
-        activate_to: args.activate_to.clone(),
-        force: args.force,
+        measurepoints: (!single.measurepoints.is_empty())
+            .then(|| single.measurepoints.iter().cloned().collect()),
+        activate_to: single.activate_to.clone(),
+        force: single.force,
         needs: probe::needs::NeedOptions::default(),
-        subdevice: match &args.subdevice {
+        subdevice: match &single.subdevice {
             Some((pk, dk)) => Some(probe::SubDevice {
                 product_key: pk.clone(),
                 device_key: dk.clone(),
@@ -203,66 +222,94 @@ fn subdevice_secret() -> Result<Secret> {
 }
 
 /// The combinations of the EnOS-level flags that can work, checked before any traffic.
-fn check_enos_flags(args: &ProbeArgs, targets: &[Target]) -> Result<()> {
-    let keys = args.keys.device.product_key.is_some() && args.keys.device.device_key.is_some();
+fn check_enos_flags(caps: &Capabilities, args: &ProbeArgs, targets: &[Target]) -> Result<()> {
+    let device = &args.login.keys.device;
+    let keys = device.product_key.is_some() && device.device_key.is_some();
     let need_keys = |flag: &str| {
         Error::usage_with_help(
             format!("{flag} needs the device's EnOS login"),
             "give --product-key and --device-key, and the secret in ENOS_DEVICE_SECRET (or ENOS_PRODUCT_SECRET with --secure-mode dynamic)",
         )
     };
-    if !args.measurepoints.is_empty() && !keys {
+    let single = &args.single;
+    if !single.measurepoints.is_empty() && !keys {
         return Err(need_keys("--measurepoint"));
     }
-    let mqtt_only = |flag: &str| {
-        if targets.iter().any(|t| t.protocol != "mqtt") {
-            Err(Error::usage(format!(
-                "{flag} works over MQTT only (mqtt:// or mqtts://)"
-            )))
-        } else {
-            Ok(())
+    // A sub-device logs in through its gateway's connection, over the protocol of its recipe.
+    let gateway_only = |flag: &str| {
+        let over = caps
+            .credentials
+            .get("subdevice")
+            .and_then(|r| r.protocol.as_deref())
+            .unwrap_or("mqtt");
+        match targets.iter().find(|t| t.protocol != over) {
+            Some(t) => Err(Error::usage(format!(
+                "{flag} logs a sub-device in through its gateway's {} connection (capabilities.toml, credentials.subdevice), not {}",
+                probe::needs::title(caps, over),
+                t.url()
+            ))),
+            None => Ok(()),
         }
     };
-    if let Some(file) = &args.activate_to {
+    if let Some(file) = &single.activate_to {
         if !keys {
             return Err(need_keys("--activate-to"));
         }
-        // EnOS activates over MQTT, and over CoAP inside a DTLS session (no plain-CoAP form).
+        // Where EnOS activates is data: MQTT over any port, CoAP inside DTLS, HTTP nowhere.
         if let Some(t) = targets
             .iter()
-            .find(|t| t.protocol == "http" || (t.protocol == "coap" && !t.secure))
+            .find(|t| !caps.activates_over(&t.protocol, &t.security))
         {
             return Err(Error::usage(format!(
-                "--activate-to activates over MQTT (mqtt://, mqtts://) or CoAP over DTLS (coaps://), not {}",
+                "--activate-to activates over {}, not {}",
+                activation_urls(caps),
                 t.url()
             )));
         }
-        if args.keys.secure_mode != super::args::SecureModeArg::Dynamic {
+        if args.login.keys.secure_mode != super::args::SecureModeArg::Dynamic {
             return Err(Error::usage_with_help(
                 "--activate-to activates a device dynamically",
                 "add --secure-mode dynamic, with the product secret in ENOS_PRODUCT_SECRET",
             ));
         }
-        if file.exists() && !args.force {
+        if file.exists() && !single.force {
             return Err(Error::usage_with_help(
                 format!("--activate-to {}: the file exists", file.display()),
                 "a device secret is not overwritten by accident: remove the file, or pass --force",
             ));
         }
     }
-    if args.subdevice.is_some() {
+    if single.subdevice.is_some() {
         if !keys {
             return Err(need_keys("--subdevice"));
         }
-        mqtt_only("--subdevice")?;
+        gateway_only("--subdevice")?;
     }
     Ok(())
+}
+
+/// Where a device activates, per protocol: "MQTT (mqtt://, mqtts://) or CoAP (coaps://)".
+fn activation_urls(caps: &Capabilities) -> String {
+    let per_protocol: Vec<String> = caps
+        .protocols
+        .iter()
+        .filter_map(|p| {
+            let schemes: Vec<String> = p
+                .ports
+                .iter()
+                .filter(|x| caps.activates_over(&p.id, &x.security))
+                .map(|x| format!("{}://", x.scheme))
+                .collect();
+            (!schemes.is_empty()).then(|| format!("{} ({})", p.title, schemes.join(", ")))
+        })
+        .collect();
+    per_protocol.join(" or ")
 }
 
 /// `--psk-identity` with the key from ENOS_CONNECT_PSK: plain text (as coap-client -k takes
 /// it) or `hex:` followed by hex digits.
 fn psk(args: &ProbeArgs) -> Result<Option<probe::coap::Psk>> {
-    let Some(identity) = &args.psk_identity else {
+    let Some(identity) = &args.login.psk_identity else {
         return Ok(None);
     };
     let raw = zeroize::Zeroizing::new(std::env::var("ENOS_CONNECT_PSK").unwrap_or_default());
@@ -282,14 +329,16 @@ fn psk(args: &ProbeArgs) -> Result<Option<probe::coap::Psk>> {
 }
 
 /// `--count N`: N probes at most `--concurrency` at a time, with percentiles per stage.
+#[allow(clippy::too_many_arguments)]
 fn load(
     ctx: &Context,
     caps: &'static Capabilities,
     args: &ProbeArgs,
+    load_args: &LoadArgs,
+    count: u64,
     mut targets: Vec<Target>,
     opts: ProbeOptions,
     runtime: &tokio::runtime::Runtime,
-    count: u64,
 ) -> Result<ExitCode> {
     use std::io::IsTerminal;
     let target = Arc::new(targets.remove(0));
@@ -305,8 +354,8 @@ fn load(
     };
     let settings = probe::load::LoadOptions {
         count,
-        concurrency: args.concurrency,
-        rate: args.rate,
+        concurrency: load_args.concurrency,
+        rate: load_args.rate,
     };
     let progress = |done: u64| bar.set_position(done);
     let next = std::sync::atomic::AtomicU64::new(0);
@@ -323,13 +372,13 @@ fn load(
         &progress,
     ));
     bar.finish_and_clear();
-    emit(&ctx.renderer(args.format.format).load(&report))?;
+    emit(&ctx.renderer(args.output.format.format).load(&report))?;
     Ok(load_exit(&report))
 }
 
 /// A load's exit code: 3 only when every failure was the peer's silence; anything else
 /// (refusals, internal failures) is 1.
-pub(crate) fn load_exit(report: &probe::load::LoadReport) -> ExitCode {
+pub(crate) fn load_exit(report: &crate::measurement::load::LoadReport) -> ExitCode {
     let only_timeouts = report.errors.keys().all(|k| k == "timeout");
     ExitCode::from(if report.ok {
         0

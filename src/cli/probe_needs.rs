@@ -4,29 +4,24 @@
 use std::process::ExitCode;
 
 use super::Context;
-use super::args::ProbeArgs;
+use super::probe_args::{MatrixArgs, ProbeArgs};
 use super::terminal::emit;
 use crate::capabilities::Capabilities;
 use crate::cli::error::{EXIT_FAILED, Error, Result};
-use crate::probe::needs::{LoginKind, NeedOptions};
+use crate::probe::needs::{NeedContext, NeedOptions, NotRun, Step};
 use crate::probe::{self, ProbeOptions, Target};
 
 /// The largest `--file`: EnOS's HTTP body bound is a few megabytes; a probe needs less.
 const MAX_FILE: u64 = 4 << 20;
 
-/// Whether the probe runs needs (so it needs the whole model, not only the connection part).
-pub fn wanted(args: &ProbeArgs) -> bool {
-    args.need_values.matrix || (!args.plan && !args.answers.needs.need.is_empty())
-}
-
 /// The needs' options from the flags; with `--matrix`, every feature of the table.
 pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
     let v = &args.need_values;
-    let needs: Vec<String> = if v.matrix {
+    let needs: Vec<String> = if args.matrix.matrix {
         caps.features.iter().map(|f| f.id.clone()).collect()
     } else {
         let mut out: Vec<String> = Vec::new();
-        for n in &args.answers.needs.need {
+        for n in &args.need.need {
             let n = n.trim();
             if caps.feature(n).is_none() {
                 let ids: Vec<&str> = caps.features.iter().map(|f| f.id.as_str()).collect();
@@ -62,7 +57,7 @@ pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
     };
     Ok(NeedOptions {
         needs,
-        matrix: v.matrix,
+        matrix: args.matrix.matrix,
         events: v.event.clone(),
         attributes: v.attribute.iter().cloned().collect(),
         raw: v.raw.as_ref().map(|b| b.0.clone()),
@@ -71,6 +66,12 @@ pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
         await_command: v
             .await_command
             .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
+        command_api: v
+            .command_api
+            .as_deref()
+            .map(|url| probe::CommandApi::parse(caps, url))
+            .transpose()
+            .map_err(|e| Error::usage(format!("--command-api: {e}")))?,
         register: v.register.clone(),
         firmware_version: v.firmware_version.clone(),
     })
@@ -90,60 +91,74 @@ pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &P
         ));
     };
     if n.matrix {
-        let activate = &args.need_values.activate;
-        if activate.len() > targets.len() {
-            return Err(Error::usage(format!(
-                "--activate gives {} device keys for {} URLs: one per URL, in order",
-                activate.len(),
-                targets.len()
-            )));
-        }
-        if let Some(dk) = activate
-            .iter()
-            .find(|dk| dk.trim().is_empty() || dk.contains(['/', ',']) || *dk == device.1)
-        {
-            return Err(Error::usage_with_help(
-                format!("--activate `{dk}` is not a device key to activate"),
-                "give device keys of the product that are not activated yet (not the --device-key that logs in)",
-            ));
-        }
-        let mut seen: Vec<&str> = Vec::new();
-        for t in targets {
-            if seen.contains(&t.protocol.as_str()) {
-                return Err(Error::usage(format!(
-                    "--matrix takes one URL per protocol; {} is given twice",
-                    t.protocol
-                )));
-            }
-            seen.push(&t.protocol);
-        }
-        return Ok(());
-    }
-    if args.need_values.await_command.is_some()
-        && let Some(t) = targets.iter().find(|t| t.protocol == "http")
-    {
-        return Err(Error::usage(format!(
-            "--await-command waits for a command over MQTT or CoAP (option 2100), not {}: EnOS sends no command over HTTP",
-            t.protocol
-        )));
+        return check_matrix(&args.matrix, targets, device);
     }
     for t in targets {
-        let login = LoginKind::of(opts, t);
+        let downlink = &caps.exchanges.carried_by.downlink;
+        if (n.await_command.is_some() || n.command_api.is_some()) && !downlink.contains(&t.protocol) {
+            let flag = if n.await_command.is_some() {
+                "--await-command"
+            } else {
+                "--command-api"
+            };
+            return Err(Error::usage(format!(
+                "{flag} is for a command to the device, and {}",
+                probe::needs::not_carried(caps, crate::capabilities::StepKind::Downlink, &t.protocol)
+            )));
+        }
+        let ctx = NeedContext::of(opts, t, device);
         for need in &n.needs {
-            match probe::needs::steps(caps, need, opts, login, device) {
-                Ok(steps)
-                    if steps
-                        .iter()
-                        .any(|s| matches!(s, probe::needs::Step::Login(Err(_)))) =>
-                {
-                    if let Some(probe::needs::Step::Login(Err(why))) = steps.first() {
-                        return Err(Error::usage(format!("--need {need}: {why}")));
-                    }
-                }
-                Ok(_) => {}
-                Err(why) => return Err(Error::usage(format!("--need {need}: {why}"))),
+            // A need the table does not offer there is not sent: reported, not refused here.
+            if !caps
+                .feature(need)
+                .is_some_and(|f| f.support_for(&t.protocol).offered())
+            {
+                continue;
+            }
+            let why = match probe::needs::steps(caps, need, opts, &ctx) {
+                Ok(steps) => steps.into_iter().find_map(|s| match s {
+                    Step::Login(Err(why)) => Some(why),
+                    _ => None,
+                }),
+                Err(NotRun::Untested(why)) => Some(why),
+                Err(NotRun::NotCarried(kind)) => Some(probe::needs::not_carried(caps, kind, &t.protocol)),
+            };
+            if let Some(why) = why {
+                return Err(Error::usage(format!("--need {need}: {why}")));
             }
         }
+    }
+    Ok(())
+}
+
+/// `--matrix`: one URL per protocol, and `--activate` device keys that can be activated.
+fn check_matrix(matrix: &MatrixArgs, targets: &[Target], device: (&str, &str)) -> Result<()> {
+    let activate = &matrix.activate;
+    if activate.len() > targets.len() {
+        return Err(Error::usage(format!(
+            "--activate gives {} device keys for {} URLs: one per URL, in order",
+            activate.len(),
+            targets.len()
+        )));
+    }
+    if let Some(dk) = activate
+        .iter()
+        .find(|dk| dk.trim().is_empty() || dk.contains(['/', ',']) || *dk == device.1)
+    {
+        return Err(Error::usage_with_help(
+            format!("--activate `{dk}` is not a device key to activate"),
+            "give device keys of the product that are not activated yet (not the --device-key that logs in)",
+        ));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for t in targets {
+        if seen.contains(&t.protocol.as_str()) {
+            return Err(Error::usage(format!(
+                "--matrix takes one URL per protocol; {} is given twice",
+                t.protocol
+            )));
+        }
+        seen.push(&t.protocol);
     }
     Ok(())
 }
@@ -169,11 +184,12 @@ pub fn matrix(
     ctx: &Context,
     caps: &'static Capabilities,
     args: &ProbeArgs,
+    matrix_args: &MatrixArgs,
     targets: &[Target],
     opts: &ProbeOptions,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitCode> {
-    let activate = &args.need_values.activate;
+    let activate = &matrix_args.activate;
     let product_secret = if activate.is_empty() {
         None
     } else {
@@ -186,7 +202,7 @@ pub fn matrix(
     let mut dynamic: Vec<Option<ProbeOptions>> = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
         dynamic.push(match (activate.get(i), &product_secret) {
-            (Some(dk), Some(secret)) => Some(dynamic_options(opts, t, dk, secret)?),
+            (Some(dk), Some(secret)) => Some(dynamic_options(caps, opts, t, dk, secret)?),
             _ => None,
         });
     }
@@ -195,27 +211,26 @@ pub fn matrix(
         let mut logins = Vec::new();
         for (t, dynamic) in targets.iter().zip(&dynamic) {
             let mut report = probe::run(caps, t, opts).await;
-            if t.protocol == "coap" && !t.secure && dynamic.is_some() {
-                // EnOS documents CoAP's activation inside DTLS only: nothing to send over UDP.
-                let untested = probe::needs::NeedReport {
+            if let (Some(why), Some(_)) = (activation_elsewhere(caps, t), dynamic) {
+                // EnOS documents this protocol's activation over other ports only.
+                let untested = crate::measurement::NeedReport {
                     need: "dynamic_auth".into(),
                     protocol: t.protocol.clone(),
                     table: table(caps, "dynamic_auth", &t.protocol),
                     ok: false,
-                    measured: probe::needs::Measured::Untested,
+                    measured: crate::measurement::Measured::Untested,
                     code: None,
-                    message: "untested: CoAP activates inside DTLS (the identity pk,dk,3,lifetime): give a coaps:// URL"
-                        .into(),
+                    message: why,
                     stages: Vec::new(),
                     error: None,
                 };
-                probe::matrix::replace_need(&mut report, untested);
+                crate::measurement::matrix::replace_need(&mut report, untested);
             } else if let Some(o) = dynamic {
                 let login = probe::run(caps, t, o).await;
                 let table = table(caps, "dynamic_auth", &t.protocol);
-                probe::matrix::replace_need(
+                crate::measurement::matrix::replace_need(
                     &mut report,
-                    probe::matrix::login_need("dynamic_auth", table, &login),
+                    crate::measurement::matrix::login_need("dynamic_auth", table, &login),
                 );
                 logins.push(login);
             }
@@ -223,9 +238,9 @@ pub fn matrix(
             if t.protocol == "coap" && t.secure && opts.tls.cert.is_some() {
                 let login = probe::coap::certificate_login(t, opts).await;
                 let table = table(caps, "mutual_tls", &t.protocol);
-                probe::matrix::replace_need(
+                crate::measurement::matrix::replace_need(
                     &mut report,
-                    probe::matrix::login_need("mutual_tls", table, &login),
+                    crate::measurement::matrix::login_need("mutual_tls", table, &login),
                 );
                 logins.push(login);
             }
@@ -233,9 +248,33 @@ pub fn matrix(
         }
         (out, logins)
     });
-    let m = probe::matrix::build(caps, reports, logins);
-    emit(&ctx.renderer(args.format.format).matrix(&m))?;
+    let m = crate::measurement::matrix::build(caps, reports, logins);
+    emit(&ctx.renderer(args.output.format.format).matrix(&m))?;
     Ok(ExitCode::from(if m.ok { 0 } else { EXIT_FAILED }))
+}
+
+/// Why `target`'s protocol cannot activate a device over its port, when it activates over
+/// others (CoAP: inside DTLS only): the URLs that would.
+fn activation_elsewhere(caps: &Capabilities, target: &Target) -> Option<String> {
+    let recipe = caps.credentials.get(&target.protocol)?;
+    if !recipe.modes.iter().any(|m| m == "dynamic") || caps.activates_over(&target.protocol, &target.security)
+    {
+        return None;
+    }
+    let schemes: Vec<String> = caps
+        .protocol(&target.protocol)?
+        .ports
+        .iter()
+        .filter(|p| caps.activates_over(&target.protocol, &p.security))
+        .map(|p| format!("{}://", p.scheme))
+        .collect();
+    Some(format!(
+        "{} activates a device over {} only (capabilities.toml, credentials.{}.activate_over): give a {} URL",
+        probe::needs::title(caps, &target.protocol),
+        schemes.join(" or "),
+        target.protocol,
+        schemes.join(" or ")
+    ))
 }
 
 fn table(caps: &Capabilities, feature: &str, protocol: &str) -> crate::capabilities::Support {
@@ -250,6 +289,7 @@ fn table(caps: &Capabilities, feature: &str, protocol: &str) -> crate::capabilit
 /// activates) the device secret written to `DK.secret` in the current folder, then a second
 /// login with it. Over HTTP the login is sent all the same: EnOS's answer is the measurement.
 fn dynamic_options(
+    caps: &Capabilities,
     opts: &ProbeOptions,
     target: &Target,
     dk: &str,
@@ -271,7 +311,7 @@ fn dynamic_options(
     o.measurepoints = None;
     o.subdevice = None;
     o.activate_to = None;
-    if target.protocol == "mqtt" || (target.protocol == "coap" && target.secure) {
+    if caps.activates_over(&target.protocol, &target.security) {
         let file = std::path::PathBuf::from(format!("{dk}.secret"));
         if file.exists() && !opts.force {
             return Err(Error::usage_with_help(

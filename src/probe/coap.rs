@@ -17,7 +17,7 @@ use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
 use webrtc_dtls::conn::DTLSConn;
 use zeroize::Zeroizing;
 
-use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, left, resolve};
+use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, resolve, time_left};
 use crate::base::random_u64;
 use crate::capabilities::Capabilities;
 
@@ -143,7 +143,7 @@ async fn handshake_within(
     enos: bool,
     deadline: Instant,
 ) -> Result<Link, Failure> {
-    match tokio::time::timeout(left(deadline)?, dtls_handshake(rec, sock, psk, enos)).await {
+    match tokio::time::timeout(time_left(deadline)?, dtls_handshake(rec, sock, psk, enos)).await {
         Ok(link) => link,
         Err(_) => Err(Failure::new(
             ErrorKind::Timeout,
@@ -328,7 +328,10 @@ pub async fn probe(
     let enos = opts.login.enos_keys();
     // Dynamic activation over DTLS: the device secret answered to a GET, then a second login.
     let link = match (&opts.activate_to, enos) {
-        (Some(_), Some(keys)) if target.secure && opts.login.mode() == Some("dynamic") => {
+        (Some(_), Some(keys))
+            if opts.login.mode() == Some("dynamic")
+                && caps.activates_over(&target.protocol, &target.security) =>
+        {
             activate::activate(caps, link, opts, keys, prefix, rec, deadline).await?
         }
         _ => link,
@@ -344,36 +347,7 @@ pub async fn probe(
     // Without DTLS the EnOS login is the auth call; over DTLS the handshake was the login.
     if !target.secure {
         rec.begin("handshake");
-        let creds = opts
-            .login
-            .enos_credentials(caps, "coap")
-            .ok_or_else(|| Failure::new(ErrorKind::Auth, "no EnOS login"))??;
-        let auth = creds
-            .request
-            .ok_or_else(|| Failure::new(ErrorKind::Auth, "no CoAP auth request in the capabilities"))?;
-        let path = format!("{prefix}{}", auth.path);
-        let answer = exchange(
-            &link,
-            rec,
-            deadline,
-            Some(RequestType::Post),
-            &path,
-            auth.body.into_bytes(),
-        )
-        .await?;
-        // A 2.xx can still carry EnOS's refusal in its JSON, as HTTP's auth answer does.
-        if let Exchanged::Response(p) = &answer
-            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload)
-            && let Some(code) = v.get("code").and_then(serde_json::Value::as_i64)
-            && code != 0
-            && code != crate::enos::SUCCESS
-        {
-            let message = v.get("message").and_then(|m| m.as_str()).unwrap_or_default();
-            return Err(Failure::new(
-                ErrorKind::Auth,
-                format!("EnOS refused the login: {}", crate::enos::describe(code, message)),
-            ));
-        }
+        auth(caps, &link, opts, prefix, rec, deadline).await?;
         rec.end();
     }
     if !opts.needs.needs.is_empty() {
@@ -409,6 +383,49 @@ pub async fn probe(
     Ok(())
 }
 
+/// The EnOS login over plain CoAP: `POST /auth/{pk}/{dk}` signed as the recipe says, and the
+/// answer read (a 2.xx can still carry EnOS's refusal in its JSON, as HTTP's auth answer does).
+async fn auth(
+    caps: &Capabilities,
+    link: &Link,
+    opts: &ProbeOptions,
+    prefix: &str,
+    rec: &mut Recorder,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    let creds = opts
+        .login
+        .enos_credentials(caps, "coap")
+        .ok_or_else(|| Failure::new(ErrorKind::Auth, "no EnOS login"))??;
+    let auth = creds
+        .request
+        .ok_or_else(|| Failure::new(ErrorKind::Auth, "no CoAP auth request in the capabilities"))?;
+    let path = format!("{prefix}{}", auth.path);
+    let answer = exchange(
+        link,
+        rec,
+        deadline,
+        Some(RequestType::Post),
+        &path,
+        auth.body.into_bytes(),
+    )
+    .await?;
+    // A 2.xx can still carry EnOS's refusal in its JSON, as HTTP's auth answer does.
+    if let Exchanged::Response(p) = &answer
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload)
+        && let Some(code) = v.get("code").and_then(serde_json::Value::as_i64)
+        && code != 0
+        && code != crate::enos::SUCCESS
+    {
+        let message = v.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+        return Err(Failure::new(
+            ErrorKind::Auth,
+            format!("EnOS refused the login: {}", crate::enos::describe(code, message)),
+        ));
+    }
+    Ok(())
+}
+
 #[path = "coap_activate.rs"]
 mod activate;
 #[path = "coap_cert.rs"]
@@ -417,6 +434,7 @@ pub use cert::certificate_login;
 #[path = "coap_needs.rs"]
 mod needs_transport;
 use needs_transport::Needs;
+pub use needs_transport::{MAX_ANNOUNCED, announced_topic};
 
 /// What an exchange got back.
 enum Exchanged {
@@ -496,39 +514,9 @@ async fn exchange_with(
                 rec.note("empty ACK: the response will come separately");
                 acked_empty = true;
             }
-            Some(Reply::Response(p)) => {
-                let code = code_text(p.header.code);
-                rec.detail("code", code.clone());
-                rec.detail("payload_bytes", p.payload.len());
-                if !p.payload.is_empty() {
-                    let shown = p.payload.get(..p.payload.len().min(200)).unwrap_or_default();
-                    rec.detail("payload", String::from_utf8_lossy(shown).into_owned());
-                }
-                if let MessageClass::Response(status) = p.header.code {
-                    let raw: u8 = p.header.code.into();
-                    if raw >> 5 != 2 && !any_code {
-                        let kind = if matches!(raw, 0x81 | 0x83) {
-                            ErrorKind::Auth
-                        } else {
-                            ErrorKind::Protocol
-                        };
-                        // An EnOS endpoint says why in the payload's `message`.
-                        let why = serde_json::from_slice::<serde_json::Value>(&p.payload)
-                            .ok()
-                            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
-                            .filter(|m| !m.is_empty())
-                            .map(|m| format!(": {m}"))
-                            .unwrap_or_default();
-                        return Err(Failure::new(
-                            kind,
-                            format!("the server answered {code} {status:?}{why}"),
-                        ));
-                    }
-                }
-                return Ok(Exchanged::Response(p));
-            }
+            Some(Reply::Response(p)) => return response(p, any_code, rec),
             None => {
-                left(deadline)?;
+                time_left(deadline)?;
                 if acked_empty || attempts > MAX_RETRANSMIT {
                     return Err(Failure::new(
                         ErrorKind::Timeout,
@@ -539,6 +527,41 @@ async fn exchange_with(
             }
         }
     }
+}
+
+/// A response to the request, shown in the report; a code other than 2.xx is a failure
+/// (4.01 and 4.03 of the login's kind) unless `any_code` (a need reads EnOS's payload whatever
+/// the code).
+fn response(p: Packet, any_code: bool, rec: &mut Recorder) -> Result<Exchanged, Failure> {
+    let code = code_text(p.header.code);
+    rec.detail("code", code.clone());
+    rec.detail("payload_bytes", p.payload.len());
+    if !p.payload.is_empty() {
+        let shown = p.payload.get(..p.payload.len().min(200)).unwrap_or_default();
+        rec.detail("payload", String::from_utf8_lossy(shown).into_owned());
+    }
+    if let MessageClass::Response(status) = p.header.code {
+        let raw: u8 = p.header.code.into();
+        if raw >> 5 != 2 && !any_code {
+            let kind = if matches!(raw, 0x81 | 0x83) {
+                ErrorKind::Auth
+            } else {
+                ErrorKind::Protocol
+            };
+            // An EnOS endpoint says why in the payload's `message`.
+            let why = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                .ok()
+                .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            return Err(Failure::new(
+                kind,
+                format!("the server answered {code} {status:?}{why}"),
+            ));
+        }
+    }
+    Ok(Exchanged::Response(p))
 }
 
 enum Reply {

@@ -15,7 +15,8 @@ use webrtc_dtls::conn::DTLSConn;
 use webrtc_dtls::crypto::{Certificate, CryptoPrivateKey};
 
 use super::{Watched, connect_udp};
-use crate::probe::{ErrorKind, Failure, ProbeOptions, ProbeReport, Recorder, Target, left, resolve};
+use crate::measurement::{ErrorKind, ProbeReport};
+use crate::probe::{Failure, ProbeOptions, Recorder, Target, resolve, time_left};
 
 /// The handshake offering the client certificate, as a probe report of its own.
 pub async fn certificate_login(target: &Target, opts: &ProbeOptions) -> ProbeReport {
@@ -99,7 +100,7 @@ async fn handshake(
     };
     let handshake = DTLSConn::new(Arc::new(watched), config, true, None);
     let conn = tokio::select! {
-        conn = tokio::time::timeout(left(deadline)?, handshake) => conn,
+        conn = tokio::time::timeout(time_left(deadline)?, handshake) => conn,
         () = refused.notified() => {
             return Err(Failure::new(ErrorKind::Refused, "port unreachable: nothing listens on that UDP port"));
         }

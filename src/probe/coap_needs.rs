@@ -6,7 +6,9 @@ use coap_lite::{CoapOption, RequestType};
 
 use super::{Exchanged, Link, code_text, exchange_with};
 use crate::enos::COAP_COMMAND_OPTION as COMMAND_OPTION;
-use crate::probe::{ErrorKind, Failure, Recorder};
+use crate::measurement::ErrorKind;
+use crate::probe::needs::filter_matches;
+use crate::probe::{Failure, Recorder};
 
 /// How often a device waiting for a command sends its light request.
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -73,40 +75,23 @@ impl crate::probe::needs::Transport for Needs<'_> {
     }
 
     /// CoAP has no subscription: a command waiting for the device is announced in option 2100
-    /// of a response to any request. What can be proven without one pending is that channel: a
-    /// read-only request (the device's attribute query) answered.
-    async fn subscribe(&mut self, topics: &[String], rec: &mut Recorder) -> Result<(), Failure> {
-        let Some((pk, dk)) = topics
-            .first()
-            .and_then(|t| crate::enos::split(t))
-            .map(|t| (t.product_key.to_string(), t.device_key.to_string()))
-        else {
-            return Err(Failure::new(ErrorKind::Protocol, "no downlink topic"));
-        };
-        let topic = format!("/sys/{pk}/{dk}/thing/attribute/query");
-        let request = crate::enos::Request::new(
-            crate::enos::new_id(),
-            "thing.attribute.query",
-            serde_json::json!({"attributes": []}),
-        );
-        let body = self.post(&topic, request.to_bytes(), rec).await?;
-        rec.enos_reply(&body, None)?;
-        rec.detail(
-            "downlink",
-            "the response channel that carries option 2100 answers (CoAP has no subscription)",
-        );
-        Ok(())
+    /// of a response to any request. Nothing to send.
+    async fn subscribe(&mut self, _topics: &[String], rec: &mut Recorder) -> Result<bool, Failure> {
+        rec.note("CoAP has no subscription: a command comes announced in option 2100");
+        Ok(false)
     }
 
     /// EnOS announces a command in option 2100 (`/topic/{RequestTopic}`) of the response to
     /// the device's next request: a light request (the attribute query) about once a second
-    /// until one comes or `until`, then `GET` the command and answer it 200 on `_reply`.
+    /// until one on `topics` comes or `until`, then `GET` the command and answer it on
+    /// `_reply` (200, or the raw bytes for a raw command).
     async fn await_command(
         &mut self,
         topics: &[String],
+        raw: bool,
         until: Instant,
         rec: &mut Recorder,
-    ) -> Result<(), Failure> {
+    ) -> Result<String, Failure> {
         let Some((pk, dk)) = topics
             .first()
             .and_then(|t| crate::enos::split(t))
@@ -114,9 +99,68 @@ impl crate::probe::needs::Transport for Needs<'_> {
         else {
             return Err(Failure::new(ErrorKind::Protocol, "no downlink topic"));
         };
+        let announced = self.announced(topics, (&pk, &dk), until, rec).await?;
+        // The option names the command's path from the root: `/topic/{RequestTopic}`.
+        let path = format!("{}/topic{announced}", self.prefix);
+        let Exchanged::Response(p) = exchange_with(
+            self.link,
+            rec,
+            self.deadline,
+            Some(RequestType::Get),
+            &path,
+            Vec::new(),
+            false,
+        )
+        .await?
+        else {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                "the command GET was answered as a ping",
+            ));
+        };
+        let (what, reply) = if raw {
+            (format!("{} raw bytes", p.payload.len()), p.payload.clone())
+        } else {
+            let command: serde_json::Value = serde_json::from_slice(&p.payload)
+                .map_err(|_| Failure::new(ErrorKind::Protocol, "the command is not JSON"))?;
+            let id = crate::enos::reply_id(&command).unwrap_or_default();
+            let method = command
+                .get("method")
+                .and_then(|m| m.as_str())
+                .unwrap_or("?")
+                .to_string();
+            let reply =
+                crate::enos::Reply::new(id, crate::enos::SUCCESS, serde_json::json!({})).with_message("");
+            (method, reply.to_bytes())
+        };
+        rec.note(&format!("command {what} on {announced}"));
+        exchange_with(
+            self.link,
+            rec,
+            self.deadline,
+            Some(RequestType::Post),
+            &format!("{path}_reply"),
+            reply,
+            false,
+        )
+        .await?;
+        Ok(what)
+    }
+}
+
+impl Needs<'_> {
+    /// Light requests about once a second until a response announces a command on one of
+    /// `topics` (option 2100), or `until`: the command's topic.
+    async fn announced(
+        &mut self,
+        topics: &[String],
+        (pk, dk): (&str, &str),
+        until: Instant,
+        rec: &mut Recorder,
+    ) -> Result<String, Failure> {
         let query = format!("{}/topic/sys/{pk}/{dk}/thing/attribute/query", self.prefix);
         let mut polls = 0u32;
-        let announced = loop {
+        loop {
             let request = crate::enos::Request::new(
                 crate::enos::new_id(),
                 "thing.attribute.query",
@@ -138,7 +182,16 @@ impl crate::probe::needs::Transport for Needs<'_> {
                     .get_option(CoapOption::Unknown(COMMAND_OPTION))
                     .and_then(|v| v.front())
             {
-                break String::from_utf8_lossy(value).into_owned();
+                let topic = announced_topic(value).map_err(|why| {
+                    Failure::new(
+                        ErrorKind::Protocol,
+                        format!("the endpoint announced a command in option 2100 that is not one: {why}"),
+                    )
+                })?;
+                if topics.iter().any(|f| filter_matches(f, &topic)) {
+                    return Ok(topic);
+                }
+                rec.note(&format!("a command on {topic} is not the one awaited"));
             }
             let now = Instant::now();
             if now >= until {
@@ -148,43 +201,67 @@ impl crate::probe::needs::Transport for Needs<'_> {
                 ));
             }
             tokio::time::sleep((until - now).min(POLL)).await;
-        };
-        // The option names the command's path from the root: `/topic/{RequestTopic}`.
-        let path = format!("{}{announced}", self.prefix);
-        let Exchanged::Response(p) = exchange_with(
-            self.link,
-            rec,
-            self.deadline,
-            Some(RequestType::Get),
-            &path,
-            Vec::new(),
-            false,
-        )
-        .await?
-        else {
-            return Err(Failure::new(
-                ErrorKind::Protocol,
-                "the command GET was answered as a ping",
-            ));
-        };
-        let command: serde_json::Value = serde_json::from_slice(&p.payload)
-            .map_err(|_| Failure::new(ErrorKind::Protocol, "the command is not JSON"))?;
-        let id = crate::enos::reply_id(&command).unwrap_or_default();
-        rec.note(&format!(
-            "command {} on {announced}",
-            command.get("method").and_then(|m| m.as_str()).unwrap_or("?")
-        ));
-        let reply = crate::enos::Reply::new(id, crate::enos::SUCCESS, serde_json::json!({})).with_message("");
-        exchange_with(
-            self.link,
-            rec,
-            self.deadline,
-            Some(RequestType::Post),
-            &format!("{path}_reply"),
-            reply.to_bytes(),
-            false,
-        )
-        .await?;
-        Ok(())
+        }
+    }
+}
+
+/// The longest option 2100 value read: a topic of EnOS's is well under it.
+pub const MAX_ANNOUNCED: usize = 512;
+
+/// The topic a command announced in CoAP option 2100 is on: the option is
+/// `/topic/{RequestTopic}`, the request topic an EnOS topic (`/sys/...` or `/ext/session/...`)
+/// of printable ASCII with no empty level and no `.` or `..` level, which the probe then
+/// requests as a path. What the endpoint sends is outside input: anything else is refused.
+pub fn announced_topic(value: &[u8]) -> Result<String, String> {
+    if value.len() > MAX_ANNOUNCED {
+        return Err(format!("{} bytes, over {MAX_ANNOUNCED}", value.len()));
+    }
+    let text = std::str::from_utf8(value).map_err(|_| "not UTF-8".to_string())?;
+    if !text.bytes().all(|b| b.is_ascii_graphic()) || text.contains(['?', '#']) {
+        return Err(format!("{text:?} holds a byte a topic path cannot"));
+    }
+    let topic = text
+        .strip_prefix("/topic/")
+        .map(|t| format!("/{t}"))
+        .ok_or_else(|| format!("{text:?} does not start with /topic/"))?;
+    if topic
+        .split('/')
+        .skip(1)
+        .any(|level| level.is_empty() || level == "." || level == "..")
+    {
+        return Err(format!("{text:?} has an empty, `.` or `..` level"));
+    }
+    if crate::enos::split(&topic).is_none() {
+        return Err(format!("{text:?} names no EnOS topic"));
+    }
+    Ok(topic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announced_command_is_an_enos_topic_or_refused() {
+        assert_eq!(
+            announced_topic(b"/topic/sys/pk1/dk1/thing/service/measurepoint/set"),
+            Ok("/sys/pk1/dk1/thing/service/measurepoint/set".into())
+        );
+        for bad in [
+            &b"/sys/pk1/dk1/thing/model/down_raw"[..],
+            b"/topic/sys/pk1/../x",
+            b"/topic/sys/pk1//dk1/thing",
+            b"/topic/sys/pk1/dk1/thing?x=1",
+            b"/topic/nowhere/x",
+            b"/topic/sys/pk\xff",
+            &[0xff, 0xfe][..],
+            &[b'a'; MAX_ANNOUNCED + 1][..],
+        ] {
+            assert!(
+                announced_topic(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

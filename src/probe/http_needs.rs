@@ -1,8 +1,6 @@
 //! The needs' transport over HTTP (`probe --need`): a child of `http.rs`, over its client and
 //! session; and the multipart body of a file upload.
 
-use std::time::Instant;
-
 use super::{Client, Request};
 use crate::probe::{ErrorKind, Failure, Recorder};
 
@@ -69,25 +67,6 @@ impl crate::probe::needs::Transport for Needs<'_> {
             )
             .await?;
         crate::probe::mqtt::raw_reply(&body, rec)
-    }
-
-    async fn subscribe(&mut self, _topics: &[String], _rec: &mut Recorder) -> Result<(), Failure> {
-        Err(crate::probe::needs::no_exchange(
-            "HTTP",
-            "HTTP has no downlink: EnOS cannot send a device a command",
-        ))
-    }
-
-    async fn await_command(
-        &mut self,
-        _topics: &[String],
-        _until: Instant,
-        _rec: &mut Recorder,
-    ) -> Result<(), Failure> {
-        Err(crate::probe::needs::no_exchange(
-            "HTTP",
-            "HTTP has no downlink: EnOS cannot send a device a command",
-        ))
     }
 
     async fn upload(

@@ -16,54 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::{ErrorKind, ProbeReport};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    /// The stage's latencies in microseconds: [`encode`]d. Absent only in reports written
-    /// before histograms were added, which cannot be merged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub histogram: Option<String>,
-}
-
-/// The result of a load probe: the JSON object of `probe --count N --format json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LoadReport {
-    pub ok: bool,
-    pub protocol: String,
-    pub target: String,
-    pub count: u64,
-    pub concurrency: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub errors: BTreeMap<String, u64>,
-    pub elapsed_s: f64,
-    /// Completed probes per second.
-    pub rate_per_s: f64,
-    pub stages: BTreeMap<String, Percentiles>,
-    /// One failure message per error kind, to say what went wrong.
-    pub examples: BTreeMap<String, String>,
-    /// How many reports [`merge`] joined into this one; absent in a single run's report.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged_from: Option<u64>,
-    /// `--need`: per need, how many probes' checks of it succeeded and failed.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub needs: BTreeMap<String, NeedCounts>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NeedCounts {
-    pub succeeded: u64,
-    pub failed: u64,
-}
+use crate::measurement::load::{LoadReport, NeedCounts, Percentiles};
+use crate::measurement::{ErrorKind, ProbeReport};
 
 /// Latencies are recorded in microseconds, from 1 µs to an hour, to three significant digits.
 pub(super) const LOWEST_US: u64 = 1;
@@ -237,7 +193,6 @@ pub fn parse_reports(name: &str, text: &str) -> Result<Vec<(String, LoadReport)>
 /// histograms, the rate the sum of the rates and the elapsed time the longest.
 pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError> {
     let ((first_name, first), _) = reports.split_first().ok_or(MergeError::Empty)?;
-    let overflow = |name: &str| MergeError::Report(name.to_string(), "the counts overflow".into());
     let mut out = LoadReport {
         ok: true,
         protocol: first.protocol.clone(),
@@ -257,7 +212,6 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
     let mut targets: Vec<&str> = Vec::new();
     let mut histograms: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
     for (name, r) in reports {
-        let bad = |message: String| MergeError::Report(name.clone(), message);
         if r.protocol != first.protocol {
             return Err(MergeError::Mixed {
                 first: first_name.clone(),
@@ -266,72 +220,12 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
                 b: r.protocol.clone(),
             });
         }
-        if r.succeeded.checked_add(r.failed) != Some(r.count) {
-            return Err(bad(format!(
-                "succeeded ({}) and failed ({}) do not add up to count ({})",
-                r.succeeded, r.failed, r.count
-            )));
-        }
-        for (what, v) in [("elapsed_s", r.elapsed_s), ("rate_per_s", r.rate_per_s)] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(bad(format!("{what} is {v}, not a duration or rate")));
-            }
-        }
+        check_sums(name, r)?;
         if !targets.contains(&r.target.as_str()) {
             targets.push(&r.target);
         }
-        out.ok &= r.ok;
-        out.count = out.count.checked_add(r.count).ok_or_else(|| overflow(name))?;
-        out.concurrency = out
-            .concurrency
-            .checked_add(r.concurrency)
-            .ok_or_else(|| overflow(name))?;
-        out.succeeded = out
-            .succeeded
-            .checked_add(r.succeeded)
-            .ok_or_else(|| overflow(name))?;
-        out.failed = out.failed.checked_add(r.failed).ok_or_else(|| overflow(name))?;
-        for (kind, n) in &r.errors {
-            let sum = out.errors.entry(kind.clone()).or_default();
-            *sum = sum.checked_add(*n).ok_or_else(|| overflow(name))?;
-        }
-        for (need, n) in &r.needs {
-            let sum = out.needs.entry(need.clone()).or_default();
-            sum.succeeded = sum
-                .succeeded
-                .checked_add(n.succeeded)
-                .ok_or_else(|| overflow(name))?;
-            sum.failed = sum.failed.checked_add(n.failed).ok_or_else(|| overflow(name))?;
-        }
-        for (kind, example) in &r.examples {
-            out.examples
-                .entry(kind.clone())
-                .or_insert_with(|| example.clone());
-        }
-        out.elapsed_s = out.elapsed_s.max(r.elapsed_s);
-        out.rate_per_s += r.rate_per_s;
-        for (stage, p) in &r.stages {
-            let text = p.histogram.as_deref().ok_or_else(|| {
-                bad(format!(
-                    "stage `{stage}` has no histogram, so its percentiles cannot be merged"
-                ))
-            })?;
-            let h = decode(text).map_err(|e| bad(format!("stage `{stage}`: {e}")))?;
-            if h.len() != p.count {
-                return Err(bad(format!(
-                    "stage `{stage}`: the histogram holds {} latencies but count says {}",
-                    h.len(),
-                    p.count
-                )));
-            }
-            let sum = match histograms.entry(stage.as_str()) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(new_histogram().ok_or_else(|| bad("cannot make a histogram".into()))?)
-                }
-            };
-            sum.add(&h).map_err(|e| bad(format!("stage `{stage}`: {e:?}")))?;
-        }
+        add_counts(&mut out, name, r)?;
+        add_histograms(&mut histograms, name, r)?;
     }
     out.target = targets.join(", ");
     out.rate_per_s = (out.rate_per_s * 10.0).round() / 10.0;
@@ -343,6 +237,84 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
     // Every report either merged or returned an error above.
     out.merged_from = u64::try_from(reports.len()).ok();
     Ok(out)
+}
+
+/// A report's own numbers agree: its outcomes add up to its count, its time and rate are
+/// numbers.
+fn check_sums(name: &str, r: &LoadReport) -> Result<(), MergeError> {
+    let bad = |message: String| MergeError::Report(name.to_string(), message);
+    if r.succeeded.checked_add(r.failed) != Some(r.count) {
+        return Err(bad(format!(
+            "succeeded ({}) and failed ({}) do not add up to count ({})",
+            r.succeeded, r.failed, r.count
+        )));
+    }
+    for (what, v) in [("elapsed_s", r.elapsed_s), ("rate_per_s", r.rate_per_s)] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(bad(format!("{what} is {v}, not a duration or rate")));
+        }
+    }
+    Ok(())
+}
+
+/// `r`'s counts, outcomes, error kinds and needs added to `out`, with checked sums.
+fn add_counts(out: &mut LoadReport, name: &str, r: &LoadReport) -> Result<(), MergeError> {
+    let overflow = || MergeError::Report(name.to_string(), "the counts overflow".into());
+    let sum = |a: u64, b: u64| a.checked_add(b).ok_or_else(overflow);
+    out.ok &= r.ok;
+    out.count = sum(out.count, r.count)?;
+    out.concurrency = sum(out.concurrency, r.concurrency)?;
+    out.succeeded = sum(out.succeeded, r.succeeded)?;
+    out.failed = sum(out.failed, r.failed)?;
+    for (kind, n) in &r.errors {
+        let total = out.errors.entry(kind.clone()).or_default();
+        *total = sum(*total, *n)?;
+    }
+    for (need, n) in &r.needs {
+        let total = out.needs.entry(need.clone()).or_default();
+        total.succeeded = sum(total.succeeded, n.succeeded)?;
+        total.failed = sum(total.failed, n.failed)?;
+    }
+    for (kind, example) in &r.examples {
+        out.examples
+            .entry(kind.clone())
+            .or_insert_with(|| example.clone());
+    }
+    out.elapsed_s = out.elapsed_s.max(r.elapsed_s);
+    out.rate_per_s += r.rate_per_s;
+    Ok(())
+}
+
+/// Each stage's histogram of `r`, decoded and checked against its count, added to the sums.
+fn add_histograms<'a>(
+    sums: &mut BTreeMap<&'a str, Histogram<u64>>,
+    name: &str,
+    r: &'a LoadReport,
+) -> Result<(), MergeError> {
+    let bad = |message: String| MergeError::Report(name.to_string(), message);
+    for (stage, p) in &r.stages {
+        let text = p.histogram.as_deref().ok_or_else(|| {
+            bad(format!(
+                "stage `{stage}` has no histogram, so its percentiles cannot be merged"
+            ))
+        })?;
+        let h = decode(text).map_err(|e| bad(format!("stage `{stage}`: {e}")))?;
+        if h.len() != p.count {
+            return Err(bad(format!(
+                "stage `{stage}`: the histogram holds {} latencies but count says {}",
+                h.len(),
+                p.count
+            )));
+        }
+        let sum = match sums.entry(stage.as_str()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(new_histogram().ok_or_else(|| bad("cannot make a histogram".into()))?)
+            }
+        };
+        sum.add(&h).map_err(|e| bad(format!("stage `{stage}`: {e:?}")))?;
+    }
+    Ok(())
 }
 
 pub struct LoadOptions {
@@ -516,7 +488,7 @@ mod tests {
             protocol: "mqtt".into(),
             target: "mqtt://t".into(),
             address: None,
-            stages: vec![super::super::StageTiming {
+            stages: vec![crate::measurement::StageTiming {
                 name: "total",
                 ms: 1.0,
             }],

@@ -12,7 +12,7 @@ use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target, left};
+use super::{ErrorKind, Failure, Io, Login, ProbeOptions, Recorder, Target, time_left};
 use crate::capabilities::Capabilities;
 
 /// Largest packet accepted from the broker: a peer that declares more is not an MQTT broker
@@ -174,7 +174,7 @@ async fn log_in(
         .unwrap_or_else(|| format!("enos-connect-{:08x}", crate::base::random_u64() as u32));
     let mut connect = Connect::new(client_id);
     // Keep-alive only has to outlast the probe itself.
-    connect.keep_alive = u16::try_from(left(deadline)?.as_secs() + 5).unwrap_or(u16::MAX);
+    connect.keep_alive = u16::try_from(time_left(deadline)?.as_secs() + 5).unwrap_or(u16::MAX);
     connect.clean_session = true;
     set_login(caps, login, &mut connect)?;
     conn.send(Packet::Connect(connect)).await?;
@@ -429,6 +429,16 @@ pub async fn probe(
     {
         super::needs::run(caps, target, &mut conn, opts, device, rec, deadline).await;
     }
+    publish(&mut conn, opts, rec).await?;
+    // A clean goodbye; the result is already known, so a failure here changes nothing.
+    let _ = conn.send(Packet::Disconnect).await;
+    let _ = conn.io.shutdown().await;
+    Ok(())
+}
+
+/// `--roundtrip TOPIC` (subscribe, publish, until the message comes back) or `--publish TOPIC`
+/// (until its PUBACK): the probe's own message, timed as `roundtrip`.
+async fn publish(conn: &mut Conn, opts: &ProbeOptions, rec: &mut Recorder) -> Result<(), Failure> {
     let qos = if opts.qos >= 1 {
         QoS::AtLeastOnce
     } else {
@@ -476,9 +486,6 @@ pub async fn probe(
         }
         rec.end();
     }
-    // A clean goodbye; the result is already known, so a failure here changes nothing.
-    let _ = conn.send(Packet::Disconnect).await;
-    let _ = conn.io.shutdown().await;
     Ok(())
 }
 

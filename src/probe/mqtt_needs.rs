@@ -6,21 +6,9 @@ use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Packet, Publish};
 
 use super::{Conn, granted};
-use crate::probe::{ErrorKind, Failure, Recorder};
-
-/// Whether `topic` matches the MQTT filter `filter` (`+` one level; `#` the rest).
-fn filter_matches(filter: &str, topic: &str) -> bool {
-    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
-    loop {
-        match (f.next(), t.next()) {
-            (None, None) => return true,
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
-        }
-    }
-}
+use crate::measurement::ErrorKind;
+use crate::probe::needs::filter_matches;
+use crate::probe::{Failure, Recorder};
 
 impl crate::probe::needs::Transport for Conn {
     const PROTOCOL: &'static str = "MQTT";
@@ -54,20 +42,21 @@ impl crate::probe::needs::Transport for Conn {
         }
     }
 
-    async fn subscribe(&mut self, topics: &[String], rec: &mut Recorder) -> Result<(), Failure> {
+    async fn subscribe(&mut self, topics: &[String], rec: &mut Recorder) -> Result<bool, Failure> {
         for topic in topics {
             Conn::subscribe(self, topic, QoS::AtLeastOnce).await?;
             rec.note(&format!("subscribed to {topic}"));
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn await_command(
         &mut self,
         topics: &[String],
+        raw: bool,
         until: Instant,
         rec: &mut Recorder,
-    ) -> Result<(), Failure> {
+    ) -> Result<String, Failure> {
         let wait = async {
             loop {
                 let Packet::Publish(p) = self.next("a command").await? else {
@@ -78,6 +67,18 @@ impl crate::probe::needs::Transport for Conn {
                 }
                 if !topics.iter().any(|f| filter_matches(f, &p.topic)) {
                     continue;
+                }
+                if raw {
+                    // A raw command is answered with raw bytes (`down_raw_reply`): its own.
+                    let mut publish = Publish::new(
+                        crate::enos::reply_topic(&p.topic),
+                        QoS::AtLeastOnce,
+                        p.payload.to_vec(),
+                    );
+                    publish.pkid = self.pkid();
+                    self.send(Packet::Publish(publish)).await?;
+                    rec.note(&format!("answered {} raw bytes on {}", p.payload.len(), p.topic));
+                    return Ok(format!("{} raw bytes", p.payload.len()));
                 }
                 let v: serde_json::Value = serde_json::from_slice(&p.payload).map_err(|_| {
                     Failure::new(
@@ -102,7 +103,7 @@ impl crate::probe::needs::Transport for Conn {
                 self.send(Packet::Publish(publish)).await?;
                 rec.detail("command", method.clone());
                 rec.note(&format!("answered {method} on {} with 200", p.topic));
-                return Ok(());
+                return Ok(method);
             }
         };
         match tokio::time::timeout_at(until.into(), wait).await {

@@ -2,42 +2,31 @@
 //! comparison table needs, over the protocol probed, each step a stage of its own, each read up
 //! to EnOS's reply code.
 //!
-//! Data-driven: a step names the topic's tail (`thing/topo/get`); the topic is the feature's
-//! own pattern in `capabilities.toml` that ends so (the same patterns `serve` enforces and
-//! `plan` prints), and the method is the first `enos::UPSTREAM` accepts there (what the SDKs
-//! send). Downlink topics come from `enos::DOWNSTREAM`. One [`Transport`] per protocol
-//! carries the steps; nothing here is per protocol but what a protocol cannot carry at all
-//! (MQTT and CoAP have no multipart file path, HTTP no downlink).
+//! Data-driven: the steps are `[exchanges]` of `capabilities.toml`. A step names the topic's
+//! tail (`thing/topo/get`); the topic is the feature's own pattern that ends so (the patterns
+//! `serve` enforces and `plan` prints), the method the first `enos::UPSTREAM` accepts there
+//! (what the SDKs send), the params the step's JSON with the values given filled in. Which
+//! protocols can carry each kind of step is data too: over another, the need is "not carried"
+//! and nothing is sent. One [`Transport`] per protocol carries the kinds; nothing here names a
+//! feature or a protocol.
 //!
 //! Safe against production by default: without a value the user names, a check only reads
-//! (queries, subscriptions, `getversion`).
-//!
-//! Why over 600 lines: every feature's exchange in one module, over one `Transport` per
-//! protocol, is the design (a new feature row needs no code elsewhere); the tests are apart, in
-//! `needs_tests.rs`.
+//! (queries, subscriptions, `getversion`). Running the steps and reading the outcome is
+//! `needs_run.rs`; the tests are in `needs_tests.rs`.
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::{ErrorKind, Failure, ProbeError, ProbeOptions, Recorder, StageTiming};
-use crate::capabilities::{Capabilities, Support};
+use super::command_api::CommandApi;
+use super::{Failure, ProbeOptions, Recorder};
+use crate::capabilities::{Capabilities, Given, LoginKind, StepKind};
 use crate::enos::{self, Request};
 
-/// The stage names a need's steps take, in the JSON `needs[].stages`.
-pub const NEED_STAGES: [&str; 10] = [
-    "login",
-    "subscribe",
-    "query",
-    "post",
-    "event",
-    "attribute",
-    "batch",
-    "resume",
-    "upload",
-    "command",
-];
+pub use super::needs_run::run;
+
+/// The raw bytes `passthrough_up` sends without `--raw`, and a raw command carries.
+pub const DEFAULT_RAW: [u8; 4] = [0x01, 0x02, 0x03, 0x04];
 
 /// What `--need` and its values ask for.
 #[derive(Clone, Debug, Default)]
@@ -50,7 +39,7 @@ pub struct NeedOptions {
     pub events: Vec<(String, Value)>,
     /// `--attribute ID=VALUE`.
     pub attributes: Map<String, Value>,
-    /// `--raw HEX` (default: a few bytes).
+    /// `--raw HEX` (default: [`DEFAULT_RAW`]).
     pub raw: Option<Vec<u8>>,
     /// `--file PATH` read: its name and bytes (default: a small generated file).
     pub file: Option<(String, Vec<u8>)>,
@@ -58,62 +47,16 @@ pub struct NeedOptions {
     pub file_point: Option<String>,
     /// `--await-command SECONDS`: wait for one command and answer it 200.
     pub await_command: Option<Duration>,
+    /// `--command-api URL`: ask the endpoint to send the downlink needs' commands.
+    pub command_api: Option<CommandApi>,
     /// `--register PK/DK`.
     pub register: Option<(String, String)>,
     /// `--firmware-version V`.
     pub firmware_version: Option<String>,
 }
 
-/// How a need came out, as a cell of the measured table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Measured {
-    /// The exchange went through: EnOS answered 200.
-    Supported,
-    /// EnOS refused it as not offered over the protocol (code 1009: HTTP 403, CoAP 4.05), or
-    /// the protocol has no way to carry it.
-    Refused,
-    /// Partly: the login went through, but only one way (`mutual_tls` over a TLS server that
-    /// asked for no client certificate). What the table's `partial` predicts.
-    Partial,
-    /// Not sent: the table says the protocol does not offer it (without `--matrix`).
-    NotOffered,
-    /// Not checked: it needs a value or a login this probe was not given.
-    Untested,
-    /// Another failure: a timeout, a wrong reply, another code.
-    Failed,
-}
-
-impl Measured {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Measured::Supported => "supported",
-            Measured::Refused => "refused",
-            Measured::Partial => "one-way",
-            Measured::NotOffered => "not offered",
-            Measured::Untested => "untested",
-            Measured::Failed => "failed",
-        }
-    }
-}
-
-/// One need's result: an item of the JSON `needs`.
-#[derive(Debug, Clone, Serialize)]
-pub struct NeedReport {
-    pub need: String,
-    pub protocol: String,
-    /// The comparison table's cell for this feature and protocol.
-    pub table: Support,
-    pub ok: bool,
-    pub measured: Measured,
-    /// EnOS's reply code, when a reply arrived.
-    pub code: Option<i64>,
-    pub message: String,
-    pub stages: Vec<StageTiming>,
-    pub error: Option<ProbeError>,
-}
-
-/// What a protocol's connection, logged in, can do for a need.
+/// What a protocol's connection, logged in, can do for a need: one method per kind of step.
+/// A kind the protocol cannot carry is never asked for (`[exchanges.carried_by]`).
 #[allow(async_fn_in_trait)]
 pub trait Transport {
     /// The protocol's name, for messages.
@@ -122,16 +65,23 @@ pub trait Transport {
     async fn request(&mut self, topic: &str, request: &Request, rec: &mut Recorder) -> Result<(), Failure>;
     /// Raw bytes on `topic` (`thing/model/up_raw`) and the raw reply.
     async fn raw(&mut self, topic: &str, bytes: &[u8], rec: &mut Recorder) -> Result<(), Failure>;
-    /// The subscriptions a downlink needs, granted.
-    async fn subscribe(&mut self, topics: &[String], rec: &mut Recorder) -> Result<(), Failure>;
-    /// Wait until `until` for one command on the subscribed topics and answer it 200.
+    /// The subscriptions a downlink needs, granted: `Ok(false)` where the protocol has none
+    /// (nothing was sent).
+    async fn subscribe(&mut self, _topics: &[String], _rec: &mut Recorder) -> Result<bool, Failure> {
+        Err(lacks::<Self>(StepKind::Downlink))
+    }
+    /// Wait until `until` for one command on `topics` and answer it: 200, or for a raw
+    /// command the same raw bytes. What arrived (the method, or "4 raw bytes").
     async fn await_command(
         &mut self,
-        topics: &[String],
-        until: Instant,
-        rec: &mut Recorder,
-    ) -> Result<(), Failure>;
-    /// A multipart post of one file for a file-type measure point: only HTTP has one.
+        _topics: &[String],
+        _raw: bool,
+        _until: Instant,
+        _rec: &mut Recorder,
+    ) -> Result<String, Failure> {
+        Err(lacks::<Self>(StepKind::Downlink))
+    }
+    /// A multipart post of one file for a file-type measure point.
     async fn upload(
         &mut self,
         _topic: &str,
@@ -139,68 +89,116 @@ pub trait Transport {
         _file: (&str, &[u8]),
         _rec: &mut Recorder,
     ) -> Result<(), Failure> {
-        Err(no_exchange(Self::PROTOCOL, "files go over HTTP's multipart path"))
+        Err(lacks::<Self>(StepKind::Multipart))
     }
 }
 
-/// The failure of an exchange the protocol has no way to carry: measured as refused.
-pub fn no_exchange(protocol: &str, what: &str) -> Failure {
-    Failure::new(ErrorKind::Protocol, format!("{NO_EXCHANGE} {protocol}: {what}"))
+/// A kind the data says the protocol carries and its transport does not implement: a fault
+/// of enos-connect (code or data), never sent as a verdict about the endpoint.
+fn lacks<T: Transport + ?Sized>(kind: StepKind) -> Failure {
+    Failure::new(
+        crate::measurement::ErrorKind::Internal,
+        format!(
+            "the {} transport has no {} exchange, though capabilities.toml says it carries one",
+            T::PROTOCOL,
+            kind.as_str()
+        ),
+    )
 }
 
-const NO_EXCHANGE: &str = "no exchange for it over";
-
-/// One step of a need.
+/// One step of a need, ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
+    /// The login kind this feature is: proven by the login already made, or not testable.
+    Login(Result<String, String>),
+    /// What the login already made showed the endpoint does only one way (no client
+    /// certificate asked for).
+    OneWay(String),
     Request {
         stage: &'static str,
         topic: String,
         request: Request,
     },
     Raw {
+        stage: &'static str,
         topic: String,
         bytes: Vec<u8>,
     },
-    Subscribe {
-        topics: Vec<String>,
-    },
-    Command {
-        topics: Vec<String>,
-        wait: Duration,
-    },
     Upload {
+        stage: &'static str,
         topic: String,
         request: Request,
         name: String,
         bytes: Vec<u8>,
     },
-    /// The login kind this feature is: proven by the login already made, or not testable.
-    Login(Result<String, String>),
-    /// What the login already made showed the endpoint does only in part (one-way TLS).
-    Partial(String),
+    Downlink {
+        stage: &'static str,
+        /// MQTT filters: a `{name}` level is `+`.
+        topics: Vec<String>,
+        raw: bool,
+        /// The body to ask the endpoint's command API for (`--command-api`), else `None`.
+        command: Option<Value>,
+        /// How long to wait for the command.
+        wait: Option<Duration>,
+    },
 }
 
-/// The login this probe made, for the login-kind needs.
+/// Why a need is not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRun {
+    /// The protocol cannot carry one of its steps: no exchange over it.
+    NotCarried(StepKind),
+    /// It needs a value or a login this probe was not given (what to add).
+    Untested(String),
+}
+
+/// The probe the needs run in: its protocol, its login and its device.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LoginKind<'a> {
+pub struct NeedContext<'a> {
+    pub protocol: &'a str,
+    /// The secure mode of the EnOS login made.
     pub mode: Option<&'a str>,
-    pub client_cert: bool,
-    pub secure: bool,
+    /// A client certificate is offered over TLS (not DTLS-PSK, which has none).
+    pub tls_cert: bool,
     /// Whether the server asked for the client certificate (known once the TLS login ran).
     pub cert_requested: Option<bool>,
+    pub device: (&'a str, &'a str),
 }
 
-impl<'a> LoginKind<'a> {
-    /// The login a probe with `opts` makes to `target` (a client certificate is TLS's: DTLS-PSK
-    /// has none).
-    pub fn of(opts: &'a ProbeOptions, target: &super::Target) -> Self {
-        LoginKind {
+impl<'a> NeedContext<'a> {
+    /// The context of a probe with `opts` to `target`, for the device `device`.
+    pub fn of(opts: &'a ProbeOptions, target: &'a super::Target, device: (&'a str, &'a str)) -> Self {
+        NeedContext {
+            protocol: &target.protocol,
             mode: opts.login.mode(),
-            client_cert: opts.tls.cert.is_some() && target.protocol != "coap",
-            secure: target.secure,
+            tls_cert: opts.tls.cert.is_some() && target.security == "tls",
             cert_requested: None,
+            device,
         }
+    }
+}
+
+/// The flag that gives a value, for "give --file-point ID".
+fn flag(g: Given) -> &'static str {
+    match g {
+        Given::Measurepoints => "--measurepoint ID=VALUE",
+        Given::Events => "--event ID[=JSON]",
+        Given::Attributes => "--attribute ID=VALUE",
+        Given::FilePoint => "--file-point ID",
+        Given::Register => "--register PK/DK",
+        Given::FirmwareVersion => "--firmware-version V",
+    }
+}
+
+fn given(opts: &ProbeOptions, g: Given) -> bool {
+    let n = &opts.needs;
+    match g {
+        Given::Measurepoints => opts.measurepoints.is_some(),
+        Given::Events => !n.events.is_empty(),
+        Given::Attributes => !n.attributes.is_empty(),
+        Given::FilePoint => n.file_point.is_some(),
+        Given::Register => n.register.is_some(),
+        Given::FirmwareVersion => n.firmware_version.is_some(),
     }
 }
 
@@ -210,25 +208,16 @@ fn topic(
     caps: &Capabilities,
     feature: &str,
     tail: &str,
-    pk: &str,
-    dk: &str,
+    (pk, dk): (&str, &str),
     id: Option<&str>,
 ) -> Result<String, String> {
     let f = caps
         .feature(feature)
         .ok_or_else(|| format!("no feature `{feature}` in the capabilities"))?;
-    let want: Vec<&str> = tail.split('/').collect();
     let pattern = f
         .patterns
         .iter()
-        .find(|p| {
-            let levels: Vec<&str> = p.split('/').collect();
-            levels.len() >= want.len()
-                && levels[levels.len() - want.len()..]
-                    .iter()
-                    .zip(&want)
-                    .all(|(a, b)| a == b || (a.starts_with('{') && *b == "{id}"))
-        })
+        .find(|p| crate::capabilities::pattern_ends_with(p, tail))
         .ok_or_else(|| format!("feature `{feature}` has no topic pattern ending in `{tail}`"))?;
     Ok(pattern
         .split('/')
@@ -252,8 +241,18 @@ fn request(topic: &str, params: Value) -> Result<Request, String> {
     Ok(Request::new(enos::new_id(), method, params))
 }
 
-fn downstream_topics(kinds: &[enos::Downstream], pk: &str, dk: &str) -> Vec<String> {
-    kinds.iter().map(|k| k.topic(pk, dk, Some("+"))).collect()
+/// Whether `topic` matches the MQTT filter `filter` (`+` one level; `#` the rest).
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
+    loop {
+        match (f.next(), t.next()) {
+            (None, None) => return true,
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 /// A small file to upload when `--file` names none.
@@ -264,161 +263,262 @@ pub fn generated_file() -> (String, Vec<u8>) {
     )
 }
 
-/// The steps of `need` for the device `pk`/`dk`, from the values in `opts`. `Err`: the need
-/// cannot be checked with what was given (the message says what to add).
+/// The values a step's params are filled with (`$name`).
+struct Values<'a> {
+    opts: &'a ProbeOptions,
+    device: (&'a str, &'a str),
+    now: u64,
+    /// The item of `each` (an event's values).
+    event_values: Option<&'a Value>,
+    file_url: Option<String>,
+}
+
+impl Values<'_> {
+    fn get(&self, name: &str) -> Option<Value> {
+        let n = &self.opts.needs;
+        Some(match name {
+            "now" => json!(self.now),
+            "pk" => json!(self.device.0),
+            "dk" => json!(self.device.1),
+            "measurepoints" => json!(self.opts.measurepoints.as_ref()?),
+            "attributes" => json!(n.attributes),
+            "event_values" => self.event_values?.clone(),
+            "file_point" => json!(n.file_point.as_ref()?),
+            "file_url" => json!(self.file_url.as_ref()?),
+            "register_pk" => json!(n.register.as_ref()?.0),
+            "register_dk" => json!(n.register.as_ref()?.1),
+            "firmware_version" => json!(n.firmware_version.as_ref()?),
+            _ => return None,
+        })
+    }
+
+    /// `v` with every `"$name"` (value or key) replaced.
+    fn fill(&self, v: &Value) -> Result<Value, String> {
+        let missing = |name: &str| format!("no value for ${name}");
+        Ok(match v {
+            Value::String(s) => match s.strip_prefix('$') {
+                Some(name) => self.get(name).ok_or_else(|| missing(name))?,
+                None => v.clone(),
+            },
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|i| self.fill(i)).collect::<Result<_, _>>()?)
+            }
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (k, i) in map {
+                    let key = match k.strip_prefix('$') {
+                        Some(name) => match self.get(name).ok_or_else(|| missing(name))? {
+                            Value::String(s) => s,
+                            other => other.to_string(),
+                        },
+                        None => k.clone(),
+                    };
+                    out.insert(key, self.fill(i)?);
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// The steps of `need` in `ctx`, from `[exchanges]` and the values in `opts`. `Err`: the
+/// need is not sent (its protocol cannot carry it, or a value or a login is missing).
 pub fn steps(
     caps: &Capabilities,
     need: &str,
     opts: &ProbeOptions,
-    login: LoginKind<'_>,
-    (pk, dk): (&str, &str),
+    ctx: &NeedContext<'_>,
+) -> Result<Vec<Step>, NotRun> {
+    let exchange = caps
+        .exchange(need)
+        .ok_or_else(|| NotRun::Untested(format!("capabilities.toml has no exchange for `{need}`")))?;
+    for s in &exchange.steps {
+        if let Some(carriers) = caps.exchanges.carried_by.of(s.kind)
+            && !carriers.iter().any(|p| p == ctx.protocol)
+        {
+            return Err(NotRun::NotCarried(s.kind));
+        }
+        if let Some(g) = s.requires
+            && !given(opts, g)
+        {
+            return Err(NotRun::Untested(format!(
+                "`{need}` needs a value: give {}",
+                flag(g)
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for s in &exchange.steps {
+        if s.with.is_some_and(|g| !given(opts, g)) || s.without.is_some_and(|g| given(opts, g)) {
+            continue;
+        }
+        out.extend(step(caps, need, s, opts, ctx).map_err(NotRun::Untested)?);
+    }
+    Ok(out)
+}
+
+/// One step of the data made ready: none, one, or one per item of `each`.
+fn step(
+    caps: &Capabilities,
+    need: &str,
+    s: &crate::capabilities::Step,
+    opts: &ProbeOptions,
+    ctx: &NeedContext<'_>,
 ) -> Result<Vec<Step>, String> {
+    let stage = s.stage.map_or("login", crate::capabilities::Stage::as_str);
+    let owner = s.topic_of.as_deref().unwrap_or(need);
     let n = &opts.needs;
-    let t = |tail: &str| topic(caps, need, tail, pk, dk, None);
-    let req = |stage: &'static str, tail: &str, params: Value| -> Result<Step, String> {
-        let topic = t(tail)?;
-        Ok(Step::Request {
-            stage,
-            request: request(&topic, params)?,
-            topic,
-        })
-    };
+    let (name, bytes) = n.file.clone().unwrap_or_else(generated_file);
     let now = crate::credentials::now_ms();
-    let points = opts.measurepoints.as_ref();
-    Ok(match need {
-        "static_auth" | "dynamic_auth" => {
-            let want = need.trim_end_matches("_auth");
-            vec![Step::Login(if login.mode == Some(want) {
-                Ok(format!("the {want} login succeeded"))
-            } else {
-                Err(format!("log in with --secure-mode {want} to check {need}"))
-            })]
-        }
-        // A server that asked for no certificate got none: the TLS login went through one-way
-        // (the device authenticated the server, not the other way round), measured as partial.
-        "mutual_tls" if login.client_cert && login.secure && login.cert_requested == Some(false) => {
-            vec![Step::Partial(
-                "the server asked for no client certificate: the TLS login was one-way".into(),
-            )]
-        }
-        "mutual_tls" => vec![Step::Login(if login.client_cert && login.secure {
-            Ok("the server asked for the client certificate, and the TLS login with it succeeded".into())
-        } else {
-            Err("give --cert and --key over a TLS URL (mqtts://, https://) to check mutual_tls".into())
-        })],
-        "report_data" => {
-            let mut s = Vec::new();
-            match points {
-                Some(p) => s.push(req(
-                    "post",
-                    "thing/measurepoint/post",
-                    json!({"measurepoints": p, "time": now}),
-                )?),
-                // Read-only without a value: the attributes EnOS holds.
-                None => s.push(req("query", "thing/attribute/query", json!({"attributes": []}))?),
-            }
-            for (id, values) in &n.events {
-                let topic = topic(caps, need, "thing/event/{id}/post", pk, dk, Some(id))?;
-                let params = json!({"events": values, "time": now});
-                s.push(Step::Request {
-                    stage: "event",
-                    request: request(&topic, params)?,
+    let values = |event_values: Option<&Value>| -> Result<Value, String> {
+        let v = Values {
+            opts,
+            device: ctx.device,
+            now,
+            event_values,
+            file_url: Some(format!("local://{name}")),
+        };
+        v.fill(s.params.as_ref().unwrap_or(&Value::Null))
+    };
+    let tail = s.topic.as_deref().unwrap_or_default();
+    let raw = n.raw.clone().unwrap_or_else(|| DEFAULT_RAW.to_vec());
+    Ok(match s.kind {
+        StepKind::Login => match &s.login {
+            Some(kind) => vec![login(caps, need, kind, ctx)],
+            None => return Err(format!("the login step of `{need}` names no login")),
+        },
+        StepKind::Request if s.each == Some(Given::Events) => {
+            let mut out = Vec::new();
+            for (id, event_values) in &n.events {
+                let topic = topic(caps, owner, tail, ctx.device, Some(id))?;
+                out.push(Step::Request {
+                    stage,
+                    request: request(&topic, values(Some(event_values))?)?,
                     topic,
                 });
             }
-            if !n.attributes.is_empty() {
-                s.push(req(
-                    "attribute",
-                    "thing/attribute/update",
-                    json!({"attributes": n.attributes}),
-                )?);
-            }
-            s
+            out
         }
-        "passthrough_up" => vec![Step::Raw {
-            topic: t("thing/model/up_raw")?,
-            bytes: n.raw.clone().unwrap_or_else(|| vec![0x01, 0x02, 0x03, 0x04]),
-        }],
-        "passthrough_down" => vec![Step::Subscribe {
-            topics: downstream_topics(&[enos::Downstream::Raw], pk, dk),
-        }],
-        "downlink_commands" => {
-            let topics = downstream_topics(
-                &[enos::Downstream::MeasurepointSet, enos::Downstream::Service],
-                pk,
-                dk,
-            );
-            let mut s = vec![Step::Subscribe {
-                topics: topics.clone(),
-            }];
-            if let Some(wait) = n.await_command {
-                s.push(Step::Command { topics, wait });
-            }
-            s
-        }
-        "file_upload" => {
-            let point = n
-                .file_point
-                .as_ref()
-                .ok_or("file_upload posts a file: name its file-type measure point with --file-point ID")?;
-            let (name, bytes) = n.file.clone().unwrap_or_else(generated_file);
-            // The multipart path carries the measure point post: its topic is report_data's.
-            let topic = topic(caps, "report_data", "thing/measurepoint/post", pk, dk, None)?;
-            let params = json!({"measurepoints": {point.as_str(): format!("local://{name}")}, "time": now});
-            vec![Step::Upload {
-                request: request(&topic, params)?,
-                topic,
-                name,
-                bytes,
+        StepKind::Request | StepKind::Multipart => {
+            let topic = topic(caps, owner, tail, ctx.device, None)?;
+            let request = request(&topic, values(None)?)?;
+            vec![if s.kind == StepKind::Request {
+                Step::Request {
+                    stage,
+                    topic,
+                    request,
+                }
+            } else {
+                Step::Upload {
+                    stage,
+                    topic,
+                    request,
+                    name,
+                    bytes,
+                }
             }]
         }
-        "batch_offline_points" => {
-            let p =
-                points.ok_or("batch_offline_points posts measure points: give --measurepoint ID=VALUE")?;
-            let item = json!({"productKey": pk, "deviceKey": dk, "measurepoints": p, "time": now});
-            vec![
-                req("batch", "thing/measurepoint/post/batch", json!([item]))?,
-                req(
-                    "resume",
-                    "thing/measurepoint/resume",
-                    json!({"measurepoints": p, "time": now}),
-                )?,
-            ]
+        StepKind::Raw => vec![Step::Raw {
+            stage,
+            topic: topic(caps, owner, tail, ctx.device, None)?,
+            bytes: raw,
+        }],
+        StepKind::Downlink => vec![downlink(need, s, opts, ctx, &raw)?],
+    })
+}
+
+/// A login step: the secure mode made, or a client certificate the server asked for.
+fn login(caps: &Capabilities, need: &str, kind: &LoginKind, ctx: &NeedContext<'_>) -> Step {
+    if let LoginKind::SecureMode(want) = kind {
+        return Step::Login(if ctx.mode == Some(want.as_str()) {
+            Ok(format!("the {want} login succeeded"))
+        } else {
+            Err(format!("log in with --secure-mode {want} to check {need}"))
+        });
+    }
+    // A server that asked for no certificate got none: the TLS login went through one way
+    // (the device authenticated the server, not the other way round).
+    match (ctx.tls_cert, ctx.cert_requested) {
+        (true, Some(false)) => {
+            Step::OneWay("the server asked for no client certificate: the TLS login was one-way".into())
         }
-        "subdevice_management" => {
-            let mut s = vec![req("query", "thing/topo/get", json!({}))?];
-            if let Some((rpk, rdk)) = &n.register {
-                s.push(req(
-                    "post",
-                    "thing/device/register",
-                    json!([{"productKey": rpk, "deviceKey": rdk}]),
-                )?);
-            }
-            s
+        (true, _) => Step::Login(Ok(
+            "the server asked for the client certificate, and the TLS login with it succeeded".into(),
+        )),
+        (false, _) => {
+            let schemes: Vec<String> = caps
+                .protocols
+                .iter()
+                .flat_map(|p| &p.ports)
+                .filter(|x| x.security == "tls")
+                .map(|x| format!("{}://", x.scheme))
+                .collect();
+            Step::Login(Err(format!(
+                "give --cert and --key over a TLS URL ({}) to check {need}",
+                schemes.join(", ")
+            )))
         }
-        "ota" => {
-            let mut s = vec![req("query", "ota/device/getversion", json!({}))?];
-            if let Some(v) = &n.firmware_version {
-                s.push(req("post", "ota/device/inform", json!({"version": v}))?);
-            }
-            s
+    }
+}
+
+/// A downlink step: its topics as filters, and what causes the command (the endpoint's
+/// command API, or a wait for one sent by other means); neither: untested.
+fn downlink(
+    need: &str,
+    s: &crate::capabilities::Step,
+    opts: &ProbeOptions,
+    ctx: &NeedContext<'_>,
+    raw: &[u8],
+) -> Result<Step, String> {
+    let n = &opts.needs;
+    if n.command_api.is_none() && n.await_command.is_none() {
+        return Err(format!(
+            "`{need}` is proven by a command that arrives and is answered: give --command-api URL (serve's /twin/commands) or --await-command SECONDS and send one"
+        ));
+    }
+    let (pk, dk) = ctx.device;
+    let topics = s
+        .topics
+        .iter()
+        .map(|t| {
+            let levels: Vec<&str> = t
+                .split('/')
+                .map(|l| if l.starts_with('{') { "+" } else { l })
+                .collect();
+            format!("/sys/{pk}/{dk}/{}", levels.join("/"))
+        })
+        .collect();
+    let method = s.command.clone().unwrap_or_default();
+    let command = n.command_api.as_ref().map(|_| {
+        if s.raw {
+            use base64::Engine;
+            json!({"method": method, "payload_base64": base64::engine::general_purpose::STANDARD.encode(raw)})
+        } else {
+            json!({"method": method, "params": {}})
         }
-        other => return Err(format!("no exchange is known for feature `{other}`")),
+    });
+    Ok(Step::Downlink {
+        stage: s.stage.map_or("command", crate::capabilities::Stage::as_str),
+        topics,
+        raw: s.raw,
+        command,
+        wait: n.await_command,
     })
 }
 
 /// The protocol's name as the table prints it (`CoAP`).
-fn title(caps: &Capabilities, protocol: &str) -> String {
+pub fn title(caps: &Capabilities, protocol: &str) -> String {
     caps.protocols
         .iter()
         .find(|p| p.id == protocol)
         .map_or_else(|| protocol.to_uppercase(), |p| p.title.clone())
 }
 
-/// "not offered over CoAP (comparison table: `ota`); MQTT carries it".
+/// "comparison table: `ota` is not_supported over CoAP; MQTT carries it".
 pub fn not_offered(caps: &Capabilities, need: &str, protocol: &str) -> String {
-    let carriers: Vec<String> = caps
-        .feature(need)
+    let feature = caps.feature(need);
+    let carriers: Vec<String> = feature
         .map(|f| {
             caps.protocols
                 .iter()
@@ -432,202 +532,34 @@ pub fn not_offered(caps: &Capabilities, need: &str, protocol: &str) -> String {
         [one] => format!("{one} carries it"),
         many => format!("{} carry it", many.join(" and ")),
     };
+    let support = feature.map_or("not_supported", |f| f.support_for(protocol).as_str());
     format!(
-        "not offered over {} (comparison table: `{need}`); {carried}",
+        "comparison table: `{need}` is {support} over {}; {carried}",
         title(caps, protocol)
     )
 }
 
-/// Run every need of `opts` over `transport`, after the login; each need's report goes to
-/// `rec.needs` as it ends, so a timeout keeps what was measured. A failure that is not a reply
-/// (the connection may be gone) ends the run: later needs are reported as not run.
-pub async fn run<T: Transport>(
-    caps: &Capabilities,
-    target: &super::Target,
-    transport: &mut T,
-    opts: &ProbeOptions,
-    device: (&str, &str),
-    rec: &mut Recorder,
-    deadline: Instant,
-) {
-    let protocol = target.protocol.as_str();
-    let mut login = LoginKind::of(opts, target);
-    login.cert_requested = rec.client_cert_requested;
-    let mut broken: Option<String> = None;
-    for need in &opts.needs.needs {
-        let table = caps
-            .feature(need)
-            .map_or(Support::NotSupported, |f| f.support_for(protocol));
-        let mut r = Recorder::new(rec.verbose);
-        let report = |r: Recorder, measured: Measured, result: Result<String, Failure>| {
-            let (ok, message, error) = match result {
-                Ok(m) => (true, m, None),
-                Err(f) => (
-                    false,
-                    f.message.clone(),
-                    Some(ProbeError {
-                        kind: f.kind,
-                        stage: r.stage,
-                        message: f.message,
-                    }),
-                ),
-            };
-            NeedReport {
-                need: need.clone(),
-                protocol: protocol.to_string(),
-                table,
-                ok,
-                measured,
-                code: r.enos.as_ref().map(|e| e.code),
-                message,
-                stages: r.stages,
-                error,
-            }
-        };
-        if let Some(why) = &broken {
-            r.begin("request");
-            let f = Failure::new(ErrorKind::Protocol, format!("not run: {why}"));
-            rec.needs.push(report(r, Measured::Failed, Err(f)));
-            continue;
-        }
-        if !opts.needs.matrix && !table.offered() {
-            r.begin("request");
-            let f = Failure::new(ErrorKind::Protocol, not_offered(caps, need, protocol));
-            rec.needs.push(report(r, Measured::NotOffered, Err(f)));
-            continue;
-        }
-        let steps = match steps(caps, need, opts, login, device) {
-            Ok(s) => s,
-            Err(why) => {
-                r.begin("request");
-                let f = Failure::new(ErrorKind::Protocol, format!("untested: {why}"));
-                rec.needs.push(report(r, Measured::Untested, Err(f)));
-                continue;
-            }
-        };
-        // The need's own bound ends just before the probe's, so a silent endpoint is reported as
-        // this need's timeout, at its stage, rather than cut off with the whole probe.
-        let until = deadline.checked_sub(NEED_MARGIN).unwrap_or(deadline);
-        let result =
-            match tokio::time::timeout_at(until.into(), run_steps(transport, &steps, &mut r, until)).await {
-                Ok(result) => result,
-                Err(_) => Err(Outcome::Failed(Failure::new(
-                    ErrorKind::Timeout,
-                    "no answer before the probe's timeout",
-                ))),
-            };
-        let (measured, result) = match result {
-            Ok(said) => (Measured::Supported, Ok(summary(&r, said))),
-            Err(Outcome::Untested(why)) => (
-                Measured::Untested,
-                Err(Failure::new(ErrorKind::Protocol, format!("untested: {why}"))),
-            ),
-            // Not what the need asks for (not ok), but the connection is fine: no later need
-            // is cut off.
-            Err(Outcome::Partial(why)) => (
-                Measured::Partial,
-                Err(Failure::new(ErrorKind::Tls, format!("partial: {why}"))),
-            ),
-            Err(Outcome::Failed(f)) => {
-                let refused = f.message.starts_with(NO_EXCHANGE)
-                    || r.enos.as_ref().is_some_and(|e| e.code == enos::NO_PERMISSION);
-                if !refused && !matches!(f.kind, ErrorKind::Enos) {
-                    broken = Some(format!("need `{need}` failed: {}", f.message));
-                }
-                (
-                    if refused {
-                        Measured::Refused
-                    } else {
-                        Measured::Failed
-                    },
-                    Err(f),
-                )
-            }
-        };
-        if result.is_err() {
-            r.end();
-        }
-        rec.needs.push(report(r, measured, result));
-    }
-}
-
-/// How long before the probe's deadline a need stops waiting, to report its own timeout.
-const NEED_MARGIN: Duration = Duration::from_millis(20);
-
-enum Outcome {
-    Untested(String),
-    Partial(String),
-    Failed(Failure),
-}
-
-/// What a need that passed says: EnOS's last reply, or what its last step proved.
-fn summary(r: &Recorder, said: String) -> String {
-    match &r.enos {
-        Some(e) if said.is_empty() => format!("EnOS answered {}", enos::describe(e.code, &e.message)),
-        _ => said,
-    }
-}
-
-async fn run_steps<T: Transport>(
-    t: &mut T,
-    steps: &[Step],
-    r: &mut Recorder,
-    deadline: Instant,
-) -> Result<String, Outcome> {
-    let mut said = String::new();
-    for step in steps {
-        said = match step {
-            Step::Login(Ok(m)) => m.clone(),
-            Step::Subscribe { topics } => format!("granted: {}", topics.join(", ")),
-            Step::Command { .. } => "a command arrived and was answered 200".into(),
-            _ => String::new(),
-        };
-        super::left(deadline).map_err(Outcome::Failed)?;
-        let done = match step {
-            Step::Login(result) => {
-                r.begin("login");
-                result.clone().map_err(Outcome::Untested)?;
-                Ok(())
-            }
-            Step::Partial(why) => {
-                r.begin("login");
-                return Err(Outcome::Partial(why.clone()));
-            }
-            Step::Request {
-                stage,
-                topic,
-                request,
-            } => {
-                r.begin(stage);
-                t.request(topic, request, r).await
-            }
-            Step::Raw { topic, bytes } => {
-                r.begin("post");
-                t.raw(topic, bytes, r).await
-            }
-            Step::Subscribe { topics } => {
-                r.begin("subscribe");
-                t.subscribe(topics, r).await
-            }
-            Step::Command { topics, wait } => {
-                r.begin("command");
-                let until = (Instant::now() + *wait).min(deadline);
-                t.await_command(topics, until, r).await
-            }
-            Step::Upload {
-                topic,
-                request,
-                name,
-                bytes,
-            } => {
-                r.begin("upload");
-                t.upload(topic, request, (name, bytes), r).await
-            }
-        };
-        done.map_err(Outcome::Failed)?;
-        r.end();
-    }
-    Ok(said)
+/// "HTTP carries no downlink (a command from EnOS to the device); MQTT and CoAP do".
+pub fn not_carried(caps: &Capabilities, kind: StepKind, protocol: &str) -> String {
+    let carriers: Vec<String> = caps
+        .exchanges
+        .carried_by
+        .of(kind)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| title(caps, p))
+        .collect();
+    let others = match carriers.as_slice() {
+        [] => "no protocol does".to_string(),
+        [one] => format!("only {one} does"),
+        many => format!("{} do", many.join(" and ")),
+    };
+    format!(
+        "{} carries no {} (capabilities.toml, exchanges.carried_by.{}); {others}",
+        title(caps, protocol),
+        kind.words(),
+        kind.as_str()
+    )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! reads; the "not offered" sentence.
 
 use super::*;
+use crate::measurement::need::NEED_STAGES;
 
 /// What the official SDKs send for each request a need makes: the method, and the params'
 /// shape (an object's keys, or a list of objects' keys), from the Python SDK's request
@@ -78,6 +79,7 @@ fn everything() -> ProbeOptions {
             file: None,
             file_point: Some("label".into()),
             await_command: Some(Duration::from_secs(1)),
+            command_api: None,
             register: Some(("pk1".into(), "new1".into())),
             firmware_version: Some("2.0".into()),
         },
@@ -88,11 +90,12 @@ fn everything() -> ProbeOptions {
 #[test]
 fn every_request_a_need_sends_is_what_the_sdk_sends() {
     let caps = crate::capabilities::embedded().expect("caps");
-    let login = LoginKind {
+    let ctx = NeedContext {
+        protocol: "mqtt",
         mode: Some("static"),
-        client_cert: true,
-        secure: true,
+        tls_cert: true,
         cert_requested: Some(true),
+        device: ("pk1", "dk1"),
     };
     let mut seen = Vec::new();
     // With every value given (every step is made), and with none (the reads).
@@ -100,7 +103,12 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
         .iter()
         .flat_map(|o| caps.features.iter().map(move |f| (o, f)))
     {
-        let Ok(steps) = steps(&caps, &f.id, opts, login, ("pk1", "dk1")) else {
+        // Over HTTP for the file upload, which only HTTP carries.
+        let ctx = NeedContext {
+            protocol: if f.id == "file_upload" { "http" } else { "mqtt" },
+            ..ctx
+        };
+        let Ok(steps) = steps(&caps, &f.id, opts, &ctx) else {
             assert!(
                 opts.needs.file_point.is_none(),
                 "{}: no steps with every value",
@@ -110,7 +118,7 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
         };
         assert!(!steps.is_empty(), "{}", f.id);
         for s in steps {
-            if let Step::Request { stage, .. } = &s {
+            if let Step::Request { stage, .. } | Step::Raw { stage, .. } | Step::Downlink { stage, .. } = &s {
                 assert!(NEED_STAGES.contains(stage), "{stage} is not in NEED_STAGES");
             }
             let (topic, request) = match s {
@@ -121,7 +129,7 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
                     assert_eq!(topic, "/sys/pk1/dk1/thing/model/up_raw");
                     continue;
                 }
-                Step::Subscribe { topics } | Step::Command { topics, .. } => {
+                Step::Downlink { topics, .. } => {
                     for t in topics {
                         assert!(t.starts_with("/sys/pk1/dk1/thing/"), "{t}");
                     }
@@ -131,7 +139,7 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
                     assert!(r.is_ok() || f.id == "dynamic_auth", "{}: {r:?}", f.id);
                     continue;
                 }
-                Step::Partial(why) => panic!("{}: one-way with the certificate asked for: {why}", f.id),
+                Step::OneWay(why) => panic!("{}: one-way with the certificate asked for: {why}", f.id),
             };
             let tail = topic
                 .strip_prefix("/sys/pk1/dk1/")
@@ -167,17 +175,21 @@ fn every_request_a_need_sends_is_what_the_sdk_sends() {
 fn without_values_a_need_only_reads() {
     let caps = crate::capabilities::embedded().expect("caps");
     let opts = ProbeOptions::default();
-    let login = LoginKind {
+    let ctx = NeedContext {
+        protocol: "mqtt",
         mode: Some("static"),
-        client_cert: false,
-        secure: false,
-        cert_requested: None,
+        device: ("pk1", "dk1"),
+        ..NeedContext::default()
     };
     for f in &caps.features {
-        let Ok(steps) = steps(&caps, &f.id, &opts, login, ("pk1", "dk1")) else {
-            // batch and file upload write by nature: they need the value named.
+        let Ok(steps) = steps(&caps, &f.id, &opts, &ctx) else {
+            // batch and file upload write by nature, and a downlink needs a command: they need
+            // the value named (or MQTT cannot carry them at all).
             assert!(
-                matches!(f.id.as_str(), "batch_offline_points" | "file_upload"),
+                matches!(
+                    f.id.as_str(),
+                    "batch_offline_points" | "file_upload" | "downlink_commands" | "passthrough_down"
+                ),
                 "{}",
                 f.id
             );
@@ -189,7 +201,7 @@ fn without_values_a_need_only_reads() {
                     assert_eq!(stage, "query", "{} sends {} unasked", f.id, request.method)
                 }
                 // up_raw's default bytes go to the product's parsing script, nowhere else.
-                Step::Raw { .. } | Step::Subscribe { .. } | Step::Login(_) => {}
+                Step::Raw { .. } | Step::Login(_) => {}
                 other => panic!("{} sends {other:?} unasked", f.id),
             }
         }
@@ -201,11 +213,15 @@ fn not_offered_names_the_protocols_that_carry_it() {
     let caps = crate::capabilities::embedded().expect("caps");
     assert_eq!(
         not_offered(&caps, "ota", "coap"),
-        "not offered over CoAP (comparison table: `ota`); MQTT carries it"
+        "comparison table: `ota` is not_supported over CoAP; MQTT carries it"
     );
     assert_eq!(
         not_offered(&caps, "file_upload", "mqtt"),
-        "not offered over MQTT (comparison table: `file_upload`); HTTP carries it"
+        "comparison table: `file_upload` is not_supported over MQTT; HTTP carries it"
+    );
+    assert_eq!(
+        not_carried(&caps, crate::capabilities::StepKind::Downlink, "http"),
+        "HTTP carries no downlink (a command from EnOS to the device) (capabilities.toml, exchanges.carried_by.downlink); MQTT and CoAP do"
     );
 }
 
@@ -213,18 +229,93 @@ fn not_offered_names_the_protocols_that_carry_it() {
 fn mutual_tls_is_proven_only_when_the_server_asked_for_the_certificate() {
     let caps = crate::capabilities::embedded().expect("caps");
     let opts = ProbeOptions::default();
-    let kind = |cert_requested| LoginKind {
+    let kind = |cert_requested| NeedContext {
+        protocol: "mqtt",
         mode: Some("static"),
-        client_cert: true,
-        secure: true,
+        tls_cert: true,
         cert_requested,
+        device: ("pk1", "dk1"),
     };
-    let step = |login| steps(&caps, "mutual_tls", &opts, login, ("pk1", "dk1")).expect("steps");
+    let step = |ctx: NeedContext<'_>| steps(&caps, "mutual_tls", &opts, &ctx).expect("steps");
     assert!(matches!(step(kind(Some(true))).as_slice(), [Step::Login(Ok(_))]));
-    assert!(matches!(step(kind(Some(false))).as_slice(), [Step::Partial(_)]));
-    let plain = LoginKind {
-        secure: false,
+    assert!(matches!(step(kind(Some(false))).as_slice(), [Step::OneWay(_)]));
+    let plain = NeedContext {
+        tls_cert: false,
         ..kind(None)
     };
     assert!(matches!(step(plain).as_slice(), [Step::Login(Err(_))]));
+}
+
+#[test]
+fn a_downlink_is_proven_only_by_a_command_caused_or_awaited() {
+    let caps = crate::capabilities::embedded().expect("caps");
+    let ctx = |protocol| NeedContext {
+        protocol,
+        mode: Some("static"),
+        device: ("pk1", "dk1"),
+        ..NeedContext::default()
+    };
+    let mut opts = ProbeOptions::default();
+    // No way to cause a command: untested, nothing sent (a granted SUBACK proves no downlink).
+    for need in ["downlink_commands", "passthrough_down"] {
+        let Err(NotRun::Untested(why)) = steps(&caps, need, &opts, &ctx("mqtt")) else {
+            panic!("{need} without a command is not untested");
+        };
+        assert!(
+            why.contains("--command-api") && why.contains("--await-command"),
+            "{why}"
+        );
+    }
+    // HTTP carries no downlink, whatever was given: not carried.
+    opts.needs.await_command = Some(Duration::from_secs(1));
+    assert_eq!(
+        steps(&caps, "downlink_commands", &opts, &ctx("http")),
+        Err(NotRun::NotCarried(crate::capabilities::StepKind::Downlink))
+    );
+    // With the endpoint's command API: the command asked for, raw bytes as base64.
+    opts.needs.command_api = Some(super::super::CommandApi::parse(&caps, "http://127.0.0.1:1").expect("url"));
+    let Ok(s) = steps(&caps, "passthrough_down", &opts, &ctx("coap")) else {
+        panic!("no steps");
+    };
+    let [
+        Step::Downlink {
+            topics,
+            raw,
+            command: Some(body),
+            ..
+        },
+    ] = s.as_slice()
+    else {
+        panic!("{s:?}");
+    };
+    assert_eq!(topics, &["/sys/pk1/dk1/thing/model/down_raw"]);
+    assert!(*raw);
+    assert_eq!(body["method"], "thing.model.down_raw");
+    assert_eq!(body["payload_base64"], "AQIDBA==");
+    let Ok(s) = steps(&caps, "downlink_commands", &opts, &ctx("mqtt")) else {
+        panic!("no steps");
+    };
+    let [
+        Step::Downlink {
+            topics,
+            command: Some(body),
+            ..
+        },
+    ] = s.as_slice()
+    else {
+        panic!("{s:?}");
+    };
+    assert_eq!(
+        topics,
+        &[
+            "/sys/pk1/dk1/thing/service/measurepoint/set",
+            "/sys/pk1/dk1/thing/service/+"
+        ]
+    );
+    assert_eq!(body["method"], "thing.service.measurepoint.set");
+    // A file over MQTT: no multipart path, not carried (not "untested" for a missing value).
+    assert_eq!(
+        steps(&caps, "file_upload", &ProbeOptions::default(), &ctx("mqtt")),
+        Err(NotRun::NotCarried(crate::capabilities::StepKind::Multipart))
+    );
 }

@@ -13,9 +13,9 @@ use super::Renderer;
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::measurement::ProbeReport;
+use crate::measurement::load::LoadReport;
 use crate::plan::Plan;
-use crate::probe::ProbeReport;
-use crate::probe::load::LoadReport;
 
 pub struct Json;
 
@@ -161,7 +161,7 @@ impl Renderer for Json {
         }
     }
 
-    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
+    fn matrix(&self, m: &crate::measurement::matrix::MatrixReport) -> String {
         to_string(m)
     }
 

@@ -5,9 +5,9 @@ use super::{Renderer, support_cell, title_of};
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::measurement::ProbeReport;
+use crate::measurement::load::LoadReport;
 use crate::plan::Plan;
-use crate::probe::ProbeReport;
-use crate::probe::load::LoadReport;
 
 pub struct Markdown;
 
@@ -236,23 +236,38 @@ impl Renderer for Markdown {
         table(&["Field".into(), "Value".into()], &rows)
     }
 
-    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
+    fn matrix(&self, m: &crate::measurement::matrix::MatrixReport) -> String {
         let mut header = vec!["feature".to_string()];
         header.extend(m.titles.iter().cloned());
-        let rows: Vec<Vec<String>> = m
-            .rows
+        let failed: Vec<Option<String>> = m
+            .probes
             .iter()
-            .map(|r| {
+            .map(crate::measurement::matrix::column_failure)
+            .collect();
+        let connection = failed.iter().any(Option::is_some).then(|| {
+            let mut row = vec!["(connection)".to_string()];
+            row.extend(failed.iter().map(|f| f.clone().unwrap_or_else(|| "ok".into())));
+            row
+        });
+        let rows: Vec<Vec<String>> = connection
+            .into_iter()
+            .chain(m.rows.iter().map(|r| {
                 let mut row = vec![format!("`{}`", r.feature)];
-                row.extend(r.cells.iter().map(crate::probe::matrix::cell_text));
+                row.extend(
+                    r.cells
+                        .iter()
+                        .zip(&m.titles)
+                        .map(|(c, title)| crate::measurement::matrix::cell_text(c, title)),
+                );
                 row
-            })
+            }))
             .collect();
         format!(
-            "### {}: the comparison table as measured\n\n{}\n{}\n",
+            "### {}: the comparison table as measured\n\n{}\n\n{}\n{}\n",
             verdict(m.ok),
+            crate::measurement::matrix::LEGEND,
             table(&header, &rows),
-            super::matrix_summary(m)
+            crate::measurement::matrix::summary(m)
         )
     }
 

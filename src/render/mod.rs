@@ -13,9 +13,9 @@ use clap::ValueEnum;
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::measurement::ProbeReport;
+use crate::measurement::load::LoadReport;
 use crate::plan::Plan;
-use crate::probe::ProbeReport;
-use crate::probe::load::LoadReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -84,7 +84,7 @@ pub trait Renderer {
     fn probes(&self, reports: &[ProbeReport]) -> String;
     fn load(&self, r: &LoadReport) -> String;
     /// `probe --matrix`: the comparison table as measured.
-    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String;
+    fn matrix(&self, m: &crate::measurement::matrix::MatrixReport) -> String;
     fn check(&self, r: &CheckReport) -> String;
 }
 
@@ -110,7 +110,7 @@ pub fn support_cell(s: crate::capabilities::Support) -> &'static str {
 }
 
 /// A need's stages in words, after its message: ` (subscribe 0.2 ms, query 0.4 ms)`.
-pub fn need_stages(n: &crate::probe::needs::NeedReport) -> String {
+pub fn need_stages(n: &crate::measurement::NeedReport) -> String {
     if n.stages.is_empty() {
         return String::new();
     }
@@ -120,19 +120,6 @@ pub fn need_stages(n: &crate::probe::needs::NeedReport) -> String {
         .map(|s| format!("{} {:.3} ms", s.name, s.ms))
         .collect();
     format!(" ({})", list.join(", "))
-}
-
-/// The line under a measured table: whether it matches the shipped one.
-pub fn matrix_summary(m: &crate::probe::matrix::MatrixReport) -> String {
-    let untested = match m.untested {
-        0 => String::new(),
-        n => format!("; {n} cell(s) untested (they need a value or a login this run was not given)"),
-    };
-    if m.mismatches == 0 {
-        format!("every measured cell matches capabilities.toml{untested}")
-    } else {
-        format!("{} MISMATCH(es) with capabilities.toml{untested}", m.mismatches)
-    }
 }
 
 /// The title of a protocol or an outcome, for people.
@@ -151,7 +138,7 @@ pub enum Paint {
 }
 
 /// A load report's error kinds with their counts and an example message each.
-pub fn load_errors(r: &crate::probe::load::LoadReport) -> Vec<(String, String)> {
+pub fn load_errors(r: &crate::measurement::load::LoadReport) -> Vec<(String, String)> {
     r.errors
         .iter()
         .map(|(kind, n)| {
@@ -166,12 +153,12 @@ pub fn load_errors(r: &crate::probe::load::LoadReport) -> Vec<(String, String)> 
 }
 
 /// The header and rows of a load report's stage table, in stage order.
-pub fn load_stage_rows(r: &crate::probe::load::LoadReport) -> (Vec<String>, Vec<Vec<String>>) {
+pub fn load_stage_rows(r: &crate::measurement::load::LoadReport) -> (Vec<String>, Vec<Vec<String>>) {
     let header = ["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]
         .iter()
         .map(|h| h.to_string())
         .collect();
-    let rows = crate::probe::STAGES
+    let rows = crate::measurement::STAGES
         .iter()
         .filter_map(|name| r.stages.get(*name).map(|p| (name, p)))
         .map(|(name, p)| {

@@ -6,9 +6,10 @@ use super::{Paint, Renderer, Style, paint, support_cell, title_of};
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
 use crate::engine::Decision;
+use crate::measurement::ProbeReport;
+use crate::measurement::load::LoadReport;
+use crate::measurement::matrix::MatrixReport;
 use crate::plan::Plan;
-use crate::probe::ProbeReport;
-use crate::probe::load::LoadReport;
 
 pub struct Table {
     pub style: Style,
@@ -67,15 +68,8 @@ impl Table {
         for s in &r.stages {
             out.push_str(&format!("  {:<15} {:>10.3} ms\n", s.name, s.ms));
         }
-        for n in &r.needs {
-            out.push_str(&format!(
-                "  need {:<21} {:<11} {}{}\n",
-                n.need,
-                n.measured.as_str(),
-                n.message,
-                super::need_stages(n)
-            ));
-        }
+        // The probe's own details (its login's or its post's reply) belong to the stages
+        // above, not to the needs below, which each say what their exchange got.
         if !r.details.is_empty() {
             let list: Vec<String> = r
                 .details
@@ -83,6 +77,18 @@ impl Table {
                 .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
                 .collect();
             out.push_str(&format!("  {}\n", list.join(", ")));
+        }
+        if !r.needs.is_empty() {
+            out.push_str("  needs, each after the login on its own stages:\n");
+        }
+        for n in &r.needs {
+            out.push_str(&format!(
+                "    {:<21} {:<11} {}{}\n",
+                n.need,
+                n.measured.as_str(),
+                n.message,
+                super::need_stages(n)
+            ));
         }
         out
     }
@@ -384,28 +390,50 @@ impl Renderer for Table {
         out
     }
 
-    fn matrix(&self, m: &crate::probe::matrix::MatrixReport) -> String {
+    fn matrix(&self, m: &MatrixReport) -> String {
+        use crate::measurement::matrix::{Verdict, cell_text, column_failure};
         let mut header = vec!["feature".to_string()];
         header.extend(m.titles.iter().cloned());
         let mut t = self.new_table(&[]);
         t.set_header(header);
+        // A URL that failed shows why in its column, above the cells it left unmeasured.
+        if m.probes.iter().any(|p| column_failure(p).is_some()) {
+            let mut cells = vec![comfy_table::Cell::new("(connection)")];
+            for p in &m.probes {
+                cells.push(comfy_table::Cell::new(
+                    column_failure(p).unwrap_or_else(|| "ok".into()),
+                ));
+            }
+            t.add_row(cells);
+        }
         for row in &m.rows {
             let mut cells = vec![comfy_table::Cell::new(&row.feature)];
-            for c in &row.cells {
-                let mut cell = comfy_table::Cell::new(crate::probe::matrix::cell_text(c));
-                if self.style.color && c.verdict == crate::probe::matrix::Verdict::Mismatch {
+            for (c, title) in row.cells.iter().zip(&m.titles) {
+                let mut cell = comfy_table::Cell::new(cell_text(c, title));
+                if self.style.color && c.verdict == Verdict::Mismatch {
                     cell = cell.fg(comfy_table::Color::Red);
                 }
                 cells.push(cell);
             }
             t.add_row(cells);
         }
-        format!(
-            "{}: the comparison table as measured over {}\n{t}\n{}\n",
+        let legend = wrap_note(
+            "",
+            crate::measurement::matrix::LEGEND,
+            usize::from(self.style.fit_width()),
+        );
+        let mut out = format!(
+            "{}: the comparison table as measured over {}\n{legend}{t}\n{}\n",
             self.verdict(m.ok),
             m.targets.join(", "),
-            super::matrix_summary(m)
-        )
+            crate::measurement::matrix::summary(m)
+        );
+        for (p, title) in m.probes.iter().zip(&m.titles) {
+            if let (Some(_), Some(e)) = (column_failure(p), &p.error) {
+                out.push_str(&format!("{title} {}: {}: {}\n", p.target, e.stage, e.message));
+            }
+        }
+        out
     }
 
     fn probes(&self, reports: &[ProbeReport]) -> String {

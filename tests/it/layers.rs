@@ -450,6 +450,38 @@ fn the_deny_list_refuses_an_edge_the_layers_allow() {
 }
 
 #[test]
+fn the_output_layer_never_reaches_into_network_code() {
+    // render prints reports; the reports are `measurement`'s, below both render and probe.
+    let layers = layers();
+    for (from, to) in [("render", "probe"), ("render", "serve"), ("probe", "render")] {
+        let code = format!("use crate::{to}::X;\n");
+        assert_eq!(
+            violations(&layers, &[from.to_string()], "x.rs", &code).len(),
+            1,
+            "{from} may use {to} by layers.toml"
+        );
+    }
+    assert!(
+        violations(
+            &layers,
+            &["render".to_string()],
+            "x.rs",
+            "use crate::measurement::ProbeReport;\n"
+        )
+        .is_empty()
+    );
+    assert!(
+        violations(
+            &layers,
+            &["probe".to_string()],
+            "x.rs",
+            "use crate::measurement::ProbeReport;\n"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
 fn a_file_over_600_lines_says_why_at_its_top() {
     let mut files = Vec::new();
     rust_files(&root().join("src"), &mut files);

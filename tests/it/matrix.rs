@@ -268,6 +268,11 @@ fn matrix(e: &Enos, pki: &crate::peers::Pki, dir: &std::path::Path, extra: &[&st
         .arg(&pki.client_key)
         .arg("--ca")
         .arg(&pki.ca)
+        .arg("--command-api")
+        .arg(format!(
+            "https://localhost:{}/twin/commands",
+            e.https.expect("https").port()
+        ))
         .args(["-f", "json", "--timeout", "5"])
         .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
         .env("ENOS_PRODUCT_SECRET", "Product-Canary-7f3")
@@ -303,8 +308,11 @@ fn the_matrix_with_every_login_kind_reproduces_the_table_cell_for_cell() {
     let (code, v, all) = matrix(&e, &pki, dir.path(), &[]);
     assert_eq!(code, 0, "{v:#}{all}");
     assert_eq!(v["mismatches"], 0, "{v:#}");
-    // Every cell measured: HTTP's mutual_tls too, over serve's one-way HTTPS.
+    // Every cell measured: HTTP's mutual_tls too, over serve's one-way HTTPS, and the downlinks
+    // by commands serve's API sent over MQTTS and DTLS; only what no protocol can carry is not.
     assert_eq!(v["untested"], 0, "{v:#}");
+    assert_eq!(v["not_carried"], 4, "{v:#}");
+    assert_eq!(v["measured"], 29, "{v:#}");
     let caps = caps();
     let rows = v["rows"].as_array().expect("rows");
     for (row, f) in rows.iter().zip(&caps.features) {
@@ -315,13 +323,23 @@ fn the_matrix_with_every_login_kind_reproduces_the_table_cell_for_cell() {
             .zip(["mqtt", "http", "coap"])
         {
             let table = f.support_for(protocol);
-            let want = match table {
-                Support::Supported => "supported",
-                Support::Partial => "partial",
-                Support::NotSupported | Support::NotApplicable => "refused",
+            // What the protocol cannot carry at all is not measured: no exchange over it.
+            let carried = caps.exchange(&f.id).is_some_and(|x| {
+                x.steps.iter().all(|s| {
+                    caps.exchanges
+                        .carried_by
+                        .of(s.kind)
+                        .is_none_or(|c| c.iter().any(|p| p == protocol))
+                })
+            });
+            let (want, verdict) = match table {
+                _ if !carried => ("not_carried", "not_carried"),
+                Support::Supported => ("supported", "match"),
+                Support::Partial => ("partial", "match"),
+                Support::NotSupported | Support::NotApplicable => ("refused", "match"),
             };
             assert_eq!(cell["measured"], want, "{} over {protocol}: {cell}", f.id);
-            assert_eq!(cell["verdict"], "match", "{cell}");
+            assert_eq!(cell["verdict"], verdict, "{cell}");
         }
     }
     // The login rows came from logins of their own: act1 and act3 activated (their secrets in
@@ -376,4 +394,100 @@ fn the_matrix_with_every_login_kind_reproduces_the_table_cell_for_cell() {
     let dynamic = row(&v, "dynamic_auth");
     assert_eq!(dynamic["cells"][0]["verdict"], "mismatch", "{dynamic}");
     assert_eq!(dynamic["cells"][2]["verdict"], "mismatch", "{dynamic}");
+}
+
+/// `probe --matrix URLS... ARGS` as pk1/dk1 with its secret: the exit code, stdout and stderr.
+fn matrix_run(urls: &[String], args: &[&str], secret: &str) -> (i32, String, String) {
+    let out = bin()
+        .arg("probe")
+        .arg("--matrix")
+        .args(urls)
+        .args(["--product-key", "pk1", "--device-key", "dk1", "--timeout", "5"])
+        .args(args)
+        .env("ENOS_DEVICE_SECRET", secret)
+        .output()
+        .expect("runs");
+    no_secret_in(&out, &SECRETS, "matrix");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The table line of `feature` (`│ ota  ┆ ... │`).
+fn table_row<'a>(text: &'a str, feature: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(&format!("│ {feature} ")))
+        .unwrap_or_else(|| panic!("no row {feature} in\n{text}"))
+}
+
+#[test]
+fn a_table_that_alone_claims_ota_over_coap_is_a_mismatch_on_that_cell() {
+    // serve refuses by the shipped table; the probe reads a copy that claims OTA over CoAP. The
+    // matrix must catch a table changed alone, not agree with itself.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = enos_connect::capabilities::EMBEDDED;
+    let ota = "support = { mqtt = \"supported\", coap = \"not_supported\", http = \"not_supported\" }\ntopics.mqtt = [\"/sys/{pk}/{dk}/ota/device/inform\"";
+    assert!(shipped.contains(ota), "the ota row is in the shipped file");
+    let claims = shipped.replacen(
+        ota,
+        &ota.replacen("coap = \"not_supported\"", "coap = \"supported\"", 1),
+        1,
+    );
+    let file = dir.path().join("ota-over-coap.toml");
+    std::fs::write(&file, claims).expect("writes");
+    bin().arg("check").arg(&file).assert().code(0);
+    let e = enos(REGISTRY);
+    let urls = [format!("coap://{}", e.coap)];
+    let (code, text, err) = matrix_run(
+        &urls,
+        &["--capabilities", file.to_str().expect("utf-8")],
+        "Device-Canary-9a1",
+    );
+    assert_eq!(code, 1, "{text}{err}");
+    assert!(
+        table_row(&text, "ota").contains("supported: MISMATCH (refused)"),
+        "{text}"
+    );
+    assert!(text.contains("1 MISMATCH(es)"), "{text}");
+    // With the shipped table the same endpoint agrees, cell for cell.
+    let (code, text, err) = matrix_run(&urls, &[], "Device-Canary-9a1");
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(
+        table_row(&text, "ota").contains("not_supported: refused"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_url_that_fails_shows_its_cause_in_its_column() {
+    let e = enos(REGISTRY);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a closed port");
+    // A closed port, and TLS spoken to serve's plain HTTP listener.
+    let urls = [
+        format!("mqtt://{closed}"),
+        format!("https://{}", e.http),
+        format!("coap://{}", e.coap),
+    ];
+    let (code, text, err) = matrix_run(&urls, &[], "Device-Canary-9a1");
+    assert_eq!(code, 1, "{text}{err}");
+    let row = table_row(&text, "(connection)");
+    let cells: Vec<&str> = row.split('┆').map(str::trim).collect();
+    assert!(cells[1].contains("FAILED: refused at connect"), "{row}");
+    assert!(cells[2].contains("FAILED: tls at tls"), "{row}");
+    assert!(cells[3].starts_with("ok"), "{row}");
+    assert!(
+        text.contains(&format!("MQTT mqtt://{closed}: connect: ")) && text.contains("connection refused"),
+        "{text}"
+    );
+    // A login refused: the wrong secret, over every URL.
+    let (code, text, _) = matrix_run(&[format!("http://{}", e.http)], &[], "Wrong-Secret-000");
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        table_row(&text, "(connection)").contains("FAILED: auth at handshake"),
+        "{text}"
+    );
 }

@@ -40,15 +40,18 @@ fn need(url: &str, need: &str, args: &[&str]) -> (i32, Value) {
     (code, v)
 }
 
-/// The values a need's check is given in these tests (the registry's model: temp, on, label).
-fn values(feature: &str) -> Vec<&'static str> {
-    match feature {
+/// The values a need's check is given in these tests (the registry's model: temp, on, label);
+/// a downlink's command is asked of serve's command API where the protocol carries one.
+fn values(feature: &str, protocol: &str, api: &str) -> Vec<String> {
+    let v: Vec<&str> = match feature {
         "report_data" => vec!["-m", "temp=21.5", "--event", "alarm", "--attribute", "color=red"],
         "batch_offline_points" => vec!["-m", "temp=21.5"],
         "file_upload" => vec!["--file-point", "label"],
         "passthrough_up" => vec!["--raw", "0a0b0c"],
+        "downlink_commands" | "passthrough_down" if protocol != "http" => vec!["--command-api", api],
         _ => vec![],
-    }
+    };
+    v.into_iter().map(str::to_string).collect()
 }
 
 #[test]
@@ -62,9 +65,12 @@ fn every_need_over_every_protocol_is_accepted_iff_the_table_offers_it() {
     ];
     for f in &caps.features {
         for (protocol, url) in &urls {
-            let (code, v) = need(url, &f.id, &values(&f.id));
+            let api = format!("http://{}/twin/commands", e.http);
+            let values = values(&f.id, protocol, &api);
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            let (code, v) = need(url, &f.id, &values);
             let support = f.support_for(protocol);
-            if matches!(f.id.as_str(), "dynamic_auth" | "mutual_tls") {
+            if matches!(f.id.as_str(), "dynamic_auth" | "mutual_tls") && support.offered() {
                 // A static login cannot prove another login kind: said before any traffic.
                 assert_eq!(code, 2, "{} over {protocol}: {v}", f.id);
                 continue;
@@ -80,10 +86,14 @@ fn every_need_over_every_protocol_is_accepted_iff_the_table_offers_it() {
                 assert_eq!(n["measured"], "not_offered", "{v:#}");
                 let message = n["message"].as_str().unwrap_or_default();
                 assert!(
-                    message.starts_with("not offered over ")
-                        && message.contains(&format!("(comparison table: `{}`)", f.id)),
+                    message.starts_with(&format!(
+                        "comparison table: `{}` is {} over ",
+                        f.id,
+                        support.as_str()
+                    )),
                     "{message}"
                 );
+                assert_eq!(n["error"]["stage"], "check", "{v:#}");
                 assert!(
                     message.ends_with("carries it") || message.ends_with("carry it"),
                     "{message}"
@@ -114,9 +124,9 @@ fn every_need_over_every_protocol_is_accepted_iff_the_table_offers_it() {
     );
 }
 
-#[test]
-fn the_matrix_over_mqtt_http_and_coap_reproduces_the_shipped_table() {
-    let e = enos(REGISTRY);
+/// `probe --matrix` over serve's plain MQTT, HTTP and CoAP as dk1, with `extra` flags: the
+/// exit code and the JSON report.
+fn matrix_json(e: &crate::peers::Enos, extra: &[&str]) -> (i32, Value) {
     let out = bin()
         .arg("probe")
         .arg("--matrix")
@@ -125,37 +135,84 @@ fn the_matrix_over_mqtt_http_and_coap_reproduces_the_shipped_table() {
         .arg(format!("coap://{}", e.coap))
         .args(DEVICE)
         .args(["-m", "temp=21.5", "--file-point", "label", "-f", "json"])
+        .args(extra)
         .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
         .output()
         .expect("runs");
     no_secret_in(&out, &SECRETS, "matrix");
-    let v = json_of(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{v:#}");
-    assert_eq!(v["mismatches"], 0, "{v:#}");
-    let caps = caps();
-    let rows = v["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), caps.features.len());
-    for (row, f) in rows.iter().zip(&caps.features) {
-        assert_eq!(row["feature"], f.id.as_str());
-        for (cell, protocol) in row["cells"]
-            .as_array()
-            .expect("cells")
-            .iter()
-            .zip(["mqtt", "http", "coap"])
-        {
-            let table = f.support_for(protocol);
-            assert_eq!(cell["table"], table.as_str(), "{cell}");
-            if cell["verdict"] == "untested" {
-                // Only the login kinds this static login is not: dynamic and mutual TLS.
-                assert!(matches!(f.id.as_str(), "dynamic_auth" | "mutual_tls"), "{cell}");
-                continue;
-            }
-            let want = if table.offered() { "supported" } else { "refused" };
-            assert_eq!(cell["measured"], want, "{} over {protocol}: {cell}", f.id);
-            assert_eq!(cell["verdict"], "match");
+    (out.status.code().unwrap_or(-1), json_of(&out.stdout))
+}
+
+/// Each cell's (feature, protocol, measured, verdict).
+fn cells(v: &Value) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for row in v["rows"].as_array().expect("rows") {
+        for cell in row["cells"].as_array().expect("cells") {
+            out.push((
+                row["feature"].as_str().unwrap_or_default().to_string(),
+                cell["protocol"].as_str().unwrap_or_default().to_string(),
+                cell["measured"].as_str().unwrap_or_default().to_string(),
+                cell["verdict"].as_str().unwrap_or_default().to_string(),
+            ));
         }
     }
-    // The table output says the same, cell for cell, and names a mismatch when there is one.
+    out
+}
+
+#[test]
+fn the_matrix_over_mqtt_http_and_coap_reproduces_the_shipped_table() {
+    let e = enos(REGISTRY);
+    let api = format!("http://{}/twin/commands", e.http);
+    let (code, v) = matrix_json(&e, &["--command-api", &api]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["mismatches"], 0, "{v:#}");
+    let caps = caps();
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(caps.features.len()));
+    // Nothing can carry a file over MQTT or CoAP, or a command over HTTP: no exchange, and not
+    // counted as measured.
+    let not_carried = [
+        ("file_upload", "mqtt"),
+        ("file_upload", "coap"),
+        ("downlink_commands", "http"),
+        ("passthrough_down", "http"),
+    ];
+    for (feature, protocol, measured, verdict) in cells(&v) {
+        let f = caps.feature(&feature).expect("feature");
+        let table = f.support_for(&protocol);
+        if verdict == "untested" {
+            // Only the login kinds this static login is not: dynamic and mutual TLS.
+            assert!(
+                matches!(feature.as_str(), "dynamic_auth" | "mutual_tls"),
+                "{feature}/{protocol}"
+            );
+            continue;
+        }
+        if not_carried.contains(&(feature.as_str(), protocol.as_str())) {
+            assert_eq!(
+                (measured.as_str(), verdict.as_str()),
+                ("not_carried", "not_carried"),
+                "{feature}/{protocol}"
+            );
+            continue;
+        }
+        let want = if table.offered() { "supported" } else { "refused" };
+        assert_eq!(measured, want, "{feature} over {protocol}");
+        assert_eq!(verdict, "match");
+    }
+    assert_eq!(v["not_carried"], 4, "{v:#}");
+    assert_eq!(v["untested"], 6, "{v:#}");
+    assert_eq!(v["measured"], 33 - 4 - 6, "{v:#}");
+    // The commands really went out: serve's events show each downlink answered, over MQTT and
+    // over CoAP (announced in option 2100).
+    let events = e.events();
+    for needle in [
+        r#""event":"reply","protocol":"mqtt","product_key":"pk1","device_key":"dk1","topic":"/sys/pk1/dk1/thing/service/measurepoint/set_reply""#,
+        r#""event":"reply","protocol":"mqtt","product_key":"pk1","device_key":"dk1","topic":"/sys/pk1/dk1/thing/model/down_raw_reply""#,
+        r#""topic":"/sys/pk1/dk1/thing/model/down_raw","method":"thing.model.down_raw","message":"announced in CoAP option 2100""#,
+    ] {
+        assert!(events.contains(needle), "{needle} not in {events}");
+    }
+    // The table output says the same, cell for cell.
     let out = bin()
         .arg("probe")
         .arg("--matrix")
@@ -168,8 +225,42 @@ fn the_matrix_over_mqtt_http_and_coap_reproduces_the_shipped_table() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("not_supported: refused") && text.contains("every measured cell matches"),
+        text.contains("not_supported: refused")
+            && text.contains("not_supported: no exchange over HTTP")
+            && text.contains("every one as capabilities.toml says")
+            && text.contains("2 not carried"),
         "{text}"
+    );
+}
+
+#[test]
+fn without_a_command_the_downlink_cells_are_untested_not_supported() {
+    // A granted SUBACK (MQTT) or an answered request (CoAP) proves no downlink: only a command
+    // that arrives and is answered does. Without --command-api or --await-command none comes.
+    let e = enos(REGISTRY);
+    let (code, v) = matrix_json(&e, &[]);
+    assert_eq!(code, 0, "{v:#}");
+    for (feature, protocol, measured, verdict) in cells(&v) {
+        if matches!(feature.as_str(), "downlink_commands" | "passthrough_down") && protocol != "http" {
+            assert_eq!(
+                (measured.as_str(), verdict.as_str()),
+                ("untested", "untested"),
+                "{feature}/{protocol}"
+            );
+        }
+    }
+    assert_eq!(v["untested"], 10, "{v:#}");
+    // A command API that refuses (no such path) fails the cell with its answer, at once.
+    let (code, v) = matrix_json(&e, &["--command-api", &format!("http://{}/nowhere", e.http)]);
+    assert_eq!(code, 1, "{v:#}");
+    let row = v["rows"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["feature"] == "downlink_commands"))
+        .expect("row");
+    let message = row["cells"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the command API at") && message.contains("404"),
+        "{row}"
     );
 }
 
@@ -318,7 +409,8 @@ fn over_coap_a_command_announced_in_option_2100_is_fetched_and_answered_200() {
         );
         assert_eq!(out.status.code(), Some(0), "{scheme}: {v:#}");
         assert_eq!(v["needs"][0]["measured"], "supported", "{v:#}");
-        assert_eq!(stage_names(&v["needs"][0]), ["subscribe", "command"], "{scheme}");
+        // CoAP has no subscription: the command stage is the whole exchange.
+        assert_eq!(stage_names(&v["needs"][0]), ["command"], "{scheme}");
         let events = e.events();
         assert!(
             events.contains(r#""topic":"/sys/pk1/dk1/thing/service/measurepoint/set","method":"thing.service.measurepoint.set","message":"announced in CoAP option 2100""#),
@@ -340,7 +432,7 @@ fn over_coap_a_command_announced_in_option_2100_is_fetched_and_answered_200() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "--await-command waits for a command over MQTT or CoAP",
+            "--await-command is for a command to the device, and HTTP carries no downlink",
         ));
 }
 
@@ -375,7 +467,7 @@ fn needs_are_checked_before_any_traffic() {
         ),
         (
             vec![
-                "mqtt://127.0.0.1:1",
+                "http://127.0.0.1:1",
                 "--need",
                 "file_upload",
                 "--product-key",
@@ -411,7 +503,7 @@ fn needs_are_checked_before_any_traffic() {
                 "--device-key",
                 "dk1",
             ],
-            "over MQTT or CoAP",
+            "HTTP carries no downlink",
         ),
     ] {
         let out = bin()
@@ -487,6 +579,38 @@ fn plan_prints_a_probe_per_protocol_that_proves_the_needs_it_carries() {
             assert!(probe.contains("--file-point"), "{probe}");
         }
     }
+}
+
+#[test]
+fn the_plans_smoke_test_for_a_downlink_need_is_a_probe_that_can_run() {
+    // A downlink need is proven only by a command: the printed command waits for one, and is
+    // not refused as a usage error before any traffic.
+    let out = bin()
+        .args(["plan", "-a", "network=tcp,enos_format=yes,enos_version=3"])
+        .args(["--need", "downlink_commands", "-f", "json", "--host", "127.0.0.1"])
+        .args(["--product-key", "pk1", "--device-key", "dk1", "-m", "temp=1"])
+        .output()
+        .expect("runs");
+    let v = json_of(&out.stdout);
+    let probe = v["protocols"][0]["probe"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(probe.contains("--await-command"), "{probe}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a closed port");
+    let mut args: Vec<String> = probe.split_whitespace().skip(2).map(str::to_string).collect();
+    args[0] = format!("mqtt://{closed}");
+    let out = bin()
+        .arg("probe")
+        .args(&args)
+        .args(["--timeout", "2"])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{probe}: {err}");
 }
 
 #[test]
@@ -622,7 +746,7 @@ for r in [
 
 #[test]
 fn each_request_a_need_sends_has_the_topic_method_and_params_of_the_official_sdk() {
-    use enos_connect::probe::needs::{LoginKind, NeedOptions, Step, steps};
+    use enos_connect::probe::needs::{NeedContext, NeedOptions, Step, steps};
     let Some(python) = crate::common::outside_peer(
         "ENOS_CONNECT_SDK_PYTHON",
         ".ci/run installs the official EnOS Python SDK",
@@ -670,18 +794,18 @@ fn each_request_a_need_sends_has_the_topic_method_and_params_of_the_official_sdk
         },
         ..Default::default()
     };
-    let login = LoginKind {
+    let ctx = NeedContext {
+        protocol: "mqtt",
         mode: Some("static"),
-        client_cert: false,
-        secure: false,
-        cert_requested: None,
+        device: ("pk1", "dk1"),
+        ..NeedContext::default()
     };
     let mut compared = 0;
     for (o, f) in [opts, enos_connect::probe::ProbeOptions::default()]
         .iter()
         .flat_map(|o| caps.features.iter().map(move |f| (o, f)))
     {
-        for step in steps(&caps, &f.id, o, login, ("pk1", "dk1")).unwrap_or_default() {
+        for step in steps(&caps, &f.id, o, &ctx).unwrap_or_default() {
             let Step::Request { topic, request, .. } = step else {
                 continue;
             };
@@ -730,4 +854,75 @@ fn needs_run_over_dtls_as_over_plain_coap() {
         .filter_map(|n| n["measured"].as_str())
         .collect();
     assert_eq!(measured, ["supported", "supported", "not_offered"], "{v:#}");
+}
+
+#[test]
+fn need_lines_say_each_thing_once_and_the_login_reply_stays_the_logins() {
+    let e = enos(REGISTRY);
+    let out = bin()
+        .arg("probe")
+        .arg(format!("coap://{}", e.coap))
+        .args(DEVICE)
+        .args(["--need", "report_data,ota"])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // No line says the same words twice over ("not offered not offered over CoAP").
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(4) {
+            assert!(
+                !(pair[0] == pair[2] && pair[1] == pair[3]),
+                "`{line}` repeats `{} {}`",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    // The failure names a stage the docs list for a need.
+    let error = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("error ("))
+        .expect("an error line");
+    let stage = error
+        .split(" at ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .expect("a stage");
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/probing.md")).expect("docs");
+    let section = docs
+        .split("## Proving the features a device needs")
+        .nth(1)
+        .expect("the needs section");
+    assert!(
+        section.contains(&format!("names the stage `{stage}`"))
+            || enos_connect::measurement::need::NEED_STAGES.contains(&stage),
+        "{error}: `{stage}` is not a documented stage of a need"
+    );
+    assert_ne!(stage, "request", "{error}");
+    // The login's reply (CoAP's payload=) comes with the probe's own lines, before the needs.
+    let payload = text.find("payload=").expect("the login's payload");
+    let needs = text.find("report_data").expect("the need");
+    assert!(payload < needs, "the login's payload reads as a need's:\n{text}");
+}
+
+#[test]
+fn the_matrix_says_which_half_of_a_cell_is_the_tables() {
+    let e = enos(REGISTRY);
+    let out = bin()
+        .args(["probe", "--matrix"])
+        .arg(format!("http://{}", e.http))
+        .args(DEVICE)
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let legend = text.split('┌').next().unwrap_or_default().replace('\n', " ");
+    assert!(
+        legend.contains("each cell is capabilities.toml's value, then what the endpoint did"),
+        "{text}"
+    );
 }

@@ -5,7 +5,9 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use crate::common::{assert_failed, assert_ok, bin, json_of, no_secret_in, probe, stage_names, total_ms};
+use crate::common::{
+    OkStdout, assert_failed, assert_ok, bin, json_of, no_secret_in, probe, stage_names, total_ms,
+};
 use crate::peers;
 use enos_connect::base::Secret;
 use enos_connect::capabilities::embedded;
@@ -845,5 +847,106 @@ fn hostile_coap_replies_are_ignored_until_the_timeout() {
         assert_eq!(code, 3, "{name}: {v:#}");
         let total = total_ms(&v);
         assert!((900.0..1500.0).contains(&total), "{name}: {v:#}");
+    }
+}
+
+/// `probe -h` as headings, each with the long flags under it.
+fn help_sections() -> Vec<(String, Vec<String>)> {
+    let help = String::from_utf8_lossy(&bin().args(["probe", "-h"]).ok_stdout()).into_owned();
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in help.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            sections.push((line.trim_end_matches(':').to_string(), Vec::new()));
+        } else if let (Some(last), Some(flag)) = (
+            sections.last_mut(),
+            line.split_whitespace()
+                .find(|w| w.starts_with("--"))
+                .filter(|_| line.trim_start().starts_with('-')),
+        ) {
+            last.1.push(flag.trim_end_matches(',').to_string());
+        }
+    }
+    sections
+}
+
+#[test]
+fn probe_help_groups_its_options_under_a_heading_per_mode() {
+    let sections = help_sections();
+    let under = |flag: &str| -> String {
+        sections
+            .iter()
+            .find(|(_, flags)| flags.iter().any(|f| f == flag))
+            .map(|(h, _)| h.clone())
+            .unwrap_or_else(|| panic!("{flag} is under no heading: {sections:?}"))
+    };
+    for (flag, heading) in [
+        ("--publish", "Single probe"),
+        ("--subdevice", "Single probe"),
+        ("--need", "--need"),
+        ("--event", "--need"),
+        ("--command-api", "--need"),
+        ("--matrix", "--matrix"),
+        ("--activate", "--matrix"),
+        ("--count", "Load"),
+        ("--concurrency", "Load"),
+        ("--fleet", "Fleet"),
+        ("--hold", "Fleet"),
+        ("--plan", "Plan"),
+        ("--ca", "TLS"),
+        ("--insecure", "TLS"),
+        ("--format", "Output"),
+        ("--verbose", "Output"),
+        ("--product-key", "Target and login"),
+    ] {
+        assert!(
+            under(flag).starts_with(heading),
+            "{flag} is under `{}`",
+            under(flag)
+        );
+    }
+    for (heading, flags) in &sections {
+        assert!(flags.len() <= 12, "{} options under `{heading}`", flags.len());
+    }
+}
+
+#[test]
+fn the_probe_modes_exclude_each_other_before_any_traffic() {
+    for modes in [
+        ["--fleet", "--matrix"],
+        ["--matrix", "--count=2"],
+        ["--count=2", "--fleet"],
+    ] {
+        bin()
+            .args([
+                "probe",
+                "mqtt://127.0.0.1:1",
+                "--devices",
+                "2",
+                "--product-key",
+                "pk1",
+            ])
+            .args(modes)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("cannot be used with"));
+    }
+}
+
+#[test]
+fn the_man_page_synopsis_shows_what_each_option_takes() {
+    let page = String::from_utf8_lossy(&bin().args(["man", "probe"]).ok_stdout()).into_owned();
+    let synopsis = page
+        .split(".SH SYNOPSIS\n")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .expect("a SYNOPSIS");
+    for want in [
+        r"[\fB\-\-timeout\fR \fISECONDS\fR]",
+        r"[\fB\-m\fR|\fB\-\-measurepoint\fR \fIID=VALUE\fR]",
+        r"[\fB\-\-roundtrip\fR [\fITOPIC\fR]]",
+        r"[\fB\-\-matrix\fR]",
+        r"[\fIMORE_URLS\fR...]",
+    ] {
+        assert!(synopsis.contains(want), "`{want}` not in {synopsis}");
     }
 }

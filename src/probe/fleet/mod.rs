@@ -10,7 +10,7 @@
 //! MQTT only: an HTTP or CoAP "session" is a request per post, which `--count` already
 //! measures; the CLI refuses `--fleet` on those schemes and says so.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,15 +18,17 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use rumqttc::mqttbytes::v4::{ConnAck, Connect, Packet, PubAck, Publish, Subscribe};
-use rumqttc::mqttbytes::{Error as CodecError, QoS};
-use rumqttc::{ConnectReturnCode, SubscribeFilter};
+use rumqttc::ConnectReturnCode;
+use rumqttc::mqttbytes::Error as CodecError;
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, Packet};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod devices;
+mod hold;
 mod report;
 pub use devices::{FleetDevice, devices_from_csv, devices_from_registry, duration, generated};
+use hold::hold;
 use report::report;
 pub use report::{FleetPart, FleetReport, Tick, merge_parts, parse_parts};
 
@@ -381,59 +383,9 @@ async fn device(s: &Shared, i: usize) {
         buf: BytesMut::new(),
         out: BytesMut::new(),
     };
-    let t1 = Instant::now();
-    let connect = match connect_packet(s, d) {
-        Ok(c) => c,
-        Err(why) => {
-            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
-            s.tally(|t| t.error(ErrorKind::Auth.as_str(), why));
-            return;
-        }
-    };
-    w.queue(Packet::Connect(connect));
-    if let Err(why) = w.flush(s.opts.timeout).await {
+    if let Err((kind, why)) = log_in(s, d, &mut w).await {
         s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
-        s.tally(|t| t.error(ErrorKind::Io.as_str(), why));
-        return;
-    }
-    let ack = match tokio::time::timeout(s.opts.timeout, w.next()).await {
-        Ok(Got::Packet(Packet::ConnAck(a))) => a,
-        Ok(Got::Packet(p)) => {
-            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
-            s.tally(|t| {
-                t.error(
-                    ErrorKind::Protocol.as_str(),
-                    format!("expected CONNACK, got {p:?}"),
-                )
-            });
-            return;
-        }
-        Ok(Got::Closed(why)) => {
-            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
-            s.tally(|t| t.error(ErrorKind::Protocol.as_str(), format!("before CONNACK: {why}")));
-            return;
-        }
-        Err(_) => {
-            s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
-            s.tally(|t| t.error(ErrorKind::Timeout.as_str(), "no CONNACK in time".to_string()));
-            return;
-        }
-    };
-    let ConnAck { code, .. } = ack;
-    let code_n = code as u8;
-    s.tally(|t| {
-        Tally::count(&mut t.codes, format!("connack:{code_n}"));
-        t.time("handshake", t1.elapsed());
-    });
-    if code != ConnectReturnCode::Success {
-        s.counts.login_failed.fetch_add(1, Ordering::Relaxed);
-        let (kind, words) = super::mqtt::refusal(code);
-        s.tally(|t| {
-            t.error(
-                &format!("connack:{code_n}"),
-                format!("{}: {words}", kind.as_str()),
-            )
-        });
+        s.tally(|t| t.error(&kind, why));
         return;
     }
     let now = s
@@ -462,122 +414,45 @@ async fn device(s: &Shared, i: usize) {
     }
 }
 
-/// Hold the connection and post every interval until the hold ends, then wait (bounded) for
-/// the answers still due. `None` when the device held to the end; else why it ended.
-async fn hold(s: &Shared, d: &FleetDevice, w: &mut Wire) -> Option<String> {
-    let login = Instant::now();
-    let end = login.checked_add(s.opts.hold).unwrap_or(login);
-    let topic = crate::enos::measurepoint_post(&d.product_key, &d.device_key);
-    let reply_topic = crate::enos::reply_topic(&topic);
-    let activate = crate::enos::activate_info(&d.product_key, &d.device_key);
-    let posting = !s.opts.measurepoints.is_empty();
-    // Packet ids of posts waiting for PUBACK, request ids waiting for a reply, with when sent.
-    let mut acks: VecDeque<(u16, Instant)> = VecDeque::new();
-    let mut replies: VecDeque<(u64, Instant)> = VecDeque::new();
-    let (mut pkid, mut request) = (0u16, 0u64);
-    let mut replied_once = false;
-    let mut next_post = login;
-    let mut subscribed = false;
-    loop {
-        let now = Instant::now();
-        let draining = now >= end;
-        // After the hold: the answers still due, within the timeout. A server that never
-        // answered with an EnOS reply (a plain broker) is waited on for PUBACKs only.
-        if draining
-            && (acks.is_empty() && (replies.is_empty() || !replied_once)
-                || now >= end.checked_add(s.opts.timeout).unwrap_or(end))
-        {
-            return None;
+/// The device's CONNECT and the server's CONNACK, timed as `handshake` and counted by code.
+/// `Err`: the error kind (or `connack:N`) and what went wrong.
+async fn log_in(s: &Shared, d: &FleetDevice, w: &mut Wire) -> Result<(), (String, String)> {
+    let t1 = Instant::now();
+    let connect = connect_packet(s, d).map_err(|why| (ErrorKind::Auth.as_str().to_string(), why))?;
+    w.queue(Packet::Connect(connect));
+    w.flush(s.opts.timeout)
+        .await
+        .map_err(|why| (ErrorKind::Io.as_str().to_string(), why))?;
+    let ack = match tokio::time::timeout(s.opts.timeout, w.next()).await {
+        Ok(Got::Packet(Packet::ConnAck(a))) => a,
+        Ok(Got::Packet(p)) => {
+            return Err((
+                ErrorKind::Protocol.as_str().to_string(),
+                format!("expected CONNACK, got {p:?}"),
+            ));
         }
-        let wake = if draining || !posting {
-            end.checked_add(s.opts.timeout).unwrap_or(end)
-        } else {
-            next_post.min(end)
-        };
-        tokio::select! {
-            got = w.next() => match got {
-                Got::Closed(why) => return Some(why),
-                Got::Packet(Packet::PubAck(a)) => {
-                    if let Some(at) = acks.iter().position(|(p, _)| *p == a.pkid)
-                        && let Some((_, sent)) = acks.remove(at)
-                    {
-                        s.counts.acked.fetch_add(1, Ordering::Relaxed);
-                        s.tally(|t| t.time("puback", sent.elapsed()));
-                    }
-                }
-                Got::Packet(Packet::Publish(p)) => {
-                    if p.qos == QoS::AtLeastOnce {
-                        w.queue(Packet::PubAck(PubAck::new(p.pkid)));
-                    }
-                    if p.topic == reply_topic {
-                        if let Ok(r) = serde_json::from_slice::<crate::enos::Reply>(&p.payload)
-                            && let Ok(id) = r.id.parse::<u64>()
-                            && let Some(at) = replies.iter().position(|(q, _)| *q == id)
-                            && let Some((_, sent)) = replies.remove(at)
-                        {
-                            replied_once = true;
-                            s.counts.answered.fetch_add(1, Ordering::Relaxed);
-                            s.tally(|t| {
-                                t.time("reply", sent.elapsed());
-                                Tally::count(&mut t.codes, format!("enos:{}", r.code));
-                            });
-                        }
-                    } else if p.topic == activate {
-                        // The secret pushed is acknowledged; the fleet does not keep it.
-                        let id = serde_json::from_slice::<serde_json::Value>(&p.payload)
-                            .ok()
-                            .and_then(|v| crate::enos::reply_id(&v))
-                            .unwrap_or_default();
-                        let ack = serde_json::json!({"id": id, "code": crate::enos::SUCCESS, "data": {}});
-                        w.queue(Packet::Publish(Publish::new(
-                            crate::enos::reply_topic(&activate),
-                            QoS::AtMostOnce,
-                            ack.to_string().into_bytes(),
-                        )));
-                        s.tally(|t| Tally::count(&mut t.codes, "activated".into()));
-                    }
-                }
-                Got::Packet(_) => {}
-            },
-            () = tokio::time::sleep_until(wake.into()) => {
-                if posting && !draining && Instant::now() >= next_post && Instant::now() < end {
-                    if !subscribed {
-                        subscribed = true;
-                        w.queue(Packet::Subscribe(Subscribe {
-                            pkid: 1,
-                            filters: vec![SubscribeFilter::new(reply_topic.clone(), QoS::AtMostOnce)],
-                        }));
-                    }
-                    pkid = pkid.wrapping_add(1).max(2);
-                    request = request.saturating_add(1);
-                    let body = crate::enos::Request::new(
-                        request.to_string(),
-                        crate::enos::MEASUREPOINT_POST,
-                        serde_json::json!({"measurepoints": s.opts.measurepoints, "time": crate::credentials::now_ms()}),
-                    );
-                    let mut publish = Publish::new(topic.clone(), QoS::AtLeastOnce, body.to_bytes());
-                    publish.pkid = pkid;
-                    w.queue(Packet::Publish(publish));
-                    let sent = Instant::now();
-                    if acks.len() >= MAX_IN_FLIGHT {
-                        acks.pop_front();
-                    }
-                    if replies.len() >= MAX_IN_FLIGHT {
-                        replies.pop_front();
-                    }
-                    acks.push_back((pkid, sent));
-                    replies.push_back((request, sent));
-                    s.counts.offered.fetch_add(1, Ordering::Relaxed);
-                    next_post = next_post.checked_add(s.opts.every).unwrap_or(end);
-                    if next_post < sent {
-                        // Late (a busy machine): the next post is an interval from now, not a burst.
-                        next_post = sent.checked_add(s.opts.every).unwrap_or(end);
-                    }
-                }
-            }
+        Ok(Got::Closed(why)) => {
+            return Err((
+                ErrorKind::Protocol.as_str().to_string(),
+                format!("before CONNACK: {why}"),
+            ));
         }
-        if let Err(why) = w.flush(s.opts.timeout).await {
-            return Some(why);
+        Err(_) => {
+            return Err((
+                ErrorKind::Timeout.as_str().to_string(),
+                "no CONNACK in time".to_string(),
+            ));
         }
+    };
+    let ConnAck { code, .. } = ack;
+    let code_n = code as u8;
+    s.tally(|t| {
+        Tally::count(&mut t.codes, format!("connack:{code_n}"));
+        t.time("handshake", t1.elapsed());
+    });
+    if code != ConnectReturnCode::Success {
+        let (kind, words) = super::mqtt::refusal(code);
+        return Err((format!("connack:{code_n}"), format!("{}: {words}", kind.as_str())));
     }
+    Ok(())
 }

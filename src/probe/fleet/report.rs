@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::load::{LoadReport, MergeError, Percentiles};
+use super::super::load::MergeError;
 use super::Shared;
+use crate::measurement::load::{LoadReport, Percentiles};
 
 /// A second of the run: how many devices were connected, and the counts so far.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -208,38 +209,7 @@ pub fn merge_parts(parts: &[(String, FleetPart)]) -> Result<FleetPart, MergeErro
         out.offered_per_s += p.offered_per_s;
         out.acked_per_s += p.acked_per_s;
         out.answered_per_s += p.answered_per_s;
-        // Second by second; a fleet whose timeline ended is counted with its last tick (its
-        // totals stay, its devices are gone).
-        let len = out.timeline.len().max(p.timeline.len());
-        let mut joined = Vec::with_capacity(len);
-        for i in 0..len {
-            let ours = out.timeline.get(i).or(out.timeline.last());
-            let theirs = p.timeline.get(i).or(p.timeline.last());
-            let ended = |t: Option<&Tick>, i: usize, len: usize| i >= len && t.is_some();
-            let mut t = Tick {
-                t_s: u64::try_from(i).unwrap_or(u64::MAX),
-                connected: 0,
-                offered: 0,
-                acked: 0,
-                answered: 0,
-            };
-            for (tick, over) in [
-                (ours, ended(ours, i, out.timeline.len())),
-                (theirs, ended(theirs, i, p.timeline.len())),
-            ] {
-                if let Some(x) = tick {
-                    t.t_s = x.t_s.max(t.t_s);
-                    if !over {
-                        t.connected = add(t.connected, x.connected)?;
-                    }
-                    t.offered = add(t.offered, x.offered)?;
-                    t.acked = add(t.acked, x.acked)?;
-                    t.answered = add(t.answered, x.answered)?;
-                }
-            }
-            joined.push(t);
-        }
-        out.timeline = joined;
+        out.timeline = join_timelines(&out.timeline, &p.timeline).ok_or_else(overflow)?;
     }
     let round = |r: f64| (r * 10.0).round() / 10.0;
     out.offered_per_s = round(out.offered_per_s);
@@ -258,6 +228,36 @@ pub fn merge_parts(parts: &[(String, FleetPart)]) -> Result<FleetPart, MergeErro
         ((out.acked as f64 / out.offered as f64) * 10_000.0).round() / 10_000.0
     };
     Ok(out)
+}
+
+/// Two fleets' timelines summed second by second; a fleet whose timeline ended is counted
+/// with its last tick (its totals stay, its devices are gone). `None` when a sum overflows.
+fn join_timelines(ours: &[Tick], theirs: &[Tick]) -> Option<Vec<Tick>> {
+    let len = ours.len().max(theirs.len());
+    let mut joined = Vec::with_capacity(len);
+    for i in 0..len {
+        let mut t = Tick {
+            t_s: u64::try_from(i).unwrap_or(u64::MAX),
+            connected: 0,
+            offered: 0,
+            acked: 0,
+            answered: 0,
+        };
+        for timeline in [ours, theirs] {
+            let Some(x) = timeline.get(i).or(timeline.last()) else {
+                continue;
+            };
+            t.t_s = x.t_s.max(t.t_s);
+            if i < timeline.len() {
+                t.connected = t.connected.checked_add(x.connected)?;
+            }
+            t.offered = t.offered.checked_add(x.offered)?;
+            t.acked = t.acked.checked_add(x.acked)?;
+            t.answered = t.answered.checked_add(x.answered)?;
+        }
+        joined.push(t);
+    }
+    Some(joined)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `probe --matrix`: the comparison table as measured. Every feature over every protocol probed
 //! (the needs run with the table's "not offered" check off), each cell the measured outcome
-//! beside the table's own cell. Pure: the probes' reports in, the table out.
+//! beside the table's own cell. Pure: the probes' reports in, the table out. Only what was
+//! exchanged counts as measured: a cell no exchange can prove (the protocol cannot carry it)
+//! is `not_carried`, one the run could not prove `untested`, and the summary counts them apart.
 //!
 //! The login rows are measured by logins of their own kind: `dynamic_auth` by a probe that
 //! activates a device (`--activate DK`), `mutual_tls` by the TLS login with a client
@@ -9,16 +11,20 @@
 
 use serde::Serialize;
 
-use super::needs::{Measured, NeedReport};
+use super::need::{Measured, NeedReport};
 use super::{ErrorKind, ProbeReport};
 use crate::capabilities::{Capabilities, Support};
 
-/// A cell's verdict: the measurement agrees with the table, disagrees, or could not be made.
+/// A cell's verdict: the measurement agrees with the table, disagrees, or was not made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Match,
     Mismatch,
+    /// No exchange can be made: the protocol cannot carry it, as the table's
+    /// `not_supported`/`not_applicable` says. Nothing was measured.
+    NotCarried,
+    /// Not measured: a value, a login, or the probe's own connection was missing.
     Untested,
 }
 
@@ -42,7 +48,8 @@ pub struct Row {
 /// The JSON of `probe --matrix -f json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct MatrixReport {
-    /// No mismatch (untested cells are not mismatches) and every probe logged in.
+    /// No mismatch (untested and not carried cells are not mismatches) and every probe logged
+    /// in.
     pub ok: bool,
     pub protocols: Vec<String>,
     /// The protocols' titles, as the table prints them (`CoAP`).
@@ -50,6 +57,10 @@ pub struct MatrixReport {
     pub targets: Vec<String>,
     pub mismatches: usize,
     pub untested: usize,
+    /// Cells an exchange was made for (matching or not).
+    pub measured: usize,
+    /// Cells no exchange can prove over their protocol (nothing was sent).
+    pub not_carried: usize,
     pub rows: Vec<Row>,
     /// The probes themselves: their login stages and errors.
     pub probes: Vec<ProbeReport>,
@@ -104,7 +115,7 @@ pub fn replace_need(probe: &mut ProbeReport, need: NeedReport) {
 pub fn expected(table: Support) -> Measured {
     match table {
         Support::Supported => Measured::Supported,
-        Support::Partial => Measured::Partial,
+        Support::Partial => Measured::OneWay,
         Support::NotSupported | Support::NotApplicable => Measured::Refused,
     }
 }
@@ -119,44 +130,20 @@ pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>, logins: Vec<ProbeRep
             title: f.title.clone(),
             cells: probes
                 .iter()
-                .map(|p| {
-                    let table = f.support_for(&p.protocol);
-                    let need = p.needs.iter().find(|n| n.need == f.id);
-                    let (measured, code, message) = match need {
-                        Some(n) => (n.measured, n.code, n.message.clone()),
-                        None => (
-                            Measured::Untested,
-                            None,
-                            p.error
-                                .as_ref()
-                                .map_or("not run".into(), |e| format!("not run: {e}")),
-                        ),
-                    };
-                    let verdict = match measured {
-                        Measured::Untested => Verdict::Untested,
-                        m if m == expected(table) => Verdict::Match,
-                        _ => Verdict::Mismatch,
-                    };
-                    Cell {
-                        protocol: p.protocol.clone(),
-                        table,
-                        measured,
-                        verdict,
-                        code,
-                        message,
-                    }
-                })
+                .map(|p| cell(f.support_for(&p.protocol), p, &f.id))
                 .collect(),
         })
         .collect();
-    let count = |v: Verdict| {
-        rows.iter()
-            .flat_map(|r| &r.cells)
-            .filter(|c| c.verdict == v)
-            .count()
-    };
+    let cells = || rows.iter().flat_map(|r| &r.cells);
+    let count = |v: Verdict| cells().filter(|c| c.verdict == v).count();
     let mismatches = count(Verdict::Mismatch);
     let untested = count(Verdict::Untested);
+    let not_carried = cells().filter(|c| c.measured == Measured::NotCarried).count();
+    let measured = cells()
+        .filter(|c| {
+            matches!(c.verdict, Verdict::Match | Verdict::Mismatch) && c.measured != Measured::NotCarried
+        })
+        .count();
     // A probe that could not log in measured nothing: that is a failure, not a table.
     let logged_in = probes.iter().all(|p| !p.needs.is_empty());
     MatrixReport {
@@ -172,27 +159,107 @@ pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>, logins: Vec<ProbeRep
         targets: probes.iter().map(|p| p.target.clone()).collect(),
         mismatches,
         untested,
+        measured,
+        not_carried,
         rows,
         probes,
         logins,
     }
 }
 
-/// A cell in words: the table's cell, then what was measured (`supported`, `refused`,
-/// `MISMATCH: refused`, `untested`).
-pub fn cell_text(c: &Cell) -> String {
+/// One cell: the probe's need for `feature`, judged against the table's `table`.
+fn cell(table: Support, p: &ProbeReport, feature: &str) -> Cell {
+    let need = p.needs.iter().find(|n| n.need == feature);
+    let (measured, code, message) = match need {
+        Some(n) => (n.measured, n.code, n.message.clone()),
+        None => (
+            Measured::Untested,
+            None,
+            p.error
+                .as_ref()
+                .map_or("not run".into(), |e| format!("not run: {e}")),
+        ),
+    };
+    let verdict = match measured {
+        Measured::Untested => Verdict::Untested,
+        // The table says the protocol offers it, and nothing can carry it: they disagree.
+        Measured::NotCarried if table.offered() => Verdict::Mismatch,
+        Measured::NotCarried => Verdict::NotCarried,
+        m if m == expected(table) => Verdict::Match,
+        _ => Verdict::Mismatch,
+    };
+    Cell {
+        protocol: p.protocol.clone(),
+        table,
+        measured,
+        verdict,
+        code,
+        message,
+    }
+}
+
+/// A cell in words, the table's cell first, then what was measured over the protocol titled
+/// `title`: `supported: supported`, `not_supported: refused`, `partial: one-way`,
+/// `not_supported: no exchange over MQTT`, `supported: MISMATCH (refused)`,
+/// `supported: untested`.
+pub fn cell_text(c: &Cell, title: &str) -> String {
     let table = c.table.as_str();
+    let measured = match c.measured {
+        Measured::NotCarried => format!("no exchange over {title}"),
+        m => m.as_str().to_string(),
+    };
     match c.verdict {
-        Verdict::Match => format!("{table}: {}", c.measured.as_str()),
-        Verdict::Mismatch => format!("{table}: MISMATCH ({})", c.measured.as_str()),
+        Verdict::Match | Verdict::NotCarried => format!("{table}: {measured}"),
+        Verdict::Mismatch => format!("{table}: MISMATCH ({measured})"),
         Verdict::Untested => format!("{table}: untested"),
     }
+}
+
+/// What each half of a cell is: the line the table output prints above the table.
+pub const LEGEND: &str = "each cell is capabilities.toml's value, then what the endpoint did: supported, refused, one-way (TLS without a client certificate asked for), no exchange over X (the protocol cannot carry it: nothing sent), untested (not measured), MISMATCH (...) (the endpoint contradicts the table)";
+
+/// The probe of a column that failed before its needs: "refused at connect".
+pub fn column_failure(p: &ProbeReport) -> Option<String> {
+    if !p.needs.is_empty() {
+        return None;
+    }
+    p.error
+        .as_ref()
+        .map(|e| format!("FAILED: {} at {}", e.kind.as_str(), e.stage))
+}
+
+/// The line under the table: what was measured, and whether it matches the shipped table.
+pub fn summary(m: &MatrixReport) -> String {
+    let mut parts = vec![if m.mismatches == 0 {
+        format!(
+            "{} cell(s) measured, every one as capabilities.toml says",
+            m.measured
+        )
+    } else {
+        format!(
+            "{} cell(s) measured; {} MISMATCH(es) with capabilities.toml",
+            m.measured, m.mismatches
+        )
+    }];
+    if m.not_carried > 0 {
+        parts.push(format!(
+            "{} not carried (no exchange over the protocol: nothing to measure)",
+            m.not_carried
+        ));
+    }
+    if m.untested > 0 {
+        parts.push(format!(
+            "{} untested (they need a value, a login or a command this run was not given, or their URL failed)",
+            m.untested
+        ));
+    }
+    parts.join("; ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{ProbeError, StageTiming};
+    use crate::measurement::{ProbeError, StageTiming};
 
     fn report(error: Option<(ErrorKind, &str)>) -> ProbeReport {
         ProbeReport {
@@ -239,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_partial_cell_expects_a_one_way_login_and_only_mutual_tls_over_http_is_partial() {
-        assert_eq!(expected(Support::Partial), Measured::Partial);
+        assert_eq!(expected(Support::Partial), Measured::OneWay);
         assert_eq!(expected(Support::Supported), Measured::Supported);
         assert_eq!(expected(Support::NotApplicable), Measured::Refused);
         let caps = crate::capabilities::embedded().expect("caps");
@@ -257,11 +324,11 @@ mod tests {
         let one_way = Cell {
             protocol: "http".into(),
             table: Support::Partial,
-            measured: Measured::Partial,
+            measured: Measured::OneWay,
             verdict: Verdict::Match,
             code: None,
             message: String::new(),
         };
-        assert_eq!(cell_text(&one_way), "partial: one-way");
+        assert_eq!(cell_text(&one_way, "HTTP"), "partial: one-way");
     }
 }
