@@ -53,6 +53,9 @@ pub enum AnswersError {
     },
     #[error("{0}")]
     File(Located),
+    /// Every problem of an answers file, when it has more than one.
+    #[error("{file}: {count} problem(s) in the answers:\n{list}", count = .problems.len(), list = crate::source::bullet_list(.problems))]
+    Invalid { file: String, problems: Vec<Located> },
     #[error("cannot read answers file {path}: {source}")]
     Read {
         path: String,
@@ -87,7 +90,7 @@ impl crate::base::Help for AnswersError {
             AnswersError::Twice { id, .. } => Some(format!("give `{id}` once: a question has one answer")),
             AnswersError::Read { .. } => Some("check the path given with --answers".into()),
             // A located error renders its own help after the snippet.
-            AnswersError::File(_) => None,
+            AnswersError::File(_) | AnswersError::Invalid { .. } => None,
         }
     }
 }
@@ -292,60 +295,81 @@ impl Answers {
                 None => located,
             })
         })?;
+        let mut answers = Answers::default();
+        // Every problem of the file is reported in one run, in the file's order.
+        let mut problems = Vec::new();
+        for (key, value) in &doc {
+            if let Err(p) = answers.read_entry(caps, src, key, value) {
+                problems.push(p);
+            }
+        }
+        problems.sort_by_key(|p| (p.line, p.col));
+        match problems.len() {
+            0 => Ok(answers),
+            1 => Err(AnswersError::File(problems.remove(0))),
+            _ => Err(AnswersError::Invalid {
+                file: src.name.clone(),
+                problems,
+            }),
+        }
+    }
+
+    /// One key of an answers file: a question's answer, or `needs`; a problem located.
+    fn read_entry(
+        &mut self,
+        caps: &Capabilities,
+        src: &SourceFile,
+        key: &Spanned<String>,
+        value: &Spanned<toml::Value>,
+    ) -> Result<(), Located> {
         // A flag-style error re-homed onto the file position: the key is the "flag".
         let at = |span: std::ops::Range<usize>, e: AnswersError| {
             use crate::base::Help;
             let mut located = src.locate(Some(span), e.what());
             located.help = e.help();
-            AnswersError::File(located)
+            located
         };
-        let mut answers = Answers::default();
-        for (key, value) in &doc {
-            if key.get_ref() == "needs" {
-                let toml::Value::Array(items) = value.get_ref() else {
-                    return Err(AnswersError::File(src.locate(
-                        Some(value.span()),
-                        "`needs` must be an array of feature ids, for example needs = [\"ota\"]",
-                    )));
-                };
-                let mut ids = Vec::new();
-                for item in items {
-                    match item.as_str() {
-                        Some(s) => ids.push(s),
-                        None => {
-                            return Err(AnswersError::File(src.locate(
-                                Some(value.span()),
-                                "`needs` may only hold strings (feature ids)",
-                            )));
-                        }
+        if key.get_ref() == "needs" {
+            let toml::Value::Array(items) = value.get_ref() else {
+                return Err(src.locate(
+                    Some(value.span()),
+                    "`needs` must be an array of feature ids, for example needs = [\"ota\"]",
+                ));
+            };
+            let mut ids = Vec::new();
+            for item in items {
+                match item.as_str() {
+                    Some(s) => ids.push(s),
+                    None => {
+                        return Err(src.locate(
+                            Some(value.span()),
+                            "`needs` may only hold strings (feature ids)",
+                        ));
                     }
                 }
-                answers
-                    .add_needs(caps, ids, "needs")
-                    .map_err(|e| at(value.span(), e))?;
-                continue;
             }
-            let text = match value.get_ref() {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
-                other => {
-                    return Err(AnswersError::File(src.locate(
-                        Some(value.span()),
-                        format!("`{}` must be a string, not {}", key.get_ref(), other.type_str()),
-                    )));
-                }
-            };
-            let span = if caps.question(key.get_ref()).is_some() {
-                value.span()
-            } else {
-                key.span()
-            };
-            answers
-                .set(caps, key.get_ref(), &text, key.get_ref())
-                .map_err(|e| at(span, e))?;
+            return self
+                .add_needs(caps, ids, "needs")
+                .map_err(|e| at(value.span(), e));
         }
-        Ok(answers)
+        let text = match value.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
+            other => {
+                return Err(src.locate(
+                    Some(value.span()),
+                    format!("`{}` must be a string, not {}", key.get_ref(), other.type_str()),
+                ));
+            }
+        };
+        let span = if caps.question(key.get_ref()).is_some() {
+            value.span()
+        } else {
+            key.span()
+        };
+        self.set(caps, key.get_ref(), &text, key.get_ref())
+            .map_err(|e| at(span, e))
     }
 
     /// The answers as an answers file that `recommend --answers` replays.

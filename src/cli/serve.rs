@@ -1,6 +1,7 @@
 //! `serve`: read the registry, bind the listeners, print where they are, and serve until
 //! SIGINT or SIGTERM.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::serve::{self, Endpoint, Options};
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let registry = Registry::from_file(&args.registry)?;
-    let opts = options(args)?;
+    let mut opts = options(args)?;
     let endpoint = Endpoint::new(
         caps.clone(),
         registry,
@@ -41,13 +42,31 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         .unwrap_or(from_fds);
     endpoint.limits.set_max(max);
     endpoint.http_limits.set_max(max);
+    // On a terminal each event is one readable line on stdout (the JSON goes to the record);
+    // piped or redirected, stdout is JSON and the readable lines go to stderr.
+    let readable = opts.log && std::io::stdout().is_terminal();
+    if readable {
+        endpoint.events.readable_on_stdout();
+    }
     let endpoint = Arc::new(endpoint);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the network runtime", e))?;
     runtime.block_on(async {
-        let bound = serve::bind(&opts).await.map_err(|e| {
+        let bound = match serve::bind(&opts).await {
+            // The console was not asked for: its default port taken is no reason to stop.
+            Err(e) if e.what == "console" && args.console.is_none() => {
+                eprintln!(
+                    "serve: warning: the console's default address {} is taken ({}); serving without a console (--console ADDR picks another address, --console off turns it off)",
+                    e.addr, e.message
+                );
+                opts.console = None;
+                serve::bind(&opts).await
+            }
+            bound => bound,
+        }
+        .map_err(|e| {
             Error::usage_with_help(
                 e.to_string(),
                 "pick a free port (port 0 picks one), or `off` to turn the listener off",
@@ -56,7 +75,11 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         let listening = bound.listening().await;
         endpoint.events.emit_line(&listening);
         if let Some((_, access)) = &bound.console {
-            announce_console(access, args.console_token.is_none());
+            // A terminal read the console's address on the listening line, unless a token
+            // goes with it.
+            if !readable || access.token.is_some() {
+                announce_console(access, args.console_token.is_none());
+            }
         }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         stop_on_signal(stop);
@@ -112,7 +135,10 @@ fn options(args: &ServeArgs) -> Result<Options> {
 
 /// The console's address and token: a token given is used; off loopback, one is generated.
 fn console(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, Option<Secret>)>> {
-    let Some(addr) = args.console.addr() else {
+    let listen = args
+        .console
+        .unwrap_or(super::serve_args::Listen::At(super::serve_args::DEFAULT_CONSOLE));
+    let Some(addr) = listen.addr() else {
         return Ok(None);
     };
     let token = match &args.console_token {

@@ -21,6 +21,10 @@ impl Listen {
     }
 }
 
+/// The console's address when `--console` is not given: taken, it is a warning, not an error.
+pub const DEFAULT_CONSOLE: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8090);
+
 fn listen(text: &str) -> Result<Listen, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(Listen::Off);
@@ -34,10 +38,12 @@ pub(super) const SERVE_HELP: &str = "\
 The first line on stdout names every bound listener:
   {\"event\":\"listening\",\"mqtt\":\"127.0.0.1:11883\",\"http\":\"127.0.0.1:8080\",\"coap\":\"127.0.0.1:5683\"}
 Every later line is one JSON event: login, login_refused, request, reply, denied, activated,
-subdevice_login, command, disconnect, connection_refused. No secret ever appears in any output.
+subdevice_login, command, disconnect, connection_refused. On a terminal, each event is one
+readable line instead (the JSON goes on to --record). No secret ever appears in any output.
 
-The web console (--console, default 127.0.0.1:8090) shows the devices live and sends them
-commands: open the \"console\" address of the first line in a browser.
+The web console (--console, default 127.0.0.1:8090; that port taken, serve warns and goes on
+without it) shows the devices live and sends them commands: open the \"console\" address of
+the first line in a browser.
 
 A test sends a command to a connected MQTT device with
   POST http://HTTP-ADDR/twin/commands/{pk}/{dk}?timeout=5  {\"method\":\"thing.service.measurepoint.set\",\"params\":{...}}
@@ -91,9 +97,10 @@ pub struct ServeArgs {
     /// CoAP over DTLS-PSK listener
     #[arg(long, value_name = "ADDR", value_parser = listen, env = "ENOS_CONNECT_COAPS")]
     pub coaps: Option<Listen>,
-    /// Web console listener (a live page of the devices that sends them commands); off to disable
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090", value_parser = listen, env = "ENOS_CONNECT_CONSOLE")]
-    pub console: Listen,
+    /// Web console listener (a live page of the devices that sends them commands); off to
+    /// disable [default: 127.0.0.1:8090, or none with a warning when that port is taken]
+    #[arg(long, value_name = "ADDR", value_parser = listen, env = "ENOS_CONNECT_CONSOLE")]
+    pub console: Option<Listen>,
     /// The console's token (required off loopback; generated and printed on stderr when not given)
     #[arg(
         long,

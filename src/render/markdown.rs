@@ -278,34 +278,37 @@ impl Renderer for Markdown {
     fn load(&self, r: &LoadReport) -> String {
         let mut out = format!(
             "### {}: {} x {} `{}`\n\n",
-            verdict(r.ok),
+            load_verdict(r),
             r.count,
             r.protocol,
             r.target
         );
-        let mut facts = vec![
-            vec!["concurrency".into(), r.concurrency.to_string()],
-            vec!["succeeded".into(), r.succeeded.to_string()],
-            vec!["failed".into(), r.failed.to_string()],
-            vec!["elapsed".into(), format!("{:.3} s", r.elapsed_s)],
-            vec!["rate".into(), format!("{:.1} probes/s", r.rate_per_s)],
-        ];
-        if let Some(n) = r.merged_from {
-            facts.push(vec!["merged from".into(), super::reports(n)]);
-        }
-        for (kind, text) in super::load_errors(r) {
-            facts.push(vec![format!("error `{kind}`"), text]);
-        }
-        for (need, c) in &r.needs {
-            facts.push(vec![
-                format!("need `{need}`"),
-                format!("{} succeeded, {} failed", c.succeeded, c.failed),
-            ]);
-        }
+        let mut facts = vec![vec!["concurrency".into(), r.concurrency.to_string()]];
+        facts.extend(load_facts(r, "probes/s"));
         out.push_str(&table(&["".into(), "".into()], &facts));
         out.push('\n');
         let (header, rows) = super::load_stage_rows(r);
         out.push_str(&table(&header, &rows));
+        out
+    }
+
+    fn fleet(&self, r: &crate::measurement::fleet::FleetReport) -> String {
+        let l = &r.load;
+        let mut out = format!(
+            "### {}: {} devices on {} `{}`\n\n",
+            load_verdict(l),
+            r.fleet.devices,
+            l.protocol,
+            l.target
+        );
+        out.push_str(&table(&["".into(), "".into()], &load_facts(l, "posts/s acked")));
+        out.push('\n');
+        let (header, rows) = super::load_stage_rows(l);
+        out.push_str(&table(&header, &rows));
+        out.push('\n');
+        for line in super::fleet_lines(&r.fleet) {
+            out.push_str(&format!("- {line}\n"));
+        }
         out
     }
 
@@ -331,6 +334,37 @@ impl Renderer for Markdown {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "FAILED" }
+}
+
+fn load_verdict(r: &LoadReport) -> &'static str {
+    if r.interrupted { "INTERRUPTED" } else { verdict(r.ok) }
+}
+
+/// A load's facts after its concurrency: outcomes, time, the rate in `unit`, an interruption,
+/// the merge, error kinds and needs.
+fn load_facts(r: &LoadReport, unit: &str) -> Vec<Vec<String>> {
+    let mut facts = vec![
+        vec!["succeeded".into(), r.succeeded.to_string()],
+        vec!["failed".into(), r.failed.to_string()],
+        vec!["elapsed".into(), format!("{:.3} s", r.elapsed_s)],
+        vec!["rate".into(), format!("{:.1} {unit}", r.rate_per_s)],
+    ];
+    if r.interrupted {
+        facts.push(vec!["interrupted".into(), super::INTERRUPTED.into()]);
+    }
+    if let Some(n) = r.merged_from {
+        facts.push(vec!["merged from".into(), super::reports(n)]);
+    }
+    for (kind, text) in super::load_errors(r) {
+        facts.push(vec![format!("error `{kind}`"), text]);
+    }
+    for (need, c) in &r.needs {
+        facts.push(vec![
+            format!("need `{need}`"),
+            format!("{} succeeded, {} failed", c.succeeded, c.failed),
+        ]);
+    }
+    facts
 }
 
 /// One probe: a heading with the verdict, the error and EnOS's reply, the stages as a table.

@@ -83,6 +83,9 @@ pub trait Renderer {
     /// One probe, or the probes of a plan one after another.
     fn probes(&self, reports: &[ProbeReport]) -> String;
     fn load(&self, r: &LoadReport) -> String;
+    /// `probe --fleet` (and `merge` of fleets): the load's stages under a headline that counts
+    /// devices and posts, and the fleet's own lines.
+    fn fleet(&self, r: &crate::measurement::fleet::FleetReport) -> String;
     /// `probe --matrix`: the comparison table as measured.
     fn matrix(&self, m: &crate::measurement::matrix::MatrixReport) -> String;
     fn check(&self, r: &CheckReport) -> String;
@@ -151,6 +154,65 @@ pub fn load_errors(r: &crate::measurement::load::LoadReport) -> Vec<(String, Str
         })
         .collect()
 }
+
+/// A fleet's lines under its stage table, in words: devices, posts and their rates, codes,
+/// disconnects. A delivery ratio of nothing offered is `n/a`.
+pub fn fleet_lines(f: &crate::measurement::fleet::FleetPart) -> Vec<String> {
+    let codes: Vec<String> = f.codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let delivered = f.delivered.map_or_else(|| "n/a".to_string(), |d| format!("{d:.4}"));
+    let mut out = vec![
+        format!(
+            "fleet: {} devices, peak {} connected, {} held to the end, {} logins failed",
+            f.devices, f.peak_connected, f.held, f.login_failed
+        ),
+        format!(
+            "posts every {} s for {} s: {} offered, {} acked ({delivered} delivered), {} answered",
+            f.every_s, f.hold_s, f.offered, f.acked, f.answered
+        ),
+        format!(
+            "per second: {} offered, {} acked, {} answered",
+            f.offered_per_s, f.acked_per_s, f.answered_per_s
+        ),
+        format!(
+            "codes: {}",
+            if codes.is_empty() {
+                "none".to_string()
+            } else {
+                codes.join(", ")
+            }
+        ),
+    ];
+    if !f.disconnects.is_empty() {
+        let d: Vec<String> = f.disconnects.iter().map(|(k, v)| format!("{v}× {k}")).collect();
+        out.push(format!("disconnects: {}", d.join("; ")));
+    }
+    out
+}
+
+/// What a load's headline says after its verdict: probes (a load) or devices and posts (a
+/// fleet), and an interrupted run's count of what ran.
+pub fn load_headline(r: &LoadReport, fleet: Option<&crate::measurement::fleet::FleetPart>) -> String {
+    match fleet {
+        None => format!(
+            "{} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s",
+            r.count, r.protocol, r.target, r.concurrency, r.succeeded, r.failed, r.elapsed_s, r.rate_per_s
+        ),
+        Some(f) => format!(
+            "{} devices on {} {}: {} held {}, {} failed in {:.3} s, {:.1} posts/s acked",
+            f.devices,
+            r.protocol,
+            r.target,
+            r.succeeded,
+            if r.interrupted { "until interrupted" } else { "to the end" },
+            r.failed,
+            r.elapsed_s,
+            r.rate_per_s
+        ),
+    }
+}
+
+/// The line an interrupted run's report carries.
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C): the counts are of what ran until then";
 
 /// The header and rows of a load report's stage table, in stage order.
 pub fn load_stage_rows(r: &crate::measurement::load::LoadReport) -> (Vec<String>, Vec<Vec<String>>) {

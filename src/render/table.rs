@@ -43,6 +43,48 @@ impl Table {
         }
     }
 
+    /// A load's verdict: ok, FAILED, or INTERRUPTED (Ctrl-C).
+    fn load_verdict(&self, r: &LoadReport) -> String {
+        if r.interrupted {
+            paint("INTERRUPTED", Paint::Bad, self.style.color)
+        } else {
+            self.verdict(r.ok)
+        }
+    }
+
+    /// A load report under its headline: an interruption, the merge, error kinds, needs and
+    /// the stage table.
+    fn load_body(&self, r: &LoadReport) -> String {
+        let mut out = String::new();
+        if r.interrupted {
+            out.push_str(&format!("  {}\n", super::INTERRUPTED));
+        }
+        if let Some(n) = r.merged_from {
+            out.push_str(&format!(
+                "  merged from {}: rates summed, percentiles from the merged histograms\n",
+                super::reports(n)
+            ));
+        }
+        for (kind, text) in super::load_errors(r) {
+            out.push_str(&format!("  {kind}: {text}\n"));
+        }
+        for (need, c) in &r.needs {
+            out.push_str(&format!(
+                "  need {need}: {} succeeded, {} failed\n",
+                c.succeeded, c.failed
+            ));
+        }
+        let (header, rows) = super::load_stage_rows(r);
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut t = self.new_table(&header);
+        for row in rows {
+            t.add_row(row);
+        }
+        out.push_str(&format!("{t}\n"));
+        out
+    }
+
+
     fn probe(&self, r: &ProbeReport) -> String {
         let verdict = self.verdict(r.ok);
         let address = r
@@ -360,33 +402,23 @@ impl Renderer for Table {
     }
 
     fn load(&self, r: &LoadReport) -> String {
-        let verdict = self.verdict(r.ok);
+        let mut out = format!("{}: {}\n", self.load_verdict(r), super::load_headline(r, None));
+        out.push_str(&self.load_body(r));
+        out
+    }
+
+    fn fleet(&self, r: &crate::measurement::fleet::FleetReport) -> String {
         let mut out = format!(
-            "{verdict}: {} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s\n",
-            r.count, r.protocol, r.target, r.concurrency, r.succeeded, r.failed, r.elapsed_s, r.rate_per_s
+            "{}: {}\n",
+            self.load_verdict(&r.load),
+            super::load_headline(&r.load, Some(&r.fleet))
         );
-        if let Some(n) = r.merged_from {
-            out.push_str(&format!(
-                "  merged from {}: rates summed, percentiles from the merged histograms\n",
-                super::reports(n)
-            ));
+        out.push_str(&self.load_body(&r.load));
+        out.push('\n');
+        for line in super::fleet_lines(&r.fleet) {
+            out.push_str(&line);
+            out.push('\n');
         }
-        for (kind, text) in super::load_errors(r) {
-            out.push_str(&format!("  {kind}: {text}\n"));
-        }
-        for (need, c) in &r.needs {
-            out.push_str(&format!(
-                "  need {need}: {} succeeded, {} failed\n",
-                c.succeeded, c.failed
-            ));
-        }
-        let (header, rows) = super::load_stage_rows(r);
-        let header: Vec<&str> = header.iter().map(String::as_str).collect();
-        let mut t = self.new_table(&header);
-        for row in rows {
-            t.add_row(row);
-        }
-        out.push_str(&format!("{t}\n"));
         out
     }
 

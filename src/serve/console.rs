@@ -318,9 +318,24 @@ fn meta(ep: &Endpoint, access: &Access) -> Value {
     let codes: serde_json::Map<String, Value> = (100..2000)
         .filter_map(|c| crate::enos::meaning(c).map(|m| (c.to_string(), json!(m))))
         .collect();
+    // Where a command can reach a device: the URL schemes of the protocols that carry a
+    // downlink (capabilities.toml, [exchanges.carried_by]), for the page to say so before a
+    // command is sent to a device that has no such connection.
+    let carriers: Vec<&crate::capabilities::Protocol> = ep
+        .caps
+        .protocols
+        .iter()
+        .filter(|p| ep.caps.exchanges.carried_by.downlink.contains(&p.id))
+        .collect();
+    let schemes: Vec<&str> = carriers
+        .iter()
+        .flat_map(|p| p.ports.iter().map(|x| x.scheme.as_str()))
+        .collect();
+    let titles: Vec<&str> = carriers.iter().map(|p| p.title.as_str()).collect();
     json!({
         "products": products,
         "codes": codes,
+        "downlink": {"schemes": schemes, "over": titles.join(" or ")},
         "token_required": access.token.is_some(),
         "ticks_per_second": TICKS_PER_SECOND,
     })

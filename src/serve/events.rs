@@ -256,6 +256,9 @@ enum Sink {
         /// How many lines are written to stdout and the record so far.
         written: watch::Sender<u64>,
         log: bool,
+        /// Stdout is a terminal: the readable lines go there, once, and the JSON only to the
+        /// record ([`EventLog::readable_on_stdout`]).
+        readable: AtomicBool,
     },
     Memory(Arc<Mutex<Vec<String>>>),
 }
@@ -282,9 +285,21 @@ impl EventLog {
                 record: Mutex::new(record),
                 written: watch::Sender::new(0),
                 log,
+                readable: AtomicBool::new(false),
             },
             hub: Hub::default(),
         })
+    }
+
+    /// For a terminal on stdout: each event once, as its readable line there (the line that
+    /// otherwise goes to stderr), and its JSON only in the record. With `log` only.
+    pub fn readable_on_stdout(&self) {
+        if let Sink::Streams {
+            readable, log: true, ..
+        } = &self.sink
+        {
+            readable.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Events kept as lines in `lines`, for a serve inside a test.
@@ -331,16 +346,39 @@ fn sentence(e: &Event) -> String {
     text
 }
 
+/// A JSON object line as a sentence: `serve: listening: mqtt 127.0.0.1:11883, http ...`.
+fn fields_sentence(line: &str) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(line) else {
+        return format!("serve: {line}");
+    };
+    let what = fields.get("event").and_then(|e| e.as_str()).unwrap_or("serve");
+    let rest: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| *k != "event")
+        .map(|(k, v)| format!("{k} {}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+        .collect();
+    format!("serve: {what}: {}", rest.join(", "))
+}
+
 /// How long a reply waits for its event to be written before it leaves anyway (a stdout no one
 /// reads must not hold every device).
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 impl EventLog {
-    /// One JSON line on stdout and in the record.
+    /// One JSON line on stdout and in the record (on a terminal, its fields as a readable line).
     pub fn emit_line(&self, v: &impl Serialize) {
         let Ok(line) = serde_json::to_string(v) else {
             return;
         };
+        if let Sink::Streams {
+            pending, readable, ..
+        } = &self.sink
+            && readable.load(Ordering::Relaxed)
+            && let Ok(mut p) = pending.lock()
+        {
+            p.err.extend_from_slice(fields_sentence(&line).as_bytes());
+            p.err.push(b'\n');
+        }
         self.write_line(line);
     }
 
@@ -385,11 +423,13 @@ impl EventLog {
             pending,
             record,
             written,
+            readable,
             ..
         } = &self.sink
         else {
             return;
         };
+        let readable = readable.load(Ordering::Relaxed);
         // The record's lock is taken first and held through the write, so two flushes write
         // in order and `written` never runs ahead of the file.
         let mut record = record.lock().ok();
@@ -398,9 +438,11 @@ impl EventLog {
             Err(_) => return,
         };
         if !out.is_empty() {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(&out);
-            let _ = stdout.flush();
+            if !readable {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(&out);
+                let _ = stdout.flush();
+            }
             // A write(2) puts the lines in the kernel's page cache: a `kill -9` of serve
             // cannot lose them from then on (a power cut can; that is not the promise).
             if let Some(f) = record.as_mut().and_then(|r| r.as_mut()) {
@@ -413,7 +455,11 @@ impl EventLog {
             grew
         });
         drop(record);
-        if !err.is_empty() {
+        if !err.is_empty() && readable {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&err);
+            let _ = stdout.flush();
+        } else if !err.is_empty() {
             let _ = std::io::stderr().lock().write_all(&err);
         }
     }

@@ -106,6 +106,8 @@ struct DeviceState {
     connections: u32,
     /// An HTTP session or CoAP binding that is still valid.
     session_until: Option<Instant>,
+    /// The protocol of that session: the device's again when its last connection closes.
+    session_protocol: Option<Protocol>,
     protocol: Option<Protocol>,
     /// Through which gateway the device is online, when it is a logged-in sub-device.
     via: Option<Identity>,
@@ -261,6 +263,10 @@ impl Twin {
             d.connections = d.connections.saturating_sub(1);
             if d.connections == 0 {
                 d.via = None;
+                // Still online through a session: the twin says over which protocol.
+                if d.session_alive() {
+                    d.protocol = d.session_protocol.or(d.protocol);
+                }
             }
         });
     }
@@ -272,6 +278,7 @@ impl Twin {
                 d.online_since = Some(now_ms());
             }
             d.session_until = Some(until);
+            d.session_protocol = Some(protocol);
             d.protocol = Some(protocol);
             d.ever = true;
             d.last_seen = Some(now_ms());

@@ -56,8 +56,8 @@ window.ConsoleDevice = (() => {
         <section class="card span4"><h2>Tags</h2><div id="tags"></div></section>
         <section class="card span4"><h2>Topology</h2><div id="topology"></div></section>
         <section class="card span4"><h2>Firmware and OTA</h2><div id="firmware"></div></section>
-        <section class="card span8"><h2>Events</h2><div id="dev-events" class="scroll"></div></section>
-        <section class="card span12"><h2>Messages <span class="muted">(newest first)</span></h2><div id="messages" class="scroll"></div></section>
+        <section class="card span8"><h2>Events</h2><div id="dev-events"></div></section>
+        <section class="card span12"><h2>Messages <span class="muted">(newest first)</span></h2><div id="messages"></div></section>
       </div>`;
   }
 
@@ -104,6 +104,9 @@ window.ConsoleDevice = (() => {
     $("#messages").innerHTML = mine.length ? `<table><thead><tr><th>Time</th><th>Event</th><th>Protocol</th><th>Device</th>
       <th>Method / topic</th><th>Code</th><th>Message</th></tr></thead><tbody>${mine.join("")}</tbody></table>`
       : `<p class="empty">No message since the console opened.</p>`;
+    const why = C().unreachable(d);
+    const reach = $("#act-reach");
+    if (reach) { reach.hidden = !why; reach.textContent = why; }
     const sub = $("#act-sub-note");
     if (sub) sub.textContent = d.gateway ? `in the topology of ${key(d.gateway.product_key, d.gateway.device_key)}` : "not a sub-device: these act on a gateway's sub-devices";
   }
@@ -115,7 +118,7 @@ window.ConsoleDevice = (() => {
     const prod = state.meta.products[d.product_key] || {};
     const ids = (prod.measurepoints || []).map((m) => m.id);
     const opts = (list) => list.map((x) => `<option>${esc(x)}</option>`).join("");
-    return `<div class="tabs" id="act-tabs">
+    return `<p id="act-reach" class="note" hidden></p><div class="tabs" id="act-tabs">
         <button type="button" data-tab="set" class="on">Set point</button><button type="button" data-tab="service">Service</button>
         <button type="button" data-tab="raw">down_raw</button><button type="button" data-tab="ota">OTA</button>
         <button type="button" data-tab="sub">Sub-device</button></div>
