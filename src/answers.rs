@@ -341,10 +341,9 @@ impl Answers {
                 match item.as_str() {
                     Some(s) => ids.push(s),
                     None => {
-                        return Err(src.locate(
-                            Some(value.span()),
-                            "`needs` may only hold strings (feature ids)",
-                        ));
+                        return Err(
+                            src.locate(Some(value.span()), "`needs` may only hold strings (feature ids)")
+                        );
                     }
                 }
             }

@@ -212,7 +212,9 @@ pub fn reread<T: serde::de::DeserializeOwned>(
     let mut problems: Vec<Located> = unknown
         .into_iter()
         .map(|(span, key, like)| {
-            let hint = like.map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
+            let hint = like
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
             src.locate(Some(span), format!("unknown key `{key}`{hint}"))
         })
         .collect();
@@ -275,7 +277,8 @@ fn branch<'s>(
     if branches.is_empty() {
         return Some(schema);
     }
-    let is_table = |b: &&serde_json::Value| b.get("properties").is_some() || b.get("additionalProperties").is_some();
+    let is_table =
+        |b: &&serde_json::Value| b.get("properties").is_some() || b.get("additionalProperties").is_some();
     match table {
         Some(t) => branches.into_iter().filter(is_table).min_by_key(|b| {
             let (keys, closed) = keys_of(b);
@@ -286,7 +289,12 @@ fn branch<'s>(
     }
 }
 
-fn prune_value(value: &mut DeValue<'_>, schema: &serde_json::Value, root: &serde_json::Value, out: &mut Vec<Unknown>) {
+fn prune_value(
+    value: &mut DeValue<'_>,
+    schema: &serde_json::Value,
+    root: &serde_json::Value,
+    out: &mut Vec<Unknown>,
+) {
     match value {
         DeValue::Table(t) => {
             if let Some(s) = branch(schema, root, Some(t)) {
@@ -304,7 +312,12 @@ fn prune_value(value: &mut DeValue<'_>, schema: &serde_json::Value, root: &serde
     }
 }
 
-fn prune_table(table: &mut DeTable<'_>, schema: &serde_json::Value, root: &serde_json::Value, out: &mut Vec<Unknown>) {
+fn prune_table(
+    table: &mut DeTable<'_>,
+    schema: &serde_json::Value,
+    root: &serde_json::Value,
+    out: &mut Vec<Unknown>,
+) {
     let schema = resolve(schema, root);
     let (keys, closed) = keys_of(schema);
     if closed {

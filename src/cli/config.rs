@@ -124,8 +124,13 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
                 .with_help(keys_help),
         ));
     }
-    let config: Config = toml::from_str(&src.text)
-        .map_err(|e| ConfigError::Invalid(src.locate(e.span(), e.message()).without_snippet().with_help(keys_help)))?;
+    let config: Config = toml::from_str(&src.text).map_err(|e| {
+        ConfigError::Invalid(
+            src.locate(e.span(), e.message())
+                .without_snippet()
+                .with_help(keys_help),
+        )
+    })?;
     if let Some(t) = config.timeout
         && let Err(why) = super::args::timeout_seconds(&t.to_string())
     {

@@ -118,7 +118,12 @@ fn keep_secrets_in(dir: &std::path::Path, devices: &mut [FleetDevice]) -> Result
                 )));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("--activate-to: cannot read {}", file.display()), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("--activate-to: cannot read {}", file.display()),
+                    e,
+                ));
+            }
         }
         if let Some(folder) = file.parent().filter(|f| !f.is_dir()) {
             std::fs::DirBuilder::new()

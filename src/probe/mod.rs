@@ -113,7 +113,10 @@ fn silent_plain_port(caps: &Capabilities, target: &Target, f: Failure) -> Failur
     match target.secure_url(caps) {
         Some(url) if udp && f.kind == ErrorKind::Timeout => Failure::new(
             f.kind,
-            format!("{}; if this port speaks DTLS, it drops plain datagrams: try {url}", f.message),
+            format!(
+                "{}; if this port speaks DTLS, it drops plain datagrams: try {url}",
+                f.message
+            ),
         ),
         _ => f,
     }

@@ -87,7 +87,8 @@ pub fn client_config_asked(
             }
             let key =
                 PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
-            let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| refused_cert(&e, cert))?;
+            let certified =
+                CertifiedKey::from_der(chain, key, &provider()).map_err(|e| refused_cert(&e, cert))?;
             let asked = Arc::new(AtomicBool::new(false));
             let resolver = Asked {
                 key: Arc::new(certified),
@@ -107,7 +108,9 @@ pub fn client_config_asked(
 fn refused_cert(e: &rustls::Error, cert: &std::path::Path) -> String {
     let file = cert.display();
     let webpki = match e {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => o.0.downcast_ref::<webpki::Error>(),
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+            o.0.downcast_ref::<webpki::Error>()
+        }
         _ => None,
     };
     match (e, webpki) {

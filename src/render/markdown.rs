@@ -337,7 +337,11 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn load_verdict(r: &LoadReport) -> &'static str {
-    if r.interrupted { "INTERRUPTED" } else { verdict(r.ok) }
+    if r.interrupted {
+        "INTERRUPTED"
+    } else {
+        verdict(r.ok)
+    }
 }
 
 /// A load's facts after its concurrency: outcomes, time, the rate in `unit`, an interruption,

@@ -159,7 +159,9 @@ pub fn load_errors(r: &crate::measurement::load::LoadReport) -> Vec<(String, Str
 /// disconnects. A delivery ratio of nothing offered is `n/a`.
 pub fn fleet_lines(f: &crate::measurement::fleet::FleetPart) -> Vec<String> {
     let codes: Vec<String> = f.codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let delivered = f.delivered.map_or_else(|| "n/a".to_string(), |d| format!("{d:.4}"));
+    let delivered = f
+        .delivered
+        .map_or_else(|| "n/a".to_string(), |d| format!("{d:.4}"));
     let mut out = vec![
         format!(
             "fleet: {} devices, peak {} connected, {} held to the end, {} logins failed",
@@ -203,7 +205,11 @@ pub fn load_headline(r: &LoadReport, fleet: Option<&crate::measurement::fleet::F
             r.protocol,
             r.target,
             r.succeeded,
-            if r.interrupted { "until interrupted" } else { "to the end" },
+            if r.interrupted {
+                "until interrupted"
+            } else {
+                "to the end"
+            },
             r.failed,
             r.elapsed_s,
             r.rate_per_s

@@ -84,7 +84,6 @@ impl Table {
         out
     }
 
-
     fn probe(&self, r: &ProbeReport) -> String {
         let verdict = self.verdict(r.ok);
         let address = r

@@ -170,7 +170,8 @@ fn a_browser_sees_a_device_log_in_post_take_a_command_and_leave() {
 }
 
 #[test]
-fn a_browser_at_1280_px_reads_codes_per_kind_the_fleet_in_natural_order_and_why_a_command_cannot_reach_a_device() {
+fn a_browser_at_1280_px_reads_codes_per_kind_the_fleet_in_natural_order_and_why_a_command_cannot_reach_a_device()
+ {
     // Issue 32, items 13 and 14 (scripts/console_page_check.py says what each check is).
     let Some(python) = crate::common::outside_peer(
         "ENOS_CONNECT_CONSOLE_PYTHON",
@@ -191,7 +192,16 @@ fn a_browser_at_1280_px_reads_codes_per_kind_the_fleet_in_natural_order_and_why_
     // web1: online through an HTTP session, after a connection over MQTT that closed.
     for url in [format!("http://{http}"), format!("mqtt://{mqtt}")] {
         crate::common::bin()
-            .args(["probe", &url, "--product-key", "pk1", "--device-key", "web1", "-m", "temp=1"])
+            .args([
+                "probe",
+                &url,
+                "--product-key",
+                "pk1",
+                "--device-key",
+                "web1",
+                "-m",
+                "temp=1",
+            ])
             .env("ENOS_DEVICE_SECRET", SECRETS[1])
             .assert()
             .success();

@@ -65,11 +65,32 @@ fn a_client_certificate_rustls_refuses_is_named_in_plain_words() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
     sh(&[
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "device.key",
-        "-out", "device.csr", "-subj", "/CN=meter-0042",
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "device.key",
+        "-out",
+        "device.csr",
+        "-subj",
+        "/CN=meter-0042",
     ]);
     // `x509 -req` without extensions writes an X.509 v1 certificate, which WebPKI refuses.
-    sh(&["x509", "-req", "-in", "device.csr", "-signkey", "device.key", "-out", "device.pem", "-days", "2"]);
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "device.csr",
+        "-signkey",
+        "device.key",
+        "-out",
+        "device.pem",
+        "-days",
+        "2",
+    ]);
     assert!(csr.exists());
     let (code, _, err) = run(
         &[
@@ -88,7 +109,10 @@ fn a_client_certificate_rustls_refuses_is_named_in_plain_words() {
             && err.contains("extendedKeyUsage=clientAuth"),
         "{err}"
     );
-    assert!(!err.contains("OtherError") && !err.contains("Unsupported"), "{err}");
+    assert!(
+        !err.contains("OtherError") && !err.contains("Unsupported"),
+        "{err}"
+    );
 }
 
 fn which(name: &str) -> Option<String> {
@@ -116,7 +140,13 @@ fn a_registry_with_a_misspelled_key_reports_it_with_every_other_problem() {
     )
     .expect("write");
     let (code, _, err) = run(
-        &["serve", "--registry", &file.display().to_string(), "--console", "off"],
+        &[
+            "serve",
+            "--registry",
+            &file.display().to_string(),
+            "--console",
+            "off",
+        ],
         &[],
     );
     assert_eq!(code, 2, "{err}");
@@ -137,13 +167,20 @@ fn a_capabilities_file_with_a_misspelled_key_reports_it_with_every_other_problem
     let file = dir.path().join("caps.toml");
     let text = enos_connect::capabilities::EMBEDDED
         .replacen("suits = \"devices that keep", "siuts = \"devices that keep", 1)
-        .replacen("from = \"network\"\nto = \"enos_format\"", "from = \"network\"\nto = \"enos_fromat\"", 1);
+        .replacen(
+            "from = \"network\"\nto = \"enos_format\"",
+            "from = \"network\"\nto = \"enos_fromat\"",
+            1,
+        );
     assert_ne!(text, enos_connect::capabilities::EMBEDDED);
     std::fs::write(&file, &text).expect("write");
     let (code, out, err) = run(&["check", &file.display().to_string()], &[]);
     assert_eq!(code, 2, "{out}{err}");
     let all = format!("{out}{err}");
-    assert!(all.contains("unknown key `siuts` (did you mean `suits`?)"), "{all}");
+    assert!(
+        all.contains("unknown key `siuts` (did you mean `suits`?)"),
+        "{all}"
+    );
     assert!(all.contains("enos_fromat"), "the flow's problem too:\n{all}");
 }
 

@@ -230,7 +230,10 @@ fn a_fleet_without_measure_points_holds_until_its_hold_ends_and_delivers_n_a() {
     let csv = devices_csv(dir.path(), 2, |i| format!("Fleet-Device-Canary-{i}"));
     let (code, out, err, took) = fleet_run(&url, &csv, &["--hold", "1s", "-f", "json"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(took < Duration::from_secs(5), "took {took:?}: it waited past --hold 1s");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}: it waited past --hold 1s"
+    );
     let v = json_of(out.as_bytes());
     assert_eq!(v["fleet"]["held"], 2, "{v:#}");
     assert_eq!(v["fleet"]["offered"], 0, "{v:#}");
@@ -256,18 +259,17 @@ fn a_fleet_whose_logins_all_fail_says_n_a_delivered_and_its_header_counts_device
     assert!(table.contains("0 offered, 0 acked (n/a delivered)"), "{table}");
     // The header of a fleet that posted: devices, and posts per second, not probes.
     let good = devices_csv(dir.path(), 2, |i| format!("Fleet-Device-Canary-{i}"));
-    let (code, table, err, _) = fleet_run(
-        &url,
-        &good,
-        &["-m", "temp=1", "--every", "250ms", "--hold", "1s"],
-    );
+    let (code, table, err, _) = fleet_run(&url, &good, &["-m", "temp=1", "--every", "250ms", "--hold", "1s"]);
     assert_eq!(code, 0, "{table}{err}");
     let header = table.lines().next().unwrap_or_default();
     assert!(
         header.starts_with("ok: 2 devices on mqtt ") && header.contains("posts/s"),
         "{header}"
     );
-    assert!(!header.contains("probes/s") && !header.contains("concurrency"), "{header}");
+    assert!(
+        !header.contains("probes/s") && !header.contains("concurrency"),
+        "{header}"
+    );
 }
 
 /// Send SIGINT to a running process, as Ctrl-C does.
@@ -314,17 +316,37 @@ fn ctrl_c_during_a_load_or_a_fleet_prints_what_ran_marked_interrupted_and_exits_
     let url = format!("mqtt://{}", serve.mqtt);
     let secret = [("ENOS_DEVICE_SECRET", "Fleet-Device-Canary-1")];
     let load = [
-        "probe", &url, "--product-key", "pkf", "--device-key", "m1", "-m", "temp=1",
-        "--count", "10000000", "--concurrency", "2",
+        "probe",
+        &url,
+        "--product-key",
+        "pkf",
+        "--device-key",
+        "m1",
+        "-m",
+        "temp=1",
+        "--count",
+        "10000000",
+        "--concurrency",
+        "2",
     ];
-    let (code, out, err) = interrupted(&[&load[..], &["-f", "json"]].concat(), &secret, Duration::from_millis(1500));
+    let (code, out, err) = interrupted(
+        &[&load[..], &["-f", "json"]].concat(),
+        &secret,
+        Duration::from_millis(1500),
+    );
     assert_eq!(code, Some(130), "{out}{err}");
     let v = json_of(out.as_bytes());
     assert_eq!(v["interrupted"], true, "{v:#}");
     assert_eq!(v["ok"], false, "{v:#}");
     let ran = v["count"].as_u64().expect("count");
     assert!(ran > 0 && ran < 10_000_000, "{v:#}");
-    assert_eq!(v["succeeded"].as_u64().map(|s| s + v["failed"].as_u64().unwrap_or(0)), Some(ran), "{v:#}");
+    assert_eq!(
+        v["succeeded"]
+            .as_u64()
+            .map(|s| s + v["failed"].as_u64().unwrap_or(0)),
+        Some(ran),
+        "{v:#}"
+    );
     assert_eq!(v["stages"]["reply"]["count"], v["succeeded"], "{v:#}");
     let (code, table, err) = interrupted(&load, &secret, Duration::from_millis(1500));
     assert_eq!(code, Some(130), "{table}{err}");
@@ -334,15 +356,34 @@ fn ctrl_c_during_a_load_or_a_fleet_prints_what_ran_marked_interrupted_and_exits_
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = devices_csv(dir.path(), 3, |i| format!("Fleet-Device-Canary-{i}"));
     let csv = csv.display().to_string();
-    let fleet = ["probe", &url, "--fleet", "--devices", &csv, "-m", "temp=1", "--every", "100ms", "--hold", "1h"];
-    let (code, out, err) = interrupted(&[&fleet[..], &["-f", "json"]].concat(), &[], Duration::from_millis(2500));
+    let fleet = [
+        "probe",
+        &url,
+        "--fleet",
+        "--devices",
+        &csv,
+        "-m",
+        "temp=1",
+        "--every",
+        "100ms",
+        "--hold",
+        "1h",
+    ];
+    let (code, out, err) = interrupted(
+        &[&fleet[..], &["-f", "json"]].concat(),
+        &[],
+        Duration::from_millis(2500),
+    );
     assert_eq!(code, Some(130), "{out}{err}");
     let v = json_of(out.as_bytes());
     assert_eq!(v["interrupted"], true, "{v:#}");
     assert_eq!(v["fleet"]["devices"], 3, "{v:#}");
     let offered = v["fleet"]["offered"].as_u64().expect("offered");
     assert!(offered >= 6, "a second of posts from 3 devices: {v:#}");
-    assert!(v["fleet"]["timeline"].as_array().is_some_and(|t| !t.is_empty()), "{v:#}");
+    assert!(
+        v["fleet"]["timeline"].as_array().is_some_and(|t| !t.is_empty()),
+        "{v:#}"
+    );
 }
 
 #[test]
@@ -391,7 +432,11 @@ fn a_fleet_run_again_logs_in_with_the_secrets_its_first_run_activated() {
     let (code, v, all) = run(&[]);
     assert_eq!(code, Some(1), "{all}");
     assert_eq!(v["fleet"]["login_failed"], 3, "{v:#}");
-    let example = v["examples"].as_object().and_then(|e| e.values().next()).and_then(|e| e.as_str()).unwrap_or_default();
+    let example = v["examples"]
+        .as_object()
+        .and_then(|e| e.values().next())
+        .and_then(|e| e.as_str())
+        .unwrap_or_default();
     assert!(example.contains("--activate-to DIR"), "{v:#}");
 }
 

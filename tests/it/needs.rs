@@ -449,10 +449,16 @@ fn coap_announcing_on_the_login(
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let Ok(req) = Packet::from_bytes(&buf[..n]) else { continue };
+            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                continue;
+            };
             let path: Vec<String> = req
                 .get_option(CoapOption::UriPath)
-                .map(|s| s.iter().map(|x| String::from_utf8_lossy(x).into_owned()).collect())
+                .map(|s| {
+                    s.iter()
+                        .map(|x| String::from_utf8_lossy(x).into_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut reply = Packet::new();
             reply.header.set_version(1);
@@ -462,7 +468,10 @@ fn coap_announcing_on_the_login(
             let (code, payload) = match path.first().map(String::as_str) {
                 Some("auth") => {
                     reply.add_option(CoapOption::Unknown(2100), command.as_bytes().to_vec());
-                    (ResponseType::Created, json!({"code": 200, "message": "", "data": {"lifetime": 3600}}))
+                    (
+                        ResponseType::Created,
+                        json!({"code": 200, "message": "", "data": {"lifetime": 3600}}),
+                    )
                 }
                 _ if path.last().is_some_and(|l| l == "set") => (
                     ResponseType::Content,
@@ -472,7 +481,10 @@ fn coap_announcing_on_the_login(
                     replied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     (ResponseType::Changed, json!({}))
                 }
-                _ => (ResponseType::Changed, json!({"id": "1", "code": 200, "data": {}, "message": ""})),
+                _ => (
+                    ResponseType::Changed,
+                    json!({"id": "1", "code": 200, "data": {}, "message": ""}),
+                ),
             };
             reply.header.code = MessageClass::Response(code);
             reply.payload = payload.to_string().into_bytes();
@@ -495,14 +507,25 @@ fn over_coap_a_command_announced_on_the_logins_answer_is_not_lost() {
     let out = bin()
         .args(["probe", &format!("coap://{addr}")])
         .args(DEVICE)
-        .args(["--need", "downlink_commands", "--await-command", "3", "-f", "json"])
+        .args([
+            "--need",
+            "downlink_commands",
+            "--await-command",
+            "3",
+            "-f",
+            "json",
+        ])
         .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
         .output()
         .expect("runs");
     let v = json_of(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{v:#}");
     assert_eq!(v["needs"][0]["measured"], "supported", "{v:#}");
-    assert_eq!(replied.load(std::sync::atomic::Ordering::Relaxed), 1, "the command was answered");
+    assert_eq!(
+        replied.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the command was answered"
+    );
 }
 
 #[test]

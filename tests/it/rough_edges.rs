@@ -159,7 +159,9 @@ fn bash_completes_after_a_subcommand() {
 fn bash_with_completion(script: &std::path::Path) -> Option<Session> {
     let bash = tool("bash")?;
     let mut cmd = StdCommand::new(bash);
-    cmd.args(["--norc", "--noprofile", "-i"]).env("TERM", "dumb").env("PS1", "$ ");
+    cmd.args(["--norc", "--noprofile", "-i"])
+        .env("TERM", "dumb")
+        .env("PS1", "$ ");
     let mut s = Session::spawn(cmd).expect("bash in a pty");
     s.set_expect_timeout(Some(Duration::from_secs(10)));
     let setup = format!(
@@ -176,7 +178,9 @@ fn tab(s: &mut Session, line: &str) -> (String, String) {
     s.send(format!("{line}\t")).expect("type");
     std::thread::sleep(Duration::from_millis(400));
     s.send("\n").expect("enter");
-    let ran = s.expect(expectrl::Regex(r"RAN:([^|]*)\|")).expect("the function runs");
+    let ran = s
+        .expect(expectrl::Regex(r"RAN:([^|]*)\|"))
+        .expect("the function runs");
     let all = String::from_utf8_lossy(ran.before()).replace('\r', "");
     let line = String::from_utf8_lossy(ran.get(1).unwrap_or_default()).to_string();
     (all, line)
@@ -195,21 +199,36 @@ fn bash_completes_protocols_question_ids_and_answers_after_the_equals_sign() {
     let (_, ran) = tab(&mut s, "enos-connect recommend -a network=t");
     assert_eq!(ran, "recommend -a network=tcp", "-a network=t<Tab>");
     let (_, ran) = tab(&mut s, "enos-connect recommend -a enos_f");
-    assert_eq!(ran, "recommend -a enos_format=", "-a ID<Tab> completes the id and `=`");
+    assert_eq!(
+        ran, "recommend -a enos_format=",
+        "-a ID<Tab> completes the id and `=`"
+    );
     let (listed, _) = tab(&mut s, "enos-connect recommend -a network=");
     for value in ["tcp", "udp", "both", "none"] {
-        assert!(listed.split_whitespace().any(|w| w == value), "{value} in:\n{listed}");
+        assert!(
+            listed.split_whitespace().any(|w| w == value),
+            "{value} in:\n{listed}"
+        );
     }
-    assert!(!listed.contains("network=tcp"), "only the values after `=`:\n{listed}");
+    assert!(
+        !listed.contains("network=tcp"),
+        "only the values after `=`:\n{listed}"
+    );
     let (listed, _) = tab(&mut s, "enos-connect recommend -a ");
     for id in ["network=", "enos_format="] {
         assert!(listed.split_whitespace().any(|w| w == id), "{id} in:\n{listed}");
     }
     let (listed, _) = tab(&mut s, "enos-connect credentials ");
     for kind in ["mqtt", "http", "coap", "subdevice"] {
-        assert!(listed.split_whitespace().any(|w| w == kind), "{kind} in:\n{listed}");
+        assert!(
+            listed.split_whitespace().any(|w| w == kind),
+            "{kind} in:\n{listed}"
+        );
     }
-    assert!(!listed.contains("--product-key"), "a word that is not a flag gets the protocols:\n{listed}");
+    assert!(
+        !listed.contains("--product-key"),
+        "a word that is not a flag gets the protocols:\n{listed}"
+    );
     let (_, ran) = tab(&mut s, "enos-connect credentials sub");
     assert_eq!(ran, "credentials subdevice");
     s.send("exit\n").expect("exit");
@@ -229,7 +248,8 @@ fn bash_completes_protocols_question_ids_and_answers_after_the_equals_sign() {
     )
     .to_string();
     assert!(
-        other.contains("keeps_connection=yes") && other.contains("keeps_connection=")
+        other.contains("keeps_connection=yes")
+            && other.contains("keeps_connection=")
             && !other.contains("long_connection"),
         "the file's questions"
     );

@@ -45,8 +45,9 @@ fn the_default_console_port_taken_is_a_warning_and_an_address_asked_for_is_an_er
     );
     assert!(!first.contains("\"console\""), "{first}");
     assert!(
-        err.contains(&format!("warning: the console's default address {DEFAULT_CONSOLE} is taken"))
-            && err.contains("--console ADDR"),
+        err.contains(&format!(
+            "warning: the console's default address {DEFAULT_CONSOLE} is taken"
+        )) && err.contains("--console ADDR"),
         "{err}"
     );
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -56,10 +57,21 @@ fn the_default_console_port_taken_is_a_warning_and_an_address_asked_for_is_an_er
     bin()
         .args(["serve", "--registry"])
         .arg(&reg)
-        .args(["--mqtt", "127.0.0.1:0", "--http", "off", "--coap", "off", "--console", &addr])
+        .args([
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--coap",
+            "off",
+            "--console",
+            &addr,
+        ])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains(format!("cannot listen on {addr} (console)")));
+        .stderr(predicates::str::contains(format!(
+            "cannot listen on {addr} (console)"
+        )));
 }
 
 #[test]
@@ -70,7 +82,16 @@ fn on_a_terminal_each_event_is_one_readable_line() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_enos-connect"));
     cmd.args(["serve", "--registry"])
         .arg(&reg)
-        .args(["--mqtt", "127.0.0.1:0", "--http", "off", "--coap", "off", "--console", "off"])
+        .args([
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--coap",
+            "off",
+            "--console",
+            "off",
+        ])
         .env("TERM", "xterm");
     let mut s = Session::spawn(cmd).expect("spawn in a pty");
     s.set_expect_timeout(Some(Duration::from_secs(10)));
@@ -93,7 +114,7 @@ fn on_a_terminal_each_event_is_one_readable_line() {
     let text = [found.as_bytes(), seen.as_bytes(), rest.as_bytes()]
         .map(String::from_utf8_lossy)
         .concat()
-    .replace('\r', "");
+        .replace('\r', "");
     assert!(!text.contains("{\"event\""), "JSON on a terminal:\n{text}");
     let logins = text.lines().filter(|l| l.contains("mqtt login pk1/dk1")).count();
     assert_eq!(logins, 1, "the login once:\n{text}");
