@@ -413,6 +413,51 @@ mod tests {
     }
 
     #[test]
+    fn a_misspelled_key_is_a_problem_and_read_as_the_key_it_resembles() {
+        #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            name: String,
+            #[serde(default)]
+            items: Vec<Item>,
+        }
+        #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        struct Item {
+            id: u32,
+        }
+        let src = SourceFile::new("d.toml", "nmae = \"x\"\n[[items]]\nid = 1\nzzz = 2\n");
+        let Err(strict) = toml::from_str::<Doc>(&src.text) else {
+            panic!("the strict read takes no unknown key");
+        };
+        let schema = serde_json::to_value(schemars::schema_for!(Doc)).unwrap_or_default();
+        let Ok((doc, problems)) = reread::<Doc>(&src, &schema, &strict) else {
+            panic!("read again without the unknown keys");
+        };
+        assert_eq!((doc.name.as_str(), doc.items.len()), ("x", 1));
+        let said: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}:{} {}", p.line, p.col, p.message))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "1:1 unknown key `nmae` (did you mean `name`?)",
+                "4:1 unknown key `zzz`"
+            ]
+        );
+        // Not a key's fault: the strict error alone.
+        let src = SourceFile::new("d.toml", "name = 3\n");
+        let Err(strict) = toml::from_str::<Doc>(&src.text) else {
+            panic!("a number is not a name");
+        };
+        let Err(alone) = reread::<Doc>(&src, &schema, &strict) else {
+            panic!("still not readable");
+        };
+        assert_eq!(alone.len(), 1, "{alone:?}");
+    }
+
+    #[test]
     fn nearest_suggests_typos_only() {
         let ids = ["network", "enos_format", "constrained"];
         assert_eq!(nearest("netwrok", ids), Some("network"));
