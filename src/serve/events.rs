@@ -1,5 +1,6 @@
 //! The event log and the record: one JSON line per event on stdout and in the record file, a
-//! sentence per event on stderr with `--log`, or a list in memory for a serve inside a test.
+//! sentence per event on stderr with `--log` (on a terminal, the sentence on stdout instead of
+//! the JSON: each event once), or a list in memory for a serve inside a test.
 //! [`EventLog`] owns them: lines are gathered and written by [`EventLog::flusher`], a batch per
 //! write; a listener awaits [`EventLog::wait_written`] before a reply leaves, so the record
 //! holds every request that was answered. Every event is also published on the [`Hub`], where
