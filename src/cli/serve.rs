@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Context;
-use super::args::ServeArgs;
+use super::args::{ListenArgs, ServeArgs};
 use crate::base::Secret;
 use crate::cli::error::{Error, Result};
 use crate::registry::Registry;
 use crate::serve::{self, Endpoint, Options};
 
-pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
-    let caps = ctx.capabilities()?;
-    let registry = Registry::from_file(&args.registry)?;
+/// serve's listeners from their flags (TLS configurations read, the console's token made).
+pub(super) fn options(args: &ListenArgs, log: bool) -> Result<Options> {
     let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
             Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
@@ -26,7 +25,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key, None, &[b"http/1.1"])?)),
         _ => None,
     };
-    let opts = Options {
+    Ok(Options {
         mqtt: args.mqtt.addr(),
         mqtts,
         http: args.http.addr(),
@@ -35,9 +34,16 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         coaps: args.coaps.and_then(|l| l.addr()),
         record: args.record.clone(),
         connack_delay: Duration::from_millis(args.connack_delay_ms),
-        log: !args.quiet,
+        log,
         console: console(args)?,
-    };
+    })
+}
+
+pub fn run(ctx: &Context, serve_args: &ServeArgs) -> Result<ExitCode> {
+    let caps = ctx.capabilities()?;
+    let registry = Registry::from_file(&serve_args.registry)?;
+    let args = &serve_args.listen;
+    let opts = options(args, !serve_args.quiet)?;
     if [
         opts.mqtt,
         opts.mqtts.as_ref().map(|(a, _)| *a),
@@ -105,7 +111,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
 }
 
 /// The console's address and token: a token given is used; off loopback, one is generated.
-fn console(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, Option<Secret>)>> {
+fn console(args: &ListenArgs) -> Result<Option<(std::net::SocketAddr, Option<Secret>)>> {
     let Some(addr) = args.console.addr() else {
         return Ok(None);
     };
@@ -132,7 +138,7 @@ fn console(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, Option<Secr
 
 /// Tell people where the console is, on stderr. A generated token is printed there once, as
 /// Jupyter does (the user needs it to open the page); a token the user gave is never printed.
-fn announce_console(access: &serve::console::Access, generated: bool) {
+pub(super) fn announce_console(access: &serve::console::Access, generated: bool) {
     let url = format!("http://{}/", access.addr);
     match &access.token {
         Some(t) if generated => eprintln!(

@@ -24,6 +24,7 @@ use super::limits::{Admission, CONNECT_WAIT, CONNECT_WAIT_PRESSED, MAX_REFUSING,
 use super::mqtt_clients::Claimed;
 use super::mqtt_held::{LoggedIn, held};
 use super::mqtt_wire::{Read, Wire, connect_level};
+use super::policy::{Admit, Connecting};
 use super::{Endpoint, Event, EventKind, Identity, Protocol, Refusal};
 use crate::base::Secret;
 use crate::enos::{self, Request};
@@ -210,12 +211,32 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
             return None;
         }
     };
+    // A harness sees the CONNECT as it arrives, and may refuse it whatever its login.
+    let admit = ep.policy.connect(&Connecting {
+        protocol,
+        peer,
+        client_id: &connect.client_id,
+        user_name: user_name(&connect),
+        keep_alive: connect.keep_alive,
+        clean_session: connect.clean_session,
+    });
     // One official SDK starts waiting for CONNACK only after its CONNECT is out: an instant
     // answer is lost and it hangs. EnOS answers after a moment too.
     if !ep.connack_delay.is_zero() {
         tokio::time::sleep(ep.connack_delay).await;
     }
-    match check(ep, waiting, &connect) {
+    let checked = match admit {
+        Admit::Check => check(ep, waiting, &connect),
+        Admit::Refuse(connack) => Err(Refusal {
+            connack,
+            code: enos::INTERNAL_ERROR,
+            reason: format!(
+                "refused by serve's policy (a harness testing how the device reconnects): CONNACK {}",
+                connack_number(connack)
+            ),
+        }),
+    };
+    match checked {
         Ok((id, secret, slot)) => Some(LoggedIn {
             wire,
             client_id: connect.client_id,
