@@ -77,6 +77,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// Leave a device that logged in a moment ago to itself for [`Timings::settle`] from its
+    /// login: what it does as a connection opens belongs to that connection, not the next case.
+    pub async fn settle(&mut self) {
+        let since_login = self.w.journal.with(|s| {
+            s.iter()
+                .rev()
+                .find(|e| matches!(e.what, What::Login { .. }))
+                .map(|e| e.at)
+        });
+        if let Some(at) = since_login {
+            let left = (at + self.t().settle).saturating_sub(self.now());
+            if !left.is_zero() {
+                self.w.sleep(left).await;
+            }
+        }
+    }
+
     /// Wait until `check` holds over the entries since `from`, at most until `deadline`.
     pub async fn until(
         &mut self,
@@ -95,10 +112,25 @@ impl Ctx<'_> {
         self.w.journal.since(from)
     }
 
-    /// Drop the device's connection, journaled first.
-    pub fn drop_connection(&mut self) -> bool {
+    /// Drop the device's connection, journaled first, and wait (a moment at most) until serve
+    /// has let it go, so a wait for the device to be online again waits for a new connection.
+    pub async fn drop_connection(&mut self) -> bool {
+        let old = self.ep.mailboxes.get(self.device());
         self.w.act(What::Dropped);
-        self.ep.mailboxes.hang_up(self.device())
+        if !self.ep.mailboxes.hang_up(self.device()) {
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let current = self.ep.mailboxes.get(self.device());
+            let same = matches!((&old, &current), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
+            if !same {
+                break;
+            }
+            let next = (Instant::now() + Duration::from_millis(5)).min(deadline);
+            self.w.until(next, |_| None::<()>).await;
+        }
+        true
     }
 
     /// Send a command, journaling it (with its request id) and what became of it.
@@ -184,19 +216,28 @@ fn settable(setup: &Setup) -> Option<(String, Value)> {
         .find_map(|(id, p)| value_of(&p).map(|v| (id, v)))
 }
 
-/// Run one case (not `login.signed`, judged at the login, nor the `report.*` cases, judged at
-/// the end).
-pub async fn run(cx: &mut Ctx<'_>, kind: Kind) -> Outcome {
-    let needs_connection = !matches!(
+/// Before a case that needs the device connected: wait for it (and let a fresh connection
+/// settle); why it cannot run, if it is not back.
+pub async fn prepare(cx: &mut Ctx<'_>, kind: Kind) -> Result<(), String> {
+    if matches!(
         kind,
         Kind::ReportModel | Kind::ReportTimestamps | Kind::LoginSigned
-    );
-    if needs_connection && !cx.online(cx.t().reconnect_wait).await {
-        return Outcome::Error(format!(
+    ) {
+        return Ok(());
+    }
+    if !cx.online(cx.t().reconnect_wait).await {
+        return Err(format!(
             "the device is not connected (it did not come back within {:.0} s)",
             cx.t().reconnect_wait.as_secs_f64()
         ));
     }
+    cx.settle().await;
+    Ok(())
+}
+
+/// Run one case (not `login.signed`, judged at the login, nor the `report.*` cases, judged at
+/// the end), once [`prepare`]d.
+pub async fn run(cx: &mut Ctx<'_>, kind: Kind) -> Outcome {
     match kind {
         Kind::MeasurepointSet | Kind::MeasurepointGet => measurepoint(cx, kind).await,
         Kind::Service => services(cx).await,
@@ -289,7 +330,7 @@ async fn puback_retry(cx: &mut Ctx<'_>) -> Outcome {
             .await;
         if !resent {
             if cx.connected() {
-                cx.drop_connection();
+                cx.drop_connection().await;
             }
             cx.online(t.reconnect_wait).await;
             cx.until(from, Instant::now() + t.observe, |s| {
@@ -305,7 +346,7 @@ async fn backoff(cx: &mut Ctx<'_>) -> Outcome {
     let t = cx.t().clone();
     let from = cx.now();
     cx.w.journal.refuse_next(t.refusals);
-    cx.drop_connection();
+    cx.drop_connection().await;
     let wanted = usize::try_from(t.refusals)
         .unwrap_or(usize::MAX)
         .saturating_add(1);
@@ -357,7 +398,7 @@ async fn resume(cx: &mut Ctx<'_>) -> Outcome {
         .min(MAX_OUTAGE.max(t.outage));
     let from = cx.now();
     cx.w.journal.refuse_for(outage);
-    cx.drop_connection();
+    cx.drop_connection().await;
     cx.w.sleep(outage).await;
     let back = cx.online(t.reconnect_wait).await;
     if back {
@@ -433,11 +474,28 @@ async fn subdevice_relogin(cx: &mut Ctx<'_>) -> Outcome {
     .await;
     let before = cx.w.journal.with(judge::logged_in_subs);
     if !before.is_empty() {
+        // The current connection's own logins first (after an earlier case's drop), so those
+        // after this drop are the reconnect's.
+        let login = cx.w.journal.with(|s| {
+            s.iter()
+                .rev()
+                .find(|e| matches!(e.what, What::Login { .. }))
+                .map_or(Duration::ZERO, |e| e.at)
+        });
+        cx.until(login, Instant::now() + t.observe, |s| {
+            let now = judge::logged_in_subs(s);
+            before.iter().all(|b| now.contains(b))
+        })
+        .await;
         let from = cx.now();
-        cx.drop_connection();
+        cx.drop_connection().await;
         cx.online(t.reconnect_wait).await;
         cx.until(from, Instant::now() + t.observe, |s| {
-            let after = judge::logged_in_subs(s);
+            let drop = s
+                .iter()
+                .position(|e| matches!(e.what, What::Dropped))
+                .unwrap_or_default();
+            let after = judge::logged_in_subs(&s[judge::after_reconnect(s, drop)..]);
             before.iter().all(|b| after.contains(b))
         })
         .await;
@@ -458,7 +516,7 @@ async fn tls(cx: &mut Ctx<'_>) -> Outcome {
     };
     let from = cx.now();
     cx.w.journal.untrusted(Some(config));
-    cx.drop_connection();
+    cx.drop_connection().await;
     let offered = cx
         .until(from, Instant::now() + t.reconnect_wait, |s| {
             s.iter().any(|e| matches!(e.what, What::UntrustedTls { .. }))

@@ -405,6 +405,7 @@ fn sub_devices_must_log_in_again_after_the_last_drop() {
         at(0, sub_login("s1", 200)),
         at(10, sub_login("s2", 200)),
         at(100, What::Dropped),
+        at(1100, login()),
         at(1200, sub_login("s1", 200)),
         at(1210, sub_login("s2", 200)),
     ];
@@ -413,12 +414,23 @@ fn sub_devices_must_log_in_again_after_the_last_drop() {
         at(0, sub_login("s1", 200)),
         at(10, sub_login("s2", 200)),
         at(100, What::Dropped),
+        at(1100, login()),
         at(1200, sub_login("s1", 200)),
         at(1210, sub_login("s2", 742)),
     ];
     let j = subdevice_relogin(&one_missing, observe);
     assert_eq!(j.verdict, Verdict::Fail);
     assert!(j.seen.starts_with("p/s2 not logged in again"), "{}", j.seen);
+    // A login the old connection made after the drop, before the reconnect, does not count.
+    let stale = [
+        at(0, sub_login("s1", 200)),
+        at(100, What::Dropped),
+        at(101, sub_login("s1", 200)),
+        at(1200, login()),
+    ];
+    let j = subdevice_relogin(&stale, observe);
+    assert_eq!(j.verdict, Verdict::Fail);
+    assert!(j.seen.starts_with("p/s1 not logged in again"), "{}", j.seen);
     assert_eq!(
         subdevice_relogin(&[at(0, What::Dropped)], observe).verdict,
         Verdict::Fail

@@ -221,6 +221,9 @@ pub struct Timings {
     pub tls_settle: Duration,
     /// serve's wait before CONNACK (the refused reconnects' gaps are measured from the refusal).
     pub connack_delay: Duration,
+    /// How long a reconnected device is left to itself before the next case (what it does
+    /// as a connection opens: sub-device logins, resent messages).
+    pub settle: Duration,
 }
 
 impl Default for Timings {
@@ -237,6 +240,7 @@ impl Default for Timings {
             observe: Duration::from_secs(30),
             tls_settle: Duration::from_secs(2),
             connack_delay: Duration::from_millis(50),
+            settle: Duration::from_secs(1),
         }
     }
 }

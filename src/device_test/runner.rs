@@ -302,8 +302,22 @@ async fn run_cases(
             finish(CaseResult::skipped(case.id, skip.to_string()), &mut results);
             continue;
         }
+        let prepared = tokio::select! {
+            p = cases::prepare(cx, *kind) => p,
+            status = exited(exit.clone()) => {
+                finish(gone(case, &status, Duration::ZERO), &mut results);
+                continue;
+            }
+        };
         let began = Instant::now();
         let from = cx.now();
+        if let Err(why) = prepared {
+            finish(
+                CaseResult::error(case.id, Duration::ZERO, why, Vec::new()),
+                &mut results,
+            );
+            continue;
+        }
         let outcome = tokio::select! {
             o = one(cx, *kind, login_at) => o,
             status = exited(exit.clone()) => {

@@ -362,3 +362,7 @@ pub(super) fn push_activation<I: AsyncRead + AsyncWrite + Unpin>(
         push.to_bytes(),
     );
 }
+
+#[cfg(test)]
+#[path = "mqtt_tests.rs"]
+mod tests;

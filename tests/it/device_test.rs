@@ -67,6 +67,7 @@ fn timings() -> Timings {
         observe: Duration::from_secs(3),
         tls_settle: Duration::from_millis(500),
         connack_delay: Duration::from_millis(10),
+        settle: Duration::from_millis(200),
     }
 }
 
