@@ -151,7 +151,10 @@ async fn a_policy_withholds_a_puback_and_a_harness_drops_the_connection() {
 
 /// Keeps what the policy is shown of a logged-in connection.
 #[derive(Default)]
-struct Watching(std::sync::Mutex<(Vec<crate::serve::policy::Received>, Vec<(String, i64, Vec<u8>)>)>);
+struct Watching(std::sync::Mutex<(Vec<crate::serve::policy::Received>, Vec<Request>)>);
+
+/// A request's topic, code and payload.
+type Request = (String, i64, Vec<u8>);
 
 impl Policy for Arc<Watching> {
     fn received(&self, _device: &Identity, packet: crate::serve::policy::Received) {
