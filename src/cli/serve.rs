@@ -12,54 +12,10 @@ use crate::cli::error::{Error, Result};
 use crate::registry::Registry;
 use crate::serve::{self, Endpoint, Options};
 
-/// serve's listeners from their flags (TLS configurations read, the console's token made).
-pub(super) fn options(args: &ListenArgs, log: bool) -> Result<Options> {
-    let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => {
-            Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
-        }
-        _ => None,
-    };
-    // One-way TLS, whatever --client-ca says: EnOS's HTTP broker asks for no client certificate.
-    let https = match (args.https.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key, None, &[b"http/1.1"])?)),
-        _ => None,
-    };
-    Ok(Options {
-        mqtt: args.mqtt.addr(),
-        mqtts,
-        http: args.http.addr(),
-        https,
-        coap: args.coap.addr(),
-        coaps: args.coaps.and_then(|l| l.addr()),
-        record: args.record.clone(),
-        connack_delay: Duration::from_millis(args.connack_delay_ms),
-        log,
-        console: console(args)?,
-    })
-}
-
-pub fn run(ctx: &Context, serve_args: &ServeArgs) -> Result<ExitCode> {
+pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
-    let registry = Registry::from_file(&serve_args.registry)?;
-    let args = &serve_args.listen;
-    let opts = options(args, !serve_args.quiet)?;
-    if [
-        opts.mqtt,
-        opts.mqtts.as_ref().map(|(a, _)| *a),
-        opts.http,
-        opts.https.as_ref().map(|(a, _)| *a),
-        opts.coap,
-        opts.coaps,
-    ]
-    .iter()
-    .all(Option::is_none)
-    {
-        return Err(Error::usage_with_help(
-            "every listener is off: serve would answer nothing",
-            "keep at least one of --mqtt, --mqtts, --http, --https, --coap or --coaps on (an address, or port 0 for any)",
-        ));
-    }
+    let registry = Registry::from_file(&args.registry)?;
+    let opts = options(&args.listen, !args.quiet)?;
     let endpoint = Endpoint::new(
         caps.clone(),
         registry,
@@ -80,6 +36,7 @@ pub fn run(ctx: &Context, serve_args: &ServeArgs) -> Result<ExitCode> {
     // apart, HTTP's connections (so a full fleet never locks a test out of /twin).
     let from_fds = serve::limits::raise_open_files();
     let max = args
+        .listen
         .max_connections
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(from_fds);
@@ -100,7 +57,7 @@ pub fn run(ctx: &Context, serve_args: &ServeArgs) -> Result<ExitCode> {
         let listening = bound.listening().await;
         endpoint.events.emit_line(&listening);
         if let Some((_, access)) = &bound.console {
-            announce_console(access, args.console_token.is_none());
+            announce_console(access, args.listen.console_token.is_none());
         }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         stop_on_signal(stop);
@@ -108,6 +65,51 @@ pub fn run(ctx: &Context, serve_args: &ServeArgs) -> Result<ExitCode> {
         Ok::<(), Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The listeners and what to log, from the flags (serve's, and device-test's, which runs the
+/// same endpoint); a usage error when every listener is off.
+pub(super) fn options(args: &ListenArgs, log: bool) -> Result<Options> {
+    let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
+        }
+        _ => None,
+    };
+    // One-way TLS, whatever --client-ca says: EnOS's HTTP broker asks for no client certificate.
+    let https = match (args.https.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key, None, &[b"http/1.1"])?)),
+        _ => None,
+    };
+    let opts = Options {
+        mqtt: args.mqtt.addr(),
+        mqtts,
+        http: args.http.addr(),
+        https,
+        coap: args.coap.addr(),
+        coaps: args.coaps.and_then(|l| l.addr()),
+        record: args.record.clone(),
+        connack_delay: Duration::from_millis(args.connack_delay_ms),
+        log,
+        console: console(args)?,
+    };
+    if [
+        opts.mqtt,
+        opts.mqtts.as_ref().map(|(a, _)| *a),
+        opts.http,
+        opts.https.as_ref().map(|(a, _)| *a),
+        opts.coap,
+        opts.coaps,
+    ]
+    .iter()
+    .all(Option::is_none)
+    {
+        return Err(Error::usage_with_help(
+            "every listener is off: serve would answer nothing",
+            "keep at least one of --mqtt, --mqtts, --http, --https, --coap or --coaps on (an address, or port 0 for any)",
+        ));
+    }
+    Ok(opts)
 }
 
 /// The console's address and token: a token given is used; off loopback, one is generated.

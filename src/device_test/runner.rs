@@ -17,7 +17,7 @@ use super::process::Device;
 use super::{CaseResult, DeviceTestError, Report, Summary, Timings, judge};
 use crate::capabilities::Capabilities;
 use crate::registry::Registry;
-use crate::serve::{self, Bound, Endpoint, Identity, Options};
+use crate::serve::{self, Endpoint, Identity, Listeners, Options};
 
 /// Everything a run is made of.
 pub struct Setup {
@@ -59,7 +59,7 @@ pub struct Session {
     endpoint: Arc<Endpoint>,
     journal: Arc<Journal>,
     events: tokio::sync::broadcast::Receiver<Arc<serve::events::Published>>,
-    bound: Bound,
+    bound: Listeners,
     listening: Value,
 }
 

@@ -159,7 +159,7 @@ pub(super) fn twin_get(ep: &Endpoint, path: &str) -> Option<Response<Full<Bytes>
         ));
     }
     let rest = path.strip_prefix("/twin/devices/")?;
-    Some(match keys(rest).and_then(|id| ep.twin.view(&id)) {
+    Some(match identity_in_path(rest).and_then(|id| ep.twin.view(&id)) {
         Some(v) => json_response(StatusCode::OK, &json!(v)),
         None => error(
             StatusCode::NOT_FOUND,
@@ -168,14 +168,14 @@ pub(super) fn twin_get(ep: &Endpoint, path: &str) -> Option<Response<Full<Bytes>
     })
 }
 
-pub(super) fn keys(rest: &str) -> Option<Identity> {
+pub(super) fn identity_in_path(rest: &str) -> Option<Identity> {
     let (pk, dk) = rest.split_once('/')?;
     (!pk.is_empty() && !dk.is_empty() && !dk.contains('/')).then(|| Identity::new(pk, dk))
 }
 
 /// `POST /auth/{pk}/{dk}` with `{"signMethod","lifetime","sign"}`: a session for the lifetime.
 fn auth(ep: &Endpoint, protocol: Protocol, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
-    let Some(id) = keys(rest) else {
+    let Some(id) = identity_in_path(rest) else {
         return error(StatusCode::NOT_FOUND, "use /auth/{productKey}/{deviceKey}");
     };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
@@ -224,7 +224,7 @@ fn auth(ep: &Endpoint, protocol: Protocol, rest: &str, body: &[u8]) -> Response<
     };
     let until = Instant::now() + Duration::from_millis(lifetime);
     ep.http_sessions.grant(session.clone(), &id, until);
-    ep.twin.session(&id, protocol, until);
+    ep.twin.session_opened(&id, protocol, until);
     ep.events.emit(
         Event::new(EventKind::Login, protocol)
             .device(&id)
@@ -453,7 +453,7 @@ pub(super) async fn send_command(
     body: &[u8],
     timeout: Option<f64>,
 ) -> Response<Full<Bytes>> {
-    let Some(id) = keys(rest) else {
+    let Some(id) = identity_in_path(rest) else {
         return error(
             StatusCode::NOT_FOUND,
             "use /twin/commands/{productKey}/{deviceKey}",
