@@ -101,6 +101,10 @@ pub fn duration(text: &str) -> std::result::Result<Duration, String> {
         Some(i) => t.split_at(i),
         None => (t, "s"),
     };
+    let v: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 60s, 2m, 500ms)"))?;
     let scale = match unit {
         "ms" => 0.001,
         "s" => 1.0,
@@ -108,10 +112,6 @@ pub fn duration(text: &str) -> std::result::Result<Duration, String> {
         "h" => 3600.0,
         _ => return Err(format!("`{text}`: the unit is ms, s, m or h (e.g. 60s)")),
     };
-    let v: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 60s, 2m, 500ms)"))?;
     let secs = v * scale;
     if secs.is_finite() && secs > 0.0 && secs <= MAX_WAIT.as_secs_f64() {
         Ok(Duration::from_secs_f64(secs))

@@ -270,8 +270,9 @@ async fn run_cases(
     tokio::select! {
         _ = cx.w.until(started + setup.timings.wait, |s| judge::login_settled(s).then_some(())) => {}
         status = exited(exit.clone()) => {
+            let why = format!("the device exited ({status}) before it logged in");
             for case in &setup.cases {
-                finish(gone(case, &status, Duration::ZERO), &mut results);
+                finish(unjudged(setup, case, &why), &mut results);
             }
             return (sorted(results), None);
         }
@@ -285,7 +286,11 @@ async fn run_cases(
     for kind in ORDER.iter().skip(1) {
         let Some(case) = chosen(*kind) else { continue };
         let Some(protocol) = protocol else {
-            finish(never_logged_in(setup, case), &mut results);
+            let why = format!(
+                "the device never logged in within {:.0} s (see login.signed)",
+                setup.timings.wait.as_secs_f64()
+            );
+            finish(unjudged(setup, case, &why), &mut results);
             continue;
         };
         if let Some(status) = exit.borrow().clone() {
@@ -374,8 +379,9 @@ fn gone(case: &Case, status: &str, took: Duration) -> CaseResult {
     )
 }
 
-/// A case after a login that never came: skipped if it would be skipped anyway, else error.
-fn never_logged_in(setup: &Setup, case: &Case) -> CaseResult {
+/// A case without a login to run after: skipped if it would be whatever the protocol, else an
+/// error saying `why`.
+fn unjudged(setup: &Setup, case: &Case, why: &str) -> CaseResult {
     if case.long && !setup.long {
         return CaseResult::skipped(case.id, catalogue::Skip::Long.to_string());
     }
@@ -387,13 +393,5 @@ fn never_logged_in(setup: &Setup, case: &Case) -> CaseResult {
             catalogue::Skip::NotClaimed { feature: f.into() }.to_string(),
         );
     }
-    CaseResult::error(
-        case.id,
-        Duration::ZERO,
-        format!(
-            "the device never logged in within {:.0} s (see login.signed)",
-            setup.timings.wait.as_secs_f64()
-        ),
-        Vec::new(),
-    )
+    CaseResult::error(case.id, Duration::ZERO, why, Vec::new())
 }

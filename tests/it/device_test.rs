@@ -364,3 +364,236 @@ fn the_timings_default_to_the_issue_s() {
     assert!(t.refusals >= 2, "the connection is dropped at least 3 times");
     assert_eq!(t.outage, Duration::from_secs(5));
 }
+
+// --- the binary ---------------------------------------------------------------------------------
+
+use crate::common::bin;
+
+/// The registry above in a folder, with an answers file claiming every feature.
+fn files() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(&registry, REGISTRY).expect("write");
+    let answers = dir.path().join("answers.toml");
+    std::fs::write(
+        &answers,
+        "needs = [\"downlink_commands\", \"batch_offline_points\", \"ota\", \"subdevice_management\"]\n",
+    )
+    .expect("write");
+    (dir, registry, answers)
+}
+
+/// `device-test` on port 0, MQTT only.
+fn device_test_of(registry: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = bin();
+    cmd.arg("device-test")
+        .arg("--registry")
+        .arg(registry)
+        .args(["--mqtt", "127.0.0.1:0", "--http", "off", "--coap", "off"])
+        .args(["--console", "off"]);
+    cmd
+}
+
+/// [`device_test_of`] the device pk1/gw1.
+fn device_test(registry: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = device_test_of(registry);
+    cmd.args(["--device", "pk1/gw1"]);
+    cmd
+}
+
+#[test]
+fn list_prints_the_catalogue_with_its_version() {
+    let out = bin().args(["device-test", "--list"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    for c in catalogue::CASES {
+        assert!(text.contains(c.id), "{} missing:\n{text}", c.id);
+    }
+    let out = bin()
+        .args(["device-test", "--list", "-f", "json"])
+        .assert()
+        .success();
+    let v = crate::common::json_of(&out.get_output().stdout);
+    assert_eq!(v["catalogue_version"], catalogue::CATALOGUE_VERSION);
+    assert_eq!(v["cases"].as_array().map(Vec::len), Some(catalogue::CASES.len()));
+    assert_eq!(v["cases"][4]["feature"], "downlink_commands");
+}
+
+#[test]
+fn usage_errors_exit_2_and_say_what_to_do() {
+    let (_dir, registry, _) = files();
+    for (args, words) in [
+        (
+            vec!["--device", "pk1/gw1", "--case", "ota.upgrad"],
+            "did you mean `ota.upgrade`?",
+        ),
+        (vec!["--device", "pk1/none"], "the registry has no such device"),
+        (vec!["--device", "gw1"], "not `PRODUCT_KEY/DEVICE_KEY`"),
+        (vec!["--device", "pk1/gw1", "--wait", "soon"], "is not a duration"),
+        (vec!["--device", "pk1/gw1", "--wait", "2h"], "at most 1h"),
+    ] {
+        let out = device_test_of(&registry).args(&args).output().expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+    let out = bin()
+        .args(["device-test", "--device", "pk1/gw1"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "--registry is required");
+    let out = bin()
+        .args([
+            "device-test",
+            "--device",
+            "pk1/gw1",
+            "--mqtt",
+            "off",
+            "--http",
+            "off",
+            "--coap",
+            "off",
+        ])
+        .arg("--registry")
+        .arg(&registry)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("every listener is off"));
+}
+
+#[test]
+fn a_device_that_exits_early_turns_the_cases_still_to_run_into_errors_with_its_status() {
+    let (_dir, registry, answers) = files();
+    let started = std::time::Instant::now();
+    let out = device_test(&registry)
+        .arg("--answers")
+        .arg(&answers)
+        .args(["--run", "sleep 0.2; exit 3", "-f", "json"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "it did not wait for --wait"
+    );
+    let v = crate::common::json_of(&out.stdout);
+    assert_eq!(v["device_exit"], "exit status 3");
+    for c in v["cases"].as_array().expect("cases") {
+        if c["id"] == "login.keepalive" {
+            assert_eq!(c["verdict"], "skipped");
+            continue;
+        }
+        assert_eq!(c["verdict"], "error", "{c}");
+        assert!(
+            c["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("(exit status 3)"),
+            "{c}"
+        );
+    }
+}
+
+#[test]
+fn a_device_that_never_logs_in_fails_login_signed_and_leaves_the_rest_unjudged() {
+    let (_dir, registry, _) = files();
+    let out = device_test(&registry)
+        .args(["--wait", "500ms", "-f", "json"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let v = crate::common::json_of(&out.stdout);
+    let verdict = |id: &str| {
+        v["cases"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["id"] == id))
+            .map(|c| c["verdict"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(verdict("login.signed").as_deref(), Some("fail"));
+    assert_eq!(verdict("report.model").as_deref(), Some("error"));
+    assert_eq!(
+        verdict("ota.upgrade").as_deref(),
+        Some("skipped"),
+        "not claimed: no --answers"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("{\"event\":\"listening\",\"mqtt\":\"127.0.0.1:"),
+        "{stderr}"
+    );
+}
+
+/// The test device as a process, as `--run` starts it: this test binary running
+/// `test_device::device_process`.
+fn test_device_command() -> String {
+    let exe = std::env::current_exe().expect("the test binary");
+    format!(
+        "'{}' --exact test_device::device_process --ignored --nocapture",
+        exe.display()
+    )
+}
+
+#[test]
+fn run_starts_the_device_with_the_listeners_in_its_environment_and_stops_it() {
+    let (dir, registry, answers) = files();
+    let (junit, log) = (dir.path().join("junit.xml"), dir.path().join("device.log"));
+    let out = device_test(&registry)
+        .arg("--answers")
+        .arg(&answers)
+        .args([
+            "--case",
+            "login.signed,report.model,report.timestamps,command.measurepoint_set",
+        ])
+        .args(["--run", &test_device_command(), "-f", "json"])
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--device-log")
+        .arg(&log)
+        .env("ENOS_DEVICE_SECRET", DEVICE_SECRET)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("runs");
+    let all = crate::common::no_secret_in(&out, &[DEVICE_SECRET, SUB_SECRET], "device-test --run");
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let v = crate::common::json_of(&out.stdout);
+    let ids: Vec<&str> = v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| c["id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "login.signed",
+            "report.model",
+            "report.timestamps",
+            "command.measurepoint_set"
+        ],
+        "the cases --case chose, in the catalogue's order"
+    );
+    assert!(
+        v["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .all(|c| c["verdict"] == "pass"),
+        "{v:#}"
+    );
+    assert_eq!(v["device_log"], log.display().to_string());
+    assert!(v["device_exit"].is_null(), "it ran until it was stopped: {v:#}");
+    let logged = std::fs::read_to_string(&log).expect("the device log");
+    assert!(
+        logged.contains("test device pk1/gw1 connecting to mqtt://127.0.0.1:"),
+        "{logged}"
+    );
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit file");
+    let cases = junit_cases(&xml);
+    assert_eq!(cases.len(), 4, "{xml}");
+    assert!(cases.iter().all(|(_, mark)| mark == "pass"), "{xml}");
+}

@@ -572,6 +572,12 @@ fn device_process() {
         keep_alive: 60,
         faults: Vec::new(),
     };
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "test device {}/{} connecting to {url}", target.pk, target.dk);
+        let _ = out.flush();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
