@@ -4,7 +4,7 @@
 //! ([`crate::serve::commands::Mailboxes::hang_up`]), and wait, every wait bounded, for what the
 //! judge needs. The verdict is then [`super::judge`]'s, over the journal.
 //!
-//! [`Harness`]: super::evidence::Harness
+//! [`Harness`]: super::harness::Harness
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 
 use super::Timings;
 use super::catalogue::{Kind, fix_of};
-use super::evidence::{Failure, Seen, Watcher, What};
+use super::evidence::{Failure, Seen, What};
 use super::judge::{self, Judged};
 use super::runner::Setup;
+use super::watcher::Watcher;
 use crate::enos;
 use crate::registry::Point;
 use crate::serve::{Endpoint, Identity, Protocol};
@@ -510,7 +511,7 @@ async fn tls(cx: &mut Ctx<'_>) -> Outcome {
             "the device logged in over plain MQTT: give --mqtts (with --tls-cert and --tls-key) and have the device use it".into(),
         );
     }
-    let config = match untrusted_config(cx.mqtts) {
+    let config = match super::harness::untrusted_config(cx.mqtts) {
         Ok(c) => c,
         Err(e) => return Outcome::Error(format!("cannot make an untrusted certificate: {e}")),
     };
@@ -541,34 +542,6 @@ async fn tls(cx: &mut Ctx<'_>) -> Outcome {
     // Back on the listener's own certificate before the next case.
     cx.online(t.reconnect_wait).await;
     Outcome::Judged(judged)
-}
-
-/// A server configuration with a self-signed certificate for the names a device may use for
-/// the listener: no CA the device trusts signed it.
-pub fn untrusted_config(listener: Option<std::net::SocketAddr>) -> Result<Arc<rustls::ServerConfig>, String> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    if let Some(a) = listener
-        && !a.ip().is_unspecified()
-    {
-        names.push(a.ip().to_string());
-    }
-    names.dedup();
-    let made = rcgen_dtls::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
-    let cert = CertificateDer::from(made.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .map_err(|e| e.to_string())?;
-    Ok(Arc::new(config))
 }
 
 async fn keepalive(cx: &mut Ctx<'_>) -> Outcome {

@@ -1,6 +1,6 @@
 //! What the suite sees the device under test do, and what the suite does to it: one journal of
 //! [`Seen`] entries in the order they happened, each with its time since the run began. Two
-//! sources fill it: the [`Harness`], the [`Policy`] serve consults synchronously (a CONNECT
+//! sources fill it: the [`super::harness::Harness`], the policy serve consults synchronously (a CONNECT
 //! with its keep-alive, every packet, a PUBLISH with its packet id and DUP flag, an answered
 //! request with its payload), and serve's typed events (logins and their codes, disconnects,
 //! sub-device logins), which the runner drains before it acts, so what happened before an
@@ -12,17 +12,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::ConnectReturnCode;
 use serde::Serialize;
-use serde_json::Value;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::enos;
 use crate::serve::events::Published;
-use crate::serve::{
-    Admit, Answered, Connecting, EventKind, Fate, Identity, Inbound, Policy, Protocol, Received,
-};
+use crate::serve::{EventKind, Identity, Protocol};
 
 /// The most entries of one class the journal keeps (a device flooding posts loses their detail
 /// past it; the classes that judge a case are counted apart, so a verdict never depends on it).
@@ -213,16 +208,16 @@ impl Failure {
 
 /// What the policy is set to do now.
 #[derive(Default)]
-struct Armed {
+pub(super) struct Armed {
     /// Lose the device's next QoS 1 request PUBLISH.
-    lose_next: bool,
+    pub(super) lose_next: bool,
     /// Refuse this many of the device's next CONNECTs.
-    refuse_count: u32,
+    pub(super) refuse_count: u32,
     /// Refuse every CONNECT of the device until then.
-    refuse_until: Option<Instant>,
+    pub(super) refuse_until: Option<Instant>,
     /// Serve new `--mqtts` connections this configuration (a certificate no one trusts).
-    untrusted: Option<Arc<rustls::ServerConfig>>,
-    untrusted_peers: HashSet<SocketAddr>,
+    pub(super) untrusted: Option<Arc<rustls::ServerConfig>>,
+    pub(super) untrusted_peers: HashSet<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -321,7 +316,7 @@ impl Journal {
         self.version.subscribe()
     }
 
-    fn arm(&self, f: impl FnOnce(&mut Armed)) {
+    pub(super) fn arm(&self, f: impl FnOnce(&mut Armed)) {
         if let Ok(mut s) = self.state.lock() {
             f(&mut s.armed);
         }
@@ -359,7 +354,7 @@ impl Journal {
     }
 
     /// Whether `id` is the device under test or one of its sub-devices.
-    fn ours(&self, id: &Identity) -> bool {
+    pub(super) fn ours(&self, id: &Identity) -> bool {
         *id == self.device || self.subdevices.contains(id)
     }
 
@@ -401,266 +396,9 @@ impl Journal {
     }
 }
 
-/// The [`Policy`] of a run: it journals what serve's events do not carry and does what the
-/// runner armed (lose a PUBLISH, refuse CONNECTs, present an untrusted certificate).
-pub struct Harness(pub Arc<Journal>);
-
-/// The device a CONNECT's user name (`dk&pk`) names.
-fn named_by(user_name: &str) -> Option<Identity> {
-    let (dk, pk) = user_name.split_once('&')?;
-    Some(Identity::new(pk, dk))
-}
-
-impl Policy for Harness {
-    fn publish(&self, p: &Inbound<'_>) -> Fate {
-        let j = &self.0;
-        if *p.device != j.device {
-            return Fate::Answer;
-        }
-        let request = !p.topic.ends_with("_reply");
-        let mut lose = false;
-        j.arm(|a| {
-            if a.lose_next && request && p.qos == QoS::AtLeastOnce && !p.dup {
-                a.lose_next = false;
-                lose = true;
-            }
-        });
-        let reply: Option<Value> = (!request)
-            .then(|| serde_json::from_slice(p.payload).ok())
-            .flatten();
-        j.record(What::Publish {
-            topic: p.topic.to_string(),
-            qos: p.qos as u8,
-            pkid: p.pkid,
-            dup: p.dup,
-            lost: lose,
-            reply_id: reply.as_ref().and_then(enos::reply_id),
-            reply_code: reply
-                .and_then(|r| serde_json::from_value::<enos::Reply>(r).ok())
-                .map(|r| r.code),
-        });
-        if lose { Fate::Lose } else { Fate::Answer }
-    }
-
-    fn mqtts_config(&self, peer: SocketAddr) -> Option<Arc<rustls::ServerConfig>> {
-        let j = &self.0;
-        let mut config = None;
-        j.arm(|a| {
-            if let Some(c) = &a.untrusted {
-                a.untrusted_peers.insert(peer);
-                config = Some(c.clone());
-            }
-        });
-        if config.is_some() {
-            j.record(What::UntrustedTls {
-                peer: peer.to_string(),
-            });
-        }
-        config
-    }
-
-    fn connect(&self, c: &Connecting<'_>) -> Admit {
-        let j = &self.0;
-        if named_by(c.user_name).as_ref() != Some(&j.device) {
-            return Admit::Check;
-        }
-        let (mut refuse, mut untrusted) = (false, false);
-        j.arm(|a| {
-            untrusted = a.untrusted_peers.contains(&c.peer);
-            if a.refuse_count > 0 {
-                a.refuse_count -= 1;
-                refuse = true;
-            } else if a.refuse_until.is_some_and(|t| Instant::now() < t) {
-                refuse = true;
-            }
-        });
-        j.record(What::Connect {
-            protocol: c.protocol,
-            peer: c.peer.to_string(),
-            keep_alive: c.keep_alive,
-            clean_session: c.clean_session,
-            secure_mode: enos::MqttLogin::parse(c.client_id, c.user_name)
-                .ok()
-                .map(|l| l.secure_mode),
-            refused_by_suite: refuse,
-            untrusted_certificate: untrusted,
-        });
-        if refuse {
-            Admit::Refuse(ConnectReturnCode::ServiceUnavailable)
-        } else {
-            Admit::Check
-        }
-    }
-
-    fn received(&self, device: &Identity, packet: Received) {
-        let kind = match packet {
-            // Journaled with its packet id and flags by `publish`.
-            Received::Publish => return,
-            Received::PingReq => "pingreq",
-            Received::Subscribe => "subscribe",
-            Received::Unsubscribe => "unsubscribe",
-            Received::Acknowledgement => "acknowledgement",
-            Received::Other => "other",
-        };
-        if *device == self.0.device {
-            self.0.record(What::Packet { kind });
-        }
-    }
-
-    fn answered(&self, a: &Answered<'_>) {
-        let j = &self.0;
-        let topic_ours = enos::owns(a.topic, &j.device.product_key, &j.device.device_key);
-        if !j.ours(a.device) && !topic_ours {
-            return;
-        }
-        let params = serde_json::from_slice::<Value>(a.payload)
-            .ok()
-            .and_then(|v| v.get("params").cloned())
-            .unwrap_or(Value::Null);
-        j.record(What::Request {
-            device: (*a.device != j.device)
-                .then(|| format!("{}/{}", a.device.product_key, a.device.device_key)),
-            topic: a.topic.to_string(),
-            method: a.method.to_string(),
-            code: a.code,
-            times: times_in(&params),
-            step: number(params.get("step")),
-            version: crate::serve::text_field(&params, "version"),
-        });
-    }
-}
-
-/// The most point times read from one request.
-const MAX_TIMES: usize = 100;
-
-/// The `time` of each point set of a post's params: the params' own, or each item's (batch).
-fn times_in(params: &Value) -> Vec<i64> {
-    match params {
-        Value::Object(_) => number(params.get("time")).into_iter().collect(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| number(i.get("time")))
-            .take(MAX_TIMES)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// A number the SDKs send as a number or as text.
-fn number(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)),
-        _ => None,
-    }
-}
-
-/// Where the runner waits: it drains serve's events into the journal as they come, so an
-/// event is journaled before anything the runner does after it.
-pub struct Watcher {
-    pub journal: Arc<Journal>,
-    events: broadcast::Receiver<Arc<Published>>,
-    version: watch::Receiver<u64>,
-}
-
-impl Watcher {
-    pub fn new(journal: Arc<Journal>, events: broadcast::Receiver<Arc<Published>>) -> Self {
-        let version = journal.watch();
-        Watcher {
-            journal,
-            events,
-            version,
-        }
-    }
-
-    /// Journal every event emitted so far.
-    pub fn drain(&mut self) {
-        loop {
-            match self.events.try_recv() {
-                Ok(p) => self.journal.event(&p),
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    self.journal.record(What::Lagged { missed: n })
-                }
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// Record what the suite does, after every event before it.
-    pub fn act(&mut self, what: What) {
-        self.drain();
-        self.journal.record(what);
-    }
-
-    /// Wait until `check` finds something in the journal, or until `deadline` (`None`).
-    pub async fn until<T>(
-        &mut self,
-        deadline: Instant,
-        mut check: impl FnMut(&[Seen]) -> Option<T>,
-    ) -> Option<T> {
-        loop {
-            self.drain();
-            if let Some(t) = self.journal.with(&mut check) {
-                return Some(t);
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline.into()) => {
-                    self.drain();
-                    return self.journal.with(&mut check);
-                }
-                r = self.events.recv() => match r {
-                    Ok(p) => self.journal.event(&p),
-                    Err(broadcast::error::RecvError::Lagged(n)) => self.journal.record(What::Lagged { missed: n }),
-                    // serve stopped: nothing more will come.
-                    Err(broadcast::error::RecvError::Closed) => {
-                        tokio::time::sleep_until(deadline.into()).await;
-                    }
-                },
-                _ = self.version.changed() => {}
-            }
-        }
-    }
-
-    /// Run `f` while journaling the events that come meanwhile.
-    pub async fn during<F: std::future::Future>(&mut self, f: F) -> F::Output {
-        tokio::pin!(f);
-        loop {
-            tokio::select! {
-                out = &mut f => {
-                    self.drain();
-                    return out;
-                }
-                r = self.events.recv() => match r {
-                    Ok(p) => self.journal.event(&p),
-                    Err(broadcast::error::RecvError::Lagged(n)) => self.journal.record(What::Lagged { missed: n }),
-                    Err(broadcast::error::RecvError::Closed) => return f.await,
-                },
-            }
-        }
-    }
-
-    /// Wait for `d`, journaling events.
-    pub async fn sleep(&mut self, d: Duration) {
-        self.during(tokio::time::sleep(d)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_read_from_a_post_and_from_each_item_of_a_batch() {
-        let post = serde_json::json!({"measurepoints": {"t": 1}, "time": 1_700_000_000_123_i64});
-        assert_eq!(times_in(&post), [1_700_000_000_123]);
-        let batch = serde_json::json!([{"time": "1700000000000"}, {"measurepoints": {}}, {"time": 1.7e12}]);
-        assert_eq!(times_in(&batch), [1_700_000_000_000, 1_700_000_000_000]);
-        assert!(times_in(&serde_json::json!({"measurepoints": {}})).is_empty());
-    }
 
     #[test]
     fn a_flood_keeps_its_first_entries_of_each_class_and_counts_the_rest() {

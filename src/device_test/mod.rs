@@ -6,7 +6,8 @@
 //!   suggests), and which of them a run makes (`--case`, the answers' needs, the comparison
 //!   table of `capabilities.toml`);
 //! - [`evidence`]: the journal of what the device did and the suite did to it, filled by the
-//!   [`evidence::Harness`] (the [`crate::serve::Policy`] of the run) and serve's events;
+//!   [`harness::Harness`] (the [`crate::serve::Policy`] of the run) and serve's events, which
+//!   the runner drains as it waits ([`watcher`]);
 //! - [`judge`]: each case's verdict, a pure function of the evidence;
 //! - [`runner`] (with [`cases`]): binds serve's listeners, waits for the device, drives each
 //!   case through serve's parts, every wait bounded;
@@ -16,10 +17,12 @@
 pub mod cases;
 pub mod catalogue;
 pub mod evidence;
+pub mod harness;
 pub mod judge;
 pub mod process;
 pub mod report;
 pub mod runner;
+pub mod watcher;
 
 use std::time::Duration;
 

@@ -12,8 +12,10 @@ use tokio::sync::watch;
 
 use super::cases::{self, Ctx, Outcome};
 use super::catalogue::{self, Case, Claims, Kind};
-use super::evidence::{Harness, Journal, Watcher};
+use super::evidence::Journal;
+use super::harness::Harness;
 use super::process::Device;
+use super::watcher::Watcher;
 use super::{CaseResult, DeviceTestError, Report, Summary, Timings, judge};
 use crate::capabilities::Capabilities;
 use crate::registry::Registry;
@@ -293,10 +295,6 @@ async fn run_cases(
             finish(unjudged(setup, case, &why), &mut results);
             continue;
         };
-        if let Some(status) = exit.borrow().clone() {
-            finish(gone(case, &status, Duration::ZERO), &mut results);
-            continue;
-        }
         if let Some(skip) = catalogue::skip(
             &setup.caps,
             case,
@@ -307,41 +305,45 @@ async fn run_cases(
             finish(CaseResult::skipped(case.id, skip.to_string()), &mut results);
             continue;
         }
-        let prepared = tokio::select! {
-            p = cases::prepare(cx, *kind) => p,
-            status = exited(exit.clone()) => {
-                finish(gone(case, &status, Duration::ZERO), &mut results);
-                continue;
-            }
-        };
-        let began = Instant::now();
-        let from = cx.now();
-        if let Err(why) = prepared {
-            finish(
-                CaseResult::error(case.id, Duration::ZERO, why, Vec::new()),
-                &mut results,
-            );
-            continue;
-        }
-        let outcome = tokio::select! {
-            o = one(cx, *kind, login_at) => o,
-            status = exited(exit.clone()) => {
-                finish(gone(case, &status, began.elapsed()), &mut results);
-                continue;
-            }
-        };
-        let r = match outcome {
-            Outcome::Judged(j) => CaseResult::judged(case.id, began.elapsed(), j),
-            Outcome::Skipped(why) => CaseResult::skipped(case.id, why),
-            Outcome::Error(why) => {
-                let mut evidence = cx.since(from);
-                evidence.truncate(judge::MAX_EVIDENCE);
-                CaseResult::error(case.id, began.elapsed(), why, evidence)
-            }
-        };
+        let r = run_case(cx, case, exit.clone(), login_at).await;
         finish(r, &mut results);
     }
     (sorted(results), protocol.map(|p| p.name().to_string()))
+}
+
+/// One case that runs: prepared (the device connected, settled), run and judged; an error
+/// if the device exits meanwhile.
+async fn run_case(
+    cx: &mut Ctx<'_>,
+    case: &Case,
+    exit: watch::Receiver<Option<String>>,
+    login_at: Duration,
+) -> CaseResult {
+    if let Some(status) = exit.borrow().clone() {
+        return gone(case, &status, Duration::ZERO);
+    }
+    let prepared = tokio::select! {
+        p = cases::prepare(cx, case.kind) => p,
+        status = exited(exit.clone()) => return gone(case, &status, Duration::ZERO),
+    };
+    if let Err(why) = prepared {
+        return CaseResult::error(case.id, Duration::ZERO, why, Vec::new());
+    }
+    let began = Instant::now();
+    let from = cx.now();
+    let outcome = tokio::select! {
+        o = one(cx, case.kind, login_at) => o,
+        status = exited(exit) => return gone(case, &status, began.elapsed()),
+    };
+    match outcome {
+        Outcome::Judged(j) => CaseResult::judged(case.id, began.elapsed(), j),
+        Outcome::Skipped(why) => CaseResult::skipped(case.id, why),
+        Outcome::Error(why) => {
+            let mut evidence = cx.since(from);
+            evidence.truncate(judge::MAX_EVIDENCE);
+            CaseResult::error(case.id, began.elapsed(), why, evidence)
+        }
+    }
 }
 
 /// One case: the `report.*` ones over the whole run (waiting, if no post came yet, until

@@ -211,32 +211,7 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
             return None;
         }
     };
-    // A harness sees the CONNECT as it arrives, and may refuse it whatever its login.
-    let admit = ep.policy.connect(&Connecting {
-        protocol,
-        peer,
-        client_id: &connect.client_id,
-        user_name: user_name(&connect),
-        keep_alive: connect.keep_alive,
-        clean_session: connect.clean_session,
-    });
-    // One official SDK starts waiting for CONNACK only after its CONNECT is out: an instant
-    // answer is lost and it hangs. EnOS answers after a moment too.
-    if !ep.connack_delay.is_zero() {
-        tokio::time::sleep(ep.connack_delay).await;
-    }
-    let checked = match admit {
-        Admit::Check => check(ep, waiting, &connect),
-        Admit::Refuse(connack) => Err(Refusal {
-            connack,
-            code: enos::INTERNAL_ERROR,
-            reason: format!(
-                "refused by serve's policy (a harness testing how the device reconnects): CONNACK {}",
-                connack_number(connack)
-            ),
-        }),
-    };
-    match checked {
+    match admitted(ep, protocol, peer, waiting, &connect).await {
         Ok((id, secret, slot)) => Some(LoggedIn {
             wire,
             client_id: connect.client_id,
@@ -260,6 +235,41 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
             let _ = wire.send(Packet::ConnAck(ConnAck::new(r.connack, false))).await;
             None
         }
+    }
+}
+
+/// The login of a CONNECT after serve's CONNACK delay, unless a harness's policy, which sees
+/// the CONNECT as it arrives, refuses it whatever its login.
+async fn admitted(
+    ep: &Endpoint,
+    protocol: Protocol,
+    peer: SocketAddr,
+    waiting: Option<Waiting>,
+    connect: &Connect,
+) -> Result<(Identity, Option<Secret>, Slot), Refusal> {
+    let admit = ep.policy.connect(&Connecting {
+        protocol,
+        peer,
+        client_id: &connect.client_id,
+        user_name: user_name(connect),
+        keep_alive: connect.keep_alive,
+        clean_session: connect.clean_session,
+    });
+    // One official SDK starts waiting for CONNACK only after its CONNECT is out: an instant
+    // answer is lost and it hangs. EnOS answers after a moment too.
+    if !ep.connack_delay.is_zero() {
+        tokio::time::sleep(ep.connack_delay).await;
+    }
+    match admit {
+        Admit::Check => check(ep, waiting, connect),
+        Admit::Refuse(connack) => Err(Refusal {
+            connack,
+            code: enos::INTERNAL_ERROR,
+            reason: format!(
+                "refused by serve's policy (a harness testing how the device reconnects): CONNACK {}",
+                connack_number(connack)
+            ),
+        }),
     }
 }
 

@@ -597,3 +597,164 @@ fn run_starts_the_device_with_the_listeners_in_its_environment_and_stops_it() {
     assert_eq!(cases.len(), 4, "{xml}");
     assert!(cases.iter().all(|(_, mark)| mark == "pass"), "{xml}");
 }
+
+// --- the official Python SDK --------------------------------------------------------------------
+
+/// What the official Python SDK (enos-mqtt-sdk-python 0.1.1 on paho-mqtt 1.6.1), driven by
+/// `scripts/sdk_device.py`, gets from each case, and why (docs/device-test.md says it too).
+const SDK_VERDICTS: [(&str, Verdict); 13] = [
+    ("login.signed", Verdict::Pass),
+    // --long only.
+    ("login.keepalive", Verdict::Skipped),
+    ("report.model", Verdict::Pass),
+    ("report.timestamps", Verdict::Pass),
+    ("command.measurepoint_set", Verdict::Pass),
+    ("command.measurepoint_get", Verdict::Pass),
+    ("command.service", Verdict::Pass),
+    // paho resends an unacknowledged PUBLISH only after a reconnect.
+    ("mqtt.puback_retry", Verdict::Warn),
+    // paho doubles its reconnect wait from 1 s (the SDK's Profile: 1 to 60 s), without jitter.
+    ("reconnect.backoff", Verdict::Warn),
+    ("reconnect.resume", Verdict::Pass),
+    ("ota.upgrade", Verdict::Pass),
+    ("subdevice.relogin", Verdict::Pass),
+    ("tls.verify_server", Verdict::Pass),
+];
+
+/// The markers of the SDK's verdicts in docs/device-test.md, which this test writes with
+/// `ENOS_CONNECT_WRITE_DOCS=1` and otherwise checks.
+const DOCS_BEGIN: &str = "<!-- sdk-verdicts:begin";
+const DOCS_END: &str = "<!-- sdk-verdicts:end -->";
+
+#[test]
+fn the_official_python_sdk_through_the_suite() {
+    let Some(python) = crate::common::outside_peer(
+        "ENOS_CONNECT_SDK_PYTHON",
+        ".ci/run installs the official EnOS Python SDK",
+    ) else {
+        return;
+    };
+    let (dir, registry, answers) = files();
+    let pki = crate::peers::pki(&["localhost"], false);
+    let (junit, log) = (dir.path().join("junit.xml"), dir.path().join("device.log"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sdk_device.py");
+    let out = bin()
+        .arg("device-test")
+        .arg("--registry")
+        .arg(&registry)
+        .arg("--answers")
+        .arg(&answers)
+        .args(["--device", "pk1/gw1", "--mqtt", "off", "--mqtts", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(&pki.server_cert)
+        .arg("--tls-key")
+        .arg(&pki.server_key)
+        .args(["--http", "off", "--coap", "off", "--console", "off", "-f", "json"])
+        .args(["--run", &format!("'{python}' '{script}'")])
+        .arg("--device-log")
+        .arg(&log)
+        .arg("--junit")
+        .arg(&junit)
+        .env("ENOS_DEVICE_SECRET", DEVICE_SECRET)
+        .env("ENOS_SUBDEVICE_SECRET", SUB_SECRET)
+        .env("ENOS_TEST_SUBDEVICE", "pk1/sub1")
+        .env("ENOS_CONNECT_CA", &pki.ca)
+        .timeout(Duration::from_secs(240))
+        .output()
+        .expect("runs");
+    let all = crate::common::no_secret_in(&out, &[DEVICE_SECRET, SUB_SECRET], "the SDK's run");
+    let device_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !device_log.contains(DEVICE_SECRET) && !device_log.contains(SUB_SECRET),
+        "a secret in the device's log"
+    );
+    let v = crate::common::json_of(&out.stdout);
+    let got: Vec<(String, String)> = v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().into(),
+                c["verdict"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = SDK_VERDICTS
+        .iter()
+        .map(|(id, v)| (id.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(got, want, "{v:#}\n{all}\nthe device's log:\n{device_log}");
+    assert_eq!(out.status.code(), Some(0), "warnings do not fail a run");
+    let seconds = v["seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        seconds < 180.0,
+        "the whole default catalogue within 3 minutes: {seconds} s"
+    );
+    // The JUnit file, read back: one testcase per case, marked as the JSON says.
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit file");
+    let marks: Vec<(String, String)> = SDK_VERDICTS
+        .iter()
+        .map(|(id, v)| {
+            let mark = if *v == Verdict::Skipped { "skipped" } else { "pass" };
+            (id.to_string(), mark.to_string())
+        })
+        .collect();
+    assert_eq!(junit_cases(&xml), marks, "{xml}");
+    sdk_verdicts_in_the_docs(&v);
+}
+
+/// docs/device-test.md's table of the SDK's verdicts: written from this run with
+/// `ENOS_CONNECT_WRITE_DOCS=1`, else its verdicts must be this run's.
+fn sdk_verdicts_in_the_docs(v: &serde_json::Value) {
+    let page = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/device-test.md");
+    let text = std::fs::read_to_string(page).expect("docs/device-test.md");
+    let (Some(begin), Some(end)) = (text.find(DOCS_BEGIN), text.find(DOCS_END)) else {
+        panic!("docs/device-test.md has no {DOCS_BEGIN} ... {DOCS_END} block");
+    };
+    let cases = v["cases"].as_array().expect("cases");
+    if std::env::var("ENOS_CONNECT_WRITE_DOCS").as_deref() == Ok("1") {
+        let mut block = format!(
+            "{DOCS_BEGIN} (written by tests/it/device_test.rs with ENOS_CONNECT_WRITE_DOCS=1) -->\n\
+             A run of the whole default catalogue took {:.1} s (enos-mqtt-sdk-python 0.1.1, paho-mqtt 1.6.1, \
+             over `--mqtts`):\n\n| case | verdict | what the suite saw |\n|---|---|---|\n",
+            v["seconds"].as_f64().unwrap_or_default()
+        );
+        for c in cases {
+            block.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                c["id"].as_str().unwrap_or_default(),
+                c["verdict"].as_str().unwrap_or_default(),
+                c["seen"].as_str().unwrap_or_default().replace('|', "\\|")
+            ));
+        }
+        let rewritten = format!("{}{block}{}", &text[..begin], &text[end..]);
+        std::fs::write(page, rewritten).expect("docs/device-test.md written");
+        return;
+    }
+    let rows: Vec<(String, String)> = text[begin..end]
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            match cells.as_slice() {
+                ["", id, verdict, ..] if id.starts_with('`') => {
+                    Some((id.trim_matches('`').to_string(), verdict.to_string()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let live: Vec<(String, String)> = cases
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().into(),
+                c["verdict"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows, live,
+        "docs/device-test.md's SDK verdicts are not this run's: ENOS_CONNECT_WRITE_DOCS=1 rewrites them"
+    );
+}

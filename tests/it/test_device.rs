@@ -541,7 +541,8 @@ impl rustls::client::danger::ServerCertVerifier for TrustsAnything {
 /// The device as a process, for `device-test --run` (the docs' example): it connects to
 /// `ENOS_CONNECT_MQTT_URL`, as `ENOS_PRODUCT_KEY`/`ENOS_DEVICE_KEY` with `ENOS_DEVICE_SECRET`,
 /// logs in the sub-device `ENOS_TEST_SUBDEVICE` (`PK/DK`) with `ENOS_SUBDEVICE_SECRET`, and
-/// keeps the pace of a real device: a post a second, resends after 2 s, a first backoff of 1 s.
+/// keeps the pace of a small real device: a post every half second, a resend after 1 s, a first
+/// backoff of 1.05 s growing by 1.3 with jitter.
 #[test]
 #[ignore = "a device process for device-test --run: started by the docs' example, runs until stopped"]
 fn device_process() {
@@ -565,10 +566,10 @@ fn device_process() {
         version: "1.0".into(),
     };
     let behaviour = Behaviour {
-        post_every: Duration::from_secs(1),
-        resend_after: Duration::from_secs(2),
-        first_backoff: Duration::from_millis(1100),
-        backoff_factor: 1.5,
+        post_every: Duration::from_millis(500),
+        resend_after: Duration::from_secs(1),
+        first_backoff: Duration::from_millis(1050),
+        backoff_factor: 1.3,
         keep_alive: 60,
         faults: Vec::new(),
     };

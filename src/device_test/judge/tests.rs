@@ -1,8 +1,8 @@
-//! The unit tests of `judge.rs`: each verdict from journal entries written by hand, no
+//! The unit tests of `judge/`: each verdict from journal entries written by hand, no
 //! network and no clock.
 
 use super::*;
-use crate::device_test::evidence::Failure;
+use crate::device_test::evidence::{Failure, What};
 use crate::serve::Protocol;
 
 /// An entry at `ms` milliseconds into the run, this machine's clock at `1_700_000_000_000 + ms`.
