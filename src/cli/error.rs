@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success |
-//! | 1    | a probe failed: refused, TLS, authentication, protocol, EnOS reply code or I/O error |
+//! | 1    | a probe failed: refused, TLS, authentication, protocol, EnOS reply code or I/O error; a `device-test` case failed or errored |
 //! | 2    | usage or input error: bad flag, bad answers, capabilities, registry or config file, missing answers (also `ask` without a terminal), a listener that cannot bind |
 //! | 3    | a probe timed out |
 //! | 74   | an I/O error of enos-connect's own: cannot write the output or a file (serve's `--record` too), a prompt that failed, cannot start the runtime |
@@ -36,7 +36,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
-  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error)
+  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error),
+       or a device-test case failed or errored
   2    usage or input error (bad flag, answers, capabilities, registry or config file;
        missing answers, also `ask` without a terminal; a listener that cannot bind)
   3    a probe timed out
