@@ -149,6 +149,102 @@ fn examine(behaviour: Behaviour, tls: Tls) -> Report {
     })
 }
 
+/// An HTTP device: it authenticates, then posts a point with its time every 100 ms, until told
+/// to stop (at most 300 posts).
+fn http_device(addr: std::net::SocketAddr, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    let c = crate::common::creds("http", "pk1", "gw1", "static", DEVICE_SECRET);
+    let auth = c.request.expect("an auth request");
+    let (_, v) = crate::serve::http_post(addr, &auth.path, auth.body.as_bytes());
+    let session = v["data"]["sessionId"].as_str().unwrap_or_default().to_string();
+    for n in 0..300 {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let body = format!(
+            r#"{{"id":"{n}","version":"1.0","method":"thing.measurepoint.post","params":{{"measurepoints":{{"temp":{n}}},"time":{now}}}}}"#
+        );
+        let path = format!("/topic/sys/pk1/gw1/thing/measurepoint/post?sessionId={session}");
+        crate::serve::http_post(addr, &path, body.as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A device over HTTP gets the cases that apply to it; the others are skipped, saying why: an
+/// MQTT exchange, or a feature the comparison table does not offer over HTTP.
+#[test]
+fn an_http_device_gets_the_cases_that_apply_to_it() {
+    let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
+        "registry.toml",
+        REGISTRY,
+    ))
+    .expect("the registry");
+    let any = "127.0.0.1:0".parse().expect("addr");
+    let setup = Setup {
+        caps: crate::common::caps(),
+        registry,
+        device: Identity::new("pk1", "gw1"),
+        claims: every_feature(),
+        cases: catalogue::select(&[]).expect("all"),
+        long: false,
+        timings: timings(),
+        listen: Options {
+            mqtt: None,
+            mqtts: None,
+            http: Some(any),
+            https: None,
+            coap: None,
+            coaps: None,
+            record: None,
+            connack_delay: Duration::ZERO,
+            log: false,
+            console: None,
+        },
+        max_connections: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = runtime.block_on(async {
+        let session = Session::bind(setup).await.expect("binds");
+        let env: BTreeMap<String, String> = session.device_env().into_iter().collect();
+        let addr = env["ENOS_CONNECT_HTTP_URL"]
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the http address");
+        let device = std::thread::spawn({
+            let stop = stop.clone();
+            move || http_device(addr, stop)
+        });
+        let r = session.run(None, &mut |_| {}).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = device.join();
+        r
+    });
+    assert_eq!(r.protocol.as_deref(), Some("http"));
+    let mut problems = Vec::new();
+    for c in &r.cases {
+        let (want, words) = match c.id {
+            "login.signed" | "report.model" | "report.timestamps" => (Verdict::Pass, ""),
+            "login.keepalive" => (Verdict::Skipped, "--long"),
+            "mqtt.puback_retry" | "reconnect.backoff" | "tls.verify_server" => {
+                (Verdict::Skipped, "an MQTT case; the device logged in over HTTP")
+            }
+            _ => (Verdict::Skipped, "not offered over HTTP (comparison table: `"),
+        };
+        if c.verdict != want || !c.message.contains(words) {
+            problems.push(format!("{} is {}: {}", c.id, c.verdict, c.message));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 fn verdicts(r: &Report) -> BTreeMap<&'static str, Verdict> {
     r.cases.iter().map(|c| (c.id, c.verdict)).collect()
 }
