@@ -113,8 +113,7 @@ impl Error {
             Error::DeviceTest(
                 DeviceTestError::Record { .. }
                 | DeviceTestError::DeviceLog { .. }
-                | DeviceTestError::Run { .. }
-                | DeviceTestError::Certificate(_),
+                | DeviceTestError::Run { .. },
             ) => EXIT_IO,
             Error::Capabilities(_)
             | Error::Answers(_)

@@ -160,8 +160,6 @@ pub enum Skip {
     OtherProtocol { protocol: String, device: String },
     /// `--long` only.
     Long,
-    /// Something the case needs is not there (a service in the model, a firmware, TLS).
-    Missing(String),
 }
 
 impl std::fmt::Display for Skip {
@@ -177,7 +175,6 @@ impl std::fmt::Display for Skip {
                 write!(f, "an {protocol} case; the device logged in over {device}")
             }
             Skip::Long => f.write_str("takes a keep-alive period: run with --long"),
-            Skip::Missing(what) => f.write_str(what),
         }
     }
 }

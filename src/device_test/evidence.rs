@@ -232,7 +232,6 @@ struct State {
 /// The journal of one run: what was seen, and what the policy is set to do.
 pub struct Journal {
     start: Instant,
-    start_clock_ms: i64,
     pub device: Identity,
     /// The sub-devices the registry puts in the device's topology.
     pub subdevices: Vec<Identity>,
@@ -253,7 +252,6 @@ impl Journal {
     pub fn new(device: Identity, subdevices: Vec<Identity>) -> Self {
         Journal {
             start: Instant::now(),
-            start_clock_ms: clock_ms(),
             device,
             subdevices,
             state: Mutex::new(State::default()),
@@ -264,11 +262,6 @@ impl Journal {
     /// Time since the run began.
     pub fn now(&self) -> Duration {
         self.start.elapsed()
-    }
-
-    /// When the run began, on this machine's clock (ms since the epoch).
-    pub fn start_clock_ms(&self) -> i64 {
-        self.start_clock_ms
     }
 
     /// Journal `what`, now.

@@ -279,8 +279,6 @@ pub enum DeviceTestError {
         #[source]
         source: std::io::Error,
     },
-    #[error("tls.verify_server: cannot make an untrusted certificate: {0}")]
-    Certificate(String),
 }
 
 impl Help for DeviceTestError {
@@ -302,7 +300,6 @@ impl Help for DeviceTestError {
                     "check that the folder exists and is writable"
                 }
                 DeviceTestError::Run { .. } => "the command runs with `sh -c`; check that it exists",
-                DeviceTestError::Certificate(_) => "this is a bug: please report it",
             }
             .to_string(),
         )

@@ -289,7 +289,7 @@ async fn run_cases(
         let Some(case) = chosen(*kind) else { continue };
         let Some(protocol) = protocol else {
             let why = format!(
-                "the device never logged in within {:.0} s (see login.signed)",
+                "the device never logged in within {:.1} s (see login.signed)",
                 setup.timings.wait.as_secs_f64()
             );
             finish(unjudged(setup, case, &why), &mut results);

@@ -88,6 +88,12 @@ fn every_feature() -> Claims {
 
 /// One device through the whole catalogue, in its own runtime: the report.
 fn examine(behaviour: Behaviour, tls: Tls) -> Report {
+    examine_cases(behaviour, tls, &[], false)
+}
+
+/// [`examine`] with the cases `--case` would name (all when empty) and `--long`.
+fn examine_cases(behaviour: Behaviour, tls: Tls, cases: &[&str], long: bool) -> Report {
+    let cases: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
     let pki = crate::peers::pki(&["localhost"], false);
     let caps = crate::common::caps();
     let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
@@ -101,8 +107,8 @@ fn examine(behaviour: Behaviour, tls: Tls) -> Report {
         registry,
         device: Identity::new("pk1", "gw1"),
         claims: every_feature(),
-        cases: catalogue::select(&[]).expect("all"),
-        long: false,
+        cases: catalogue::select(&cases).expect("known cases"),
+        long,
         timings: timings(),
         listen: Options {
             mqtt: Some(any),
@@ -447,6 +453,28 @@ fn a_well_behaved_device_passes_and_each_broken_one_fails_exactly_its_case() {
         println!("{}: {all_verdicts:?} in {:.1} s", e.name, r.seconds.as_secs_f64());
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `--long`: a keep-alive EnOS's SDKs do not allow fails `login.keepalive` at once (a keep-alive
+/// in range is watched for 1.5 periods, which the judge's unit tests cover).
+#[test]
+fn a_keep_alive_out_of_range_fails_login_keepalive() {
+    for (keep_alive, words) in [(5, "a keep-alive of 5 s"), (0, "a keep-alive of 0 (none)")] {
+        let behaviour = Behaviour {
+            keep_alive,
+            ..Behaviour::well_behaved()
+        };
+        let r = examine_cases(
+            behaviour,
+            Tls::Verify(Default::default()),
+            &["login.signed", "login.keepalive"],
+            true,
+        );
+        let v = verdicts(&r);
+        assert_eq!(v["login.signed"], Verdict::Pass);
+        assert_eq!(v["login.keepalive"], Verdict::Fail, "{keep_alive}");
+        assert!(r.cases[1].message.contains(words), "{}", r.cases[1].message);
+    }
 }
 
 #[test]

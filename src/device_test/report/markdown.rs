@@ -16,10 +16,10 @@ pub fn report(r: &Report) -> String {
         out.push_str(&format!(
             "| `{}` | {} | {:.1} | {} |\n",
             c.id,
-            if c.verdict == Verdict::Pass {
-                c.verdict.to_string()
-            } else {
+            if matches!(c.verdict, Verdict::Warn | Verdict::Fail | Verdict::Error) {
                 format!("**{}**", c.verdict)
+            } else {
+                c.verdict.to_string()
             },
             c.seconds.as_secs_f64(),
             cell(&c.message)
