@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::Timings;
 use super::catalogue::{Kind, fix_of};
-use super::evidence::{Failure, Seen, What};
+use super::evidence::{Failure, Seen, What, window};
 use super::judge::{self, Judged};
 use super::runner::Setup;
 use super::watcher::Watcher;
@@ -36,11 +36,6 @@ pub struct Ctx<'a> {
     pub setup: &'a Setup,
     /// The `--mqtts` listener's address (for the untrusted certificate's names).
     pub mqtts: Option<std::net::SocketAddr>,
-}
-
-/// The entries of `seen` from `from` on (entries are journaled in time order).
-pub fn window(seen: &[Seen], from: Duration) -> &[Seen] {
-    &seen[seen.partition_point(|e| e.at < from)..]
 }
 
 /// How often a wait looks again when nothing is journaled (a connection's state is serve's).
@@ -73,8 +68,9 @@ impl Ctx<'_> {
             if Instant::now() >= deadline {
                 return false;
             }
-            let next = (Instant::now() + TICK).min(deadline);
-            self.w.until(next, |_| None::<()>).await;
+            self.w
+                .sleep(TICK.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
         }
     }
 
@@ -115,23 +111,21 @@ impl Ctx<'_> {
 
     /// Drop the device's connection, journaled first, and wait (a moment at most) until serve
     /// has let it go, so a wait for the device to be online again waits for a new connection.
-    pub async fn drop_connection(&mut self) -> bool {
+    /// (A device that already left is not dropped; the case then judges what it does anyway.)
+    pub async fn drop_connection(&mut self) {
         let old = self.ep.mailboxes.get(self.device());
         self.w.act(What::Dropped);
         if !self.ep.mailboxes.hang_up(self.device()) {
-            return false;
+            return;
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             let current = self.ep.mailboxes.get(self.device());
-            let same = matches!((&old, &current), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
-            if !same {
-                break;
+            if !matches!((&old, &current), (Some(a), Some(b)) if Arc::ptr_eq(a, b)) {
+                return;
             }
-            let next = (Instant::now() + Duration::from_millis(5)).min(deadline);
-            self.w.until(next, |_| None::<()>).await;
+            self.w.sleep(Duration::from_millis(5)).await;
         }
-        true
     }
 
     /// Send a command, journaling it (with its request id) and what became of it.

@@ -240,6 +240,11 @@ pub struct Journal {
     version: watch::Sender<u64>,
 }
 
+/// The entries of `seen` from `from` on (entries are journaled in time order).
+pub fn window(seen: &[Seen], from: Duration) -> &[Seen] {
+    &seen[seen.partition_point(|e| e.at < from)..]
+}
+
 /// This machine's clock, ms since the epoch.
 pub fn clock_ms() -> i64 {
     std::time::SystemTime::now()
@@ -286,10 +291,7 @@ impl Journal {
 
     /// A copy of what was seen from `from` on.
     pub fn since(&self, from: Duration) -> Vec<Seen> {
-        self.state
-            .lock()
-            .map(|s| s.seen.iter().filter(|e| e.at >= from).cloned().collect())
-            .unwrap_or_default()
+        self.with(|s| window(s, from).to_vec())
     }
 
     /// Apply `f` to everything seen so far.

@@ -397,3 +397,26 @@ fn unjudged(setup: &Setup, case: &Case, why: &str) -> CaseResult {
     }
     CaseResult::error(case.id, Duration::ZERO, why, Vec::new())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_of_the_catalogue_has_its_place_in_the_order_once() {
+        for case in catalogue::CASES {
+            let places = ORDER.iter().filter(|k| **k == case.kind).count();
+            assert_eq!(places, 1, "{} runs {places} times", case.id);
+        }
+        assert_eq!(ORDER.len(), catalogue::CASES.len());
+        assert_eq!(ORDER[0], Kind::LoginSigned, "judged at the login");
+    }
+
+    #[test]
+    fn a_listener_s_url_names_a_host_a_device_can_reach() {
+        let url_of = |a: &str| url("mqtt", a.parse().expect("addr"));
+        assert_eq!(url_of("0.0.0.0:1883"), "mqtt://127.0.0.1:1883");
+        assert_eq!(url_of("[::1]:1883"), "mqtt://[::1]:1883");
+        assert_eq!(url_of("10.0.0.5:1883"), "mqtt://10.0.0.5:1883");
+    }
+}

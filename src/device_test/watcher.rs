@@ -40,6 +40,16 @@ impl Watcher {
         }
     }
 
+    /// Journal an event received (or that some were missed); `false` once serve stopped.
+    fn take(&self, r: Result<Arc<Published>, broadcast::error::RecvError>) -> bool {
+        match r {
+            Ok(p) => self.journal.event(&p),
+            Err(broadcast::error::RecvError::Lagged(n)) => self.journal.record(What::Lagged { missed: n }),
+            Err(broadcast::error::RecvError::Closed) => return false,
+        }
+        true
+    }
+
     /// Record what the suite does, after every event before it.
     pub fn act(&mut self, what: What) {
         self.drain();
@@ -62,13 +72,9 @@ impl Watcher {
                     self.drain();
                     return self.journal.with(&mut check);
                 }
-                r = self.events.recv() => match r {
-                    Ok(p) => self.journal.event(&p),
-                    Err(broadcast::error::RecvError::Lagged(n)) => self.journal.record(What::Lagged { missed: n }),
+                r = self.events.recv() => if !self.take(r) {
                     // serve stopped: nothing more will come.
-                    Err(broadcast::error::RecvError::Closed) => {
-                        tokio::time::sleep_until(deadline.into()).await;
-                    }
+                    tokio::time::sleep_until(deadline.into()).await;
                 },
                 _ = self.version.changed() => {}
             }
@@ -84,10 +90,8 @@ impl Watcher {
                     self.drain();
                     return out;
                 }
-                r = self.events.recv() => match r {
-                    Ok(p) => self.journal.event(&p),
-                    Err(broadcast::error::RecvError::Lagged(n)) => self.journal.record(What::Lagged { missed: n }),
-                    Err(broadcast::error::RecvError::Closed) => return f.await,
+                r = self.events.recv() => if !self.take(r) {
+                    return f.await;
                 },
             }
         }
