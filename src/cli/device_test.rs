@@ -39,7 +39,8 @@ Exit codes:
   2    usage or input error (bad flag, registry, answers; a listener that cannot bind)
   74   cannot write the report or a file";
 
-/// `device-test`'s own flags.
+// `device-test`'s own flags, and serve's listeners. (A plain comment: clap would take a doc
+// comment here as the command's about.)
 #[derive(Debug, Args)]
 pub struct DeviceTestArgs {
     /// Print the catalogue (each case, when it runs, what it checks) and exit
