@@ -103,23 +103,33 @@ async fn send(io: &mut DuplexStream, p: Packet) {
     io.write_all(&out).await.expect("written");
 }
 
-/// The seam a harness uses: a policy that loses a PUBLISH (no PUBACK until the resend), and
-/// a connection it drops.
-#[tokio::test]
-async fn a_policy_withholds_a_puback_and_a_harness_drops_the_connection() {
-    let ep = Arc::new(endpoint().with_policy(LoseFirst));
+/// A logged-in connection of device `p/d` served in a task, past its CONNACK: the task, the
+/// device's end, and what was read after the CONNACK.
+async fn connected(ep: &Arc<Endpoint>) -> (tokio::task::JoinHandle<()>, DuplexStream, BytesMut) {
     let (io, mut device) = tokio::io::duplex(4096);
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
-    let (_stop, shutdown) = watch::channel(false);
+    let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn({
         let ep = ep.clone();
-        async move { held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep, shutdown).await }
+        async move {
+            held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep, shutdown).await;
+            drop(stop);
+        }
     });
     let mut buf = BytesMut::new();
     assert!(matches!(
         next_packet(&mut device, &mut buf).await,
         Packet::ConnAck(_)
     ));
+    (task, device, buf)
+}
+
+/// The seam a harness uses: a policy that loses a PUBLISH (no PUBACK until the resend), and
+/// a connection it drops.
+#[tokio::test]
+async fn a_policy_withholds_a_puback_and_a_harness_drops_the_connection() {
+    let ep = Arc::new(endpoint().with_policy(LoseFirst));
+    let (task, mut device, mut buf) = connected(&ep).await;
     let post = br#"{"id":"1","version":"1.0","method":"thing.measurepoint.post","params":{"measurepoints":{"t":1}}}"#;
     let mut publish = Publish::new(
         "/sys/p/d/thing/measurepoint/post",
@@ -177,18 +187,7 @@ async fn a_policy_is_shown_every_packet_and_each_answered_request() {
     use crate::serve::policy::Received;
     let watching = Arc::new(Watching::default());
     let ep = Arc::new(endpoint().with_policy(watching.clone()));
-    let (io, mut device) = tokio::io::duplex(4096);
-    let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
-    let (_stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn({
-        let ep = ep.clone();
-        async move { held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep, shutdown).await }
-    });
-    let mut buf = BytesMut::new();
-    assert!(matches!(
-        next_packet(&mut device, &mut buf).await,
-        Packet::ConnAck(_)
-    ));
+    let (task, mut device, mut buf) = connected(&ep).await;
     let post = br#"{"id":"1","version":"1.0","method":"thing.measurepoint.post","params":{"measurepoints":{"t":1},"time":5}}"#;
     let mut publish = Publish::new(
         "/sys/p/d/thing/measurepoint/post",
