@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Context;
-use super::args::ServeArgs;
+use super::args::{ListenArgs, ServeArgs};
 use crate::base::Secret;
 use crate::cli::error::{Error, Result};
 use crate::registry::Registry;
@@ -15,7 +15,7 @@ use crate::serve::{self, Endpoint, Options};
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let registry = Registry::from_file(&args.registry)?;
-    let opts = options(args)?;
+    let opts = options(&args.listen, !args.quiet)?;
     let endpoint = Endpoint::new(
         caps.clone(),
         registry,
@@ -36,6 +36,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     // apart, HTTP's connections (so a full fleet never locks a test out of /twin).
     let from_fds = serve::limits::raise_open_files();
     let max = args
+        .listen
         .max_connections
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(from_fds);
@@ -56,7 +57,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         let listening = bound.listening().await;
         endpoint.events.emit_line(&listening);
         if let Some((_, access)) = &bound.console {
-            announce_console(access, args.console_token.is_none());
+            announce_console(access, args.listen.console_token.is_none());
         }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         stop_on_signal(stop);
@@ -66,8 +67,9 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The listeners and what to log, from the flags; a usage error when every listener is off.
-fn options(args: &ServeArgs) -> Result<Options> {
+/// The listeners and what to log, from the flags (serve's, and device-test's, which runs the
+/// same endpoint); a usage error when every listener is off.
+pub(super) fn options(args: &ListenArgs, log: bool) -> Result<Options> {
     let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
             Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
@@ -88,7 +90,7 @@ fn options(args: &ServeArgs) -> Result<Options> {
         coaps: args.coaps.and_then(|l| l.addr()),
         record: args.record.clone(),
         connack_delay: Duration::from_millis(args.connack_delay_ms),
-        log: !args.quiet,
+        log,
         console: console(args)?,
     };
     if [
@@ -111,7 +113,7 @@ fn options(args: &ServeArgs) -> Result<Options> {
 }
 
 /// The console's address and token: a token given is used; off loopback, one is generated.
-fn console(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, Option<Secret>)>> {
+fn console(args: &ListenArgs) -> Result<Option<(std::net::SocketAddr, Option<Secret>)>> {
     let Some(addr) = args.console.addr() else {
         return Ok(None);
     };
@@ -138,7 +140,7 @@ fn console(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, Option<Secr
 
 /// Tell people where the console is, on stderr. A generated token is printed there once, as
 /// Jupyter does (the user needs it to open the page); a token the user gave is never printed.
-fn announce_console(access: &serve::console::Access, generated: bool) {
+pub(super) fn announce_console(access: &serve::console::Access, generated: bool) {
     let url = format!("http://{}/", access.addr);
     match &access.token {
         Some(t) if generated => eprintln!(

@@ -256,6 +256,8 @@ enum Sink {
         /// How many lines are written to stdout and the record so far.
         written: watch::Sender<u64>,
         log: bool,
+        /// Lines go to stdout too (serve's); a harness keeps stdout for its report.
+        stdout: bool,
     },
     Memory(Arc<Mutex<Vec<String>>>),
 }
@@ -271,6 +273,16 @@ impl EventLog {
     /// Events on stdout, in the record file `record` (created, or truncated), and with `log`
     /// a sentence each on stderr.
     pub(crate) fn streams(record: Option<&std::path::Path>, log: bool) -> std::io::Result<Self> {
+        Self::written_to(record, log, true)
+    }
+
+    /// Events in the record file `record` only (if any), and heard by subscribers: for a
+    /// harness whose stdout is its report.
+    pub(crate) fn record_only(record: Option<&std::path::Path>) -> std::io::Result<Self> {
+        Self::written_to(record, false, false)
+    }
+
+    fn written_to(record: Option<&std::path::Path>, log: bool, stdout: bool) -> std::io::Result<Self> {
         let record = match record {
             Some(p) => Some(std::fs::File::create(p)?),
             None => None,
@@ -282,6 +294,7 @@ impl EventLog {
                 record: Mutex::new(record),
                 written: watch::Sender::new(0),
                 log,
+                stdout,
             },
             hub: Hub::default(),
         })
@@ -385,6 +398,7 @@ impl EventLog {
             pending,
             record,
             written,
+            stdout: to_stdout,
             ..
         } = &self.sink
         else {
@@ -398,9 +412,11 @@ impl EventLog {
             Err(_) => return,
         };
         if !out.is_empty() {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(&out);
-            let _ = stdout.flush();
+            if *to_stdout {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(&out);
+                let _ = stdout.flush();
+            }
             // A write(2) puts the lines in the kernel's page cache: a `kill -9` of serve
             // cannot lose them from then on (a power cut can; that is not the promise).
             if let Some(f) = record.as_mut().and_then(|r| r.as_mut()) {
