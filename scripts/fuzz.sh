@@ -31,6 +31,10 @@ printf '\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00' > fuzz/corpus/serve_connec
 printf '\x10\x0d\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x00' > fuzz/corpus/serve_connect/v5
 printf '\x10\x0e\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x00' > fuzz/corpus/serve_connect/v31
 printf '\x00--b\r\nContent-Disposition: form-data; name="enos-message"\r\n\r\n{"id":"1","method":"thing.measurepoint.post","params":{"measurepoints":{"f":"local://a.bin"}}}\r\n--b\r\nContent-Disposition: form-data; name="enos-file"; filename="a.bin"\r\nContent-MD5: 5d41402abc4b2a76b9719d911017c592\r\n\r\nhello\r\n--b--\r\n' > fuzz/corpus/serve_multipart/file
+# device-test's reading of a device's messages: a flag byte, a topic, a zero byte, a payload.
+mkdir -p fuzz/corpus/device_test_evidence
+printf '\x03/sys/pk/dk/thing/measurepoint/post\x00{"id":"1","params":{"measurepoints":{"t":1},"time":1700000000000,"step":"50","version":"2.0"}}' > fuzz/corpus/device_test_evidence/post
+printf '\x01/sys/pk/dk/thing/service/measurepoint/set_reply\x00{"id":"9","code":"200"}' > fuzz/corpus/device_test_evidence/reply
 mkdir -p fuzz/corpus/fleet_devices
 printf 'product,key,secret\npk1,dk1,s1\npk1,"d,2",s2\n' > fuzz/corpus/fleet_devices/devices.csv
 printf 'product,key,product_secret\npk1,dk1,ps\n' > fuzz/corpus/fleet_devices/dynamic.csv
@@ -38,7 +42,7 @@ printf 'product,key,product_secret\npk1,dk1,ps\n' > fuzz/corpus/fleet_devices/dy
 mkdir -p fuzz/corpus/coap_command
 printf '/topic/sys/pk1/dk1/thing/service/measurepoint/set' > fuzz/corpus/coap_command/set
 printf '/topic/sys/pk1/dk1/thing/model/down_raw' > fuzz/corpus/coap_command/raw
-for target in capabilities answers batch_rows coap_reply coap_command decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices; do
+for target in capabilities answers batch_rows coap_reply coap_command decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices device_test_evidence; do
   echo "== fuzz $target for ${seconds}s"
   log=$(mktemp)
   status=0

@@ -216,6 +216,29 @@ pub const COMBINE_LOGIN: &str = "combine.login";
 pub const COMBINE_LOGIN_BATCH: &str = "combine.login.batch";
 pub const COMBINE_LOGOUT: &str = "combine.logout";
 pub const MEASUREPOINT_SET: &str = "thing.service.measurepoint.set";
+pub const MEASUREPOINT_GET: &str = "thing.service.measurepoint.get";
+/// The canonical methods of the four measure point topics (post, batch, resume, resume batch),
+/// as [`upstream`] names them.
+pub const MEASUREPOINT_POSTS: [&str; 4] = [
+    MEASUREPOINT_POST,
+    "thing.measurepoint.post.batch",
+    MEASUREPOINT_RESUME,
+    "thing.measurepoint.resume.batch",
+];
+pub const MEASUREPOINT_RESUME: &str = "thing.measurepoint.resume";
+/// The methods both SDKs send on `ota/device/progress` and `ota/device/inform` (the canonical
+/// ones [`upstream`] names).
+pub const OTA_PROGRESS: &str = "ota.progress";
+pub const OTA_INFORM: &str = "ota.inform";
+pub const OTA_UPGRADE: &str = "ota.device.upgrade";
+/// The failure steps a device reports with `ota.progress` (the SDKs' OTAUpdateFailureCause).
+pub const OTA_FAILURE_STEPS: [(i64, &str); 5] = [
+    (-1, "undefined failure"),
+    (-2, "firmware download failed"),
+    (-3, "firmware verification failed"),
+    (-4, "failed to write the firmware"),
+    (-5, "the device declined the upgrade"),
+];
 
 /// Where a topic lives: `/sys/{pk}/{dk}/`, `/ext/session/{pk}/{dk}/`, or message
 /// integration's `/sys/{pk}/integration/` (whose device key is `%channel%`).

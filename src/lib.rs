@@ -9,6 +9,7 @@ pub mod batch;
 pub mod capabilities;
 pub mod cli;
 pub mod credentials;
+pub mod device_test;
 pub mod engine;
 pub mod enos;
 pub mod measurement;

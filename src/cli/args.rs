@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::device_test::DEVICE_TEST_HELP;
+pub use super::device_test::DeviceTestArgs;
 use super::serve_args::SERVE_HELP;
-pub use super::serve_args::{Listen, ServeArgs};
+pub use super::serve_args::{Listen, ListenArgs, ServeArgs};
 use super::terminal::ColorChoice;
 use crate::cli::error::EXIT_CODES_HELP;
 use crate::render::{BatchFormat, FlowFormat, Format};
@@ -60,6 +62,10 @@ pub enum Command {
     /// Stand in for EnOS: a local MQTT, HTTP and CoAP endpoint that checks what devices send
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
+    /// Examine a device: serve's endpoint and a catalogue of cases (login, posts, commands,
+    /// QoS 1 retry, reconnects, OTA, sub-devices, TLS), each judged pass, warn or fail
+    #[command(after_help = DEVICE_TEST_HELP)]
+    DeviceTest(Box<DeviceTestArgs>),
     /// Join the load reports of shards that ran side by side: counts summed, percentiles from
     /// the merged histograms
     #[command(after_help = EXIT_CODES_HELP)]

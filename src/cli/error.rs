@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success |
-//! | 1    | a probe failed: refused, TLS, authentication, protocol, EnOS reply code or I/O error |
+//! | 1    | a probe failed: refused, TLS, authentication, protocol, EnOS reply code or I/O error; a `device-test` case failed or errored |
 //! | 2    | usage or input error: bad flag, bad answers, capabilities, registry or config file, missing answers (also `ask` without a terminal), a listener that cannot bind |
 //! | 3    | a probe timed out |
 //! | 74   | an I/O error of enos-connect's own: cannot write the output or a file (serve's `--record` too), a prompt that failed, cannot start the runtime |
@@ -20,6 +20,7 @@ use crate::base::Help;
 use crate::batch::BatchError;
 use crate::capabilities::CapabilitiesError;
 use crate::credentials::CredentialsError;
+use crate::device_test::DeviceTestError;
 use crate::engine::EngineError;
 use crate::probe::load::MergeError;
 use crate::registry::RegistryError;
@@ -35,7 +36,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
-  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error)
+  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error),
+       or a device-test case failed or errored
   2    usage or input error (bad flag, answers, capabilities, registry or config file;
        missing answers, also `ask` without a terminal; a listener that cannot bind)
   3    a probe timed out
@@ -60,6 +62,8 @@ pub enum Error {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Merge(#[from] MergeError),
+    #[error(transparent)]
+    DeviceTest(#[from] DeviceTestError),
     /// A flag, or a combination of flags, that cannot work.
     #[error("{message}")]
     Usage { message: String, help: Option<String> },
@@ -106,6 +110,11 @@ impl Error {
             Error::Batch(BatchError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
             Error::Batch(BatchError::Write(_)) => EXIT_IO,
             Error::Interrupted => EXIT_INTERRUPTED,
+            Error::DeviceTest(
+                DeviceTestError::Record { .. }
+                | DeviceTestError::DeviceLog { .. }
+                | DeviceTestError::Run { .. },
+            ) => EXIT_IO,
             Error::Capabilities(_)
             | Error::Answers(_)
             | Error::Engine(_)
@@ -114,6 +123,7 @@ impl Error {
             | Error::Batch(_)
             | Error::Registry(_)
             | Error::Merge(_)
+            | Error::DeviceTest(_)
             | Error::Usage { .. } => EXIT_USAGE,
         })
     }
@@ -141,6 +151,7 @@ impl Help for Error {
             Error::Batch(e) => e.help(),
             Error::Registry(e) => e.help(),
             Error::Merge(e) => e.help(),
+            Error::DeviceTest(e) => e.help(),
             Error::Usage { help, .. } => help.clone(),
             Error::Io { .. } | Error::Output(_) | Error::Interrupted => None,
         }

@@ -8,6 +8,7 @@ mod ask;
 pub mod config;
 mod credentials;
 mod data;
+mod device_test;
 pub mod error;
 mod fleet;
 mod merge;
@@ -198,6 +199,7 @@ pub fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Result<Ex
         Command::Credentials(args) => credentials::run(&ctx, &args),
         Command::Probe(args) => probe::run(&ctx, &args),
         Command::Serve(args) => serve::run(&ctx, &args),
+        Command::DeviceTest(args) => device_test::run(&ctx, &args),
         Command::Merge(args) => merge::run(&ctx, &args),
         Command::Compare(args) => data::compare(&ctx, &args),
         Command::Flow(args) => data::flow(&ctx, &args),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Context;
-use super::args::ServeArgs;
+use super::args::{ListenArgs, ServeArgs};
 use crate::base::Secret;
 use crate::cli::error::{Error, Result};
 use crate::registry::Registry;
@@ -16,7 +16,7 @@ use crate::serve::{self, Endpoint, Options};
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let registry = Registry::from_file(&args.registry)?;
-    let mut opts = options(args)?;
+    let mut opts = options(&args.listen, !args.quiet)?;
     let endpoint = Endpoint::new(
         caps.clone(),
         registry,
@@ -37,6 +37,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     // apart, HTTP's connections (so a full fleet never locks a test out of /twin).
     let from_fds = serve::limits::raise_open_files();
     let max = args
+        .listen
         .max_connections
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(from_fds);
@@ -56,7 +57,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     runtime.block_on(async {
         let bound = match serve::bind(&opts).await {
             // The console was not asked for: its default port taken is no reason to stop.
-            Err(e) if e.what == "console" && args.console.is_none() => {
+            Err(e) if e.what == "console" && args.listen.console.is_none() => {
                 eprintln!(
                     "serve: warning: the console's default address {} is taken ({}); serving without a console (--console ADDR picks another address, --console off turns it off)",
                     e.addr, e.message
@@ -78,7 +79,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             // A terminal read the console's address on the listening line, unless a token
             // goes with it.
             if !readable || access.token.is_some() {
-                announce_console(access, args.console_token.is_none());
+                announce_console(access, args.listen.console_token.is_none());
             }
         }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -89,8 +90,9 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The listeners and what to log, from the flags; a usage error when every listener is off.
-fn options(args: &ServeArgs) -> Result<Options> {
+/// The listeners and what to log, from the flags (serve's, and device-test's, which runs the
+/// same endpoint); a usage error when every listener is off.
+pub(super) fn options(args: &ListenArgs, log: bool) -> Result<Options> {
     let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
             Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
@@ -111,7 +113,7 @@ fn options(args: &ServeArgs) -> Result<Options> {
         coaps: args.coaps.and_then(|l| l.addr()),
         record: args.record.clone(),
         connack_delay: Duration::from_millis(args.connack_delay_ms),
-        log: !args.quiet,
+        log,
         console: console(args)?,
     };
     if [
@@ -134,7 +136,7 @@ fn options(args: &ServeArgs) -> Result<Options> {
 }
 
 /// The console's address and token: a token given is used; off loopback, one is generated.
-fn console(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, Option<Secret>)>> {
+fn console(args: &ListenArgs) -> Result<Option<(std::net::SocketAddr, Option<Secret>)>> {
     let listen = args
         .console
         .unwrap_or(super::serve_args::Listen::At(super::serve_args::DEFAULT_CONSOLE));
@@ -164,7 +166,7 @@ fn console(args: &ServeArgs) -> Result<Option<(std::net::SocketAddr, Option<Secr
 
 /// Tell people where the console is, on stderr. A generated token is printed there once, as
 /// Jupyter does (the user needs it to open the page); a token the user gave is never printed.
-fn announce_console(access: &serve::console::Access, generated: bool) {
+pub(super) fn announce_console(access: &serve::console::Access, generated: bool) {
     let url = format!("http://{}/", access.addr);
     match &access.token {
         Some(t) if generated => eprintln!(

@@ -52,11 +52,23 @@ and gets the device's reply as the answer.
 SIGINT or SIGTERM stops serve: exit 0, the record complete. A listener that cannot bind: exit 2.";
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("tls_listener").args(["mqtts", "https"]).multiple(true)))]
 pub struct ServeArgs {
     /// The products and devices (TOML; `enos-connect schema registry` gives its schema)
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_REGISTRY")]
     pub registry: PathBuf,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// No human-readable log on stderr (the JSON events still go to stdout)
+    #[arg(long, short = 'q', env = "ENOS_CONNECT_QUIET")]
+    pub quiet: bool,
+}
+
+// serve's listeners, TLS, console, record and limits: shared by `serve` and `device-test`,
+// which runs the same endpoint. (A plain comment: clap would take a doc comment of a
+// flattened struct as the command's about.)
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("tls_listener").args(["mqtts", "https"]).multiple(true)))]
+pub struct ListenArgs {
     /// MQTT listener
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11883", value_parser = listen, env = "ENOS_CONNECT_MQTT")]
     pub mqtt: Listen,
@@ -121,7 +133,4 @@ pub struct ServeArgs {
     /// limit, raised to its hard value at start, less 256]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_194_304), env = "ENOS_CONNECT_MAX_CONNECTIONS")]
     pub max_connections: Option<u64>,
-    /// No human-readable log on stderr (the JSON events still go to stdout)
-    #[arg(long, short = 'q', env = "ENOS_CONNECT_QUIET")]
-    pub quiet: bool,
 }

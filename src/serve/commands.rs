@@ -207,6 +207,12 @@ impl Endpoint {
         timeout: Duration,
     ) -> Result<Value, CommandFailed> {
         let prepared = self.prepare_command(id, body)?;
+        self.send_prepared(prepared, timeout).await
+    }
+
+    /// Send a command made by [`Endpoint::prepare_command`] (a harness reads its request id
+    /// first) and wait up to `timeout` for its reply.
+    pub async fn send_prepared(&self, prepared: Prepared, timeout: Duration) -> Result<Value, CommandFailed> {
         let Some(mailbox) = self.mailboxes.get(&prepared.via) else {
             return Err(CommandFailed::NotReached(
                 "the device is not connected over MQTT or CoAP".into(),

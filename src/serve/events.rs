@@ -257,6 +257,8 @@ enum Sink {
         /// How many lines are written to stdout and the record so far.
         written: watch::Sender<u64>,
         log: bool,
+        /// Lines go to stdout too (serve's); a harness keeps stdout for its report.
+        stdout: bool,
         /// Stdout is a terminal: the readable lines go there, once, and the JSON only to the
         /// record ([`EventLog::readable_on_stdout`]).
         readable: AtomicBool,
@@ -275,6 +277,16 @@ impl EventLog {
     /// Events on stdout, in the record file `record` (created, or truncated), and with `log`
     /// a sentence each on stderr.
     pub(crate) fn streams(record: Option<&std::path::Path>, log: bool) -> std::io::Result<Self> {
+        Self::written_to(record, log, true)
+    }
+
+    /// Events in the record file `record` only (if any), and heard by subscribers: for a
+    /// harness whose stdout is its report.
+    pub(crate) fn record_only(record: Option<&std::path::Path>) -> std::io::Result<Self> {
+        Self::written_to(record, false, false)
+    }
+
+    fn written_to(record: Option<&std::path::Path>, log: bool, stdout: bool) -> std::io::Result<Self> {
         let record = match record {
             Some(p) => Some(std::fs::File::create(p)?),
             None => None,
@@ -286,6 +298,7 @@ impl EventLog {
                 record: Mutex::new(record),
                 written: watch::Sender::new(0),
                 log,
+                stdout,
                 readable: AtomicBool::new(false),
             },
             hub: Hub::default(),
@@ -424,6 +437,7 @@ impl EventLog {
             pending,
             record,
             written,
+            stdout: to_stdout,
             readable,
             ..
         } = &self.sink
@@ -439,7 +453,7 @@ impl EventLog {
             Err(_) => return,
         };
         if !out.is_empty() {
-            if !readable {
+            if *to_stdout && !readable {
                 let mut stdout = std::io::stdout().lock();
                 let _ = stdout.write_all(&out);
                 let _ = stdout.flush();
@@ -456,7 +470,7 @@ impl EventLog {
             grew
         });
         drop(record);
-        if !err.is_empty() && readable {
+        if !err.is_empty() && readable && *to_stdout {
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(&err);
             let _ = stdout.flush();

@@ -62,7 +62,7 @@ pub use events::{Event, EventKind};
 pub use listen::{BindError, Listeners, bind, serve};
 pub(crate) use listen::{accept_each, slots, stopped};
 pub use logins::Refusal;
-pub use policy::Policy;
+pub use policy::{Admit, Answered, Connecting, Fate, Inbound, Policy, Received};
 pub use requests::Answer;
 
 /// The largest MQTT packet, HTTP body or CoAP datagram accepted: larger is a broken or hostile
@@ -199,6 +199,18 @@ impl Endpoint {
         log: bool,
     ) -> std::io::Result<Self> {
         let events = events::EventLog::streams(record, log)?;
+        Ok(Self::with_events(caps, registry, connack_delay, events))
+    }
+
+    /// An endpoint for a harness examining a device: its events go to the record file (if
+    /// any) and to subscribers ([`events::EventLog::subscribe`]), never to stdout or stderr.
+    pub fn harnessed(
+        caps: Capabilities,
+        registry: Registry,
+        connack_delay: Duration,
+        record: Option<&std::path::Path>,
+    ) -> std::io::Result<Self> {
+        let events = events::EventLog::record_only(record)?;
         Ok(Self::with_events(caps, registry, connack_delay, events))
     }
 

@@ -24,6 +24,7 @@ use super::limits::{Admission, CONNECT_WAIT, CONNECT_WAIT_PRESSED, MAX_REFUSING,
 use super::mqtt_clients::Claimed;
 use super::mqtt_held::{LoggedIn, held};
 use super::mqtt_wire::{Read, Wire, connect_level};
+use super::policy::{Admit, Connecting};
 use super::{Endpoint, Event, EventKind, Identity, Protocol, Refusal};
 use crate::base::Secret;
 use crate::enos::{self, Request};
@@ -210,12 +211,7 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
             return None;
         }
     };
-    // One official SDK starts waiting for CONNACK only after its CONNECT is out: an instant
-    // answer is lost and it hangs. EnOS answers after a moment too.
-    if !ep.connack_delay.is_zero() {
-        tokio::time::sleep(ep.connack_delay).await;
-    }
-    match check(ep, waiting, &connect) {
+    match admitted(ep, protocol, peer, waiting, &connect).await {
         Ok((id, secret, slot)) => Some(LoggedIn {
             wire,
             client_id: connect.client_id,
@@ -239,6 +235,41 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
             let _ = wire.send(Packet::ConnAck(ConnAck::new(r.connack, false))).await;
             None
         }
+    }
+}
+
+/// The login of a CONNECT after serve's CONNACK delay, unless a harness's policy, which sees
+/// the CONNECT as it arrives, refuses it whatever its login.
+async fn admitted(
+    ep: &Endpoint,
+    protocol: Protocol,
+    peer: SocketAddr,
+    waiting: Option<Waiting>,
+    connect: &Connect,
+) -> Result<(Identity, Option<Secret>, Slot), Refusal> {
+    let admit = ep.policy.connect(&Connecting {
+        protocol,
+        peer,
+        client_id: &connect.client_id,
+        user_name: user_name(connect),
+        keep_alive: connect.keep_alive,
+        clean_session: connect.clean_session,
+    });
+    // One official SDK starts waiting for CONNACK only after its CONNECT is out: an instant
+    // answer is lost and it hangs. EnOS answers after a moment too.
+    if !ep.connack_delay.is_zero() {
+        tokio::time::sleep(ep.connack_delay).await;
+    }
+    match admit {
+        Admit::Check => check(ep, waiting, connect),
+        Admit::Refuse(connack) => Err(Refusal {
+            connack,
+            code: enos::INTERNAL_ERROR,
+            reason: format!(
+                "refused by serve's policy (a harness testing how the device reconnects): CONNACK {}",
+                connack_number(connack)
+            ),
+        }),
     }
 }
 
@@ -341,3 +372,7 @@ pub(super) fn push_activation<I: AsyncRead + AsyncWrite + Unpin>(
         push.to_bytes(),
     );
 }
+
+#[cfg(test)]
+#[path = "mqtt_tests.rs"]
+mod tests;

@@ -33,7 +33,7 @@ use super::commands::{Mail, Mailbox};
 use super::limits::Slot;
 use super::mqtt_clients::{Claimed, MAX_KEPT_FILTERS, Subscriptions, next_connection};
 use super::mqtt_wire::{Broken, Read, Wire};
-use super::policy::{Fate, Inbound};
+use super::policy::{Fate, Inbound, Received};
 use super::{Answer, Downlink, Endpoint, Event, EventKind, Identity, Protocol};
 use crate::base::Secret;
 use crate::enos::{self, Downstream, Lifecycle, Reply};
@@ -293,6 +293,7 @@ fn handle<I: AsyncRead + AsyncWrite + Unpin>(
     ep: &Endpoint,
     p: Packet,
 ) -> bool {
+    ep.policy.received(&c.id, received(&p));
     match p {
         Packet::Subscribe(sub) => {
             let codes = sub
@@ -317,6 +318,7 @@ fn handle<I: AsyncRead + AsyncWrite + Unpin>(
                 qos: p.qos,
                 pkid: p.pkid,
                 dup: p.dup,
+                payload: &p.payload,
             };
             if ep.policy.publish(&inbound) == Fate::Lose {
                 ep.events.emit(
@@ -342,6 +344,20 @@ fn handle<I: AsyncRead + AsyncWrite + Unpin>(
         }
         // Acknowledgements of nothing we sent at QoS 1, and packets a server never gets.
         _ => true,
+    }
+}
+
+/// A packet's kind, as a policy observes it.
+fn received(p: &Packet) -> Received {
+    match p {
+        Packet::Publish(_) => Received::Publish,
+        Packet::PingReq => Received::PingReq,
+        Packet::Subscribe(_) => Received::Subscribe,
+        Packet::Unsubscribe(_) => Received::Unsubscribe,
+        Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
+            Received::Acknowledgement
+        }
+        _ => Received::Other,
     }
 }
 

@@ -103,23 +103,33 @@ async fn send(io: &mut DuplexStream, p: Packet) {
     io.write_all(&out).await.expect("written");
 }
 
-/// The seam a harness uses: a policy that loses a PUBLISH (no PUBACK until the resend), and
-/// a connection it drops.
-#[tokio::test]
-async fn a_policy_withholds_a_puback_and_a_harness_drops_the_connection() {
-    let ep = Arc::new(endpoint().with_policy(LoseFirst));
+/// A logged-in connection of device `p/d` served in a task, past its CONNACK: the task, the
+/// device's end, and what was read after the CONNACK.
+async fn connected(ep: &Arc<Endpoint>) -> (tokio::task::JoinHandle<()>, DuplexStream, BytesMut) {
     let (io, mut device) = tokio::io::duplex(4096);
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
-    let (_stop, shutdown) = watch::channel(false);
+    let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn({
         let ep = ep.clone();
-        async move { held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep, shutdown).await }
+        async move {
+            held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep, shutdown).await;
+            drop(stop);
+        }
     });
     let mut buf = BytesMut::new();
     assert!(matches!(
         next_packet(&mut device, &mut buf).await,
         Packet::ConnAck(_)
     ));
+    (task, device, buf)
+}
+
+/// The seam a harness uses: a policy that loses a PUBLISH (no PUBACK until the resend), and
+/// a connection it drops.
+#[tokio::test]
+async fn a_policy_withholds_a_puback_and_a_harness_drops_the_connection() {
+    let ep = Arc::new(endpoint().with_policy(LoseFirst));
+    let (task, mut device, mut buf) = connected(&ep).await;
     let post = br#"{"id":"1","version":"1.0","method":"thing.measurepoint.post","params":{"measurepoints":{"t":1}}}"#;
     let mut publish = Publish::new(
         "/sys/p/d/thing/measurepoint/post",
@@ -147,4 +157,63 @@ async fn a_policy_withholds_a_puback_and_a_harness_drops_the_connection() {
     let mut rest = Vec::new();
     let _ = device.read_to_end(&mut rest).await;
     assert!(rest.is_empty(), "closed with nothing more sent");
+}
+
+/// Keeps what the policy is shown of a logged-in connection.
+#[derive(Default)]
+struct Watching(std::sync::Mutex<(Vec<crate::serve::policy::Received>, Vec<Request>)>);
+
+/// A request's topic, code and payload.
+type Request = (String, i64, Vec<u8>);
+
+impl Policy for Arc<Watching> {
+    fn received(&self, _device: &Identity, packet: crate::serve::policy::Received) {
+        if let Ok(mut w) = self.0.lock() {
+            w.0.push(packet);
+        }
+    }
+
+    fn answered(&self, a: &crate::serve::policy::Answered<'_>) {
+        if let Ok(mut w) = self.0.lock() {
+            w.1.push((a.topic.to_string(), a.code, a.payload.to_vec()));
+        }
+    }
+}
+
+/// The observations a harness reads (every packet's kind, a request's payload and code) come
+/// as the packets do.
+#[tokio::test]
+async fn a_policy_is_shown_every_packet_and_each_answered_request() {
+    use crate::serve::policy::Received;
+    let watching = Arc::new(Watching::default());
+    let ep = Arc::new(endpoint().with_policy(watching.clone()));
+    let (task, mut device, mut buf) = connected(&ep).await;
+    let post = br#"{"id":"1","version":"1.0","method":"thing.measurepoint.post","params":{"measurepoints":{"t":1},"time":5}}"#;
+    let mut publish = Publish::new(
+        "/sys/p/d/thing/measurepoint/post",
+        QoS::AtLeastOnce,
+        post.to_vec(),
+    );
+    publish.pkid = 3;
+    send(&mut device, Packet::PingReq).await;
+    send(&mut device, Packet::Publish(publish)).await;
+    assert!(matches!(
+        next_packet(&mut device, &mut buf).await,
+        Packet::PingResp
+    ));
+    assert!(matches!(
+        next_packet(&mut device, &mut buf).await,
+        Packet::PubAck(_)
+    ));
+    drop(device);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the connection ends")
+        .expect("no panic");
+    let (received, answered) = std::mem::take(&mut *watching.0.lock().expect("lock"));
+    assert_eq!(received, [Received::PingReq, Received::Publish]);
+    assert_eq!(
+        answered,
+        [("/sys/p/d/thing/measurepoint/post".to_string(), 200, post.to_vec())]
+    );
 }

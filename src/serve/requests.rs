@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::policy::Answered;
 use super::twin::Refused;
 use super::{Endpoint, Event, EventKind, Identity, MAX_MESSAGE, Protocol};
 use crate::enos::{self, Reply, Root, Topic, Upstream};
@@ -73,6 +74,14 @@ impl Endpoint {
         if t.root != Root::Integration {
             self.twin.seen(&id, code);
         }
+        self.policy.answered(&Answered {
+            protocol,
+            device: &id,
+            topic,
+            method: &method,
+            payload,
+            code,
+        });
         let words: Vec<&str> = [message.as_str(), note.unwrap_or_default()]
             .into_iter()
             .filter(|w| !w.is_empty())
@@ -113,6 +122,14 @@ impl Endpoint {
                 .message(why.clone()),
         );
         self.twin.seen(id, enos::NO_PERMISSION);
+        self.policy.answered(&Answered {
+            protocol,
+            device: id,
+            topic,
+            method,
+            payload,
+            code: enos::NO_PERMISSION,
+        });
         Answer::NotOffered(
             Reply::new(
                 request_id(payload).unwrap_or_default(),

@@ -159,7 +159,9 @@ fn docs_in_this_process() {
             "enos-connect",
             trycmd::cargo::cargo_bin!("enos-connect").to_path_buf(),
         )
-        .timeout(Duration::from_secs(30));
+        .env("PATH", test_device_on_path(&work))
+        // docs/device-test.md runs the whole catalogue against a test device.
+        .timeout(Duration::from_secs(120));
     for page in pages() {
         cases.case(page);
     }
@@ -168,6 +170,27 @@ fn docs_in_this_process() {
     the_twin_is_the_documented_one();
     let record = serve.stop();
     record_matches_the_page(&record);
+}
+
+/// `test-device` in `work/bin`, the test suite's well-behaved device as a process
+/// (`test_device::device_process` of this test binary), for docs/device-test.md's `--run`: the
+/// PATH the examples run with.
+fn test_device_on_path(work: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin/");
+    let exe = std::env::current_exe().expect("the test binary");
+    let script = bin.join("test-device");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec '{}' --exact test_device::device_process --ignored --nocapture\n",
+            exe.display()
+        ),
+    )
+    .expect("test-device");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
 }
 
 /// One HTTP/1.1 request to the docs' serve, by hand (the page shows it as `curl`): the body
