@@ -1,0 +1,655 @@
+//! Advice that never contradicts itself, over every device the questions can describe: every
+//! value of every question (and "not answered" for a question with a default) times a spread
+//! of needs (none, every feature alone, every pair, the combinations that force two
+//! protocols, all of them). Each device is decided in-process through every route a person
+//! has (`recommend` flags, an answers file, a batch row, the `ask` questionnaire), and the
+//! invariants are checked on the JSON `recommend -f json` prints. Every violation is counted
+//! by invariant, so a failure says how many devices break which promise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::common::caps;
+use enos_connect::answers::Answers;
+use enos_connect::batch::{self, BatchFormat, Shard};
+use enos_connect::capabilities::Capabilities;
+use enos_connect::engine;
+use enos_connect::render::json::decision_value;
+use enos_connect::render::{Format, Style};
+use enos_connect::source::SourceFile;
+
+/// One device: an answer (or none) per question, and its needs.
+#[derive(Debug, Clone)]
+struct Device {
+    given: Vec<(String, String)>,
+    needs: Vec<String>,
+}
+
+impl Device {
+    fn given(&self, q: &str) -> Option<&str> {
+        self.given.iter().find(|(k, _)| k == q).map(|(_, v)| v.as_str())
+    }
+
+    /// The answer the device has: given, else the question's default.
+    fn effective<'a>(&'a self, caps: &'a Capabilities, q: &str) -> Option<&'a str> {
+        self.given(q)
+            .or_else(|| caps.question(q).and_then(|x| x.default.as_deref()))
+    }
+
+    fn flags(&self) -> Vec<String> {
+        self.given.iter().map(|(q, v)| format!("{q}={v}")).collect()
+    }
+}
+
+/// Every answer combination (a question with a default may also be left unanswered) times the
+/// spread of needs.
+fn the_whole_space(caps: &Capabilities) -> Vec<Device> {
+    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for q in &caps.questions {
+        let mut values: Vec<Option<&str>> = q.values().map(Some).collect();
+        if q.default.is_some() {
+            values.push(None);
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    if let Some(v) = v {
+                        c.push((q.id.clone(), v.to_string()));
+                    }
+                    c
+                })
+            })
+            .collect();
+    }
+    let mut devices = Vec::new();
+    for given in combos {
+        for needs in need_spread(caps) {
+            devices.push(Device {
+                given: given.clone(),
+                needs,
+            });
+        }
+    }
+    devices
+}
+
+/// No needs, every feature alone, every pair, every triple that needs two protocols even with
+/// every protocol open, and every feature.
+fn need_spread(caps: &Capabilities) -> Vec<Vec<String>> {
+    let ids: Vec<String> = caps.feature_ids().map(str::to_string).collect();
+    let mut spread = vec![Vec::new()];
+    spread.extend(ids.iter().map(|f| vec![f.clone()]));
+    for (i, a) in ids.iter().enumerate() {
+        for b in &ids[i + 1..] {
+            spread.push(vec![a.clone(), b.clone()]);
+        }
+    }
+    let one_carries = |set: &[&String]| {
+        caps.protocols.iter().any(|p| {
+            set.iter()
+                .all(|f| caps.feature(f).is_some_and(|f| f.support_for(&p.id).covers()))
+        })
+    };
+    for (i, a) in ids.iter().enumerate() {
+        for (j, b) in ids.iter().enumerate().skip(i + 1) {
+            for c in &ids[j + 1..] {
+                if !one_carries(&[a, b, c]) && (one_carries(&[a, b]) || one_carries(&[b, c])) {
+                    spread.push(vec![a.clone(), b.clone(), c.clone()]);
+                }
+            }
+        }
+    }
+    spread.push(ids);
+    spread
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn objects(v: &Value, key: &str) -> Vec<Value> {
+    v.get(key).and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+/// The violations found, by invariant: how many, on how many devices, the first few.
+#[derive(Default)]
+struct Violations {
+    found: BTreeMap<&'static str, Found>,
+    /// The device being checked.
+    device: usize,
+}
+
+#[derive(Default)]
+struct Found {
+    violations: usize,
+    devices: BTreeSet<usize>,
+    examples: Vec<String>,
+}
+
+impl Violations {
+    fn add(&mut self, invariant: &'static str, device: &Device, detail: String) {
+        let entry = self.found.entry(invariant).or_default();
+        entry.violations += 1;
+        entry.devices.insert(self.device);
+        if entry.examples.len() < 3 {
+            entry
+                .examples
+                .push(format!("{:?} needs {:?}: {detail}", device.given, device.needs));
+        }
+    }
+}
+
+/// The sentences that say every need is met.
+fn claims_coverage(reason: &str) -> bool {
+    ["covers its needs", "covers every need", "covers all", "Needed: "]
+        .iter()
+        .any(|p| reason.contains(p))
+}
+
+/// The rows of a table: each label with the lines of its value.
+fn table_rows(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut label = String::new();
+    for line in text.lines().take_while(|l| !l.is_empty()) {
+        let Some(inner) = line.strip_prefix('│').and_then(|l| l.strip_suffix('│')) else {
+            continue;
+        };
+        let Some((l, v)) = inner.split_once('┆') else {
+            continue;
+        };
+        if !l.trim().is_empty() {
+            label = l.trim().to_string();
+        }
+        rows.entry(label.clone()).or_default().push(v.trim().to_string());
+    }
+    rows
+}
+
+/// The decision and its JSON for a device's flags.
+fn by_flags(caps: &Capabilities, device: &Device) -> (Answers, Value) {
+    let mut a = Answers::default();
+    a.apply_flags(caps, &device.flags(), &device.needs)
+        .unwrap_or_else(|e| panic!("{device:?}: {e}"));
+    let d = engine::decide(caps, &a).unwrap_or_else(|e| panic!("{device:?}: {e}"));
+    (a, decision_value(caps, &d))
+}
+
+/// Invariant 1: no reason claims coverage while a need is unmet; the table, the reasons, the
+/// path and `carriers` agree on which protocol carries which need.
+fn check_agreement(caps: &Capabilities, device: &Device, v: &Value, found: &mut Violations) {
+    let title = |p: &str| caps.protocol_title(p).to_string();
+    let (needs, unmet, protocols) = (
+        strings(&v["needs"]),
+        strings(&v["unmet"]),
+        strings(&v["protocols"]),
+    );
+    let reasons = strings(&v["reasons"]);
+    if !unmet.is_empty()
+        && let Some(r) = reasons.iter().find(|r| claims_coverage(r))
+    {
+        found.add(
+            "false coverage: a reason says the needs are met",
+            device,
+            r.clone(),
+        );
+    }
+    let carriers: Vec<(String, String)> = objects(v, "carriers")
+        .iter()
+        .map(|c| {
+            (
+                strings(&json!([c["need"]]))[0].clone(),
+                strings(&json!([c["protocol"]]))[0].clone(),
+            )
+        })
+        .collect();
+    let mut disagree = Vec::new();
+    let direct = v["outcome"] == "direct";
+    for n in &needs {
+        let carried: Vec<&String> = carriers.iter().filter(|(c, _)| c == n).map(|(_, p)| p).collect();
+        let is_unmet = unmet.contains(n);
+        match (carried.as_slice(), is_unmet) {
+            ([p], false) if protocols.contains(p) => {
+                if !caps.feature(n).is_some_and(|f| f.support_for(p).covers()) {
+                    disagree.push(format!("{n} carried by {p}, which does not support it"));
+                }
+            }
+            ([], true) => {}
+            ([], false) if !direct => {}
+            other => disagree.push(format!("{n}: carried by {:?}, unmet {}", other.0, other.1)),
+        }
+    }
+    if !direct {
+        if let Some(o) = caps.outcome(v["outcome"].as_str().unwrap_or_default()) {
+            let expected: Vec<&String> = needs.iter().filter(|n| !o.supports.contains(n)).collect();
+            if expected
+                .iter()
+                .map(|s| s.as_str())
+                .ne(unmet.iter().map(String::as_str))
+            {
+                disagree.push(format!(
+                    "outcome {} leaves {expected:?} unmet, JSON says {unmet:?}",
+                    o.id
+                ));
+            }
+        }
+    }
+    // The path: the cover node's branch and the protocols it left open; the outcome last.
+    let trace = objects(v, "trace");
+    if let Some(last) = trace.last()
+        && last["branch"] != v["outcome"]
+    {
+        disagree.push(format!(
+            "the path ends at {} but the outcome is {}",
+            last["branch"], v["outcome"]
+        ));
+    }
+    for step in trace.iter().filter(|s| s["kind"] == "cover") {
+        let covered = step["branch"] == "covered";
+        if covered != unmet.is_empty() {
+            disagree.push(format!("the path says {} with unmet {unmet:?}", step["branch"]));
+        }
+        let open = strings(&step["open"]);
+        if let Some(p) = protocols.iter().find(|p| !open.contains(p)) {
+            disagree.push(format!("{p} chosen but not open at the cover node"));
+        }
+    }
+    let read: BTreeSet<(String, String)> = objects(v, "answers")
+        .iter()
+        .map(|a| {
+            (
+                strings(&json!([a["question"]]))[0].clone(),
+                strings(&json!([a["value"]]))[0].clone(),
+            )
+        })
+        .collect();
+    for step in &trace {
+        if let (Some(q), Some(a)) = (step["question"].as_str(), step["answer"].as_str())
+            && !read.contains(&(q.to_string(), a.to_string()))
+        {
+            disagree.push(format!("the path reads {q}={a}, `answers` does not"));
+        }
+    }
+    // The reasons: "<Protocol> carries a, b" lists exactly that protocol's carriers.
+    for p in &protocols {
+        let said = format!("{} carries ", title(p));
+        let mine: Vec<&str> = carriers
+            .iter()
+            .filter(|(_, c)| c == p)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        for r in reasons.iter().filter(|r| r.starts_with(&said)) {
+            let listed: Vec<&str> = r[said.len()..].split(", ").collect();
+            if listed != mine {
+                disagree.push(format!("`{r}` but carriers give {mine:?}"));
+            }
+        }
+    }
+    // The table: the same carriers, protocols and unmet needs.
+    let d: engine::Decision = decision_of(caps, device);
+    let text = Format::Table.renderer(Style::default()).decision(caps, &d);
+    let rows = table_rows(&text);
+    let shown_carriers = rows.get("Needs carried").cloned().unwrap_or_default();
+    let expected: Vec<String> = carriers
+        .iter()
+        .map(|(n, p)| format!("{n} -> {}", title(p)))
+        .collect();
+    if shown_carriers != expected {
+        disagree.push(format!("the table carries {shown_carriers:?}, JSON {expected:?}"));
+    }
+    let shown_unmet = rows.get("Unmet needs").map(|l| l.join(" ")).unwrap_or_default();
+    let expected_unmet = if unmet.is_empty() {
+        "none".to_string()
+    } else {
+        unmet.join(", ")
+    };
+    if !shown_unmet.starts_with(&expected_unmet) {
+        disagree.push(format!("the table's unmet needs `{shown_unmet}`, JSON {unmet:?}"));
+    }
+    for d in disagree {
+        found.add("disagreement: table, reasons, path and carriers", device, d);
+    }
+}
+
+fn decision_of(caps: &Capabilities, device: &Device) -> engine::Decision {
+    let mut a = Answers::default();
+    a.apply_flags(caps, &device.flags(), &device.needs)
+        .unwrap_or_else(|e| panic!("{device:?}: {e}"));
+    engine::decide(caps, &a).unwrap_or_else(|e| panic!("{device:?}: {e}"))
+}
+
+/// Invariant 2: every answer given is read by the decision (`answers`) or set aside with why.
+fn check_answers_accounted(device: &Device, v: &Value, found: &mut Violations) {
+    let read: Vec<(String, String, bool)> = objects(v, "answers")
+        .iter()
+        .map(|a| {
+            (
+                a["question"].as_str().unwrap_or_default().to_string(),
+                a["value"].as_str().unwrap_or_default().to_string(),
+                a["by_default"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let aside: Vec<(String, String, String)> = objects(v, "set_aside")
+        .iter()
+        .map(|a| {
+            (
+                a["question"].as_str().unwrap_or_default().to_string(),
+                a["value"].as_str().unwrap_or_default().to_string(),
+                a["why"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (q, value) in &device.given {
+        let is_read = read.iter().any(|(rq, rv, d)| rq == q && rv == value && !d);
+        let is_aside = aside
+            .iter()
+            .any(|(sq, sv, why)| sq == q && sv == value && !why.is_empty());
+        if is_read == is_aside {
+            found.add(
+                "dropped answer: neither read nor set aside (or both)",
+                device,
+                format!("{q}={value} read {is_read}, set aside {is_aside}"),
+            );
+        }
+    }
+    for (q, value, _) in &aside {
+        if device.given(q) != Some(value.as_str()) {
+            found.add(
+                "dropped answer: neither read nor set aside (or both)",
+                device,
+                format!("{q}={value} set aside but not given"),
+            );
+        }
+    }
+}
+
+/// Invariant 3: a carrier that conflicts with an answer is a caveat, or the need is unmet.
+/// The conflicts the EnOS docs and SDKs establish, written here apart from the data so that a
+/// rule dropped from capabilities.toml fails this test; then every rule of the data as well.
+fn check_conflicts(caps: &Capabilities, device: &Device, v: &Value, found: &mut Violations) {
+    let caveats: Vec<Value> = objects(v, "caveats");
+    let unmet = strings(&v["unmet"]);
+    let protocols = strings(&v["protocols"]);
+    let has = |need: Option<&str>, protocol: &str, q: &str, a: &str| {
+        caveats.iter().any(|c| {
+            c["protocol"] == protocol
+                && c["question"] == q
+                && c["answer"] == a
+                && need.is_none_or(|n| c["need"] == n)
+                && !c["why"].as_str().unwrap_or_default().is_empty()
+        })
+    };
+    let mut expected: Vec<(Option<String>, String, String, String)> = Vec::new();
+    if device.effective(caps, "long_connection") == Some("no") {
+        for c in objects(v, "carriers") {
+            let need = c["need"].as_str().unwrap_or_default();
+            if c["protocol"] == "mqtt"
+                && ["downlink_commands", "passthrough_down", "ota"].contains(&need)
+                && !unmet.iter().any(|u| u == need)
+            {
+                expected.push((
+                    Some(need.into()),
+                    "mqtt".into(),
+                    "long_connection".into(),
+                    "no".into(),
+                ));
+            }
+        }
+    }
+    if device.effective(caps, "constrained") == Some("yes") {
+        for p in protocols.iter().filter(|p| *p == "mqtt" || *p == "http") {
+            expected.push((None, p.clone(), "constrained".into(), "yes".into()));
+        }
+    }
+    #[cfg(any())]
+    for rule in caps.caveats.iter() {
+        if device.effective(caps, &rule.question) != Some(rule.answer.as_str())
+            || !protocols.contains(&rule.protocol)
+        {
+            continue;
+        }
+        if rule.needs.is_empty() {
+            expected.push((
+                None,
+                rule.protocol.clone(),
+                rule.question.clone(),
+                rule.answer.clone(),
+            ));
+        }
+        for c in objects(v, "carriers") {
+            let need = c["need"].as_str().unwrap_or_default();
+            if c["protocol"] == rule.protocol.as_str() && rule.needs.iter().any(|n| n == need) {
+                expected.push((
+                    Some(need.into()),
+                    rule.protocol.clone(),
+                    rule.question.clone(),
+                    rule.answer.clone(),
+                ));
+            }
+        }
+    }
+    if expected
+        .iter()
+        .any(|(need, p, q, a)| !has(need.as_deref(), p, q, a))
+    {
+        found.add("silent conflict (any kind)", device, String::new());
+    }
+    for (need, p, q, a) in &expected {
+        if !has(need.as_deref(), p, q, a) {
+            found.add(
+                match q.as_str() {
+                    "long_connection" => "silent conflict: long_connection=no, downlink or OTA over MQTT",
+                    "constrained" => "silent conflict: constrained=yes, MQTT or HTTP chosen",
+                    _ => "silent conflict: a carrier against an answer (capabilities.toml's caveats)",
+                },
+                device,
+                format!("{need:?} over {p} with {q}={a}"),
+            );
+        }
+    }
+    for c in &caveats {
+        let q = c["question"].as_str().unwrap_or_default();
+        let sound = device.effective(caps, q) == c["answer"].as_str()
+            && protocols.iter().any(|p| c["protocol"] == p.as_str());
+        if !sound {
+            found.add("spurious caveat", device, c.to_string());
+        }
+    }
+}
+
+/// The `ask` questionnaire, answered as this device would: each question with the device's
+/// answer (or its default, as a person pressing Enter), the needs with its needs.
+fn by_ask(caps: &Capabilities, device: &Device) -> (Value, bool) {
+    let mut a = Answers::default();
+    let mut needs_asked = false;
+    for _ in 0..=caps.questions.len() + 1 {
+        match engine::walk(caps, &a, false).expect("walks").end {
+            engine::End::Outcome(_) => break,
+            engine::End::Pending(engine::Pending::Question(q)) => {
+                let value = device
+                    .effective(caps, &q)
+                    .expect("the device answers every question");
+                a.set(caps, &q, value, "prompt").expect("valid");
+            }
+            engine::End::Pending(engine::Pending::Needs) => {
+                a.needs = Some(Vec::new());
+                a.add_needs(caps, device.needs.iter().map(String::as_str), "prompt")
+                    .expect("valid");
+                needs_asked = true;
+            }
+        }
+    }
+    let d = engine::decide(caps, &a).expect("decides");
+    (decision_value(caps, &d), needs_asked)
+}
+
+thread_local! { static ASK: std::cell::Cell<std::time::Duration> = const { std::cell::Cell::new(std::time::Duration::ZERO) }; }
+/// The fields a batch row and the decision both have.
+const ADVICE: [&str; 5] = ["recommendation", "protocols", "unmet", "caveats", "set_aside"];
+
+/// Invariant 4: the same device, the same advice through every route.
+fn check_routes(
+    caps: &Capabilities,
+    device: &Device,
+    answers: &Answers,
+    v: &Value,
+    row: Option<&Value>,
+    found: &mut Violations,
+) {
+    let text = answers.to_toml(caps);
+    let from_file = Answers::parse(caps, &SourceFile::new("device.toml", text.clone()))
+        .and_then(|a| Ok(engine::decide(caps, &a).map(|d| decision_value(caps, &d))))
+        .map_err(|e| e.to_string());
+    match from_file {
+        Ok(Ok(f)) if f == *v => {}
+        other => found.add(
+            "routes differ: answers file",
+            device,
+            format!(
+                "{text}: {:?}",
+                other.map(|r| r.map(|f| f["recommendation"].clone()))
+            ),
+        ),
+    }
+    match row {
+        Some(row) => {
+            for key in ADVICE {
+                if row.get(key) != v.get(key) {
+                    found.add(
+                        "routes differ: batch row",
+                        device,
+                        format!("{key}: row {:?}, recommend {:?}", row.get(key), v.get(key)),
+                    );
+                }
+            }
+        }
+        None => found.add("routes differ: batch row", device, "no row".into()),
+    }
+    let t = Instant::now();
+    let (asked, needs_asked) = by_ask(caps, device);
+    ASK.with(|a| a.set(a.get() + t.elapsed()));
+    if !needs_asked && !device.needs.is_empty() {
+        found.add(
+            "ask hides needs: never asked them",
+            device,
+            format!("outcome {}", asked["outcome"]),
+        );
+    }
+    for key in ["recommendation", "protocols", "carriers", "unmet", "caveats"] {
+        if asked.get(key) != v.get(key) {
+            found.add(
+                "routes differ: ask",
+                device,
+                format!("{key}: ask {:?}, recommend {:?}", asked.get(key), v.get(key)),
+            );
+        }
+    }
+    let aside = objects(v, "set_aside");
+    if objects(&asked, "set_aside").iter().any(|a| !aside.contains(a)) {
+        found.add(
+            "routes differ: ask",
+            device,
+            "ask sets aside what recommend does not".into(),
+        );
+    }
+}
+
+/// Every device as one batch file, decided in-process; the rows by device index.
+fn by_batch(caps: &Capabilities, devices: &[Device]) -> Vec<Option<Value>> {
+    let mut csv = String::from("id");
+    for q in &caps.questions {
+        csv.push(',');
+        csv.push_str(&q.id);
+    }
+    csv.push_str(",needs\n");
+    for (i, d) in devices.iter().enumerate() {
+        csv.push_str(&i.to_string());
+        for q in &caps.questions {
+            csv.push(',');
+            csv.push_str(d.given(&q.id).unwrap_or_default());
+        }
+        csv.push(',');
+        csv.push_str(&d.needs.join(";"));
+        csv.push('\n');
+    }
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    batch::run(
+        caps,
+        "space.csv",
+        &mut csv.as_bytes(),
+        &mut out,
+        &mut |m| bad.push(m),
+        BatchFormat::Jsonl,
+        Shard::ALL,
+    )
+    .expect("the batch runs");
+    assert!(bad.is_empty(), "bad rows: {bad:?}");
+    let mut rows = vec![None; devices.len()];
+    for line in String::from_utf8_lossy(&out).lines() {
+        let row: Value = serde_json::from_str(line).expect("a JSON line");
+        if let Some(i) = row["id"].as_str().and_then(|s| s.parse::<usize>().ok()) {
+            rows[i] = Some(row);
+        }
+    }
+    rows
+}
+
+#[test]
+fn advice_never_contradicts_itself_over_every_device_the_questions_describe() {
+    let caps = caps();
+    let start = Instant::now();
+    let devices = the_whole_space(&caps);
+    let rows = by_batch(&caps, &devices);
+    let mut found = Violations::default();
+    let mut timing = [std::time::Duration::ZERO; 5];
+    for (i, (device, row)) in devices.iter().zip(&rows).enumerate() {
+        found.device = i;
+        let t = Instant::now();
+        let (answers, v) = by_flags(&caps, device);
+        timing[0] += t.elapsed();
+        let t = Instant::now();
+        check_agreement(&caps, device, &v, &mut found);
+        timing[1] += t.elapsed();
+        let t = Instant::now();
+        check_answers_accounted(device, &v, &mut found);
+        check_conflicts(&caps, device, &v, &mut found);
+        timing[2] += t.elapsed();
+        let t = Instant::now();
+        check_routes(&caps, device, &answers, &v, row.as_ref(), &mut found);
+        timing[3] += t.elapsed();
+    }
+    eprintln!("{timing:?} ask {:?}", ASK.with(|a| a.get()));
+    let took = start.elapsed();
+    let mut report = format!(
+        "{} devices ({} answer combinations x {} sets of needs) in {:.2} s\n",
+        devices.len(),
+        devices.len() / need_spread(&caps).len(),
+        need_spread(&caps).len(),
+        took.as_secs_f64()
+    );
+    for (invariant, f) in &found.found {
+        let answered = f
+            .devices
+            .iter()
+            .filter(|i| devices[**i].given.len() == caps.questions.len())
+            .count();
+        report.push_str(&format!(
+            "{:6} devices ({} with every question answered; {} violations): {invariant}\n",
+            f.devices.len(),
+            answered,
+            f.violations
+        ));
+        for e in &f.examples {
+            report.push_str(&format!("         e.g. {e}\n"));
+        }
+    }
+    eprintln!("{report}");
+    assert!(found.found.is_empty(), "{report}");
+}
