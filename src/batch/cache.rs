@@ -4,7 +4,7 @@
 //! and a hash table that large is looked up with a cache miss per row (a fifth of a batch
 //! run, measured). Most of a profile's key is its needs, a dozen bits, and its answers take a
 //! few hundred values at most; so the answers pick a row (a small hash table) and the needs a
-//! cell of that row in one flat array, which for the shipped model (11 features: 8 KiB a row)
+//! cell of that row in one flat array, which for the shipped model (11 features: 16 KiB a row)
 //! stays in the processor's cache. A model with more features than [`DENSE_FEATURES`] uses a
 //! plain hash table.
 
@@ -14,20 +14,20 @@ use super::row::{Key, KeyHasher};
 
 type Fast = std::hash::BuildHasherDefault<KeyHasher>;
 
-/// The most features a row of cells is made for: 2^12 cells of 4 bytes, 16 KiB a row.
+/// The most features a row of cells is made for: 2^12 cells of 8 bytes, 32 KiB a row.
 const DENSE_FEATURES: usize = 12;
-/// A cell no profile was decided for (results are stored plus one).
-const EMPTY: u32 = 0;
+/// A cell no profile was decided for (a decided result is never 0).
+const EMPTY: u64 = 0;
 
 pub(super) enum Cache {
     Dense {
         /// Cells per row, a power of two: 2^features.
         width: usize,
         rows: HashMap<u64, usize, Fast>,
-        cells: Vec<u32>,
+        cells: Vec<u64>,
         decided: usize,
     },
-    Sparse(HashMap<Key, u32, Fast>),
+    Sparse(HashMap<Key, u64, Fast>),
 }
 
 impl Cache {
@@ -44,11 +44,12 @@ impl Cache {
         }
     }
 
-    /// Profiles decided and the cells held for them: what the run's bound counts.
+    /// The memory held, in cells of 8 bytes: what the run's bound counts. A hash table's
+    /// entry counts as four (key, value and the table's own share).
     pub(super) fn len(&self) -> usize {
         match self {
-            Cache::Dense { cells, decided, .. } => (*decided).max(cells.len() / 8),
-            Cache::Sparse(m) => m.len(),
+            Cache::Dense { cells, .. } => cells.len(),
+            Cache::Sparse(m) => m.len().saturating_mul(4),
         }
     }
 
@@ -65,9 +66,9 @@ impl Cache {
         }
     }
 
-    /// The result of `key`, decided by `decide` the first time. A result must be below
-    /// `u32::MAX` (it is stored plus one).
-    pub(super) fn get_or_decide(&mut self, key: Key, decide: impl FnOnce(&Key) -> u32) -> u32 {
+    /// The result of `key`, decided by `decide` the first time. A result is never 0 (the
+    /// empty cell).
+    pub(super) fn get_or_decide(&mut self, key: Key, decide: impl FnOnce(&Key) -> u64) -> u64 {
         match self {
             Cache::Dense {
                 width,
@@ -90,10 +91,10 @@ impl Cache {
                     cells.resize(row.saturating_add(1).saturating_mul(*width), EMPTY);
                 }
                 match cells.get_mut(at) {
-                    Some(cell) if *cell != EMPTY => *cell - 1,
+                    Some(cell) if *cell != EMPTY => *cell,
                     Some(cell) => {
                         let result = decide(&key);
-                        *cell = result.saturating_add(1);
+                        *cell = result;
                         *decided += 1;
                         result
                     }
@@ -120,13 +121,13 @@ mod tests {
             let calls = std::cell::Cell::new(0);
             let decide = |k: &Key| {
                 calls.set(calls.get() + 1);
-                u32::try_from(k.values * 10_000 + k.needs).expect("small")
+                k.values * 10_000 + k.needs
             };
             for round in 0..2 {
                 for values in [0x21, 0x3121, 0x21] {
                     for needs in [0, 5, 2047] {
                         let got = cache.get_or_decide(key(values, needs), decide);
-                        assert_eq!(u64::from(got), values * 10_000 + needs, "round {round}");
+                        assert_eq!(got, values * 10_000 + needs, "round {round}");
                     }
                 }
             }

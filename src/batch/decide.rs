@@ -1,132 +1,91 @@
-//! The deciding side of a batch run: each parsed row's profile decided once (the cache, the
-//! walks it remembers, the distinct results stored once) and its result formatted as JSON Lines
-//! or CSV. Runs on its own thread beside the reading one (`mod.rs`).
+//! The deciding side of a batch run: each parsed row's profile decided once and its result
+//! formatted as JSON Lines or CSV. Runs on its own thread beside the reading one (`mod.rs`).
+//!
+//! A row's result is three pieces, each stored once as text and written one after another:
+//! the advice (recommendation, protocols, unmet needs), the caveats and the answers set aside.
+//! They depend on different things, so each is remembered under what it depends on, and a
+//! profile new to the cache is most often three lookups (`pieces.rs` holds the tables).
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use super::cache::Cache;
+use super::pieces::{Cell, Pieces};
 use super::row::{Key, KeyHasher};
-use super::{Batch, BatchFormat, CACHE_LIMIT, Done, RESULTS_LIMIT, Summary};
+use super::{Batch, BatchFormat, CACHE_LIMIT, Done, PIECES_LIMIT, Summary};
+use crate::answers::Answers;
 use crate::capabilities::Capabilities;
 use crate::engine;
 
-/// A decided result, ready to print after a row's id. Many profiles share one: the cache maps
-/// a profile to the index of its result, so an entry stays small.
-struct Decided {
-    /// Index into the run's recommendation counters.
-    counter: usize,
-    recommendation: String,
-    protocols: String,
-    unmet: String,
-    unmet_empty: bool,
-    json_tail: String,
-}
+type Fast = std::hash::BuildHasherDefault<KeyHasher>;
 
-// A profile's result in the cache: an index into [`Results::list`], or, with [`FAILED`] set,
-// into [`Results::errors`]. Four bytes, not a `Result` with a `String` (24): the cache is most
-// of a batch run's memory.
-
-const FAILED: u32 = 1 << 31;
-
-/// The distinct results of a run, each stored once, found by their JSON text.
-#[derive(Default)]
-struct Results {
-    list: Vec<Decided>,
-    index: HashMap<String, u32>,
-    /// Why a profile cannot be decided (a missing answer), each message once.
-    errors: Vec<String>,
-}
-
-impl Results {
-    fn len(&self) -> usize {
-        self.list.len() + self.errors.len()
-    }
-
-    /// The index of an error message, stored once.
-    fn error(&mut self, message: String) -> u32 {
-        let i = self.errors.iter().position(|e| *e == message).unwrap_or_else(|| {
-            self.errors.push(message);
-            self.errors.len() - 1
-        });
-        // RESULTS_LIMIT keeps the count far below FAILED.
-        u32::try_from(i).unwrap_or(0) | FAILED
-    }
+/// A walk as far as later rows need it: the answers it read (a mask of question nibbles), its
+/// outcome, the advice when the walk read the needs (then the walk is for those needs only),
+/// and why each question it did not read could not change the outcome.
+struct Walked<'c> {
+    mask: u64,
+    /// Kept for walks that never read the needs: their advice is worked out per set of needs.
+    walk: Option<(engine::Walk<'c>, String)>,
+    /// For a walk that read the needs: its advice.
+    advice: Option<u32>,
+    /// Per question the walk did not read: why, as an index into [`Pieces::whys`].
+    whys: Vec<(usize, u32)>,
 }
 
 /// What earlier walks teach about later rows. A walk reads some answers and, at a cover node,
 /// maybe the needs, and nothing else: another row that agrees on what a walk read walks the
-/// same way. So each walk is remembered under the answers it read (a mask of question nibbles,
-/// the row's values under it) and, when it read the needs, the needs; a new profile is looked
-/// up under every mask seen so far (a handful). Most of a fleet ends before the needs matter
-/// (`network=none`, firmware that cannot speak EnOS, no protocol left), and the rest differ in
-/// answers the walk never read (a third-party cloud, once the firmware speaks EnOS): a walk is
-/// most of a decision's cost, and this leaves one per distinct path.
+/// same way. So each walk is remembered under the answers it read (a mask of question
+/// nibbles, the row's values under it) and, when it read the needs, the needs; a new profile
+/// is looked up under every mask seen so far (a handful). A walk is most of a decision's cost,
+/// and this leaves one per distinct path.
 #[derive(Default)]
 struct Walks<'c> {
     /// Masks seen, each with whether its walks read the needs.
     shapes: Vec<(u64, bool)>,
-    /// Walks that never read the needs, by (mask, values under it): an index into `walked`.
-    blind: HashMap<(u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// Those walks and their outcomes; only the verdict (which needs go unmet) differs by row.
-    walked: Vec<(engine::Walk<'c>, String)>,
-    /// Verdicts of those walks, by (walk, needs): a profile new to the cache is most often a
-    /// known walk with a known set of needs.
-    verdicts: HashMap<(u32, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// Results of walks that read the needs, by (mask, values under it, needs).
-    read: HashMap<(u64, u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
+    /// Walks that never read the needs, by (mask, values under it).
+    blind: HashMap<(u64, u64), u32, Fast>,
+    /// Walks that read the needs, by (mask, values under it, needs).
+    read: HashMap<(u64, u64, u64), u32, Fast>,
+    list: Vec<Walked<'c>>,
+    /// The advice of walks that never read the needs, by (walk, needs).
+    advice: HashMap<(u32, u64), u32, Fast>,
+    /// Caveats by (advice, the answers of the caveats' questions).
+    caveats: HashMap<(u32, u64), u32, Fast>,
+    /// Answers set aside by (walk, the answers it did not read).
+    asides: HashMap<(u32, u64), u32, Fast>,
 }
 
 impl Walks<'_> {
     fn clear(&mut self) {
-        self.shapes.clear();
-        self.blind.clear();
-        self.walked.clear();
-        self.verdicts.clear();
-        self.read.clear();
+        *self = Walks::default();
     }
 }
 
-/// Decide a profile (the verdict only: a row prints no reasons) and return its result's index.
-fn decide_row<'c>(
+/// The walk a profile takes: remembered, or walked now. `Err` is why it cannot be decided.
+fn walk_for<'c>(
     caps: &'c Capabilities,
     key: &Key,
-    counters: &mut Vec<(String, u64)>,
-    results: &mut Results,
+    pieces: &mut Pieces,
     walks: &mut Walks<'c>,
-) -> u32 {
+) -> Result<u32, String> {
     for &(mask, needs_read) in &walks.shapes {
-        if needs_read {
-            if let Some(&i) = walks.read.get(&(mask, key.values & mask, key.needs)) {
-                return i;
-            }
-        } else if let Some(&w) = walks.blind.get(&(mask, key.values & mask)) {
-            if let Some(&i) = walks.verdicts.get(&(w, key.needs)) {
-                return i;
-            }
-            let Some((walked, outcome)) = walks.walked.get(w as usize) else {
-                continue;
-            };
-            let d = engine::verdict(caps, &key.needs(caps), walked, outcome);
-            let i = result_index(d, counters, results);
-            walks.verdicts.insert((w, key.needs), i);
-            return i;
+        let found = if needs_read {
+            walks.read.get(&(mask, key.values & mask, key.needs))
+        } else {
+            walks.blind.get(&(mask, key.values & mask))
+        };
+        if let Some(&w) = found {
+            return Ok(w);
         }
     }
     let answers = key.answers(caps);
-    let walked = match engine::walk(caps, &answers, true) {
-        Ok(w) => w,
-        Err(e) => return results.error(e.to_string()),
-    };
+    let walked = engine::walk(caps, &answers, true).map_err(|e| e.to_string())?;
     let outcome = match &walked.end {
         engine::End::Outcome(o) => o.clone(),
         engine::End::Pending(_) => {
             let ids = engine::missing(caps, &answers);
-            return results.error(format!("missing answers for: {}", ids.join(", ")));
+            return Err(format!("missing answers for: {}", ids.join(", ")));
         }
     };
-    let d = engine::verdict(caps, answers.need_list(), &walked, &outcome);
     let needs_read = walked
         .visits
         .iter()
@@ -139,78 +98,94 @@ fn decide_row<'c>(
     if !walks.shapes.contains(&(mask, needs_read)) {
         walks.shapes.push((mask, needs_read));
     }
-    let i = result_index(d, counters, results);
+    let whys = caps
+        .questions
+        .iter()
+        .enumerate()
+        .filter(|(q, _)| Key::nibble_mask(*q) & mask == 0)
+        .map(|(q, question)| (q, pieces.why(engine::set_aside_why(caps, &walked, &question.id))))
+        .collect();
+    let w = u32::try_from(walks.list.len()).unwrap_or(u32::MAX);
+    let mut entry = Walked {
+        mask,
+        walk: None,
+        advice: None,
+        whys,
+    };
     if needs_read {
-        walks.read.insert((mask, key.values & mask, key.needs), i);
-    } else if let Ok(w) = u32::try_from(walks.walked.len()) {
+        entry.advice = Some(advice_of(caps, &answers, &walked, &outcome, pieces));
+        walks.read.insert((mask, key.values & mask, key.needs), w);
+    } else {
+        entry.walk = Some((walked, outcome));
         walks.blind.insert((mask, key.values & mask), w);
-        walks.verdicts.insert((w, key.needs), i);
-        walks.walked.push((walked, outcome));
     }
-    i
+    walks.list.push(entry);
+    Ok(w)
 }
 
-/// The index of a verdict's printed result, stored once.
-fn result_index(d: engine::Verdict, counters: &mut Vec<(String, u64)>, results: &mut Results) -> u32 {
-    let json_tail = format!(
-        ",\"recommendation\":{},\"protocols\":{},\"unmet\":{}}}",
-        Value::from(d.recommendation.as_str()),
-        serde_json::to_string(&d.protocols).unwrap_or_default(),
-        serde_json::to_string(&d.unmet).unwrap_or_default(),
-    );
-    if let Some(&i) = results.index.get(&json_tail) {
-        return i;
-    }
-    let counter = match counters.iter().position(|(r, _)| *r == d.recommendation) {
-        Some(i) => i,
+/// The advice piece of a walk for the needs in `answers`.
+fn advice_of(
+    caps: &Capabilities,
+    answers: &Answers,
+    walked: &engine::Walk<'_>,
+    outcome: &str,
+    pieces: &mut Pieces,
+) -> u32 {
+    let needs = answers.need_list();
+    let v = engine::verdict(caps, needs, walked, outcome);
+    let carriers = engine::carriers(caps, needs, &v.protocols);
+    pieces.advice(v, carriers)
+}
+
+/// Decide a profile: the indexes of its three pieces.
+fn decide_row<'c>(caps: &'c Capabilities, key: &Key, pieces: &mut Pieces, walks: &mut Walks<'c>) -> Cell {
+    let w = match walk_for(caps, key, pieces, walks) {
+        Ok(w) => w,
+        Err(message) => return Cell::failed(pieces.error(message)),
+    };
+    let Some(entry) = walks.list.get(w as usize) else {
+        return Cell::failed(pieces.error("a walk was lost".into()));
+    };
+    let advice = match (&entry.walk, entry.advice) {
+        (_, Some(a)) => a,
+        (Some((walked, outcome)), None) => match walks.advice.get(&(w, key.needs)) {
+            Some(&a) => a,
+            None => {
+                let a = advice_of(caps, &key.answers(caps), walked, outcome, pieces);
+                walks.advice.insert((w, key.needs), a);
+                a
+            }
+        },
+        (None, None) => return Cell::failed(pieces.error("a walk was lost".into())),
+    };
+    let caveat_answers = key.values & pieces.caveat_mask;
+    let caveats = match walks.caveats.get(&(advice, caveat_answers)) {
+        Some(&c) => c,
         None => {
-            counters.push((d.recommendation.clone(), 0));
-            counters.len() - 1
+            let c = pieces.caveats(caps, advice, &key.answers(caps));
+            walks.caveats.insert((advice, caveat_answers), c);
+            c
         }
     };
-    // RESULTS_LIMIT keeps the count far below FAILED.
-    let i = u32::try_from(results.list.len()).unwrap_or(0);
-    results.index.insert(json_tail.clone(), i);
-    results.list.push(Decided {
-        counter,
-        protocols: d.protocols.join(";"),
-        unmet: d.unmet.join(";"),
-        unmet_empty: d.unmet.is_empty(),
-        recommendation: d.recommendation,
-        json_tail,
-    });
-    i
+    let unread = key.values & !entry.mask;
+    let aside = match walks.asides.get(&(w, unread)) {
+        Some(&c) => c,
+        None => {
+            let c = pieces.aside(caps, key, &entry.whys);
+            walks.asides.insert((w, unread), c);
+            c
+        }
+    };
+    Cell::new(advice, caveats, aside)
 }
 
-fn write_csv_field(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
-        out.push(b'"');
-        out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(s.as_bytes());
-    }
-}
-
-/// A JSON string; ids rarely need escaping, so the plain case is copied as it is.
-fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(Value::from(s).to_string().as_bytes());
-    }
-}
-
-/// The deciding thread's state: decisions cached by key, counts, and the results' text.
+/// The deciding thread's state: decisions cached by key, the pieces, the counts.
 pub(super) struct Decider<'a> {
     caps: &'a Capabilities,
     file: &'a str,
     cache: Cache,
-    results: Results,
+    pieces: Pieces,
     walks: Walks<'a>,
-    counters: Vec<(String, u64)>,
     summary: Summary,
     format: BatchFormat,
 }
@@ -221,9 +196,8 @@ impl<'a> Decider<'a> {
             caps,
             file,
             cache: Cache::new(caps.features.len()),
-            results: Results::default(),
+            pieces: Pieces::new(caps),
             walks: Walks::default(),
-            counters: Vec::new(),
             summary: Summary::default(),
             format,
         }
@@ -231,7 +205,7 @@ impl<'a> Decider<'a> {
 
     pub(super) fn batch(&mut self, batch: &Batch) -> Done {
         let mut done = Done {
-            out: Vec::with_capacity(batch.rows.len() * 96),
+            out: Vec::with_capacity(batch.rows.len() * 128),
             bad: Vec::new(),
         };
         for row in &batch.rows {
@@ -244,7 +218,7 @@ impl<'a> Decider<'a> {
 
     pub(super) fn finish(self) -> Summary {
         let mut summary = self.summary;
-        summary.by_recommendation = self.counters.into_iter().filter(|(_, n)| *n > 0).collect();
+        summary.by_recommendation = self.pieces.counters().filter(|(_, n)| *n > 0).collect();
         summary
     }
 
@@ -258,41 +232,38 @@ impl<'a> Decider<'a> {
                 return;
             }
         };
-        if self.cache.len() >= CACHE_LIMIT || self.results.len() >= RESULTS_LIMIT {
-            // Both start again together: a cached index always points at a kept result.
+        if self.cache.len() >= CACHE_LIMIT || self.pieces.len() >= PIECES_LIMIT {
+            // All start again together: a cached cell always points at kept pieces. The
+            // counters of recommendations survive it.
             self.cache.clear();
-            self.results = Results::default();
+            self.pieces.clear();
             self.walks.clear();
         }
-        let (caps, counters, results, walks) =
-            (self.caps, &mut self.counters, &mut self.results, &mut self.walks);
-        let decided = self
+        let (caps, pieces, walks) = (self.caps, &mut self.pieces, &mut self.walks);
+        let cell = self
             .cache
-            .get_or_decide(key, |k| decide_row(caps, k, counters, results, walks));
-        let found = if decided & FAILED == 0 {
-            self.results.list.get(decided as usize).ok_or("")
-        } else {
-            Err(self
-                .results
-                .errors
-                .get((decided & !FAILED) as usize)
-                .map_or("", String::as_str))
-        };
-        let d = match found {
-            Ok(d) => d,
-            Err(message) => {
-                self.summary.bad += 1;
-                done.bad.push(format!("{}:{lineno}: {message}", self.file));
-                return;
-            }
+            .get_or_decide(key, |k| decide_row(caps, k, pieces, walks).0);
+        let found = Cell(cell).pieces().and_then(|(a, c, s)| {
+            Some((
+                self.pieces.advice_piece(a)?,
+                self.pieces.caveats_piece(c)?,
+                self.pieces.aside_piece(s)?,
+            ))
+        });
+        let Some((advice, caveats, aside)) = found else {
+            let message = self.pieces.error_text(Cell(cell)).to_string();
+            self.summary.bad += 1;
+            done.bad.push(format!("{}:{lineno}: {message}", self.file));
+            return;
         };
         self.summary.rows += 1;
-        if !d.unmet_empty {
+        if !advice.unmet_empty {
             self.summary.with_unmet += 1;
         }
-        if let Some(c) = self.counters.get_mut(d.counter) {
-            c.1 += 1;
+        if !caveats.empty {
+            self.summary.with_caveats += 1;
         }
+        let counter = advice.counter;
         let mut numbered;
         let id = match id {
             Some(id) => id,
@@ -307,20 +278,20 @@ impl<'a> Decider<'a> {
                 out.extend_from_slice(b"{\"line\":");
                 out.extend_from_slice(itoa::Buffer::new().format(lineno).as_bytes());
                 out.extend_from_slice(b",\"id\":");
-                write_json_string(out, id);
-                out.extend_from_slice(d.json_tail.as_bytes());
-                out.push(b'\n');
+                super::pieces::write_json_string(out, id);
+                out.extend_from_slice(advice.json.as_bytes());
+                out.extend_from_slice(caveats.json.as_bytes());
+                out.extend_from_slice(aside.json.as_bytes());
+                out.extend_from_slice(b"}\n");
             }
             BatchFormat::Csv => {
-                write_csv_field(out, id);
-                out.push(b',');
-                out.extend_from_slice(d.recommendation.as_bytes());
-                out.push(b',');
-                write_csv_field(out, &d.protocols);
-                out.push(b',');
-                write_csv_field(out, &d.unmet);
+                super::pieces::write_csv_field(out, id);
+                out.extend_from_slice(advice.csv.as_bytes());
+                out.extend_from_slice(caveats.csv.as_bytes());
+                out.extend_from_slice(aside.csv.as_bytes());
                 out.push(b'\n');
             }
         }
+        self.pieces.count(counter);
     }
 }

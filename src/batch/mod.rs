@@ -13,18 +13,20 @@ use std::io::{BufRead, Write};
 
 use crate::capabilities::Capabilities;
 
-/// Answer profiles remembered at most; past this the cache starts again. It holds every profile
-/// of the shipped model (128 answer combinations times 2^11 sets of needs: 4-byte cells, 1 MiB),
-/// so a fleet whose rows rarely repeat is still decided once per profile.
-const CACHE_LIMIT: usize = 1 << 18;
-/// Distinct printed results kept at most (a result is a recommendation, its protocols and its
-/// unmet needs; far fewer than profiles).
-const RESULTS_LIMIT: usize = 1 << 16;
+/// The decided profiles' memory at most, in 8-byte cells (16 MiB); past this the cache starts
+/// again. It holds every profile of the shipped model (432 answer combinations, unanswered
+/// included, times 2^11 sets of needs: 7 MiB), so a fleet whose rows rarely repeat is still
+/// decided once per profile.
+const CACHE_LIMIT: usize = 1 << 21;
+/// Pieces of one kind (advice, caveats, answers set aside) kept at most; far fewer than
+/// profiles, and below what a cache cell can name.
+const PIECES_LIMIT: usize = 1 << 18;
 
 pub use crate::render::BatchFormat;
 
 mod cache;
 mod decide;
+mod pieces;
 mod row;
 mod shard;
 use decide::Decider;
@@ -36,6 +38,7 @@ pub struct Summary {
     pub rows: u64,
     pub bad: u64,
     pub with_unmet: u64,
+    pub with_caveats: u64,
     /// Rows per recommendation, in the order first seen.
     pub by_recommendation: Vec<(String, u64)>,
 }
@@ -88,7 +91,7 @@ pub fn run(
     shard: Shard,
 ) -> Result<Summary, BatchError> {
     if format == BatchFormat::Csv && shard.is_first() {
-        out.write_all(b"id,recommendation,protocols,unmet\n")
+        out.write_all(b"id,recommendation,protocols,unmet,caveats,set_aside\n")
             .map_err(BatchError::Write)?;
     }
     let layout = Layout::new(caps);

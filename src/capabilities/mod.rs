@@ -42,6 +42,30 @@ pub struct Capabilities {
     /// Authentication modes a plan offers, each tied to the feature that needs it.
     #[serde(default)]
     pub auth_modes: Vec<AuthMode>,
+    /// What a chosen protocol costs a device that gave a certain answer: each rule a caveat
+    /// the decision names when it applies.
+    #[serde(default)]
+    pub caveats: Vec<CaveatRule>,
+}
+
+/// A carrier that works against one of the device's answers: when the device answered
+/// `question` with `answer` and the decision chose `protocol` to carry one of `needs` (or, with
+/// no `needs`, chose it at all), the decision names the caveat with `why`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaveatRule {
+    pub question: String,
+    /// The answer (one of the question's values) the protocol works against.
+    pub answer: String,
+    pub protocol: String,
+    /// The needs the caveat is about when that protocol carries them; empty: the protocol
+    /// itself, whatever it carries.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// What it costs and what the device does about it, in a sentence.
+    pub why: String,
+    /// Where the rule comes from (the EnOS docs or SDKs).
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -226,6 +250,56 @@ impl Question {
         self.choices.iter().map(|c| c.value.as_str())
     }
 
+    /// Whether the question's values are exactly yes and no.
+    pub fn is_yes_no(&self) -> bool {
+        self.choices.len() == 2 && self.values().any(|v| v == "yes") && self.values().any(|v| v == "no")
+    }
+
+    /// Every spelling the question accepts, normalized (see [`normalize`]), with the index of
+    /// its choice: each value, label and alias, and the yes/no words. The one rule every
+    /// source of answers (flags, files, batch rows, prompts) reads values by.
+    pub fn spellings(&self) -> Vec<(String, usize)> {
+        let norm = |s: &str| normalize(s).unwrap_or_else(|| s.to_string());
+        let mut out: Vec<(String, usize)> = Vec::new();
+        let mut add = |s: String, i: usize| {
+            if !out.iter().any(|(x, _)| *x == s) {
+                out.push((s, i));
+            }
+        };
+        for (i, c) in self.choices.iter().enumerate() {
+            add(norm(&c.value), i);
+        }
+        for (i, c) in self.choices.iter().enumerate() {
+            add(norm(&c.label), i);
+            for a in &c.aliases {
+                add(norm(a), i);
+            }
+        }
+        if self.is_yes_no() {
+            for (i, c) in self.choices.iter().enumerate() {
+                let words = if c.value == "yes" { YES_WORDS } else { NO_WORDS };
+                for w in words {
+                    add(w.to_string(), i);
+                }
+            }
+        }
+        out
+    }
+
+    /// The choice `text` names, by value, label or alias, without regard to case.
+    pub fn choice_for(&self, text: &str) -> Option<&Choice> {
+        let exact = self.choices.iter().find(|c| c.value == text);
+        if exact.is_some() {
+            return exact;
+        }
+        let norm = normalize(text);
+        let key = norm.as_deref().unwrap_or(text);
+        self.spellings()
+            .into_iter()
+            .find(|(s, _)| s == key)
+            .and_then(|(_, i)| self.choices.get(i))
+    }
+
     pub fn label_of<'a>(&'a self, value: &'a str) -> &'a str {
         self.choices
             .iter()
@@ -239,6 +313,35 @@ impl Question {
 pub struct Choice {
     pub value: String,
     pub label: String,
+    /// Other ways people write this value (`2.x`, `EnOS 2`); matched, like the value and the
+    /// label, without regard to case.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// The words a yes/no question also takes for `yes` and for `no`, from any source of answers.
+pub const YES_WORDS: [&str; 3] = ["true", "y", "1"];
+pub const NO_WORDS: [&str; 3] = ["false", "n", "0"];
+
+/// How an answer is compared: trimmed, ASCII lower case, inner runs of white space as one
+/// space. `None` when it is already in that form, so the common case allocates nothing.
+pub fn normalize(text: &str) -> Option<String> {
+    let t = text.trim();
+    let plain = t.len() == text.len()
+        && !t.bytes().any(|b| b.is_ascii_uppercase())
+        && !t.contains(|c: char| c.is_whitespace() && c != ' ')
+        && !t.contains("  ");
+    if plain {
+        return None;
+    }
+    let mut out = String::with_capacity(t.len());
+    for word in t.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&word.to_ascii_lowercase());
+    }
+    Some(out)
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -84,6 +84,7 @@ pub fn embedded_connection() -> Result<Capabilities, CapabilitiesError> {
             secure_modes: c.secure_modes,
             credentials: c.credentials,
             auth_modes: Vec::new(),
+            caveats: Vec::new(),
         }),
         Err(_) => embedded(),
     }

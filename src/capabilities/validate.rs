@@ -42,6 +42,7 @@ pub fn validate(caps: &Capabilities) -> Vec<Problem> {
     outcomes(caps, &mut p);
     credentials(caps, &mut p);
     auth_modes(caps, &mut p);
+    caveats(caps, &mut p);
     // The walk below follows the flow as the engine would: only meaningful on a flow whose
     // nodes, edges and answers are all well-formed.
     if p.0.is_empty() {
@@ -187,6 +188,29 @@ fn questions(caps: &Capabilities, p: &mut Problems) {
                     path!("questions", i, "choices", j),
                     format!("question `{}` lists the value `{}` twice", q.id, c.value),
                 );
+            }
+        }
+        // Every spelling (value, label, alias) names one choice: two choices written alike
+        // would make an answer mean either.
+        let mut spelled: BTreeMap<String, usize> = BTreeMap::new();
+        for (j, c) in q.choices.iter().enumerate() {
+            let names = std::iter::once(&c.value)
+                .chain(std::iter::once(&c.label))
+                .chain(&c.aliases);
+            for name in names {
+                let key = super::normalize(name).unwrap_or_else(|| name.clone());
+                match spelled.get(&key) {
+                    Some(&other) if other != j => p.add(
+                        path!("questions", i, "choices", j),
+                        format!(
+                            "question `{}`: `{name}` names both `{}` and `{}` (values, labels and aliases are compared without regard to case)",
+                            q.id, q.choices[other].value, c.value
+                        ),
+                    ),
+                    _ => {
+                        spelled.insert(key, j);
+                    }
+                }
             }
         }
         if let Some(d) = &q.default
@@ -627,6 +651,96 @@ fn outcomes(caps: &Capabilities, p: &mut Problems) {
                     path!("outcomes", i, "supports", j),
                     format!("outcome `{}` supports unknown feature `{f}`", o.id),
                 );
+            }
+        }
+    }
+}
+
+/// Each caveat rule names a question and one of its values, a protocol, and needs that
+/// protocol carries; its question has a default, so `recommend` decides it without asking.
+fn caveats(caps: &Capabilities, p: &mut Problems) {
+    let mut seen = BTreeSet::new();
+    for (i, rule) in caps.caveats.iter().enumerate() {
+        let at = |field: &str| path!("caveats", i, field);
+        match caps.question(&rule.question) {
+            None => p.add(
+                at("question"),
+                format!(
+                    "caveat names unknown question `{}` (known: {})",
+                    rule.question,
+                    list(caps.question_ids())
+                ),
+            ),
+            Some(q) => {
+                if !q.values().any(|v| v == rule.answer) {
+                    p.add(
+                        at("answer"),
+                        format!(
+                            "caveat tests `{}` = `{}`, not one of {}",
+                            q.id,
+                            rule.answer,
+                            list(q.values())
+                        ),
+                    );
+                }
+                if q.default.is_none() {
+                    p.add(
+                        at("question"),
+                        format!(
+                            "caveat question `{}` has no default: give it one, so a decision without that answer is still complete",
+                            q.id
+                        ),
+                    );
+                }
+            }
+        }
+        if caps.protocol(&rule.protocol).is_none() {
+            p.add(
+                at("protocol"),
+                format!(
+                    "caveat names unknown protocol `{}` (known: {})",
+                    rule.protocol,
+                    known_protocols(caps)
+                ),
+            );
+        }
+        for (j, need) in rule.needs.iter().enumerate() {
+            match caps.feature(need) {
+                None => p.add(
+                    path!("caveats", i, "needs", j),
+                    format!("caveat names unknown feature `{need}`"),
+                ),
+                Some(f) if caps.protocol(&rule.protocol).is_some() && !f.support_for(&rule.protocol).covers() => p.add(
+                    path!("caveats", i, "needs", j),
+                    format!(
+                        "caveat about `{need}` over `{}` never applies: the table says `{}` does not carry it",
+                        rule.protocol, rule.protocol
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if !seen.insert((&rule.question, &rule.answer, &rule.protocol, Some(need))) {
+                p.add(
+                    path!("caveats", i, "needs", j),
+                    format!(
+                        "a caveat for `{need}` over `{}` with {}={} is already given",
+                        rule.protocol, rule.question, rule.answer
+                    ),
+                );
+            }
+        }
+        if rule.needs.is_empty() && !seen.insert((&rule.question, &rule.answer, &rule.protocol, None)) {
+            p.add(
+                at("protocol"),
+                format!(
+                    "a caveat for `{}` with {}={} is already given",
+                    rule.protocol, rule.question, rule.answer
+                ),
+            );
+        }
+        for (field, text) in [("why", &rule.why), ("source", &rule.source)] {
+            if text.trim().is_empty() {
+                p.add(at(field), format!("caveat {i} has an empty `{field}`"));
             }
         }
     }

@@ -201,6 +201,9 @@ impl<'c> Walker<'c, '_> {
                 }
                 NodeKind::Outcome => {
                     let outcome = node.outcome.clone().unwrap_or_else(|| "none".into());
+                    if let Some(pending) = self.before_the_outcome(&outcome) {
+                        return Ok(End::Pending(pending));
+                    }
                     self.visit(node, None, &outcome, Step::Outcome);
                     return Ok(End::Outcome(outcome));
                 }
@@ -210,6 +213,26 @@ impl<'c> Walker<'c, '_> {
                 .ok_or_else(|| EngineError::Stuck(node.id.clone(), branch.clone()))?;
         }
         Err(EngineError::Stuck(node.id.clone(), "a cycle".into()))
+    }
+
+    /// Without defaults (the questionnaire), what to ask before an outcome: the needs, on
+    /// every path, so that no outcome is shown with needs it never looked at; then, for a
+    /// direct connection, the question of a caveat that could apply to the protocols chosen.
+    fn before_the_outcome(&self, outcome: &str) -> Option<Pending> {
+        if self.use_defaults {
+            return None;
+        }
+        let Some(needs) = &self.answers.needs else {
+            return Some(Pending::Needs);
+        };
+        if outcome != "direct" {
+            return None;
+        }
+        let protocols = self.options.first().map(Vec::as_slice).unwrap_or_default();
+        let carriers = super::carriers(self.caps, needs, protocols);
+        super::caveats::questions(self.caps, protocols, &carriers)
+            .find(|q| !self.answers.values.contains_key(*q))
+            .map(|q| Pending::Question(q.to_string()))
     }
 
     /// Keep the open protocols whose attribute matches the answer; returns the dropped ones.

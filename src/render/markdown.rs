@@ -59,6 +59,18 @@ impl Renderer for Markdown {
         for r in &d.reasons {
             out.push_str(&format!("- {r}\n"));
         }
+        if !d.caveats.is_empty() {
+            out.push_str("\n### Caveats\n\n");
+            for c in &d.caveats {
+                out.push_str(&format!("- {}\n", super::caveat_sentence(caps, c)));
+            }
+        }
+        if !d.set_aside.is_empty() {
+            out.push_str("\n### Set aside\n\nAnswers that could not change the outcome:\n\n");
+            for a in &d.set_aside {
+                out.push_str(&format!("- {}\n", super::set_aside_sentence(a)));
+            }
+        }
         if !d.hints.is_empty() {
             out.push_str("\n### What would change the answer\n\n");
             for h in &d.hints {
@@ -66,7 +78,8 @@ impl Renderer for Markdown {
             }
         }
         out.push_str("\n### Decision path\n\n");
-        for line in path_lines(d).lines() {
+        // Markdown reflows a paragraph itself: one line per step.
+        for line in path_lines(d, usize::MAX).lines() {
             out.push_str(line.trim_start());
             out.push('\n');
         }

@@ -120,19 +120,48 @@ impl Renderer for Table {
             d.unmet.join(", ")
         };
         t.add_row(vec!["Unmet needs".to_string(), unmet]);
-        let mut out = format!("{t}\n");
-        out.push_str("\nWhy:\n");
-        for r in &d.reasons {
-            out.push_str(&format!("  - {r}\n"));
+        if !d.caveats.is_empty() {
+            let list: Vec<String> = d
+                .caveats
+                .iter()
+                .map(|c| {
+                    let over = c.need.as_ref().map_or(String::new(), |n| format!("{n} -> "));
+                    format!(
+                        "{over}{} ({}={})",
+                        title_of(caps, &c.protocol),
+                        c.question,
+                        c.answer
+                    )
+                })
+                .collect();
+            t.add_row(vec!["Caveats".to_string(), list.join("\n")]);
         }
-        if !d.hints.is_empty() {
-            out.push_str("\nWhat would change the answer:\n");
-            for h in &d.hints {
-                out.push_str(&format!("  - {h}\n"));
+        let width = self.style.text_width();
+        let list = |out: &mut String, heading: &str, items: &[String]| {
+            if !items.is_empty() {
+                out.push_str(&format!("\n{heading}\n"));
+                for item in items {
+                    out.push_str(&super::wrap("  - ", item, width));
+                }
             }
-        }
+        };
+        let mut out = format!("{t}\n");
+        list(&mut out, "Why:", &d.reasons);
+        let caveats: Vec<String> = d
+            .caveats
+            .iter()
+            .map(|c| super::caveat_sentence(caps, c))
+            .collect();
+        list(&mut out, "Caveats (the advice stands; mind these):", &caveats);
+        let aside: Vec<String> = d.set_aside.iter().map(super::set_aside_sentence).collect();
+        list(
+            &mut out,
+            "Set aside (answers that could not change the outcome):",
+            &aside,
+        );
+        list(&mut out, "What would change the answer:", &d.hints);
         out.push_str("\nDecision path:\n");
-        out.push_str(&path_lines(d));
+        out.push_str(&path_lines(d, width));
         out
     }
 
@@ -202,7 +231,7 @@ impl Renderer for Table {
             // The title wraps under itself: nothing is cut, and the short columns stay one line.
             let mut line = match row.get(columns) {
                 Some(title) if title_room >= 12 => {
-                    let wrapped = wrap_note(&line, title, width);
+                    let wrapped = super::wrap(&line, title, width);
                     wrapped.trim_end().to_string()
                 }
                 _ => line,
@@ -222,7 +251,7 @@ impl Renderer for Table {
         }
         out.push_str("yes supported, no not supported, - not applicable\n");
         for (i, text) in notes.iter().enumerate() {
-            out.push_str(&wrap_note(&format!("[{}] ", i + 1), text, width));
+            out.push_str(&super::wrap(&format!("[{}] ", i + 1), text, width));
         }
         out
     }
@@ -421,21 +450,19 @@ impl Renderer for Table {
     }
 }
 
-/// The trace as numbered lines, shared with the Markdown renderer.
-pub fn path_lines(d: &Decision) -> String {
+/// The trace as numbered lines wrapped at `width` (each step's later lines indented under its
+/// text), shared with the Markdown renderer.
+pub fn path_lines(d: &Decision, width: usize) -> String {
     let mut out = String::new();
     for (i, s) in d.trace.iter().enumerate() {
         let answer = match (&s.question, &s.answer) {
             (Some(q), Some(a)) => format!(" [{q}={a}{}]", if s.by_default { ", default" } else { "" }),
             _ => String::new(),
         };
-        out.push_str(&format!(
-            "  {}. {}: {}{} -> {}\n",
-            i + 1,
-            s.node,
-            s.label,
-            answer,
-            s.branch
+        out.push_str(&super::wrap(
+            &format!("  {}. ", i + 1),
+            &format!("{}: {}{} -> {}", s.node, s.label, answer, s.branch),
+            width,
         ));
     }
     out
@@ -454,30 +481,5 @@ pub fn check_text(r: &CheckReport) -> String {
     for p in &r.problems {
         out.push_str(&format!("- {p}\n"));
     }
-    out
-}
-
-/// A note as lines of at most `width` columns, broken between words, later lines indented
-/// under the text.
-fn wrap_note(label: &str, text: &str, width: usize) -> String {
-    let indent = " ".repeat(label.chars().count());
-    let mut out = String::new();
-    let mut line = label.to_string();
-    let mut empty = true;
-    for word in text.split_whitespace() {
-        if !empty && line.chars().count() + 1 + word.chars().count() > width {
-            out.push_str(line.trim_end());
-            out.push('\n');
-            line = indent.clone();
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
-    }
-    out.push_str(line.trim_end());
-    out.push('\n');
     out
 }
