@@ -199,6 +199,15 @@ impl Answers {
             if id.is_empty() {
                 continue;
             }
+            // `OTA` for `ota`: feature ids are matched without regard to case too.
+            let lower;
+            let id = match (caps.feature(id), crate::capabilities::normalize(id)) {
+                (None, Some(norm)) if caps.feature(&norm).is_some() => {
+                    lower = norm;
+                    lower.as_str()
+                }
+                _ => id,
+            };
             if caps.feature(id).is_none() {
                 return Err(AnswersError::UnknownFeature {
                     flag: flag.to_string(),
@@ -322,19 +331,6 @@ impl Answers {
                     .map_err(|e| at(value.span(), e))?;
                 continue;
             }
-            let text = match value.get_ref() {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
-                // `enos_version = 3.0` reads as the text 3, a version's own alias.
-                toml::Value::Float(f) => f.to_string(),
-                other => {
-                    return Err(AnswersError::File(src.locate(
-                        Some(value.span()),
-                        format!("`{}` must be a string, not {}", key.get_ref(), other.type_str()),
-                    )));
-                }
-            };
             if caps.question(key.get_ref()).is_none() {
                 // `need` for `needs` is the likeliest slip in a file: suggest among both.
                 let e = AnswersError::UnknownQuestion {
@@ -348,6 +344,19 @@ impl Answers {
                 };
                 return Err(at(key.span(), e));
             }
+            let text = match value.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
+                // `enos_version = 3.0` reads as the text 3, a version's own alias.
+                toml::Value::Float(f) => f.to_string(),
+                other => {
+                    return Err(AnswersError::File(src.locate(
+                        Some(value.span()),
+                        format!("`{}` must be a string, not {}", key.get_ref(), other.type_str()),
+                    )));
+                }
+            };
             let span = value.span();
             answers
                 .set(caps, key.get_ref(), &text, key.get_ref())
@@ -358,8 +367,13 @@ impl Answers {
 
     /// The answers as an answers file that `recommend --answers` replays.
     pub fn to_toml(&self, caps: &Capabilities) -> String {
-        let mut out =
-            String::from("# enos-connect answers: replay with `enos-connect recommend --answers FILE`\n");
+        // The directive Taplo and Even Better TOML read; the schema beside the file is
+        // `enos-connect schema answers > answers.schema.json`.
+        let mut out = String::from(
+            "#:schema ./answers.schema.json\n\
+             # enos-connect answers: replay with `enos-connect recommend --answers FILE`\n\
+             # (the schema above: enos-connect schema answers > answers.schema.json)\n",
+        );
         for q in &caps.questions {
             if let Some(v) = self.values.get(&q.id) {
                 out.push_str(&format!("{} = {}\n", q.id, toml_string(v)));
@@ -421,7 +435,9 @@ mod tests {
             &["report_data".into()],
         )
         .expect("valid");
-        let back = Answers::parse(&caps, &SourceFile::new("x", a.to_toml(&caps))).expect("parses");
+        let text = a.to_toml(&caps);
+        assert!(text.starts_with("#:schema ./answers.schema.json\n"), "{text}");
+        let back = Answers::parse(&caps, &SourceFile::new("x", text)).expect("parses");
         assert_eq!(a, back);
     }
 }

@@ -441,7 +441,7 @@ mod tests {
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(
             out,
-            "id,recommendation,protocols,unmet\na,edge_gateway,,ota\n2,mqtt,mqtt,\n"
+            "id,recommendation,protocols,unmet,caveats,set_aside\na,edge_gateway,,ota,,\n2,mqtt,mqtt,,,\n"
         );
         assert_eq!(summary.with_unmet, 1);
         assert!(summary.by_recommendation.contains(&("mqtt".to_string(), 1)));

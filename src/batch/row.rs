@@ -17,8 +17,9 @@ pub(super) struct Layout<'a> {
     pub(super) caps: &'a Capabilities,
     /// The feature ids, to their bit in [`Key::needs`].
     features: Lookup,
-    /// Per question, its choices' values (and `true`/`false` for a yes/no question, as
-    /// [`crate::answers::canonical`] reads them) to the choice's index.
+    /// Per question, every spelling of its choices (values, labels, aliases, and the yes/no
+    /// words, as [`crate::capabilities::Question::spellings`] lists them for every source of
+    /// answers) to the choice's index.
     choices: Vec<Lookup>,
 }
 
@@ -63,18 +64,8 @@ impl<'a> Layout<'a> {
             .questions
             .iter()
             .map(|q| {
-                let index = |v: &str| q.choices.iter().position(|c| c.value == v);
-                let aliases = [("true", "yes"), ("false", "no")]
-                    .into_iter()
-                    .filter_map(|(alias, value)| Some((alias, small(index(value)?))))
-                    .filter(|_| index("yes").is_some() && index("no").is_some());
-                Lookup::new(
-                    q.choices
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (c.value.as_str(), small(i)))
-                        .chain(aliases),
-                )
+                let spellings = q.spellings();
+                Lookup::new(spellings.iter().map(|(s, i)| (s.as_str(), small(*i))))
             })
             .collect();
         Layout {
@@ -155,7 +146,13 @@ impl Key {
         if value.is_empty() {
             return Ok(());
         }
-        let found = layout.choices.get(q).and_then(|c| c.get(value.as_bytes()));
+        let lookup = layout.choices.get(q);
+        // Values as written in the model are found at once; `TCP`, `EnOS  2` are normalized
+        // (lower case, single spaces) and looked up again.
+        let found = lookup.and_then(|c| c.get(value.as_bytes())).or_else(|| {
+            let norm = crate::capabilities::normalize(value)?;
+            lookup?.get(norm.as_bytes())
+        });
         match found.map(usize::from) {
             Some(i) if q < MAX_QUESTIONS && i < MAX_CHOICES => {
                 self.values |= ((i as u64) + 1) << (q * 4);
@@ -183,7 +180,7 @@ impl Key {
             }
             match layout.features.get(part) {
                 Some(i) if i < 64 => self.needs |= 1 << i,
-                _ => return self.need(layout, &String::from_utf8_lossy(part)),
+                _ => self.need(layout, &String::from_utf8_lossy(part))?,
             }
         }
         Ok(())
@@ -194,7 +191,11 @@ impl Key {
         if id.is_empty() {
             return Ok(());
         }
-        match layout.features.get(id.as_bytes()) {
+        let found = layout.features.get(id.as_bytes()).or_else(|| {
+            let norm = crate::capabilities::normalize(id)?;
+            layout.features.get(norm.as_bytes())
+        });
+        match found {
             Some(i) if i < 64 => {
                 self.needs |= 1 << i;
                 Ok(())
@@ -239,6 +240,12 @@ impl Key {
     }
 }
 
+/// " (did you mean `needs`?)" for a column or key that is nearly a known one.
+fn did_you_mean(layout: &Layout<'_>, name: &str) -> String {
+    let known = ["id", "needs"].into_iter().chain(layout.caps.question_ids());
+    crate::source::nearest(name, known).map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
+}
+
 pub(super) fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
 }
@@ -255,7 +262,8 @@ pub(super) fn header(
             layout.column(n).ok_or_else(|| BatchError::Header {
                 file: file.into(),
                 message: format!(
-                    "unknown column `{n}`: the header takes id, needs and the question ids ({})",
+                    "unknown column `{n}`{}: the header takes id, needs and the question ids ({})",
+                    did_you_mean(layout, n),
                     layout.caps.question_ids().collect::<Vec<_>>().join(", ")
                 ),
             })
@@ -318,7 +326,8 @@ pub(super) fn parse_json_row(layout: &Layout<'_>, text: &str) -> Result<(Option<
             Some(Column::Needs) => key.needs_field(layout, &text)?,
             None => {
                 return Err(format!(
-                    "unknown key `{k}`: rows take id, needs and the question ids"
+                    "unknown key `{k}`{}: rows take id, needs and the question ids",
+                    did_you_mean(layout, k)
                 ));
             }
         }

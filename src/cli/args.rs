@@ -461,6 +461,8 @@ pub enum SchemaOf {
     Answers,
     /// the `serve` registry of products and devices
     Registry,
+    /// the JSON object `recommend -f json` prints (an output, not a file to write)
+    Decision,
 }
 
 #[derive(Debug, Args)]

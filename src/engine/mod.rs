@@ -97,7 +97,7 @@ pub struct TraceStep {
     pub question: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub by_default: bool,
     /// The edge taken (an answer value, some/none, covered/partial, chosen) or the outcome.
     pub branch: String,

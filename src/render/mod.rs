@@ -30,9 +30,9 @@ pub enum Format {
 /// How `recommend --batch` writes its results: one line per device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BatchFormat {
-    /// JSON Lines: {"line","id","recommendation","protocols","unmet"} per row
+    /// JSON Lines: {"line","id","recommendation","protocols","unmet","caveats","set_aside"} per row
     Jsonl,
-    /// CSV: id,recommendation,protocols,unmet
+    /// CSV: id,recommendation,protocols,unmet,caveats,set_aside
     Csv,
 }
 

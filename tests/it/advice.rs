@@ -758,3 +758,139 @@ fn advice_never_contradicts_itself_over_every_device_the_questions_describe() {
     eprintln!("{report}");
     assert!(all.found.is_empty(), "{report}");
 }
+
+/// How people write answers, and the value each one means.
+const TYPED: &[(&str, &str, &str)] = &[
+    ("network", "TCP", "tcp"),
+    ("network", " Udp ", "udp"),
+    ("network", "TCP only", "tcp"),
+    ("enos_format", "Y", "yes"),
+    ("enos_format", "true", "yes"),
+    ("enos_format", "1", "yes"),
+    ("enos_format", "n", "no"),
+    ("enos_format", "FALSE", "no"),
+    ("enos_format", "0", "no"),
+    ("enos_version", "2.x", "2"),
+    ("enos_version", "2.X", "2"),
+    ("enos_version", "EnOS 2", "2"),
+    ("enos_version", "enos  2.x", "2"),
+    ("enos_version", "3.0", "3"),
+    ("enos_version", "EnOS 3.x", "3"),
+    ("constrained", "YES", "yes"),
+    ("long_connection", "No", "no"),
+];
+
+#[test]
+fn values_are_read_as_people_type_them_in_flags_files_and_batch_rows() {
+    let caps = caps();
+    for (q, typed, meant) in TYPED {
+        let mut a = Answers::default();
+        a.apply_flags(&caps, &[format!("{q}={typed}")], &[])
+            .unwrap_or_else(|e| panic!("-a {q}={typed}: {e}"));
+        assert_eq!(
+            a.values.get(*q).map(String::as_str),
+            Some(*meant),
+            "-a {q}={typed}"
+        );
+        let file = format!("{q} = \"{typed}\"\n");
+        let a = Answers::parse(&caps, &SourceFile::new("a.toml", file.as_str()))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(a.values.get(*q).map(String::as_str), Some(*meant), "{file}");
+    }
+    // A batch row gives the same result written either way.
+    let header = "id,network,enos_format,enos_version,constrained,long_connection,needs\n";
+    let typed = "a,TCP,Y,EnOS 2,YES,No,OTA;File_Upload\nb, udp ,true,2.X,1,0,report_data\n";
+    let plain = "a,tcp,yes,2,yes,no,ota;file_upload\nb,udp,yes,2,yes,no,report_data\n";
+    let run = |rows: &str| {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        batch::run(
+            &caps,
+            "t.csv",
+            &mut format!("{header}{rows}").as_bytes(),
+            &mut out,
+            &mut |m| bad.push(m),
+            BatchFormat::Jsonl,
+            Shard::ALL,
+        )
+        .expect("runs");
+        assert!(bad.is_empty(), "{bad:?}");
+        String::from_utf8(out).expect("utf-8")
+    };
+    assert_eq!(run(typed), run(plain));
+    // TOML's own booleans and numbers mean the same.
+    let a = Answers::parse(
+        &caps,
+        &SourceFile::new(
+            "b.toml",
+            "enos_format = true\nenos_version = 3.0\nconstrained = 1\n",
+        ),
+    )
+    .expect("parses");
+    let values: Vec<(&str, &str)> = a.values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        values,
+        [
+            ("constrained", "yes"),
+            ("enos_format", "yes"),
+            ("enos_version", "3")
+        ]
+    );
+}
+
+#[test]
+fn a_wrong_value_is_still_refused_with_did_you_mean() {
+    let caps = caps();
+    for (flag, hint) in [
+        ("network=tpc", "did you mean `tcp`"),
+        ("network=TPC", "did you mean `tcp`"),
+        ("enos_format=yess", "did you mean `yes`"),
+        ("enos_version=4.x", "`enos_version` takes one of 2, 3"),
+    ] {
+        let err = Answers::default()
+            .apply_flags(&caps, &[flag.to_string()], &[])
+            .expect_err(flag);
+        let shown = format!(
+            "{err}; {}",
+            enos_connect::base::Help::help(&err).unwrap_or_default()
+        );
+        assert!(shown.contains(hint), "{flag}: {shown}");
+    }
+    // An unknown key of an answers file suggests the nearest key, `needs` included.
+    let err = Answers::parse(
+        &caps,
+        &SourceFile::new("c.toml", "network = \"tcp\"\nneed = [\"ota\"]\n"),
+    )
+    .expect_err("need is not a key");
+    assert!(
+        err.to_string().starts_with("c.toml:2:1:") && err.to_string().contains("did you mean `needs`"),
+        "{err}"
+    );
+    // The same rule for a batch row and its header.
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    batch::run(
+        &caps,
+        "t.csv",
+        &mut "network,enos_format,enos_version\nTPC,yes,2\n".as_bytes(),
+        &mut out,
+        &mut |m| bad.push(m),
+        BatchFormat::Jsonl,
+        Shard::ALL,
+    )
+    .expect("runs");
+    assert!(bad.len() == 1 && bad[0].contains("did you mean `tcp`"), "{bad:?}");
+    let err = batch::run(
+        &caps,
+        "t.csv",
+        &mut "network,need\n".as_bytes(),
+        &mut out,
+        &mut |_| {},
+        BatchFormat::Jsonl,
+        Shard::ALL,
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("did you mean `needs`"), "{err}");
+}
