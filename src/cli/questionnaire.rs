@@ -41,10 +41,18 @@ fn theme() -> ColorfulTheme {
     ColorfulTheme::default()
 }
 
+/// A question's help above its prompt, wrapped between words at the terminal's width.
 fn help_line(text: &str) {
     let style = console::Style::new().dim();
+    let width = console::Term::stderr()
+        .size_checked()
+        .map(|(_, cols)| usize::from(cols))
+        .filter(|cols| *cols >= 20)
+        .unwrap_or(crate::render::PIPED_TEXT_WIDTH);
     let mut err = std::io::stderr();
-    let _ = writeln!(err, "{}", style.apply_to(format!("  ? {text}")));
+    for line in crate::render::wrap("  ? ", text, width).lines() {
+        let _ = writeln!(err, "{}", style.apply_to(line));
+    }
 }
 
 fn prompt_question(q: &Question) -> Result<String> {

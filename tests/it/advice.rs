@@ -894,3 +894,69 @@ fn a_wrong_value_is_still_refused_with_did_you_mean() {
     .unwrap_or_default();
     assert!(err.contains("did you mean `needs`"), "{err}");
 }
+
+/// Reasons, caveats, hints and the decision path wrap between words: at the terminal's width,
+/// and at 100 columns when piped; nothing is cut, and only the table is laid out in columns.
+#[test]
+fn free_text_wraps_at_word_boundaries_to_the_width() {
+    let caps = caps();
+    let mut a = Answers::default();
+    a.apply_flags(
+        &caps,
+        &[
+            "network=udp".into(),
+            "enos_format=yes".into(),
+            "enos_version=2".into(),
+            "third_party_cloud=yes".into(),
+        ],
+        &["report_data".into(), "ota".into()],
+    )
+    .expect("valid");
+    let d = engine::decide(&caps, &a).expect("decides");
+    let long = d
+        .hints
+        .iter()
+        .chain(&d.set_aside.iter().map(|s| s.why.clone()).collect::<Vec<_>>())
+        .any(|h| h.len() > 100);
+    assert!(
+        long,
+        "the test needs a sentence longer than a line: {:?}",
+        d.hints
+    );
+    for (style, width) in [
+        (Style::default(), 100),
+        (
+            Style {
+                terminal: true,
+                color: false,
+                width: 60,
+            },
+            60,
+        ),
+    ] {
+        let text = Format::Table.renderer(style).decision(&caps, &d);
+        let free: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(['┌', '│', '└', '╞', '├']))
+            .collect();
+        for line in &free {
+            assert!(line.chars().count() <= width, "{width}: `{line}` in\n{text}");
+        }
+        // Every word is still there, in order: wrapped, not cut.
+        let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let flat = words(&free.join(" "));
+        for sentence in d.reasons.iter().chain(&d.hints) {
+            let w = words(sentence);
+            assert!(
+                flat.windows(w.len()).any(|x| x == w.as_slice()),
+                "{width}: `{sentence}` is not whole in\n{text}"
+            );
+        }
+        // Later lines of an item are indented under its text.
+        assert!(
+            free.iter()
+                .any(|l| l.starts_with("    ") && !l.trim_start().starts_with('-')),
+            "{text}"
+        );
+    }
+}

@@ -23,6 +23,21 @@ fn spawn_ask(args: &[&str]) -> Session {
     s
 }
 
+/// A line as printed: escape sequences left out.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut escape = false;
+    for c in line.chars() {
+        match (escape, c) {
+            (false, '\x1b') => escape = true,
+            (true, c) if c.is_ascii_alphabetic() => escape = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
 fn send(s: &mut Session, keys: &str) {
     s.send(keys).expect("send keys");
 }
@@ -59,7 +74,18 @@ fn ask_walks_the_questions_saves_the_answers_and_recommend_replays_them() {
     let saved_str = saved.to_str().expect("utf-8");
     let mut s = spawn_ask(&["--format", "json", "--save", saved_str]);
 
-    s.expect("Which IP transport").expect("network prompt");
+    let first = s.expect("Which IP transport").expect("network prompt");
+    // The help above a prompt wraps between words (at the pty's width, or 100 columns), its
+    // later lines indented under its text.
+    let help = plain(&String::from_utf8_lossy(first.before()).replace('\r', ""));
+    let lines: Vec<&str> = help.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(
+        lines.len() >= 2
+            && lines.iter().all(|l| l.chars().count() <= 100)
+            && lines[0].starts_with("  ? EnOS direct connection")
+            && lines[1].starts_with("    "),
+        "{help:?}"
+    );
     send(&mut s, "\r"); // first choice: TCP only
     s.expect("speak the EnOS device protocol format")
         .expect("enos_format prompt");
