@@ -155,7 +155,6 @@ pub fn verdict(caps: &Capabilities, needs: &[String], walk: &Walk<'_>, outcome: 
 /// The sentences one node adds to the reasons; `unmet` is what the decision leaves unmet, so
 /// that no sentence claims the needs are covered when they are not.
 fn reasons_at(caps: &Capabilities, v: &Visit<'_>, unmet: &[String]) -> Vec<String> {
-    let title = |p: &str| caps.protocol_title(p).to_string();
     let node = v.node;
     match &v.step {
         Step::Asked => {
@@ -177,84 +176,96 @@ fn reasons_at(caps: &Capabilities, v: &Visit<'_>, unmet: &[String]) -> Vec<Strin
                 .collect(),
             _ => Vec::new(),
         },
-        Step::Covered { needs, unmet, .. } => {
-            let mut out = Vec::new();
-            for need in needs {
-                for p in &v.open {
-                    if let Some(f) = caps.feature(need)
-                        && let Some(note) = f.notes.get(p)
-                        && !f.support_for(p).covers()
-                    {
-                        out.push(format!("{} with {}: {note}", f.title, title(p)));
-                    }
-                }
-            }
-            let feature_title = |id: &String| {
-                caps.feature(id)
-                    .map_or(id.as_str(), |f| f.title.as_str())
-                    .to_string()
-            };
-            if unmet.is_empty() {
-                if !needs.is_empty() {
-                    let list: Vec<String> = needs.iter().map(feature_title).collect();
-                    out.push(format!("Needed: {}", list.join("; ")));
-                }
-            } else {
-                let list: Vec<String> = unmet.iter().map(feature_title).collect();
-                out.push(format!(
-                    "No protocol open to this device supports: {}",
-                    list.join("; ")
-                ));
-            }
-            out
-        }
+        Step::Covered { needs, unmet, .. } => covered_reasons(caps, &v.open, needs, unmet),
         Step::Chose {
             protocols,
             options,
             rule,
         } => {
-            let mut out = Vec::new();
-            let Some(primary) = protocols.first() else {
-                return out;
-            };
-            if *options == 1 && protocols.len() == 1 {
-                out.push(if unmet.is_empty() {
-                    format!(
-                        "{} is the only protocol open to this device that covers its needs",
-                        title(primary)
-                    )
-                } else if v.open.len() == 1 {
-                    format!("{} is the only protocol open to this device", title(primary))
-                } else {
-                    format!(
-                        "{} carries the most needs of the protocols open to this device",
-                        title(primary)
-                    )
-                });
-                return out;
-            }
-            if protocols.len() > 1 {
-                let names: Vec<String> = protocols.iter().map(|p| title(p)).collect();
-                out.push(if unmet.is_empty() {
-                    format!(
-                        "No single protocol covers every need: use {} together",
-                        names.join(" and ")
-                    )
-                } else {
-                    format!(
-                        "No one protocol carries all the needs that can be carried: use {} together",
-                        names.join(" and ")
-                    )
-                });
-            }
-            out.push(match rule.and_then(|r| node.rules.get(r)) {
-                Some(r) => r.reason.clone(),
-                None => "first open protocol in the capabilities order".to_string(),
-            });
-            out
+            let reason = rule.and_then(|r| node.rules.get(r)).map(|r| r.reason.as_str());
+            chose_reasons(caps, v.open.len(), protocols, *options, reason, unmet)
         }
         Step::Outcome => Vec::new(),
     }
+}
+
+/// A cover node's sentences: the notes of partial support, then the needs it meets or the
+/// ones no open protocol supports.
+fn covered_reasons(caps: &Capabilities, open: &[String], needs: &[String], unmet: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for need in needs {
+        for p in open {
+            if let Some(f) = caps.feature(need)
+                && let Some(note) = f.notes.get(p)
+                && !f.support_for(p).covers()
+            {
+                out.push(format!("{} with {}: {note}", f.title, caps.protocol_title(p)));
+            }
+        }
+    }
+    if unmet.is_empty() {
+        if !needs.is_empty() {
+            out.push(format!("Needed: {}", titles(caps, needs)));
+        }
+    } else {
+        out.push(format!(
+            "No protocol open to this device supports: {}",
+            titles(caps, unmet)
+        ));
+    }
+    out
+}
+
+/// A prefer node's sentences: why these protocols (the only one open, the one that carries
+/// the most, a combination), then the rule that chose the primary. `open` protocols were open,
+/// `options` sets of them were left to choose from.
+fn chose_reasons(
+    caps: &Capabilities,
+    open: usize,
+    protocols: &[String],
+    options: usize,
+    rule_reason: Option<&str>,
+    unmet: &[String],
+) -> Vec<String> {
+    let title = |p: &str| caps.protocol_title(p).to_string();
+    let Some(primary) = protocols.first() else {
+        return Vec::new();
+    };
+    if options == 1 && protocols.len() == 1 {
+        return vec![if unmet.is_empty() {
+            format!(
+                "{} is the only protocol open to this device that covers its needs",
+                title(primary)
+            )
+        } else if open == 1 {
+            format!("{} is the only protocol open to this device", title(primary))
+        } else {
+            format!(
+                "{} carries the most needs of the protocols open to this device",
+                title(primary)
+            )
+        }];
+    }
+    let mut out = Vec::new();
+    if protocols.len() > 1 {
+        let names: Vec<String> = protocols.iter().map(|p| title(p)).collect();
+        out.push(if unmet.is_empty() {
+            format!(
+                "No single protocol covers every need: use {} together",
+                names.join(" and ")
+            )
+        } else {
+            format!(
+                "No one protocol carries all the needs that can be carried: use {} together",
+                names.join(" and ")
+            )
+        });
+    }
+    out.push(rule_reason.map_or_else(
+        || "first open protocol in the capabilities order".to_string(),
+        str::to_string,
+    ));
+    out
 }
 
 /// A filter's `drop` or `remedy` template filled in for one protocol.

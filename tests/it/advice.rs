@@ -960,3 +960,32 @@ fn free_text_wraps_at_word_boundaries_to_the_width() {
         );
     }
 }
+
+/// `check` validates the caveat rules and the choices' spellings, every problem at once with
+/// its line: an unknown question, an answer the question does not take, a need the protocol
+/// does not carry, a question without a default, and an alias that names two choices.
+#[test]
+fn check_validates_the_caveat_rules_and_aliases() {
+    use enos_connect::capabilities::{EMBEDDED, parse};
+    let broken = EMBEDDED
+        .replacen("question = \"long_connection\"\nanswer = \"no\"", "question = \"long_conection\"\nanswer = \"no\"", 1)
+        .replacen("needs = [\"ota\"]\nwhy", "needs = [\"file_upload\"]\nwhy", 1)
+        .replacen("question = \"constrained\"\nanswer = \"yes\"\nprotocol = \"http\"", "question = \"constrained\"\nanswer = \"maybe\"\nprotocol = \"http\"", 1)
+        .replacen("aliases = [\"3.x\"", "aliases = [\"2.x\", \"3.x\"", 1)
+        .replacen("default = \"no\"\nchoices = [\n  { value = \"yes\", label = \"Yes\" },\n  { value = \"no\", label = \"No\" },\n]\n\n[[questions]]\nid = \"long_connection\"", "choices = [\n  { value = \"yes\", label = \"Yes\" },\n  { value = \"no\", label = \"No\" },\n]\n\n[[questions]]\nid = \"long_connection\"", 1);
+    assert_ne!(broken, EMBEDDED);
+    let err = parse(&SourceFile::new("c.toml", broken.as_str()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    for expected in [
+        "caveat names unknown question `long_conection`",
+        "caveat about `file_upload` over `mqtt` never applies",
+        "caveat tests `constrained` = `maybe`",
+        "caveat question `constrained` has no default",
+        "`2.x` names both `2` and `3`",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+    assert!(err.contains("c.toml:"), "{err}");
+}
