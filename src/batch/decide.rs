@@ -1,191 +1,315 @@
 //! The deciding side of a batch run: each parsed row's profile decided once and its result
 //! formatted as JSON Lines or CSV. Runs on its own thread beside the reading one (`mod.rs`).
 //!
-//! A row's result is three pieces, each stored once as text and written one after another:
-//! the advice (recommendation, protocols, unmet needs), the caveats and the answers set aside.
-//! They depend on different things, so each is remembered under what it depends on, and a
-//! profile new to the cache is most often three lookups (`pieces.rs` holds the tables).
+//! A row's result is three pieces, each stored once as text (`pieces.rs`): the advice
+//! (recommendation, protocols, unmet needs), the caveats and the answers set aside. A fleet
+//! whose rows rarely repeat has hundreds of thousands of profiles (answers and needs) but a few
+//! hundred distinct answers, so what a profile's answers decide is worked out once per answers
+//! (a [`Row`]) and what its needs add is a lookup in small tables:
+//!
+//! - The walk depends on the needs only through which protocols open at the cover node carry
+//!   each of them: the cover keeps the smallest sets of open protocols that carry every need
+//!   any of them carries, and the prefer node chooses among those. So needs with the same
+//!   *pattern set* (for each need, the set of open protocols that carry it) walk alike: one
+//!   [`Path`] each.
+//! - On a path, the advice depends on the needs no open protocol carries (the unmet ones), the
+//!   caveats on the needs the caveat rules name (what carries them is the path's), and the
+//!   answers set aside on the path alone.
+//!
+//! The engine decides every path and piece (`engine::walk`, `verdict`, `carriers`, `caveats`,
+//! `set_aside`); this file only chooses what to remember them under. `tests/it/advice.rs`
+//! checks every row of the whole answer space against `recommend`.
 
 use std::collections::HashMap;
 
-use super::cache::Cache;
 use super::pieces::{Cell, Pieces};
-use super::row::{Key, KeyHasher};
-use super::{Batch, BatchFormat, CACHE_LIMIT, Done, PIECES_LIMIT, Summary};
-use crate::answers::Answers;
+use super::row::{Key, KeyHasher, Layout};
+use super::{Batch, BatchFormat, Done, HELD_LIMIT, PIECES_LIMIT, Summary};
 use crate::capabilities::Capabilities;
 use crate::engine;
 
 type Fast = std::hash::BuildHasherDefault<KeyHasher>;
 
-/// A walk as far as later rows need it: the answers it read (a mask of question nibbles), its
-/// outcome, the advice when the walk read the needs (then the walk is for those needs only),
-/// and why each question it did not read could not change the outcome.
-struct Walked<'c> {
-    mask: u64,
-    /// Kept for walks that never read the needs: their advice is worked out per set of needs.
-    walk: Option<(engine::Walk<'c>, String)>,
-    /// For a walk that read the needs: its advice.
-    advice: Option<u32>,
-    /// Per question the walk did not read: why, as an index into [`Pieces::whys`].
-    whys: Vec<(usize, u32)>,
+/// What a row's answers decide, whatever its needs.
+enum Row {
+    /// The walk never reads the needs (an outcome that is not a direct connection): one path.
+    Blind(Path),
+    /// The walk reads the needs at a cover node: a path per pattern set.
+    Direct(Direct),
+    /// The answers cannot be decided (an answer missing): the error's index.
+    Failed(u32),
 }
 
-/// What earlier walks teach about later rows. A walk reads some answers and, at a cover node,
-/// maybe the needs, and nothing else: another row that agrees on what a walk read walks the
-/// same way. So each walk is remembered under the answers it read (a mask of question
-/// nibbles, the row's values under it) and, when it read the needs, the needs; a new profile
-/// is looked up under every mask seen so far (a handful). A walk is most of a decision's cost,
-/// and this leaves one per distinct path.
-#[derive(Default)]
-struct Walks<'c> {
-    /// Masks seen, each with whether its walks read the needs.
-    shapes: Vec<(u64, bool)>,
-    /// Walks that never read the needs, by (mask, values under it).
-    blind: HashMap<(u64, u64), u32, Fast>,
-    /// Walks that read the needs, by (mask, values under it, needs).
-    read: HashMap<(u64, u64, u64), u32, Fast>,
-    list: Vec<Walked<'c>>,
-    /// The advice of walks that never read the needs, by (walk, needs).
-    advice: HashMap<(u32, u64), u32, Fast>,
-    /// Caveats by (advice, the answers of the caveats' questions).
-    caveats: HashMap<(u32, u64), u32, Fast>,
-    /// Answers set aside by (walk, the answers it did not read).
-    asides: HashMap<(u32, u64), u32, Fast>,
+/// A direct connection's row: what each need's pattern is over the protocols open at the
+/// cover node, and the paths found so far.
+struct Direct {
+    /// Per feature bit, the bit of its pattern (which open protocols carry it) in a pattern
+    /// set; `None` when the open protocols are too many for a pattern set to fit, and each set
+    /// of needs then takes a path of its own.
+    pattern_bit: Option<Vec<u64>>,
+    /// Pattern set to an index into `list`.
+    paths: Slots,
+    list: Vec<Path>,
 }
 
-impl Walks<'_> {
-    fn clear(&mut self) {
-        *self = Walks::default();
-    }
+/// A walk and what the needs that take it add: the advice by the needs left unmet, the
+/// caveats by the needs the caveat rules name, and the answers set aside.
+struct Path {
+    /// The needs this path leaves unmet, as bits of the key's needs.
+    unmet_mask: u64,
+    /// By the needs left unmet (`unmet_mask`'s bits).
+    advice: Slots,
+    /// The chosen protocols (the caveats are worked out from them).
+    protocols: Vec<String>,
+    /// By the needs the caveat rules name.
+    caveats: Slots,
+    /// The empty caveats when no rule can apply on this path, whatever the needs.
+    no_caveats: Option<u32>,
+    /// The recommendation and protocols, the same for every need on this path.
+    class: u32,
+    aside: u32,
 }
 
-/// The walk a profile takes: remembered, or walked now. `Err` is why it cannot be decided.
-fn walk_for<'c>(
-    caps: &'c Capabilities,
-    key: &Key,
-    pieces: &mut Pieces,
-    walks: &mut Walks<'c>,
-) -> Result<u32, String> {
-    for &(mask, needs_read) in &walks.shapes {
-        let found = if needs_read {
-            walks.read.get(&(mask, key.values & mask, key.needs))
-        } else {
-            walks.blind.get(&(mask, key.values & mask))
-        };
-        if let Some(&w) = found {
-            return Ok(w);
+impl Path {
+    /// What a walk decides for every need that takes it.
+    fn new(
+        caps: &Capabilities,
+        key: &Key,
+        walk: &engine::Walk<'_>,
+        outcome: &str,
+        pieces: &mut Pieces,
+    ) -> Path {
+        let every = Key::all_needs(caps).needs(caps);
+        let v = engine::verdict(caps, &every, walk, outcome);
+        let unmet_mask = Key::needs_mask(caps, &v.unmet);
+        let answers = key.answers(caps);
+        let aside = pieces.aside(engine::set_aside(caps, &answers, walk));
+        // With every need, every rule that could apply does: none means none ever will.
+        let carriers = engine::carriers(caps, &every, &v.protocols);
+        let no_caveats = engine::caveats(caps, &answers, &v.protocols, &carriers)
+            .is_empty()
+            .then(|| pieces.caveats(Vec::new()));
+        Path {
+            unmet_mask,
+            advice: Slots::new(unmet_mask.count_ones(), pieces),
+            caveats: Slots::new(pieces.caveat_needs.count_ones(), pieces),
+            no_caveats,
+            class: pieces.class(&v.recommendation, &v.protocols),
+            protocols: v.protocols,
+            aside,
         }
     }
+
+    /// The advice for `key`'s needs on this path.
+    fn advice(&mut self, caps: &Capabilities, key: &Key, pieces: &mut Pieces) -> u32 {
+        let unmet = compress(key.needs, self.unmet_mask);
+        if let Some(a) = self.advice.get(unmet) {
+            return a;
+        }
+        // The needs left unmet are `unmet_mask`'s (what the verdict says, for any needs on
+        // this path), so the advice is the path's class with those.
+        let a = pieces.advice(caps, self.class, key.needs & self.unmet_mask);
+        self.advice.insert(unmet, a);
+        a
+    }
+
+    /// The caveats for `key`'s answers and needs on this path (its row's answers are fixed).
+    fn caveats(&mut self, caps: &Capabilities, key: &Key, named: u64, pieces: &mut Pieces) -> u32 {
+        if let Some(none) = self.no_caveats {
+            return none;
+        }
+        let slot = compress(key.needs, named);
+        if let Some(c) = self.caveats.get(slot) {
+            return c;
+        }
+        let only = Key {
+            values: key.values,
+            needs: key.needs & named,
+        };
+        let carriers = engine::carriers(caps, &only.needs(caps), &self.protocols);
+        let found = engine::caveats(caps, &key.answers(caps), &self.protocols, &carriers);
+        let c = pieces.caveats(found);
+        self.caveats.insert(slot, c);
+        c
+    }
+}
+
+impl Row {
+    /// Walk `key`'s answers (with its needs) and say what kind of row they make.
+    fn new(caps: &Capabilities, key: &Key, pieces: &mut Pieces) -> Row {
+        let (walk, outcome) = match walk(caps, key) {
+            Ok(w) => w,
+            Err(message) => return Row::Failed(pieces.error(message)),
+        };
+        let open = walk.visits.iter().find_map(|v| match v.step {
+            engine::Step::Covered { .. } => Some(v.open.clone()),
+            _ => None,
+        });
+        let Some(open) = open else {
+            return Row::Blind(Path::new(caps, key, &walk, &outcome, pieces));
+        };
+        // A need's pattern: a bit per open protocol that carries it; a pattern set has a bit
+        // per pattern, so it fits 64 bits for up to 6 open protocols.
+        let patterns = 1u32.checked_shl(u32::try_from(open.len()).unwrap_or(u32::MAX));
+        let pattern_bit = (open.len() <= 6).then(|| {
+            caps.features
+                .iter()
+                .map(|f| {
+                    let pattern = open
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| f.support_for(p).covers())
+                        .fold(0u32, |m, (i, _)| m | 1 << i);
+                    1u64 << pattern
+                })
+                .collect()
+        });
+        // A pattern set has a bit per pattern: 2^open of them.
+        let set_bits = match (&pattern_bit, patterns) {
+            (Some(_), Some(n)) => n,
+            _ => u32::MAX,
+        };
+        let mut direct = Direct {
+            pattern_bit,
+            paths: Slots::new(set_bits, pieces),
+            list: vec![Path::new(caps, key, &walk, &outcome, pieces)],
+        };
+        let set = direct.pattern_set(key);
+        direct.paths.insert(set, 0);
+        Row::Direct(direct)
+    }
+
+    /// The pieces of `key`, whose answers are this row's.
+    fn decide(&mut self, caps: &Capabilities, key: &Key, pieces: &mut Pieces) -> Cell {
+        let named = pieces.caveat_needs;
+        let path = match self {
+            Row::Failed(e) => return Cell::failed(*e),
+            Row::Blind(path) => path,
+            Row::Direct(d) => {
+                let set = d.pattern_set(key);
+                let index = match d.paths.get(set) {
+                    Some(i) => i,
+                    None => match walk(caps, key) {
+                        Ok((walk, outcome)) => {
+                            let i = u32::try_from(d.list.len()).unwrap_or(u32::MAX);
+                            d.list.push(Path::new(caps, key, &walk, &outcome, pieces));
+                            d.paths.insert(set, i);
+                            i
+                        }
+                        Err(message) => return Cell::failed(pieces.error(message)),
+                    },
+                };
+                match d.list.get_mut(index as usize) {
+                    Some(path) => path,
+                    None => return Cell::failed(pieces.error("a path was lost".into())),
+                }
+            }
+        };
+        let advice = path.advice(caps, key, pieces);
+        let caveats = path.caveats(caps, key, named, pieces);
+        Cell::new(advice, caveats, path.aside)
+    }
+}
+
+impl Direct {
+    /// The set of patterns of `key`'s needs (the needs themselves when patterns do not fit).
+    fn pattern_set(&self, key: &Key) -> u64 {
+        let Some(bits) = &self.pattern_bit else {
+            return key.needs;
+        };
+        let mut set = 0;
+        let mut needs = key.needs;
+        while needs != 0 {
+            let i = needs.trailing_zeros() as usize;
+            set |= bits.get(i).copied().unwrap_or(0);
+            needs &= needs - 1;
+        }
+        set
+    }
+}
+
+/// Small keys (bit sets of a few bits) to indexes: a flat array when the keys take at most
+/// 2^12 values (a lookup is one read of a small array, which stays in the processor's cache),
+/// else a hash table.
+enum Slots {
+    /// Index plus one; 0 is empty.
+    Dense(Vec<u32>),
+    Sparse(HashMap<u64, u32, Fast>),
+}
+
+impl Slots {
+    /// For keys below 2^`bits`; counts what it holds in `pieces`.
+    fn new(bits: u32, pieces: &mut Pieces) -> Slots {
+        if bits <= 12 {
+            pieces.hold(1 << bits);
+            Slots::Dense(vec![0; 1 << bits])
+        } else {
+            Slots::Sparse(HashMap::default())
+        }
+    }
+
+    fn get(&self, key: u64) -> Option<u32> {
+        match self {
+            Slots::Dense(v) => {
+                let i = usize::try_from(key).ok()?;
+                v.get(i).and_then(|&x| x.checked_sub(1))
+            }
+            Slots::Sparse(m) => m.get(&key).copied(),
+        }
+    }
+
+    fn insert(&mut self, key: u64, value: u32) {
+        match self {
+            Slots::Dense(v) => {
+                if let Some(slot) = usize::try_from(key).ok().and_then(|i| v.get_mut(i)) {
+                    *slot = value.saturating_add(1);
+                }
+            }
+            Slots::Sparse(m) => {
+                m.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The bits of `bits` under `mask`, packed together (what `pext` does): a small key.
+fn compress(bits: u64, mask: u64) -> u64 {
+    let (mut out, mut at, mut m) = (0u64, 0u32, mask);
+    while m != 0 {
+        let b = m.trailing_zeros();
+        out |= ((bits >> b) & 1) << at;
+        at += 1;
+        m &= m - 1;
+    }
+    out
+}
+
+/// The engine's walk of a profile, or why it cannot be decided.
+fn walk<'c>(caps: &'c Capabilities, key: &Key) -> Result<(engine::Walk<'c>, String), String> {
     let answers = key.answers(caps);
     let walked = engine::walk(caps, &answers, true).map_err(|e| e.to_string())?;
-    let outcome = match &walked.end {
-        engine::End::Outcome(o) => o.clone(),
+    match &walked.end {
+        engine::End::Outcome(o) => {
+            let outcome = o.clone();
+            Ok((walked, outcome))
+        }
         engine::End::Pending(_) => {
             let ids = engine::missing(caps, &answers);
-            return Err(format!("missing answers for: {}", ids.join(", ")));
+            Err(format!("missing answers for: {}", ids.join(", ")))
         }
-    };
-    let needs_read = walked
-        .visits
-        .iter()
-        .any(|v| matches!(v.step, engine::Step::Covered { .. }));
-    let mask = walked
-        .answers
-        .iter()
-        .filter_map(|a| caps.questions.iter().position(|q| q.id == a.question))
-        .fold(0u64, |m, q| m | Key::nibble_mask(q));
-    if !walks.shapes.contains(&(mask, needs_read)) {
-        walks.shapes.push((mask, needs_read));
     }
-    let whys = caps
-        .questions
-        .iter()
-        .enumerate()
-        .filter(|(q, _)| Key::nibble_mask(*q) & mask == 0)
-        .map(|(q, question)| (q, pieces.why(engine::set_aside_why(caps, &walked, &question.id))))
-        .collect();
-    let w = u32::try_from(walks.list.len()).unwrap_or(u32::MAX);
-    let mut entry = Walked {
-        mask,
-        walk: None,
-        advice: None,
-        whys,
-    };
-    if needs_read {
-        entry.advice = Some(advice_of(caps, &answers, &walked, &outcome, pieces));
-        walks.read.insert((mask, key.values & mask, key.needs), w);
-    } else {
-        entry.walk = Some((walked, outcome));
-        walks.blind.insert((mask, key.values & mask), w);
-    }
-    walks.list.push(entry);
-    Ok(w)
 }
 
-/// The advice piece of a walk for the needs in `answers`.
-fn advice_of(
-    caps: &Capabilities,
-    answers: &Answers,
-    walked: &engine::Walk<'_>,
-    outcome: &str,
-    pieces: &mut Pieces,
-) -> u32 {
-    let needs = answers.need_list();
-    let v = engine::verdict(caps, needs, walked, outcome);
-    let carriers = engine::carriers(caps, needs, &v.protocols);
-    pieces.advice(v, carriers)
-}
-
-/// Decide a profile: the indexes of its three pieces.
-fn decide_row<'c>(caps: &'c Capabilities, key: &Key, pieces: &mut Pieces, walks: &mut Walks<'c>) -> Cell {
-    let w = match walk_for(caps, key, pieces, walks) {
-        Ok(w) => w,
-        Err(message) => return Cell::failed(pieces.error(message)),
-    };
-    let Some(entry) = walks.list.get(w as usize) else {
-        return Cell::failed(pieces.error("a walk was lost".into()));
-    };
-    let advice = match (&entry.walk, entry.advice) {
-        (_, Some(a)) => a,
-        (Some((walked, outcome)), None) => match walks.advice.get(&(w, key.needs)) {
-            Some(&a) => a,
-            None => {
-                let a = advice_of(caps, &key.answers(caps), walked, outcome, pieces);
-                walks.advice.insert((w, key.needs), a);
-                a
-            }
-        },
-        (None, None) => return Cell::failed(pieces.error("a walk was lost".into())),
-    };
-    let caveat_answers = key.values & pieces.caveat_mask;
-    let caveats = match walks.caveats.get(&(advice, caveat_answers)) {
-        Some(&c) => c,
-        None => {
-            let c = pieces.caveats(caps, advice, &key.answers(caps));
-            walks.caveats.insert((advice, caveat_answers), c);
-            c
-        }
-    };
-    let unread = key.values & !entry.mask;
-    let aside = match walks.asides.get(&(w, unread)) {
-        Some(&c) => c,
-        None => {
-            let c = pieces.aside(caps, key, &entry.whys);
-            walks.asides.insert((w, unread), c);
-            c
-        }
-    };
-    Cell::new(advice, caveats, aside)
-}
-
-/// The deciding thread's state: decisions cached by key, the pieces, the counts.
+/// The deciding thread's state: what each row's answers decide, the pieces, the counts.
 pub(super) struct Decider<'a> {
     caps: &'a Capabilities,
+    /// To read a CSV row's needs field.
+    layout: Layout<'a>,
     file: &'a str,
-    cache: Cache,
+    /// What each distinct set of answers decides, found by the answers.
+    rows: Vec<Row>,
+    rows_by_answers: HashMap<u64, u32, Fast>,
     pieces: Pieces,
-    walks: Walks<'a>,
     summary: Summary,
     format: BatchFormat,
 }
@@ -194,23 +318,38 @@ impl<'a> Decider<'a> {
     pub(super) fn new(caps: &'a Capabilities, file: &'a str, format: BatchFormat) -> Self {
         Decider {
             caps,
+            layout: Layout::new(caps),
             file,
-            cache: Cache::new(caps.features.len()),
+            rows: Vec::new(),
+            rows_by_answers: HashMap::default(),
             pieces: Pieces::new(caps),
-            walks: Walks::default(),
             summary: Summary::default(),
             format,
         }
     }
 
-    pub(super) fn batch(&mut self, batch: &Batch) -> Done {
+    /// Decide a batch of rows into `out` (a buffer used before, or a new one).
+    pub(super) fn batch(&mut self, batch: &Batch, out: Option<Vec<u8>>) -> Done {
         let mut done = Done {
-            out: Vec::with_capacity(batch.rows.len() * 128),
+            out: out.unwrap_or_else(|| Vec::with_capacity(batch.rows.len() * 320)),
             bad: Vec::new(),
         };
         for row in &batch.rows {
-            let id = row.id.clone().and_then(|r| batch.ids.get(r));
-            let key = row.key.as_ref().copied().map_err(String::as_str);
+            let id = row.id.clone().and_then(|r| batch.texts.get(r));
+            let mut key = row.key.as_ref().copied().map_err(|e| e.clone());
+            if let (Ok(k), Some(needs)) = (&mut key, row.needs.clone().and_then(|r| batch.texts.get(r))) {
+                if let Err(message) = k.needs_field(&self.layout, needs) {
+                    key = Err(message);
+                }
+            }
+            let key = key.as_ref().copied().map_err(String::as_str);
+            // The reading thread leaves the id's UTF-8 check to this one, which copies the id
+            // out anyway: the work is shared more evenly between the two.
+            let (id, key) = match id.map(std::str::from_utf8) {
+                None => (None, key),
+                Some(Ok(id)) => (Some(id), key),
+                Some(Err(_)) => (None, Err("the id is not UTF-8 text")),
+            };
             self.row(row.lineno, id, key, &mut done);
         }
         done
@@ -222,7 +361,7 @@ impl<'a> Decider<'a> {
         summary
     }
 
-    /// Decide one parsed row (from the cache when its answers were seen) and format it.
+    /// Decide one parsed row and format it.
     fn row(&mut self, lineno: u64, id: Option<&str>, key: Result<Key, &str>, done: &mut Done) {
         let key = match key {
             Ok(k) => k,
@@ -232,18 +371,33 @@ impl<'a> Decider<'a> {
                 return;
             }
         };
-        if self.cache.len() >= CACHE_LIMIT || self.pieces.len() >= PIECES_LIMIT {
-            // All start again together: a cached cell always points at kept pieces. The
+        if self.pieces.held() >= HELD_LIMIT || self.pieces.len() >= PIECES_LIMIT {
+            // All start again together: a row's tables always point at kept pieces. The
             // counters of recommendations survive it.
-            self.cache.clear();
             self.pieces.clear();
-            self.walks.clear();
+            self.rows.clear();
+            self.rows_by_answers.clear();
         }
-        let (caps, pieces, walks) = (self.caps, &mut self.pieces, &mut self.walks);
-        let cell = self
-            .cache
-            .get_or_decide(key, |k| decide_row(caps, k, pieces, walks).0);
-        let found = Cell(cell).pieces().and_then(|(a, c, s)| {
+        let caps = self.caps;
+        let index = match self.rows_by_answers.get(&key.values) {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
+                self.rows.push(Row::new(caps, &key, &mut self.pieces));
+                self.rows_by_answers.insert(key.values, i);
+                i
+            }
+        };
+        let cell = match self.rows.get_mut(index as usize) {
+            Some(row) => row.decide(caps, &key, &mut self.pieces),
+            None => Cell::failed(self.pieces.error("a row was lost".into())),
+        };
+        self.write(lineno, id, cell, done);
+    }
+
+    /// Count a decided row and write its result.
+    fn write(&mut self, lineno: u64, id: Option<&str>, cell: Cell, done: &mut Done) {
+        let found = cell.pieces().and_then(|(a, c, s)| {
             Some((
                 self.pieces.advice_piece(a)?,
                 self.pieces.caveats_piece(c)?,
@@ -251,7 +405,7 @@ impl<'a> Decider<'a> {
             ))
         });
         let Some((advice, caveats, aside)) = found else {
-            let message = self.pieces.error_text(Cell(cell)).to_string();
+            let message = self.pieces.error_text(cell).to_string();
             self.summary.bad += 1;
             done.bad.push(format!("{}:{lineno}: {message}", self.file));
             return;

@@ -5,12 +5,11 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::row::Key;
-use crate::answers::Answers;
 use crate::capabilities::Capabilities;
-use crate::engine::{self, Carrier, SetAside, Verdict};
+use crate::engine::{Caveat, SetAside};
 
 /// A decided profile in the cache: the advice's index plus one in bits 0 to 20 (so a decided
 /// cell is never 0, the empty cell), the caveats' in bits 21 to 41, the set-aside answers' in
@@ -45,7 +44,7 @@ impl Cell {
     }
 }
 
-/// The advice of a profile as text, with what the caveats are worked out from.
+/// The advice of a profile as text.
 pub(super) struct Advice {
     /// Index into the run's recommendation counters.
     pub(super) counter: usize,
@@ -54,8 +53,6 @@ pub(super) struct Advice {
     pub(super) json: String,
     /// `,recommendation,protocols,unmet`
     pub(super) csv: String,
-    protocols: Vec<String>,
-    carriers: Vec<Carrier>,
 }
 
 /// The caveats or the set-aside answers of a profile as text.
@@ -95,33 +92,48 @@ impl<T> Table<T> {
     }
 }
 
+/// What every advice of a class begins with.
+struct Class {
+    counter: usize,
+    /// `,"recommendation":…,"protocols":[…],"unmet":`
+    json: String,
+    /// `,recommendation,protocols,`
+    csv: String,
+}
+
 pub(super) struct Pieces {
+    classes: Table<Class>,
+    /// Advice by (class, unmet needs).
+    by_class: HashMap<(u32, u64), u32>,
     advice: Table<Advice>,
     caveats: Table<Text>,
     asides: Table<Text>,
-    whys: Table<String>,
     errors: Table<String>,
     /// Rows per recommendation, in the order first seen; kept when the tables start again.
     counters: Vec<(String, u64)>,
-    /// The nibbles of the questions the caveats read.
-    pub(super) caveat_mask: u64,
+    /// The needs the caveat rules name, as bits of a key's needs.
+    pub(super) caveat_needs: u64,
+    /// Slots the decider's tables hold (see [`Pieces::hold`]).
+    held: usize,
 }
 
 impl Pieces {
     pub(super) fn new(caps: &Capabilities) -> Self {
-        let caveat_mask = caps
+        let named: Vec<String> = caps
             .caveats
             .iter()
-            .filter_map(|r| caps.questions.iter().position(|q| q.id == r.question))
-            .fold(0, |m, q| m | Key::nibble_mask(q));
+            .flat_map(|r| r.needs.iter().cloned())
+            .collect();
         Pieces {
+            classes: Table::default(),
+            by_class: HashMap::new(),
             advice: Table::default(),
             caveats: Table::default(),
             asides: Table::default(),
-            whys: Table::default(),
             errors: Table::default(),
             counters: Vec::new(),
-            caveat_mask,
+            caveat_needs: Key::needs_mask(caps, &named),
+            held: 0,
         }
     }
 
@@ -131,7 +143,6 @@ impl Pieces {
             self.advice.list.len(),
             self.caveats.list.len(),
             self.asides.list.len(),
-            self.whys.list.len(),
             self.errors.list.len(),
         ]
         .into_iter()
@@ -139,12 +150,23 @@ impl Pieces {
         .unwrap_or(0)
     }
 
+    /// Count `slots` more slots held by the decider's tables (what the run's bound counts).
+    pub(super) fn hold(&mut self, slots: usize) {
+        self.held = self.held.saturating_add(slots);
+    }
+
+    pub(super) fn held(&self) -> usize {
+        self.held
+    }
+
     /// Start again, keeping the counters.
     pub(super) fn clear(&mut self) {
+        self.held = 0;
+        self.classes = Table::default();
+        self.by_class = HashMap::new();
         self.advice = Table::default();
         self.caveats = Table::default();
         self.asides = Table::default();
-        self.whys = Table::default();
         self.errors = Table::default();
     }
 
@@ -167,10 +189,6 @@ impl Pieces {
         self.errors.list.get(i).map_or("", String::as_str)
     }
 
-    pub(super) fn why(&mut self, text: String) -> u32 {
-        self.whys.intern(text.clone(), || text)
-    }
-
     pub(super) fn advice_piece(&self, i: u32) -> Option<&Advice> {
         self.advice.list.get(i as usize)
     }
@@ -183,55 +201,69 @@ impl Pieces {
         self.asides.list.get(i as usize)
     }
 
-    /// The advice of a verdict whose protocols carry the needs as `carriers` say.
-    pub(super) fn advice(&mut self, v: Verdict, carriers: Vec<Carrier>) -> u32 {
-        let json = format!(
-            ",\"recommendation\":{},\"protocols\":{},\"unmet\":{}",
-            Value::from(v.recommendation.as_str()),
-            serde_json::to_string(&v.protocols).unwrap_or_default(),
-            serde_json::to_string(&v.unmet).unwrap_or_default(),
-        );
-        // Two profiles with the same text may still differ in what carries which need, and so
-        // in their caveats.
-        let mut key = json.clone();
-        for c in &carriers {
-            key.push_str(&format!("|{}>{}", c.need, c.protocol));
-        }
-        let counter = match self.counters.iter().position(|(r, _)| *r == v.recommendation) {
+    /// The class of an advice: its recommendation and protocols (an index), the same for
+    /// every set of needs on a path.
+    pub(super) fn class(&mut self, recommendation: &str, protocols: &[String]) -> u32 {
+        let counter = match self.counters.iter().position(|(r, _)| r == recommendation) {
             Some(i) => i,
             None => {
-                self.counters.push((v.recommendation.clone(), 0));
+                self.counters.push((recommendation.to_string(), 0));
                 self.counters.len() - 1
             }
         };
-        self.advice.intern(key, || {
+        let json = format!(
+            ",\"recommendation\":{},\"protocols\":{},\"unmet\":",
+            Value::from(recommendation),
+            serde_json::to_string(protocols).unwrap_or_default(),
+        );
+        self.classes.intern(json.clone(), || {
             let mut csv = String::from(",");
-            csv_field(&mut csv, &v.recommendation);
+            csv_field(&mut csv, recommendation);
             csv.push(',');
-            csv_field(&mut csv, &v.protocols.join(";"));
+            csv_field(&mut csv, &protocols.join(";"));
             csv.push(',');
-            csv_field(&mut csv, &v.unmet.join(";"));
-            Advice {
-                counter,
-                unmet_empty: v.unmet.is_empty(),
-                json,
-                csv,
-                protocols: v.protocols,
-                carriers,
-            }
+            Class { counter, json, csv }
         })
     }
 
-    /// The caveats of an advice for these answers.
-    pub(super) fn caveats(&mut self, caps: &Capabilities, advice: u32, answers: &Answers) -> u32 {
-        let found = match self.advice.list.get(advice as usize) {
-            Some(a) => engine::caveats(caps, answers, &a.protocols, &a.carriers),
-            None => Vec::new(),
+    /// The advice of a class with these needs (bits of a key's) unmet.
+    pub(super) fn advice(&mut self, caps: &Capabilities, class: u32, unmet: u64) -> u32 {
+        if let Some(&a) = self.by_class.get(&(class, unmet)) {
+            return a;
+        }
+        let Some(c) = self.classes.list.get(class as usize) else {
+            return 0;
         };
-        let json = format!(
-            ",\"caveats\":{}",
-            serde_json::to_string(&found).unwrap_or_default()
-        );
+        let ids: Vec<&str> = caps
+            .feature_ids()
+            .enumerate()
+            .filter(|(i, _)| *i < 64 && unmet >> i & 1 == 1)
+            .map(|(_, f)| f)
+            .collect();
+        let json = format!("{}{}", c.json, serde_json::to_string(&ids).unwrap_or_default());
+        let (counter, csv_head) = (c.counter, c.csv.clone());
+        let a = self.advice.intern(json.clone(), || {
+            let mut csv = csv_head;
+            csv_field(&mut csv, &ids.join(";"));
+            Advice {
+                counter,
+                unmet_empty: ids.is_empty(),
+                json,
+                csv,
+            }
+        });
+        self.by_class.insert((class, unmet), a);
+        a
+    }
+
+    /// The piece of these caveats: each as `recommend -f json` gives it, but for its `why`,
+    /// the same sentence for every row it applies to (a fleet's output would be most of it).
+    pub(super) fn caveats(&mut self, found: Vec<Caveat>) -> u32 {
+        let list: Vec<Value> = found
+            .iter()
+            .map(|c| json!({"need": c.need, "protocol": c.protocol, "question": c.question, "answer": c.answer}))
+            .collect();
+        let json = format!(",\"caveats\":{}", Value::Array(list));
         self.caveats.intern(json.clone(), || {
             let cells: Vec<String> = found
                 .iter()
@@ -250,24 +282,13 @@ impl Pieces {
         })
     }
 
-    /// The answers of `key` among `whys`' questions (those the walk did not read), set aside.
-    pub(super) fn aside(&mut self, caps: &Capabilities, key: &Key, whys: &[(usize, u32)]) -> u32 {
-        let found: Vec<SetAside> = whys
+    /// The piece of these answers set aside, without their `why` (as the caveats).
+    pub(super) fn aside(&mut self, found: Vec<SetAside>) -> u32 {
+        let list: Vec<Value> = found
             .iter()
-            .filter_map(|&(q, why)| {
-                let question = caps.questions.get(q)?;
-                let value = question.choices.get(key.value(q)?)?;
-                Some(SetAside {
-                    question: question.id.clone(),
-                    value: value.value.clone(),
-                    why: self.whys.list.get(why as usize)?.clone(),
-                })
-            })
+            .map(|a| json!({"question": a.question, "value": a.value}))
             .collect();
-        let json = format!(
-            ",\"set_aside\":{}",
-            serde_json::to_string(&found).unwrap_or_default()
-        );
+        let json = format!(",\"set_aside\":{}", Value::Array(list));
         self.asides.intern(json.clone(), || {
             let cells: Vec<String> = found
                 .iter()

@@ -61,18 +61,18 @@ fn unasked_preference(
     let rule = &visit.node.rules[index];
     let title = caps.protocol_title(&rule.protocol);
     // The options are what the cover node before this prefer node left.
-    let (options, needs) = walk.visits[..at]
+    let options = walk.visits[..at]
         .iter()
         .rev()
         .find_map(|v| match &v.step {
-            Step::Covered { options, needs, .. } => Some((options.as_slice(), needs.as_slice())),
+            Step::Covered { options, .. } => Some(options.as_slice()),
             _ => None,
         })
-        .unwrap_or((&[], &[]));
+        .unwrap_or(&[]);
     if !options.iter().any(|o| o.contains(&rule.protocol)) {
         return Some(format!(
             "{title} could not be chosen: {}",
-            not_an_option(caps, walk, &rule.protocol, needs)
+            not_an_option(caps, walk, &rule.protocol, protocols)
         ));
     }
     if let Some(r) = chosen.and_then(|r| (r < index).then(|| visit.node.rules.get(r)).flatten()) {
@@ -93,8 +93,9 @@ fn unasked_preference(
 }
 
 /// Why `protocol` was not among the options a cover node left: a filter dropped it, or it
-/// lacks a need the options carry.
-fn not_an_option(caps: &Capabilities, walk: &Walk<'_>, protocol: &str, needs: &[String]) -> String {
+/// does not carry every need that the chosen protocols carry (else it alone would have been an
+/// option). Said without naming the needs, so that the sentence depends on the path alone.
+fn not_an_option(caps: &Capabilities, walk: &Walk<'_>, protocol: &str, chosen: &[String]) -> String {
     let dropped = walk
         .visits
         .iter()
@@ -115,24 +116,12 @@ fn not_an_option(caps: &Capabilities, walk: &Walk<'_>, protocol: &str, needs: &[
     if let Some(sentence) = dropped {
         return sentence;
     }
-    let lacks: Vec<&str> = needs
-        .iter()
-        .filter_map(|n| caps.feature(n))
-        .filter(|f| !f.support_for(protocol).covers())
-        .map(|f| f.title.as_str())
-        .collect();
-    if lacks.is_empty() {
-        format!(
-            "fewer protocols than with {} carry the needs",
-            caps.protocol_title(protocol)
-        )
-    } else {
-        format!(
-            "{} does not support {}",
-            caps.protocol_title(protocol),
-            lacks.join("; ")
-        )
-    }
+    let names: Vec<&str> = chosen.iter().map(|p| caps.protocol_title(p)).collect();
+    format!(
+        "it does not carry every need that {} {}",
+        names.join(" and "),
+        if names.len() == 1 { "carries" } else { "carry" }
+    )
 }
 
 /// The flow reads `question` only at nodes this device's path does not pass: name the first

@@ -115,10 +115,18 @@ pub fn verdict(caps: &Capabilities, needs: &[String], walk: &Walk<'_>, outcome: 
     let mut protocols = Vec::new();
     for v in &walk.visits {
         match &v.step {
-            Step::Covered {
-                unmet: u, options, ..
-            } => {
-                unmet.clone_from(u);
+            Step::Covered { options, .. } => {
+                // From `needs` and what was open at the cover node, not the walk's own needs:
+                // `recommend --batch` reuses a walk for needs that lead the same way.
+                unmet = needs
+                    .iter()
+                    .filter(|n| {
+                        !caps
+                            .feature(n)
+                            .is_some_and(|f| v.open.iter().any(|p| f.support_for(p).covers()))
+                    })
+                    .cloned()
+                    .collect();
                 // A flow without a prefer node takes the first of the smallest sets.
                 protocols = options.first().cloned().unwrap_or_default();
             }
