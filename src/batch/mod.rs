@@ -159,6 +159,7 @@ fn read_rows(
     read.and(rest)
 }
 
+/// Every row of `input` that belongs to `shard`, into `batch`, handed to `send` when full.
 fn read_batches(
     layout: &Layout<'_>,
     file: &str,
@@ -167,10 +168,6 @@ fn read_batches(
     batch: &mut Batch,
     send: &mut dyn FnMut(Batch) -> Result<Batch, BatchError>,
 ) -> Result<(), BatchError> {
-    let read_err = |source| BatchError::Read {
-        file: file.to_string(),
-        source,
-    };
     let mut push = |batch: &mut Batch, lineno: u64, row: Row<'_>, key: Result<Key, String>| {
         batch.push(lineno, row, key);
         if batch.rows.len() >= BATCH_ROWS {
@@ -179,12 +176,32 @@ fn read_batches(
         }
         Ok(())
     };
-    // Leading blank lines are skipped but counted, so line numbers stay the file's own.
+    let (jsonl, skipped_lines) = first_byte(input).map_err(|source| read_error(file, source))?;
+    if jsonl {
+        read_jsonl(layout, file, input, shard, skipped_lines, batch, &mut push)
+    } else {
+        read_csv(layout, file, input, shard, skipped_lines, batch, &mut push)
+    }
+}
+
+/// How a row is handed on: into the batch, which goes out when full.
+type Push<'p> = dyn FnMut(&mut Batch, u64, Row<'_>, Result<Key, String>) -> Result<(), BatchError> + 'p;
+
+fn read_error(file: &str, source: std::io::Error) -> BatchError {
+    BatchError::Read {
+        file: file.to_string(),
+        source,
+    }
+}
+
+/// Skip the leading blank lines (counted, so line numbers stay the file's own) and say whether
+/// the first byte after them opens JSON Lines (`{`), with the lines skipped.
+fn first_byte(input: &mut dyn BufRead) -> std::io::Result<(bool, u64)> {
     let mut skipped_lines = 0u64;
-    let jsonl = loop {
-        let buf = input.fill_buf().map_err(read_err)?;
+    loop {
+        let buf = input.fill_buf()?;
         if buf.is_empty() {
-            break false;
+            return Ok((false, skipped_lines));
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {
@@ -192,7 +209,7 @@ fn read_batches(
                 let blank = buf[..i].iter().rposition(|&b| b == b'\n').map_or(0, |j| j + 1);
                 skipped_lines += buf[..blank].iter().filter(|&&b| b == b'\n').count() as u64;
                 input.consume(blank);
-                break first == b'{';
+                return Ok((first == b'{', skipped_lines));
             }
             None => {
                 let n = buf.len();
@@ -200,70 +217,87 @@ fn read_batches(
                 input.consume(n);
             }
         }
-    };
+    }
+}
+
+/// JSON Lines: one object per line; a blank line is no record.
+fn read_jsonl(
+    layout: &Layout<'_>,
+    file: &str,
+    input: &mut dyn BufRead,
+    shard: Shard,
+    skipped_lines: u64,
+    batch: &mut Batch,
+    push: &mut Push<'_>,
+) -> Result<(), BatchError> {
     let mut positions = shard.positions();
-    if jsonl {
-        let mut line = String::new();
-        let mut lineno = skipped_lines;
-        loop {
-            line.clear();
-            if input.read_line(&mut line).map_err(read_err)? == 0 {
-                break;
-            }
-            lineno += 1;
-            let text = line.trim_end_matches(['\n', '\r']);
-            if text.trim().is_empty() {
-                continue;
-            }
-            if !positions.take() {
-                continue;
-            }
-            match parse_json_row(layout, text) {
-                Ok((id, key)) => {
-                    let row = Row {
-                        id: id.as_deref().map(str::as_bytes),
-                        needs: None,
-                    };
-                    push(batch, lineno, row, Ok(key))?
-                }
-                Err(message) => push(batch, lineno, Row::default(), Err(message))?,
-            }
+    let mut line = String::new();
+    let mut lineno = skipped_lines;
+    loop {
+        line.clear();
+        if input.read_line(&mut line).map_err(|e| read_error(file, e))? == 0 {
+            return Ok(());
         }
-    } else {
-        // Quoted fields, doubled quotes and fields that span lines, with each record's first
-        // line for the messages (`records.rs`).
-        let mut records = Records::new(input, skipped_lines);
-        let mut columns: Option<Vec<Column>> = None;
-        loop {
-            let (lineno, fields) = match records.next() {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(RecordError::TooLong(line)) => {
-                    return Err(BatchError::Record {
-                        file: file.to_string(),
-                        line,
-                        message: format!(
-                            "a record runs past {} MiB: an unclosed quote?",
-                            records::MAX_RECORD >> 20
-                        ),
-                    });
-                }
-                Err(RecordError::Io(source)) => return Err(read_err(source)),
-            };
-            let Some(cols) = &columns else {
-                columns = Some(header(layout, file, &fields)?);
-                continue;
-            };
-            if !positions.take() {
-                continue;
+        lineno += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() || !positions.take() {
+            continue;
+        }
+        match parse_json_row(layout, text) {
+            Ok((id, key)) => {
+                let row = Row {
+                    id: id.as_deref().map(str::as_bytes),
+                    needs: None,
+                };
+                push(batch, lineno, row, Ok(key))?
             }
-            match parse_csv_row(layout, cols, &fields) {
-                Ok((id, needs, key)) => push(batch, lineno, Row { id, needs }, Ok(key))?,
-                Err(message) => push(batch, lineno, Row::default(), Err(message))?,
-            }
+            Err(message) => push(batch, lineno, Row::default(), Err(message))?,
         }
     }
-    Ok(())
+}
+
+/// CSV: quoted fields, doubled quotes and fields that span lines, with each record's first
+/// line for the messages (`records.rs`); the first record names the columns.
+fn read_csv(
+    layout: &Layout<'_>,
+    file: &str,
+    input: &mut dyn BufRead,
+    shard: Shard,
+    skipped_lines: u64,
+    batch: &mut Batch,
+    push: &mut Push<'_>,
+) -> Result<(), BatchError> {
+    let mut positions = shard.positions();
+    let mut records = Records::new(input, skipped_lines);
+    let mut columns: Option<Vec<Column>> = None;
+    loop {
+        let (lineno, fields) = match records.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(RecordError::TooLong(line)) => {
+                return Err(BatchError::Record {
+                    file: file.to_string(),
+                    line,
+                    message: format!(
+                        "a record runs past {} MiB: an unclosed quote?",
+                        records::MAX_RECORD >> 20
+                    ),
+                });
+            }
+            Err(RecordError::Io(source)) => return Err(read_error(file, source)),
+        };
+        let Some(cols) = &columns else {
+            columns = Some(header(layout, file, &fields)?);
+            continue;
+        };
+        if !positions.take() {
+            continue;
+        }
+        match parse_csv_row(layout, cols, &fields) {
+            Ok((id, needs, key)) => push(batch, lineno, Row { id, needs }, Ok(key))?,
+            Err(message) => push(batch, lineno, Row::default(), Err(message))?,
+        }
+    }
 }
 
 /// Rows handed from the reading thread to the deciding one at a time: small enough that a

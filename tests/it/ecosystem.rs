@@ -35,6 +35,15 @@ fn man_pages_for_the_tool_and_every_command() {
     let probe = String::from_utf8_lossy(&bin().args(["man", "probe"]).ok_stdout()).into_owned();
     assert!(probe.contains(".TH enos-connect-probe 1"), "{probe}");
     assert!(probe.contains("\\-\\-count"), "the command's own flags: {probe}");
+    // The one-device gates, with their exit code in the page's table.
+    let recommend = String::from_utf8_lossy(&bin().args(["man", "recommend"]).ok_stdout()).into_owned();
+    for gate in [
+        "\\-\\-fail\\-on\\-unmet",
+        "\\-\\-fail\\-on\\-caveat",
+        "an unmet need or a caveat",
+    ] {
+        assert!(recommend.contains(gate), "{gate} in:\n{recommend}");
+    }
     bin()
         .args(["man", "probz"])
         .assert()
