@@ -85,6 +85,7 @@ pub fn embedded_connection() -> Result<Capabilities, CapabilitiesError> {
             credentials: c.credentials,
             auth_modes: Vec::new(),
             exchanges: super::Exchanges::default(),
+            caveats: Vec::new(),
         }),
         Err(_) => embedded(),
     }

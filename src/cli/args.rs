@@ -151,9 +151,14 @@ pub struct RecommendArgs {
     /// With --batch: JSON Lines or CSV
     #[arg(long, value_enum, default_value_t = BatchFormat::Jsonl, env = "ENOS_CONNECT_BATCH_FORMAT")]
     pub batch_format: BatchFormat,
-    /// With --batch: exit 1 when any device has an unmet need
-    #[arg(long, requires = "batch", env = "ENOS_CONNECT_FAIL_ON_UNMET")]
+    /// Exit 1, after printing the advice, when the device (with --batch: any device) has an
+    /// unmet need: a CI gate
+    #[arg(long, env = "ENOS_CONNECT_FAIL_ON_UNMET")]
     pub fail_on_unmet: bool,
+    /// Exit 1, after printing the advice, when the device (with --batch: any device) has a
+    /// caveat: a chosen protocol that works against one of its answers
+    #[arg(long, env = "ENOS_CONNECT_FAIL_ON_CAVEAT")]
+    pub fail_on_caveat: bool,
     /// With --batch: take only shard K of N (the records at zero-based positions i with
     /// i mod N = K-1), so N machines split a fleet; the N outputs concatenate to the whole
     /// (CSV: shard 1 writes the header)
@@ -388,6 +393,8 @@ pub enum SchemaOf {
     Answers,
     /// the `serve` registry of products and devices
     Registry,
+    /// the JSON object `recommend -f json` prints (an output, not a file to write)
+    Decision,
 }
 
 #[derive(Debug, Args)]

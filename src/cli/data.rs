@@ -135,6 +135,7 @@ pub fn schema(ctx: &Context, args: &SchemaArgs) -> Result<ExitCode> {
         SchemaOf::Capabilities => crate::schema::capabilities(),
         SchemaOf::Answers => crate::schema::answers(ctx.capabilities()?),
         SchemaOf::Registry => crate::schema::registry(),
+        SchemaOf::Decision => crate::schema::decision(),
     })
 }
 

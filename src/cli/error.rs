@@ -36,8 +36,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
-  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error),
-       or a device-test case failed or errored
+  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error);
+       a device-test case failed or errored; recommend --fail-on-unmet or --fail-on-caveat:
+       the advice has an unmet need or a caveat
   2    usage or input error (bad flag, answers, capabilities, registry or config file;
        missing answers, also `ask` without a terminal; a listener that cannot bind)
   3    a probe timed out

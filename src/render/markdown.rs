@@ -59,6 +59,18 @@ impl Renderer for Markdown {
         for r in &d.reasons {
             out.push_str(&format!("- {r}\n"));
         }
+        if !d.caveats.is_empty() {
+            out.push_str("\n### Caveats\n\n");
+            for c in &d.caveats {
+                out.push_str(&format!("- {}\n", super::caveat_sentence(caps, c)));
+            }
+        }
+        if !d.set_aside.is_empty() {
+            out.push_str("\n### Set aside\n\nAnswers that could not change the outcome:\n\n");
+            for a in &d.set_aside {
+                out.push_str(&format!("- {}\n", super::set_aside_sentence(a)));
+            }
+        }
         if !d.hints.is_empty() {
             out.push_str("\n### What would change the answer\n\n");
             for h in &d.hints {
@@ -66,7 +78,8 @@ impl Renderer for Markdown {
             }
         }
         out.push_str("\n### Decision path\n\n");
-        for line in path_lines(d).lines() {
+        // Markdown reflows a paragraph itself: one line per step.
+        for line in path_lines(d, usize::MAX).lines() {
             out.push_str(line.trim_start());
             out.push('\n');
         }
@@ -135,61 +148,12 @@ impl Renderer for Markdown {
     }
 
     fn plan(&self, _caps: &Capabilities, p: &Plan) -> String {
-        let mut out = format!("## Connection plan: {} (`{}`)\n", p.title, p.recommendation);
+        let mut out = format!(
+            "## Connection plan: {}\n",
+            super::table::plan_heading(p, |id| format!("`{id}`"))
+        );
         for pp in &p.protocols {
-            out.push_str(&format!("\n### {}\n\n", pp.title));
-            if !pp.carries.is_empty() {
-                out.push_str(&format!(
-                    "Carries: {}\n\n",
-                    pp.carries
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            let mut rows = vec![vec!["Endpoint".to_string(), format!("`{}`", pp.host)]];
-            for x in &pp.ports {
-                rows.push(vec![
-                    format!("Port {}", x.port),
-                    format!("`{}` ({})", x.url, x.label),
-                ]);
-            }
-            rows.push(vec!["Transport".into(), pp.transport.to_uppercase()]);
-            rows.push(vec!["Security".into(), pp.security.clone()]);
-            out.push_str(&table(&["Item".into(), "Value".into()], &rows));
-            if let Some(n) = &pp.host_note {
-                out.push_str(&format!("\n> {n}\n"));
-            }
-            out.push_str("\n**Authentication**\n\n");
-            for a in &pp.auth {
-                let rec = if a.recommended { " (recommended)" } else { "" };
-                let env = a
-                    .secret_env
-                    .as_ref()
-                    .map(|e| format!("; secret from `{e}`"))
-                    .unwrap_or_default();
-                let note = a.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
-                out.push_str(&format!("- `{}`{rec}: {}{env}{note}\n", a.mode, a.title));
-                for (i, s) in a.steps.iter().enumerate() {
-                    out.push_str(&format!("  {}. {s}\n", i + 1));
-                }
-            }
-            out.push_str("\n**Login fields**\n\n");
-            for f in &pp.login {
-                out.push_str(&format!("- {}: `{}`\n", f.name, f.value));
-            }
-            out.push_str("\n**Topics and paths**\n\n");
-            if pp.topics.is_empty() {
-                out.push_str("- no needs given\n");
-            }
-            for x in &pp.topics {
-                out.push_str(&format!("- `{}` ({}):\n", x.need, x.title));
-                for t in &x.topics {
-                    out.push_str(&format!("  - `{t}`\n"));
-                }
-            }
-            out.push_str(&format!("\n**Smoke test**\n\n```sh\n{}\n```\n", pp.probe));
+            out.push_str(&protocol_plan(pp));
         }
         if !p.steps.is_empty() {
             out.push_str("\n### Steps on the platform\n\n");
@@ -434,5 +398,65 @@ fn probe(r: &ProbeReport) -> String {
         .map(|s| vec![s.name.to_string(), format!("{:.3}", s.ms)])
         .collect();
     out.push_str(&table(&["stage".into(), "ms".into()], &rows));
+    out
+}
+
+/// One protocol of a plan: its endpoint, ports, authentication, login fields, topics and
+/// smoke test.
+fn protocol_plan(pp: &crate::plan::ProtocolPlan) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("\n### {}\n\n", pp.title));
+    if !pp.carries.is_empty() {
+        out.push_str(&format!(
+            "Carries: {}\n\n",
+            pp.carries
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut rows = vec![vec!["Endpoint".to_string(), format!("`{}`", pp.host)]];
+    for x in &pp.ports {
+        rows.push(vec![
+            format!("Port {}", x.port),
+            format!("`{}` ({})", x.url, x.label),
+        ]);
+    }
+    rows.push(vec!["Transport".into(), pp.transport.to_uppercase()]);
+    rows.push(vec!["Security".into(), pp.security.clone()]);
+    out.push_str(&table(&["Item".into(), "Value".into()], &rows));
+    if let Some(n) = &pp.host_note {
+        out.push_str(&format!("\n> {n}\n"));
+    }
+    out.push_str("\n**Authentication**\n\n");
+    for a in &pp.auth {
+        let rec = if a.recommended { " (recommended)" } else { "" };
+        let env = a
+            .secret_env
+            .as_ref()
+            .map(|e| format!("; secret from `{e}`"))
+            .unwrap_or_default();
+        let note = a.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
+        out.push_str(&format!("- `{}`{rec}: {}{env}{note}\n", a.mode, a.title));
+        for (i, s) in a.steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {s}\n", i + 1));
+        }
+    }
+    out.push_str("\n**Login fields**\n\n");
+    for f in &pp.login {
+        out.push_str(&format!("- {}: `{}`\n", f.name, f.value));
+    }
+    out.push_str("\n**Topics and paths**\n\n");
+    if pp.topics.is_empty() {
+        out.push_str("- no needs given\n");
+    }
+    for x in &pp.topics {
+        out.push_str(&format!("- `{}` ({}):\n", x.need, x.title));
+        for t in &x.topics {
+            out.push_str(&format!("  - `{t}`\n"));
+        }
+    }
+    out.push_str(&format!("\n**Smoke test**\n\n```sh\n{}\n```\n", pp.probe));
     out
 }

@@ -30,9 +30,9 @@ pub enum Format {
 /// How `recommend --batch` writes its results: one line per device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BatchFormat {
-    /// JSON Lines: {"line","id","recommendation","protocols","unmet"} per row
+    /// JSON Lines: {"line","id","recommendation","protocols","unmet","caveats","set_aside"} per row
     Jsonl,
-    /// CSV: id,recommendation,protocols,unmet
+    /// CSV: id,recommendation,protocols,unmet,caveats,set_aside
     Csv,
 }
 
@@ -62,7 +62,20 @@ pub struct Style {
     pub width: u16,
 }
 
+/// The width free text (reasons, the decision path, notes) wraps at when stdout is not a
+/// terminal: wide enough for a log or a ticket, narrow enough to read.
+pub const PIPED_TEXT_WIDTH: usize = 100;
+
 impl Style {
+    /// The width free text wraps at: the terminal's, or [`PIPED_TEXT_WIDTH`] when piped.
+    pub fn text_width(&self) -> usize {
+        if self.terminal && self.width >= 20 {
+            usize::from(self.width)
+        } else {
+            PIPED_TEXT_WIDTH
+        }
+    }
+
     /// The width to fit: the terminal's, or 80 when it is unknown.
     pub fn fit_width(&self) -> u16 {
         if self.terminal && self.width >= 20 {
@@ -123,6 +136,55 @@ pub fn need_stages(n: &crate::measurement::NeedReport) -> String {
         .map(|s| format!("{} {:.3} ms", s.name, s.ms))
         .collect();
     format!(" ({})", list.join(", "))
+}
+
+/// A caveat in a sentence: what carries what although the device answered otherwise, and why.
+pub fn caveat_sentence(caps: &Capabilities, c: &crate::engine::Caveat) -> String {
+    let protocol = caps.protocol_title(&c.protocol);
+    let what = match &c.need {
+        Some(need) => format!(
+            "{} over {protocol}",
+            caps.feature(need).map_or(need.as_str(), |f| f.title.as_str())
+        ),
+        None => protocol.to_string(),
+    };
+    format!("{what}, although {}={}: {}", c.question, c.answer, c.why)
+}
+
+/// A set-aside answer in a sentence.
+pub fn set_aside_sentence(a: &crate::engine::SetAside) -> String {
+    format!("{}={}: {}", a.question, a.value, a.why)
+}
+
+/// `text` as lines of at most `width` columns, broken between words; the first line starts
+/// with `label`, later lines are indented under the text. A word longer than the line stays
+/// whole. Ends with a newline.
+pub fn wrap(label: &str, text: &str, width: usize) -> String {
+    let indent = " ".repeat(label.chars().count());
+    let mut out = String::new();
+    let mut line = label.to_string();
+    let mut empty = true;
+    let mut used = line.chars().count();
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if !empty && used + 1 + len > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line.clone_from(&indent);
+            used = indent.len();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+            used += 1;
+        }
+        line.push_str(word);
+        used += len;
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
 }
 
 /// The title of a protocol or an outcome, for people.

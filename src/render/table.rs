@@ -35,6 +35,85 @@ impl Table {
         t
     }
 
+    /// A table laid out to `width` columns, on a terminal or not: a plan's cells are long.
+    fn fitted_table(&self, width: usize) -> comfy_table::Table {
+        let mut t = self.new_table(&[]);
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        t.set_width(u16::try_from(width).unwrap_or(u16::MAX));
+        t
+    }
+
+    /// One protocol of a plan: its table, then the steps and commands below it.
+    fn protocol_plan(&self, pp: &crate::plan::ProtocolPlan, width: usize) -> String {
+        let carries = if pp.carries.is_empty() {
+            String::new()
+        } else {
+            format!(", carries {}", pp.carries.join(", "))
+        };
+        let mut out = format!("\n{} ({}{carries})\n", pp.title, pp.protocol);
+        let mut t = self.fitted_table(width);
+        let mut host = pp.host.clone();
+        if let Some(n) = &pp.host_note {
+            host.push_str(&format!("\n({n})"));
+        }
+        t.add_row(vec!["Endpoint".to_string(), host]);
+        let ports: Vec<String> = pp
+            .ports
+            .iter()
+            .map(|x| format!("{} {} ({})", x.port, x.scheme, x.label))
+            .collect();
+        t.add_row(vec!["Ports".to_string(), ports.join("\n")]);
+        t.add_row(vec!["Transport".to_string(), pp.transport.to_uppercase()]);
+        t.add_row(vec!["Security".to_string(), pp.security.clone()]);
+        let auth: Vec<String> = pp
+            .auth
+            .iter()
+            .map(|a| {
+                let mut line = format!("{}{}: {}", if a.recommended { "* " } else { "" }, a.mode, a.title);
+                if let Some(env) = &a.secret_env {
+                    line.push_str(&format!(" (secret from {env})"));
+                }
+                if let Some(n) = &a.note {
+                    line.push_str(&format!(" ({n})"));
+                }
+                if !a.steps.is_empty() {
+                    line.push_str(" (steps below)");
+                }
+                line
+            })
+            .collect();
+        t.add_row(vec!["Authentication".to_string(), auth.join("\n")]);
+        let login: Vec<String> = pp
+            .login
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.value))
+            .collect();
+        t.add_row(vec!["Login".to_string(), login.join("\n")]);
+        let topics: Vec<String> = if pp.topics.is_empty() {
+            vec!["(no needs given: pass --need to list the topics for each)".to_string()]
+        } else {
+            pp.topics
+                .iter()
+                .map(|x| format!("{}:\n  {}", x.need, x.topics.join("\n  ")))
+                .collect()
+        };
+        t.add_row(vec!["Topics".to_string(), topics.join("\n")]);
+        out.push_str(&format!("{t}\n"));
+        for a in pp.auth.iter().filter(|a| !a.steps.is_empty()) {
+            out.push_str(&format!("{} authentication, step by step:\n", a.mode));
+            for (i, s) in a.steps.iter().enumerate() {
+                out.push_str(&super::wrap(&format!("  {}. ", i + 1), s, width));
+            }
+        }
+        out.push_str("Smoke test:\n");
+        out.push_str(&command_lines(&pp.probe, width));
+        if !pp.credentials.is_empty() {
+            out.push_str("Credentials:\n");
+            out.push_str(&command_lines(&pp.credentials, width));
+        }
+        out
+    }
+
     fn verdict(&self, ok: bool) -> String {
         if ok {
             paint("ok", Paint::Good, self.style.color)
@@ -167,19 +246,48 @@ impl Renderer for Table {
             d.unmet.join(", ")
         };
         t.add_row(vec!["Unmet needs".to_string(), unmet]);
-        let mut out = format!("{t}\n");
-        out.push_str("\nWhy:\n");
-        for r in &d.reasons {
-            out.push_str(&format!("  - {r}\n"));
+        if !d.caveats.is_empty() {
+            let list: Vec<String> = d
+                .caveats
+                .iter()
+                .map(|c| {
+                    let over = c.need.as_ref().map_or(String::new(), |n| format!("{n} -> "));
+                    format!(
+                        "{over}{} ({}={})",
+                        title_of(caps, &c.protocol),
+                        c.question,
+                        c.answer
+                    )
+                })
+                .collect();
+            t.add_row(vec!["Caveats".to_string(), list.join("\n")]);
         }
-        if !d.hints.is_empty() {
-            out.push_str("\nWhat would change the answer:\n");
-            for h in &d.hints {
-                out.push_str(&format!("  - {h}\n"));
+        let width = self.style.text_width();
+        let list = |out: &mut String, heading: &str, items: &[String]| {
+            if !items.is_empty() {
+                out.push_str(&format!("\n{heading}\n"));
+                for item in items {
+                    out.push_str(&super::wrap("  - ", item, width));
+                }
             }
-        }
+        };
+        let mut out = format!("{t}\n");
+        list(&mut out, "Why:", &d.reasons);
+        let caveats: Vec<String> = d
+            .caveats
+            .iter()
+            .map(|c| super::caveat_sentence(caps, c))
+            .collect();
+        list(&mut out, "Caveats (the advice stands; mind these):", &caveats);
+        let aside: Vec<String> = d.set_aside.iter().map(super::set_aside_sentence).collect();
+        list(
+            &mut out,
+            "Set aside (answers that could not change the outcome):",
+            &aside,
+        );
+        list(&mut out, "What would change the answer:", &d.hints);
         out.push_str("\nDecision path:\n");
-        out.push_str(&path_lines(d));
+        out.push_str(&path_lines(d, width));
         out
     }
 
@@ -249,7 +357,7 @@ impl Renderer for Table {
             // The title wraps under itself: nothing is cut, and the short columns stay one line.
             let mut line = match row.get(columns) {
                 Some(title) if title_room >= 12 => {
-                    let wrapped = wrap_note(&line, title, width);
+                    let wrapped = super::wrap(&line, title, width);
                     wrapped.trim_end().to_string()
                 }
                 _ => line,
@@ -269,7 +377,7 @@ impl Renderer for Table {
         }
         out.push_str("yes supported, no not supported, - not applicable\n");
         for (i, text) in notes.iter().enumerate() {
-            out.push_str(&wrap_note(&format!("[{}] ", i + 1), text, width));
+            out.push_str(&super::wrap(&format!("[{}] ", i + 1), text, width));
         }
         out
     }
@@ -293,79 +401,26 @@ impl Renderer for Table {
         )
     }
 
+    /// The plan: a heading that names every protocol; per protocol a table that fits the
+    /// width, then what a reader copies or follows step by step on lines of its own (the
+    /// dynamic activation steps, the smoke test and credentials commands), wrapped between
+    /// words with their indent kept.
     fn plan(&self, _caps: &Capabilities, p: &Plan) -> String {
-        let mut out = format!("Plan: {} ({})\n", p.title, p.recommendation);
+        let width = self.style.text_width();
+        let mut out = format!("Plan: {}\n", plan_heading(p, str::to_string));
         for pp in &p.protocols {
-            let carries = if pp.carries.is_empty() {
-                String::new()
-            } else {
-                format!(", carries {}", pp.carries.join(", "))
-            };
-            out.push_str(&format!("\n{} ({}{carries})\n", pp.title, pp.protocol));
-            let mut t = self.new_table(&[]);
-            let mut host = pp.host.clone();
-            if let Some(n) = &pp.host_note {
-                host.push_str(&format!("\n({n})"));
-            }
-            t.add_row(vec!["Endpoint".to_string(), host]);
-            let ports: Vec<String> = pp
-                .ports
-                .iter()
-                .map(|x| format!("{} {} ({})", x.port, x.scheme, x.label))
-                .collect();
-            t.add_row(vec!["Ports".to_string(), ports.join("\n")]);
-            t.add_row(vec!["Transport".to_string(), pp.transport.to_uppercase()]);
-            t.add_row(vec!["Security".to_string(), pp.security.clone()]);
-            let auth: Vec<String> = pp
-                .auth
-                .iter()
-                .map(|a| {
-                    let mut line =
-                        format!("{}{}: {}", if a.recommended { "* " } else { "" }, a.mode, a.title);
-                    if let Some(env) = &a.secret_env {
-                        line.push_str(&format!(" (secret from {env})"));
-                    }
-                    if let Some(n) = &a.note {
-                        line.push_str(&format!(" ({n})"));
-                    }
-                    for (i, s) in a.steps.iter().enumerate() {
-                        line.push_str(&format!("\n    {}. {s}", i + 1));
-                    }
-                    line
-                })
-                .collect();
-            t.add_row(vec!["Authentication".to_string(), auth.join("\n")]);
-            let login: Vec<String> = pp
-                .login
-                .iter()
-                .map(|f| format!("{}: {}", f.name, f.value))
-                .collect();
-            t.add_row(vec!["Login".to_string(), login.join("\n")]);
-            let topics: Vec<String> = if pp.topics.is_empty() {
-                vec!["(no needs given: pass --need to list the topics for each)".to_string()]
-            } else {
-                pp.topics
-                    .iter()
-                    .map(|x| format!("{}:\n  {}", x.need, x.topics.join("\n  ")))
-                    .collect()
-            };
-            t.add_row(vec!["Topics".to_string(), topics.join("\n")]);
-            if !pp.credentials.is_empty() {
-                t.add_row(vec!["Credentials".to_string(), pp.credentials.clone()]);
-            }
-            t.add_row(vec!["Smoke test".to_string(), pp.probe.clone()]);
-            out.push_str(&format!("{t}\n"));
+            out.push_str(&self.protocol_plan(pp, width));
         }
         if !p.steps.is_empty() {
             out.push_str("\nSteps on the platform:\n");
             for (i, s) in p.steps.iter().enumerate() {
-                out.push_str(&format!("  {}. {s}\n", i + 1));
+                out.push_str(&super::wrap(&format!("  {}. ", i + 1), s, width));
             }
         }
         if !p.unmet.is_empty() {
             out.push_str(&format!("\nUnmet needs: {}\n", p.unmet.join(", ")));
             for h in &p.hints {
-                out.push_str(&format!("  - {h}\n"));
+                out.push_str(&super::wrap("  - ", h, width));
             }
         }
         out
@@ -448,7 +503,7 @@ impl Renderer for Table {
             }
             t.add_row(cells);
         }
-        let legend = wrap_note(
+        let legend = super::wrap(
             "",
             crate::measurement::matrix::LEGEND,
             usize::from(self.style.fit_width()),
@@ -480,21 +535,67 @@ impl Renderer for Table {
     }
 }
 
-/// The trace as numbered lines, shared with the Markdown renderer.
-pub fn path_lines(d: &Decision) -> String {
+/// A plan's title: every protocol it uses (`MQTT + HTTP (mqtt, http)`), or the outcome; each
+/// id as `id` makes it (Markdown puts it in backticks).
+pub fn plan_heading(p: &Plan, id: impl Fn(&str) -> String) -> String {
+    if p.protocols.is_empty() {
+        return format!("{} ({})", p.title, id(&p.recommendation));
+    }
+    let titles: Vec<&str> = p.protocols.iter().map(|x| x.title.as_str()).collect();
+    let ids: Vec<String> = p.protocols.iter().map(|x| id(&x.protocol)).collect();
+    format!("{} ({})", titles.join(" + "), ids.join(", "))
+}
+
+/// A shell command on lines of its own, indented, broken between arguments (a flag stays with
+/// its value) with ` \` at the end of each line but the last, so it pastes into a shell.
+fn command_lines(command: &str, width: usize) -> String {
+    // Words: a flag and the value after it are one unit.
+    let mut units: Vec<String> = Vec::new();
+    for word in command.split_whitespace() {
+        match units.last_mut() {
+            Some(last) if last.starts_with("--") && !last.contains(' ') && !word.starts_with("--") => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => units.push(word.to_string()),
+        }
+    }
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::from("  ");
+    for unit in units {
+        let room = width.saturating_sub(2); // the ` \` that ends a broken line
+        if line.trim().is_empty() {
+            line.push_str(&unit);
+        } else if line.chars().count() + 1 + unit.chars().count() <= room {
+            line.push(' ');
+            line.push_str(&unit);
+        } else {
+            lines.push(std::mem::replace(&mut line, format!("    {unit}")));
+        }
+    }
+    lines.push(line);
+    let last = lines.len() - 1;
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        out.push_str(l);
+        out.push_str(if i < last { " \\\n" } else { "\n" });
+    }
+    out
+}
+
+/// The trace as numbered lines wrapped at `width` (each step's later lines indented under its
+/// text), shared with the Markdown renderer.
+pub fn path_lines(d: &Decision, width: usize) -> String {
     let mut out = String::new();
     for (i, s) in d.trace.iter().enumerate() {
         let answer = match (&s.question, &s.answer) {
             (Some(q), Some(a)) => format!(" [{q}={a}{}]", if s.by_default { ", default" } else { "" }),
             _ => String::new(),
         };
-        out.push_str(&format!(
-            "  {}. {}: {}{} -> {}\n",
-            i + 1,
-            s.node,
-            s.label,
-            answer,
-            s.branch
+        out.push_str(&super::wrap(
+            &format!("  {}. ", i + 1),
+            &format!("{}: {}{} -> {}", s.node, s.label, answer, s.branch),
+            width,
         ));
     }
     out
@@ -513,30 +614,5 @@ pub fn check_text(r: &CheckReport) -> String {
     for p in &r.problems {
         out.push_str(&format!("- {p}\n"));
     }
-    out
-}
-
-/// A note as lines of at most `width` columns, broken between words, later lines indented
-/// under the text.
-fn wrap_note(label: &str, text: &str, width: usize) -> String {
-    let indent = " ".repeat(label.chars().count());
-    let mut out = String::new();
-    let mut line = label.to_string();
-    let mut empty = true;
-    for word in text.split_whitespace() {
-        if !empty && line.chars().count() + 1 + word.chars().count() > width {
-            out.push_str(line.trim_end());
-            out.push('\n');
-            line = indent.clone();
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
-    }
-    out.push_str(line.trim_end());
-    out.push('\n');
     out
 }

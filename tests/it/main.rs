@@ -5,6 +5,7 @@
 mod common;
 mod peers;
 
+mod advice;
 mod ask;
 mod batch;
 mod cli;
