@@ -91,7 +91,7 @@ pub async fn serve_udp(sock: tokio::net::UdpSocket, ep: Arc<Endpoint>, shutdown:
                     continue;
                 }
                 if let Some(answer) = datagram(&ep, peer, bytes, None) {
-                    ep.events.wait_written().await;
+                    ep.committed().await;
                     let _ = sock.send_to(&answer, peer).await;
                     if let Some(k) = key {
                         answered.put(k, answer);
@@ -243,7 +243,7 @@ async fn dtls_session(
                     continue;
                 }
                 if let Some(answer) = datagram(ep, peer, bytes, Some(&session)) {
-                    ep.events.wait_written().await;
+                    ep.committed().await;
                     let _ = dtls.write(&answer, None).await;
                     if let Some(k) = key {
                         answered.put(k, answer);

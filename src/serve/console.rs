@@ -215,9 +215,12 @@ async fn route(
                 let device = param(&query, "device").and_then(|d| http::keys(&d));
                 stream(ep, device, shutdown)
             }
-            _ => full(http::twin_get(ep, &path).unwrap_or_else(|| {
-                http::error(StatusCode::NOT_FOUND, "no such page: open / for the console")
-            })),
+            _ => match http::history_get(ep, &path, Some(&query)).await {
+                Some(r) => full(r),
+                None => full(http::twin_get(ep, &path).unwrap_or_else(|| {
+                    http::error(StatusCode::NOT_FOUND, "no such page: open / for the console")
+                })),
+            },
         };
     }
     if req.method() != Method::POST {
@@ -263,7 +266,7 @@ async fn route(
         }
     };
     let r = http::send_command(ep, rest, &body, timeout).await;
-    ep.events.wait_written().await;
+    ep.committed().await;
     full(r)
 }
 
@@ -306,11 +309,19 @@ fn meta(ep: &Endpoint, access: &Access) -> Value {
     let codes: serde_json::Map<String, Value> = (100..2000)
         .filter_map(|c| crate::enos::meaning(c).map(|m| (c.to_string(), json!(m))))
         .collect();
+    // The file's name only: where it lives on the machine is not the page's business.
+    let saved_to = ep
+        .twin
+        .saved_to()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
     json!({
         "products": products,
         "codes": codes,
         "token_required": access.token.is_some(),
         "ticks_per_second": TICKS_PER_SECOND,
+        "saved_to": saved_to,
+        "retain": ep.twin.retention().to_string(),
     })
 }
 

@@ -262,11 +262,12 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Events on stdout, in the record file `record` (created, or truncated), and with `log`
+    /// Events on stdout, in the record file `record` (created, or appended to: a record is
+    /// never truncated, and each run's lines start with its `listening` line), and with `log`
     /// a sentence each on stderr.
     pub(crate) fn streams(record: Option<&std::path::Path>, log: bool) -> std::io::Result<Self> {
         let record = match record {
-            Some(p) => Some(std::fs::File::create(p)?),
+            Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => None,
         };
         Ok(EventLog {
