@@ -154,7 +154,11 @@ fn report_conflicts(endpoint: &Endpoint, conflicts: &[Conflict]) {
         by_product.entry(&c.device.product_key).or_default().push(c);
     }
     for (product, list) in by_product {
-        let keys: Vec<&str> = list.iter().take(5).map(|c| c.device.device_key.as_str()).collect();
+        let keys: Vec<&str> = list
+            .iter()
+            .take(5)
+            .map(|c| c.device.device_key.as_str())
+            .collect();
         let more = list.len().saturating_sub(keys.len());
         let names = if more > 0 {
             format!("{} and {more} more", keys.join(", "))

@@ -53,7 +53,11 @@ impl std::str::FromStr for Retention {
                 Some('d') => Some(86_400),
                 _ => None,
             };
-            let digits = if unit.is_some() { &part[..part.len() - 1] } else { part };
+            let digits = if unit.is_some() {
+                &part[..part.len() - 1]
+            } else {
+                part
+            };
             let n: u64 = digits.parse().map_err(|_| {
                 format!(
                     "`{part}` is neither a duration (7d, 12h, 30m, 90s) nor a count of values (100000); \
@@ -151,7 +155,9 @@ impl Stored {
         match self {
             Stored::Int(i) => Value::from(*i),
             Stored::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-            Stored::Json(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())),
+            Stored::Json(text) => {
+                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+            }
         }
     }
 
@@ -397,7 +403,15 @@ mod tests {
 
     #[test]
     fn values_keep_their_json_and_csv_quotes_what_needs_it() {
-        for text in ["19", "21.5", "-3", "true", "\"on\"", "{\"value\":1,\"quality\":0}", "18446744073709551615"] {
+        for text in [
+            "19",
+            "21.5",
+            "-3",
+            "true",
+            "\"on\"",
+            "{\"value\":1,\"quality\":0}",
+            "18446744073709551615",
+        ] {
             let v: Value = serde_json::from_str(text).expect("json");
             assert_eq!(Stored::from_value(&v).to_value(), v, "{text}");
         }
@@ -411,7 +425,10 @@ mod tests {
                 value: Stored::from_value(&Value::String("a,b".into())),
             },
         ];
-        assert_eq!(String::from_utf8_lossy(&csv(&samples)), "time,value\n1,21.5\n2,\"a,b\"\n");
+        assert_eq!(
+            String::from_utf8_lossy(&csv(&samples)),
+            "time,value\n1,21.5\n2,\"a,b\"\n"
+        );
         assert_eq!(
             String::from_utf8_lossy(&json("temp", &samples[..1])),
             r#"{"point":"temp","values":[{"time":1,"value":21.5}]}"#

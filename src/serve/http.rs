@@ -179,7 +179,11 @@ pub(super) fn twin_get(ep: &Endpoint, path: &str) -> Option<Response<Full<Bytes>
 /// `GET /twin/devices/{pk}/{dk}/history/{point}[?from=MS&to=MS&limit=N&format=csv]` (also on
 /// the console): the point's values, in time order, as `{"point", "values": [{"time",
 /// "value"}...]}` or CSV; `None` for another path. A data file is read on a blocking thread.
-pub(super) async fn history_get(ep: &Endpoint, path: &str, query: Option<&str>) -> Option<Response<Full<Bytes>>> {
+pub(super) async fn history_get(
+    ep: &Endpoint,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Response<Full<Bytes>>> {
     let rest = path.strip_prefix("/twin/devices/")?;
     let mut parts = rest.splitn(4, '/');
     let (pk, dk, word, point) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -209,7 +213,12 @@ pub(super) async fn history_get(ep: &Endpoint, path: &str, query: Option<&str>) 
                         &format!("the data file cannot be read: {why}"),
                     ));
                 }
-                Err(_) => return Some(error(StatusCode::INTERNAL_SERVER_ERROR, "the history read failed")),
+                Err(_) => {
+                    return Some(error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the history read failed",
+                    ));
+                }
             }
         }
     };
@@ -226,7 +235,13 @@ pub(super) async fn history_get(ep: &Endpoint, path: &str, query: Option<&str>) 
             let mut r = Response::new(Full::new(Bytes::from(history::csv(&samples))));
             let name: String = format!("{pk}-{dk}-{point}.csv")
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             let h = r.headers_mut();
             h.insert(

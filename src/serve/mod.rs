@@ -239,16 +239,37 @@ impl Endpoint {
         self
     }
 
-    /// Wait until what was done so far is safe: its events written to the record
-    /// ([`events::EventLog::wait_written`]) and its changes committed to the data file
-    /// ([`twin::Twin::wait_saved`]). Every reply (an MQTT reply, PUBACK or CONNACK, an HTTP
-    /// answer, a CoAP response) leaves after this, so what serve acknowledged survives a
-    /// `kill -9`; many replies share one write and one commit. The two run at once (the
-    /// flusher and the writer thread); waiting for one after the other keeps the future of
-    /// every held connection as small as the larger wait alone.
+    /// Wait until what a reply acknowledges is safe: the events emitted so far written to the
+    /// record, and the changes of the devices this connection changed or saw committed to the
+    /// data file. Every reply (an MQTT reply, PUBACK or CONNACK, an HTTP answer, a CoAP
+    /// response) leaves after this, so what serve acknowledged survives a `kill -9`. Many
+    /// replies share one write and one commit ([`Endpoint::flusher`]).
     pub async fn committed(&self) {
+        let target = twin::seen_mark().unwrap_or_else(|| self.twin.save_target());
         self.events.wait_written().await;
-        self.twin.wait_saved().await;
+        self.twin.wait_saved(target).await;
+    }
+
+    /// The group commit, for as long as serve runs: once events are pending and every task
+    /// that was ready has run (and made its changes), write the events to stdout and the
+    /// record in one write (one per batch instead of two per event, which had capped serve's
+    /// connection rate) and have the data file commit that batch's changes in one
+    /// transaction; beside it, the store's relay wakes the replies waiting for a commit.
+    pub async fn flusher(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let events = async {
+            loop {
+                tokio::select! {
+                    () = self.events.pending() => {}
+                    () = stopped(shutdown.clone()) => break,
+                }
+                tokio::task::yield_now().await;
+                self.events.flush();
+                self.twin.save_activity();
+                self.twin.save_now();
+            }
+            self.events.flush();
+        };
+        tokio::join!(events, self.twin.relay(shutdown.clone()));
     }
 
     /// The same endpoint, answering under `policy` (a harness examining a device).

@@ -20,15 +20,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::watch;
 
 use super::history::{Query, Retention, Sample, Stored};
-use super::twin::{EventValue, FirmwareState, OtaState, Origin, PointValue};
+use super::twin::{EventValue, FirmwareState, Origin, OtaState, PointValue};
 use super::{Identity, Protocol};
 use crate::base::{Help, Secret};
 
@@ -77,7 +78,6 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE series (
        id INTEGER PRIMARY KEY,
        product_key TEXT NOT NULL, device_key TEXT NOT NULL, point TEXT NOT NULL,
-       last_time INTEGER, last_value,
        UNIQUE (product_key, device_key, point)
      );
      CREATE TABLE history (
@@ -174,7 +174,8 @@ pub(crate) enum Change {
         origin: Origin,
         patch: Patch,
     },
-    /// A login, session or request: the protocol, the time, and requests and errors to add.
+    /// A device's activity now: the protocol of its last login, when it was last seen, and
+    /// its counts of requests and errors.
     Activity {
         id: Identity,
         origin: Origin,
@@ -208,16 +209,26 @@ pub(crate) enum Change {
         id: Identity,
         keys: Vec<String>,
     },
-    /// Values of points at `time`; `latest` when the value is now the point's last one.
+    /// Values of points at `time` (a point's last value is its newest in the history, which
+    /// the retention never lets go).
     Points {
         id: Identity,
         time: i64,
-        values: Vec<(String, Stored, bool)>,
+        values: Vec<(String, Stored)>,
     },
     Event {
         id: Identity,
         event: EventValue,
     },
+}
+
+impl Change {
+    /// Whether a reply may acknowledge it: everything but activity (a login's time and
+    /// protocol, the counts of requests), which goes with the next commit and is not waited
+    /// for (a `kill -9` may lose the last moments of it, never what a device was told).
+    pub(crate) fn durable(&self) -> bool {
+        !matches!(self, Change::Activity { .. })
+    }
 }
 
 /// One field of a device's row.
@@ -237,20 +248,123 @@ pub(crate) struct Progress {
     pub failed: Option<String>,
 }
 
-/// A message to the writer: a change with its number, or the end.
-pub(crate) enum Msg {
-    Change(u64, Change),
-    Close,
+/// The writer's progress as the relay passes it on, on the runtime's thread.
+#[derive(Debug, Clone, Copy, Default)]
+struct Relayed {
+    committed: u64,
+    failed: bool,
+    /// Whether a relay runs (else a waiting reply listens to the writer itself).
+    running: bool,
+}
+
+/// The changes on their way from the twin to the writer: pushed under the twin's lock (a lock
+/// and a `Vec::push`, no system call), taken by the writer a batch at a time. The writer is
+/// woken by a reply that waits ([`Queue::kick`]): by then every task that was ready has queued
+/// its changes, so one commit acknowledges them all. Changes no reply waits for are taken
+/// when they have waited [`LAZY`], or with the next batch.
+#[derive(Default)]
+pub(crate) struct Queue {
+    state: Mutex<Queued>,
+    ready: Condvar,
+}
+
+/// How long changes no reply waits for stay queued, for company, before their own commit.
+pub(crate) const LAZY: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+struct Queued {
+    changes: Vec<Change>,
+    /// When the oldest queued change came.
+    since: Option<Instant>,
+    /// The number of the last change queued.
+    last: u64,
+    /// A reply waits: commit what is queued now.
+    kicked: bool,
+    /// The writer is waiting on `ready`.
+    waiting: bool,
+    closed: bool,
+}
+
+/// What the writer gets from the queue.
+pub(crate) enum Taken {
+    /// Changes to commit, the number of the last, and whether the queue is closed.
+    Batch(Vec<Change>, u64, bool),
+    /// Nothing came for a while (time to prune).
+    Idle,
+    Closed,
+}
+
+impl Queue {
+    /// Queue a change: its number.
+    fn push(&self, change: Change) -> Option<u64> {
+        let mut q = self.state.lock().ok()?;
+        if q.changes.is_empty() {
+            q.since = Some(Instant::now());
+        }
+        q.last += 1;
+        q.changes.push(change);
+        Some(q.last)
+    }
+
+    /// A reply waits for what is queued: wake the writer if it waits.
+    fn kick(&self) {
+        let Ok(mut q) = self.state.lock() else { return };
+        q.kicked = true;
+        if q.waiting {
+            q.waiting = false;
+            drop(q);
+            self.ready.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut q) = self.state.lock() {
+            q.closed = true;
+        }
+        self.ready.notify_one();
+    }
+
+    /// The next batch: what is queued once a reply waits for it, the queue closes, or its
+    /// oldest change has waited [`LAZY`]; [`Taken::Idle`] after `idle` with nothing queued.
+    pub(crate) fn take(&self, idle: Duration) -> Taken {
+        let Ok(mut q) = self.state.lock() else {
+            return Taken::Closed;
+        };
+        loop {
+            let now = Instant::now();
+            let due = q.since.map(|s| s + LAZY);
+            if !q.changes.is_empty() && (q.kicked || q.closed || due.is_some_and(|d| now >= d)) {
+                q.kicked = false;
+                q.since = None;
+                return Taken::Batch(std::mem::take(&mut q.changes), q.last, q.closed);
+            }
+            q.kicked = false;
+            if q.closed {
+                return Taken::Closed;
+            }
+            let wait = due.map_or(idle, |d| d.saturating_duration_since(now));
+            q.waiting = true;
+            let Ok((g, t)) = self.ready.wait_timeout(q, wait) else {
+                return Taken::Closed;
+            };
+            q = g;
+            q.waiting = false;
+            if t.timed_out() && q.changes.is_empty() && !q.kicked {
+                return Taken::Idle;
+            }
+        }
+    }
 }
 
 /// The open data file: the writer's queue, what it committed, and a reader for history.
 pub struct Store {
     path: PathBuf,
-    tx: mpsc::Sender<Msg>,
-    /// The number of the last change pushed.
-    pushed: AtomicU64,
+    queue: Arc<Queue>,
+    /// The number of the last change a reply waits for.
+    durable: AtomicU64,
     progress: Arc<watch::Sender<Progress>>,
-    reader: Arc<Mutex<Connection>>,
+    relayed: watch::Sender<Relayed>,
+    reader: Reader,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// An exclusive lock on the file for as long as this serve runs (dropped last).
     _lock: std::fs::File,
@@ -341,7 +455,7 @@ impl Store {
         )
         .map_err(|e| classify(path, "open it", &e))?;
         let read = |e: rusqlite::Error| classify(path, "read it", &e);
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(read)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(read)?;
         let version = check(path, &conn)?;
         if version > 0 {
             let problems: Vec<String> = conn
@@ -367,6 +481,11 @@ impl Store {
             });
         }
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(write)?;
+        // A checkpoint (the log copied into the file, with an fsync of each) holds up every
+        // reply waiting on the next commit: at most every 4,000 pages (16 MB of log) on the
+        // way, and whenever the writer has nothing to do.
+        conn.pragma_update(None, "wal_autocheckpoint", 4_000)
+            .map_err(write)?;
         migrate(&conn, version).map_err(write)?;
         // A write at start: a file that cannot be written stops serve now, not at the first
         // change it would have to acknowledge.
@@ -389,14 +508,14 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(read)?;
-        reader.busy_timeout(std::time::Duration::from_secs(5)).map_err(read)?;
-        let (tx, rx) = mpsc::channel();
+        reader.busy_timeout(Duration::from_secs(5)).map_err(read)?;
+        let queue = Arc::new(Queue::default());
         let progress = Arc::new(watch::Sender::new(Progress::default()));
         let writer = super::store_writer::Writer::new(conn, retention, path);
-        let to_writer = progress.clone();
+        let (from, to_writer) = (queue.clone(), progress.clone());
         let handle = std::thread::Builder::new()
             .name("serve-store".into())
-            .spawn(move || writer.run(&rx, &to_writer))
+            .spawn(move || writer.run(&from, &to_writer))
             .map_err(|e| StoreError::Io {
                 path: path.display().to_string(),
                 action: "start its writer",
@@ -405,10 +524,14 @@ impl Store {
         Ok((
             Store {
                 path: path.to_path_buf(),
-                tx,
-                pushed: AtomicU64::new(0),
+                queue,
+                durable: AtomicU64::new(0),
                 progress,
-                reader: Arc::new(Mutex::new(reader)),
+                relayed: watch::Sender::new(Relayed::default()),
+                reader: Reader {
+                    conn: Arc::new(Mutex::new(reader)),
+                    retention,
+                },
                 writer: Mutex::new(Some(handle)),
                 _lock: lock,
             },
@@ -423,19 +546,42 @@ impl Store {
     /// Queue a change for the writer. The twin calls this under its own lock, so changes
     /// reach the file in the order they were made.
     pub(crate) fn push(&self, change: Change) {
-        let n = self.pushed.fetch_add(1, Ordering::AcqRel) + 1;
+        let durable = change.durable();
         // A writer that stopped has said why (`failed`); nothing queued now is acknowledged.
-        let _ = self.tx.send(Msg::Change(n, change));
+        if let Some(n) = self.queue.push(change)
+            && durable
+        {
+            self.durable.fetch_max(n, Ordering::AcqRel);
+        }
     }
 
-    /// Wait until every change pushed so far is committed. After a failed write it never
-    /// returns: nothing is acknowledged that is not in the file (serve then stops).
-    pub async fn wait_saved(&self) {
-        let target = self.pushed.load(Ordering::Acquire);
-        let mut rx = self.progress.subscribe();
-        if rx.borrow().committed >= target {
+    /// The number of the last change a reply waits for: what [`Store::wait_saved`] waits for.
+    pub fn target(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Wait until the changes up to `target` are committed (the writer woken for them if it
+    /// waits). After a failed write it never returns: nothing is acknowledged that is not in
+    /// the file (serve then stops).
+    pub async fn wait_saved(&self, target: u64) {
+        if self.progress.borrow().committed >= target {
             return;
         }
+        self.queue.kick();
+        let mut local = self.relayed.subscribe();
+        if local.borrow().running {
+            // Woken by the relay, on this thread.
+            let seen = local
+                .wait_for(|r| r.committed >= target || r.failed || !r.running)
+                .await
+                .map(|r| *r);
+            match seen {
+                Ok(r) if r.committed >= target => return,
+                Ok(r) if r.failed => std::future::pending::<()>().await,
+                _ => {}
+            }
+        }
+        let mut rx = self.progress.subscribe();
         let done = rx
             .wait_for(|p| p.committed >= target || p.failed.is_some())
             .await
@@ -444,6 +590,38 @@ impl Store {
         if !done {
             std::future::pending::<()>().await;
         }
+    }
+
+    /// Have the writer commit what is queued now, if a reply waits for it.
+    pub fn kick(&self) {
+        if self.target() > self.progress.borrow().committed {
+            self.queue.kick();
+        }
+    }
+
+    /// Pass the writer's progress on to the waiting replies, from the thread this runs on: one
+    /// wake-up from the writer's thread per commit, however many replies wait (each wake-up
+    /// from another thread is a system call for the runtime). Runs until a write fails.
+    pub async fn relay(&self) {
+        let mut rx = self.progress.subscribe();
+        self.relayed.send_modify(|r| r.running = true);
+        loop {
+            let p = rx.borrow_and_update().clone();
+            self.relayed.send_if_modified(|r| {
+                let news = p.committed > r.committed || (p.failed.is_some() && !r.failed);
+                r.committed = r.committed.max(p.committed);
+                r.failed |= p.failed.is_some();
+                news
+            });
+            if p.failed.is_some() || rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The relay stopped: waiting replies listen to the writer itself.
+    pub fn relay_gone(&self) {
+        self.relayed.send_modify(|r| r.running = false);
     }
 
     /// Wait until a write fails: why, in words that name the file.
@@ -458,7 +636,7 @@ impl Store {
 
     /// Commit what is queued and stop the writer; `Err` when a write failed.
     pub fn close(&self) -> Result<(), String> {
-        let _ = self.tx.send(Msg::Close);
+        self.queue.close();
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle
             && h.join().is_err()
@@ -473,39 +651,69 @@ impl Store {
 
     /// A handle that reads history, for a blocking task.
     pub fn reader(&self) -> Reader {
-        Reader(self.reader.clone())
+        self.reader.clone()
     }
 }
 
 /// Reads history on its own connection (a blocking call: run it off the async threads).
 #[derive(Clone)]
-pub struct Reader(Arc<Mutex<Connection>>);
+pub struct Reader {
+    conn: Arc<Mutex<Connection>>,
+    retention: Retention,
+}
 
 impl Reader {
-    /// The newest `q.limit` values of the point from `q.from` to `q.to`, oldest first.
+    /// The newest `q.limit` values of the point from `q.from` to `q.to`, oldest first, within
+    /// the retention (the file may hold a few more until the writer prunes them).
     pub fn history(&self, id: &Identity, point: &str, q: &Query) -> Result<Vec<Sample>, String> {
-        let conn = self.0.lock().map_err(|_| "the history reader is unavailable".to_string())?;
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| "the history reader is unavailable".to_string())?;
+        let text = |e: rusqlite::Error| e.to_string();
+        let series: Option<i64> = conn
+            .prepare_cached("SELECT id FROM series WHERE product_key = ?1 AND device_key = ?2 AND point = ?3")
+            .and_then(|mut s| {
+                s.query_row(rusqlite::params![id.product_key, id.device_key, point], |r| {
+                    r.get(0)
+                })
+            })
+            .optional()
+            .map_err(text)?;
+        let Some(series) = series else {
+            return Ok(Vec::new());
+        };
+        // What the retention keeps: values from `cutoff` on, and the newest `keep` whatever
+        // their age.
+        let now = i64::try_from(crate::credentials::now_ms()).unwrap_or(i64::MAX);
+        let (cutoff, keep) = self.retention.bounds(now);
+        let newest_kept: Option<i64> = conn
+            .prepare_cached("SELECT time FROM history WHERE series = ?1 ORDER BY time DESC LIMIT 1 OFFSET ?2")
+            .and_then(|mut s| {
+                s.query_row(
+                    rusqlite::params![series, i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )
+            })
+            .optional()
+            .map_err(text)?;
+        let floor = newest_kept.map_or(i64::MIN, |t| t.min(cutoff));
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
         let mut stmt = conn
             .prepare_cached(
-                "SELECT time, value FROM history
-                 WHERE series = (SELECT id FROM series WHERE product_key = ?1 AND device_key = ?2 AND point = ?3)
-                   AND time >= ?4 AND time <= ?5
-                 ORDER BY time DESC LIMIT ?6",
+                "SELECT time, value FROM history WHERE series = ?1 AND time >= ?2 AND time <= ?3
+                 ORDER BY time DESC LIMIT ?4",
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(text)?;
         let rows = stmt
-            .query_map(
-                rusqlite::params![id.product_key, id.device_key, point, q.from, q.to, limit],
-                |r| {
-                    Ok(Sample {
-                        time: r.get(0)?,
-                        value: r.get(1)?,
-                    })
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+            .query_map(rusqlite::params![series, q.from.max(floor), q.to, limit], |r| {
+                Ok(Sample {
+                    time: r.get(0)?,
+                    value: r.get(1)?,
+                })
+            })
+            .map_err(text)?;
+        let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(text)?;
         out.reverse();
         Ok(out)
     }
@@ -549,15 +757,21 @@ fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
 fn check(path: &Path, conn: &Connection) -> Result<i64, StoreError> {
     let shown = path.display().to_string();
     let read = |e: rusqlite::Error| classify(path, "read it", &e);
-    let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(read)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(read)?;
+    let app: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(read)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(read)?;
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
         .map_err(read)?;
     if app != APPLICATION_ID && !(app == 0 && version == 0 && tables == 0) {
         return Err(StoreError::NotOurs {
             path: shown,
-            why: format!("a SQLite database of another program (application id {app:#x}, {tables} schema entries)"),
+            why: format!(
+                "a SQLite database of another program (application id {app:#x}, {tables} schema entries)"
+            ),
         });
     }
     if version > SCHEMA_VERSION {
@@ -578,7 +792,11 @@ fn check(path: &Path, conn: &Connection) -> Result<i64, StoreError> {
 
 /// Take the file from `version` to [`SCHEMA_VERSION`], a step per transaction.
 fn migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
-    for (v, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+    for (v, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(step)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -683,7 +901,8 @@ fn load_maps(conn: &Connection, saved: &mut Saved) -> Result<(), Load> {
         let (key, value): (String, String) = (r.get(2)?, r.get(3)?);
         entry(saved, r.get(0)?, r.get(1)?).tags.insert(key, value);
     }
-    let mut stmt = conn.prepare("SELECT product_key, device_key, event, vals, time FROM events ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT product_key, device_key, event, vals, time FROM events ORDER BY id")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let (event, text, time): (String, String, i64) = (r.get(2)?, r.get(3)?, r.get(4)?);
@@ -694,8 +913,11 @@ fn load_maps(conn: &Connection, saved: &mut Saved) -> Result<(), Load> {
             time: u64::try_from(time).unwrap_or(0),
         });
     }
+    // Each point's last value: the newest of its history (one step down the index each).
     let mut stmt = conn.prepare(
-        "SELECT product_key, device_key, point, last_time, last_value FROM series WHERE last_time IS NOT NULL",
+        "SELECT s.product_key, s.device_key, s.point, h.time, h.value FROM series s
+         JOIN history h ON h.series = s.id
+          AND h.time = (SELECT max(time) FROM history WHERE series = s.id)",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -709,12 +931,6 @@ fn load_maps(conn: &Connection, saved: &mut Saved) -> Result<(), Load> {
         );
     }
     Ok(())
-}
-
-/// Test support: whether the file's last change is committed (for unit tests of the twin).
-#[cfg(test)]
-pub(crate) fn committed(store: &Store) -> u64 {
-    store.progress.borrow().committed
 }
 
 #[cfg(test)]
@@ -731,13 +947,18 @@ mod tests {
         let path = dir.path().join("serve.db");
         let (store, saved) = open(&path).expect("created");
         assert!(saved.devices.is_empty());
-        assert!(matches!(open(&path), Err(StoreError::InUse { .. })), "one serve per file");
+        assert!(
+            matches!(open(&path), Err(StoreError::InUse { .. })),
+            "one serve per file"
+        );
         store.close().expect("closed");
         drop(store);
         let (store, _) = open(&path).expect("reopened");
         store.close().expect("closed");
         let conn = Connection::open(&path).expect("open");
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
         assert_eq!(v, SCHEMA_VERSION);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
@@ -748,7 +969,11 @@ mod tests {
     fn files_serve_cannot_use_are_refused_with_their_class() {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = dir.path().join("notes.txt");
-        std::fs::write(&text, "not a database, just some text that is long enough ".repeat(100)).expect("write");
+        std::fs::write(
+            &text,
+            "not a database, just some text that is long enough ".repeat(100),
+        )
+        .expect("write");
         assert!(matches!(open(&text), Err(StoreError::NotOurs { .. })));
         let other = dir.path().join("other.db");
         Connection::open(&other)

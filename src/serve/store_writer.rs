@@ -1,8 +1,9 @@
 //! The store's writer: a thread of its own that owns the write connection. It takes every
-//! change queued since its last commit (up to [`BATCH`]), applies them in one transaction,
+//! change queued since its last commit ([`Queue::take`]), applies them in one transaction,
 //! commits, and tells the waiting replies (group commit: one commit acknowledges many
-//! requests). Within a batch, what can be folded is folded: a device's logins and requests
-//! are one row update, a point's last value one update. History beyond the retention is
+//! requests). Activity (logins, counts) no reply waits for: alone, it waits up to
+//! [`super::store::LAZY`] for company before its commit. Within a batch, a device's activity
+//! is one row update. History beyond the retention is
 //! pruned a point at a time as it grows, and by time every minute, a slice of points per
 //! commit, so no prune holds the replies up for long.
 //!
@@ -11,19 +12,20 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use super::Identity;
-use super::history::{Retention, Stored};
-use super::store::{Change, Msg, Patch, Progress};
+use super::history::Retention;
+use super::store::{Change, Patch, Progress, Queue, Taken};
 use super::twin::Origin;
 
-/// The most changes applied in one transaction.
-const BATCH: usize = 8_192;
+/// A value into a point's history (the same time keeps the last value).
+const INSERT_VALUE: &str = "INSERT INTO history (series, time, value) VALUES (?1, ?2, ?3) \
+                            ON CONFLICT (series, time) DO UPDATE SET value = excluded.value";
+
 /// How often every point is pruned by time (when the retention has a duration).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The points pruned by time per commit, while a pass is under way.
@@ -35,11 +37,10 @@ struct SeriesState {
     since_prune: u64,
 }
 
-/// What the batch folds: per device, its activity; per point, its last value.
+/// What the batch folds: per device, its activity; the devices whose events to trim.
 #[derive(Default)]
 struct Folded {
     activity: HashMap<Identity, Activity>,
-    last: HashMap<i64, (i64, Stored)>,
     events: Vec<Identity>,
 }
 
@@ -81,41 +82,34 @@ impl Writer {
         }
     }
 
-    /// Commit batches until [`Msg::Close`] (or every sender is gone); stop at the first
-    /// failure, saying why in `progress`.
-    pub(crate) fn run(mut self, rx: &mpsc::Receiver<Msg>, progress: &watch::Sender<Progress>) {
-        let mut closing = false;
-        while !closing {
-            let first = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(m) => m,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+    /// Commit batches until the queue closes; stop at the first failure, saying why in
+    /// `progress`.
+    pub(crate) fn run(mut self, queue: &Queue, progress: &watch::Sender<Progress>) {
+        loop {
+            match queue.take(Duration::from_secs(1)) {
+                Taken::Closed => return,
+                Taken::Idle => {
+                    // Nothing waits: a good moment to fold the log into the file.
+                    let idle = self
+                        .conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        .and_then(|()| self.prune_slice());
+                    if let Err(e) = idle {
+                        return self.fail(progress, &e);
+                    }
+                }
+                Taken::Batch(changes, last, closing) => {
+                    if let Err(e) = self.commit(changes) {
+                        return self.fail(progress, &e);
+                    }
+                    progress.send_modify(|p| p.committed = p.committed.max(last));
+                    if closing {
+                        return;
+                    }
                     if let Err(e) = self.prune_slice() {
                         return self.fail(progress, &e);
                     }
-                    continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            let mut batch = Vec::new();
-            let mut next = Some(first);
-            while let Some(m) = next {
-                match m {
-                    Msg::Change(n, c) => batch.push((n, c)),
-                    Msg::Close => closing = true,
-                }
-                next = if closing || batch.len() >= BATCH {
-                    None
-                } else {
-                    rx.try_recv().ok()
-                };
-            }
-            let Some(&(last, _)) = batch.last() else { continue };
-            if let Err(e) = self.commit(batch) {
-                return self.fail(progress, &e);
-            }
-            progress.send_modify(|p| p.committed = p.committed.max(last));
-            if let Err(e) = self.prune_slice() {
-                return self.fail(progress, &e);
             }
         }
     }
@@ -126,19 +120,21 @@ impl Writer {
     }
 
     /// One transaction for the batch.
-    fn commit(&mut self, batch: Vec<(u64, Change)>) -> rusqlite::Result<()> {
+    fn commit(&mut self, batch: Vec<Change>) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN")?;
-        let done = self.apply_all(batch).and_then(|()| self.conn.execute_batch("COMMIT"));
+        let done = self
+            .apply_all(batch)
+            .and_then(|()| self.conn.execute_batch("COMMIT"));
         if done.is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         done
     }
 
-    fn apply_all(&mut self, batch: Vec<(u64, Change)>) -> rusqlite::Result<()> {
+    fn apply_all(&mut self, batch: Vec<Change>) -> rusqlite::Result<()> {
         let mut folded = Folded::default();
         let mut prune = Vec::new();
-        for (_, change) in batch {
+        for change in batch {
             self.apply(change, &mut folded, &mut prune)?;
         }
         self.flush(&mut folded)?;
@@ -160,21 +156,20 @@ impl Writer {
                 messages,
                 errors,
             } => {
-                let a = folded.activity.entry(id).or_insert(Activity {
-                    origin,
-                    protocol: None,
-                    last_seen: 0,
-                    messages: 0,
-                    errors: 0,
-                });
-                a.protocol = protocol.map(|p| p.name()).or(a.protocol);
-                a.last_seen = a.last_seen.max(ms(last_seen));
-                a.messages = a.messages.saturating_add(ms(messages));
-                a.errors = a.errors.saturating_add(ms(errors));
+                folded.activity.insert(
+                    id,
+                    Activity {
+                        origin,
+                        protocol: protocol.map(|p| p.name()),
+                        last_seen: ms(last_seen),
+                        messages: ms(messages),
+                        errors: ms(errors),
+                    },
+                );
             }
             Change::Device { id, origin, patch } => patch_device(c, &id, origin, patch)?,
             Change::Points { id, time, values } => {
-                for (point, value, latest) in values {
+                for (point, value) in values {
                     let step = self.retention.prune_step();
                     let s = self.series_of(&id, &point)?;
                     s.since_prune += 1;
@@ -184,14 +179,8 @@ impl Writer {
                         prune.push(sid);
                     }
                     self.conn
-                        .prepare_cached(
-                            "INSERT INTO history (series, time, value) VALUES (?1, ?2, ?3)
-                             ON CONFLICT (series, time) DO UPDATE SET value = excluded.value",
-                        )?
+                        .prepare_cached(INSERT_VALUE)?
                         .execute(params![sid, time, value])?;
-                    if latest {
-                        folded.last.insert(sid, (time, value));
-                    }
                 }
             }
             Change::Event { id, event } => {
@@ -229,13 +218,18 @@ impl Writer {
                 }
             }
             Change::TagsDeleted { id, keys } => {
-                let mut stmt =
-                    c.prepare_cached("DELETE FROM tags WHERE product_key = ?1 AND device_key = ?2 AND key = ?3")?;
+                let mut stmt = c.prepare_cached(
+                    "DELETE FROM tags WHERE product_key = ?1 AND device_key = ?2 AND key = ?3",
+                )?;
                 for k in keys {
                     stmt.execute(params![id.product_key, id.device_key, k])?;
                 }
             }
-            Change::Registered { id, secret, attributes } => {
+            Change::Registered {
+                id,
+                secret,
+                attributes,
+            } => {
                 // What was folded before this change belongs to the device it replaces.
                 self.flush(folded)?;
                 self.forget(&id)?;
@@ -290,14 +284,18 @@ impl Writer {
             let keys = params![id.product_key, id.device_key, point];
             let found: Option<i64> = self
                 .conn
-                .prepare_cached("SELECT id FROM series WHERE product_key = ?1 AND device_key = ?2 AND point = ?3")?
+                .prepare_cached(
+                    "SELECT id FROM series WHERE product_key = ?1 AND device_key = ?2 AND point = ?3",
+                )?
                 .query_row(keys, |r| r.get(0))
                 .optional()?;
             let sid = match found {
                 Some(sid) => sid,
                 None => {
                     self.conn
-                        .prepare_cached("INSERT INTO series (product_key, device_key, point) VALUES (?1, ?2, ?3)")?
+                        .prepare_cached(
+                            "INSERT INTO series (product_key, device_key, point) VALUES (?1, ?2, ?3)",
+                        )?
                         .execute(keys)?;
                     self.conn.last_insert_rowid()
                 }
@@ -316,8 +314,8 @@ impl Writer {
             .ok_or(rusqlite::Error::QueryReturnedNoRows)
     }
 
-    /// Write what the batch folded: each device's activity, each point's last value, and
-    /// the event lists trimmed to the twin's bound.
+    /// Write what the batch folded: each device's activity, and the event lists trimmed to
+    /// the twin's bound.
     fn flush(&self, folded: &mut Folded) -> rusqlite::Result<()> {
         let c = &self.conn;
         for (id, a) in folded.activity.drain() {
@@ -326,9 +324,9 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (product_key, device_key) DO UPDATE SET
                    protocol = coalesce(excluded.protocol, protocol),
-                   last_seen = max(coalesce(last_seen, 0), excluded.last_seen),
-                   messages = messages + excluded.messages,
-                   errors = errors + excluded.errors",
+                   last_seen = excluded.last_seen,
+                   messages = excluded.messages,
+                   errors = excluded.errors",
             )?
             .execute(params![
                 id.product_key,
@@ -339,10 +337,6 @@ impl Writer {
                 a.messages,
                 a.errors
             ])?;
-        }
-        for (sid, (time, value)) in folded.last.drain() {
-            c.prepare_cached("UPDATE series SET last_time = ?2, last_value = ?3 WHERE id = ?1")?
-                .execute(params![sid, time, value])?;
         }
         folded.events.sort();
         folded.events.dedup();
@@ -391,7 +385,8 @@ impl Writer {
 fn patch_device(c: &Connection, id: &Identity, origin: Origin, patch: Patch) -> rusqlite::Result<()> {
     let keys = (&id.product_key, &id.device_key, origin.name());
     let set = |sql: &str, value: &dyn rusqlite::ToSql| -> rusqlite::Result<()> {
-        c.prepare_cached(sql)?.execute(params![keys.0, keys.1, keys.2, value])?;
+        c.prepare_cached(sql)?
+            .execute(params![keys.0, keys.1, keys.2, value])?;
         Ok(())
     };
     match patch {
@@ -439,7 +434,6 @@ fn patch_device(c: &Connection, id: &Identity, origin: Origin, patch: Patch) -> 
         }
     }
 }
-
 
 /// Drop a point's values that the retention lets go: older than `cutoff` and beyond its
 /// newest `keep`.

@@ -156,6 +156,10 @@ struct DeviceState {
     secret: Option<Secret>,
     /// Each point's values, without a store (with one, the file keeps them).
     history: BTreeMap<String, Series>,
+    /// The store's mark of this device's last change a reply waits for.
+    saved_at: u64,
+    /// Activity (logins, requests) not queued for the data file yet.
+    activity_unsaved: bool,
 }
 
 /// One device as `GET /twin/devices` shows it: a contract, every field in docs/serve-reference.md.
@@ -196,6 +200,8 @@ pub struct Twin {
     retention: Retention,
     /// History values held in memory, all points together.
     in_memory: AtomicUsize,
+    /// The devices whose activity is not queued for the data file yet.
+    active: Mutex<Vec<Identity>>,
 }
 
 /// A device in the data file that the registry no longer serves: reported at start, and kept
@@ -237,6 +243,7 @@ impl Twin {
             store: None,
             retention,
             in_memory: AtomicUsize::new(0),
+            active: Mutex::default(),
         }
     }
 
@@ -244,7 +251,12 @@ impl Twin {
     /// `thing.device.register` made; from now on every change goes to `store` too. The
     /// devices the file holds and the registry no longer serves are the conflicts: kept in
     /// the file, not served.
-    pub fn restore(registry: &Registry, store: Store, saved: Saved, retention: Retention) -> (Self, Vec<Conflict>) {
+    pub fn restore(
+        registry: &Registry,
+        store: Store,
+        saved: Saved,
+        retention: Retention,
+    ) -> (Self, Vec<Conflict>) {
         let mut devices = seeded(registry);
         let mut conflicts = Vec::new();
         for (id, s) in saved.devices {
@@ -296,6 +308,7 @@ impl Twin {
             store: Some(store),
             retention,
             in_memory: AtomicUsize::new(0),
+            active: Mutex::default(),
         };
         (twin, conflicts)
     }
@@ -309,11 +322,35 @@ impl Twin {
         self.retention
     }
 
-    /// Wait until every change made so far is in the data file (at once without one). After
-    /// a failed write it never returns: serve stops instead of acknowledging.
-    pub async fn wait_saved(&self) {
+    /// The changes made so far, as a mark to wait for with [`Twin::wait_saved`].
+    pub fn save_target(&self) -> u64 {
+        self.store.as_ref().map_or(0, Store::target)
+    }
+
+    /// Wait until the changes up to `target` are in the data file (at once without one).
+    /// After a failed write it never returns: serve stops instead of acknowledging.
+    pub async fn wait_saved(&self, target: u64) {
         if let Some(s) = &self.store {
-            s.wait_saved().await;
+            s.wait_saved(target).await;
+        }
+    }
+
+    /// Have the data file's writer commit what is queued now (replies wait for it).
+    pub fn save_now(&self) {
+        if let Some(s) = &self.store {
+            s.kick();
+        }
+    }
+
+    /// Wake the replies waiting on the data file from this (the runtime's) thread, once per
+    /// commit, until `shutdown`: see [`Store::relay`].
+    pub async fn relay(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        if let Some(s) = &self.store {
+            tokio::select! {
+                () = s.relay() => {}
+                () = super::stopped(shutdown) => {}
+            }
+            s.relay_gone();
         }
     }
 
@@ -325,8 +362,10 @@ impl Twin {
         }
     }
 
-    /// Commit what is queued and close the data file; `Err` says why a write failed.
+    /// Commit what is queued (the last activity too) and close the data file; `Err` says
+    /// why a write failed.
     pub fn close(&self) -> Result<(), String> {
+        self.save_activity();
         self.store.as_ref().map_or(Ok(()), Store::close)
     }
 
@@ -337,13 +376,29 @@ impl Twin {
         }
     }
 
+    /// Many devices at once: a reply that saw them waits for every change made so far.
     fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<Identity, DeviceState>) -> R) -> Option<R> {
-        let mut d = self.devices.lock().ok()?;
-        Some(f(&mut d))
+        let mut all = self.devices.lock().ok()?;
+        let r = f(&mut all);
+        note_seen(self.save_target());
+        Some(r)
     }
 
+    /// One device: a reply that changed or saw it waits until the device's last change is in
+    /// the data file (a login with a secret whose activation is not committed yet waits for
+    /// it), and for no other device's.
     fn device<R>(&self, id: &Identity, f: impl FnOnce(&mut DeviceState) -> R) -> Option<R> {
-        self.with(|d| d.get_mut(id).map(f)).flatten()
+        let mut all = self.devices.lock().ok()?;
+        let d = all.get_mut(id)?;
+        let before = self.save_target();
+        let r = f(d);
+        // Changes are pushed only under this lock: what moved the mark is this device's.
+        let after = self.save_target();
+        if after > before {
+            d.saved_at = after;
+        }
+        note_seen(d.saved_at);
+        Some(r)
     }
 
     /// Whether the device exists (not deleted), and whether it is enabled.
@@ -399,24 +454,55 @@ impl Twin {
     }
 
     /// The device logged in, made a request or a session: when, over what, and the
-    /// requests (and errors) to count; kept, so a device seen before is offline after a
-    /// restart, not "never".
-    fn active(&self, id: &Identity, d: &mut DeviceState, protocol: Option<Protocol>, requests: u64, errors: u64) {
-        let now = now_ms();
+    /// requests (and errors) to count. Kept with [`Twin::save_activity`], a row per device per
+    /// batch, so a device seen before is offline after a restart, not "never".
+    fn active(
+        &self,
+        id: &Identity,
+        d: &mut DeviceState,
+        protocol: Option<Protocol>,
+        requests: u64,
+        errors: u64,
+    ) {
         d.ever = true;
-        d.last_seen = Some(now);
+        d.last_seen = Some(now_ms());
         if let Some(p) = protocol {
             d.protocol = Some(p);
         }
         d.messages = d.messages.saturating_add(requests);
         d.errors = d.errors.saturating_add(errors);
-        self.save(|| Change::Activity {
-            id: id.clone(),
-            origin: d.origin,
-            protocol,
-            last_seen: now,
-            messages: requests,
-            errors,
+        if self.store.is_some() && !d.activity_unsaved {
+            d.activity_unsaved = true;
+            if let Ok(mut dirty) = self.active.lock() {
+                dirty.push(id.clone());
+            }
+        }
+    }
+
+    /// Queue the activity of the devices active since the last call (their login times,
+    /// protocols and counts) for the data file: once per batch of the group commit
+    /// ([`super::Endpoint::flusher`]), and at [`Twin::close`]. No reply waits for it.
+    pub fn save_activity(&self) {
+        let Some(active) = self.active.lock().ok().map(|mut a| std::mem::take(&mut *a)) else {
+            return;
+        };
+        if active.is_empty() {
+            return;
+        }
+        self.with(|all| {
+            for id in active {
+                let Some(d) = all.get_mut(&id) else { continue };
+                if std::mem::take(&mut d.activity_unsaved) {
+                    self.save(|| Change::Activity {
+                        id,
+                        origin: d.origin,
+                        protocol: d.protocol,
+                        last_seen: d.last_seen.unwrap_or(0),
+                        messages: d.messages,
+                        errors: d.errors,
+                    });
+                }
+            }
         });
     }
 
@@ -488,7 +574,7 @@ impl Twin {
                 }
                 let stored = Stored::from_value(v);
                 if self.store.is_some() {
-                    kept.push((k.clone(), stored, latest));
+                    kept.push((k.clone(), stored));
                 } else {
                     self.remember(d.history.entry(k.clone()).or_default(), at, stored);
                 }
@@ -806,6 +892,30 @@ impl Twin {
 
     pub fn view(&self, id: &Identity) -> Option<DeviceView> {
         self.with(|all| all.get(id).map(|d| view(all, id, d))).flatten()
+    }
+}
+
+tokio::task_local! {
+    /// The store's mark that the current connection's reply waits for: the last change of
+    /// every device it changed or looked at (see [`Twin::device`]).
+    static SEEN: std::cell::Cell<u64>;
+}
+
+/// Run a connection's task with a mark of its own, so its replies wait only for the changes
+/// of the devices it touched, not for every device's ([`seen_mark`]).
+pub(crate) fn scoped<F: std::future::Future>(task: F) -> impl std::future::Future<Output = F::Output> {
+    SEEN.scope(std::cell::Cell::new(0), task)
+}
+
+/// The mark the current task's reply waits for; `None` outside [`scoped`] (then a reply waits
+/// for every change made so far).
+pub(crate) fn seen_mark() -> Option<u64> {
+    SEEN.try_with(std::cell::Cell::get).ok()
+}
+
+fn note_seen(mark: u64) {
+    if mark > 0 {
+        let _ = SEEN.try_with(|c| c.set(c.get().max(mark)));
     }
 }
 

@@ -26,4 +26,5 @@ mod probe;
 mod rough_edges;
 mod sdk;
 mod serve;
+mod store;
 mod twin;
