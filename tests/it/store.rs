@@ -845,6 +845,11 @@ fn retention_bounds_each_point_in_memory_and_in_the_file() {
         "the last value stays"
     );
     s.stop();
+    // The file itself holds no more than the retention keeps, not only the answers.
+    let rows: i64 = rusqlite::Connection::open(&data)
+        .and_then(|c| c.query_row("SELECT count(*) FROM history", [], |r| r.get(0)))
+        .expect("the file reads");
+    assert_eq!(rows, 3, "the file is pruned");
 }
 
 /// `--record FILE` appends: a second run keeps the first run's lines, and each run starts
@@ -895,9 +900,7 @@ fn the_record_appends_and_each_run_starts_with_its_listening_line() {
 /// serve with a data file it cannot use: the exit code, and stderr naming the file and what
 /// to do; never a panic, never a fresh start.
 fn refused(dir: &Path, data: &Path, code: i32, words: &[&str]) -> String {
-    let out = command(dir, REGISTRY, &["--data", data.to_str().expect("path")])
-        .output()
-        .expect("runs");
+    let out = exits(command(dir, REGISTRY, &["--data", data.to_str().expect("path")]));
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(code), "{}: {err}", data.display());
     assert!(
@@ -916,20 +919,49 @@ fn refused(dir: &Path, data: &Path, code: i32, words: &[&str]) -> String {
     err
 }
 
+/// The output of a serve that must stop by itself at start; one still running after 20 s
+/// is killed and fails the test (it started on a file it should have refused).
+fn exits(mut cmd: std::process::Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "serve started instead of refusing the file:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// A file with state in it, written by serve and stopped cleanly (its log folded in).
 fn written(dir: &Path, values: i64) -> PathBuf {
     let data = dir.join("serve.db");
     let s = Serve::start(dir, REGISTRY, &["--data", data.to_str().expect("path")]);
     let mut m = device(s.addr("mqtt"), "dk1", "Device-Canary-9a1");
-    for i in 0..values {
+    let mut i = 0;
+    while i < values {
+        // A batch of up to 500 values, a time each.
+        let items: Vec<Value> = (i..values.min(i + 500))
+            .map(|n| json!({"productKey": "pk1", "deviceKey": "dk1", "time": 1_000 + n, "measurepoints": {"temp": n}}))
+            .collect();
+        i += 500;
         let r = request(
             &mut m,
             "dk1",
-            "thing/measurepoint/post",
-            "thing.measurepoint.post",
-            json!({"measurepoints": {"temp": i, "label": format!("value number {i} of a long series")}, "time": 1_000 + i}),
+            "thing/measurepoint/post/batch",
+            "thing.measurepoint.post.batch",
+            Value::Array(items),
         );
-        assert_eq!(r["code"], 200);
+        assert_eq!(r["code"], 200, "{r}");
     }
     drop(m);
     assert_eq!(s.stop().0, 0);
@@ -985,18 +1017,31 @@ fn a_data_file_from_a_newer_schema_exits_2() {
     );
 }
 
-/// A file cut short (as a copy taken in the middle of a write leaves it): SQLite's check
-/// finds the damage at start. A log cut in the middle of a write is not damage: the
+/// A file cut short, or a page of it torn, in the middle of a write: serve refuses it at start
+/// (SQLite's check, and what serve reads at start, find the damage). A log cut in the middle of a write is not damage: the
 /// transactions committed before it are all there.
 #[test]
 fn a_data_file_truncated_in_the_middle_of_a_write_exits_2_and_a_torn_log_keeps_what_was_committed() {
+    // A page of the history torn in the middle of its write (its second half zeros).
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = written(dir.path(), 300);
-    let len = std::fs::metadata(&data).expect("meta").len();
-    let f = std::fs::OpenOptions::new().write(true).open(&data).expect("open");
-    f.set_len(len / 2 + 100).expect("truncate");
-    drop(f);
+    let data = written(dir.path(), 3_000);
+    let pages = std::fs::metadata(&data).expect("meta").len() / 4096;
+    let mut bytes = std::fs::read(&data).expect("read");
+    let torn = usize::try_from((pages / 2 + 2) * 4096).expect("offset");
+    bytes[torn + 2048..torn + 4096].fill(0);
+    std::fs::write(&data, bytes).expect("write");
     refused(dir.path(), &data, 2, &["damaged", "restore"]);
+    // Cut in its last page, and cut in half.
+    for cut in [2_000, 0] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = written(dir.path(), 3_000);
+        let len = std::fs::metadata(&data).expect("meta").len();
+        let f = std::fs::OpenOptions::new().write(true).open(&data).expect("open");
+        f.set_len(if cut > 0 { len - cut } else { len / 2 + 100 })
+            .expect("truncate");
+        drop(f);
+        refused(dir.path(), &data, 2, &["damaged", "restore"]);
+    }
 
     // The log: serve killed, then the log's last frame cut in half.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1088,7 +1133,8 @@ fn a_data_file_that_cannot_be_written_exits_74() {
         .map(String::from),
     );
     let mut cmd = std::process::Command::new(&argv[0]);
-    let out = cmd.args(&argv[1..]).env_clear().output().expect("runs");
+    cmd.args(&argv[1..]).env_clear();
+    let out = exits(cmd);
     let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(74), "{err}");
@@ -1117,7 +1163,7 @@ fn a_full_disk_stops_serve_with_74_and_nothing_acknowledged_is_lost() {
         cmd.arg(env!("CARGO_BIN_EXE_enos-connect")).arg(&reg).arg(&data);
         cmd
     };
-    let out = limited(1).output().expect("runs");
+    let out = exits(limited(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(74), "{err}");
     assert!(err.contains(&data.display().to_string()), "{err}");
