@@ -24,10 +24,17 @@ mkdir -p fuzz/corpus/load_reports
 cat > fuzz/corpus/load_reports/report.json <<'JSON'
 {"ok":true,"protocol":"mqtt","target":"mqtt://127.0.0.1:18830","count":200,"concurrency":10,"succeeded":200,"failed":0,"errors":{},"elapsed_s":0.063,"rate_per_s":3190.3,"stages":{"resolve":{"count":200,"p50_ms":0.006,"p90_ms":0.007,"p99_ms":0.008,"max_ms":0.022,"histogram":"HISTFAAAADl4nC2Jyw0AEBAFn+dzIxFXvUjUpoNtwVk56lCCiJ3DzGHqkAIg4mO15mnLRDs6El1Y7PTMvJagBb8="},"total":{"count":200,"p50_ms":1.789,"p90_ms":1.91,"p99_ms":2.005,"max_ms":2.463,"histogram":"HISTFAAAAK14nC1OuQ0CMRAcxmPfndCJACGEhISog4BSKIGYnA6uBRIiSiCiBdqAEpi12cfenX1mt9dpCeCDJun/z+J5Tzccvw149HyO3FPggmt26pi40oaZkA0GwY47AyeOvNgPjkNtqSqYlSKFtU15pkgkk1RzJ9Fo0GiWcmEfbSieqFykeg1UceBtddW8cIgKgg6tYPOV3hH8quS5cg8uicqKg5PdM5aAz3zNeCd/frINJQ=="}},"examples":{}}
 JSON
+# serve's own readers of what a device sends: a CONNECT's level (3.1.1, 5, 3.1) and a
+# multipart body with a file, its Content-MD5 and the message naming it.
+mkdir -p fuzz/corpus/serve_connect fuzz/corpus/serve_multipart
+printf '\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00' > fuzz/corpus/serve_connect/v311
+printf '\x10\x0d\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x00' > fuzz/corpus/serve_connect/v5
+printf '\x10\x0e\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x00' > fuzz/corpus/serve_connect/v31
+printf '\x00--b\r\nContent-Disposition: form-data; name="enos-message"\r\n\r\n{"id":"1","method":"thing.measurepoint.post","params":{"measurepoints":{"f":"local://a.bin"}}}\r\n--b\r\nContent-Disposition: form-data; name="enos-file"; filename="a.bin"\r\nContent-MD5: 5d41402abc4b2a76b9719d911017c592\r\n\r\nhello\r\n--b--\r\n' > fuzz/corpus/serve_multipart/file
 mkdir -p fuzz/corpus/fleet_devices
 printf 'product,key,secret\npk1,dk1,s1\npk1,"d,2",s2\n' > fuzz/corpus/fleet_devices/devices.csv
 printf 'product,key,product_secret\npk1,dk1,ps\n' > fuzz/corpus/fleet_devices/dynamic.csv
-for target in capabilities answers batch_rows coap_reply decide http_response registry serve_input load_reports fleet_devices; do
+for target in capabilities answers batch_rows coap_reply decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices; do
   echo "== fuzz $target for ${seconds}s"
   log=$(mktemp)
   status=0

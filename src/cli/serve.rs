@@ -17,45 +17,7 @@ use crate::serve::{self, Endpoint, Options};
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let registry = Registry::from_file(&args.registry)?;
-    let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => {
-            Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
-        }
-        _ => None,
-    };
-    // One-way TLS, whatever --client-ca says: EnOS's HTTP broker asks for no client certificate.
-    let https = match (args.https.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key, None, &[b"http/1.1"])?)),
-        _ => None,
-    };
-    let opts = Options {
-        mqtt: args.mqtt.addr(),
-        mqtts,
-        http: args.http.addr(),
-        https,
-        coap: args.coap.addr(),
-        coaps: args.coaps.and_then(|l| l.addr()),
-        record: args.record.clone(),
-        connack_delay: Duration::from_millis(args.connack_delay_ms),
-        log: !args.quiet,
-        console: console(args)?,
-    };
-    if [
-        opts.mqtt,
-        opts.mqtts.as_ref().map(|(a, _)| *a),
-        opts.http,
-        opts.https.as_ref().map(|(a, _)| *a),
-        opts.coap,
-        opts.coaps,
-    ]
-    .iter()
-    .all(Option::is_none)
-    {
-        return Err(Error::usage_with_help(
-            "every listener is off: serve would answer nothing",
-            "keep at least one of --mqtt, --mqtts, --http, --https, --coap or --coaps on (an address, or port 0 for any)",
-        ));
-    }
+    let opts = options(args)?;
     let endpoint = Endpoint::new(
         caps.clone(),
         registry,
@@ -71,19 +33,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             .unwrap_or_default();
         Error::io(format!("--record {file}: cannot create it"), e)
     })?;
-    // The data file is checked and read before anything listens: a file serve cannot use
-    // stops it here, with what to do.
-    let (endpoint, conflicts) = match &args.data {
-        Some(path) => {
-            let (store, saved) = Store::open(path, args.retain)?;
-            let (twin, conflicts) = Twin::restore(&endpoint.registry, store, saved, args.retain);
-            (endpoint.with_twin(twin), conflicts)
-        }
-        None => {
-            let twin = Twin::in_memory(&endpoint.registry, args.retain);
-            (endpoint.with_twin(twin), Vec::new())
-        }
-    };
+    let (endpoint, conflicts) = keep_state(args, endpoint)?;
     // As servers do: the soft open-file limit raised to the hard one, and the connection
     // bounds sized from it unless --max-connections says otherwise: MQTT's logins and, counted
     // apart, HTTP's connections (so a full fleet never locks a test out of /twin).
@@ -127,6 +77,22 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     })?;
     endpoint.twin.close().map_err(Error::Saving)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the twin keeps its state: the data file of `--data`, checked and read before anything
+/// listens (a file serve cannot use stops it here, with what to do), or memory.
+fn keep_state(args: &ServeArgs, endpoint: Endpoint) -> Result<(Endpoint, Vec<Conflict>)> {
+    Ok(match &args.data {
+        Some(path) => {
+            let (store, saved) = Store::open(path, args.retain)?;
+            let (twin, conflicts) = Twin::restore(&endpoint.registry, store, saved, args.retain);
+            (endpoint.with_twin(twin), conflicts)
+        }
+        None => {
+            let twin = Twin::in_memory(&endpoint.registry, args.retain);
+            (endpoint.with_twin(twin), Vec::new())
+        }
+    })
 }
 
 /// The devices the data file holds and the registry no longer serves: an event each on stdout
@@ -176,6 +142,50 @@ fn report_conflicts(endpoint: &Endpoint, conflicts: &[Conflict]) {
             list.len()
         );
     }
+}
+
+/// The listeners and what to log, from the flags; a usage error when every listener is off.
+fn options(args: &ServeArgs) -> Result<Options> {
+    let mqtts = match (args.mqtts.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            Some((addr, tls_config(cert, key, args.client_ca.as_deref(), &[])?))
+        }
+        _ => None,
+    };
+    // One-way TLS, whatever --client-ca says: EnOS's HTTP broker asks for no client certificate.
+    let https = match (args.https.and_then(|l| l.addr()), &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => Some((addr, tls_config(cert, key, None, &[b"http/1.1"])?)),
+        _ => None,
+    };
+    let opts = Options {
+        mqtt: args.mqtt.addr(),
+        mqtts,
+        http: args.http.addr(),
+        https,
+        coap: args.coap.addr(),
+        coaps: args.coaps.and_then(|l| l.addr()),
+        record: args.record.clone(),
+        connack_delay: Duration::from_millis(args.connack_delay_ms),
+        log: !args.quiet,
+        console: console(args)?,
+    };
+    if [
+        opts.mqtt,
+        opts.mqtts.as_ref().map(|(a, _)| *a),
+        opts.http,
+        opts.https.as_ref().map(|(a, _)| *a),
+        opts.coap,
+        opts.coaps,
+    ]
+    .iter()
+    .all(Option::is_none)
+    {
+        return Err(Error::usage_with_help(
+            "every listener is off: serve would answer nothing",
+            "keep at least one of --mqtt, --mqtts, --http, --https, --coap or --coaps on (an address, or port 0 for any)",
+        ));
+    }
+    Ok(opts)
 }
 
 /// The console's address and token: a token given is used; off loopback, one is generated.

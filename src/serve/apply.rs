@@ -31,22 +31,12 @@ impl Endpoint {
             .and_then(Value::as_u64)
             .unwrap_or_else(crate::credentials::now_ms);
         match method {
-            "thing.measurepoint.post" | "thing.measurepoint.resume" => {
-                let points = params
-                    .get("measurepoints")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
-                self.twin.set_points(id, &points, time).map(|()| Value::Null)
-            }
+            "thing.measurepoint.post" | "thing.measurepoint.resume" => self
+                .twin
+                .set_points(id, &points_in(params), time)
+                .map(|()| Value::Null),
             "thing.measurepoint.post.batch" | "thing.measurepoint.resume.batch" => self.batch(id, params),
-            "thing.attribute.update" => {
-                let Some(attrs) = params.get("attributes").and_then(Value::as_object) else {
-                    return Err((enos::BAD_FORMAT, "params.attributes must be an object".into()));
-                };
-                self.check_attributes(t.product_key, attrs)?;
-                self.twin.update_attributes(id, attrs).map(|()| Value::Null)
-            }
+            "thing.attribute.update" => self.update_attributes(t.product_key, id, params),
             "thing.attribute.query" => Ok(self.twin.query_attributes(id, &names(params, "attributes")?)),
             "thing.attribute.delete" => {
                 self.twin.delete_attributes(id, &names(params, "attributes")?);
@@ -66,11 +56,7 @@ impl Endpoint {
                 Ok(Value::Null)
             }
             "thing.topo.get" => Ok(Value::Array(
-                self.twin
-                    .topo_get(id)
-                    .iter()
-                    .map(|s| json!({"productKey": s.product_key, "deviceKey": s.device_key}))
-                    .collect(),
+                self.twin.topo_get(id).iter().map(keys_json).collect(),
             )),
             "thing.device.register" => self.register(params),
             "thing.tsltemplate.get" => self.tsl_template(t.product_key),
@@ -82,8 +68,7 @@ impl Endpoint {
                 Ok(Value::Null)
             }
             "ota.progress" | "ota.device.progress" => {
-                let step = params.get("step").cloned();
-                let desc = text_field(params, "desc");
+                let (step, desc) = (params.get("step").cloned(), text_field(params, "desc"));
                 self.twin.set_ota(id, None, step, desc);
                 Ok(Value::Null)
             }
@@ -93,41 +78,55 @@ impl Endpoint {
                     .map(firmware_json)
                     .collect(),
             )),
-            "ota.request" | "ota.device.request" => {
-                // The newest firmware listed that is not the version the device reported.
-                let current = self.twin.firmware(id);
-                let offer = self
-                    .registry
-                    .firmwares_of(t.product_key)
-                    .filter(|f| Some(&f.version) != current.as_ref())
-                    .last();
-                Ok(Value::Array(offer.into_iter().map(firmware_json).collect()))
-            }
+            "ota.request" | "ota.device.request" => Ok(self.firmware_offer(t.product_key, id)),
             "network.status.report" => {
                 self.twin.set_network(id, params.clone());
                 Ok(Value::Null)
             }
             m if m.starts_with("integration.") => self.integration(protocol, t, topic, m, params),
-            m if m.starts_with("thing.event.") => {
-                let event = t.rest.split('/').nth(2).unwrap_or_default();
-                if let Some(events) = self
-                    .registry
-                    .product(t.product_key)
-                    .and_then(|p| p.events.as_ref())
-                    && !events.contains_key(event)
-                {
-                    return Err((
-                        enos::MODEL_INVALID,
-                        format!("the product's model has no event {event}"),
-                    ));
-                }
-                let values = params.get("events").cloned().unwrap_or_else(|| params.clone());
-                self.twin.add_event(id, event, values, time);
-                Ok(Value::Null)
-            }
+            m if m.starts_with("thing.event.") => self.post_event(t, id, params, time),
             // combine.*: the MQTT listener answers them with the gateway's session.
             _ => Ok(Value::Null),
         }
+    }
+
+    /// `thing.attribute.update`: typed by the product's model, when it has attributes.
+    fn update_attributes(&self, pk: &str, id: &Identity, params: &Value) -> Result<Value, Refused> {
+        let Some(attrs) = params.get("attributes").and_then(Value::as_object) else {
+            return Err((enos::BAD_FORMAT, "params.attributes must be an object".into()));
+        };
+        self.check_attributes(pk, attrs)?;
+        self.twin.update_attributes(id, attrs).map(|()| Value::Null)
+    }
+
+    /// `ota.request`: the newest firmware listed that is not the version the device reported.
+    fn firmware_offer(&self, pk: &str, id: &Identity) -> Value {
+        let current = self.twin.firmware(id);
+        let offer = self
+            .registry
+            .firmwares_of(pk)
+            .filter(|f| Some(&f.version) != current.as_ref())
+            .last();
+        Value::Array(offer.into_iter().map(firmware_json).collect())
+    }
+
+    /// `thing.event.{eventId}.post`: an event the product's model has, when it lists events.
+    fn post_event(&self, t: &Topic<'_>, id: &Identity, params: &Value, time: u64) -> Result<Value, Refused> {
+        let event = t.rest.split('/').nth(2).unwrap_or_default();
+        if let Some(events) = self
+            .registry
+            .product(t.product_key)
+            .and_then(|p| p.events.as_ref())
+            && !events.contains_key(event)
+        {
+            return Err((
+                enos::MODEL_INVALID,
+                format!("the product's model has no event {event}"),
+            ));
+        }
+        let values = params.get("events").cloned().unwrap_or_else(|| params.clone());
+        self.twin.add_event(id, event, values, time);
+        Ok(Value::Null)
     }
 
     pub(super) fn check_attributes(&self, pk: &str, attrs: &Map<String, Value>) -> Result<(), Refused> {
@@ -164,16 +163,11 @@ impl Endpoint {
                     ),
                 ))
             } else {
-                let points = item
-                    .get("measurepoints")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
                 let time = item
                     .get("time")
                     .and_then(Value::as_u64)
                     .unwrap_or_else(crate::credentials::now_ms);
-                self.twin.set_points(&dev, &points, time)
+                self.twin.set_points(&dev, &points_in(item), time)
             };
             if let Err(e) = result {
                 first.get_or_insert(e);
@@ -341,16 +335,9 @@ impl Endpoint {
                 ))
             } else {
                 match method {
-                    "integration.measurepoint.post" => {
-                        self.check_points(t.product_key, item).and_then(|()| {
-                            let points = item
-                                .get("measurepoints")
-                                .and_then(Value::as_object)
-                                .cloned()
-                                .unwrap_or_default();
-                            self.twin.set_points(&dev, &points, time)
-                        })
-                    }
+                    "integration.measurepoint.post" => self
+                        .check_points(t.product_key, item)
+                        .and_then(|()| self.twin.set_points(&dev, &points_in(item), time)),
                     "integration.attribute.post" => match item.get("attributes").and_then(Value::as_object) {
                         Some(a) => self
                             .check_attributes(t.product_key, a)
@@ -456,6 +443,20 @@ fn listed_devices(params: &Value) -> Result<Vec<(String, String)>, Refused> {
             },
         )
         .collect()
+}
+
+/// The measure points of a post (`params.measurepoints`), empty when it has none.
+fn points_in(params: &Value) -> Map<String, Value> {
+    params
+        .get("measurepoints")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A device as topology answers name it.
+fn keys_json(id: &Identity) -> Value {
+    json!({"productKey": id.product_key, "deviceKey": id.device_key})
 }
 
 /// A firmware as the SDKs' `Firmware` reads it.

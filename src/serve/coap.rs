@@ -5,7 +5,8 @@
 //! `pk,dk,securemode,lifetime` says who it is. `POST /topic/sys/...` is answered 2.04 with the
 //! same reply JSON as MQTT; errors are 4.00, 4.01, 4.03, 4.04 and 4.05. A retransmitted request
 //! gets the answer it already got (RFC 7252 4.5), not a second one. A test's command for a
-//! CoAP device rides on its next response as option 2100 (`coap_commands.rs`).
+//! CoAP device rides on its next response as option 2100 (`coap_commands.rs`). The DTLS
+//! listener and its sessions are in `coap_dtls.rs`; both hand each datagram to [`datagram`].
 //!
 //! Dynamic activation: a DTLS session whose PSK identity is `pk,dk,3,lifetime` (keyed from the
 //! product secret) may `GET /topic/ext/session/{pk}/{dk}/thing/activate/info`, answered 2.05
@@ -22,28 +23,23 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use webrtc_dtls::cipher_suite::CipherSuiteId;
-use webrtc_dtls::config::{Config as DtlsConfig, ExtendedMasterSecretType};
-use webrtc_util::conn::{Conn, Listener};
 
 use super::coap_commands::{self as commands, COMMAND_OPTION};
 use super::commands::Mailbox;
-use super::{Answer, BindError, Endpoint, Event, EventKind, Identity, Protocol};
+use super::{Answer, Endpoint, Event, EventKind, Identity, Protocol};
 use crate::enos::{self, Request};
 
 /// Who a DTLS session authenticated, and whether it logged in to be activated (securemode 3).
 #[derive(Debug, Clone)]
-pub struct Dtls {
+pub struct DtlsSession {
     pub id: Identity,
     pub activating: bool,
 }
 
 /// How many answered (peer, message id) pairs are remembered for retransmissions.
 const REMEMBERED: usize = 4096;
-/// A DTLS handshake that takes longer is given up.
-const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
-/// A DTLS session idle this long is closed.
-const DTLS_IDLE: Duration = Duration::from_secs(300);
+/// The class of a CoAP success response (2.xx), the top three bits of its code.
+const SUCCESS_CLASS: u8 = 2;
 /// The code of the answer when no secret can be made (a server error, as HTTP's 500).
 const NO_SECRET: i64 = 500;
 
@@ -54,17 +50,17 @@ fn protocol_of(dtls: bool) -> Protocol {
 
 /// The answers already sent, by peer and message id, oldest first out.
 #[derive(Default)]
-struct Answered {
+pub(super) struct Answered {
     map: HashMap<(SocketAddr, u16), Vec<u8>>,
     order: VecDeque<(SocketAddr, u16)>,
 }
 
 impl Answered {
-    fn get(&self, key: &(SocketAddr, u16)) -> Option<&Vec<u8>> {
+    pub(super) fn get(&self, key: &(SocketAddr, u16)) -> Option<&Vec<u8>> {
         self.map.get(key)
     }
 
-    fn put(&mut self, key: (SocketAddr, u16), bytes: Vec<u8>) {
+    pub(super) fn put(&mut self, key: (SocketAddr, u16), bytes: Vec<u8>) {
         if self.map.insert(key, bytes).is_none() {
             self.order.push_back(key);
         }
@@ -102,189 +98,20 @@ pub async fn serve_udp(sock: tokio::net::UdpSocket, ep: Arc<Endpoint>, shutdown:
     }
 }
 
-/// The UDP listener under DTLS on `addr`: it hands out one connection per peer, and
-/// [`serve_dtls`] runs each handshake in a task of its own (webrtc-dtls's own listener runs
-/// the handshake inside `accept`, so one slow client would hold up the rest).
-pub async fn dtls_listener(addr: SocketAddr) -> Result<Arc<dyn Listener + Send + Sync>, BindError> {
-    let listener = webrtc_util::conn::conn_udp_listener::ListenConfig::default()
-        .listen(addr)
-        .await
-        .map_err(|e| BindError {
-            what: "coaps",
-            addr,
-            message: e.to_string(),
-        })?;
-    Ok(Arc::new(listener))
-}
-
-fn dtls_config(ep: &Arc<Endpoint>) -> DtlsConfig {
-    let ep = ep.clone();
-    DtlsConfig {
-        // The identity is `pk,dk,securemode,lifetime`; the key comes from the secret.
-        psk: Some(Arc::new(move |identity: &[u8]| {
-            ep.psk_for(identity)
-                .map(|(_, key)| key.to_vec())
-                .ok_or_else(|| webrtc_dtls::Error::Other("unknown PSK identity".into()))
-        })),
-        psk_identity_hint: Some(b"enos-connect serve".to_vec()),
-        cipher_suites: vec![
-            CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8,
-            CipherSuiteId::Tls_Psk_With_Aes_128_Gcm_Sha256,
-        ],
-        extended_master_secret: ExtendedMasterSecretType::Request,
-        ..Default::default()
-    }
-}
-
-pub async fn serve_dtls(
-    listener: Arc<dyn Listener + Send + Sync>,
-    ep: Arc<Endpoint>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let config = dtls_config(&ep);
-    let l = listener.clone();
-    let stop = shutdown.clone();
-    let accept = move || {
-        let l = l.clone();
-        async move { l.accept().await.map_err(|e| std::io::Error::other(e.to_string())) }
-    };
-    let refusing = ep.clone();
-    let refuse = move |conn: Arc<dyn Conn + Send + Sync>, peer| {
-        refusing.events.emit(
-            Event::new(EventKind::ConnectionRefused, Protocol::Coaps)
-                .peer(peer)
-                .message(format!(
-                    "{} DTLS sessions are open, the most serve holds: this one is closed before its handshake",
-                    super::MAX_CONNECTIONS
-                )),
-        );
-        tokio::spawn(async move {
-            let _ = conn.close().await;
-        });
-    };
-    super::accept_each(
-        accept,
-        shutdown,
-        super::slots(super::MAX_CONNECTIONS),
-        move |conn, peer, slot| {
-            let (ep, config, shutdown) = (ep.clone(), config.clone(), stop.clone());
-            async move {
-                dtls_session(conn, peer, &ep, config, shutdown).await;
-                drop(slot);
-            }
-        },
-        refuse,
-    )
-    .await;
-    let _ = listener.close().await;
-}
-
-async fn dtls_session(
-    conn: Arc<dyn Conn + Send + Sync>,
-    peer: SocketAddr,
-    ep: &Arc<Endpoint>,
-    config: DtlsConfig,
-    shutdown: watch::Receiver<bool>,
-) {
-    let handshake = webrtc_dtls::conn::DTLSConn::new(conn.clone(), config, false, None);
-    let dtls = match tokio::time::timeout(HANDSHAKE_WAIT, handshake).await {
-        Ok(Ok(d)) => d,
-        failed => {
-            let _ = conn.close().await;
-            // DTLS-PSK only: a client offering certificate suites alone fails here too.
-            let why = match failed {
-                Ok(Err(e)) => format!(
-                    "the DTLS handshake failed (unknown identity, wrong key, or no PSK cipher suite offered): {e}"
-                ),
-                _ => "the DTLS handshake failed: no handshake in time".to_string(),
-            };
-            ep.events.emit(
-                Event::new(EventKind::LoginRefused, Protocol::Coaps)
-                    .peer(peer)
-                    .message(why),
-            );
-            return;
-        }
-    };
-    let identity = dtls.connection_state().await.identity_hint;
-    let Some((id, _)) = ep.psk_for(&identity) else {
-        let _ = dtls.close().await;
-        return;
-    };
-    // `psk_for` gave a key, so the identity's third field is the mode it checked: 2 or 3.
-    let activating = identity.split(|b| *b == b',').nth(2) == Some(b"3".as_slice());
-    let mut login = Event::new(EventKind::Login, Protocol::Coaps)
-        .device(&id)
-        .peer(peer)
-        .code(enos::SUCCESS);
-    if activating {
-        login = login.message("securemode 3: activating");
-    }
-    ep.events.emit(login);
-    ep.twin.connected(&id, Protocol::Coaps, None);
-    let session = Dtls {
-        id: id.clone(),
-        activating,
-    };
-    // Commands for the device wait here until its next request (option 2100).
-    let mailbox = Arc::new(Mailbox::default());
-    ep.mailboxes.connect(&id, mailbox.clone());
-    let mut buf = vec![0u8; 65536];
-    let mut answered = Answered::default();
-    loop {
-        tokio::select! {
-            () = super::stopped(shutdown.clone()) => break,
-            got = tokio::time::timeout(DTLS_IDLE, dtls.read(&mut buf, None)) => {
-                let Ok(Ok(n)) = got else { break };
-                let Some(bytes) = buf.get(..n) else { continue };
-                let key = Packet::from_bytes(bytes).ok().map(|p| (peer, p.header.message_id));
-                if let Some(again) = key.and_then(|k| answered.get(&k)) {
-                    let _ = dtls.write(again, None).await;
-                    continue;
-                }
-                if let Some(answer) = datagram(ep, peer, bytes, Some(&session)) {
-                    ep.committed().await;
-                    let _ = dtls.write(&answer, None).await;
-                    if let Some(k) = key {
-                        answered.put(k, answer);
-                    }
-                }
-            }
-        }
-    }
-    let _ = dtls.close().await;
-    ep.mailboxes.disconnect(&id, &mailbox);
-    ep.coap_offered.forget(&id);
-    ep.twin.disconnected(&id);
-    ep.events.emit(
-        Event::new(EventKind::Disconnect, Protocol::Coaps)
-            .device(&id)
-            .peer(peer),
-    );
-}
-
 /// The answer to one datagram, if it gets one. `dtls` is the device a DTLS session
 /// authenticated; without DTLS the peer's address is looked up.
-pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtls>) -> Option<Vec<u8>> {
+pub fn datagram(
+    ep: &Endpoint,
+    peer: SocketAddr,
+    bytes: &[u8],
+    dtls: Option<&DtlsSession>,
+) -> Option<Vec<u8>> {
     let req = Packet::from_bytes(bytes).ok()?;
-    let kind = req.header.get_type();
-    if !matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable) {
-        return None;
-    }
-    let mut resp = Packet::new();
-    resp.header.set_version(1);
-    resp.header.message_id = req.header.message_id;
+    let mut resp = response_to(&req)?;
     if req.header.code == MessageClass::Empty {
         // A CoAP ping: answered by a reset.
-        resp.header.set_type(MessageType::Reset);
         return resp.to_bytes().ok();
     }
-    resp.header.set_type(if kind == MessageType::Confirmable {
-        MessageType::Acknowledgement
-    } else {
-        MessageType::NonConfirmable
-    });
-    resp.set_token(req.get_token().to_vec());
     let path: Vec<String> = req
         .get_option(CoapOption::UriPath)
         .map(|segs| {
@@ -298,41 +125,94 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtl
     let device = dtls
         .map(|d| d.id.clone())
         .or_else(|| ep.coap_bindings.holder(&peer));
-    let topic_path = match path.first().map(String::as_str) {
-        Some("topic") => Some(format!("/{}", path[1..].join("/"))),
+    let answered = match (&device, path.split_first()) {
+        (Some(id), Some((first, rest))) if first == "topic" => command_exchange(ep, protocol, id, &req, rest),
         _ => None,
     };
-    // A command announced in option 2100: its GET, and the device's answer on `_reply`.
-    if let (Some(id), Some(topic)) = (&device, &topic_path) {
-        let answered = match req.header.code {
-            MessageClass::Request(RequestType::Get) => {
-                commands::fetch(ep, id, topic).map(|bytes| (ResponseType::Content, bytes))
-            }
-            MessageClass::Request(RequestType::Post)
-                if commands::reply(ep, protocol, id, topic, &req.payload) =>
-            {
-                Some((ResponseType::Changed, Vec::new()))
-            }
-            _ => None,
-        };
-        if let Some((status, bytes)) = answered {
-            resp.header.code = MessageClass::Response(status);
-            resp.payload = bytes;
-            if let Some(next) = commands::offer(ep, protocol, id) {
-                resp.add_option(CoapOption::Unknown(COMMAND_OPTION), next.into_bytes());
-            }
-            return resp.to_bytes().ok();
+    let (status, payload) = match answered {
+        Some(exchanged) => exchanged,
+        None => {
+            let (status, payload) = request(ep, peer, &req, &path, dtls);
+            (status, serde_json::to_vec(&payload).unwrap_or_default())
         }
+    };
+    resp.header.code = MessageClass::Response(status);
+    resp.payload = payload;
+    // EnOS piggybacks a command waiting for the device on the response to its next request.
+    // The device is looked up again: an auth call may have bound it just now.
+    let device = device.or_else(|| ep.coap_bindings.holder(&peer));
+    if let (Some(id), true) = (&device, u8::from(resp.header.code) >> 5 == SUCCESS_CLASS)
+        && let Some(next) = commands::offer(ep, protocol, id)
+    {
+        resp.add_option(CoapOption::Unknown(COMMAND_OPTION), next.into_bytes());
     }
-    let (status, payload) = match (req.header.code, path.first().map(String::as_str)) {
+    resp.to_bytes().ok()
+}
+
+/// The response's head for a request (its type, message id and token), a reset for a ping;
+/// `None` for a message that gets no answer (an acknowledgement, a reset).
+fn response_to(req: &Packet) -> Option<Packet> {
+    let kind = req.header.get_type();
+    if !matches!(kind, MessageType::Confirmable | MessageType::NonConfirmable) {
+        return None;
+    }
+    let mut resp = Packet::new();
+    resp.header.set_version(1);
+    resp.header.message_id = req.header.message_id;
+    if req.header.code == MessageClass::Empty {
+        resp.header.set_type(MessageType::Reset);
+        return Some(resp);
+    }
+    resp.header.set_type(if kind == MessageType::Confirmable {
+        MessageType::Acknowledgement
+    } else {
+        MessageType::NonConfirmable
+    });
+    resp.set_token(req.get_token().to_vec());
+    Some(resp)
+}
+
+/// A command announced in option 2100 (`/topic{topic}`, `rest` the path after `topic`): its
+/// `GET`, and the device's answer on `_reply`. `None` when the request is not about one.
+fn command_exchange(
+    ep: &Endpoint,
+    protocol: Protocol,
+    id: &Identity,
+    req: &Packet,
+    rest: &[String],
+) -> Option<(ResponseType, Vec<u8>)> {
+    let topic = format!("/{}", rest.join("/"));
+    match req.header.code {
+        MessageClass::Request(RequestType::Get) => {
+            commands::fetch(ep, id, &topic).map(|bytes| (ResponseType::Content, bytes))
+        }
+        MessageClass::Request(RequestType::Post)
+            if commands::reply(ep, protocol, id, &topic, &req.payload) =>
+        {
+            Some((ResponseType::Changed, Vec::new()))
+        }
+        _ => None,
+    }
+}
+
+/// The device API: `POST /auth` (without DTLS), `POST /topic/...`, and the activation's `GET`.
+fn request(
+    ep: &Endpoint,
+    peer: SocketAddr,
+    req: &Packet,
+    path: &[String],
+    dtls: Option<&DtlsSession>,
+) -> (ResponseType, Value) {
+    let rest = path.get(1..).unwrap_or_default();
+    match (req.header.code, path.first().map(String::as_str)) {
         (MessageClass::Request(RequestType::Post), Some("auth")) if dtls.is_none() => {
-            auth(ep, peer, &path[1..], &req.payload)
+            auth(ep, peer, rest, &req.payload)
         }
         (MessageClass::Request(RequestType::Post), Some("topic")) => {
-            topic(ep, peer, &path[1..], &req.payload, dtls.map(|d| &d.id))
+            post_topic(ep, peer, rest, &req.payload, dtls.map(|d| &d.id))
         }
-        (MessageClass::Request(RequestType::Get), Some("topic")) if is_activation(&path[1..]) => {
-            activate(ep, peer, &path[1..], dtls)
+        (MessageClass::Request(RequestType::Get), Some("topic")) if is_activation(rest) => {
+            activate(ep, peer, rest, dtls)
         }
         (MessageClass::Request(_), Some("auth" | "topic")) => (
             ResponseType::MethodNotAllowed,
@@ -342,18 +222,7 @@ pub fn datagram(ep: &Endpoint, peer: SocketAddr, bytes: &[u8], dtls: Option<&Dtl
             ResponseType::NotFound,
             json!({"message": "the device API is /auth and /topic"}),
         ),
-    };
-    resp.header.code = MessageClass::Response(status);
-    resp.payload = serde_json::to_vec(&payload).unwrap_or_default();
-    // EnOS piggybacks a command waiting for the device on the response to its next request.
-    // The device is looked up again: an auth call may have bound it just now.
-    let device = device.or_else(|| ep.coap_bindings.holder(&peer));
-    if let (Some(id), true) = (&device, u8::from(resp.header.code) >> 5 == 2)
-        && let Some(next) = commands::offer(ep, protocol, id)
-    {
-        resp.add_option(CoapOption::Unknown(COMMAND_OPTION), next.into_bytes());
     }
-    resp.to_bytes().ok()
 }
 
 /// `POST /auth/{pk}/{dk}` with `{"secureMode":2,"lifetime":S,"sign":...}`.
@@ -396,7 +265,7 @@ fn auth(ep: &Endpoint, peer: SocketAddr, rest: &[String], body: &[u8]) -> (Respo
         Ok(()) => {
             let until = Instant::now() + Duration::from_secs(lifetime);
             ep.coap_bindings.grant(peer, &id, until);
-            ep.twin.session(&id, Protocol::Coap, until);
+            ep.twin.session_opened(&id, Protocol::Coap, until);
             // Commands for the device wait until its next request (option 2100).
             ep.mailboxes.connect(&id, Arc::new(Mailbox::default()));
             ep.events.emit(
@@ -429,7 +298,7 @@ fn auth(ep: &Endpoint, peer: SocketAddr, rest: &[String], body: &[u8]) -> (Respo
 }
 
 /// `POST /topic/sys/{pk}/{dk}/...`: the reply JSON, as over MQTT.
-fn topic(
+fn post_topic(
     ep: &Endpoint,
     peer: SocketAddr,
     rest: &[String],
@@ -492,7 +361,12 @@ fn is_activation(rest: &[String]) -> bool {
 
 /// `GET /topic/ext/session/{pk}/{dk}/thing/activate/info` in a securemode-3 DTLS session: a
 /// fresh device secret, answered 2.05 in the payload MQTT's activation pushes, and confirmed.
-fn activate(ep: &Endpoint, peer: SocketAddr, rest: &[String], dtls: Option<&Dtls>) -> (ResponseType, Value) {
+fn activate(
+    ep: &Endpoint,
+    peer: SocketAddr,
+    rest: &[String],
+    dtls: Option<&DtlsSession>,
+) -> (ResponseType, Value) {
     let topic = format!("/{}", rest.join("/"));
     let protocol = protocol_of(dtls.is_some());
     let denied = |status: ResponseType, id: Option<&Identity>, why: &str| {

@@ -434,3 +434,66 @@ fn raw_payload(body: &Value) -> Result<Vec<u8>, CommandFailed> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> Endpoint {
+        let caps = crate::capabilities::embedded().expect("caps");
+        let registry = crate::registry::Registry::parse(&crate::source::SourceFile::new(
+            "r.toml",
+            "[[products]]\nkey = \"p\"\n[[devices]]\nproduct = \"p\"\nkey = \"d\"\n",
+        ))
+        .expect("registry");
+        Endpoint::in_memory(caps, registry, Duration::ZERO).0
+    }
+
+    /// The device's side of a command: take it from the mailbox and answer with `reply`, or
+    /// drop it unanswered (the connection went) when `reply` is `None`.
+    async fn device(mailbox: &Mailbox, reply: Option<Value>) {
+        if let Mail::Command(d) = mailbox.recv().await
+            && let Some(r) = reply
+        {
+            let _ = d.reply.send(r);
+        }
+    }
+
+    /// Each way a command ends, as a harness and `POST /twin/commands` see it.
+    #[tokio::test]
+    async fn a_command_gets_its_reply_or_says_why_not() {
+        let ep = endpoint();
+        let id = Identity::new("p", "d");
+        let get = json!({"method": "thing.service.measurepoint.get", "params": {}});
+        let wait = Duration::from_millis(100);
+        let not_sent = ep
+            .send_command(&id, &json!({"method": "thing.reboot"}), wait)
+            .await;
+        assert!(
+            matches!(&not_sent, Err(CommandFailed::Invalid(m)) if m.contains("thing.service.measurepoint.set")),
+            "{not_sent:?}"
+        );
+        let offline = ep.send_command(&id, &get, wait).await;
+        assert!(
+            matches!(offline, Err(CommandFailed::NotReached(_))),
+            "{offline:?}"
+        );
+        let mailbox = Arc::new(Mailbox::default());
+        ep.mailboxes.connect(&id, mailbox.clone());
+        let (answered, ()) = tokio::join!(
+            ep.send_command(&id, &get, wait),
+            device(&mailbox, Some(json!({"code": 200})))
+        );
+        assert_eq!(answered, Ok(json!({"code": 200})));
+        let (gone, ()) = tokio::join!(ep.send_command(&id, &get, wait), device(&mailbox, None));
+        assert_eq!(gone, Err(CommandFailed::Gone));
+        assert_eq!(
+            ep.send_command(&id, &get, wait).await,
+            Err(CommandFailed::TimedOut)
+        );
+        assert!(ep.mailboxes.hang_up(&id));
+        assert!(matches!(mailbox.recv().await, Mail::HangUp));
+        ep.mailboxes.disconnect(&id, &mailbox);
+        assert!(!ep.mailboxes.hang_up(&id), "not connected any more");
+    }
+}

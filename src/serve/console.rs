@@ -185,43 +185,11 @@ async fn route(
             "the Host header does not name this console (open it at the address serve printed)",
         ));
     }
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or_default().to_string();
     if req.method() == Method::GET {
-        match path.as_str() {
-            "/" | "/index.html" => return asset("text/html; charset=utf-8", INDEX),
-            "/console.css" => return asset("text/css; charset=utf-8", CSS),
-            "/console.js" => return asset("text/javascript; charset=utf-8", JS),
-            "/device.js" => return asset("text/javascript; charset=utf-8", DEVICE_JS),
-            _ => {}
+        if let Some(r) = history(ep, access, &req).await {
+            return r;
         }
-        // The data needs the token too, when there is one (an EventSource cannot send a
-        // header: the stream takes it as `?token=`).
-        let sent = header(&req, "x-console-token")
-            .map(str::to_string)
-            .or_else(|| param(&query, "token"));
-        if !access.token_ok(sent.as_deref()) {
-            return full(http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN));
-        }
-        return match path.as_str() {
-            "/console/api/meta" => full(http::json_response(StatusCode::OK, &meta(ep, access))),
-            "/console/api/log" => {
-                let device = param(&query, "device").and_then(|d| http::keys(&d));
-                let mut r = asset("application/json", "");
-                *r.body_mut() = Full::new(Bytes::from(ep.events.hub.recent(device.as_ref()))).boxed();
-                r
-            }
-            "/console/api/stream" => {
-                let device = param(&query, "device").and_then(|d| http::keys(&d));
-                stream(ep, device, shutdown)
-            }
-            _ => match http::history_get(ep, &path, Some(&query)).await {
-                Some(r) => full(r),
-                None => full(http::twin_get(ep, &path).unwrap_or_else(|| {
-                    http::error(StatusCode::NOT_FOUND, "no such page: open / for the console")
-                })),
-            },
-        };
+        return get(ep, access, &req, shutdown);
     }
     if req.method() != Method::POST {
         return full(http::error(
@@ -229,45 +197,107 @@ async fn route(
             "the console takes GET and POST",
         ));
     }
-    // A state-changing request: the token, then the Origin.
-    if !access.token_ok(header(&req, "x-console-token")) {
+    full(post(ep, access, host.as_deref(), req).await)
+}
+
+/// `GET /twin/devices/{pk}/{dk}/history/{point}` (with the token, when there is one): the
+/// point's history, read off the async thread when it comes from the data file; `None` for
+/// another path.
+async fn history(ep: &Arc<Endpoint>, access: &Access, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let path = req.uri().path().to_string();
+    if !path.contains("/history/") {
+        return None;
+    }
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let sent = header(req, "x-console-token")
+        .map(str::to_string)
+        .or_else(|| param(&query, "token"));
+    if !access.token_ok(sent.as_deref()) {
+        return Some(full(http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN)));
+    }
+    http::history_get(ep, &path, Some(&query)).await.map(full)
+}
+
+/// The page's files, and (with the token, when there is one) the data: the registry's
+/// models, the event log, the live stream, the twin.
+fn get(
+    ep: &Arc<Endpoint>,
+    access: &Access,
+    req: &Request<Incoming>,
+    shutdown: watch::Receiver<bool>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or_default();
+    match path {
+        "/" | "/index.html" => return asset("text/html; charset=utf-8", INDEX),
+        "/console.css" => return asset("text/css; charset=utf-8", CSS),
+        "/console.js" => return asset("text/javascript; charset=utf-8", JS),
+        "/device.js" => return asset("text/javascript; charset=utf-8", DEVICE_JS),
+        _ => {}
+    }
+    // The data needs the token too, when there is one (an EventSource cannot send a
+    // header: the stream takes it as `?token=`).
+    let sent = header(req, "x-console-token")
+        .map(str::to_string)
+        .or_else(|| param(query, "token"));
+    if !access.token_ok(sent.as_deref()) {
         return full(http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN));
     }
-    if let Some(origin) = header(&req, "origin") {
-        let own = host.as_deref().map(|h| format!("http://{h}"));
-        if own.as_deref() != Some(origin) {
-            return full(http::error(
-                StatusCode::FORBIDDEN,
-                "the request comes from another site's page (Origin): the console sends commands only from its own",
-            ));
+    let device = || param(query, "device").and_then(|d| http::identity_in_path(&d));
+    match path {
+        "/console/api/meta" => full(http::json_response(StatusCode::OK, &meta(ep, access))),
+        "/console/api/log" => {
+            let mut r = asset("application/json", "");
+            *r.body_mut() = Full::new(Bytes::from(ep.events.hub.recent(device().as_ref()))).boxed();
+            r
+        }
+        "/console/api/stream" => stream(ep, device(), shutdown),
+        _ => {
+            full(http::twin_get(ep, path).unwrap_or_else(|| {
+                http::error(StatusCode::NOT_FOUND, "no such page: open / for the console")
+            }))
         }
     }
+}
+
+/// A state-changing request: the token, then the `Origin`, then the command it sends.
+async fn post(
+    ep: &Endpoint,
+    access: &Access,
+    host: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if !access.token_ok(header(&req, "x-console-token")) {
+        return http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN);
+    }
+    if let Some(origin) = header(&req, "origin") {
+        let own = host.map(|h| format!("http://{h}"));
+        if own.as_deref() != Some(origin) {
+            return http::error(
+                StatusCode::FORBIDDEN,
+                "the request comes from another site's page (Origin): the console sends commands only from its own",
+            );
+        }
+    }
+    let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/twin/commands/") else {
-        return full(http::error(
+        return http::error(
             StatusCode::NOT_FOUND,
             "commands are POST /twin/commands/{pk}/{dk}",
-        ));
+        );
     };
-    let timeout = param(&query, "timeout").and_then(|t| t.parse::<f64>().ok());
+    let timeout = param(req.uri().query().unwrap_or_default(), "timeout").and_then(|t| t.parse::<f64>().ok());
     let collect = Limited::new(req.into_body(), MAX_PACKET).collect();
     let body = match tokio::time::timeout(Duration::from_secs(10), collect).await {
         Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => {
-            return full(http::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is too large",
-            ));
-        }
+        Ok(Err(_)) => return http::error(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large"),
         Err(_) => {
-            return full(http::error(
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive in time",
-            ));
+            return http::error(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time");
         }
     };
     let r = http::send_command(ep, rest, &body, timeout).await;
     ep.committed().await;
-    full(r)
+    r
 }
 
 fn param(query: &str, key: &str) -> Option<String> {
@@ -412,12 +442,12 @@ impl Feed {
 
     fn note(&mut self, p: Arc<Published>) {
         if let Some(want) = &self.device
-            && p.device.as_ref() != Some(want)
+            && !p.names(want)
         {
             return;
         }
-        if let Some(id) = &p.device {
-            self.dirty.insert(id.clone());
+        if let Some(id) = p.device() {
+            self.dirty.insert(id);
         }
         if self.log.len() < LOG_PER_TICK {
             self.log.push(p);

@@ -147,10 +147,9 @@ pub const RING: usize = 1000;
 /// The events a listener may fall behind the hub before it is told it lagged.
 const CHANNEL: usize = 4096;
 
-/// One event as its listeners hear it: the event, the device it names, and its JSON line.
+/// One event as its listeners hear it: the event, and its JSON line.
 pub struct Published {
     pub event: Event,
-    pub device: Option<Identity>,
     /// When serve emitted it, ms since the epoch (event lines carry no time of their own).
     pub at: u64,
     pub line: String,
@@ -164,6 +163,17 @@ fn now_ms() -> u64 {
 }
 
 impl Published {
+    /// The device the event names, if it names one.
+    pub fn device(&self) -> Option<Identity> {
+        self.event.device_named()
+    }
+
+    /// Whether the event names device `id`.
+    pub fn names(&self, id: &Identity) -> bool {
+        self.event.product_key.as_deref() == Some(id.product_key.as_str())
+            && self.event.device_key.as_deref() == Some(id.device_key.as_str())
+    }
+
     /// `{"at": ms, "event": {...}}`, as the page reads it.
     pub(crate) fn push_json(&self, out: &mut String) {
         out.push_str("{\"at\":");
@@ -198,13 +208,12 @@ impl Hub {
         self.on.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn publish(&self, e: &Event, line: &str) {
+    pub(crate) fn publish(&self, event: Event, line: &str) {
         if !self.on.load(Ordering::Relaxed) {
             return;
         }
         let p = Arc::new(Published {
-            event: e.clone(),
-            device: e.device_named(),
+            event,
             at: now_ms(),
             line: line.to_string(),
         });
@@ -223,10 +232,7 @@ impl Hub {
         let mut out = String::from("{\"events\":[");
         if let Ok(r) = self.ring.lock() {
             let mut first = true;
-            for p in r
-                .iter()
-                .filter(|p| device.is_none() || p.device.as_ref() == device)
-            {
+            for p in r.iter().filter(|p| device.is_none_or(|d| p.names(d))) {
                 if !first {
                     out.push(',');
                 }
@@ -307,6 +313,25 @@ pub(crate) struct Pending {
     lines: u64,
 }
 
+/// An event as a sentence for people (stderr with `--log`).
+fn sentence(e: &Event) -> String {
+    let who = match (&e.product_key, &e.device_key) {
+        (Some(p), Some(d)) => format!(" {p}/{d}"),
+        _ => String::new(),
+    };
+    let mut text = format!("serve: {} {}{who}", e.protocol, e.event.name());
+    for part in [&e.topic, &e.method].into_iter().flatten() {
+        text.push_str(&format!(" {part}"));
+    }
+    if let Some(c) = e.code {
+        text.push_str(&format!(" code {c}"));
+    }
+    if let Some(m) = &e.message {
+        text.push_str(&format!(": {m}"));
+    }
+    text
+}
+
 /// How long a reply waits for its event to be written before it leaves anyway (a stdout no one
 /// reads must not hold every device).
 const RECORD_WAIT: Duration = Duration::from_secs(5);
@@ -343,31 +368,16 @@ impl EventLog {
         let Ok(line) = serde_json::to_string(&e) else {
             return;
         };
-        self.hub.publish(&e, &line);
-        self.write_line(line);
         if let Sink::Streams {
             pending, log: true, ..
         } = &self.sink
+            && let Ok(mut p) = pending.lock()
         {
-            let who = match (&e.product_key, &e.device_key) {
-                (Some(p), Some(d)) => format!(" {p}/{d}"),
-                _ => String::new(),
-            };
-            let mut text = format!("serve: {} {}{who}", e.protocol, e.event.name());
-            for part in [&e.topic, &e.method].into_iter().flatten() {
-                text.push_str(&format!(" {part}"));
-            }
-            if let Some(c) = e.code {
-                text.push_str(&format!(" code {c}"));
-            }
-            if let Some(m) = &e.message {
-                text.push_str(&format!(": {m}"));
-            }
-            if let Ok(mut p) = pending.lock() {
-                p.err.extend_from_slice(text.as_bytes());
-                p.err.push(b'\n');
-            }
+            p.err.extend_from_slice(sentence(&e).as_bytes());
+            p.err.push(b'\n');
         }
+        self.hub.publish(e, &line);
+        self.write_line(line);
     }
 
     /// Write every pending line to stdout, the record and stderr, and say so to the replies
@@ -444,5 +454,80 @@ impl EventLog {
             return;
         }
         let _ = tokio::time::timeout(RECORD_WAIT, rx.wait_for(|w| *w >= target)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KINDS: [EventKind; 14] = [
+        EventKind::Login,
+        EventKind::LoginRefused,
+        EventKind::Request,
+        EventKind::Reply,
+        EventKind::Refused,
+        EventKind::Denied,
+        EventKind::Activated,
+        EventKind::SubdeviceLogin,
+        EventKind::SubdeviceLogout,
+        EventKind::Command,
+        EventKind::Duplicate,
+        EventKind::Disconnect,
+        EventKind::ConnectionRefused,
+        EventKind::Withheld,
+    ];
+
+    /// The JSON line and the sentence on stderr name an event alike, and as the docs list them.
+    #[test]
+    fn an_event_s_kind_and_protocol_read_the_same_in_json_and_in_words() {
+        for kind in KINDS {
+            let json = serde_json::to_value(kind).expect("serializes");
+            assert_eq!(json, serde_json::json!(kind.name()), "{kind:?}");
+        }
+        let e = Event::new(EventKind::LoginRefused, Protocol::Mqtts)
+            .keys("pk", "dk")
+            .code(5);
+        let line = serde_json::to_string(&e).expect("serializes");
+        assert_eq!(
+            line,
+            r#"{"event":"login_refused","protocol":"mqtts","product_key":"pk","device_key":"dk","code":5}"#
+        );
+        assert_eq!(sentence(&e), "serve: mqtts login_refused pk/dk code 5");
+        for p in [
+            Protocol::Mqtt,
+            Protocol::Mqtts,
+            Protocol::Http,
+            Protocol::Https,
+            Protocol::Coap,
+            Protocol::Coaps,
+            Protocol::Console,
+        ] {
+            assert_eq!(
+                serde_json::to_value(p).expect("serializes"),
+                serde_json::json!(p.name())
+            );
+        }
+        assert_eq!(Protocol::Coaps.table_name(), "coap");
+        assert_eq!(Protocol::Https.table_name(), "http");
+        assert!(Protocol::Mqtts.is_mqtt() && !Protocol::Http.is_mqtt());
+    }
+
+    /// A listener hears every event from when it subscribes, typed, naming its device.
+    #[test]
+    fn a_subscriber_hears_each_event_with_its_device() {
+        let log = EventLog::memory(Arc::default());
+        log.emit(Event::new(EventKind::Login, Protocol::Mqtt).keys("p", "before"));
+        let mut heard = log.subscribe();
+        log.emit(Event::new(EventKind::Request, Protocol::Http).keys("p", "d"));
+        let p = heard.try_recv().expect("heard");
+        assert_eq!(p.event.event, EventKind::Request);
+        assert!(p.names(&Identity::new("p", "d")) && !p.names(&Identity::new("p", "x")));
+        assert!(heard.try_recv().is_err(), "nothing more");
+        assert!(
+            log.hub
+                .recent(Some(&Identity::new("p", "before")))
+                .contains("\"events\":[]")
+        );
     }
 }

@@ -30,28 +30,9 @@ pub(super) fn sub_devices(
         .ok()
         .and_then(|v| v.get("params").cloned())
         .unwrap_or(Value::Null);
-    let mut login = |params: &Value| {
-        let (code, sub, message) = ep.subdevice_login(&s.id, params);
-        let (pk, dk) = keys_in(params);
-        let (pk, dk) = (pk.as_str(), dk.as_str());
-        let mut e = Event::new(EventKind::SubdeviceLogin, s.protocol)
-            .keys(pk, dk)
-            .topic(topic)
-            .code(code);
-        if !message.is_empty() {
-            e = e.message(message.clone());
-        }
-        ep.events.emit(e);
-        if let Some(sub) = sub
-            && s.subdevices.insert(sub.clone())
-        {
-            ep.twin.connected(&sub, s.protocol, Some(&s.id));
-        }
-        (code, message, json!({"productKey": pk, "deviceKey": dk}))
-    };
     match rest {
         "combine/login" => {
-            let (code, message, data) = login(&params);
+            let (code, message, data) = log_in(s, ep, topic, &params);
             let r = Reply::new(
                 reply.id,
                 code,
@@ -63,40 +44,9 @@ pub(super) fn sub_devices(
                 r.with_message(message)
             }
         }
-        "combine/login/batch" => {
-            // Each entry is signed with the batch's client id and timestamp.
-            let shared = ["clientId", "timestamp", "signMethod"];
-            let mut first_failure = None;
-            let mut logged = Vec::new();
-            for item in params
-                .get("subDevices")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let mut p = item.clone();
-                for k in shared {
-                    if let (Some(v), Some(obj)) = (params.get(k), p.as_object_mut()) {
-                        obj.entry(k).or_insert(v.clone());
-                    }
-                }
-                let (code, message, data) = login(&p);
-                if code == enos::SUCCESS {
-                    logged.push(data);
-                } else if first_failure.is_none() {
-                    first_failure = Some((code, message));
-                }
-            }
-            match first_failure {
-                None => Reply::new(reply.id, enos::SUCCESS, json!({"loginedSubDevices": logged})),
-                Some((code, message)) => {
-                    Reply::new(reply.id, code, json!({"loginedSubDevices": logged})).with_message(message)
-                }
-            }
-        }
+        "combine/login/batch" => log_in_batch(s, ep, topic, &params, reply.id),
         "combine/logout" => {
             let (pk, dk) = keys_in(&params);
-            let (pk, dk) = (pk.as_str(), dk.as_str());
             log_out(s, ep, &params, "combine.logout");
             Reply::new(
                 reply.id,
@@ -105,6 +55,60 @@ pub(super) fn sub_devices(
             )
         }
         _ => reply,
+    }
+}
+
+/// One sub-device's login through the gateway: the code, why not, and the sub-device's keys;
+/// once logged in it is online in the twin through the gateway, and its topics open.
+fn log_in(s: &mut Connection, ep: &Endpoint, topic: &str, params: &Value) -> (i64, String, Value) {
+    let (code, sub, message) = ep.subdevice_login(&s.id, params);
+    let (pk, dk) = keys_in(params);
+    let mut e = Event::new(EventKind::SubdeviceLogin, s.protocol)
+        .keys(&pk, &dk)
+        .topic(topic)
+        .code(code);
+    if !message.is_empty() {
+        e = e.message(message.clone());
+    }
+    ep.events.emit(e);
+    if let Some(sub) = sub
+        && s.subdevices.insert(sub.clone())
+    {
+        ep.twin.connected(&sub, s.protocol, Some(&s.id));
+    }
+    (code, message, json!({"productKey": pk, "deviceKey": dk}))
+}
+
+/// `combine.login.batch`: each entry logged in (signed with the batch's client id and
+/// timestamp); the reply lists those that did, with the first failure's code.
+fn log_in_batch(s: &mut Connection, ep: &Endpoint, topic: &str, params: &Value, id: String) -> Reply {
+    let shared = ["clientId", "timestamp", "signMethod"];
+    let mut first_failure = None;
+    let mut logged = Vec::new();
+    for item in params
+        .get("subDevices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let mut p = item.clone();
+        for k in shared {
+            if let (Some(v), Some(obj)) = (params.get(k), p.as_object_mut()) {
+                obj.entry(k).or_insert(v.clone());
+            }
+        }
+        let (code, message, data) = log_in(s, ep, topic, &p);
+        if code == enos::SUCCESS {
+            logged.push(data);
+        } else if first_failure.is_none() {
+            first_failure = Some((code, message));
+        }
+    }
+    match first_failure {
+        None => Reply::new(id, enos::SUCCESS, json!({"loginedSubDevices": logged})),
+        Some((code, message)) => {
+            Reply::new(id, code, json!({"loginedSubDevices": logged})).with_message(message)
+        }
     }
 }
 

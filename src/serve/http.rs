@@ -167,7 +167,7 @@ pub(super) fn twin_get(ep: &Endpoint, path: &str) -> Option<Response<Full<Bytes>
         ));
     }
     let rest = path.strip_prefix("/twin/devices/")?;
-    Some(match keys(rest).and_then(|id| ep.twin.view(&id)) {
+    Some(match identity_in_path(rest).and_then(|id| ep.twin.view(&id)) {
         Some(v) => json_response(StatusCode::OK, &json!(v)),
         None => error(
             StatusCode::NOT_FOUND,
@@ -204,8 +204,8 @@ pub(super) async fn history_get(
         }
         Some(HistoryRead::Ready(samples)) => samples,
         Some(HistoryRead::Stored(reader)) => {
-            let (point, q) = (point.to_string(), q.clone());
-            match tokio::task::spawn_blocking(move || reader.history(&id, &point, &q)).await {
+            let (who, point, q) = (id.clone(), point.to_string(), q.clone());
+            match tokio::task::spawn_blocking(move || reader.history(&who, &point, &q)).await {
                 Ok(Ok(samples)) => samples,
                 Ok(Err(why)) => {
                     return Some(error(
@@ -222,9 +222,19 @@ pub(super) async fn history_get(
             }
         }
     };
-    let mut r = match q.format {
+    Some(history_answer(q.format, &id, point, &samples))
+}
+
+/// The history's answer: JSON, or CSV as a download named after the device and the point.
+fn history_answer(
+    format: history::Format,
+    id: &Identity,
+    point: &str,
+    samples: &[history::Sample],
+) -> Response<Full<Bytes>> {
+    match format {
         history::Format::Json => {
-            let mut r = Response::new(Full::new(Bytes::from(history::json(point, &samples))));
+            let mut r = Response::new(Full::new(Bytes::from(history::json(point, samples))));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("application/json"),
@@ -232,8 +242,8 @@ pub(super) async fn history_get(
             r
         }
         history::Format::Csv => {
-            let mut r = Response::new(Full::new(Bytes::from(history::csv(&samples))));
-            let name: String = format!("{pk}-{dk}-{point}.csv")
+            let mut r = Response::new(Full::new(Bytes::from(history::csv(samples))));
+            let name: String = format!("{}-{}-{point}.csv", id.product_key, id.device_key)
                 .chars()
                 .map(|c| {
                     if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -253,19 +263,17 @@ pub(super) async fn history_get(
             }
             r
         }
-    };
-    *r.status_mut() = StatusCode::OK;
-    Some(r)
+    }
 }
 
-pub(super) fn keys(rest: &str) -> Option<Identity> {
+pub(super) fn identity_in_path(rest: &str) -> Option<Identity> {
     let (pk, dk) = rest.split_once('/')?;
     (!pk.is_empty() && !dk.is_empty() && !dk.contains('/')).then(|| Identity::new(pk, dk))
 }
 
 /// `POST /auth/{pk}/{dk}` with `{"signMethod","lifetime","sign"}`: a session for the lifetime.
 fn auth(ep: &Endpoint, protocol: Protocol, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
-    let Some(id) = keys(rest) else {
+    let Some(id) = identity_in_path(rest) else {
         return error(StatusCode::NOT_FOUND, "use /auth/{productKey}/{deviceKey}");
     };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
@@ -314,7 +322,7 @@ fn auth(ep: &Endpoint, protocol: Protocol, rest: &str, body: &[u8]) -> Response<
     };
     let until = Instant::now() + Duration::from_millis(lifetime);
     ep.http_sessions.grant(session.clone(), &id, until);
-    ep.twin.session(&id, protocol, until);
+    ep.twin.session_opened(&id, protocol, until);
     ep.events.emit(
         Event::new(EventKind::Login, protocol)
             .device(&id)
@@ -543,7 +551,7 @@ pub(super) async fn send_command(
     body: &[u8],
     timeout: Option<f64>,
 ) -> Response<Full<Bytes>> {
-    let Some(id) = keys(rest) else {
+    let Some(id) = identity_in_path(rest) else {
         return error(
             StatusCode::NOT_FOUND,
             "use /twin/commands/{productKey}/{deviceKey}",

@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Endpoint, Options, coap, console, http_accept, mqtt};
+use super::{Endpoint, Options, coap, coap_dtls, console, http_accept, mqtt};
 
 /// The listeners, bound: their addresses are known before anything is served.
-pub struct Bound {
+pub struct Listeners {
     pub mqtt: Option<tokio::net::TcpListener>,
     pub mqtts: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
     pub http: Option<tokio::net::TcpListener>,
@@ -48,7 +48,7 @@ pub fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 }
 
 /// Bind every listener asked for.
-pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
+pub async fn bind(opts: &Options) -> Result<Listeners, BindError> {
     let tcp = |what: &'static str, addr: SocketAddr| async move {
         listen_tcp(addr).map_err(|e| BindError {
             what,
@@ -81,7 +81,7 @@ pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
         None => None,
     };
     let coaps = match opts.coaps {
-        Some(addr) => Some(coap::dtls_listener(addr).await?),
+        Some(addr) => Some(coap_dtls::dtls_listener(addr).await?),
         None => None,
     };
     let console = match &opts.console {
@@ -96,7 +96,7 @@ pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
         }
         None => None,
     };
-    Ok(Bound {
+    Ok(Listeners {
         console,
         mqtt,
         mqtts,
@@ -107,7 +107,7 @@ pub async fn bind(opts: &Options) -> Result<Bound, BindError> {
     })
 }
 
-impl Bound {
+impl Listeners {
     /// The first line on stdout: every bound listener's address.
     pub async fn listening(&self) -> Value {
         let mut v = json!({"event": "listening"});
@@ -138,7 +138,7 @@ impl Bound {
 }
 
 /// Serve until `shutdown` turns true; then stop accepting, close the connections and return.
-pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
+pub async fn serve(bound: Listeners, endpoint: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     let flushing = endpoint.clone();
     let stop = shutdown.clone();
@@ -174,7 +174,7 @@ pub async fn serve(bound: Bound, endpoint: Arc<Endpoint>, shutdown: watch::Recei
         tasks.spawn(coap::serve_udp(s, endpoint.clone(), shutdown.clone()));
     }
     if let Some(l) = bound.coaps {
-        tasks.spawn(coap::serve_dtls(l, endpoint.clone(), shutdown.clone()));
+        tasks.spawn(coap_dtls::serve_dtls(l, endpoint.clone(), shutdown.clone()));
     }
     while tasks.join_next().await.is_some() {}
     endpoint.events.flush();

@@ -21,13 +21,14 @@
 //! The operations that need several parts are `impl Endpoint` blocks of their own module:
 //! [`logins`] (who may log in), [`requests`] and [`apply`] (the answer to one message, and what
 //! it does to the twin), [`commands`] (a test's command to a device). The listeners: [`listen`],
-//! [`mqtt`] (with [`mqtt_wire`] and [`mqtt_held`]), [`http`] and [`http_accept`], [`coap`],
-//! [`console`].
+//! [`mqtt`] (with [`mqtt_wire`] and [`mqtt_held`]), [`http`] and [`http_accept`], [`coap`] (with
+//! [`coap_dtls`]), [`console`].
 
 pub mod activations;
 pub mod apply;
 pub mod coap;
 pub mod coap_commands;
+pub mod coap_dtls;
 pub mod commands;
 pub mod console;
 pub mod events;
@@ -63,7 +64,7 @@ use crate::registry::Registry;
 
 pub use commands::{CommandFailed, Downlink};
 pub use events::{Event, EventKind};
-pub use listen::{BindError, Bound, bind, serve};
+pub use listen::{BindError, Listeners, bind, serve};
 pub(crate) use listen::{accept_each, slots, stopped};
 pub use logins::Refusal;
 pub use policy::Policy;

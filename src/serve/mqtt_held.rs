@@ -31,7 +31,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use super::commands::{Mail, Mailbox};
 use super::limits::Slot;
-use super::mqtt_clients::{MAX_KEPT_FILTERS, Subscriptions, next_connection};
+use super::mqtt_clients::{Claimed, MAX_KEPT_FILTERS, Subscriptions, next_connection};
 use super::mqtt_wire::{Broken, Read, Wire};
 use super::policy::{Fate, Inbound};
 use super::{Answer, Downlink, Endpoint, Event, EventKind, Identity, Protocol};
@@ -68,6 +68,45 @@ pub(super) struct Connection {
 }
 
 impl Connection {
+    /// The connection is open (CONNACK sent): its `login` event, the device online in the
+    /// twin, its mailbox for commands, and the session it continues.
+    fn open(
+        ep: &Endpoint,
+        id: Identity,
+        peer: SocketAddr,
+        protocol: Protocol,
+        activating: bool,
+        claimed: Claimed,
+        subscriptions: Subscriptions,
+    ) -> (Connection, Arc<Mailbox>) {
+        ep.events.emit(super::mqtt::login_event(
+            &id, peer, protocol, activating, &claimed,
+        ));
+        ep.twin.connected(&id, protocol, None);
+        let mailbox = Arc::new(Mailbox::default());
+        ep.mailboxes.connect(&id, mailbox.clone());
+        if let (Some(kept), Ok(mut subs)) = (claimed.session, subscriptions.lock()) {
+            *subs = kept;
+        }
+        let c = Connection {
+            id,
+            protocol,
+            subdevices: HashSet::new(),
+            commands: HashMap::new(),
+            qos2: HashSet::new(),
+            subscriptions,
+        };
+        (c, mailbox)
+    }
+
+    /// The filters subscribed, taken to be kept for the client's return.
+    fn take_subscriptions(&self) -> Vec<(String, QoS)> {
+        self.subscriptions
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
     /// The device's own topics, and those of enabled sub-devices logged in through it.
     fn may_use(&self, ep: &Endpoint, topic: &str) -> bool {
         enos::owns(topic, &self.id.product_key, &self.id.device_key)
@@ -166,30 +205,12 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
         ep.clients.release(&client_id, connection);
         return;
     }
-    ep.events.emit(super::mqtt::login_event(
-        &id,
-        peer,
-        protocol,
-        secret.is_some(),
-        &claimed,
-    ));
-    ep.twin.connected(&id, protocol, None);
-    let mailbox = Arc::new(Mailbox::default());
-    ep.mailboxes.connect(&id, mailbox.clone());
-    if let (Some(kept), Ok(mut subs)) = (claimed.session, subscriptions.lock()) {
-        *subs = kept;
-    }
-    let mut c = Connection {
-        id,
-        protocol,
-        subdevices: HashSet::new(),
-        commands: HashMap::new(),
-        qos2: HashSet::new(),
-        subscriptions,
-    };
+    let activating = secret.is_some();
+    let (mut c, mailbox) = Connection::open(ep, id, peer, protocol, activating, claimed, subscriptions);
     if let Some(secret) = secret {
         super::mqtt::push_activation(&mut wire, &c.id, secret);
     }
+    // 1.5 times the keep-alive (MQTT-3.1.2-24).
     let idle = match keep_alive {
         0 => MAX_IDLE,
         k => Duration::from_millis(u64::from(k) * 1500).min(MAX_IDLE),
@@ -201,12 +222,7 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
     ep.mailboxes.disconnect(&c.id, &mailbox);
     ep.clients.release(&client_id, connection);
     if !clean_session && ended.keeps_session() {
-        let subs = c
-            .subscriptions
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default();
-        ep.clients.keep(&client_id, subs);
+        ep.clients.keep(&client_id, c.take_subscriptions());
     }
     ep.twin.disconnected(&c.id);
     for sub in &c.subdevices {

@@ -529,7 +529,7 @@ impl Twin {
     }
 
     /// An HTTP session or CoAP binding that lasts until `until`.
-    pub fn session(&self, id: &Identity, protocol: Protocol, until: Instant) {
+    pub fn session_opened(&self, id: &Identity, protocol: Protocol, until: Instant) {
         self.device(id, |d| {
             if d.connections == 0 && !d.session_alive() {
                 d.online_since = Some(now_ms());
