@@ -47,6 +47,7 @@ pub mod mqtt_wire;
 pub mod policy;
 pub mod requests;
 pub mod store;
+mod store_file;
 mod store_writer;
 pub mod twin;
 

@@ -562,7 +562,7 @@ impl Twin {
             }
             let mut kept = Vec::with_capacity(points.len());
             for (k, v) in points {
-                let latest = !d.measurepoints.get(k).is_some_and(|old| old.time > time);
+                let latest = d.measurepoints.get(k).is_none_or(|old| old.time <= time);
                 if latest {
                     d.measurepoints.insert(
                         k.clone(),
