@@ -47,6 +47,10 @@ m = find(r"^load\s+serve (\d+)/s.*mosquitto (\d+)/s.*ratio ([\d.]+)\s+\((\d+) ro
 r = float(m.group(3))
 row("load, 2000 at concurrency 50: `serve` (EnOS login and measure point post) against mosquitto (QoS 1 publish)",
     f"{m.group(1)}/s, {m.group(5)} failed", f"mosquitto {m.group(2)}/s", r, "≥ 0.80, none failed", r >= 0.8 and m.group(5) == "0")
+m = find(r"^data\s+serve --data (\d+)/s\s+serve in memory (\d+)/s\s+ratio ([\d.]+)\s+\((\d+) rounds\)", probe, "data")
+r = float(m.group(3))
+row("load, 2000 at concurrency 50: `serve --data FILE` (every post committed to SQLite before its reply) against `serve` in memory, round-robin",
+    f"{m.group(1)}/s", f"in memory {m.group(2)}/s", r, "≥ 0.80", r >= 0.8)
 cut = find(r"^([\d.]+) s median\s+ratio 1\.00\s+fleet\.csv", batch, "cut")
 m = find(r"^([\d.]+) s median\s+ratio ([\d.]+)\s+recommend --batch fleet\.csv$", batch, "batch")
 r = float(m.group(2))

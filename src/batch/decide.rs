@@ -337,10 +337,10 @@ impl<'a> Decider<'a> {
         for row in &batch.rows {
             let id = row.id.clone().and_then(|r| batch.texts.get(r));
             let mut key = row.key.as_ref().copied().map_err(|e| e.clone());
-            if let (Ok(k), Some(needs)) = (&mut key, row.needs.clone().and_then(|r| batch.texts.get(r))) {
-                if let Err(message) = k.needs_field(&self.layout, needs) {
-                    key = Err(message);
-                }
+            if let (Ok(k), Some(needs)) = (&mut key, row.needs.clone().and_then(|r| batch.texts.get(r)))
+                && let Err(message) = k.needs_field(&self.layout, needs)
+            {
+                key = Err(message);
             }
             let key = key.as_ref().copied().map_err(String::as_str);
             // The reading thread leaves the id's UTF-8 check to this one, which copies the id

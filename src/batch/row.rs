@@ -344,11 +344,14 @@ pub(super) fn header(
         .collect()
 }
 
+/// A CSV row read: its id and needs fields, as bytes, and its answers' key.
+type CsvRow<'r> = (Option<&'r [u8]>, Option<&'r [u8]>, Key);
+
 pub(super) fn parse_csv_row<'r>(
     layout: &Layout<'_>,
     cols: &[Column],
     record: &Fields<'r>,
-) -> Result<(Option<&'r [u8]>, Option<&'r [u8]>, Key), String> {
+) -> Result<CsvRow<'r>, String> {
     if record.len() != cols.len() {
         let spans = record.iter().any(|f| f.contains(&b'\n'));
         return Err(format!(

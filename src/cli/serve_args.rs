@@ -1,9 +1,12 @@
-//! `serve`'s flags: the listeners (an address or `off`), TLS, the record, the console, the
-//! limits. Apart from `args.rs` because they are many and only `serve` has them.
+//! `serve`'s flags: the listeners (an address or `off`), TLS, the record, the data file and
+//! its retention, the console, the limits. Apart from `args.rs` because they are many and only
+//! `serve` has them.
 
 use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::serve::history::Retention;
 
 /// Where a `serve` listener binds: an address, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,10 @@ fn listen(text: &str) -> Result<Listen, String> {
     })
 }
 
+fn retain(text: &str) -> Result<Retention, String> {
+    text.parse()
+}
+
 pub(super) const SERVE_HELP: &str = "\
 The first line on stdout names every bound listener:
   {\"event\":\"listening\",\"mqtt\":\"127.0.0.1:11883\",\"http\":\"127.0.0.1:8080\",\"coap\":\"127.0.0.1:5683\"}
@@ -49,7 +56,13 @@ A test sends a command to a connected MQTT device with
   POST http://HTTP-ADDR/twin/commands/{pk}/{dk}?timeout=5  {\"method\":\"thing.service.measurepoint.set\",\"params\":{...}}
 and gets the device's reply as the answer.
 
-SIGINT or SIGTERM stops serve: exit 0, the record complete. A listener that cannot bind: exit 2.";
+With --data FILE, device state survives a restart (and a kill -9): no reply leaves before what
+it acknowledges is committed to the file. Each measure point's values are kept (--retain) and
+answered by GET /twin/devices/{pk}/{dk}/history/{point}?from=MS&to=MS&limit=N[&format=csv].
+
+SIGINT or SIGTERM stops serve: exit 0, the record complete. A listener that cannot bind, or a
+--data file that is not serve's, from a newer version or damaged: exit 2. A --data file that
+cannot be written, at start or later: exit 74.";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -58,6 +71,17 @@ pub struct ServeArgs {
     pub registry: PathBuf,
     #[command(flatten)]
     pub listen: ListenArgs,
+    /// Keep device state in this SQLite file (created if missing) across restarts:
+    /// registrations and activations with their secrets, topology, enabled state, attributes,
+    /// tags, firmware and OTA, each point's last value and history, the last events. Without
+    /// it state is in memory only
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_DATA")]
+    pub data: Option<PathBuf>,
+    /// How long each measure point's history is kept: a duration (7d, 12h, 30m, 90s) and/or a
+    /// count of values per point, comma-separated. A value goes only when it is older than the
+    /// duration and beyond the count; a point's newest value always stays
+    #[arg(long, value_name = "SPEC", default_value = "7d,100000", value_parser = retain, env = "ENOS_CONNECT_RETAIN")]
+    pub retain: Retention,
     /// No human-readable log on stderr (the JSON events still go to stdout)
     #[arg(long, short = 'q', env = "ENOS_CONNECT_QUIET")]
     pub quiet: bool,
@@ -121,7 +145,8 @@ pub struct ListenArgs {
         hide_env_values = true
     )]
     pub console_token: Option<String>,
-    /// Also write every event line to this file
+    /// Also write every event line to this file (appended to; each run starts with its
+    /// listening line)
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_RECORD")]
     pub record: Option<PathBuf>,
     /// Wait this long before CONNACK, 0 to 10000 (one official SDK loses an instant one)

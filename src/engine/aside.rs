@@ -134,7 +134,7 @@ fn off_the_path(caps: &Capabilities, walk: &Walk<'_>, question: &str) -> String 
     for v in walk.visits.iter().rev() {
         let untaken = caps
             .edges_from(&v.node.id)
-            .filter(|e| !e.when.iter().any(|w| *w == v.branch));
+            .filter(|e| !e.when.contains(&v.branch));
         for e in untaken {
             if let Some(reader) = reachable(caps, &e.to, &reads) {
                 return format!(

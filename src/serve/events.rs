@@ -274,7 +274,8 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Events on stdout, in the record file `record` (created, or truncated), and with `log`
+    /// Events on stdout, in the record file `record` (created, or appended to: a record is
+    /// never truncated, and each run's lines start with its `listening` line), and with `log`
     /// a sentence each on stderr.
     pub(crate) fn streams(record: Option<&std::path::Path>, log: bool) -> std::io::Result<Self> {
         Self::written_to(record, log, true)
@@ -288,7 +289,7 @@ impl EventLog {
 
     fn written_to(record: Option<&std::path::Path>, log: bool, stdout: bool) -> std::io::Result<Self> {
         let record = match record {
-            Some(p) => Some(std::fs::File::create(p)?),
+            Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => None,
         };
         Ok(EventLog {
@@ -431,26 +432,34 @@ impl EventLog {
         self.write_line(line);
     }
 
-    /// Write every pending line to stdout, the record and stderr, and flush them.
+    /// Write every pending line to stdout, the record and stderr, and say so to the replies
+    /// waiting for them.
     pub fn flush(&self) {
+        let written = self.write_pending();
+        self.mark_written(written);
+    }
+
+    /// Write every pending line to stdout, the record and stderr: how many lines are written
+    /// now, for [`EventLog::mark_written`] (the group commit of [`super::Endpoint::flusher`]
+    /// says so once the data file has committed too).
+    pub(crate) fn write_pending(&self) -> u64 {
         let Sink::Streams {
             pending,
             record,
-            written,
             stdout: to_stdout,
             readable,
             ..
         } = &self.sink
         else {
-            return;
+            return 0;
         };
         let readable = readable.load(Ordering::Relaxed);
         // The record's lock is taken first and held through the write, so two flushes write
-        // in order and `written` never runs ahead of the file.
+        // in order.
         let mut record = record.lock().ok();
         let (out, err, lines) = match pending.lock() {
             Ok(mut p) => (std::mem::take(&mut p.out), std::mem::take(&mut p.err), p.lines),
-            Err(_) => return,
+            Err(_) => return 0,
         };
         if !out.is_empty() {
             if *to_stdout && !readable {
@@ -464,11 +473,6 @@ impl EventLog {
                 let _ = f.write_all(&out);
             }
         }
-        written.send_if_modified(|w| {
-            let grew = lines > *w;
-            *w = (*w).max(lines);
-            grew
-        });
         drop(record);
         if !err.is_empty() && readable && *to_stdout {
             let mut stdout = std::io::stdout().lock();
@@ -476,6 +480,26 @@ impl EventLog {
             let _ = stdout.flush();
         } else if !err.is_empty() {
             let _ = std::io::stderr().lock().write_all(&err);
+        }
+        lines
+    }
+
+    /// The first `lines` lines are written: the replies waiting for them may leave.
+    pub(crate) fn mark_written(&self, lines: u64) {
+        if let Sink::Streams { written, .. } = &self.sink {
+            written.send_if_modified(|w| {
+                let grew = lines > *w;
+                *w = (*w).max(lines);
+                grew
+            });
+        }
+    }
+
+    /// Wait until a line is pending (never, for a list in memory).
+    pub(crate) async fn pending(&self) {
+        match &self.sink {
+            Sink::Streams { ready, .. } => ready.notified().await,
+            Sink::Memory(_) => std::future::pending().await,
         }
     }
 
@@ -496,25 +520,6 @@ impl EventLog {
             return;
         }
         let _ = tokio::time::timeout(RECORD_WAIT, rx.wait_for(|w| *w >= target)).await;
-    }
-
-    /// Write the events out as they come, a batch at a time: after a line is pending, every
-    /// task that is ready runs first and adds its own, so a loaded serve makes one write per
-    /// batch instead of two per event (which had capped its connection rate), and an idle one
-    /// still shows each event at once. Runs until `shutdown`, then writes what is left.
-    pub async fn flusher(&self, shutdown: watch::Receiver<bool>) {
-        let Sink::Streams { ready, .. } = &self.sink else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                () = ready.notified() => {}
-                () = super::stopped(shutdown.clone()) => break,
-            }
-            tokio::task::yield_now().await;
-            self.flush();
-        }
-        self.flush();
     }
 }
 

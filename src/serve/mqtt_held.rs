@@ -217,7 +217,7 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
     };
     let ended = serve_packets(&mut wire, &mut c, ep, &mailbox, &taken, &mut shutdown, idle).await;
     // Answers queued before a DISCONNECT in the same segment still go out.
-    ep.events.wait_written().await;
+    ep.committed().await;
     let _ = wire.write_out().await;
     ep.mailboxes.disconnect(&c.id, &mailbox);
     ep.clients.release(&client_id, connection);
@@ -258,8 +258,9 @@ async fn serve_packets<I: AsyncRead + AsyncWrite + Unpin>(
             wire.buf = BytesMut::new();
         }
         if !wire.has_packet() && !wire.out.is_empty() {
-            // No reply leaves before its request's event is in the record.
-            ep.events.wait_written().await;
+            // No reply leaves before its request's event is in the record and what it
+            // changed is in the data file.
+            ep.committed().await;
             if !wire.write_out().await {
                 return Ended::Failed;
             }

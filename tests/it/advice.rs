@@ -231,19 +231,17 @@ fn check_agreement(
             other => disagree.push(format!("{n}: carried by {:?}, unmet {}", other.0, other.1)),
         }
     }
-    if !direct {
-        if let Some(o) = caps.outcome(v["outcome"].as_str().unwrap_or_default()) {
-            let expected: Vec<&str> = needs
-                .iter()
-                .copied()
-                .filter(|n| !o.supports.iter().any(|s| s == n))
-                .collect();
-            if expected != unmet {
-                disagree.push(format!(
-                    "outcome {} leaves {expected:?} unmet, JSON says {unmet:?}",
-                    o.id
-                ));
-            }
+    if !direct && let Some(o) = caps.outcome(v["outcome"].as_str().unwrap_or_default()) {
+        let expected: Vec<&str> = needs
+            .iter()
+            .copied()
+            .filter(|n| !o.supports.iter().any(|s| s == n))
+            .collect();
+        if expected != unmet {
+            disagree.push(format!(
+                "outcome {} leaves {expected:?} unmet, JSON says {unmet:?}",
+                o.id
+            ));
         }
     }
     // The path: the cover node's branch and the protocols it left open; the outcome last.
@@ -537,7 +535,7 @@ fn by_ask(caps: &Capabilities, device: &Device, asked: &mut Asks) -> (engine::De
             let mut a = Answers::default();
             let mut prompt = Scripted { caps, device };
             let done = engine::interview(caps, &mut a, false, &mut prompt)
-                .unwrap_or_else(|e| panic!("{device:?}: {e:?}"));
+                .unwrap_or_else(|e| panic!("{device:?}: {}", e.0));
             (engine::decide(caps, &a).expect("decides"), done.needs)
         })
         .clone()

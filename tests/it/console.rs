@@ -159,6 +159,7 @@ fn a_browser_sees_a_device_log_in_post_take_a_command_and_leave() {
     assert!(out.status.success(), "the browser check failed:\n{all}");
     for check in [
         "the device shows online within a second of its login",
+        "a freshly opened device page draws the point's history",
         "the temp chart gains a point",
         "the measure point set from the page reaches the SDK's handler",
         "the page shows the device's reply",

@@ -30,5 +30,6 @@ mod rough_edges;
 mod sdk;
 mod serve;
 mod serve_cli;
+mod store;
 mod test_device;
 mod twin;

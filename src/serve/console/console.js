@@ -1,16 +1,18 @@
 // The console's page: plain JavaScript, no framework, no build step. It reads the twin
 // (GET /twin/devices), the registry's models (GET /console/api/meta), the recent events
 // (GET /console/api/log), then follows serve's live stream (GET /console/api/stream, Server-
-// Sent Events: `device` a twin view, `log` event lines, `dropped`, `resync`). Commands are
+// Sent Events: `device` a twin view, `log` event lines, `dropped`, `resync`). A device page
+// draws its charts from each point's history (GET /twin/devices/{pk}/{dk}/history/{point}),
+// then adds the live values. Commands are
 // POST /twin/commands/{pk}/{dk} with the console token, when there is one, in X-Console-Token.
 // Charts are hand-drawn SVG. Every text from a device is escaped before it is shown.
 "use strict";
 
-const HISTORY = 500;   // values kept per measure point (the chart's width)
+const HISTORY = 1000;  // values kept per measure point (the chart's width)
 const LOG_KEEP = 1000; // event lines kept for the event log
 
 const state = {
-  meta: { products: {}, codes: {}, token_required: false },
+  meta: { products: {}, codes: {}, token_required: false, saved_to: null },
   devices: new Map(), // "pk/dk" -> twin view
   history: new Map(), // "pk/dk" -> Map(point -> [[time, value]])
   log: [],            // {at, event}, oldest first
@@ -126,6 +128,14 @@ async function loadAll() {
     getJSON("/console/api/meta"), getJSON("/twin/devices"), getJSON("/console/api/log"),
   ]);
   state.meta = meta;
+  const saved = $("#saved");
+  if (saved) {
+    saved.textContent = meta.saved_to ? "saved · " + meta.saved_to : "not saved";
+    saved.className = "saved " + (meta.saved_to ? "on" : "off");
+    saved.title = meta.saved_to
+      ? `serve keeps its state in ${meta.saved_to} (--data): a restart keeps devices, secrets and history (--retain ${meta.retain})`
+      : "serve keeps its state in memory only: a restart forgets it (start serve with --data FILE to keep it)";
+  }
   state.devices.clear();
   for (const d of twin.devices) remember(d);
   state.log = log.events.slice(-LOG_KEEP);
@@ -258,7 +268,7 @@ function renderEvents(fresh) {
   $("#ev-dropped").innerHTML = state.dropped ? `<div class="note">${esc(state.dropped)} event lines were not sent to this page (more than it shows per second); stdout and the record have them all.</div>` : "";
 }
 
-window.ConsoleCore = { state, token, $, esc, key, show, ago, clock, codeText, pill, eventRow, unreachable };
+window.ConsoleCore = { state, token, $, esc, key, show, ago, clock, codeText, pill, eventRow, unreachable, getJSON, HISTORY };
 
 (async () => {
   state.route = parseRoute();
