@@ -1,6 +1,6 @@
 //! Markdown renderers: the same content as the tables, in a form to paste into a ticket.
 
-use super::table::path_lines;
+use super::text::path_lines;
 use super::{Renderer, support_cell, title_of};
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
@@ -150,7 +150,7 @@ impl Renderer for Markdown {
     fn plan(&self, _caps: &Capabilities, p: &Plan) -> String {
         let mut out = format!(
             "## Connection plan: {}\n",
-            super::table::plan_heading(p, |id| format!("`{id}`"))
+            super::text::plan_heading(p, |id| format!("`{id}`"))
         );
         for pp in &p.protocols {
             out.push_str(&protocol_plan(pp));

@@ -7,6 +7,7 @@ pub mod flow;
 pub mod json;
 pub mod markdown;
 pub mod table;
+mod text;
 
 use clap::ValueEnum;
 
