@@ -5,12 +5,16 @@
 
 pub mod args;
 mod ask;
+mod check;
+mod compare;
+mod completions;
 pub mod config;
 mod credentials;
-mod data;
 mod device_test;
 pub mod error;
 mod fleet;
+mod flow;
+mod man;
 mod merge;
 mod need_args;
 mod plan;
@@ -19,6 +23,7 @@ pub mod probe_args;
 mod probe_needs;
 mod questionnaire;
 mod recommend;
+mod reference;
 mod serve;
 mod serve_args;
 pub mod terminal;
@@ -201,13 +206,13 @@ pub fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Result<Ex
         Command::Serve(args) => serve::run(&ctx, &args),
         Command::DeviceTest(args) => device_test::run(&ctx, &args),
         Command::Merge(args) => merge::run(&ctx, &args),
-        Command::Compare(args) => data::compare(&ctx, &args),
-        Command::Flow(args) => data::flow(&ctx, &args),
-        Command::Questions(args) => data::questions(&ctx, args),
-        Command::Check(args) => data::check(&ctx, &args),
-        Command::Schema(args) => data::schema(&ctx, &args),
-        Command::Completions(args) => data::completions(&ctx, &args),
-        Command::Man(args) => data::man(&args),
+        Command::Compare(args) => compare::compare(&ctx, &args),
+        Command::Flow(args) => flow::flow(&ctx, &args),
+        Command::Questions(args) => reference::questions(&ctx, args),
+        Command::Check(args) => check::check(&ctx, &args),
+        Command::Schema(args) => reference::schema(&ctx, &args),
+        Command::Completions(args) => completions::completions(&ctx, &args),
+        Command::Man(args) => man::man(&args),
     }
 }
 
