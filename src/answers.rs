@@ -137,7 +137,7 @@ fn hint<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Hint {
 /// value names by its value, label or alias, without regard to case, and for a yes/no question
 /// also true/false, y/n and 1/0 (see [`crate::capabilities::Question::choice_for`]). The value
 /// as given when it names no choice.
-pub fn canonical<'a>(q: &'a crate::capabilities::Question, value: &'a str) -> &'a str {
+pub(crate) fn canonical<'a>(q: &'a crate::capabilities::Question, value: &'a str) -> &'a str {
     q.choice_for(value).map_or(value, |c| c.value.as_str())
 }
 

@@ -1,6 +1,6 @@
 //! What every layer needs and nothing above it defines: the [`Help`] trait that keeps "what to
 //! do" apart from "what went wrong", the [`Secret`] that never prints itself, and
-//! [`random_u64`] for message ids. The bottom layer: it imports nothing from this crate.
+//! `random_u64` for message ids. The bottom layer: it imports nothing from this crate.
 
 use std::fmt;
 
@@ -97,7 +97,7 @@ impl fmt::Display for Secret {
 }
 
 /// A pseudo-random number for message ids, tokens and jitter (not for secrets).
-pub fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

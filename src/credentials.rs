@@ -106,7 +106,7 @@ impl crate::base::Help for CredentialsError {
 }
 
 /// Replace `{name}` placeholders with the given values; unknown placeholders stay as they are.
-pub fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
+pub(crate) fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
     let mut out = template.to_string();
     for (k, v) in vars {
         out = out.replace(&format!("{{{k}}}"), v);
@@ -123,7 +123,7 @@ pub fn now_ms() -> u64 {
 
 /// The sign method enos-connect sends: plain SHA-256 (EnOS also takes the SDKs' alias
 /// `hmacsha256` for the same digest).
-pub const SIGN_METHOD: &str = "sha256";
+pub(crate) const SIGN_METHOD: &str = "sha256";
 
 /// The sign a recipe expects for values a device sent (a server checks a login with it):
 /// `vars` fill the recipe's sign content, as they filled it on the device.
@@ -138,7 +138,7 @@ pub fn expected_sign(
 }
 
 /// The DTLS pre-shared key a recipe derives from a secret (bytes of its SHA-256).
-pub fn psk_key(psk: &crate::capabilities::PskKeyRecipe, secret: &Secret) -> Zeroizing<Vec<u8>> {
+pub(crate) fn psk_key(psk: &crate::capabilities::PskKeyRecipe, secret: &Secret) -> Zeroizing<Vec<u8>> {
     let digest = Sha256::digest(secret.expose().as_bytes());
     let end = psk.digest_from.saturating_add(psk.len).min(digest.len());
     let from = psk.digest_from.min(end);
@@ -146,7 +146,7 @@ pub fn psk_key(psk: &crate::capabilities::PskKeyRecipe, secret: &Secret) -> Zero
 }
 
 /// Uppercase hex SHA-256 of `content` followed by the secret.
-pub fn sign(content: &str, secret: &Secret) -> String {
+pub(crate) fn sign(content: &str, secret: &Secret) -> String {
     let mut input = Zeroizing::new(String::with_capacity(content.len() + secret.expose().len()));
     input.push_str(content);
     input.push_str(secret.expose());
@@ -164,7 +164,7 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
 /// The login recipe called `name` (`mqtt`, `http`, `coap`, `subdevice`). A URL scheme
 /// (`mqtts`) is not one: the error names the protocol whose login it is; a typo gets "did you
 /// mean".
-pub fn recipe<'c>(
+pub(crate) fn recipe<'c>(
     caps: &'c Capabilities,
     name: &str,
 ) -> Result<&'c crate::capabilities::CredentialRecipe, CredentialsError> {

@@ -95,13 +95,13 @@ impl Reply {
 }
 
 /// A fresh request id: a string, as EnOS and the SDKs expect (not a secret).
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     (crate::base::random_u64() % 1_000_000_000).to_string()
 }
 
 /// A reply's id as sent: EnOS echoes the request's id string; a number is read as its text,
 /// so a reply can still be matched (and reported) rather than ignored as noise.
-pub fn reply_id(v: &Value) -> Option<String> {
+pub(crate) fn reply_id(v: &Value) -> Option<String> {
     match v.get("id")? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -109,28 +109,28 @@ pub fn reply_id(v: &Value) -> Option<String> {
     }
 }
 
-pub const SUCCESS: i64 = 200;
-pub const TOO_LARGE: i64 = 1008;
-pub const NO_PERMISSION: i64 = 1009;
-pub const MODEL_INVALID: i64 = 1204;
-pub const BAD_FORMAT: i64 = 1220;
-pub const EMPTY: i64 = 1251;
-pub const METHOD_MISMATCH: i64 = 1260;
-pub const SUB_NO_DEVICE: i64 = 705;
-pub const SUB_DISABLED: i64 = 723;
-pub const SUB_NOT_IN_TOPOLOGY: i64 = 740;
-pub const SUB_BAD_SIGN: i64 = 742;
+pub(crate) const SUCCESS: i64 = 200;
+pub(crate) const TOO_LARGE: i64 = 1008;
+pub(crate) const NO_PERMISSION: i64 = 1009;
+pub(crate) const MODEL_INVALID: i64 = 1204;
+pub(crate) const BAD_FORMAT: i64 = 1220;
+pub(crate) const EMPTY: i64 = 1251;
+pub(crate) const METHOD_MISMATCH: i64 = 1260;
+pub(crate) const SUB_NO_DEVICE: i64 = 705;
+pub(crate) const SUB_DISABLED: i64 = 723;
+pub(crate) const SUB_NOT_IN_TOPOLOGY: i64 = 740;
+pub(crate) const SUB_BAD_SIGN: i64 = 742;
 /// Dynamic activation is not allowed (documented among the login codes).
-pub const DYNAMIC_NOT_ALLOWED: i64 = 770;
+pub(crate) const DYNAMIC_NOT_ALLOWED: i64 = 770;
 /// The login and parameter codes of EnOS's HTTP and CoAP answers, and of serve's own limits.
-pub const INTERNAL_ERROR: i64 = 400;
-pub const AUTH_FAILED: i64 = 401;
-pub const DEVICE_NOT_FOUND: i64 = 402;
-pub const TOO_MANY_REQUESTS: i64 = 429;
-pub const PARAMETER_ERROR: i64 = 460;
+pub(crate) const INTERNAL_ERROR: i64 = 400;
+pub(crate) const AUTH_FAILED: i64 = 401;
+pub(crate) const DEVICE_NOT_FOUND: i64 = 402;
+pub(crate) const TOO_MANY_REQUESTS: i64 = 429;
+pub(crate) const PARAMETER_ERROR: i64 = 460;
 
 /// The documented meaning of an EnOS reply code.
-pub fn meaning(code: i64) -> Option<&'static str> {
+pub(crate) fn meaning(code: i64) -> Option<&'static str> {
     Some(match code {
         200 => "success",
         400 => "internal error",
@@ -158,7 +158,7 @@ pub fn meaning(code: i64) -> Option<&'static str> {
 }
 
 /// "code 1204 (model validation failed: ...)" for a report, from the code and EnOS's message.
-pub fn describe(code: i64, message: &str) -> String {
+pub(crate) fn describe(code: i64, message: &str) -> String {
     let known = meaning(code).unwrap_or("an EnOS code with no documented meaning");
     let message = message.trim();
     if message.is_empty() || message == known {
@@ -171,7 +171,7 @@ pub fn describe(code: i64, message: &str) -> String {
 // --- topics ------------------------------------------------------------------------------------
 
 /// The device's own topic prefixes: `/sys/{pk}/{dk}/` and `/ext/session/{pk}/{dk}/`.
-pub fn owns(topic: &str, pk: &str, dk: &str) -> bool {
+pub(crate) fn owns(topic: &str, pk: &str, dk: &str) -> bool {
     let of = |root: &str| {
         topic
             .strip_prefix(root)
@@ -200,39 +200,37 @@ pub fn measurepoint_post(pk: &str, dk: &str) -> String {
 
 /// The CoAP option in which EnOS announces a command waiting for the device, on the response
 /// to its next request: `/topic/{RequestTopic}`, which the device then GETs.
-pub const COAP_COMMAND_OPTION: u16 = 2100;
+pub(crate) const COAP_COMMAND_OPTION: u16 = 2100;
 
 pub fn activate_info(pk: &str, dk: &str) -> String {
     format!("/ext/session/{pk}/{dk}/thing/activate/info")
 }
 
-pub fn combine_login(gw_pk: &str, gw_dk: &str) -> String {
+pub(crate) fn combine_login(gw_pk: &str, gw_dk: &str) -> String {
     format!("/ext/session/{gw_pk}/{gw_dk}/combine/login")
 }
 
-pub const MEASUREPOINT_POST: &str = "thing.measurepoint.post";
-pub const ACTIVATE_INFO: &str = "thing.activate.info";
-pub const COMBINE_LOGIN: &str = "combine.login";
-pub const COMBINE_LOGIN_BATCH: &str = "combine.login.batch";
-pub const COMBINE_LOGOUT: &str = "combine.logout";
-pub const MEASUREPOINT_SET: &str = "thing.service.measurepoint.set";
-pub const MEASUREPOINT_GET: &str = "thing.service.measurepoint.get";
+pub(crate) const MEASUREPOINT_POST: &str = "thing.measurepoint.post";
+pub(crate) const ACTIVATE_INFO: &str = "thing.activate.info";
+pub(crate) const COMBINE_LOGIN: &str = "combine.login";
+pub(crate) const MEASUREPOINT_SET: &str = "thing.service.measurepoint.set";
+pub(crate) const MEASUREPOINT_GET: &str = "thing.service.measurepoint.get";
 /// The canonical methods of the four measure point topics (post, batch, resume, resume batch),
 /// as [`upstream`] names them.
-pub const MEASUREPOINT_POSTS: [&str; 4] = [
+pub(crate) const MEASUREPOINT_POSTS: [&str; 4] = [
     MEASUREPOINT_POST,
     "thing.measurepoint.post.batch",
     MEASUREPOINT_RESUME,
     "thing.measurepoint.resume.batch",
 ];
-pub const MEASUREPOINT_RESUME: &str = "thing.measurepoint.resume";
+pub(crate) const MEASUREPOINT_RESUME: &str = "thing.measurepoint.resume";
 /// The methods both SDKs send on `ota/device/progress` and `ota/device/inform` (the canonical
 /// ones [`upstream`] names).
-pub const OTA_PROGRESS: &str = "ota.progress";
-pub const OTA_INFORM: &str = "ota.inform";
-pub const OTA_UPGRADE: &str = "ota.device.upgrade";
+pub(crate) const OTA_PROGRESS: &str = "ota.progress";
+pub(crate) const OTA_INFORM: &str = "ota.inform";
+pub(crate) const OTA_UPGRADE: &str = "ota.device.upgrade";
 /// The failure steps a device reports with `ota.progress` (the SDKs' OTAUpdateFailureCause).
-pub const OTA_FAILURE_STEPS: [(i64, &str); 5] = [
+pub(crate) const OTA_FAILURE_STEPS: [(i64, &str); 5] = [
     (-1, "undefined failure"),
     (-2, "firmware download failed"),
     (-3, "firmware verification failed"),
@@ -250,14 +248,14 @@ pub enum Root {
 }
 
 /// The device key of a message integration login (securemode 4).
-pub const INTEGRATION_DK: &str = "%channel%";
+pub(crate) const INTEGRATION_DK: &str = "%channel%";
 
 /// A topic split into its root, product key, device key and the rest (`thing/measurepoint/post`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topic<'t> {
     pub root: Root,
     pub product_key: &'t str,
-    /// [`INTEGRATION_DK`] under [`Root::Integration`].
+    /// `INTEGRATION_DK` under [`Root::Integration`].
     pub device_key: &'t str,
     pub rest: &'t str,
 }
@@ -298,7 +296,7 @@ fn integration_topic(rest: &str) -> Option<&'static UpstreamTopic> {
 /// they differ. Methods do not always follow the topic: both SDKs send `ota.inform` on
 /// `ota/device/inform`, and `Ota.device.getversion` (capital O) on `ota/device/getversion`.
 #[derive(Debug, Clone, Copy)]
-pub struct UpstreamTopic {
+pub(crate) struct UpstreamTopic {
     pub root: Root,
     /// The topic after `/sys/{pk}/{dk}/` (or the other roots); `{id}` is one segment.
     pub pattern: &'static str,
@@ -306,77 +304,64 @@ pub struct UpstreamTopic {
     pub methods: &'static [&'static str],
     /// Raw bytes for the product's parsing script, not a JSON request.
     pub raw: bool,
-    /// Who sends it, and what the reply's `data` holds.
-    pub note: &'static str,
 }
 
-const fn up(
-    root: Root,
-    pattern: &'static str,
-    methods: &'static [&'static str],
-    note: &'static str,
-) -> UpstreamTopic {
+const fn up(root: Root, pattern: &'static str, methods: &'static [&'static str]) -> UpstreamTopic {
     UpstreamTopic {
         root,
         pattern,
         methods,
         raw: false,
-        note,
     }
 }
 
-const fn raw(
-    root: Root,
-    pattern: &'static str,
-    method: &'static [&'static str],
-    note: &'static str,
-) -> UpstreamTopic {
+const fn raw(root: Root, pattern: &'static str, method: &'static [&'static str]) -> UpstreamTopic {
     UpstreamTopic {
         root,
         pattern,
         methods: method,
         raw: true,
-        note,
     }
 }
 
-/// Every upstream topic `serve` answers: topic to the methods accepted.
+/// Every upstream topic `serve` answers: topic to the methods accepted; the comment says what
+/// the reply's `data` holds.
 #[rustfmt::skip]
-pub const UPSTREAM: &[UpstreamTopic] = &[
-    up(Root::Sys, "thing/measurepoint/post", &["thing.measurepoint.post"], "data null"),
-    up(Root::Sys, "thing/measurepoint/post/batch", &["thing.measurepoint.post.batch"], "data null; the first failing code"),
-    up(Root::Sys, "thing/measurepoint/resume", &["thing.measurepoint.resume"], "data null"),
-    up(Root::Sys, "thing/measurepoint/resume/batch", &["thing.measurepoint.resume.batch"], "data null"),
+pub(crate) const UPSTREAM: &[UpstreamTopic] = &[
+    up(Root::Sys, "thing/measurepoint/post", &["thing.measurepoint.post"]), // data null
+    up(Root::Sys, "thing/measurepoint/post/batch", &["thing.measurepoint.post.batch"]), // data null; the first failing code
+    up(Root::Sys, "thing/measurepoint/resume", &["thing.measurepoint.resume"]), // data null
+    up(Root::Sys, "thing/measurepoint/resume/batch", &["thing.measurepoint.resume.batch"]), // data null
     // Python SDK 0.1.1 appends the id to the format: `thing.event.%s.post{id}`.
-    up(Root::Sys, "thing/event/{id}/post", &["thing.event.{id}.post", "thing.event.%s.post{id}"], "data null"),
-    up(Root::Sys, "thing/attribute/update", &["thing.attribute.update"], "data null"),
-    up(Root::Sys, "thing/attribute/query", &["thing.attribute.query"], "data {attrId: value}"),
-    up(Root::Sys, "thing/attribute/delete", &["thing.attribute.delete"], "data null"),
-    up(Root::Sys, "thing/tag/update", &["thing.tag.update"], "data null"),
-    up(Root::Sys, "thing/tag/query", &["thing.tag.query"], "data {tagKey: value}"),
-    up(Root::Sys, "thing/tag/delete", &["thing.tag.delete"], "data null"),
-    up(Root::Sys, "thing/topo/add", &["thing.topo.add"], "data null"),
-    up(Root::Sys, "thing/topo/delete", &["thing.topo.delete"], "data null"),
-    up(Root::Sys, "thing/topo/get", &["thing.topo.get"], "data [{productKey, deviceKey}]"),
-    up(Root::Sys, "thing/device/register", &["thing.device.register"], "data [{productKey, deviceKey, deviceSecret, assetId}]"),
-    up(Root::Sys, "thing/tsltemplate/get", &["thing.tsltemplate.get"], "data: the product's thing model"),
+    up(Root::Sys, "thing/event/{id}/post", &["thing.event.{id}.post", "thing.event.%s.post{id}"]), // data null
+    up(Root::Sys, "thing/attribute/update", &["thing.attribute.update"]), // data null
+    up(Root::Sys, "thing/attribute/query", &["thing.attribute.query"]), // data {attrId: value}
+    up(Root::Sys, "thing/attribute/delete", &["thing.attribute.delete"]), // data null
+    up(Root::Sys, "thing/tag/update", &["thing.tag.update"]), // data null
+    up(Root::Sys, "thing/tag/query", &["thing.tag.query"]), // data {tagKey: value}
+    up(Root::Sys, "thing/tag/delete", &["thing.tag.delete"]), // data null
+    up(Root::Sys, "thing/topo/add", &["thing.topo.add"]), // data null
+    up(Root::Sys, "thing/topo/delete", &["thing.topo.delete"]), // data null
+    up(Root::Sys, "thing/topo/get", &["thing.topo.get"]), // data [{productKey, deviceKey}]
+    up(Root::Sys, "thing/device/register", &["thing.device.register"]), // data [{productKey, deviceKey, deviceSecret, assetId}]
+    up(Root::Sys, "thing/tsltemplate/get", &["thing.tsltemplate.get"]), // data: the product's thing model
     // The Java SDK's device log, network and connection state reports (methods assumed from the
     // topics: the stored MethodConstants does not show the last two).
-    up(Root::Sys, "thing/log/post", &["thing.log.post"], "data null"),
-    up(Root::Sys, "network/status/report", &["network.status.report"], "data null"),
-    up(Root::Sys, "connection/state/post", &["connection.state.post"], "data null"),
-    raw(Root::Sys, "thing/model/up_raw", &["thing.model.up_raw"], "a raw reply on up_raw_reply"),
-    up(Root::Sys, "ota/device/inform", &["ota.inform", "ota.device.inform"], "data null"),
-    up(Root::Sys, "ota/device/progress", &["ota.progress", "ota.device.progress"], "data null"),
-    up(Root::Sys, "ota/device/request", &["ota.request", "ota.device.request"], "data [{version, signMethod, sign, fileUrl, fileSize}]"),
-    up(Root::Sys, "ota/device/getversion", &["Ota.device.getversion", "ota.device.getversion"], "data [{version, signMethod, sign, fileUrl, fileSize}]"),
-    up(Root::Session, "combine/login", &["combine.login"], "data {productKey, deviceKey}"),
-    up(Root::Session, "combine/login/batch", &["combine.login.batch"], "data {loginedSubDevices}"),
-    up(Root::Session, "combine/logout", &["combine.logout"], "data {productKey, deviceKey}"),
-    up(Root::Integration, "measurepoint/post", &["integration.measurepoint.post"], "params [{deviceKey, time, measurepoints}]"),
-    up(Root::Integration, "event/post", &["integration.event.post"], "params [{deviceKey, time, events}]"),
-    up(Root::Integration, "attribute/post", &["integration.attribute.post"], "params [{deviceKey, attributes}]"),
-    raw(Root::Integration, "model/up_raw", &["integration.model.up_raw"], "a raw reply on up_raw_reply"),
+    up(Root::Sys, "thing/log/post", &["thing.log.post"]), // data null
+    up(Root::Sys, "network/status/report", &["network.status.report"]), // data null
+    up(Root::Sys, "connection/state/post", &["connection.state.post"]), // data null
+    raw(Root::Sys, "thing/model/up_raw", &["thing.model.up_raw"]), // a raw reply on up_raw_reply
+    up(Root::Sys, "ota/device/inform", &["ota.inform", "ota.device.inform"]), // data null
+    up(Root::Sys, "ota/device/progress", &["ota.progress", "ota.device.progress"]), // data null
+    up(Root::Sys, "ota/device/request", &["ota.request", "ota.device.request"]), // data [{version, signMethod, sign, fileUrl, fileSize}]
+    up(Root::Sys, "ota/device/getversion", &["Ota.device.getversion", "ota.device.getversion"]), // data [{version, signMethod, sign, fileUrl, fileSize}]
+    up(Root::Session, "combine/login", &["combine.login"]), // data {productKey, deviceKey}
+    up(Root::Session, "combine/login/batch", &["combine.login.batch"]), // data {loginedSubDevices}
+    up(Root::Session, "combine/logout", &["combine.logout"]), // data {productKey, deviceKey}
+    up(Root::Integration, "measurepoint/post", &["integration.measurepoint.post"]), // params [{deviceKey, time, measurepoints}]
+    up(Root::Integration, "event/post", &["integration.event.post"]), // params [{deviceKey, time, events}]
+    up(Root::Integration, "attribute/post", &["integration.attribute.post"]), // params [{deviceKey, attributes}]
+    raw(Root::Integration, "model/up_raw", &["integration.model.up_raw"]), // a raw reply on up_raw_reply
 ];
 
 /// What a device may send on a topic and EnOS answers.
@@ -397,7 +382,7 @@ impl Upstream {
     }
 }
 
-/// The upstream request a topic carries, from [`UPSTREAM`]. `None`: not an upstream topic.
+/// The upstream request a topic carries, from `UPSTREAM`. `None`: not an upstream topic.
 pub fn upstream(topic: &Topic<'_>) -> Option<Upstream> {
     UPSTREAM.iter().filter(|u| u.root == topic.root).find_map(|u| {
         let id = match_pattern(u.pattern, topic.rest)?;
@@ -453,7 +438,7 @@ pub enum Lifecycle {
 
 /// One downstream method and where it goes.
 #[derive(Debug, Clone, Copy)]
-pub struct DownstreamMethod {
+pub(crate) struct DownstreamMethod {
     /// `thing.service.{serviceId}` stands for every service.
     pub method: &'static str,
     /// After `/sys/{pk}/{dk}/` (or `/ext/session/{gwPk}/{gwDk}/` for `combine.*`).
@@ -463,7 +448,7 @@ pub struct DownstreamMethod {
 
 /// Every command EnOS sends a device, from the SDKs' command classes.
 #[rustfmt::skip]
-pub const DOWNSTREAM: &[DownstreamMethod] = &[
+pub(crate) const DOWNSTREAM: &[DownstreamMethod] = &[
     DownstreamMethod { method: "thing.service.measurepoint.set", topic: "thing/service/measurepoint/set", kind: Downstream::MeasurepointSet },
     DownstreamMethod { method: "thing.service.measurepoint.get", topic: "thing/service/measurepoint/get", kind: Downstream::MeasurepointGet },
     DownstreamMethod { method: "thing.service.{serviceId}", topic: "thing/service/{serviceId}", kind: Downstream::Service },
@@ -478,7 +463,7 @@ pub const DOWNSTREAM: &[DownstreamMethod] = &[
 ];
 
 /// The downstream kind of `method`, and the service id of `thing.service.{serviceId}`.
-pub fn downstream(method: &str) -> Option<(Downstream, Option<&str>)> {
+pub(crate) fn downstream(method: &str) -> Option<(Downstream, Option<&str>)> {
     if let Some(d) = DOWNSTREAM.iter().find(|d| d.method == method) {
         return Some((d.kind, None));
     }
@@ -513,6 +498,8 @@ impl Downstream {
 
 /// The EnOS fields of an MQTT CONNECT: `{clientId}|securemode=2,signmethod=sha256,timestamp=T|`
 /// as the client id and `{dk}&{pk}` as the user name.
+// Public for fuzz/fuzz_targets/serve_input.rs only.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttLogin {
     pub client_id: String,
@@ -577,14 +564,14 @@ impl MqttLogin {
 }
 
 /// The SDKs name plain SHA-256 `sha256` (Node, C) or `hmacsha256` (Python, Java): one method.
-pub fn is_sha256(method: &str) -> bool {
+pub(crate) fn is_sha256(method: &str) -> bool {
     method.eq_ignore_ascii_case("sha256") || method.eq_ignore_ascii_case("hmacsha256")
 }
 
 /// Whether a sign the device sent is the one expected: hex compared without regard to case
 /// (the Python and Java SDKs send lower case, Node and C upper case), in time that does not
 /// depend on where the first difference is.
-pub fn sign_matches(expected: &str, sent: &str) -> bool {
+pub(crate) fn sign_matches(expected: &str, sent: &str) -> bool {
     let (a, b) = (expected.as_bytes(), sent.as_bytes());
     if a.len() != b.len() {
         return false;

@@ -2,6 +2,11 @@
 //!
 //! The domain knowledge lives in `capabilities.toml` ([`capabilities`]); [`engine`] turns a
 //! device's [`answers`] into a decision; [`render`] prints it; [`cli`] wires the commands.
+//!
+//! What is `pub` here is what the binary, the tests and the fuzz targets use; everything else
+//! is `pub(crate)` or private, and `unreachable_pub` keeps it so.
+
+#![warn(unreachable_pub)]
 
 pub mod answers;
 pub mod base;
@@ -13,10 +18,12 @@ pub mod device_test;
 pub mod engine;
 pub mod enos;
 pub mod measurement;
+// Public for fuzz/fuzz_targets/decide.rs only.
+#[doc(hidden)]
 pub mod plan;
 pub mod probe;
 pub mod registry;
 pub mod render;
-pub mod schema;
+mod schema;
 pub mod serve;
 pub mod source;

@@ -26,7 +26,7 @@ fn generated<T: JsonSchema>(id: &str, title: &str, description: &str) -> String 
 }
 
 /// The JSON Schema of `capabilities.toml` (shipped as `schemas/capabilities.schema.json`).
-pub fn capabilities() -> String {
+pub(crate) fn capabilities() -> String {
     generated::<Capabilities>(
         "capabilities.schema.json",
         "enos-connect capabilities",
@@ -35,7 +35,7 @@ pub fn capabilities() -> String {
 }
 
 /// The JSON Schema of the `serve` registry.
-pub fn registry() -> String {
+pub(crate) fn registry() -> String {
     generated::<crate::registry::Registry>(
         "registry.schema.json",
         "enos-connect serve registry",
@@ -58,7 +58,7 @@ struct DecisionJson {
 }
 
 /// The JSON Schema of `recommend -f json`'s object (shipped as `schemas/decision.schema.json`).
-pub fn decision() -> String {
+pub(crate) fn decision() -> String {
     generated::<DecisionJson>(
         "decision.schema.json",
         "enos-connect decision",
@@ -67,7 +67,7 @@ pub fn decision() -> String {
 }
 
 /// The JSON Schema of an answers file for `caps`.
-pub fn answers(caps: &Capabilities) -> String {
+pub(crate) fn answers(caps: &Capabilities) -> String {
     let mut properties = serde_json::Map::new();
     for q in &caps.questions {
         let mut values: Vec<Value> = q.values().map(|v| json!(v)).collect();

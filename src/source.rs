@@ -109,7 +109,7 @@ impl fmt::Display for Located {
 }
 
 /// Located problems as a list, one `- file:line:col: message` item each.
-pub fn bullet_list(problems: &[Located]) -> String {
+pub(crate) fn bullet_list(problems: &[Located]) -> String {
     problems
         .iter()
         .map(|p| format!("- {p}"))
@@ -119,13 +119,13 @@ pub fn bullet_list(problems: &[Located]) -> String {
 
 /// A step of the path to a value in a TOML document: a key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSeg {
+pub(crate) enum PathSeg {
     Key(String),
     Index(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub path: Vec<PathSeg>,
     pub message: String,
 }
@@ -147,7 +147,7 @@ impl From<usize> for PathSeg {
 }
 
 /// Each problem located at the deepest value along its path that exists in the document.
-pub fn locate_problems(src: &SourceFile, problems: &[Problem]) -> Vec<Located> {
+pub(crate) fn locate_problems(src: &SourceFile, problems: &[Problem]) -> Vec<Located> {
     // The typed parse above succeeded, so the spanned parse succeeds too.
     let root = DeTable::parse(&src.text).ok();
     problems
@@ -195,7 +195,7 @@ fn value_span(value: &DeValue<'_>, path: &[PathSeg], here: Range<usize>) -> Rang
 /// checked) in the same run. `Ok`: the value and those problems (none: the strict error was
 /// not about a key, and is the one problem). `Err`: every problem, when the value still cannot
 /// be read (the unknown keys and what the reader then said).
-pub fn reread<T: serde::de::DeserializeOwned>(
+pub(crate) fn reread<T: serde::de::DeserializeOwned>(
     src: &SourceFile,
     schema: &serde_json::Value,
     strict: &toml::de::Error,
@@ -359,7 +359,7 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 /// The allowed value closest to `input` by optimal string alignment distance (a swap of two
 /// neighbours, `tpc` for `tcp`, costs one edit, as typos usually do), if it is close enough to
 /// be a plausible typo.
-pub fn nearest<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn nearest<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let input = input.to_ascii_lowercase();
     allowed
         .into_iter()

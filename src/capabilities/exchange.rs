@@ -197,7 +197,7 @@ impl Given {
 }
 
 /// The placeholders every step may use, whatever it depends on.
-pub const ALWAYS: [&str; 3] = ["now", "pk", "dk"];
+pub(super) const ALWAYS: [&str; 3] = ["now", "pk", "dk"];
 
 /// One step of a feature's exchange. Which fields a kind reads: `login` the `login`;
 /// `request` `stage`, `topic` (`topic_of`) and `params`; `raw` `stage` and `topic`;
@@ -273,7 +273,7 @@ impl Capabilities {
 }
 
 /// The `"$name"` placeholders in `v`, values and keys.
-pub fn placeholders(v: &serde_json::Value, out: &mut Vec<String>) {
+pub(crate) fn placeholders(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::String(s) => {
             if let Some(name) = s.strip_prefix('$') {
@@ -294,7 +294,7 @@ pub fn placeholders(v: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 /// Whether `pattern` ends with the levels of `tail` (`{...}` matches `{...}`).
-pub fn pattern_ends_with(pattern: &str, tail: &str) -> bool {
+pub(crate) fn pattern_ends_with(pattern: &str, tail: &str) -> bool {
     let levels: Vec<&str> = pattern.split('/').collect();
     let want: Vec<&str> = tail.split('/').collect();
     levels.len() >= want.len()

@@ -1,7 +1,7 @@
 //! The capabilities model: protocols, features (the comparison table), questions, the decision
 //! flow, non-protocol outcomes and the credential recipes, as read from `capabilities.toml`.
 //!
-//! Reading ([`read`]) reports TOML errors with `file:line:col`; validation ([`validate`]) checks
+//! Reading (`read`) reports TOML errors with `file:line:col`; validation (`validate`) checks
 //! the cross-references and the shape of the flow and reports every problem at once.
 
 mod exchange;
@@ -14,16 +14,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-pub use crate::source::Problem;
-pub use exchange::{
-    CarriedBy, Exchanges, FeatureExchange, Given, LoginKind, Stage, Step, StepKind, pattern_ends_with,
-    placeholders,
-};
-pub use read::{
-    CapabilitiesError, EMBEDDED, EMBEDDED_NAME, embedded, embedded_checked, embedded_connection, from_file,
-    parse,
-};
-pub use spelling::{NO_WORDS, YES_WORDS, normalize};
+pub(crate) use exchange::{Exchanges, Given, LoginKind, Stage, Step, StepKind, pattern_ends_with};
+pub(crate) use read::{CapabilitiesError, EMBEDDED_NAME, embedded_checked, embedded_connection, from_file};
+pub use read::{EMBEDDED, embedded, parse};
+pub(crate) use spelling::normalize;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -145,7 +139,7 @@ impl Protocol {
 }
 
 /// The attribute names a filter node may use (see [`Protocol::attribute`]).
-pub const FILTER_ATTRIBUTES: [&str; 3] = ["transport", "enos_versions", "id"];
+pub(crate) const FILTER_ATTRIBUTES: [&str; 3] = ["transport", "enos_versions", "id"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -218,7 +212,7 @@ pub struct Feature {
 }
 
 /// Whether `topic` matches `pattern`, whose `{name}` levels match any one non-empty level.
-pub fn topic_matches(pattern: &str, topic: &str) -> bool {
+pub(crate) fn topic_matches(pattern: &str, topic: &str) -> bool {
     let (mut p, mut t) = (pattern.split('/'), topic.split('/'));
     loop {
         match (p.next(), t.next()) {

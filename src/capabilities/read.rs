@@ -10,7 +10,7 @@ use crate::source::{Located, SourceFile, locate_problems};
 
 /// The capabilities shipped with the binary.
 pub const EMBEDDED: &str = include_str!("../../capabilities.toml");
-pub const EMBEDDED_NAME: &str = "capabilities.toml (embedded)";
+pub(crate) const EMBEDDED_NAME: &str = "capabilities.toml (embedded)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilitiesError {
@@ -59,7 +59,7 @@ pub fn embedded() -> Result<Capabilities, CapabilitiesError> {
 /// left empty. A probe is on every CI call, and reading the whole model was a quarter of a
 /// probe's own work; a probe that needs a decision (`--plan`) reads all of it with
 /// [`embedded`].
-pub fn embedded_connection() -> Result<Capabilities, CapabilitiesError> {
+pub(crate) fn embedded_connection() -> Result<Capabilities, CapabilitiesError> {
     #[derive(serde::Deserialize)]
     struct Connection {
         meta: super::Meta,
@@ -92,11 +92,11 @@ pub fn embedded_connection() -> Result<Capabilities, CapabilitiesError> {
 }
 
 /// The embedded capabilities read from their TOML and validated, as `check` reports them.
-pub fn embedded_checked() -> Result<Capabilities, CapabilitiesError> {
+pub(crate) fn embedded_checked() -> Result<Capabilities, CapabilitiesError> {
     parse(&SourceFile::new(EMBEDDED_NAME, EMBEDDED))
 }
 
-pub fn from_file(path: &Path) -> Result<Capabilities, CapabilitiesError> {
+pub(crate) fn from_file(path: &Path) -> Result<Capabilities, CapabilitiesError> {
     let text = std::fs::read_to_string(path).map_err(|source| CapabilitiesError::Read {
         path: path.display().to_string(),
         source,

@@ -5,12 +5,12 @@
 use super::{Choice, Question};
 
 /// The words a yes/no question also takes for `yes` and for `no`, from any source of answers.
-pub const YES_WORDS: [&str; 3] = ["true", "y", "1"];
-pub const NO_WORDS: [&str; 3] = ["false", "n", "0"];
+pub(crate) const YES_WORDS: [&str; 3] = ["true", "y", "1"];
+pub(crate) const NO_WORDS: [&str; 3] = ["false", "n", "0"];
 
 /// How an answer is compared: trimmed, ASCII lower case, inner runs of white space as one
 /// space. `None` when it is already in that form, so the common case allocates nothing.
-pub fn normalize(text: &str) -> Option<String> {
+pub(crate) fn normalize(text: &str) -> Option<String> {
     let t = text.trim();
     let plain = t.len() == text.len()
         && !t.bytes().any(|b| b.is_ascii_uppercase())
@@ -35,7 +35,7 @@ impl Question {
         self.choices.len() == 2 && self.values().any(|v| v == "yes") && self.values().any(|v| v == "no")
     }
 
-    /// Every spelling the question accepts, normalized (see [`normalize`]), with the index of
+    /// Every spelling the question accepts, normalized (see `normalize`), with the index of
     /// its choice: each value, label and alias, and the yes/no words. The one rule every
     /// source of answers (flags, files, batch rows, prompts) reads values by.
     pub fn spellings(&self) -> Vec<(String, usize)> {

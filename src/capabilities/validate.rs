@@ -26,7 +26,7 @@ impl Problems {
     }
 }
 
-pub fn validate(caps: &Capabilities) -> Vec<Problem> {
+pub(super) fn validate(caps: &Capabilities) -> Vec<Problem> {
     let mut p = Problems::default();
     if caps.meta.version.trim().is_empty() {
         p.add(path!("meta", "version"), "meta.version is empty");

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::device_test::DEVICE_TEST_HELP;
-pub use super::device_test::DeviceTestArgs;
+pub(crate) use super::device_test::DeviceTestArgs;
 use super::serve_args::SERVE_HELP;
-pub use super::serve_args::{Listen, ListenArgs, ServeArgs};
+pub(crate) use super::serve_args::{ListenArgs, ServeArgs};
 use super::terminal::ColorChoice;
 use crate::cli::error::EXIT_CODES_HELP;
 use crate::render::{BatchFormat, FlowFormat, Format};
@@ -21,7 +21,7 @@ use crate::render::{BatchFormat, FlowFormat, Format};
     after_help = EXIT_CODES_HELP,
     propagate_version = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Use this capabilities file instead of the one built into the binary
     #[arg(long, global = true, value_name = "FILE", env = "ENOS_CONNECT_CAPABILITIES")]
     pub capabilities: Option<PathBuf>,
@@ -43,7 +43,7 @@ pub struct Cli {
 /// otherwise build every command's definition on every start-up, which was a third of it.
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
-pub enum Command {
+pub(crate) enum Command {
     /// Recommend how a device connects, from its answers and needs
     #[command(after_help = EXIT_CODES_HELP)]
     Recommend(RecommendArgs),
@@ -90,14 +90,14 @@ pub enum Command {
 // `--no-input`: only on the commands that can prompt (recommend for missing answers,
 // credentials and probe for a secret); elsewhere it would mean nothing.
 #[derive(Debug, Args, Clone, Copy, Default)]
-pub struct InputArgs {
+pub(crate) struct InputArgs {
     /// Never prompt; fail with what is missing instead (also when CI is set)
     #[arg(long, env = "ENOS_CONNECT_NO_INPUT")]
     pub no_input: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct AnswerArgs {
+pub(crate) struct AnswerArgs {
     /// Answer a question: ID=VALUE (repeatable; see `enos-connect questions`)
     #[arg(
         long = "answer",
@@ -117,7 +117,7 @@ pub struct AnswerArgs {
 // `--need`: shared by the commands that decide and by `compare`, which marks the rows. (A
 // plain comment: clap would take a doc comment of a flattened struct as the command's about.)
 #[derive(Debug, Args, Clone, Default)]
-pub struct NeedArgs {
+pub(crate) struct NeedArgs {
     /// A feature the device needs (repeatable, or comma-separated)
     #[arg(
         long = "need",
@@ -131,7 +131,7 @@ pub struct NeedArgs {
 
 // Who the device is: shared by `plan`, `probe` and `credentials`.
 #[derive(Debug, Args, Clone, Default)]
-pub struct DeviceArgs {
+pub(crate) struct DeviceArgs {
     /// The device's product key
     #[arg(long, value_name = "PK", env = "ENOS_CONNECT_PRODUCT_KEY")]
     pub product_key: Option<String>,
@@ -141,7 +141,7 @@ pub struct DeviceArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RecommendArgs {
+pub(crate) struct RecommendArgs {
     #[command(flatten)]
     pub answers: AnswerArgs,
     /// Recommend for every row of a CSV or JSON Lines FILE (`-` reads stdin); writes one result
@@ -171,7 +171,7 @@ pub struct RecommendArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AskArgs {
+pub(crate) struct AskArgs {
     /// Save the answers to this TOML file (replay with `recommend --answers FILE`)
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
@@ -180,7 +180,7 @@ pub struct AskArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     #[command(flatten)]
     pub answers: AnswerArgs,
     #[command(flatten)]
@@ -196,7 +196,7 @@ pub struct PlanArgs {
 
 // Which EnOS deployment the device connects to: shared by `plan` and `probe --plan`.
 #[derive(Debug, Args, Clone, Default)]
-pub struct DeploymentArgs {
+pub(crate) struct DeploymentArgs {
     /// EnOS environment, as in the portal's address (app-portal-ENV.DOMAIN), for example eu2
     #[arg(long, value_name = "ENV", env = "ENOS_CONNECT_ENV")]
     pub env: Option<String>,
@@ -209,7 +209,7 @@ pub struct DeploymentArgs {
 }
 
 impl DeploymentArgs {
-    pub fn to_deployment(
+    pub(crate) fn to_deployment(
         &self,
         device: &DeviceArgs,
         points: &[(String, serde_json::Value)],
@@ -236,7 +236,7 @@ impl DeploymentArgs {
 
 // Who the device is and where its secret comes from: shared by `credentials` and `probe`.
 #[derive(Debug, Args, Clone)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
     /// static: device secret (ENOS_DEVICE_SECRET); dynamic: product secret (ENOS_PRODUCT_SECRET)
@@ -254,7 +254,7 @@ pub struct KeyArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SecureModeArg {
+pub(crate) enum SecureModeArg {
     /// Device secret (securemode 2), from ENOS_DEVICE_SECRET
     Static,
     /// Product secret (securemode 3), from ENOS_PRODUCT_SECRET
@@ -262,7 +262,7 @@ pub enum SecureModeArg {
 }
 
 impl SecureModeArg {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SecureModeArg::Static => "static",
             SecureModeArg::Dynamic => "dynamic",
@@ -276,7 +276,7 @@ impl SecureModeArg {
 (dynamic), ENOS_SUBDEVICE_SECRET for `subdevice`, from --secret-file, or from a hidden prompt on a \
 terminal; never from an argument."
 )]
-pub struct CredentialsArgs {
+pub(crate) struct CredentialsArgs {
     /// mqtt, http, coap, or subdevice (a sub-device's login through its gateway; its secret
     /// from ENOS_SUBDEVICE_SECRET)
     #[arg(value_name = "PROTOCOL")]
@@ -294,14 +294,14 @@ pub struct CredentialsArgs {
 }
 
 #[derive(Debug, Args, Clone, Copy)]
-pub struct FormatArgs {
+pub(crate) struct FormatArgs {
     /// Output format
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table, env = "ENOS_CONNECT_FORMAT")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
-pub struct MergeArgs {
+pub(crate) struct MergeArgs {
     /// Load reports: the JSON of `probe --count N -f json` runs (`-` reads stdin; a file may
     /// hold several reports one after another)
     #[arg(required = true, value_name = "REPORT.json")]
@@ -311,7 +311,7 @@ pub struct MergeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// Marks the rows of these features
     #[command(flatten)]
     pub needs: NeedArgs,
@@ -320,7 +320,7 @@ pub struct CompareArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct FlowArgs {
+pub(crate) struct FlowArgs {
     /// Picture format
     #[arg(long, short = 'f', value_enum, default_value_t = FlowFormat::Mermaid, env = "ENOS_CONNECT_FLOW_FORMAT")]
     pub format: FlowFormat,
@@ -331,7 +331,7 @@ pub struct FlowArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SchemaArgs {
+pub(crate) struct SchemaArgs {
     /// Which kind of file: capabilities, answers or registry (a kind, not a file's path)
     #[arg(value_name = "KIND", value_parser = SchemaKind)]
     pub of: SchemaOf,
@@ -386,7 +386,7 @@ impl clap::builder::TypedValueParser for SchemaKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SchemaOf {
+pub(crate) enum SchemaOf {
     /// capabilities.toml
     Capabilities,
     /// an answers file (made from the capabilities in use)
@@ -398,7 +398,7 @@ pub enum SchemaOf {
 }
 
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// The command whose page to print (enos-connect-COMMAND(1)) [default: the top-level page]
     #[arg(value_name = "COMMAND")]
     pub command: Option<String>,
@@ -408,14 +408,14 @@ pub struct ManArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The file to check (default: --capabilities, else the embedded copy)
     pub file: Option<PathBuf>,
     #[command(flatten)]
@@ -424,7 +424,7 @@ pub struct CheckArgs {
 
 /// `--measurepoint ID=VALUE`: the value as JSON when it is a number or a boolean (`21.5`,
 /// `true`), else as the string it is (`on`, `"quoted"` keeps its quotes out).
-pub fn measurepoint(text: &str) -> Result<(String, serde_json::Value), String> {
+pub(crate) fn measurepoint(text: &str) -> Result<(String, serde_json::Value), String> {
     let (id, value) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not ID=VALUE, for example temp=21.5"))?;
@@ -444,12 +444,12 @@ pub fn measurepoint(text: &str) -> Result<(String, serde_json::Value), String> {
 
 /// The largest --lifetime: a day in milliseconds (HTTP counts milliseconds, CoAP seconds; the
 /// capabilities data narrows it per protocol).
-pub const MAX_LIFETIME: u64 = 86_400_000;
+pub(crate) const MAX_LIFETIME: u64 = 86_400_000;
 /// The largest --timeout, in seconds.
-pub const MAX_TIMEOUT_S: f64 = 3600.0;
+pub(crate) const MAX_TIMEOUT_S: f64 = 3600.0;
 
 /// `--timeout`: seconds, a finite number above 0 and at most an hour.
-pub fn timeout_seconds(text: &str) -> std::result::Result<f64, String> {
+pub(crate) fn timeout_seconds(text: &str) -> std::result::Result<f64, String> {
     let v: f64 = text
         .trim()
         .parse()
@@ -462,7 +462,7 @@ pub fn timeout_seconds(text: &str) -> std::result::Result<f64, String> {
 }
 
 /// `--rate`: probes per second, from 0.01 (one every 100 s) to a million.
-pub fn rate_per_second(text: &str) -> std::result::Result<f64, String> {
+pub(crate) fn rate_per_second(text: &str) -> std::result::Result<f64, String> {
     let v: f64 = text
         .trim()
         .parse()

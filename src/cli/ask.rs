@@ -14,7 +14,7 @@ use crate::answers::Answers;
 use crate::cli::error::{Error, Result};
 use crate::cli::questionnaire;
 
-pub fn run(ctx: &Context, args: &AskArgs) -> Result<ExitCode> {
+pub(super) fn run(ctx: &Context, args: &AskArgs) -> Result<ExitCode> {
     if !ctx.interactive {
         return Err(Error::usage_with_help(
             "`ask` needs a terminal (stdin and stderr), and CI and --no-input turn prompts off",

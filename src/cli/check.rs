@@ -9,7 +9,7 @@ use crate::capabilities::{self, CheckReport};
 use crate::cli::error::{EXIT_USAGE, Result};
 use crate::render::Format;
 
-pub fn check(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
+pub(super) fn check(ctx: &Context, args: &CheckArgs) -> Result<ExitCode> {
     let path = args.file.as_deref().or(ctx.capabilities.as_deref());
     let name = path.map_or(capabilities::EMBEDDED_NAME.to_string(), |p| {
         p.display().to_string()

@@ -7,7 +7,7 @@ use super::{Context, print};
 use crate::answers::Answers;
 use crate::cli::error::Result;
 
-pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<ExitCode> {
+pub(super) fn compare(ctx: &Context, args: &CompareArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let mut answers = Answers::default();
     answers.add_needs(caps, args.needs.need.iter().map(String::as_str), "--need")?;

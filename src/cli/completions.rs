@@ -12,7 +12,7 @@ use super::terminal::emit_bytes;
 use crate::capabilities;
 use crate::cli::error::Result;
 
-pub fn completions(ctx: &Context, args: &CompletionsArgs) -> Result<ExitCode> {
+pub(super) fn completions(ctx: &Context, args: &CompletionsArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let mut cmd = with_candidates(Cli::command(), caps);
     let mut out = Vec::new();

@@ -16,7 +16,7 @@ use crate::source::{Located, SourceFile};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     pub env: Option<String>,
     pub domain: Option<String>,
     pub host: Option<String>,
@@ -30,7 +30,7 @@ pub struct Config {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: String,
@@ -68,7 +68,7 @@ const KEYS: [&str; 10] = [
 ];
 
 /// The default location, whether or not a file is there.
-pub fn default_path() -> Option<PathBuf> {
+pub(crate) fn default_path() -> Option<PathBuf> {
     let base = if cfg!(windows) {
         std::env::var_os("APPDATA").map(PathBuf::from)
     } else {
@@ -81,7 +81,7 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 /// Load the config: an explicit path must exist; the default one may be absent.
-pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+pub(crate) fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => match default_path() {
@@ -96,7 +96,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
     parse(&SourceFile::new(path.display().to_string(), text))
 }
 
-pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
+pub(crate) fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
     let raw: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(&src.text)
         .map_err(|e| ConfigError::Invalid(src.locate(e.span(), e.message()).without_snippet()))?;
     for key in raw.keys() {
@@ -172,7 +172,7 @@ fn inherit_device(d: &mut DeviceArgs, c: &Config) {
 
 /// Whether the config file holds defaults for this command's flags (besides the capabilities
 /// file, which [`super::Context::capabilities`] looks up when the model is read).
-pub fn fills(command: &Command) -> bool {
+pub(crate) fn fills(command: &Command) -> bool {
     matches!(
         command,
         Command::Plan(_) | Command::Probe(_) | Command::Credentials(_)
@@ -182,7 +182,7 @@ pub fn fills(command: &Command) -> bool {
 impl Config {
     /// Fill what neither a flag nor its environment variable gave from the config file; the
     /// commands it fills are those of [`fills`].
-    pub fn apply(&self, cli: &mut Cli) {
+    pub(crate) fn apply(&self, cli: &mut Cli) {
         inherit(&mut cli.capabilities, &self.capabilities);
         match &mut cli.command {
             Command::Plan(a) => {

@@ -12,7 +12,7 @@ use crate::capabilities::Capabilities;
 use crate::cli::error::{Error, Result};
 use crate::credentials::{self, CredentialRequest};
 
-pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
+pub(super) fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     // The recipe first: a wrong name is said before the keys are asked for.
     credentials::recipe(caps, &args.protocol)?;
@@ -54,13 +54,13 @@ pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
 }
 
 /// What a secret is called and the environment variable that holds it.
-pub struct SecretSource {
+pub(super) struct SecretSource {
     what: String,
     env: String,
 }
 
 impl SecretSource {
-    pub fn named(what: &str, env: &str) -> Self {
+    pub(super) fn named(what: &str, env: &str) -> Self {
         SecretSource {
             what: what.into(),
             env: env.into(),
@@ -68,7 +68,7 @@ impl SecretSource {
     }
 
     /// A secure mode's secret (`static`: the device secret, `dynamic`: the product secret).
-    pub fn of_mode(caps: &Capabilities, mode: &str) -> Self {
+    pub(super) fn of_mode(caps: &Capabilities, mode: &str) -> Self {
         caps.secure_modes.get(mode).map_or_else(
             || SecretSource::named("secret", "ENOS_DEVICE_SECRET"),
             |m| SecretSource::named(&m.secret, &m.env),
@@ -78,7 +78,7 @@ impl SecretSource {
 
 /// The secret: `--secret-file`, else the source's environment variable, else a hidden prompt
 /// on a terminal.
-pub fn read_secret(source: &SecretSource, file: Option<&Path>, interactive: bool) -> Result<Secret> {
+pub(super) fn read_secret(source: &SecretSource, file: Option<&Path>, interactive: bool) -> Result<Secret> {
     let SecretSource { what, env } = source;
     if let Some(path) = file {
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {

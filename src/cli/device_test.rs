@@ -42,7 +42,7 @@ Exit codes:
 // `device-test`'s own flags, and serve's listeners. (A plain comment: clap would take a doc
 // comment here as the command's about.)
 #[derive(Debug, Args)]
-pub struct DeviceTestArgs {
+pub(crate) struct DeviceTestArgs {
     /// Print the catalogue (each case, when it runs, what it checks) and exit
     #[arg(long)]
     pub list: bool,
@@ -96,7 +96,7 @@ pub struct DeviceTestArgs {
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// A duration: `60s`, `2m`, `500ms`, `1.5s`, or a number of seconds; above 0, at most an hour.
-pub fn duration(text: &str) -> std::result::Result<Duration, String> {
+pub(super) fn duration(text: &str) -> std::result::Result<Duration, String> {
     let t = text.trim();
     let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => t.split_at(i),
@@ -121,7 +121,7 @@ pub fn duration(text: &str) -> std::result::Result<Duration, String> {
     }
 }
 
-pub fn run(ctx: &Context, args: &DeviceTestArgs) -> Result<ExitCode> {
+pub(super) fn run(ctx: &Context, args: &DeviceTestArgs) -> Result<ExitCode> {
     if args.list {
         return super::print(&report::catalogue(args.format));
     }

@@ -26,15 +26,15 @@ use crate::probe::load::MergeError;
 use crate::registry::RegistryError;
 use crate::serve::store::StoreError;
 
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_TIMEOUT: u8 = 3;
-pub const EXIT_IO: u8 = 74;
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_TIMEOUT: u8 = 3;
+pub(crate) const EXIT_IO: u8 = 74;
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// The exit codes as shown in `--help` and the README.
-pub const EXIT_CODES_HELP: &str = "\
+pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
   1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error);
@@ -49,7 +49,7 @@ Exit codes:
   130  interrupted (Ctrl-C or Esc at a prompt)";
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Capabilities(#[from] CapabilitiesError),
     #[error(transparent)]
@@ -92,28 +92,28 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Error::Usage {
             message: message.into(),
             help: None,
         }
     }
 
-    pub fn usage_with_help(message: impl Into<String>, help: impl Into<String>) -> Self {
+    pub(crate) fn usage_with_help(message: impl Into<String>, help: impl Into<String>) -> Self {
         Error::Usage {
             message: message.into(),
             help: Some(help.into()),
         }
     }
 
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),
             source,
         }
     }
 
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
             Error::Output(_) | Error::Io { .. } | Error::Saving(_) => EXIT_IO,
@@ -142,7 +142,7 @@ impl Error {
 
     /// Whether the error is left unprinted: a closed pipe is the reader's choice, not a
     /// failure to report.
-    pub fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&self) -> bool {
         match self {
             Error::Output(e) | Error::Batch(BatchError::Write(e)) => {
                 e.kind() == std::io::ErrorKind::BrokenPipe
@@ -184,4 +184,4 @@ impl From<dialoguer::Error> for Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;

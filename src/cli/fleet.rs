@@ -16,7 +16,7 @@ use crate::render::Format;
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
-pub fn run(
+pub(super) fn run(
     ctx: &Context,
     caps: &'static Capabilities,
     args: &ProbeArgs,
@@ -92,7 +92,7 @@ pub fn run(
 
 /// Print a fleet's report (its own or one `merge` joined) and its exit code: the stages under a
 /// headline of devices and posts, and the fleet's lines; or the JSON of both.
-pub fn print(ctx: &Context, format: Format, report: &FleetReport) -> Result<ExitCode> {
+pub(super) fn print(ctx: &Context, format: Format, report: &FleetReport) -> Result<ExitCode> {
     emit(&ctx.renderer(format).fleet(report))?;
     Ok(super::probe::load_exit(&report.load))
 }

@@ -11,7 +11,7 @@ use crate::answers::Answers;
 use crate::cli::error::{Error, Result};
 use crate::render::{FlowFormat, flow as flow_render};
 
-pub fn flow(ctx: &Context, args: &FlowArgs) -> Result<ExitCode> {
+pub(super) fn flow(ctx: &Context, args: &FlowArgs) -> Result<ExitCode> {
     if args.format == FlowFormat::Png && ctx.terminal.stdout.terminal {
         return Err(Error::usage_with_help(
             "a PNG is binary and stdout is a terminal",

@@ -11,7 +11,7 @@ use crate::cli::error::{EXIT_CODES_HELP, Error, Result};
 
 /// Man pages as git and cargo ship them: `enos-connect(1)` and one `enos-connect-COMMAND(1)`
 /// per subcommand, each with the global flags that apply to it and an EXIT STATUS section.
-pub fn man(args: &ManArgs) -> Result<ExitCode> {
+pub(super) fn man(args: &ManArgs) -> Result<ExitCode> {
     // No `help` subcommand: it would be listed as enos-connect-help(1), a page nobody writes.
     let mut top = Cli::command().disable_help_subcommand(true);
     // Building propagates the global flags into the subcommands, so their pages list them.

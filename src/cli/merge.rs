@@ -14,7 +14,7 @@ use crate::probe::load::{self, MergeError};
 /// The largest report file read: a report is a few kilobytes, even with its histograms.
 const MAX_FILE: u64 = 64 << 20;
 
-pub fn run(ctx: &Context, args: &MergeArgs) -> Result<ExitCode> {
+pub(super) fn run(ctx: &Context, args: &MergeArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     let mut fleets = Vec::new();
     for path in &args.reports {

@@ -1,17 +1,17 @@
 //! The command line's dispatch: parse, apply the config file, run one command, print any error
 //! once and turn it into the exit code. Each command is a small function in its own module
 //! that loads the capabilities, turns flags into domain values, calls the library and renders
-//! the result; the argument definitions are in [`args`].
+//! the result; the argument definitions are in `args`.
 
-pub mod args;
+pub(crate) mod args;
 mod ask;
 mod check;
 mod compare;
 mod completions;
-pub mod config;
+pub(crate) mod config;
 mod credentials;
 mod device_test;
-pub mod error;
+pub(crate) mod error;
 mod fleet;
 mod flow;
 mod man;
@@ -19,14 +19,14 @@ mod merge;
 mod need_args;
 mod plan;
 mod probe;
-pub mod probe_args;
+pub(crate) mod probe_args;
 mod probe_needs;
 mod questionnaire;
 mod recommend;
 mod reference;
 mod serve;
 mod serve_args;
-pub mod terminal;
+pub(crate) mod terminal;
 
 use std::process::ExitCode;
 
@@ -36,12 +36,12 @@ use crate::base::Help;
 use crate::capabilities::{self, Capabilities};
 use crate::cli::error::{Error, Result};
 use crate::render::{Paint, Renderer, paint};
-pub use args::Cli;
+pub(crate) use args::Cli;
 use args::Command;
 use terminal::{Terminal, emit};
 
 /// What every command gets besides its own arguments.
-pub struct Context {
+pub(crate) struct Context {
     /// `--capabilities` (or its variable); else the config file's `capabilities`, else the
     /// built-in model.
     pub capabilities: Option<std::path::PathBuf>,
@@ -56,7 +56,7 @@ pub struct Context {
 
 impl Context {
     /// `--answer`, or `ENOS_CONNECT_ANSWER (--answer)` when the environment gave the values.
-    pub fn source_of(&self, id: &str, flag: &str, var: &str) -> String {
+    pub(crate) fn source_of(&self, id: &str, flag: &str, var: &str) -> String {
         if self.from_env.iter().any(|e| e == id) {
             format!("{var} ({flag})")
         } else {
@@ -69,7 +69,7 @@ impl Context {
     /// The model, read once per run and never freed: a command lives as long as the process,
     /// and handing its few thousand allocations back to malloc one by one just before exit
     /// cost a tenth of `recommend`'s run time.
-    pub fn capabilities(&self) -> Result<&'static Capabilities> {
+    pub(crate) fn capabilities(&self) -> Result<&'static Capabilities> {
         let caps = match self.capabilities_path()? {
             Some(p) => capabilities::from_file(&p)?,
             None => capabilities::embedded()?,
@@ -79,7 +79,7 @@ impl Context {
 
     /// What a probe needs of the model ([`capabilities::embedded_connection`]); a file given
     /// with --capabilities is read and validated whole.
-    pub fn connection_capabilities(&self) -> Result<&'static Capabilities> {
+    pub(crate) fn connection_capabilities(&self) -> Result<&'static Capabilities> {
         if self.capabilities_path()?.is_some() {
             return self.capabilities();
         }
@@ -96,7 +96,7 @@ impl Context {
     }
 
     /// The renderer for a `--format`, told whether stdout is a terminal and may be coloured.
-    pub fn renderer(&self, format: crate::render::Format) -> Box<dyn Renderer> {
+    pub(crate) fn renderer(&self, format: crate::render::Format) -> Box<dyn Renderer> {
         format.renderer(self.terminal.stdout)
     }
 }
@@ -157,7 +157,7 @@ pub fn main() -> ExitCode {
 
 /// The command line as parsed: a subcommand's `-V` prints the program's version line, not
 /// `enos-connect-recommend 0.1.0` (clap names a subcommand's version after its display name).
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     Cli::command().mut_subcommands(|sc| sc.display_name("enos-connect"))
 }
 
@@ -183,7 +183,7 @@ fn env_note(e: &clap::Error, cmd: &clap::Command) -> Option<String> {
         .map(|_| format!("  note: the value of --{long} came from the environment variable {var}"))
 }
 
-pub fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Result<ExitCode> {
+pub(crate) fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Result<ExitCode> {
     // The config file is read where it is used: by the commands whose flags it fills (here),
     // and by any command that reads the model when no flag names the capabilities file
     // (`Context::capabilities`). `man`, `merge` and the like never open it.

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 /// The longest `--await-command`: an hour, as `--timeout`.
-pub const MAX_AWAIT_S: f64 = 3600.0;
+pub(super) const MAX_AWAIT_S: f64 = 3600.0;
 /// The largest `--raw`: EnOS's message bound.
-pub const MAX_RAW: usize = 64 * 1024;
+pub(super) const MAX_RAW: usize = 64 * 1024;
 
 #[derive(Debug, Args, Clone, Default)]
 #[command(
@@ -23,7 +23,7 @@ a command 200. One exception: passthrough_up sends a few raw bytes (--raw, \
 default 01020304) to the product's parsing script, whatever that script makes of them. A need the comparison table says the protocol does not offer is not sent \
 (\"not offered over CoAP\"), unless --matrix."
 )]
-pub struct NeedProbeArgs {
+pub(crate) struct NeedProbeArgs {
     /// report_data: also post this event (VALUES a JSON object; default {}) (repeatable)
     #[arg(long, value_name = "ID[=JSON]", value_parser = event)]
     pub event: Vec<(String, serde_json::Value)>,
@@ -57,7 +57,7 @@ pub struct NeedProbeArgs {
 
 /// Bytes from hex (a type of its own: clap reads a `Vec` as a list of values).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bytes(pub Vec<u8>);
+pub(crate) struct Bytes(pub Vec<u8>);
 
 fn event(text: &str) -> Result<(String, serde_json::Value), String> {
     let (id, values) = match text.split_once('=') {
@@ -83,7 +83,7 @@ fn event(text: &str) -> Result<(String, serde_json::Value), String> {
     Ok((id.to_string(), values))
 }
 
-pub fn hex(text: &str) -> Result<Bytes, String> {
+pub(super) fn hex(text: &str) -> Result<Bytes, String> {
     let t = text.trim();
     let bytes = crate::probe::coap::hex_decode(t)
         .ok_or_else(|| format!("`{t}` is not hex: an even number of digits 0-9a-f"))?;

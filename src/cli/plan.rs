@@ -8,7 +8,7 @@ use super::{Context, print, recommend};
 use crate::cli::error::Result;
 use crate::plan;
 
-pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitCode> {
+pub(super) fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let answers = recommend::gather(ctx, caps, &args.answers)?;
     let decision = recommend::decision(caps, &answers)?;

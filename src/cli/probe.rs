@@ -17,7 +17,7 @@ use crate::probe::{self, Login, ProbeOptions, Target};
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
-pub fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
+pub(super) fn run(ctx: &Context, args: &ProbeArgs) -> Result<ExitCode> {
     let mode = args.mode();
     // Only --plan decides and only needs (a load's too) read the table and its exchanges: the
     // rest reads the connection part.

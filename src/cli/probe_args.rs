@@ -17,17 +17,17 @@ use super::args::{
 use super::need_args::NeedProbeArgs;
 
 /// The most devices of `--fleet --devices N`.
-pub const MAX_FLEET: u64 = 1_000_000;
+pub(crate) const MAX_FLEET: u64 = 1_000_000;
 /// The largest --count: ten million probes is hours of load; more is a typo.
-pub const MAX_COUNT: u64 = 10_000_000;
+pub(crate) const MAX_COUNT: u64 = 10_000_000;
 /// The largest --concurrency: each probe in flight holds a socket.
-pub const MAX_CONCURRENCY: u64 = 10_000;
+pub(crate) const MAX_CONCURRENCY: u64 = 10_000;
 
 // (The groups below have plain comments: clap would take a flattened struct's doc comment as
 // the command's description.)
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("mode").args(["fleet", "matrix", "count"]).multiple(false)))]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     /// mqtt://, mqtts://, coap://, http:// or https:// HOST[:PORT][/PATH]; the port defaults to
     /// the EnOS port of the scheme
     #[arg(value_name = "URL", required_unless_present = "plan")]
@@ -56,7 +56,7 @@ pub struct ProbeArgs {
 
 /// What `probe` does, chosen once from the flags: each mode with its own flags.
 #[derive(Debug, Clone, Copy)]
-pub enum ProbeMode<'a> {
+pub(crate) enum ProbeMode<'a> {
     /// One probe per URL (or per protocol of `--plan`): connect, log in, a message.
     Single,
     /// `--need F`: after the login, each feature's exchange (with `--plan`: only those the
@@ -73,7 +73,7 @@ pub enum ProbeMode<'a> {
 impl ProbeArgs {
     /// The mode the flags chose; clap has already refused two of `--fleet`, `--matrix` and
     /// `--count` together.
-    pub fn mode(&self) -> ProbeMode<'_> {
+    pub(crate) fn mode(&self) -> ProbeMode<'_> {
         if self.fleet.fleet {
             ProbeMode::Fleet(&self.fleet)
         } else if self.matrix.matrix {
@@ -88,7 +88,7 @@ impl ProbeArgs {
     }
 
     /// The answers of `--plan`, as `recommend` reads them.
-    pub fn answers(&self) -> AnswerArgs {
+    pub(crate) fn answers(&self) -> AnswerArgs {
         AnswerArgs {
             answer: self.plan.answer.clone(),
             needs: self.need.clone(),
@@ -99,7 +99,7 @@ impl ProbeArgs {
 
 // Where to connect and who logs in.
 #[derive(Debug, Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
     /// Log in with this user name; the password comes from ENOS_CONNECT_PASSWORD
@@ -118,7 +118,7 @@ pub struct LoginArgs {
 // A single probe's message after the login (also posted by `--need`, a load and a fleet:
 // `--measurepoint`).
 #[derive(Debug, Args)]
-pub struct SingleArgs {
+pub(crate) struct SingleArgs {
     /// After the EnOS login, post this measure point and wait for EnOS's reply code (repeatable;
     /// VALUE is read as a JSON number or boolean, else as a string)
     #[arg(long = "measurepoint", short = 'm', value_name = "ID=VALUE", env = "ENOS_CONNECT_MEASUREPOINT",
@@ -156,7 +156,7 @@ pub struct SingleArgs {
 
 // `--matrix`: the comparison table as measured.
 #[derive(Debug, Args)]
-pub struct MatrixArgs {
+pub(crate) struct MatrixArgs {
     /// Every feature over every URL given (one per protocol, the same device), printed as the
     /// comparison table as measured beside the table's own cell; exit 1 on a mismatch
     #[arg(long, env = "ENOS_CONNECT_MATRIX", conflicts_with = "plan")]
@@ -173,7 +173,7 @@ pub struct MatrixArgs {
 
 // `--count N`: a load.
 #[derive(Debug, Args)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     /// Run N probes (a load probe, 1 to 10000000) and report rates and latency percentiles per stage
     #[arg(long, value_name = "N", env = "ENOS_CONNECT_COUNT", conflicts_with = "plan",
           value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
@@ -195,7 +195,7 @@ pub struct LoadArgs {
 
 // `--fleet`: devices holding their connections.
 #[derive(Debug, Args)]
-pub struct FleetArgs {
+pub(crate) struct FleetArgs {
     /// A fleet: --devices each log in once, hold the connection and post --measurepoint every
     /// --every for --hold (MQTT); the report has connected over time, rates, codes and latencies
     #[arg(
@@ -231,7 +231,7 @@ pub struct FleetArgs {
 
 // `--plan`: probe every protocol of the plan made from the answers.
 #[derive(Debug, Args)]
-pub struct PlanProbeArgs {
+pub(crate) struct PlanProbeArgs {
     /// Probe every protocol of the plan made from the answers (with --env/--domain or --host)
     #[arg(long, conflicts_with = "url", env = "ENOS_CONNECT_PLAN")]
     pub plan: bool,
@@ -253,7 +253,7 @@ pub struct PlanProbeArgs {
 
 // The server's certificate check and the client certificate.
 #[derive(Debug, Args)]
-pub struct TlsArgs {
+pub(crate) struct TlsArgs {
     /// CA certificate (PEM) that signs the server certificate [default: the system's]
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_CA")]
     pub ca: Option<PathBuf>,
@@ -269,7 +269,7 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    pub fn options(&self) -> crate::probe::tls::TlsOptions {
+    pub(crate) fn options(&self) -> crate::probe::tls::TlsOptions {
         crate::probe::tls::TlsOptions {
             ca: self.ca.clone(),
             cert: self.cert.clone(),
@@ -281,7 +281,7 @@ impl TlsArgs {
 
 // What is printed, and how much is said on the way.
 #[derive(Debug, Args)]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     #[command(flatten)]
     pub format: FormatArgs,
     /// Log each step (addresses tried, retransmissions, packets) to stderr

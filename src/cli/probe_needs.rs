@@ -15,7 +15,7 @@ use crate::probe::{self, ProbeOptions, Target};
 const MAX_FILE: u64 = 4 << 20;
 
 /// The needs' options from the flags; with `--matrix`, every feature of the table.
-pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
+pub(super) fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
     let v = &args.need_values;
     let needs: Vec<String> = if args.matrix.matrix {
         caps.features.iter().map(|f| f.id.clone()).collect()
@@ -82,7 +82,12 @@ pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
 
 /// Before any traffic: needs need the device's EnOS login, and a need that cannot be checked
 /// with the values given is a usage error (outside `--matrix`, which reports it as untested).
-pub fn check(caps: &Capabilities, args: &ProbeArgs, targets: &[Target], opts: &ProbeOptions) -> Result<()> {
+pub(super) fn check(
+    caps: &Capabilities,
+    args: &ProbeArgs,
+    targets: &[Target],
+    opts: &ProbeOptions,
+) -> Result<()> {
     let n = &opts.needs;
     if n.needs.is_empty() {
         return Ok(());
@@ -168,7 +173,12 @@ fn check_matrix(matrix: &MatrixArgs, targets: &[Target], device: (&str, &str)) -
 
 /// The options of one target of `--plan`: only the needs its protocol carries (the plan gave
 /// the others to another protocol).
-pub fn for_target(caps: &Capabilities, opts: &ProbeOptions, target: &Target, plan: bool) -> ProbeOptions {
+pub(super) fn for_target(
+    caps: &Capabilities,
+    opts: &ProbeOptions,
+    target: &Target,
+    plan: bool,
+) -> ProbeOptions {
     let mut o = opts.clone();
     if plan {
         o.needs.needs.retain(|n| {
@@ -183,7 +193,7 @@ pub fn for_target(caps: &Capabilities, opts: &ProbeOptions, target: &Target, pla
 /// Each target's probe logs in the way the flags say; the login rows it cannot prove are then
 /// measured by logins of their own: `--activate DK` activates a device per target (in order),
 /// and over DTLS `--cert`/`--key` offer a certificate handshake.
-pub fn matrix(
+pub(super) fn matrix(
     ctx: &Context,
     caps: &'static Capabilities,
     args: &ProbeArgs,

@@ -11,13 +11,13 @@ use crate::capabilities::{Capabilities, Question};
 use crate::cli::error::{Error, Result};
 use crate::engine;
 
-pub use crate::engine::Asked;
+pub(super) use crate::engine::Asked;
 
 /// Ask until the engine can decide (see [`engine::interview`]), with dialoguer's prompts on
 /// stderr. With `use_defaults`, only questions without a default are asked (filling in what
 /// `recommend` is missing); without, every question the flow reaches is asked, starting on its
 /// default, and the needs on every path.
-pub fn ask(caps: &Capabilities, answers: &mut Answers, use_defaults: bool) -> Result<Asked> {
+pub(super) fn ask(caps: &Capabilities, answers: &mut Answers, use_defaults: bool) -> Result<Asked> {
     let _guard = InterruptGuard::install();
     engine::interview(caps, answers, use_defaults, &mut Terminal)
 }

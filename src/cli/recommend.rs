@@ -12,7 +12,7 @@ use crate::cli::error::{EXIT_FAILED, EXIT_USAGE, Error, Result};
 use crate::cli::questionnaire;
 use crate::engine::{self, EngineError};
 
-pub fn run(ctx: &Context, args: &RecommendArgs) -> Result<ExitCode> {
+pub(super) fn run(ctx: &Context, args: &RecommendArgs) -> Result<ExitCode> {
     // clap's `requires = "batch"` is not enforced once a flag that conflicts with --batch is
     // present (`--shard 1/2 -a network=tcp` ran), so the rule is checked here too.
     if args.batch.is_none() && args.shard.is_some() {
@@ -39,7 +39,7 @@ fn gate(args: &RecommendArgs, unmet: bool, caveats: bool) -> Option<ExitCode> {
 
 /// The answers file first, then the flags on top of it; on a terminal, prompts for what the
 /// flow still needs.
-pub fn gather(ctx: &Context, caps: &Capabilities, args: &AnswerArgs) -> Result<Answers> {
+pub(super) fn gather(ctx: &Context, caps: &Capabilities, args: &AnswerArgs) -> Result<Answers> {
     let mut answers = match &args.answers {
         Some(path) => Answers::from_file(caps, path)?,
         None => Answers::default(),
@@ -59,14 +59,14 @@ pub fn gather(ctx: &Context, caps: &Capabilities, args: &AnswerArgs) -> Result<A
 
 /// The engine's decision; missing answers become a usage error that names the flags that
 /// supply them.
-pub fn decision(caps: &Capabilities, answers: &Answers) -> Result<engine::Decision> {
+pub(super) fn decision(caps: &Capabilities, answers: &Answers) -> Result<engine::Decision> {
     engine::decide(caps, answers).map_err(|e| match e {
         EngineError::Missing(ids) => missing_answers(caps, &ids),
         other => other.into(),
     })
 }
 
-pub fn missing_answers(caps: &Capabilities, ids: &[String]) -> Error {
+pub(super) fn missing_answers(caps: &Capabilities, ids: &[String]) -> Error {
     let flags: Vec<String> = ids
         .iter()
         .map(|id| {

@@ -7,12 +7,12 @@ use super::args::{FormatArgs, SchemaArgs, SchemaOf};
 use super::{Context, print};
 use crate::cli::error::Result;
 
-pub fn questions(ctx: &Context, args: FormatArgs) -> Result<ExitCode> {
+pub(super) fn questions(ctx: &Context, args: FormatArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     print(&ctx.renderer(args.format).questions(caps))
 }
 
-pub fn schema(ctx: &Context, args: &SchemaArgs) -> Result<ExitCode> {
+pub(super) fn schema(ctx: &Context, args: &SchemaArgs) -> Result<ExitCode> {
     print(&match args.of {
         SchemaOf::Capabilities => crate::schema::capabilities(),
         SchemaOf::Answers => crate::schema::answers(ctx.capabilities()?),

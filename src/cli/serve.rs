@@ -15,7 +15,7 @@ use crate::serve::store::Store;
 use crate::serve::twin::{Conflict, Twin};
 use crate::serve::{self, Endpoint, Options};
 
-pub fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
+pub(super) fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
     let registry = Registry::from_file(&args.registry)?;
     let mut opts = options(&args.listen, !args.quiet)?;

@@ -10,13 +10,13 @@ use crate::serve::history::Retention;
 
 /// Where a `serve` listener binds: an address, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listen {
+pub(crate) enum Listen {
     Off,
     At(std::net::SocketAddr),
 }
 
 impl Listen {
-    pub fn addr(self) -> Option<std::net::SocketAddr> {
+    pub(crate) fn addr(self) -> Option<std::net::SocketAddr> {
         match self {
             Listen::Off => None,
             Listen::At(a) => Some(a),
@@ -25,7 +25,7 @@ impl Listen {
 }
 
 /// The console's address when `--console` is not given: taken, it is a warning, not an error.
-pub const DEFAULT_CONSOLE: std::net::SocketAddr =
+pub(super) const DEFAULT_CONSOLE: std::net::SocketAddr =
     std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8090);
 
 fn listen(text: &str) -> Result<Listen, String> {
@@ -65,7 +65,7 @@ SIGINT or SIGTERM stops serve: exit 0, the record complete. A listener that cann
 cannot be written, at start or later: exit 74.";
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The products and devices (TOML; `enos-connect schema registry` gives its schema)
     #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_REGISTRY")]
     pub registry: PathBuf,
@@ -92,7 +92,7 @@ pub struct ServeArgs {
 // flattened struct as the command's about.)
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("tls_listener").args(["mqtts", "https"]).multiple(true)))]
-pub struct ListenArgs {
+pub(crate) struct ListenArgs {
     /// MQTT listener
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:11883", value_parser = listen, env = "ENOS_CONNECT_MQTT")]
     pub mqtt: Listen,

@@ -9,7 +9,7 @@ use crate::cli::error::{Error, Result};
 use crate::render::Style;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     /// Colour when the stream is a terminal and NO_COLOR and TERM=dumb do not say otherwise
     #[default]
     Auto,
@@ -21,7 +21,7 @@ pub enum ColorChoice {
 
 /// Whether a stream may be coloured: on a terminal only, never with NO_COLOR set or
 /// TERM=dumb, unless `--color always` asks for it.
-pub fn color_enabled(
+pub(crate) fn color_enabled(
     choice: ColorChoice,
     is_terminal: bool,
     no_color: Option<&str>,
@@ -36,14 +36,14 @@ pub fn color_enabled(
 
 /// What the CLI decided about stdout and stderr, once at start-up.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Terminal {
+pub(crate) struct Terminal {
     pub stdout: Style,
     /// Colour on stderr (errors, progress).
     pub stderr_color: bool,
 }
 
 impl Terminal {
-    pub fn detect(choice: ColorChoice) -> Self {
+    pub(crate) fn detect(choice: ColorChoice) -> Self {
         let no_color = std::env::var("NO_COLOR").ok();
         let term = std::env::var("TERM").ok();
         let out_tty = std::io::stdout().is_terminal();
@@ -71,7 +71,7 @@ impl Terminal {
 
 /// Prompts only when a person is there: stdin and stderr are terminals (dialoguer draws on
 /// stderr), and neither --no-input nor CI says otherwise.
-pub fn interactive(no_input: bool) -> bool {
+pub(crate) fn interactive(no_input: bool) -> bool {
     !no_input
         && std::env::var_os("CI").is_none()
         && std::io::stdin().is_terminal()
@@ -79,7 +79,7 @@ pub fn interactive(no_input: bool) -> bool {
 }
 
 /// Prompts hide the cursor while they draw; an interrupted prompt must give it back.
-pub fn restore_terminal() {
+pub(crate) fn restore_terminal() {
     let term = console::Term::stderr();
     if term.is_term() {
         let _ = term.show_cursor();
@@ -88,11 +88,11 @@ pub fn restore_terminal() {
 }
 
 /// Write command output to stdout; a closed pipe ends the program quietly.
-pub fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     emit_bytes(text.as_bytes())
 }
 
-pub fn emit_bytes(bytes: &[u8]) -> Result<()> {
+pub(crate) fn emit_bytes(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|()| out.flush())

@@ -22,7 +22,7 @@ use crate::registry::Point;
 use crate::serve::{Endpoint, Identity, Protocol};
 
 /// What a case came to.
-pub enum Outcome {
+pub(crate) enum Outcome {
     Judged(Judged),
     Skipped(String),
     /// The suite could not judge it, and why.
@@ -30,7 +30,7 @@ pub enum Outcome {
 }
 
 /// What a case works with.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub ep: &'a Endpoint,
     pub w: Watcher,
     pub setup: &'a Setup,
@@ -50,16 +50,16 @@ impl Ctx<'_> {
         &self.setup.device
     }
 
-    pub fn now(&self) -> Duration {
+    pub(crate) fn now(&self) -> Duration {
         self.w.journal.now()
     }
 
-    pub fn connected(&self) -> bool {
+    pub(crate) fn connected(&self) -> bool {
         self.ep.mailboxes.get(self.device()).is_some()
     }
 
     /// Wait until the device is connected, at most `within`.
-    pub async fn online(&mut self, within: Duration) -> bool {
+    pub(crate) async fn online(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             if self.connected() {
@@ -76,7 +76,7 @@ impl Ctx<'_> {
 
     /// Leave a device that logged in a moment ago to itself for [`Timings::settle`] from its
     /// login: what it does as a connection opens belongs to that connection, not the next case.
-    pub async fn settle(&mut self) {
+    pub(crate) async fn settle(&mut self) {
         let since_login = self.w.journal.with(|s| {
             s.iter()
                 .rev()
@@ -92,7 +92,7 @@ impl Ctx<'_> {
     }
 
     /// Wait until `check` holds over the entries since `from`, at most until `deadline`.
-    pub async fn until(
+    pub(crate) async fn until(
         &mut self,
         from: Duration,
         deadline: Instant,
@@ -105,14 +105,14 @@ impl Ctx<'_> {
     }
 
     /// The entries since `from`.
-    pub fn since(&self, from: Duration) -> Vec<Seen> {
+    pub(crate) fn since(&self, from: Duration) -> Vec<Seen> {
         self.w.journal.since(from)
     }
 
     /// Drop the device's connection, journaled first, and wait (a moment at most) until serve
     /// has let it go, so a wait for the device to be online again waits for a new connection.
     /// (A device that already left is not dropped; the case then judges what it does anyway.)
-    pub async fn drop_connection(&mut self) {
+    pub(crate) async fn drop_connection(&mut self) {
         let old = self.ep.mailboxes.get(self.device());
         self.w.act(What::Dropped);
         if !self.ep.mailboxes.hang_up(self.device()) {
@@ -129,7 +129,7 @@ impl Ctx<'_> {
     }
 
     /// Send a command, journaling it (with its request id) and what became of it.
-    pub async fn command(&mut self, body: Value) {
+    pub(crate) async fn command(&mut self, body: Value) {
         let method = body
             .get("method")
             .and_then(Value::as_str)
@@ -175,7 +175,7 @@ impl Ctx<'_> {
     }
 
     /// The protocol of the device's last login.
-    pub fn protocol(&self) -> Option<Protocol> {
+    pub(crate) fn protocol(&self) -> Option<Protocol> {
         self.w.journal.with(|s| {
             s.iter().rev().find_map(|e| match e.what {
                 What::Login { protocol, .. } => Some(protocol),
@@ -213,7 +213,7 @@ fn settable(setup: &Setup) -> Option<(String, Value)> {
 
 /// Before a case that needs the device connected: wait for it (and let a fresh connection
 /// settle); why it cannot run, if it is not back.
-pub async fn prepare(cx: &mut Ctx<'_>, kind: Kind) -> Result<(), String> {
+pub(crate) async fn prepare(cx: &mut Ctx<'_>, kind: Kind) -> Result<(), String> {
     if matches!(
         kind,
         Kind::ReportModel | Kind::ReportTimestamps | Kind::LoginSigned
@@ -232,7 +232,7 @@ pub async fn prepare(cx: &mut Ctx<'_>, kind: Kind) -> Result<(), String> {
 
 /// Run one case (not `login.signed`, judged at the login, nor the `report.*` cases, judged at
 /// the end), once [`prepare`]d.
-pub async fn run(cx: &mut Ctx<'_>, kind: Kind) -> Outcome {
+pub(crate) async fn run(cx: &mut Ctx<'_>, kind: Kind) -> Outcome {
     match kind {
         Kind::MeasurepointSet | Kind::MeasurepointGet => measurepoint(cx, kind).await,
         Kind::Service => services(cx).await,

@@ -136,7 +136,7 @@ pub const CASES: &[Case] = &[
 ];
 
 /// The fix the catalogue suggests for a kind of case.
-pub fn fix_of(kind: Kind) -> &'static str {
+pub(crate) fn fix_of(kind: Kind) -> &'static str {
     CASES
         .iter()
         .find(|c| c.kind == kind)
@@ -145,13 +145,13 @@ pub fn fix_of(kind: Kind) -> &'static str {
 }
 
 /// The case with this id.
-pub fn case(id: &str) -> Option<&'static Case> {
+pub(crate) fn case(id: &str) -> Option<&'static Case> {
     CASES.iter().find(|c| c.id == id)
 }
 
 /// Why a case is not run (its verdict is `skipped` with this reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Skip {
+pub(crate) enum Skip {
     /// The answers do not claim the case's feature.
     NotClaimed { feature: String },
     /// The comparison table does not offer the feature over the device's protocol.
@@ -203,7 +203,13 @@ impl Claims {
 /// Whether `case` runs for a device logged in over `protocol` (a protocol id of
 /// `capabilities.toml`), with these claims: `None`, or why it is skipped. What the table offers
 /// comes from `caps`.
-pub fn skip(caps: &Capabilities, case: &Case, claims: &Claims, protocol: &str, long: bool) -> Option<Skip> {
+pub(crate) fn skip(
+    caps: &Capabilities,
+    case: &Case,
+    claims: &Claims,
+    protocol: &str,
+    long: bool,
+) -> Option<Skip> {
     if case.long && !long {
         return Some(Skip::Long);
     }

@@ -21,7 +21,7 @@ use crate::serve::{EventKind, Identity, Protocol};
 
 /// The most entries of one class the journal keeps (a device flooding posts loses their detail
 /// past it; the classes that judge a case are counted apart, so a verdict never depends on it).
-pub const MAX_PER_CLASS: usize = 5_000;
+pub(crate) const MAX_PER_CLASS: usize = 5_000;
 
 /// One thing seen, and when.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -241,12 +241,12 @@ pub struct Journal {
 }
 
 /// The entries of `seen` from `from` on (entries are journaled in time order).
-pub fn window(seen: &[Seen], from: Duration) -> &[Seen] {
+pub(crate) fn window(seen: &[Seen], from: Duration) -> &[Seen] {
     &seen[seen.partition_point(|e| e.at < from)..]
 }
 
 /// This machine's clock, ms since the epoch.
-pub fn clock_ms() -> i64 {
+pub(crate) fn clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

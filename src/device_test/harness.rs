@@ -176,7 +176,9 @@ fn number(v: Option<&Value>) -> Option<i64> {
 
 /// A server configuration with a self-signed certificate for the names a device may use for
 /// the listener: no CA the device trusts signed it.
-pub fn untrusted_config(listener: Option<std::net::SocketAddr>) -> Result<Arc<rustls::ServerConfig>, String> {
+pub(crate) fn untrusted_config(
+    listener: Option<std::net::SocketAddr>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let mut names = vec![
         "localhost".to_string(),

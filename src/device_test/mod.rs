@@ -7,22 +7,26 @@
 //!   table of `capabilities.toml`);
 //! - [`evidence`]: the journal of what the device did and the suite did to it, filled by the
 //!   [`harness::Harness`] (the [`crate::serve::Policy`] of the run) and serve's events, which
-//!   the runner drains as it waits ([`watcher`]);
+//!   the runner drains as it waits (`watcher`);
 //! - [`judge`]: each case's verdict, a pure function of the evidence;
-//! - [`runner`] (with [`cases`]): binds serve's listeners, waits for the device, drives each
+//! - [`runner`] (with `cases`): binds serve's listeners, waits for the device, drives each
 //!   case through serve's parts, every wait bounded;
-//! - [`process`]: the device `--run` starts, and its end;
+//! - `process`: the device `--run` starts, and its end;
 //! - [`report`]: the report, one file per format (table, JSON, markdown, JUnit XML).
 
-pub mod cases;
+pub(crate) mod cases;
 pub mod catalogue;
+// Public for fuzz/fuzz_targets/device_test_evidence.rs only.
+#[doc(hidden)]
 pub mod evidence;
+#[doc(hidden)]
 pub mod harness;
+#[doc(hidden)]
 pub mod judge;
-pub mod process;
+pub(crate) mod process;
 pub mod report;
 pub mod runner;
-pub mod watcher;
+pub(crate) mod watcher;
 
 use std::time::Duration;
 

@@ -22,7 +22,7 @@ pub struct Device {
 }
 
 /// `exit status 3`, `killed by signal 9`.
-pub fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),

@@ -11,14 +11,14 @@ use crate::serve::events::Published;
 
 /// Where the runner waits: it drains serve's events into the journal as they come, so an
 /// event is journaled before anything the runner does after it.
-pub struct Watcher {
+pub(crate) struct Watcher {
     pub journal: Arc<Journal>,
     events: broadcast::Receiver<Arc<Published>>,
     version: watch::Receiver<u64>,
 }
 
 impl Watcher {
-    pub fn new(journal: Arc<Journal>, events: broadcast::Receiver<Arc<Published>>) -> Self {
+    pub(crate) fn new(journal: Arc<Journal>, events: broadcast::Receiver<Arc<Published>>) -> Self {
         let version = journal.watch();
         Watcher {
             journal,
@@ -28,7 +28,7 @@ impl Watcher {
     }
 
     /// Journal every event emitted so far.
-    pub fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         loop {
             match self.events.try_recv() {
                 Ok(p) => self.journal.event(&p),
@@ -51,13 +51,13 @@ impl Watcher {
     }
 
     /// Record what the suite does, after every event before it.
-    pub fn act(&mut self, what: What) {
+    pub(crate) fn act(&mut self, what: What) {
         self.drain();
         self.journal.record(what);
     }
 
     /// Wait until `check` finds something in the journal, or until `deadline` (`None`).
-    pub async fn until<T>(
+    pub(crate) async fn until<T>(
         &mut self,
         deadline: Instant,
         mut check: impl FnMut(&[Seen]) -> Option<T>,
@@ -82,7 +82,7 @@ impl Watcher {
     }
 
     /// Run `f` while journaling the events that come meanwhile.
-    pub async fn during<F: std::future::Future>(&mut self, f: F) -> F::Output {
+    pub(crate) async fn during<F: std::future::Future>(&mut self, f: F) -> F::Output {
         tokio::pin!(f);
         loop {
             tokio::select! {
@@ -98,7 +98,7 @@ impl Watcher {
     }
 
     /// Wait for `d`, journaling events.
-    pub async fn sleep(&mut self, d: Duration) {
+    pub(crate) async fn sleep(&mut self, d: Duration) {
         self.during(tokio::time::sleep(d)).await;
     }
 }

@@ -12,7 +12,7 @@ use super::SetAside;
 use super::walk::{Step, Visit, Walk};
 
 /// Every answer in `answers` that the walk did not read, in the questions' order.
-pub fn set_aside(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>) -> Vec<SetAside> {
+pub(crate) fn set_aside(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>) -> Vec<SetAside> {
     caps.questions
         .iter()
         .filter(|q| !walk.answers.iter().any(|u| u.question == q.id))
@@ -28,7 +28,7 @@ pub fn set_aside(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>) -> Vec
 }
 
 /// Why the walk did not read `question`.
-pub fn why(caps: &Capabilities, walk: &Walk<'_>, question: &str) -> String {
+pub(crate) fn why(caps: &Capabilities, walk: &Walk<'_>, question: &str) -> String {
     walk.visits
         .iter()
         .enumerate()

@@ -8,7 +8,7 @@ use super::{Carrier, Caveat};
 
 /// For each need, the first of `protocols` (the recommended one first) that supports it; a
 /// need none of them supports has no carrier.
-pub fn carriers(caps: &Capabilities, needs: &[String], protocols: &[String]) -> Vec<Carrier> {
+pub(crate) fn carriers(caps: &Capabilities, needs: &[String], protocols: &[String]) -> Vec<Carrier> {
     needs
         .iter()
         .filter_map(|need| {
@@ -36,7 +36,7 @@ fn effective<'a>(caps: &'a Capabilities, answers: &'a Answers, question: &str) -
 /// The caveats that apply to these protocols and carriers, in the rules' order: a rule applies
 /// when the device's answer (given or by default) is the rule's, and its protocol is chosen and
 /// carries one of its needs (a rule without needs: is chosen at all).
-pub fn caveats(
+pub(crate) fn caveats(
     caps: &Capabilities,
     answers: &Answers,
     protocols: &[String],

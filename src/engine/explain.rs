@@ -100,7 +100,7 @@ fn carried_elsewhere(caps: &Capabilities, walk: &Walk<'_>, need: &str) -> String
 
 /// What a walk decided, without the sentences: the recommendation, the protocols (the
 /// recommended one first) and the needs left unmet, in the order of `needs`.
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub recommendation: String,
     pub protocols: Vec<String>,
     pub unmet: Vec<String>,
@@ -110,7 +110,7 @@ pub struct Verdict {
 
 /// The verdict of a walk that reached `outcome`: what [`explain`] says in sentences and
 /// `recommend --batch` writes per row.
-pub fn verdict(caps: &Capabilities, needs: &[String], walk: &Walk<'_>, outcome: &str) -> Verdict {
+pub(crate) fn verdict(caps: &Capabilities, needs: &[String], walk: &Walk<'_>, outcome: &str) -> Verdict {
     let mut unmet = Vec::new();
     let mut protocols = Vec::new();
     for v in &walk.visits {

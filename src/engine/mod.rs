@@ -12,11 +12,14 @@ mod explain;
 mod interview;
 mod walk;
 
-pub use aside::{set_aside, why as set_aside_why};
-pub use caveats::{carriers, caveats};
-pub use explain::{Verdict, explain, verdict};
-pub use interview::{Asked, Prompt, interview};
-pub use walk::{End, Step, Visit, Walk, walk};
+pub(crate) use aside::set_aside;
+pub(crate) use caveats::{carriers, caveats};
+pub use explain::explain;
+pub(crate) use explain::verdict;
+pub(crate) use interview::Asked;
+pub use interview::{Prompt, interview};
+pub(crate) use walk::Walk;
+pub use walk::{End, Step, walk};
 
 use std::collections::{BTreeSet, HashSet};
 

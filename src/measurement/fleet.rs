@@ -47,7 +47,7 @@ pub struct FleetPart {
 }
 
 /// `acked / offered` to four places, or `None` when nothing was offered: 0 of 0 is no ratio.
-pub fn delivered(acked: u64, offered: u64) -> Option<f64> {
+pub(crate) fn delivered(acked: u64, offered: u64) -> Option<f64> {
     (offered > 0).then(|| ((acked as f64 / offered as f64) * 10_000.0).round() / 10_000.0)
 }
 

@@ -70,7 +70,7 @@ pub struct MatrixReport {
 
 /// A login made for a login row, read as that row's cell: it went through (supported), the
 /// endpoint refused it (a login or handshake refusal: refused), or something else (failed).
-pub fn login_need(need: &str, table: Support, login: &ProbeReport) -> NeedReport {
+pub(crate) fn login_need(need: &str, table: Support, login: &ProbeReport) -> NeedReport {
     let measured = match &login.error {
         None if login.ok => Measured::Supported,
         Some(e) if matches!(e.kind, ErrorKind::Auth | ErrorKind::Tls | ErrorKind::Enos) => Measured::Refused,
@@ -102,7 +102,7 @@ pub fn login_need(need: &str, table: Support, login: &ProbeReport) -> NeedReport
 }
 
 /// Put a login row's measurement in place of the probe's own (which could not test it).
-pub fn replace_need(probe: &mut ProbeReport, need: NeedReport) {
+pub(crate) fn replace_need(probe: &mut ProbeReport, need: NeedReport) {
     match probe.needs.iter_mut().find(|n| n.need == need.need) {
         Some(n) => *n = need,
         None => probe.needs.push(need),
@@ -112,7 +112,7 @@ pub fn replace_need(probe: &mut ProbeReport, need: NeedReport) {
 /// What the table's cell predicts a measurement shows. `partial` is measured as such: the one
 /// partial cell of the shipped table, HTTP's `mutual_tls`, is a one-way TLS login (a server
 /// certificate only), so a login the server asked a certificate for would not match it either.
-pub fn expected(table: Support) -> Measured {
+pub(crate) fn expected(table: Support) -> Measured {
     match table {
         Support::Supported => Measured::Supported,
         Support::Partial => Measured::OneWay,
@@ -121,7 +121,7 @@ pub fn expected(table: Support) -> Measured {
 }
 
 /// The measured table from one probe per protocol, each run with every feature as a need.
-pub fn build(caps: &Capabilities, probes: Vec<ProbeReport>, logins: Vec<ProbeReport>) -> MatrixReport {
+pub(crate) fn build(caps: &Capabilities, probes: Vec<ProbeReport>, logins: Vec<ProbeReport>) -> MatrixReport {
     let rows: Vec<Row> = caps
         .features
         .iter()
@@ -202,7 +202,7 @@ fn cell(table: Support, p: &ProbeReport, feature: &str) -> Cell {
 /// `title`: `supported: supported`, `not_supported: refused`, `partial: one-way`,
 /// `not_supported: no exchange over MQTT`, `supported: MISMATCH (refused)`,
 /// `supported: untested`.
-pub fn cell_text(c: &Cell, title: &str) -> String {
+pub(crate) fn cell_text(c: &Cell, title: &str) -> String {
     let table = c.table.as_str();
     let measured = match c.measured {
         Measured::NotCarried => format!("no exchange over {title}"),
@@ -216,10 +216,10 @@ pub fn cell_text(c: &Cell, title: &str) -> String {
 }
 
 /// What each half of a cell is: the line the table output prints above the table.
-pub const LEGEND: &str = "each cell is capabilities.toml's value, then what the endpoint did: supported, refused, one-way (TLS without a client certificate asked for), no exchange over X (the protocol cannot carry it: nothing sent), untested (not measured), MISMATCH (...) (the endpoint contradicts the table)";
+pub(crate) const LEGEND: &str = "each cell is capabilities.toml's value, then what the endpoint did: supported, refused, one-way (TLS without a client certificate asked for), no exchange over X (the protocol cannot carry it: nothing sent), untested (not measured), MISMATCH (...) (the endpoint contradicts the table)";
 
 /// The probe of a column that failed before its needs: "refused at connect".
-pub fn column_failure(p: &ProbeReport) -> Option<String> {
+pub(crate) fn column_failure(p: &ProbeReport) -> Option<String> {
     if !p.needs.is_empty() {
         return None;
     }
@@ -229,7 +229,7 @@ pub fn column_failure(p: &ProbeReport) -> Option<String> {
 }
 
 /// The line under the table: what was measured, and whether it matches the shipped table.
-pub fn summary(m: &MatrixReport) -> String {
+pub(crate) fn summary(m: &MatrixReport) -> String {
     let mut parts = vec![if m.mismatches == 0 {
         format!(
             "{} cell(s) measured, every one as capabilities.toml says",

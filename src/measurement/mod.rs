@@ -4,17 +4,17 @@
 //! are added, never renamed).
 //!
 //! [`ProbeReport`] is one probe with its stages; [`need`] the exchange of one feature
-//! (`--need`); [`matrix`] the comparison table as measured (`--matrix`); [`load`] a load
-//! probe's counts and percentiles (`--count`, `merge`); [`fleet`] a held fleet's (`--fleet`).
+//! (`--need`); `matrix` the comparison table as measured (`--matrix`); `load` a load
+//! probe's counts and percentiles (`--count`, `merge`); `fleet` a held fleet's (`--fleet`).
 
-pub mod fleet;
-pub mod load;
-pub mod matrix;
+pub(crate) mod fleet;
+pub(crate) mod load;
+pub(crate) mod matrix;
 pub mod need;
 
 use serde::Serialize;
 
-pub use need::{Measured, NeedReport};
+pub(crate) use need::{Measured, NeedReport};
 
 /// Why a probe failed. The JSON `error.kind` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,7 +59,7 @@ pub struct ProbeError {
 }
 
 /// Every stage name, in the order a probe can pass them.
-pub const STAGES: [&str; 11] = [
+pub(crate) const STAGES: [&str; 11] = [
     "resolve",
     "connect",
     "tls",

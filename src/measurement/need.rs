@@ -9,7 +9,7 @@ use crate::capabilities::Support;
 /// The stage a need that was not sent names in its error (not offered, not carried, untested):
 /// nothing was timed, the need was checked against the table, what the protocol can carry and
 /// the values given.
-pub const NOT_SENT_STAGE: &str = "check";
+pub(crate) const NOT_SENT_STAGE: &str = "check";
 
 /// The stage names a need's steps take, in the JSON `needs[].stages` (the `stage` of the
 /// steps in `capabilities.toml`'s `[exchanges]`).

@@ -22,7 +22,7 @@ use crate::base::random_u64;
 use crate::capabilities::Capabilities;
 
 /// A DTLS pre-shared key: the identity and the key bytes (wiped on drop).
-pub type Psk = (String, Zeroizing<Vec<u8>>);
+pub(crate) type Psk = (String, Zeroizing<Vec<u8>>);
 
 /// The datagram link: a connected UDP socket, or DTLS over one, and the commands the endpoint
 /// announced on it.
@@ -159,7 +159,7 @@ fn psk(caps: &Capabilities, opts: &ProbeOptions) -> Result<Psk, Failure> {
     Ok((creds.field("psk_identity").unwrap_or_default().to_string(), key))
 }
 
-pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
@@ -346,7 +346,7 @@ fn packet(method: Option<RequestType>, path: &str, payload: Vec<u8>, mid: u16, t
     p
 }
 
-pub async fn probe(
+pub(crate) async fn probe(
     caps: &Capabilities,
     target: &Target,
     opts: &ProbeOptions,
@@ -473,7 +473,7 @@ async fn auth(
 mod activate;
 #[path = "coap_cert.rs"]
 mod cert;
-pub use cert::certificate_login;
+pub(crate) use cert::certificate_login;
 #[path = "coap_needs.rs"]
 mod needs_transport;
 use needs_transport::Needs;

@@ -19,7 +19,7 @@ use crate::measurement::{ErrorKind, ProbeReport};
 use crate::probe::{Failure, ProbeOptions, Recorder, Target, resolve, time_left};
 
 /// The handshake offering the client certificate, as a probe report of its own.
-pub async fn certificate_login(target: &Target, opts: &ProbeOptions) -> ProbeReport {
+pub(crate) async fn certificate_login(target: &Target, opts: &ProbeOptions) -> ProbeReport {
     let mut rec = Recorder::new(opts.verbose);
     let deadline = Instant::now() + opts.timeout;
     let result = match tokio::time::timeout(opts.timeout, handshake(target, opts, &mut rec, deadline)).await {

@@ -17,11 +17,11 @@ use super::{ErrorKind, Failure, ProbeOptions, Recorder, Target};
 use crate::capabilities::Capabilities;
 
 /// The largest response head (status line and headers) the probe accepts.
-pub const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// The largest number of response headers the probe accepts.
-pub const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 /// The largest response body the probe reads.
-pub const MAX_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 /// One request to send.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ pub struct Response {
 
 /// An HTTP/1.1 client connection over a stream the caller connected: requests go one after
 /// another on it. The connection task ends when this is dropped.
-pub struct Client {
+pub(crate) struct Client {
     sender: http1::SendRequest<Full<Bytes>>,
     driver: tokio::task::JoinHandle<()>,
     /// The first bytes the server sent, to show what answered when it is not HTTP.
@@ -62,7 +62,7 @@ impl Drop for Client {
 }
 
 impl Client {
-    pub async fn handshake<I>(io: I) -> Result<Self, Failure>
+    pub(crate) async fn handshake<I>(io: I) -> Result<Self, Failure>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -90,7 +90,7 @@ impl Client {
     }
 
     /// Send one request and read the whole response, at most [`MAX_BODY`] bytes of body.
-    pub async fn send(&mut self, req: &Request) -> Result<Response, Failure> {
+    pub(crate) async fn send(&mut self, req: &Request) -> Result<Response, Failure> {
         let method = hyper::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
             Failure::new(
                 ErrorKind::Protocol,
@@ -282,7 +282,7 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Wire<I> {
 }
 
 /// The `Host` header value for a target.
-pub fn host_header(target: &Target) -> String {
+pub(crate) fn host_header(target: &Target) -> String {
     if target.host.contains(':') {
         format!("[{}]:{}", target.host, target.port)
     } else {
@@ -291,7 +291,11 @@ pub fn host_header(target: &Target) -> String {
 }
 
 /// The request to send: the EnOS auth call when keys are given, else the URL's own.
-pub fn build_request(caps: &Capabilities, target: &Target, opts: &ProbeOptions) -> Result<Request, Failure> {
+pub(crate) fn build_request(
+    caps: &Capabilities,
+    target: &Target,
+    opts: &ProbeOptions,
+) -> Result<Request, Failure> {
     let host = host_header(target);
     // HTTP's recipe has no dynamic activation: a device trying it signs the auth call with
     // its product secret, and EnOS's answer to that is what is measured (serve: code 770).
@@ -339,7 +343,7 @@ pub fn build_request(caps: &Capabilities, target: &Target, opts: &ProbeOptions) 
 
 /// Check a request before any traffic: a method hyper would refuse, or a path that is not a
 /// valid request target, is an input error.
-pub fn validate(req: &Request) -> Result<(), String> {
+pub(crate) fn validate(req: &Request) -> Result<(), String> {
     hyper::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
         format!(
             "--method `{}` is not an HTTP method (for example GET or POST)",
@@ -352,7 +356,7 @@ pub fn validate(req: &Request) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn probe(
+pub(crate) async fn probe(
     caps: &Capabilities,
     target: &Target,
     opts: &ProbeOptions,

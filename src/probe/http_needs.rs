@@ -84,7 +84,7 @@ impl crate::probe::needs::Transport for Needs<'_> {
 
 /// A `multipart/form-data` body as the SDKs send it: an `enos-message` part with the request,
 /// and an `enos-file` part with the file and its `Content-MD5` (base64 of the digest, RFC 1864).
-pub fn multipart(message: &crate::enos::Request, (name, bytes): (&str, &[u8])) -> (Vec<u8>, String) {
+pub(super) fn multipart(message: &crate::enos::Request, (name, bytes): (&str, &[u8])) -> (Vec<u8>, String) {
     use base64::Engine;
     use md5::Digest;
     let boundary = format!("enos-connect-{:016x}", crate::base::random_u64());

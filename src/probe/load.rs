@@ -44,7 +44,7 @@ pub(super) fn percentiles(h: &Histogram<u64>) -> Percentiles {
 /// A histogram as HdrHistogram's V2 compressed (deflate) encoding in standard base64: the
 /// interchange format of the HdrHistogram libraries (`HdrHistogram.decode` in Python,
 /// `Histogram.decodeFromCompressedByteBuffer` in Java, `hdrhistogram.Decode` in Go).
-pub fn encode(h: &Histogram<u64>) -> Option<String> {
+pub(crate) fn encode(h: &Histogram<u64>) -> Option<String> {
     use base64::Engine as _;
     use hdrhistogram::serialization::Serializer as _;
     let mut bytes = Vec::new();
@@ -59,9 +59,10 @@ const MAX_ENCODED: usize = 1 << 20;
 /// The largest uncompressed V2 payload accepted: a full histogram of our bounds is well under.
 const MAX_PAYLOAD: u64 = 8 << 20;
 
-/// Read back what [`encode`] writes (or another library's V2 compressed encoding with bounds
+/// Read back what `encode` writes (or another library's V2 compressed encoding with bounds
 /// within ours). The header is checked before the library's decoder sees it: that decoder
 /// allocates the payload length the header claims, so 20 hostile bytes could ask for 4 GiB.
+#[doc(hidden)] // public for fuzz/fuzz_targets/load_reports.rs only
 pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
     use base64::Engine as _;
     use std::io::Read;
@@ -152,6 +153,7 @@ impl crate::base::Help for MergeError {
 }
 
 /// Every report in one file's text, named `FILE` (or `FILE#2`, ... when it holds several).
+#[doc(hidden)] // public for fuzz/fuzz_targets/load_reports.rs only
 pub fn parse_reports(name: &str, text: &str) -> Result<Vec<(String, LoadReport)>, MergeError> {
     let mut out = Vec::new();
     let stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
@@ -191,6 +193,7 @@ pub fn parse_reports(name: &str, text: &str) -> Result<Vec<(String, LoadReport)>
 /// Join the reports of loads that ran side by side (shards of one fleet on several machines):
 /// counts, outcomes and error kinds summed, each stage's percentiles from the sum of the
 /// histograms, the rate the sum of the rates and the elapsed time the longest.
+#[doc(hidden)] // public for fuzz/fuzz_targets/load_reports.rs only
 pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError> {
     let ((first_name, first), _) = reports.split_first().ok_or(MergeError::Empty)?;
     let mut out = LoadReport {
@@ -408,7 +411,7 @@ where
 
 /// [`run`] until `stop` completes (Ctrl-C) first: then no probe starts, those in flight are
 /// dropped, and the report, marked interrupted, counts the probes that finished.
-pub async fn run_until<F, P>(
+pub(crate) async fn run_until<F, P>(
     protocol: &str,
     target: &str,
     load: &LoadOptions,

@@ -12,13 +12,17 @@
 //! network stages (`net.rs`) and the secret files of activation (`secret_file.rs`). The
 //! report it produces is `crate::measurement`'s, below `render`.
 
+// Public for fuzz/fuzz_targets/coap_reply.rs and coap_command.rs only.
+#[doc(hidden)]
 pub mod coap;
 mod command_api;
 pub mod fleet;
+// Public for fuzz/fuzz_targets/http_response.rs only.
+#[doc(hidden)]
 pub mod http;
 pub mod load;
 mod login;
-pub mod mqtt;
+pub(crate) mod mqtt;
 pub mod needs;
 mod needs_run;
 mod net;
@@ -26,19 +30,20 @@ mod options;
 mod recorder;
 mod secret_file;
 mod target;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::time::Instant;
 
 use crate::capabilities::Capabilities;
 use crate::measurement::{ErrorKind, ProbeReport};
 
-pub use command_api::CommandApi;
-pub use login::{Login, SubDevice};
-pub use net::{Io, connect_stream, connect_tcp, reconnect, resolve, time_left};
-pub use options::{ProbeOptions, measurepoint_request};
-pub use recorder::Recorder;
-pub use secret_file::{secret_file, write_secret};
+pub(crate) use command_api::CommandApi;
+pub(crate) use login::{Login, SubDevice};
+pub(crate) use net::{Io, connect_stream, reconnect, resolve, time_left};
+pub use options::ProbeOptions;
+pub(crate) use options::measurepoint_request;
+pub(crate) use recorder::Recorder;
+pub(crate) use secret_file::{secret_file, write_secret};
 pub use target::Target;
 
 /// A failure inside a stage; the stage is filled in by the recorder.

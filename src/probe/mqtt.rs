@@ -20,7 +20,7 @@ use crate::capabilities::Capabilities;
 const MAX_PACKET: usize = 1 << 20;
 
 /// Plain-word meaning of each MQTT 3.1.1 CONNACK refusal, and whether it is about the login.
-pub fn refusal(code: ConnectReturnCode) -> (ErrorKind, &'static str) {
+pub(crate) fn refusal(code: ConnectReturnCode) -> (ErrorKind, &'static str) {
     match code {
         ConnectReturnCode::Success => (ErrorKind::Protocol, "accepted"),
         ConnectReturnCode::RefusedProtocolVersion => (
@@ -387,7 +387,7 @@ async fn subdevice_login(
         .await
 }
 
-pub async fn probe(
+pub(crate) async fn probe(
     caps: &Capabilities,
     target: &Target,
     opts: &ProbeOptions,

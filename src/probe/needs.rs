@@ -7,7 +7,7 @@
 //! `serve` enforces and `plan` prints), the method the first `enos::UPSTREAM` accepts there
 //! (what the SDKs send), the params the step's JSON with the values given filled in. Which
 //! protocols can carry each kind of step is data too: over another, the need is "not carried"
-//! and nothing is sent. One [`Transport`] per protocol carries the kinds; nothing here names a
+//! and nothing is sent. One `Transport` per protocol carries the kinds; nothing here names a
 //! feature or a protocol.
 //!
 //! Safe against production by default: without a value the user names, a check only reads
@@ -23,10 +23,10 @@ use super::{Failure, ProbeOptions, Recorder};
 use crate::capabilities::{Capabilities, Given, LoginKind, StepKind};
 use crate::enos::{self, Request};
 
-pub use super::needs_run::run;
+pub(crate) use super::needs_run::run;
 
 /// The raw bytes `passthrough_up` sends without `--raw`, and a raw command carries.
-pub const DEFAULT_RAW: [u8; 4] = [0x01, 0x02, 0x03, 0x04];
+pub(crate) const DEFAULT_RAW: [u8; 4] = [0x01, 0x02, 0x03, 0x04];
 
 /// What `--need` and its values ask for.
 #[derive(Clone, Debug, Default)]
@@ -39,7 +39,7 @@ pub struct NeedOptions {
     pub events: Vec<(String, Value)>,
     /// `--attribute ID=VALUE`.
     pub attributes: Map<String, Value>,
-    /// `--raw HEX` (default: [`DEFAULT_RAW`]).
+    /// `--raw HEX` (default: `DEFAULT_RAW`).
     pub raw: Option<Vec<u8>>,
     /// `--file PATH` read: its name and bytes (default: a small generated file).
     pub file: Option<(String, Vec<u8>)>,
@@ -58,7 +58,7 @@ pub struct NeedOptions {
 /// What a protocol's connection, logged in, can do for a need: one method per kind of step.
 /// A kind the protocol cannot carry is never asked for (`[exchanges.carried_by]`).
 #[allow(async_fn_in_trait)]
-pub trait Transport {
+pub(crate) trait Transport {
     /// The protocol's name, for messages.
     const PROTOCOL: &'static str;
     /// A JSON request on `topic` and EnOS's reply to it (matched by id where the protocol can).
@@ -242,7 +242,7 @@ fn request(topic: &str, params: Value) -> Result<Request, String> {
 }
 
 /// Whether `topic` matches the MQTT filter `filter` (`+` one level; `#` the rest).
-pub fn filter_matches(filter: &str, topic: &str) -> bool {
+pub(crate) fn filter_matches(filter: &str, topic: &str) -> bool {
     let (mut f, mut t) = (filter.split('/'), topic.split('/'));
     loop {
         match (f.next(), t.next()) {
@@ -256,7 +256,7 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
 }
 
 /// A small file to upload when `--file` names none.
-pub fn generated_file() -> (String, Vec<u8>) {
+pub(crate) fn generated_file() -> (String, Vec<u8>) {
     (
         "enos-connect-probe.txt".into(),
         b"enos-connect probe file\n".to_vec(),
@@ -508,7 +508,7 @@ fn downlink(
 }
 
 /// The protocol's name as the table prints it (`CoAP`).
-pub fn title(caps: &Capabilities, protocol: &str) -> String {
+pub(crate) fn title(caps: &Capabilities, protocol: &str) -> String {
     caps.protocols
         .iter()
         .find(|p| p.id == protocol)
@@ -516,7 +516,7 @@ pub fn title(caps: &Capabilities, protocol: &str) -> String {
 }
 
 /// "comparison table: `ota` is not_supported over CoAP; MQTT carries it".
-pub fn not_offered(caps: &Capabilities, need: &str, protocol: &str) -> String {
+pub(crate) fn not_offered(caps: &Capabilities, need: &str, protocol: &str) -> String {
     let feature = caps.feature(need);
     let carriers: Vec<String> = feature
         .map(|f| {
@@ -540,7 +540,7 @@ pub fn not_offered(caps: &Capabilities, need: &str, protocol: &str) -> String {
 }
 
 /// "HTTP carries no downlink (a command from EnOS to the device); MQTT and CoAP do".
-pub fn not_carried(caps: &Capabilities, kind: StepKind, protocol: &str) -> String {
+pub(crate) fn not_carried(caps: &Capabilities, kind: StepKind, protocol: &str) -> String {
     let carriers: Vec<String> = caps
         .exchanges
         .carried_by

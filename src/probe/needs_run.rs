@@ -18,7 +18,7 @@ const NEED_MARGIN: Duration = Duration::from_millis(20);
 /// Run every need of `opts` over `transport`, after the login; each need's report goes to
 /// `rec.needs` as it ends, so a timeout keeps what was measured. A failure that is not a reply
 /// (the connection may be gone) ends the run: later needs are reported as not run.
-pub async fn run<T: Transport>(
+pub(crate) async fn run<T: Transport>(
     caps: &Capabilities,
     target: &super::Target,
     transport: &mut T,

@@ -10,7 +10,7 @@ use super::{Failure, ProbeOptions, Recorder, Target, tls};
 use crate::measurement::ErrorKind;
 
 /// Resolve the host: every address, in the order the resolver gives them.
-pub async fn resolve(rec: &mut Recorder, target: &Target) -> Result<Vec<SocketAddr>, Failure> {
+pub(crate) async fn resolve(rec: &mut Recorder, target: &Target) -> Result<Vec<SocketAddr>, Failure> {
     rec.begin("resolve");
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
@@ -33,7 +33,7 @@ pub async fn resolve(rec: &mut Recorder, target: &Target) -> Result<Vec<SocketAd
 }
 
 /// Connect over TCP address by address, as curl does; the first that accepts wins.
-pub async fn connect_tcp(
+pub(crate) async fn connect_tcp(
     rec: &mut Recorder,
     addrs: &[SocketAddr],
     deadline: Instant,
@@ -70,12 +70,12 @@ pub async fn connect_tcp(
 }
 
 /// A byte stream to the peer: plain TCP or TLS over it.
-pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Resolve, connect over TCP, and run TLS when the scheme asks for it: the stages every
 /// TCP protocol shares.
-pub async fn connect_stream(
+pub(crate) async fn connect_stream(
     rec: &mut Recorder,
     target: &Target,
     opts: &ProbeOptions,
@@ -107,7 +107,7 @@ pub async fn connect_stream(
 
 /// A second connection to the address that answered, with TLS where the scheme asks: timed
 /// as part of the stage running (dynamic activation's `relogin`), not as stages of its own.
-pub async fn reconnect(
+pub(crate) async fn reconnect(
     rec: &mut Recorder,
     target: &Target,
     opts: &ProbeOptions,
@@ -125,7 +125,7 @@ pub async fn reconnect(
 }
 
 /// Time left before the deadline, as an error when there is none.
-pub fn time_left(deadline: Instant) -> Result<Duration, Failure> {
+pub(crate) fn time_left(deadline: Instant) -> Result<Duration, Failure> {
     let d = deadline.saturating_duration_since(Instant::now());
     if d.is_zero() {
         Err(Failure::new(ErrorKind::Timeout, "the timeout ran out"))

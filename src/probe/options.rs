@@ -74,7 +74,9 @@ impl ProbeOptions {
 }
 
 /// The measure point post `--measurepoint` sends: a fresh string id, the points, and now.
-pub fn measurepoint_request(points: &serde_json::Map<String, serde_json::Value>) -> crate::enos::Request {
+pub(crate) fn measurepoint_request(
+    points: &serde_json::Map<String, serde_json::Value>,
+) -> crate::enos::Request {
     crate::enos::Request::new(
         crate::enos::new_id(),
         crate::enos::MEASUREPOINT_POST,

@@ -9,7 +9,7 @@ use super::Failure;
 use crate::measurement::{EnosReply, ErrorKind, NeedReport, ProbeError, ProbeReport, StageTiming};
 
 /// Times stages as they happen; what it holds survives a timeout that drops the probe.
-pub struct Recorder {
+pub(crate) struct Recorder {
     started: Instant,
     stage: &'static str,
     stage_started: Instant,
@@ -28,7 +28,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 impl Recorder {
-    pub fn new(verbose: bool) -> Self {
+    pub(crate) fn new(verbose: bool) -> Self {
         let now = Instant::now();
         Recorder {
             started: now,
@@ -45,28 +45,28 @@ impl Recorder {
     }
 
     /// The stage running (or the last one begun).
-    pub fn stage(&self) -> &'static str {
+    pub(crate) fn stage(&self) -> &'static str {
         self.stage
     }
 
-    pub fn begin(&mut self, stage: &'static str) {
+    pub(crate) fn begin(&mut self, stage: &'static str) {
         self.stage = stage;
         self.stage_started = Instant::now();
     }
 
-    pub fn end(&mut self) {
+    pub(crate) fn end(&mut self) {
         self.stages.push(StageTiming {
             name: self.stage,
             ms: ms(self.stage_started.elapsed()),
         });
     }
 
-    pub fn detail(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+    pub(crate) fn detail(&mut self, key: &str, value: impl Into<serde_json::Value>) {
         self.details.insert(key.to_string(), value.into());
     }
 
     /// A line on stderr in --verbose mode: what happened and when.
-    pub fn note(&self, text: &str) {
+    pub(crate) fn note(&self, text: &str) {
         if self.verbose {
             eprintln!("[{:>9.3} ms] {}: {text}", ms(self.started.elapsed()), self.stage);
         }
@@ -114,7 +114,7 @@ impl Recorder {
     /// Read EnOS's reply to the request `id` (MQTT matches by id; `None` takes any). `Ok(None)`:
     /// a reply to something else, to be ignored. A reply with a code other than 200 is a
     /// failure of kind `enos` that names the code and its meaning.
-    pub fn enos_reply(&mut self, payload: &[u8], id: Option<&str>) -> Result<Option<()>, Failure> {
+    pub(crate) fn enos_reply(&mut self, payload: &[u8], id: Option<&str>) -> Result<Option<()>, Failure> {
         let shown =
             || String::from_utf8_lossy(payload.get(..payload.len().min(60)).unwrap_or_default()).into_owned();
         let v: serde_json::Value = serde_json::from_slice(payload).map_err(|_| {

@@ -6,7 +6,7 @@ use crate::base::Secret;
 /// A file for a device secret, readable by its owner only (mode 0600). An existing file is
 /// refused unless `force`: a secret is not something to overwrite by accident. Opened before
 /// the secret is acknowledged, so a file that cannot be written never costs the secret.
-pub fn secret_file(file: &std::path::Path, force: bool) -> std::io::Result<std::fs::File> {
+pub(crate) fn secret_file(file: &std::path::Path, force: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -21,7 +21,7 @@ pub fn secret_file(file: &std::path::Path, force: bool) -> std::io::Result<std::
 }
 
 /// Write the secret, with a newline, and make it durable.
-pub fn write_secret(mut f: std::fs::File, secret: &Secret) -> std::io::Result<()> {
+pub(crate) fn write_secret(mut f: std::fs::File, secret: &Secret) -> std::io::Result<()> {
     use std::io::Write;
     let text = zeroize::Zeroizing::new(format!("{}\n", secret.expose_for_login()));
     f.write_all(text.as_bytes())?;

@@ -31,13 +31,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Build the client configuration; file problems are input errors reported before any
 /// network traffic.
-pub fn client_config(opts: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(opts: &TlsOptions, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
     client_config_asked(opts, alpn).map(|(config, _)| config)
 }
 
 /// [`client_config`], and with a client certificate a flag that turns true when the server
 /// asks for one (its CertificateRequest): a login with `--cert` proves two-way TLS only then.
-pub fn client_config_asked(
+pub(crate) fn client_config_asked(
     opts: &TlsOptions,
     alpn: &[&[u8]],
 ) -> Result<(Arc<ClientConfig>, Option<Arc<AtomicBool>>), String> {
@@ -147,7 +147,7 @@ impl ResolvesClientCert for Asked {
     }
 }
 
-pub async fn handshake(
+pub(crate) async fn handshake(
     rec: &mut Recorder,
     config: Arc<ClientConfig>,
     host: &str,
@@ -164,7 +164,7 @@ pub async fn handshake(
 }
 
 /// TLS over `tcp` to `host`, untimed.
-pub async fn connect(
+pub(crate) async fn connect(
     config: Arc<ClientConfig>,
     host: &str,
     tcp: TcpStream,

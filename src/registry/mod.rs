@@ -109,7 +109,7 @@ pub struct Firmware {
 }
 
 /// The types a model element may have.
-pub const TYPES: [&str; 10] = [
+pub(crate) const TYPES: [&str; 10] = [
     "int", "float", "double", "string", "bool", "enum", "date", "array", "struct", "file",
 ];
 

@@ -8,7 +8,7 @@ use crate::capabilities::{Capabilities, Node, NodeKind};
 /// A device's way through the flow: the nodes in the order it passed them (the last is where
 /// it ended) and a caption (the recommendation).
 #[derive(Debug, Clone, Default)]
-pub struct Path {
+pub(crate) struct Path {
     pub nodes: Vec<String>,
     pub caption: String,
 }
@@ -32,7 +32,7 @@ const OUTCOME_FILL: &str = "#c8e6c9";
 
 /// The flow in a text format (the picture formats are DOT for Graphviz), with `path` drawn
 /// over it when given.
-pub fn render(caps: &Capabilities, format: FlowFormat, path: Option<&Path>) -> String {
+pub(crate) fn render(caps: &Capabilities, format: FlowFormat, path: Option<&Path>) -> String {
     let empty = Path::default();
     let path = path.unwrap_or(&empty);
     match format {
@@ -63,7 +63,7 @@ fn mermaid_escape(s: &str) -> String {
     s.replace('"', "#quot;").replace('\n', "<br/>")
 }
 
-pub fn mermaid(caps: &Capabilities, path: &Path) -> String {
+pub(crate) fn mermaid(caps: &Capabilities, path: &Path) -> String {
     let mut out = String::new();
     if !path.caption.is_empty() {
         out.push_str(&format!(
@@ -127,7 +127,7 @@ fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-pub fn dot(caps: &Capabilities, path: &Path) -> String {
+pub(crate) fn dot(caps: &Capabilities, path: &Path) -> String {
     let mut out = String::from(
         "digraph enos_connect {\n    rankdir=TB;\n    node [fontname=\"Helvetica\"];\n    edge [fontname=\"Helvetica\"];\n",
     );
@@ -177,7 +177,7 @@ pub fn dot(caps: &Capabilities, path: &Path) -> String {
     out
 }
 
-pub fn text(caps: &Capabilities, path: &Path) -> String {
+pub(crate) fn text(caps: &Capabilities, path: &Path) -> String {
     let mut out = format!("start: {}\n", caps.flow.start);
     if !path.nodes.is_empty() {
         out.push_str(&format!("path: {} ({})\n", path.nodes.join(" -> "), path.caption));

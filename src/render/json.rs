@@ -17,11 +17,11 @@ use crate::measurement::ProbeReport;
 use crate::measurement::load::LoadReport;
 use crate::plan::Plan;
 
-pub struct Json;
+pub(crate) struct Json;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
-pub fn to_string<T: Serialize>(value: &T) -> String {
+pub(crate) fn to_string<T: Serialize>(value: &T) -> String {
     let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
     s

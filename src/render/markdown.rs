@@ -9,14 +9,14 @@ use crate::measurement::ProbeReport;
 use crate::measurement::load::LoadReport;
 use crate::plan::Plan;
 
-pub struct Markdown;
+pub(crate) struct Markdown;
 
 /// Escape the characters that would break a Markdown table cell.
-pub fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', "<br>")
 }
 
-pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[String], rows: &[Vec<String>]) -> String {
     let mut out = format!(
         "| {} |\n",
         header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | ")

@@ -3,10 +3,10 @@
 //! in, text out. Whether stdout is a terminal and whether to colour is decided at the CLI edge
 //! and handed in as a [`Style`]; where the text goes is the CLI's business too.
 
-pub mod flow;
+pub(crate) mod flow;
 pub mod json;
-pub mod markdown;
-pub mod table;
+pub(crate) mod markdown;
+pub(crate) mod table;
 mod text;
 
 use clap::ValueEnum;
@@ -38,7 +38,7 @@ pub enum BatchFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FlowFormat {
+pub(crate) enum FlowFormat {
     /// Mermaid flowchart (GitHub and most wikis draw it)
     Mermaid,
     /// Graphviz DOT
@@ -65,10 +65,10 @@ pub struct Style {
 
 /// The width free text (reasons, the decision path, notes) wraps at when stdout is not a
 /// terminal: wide enough for a log or a ticket, narrow enough to read.
-pub const PIPED_TEXT_WIDTH: usize = 100;
+pub(crate) const PIPED_TEXT_WIDTH: usize = 100;
 
 impl Style {
-    /// The width free text wraps at: the terminal's, or [`PIPED_TEXT_WIDTH`] when piped.
+    /// The width free text wraps at: the terminal's, or `PIPED_TEXT_WIDTH` when piped.
     pub fn text_width(&self) -> usize {
         if self.terminal && self.width >= 20 {
             usize::from(self.width)
@@ -116,7 +116,7 @@ impl Format {
 }
 
 /// The symbol and word for a support value, shared by the table and Markdown renderers.
-pub fn support_cell(s: crate::capabilities::Support) -> &'static str {
+pub(crate) fn support_cell(s: crate::capabilities::Support) -> &'static str {
     use crate::capabilities::Support::*;
     match s {
         Supported => "yes",
@@ -127,7 +127,7 @@ pub fn support_cell(s: crate::capabilities::Support) -> &'static str {
 }
 
 /// A need's stages in words, after its message: ` (subscribe 0.2 ms, query 0.4 ms)`.
-pub fn need_stages(n: &crate::measurement::NeedReport) -> String {
+pub(crate) fn need_stages(n: &crate::measurement::NeedReport) -> String {
     if n.stages.is_empty() {
         return String::new();
     }
@@ -140,7 +140,7 @@ pub fn need_stages(n: &crate::measurement::NeedReport) -> String {
 }
 
 /// A caveat in a sentence: what carries what although the device answered otherwise, and why.
-pub fn caveat_sentence(caps: &Capabilities, c: &crate::engine::Caveat) -> String {
+pub(crate) fn caveat_sentence(caps: &Capabilities, c: &crate::engine::Caveat) -> String {
     let protocol = caps.protocol_title(&c.protocol);
     let what = match &c.need {
         Some(need) => format!(
@@ -153,14 +153,14 @@ pub fn caveat_sentence(caps: &Capabilities, c: &crate::engine::Caveat) -> String
 }
 
 /// A set-aside answer in a sentence.
-pub fn set_aside_sentence(a: &crate::engine::SetAside) -> String {
+pub(crate) fn set_aside_sentence(a: &crate::engine::SetAside) -> String {
     format!("{}={}: {}", a.question, a.value, a.why)
 }
 
 /// `text` as lines of at most `width` columns, broken between words; the first line starts
 /// with `label`, later lines are indented under the text. A word longer than the line stays
 /// whole. Ends with a newline.
-pub fn wrap(label: &str, text: &str, width: usize) -> String {
+pub(crate) fn wrap(label: &str, text: &str, width: usize) -> String {
     let indent = " ".repeat(label.chars().count());
     let mut out = String::new();
     let mut line = label.to_string();
@@ -189,7 +189,7 @@ pub fn wrap(label: &str, text: &str, width: usize) -> String {
 }
 
 /// The title of a protocol or an outcome, for people.
-pub fn title_of(caps: &Capabilities, id: &str) -> String {
+pub(crate) fn title_of(caps: &Capabilities, id: &str) -> String {
     caps.protocol(id)
         .map(|p| p.title.clone())
         .or_else(|| caps.outcome(id).map(|o| o.title.clone()))
@@ -197,14 +197,14 @@ pub fn title_of(caps: &Capabilities, id: &str) -> String {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Paint {
+pub(crate) enum Paint {
     Good,
     Bad,
     Strong,
 }
 
 /// A load report's error kinds with their counts and an example message each.
-pub fn load_errors(r: &crate::measurement::load::LoadReport) -> Vec<(String, String)> {
+pub(crate) fn load_errors(r: &crate::measurement::load::LoadReport) -> Vec<(String, String)> {
     r.errors
         .iter()
         .map(|(kind, n)| {
@@ -220,7 +220,7 @@ pub fn load_errors(r: &crate::measurement::load::LoadReport) -> Vec<(String, Str
 
 /// A fleet's lines under its stage table, in words: devices, posts and their rates, codes,
 /// disconnects. A delivery ratio of nothing offered is `n/a`.
-pub fn fleet_lines(f: &crate::measurement::fleet::FleetPart) -> Vec<String> {
+pub(crate) fn fleet_lines(f: &crate::measurement::fleet::FleetPart) -> Vec<String> {
     let codes: Vec<String> = f.codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let delivered = f
         .delivered
@@ -256,7 +256,7 @@ pub fn fleet_lines(f: &crate::measurement::fleet::FleetPart) -> Vec<String> {
 
 /// What a load's headline says after its verdict: probes (a load) or devices and posts (a
 /// fleet), and an interrupted run's count of what ran.
-pub fn load_headline(r: &LoadReport, fleet: Option<&crate::measurement::fleet::FleetPart>) -> String {
+pub(crate) fn load_headline(r: &LoadReport, fleet: Option<&crate::measurement::fleet::FleetPart>) -> String {
     match fleet {
         None => format!(
             "{} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s",
@@ -281,10 +281,10 @@ pub fn load_headline(r: &LoadReport, fleet: Option<&crate::measurement::fleet::F
 }
 
 /// The line an interrupted run's report carries.
-pub const INTERRUPTED: &str = "interrupted (Ctrl-C): the counts are of what ran until then";
+pub(crate) const INTERRUPTED: &str = "interrupted (Ctrl-C): the counts are of what ran until then";
 
 /// The header and rows of a load report's stage table, in stage order.
-pub fn load_stage_rows(r: &crate::measurement::load::LoadReport) -> (Vec<String>, Vec<Vec<String>>) {
+pub(crate) fn load_stage_rows(r: &crate::measurement::load::LoadReport) -> (Vec<String>, Vec<Vec<String>>) {
     let header = ["stage", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"]
         .iter()
         .map(|h| h.to_string())
@@ -307,7 +307,7 @@ pub fn load_stage_rows(r: &crate::measurement::load::LoadReport) -> (Vec<String>
 }
 
 /// "1 report", "2 reports": what `merge` joined.
-pub fn reports(n: u64) -> String {
+pub(crate) fn reports(n: u64) -> String {
     if n == 1 {
         "1 report".into()
     } else {
@@ -316,7 +316,7 @@ pub fn reports(n: u64) -> String {
 }
 
 /// `text` in ANSI colour when `enabled`.
-pub fn paint(text: &str, how: Paint, enabled: bool) -> String {
+pub(crate) fn paint(text: &str, how: Paint, enabled: bool) -> String {
     if !enabled {
         return text.to_string();
     }

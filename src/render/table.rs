@@ -12,7 +12,7 @@ use crate::measurement::load::LoadReport;
 use crate::measurement::matrix::MatrixReport;
 use crate::plan::Plan;
 
-pub struct Table {
+pub(crate) struct Table {
     pub style: Style,
 }
 

@@ -460,7 +460,7 @@ fn keys_json(id: &Identity) -> Value {
 }
 
 /// A firmware as the SDKs' `Firmware` reads it.
-pub fn firmware_json(f: &crate::registry::Firmware) -> Value {
+pub(crate) fn firmware_json(f: &crate::registry::Firmware) -> Value {
     json!({
         "version": f.version,
         "signMethod": "md5",

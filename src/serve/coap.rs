@@ -72,7 +72,11 @@ impl Answered {
     }
 }
 
-pub async fn serve_udp(sock: tokio::net::UdpSocket, ep: Arc<Endpoint>, shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve_udp(
+    sock: tokio::net::UdpSocket,
+    ep: Arc<Endpoint>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 65536];
     let mut answered = Answered::default();
     loop {

@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use super::{Downlink, Endpoint, Event, EventKind, Identity, Protocol};
 
-pub use crate::enos::COAP_COMMAND_OPTION as COMMAND_OPTION;
+pub(crate) use crate::enos::COAP_COMMAND_OPTION as COMMAND_OPTION;
 /// The most commands offered and not yet answered, over every CoAP device.
-pub const MAX_OFFERED: usize = 1024;
+pub(crate) const MAX_OFFERED: usize = 1024;
 
 /// The commands announced to CoAP devices, by device and request topic, until replied.
 #[derive(Default)]

@@ -27,7 +27,7 @@ const DTLS_IDLE: Duration = Duration::from_secs(300);
 /// The UDP listener under DTLS on `addr`: it hands out one connection per peer, and
 /// [`serve_dtls`] runs each handshake in a task of its own (webrtc-dtls's own listener runs
 /// the handshake inside `accept`, so one slow client would hold up the rest).
-pub async fn dtls_listener(addr: SocketAddr) -> Result<Arc<dyn Listener + Send + Sync>, BindError> {
+pub(crate) async fn dtls_listener(addr: SocketAddr) -> Result<Arc<dyn Listener + Send + Sync>, BindError> {
     let listener = webrtc_util::conn::conn_udp_listener::ListenConfig::default()
         .listen(addr)
         .await
@@ -58,7 +58,7 @@ fn dtls_config(ep: &Arc<Endpoint>) -> DtlsConfig {
     }
 }
 
-pub async fn serve_dtls(
+pub(crate) async fn serve_dtls(
     listener: Arc<dyn Listener + Send + Sync>,
     ep: Arc<Endpoint>,
     shutdown: watch::Receiver<bool>,

@@ -39,9 +39,9 @@ use super::{Endpoint, Event, EventKind, Identity, MAX_PACKET, Protocol, http};
 use crate::base::Secret;
 
 /// How many times a second a browser's stream sends what changed.
-pub const TICKS_PER_SECOND: u64 = 4;
+pub(crate) const TICKS_PER_SECOND: u64 = 4;
 /// The most event lines one stream sends per tick; more are counted as dropped.
-pub const LOG_PER_TICK: usize = 100;
+pub(crate) const LOG_PER_TICK: usize = 100;
 /// A comment line this often keeps proxies and browsers from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const NEEDS_TOKEN: &str = "this console needs its token: open the address serve printed on stderr (?token=...), or send X-Console-Token";
@@ -92,7 +92,7 @@ impl Access {
 }
 
 /// Whether `ip` is loopback, so a console there needs no token.
-pub fn needs_token(addr: SocketAddr) -> bool {
+pub(crate) fn needs_token(addr: SocketAddr) -> bool {
     !addr.ip().is_loopback()
 }
 
@@ -126,7 +126,7 @@ fn asset(content_type: &'static str, text: &'static str) -> Response<Body> {
     r
 }
 
-pub async fn accept(
+pub(crate) async fn accept(
     listener: tokio::net::TcpListener,
     access: Arc<Access>,
     ep: Arc<Endpoint>,

@@ -144,7 +144,7 @@ impl Event {
 }
 
 /// The event lines the hub keeps for a page that opens (the event log's history).
-pub const RING: usize = 1000;
+pub(crate) const RING: usize = 1000;
 /// The events a listener may fall behind the hub before it is told it lagged.
 const CHANNEL: usize = 4096;
 

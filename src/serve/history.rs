@@ -24,7 +24,7 @@ pub struct Retention {
 /// The longest `--retain` duration: 100 years.
 const MAX_DURATION_S: u64 = 100 * 365 * 86_400;
 /// The largest `--retain` count per point.
-pub const MAX_COUNT: u64 = 1_000_000_000;
+pub(crate) const MAX_COUNT: u64 = 1_000_000_000;
 
 impl Default for Retention {
     fn default() -> Self {
@@ -180,13 +180,13 @@ pub struct Sample {
 
 /// One point's values in memory, oldest first, one per time.
 #[derive(Debug, Default, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     values: VecDeque<Sample>,
 }
 
 impl Series {
     /// Keep `value` at `time`, replacing a value at the same time; `true` when the series grew.
-    pub fn put(&mut self, time: i64, value: Stored) -> bool {
+    pub(crate) fn put(&mut self, time: i64, value: Stored) -> bool {
         // Devices post in time order: the new value is almost always the last.
         let at = match self.values.back() {
             Some(last) if last.time < time => self.values.len(),
@@ -205,7 +205,7 @@ impl Series {
     }
 
     /// Drop what `retention` lets go at `now_ms`; how many values went.
-    pub fn prune(&mut self, retention: &Retention, now_ms: i64) -> usize {
+    pub(crate) fn prune(&mut self, retention: &Retention, now_ms: i64) -> usize {
         let (cutoff, keep) = retention.bounds(now_ms);
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
         let mut gone = 0;
@@ -218,20 +218,16 @@ impl Series {
 
     /// Drop the oldest value (when more than one is kept): room for a new one when the
     /// values in memory reach their bound.
-    pub fn drop_oldest(&mut self) -> bool {
+    pub(crate) fn drop_oldest(&mut self) -> bool {
         self.values.len() > 1 && self.values.pop_front().is_some()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.values.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// The newest `q.limit` values from `q.from` to `q.to`, oldest first.
-    pub fn range(&self, q: &Query) -> Vec<Sample> {
+    pub(crate) fn range(&self, q: &Query) -> Vec<Sample> {
         let start = self.values.partition_point(|s| s.time < q.from);
         let end = self.values.partition_point(|s| s.time <= q.to);
         let start = start.max(end.saturating_sub(q.limit));
@@ -257,9 +253,9 @@ pub struct Query {
 }
 
 /// The values one answer holds unless `?limit=` says otherwise.
-pub const DEFAULT_LIMIT: usize = 10_000;
+pub(crate) const DEFAULT_LIMIT: usize = 10_000;
 /// The most values one answer holds.
-pub const MAX_LIMIT: usize = 1_000_000;
+pub(crate) const MAX_LIMIT: usize = 1_000_000;
 
 impl Query {
     /// Read `from`, `to`, `limit` and `format` from a query string (other keys are not
@@ -306,7 +302,7 @@ impl Query {
 }
 
 /// `{"point", "values": [{"time", "value"}...]}`.
-pub fn json(point: &str, samples: &[Sample]) -> Vec<u8> {
+pub(crate) fn json(point: &str, samples: &[Sample]) -> Vec<u8> {
     let values: Vec<Value> = samples
         .iter()
         .map(|s| serde_json::json!({"time": s.time, "value": s.value.to_value()}))
@@ -315,7 +311,7 @@ pub fn json(point: &str, samples: &[Sample]) -> Vec<u8> {
 }
 
 /// `time,value` and a row per value (the csv crate quotes what needs it).
-pub fn csv(samples: &[Sample]) -> Vec<u8> {
+pub(crate) fn csv(samples: &[Sample]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::with_capacity(16 * samples.len() + 16));
     // Writing to a Vec fails only on memory: an answer cut short then, not a panic.
     let _ = w.write_record(["time", "value"]);

@@ -18,20 +18,20 @@ use super::limits::{Admission, MAX_REFUSING, Slot};
 use super::{Endpoint, Event, EventKind, Protocol, http};
 
 /// How long a client may take to finish its TLS handshake (as `--mqtts` waits for CONNECT).
-pub const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 /// How long the 503 may take to be written to a client that does not read.
 const REFUSAL_WRITE: Duration = Duration::from_secs(2);
 /// After the 503, how long what the client still sends is read and dropped, so that closing
 /// does not reset the connection before the client has read the answer.
 const REFUSAL_DRAIN: Duration = Duration::from_secs(1);
 /// What `Retry-After` says, in seconds.
-pub const RETRY_AFTER_SECONDS: u32 = 1;
+pub(crate) const RETRY_AFTER_SECONDS: u32 = 1;
 /// The status a connection past the bound gets.
-pub const REFUSAL: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+pub(crate) const REFUSAL: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
 
 /// Accept on `listener` until shutdown; `tls` makes it `--https`. At shutdown the connections,
 /// which see it too, get two seconds to close.
-pub async fn accept(
+pub(crate) async fn accept(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     ep: Arc<Endpoint>,
@@ -127,7 +127,7 @@ async fn connection<I>(
 /// The 503 a connection past the bound gets, whole: status line, headers and a JSON body.
 /// Written by hand because it is sent without an HTTP server: the connection is refused
 /// before hyper is given it.
-pub fn refusal(max: usize) -> Vec<u8> {
+pub(crate) fn refusal(max: usize) -> Vec<u8> {
     let body = serde_json::json!({
         "code": REFUSAL.as_u16(),
         "message": format!(

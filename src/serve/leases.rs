@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::Identity;
 
 /// The most live leases kept in one table: past it the one expiring first goes.
-pub const MAX_LEASES: usize = 100_000;
+pub(crate) const MAX_LEASES: usize = 100_000;
 
 /// Leases by key (a session id, a client address): the device and until when.
 pub struct Leases<K> {

@@ -22,19 +22,19 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// How long a client may take to send CONNECT after the TCP connection opens.
-pub const CONNECT_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// The wait for CONNECT once half the waiting slots are taken.
-pub const CONNECT_WAIT_PRESSED: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_WAIT_PRESSED: Duration = Duration::from_secs(2);
 /// The fewest connections that may wait for their CONNECT at once.
-pub const MIN_WAITING: usize = 16;
+pub(crate) const MIN_WAITING: usize = 16;
 /// File descriptors kept free for everything else (listeners, the record, HTTP, CoAP).
-pub const RESERVED_FDS: u64 = 256;
+pub(crate) const RESERVED_FDS: u64 = 256;
 /// The default when the open-file limit cannot be read.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// The most connections refused at once (an MQTT one waits up to [`CONNECT_WAIT_PRESSED`] for
 /// its CONNECT to answer it CONNACK 3, an HTTP one gets its 503); past that a connection is
 /// closed at once.
-pub const MAX_REFUSING: usize = 256;
+pub(crate) const MAX_REFUSING: usize = 256;
 
 /// What a bounded listener does with a new connection: the one answer of MQTT's bound and
 /// HTTP's.
@@ -230,7 +230,7 @@ impl Drop for Waiting {
 
 /// Raise the open-file limit from its soft to its hard value, as servers do, and size the
 /// default `--max-connections` from it: the limit less [`RESERVED_FDS`].
-pub fn raise_open_files() -> usize {
+pub(crate) fn raise_open_files() -> usize {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => usize::try_from(limit.saturating_sub(RESERVED_FDS))
             .unwrap_or(usize::MAX)

@@ -33,11 +33,11 @@ pub struct BindError {
 
 /// The listen backlog: connections the kernel completes while serve has not accepted them
 /// yet (mio's default is 128; the kernel caps it at `net.core.somaxconn`).
-pub const BACKLOG: u32 = 1024;
+pub(crate) const BACKLOG: u32 = 1024;
 
 /// A TCP listener with a backlog of [`BACKLOG`], not mio's 128: a fleet connecting at once
 /// waits in the kernel's queue instead of timing out in SYN retries.
-pub fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+pub(crate) fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -239,7 +239,7 @@ pub(crate) fn slots(max: usize) -> impl FnMut() -> Option<tokio::sync::OwnedSema
 }
 
 /// Wait until `shutdown` says stop (or its sender is gone).
-pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         if shutdown.changed().await.is_err() {
             return;

@@ -7,49 +7,61 @@
 //!
 //! One [`Endpoint`] is shared by every listener. It is made of parts, each the one owner of
 //! its state, behind its own methods (no other module touches a part's fields):
-//! - [`twin::Twin`]: every device's state, the one owner of it, kept across a restart by the
-//!   [`store::Store`] of `--data` (with [`history`], each measure point's values);
-//! - [`activations::Activations`]: secrets pushed to devices and not yet acknowledged;
-//! - [`leases::Leases`]: HTTP sessions and CoAP bindings (who a later request is);
-//! - [`mqtt_clients::ClientTable`]: MQTT client ids of live connections, kept sessions;
-//! - [`commands::Mailboxes`] and [`coap_commands::Offered`]: the way to each connected device
+//! - `twin::Twin`: every device's state, the one owner of it, kept across a restart by the
+//!   `store::Store` of `--data` (with `history`, each measure point's values);
+//! - `activations::Activations`: secrets pushed to devices and not yet acknowledged;
+//! - `leases::Leases`: HTTP sessions and CoAP bindings (who a later request is);
+//! - `mqtt_clients::ClientTable`: MQTT client ids of live connections, kept sessions;
+//! - `commands::Mailboxes` and `coap_commands::Offered`: the way to each connected device
 //!   for a test's command, and the commands announced over CoAP;
-//! - [`limits`]: the bounds on MQTT logins and HTTP connections;
-//! - [`events::EventLog`]: the event log, the record, and who listens to events;
+//! - `limits`: the bounds on MQTT logins and HTTP connections;
+//! - `events::EventLog`: the event log, the record, and who listens to events;
 //! - [`policy::Policy`]: where a harness that examines a device changes what serve does.
 //!
 //! The operations that need several parts are `impl Endpoint` blocks of their own module:
-//! [`logins`] (who may log in), [`requests`] and [`apply`] (the answer to one message, and what
-//! it does to the twin), [`commands`] (a test's command to a device). The listeners: [`listen`],
-//! [`mqtt`] (with [`mqtt_wire`] and [`mqtt_held`]), [`http`] and [`http_accept`], [`coap`] (with
-//! [`coap_dtls`]), [`console`].
+//! `logins` (who may log in), `requests` and `apply` (the answer to one message, and what
+//! it does to the twin), `commands` (a test's command to a device). The listeners: `listen`,
+//! `mqtt` (with `mqtt_wire` and `mqtt_held`), `http` and `http_accept`, [`coap`] (with
+//! `coap_dtls`), `console`.
 
-pub mod activations;
-pub mod apply;
+pub(crate) mod activations;
+pub(crate) mod apply;
+// Public for fuzz/fuzz_targets/serve_input.rs only.
+#[doc(hidden)]
 pub mod coap;
-pub mod coap_commands;
-pub mod coap_dtls;
-pub mod commands;
-pub mod console;
-pub mod events;
-pub mod gateway;
-pub mod history;
-pub mod http;
-pub mod http_accept;
-pub mod leases;
-pub mod limits;
-pub mod listen;
-pub mod logins;
-pub mod mqtt;
-pub mod mqtt_clients;
-pub mod mqtt_held;
-pub mod mqtt_wire;
-pub mod policy;
-pub mod requests;
-pub mod store;
+pub(crate) mod coap_commands;
+pub(crate) mod coap_dtls;
+// Visibility of this file is settled with the perf branch.
+#[allow(unreachable_pub)]
+pub(crate) mod commands;
+pub(crate) mod console;
+pub(crate) mod events;
+pub(crate) mod gateway;
+pub(crate) mod history;
+pub(crate) mod http;
+pub(crate) mod http_accept;
+pub(crate) mod leases;
+pub(crate) mod limits;
+pub(crate) mod listen;
+pub(crate) mod logins;
+// Visibility of this file is settled with the perf branch.
+#[allow(unreachable_pub)]
+pub(crate) mod mqtt;
+// Visibility of this file is settled with the perf branch.
+#[allow(unreachable_pub)]
+pub(crate) mod mqtt_clients;
+// Visibility of this file is settled with the perf branch.
+#[allow(unreachable_pub)]
+pub(crate) mod mqtt_held;
+// Visibility of this file is settled with the perf branch.
+#[allow(unreachable_pub)]
+pub(crate) mod mqtt_wire;
+pub(crate) mod policy;
+pub(crate) mod requests;
+pub(crate) mod store;
 mod store_file;
 mod store_writer;
-pub mod twin;
+pub(crate) mod twin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,24 +75,28 @@ use crate::capabilities::Capabilities;
 use crate::credentials;
 use crate::registry::Registry;
 
-pub use commands::{CommandFailed, Downlink};
-pub use events::{Event, EventKind};
-pub use listen::{BindError, Listeners, bind, serve};
+pub(crate) use commands::{CommandFailed, Downlink};
+pub(crate) use events::{Event, EventKind};
+pub(crate) use listen::{BindError, Listeners};
 pub(crate) use listen::{accept_each, slots, stopped};
-pub use logins::Refusal;
-pub use policy::{Admit, Answered, Connecting, Fate, Inbound, Policy, Received};
-pub use requests::Answer;
+pub use listen::{bind, serve};
+pub(crate) use logins::Refusal;
+// Public for fuzz/fuzz_targets/device_test_evidence.rs only.
+pub(crate) use policy::{Admit, Connecting, Fate, Received};
+#[doc(hidden)]
+pub use policy::{Answered, Inbound, Policy};
+pub(crate) use requests::Answer;
 
 /// The largest MQTT packet, HTTP body or CoAP datagram accepted: larger is a broken or hostile
 /// client, and the connection is closed (HTTP: 413).
-pub const MAX_PACKET: usize = 1 << 20;
+pub(crate) const MAX_PACKET: usize = 1 << 20;
 /// The largest EnOS message answered normally; a larger one gets code 1008 (assumed limit: EnOS
 /// documents the code, not the size).
-pub const MAX_MESSAGE: usize = 64 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
 /// The most DTLS sessions, and console connections, served at once; past it a new one is
 /// closed with a `connection_refused` event. MQTT's and HTTP's bounds are `--max-connections`
 /// ([`limits`]), refused with CONNACK 3 and 503.
-pub const MAX_CONNECTIONS: usize = 4096;
+pub(crate) const MAX_CONNECTIONS: usize = 4096;
 
 /// Where `serve` listens and what it logs.
 pub struct Options {
@@ -207,7 +223,7 @@ pub struct Endpoint {
     pub http_limits: limits::Limit,
     /// The event log and the record, and the console's live streams.
     pub events: events::EventLog,
-    /// What a harness changes in serve's answers; [`policy::Faithful`] changes nothing.
+    /// What a harness changes in serve's answers; `policy::Faithful` changes nothing.
     pub policy: Box<dyn Policy>,
 }
 
@@ -224,7 +240,7 @@ impl Endpoint {
     }
 
     /// An endpoint for a harness examining a device: its events go to the record file (if
-    /// any) and to subscribers ([`events::EventLog::subscribe`]), never to stdout or stderr.
+    /// any) and to subscribers (`events::EventLog::subscribe`), never to stdout or stderr.
     pub fn harnessed(
         caps: Capabilities,
         registry: Registry,
@@ -318,7 +334,7 @@ impl Endpoint {
 }
 
 /// A request parameter as text: SDKs send some as strings and some as numbers.
-pub fn text_field(params: &serde_json::Value, key: &str) -> Option<String> {
+pub(crate) fn text_field(params: &serde_json::Value, key: &str) -> Option<String> {
     match params.get(key) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -328,7 +344,7 @@ pub fn text_field(params: &serde_json::Value, key: &str) -> Option<String> {
 
 /// Random hex from the TLS stack's secure random source, for secrets and session ids; `None`
 /// when the system's random source fails: no secret is made without it.
-pub fn random_hex(bytes: usize) -> Option<String> {
+pub(crate) fn random_hex(bytes: usize) -> Option<String> {
     let mut buf = zeroize::Zeroizing::new(vec![0u8; bytes]);
     rustls::crypto::ring::default_provider()
         .secure_random

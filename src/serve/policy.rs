@@ -115,6 +115,6 @@ pub trait Policy: Send + Sync + 'static {
 }
 
 /// Answers as EnOS does.
-pub struct Faithful;
+pub(crate) struct Faithful;
 
 impl Policy for Faithful {}

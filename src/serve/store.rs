@@ -27,7 +27,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::history::{Retention, Stored};
-pub use super::store_file::{Reader, SCHEMA_VERSION, Saved, SavedDevice, StoreError};
+#[cfg(test)]
+pub(crate) use super::store_file::SCHEMA_VERSION;
+pub(crate) use super::store_file::{Reader, Saved, StoreError};
 use super::twin::{EventValue, FirmwareState, Origin, OtaState};
 use super::{Identity, Protocol};
 use crate::base::Secret;

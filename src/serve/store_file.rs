@@ -74,7 +74,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this build writes: files of a newer one are refused.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Why the data file cannot be used. What went wrong names the file; [`Help`] says what to do.
 #[derive(Debug, thiserror::Error)]

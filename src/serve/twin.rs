@@ -36,14 +36,14 @@ use crate::base::Secret;
 use crate::registry::Registry;
 
 /// The most measure points, attributes or tags kept per device.
-pub const MAX_KEYS: usize = 10_000;
+pub(crate) const MAX_KEYS: usize = 10_000;
 /// The most recent events kept per device.
-pub const MAX_EVENTS: usize = 50;
+pub(crate) const MAX_EVENTS: usize = 50;
 /// The most devices the twin holds (the registry's and the registered ones).
-pub const MAX_DEVICES: usize = 100_000;
+pub(crate) const MAX_DEVICES: usize = 100_000;
 /// The most history values kept in memory, all points together (without `--data`): past it,
 /// a point's oldest value makes room for its new one. About 32 bytes each.
-pub const MAX_MEMORY_VALUES: usize = 10_000_000;
+pub(crate) const MAX_MEMORY_VALUES: usize = 10_000_000;
 
 /// Where a device came from: the registry file, or `thing.device.register`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -192,7 +192,7 @@ pub struct DeviceView {
 }
 
 /// Why the twin refused a change: an EnOS code and a message.
-pub type Refused = (i64, String);
+pub(crate) type Refused = (i64, String);
 
 /// The device twin of every device `serve` knows.
 pub struct Twin {

@@ -143,7 +143,7 @@ fn step(e: &Seen) -> Option<i64> {
 
 /// Whether the OTA exchange after the command is over: the new version reported, or a
 /// failure step.
-pub fn ota_done(seen: &[Seen], target: &str) -> bool {
+pub(crate) fn ota_done(seen: &[Seen], target: &str) -> bool {
     seen.iter()
         .any(|e| informed(e) == Some(target) || step(e).is_some_and(|s| s < 0))
 }

@@ -8,7 +8,7 @@ use crate::device_test::catalogue::{Kind, fix_of};
 use crate::device_test::evidence::{Seen, What};
 
 /// The keep-alive EnOS's SDKs allow, in seconds.
-pub const KEEP_ALIVE_RANGE: std::ops::RangeInclusive<u16> = 30..=1200;
+pub(crate) const KEEP_ALIVE_RANGE: std::ops::RangeInclusive<u16> = 30..=1200;
 
 /// The securemode of the CONNECT before `upto` (the last one), if any.
 fn mode_before(seen: &[Seen], upto: usize) -> Option<u8> {
@@ -20,7 +20,7 @@ fn mode_before(seen: &[Seen], upto: usize) -> Option<u8> {
 
 /// Whether the login is settled: a login that is not an activation's, or an activation
 /// followed by a login with the secret it gave.
-pub fn login_settled(seen: &[Seen]) -> bool {
+pub(crate) fn login_settled(seen: &[Seen]) -> bool {
     let logins: Vec<usize> = (0..seen.len())
         .filter(|&i| matches!(seen[i].what, What::Login { .. }))
         .collect();

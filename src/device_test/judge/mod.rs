@@ -13,13 +13,18 @@ mod sessions;
 
 use std::time::Duration;
 
-pub use commands::{commands, ota, ota_done};
-pub use login::{KEEP_ALIVE_RANGE, keepalive, login_settled, login_signed};
-pub use posts::{MAX_CLOCK_SKEW, clock_offset, posted, report_model, resume, resumed, timestamps};
-pub use reconnects::{
-    GROWTH, SAME, SHORT_INTERVAL, Shape, backoff, backoff_gaps, lost_publish, puback_retry, resend_of, shape,
-};
-pub use sessions::{after_reconnect, logged_in_subs, subdevice_relogin, tls};
+pub(crate) use commands::ota_done;
+pub use commands::{commands, ota};
+pub(crate) use login::{KEEP_ALIVE_RANGE, login_settled};
+pub use login::{keepalive, login_signed};
+pub use posts::{clock_offset, report_model, resume, timestamps};
+pub(crate) use posts::{posted, resumed};
+#[cfg(test)]
+pub(crate) use reconnects::{Shape, backoff_gaps, shape};
+pub use reconnects::{backoff, puback_retry};
+pub(crate) use reconnects::{lost_publish, resend_of};
+pub(crate) use sessions::{after_reconnect, logged_in_subs};
+pub use sessions::{subdevice_relogin, tls};
 
 use super::Verdict;
 use super::evidence::Seen;
@@ -59,7 +64,7 @@ impl Judged {
 }
 
 /// The most entries a case's evidence lists.
-pub const MAX_EVIDENCE: usize = 60;
+pub(crate) const MAX_EVIDENCE: usize = 60;
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())

@@ -11,7 +11,7 @@ use crate::device_test::evidence::{Seen, What};
 use crate::enos;
 
 /// How far a device's clock may be from this machine's before `report.timestamps` warns.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 fn is_post(method: &str) -> bool {
     enos::MEASUREPOINT_POSTS.contains(&method)
@@ -28,7 +28,7 @@ fn posts(seen: &[Seen]) -> impl Iterator<Item = &Seen> {
 }
 
 /// Whether a measure point was posted in `seen`.
-pub fn posted(seen: &[Seen]) -> bool {
+pub(crate) fn posted(seen: &[Seen]) -> bool {
     posts(seen).next().is_some()
 }
 
@@ -81,7 +81,7 @@ fn outage(seen: &[Seen]) -> Option<Outage> {
 
 /// The posts after the reconnect that carry a time measured during the outage, on the device's
 /// clock (`offset` from this machine's).
-pub fn resumed(seen: &[Seen], offset: i64) -> Vec<usize> {
+pub(crate) fn resumed(seen: &[Seen], offset: i64) -> Vec<usize> {
     let Some(Outage {
         from,
         back: Some((back, until)),
@@ -205,7 +205,7 @@ pub fn report_model(seen: &[Seen], observe: Duration) -> Judged {
     Judged::new(Verdict::Fail, expected, words, Some(fix_of(Kind::ReportModel))).with(bad)
 }
 
-/// `report.timestamps`: the times posts carry are within [`MAX_CLOCK_SKEW`] of this
+/// `report.timestamps`: the times posts carry are within `MAX_CLOCK_SKEW` of this
 /// machine's clock when they arrived (resumed points are old on purpose and not judged).
 pub fn timestamps(seen: &[Seen]) -> Judged {
     let expected = format!(

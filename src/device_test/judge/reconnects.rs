@@ -10,14 +10,14 @@ use crate::device_test::evidence::{Seen, What};
 
 /// Gaps within this fraction of each other (their ratios, or their differences) are the same:
 /// a backoff without jitter.
-pub const SAME: f64 = 0.10;
+pub(crate) const SAME: f64 = 0.10;
 /// The last gap of a growing backoff is at least this many times the first.
-pub const GROWTH: f64 = 1.5;
+pub(crate) const GROWTH: f64 = 1.5;
 /// A fixed reconnect interval shorter than this fails; a longer one warns.
-pub const SHORT_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const SHORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The PUBLISH the suite lost: where it is, its packet id and topic.
-pub fn lost_publish(seen: &[Seen]) -> Option<(usize, u16, &str)> {
+pub(crate) fn lost_publish(seen: &[Seen]) -> Option<(usize, u16, &str)> {
     seen.iter().enumerate().find_map(|(i, e)| match &e.what {
         What::Publish {
             lost: true,
@@ -30,7 +30,7 @@ pub fn lost_publish(seen: &[Seen]) -> Option<(usize, u16, &str)> {
 }
 
 /// The first PUBLISH with the lost one's packet id and topic after it.
-pub fn resend_of(seen: &[Seen]) -> Option<usize> {
+pub(crate) fn resend_of(seen: &[Seen]) -> Option<usize> {
     let (i, pkid, topic) = lost_publish(seen)?;
     seen[i + 1..]
         .iter()
@@ -130,7 +130,7 @@ pub fn puback_retry(seen: &[Seen], drop_after: Duration, observe: Duration) -> J
 
 /// The shape of a series of reconnect gaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// The gaps grow, and not by a fixed rule: jitter.
     Jittered,
     /// The gaps grow by a fixed rule (doubling, adding, up to a cap).
@@ -149,7 +149,7 @@ fn spread(values: &[f64]) -> f64 {
 /// The shape of `gaps` (seconds): growing when the last is at least [`GROWTH`] times the first;
 /// deterministic when their ratios, or their differences, are the same within [`SAME`], or
 /// when the last three are the same (a cap reached).
-pub fn shape(gaps: &[f64]) -> Shape {
+pub(crate) fn shape(gaps: &[f64]) -> Shape {
     let (Some(first), Some(last)) = (gaps.first(), gaps.last()) else {
         return Shape::Fixed;
     };
@@ -176,7 +176,7 @@ pub fn shape(gaps: &[f64]) -> Shape {
 /// The gaps of a backoff: from the drop to the first CONNECT, then from each refused CONNECT's
 /// answer (its arrival plus serve's CONNACK delay) to the next CONNECT, up to the first that
 /// was let in.
-pub fn backoff_gaps(seen: &[Seen], connack_delay: Duration) -> Vec<Duration> {
+pub(crate) fn backoff_gaps(seen: &[Seen], connack_delay: Duration) -> Vec<Duration> {
     let Some(drop) = seen.iter().position(|e| matches!(e.what, What::Dropped)) else {
         return Vec::new();
     };

@@ -11,7 +11,7 @@ use crate::device_test::evidence::{Seen, What};
 use crate::enos;
 
 /// The sub-devices logged in (code 200) in `seen`.
-pub fn logged_in_subs(seen: &[Seen]) -> Vec<String> {
+pub(crate) fn logged_in_subs(seen: &[Seen]) -> Vec<String> {
     let mut subs: Vec<String> = seen
         .iter()
         .filter_map(|e| match &e.what {
@@ -28,7 +28,7 @@ pub fn logged_in_subs(seen: &[Seen]) -> Vec<String> {
 }
 
 /// Where the first connection after the entry `drop` begins (its login), or the end.
-pub fn after_reconnect(seen: &[Seen], drop: usize) -> usize {
+pub(crate) fn after_reconnect(seen: &[Seen], drop: usize) -> usize {
     seen.iter()
         .skip(drop)
         .position(|e| matches!(e.what, What::Login { .. }))

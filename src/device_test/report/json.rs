@@ -8,13 +8,13 @@ use serde_json::json;
 use crate::device_test::Report;
 use crate::device_test::catalogue::{CASES, CATALOGUE_VERSION};
 
-pub fn report(r: &Report) -> String {
+pub(crate) fn report(r: &Report) -> String {
     let mut text = serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     text.push('\n');
     text
 }
 
-pub fn catalogue() -> String {
+pub(crate) fn catalogue() -> String {
     let cases: Vec<_> = CASES
         .iter()
         .map(|c| {

@@ -9,7 +9,7 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-pub fn report(r: &Report) -> String {
+pub(crate) fn report(r: &Report) -> String {
     let mut out = format!("## {}\n\n", super::headline(r));
     out.push_str("| case | verdict | seconds | message |\n|---|---|---|---|\n");
     for c in &r.cases {
@@ -48,7 +48,7 @@ pub fn report(r: &Report) -> String {
     out
 }
 
-pub fn catalogue() -> String {
+pub(crate) fn catalogue() -> String {
     let mut out =
         format!("Catalogue {CATALOGUE_VERSION}\n\n| case | runs for | checks | fix |\n|---|---|---|---|\n");
     for c in CASES {

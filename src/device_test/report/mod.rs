@@ -2,10 +2,10 @@
 //! exporter per format): `table.rs` for a terminal, `json.rs`, `markdown.rs` for a ticket, and
 //! `junit.rs`, the JUnit XML CI systems read. Pure: a report in, text out.
 
-pub mod json;
+pub(crate) mod json;
 pub mod junit;
-pub mod markdown;
-pub mod table;
+pub(crate) mod markdown;
+pub(crate) mod table;
 
 use super::{CaseResult, Report, Verdict};
 use crate::render::{Format, Paint, Style, paint};
@@ -20,7 +20,7 @@ pub fn render(report: &Report, format: Format, style: Style) -> String {
 }
 
 /// The catalogue (`--list`) in `format`.
-pub fn catalogue(format: Format) -> String {
+pub(crate) fn catalogue(format: Format) -> String {
     match format {
         Format::Table => table::catalogue(),
         Format::Json => json::catalogue(),
@@ -29,7 +29,7 @@ pub fn catalogue(format: Format) -> String {
 }
 
 /// A verdict's word, coloured when `color`.
-pub fn verdict_word(v: Verdict, color: bool) -> String {
+pub(crate) fn verdict_word(v: Verdict, color: bool) -> String {
     let how = match v {
         Verdict::Pass => Some(Paint::Good),
         Verdict::Fail | Verdict::Error => Some(Paint::Bad),
@@ -43,7 +43,7 @@ pub fn verdict_word(v: Verdict, color: bool) -> String {
 }
 
 /// The line a terminal shows as each case ends.
-pub fn progress_line(r: &CaseResult, color: bool) -> String {
+pub(crate) fn progress_line(r: &CaseResult, color: bool) -> String {
     format!(
         "{:<8} {:<26} {:>6.1} s",
         verdict_word(r.verdict, color),
@@ -53,7 +53,7 @@ pub fn progress_line(r: &CaseResult, color: bool) -> String {
 }
 
 /// "9 pass, 1 warn, 0 fail, 3 skipped, 0 error".
-pub fn summary_words(r: &Report) -> String {
+pub(crate) fn summary_words(r: &Report) -> String {
     let s = &r.summary;
     format!(
         "{} pass, {} warn, {} fail, {} skipped, {} error",
@@ -62,7 +62,7 @@ pub fn summary_words(r: &Report) -> String {
 }
 
 /// Who was examined, over what, by which catalogue.
-pub fn headline(r: &Report) -> String {
+pub(crate) fn headline(r: &Report) -> String {
     let over = r
         .protocol
         .as_deref()
@@ -78,7 +78,7 @@ pub fn headline(r: &Report) -> String {
 }
 
 /// `text` wrapped at `width` columns, each line after the first indented by `indent`.
-pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+pub(crate) fn wrap(text: &str, width: usize, indent: &str) -> String {
     let mut out = String::new();
     let mut line = String::new();
     for word in text.split_whitespace() {

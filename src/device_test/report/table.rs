@@ -9,7 +9,7 @@ use crate::device_test::catalogue::{CASES, CATALOGUE_VERSION};
 use crate::device_test::{Report, Verdict};
 use crate::render::Style;
 
-pub fn report(r: &Report, style: Style) -> String {
+pub(crate) fn report(r: &Report, style: Style) -> String {
     let mut t = comfy_table::Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED);
     t.set_content_arrangement(ContentArrangement::Disabled);
@@ -43,7 +43,7 @@ pub fn report(r: &Report, style: Style) -> String {
     out
 }
 
-pub fn catalogue() -> String {
+pub(crate) fn catalogue() -> String {
     let mut out = format!("catalogue {CATALOGUE_VERSION}: {} cases\n", CASES.len());
     for c in CASES {
         let mut when = Vec::new();

@@ -69,7 +69,9 @@ pub fn devices_from_csv(text: &str) -> Result<Vec<FleetDevice>, String> {
 
 /// The devices of a registry (serve's TOML): each with its device secret, or with its
 /// product's secret (securemode 3) when it has none yet.
-pub fn devices_from_registry(registry: &crate::registry::Registry) -> Result<Vec<FleetDevice>, String> {
+pub(crate) fn devices_from_registry(
+    registry: &crate::registry::Registry,
+) -> Result<Vec<FleetDevice>, String> {
     registry
         .devices
         .iter()
@@ -105,7 +107,12 @@ pub fn devices_from_registry(registry: &crate::registry::Registry) -> Result<Vec
 
 /// `--devices N`: keys `{prefix}-{i}` (1 to N) under one product, each activated by its login
 /// with the product secret (securemode 3).
-pub fn generated(product_key: &str, prefix: &str, product_secret: &Secret, n: u64) -> Vec<FleetDevice> {
+pub(crate) fn generated(
+    product_key: &str,
+    prefix: &str,
+    product_secret: &Secret,
+    n: u64,
+) -> Vec<FleetDevice> {
     (1..=n)
         .map(|i| FleetDevice {
             product_key: product_key.to_string(),

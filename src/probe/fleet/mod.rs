@@ -27,10 +27,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod devices;
 mod hold;
 mod report;
-pub use devices::{FleetDevice, devices_from_csv, devices_from_registry, duration, generated};
+pub use devices::FleetDevice;
+// Public for fuzz/fuzz_targets/fleet_devices.rs and load_reports.rs only.
+#[doc(hidden)]
+pub use devices::{devices_from_csv, duration};
+pub(crate) use devices::{devices_from_registry, generated};
 use hold::hold;
 use report::report;
-pub use report::{FleetPart, FleetReport, Tick, merge_parts, parse_parts};
+pub(crate) use report::{FleetPart, FleetReport, Tick};
+#[doc(hidden)]
+pub use report::{merge_parts, parse_parts};
 
 use super::{ErrorKind, Io, Login, Target};
 use crate::capabilities::Capabilities;
@@ -59,16 +65,16 @@ pub struct FleetOptions {
     pub timeout: Duration,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The local addresses devices connect from, round robin; empty: the default, which for
-    /// an IPv4 loopback target is [`LOOPBACK_SOURCES`] addresses of 127.0.0.0/8.
+    /// an IPv4 loopback target is `LOOPBACK_SOURCES` addresses of 127.0.0.0/8.
     pub sources: Vec<IpAddr>,
     /// Where the device secrets that dynamic activation gives are written
     /// (`DIR/{product key}/{device key}.secret`, mode 0600), so that the next run finds them
-    /// ([`kept_secret`]); `None`: they are acknowledged and forgotten.
+    /// (`kept_secret`); `None`: they are acknowledged and forgotten.
     pub activate_to: Option<std::path::PathBuf>,
 }
 
 /// The file a device's secret is kept in under `--activate-to DIR`.
-pub fn kept_secret(dir: &std::path::Path, d: &FleetDevice) -> std::path::PathBuf {
+pub(crate) fn kept_secret(dir: &std::path::Path, d: &FleetDevice) -> std::path::PathBuf {
     dir.join(&d.product_key).join(format!("{}.secret", d.device_key))
 }
 
@@ -164,7 +170,7 @@ pub async fn run(
 
 /// [`run`] until `stop` completes (Ctrl-C) first: then the devices are dropped where they are
 /// and the report, marked interrupted, holds what ran until then.
-pub async fn run_until(
+pub(crate) async fn run_until(
     caps: &'static Capabilities,
     target: Target,
     addr: SocketAddr,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::super::load::MergeError;
 use super::Shared;
 use crate::measurement::fleet::delivered;
-pub use crate::measurement::fleet::{FleetPart, FleetReport, Tick};
+pub(crate) use crate::measurement::fleet::{FleetPart, FleetReport, Tick};
 use crate::measurement::load::{LoadReport, Percentiles};
 
 fn per_s(n: u64, secs: f64) -> f64 {
