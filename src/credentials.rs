@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::base::Secret;
-use crate::capabilities::Capabilities;
+use crate::capabilities::{Capabilities, CredentialRecipe, SecureMode};
 
 #[derive(Debug, Clone)]
 pub struct CredentialRequest {
@@ -167,7 +167,7 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
 pub(crate) fn recipe<'c>(
     caps: &'c Capabilities,
     name: &str,
-) -> Result<&'c crate::capabilities::CredentialRecipe, CredentialsError> {
+) -> Result<&'c CredentialRecipe, CredentialsError> {
     if let Some(r) = caps.credentials.get(name) {
         return Ok(r);
     }
@@ -216,36 +216,8 @@ pub fn compute(
     if req.device_key.trim().is_empty() {
         return Err(CredentialsError::EmptyKey { flag: "--device-key" });
     }
-    let lifetime = match &recipe.lifetime {
-        Some(l) => {
-            let value = req.lifetime.unwrap_or(l.default);
-            let (min, max) = (l.min.unwrap_or(1), l.max.unwrap_or(u64::MAX));
-            if value < min || value > max {
-                return Err(CredentialsError::Lifetime {
-                    protocol: req.protocol.clone(),
-                    value,
-                    min,
-                    max,
-                    unit: l.unit.clone(),
-                });
-            }
-            Some((value, l.unit.clone()))
-        }
-        None => None,
-    };
-    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
-    vars.insert("pk", req.product_key.clone());
-    vars.insert("dk", req.device_key.clone());
-    vars.insert(
-        "client_id",
-        req.client_id.clone().unwrap_or_else(|| req.device_key.clone()),
-    );
-    vars.insert("timestamp", req.timestamp.to_string());
-    vars.insert("secure_mode", mode.value.to_string());
-    vars.insert("sign_method", SIGN_METHOD.to_string());
-    if let Some((value, _)) = &lifetime {
-        vars.insert("lifetime", value.to_string());
-    }
+    let lifetime = lifetime(recipe, req)?;
+    let mut vars = variables(req, mode, lifetime.as_ref().map(|(value, _)| *value));
     let mut fields: Vec<(String, String)> = recipe
         .fields
         .iter()
@@ -280,6 +252,51 @@ pub fn compute(
         }),
         steps,
     })
+}
+
+/// The lifetime the request asks for (or the recipe's default), in its unit, checked against
+/// the recipe's range; `None` when the recipe has none.
+fn lifetime(
+    recipe: &CredentialRecipe,
+    req: &CredentialRequest,
+) -> Result<Option<(u64, String)>, CredentialsError> {
+    let Some(l) = &recipe.lifetime else {
+        return Ok(None);
+    };
+    let value = req.lifetime.unwrap_or(l.default);
+    let (min, max) = (l.min.unwrap_or(1), l.max.unwrap_or(u64::MAX));
+    if value < min || value > max {
+        return Err(CredentialsError::Lifetime {
+            protocol: req.protocol.clone(),
+            value,
+            min,
+            max,
+            unit: l.unit.clone(),
+        });
+    }
+    Ok(Some((value, l.unit.clone())))
+}
+
+/// The values a recipe's templates name (`{pk}`, `{timestamp}`, ...), but the sign.
+fn variables(
+    req: &CredentialRequest,
+    mode: &SecureMode,
+    lifetime: Option<u64>,
+) -> BTreeMap<&'static str, String> {
+    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+    vars.insert("pk", req.product_key.clone());
+    vars.insert("dk", req.device_key.clone());
+    vars.insert(
+        "client_id",
+        req.client_id.clone().unwrap_or_else(|| req.device_key.clone()),
+    );
+    vars.insert("timestamp", req.timestamp.to_string());
+    vars.insert("secure_mode", mode.value.to_string());
+    vars.insert("sign_method", SIGN_METHOD.to_string());
+    if let Some(value) = lifetime {
+        vars.insert("lifetime", value.to_string());
+    }
+    vars
 }
 
 #[cfg(test)]

@@ -238,114 +238,141 @@ fn flow(caps: &Capabilities, p: &mut Problems) {
         );
     }
     for (i, node) in caps.flow.nodes.iter().enumerate() {
-        let at = |field: &str| path!("flow", "nodes", i, field);
-        let question = node.question.as_deref().and_then(|q| caps.question(q));
         match node.kind {
-            NodeKind::Question | NodeKind::Filter => match &node.question {
-                None => p.add(
-                    at("kind"),
-                    format!("{} node `{}` needs `question`", node.kind.as_str(), node.id),
-                ),
-                Some(q) if question.is_none() => p.add(
-                    at("question"),
-                    format!("node `{}` asks unknown question `{q}`", node.id),
-                ),
-                Some(_) => {}
-            },
-            _ => {}
-        }
-        if node.kind == NodeKind::Filter {
-            match node.attribute.as_deref() {
-                Some(a) if FILTER_ATTRIBUTES.contains(&a) => {}
-                other => p.add(
-                    at("attribute"),
-                    format!(
-                        "filter node `{}` has attribute {:?}; use one of {}",
-                        node.id,
-                        other.unwrap_or("(none)"),
-                        FILTER_ATTRIBUTES.join(", ")
-                    ),
-                ),
+            NodeKind::Question => node_question(caps, p, i, node),
+            NodeKind::Filter => {
+                node_question(caps, p, i, node);
+                filter_node(caps, p, i, node);
             }
-            if let (Some(map), Some(q)) = (&node.map, question) {
-                for v in q.values() {
-                    if !map.contains_key(v) {
-                        p.add(
-                            at("map"),
-                            format!("filter node `{}` maps no value for answer `{v}`", node.id),
-                        );
-                    }
-                }
-                for k in map.keys() {
-                    if !q.values().any(|v| v == k) {
-                        p.add(
-                            path!("flow", "nodes", i, "map", k),
-                            format!(
-                                "filter node `{}` maps `{k}`, which `{}` never answers",
-                                node.id, q.id
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        if node.kind == NodeKind::Prefer {
-            for (j, rule) in node.rules.iter().enumerate() {
-                let rat = |field: &str| path!("flow", "nodes", i, "rules", j, field);
-                if caps.protocol(&rule.protocol).is_none() {
-                    p.add(
-                        rat("protocol"),
-                        format!(
-                            "prefer rule names unknown protocol `{}` (known: {})",
-                            rule.protocol,
-                            known_protocols(caps)
-                        ),
-                    );
-                }
-                match (&rule.question, &rule.equals) {
-                    (None, None) => {}
-                    (Some(q), Some(v)) => match caps.question(q) {
-                        None => p.add(
-                            rat("question"),
-                            format!("prefer rule asks unknown question `{q}`"),
-                        ),
-                        Some(q) if !q.values().any(|x| x == v) => p.add(
-                            rat("equals"),
-                            format!(
-                                "prefer rule tests `{}` = `{v}`, not one of {}",
-                                q.id,
-                                list(q.values())
-                            ),
-                        ),
-                        Some(_) => {}
-                    },
-                    _ => p.add(
-                        rat("protocol"),
-                        "a prefer rule needs both `question` and `equals`, or neither",
-                    ),
-                }
-            }
-        }
-        if node.kind == NodeKind::Outcome {
-            match node.outcome.as_deref() {
-                Some("direct") => {}
-                Some(o) if caps.outcome(o).is_some() => {}
-                other => p.add(
-                    at("outcome"),
-                    format!(
-                        "outcome node `{}` names outcome {:?}, which is neither `direct` nor listed in [[outcomes]]",
-                        node.id,
-                        other.unwrap_or("(none)")
-                    ),
-                ),
-            }
+            NodeKind::Prefer => prefer_rules(caps, p, i, node),
+            NodeKind::Outcome => outcome_node(caps, p, i, node),
+            NodeKind::Cover => {}
         }
     }
     edges(caps, p);
     reachability_and_cycles(caps, p);
 }
 
+/// A question or filter node names a question, and one that exists.
+fn node_question(caps: &Capabilities, p: &mut Problems, i: usize, node: &Node) {
+    let at = |field: &str| path!("flow", "nodes", i, field);
+    match &node.question {
+        None => p.add(
+            at("kind"),
+            format!("{} node `{}` needs `question`", node.kind.as_str(), node.id),
+        ),
+        Some(q) if caps.question(q).is_none() => p.add(
+            at("question"),
+            format!("node `{}` asks unknown question `{q}`", node.id),
+        ),
+        Some(_) => {}
+    }
+}
+
+/// A filter node filters by a known attribute, and its map covers exactly its question's
+/// answers.
+fn filter_node(caps: &Capabilities, p: &mut Problems, i: usize, node: &Node) {
+    let at = |field: &str| path!("flow", "nodes", i, field);
+    match node.attribute.as_deref() {
+        Some(a) if FILTER_ATTRIBUTES.contains(&a) => {}
+        other => p.add(
+            at("attribute"),
+            format!(
+                "filter node `{}` has attribute {:?}; use one of {}",
+                node.id,
+                other.unwrap_or("(none)"),
+                FILTER_ATTRIBUTES.join(", ")
+            ),
+        ),
+    }
+    let question = node.question.as_deref().and_then(|q| caps.question(q));
+    let (Some(map), Some(q)) = (&node.map, question) else {
+        return;
+    };
+    for v in q.values() {
+        if !map.contains_key(v) {
+            p.add(
+                at("map"),
+                format!("filter node `{}` maps no value for answer `{v}`", node.id),
+            );
+        }
+    }
+    for k in map.keys() {
+        if !q.values().any(|v| v == k) {
+            p.add(
+                path!("flow", "nodes", i, "map", k),
+                format!(
+                    "filter node `{}` maps `{k}`, which `{}` never answers",
+                    node.id, q.id
+                ),
+            );
+        }
+    }
+}
+
+/// Each rule of a prefer node names a known protocol, and tests a known answer or nothing.
+fn prefer_rules(caps: &Capabilities, p: &mut Problems, i: usize, node: &Node) {
+    for (j, rule) in node.rules.iter().enumerate() {
+        let rat = |field: &str| path!("flow", "nodes", i, "rules", j, field);
+        if caps.protocol(&rule.protocol).is_none() {
+            p.add(
+                rat("protocol"),
+                format!(
+                    "prefer rule names unknown protocol `{}` (known: {})",
+                    rule.protocol,
+                    known_protocols(caps)
+                ),
+            );
+        }
+        match (&rule.question, &rule.equals) {
+            (None, None) => {}
+            (Some(q), Some(v)) => match caps.question(q) {
+                None => p.add(
+                    rat("question"),
+                    format!("prefer rule asks unknown question `{q}`"),
+                ),
+                Some(q) if !q.values().any(|x| x == v) => p.add(
+                    rat("equals"),
+                    format!(
+                        "prefer rule tests `{}` = `{v}`, not one of {}",
+                        q.id,
+                        list(q.values())
+                    ),
+                ),
+                Some(_) => {}
+            },
+            _ => p.add(
+                rat("protocol"),
+                "a prefer rule needs both `question` and `equals`, or neither",
+            ),
+        }
+    }
+}
+
+/// An outcome node ends in `direct` or an outcome of `[[outcomes]]`.
+fn outcome_node(caps: &Capabilities, p: &mut Problems, i: usize, node: &Node) {
+    match node.outcome.as_deref() {
+        Some("direct") => {}
+        Some(o) if caps.outcome(o).is_some() => {}
+        other => p.add(
+            path!("flow", "nodes", i, "outcome"),
+            format!(
+                "outcome node `{}` names outcome {:?}, which is neither `direct` nor listed in [[outcomes]]",
+                node.id,
+                other.unwrap_or("(none)")
+            ),
+        ),
+    }
+}
+
 fn edges(caps: &Capabilities, p: &mut Problems) {
+    let taken = each_edge(caps, p);
+    every_branch_has_an_edge(caps, p, &taken);
+}
+
+/// Each edge joins two nodes that exist, on a branch its node produces, taken once; returns
+/// the branches taken from each node.
+fn each_edge<'c>(caps: &'c Capabilities, p: &mut Problems) -> BTreeMap<&'c str, Vec<&'c str>> {
     let mut taken: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (i, e) in caps.flow.edges.iter().enumerate() {
         let at = |field: &str| path!("flow", "edges", i, field);
@@ -404,6 +431,11 @@ fn edges(caps: &Capabilities, p: &mut Problems) {
             seen.push(w.as_str());
         }
     }
+    taken
+}
+
+/// Every branch of every node but an outcome has an edge: the flow never stops midway.
+fn every_branch_has_an_edge(caps: &Capabilities, p: &mut Problems, taken: &BTreeMap<&str, Vec<&str>>) {
     for (i, node) in caps.flow.nodes.iter().enumerate() {
         let branches: Vec<&str> = match node.kind {
             NodeKind::Outcome => continue,

@@ -35,17 +35,7 @@ pub(super) fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         Error::io(format!("--record {file}: cannot create it"), e)
     })?;
     let (endpoint, conflicts) = keep_state(args, endpoint)?;
-    // As servers do: the soft open-file limit raised to the hard one, and the connection
-    // bounds sized from it unless --max-connections says otherwise: MQTT's logins and, counted
-    // apart, HTTP's connections (so a full fleet never locks a test out of /twin).
-    let from_fds = serve::limits::raise_open_files();
-    let max = args
-        .listen
-        .max_connections
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(from_fds);
-    endpoint.limits.set_max(max);
-    endpoint.http_limits.set_max(max);
+    size_limits(&endpoint, &args.listen);
     // On a terminal each event is one readable line on stdout (the JSON goes to the record);
     // piped or redirected, stdout is JSON and the readable lines go to stderr.
     let readable = opts.log && std::io::stdout().is_terminal();
@@ -58,24 +48,7 @@ pub(super) fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         .build()
         .map_err(|e| Error::io("cannot start the network runtime", e))?;
     runtime.block_on(async {
-        let bound = match serve::bind(&opts).await {
-            // The console was not asked for: its default port taken is no reason to stop.
-            Err(e) if e.what == "console" && args.listen.console.is_none() => {
-                eprintln!(
-                    "serve: warning: the console's default address {} is taken ({}); serving without a console (--console ADDR picks another address, --console off turns it off)",
-                    e.addr, e.message
-                );
-                opts.console = None;
-                serve::bind(&opts).await
-            }
-            bound => bound,
-        }
-        .map_err(|e| {
-            Error::usage_with_help(
-                e.to_string(),
-                "pick a free port (port 0 picks one), or `off` to turn the listener off",
-            )
-        })?;
+        let bound = bind(&mut opts, &args.listen).await?;
         let listening = bound.listening().await;
         endpoint.events.emit_line(&listening);
         report_conflicts(&endpoint, &conflicts);
@@ -101,6 +74,41 @@ pub(super) fn run(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     })?;
     endpoint.twin.close().map_err(Error::Saving)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// As servers do: the soft open-file limit raised to the hard one, and the connection bounds
+/// sized from it unless --max-connections says otherwise: MQTT's logins and, counted apart,
+/// HTTP's connections (so a full fleet never locks a test out of /twin).
+fn size_limits(endpoint: &Endpoint, listen: &ListenArgs) {
+    let from_fds = serve::limits::raise_open_files();
+    let max = listen
+        .max_connections
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(from_fds);
+    endpoint.limits.set_max(max);
+    endpoint.http_limits.set_max(max);
+}
+
+/// The listeners bound; the console's default port taken is no reason to stop when the
+/// console was not asked for: serve goes on without it, and says so.
+async fn bind(opts: &mut Options, listen: &ListenArgs) -> Result<serve::Listeners> {
+    match serve::bind(opts).await {
+        Err(e) if e.what == "console" && listen.console.is_none() => {
+            eprintln!(
+                "serve: warning: the console's default address {} is taken ({}); serving without a console (--console ADDR picks another address, --console off turns it off)",
+                e.addr, e.message
+            );
+            opts.console = None;
+            serve::bind(opts).await
+        }
+        bound => bound,
+    }
+    .map_err(|e| {
+        Error::usage_with_help(
+            e.to_string(),
+            "pick a free port (port 0 picks one), or `off` to turn the listener off",
+        )
+    })
 }
 
 /// Where the twin keeps its state: the data file of `--data`, checked and read before anything

@@ -328,6 +328,7 @@ pub struct LoadOptions {
     pub rate: Option<f64>,
 }
 
+#[derive(Default)]
 struct Stats {
     histograms: BTreeMap<&'static str, Histogram<u64>>,
     succeeded: u64,
@@ -430,14 +431,7 @@ where
         usize::try_from(load.concurrency.max(1)).unwrap_or(1),
     ));
     let mut tasks = tokio::task::JoinSet::new();
-    let mut stats = Stats {
-        histograms: BTreeMap::new(),
-        succeeded: 0,
-        failed: 0,
-        errors: BTreeMap::new(),
-        examples: BTreeMap::new(),
-        needs: BTreeMap::new(),
-    };
+    let mut stats = Stats::default();
     // The flags are range-checked at parse time; the checked conversions keep a library
     // caller's odd rate from panicking all the same.
     let rate = load.rate.filter(|r| r.is_finite() && *r > 0.0);
@@ -452,10 +446,7 @@ where
     };
     for i in 0..load.count {
         let next = async {
-            if let Some(r) = rate
-                && let Ok(offset) = Duration::try_from_secs_f64(i as f64 / r)
-                && let Some(due) = started.checked_add(offset)
-            {
+            if let Some(due) = due(started, rate, i) {
                 tokio::time::sleep_until(due.into()).await;
             }
             slots.clone().acquire_owned().await
@@ -498,6 +489,26 @@ where
         tasks.abort_all();
     }
     let elapsed = started.elapsed().as_secs_f64();
+    report(protocol, target, load, stats, elapsed, interrupted)
+}
+
+/// When probe `i` is due at `rate` per second from `started`: none without a rate (or past
+/// what an `Instant` holds).
+fn due(started: Instant, rate: Option<f64>, i: u64) -> Option<Instant> {
+    let offset = Duration::try_from_secs_f64(i as f64 / rate?).ok()?;
+    started.checked_add(offset)
+}
+
+/// The load's report from what was counted: `count` is what ran when interrupted, and the
+/// times are rounded to a millisecond and the rate to a tenth.
+fn report(
+    protocol: &str,
+    target: &str,
+    load: &LoadOptions,
+    stats: Stats,
+    elapsed: f64,
+    interrupted: bool,
+) -> LoadReport {
     let stages = stats
         .histograms
         .iter()

@@ -296,82 +296,9 @@ impl Renderer for Table {
     /// plain aligned columns with short cells (the feature id, a word per protocol), long words
     /// as numbered notes under the table, and the feature's title last, cut to the width.
     fn compare(&self, caps: &Capabilities, needs: &[String]) -> String {
-        let mut notes: Vec<String> = Vec::new();
-        let mut note = |text: String| -> String {
-            let n = notes.iter().position(|t| *t == text).unwrap_or_else(|| {
-                notes.push(text);
-                notes.len() - 1
-            });
-            format!("[{}]", n + 1)
-        };
-        let mut rows: Vec<Vec<String>> = Vec::new();
-        let mut header = vec!["need".to_string()];
-        header.extend(caps.protocols.iter().map(|p| p.title.clone()));
-        header.push("feature".into());
-        rows.push(header);
-        for f in &caps.features {
-            let mark = if needs.contains(&f.id) { "* " } else { "" };
-            let mut row = vec![format!("{mark}{}", f.id)];
-            for p in &caps.protocols {
-                let s = support_cell(f.support_for(&p.id));
-                row.push(match f.notes.get(&p.id) {
-                    Some(text) => format!("{s}{}", note(format!("{}, {}: {text}", p.title, f.id))),
-                    None => s.to_string(),
-                });
-            }
-            row.push(f.title.clone());
-            rows.push(row);
-        }
-        let mut row = vec!["transport".to_string()];
-        row.extend(caps.protocols.iter().map(|p| p.transport.to_uppercase()));
-        rows.push(row);
-        let mut row = vec!["EnOS versions".to_string()];
-        row.extend(caps.protocols.iter().map(|p| p.enos_versions.join(",")));
-        rows.push(row);
-        let mut row = vec!["security".to_string()];
-        row.extend(
-            caps.protocols
-                .iter()
-                .map(|p| format!("opt.{}", note(format!("{}: {}", p.title, p.security)))),
-        );
-        rows.push(row);
+        let (rows, notes) = compare_rows(caps, needs);
         let width = usize::from(self.style.fit_width());
-        let columns = caps.protocols.len() + 1;
-        let widths: Vec<usize> = (0..columns)
-            .map(|i| {
-                rows.iter()
-                    .filter_map(|r| r.get(i))
-                    .map(|c| c.chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let used: usize = widths.iter().map(|w| w + 2).sum();
-        let title_room = width.saturating_sub(used);
-        let mut out = String::new();
-        for (n, row) in rows.iter().enumerate() {
-            let mut line = String::new();
-            for (i, w) in widths.iter().enumerate() {
-                let cell = row.get(i).map_or("", String::as_str);
-                line.push_str(&format!("{cell:<w$}  "));
-            }
-            // The title wraps under itself: nothing is cut, and the short columns stay one line.
-            let mut line = match row.get(columns) {
-                Some(title) if title_room >= 12 => {
-                    let wrapped = super::wrap(&line, title, width);
-                    wrapped.trim_end().to_string()
-                }
-                _ => line,
-            };
-            line.truncate(line.trim_end().len());
-            let line = line.as_str();
-            if n == 0 && self.style.color {
-                out.push_str(&paint(line, Paint::Strong, true));
-            } else {
-                out.push_str(line);
-            }
-            out.push('\n');
-        }
+        let mut out = compare_lines(&rows, caps.protocols.len() + 1, width, self.style.color);
         out.push('\n');
         if !needs.is_empty() {
             out.push_str("* needed; ");
@@ -534,4 +461,90 @@ impl Renderer for Table {
     fn check(&self, r: &CheckReport) -> String {
         check_text(r)
     }
+}
+
+/// The comparison's rows (a header, a row per feature, then transport, versions, security) and
+/// the numbered notes their cells point at.
+fn compare_rows(caps: &Capabilities, needs: &[String]) -> (Vec<Vec<String>>, Vec<String>) {
+    let mut notes: Vec<String> = Vec::new();
+    let mut note = |text: String| -> String {
+        let n = notes.iter().position(|t| *t == text).unwrap_or_else(|| {
+            notes.push(text);
+            notes.len() - 1
+        });
+        format!("[{}]", n + 1)
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = vec!["need".to_string()];
+    header.extend(caps.protocols.iter().map(|p| p.title.clone()));
+    header.push("feature".into());
+    rows.push(header);
+    for f in &caps.features {
+        let mark = if needs.contains(&f.id) { "* " } else { "" };
+        let mut row = vec![format!("{mark}{}", f.id)];
+        for p in &caps.protocols {
+            let s = support_cell(f.support_for(&p.id));
+            row.push(match f.notes.get(&p.id) {
+                Some(text) => format!("{s}{}", note(format!("{}, {}: {text}", p.title, f.id))),
+                None => s.to_string(),
+            });
+        }
+        row.push(f.title.clone());
+        rows.push(row);
+    }
+    let mut row = vec!["transport".to_string()];
+    row.extend(caps.protocols.iter().map(|p| p.transport.to_uppercase()));
+    rows.push(row);
+    let mut row = vec!["EnOS versions".to_string()];
+    row.extend(caps.protocols.iter().map(|p| p.enos_versions.join(",")));
+    rows.push(row);
+    let mut row = vec!["security".to_string()];
+    row.extend(
+        caps.protocols
+            .iter()
+            .map(|p| format!("opt.{}", note(format!("{}: {}", p.title, p.security)))),
+    );
+    rows.push(row);
+    (rows, notes)
+}
+
+/// The rows as plain aligned columns, the last (the feature's title) wrapped under itself when
+/// there is room; the header strong when `color`.
+fn compare_lines(rows: &[Vec<String>], columns: usize, width: usize, color: bool) -> String {
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let used: usize = widths.iter().map(|w| w + 2).sum();
+    let title_room = width.saturating_sub(used);
+    let mut out = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (i, w) in widths.iter().enumerate() {
+            let cell = row.get(i).map_or("", String::as_str);
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+        // The title wraps under itself: nothing is cut, and the short columns stay one line.
+        let mut line = match row.get(columns) {
+            Some(title) if title_room >= 12 => {
+                let wrapped = super::wrap(&line, title, width);
+                wrapped.trim_end().to_string()
+            }
+            _ => line,
+        };
+        line.truncate(line.trim_end().len());
+        let line = line.as_str();
+        if n == 0 && color {
+            out.push_str(&paint(line, Paint::Strong, true));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }

@@ -18,9 +18,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use super::Identity;
-use super::history::Retention;
+use super::history::{Retention, Stored};
 use super::store::{Change, Patch, Progress, Queue, Taken};
 use super::twin::Origin;
+use crate::base::Secret;
 
 /// A value into a point's history (the same time keeps the last value).
 const INSERT_VALUE: &str = "INSERT INTO history (series, time, value) VALUES (?1, ?2, ?3) \
@@ -168,21 +169,7 @@ impl Writer {
                 );
             }
             Change::Device { id, origin, patch } => patch_device(c, &id, origin, patch)?,
-            Change::Points { id, time, values } => {
-                for (point, value) in values {
-                    let step = self.retention.prune_step();
-                    let s = self.series_of(&id, &point)?;
-                    s.since_prune += 1;
-                    let sid = s.id;
-                    if step.is_some_and(|step| s.since_prune >= step) {
-                        s.since_prune = 0;
-                        prune.push(sid);
-                    }
-                    self.conn
-                        .prepare_cached(INSERT_VALUE)?
-                        .execute(params![sid, time, value])?;
-                }
-            }
+            Change::Points { id, time, values } => self.insert_points(&id, time, values, prune)?,
             Change::Event { id, event } => {
                 let vals = event.values.to_string();
                 c.prepare_cached(
@@ -232,17 +219,7 @@ impl Writer {
             } => {
                 // What was folded before this change belongs to the device it replaces.
                 self.flush(folded)?;
-                self.forget(&id)?;
-                self.conn.execute(
-                    "INSERT INTO devices (product_key, device_key, origin, secret) VALUES (?1, ?2, 'register', ?3)",
-                    params![id.product_key, id.device_key, secret.expose_for_login()],
-                )?;
-                let mut stmt = self.conn.prepare_cached(
-                    "INSERT INTO attributes (product_key, device_key, key, value) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (k, v) in attributes {
-                    stmt.execute(params![id.product_key, id.device_key, k, v.to_string()])?;
-                }
+                self.register(&id, &secret, attributes)?;
             }
             Change::Deleted { id, origin } => {
                 self.flush(folded)?;
@@ -255,6 +232,53 @@ impl Writer {
                     )?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A device's new values, each in its point's series; a series due for pruning (every
+    /// `Retention::prune_step` values) goes on `prune`.
+    fn insert_points(
+        &mut self,
+        id: &Identity,
+        time: i64,
+        values: Vec<(String, Stored)>,
+        prune: &mut Vec<i64>,
+    ) -> rusqlite::Result<()> {
+        for (point, value) in values {
+            let step = self.retention.prune_step();
+            let s = self.series_of(id, &point)?;
+            s.since_prune += 1;
+            let sid = s.id;
+            if step.is_some_and(|step| s.since_prune >= step) {
+                s.since_prune = 0;
+                prune.push(sid);
+            }
+            self.conn
+                .prepare_cached(INSERT_VALUE)?
+                .execute(params![sid, time, value])?;
+        }
+        Ok(())
+    }
+
+    /// A device registered (`thing/device/register`): what the file held about a device of
+    /// that identity forgotten, the new one written with its secret and attributes.
+    fn register(
+        &mut self,
+        id: &Identity,
+        secret: &Secret,
+        attributes: Vec<(String, serde_json::Value)>,
+    ) -> rusqlite::Result<()> {
+        self.forget(id)?;
+        self.conn.execute(
+            "INSERT INTO devices (product_key, device_key, origin, secret) VALUES (?1, ?2, 'register', ?3)",
+            params![id.product_key, id.device_key, secret.expose_for_login()],
+        )?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO attributes (product_key, device_key, key, value) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (k, v) in attributes {
+            stmt.execute(params![id.product_key, id.device_key, k, v.to_string()])?;
         }
         Ok(())
     }
