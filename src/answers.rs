@@ -8,7 +8,7 @@ use serde::Serialize;
 use toml::Spanned;
 
 use crate::capabilities::Capabilities;
-use crate::source::{Located, SourceFile, nearest};
+use crate::source_text::{Located, SourceFile, nearest};
 
 /// Answers to the questions, keyed by question id, and the needed features.
 /// `needs == None` means the needs were not answered at all (as opposed to "nothing needed").
@@ -54,7 +54,7 @@ pub enum AnswersError {
     #[error("{0}")]
     File(Located),
     /// Every problem of an answers file, when it has more than one.
-    #[error("{file}: {count} problem(s) in the answers:\n{list}", count = .problems.len(), list = crate::source::bullet_list(.problems))]
+    #[error("{file}: {count} problem(s) in the answers:\n{list}", count = .problems.len(), list = crate::source_text::bullet_list(.problems))]
     Invalid { file: String, problems: Vec<Located> },
     #[error("cannot read answers file {path}: {source}")]
     Read {
@@ -78,7 +78,7 @@ impl AnswersError {
     }
 }
 
-impl crate::base::Help for AnswersError {
+impl crate::help::Help for AnswersError {
     fn help(&self) -> Option<String> {
         match self {
             AnswersError::UnknownQuestion { known, .. } => Some(format!(
@@ -330,7 +330,7 @@ impl Answers {
     ) -> Result<(), Located> {
         // A flag-style error re-homed onto the file position: the key is the "flag".
         let at = |span: std::ops::Range<usize>, e: AnswersError| {
-            use crate::base::Help;
+            use crate::help::Help;
             let mut located = src.locate(Some(span), e.what());
             located.help = e.help();
             located

@@ -2,7 +2,7 @@
 //! fields, the HTTP auth sign and request, the CoAP DTLS-PSK identity and key and its non-DTLS
 //! auth sign. A sign is the uppercase hex SHA-256 of the recipe's content followed by the secret.
 //!
-//! The secret is held in [`Secret`] (from [`crate::base`]), which never prints itself and is
+//! The secret is held in [`Secret`] (from [`crate::secret`]), which never prints itself and is
 //! wiped when dropped.
 
 use std::collections::BTreeMap;
@@ -11,8 +11,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::base::Secret;
 use crate::capabilities::{Capabilities, CredentialRecipe, SecureMode};
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct CredentialRequest {
@@ -92,7 +92,7 @@ pub enum CredentialsError {
     EmptyKey { flag: &'static str },
 }
 
-impl crate::base::Help for CredentialsError {
+impl crate::help::Help for CredentialsError {
     fn help(&self) -> Option<String> {
         Some(match self {
             CredentialsError::UnknownProtocol { known, .. } => format!("use one of {known}"),
@@ -183,7 +183,7 @@ pub(crate) fn recipe<'c>(
         })
     });
     let why = scheme_of.or_else(|| {
-        crate::source::nearest(name, caps.credentials.keys().map(String::as_str))
+        crate::source_text::nearest(name, caps.credentials.keys().map(String::as_str))
             .map(|n| format!("did you mean `{n}`?"))
     });
     Err(CredentialsError::UnknownProtocol {
@@ -350,7 +350,7 @@ mod tests {
     fn http_refuses_dynamic_mode_and_coap_checks_lifetime() {
         let caps = embedded().expect("valid");
         let secret = Secret::new("x".into());
-        use crate::base::Help;
+        use crate::help::Help;
         let err = compute(&caps, &request("http", "p", "d", "dynamic"), &secret).expect_err("static only");
         assert!(
             err.to_string().contains("does not support --secure-mode dynamic"),

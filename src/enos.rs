@@ -96,7 +96,7 @@ impl Reply {
 
 /// A fresh request id: a string, as EnOS and the SDKs expect (not a secret).
 pub(crate) fn new_id() -> String {
-    (crate::base::random_u64() % 1_000_000_000).to_string()
+    (crate::random::random_u64() % 1_000_000_000).to_string()
 }
 
 /// A reply's id as sent: EnOS echoes the request's id string; a number is read as its text,

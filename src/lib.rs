@@ -9,7 +9,6 @@
 #![warn(unreachable_pub)]
 
 pub mod answers;
-pub mod base;
 pub mod batch;
 pub mod capabilities;
 pub mod cli;
@@ -17,13 +16,16 @@ pub mod credentials;
 pub mod device_test;
 pub mod engine;
 pub mod enos;
+pub mod help;
 pub mod measurement;
 // Public for fuzz/fuzz_targets/decide.rs only.
 #[doc(hidden)]
 pub mod plan;
 pub mod probe;
+mod random;
 pub mod registry;
 pub mod render;
 mod schema;
+pub mod secret;
 pub mod serve;
-pub mod source;
+pub mod source_text;

@@ -3,7 +3,7 @@
 use enos_connect::answers::Answers;
 use enos_connect::capabilities::embedded;
 use enos_connect::engine;
-use enos_connect::source::SourceFile;
+use enos_connect::source_text::SourceFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 #![no_main]
 //! The capabilities loader and validator: any text gives capabilities or an error, never a panic.
 use enos_connect::capabilities::parse;
-use enos_connect::source::SourceFile;
+use enos_connect::source_text::SourceFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 //! decision is planned. Input: capabilities TOML, then optionally a NUL byte and answer bytes.
 use enos_connect::answers::Answers;
 use enos_connect::capabilities::parse;
-use enos_connect::source::SourceFile;
+use enos_connect::source_text::SourceFile;
 use enos_connect::{engine, plan};
 use libfuzzer_sys::fuzz_target;
 

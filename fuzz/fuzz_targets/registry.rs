@@ -2,7 +2,7 @@
 //! The serve registry: any text is parsed and validated, with every problem located, or a
 //! registry comes out; never a panic.
 use enos_connect::registry::Registry;
-use enos_connect::source::SourceFile;
+use enos_connect::source_text::SourceFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use enos_connect::enos::MqttLogin;
 use enos_connect::registry::Registry;
 use enos_connect::serve::{Endpoint, Protocol, coap};
-use enos_connect::source::SourceFile;
+use enos_connect::source_text::SourceFile;
 use libfuzzer_sys::fuzz_target;
 
 const REGISTRY: &str = r#"

@@ -64,7 +64,7 @@ pub enum BatchError {
     },
 }
 
-impl crate::base::Help for BatchError {
+impl crate::help::Help for BatchError {
     fn help(&self) -> Option<String> {
         match self {
             BatchError::Header { .. } => Some(

@@ -315,7 +315,7 @@ impl Key {
 /// " (did you mean `needs`?)" for a column or key that is nearly a known one.
 fn did_you_mean(layout: &Layout<'_>, name: &str) -> String {
     let known = ["id", "needs"].into_iter().chain(layout.caps.question_ids());
-    crate::source::nearest(name, known).map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
+    crate::source_text::nearest(name, known).map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
 }
 
 pub(super) fn first_line(s: &str) -> String {

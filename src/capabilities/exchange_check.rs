@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::{ALWAYS, Given, LoginKind, Step, StepKind, pattern_ends_with, placeholders};
 use crate::capabilities::{Capabilities, Feature};
-use crate::source::{PathSeg, Problem};
+use crate::source_text::{PathSeg, Problem};
 
 /// Every problem of `[exchanges]`, with its path.
 pub(in crate::capabilities) fn problems(caps: &Capabilities) -> Vec<Problem> {

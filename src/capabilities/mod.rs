@@ -506,7 +506,7 @@ pub struct CheckReport {
     pub file: String,
     pub data_version: String,
     pub counts: Counts,
-    pub problems: Vec<crate::source::Located>,
+    pub problems: Vec<crate::source_text::Located>,
 }
 
 impl CheckReport {
@@ -529,7 +529,10 @@ impl CheckReport {
                     CapabilitiesError::Invalid { problems, .. } => problems,
                     CapabilitiesError::Syntax(p) => vec![p],
                     read @ CapabilitiesError::Read { .. } => {
-                        vec![crate::source::SourceFile::new(file.clone(), "").locate(None, read.to_string())]
+                        vec![
+                            crate::source_text::SourceFile::new(file.clone(), "")
+                                .locate(None, read.to_string()),
+                        ]
                     }
                 };
                 CheckReport {

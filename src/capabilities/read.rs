@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::Capabilities;
 use super::validate;
-use crate::source::{Located, SourceFile, locate_problems};
+use crate::source_text::{Located, SourceFile, locate_problems};
 
 /// The capabilities shipped with the binary.
 pub const EMBEDDED: &str = include_str!("../../capabilities.toml");
@@ -22,11 +22,11 @@ pub enum CapabilitiesError {
     },
     #[error("{0}")]
     Syntax(Located),
-    #[error("{file}: {count} problem(s) in the capabilities data:\n{list}", count = .problems.len(), list = crate::source::bullet_list(.problems))]
+    #[error("{file}: {count} problem(s) in the capabilities data:\n{list}", count = .problems.len(), list = crate::source_text::bullet_list(.problems))]
     Invalid { file: String, problems: Vec<Located> },
 }
 
-impl crate::base::Help for CapabilitiesError {
+impl crate::help::Help for CapabilitiesError {
     fn help(&self) -> Option<String> {
         match self {
             CapabilitiesError::Read { .. } => {
@@ -111,7 +111,7 @@ pub fn parse(src: &SourceFile) -> Result<Capabilities, CapabilitiesError> {
         // A misspelled key is reported with every other problem of the file.
         Err(e) => {
             let schema = serde_json::to_value(schemars::schema_for!(Capabilities)).unwrap_or_default();
-            crate::source::reread(src, &schema, &e).map_err(|mut all| match all.len() {
+            crate::source_text::reread(src, &schema, &e).map_err(|mut all| match all.len() {
                 1 => CapabilitiesError::Syntax(
                     all.remove(0)
                         .with_help("fix the file; `enos-connect check FILE` checks it again"),

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Capabilities, FILTER_ATTRIBUTES, Node, NodeKind, Support};
-use crate::source::{PathSeg, Problem};
+use crate::source_text::{PathSeg, Problem};
 
 /// Builds a TOML path: `path!("features", 3, "support", "mqtt")`.
 macro_rules! path {

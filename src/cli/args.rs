@@ -367,7 +367,7 @@ impl clap::builder::TypedValueParser for SchemaKind {
                  (`enos-connect check {text}` validates a capabilities file)"
             )
         } else {
-            let hint = crate::source::nearest(&text, kinds.iter().map(String::as_str))
+            let hint = crate::source_text::nearest(&text, kinds.iter().map(String::as_str))
                 .map(|k| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_default();
             format!("`{text}` is not a kind of file{hint}: schema takes one of {list}")

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::args::{Cli, Command, DeploymentArgs, DeviceArgs};
-use crate::source::{Located, SourceFile};
+use crate::source_text::{Located, SourceFile};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,7 @@ pub(crate) enum ConfigError {
     Invalid(Located),
 }
 
-impl crate::base::Help for ConfigError {
+impl crate::help::Help for ConfigError {
     fn help(&self) -> Option<String> {
         match self {
             ConfigError::Read { .. } => Some("check --config or ENOS_CONNECT_CONFIG".into()),
@@ -115,7 +115,7 @@ pub(crate) fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
         .filter(|k| !KEYS.contains(&k.get_ref().as_str()))
         .min_by_key(|k| k.span().start);
     if let Some(key) = unknown {
-        let hint = crate::source::nearest(key.get_ref(), KEYS)
+        let hint = crate::source_text::nearest(key.get_ref(), KEYS)
             .map(|k| format!(" (did you mean `{k}`?)"))
             .unwrap_or_default();
         return Err(ConfigError::Invalid(

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use super::args::CredentialsArgs;
 use super::{Context, print};
-use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::cli::error::{Error, Result};
 use crate::credentials::{self, CredentialRequest};
+use crate::secret::Secret;
 
 pub(super) fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;

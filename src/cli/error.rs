@@ -16,12 +16,12 @@ use std::process::ExitCode;
 
 use super::config::ConfigError;
 use crate::answers::AnswersError;
-use crate::base::Help;
 use crate::batch::BatchError;
 use crate::capabilities::CapabilitiesError;
 use crate::credentials::CredentialsError;
 use crate::device_test::DeviceTestError;
 use crate::engine::EngineError;
+use crate::help::Help;
 use crate::probe::load::MergeError;
 use crate::registry::RegistryError;
 use crate::serve::store::StoreError;

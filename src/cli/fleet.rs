@@ -107,7 +107,7 @@ fn keep_secrets_in(dir: &std::path::Path, devices: &mut [FleetDevice]) -> Result
         let file = fleet::kept_secret(dir, d);
         match std::fs::read_to_string(&file) {
             Ok(text) if !text.trim().is_empty() => {
-                d.secret = crate::base::Secret::new(text.trim().to_string());
+                d.secret = crate::secret::Secret::new(text.trim().to_string());
                 d.dynamic = false;
                 continue;
             }
@@ -175,7 +175,7 @@ fn devices(
         .map_err(|e| Error::io(format!("--devices {}: cannot read it", path.display()), e))?;
     let toml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     let list = if toml {
-        let src = crate::source::SourceFile::new(path.display().to_string(), text);
+        let src = crate::source_text::SourceFile::new(path.display().to_string(), text);
         let registry = crate::registry::Registry::parse(&src)?;
         fleet::devices_from_registry(&registry)
     } else {

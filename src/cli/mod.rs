@@ -32,9 +32,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::base::Help;
 use crate::capabilities::{self, Capabilities};
 use crate::cli::error::{Error, Result};
+use crate::help::Help;
 use crate::render::{Paint, Renderer, paint};
 pub(crate) use args::Cli;
 use args::Command;

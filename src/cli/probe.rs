@@ -8,12 +8,12 @@ use std::time::Duration;
 use super::probe_args::{LoadArgs, ProbeArgs, ProbeMode};
 use super::terminal::emit;
 use super::{Context, recommend};
-use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::cli::error::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TIMEOUT, Error, Result};
 use crate::measurement::ProbeReport;
 use crate::plan;
 use crate::probe::{self, Login, ProbeOptions, Target};
+use crate::secret::Secret;
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
@@ -176,7 +176,7 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
     let single = &args.single;
     let roundtrip = single.roundtrip.as_ref().map(|t| {
         if t.is_empty() {
-            format!("enos-connect/probe/{:08x}", crate::base::random_u64() as u32)
+            format!("enos-connect/probe/{:08x}", crate::random::random_u64() as u32)
         } else {
             t.clone()
         }

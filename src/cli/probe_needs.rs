@@ -25,7 +25,7 @@ pub(super) fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptio
             let n = n.trim();
             if caps.feature(n).is_none() {
                 let ids: Vec<&str> = caps.features.iter().map(|f| f.id.as_str()).collect();
-                let hint = crate::source::nearest(n, ids.iter().copied())
+                let hint = crate::source_text::nearest(n, ids.iter().copied())
                     .map(|id| format!(" (did you mean `{id}`?)"))
                     .unwrap_or_default();
                 return Err(Error::usage_with_help(
@@ -306,7 +306,7 @@ fn dynamic_options(
     opts: &ProbeOptions,
     target: &Target,
     dk: &str,
-    product_secret: &crate::base::Secret,
+    product_secret: &crate::secret::Secret,
 ) -> Result<ProbeOptions> {
     let Some((pk, _)) = opts.login.enos_keys() else {
         return Err(Error::usage("--activate needs --product-key"));

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::Context;
 use super::args::{ListenArgs, ServeArgs};
-use crate::base::Secret;
 use crate::cli::error::{Error, Result};
 use crate::registry::Registry;
+use crate::secret::Secret;
 use crate::serve::store::Store;
 use crate::serve::twin::{Conflict, Twin};
 use crate::serve::{self, Endpoint, Options};

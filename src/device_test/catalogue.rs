@@ -244,7 +244,7 @@ pub fn select(ids: &[String]) -> Result<Vec<&'static Case>, String> {
     }
     for id in ids {
         if case(id).is_none() {
-            let hint = crate::source::nearest(id, CASES.iter().map(|c| c.id))
+            let hint = crate::source_text::nearest(id, CASES.iter().map(|c| c.id))
                 .map(|n| format!(" (did you mean `{n}`?)"))
                 .unwrap_or_default();
             return Err(format!(

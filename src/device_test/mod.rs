@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::base::Help;
+use crate::help::Help;
 use evidence::Seen;
 
 /// A case's verdict.

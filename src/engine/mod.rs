@@ -132,7 +132,7 @@ pub enum EngineError {
     NoProtocol(String),
 }
 
-impl crate::base::Help for EngineError {
+impl crate::help::Help for EngineError {
     fn help(&self) -> Option<String> {
         match self {
             // The CLI turns missing answers into a usage error naming the flags.

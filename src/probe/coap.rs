@@ -18,8 +18,8 @@ use webrtc_dtls::conn::DTLSConn;
 use zeroize::Zeroizing;
 
 use super::{ErrorKind, Failure, Login, ProbeOptions, Recorder, Target, resolve, time_left};
-use crate::base::random_u64;
 use crate::capabilities::Capabilities;
+use crate::random::random_u64;
 
 /// A DTLS pre-shared key: the identity and the key bytes (wiped on drop).
 pub(crate) type Psk = (String, Zeroizing<Vec<u8>>);

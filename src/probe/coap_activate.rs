@@ -10,9 +10,9 @@ use coap_lite::RequestType;
 use tokio::net::UdpSocket;
 
 use super::{Exchanged, Link, Wire, connect_udp_to, exchange, handshake_within, psk};
-use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::probe::{ErrorKind, Failure, ProbeOptions, Recorder};
+use crate::secret::Secret;
 
 /// The `activate` and `relogin` stages: the link logged in with the new device secret.
 pub(super) async fn activate(

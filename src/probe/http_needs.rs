@@ -87,7 +87,7 @@ impl crate::probe::needs::Transport for Needs<'_> {
 pub(super) fn multipart(message: &crate::enos::Request, (name, bytes): (&str, &[u8])) -> (Vec<u8>, String) {
     use base64::Engine;
     use md5::Digest;
-    let boundary = format!("enos-connect-{:016x}", crate::base::random_u64());
+    let boundary = format!("enos-connect-{:016x}", crate::random::random_u64());
     let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(bytes));
     let name = name.replace(['"', '\r', '\n'], "_");
     let mut body = Vec::new();

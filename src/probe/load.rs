@@ -140,7 +140,7 @@ pub enum MergeError {
     },
 }
 
-impl crate::base::Help for MergeError {
+impl crate::help::Help for MergeError {
     fn help(&self) -> Option<String> {
         Some(match self {
             MergeError::Empty => "name the JSON reports of `probe --count N -f json` runs".into(),

@@ -2,9 +2,9 @@
 //! secret), and a sub-device to log in through a gateway.
 
 use super::Failure;
-use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::measurement::ErrorKind;
+use crate::secret::Secret;
 
 /// How to log in: nothing, a plain user name with a password, or the EnOS login.
 #[derive(Clone)]

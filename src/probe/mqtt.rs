@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe};
 
-use crate::base::Secret;
+use crate::secret::Secret;
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -177,7 +177,7 @@ async fn log_in(
     let client_id = opts
         .client_id
         .clone()
-        .unwrap_or_else(|| format!("enos-connect-{:08x}", crate::base::random_u64() as u32));
+        .unwrap_or_else(|| format!("enos-connect-{:08x}", crate::random::random_u64() as u32));
     let mut connect = Connect::new(client_id);
     // Keep-alive only has to outlast the probe itself.
     connect.keep_alive = u16::try_from(time_left(deadline)?.as_secs() + 5).unwrap_or(u16::MAX);

@@ -1,7 +1,7 @@
 //! Where dynamic activation's device secret goes: a file only its owner reads, never replaced
 //! by accident, written and made durable.
 
-use crate::base::Secret;
+use crate::secret::Secret;
 
 /// A file for a device secret, readable by its owner only (mode 0600). An existing file is
 /// refused unless `force`: a secret is not something to overwrite by accident. Opened before

@@ -8,8 +8,8 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::base::Secret;
-use crate::source::{Located, SourceFile, locate_problems};
+use crate::secret::Secret;
+use crate::source_text::{Located, SourceFile, locate_problems};
 
 mod validate;
 
@@ -199,11 +199,11 @@ pub enum RegistryError {
     },
     #[error("{0}")]
     Syntax(Located),
-    #[error("{file}: {count} problem(s) in the registry:\n{list}", count = .problems.len(), list = crate::source::bullet_list(.problems))]
+    #[error("{file}: {count} problem(s) in the registry:\n{list}", count = .problems.len(), list = crate::source_text::bullet_list(.problems))]
     Invalid { file: String, problems: Vec<Located> },
 }
 
-impl crate::base::Help for RegistryError {
+impl crate::help::Help for RegistryError {
     fn help(&self) -> Option<String> {
         match self {
             RegistryError::Read { .. } => Some("check the path given with --registry".into()),
@@ -227,7 +227,7 @@ impl Registry {
         let (mut registry, mut unknown) = match toml::from_str::<Registry>(&src.text) {
             Ok(r) => (r, Vec::new()),
             // A misspelled key is reported with every other problem of the file.
-            Err(e) => crate::source::reread(src, &Self::schema(), &e).map_err(|mut all| {
+            Err(e) => crate::source_text::reread(src, &Self::schema(), &e).map_err(|mut all| {
                 all.iter_mut().for_each(|p| *p = p.clone().without_snippet());
                 match all.len() {
                     1 => RegistryError::Syntax(all.remove(0)),

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::{Measurepoints, Point, Product, Registry, TYPES};
-use crate::base::Secret;
-use crate::source::{PathSeg, Problem, nearest};
+use crate::secret::Secret;
+use crate::source_text::{PathSeg, Problem, nearest};
 
 impl Registry {
     /// Every problem of the registry, in the file's order: products (and their models),

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::Identity;
-use crate::base::Secret;
+use crate::secret::Secret;
 
 /// The secrets pushed and not yet acknowledged, by device (a newer push replaces an older one).
 #[derive(Default)]

@@ -8,9 +8,9 @@ use serde_json::{Map, Value, json};
 use super::requests::check_type;
 use super::twin::Refused;
 use super::{Endpoint, Event, EventKind, Identity, Protocol, random_hex, text_field};
-use crate::base::Secret;
 use crate::enos::{self, Topic};
 use crate::registry::Point;
+use crate::secret::Secret;
 
 /// The most devices one `thing.device.register` creates (the SDKs' own bound).
 const MAX_REGISTER: usize = 1000;

@@ -447,7 +447,7 @@ mod tests {
 
     fn endpoint() -> Endpoint {
         let caps = crate::capabilities::embedded().expect("caps");
-        let registry = crate::registry::Registry::parse(&crate::source::SourceFile::new(
+        let registry = crate::registry::Registry::parse(&crate::source_text::SourceFile::new(
             "r.toml",
             "[[products]]\nkey = \"p\"\n[[devices]]\nproduct = \"p\"\nkey = \"d\"\n",
         ))

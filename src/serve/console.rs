@@ -36,7 +36,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::events::Published;
 use super::{Endpoint, Event, EventKind, Identity, MAX_PACKET, Protocol, http};
-use crate::base::Secret;
+use crate::secret::Secret;
 
 /// How many times a second a browser's stream sends what changed.
 pub(crate) const TICKS_PER_SECOND: u64 = 4;

@@ -10,9 +10,9 @@ use rumqttc::mqttbytes::v4::ConnectReturnCode::{self, BadClientId, BadUserNamePa
 use serde_json::Value;
 
 use super::{Endpoint, Identity, text_field};
-use crate::base::Secret;
 use crate::credentials;
 use crate::enos;
+use crate::secret::Secret;
 
 /// Why a login was refused, in the words the event log and stderr show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,7 +351,7 @@ mod tests {
     use crate::capabilities::Capabilities;
     use crate::registry::Registry;
     use crate::serve::{Answer, Protocol};
-    use crate::source::SourceFile;
+    use crate::source_text::SourceFile;
 
     fn endpoint(caps: Capabilities) -> Endpoint {
         let registry = Registry::parse(&SourceFile::new(

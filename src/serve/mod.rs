@@ -70,10 +70,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::credentials;
 use crate::registry::Registry;
+use crate::secret::Secret;
 
 pub(crate) use commands::{CommandFailed, Downlink};
 pub(crate) use events::{Event, EventKind};

@@ -26,8 +26,8 @@ use super::mqtt_held::{LoggedIn, held};
 use super::mqtt_wire::{Read, Wire, connect_level};
 use super::policy::{Admit, Connecting};
 use super::{Endpoint, Event, EventKind, Identity, Protocol, Refusal};
-use crate::base::Secret;
 use crate::enos::{self, Request};
+use crate::secret::Secret;
 
 /// The protocol level of MQTT 3.1.1 (MQTT-3.1.2-2), the only one served.
 pub const LEVEL_3_1_1: u8 = 4;

@@ -35,8 +35,8 @@ use super::mqtt_clients::{Claimed, MAX_KEPT_FILTERS, Subscriptions, next_connect
 use super::mqtt_wire::{Broken, Read, Wire};
 use super::policy::{Fate, Inbound, Received};
 use super::{Answer, Downlink, Endpoint, Event, EventKind, Identity, Protocol};
-use crate::base::Secret;
 use crate::enos::{self, Downstream, Lifecycle, Reply};
+use crate::secret::Secret;
 
 /// The idle bound when a client asks for no keep-alive at all.
 const MAX_IDLE: Duration = Duration::from_secs(3600);

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, DuplexStream};
 
 fn endpoint() -> Endpoint {
     let caps = crate::capabilities::embedded().expect("caps");
-    let registry = crate::registry::Registry::parse(&crate::source::SourceFile::new(
+    let registry = crate::registry::Registry::parse(&crate::source_text::SourceFile::new(
         "r.toml",
         "[[products]]\nkey = \"p\"\n[[devices]]\nproduct = \"p\"\nkey = \"d\"\nsecret = \"s\"\n",
     ))

@@ -12,7 +12,7 @@ use crate::serve::policy::{Admit, Connecting, Policy};
 
 fn endpoint(policy: impl Policy) -> (Arc<Endpoint>, Arc<std::sync::Mutex<Vec<String>>>) {
     let caps = crate::capabilities::embedded().expect("caps");
-    let registry = crate::registry::Registry::parse(&crate::source::SourceFile::new(
+    let registry = crate::registry::Registry::parse(&crate::source_text::SourceFile::new(
         "r.toml",
         "[[products]]\nkey = \"p\"\n[[devices]]\nproduct = \"p\"\nkey = \"d\"\nsecret = \"s\"\n",
     ))

@@ -32,7 +32,7 @@ pub(crate) use super::store_file::SCHEMA_VERSION;
 pub(crate) use super::store_file::{Reader, Saved, StoreError};
 use super::twin::{EventValue, FirmwareState, Origin, OtaState};
 use super::{Identity, Protocol};
-use crate::base::Secret;
+use crate::secret::Secret;
 
 /// A change of persistent device state, as the twin made it.
 pub(crate) enum Change {

@@ -18,7 +18,8 @@ use serde_json::Value;
 use super::history::{Query, Retention, Sample, Stored};
 use super::twin::{EventValue, FirmwareState, Origin, OtaState, PointValue};
 use super::{Identity, Protocol};
-use crate::base::{Help, Secret};
+use crate::help::Help;
+use crate::secret::Secret;
 
 /// serve's mark in the file's header (`PRAGMA application_id`): "ENOS".
 pub(crate) const APPLICATION_ID: i64 = 0x454e_4f53;

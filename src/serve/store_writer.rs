@@ -21,7 +21,7 @@ use super::Identity;
 use super::history::{Retention, Stored};
 use super::store::{Change, Patch, Progress, Queue, Taken};
 use super::twin::Origin;
-use crate::base::Secret;
+use crate::secret::Secret;
 
 /// A value into a point's history (the same time keeps the last value).
 const INSERT_VALUE: &str = "INSERT INTO history (series, time, value) VALUES (?1, ?2, ?3) \

@@ -32,8 +32,8 @@ use serde_json::{Map, Value};
 use super::history::{Query, Retention, Sample, Series, Stored};
 use super::store::{Change, Patch, Reader, Saved, Store};
 use super::{Identity, Protocol};
-use crate::base::Secret;
 use crate::registry::Registry;
+use crate::secret::Secret;
 
 /// The most measure points, attributes or tags kept per device.
 pub(crate) const MAX_KEYS: usize = 10_000;
@@ -1024,7 +1024,7 @@ fn gone(id: &Identity) -> Refused {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceFile;
+    use crate::source_text::SourceFile;
 
     fn twin() -> Twin {
         let r = Registry::parse(&SourceFile::new(

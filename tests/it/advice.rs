@@ -18,7 +18,7 @@ use enos_connect::capabilities::Capabilities;
 use enos_connect::engine;
 use enos_connect::render::json::decision_value;
 use enos_connect::render::{Format, Style};
-use enos_connect::source::SourceFile;
+use enos_connect::source_text::SourceFile;
 
 /// One device: an answer (or none) per question, and its needs.
 #[derive(Debug, Clone)]
@@ -867,7 +867,7 @@ fn a_wrong_value_is_still_refused_with_did_you_mean() {
             .expect_err(flag);
         let shown = format!(
             "{err}; {}",
-            enos_connect::base::Help::help(&err).unwrap_or_default()
+            enos_connect::help::Help::help(&err).unwrap_or_default()
         );
         assert!(shown.contains(hint), "{flag}: {shown}");
     }

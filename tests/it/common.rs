@@ -146,7 +146,7 @@ pub fn creds(
         timestamp: 1_700_000_000_000,
         lifetime: None,
     };
-    enos_connect::credentials::compute(&caps(), &req, &enos_connect::base::Secret::new(secret.into()))
+    enos_connect::credentials::compute(&caps(), &req, &enos_connect::secret::Secret::new(secret.into()))
         .expect("credentials")
 }
 

@@ -96,7 +96,7 @@ fn examine_cases(behaviour: Behaviour, tls: Tls, cases: &[&str], long: bool) -> 
     let cases: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
     let pki = crate::peers::pki(&["localhost"], false);
     let caps = crate::common::caps();
-    let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
+    let registry = enos_connect::registry::Registry::parse(&enos_connect::source_text::SourceFile::new(
         "registry.toml",
         REGISTRY,
     ))
@@ -184,7 +184,7 @@ fn http_device(addr: std::net::SocketAddr, stop: std::sync::Arc<std::sync::atomi
 /// MQTT exchange, or a feature the comparison table does not offer over HTTP.
 #[test]
 fn an_http_device_gets_the_cases_that_apply_to_it() {
-    let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
+    let registry = enos_connect::registry::Registry::parse(&enos_connect::source_text::SourceFile::new(
         "registry.toml",
         REGISTRY,
     ))

@@ -390,7 +390,7 @@ fn the_checker_sees_an_upward_import() {
     // of a nested module. Comments and strings name nothing.
     let code = "use crate::cli::error::Error;
 use crate::{
-    base::Help,
+    help::Help,
     render::Renderer,
 };
 fn f() { crate::serve::bind(); }

@@ -354,8 +354,8 @@ fn a_held_fleet_then_all_gone_returns_the_file_descriptors_and_the_memory() {
 #[test]
 #[ignore = "the body of a_held_fleet_then_all_gone_returns_the_file_descriptors_and_the_memory"]
 fn fleet_rounds_in_this_process() {
-    use enos_connect::base::Secret;
     use enos_connect::probe::fleet::{FleetDevice, FleetOptions, run};
+    use enos_connect::secret::Secret;
     std::env::var(FLEET_VAR).expect("started by a_held_fleet_then_all_gone_...");
     let mut registry = String::from("[[products]]\nkey = \"pkf\"\nmeasurepoints = [\"temp\"]\n");
     for i in 0..FLEET {

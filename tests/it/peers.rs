@@ -550,7 +550,7 @@ fn enos_full(
     https: Option<Arc<rustls::ServerConfig>>,
 ) -> Enos {
     use enos_connect::serve::{Endpoint, Options, bind, serve};
-    let registry = enos_connect::registry::Registry::parse(&enos_connect::source::SourceFile::new(
+    let registry = enos_connect::registry::Registry::parse(&enos_connect::source_text::SourceFile::new(
         "registry.toml",
         registry,
     ))

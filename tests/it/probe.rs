@@ -9,9 +9,9 @@ use crate::common::{
     OkStdout, assert_failed, assert_ok, bin, json_of, no_secret_in, probe, stage_names, total_ms,
 };
 use crate::peers;
-use enos_connect::base::Secret;
 use enos_connect::capabilities::embedded;
 use enos_connect::credentials::{self, CredentialRequest};
+use enos_connect::secret::Secret;
 
 #[test]
 fn mqtt_connect_publish_and_roundtrip_against_a_broker() {

@@ -305,7 +305,7 @@ fn mqtt_logins_are_refused_with_a_connack_code_never_a_silent_close() {
         &caps,
         "mqtt",
         &vars,
-        &enos_connect::base::Secret::new("Device-Canary-9a1".into()),
+        &enos_connect::secret::Secret::new("Device-Canary-9a1".into()),
     )
     .expect("sign");
     let (got, _) = Mqtt::connect(

@@ -254,7 +254,7 @@ fn credentials(protocol: &str, pk: &str, dk: &str, secret: &str) -> enos_connect
         lifetime: None,
     };
     let caps = enos_connect::capabilities::embedded().expect("the embedded capabilities");
-    enos_connect::credentials::compute(&caps, &req, &enos_connect::base::Secret::new(secret.into()))
+    enos_connect::credentials::compute(&caps, &req, &enos_connect::secret::Secret::new(secret.into()))
         .expect("credentials")
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::base::Secret;
+use crate::secret::Secret;
 
 /// One device of the fleet: its keys and the secret it logs in with.
 #[derive(Clone)]

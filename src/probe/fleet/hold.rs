@@ -60,7 +60,7 @@ fn keep(dir: &std::path::Path, d: &FleetDevice, push: Option<&serde_json::Value>
         .and_then(|v| v.pointer("/params/deviceSecret"))
         .and_then(|s| s.as_str())
         .filter(|s| !s.is_empty())
-        .map(|s| crate::base::Secret::new(s.to_string()))
+        .map(|s| crate::secret::Secret::new(s.to_string()))
         .ok_or("the activation push has no params.deviceSecret")?;
     crate::probe::secret_file(&file, false)
         .and_then(|f| crate::probe::write_secret(f, &secret))

@@ -1,18 +1,9 @@
-//! What every layer needs and nothing above it defines: the [`Help`] trait that keeps "what to
-//! do" apart from "what went wrong", the [`Secret`] that never prints itself, and
-//! `random_u64` for message ids. The bottom layer: it imports nothing from this crate.
+//! A device or product secret, the [`Secret`] that never prints itself and is wiped when
+//! dropped. The bottom layer: it imports nothing from this crate.
 
 use std::fmt;
 
 use zeroize::Zeroizing;
-
-/// What to do about an error, kept apart from what went wrong. Every layer's error implements
-/// it; the CLI prints the error, then the help, once.
-pub trait Help {
-    fn help(&self) -> Option<String> {
-        None
-    }
-}
 
 /// A device or product secret. `Debug` and `Display` print `(redacted)`; the memory is zeroed
 /// on drop.
@@ -94,16 +85,4 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("(redacted)")
     }
-}
-
-/// A pseudo-random number for message ids, tokens and jitter (not for secrets).
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
