@@ -196,6 +196,21 @@ impl Given {
     }
 }
 
+impl Given {
+    /// The probe flag that gives this value, with placeholders for what the user fills in, as
+    /// a plan's smoke test prints it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Given::Measurepoints => "--measurepoint {pointId}={value}",
+            Given::Events => "--event {eventId}",
+            Given::Attributes => "--attribute {attributeId}={value}",
+            Given::FilePoint => "--file-point {filePointId}",
+            Given::Register => "--register {productKey}/{deviceKey}",
+            Given::FirmwareVersion => "--firmware-version {version}",
+        }
+    }
+}
+
 /// The placeholders every step may use, whatever it depends on.
 pub const ALWAYS: [&str; 3] = ["now", "pk", "dk"];
 
