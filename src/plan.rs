@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::capabilities::{Capabilities, Support};
+use crate::capabilities::{Capabilities, Given, LoginKind, Support};
 use crate::credentials::fill;
 use crate::engine::Decision;
 
@@ -303,7 +303,7 @@ fn smoke_test(
             .map(|m| format!(" --measurepoint {m}"))
             .collect()
     };
-    let needs = need_flags(carries) + downlink_flag(caps, carries);
+    let needs = need_flags(caps, carries) + downlink_flag(caps, carries);
     match port {
         Some(p) => format!(
             "enos-connect probe {}://{host}:{} {keys}{points}{needs}",
@@ -313,23 +313,40 @@ fn smoke_test(
     }
 }
 
-/// `--need` with the needs a protocol carries, so its smoke test proves them, and the values
-/// those checks cannot run without (placeholders, as `{pointId}` is).
-fn need_flags(carries: &[String]) -> String {
+/// `--need` with the needs a protocol carries, so its smoke test proves them, and the flags
+/// their exchanges (`[exchanges]`) cannot run without: a login other than the probe's default
+/// (`--secure-mode`, a client certificate), and the values a step `requires` (placeholders,
+/// as `{pointId}` is). Measure points are in every smoke test already.
+fn need_flags(caps: &Capabilities, carries: &[String]) -> String {
     if carries.is_empty() {
         return String::new();
     }
+    let mut flags: Vec<String> = Vec::new();
+    let steps = carries
+        .iter()
+        .filter_map(|n| caps.exchange(n))
+        .flat_map(|e| &e.steps);
+    for step in steps {
+        let flag = match (&step.login, step.requires) {
+            (Some(LoginKind::Certificate), _) => "--cert {device.pem} --key {device.key}".to_string(),
+            (Some(LoginKind::SecureMode(m)), _) if m != PROBE_SECURE_MODE => format!("--secure-mode {m}"),
+            (_, Some(given)) if given != Given::Measurepoints => given.flag().to_string(),
+            _ => continue,
+        };
+        if !flags.contains(&flag) {
+            flags.push(flag);
+        }
+    }
     let mut out = format!(" --need {}", carries.join(","));
-    for need in carries {
-        out.push_str(match need.as_str() {
-            "dynamic_auth" => " --secure-mode dynamic",
-            "mutual_tls" => " --cert {device.pem} --key {device.key}",
-            "file_upload" => " --file-point {filePointId}",
-            _ => "",
-        });
+    for flag in flags {
+        out.push(' ');
+        out.push_str(&flag);
     }
     out
 }
+
+/// The secure mode `probe` logs in with when `--secure-mode` is not given.
+const PROBE_SECURE_MODE: &str = "static";
 
 /// A need proven by a command from EnOS (a `downlink` step in `[exchanges]`) waits for one:
 /// the smoke test gives the operator half a minute to send it from the console.

@@ -196,6 +196,21 @@ impl Given {
     }
 }
 
+impl Given {
+    /// The probe flag that gives this value, with placeholders for what the user fills in, as
+    /// a plan's smoke test prints it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Given::Measurepoints => "--measurepoint {pointId}={value}",
+            Given::Events => "--event {eventId}",
+            Given::Attributes => "--attribute {attributeId}={value}",
+            Given::FilePoint => "--file-point {filePointId}",
+            Given::Register => "--register {productKey}/{deviceKey}",
+            Given::FirmwareVersion => "--firmware-version {version}",
+        }
+    }
+}
+
 /// The placeholders every step may use, whatever it depends on.
 pub(super) const ALWAYS: [&str; 3] = ["now", "pk", "dk"];
 
@@ -255,6 +270,16 @@ impl Step {
 }
 
 impl Capabilities {
+    /// The feature whose exchange is a login of this kind (`dynamic_auth` for the secure mode
+    /// `dynamic`, `mutual_tls` for a certificate): the row a matrix's login measures.
+    pub fn login_feature(&self, login: &LoginKind) -> Option<&str> {
+        self.exchanges
+            .features
+            .iter()
+            .find(|e| e.steps.iter().any(|s| s.login.as_ref() == Some(login)))
+            .map(|e| e.feature.as_str())
+    }
+
     /// The exchange that proves `feature`, when the data has one.
     pub fn exchange(&self, feature: &str) -> Option<&FeatureExchange> {
         self.exchanges.features.iter().find(|e| e.feature == feature)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use super::Context;
 use super::probe_args::{MatrixArgs, ProbeArgs};
 use super::terminal::emit;
-use crate::capabilities::Capabilities;
+use crate::capabilities::{Capabilities, LoginKind};
 use crate::cli::error::{EXIT_FAILED, Error, Result};
 use crate::probe::needs::{NeedContext, NeedOptions, NotRun, Step};
 use crate::probe::{self, ProbeOptions, Target};
@@ -219,17 +219,22 @@ pub(super) fn matrix(
             _ => None,
         });
     }
+    // The rows these logins measure, as `[exchanges]` names them (none: nothing to measure).
+    let dynamic_row = caps.login_feature(&LoginKind::SecureMode("dynamic".into()));
+    let certificate_row = caps.login_feature(&LoginKind::Certificate);
     let (reports, logins) = runtime.block_on(async {
         let mut out = Vec::with_capacity(targets.len());
         let mut logins = Vec::new();
         for (t, dynamic) in targets.iter().zip(&dynamic) {
             let mut report = probe::run(caps, t, opts).await;
-            if let (Some(why), Some(_)) = (activation_elsewhere(caps, t), dynamic) {
+            if let (Some(why), Some(_), Some(dynamic_row)) =
+                (activation_elsewhere(caps, t), dynamic, dynamic_row)
+            {
                 // EnOS documents this protocol's activation over other ports only.
                 let untested = crate::measurement::NeedReport {
-                    need: "dynamic_auth".into(),
+                    need: dynamic_row.into(),
                     protocol: t.protocol.clone(),
-                    table: table(caps, "dynamic_auth", &t.protocol),
+                    table: table(caps, dynamic_row, &t.protocol),
                     ok: false,
                     measured: crate::measurement::Measured::Untested,
                     code: None,
@@ -238,22 +243,26 @@ pub(super) fn matrix(
                     error: None,
                 };
                 crate::measurement::matrix::replace_need(&mut report, untested);
-            } else if let Some(o) = dynamic {
+            } else if let (Some(o), Some(dynamic_row)) = (dynamic, dynamic_row) {
                 let login = probe::run(caps, t, o).await;
-                let table = table(caps, "dynamic_auth", &t.protocol);
+                let table = table(caps, dynamic_row, &t.protocol);
                 crate::measurement::matrix::replace_need(
                     &mut report,
-                    crate::measurement::matrix::login_need("dynamic_auth", table, &login),
+                    crate::measurement::matrix::login_need(dynamic_row, table, &login),
                 );
                 logins.push(login);
             }
             // DTLS-PSK carries no certificate: a handshake offering one is the measurement.
-            if t.protocol == "coap" && t.secure && opts.tls.cert.is_some() {
+            if let Some(certificate_row) = certificate_row
+                && t.protocol == "coap"
+                && t.secure
+                && opts.tls.cert.is_some()
+            {
                 let login = probe::coap::certificate_login(t, opts).await;
-                let table = table(caps, "mutual_tls", &t.protocol);
+                let table = table(caps, certificate_row, &t.protocol);
                 crate::measurement::matrix::replace_need(
                     &mut report,
-                    crate::measurement::matrix::login_need("mutual_tls", table, &login),
+                    crate::measurement::matrix::login_need(certificate_row, table, &login),
                 );
                 logins.push(login);
             }

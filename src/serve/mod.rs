@@ -171,19 +171,20 @@ impl Protocol {
         }
     }
 
+    /// Every protocol serve speaks, and its console.
+    pub const ALL: [Protocol; 7] = [
+        Protocol::Mqtt,
+        Protocol::Mqtts,
+        Protocol::Http,
+        Protocol::Https,
+        Protocol::Coap,
+        Protocol::Coaps,
+        Protocol::Console,
+    ];
+
     /// The protocol a name in events and the twin stands for.
     pub fn from_name(name: &str) -> Option<Self> {
-        [
-            Protocol::Mqtt,
-            Protocol::Mqtts,
-            Protocol::Http,
-            Protocol::Https,
-            Protocol::Coap,
-            Protocol::Coaps,
-            Protocol::Console,
-        ]
-        .into_iter()
-        .find(|p| p.name() == name)
+        Self::ALL.into_iter().find(|p| p.name() == name)
     }
 
     pub fn is_mqtt(self) -> bool {

@@ -395,3 +395,34 @@ fn the_plan_reads_at_the_width_and_its_commands_can_be_copied() {
         "{md}"
     );
 }
+
+/// The smoke test's flags come from `[exchanges]`: a login other than the probe's default
+/// (`--secure-mode dynamic`, a client certificate) and the values a step requires
+/// (`--file-point`), each once, whatever the need that brings it.
+#[test]
+fn the_smoke_tests_flags_are_read_from_each_needs_exchange() {
+    let mqtt = [
+        "-a",
+        "network=tcp",
+        "-a",
+        "enos_format=yes",
+        "-a",
+        "enos_version=2",
+        "-n",
+        "static_auth,dynamic_auth,mutual_tls,report_data",
+    ];
+    let v = plan_json(&mqtt, KEYS);
+    let probe = protocol(&v, "mqtt")["probe"].as_str().expect("probe").to_string();
+    assert!(
+        probe.ends_with(
+            "--need static_auth,dynamic_auth,mutual_tls,report_data --secure-mode dynamic --cert {device.pem} --key {device.key}"
+        ),
+        "{probe}"
+    );
+    let v = plan_json(HTTP, KEYS);
+    let probe = protocol(&v, "http")["probe"].as_str().expect("probe").to_string();
+    assert!(
+        probe.ends_with("--need file_upload --file-point {filePointId}"),
+        "{probe}"
+    );
+}
