@@ -281,6 +281,12 @@ fn command_for(addr: SocketAddr, dk: &str, method: &str) {
     assert!(status == 200 || status == 404, "{method} {dk}: {status} {v}");
 }
 
+/// An HTTP post, or `None` once serve is gone (the helper panics when it cannot connect, or
+/// the answer is cut: a kill under load ends the posts as a refusal would).
+fn try_http_post(addr: SocketAddr, path: &str, body: &[u8]) -> Option<(u16, Value)> {
+    std::panic::catch_unwind(|| http_post(addr, path, body)).ok()
+}
+
 /// Dynamic activation by hand: a securemode-3 login, the pushed secret, and the device's
 /// `_reply`, acknowledged by serve's PUBACK; the secret, or `None` when serve went away.
 fn activate(addr: SocketAddr, dk: &str) -> Option<String> {
@@ -538,14 +544,16 @@ fn load_until_killed(s: Serve, round: i64) -> Acked {
             }
             let c = creds("http", "pk1", &dk, "static", "Device-Canary-9a1");
             let auth = c.request.expect("auth request");
-            let (_, v) = http_post(http, &auth.path, auth.body.as_bytes());
+            let Some((_, v)) = try_http_post(http, &auth.path, auth.body.as_bytes()) else {
+                return;
+            };
             let Some(sid) = v["data"]["sessionId"].as_str().map(str::to_string) else {
                 return;
             };
             let path = format!("/topic{topic}?sessionId={sid}");
             for i in 0..i64::MAX {
-                match http_post(http, &path, body(i).to_string().as_bytes()) {
-                    (200, r) if r["code"] == 200 => keep(i),
+                match try_http_post(http, &path, body(i).to_string().as_bytes()) {
+                    Some((200, r)) if r["code"] == 200 => keep(i),
                     _ => return,
                 }
             }
