@@ -219,54 +219,11 @@ pub(super) fn matrix(
             _ => None,
         });
     }
-    // The rows these logins measure, as `[exchanges]` names them (none: nothing to measure).
-    let dynamic_row = caps.login_feature(&LoginKind::SecureMode("dynamic".into()));
-    let certificate_row = caps.login_feature(&LoginKind::Certificate);
     let (reports, logins) = runtime.block_on(async {
         let mut out = Vec::with_capacity(targets.len());
         let mut logins = Vec::new();
         for (t, dynamic) in targets.iter().zip(&dynamic) {
-            let mut report = probe::run(caps, t, opts).await;
-            if let (Some(why), Some(_), Some(dynamic_row)) =
-                (activation_elsewhere(caps, t), dynamic, dynamic_row)
-            {
-                // EnOS documents this protocol's activation over other ports only.
-                let untested = crate::measurement::NeedReport {
-                    need: dynamic_row.into(),
-                    protocol: t.protocol.clone(),
-                    table: table(caps, dynamic_row, &t.protocol),
-                    ok: false,
-                    measured: crate::measurement::Measured::Untested,
-                    code: None,
-                    message: why,
-                    stages: Vec::new(),
-                    error: None,
-                };
-                crate::measurement::matrix::replace_need(&mut report, untested);
-            } else if let (Some(o), Some(dynamic_row)) = (dynamic, dynamic_row) {
-                let login = probe::run(caps, t, o).await;
-                let table = table(caps, dynamic_row, &t.protocol);
-                crate::measurement::matrix::replace_need(
-                    &mut report,
-                    crate::measurement::matrix::login_need(dynamic_row, table, &login),
-                );
-                logins.push(login);
-            }
-            // DTLS-PSK carries no certificate: a handshake offering one is the measurement.
-            if let Some(certificate_row) = certificate_row
-                && t.protocol == "coap"
-                && t.secure
-                && opts.tls.cert.is_some()
-            {
-                let login = probe::coap::certificate_login(t, opts).await;
-                let table = table(caps, certificate_row, &t.protocol);
-                crate::measurement::matrix::replace_need(
-                    &mut report,
-                    crate::measurement::matrix::login_need(certificate_row, table, &login),
-                );
-                logins.push(login);
-            }
-            out.push(report);
+            out.push(matrix_column(caps, t, opts, dynamic.as_ref(), &mut logins).await);
         }
         (out, logins)
     });
@@ -304,6 +261,58 @@ fn table(caps: &Capabilities, feature: &str, protocol: &str) -> crate::capabilit
         .map_or(crate::capabilities::Support::NotSupported, |f| {
             f.support_for(protocol)
         })
+}
+
+/// One URL's column of the matrix: its probe with every need, then the logins that measure the
+/// login rows (a dynamic activation with `dynamic`'s options, a certificate offered over
+/// DTLS), pushed to `logins` and put in their rows. The rows are the features whose exchange
+/// is that login (`[exchanges]`); without one, nothing is measured.
+async fn matrix_column(
+    caps: &'static Capabilities,
+    t: &Target,
+    opts: &ProbeOptions,
+    dynamic: Option<&ProbeOptions>,
+    logins: &mut Vec<crate::measurement::ProbeReport>,
+) -> crate::measurement::ProbeReport {
+    use crate::measurement::matrix::{login_need, replace_need};
+    let mut report = probe::run(caps, t, opts).await;
+    let dynamic_row = caps.login_feature(&LoginKind::SecureMode("dynamic".into()));
+    if let (Some(why), Some(_), Some(row)) = (activation_elsewhere(caps, t), dynamic, dynamic_row) {
+        // EnOS documents this protocol's activation over other ports only.
+        let untested = crate::measurement::NeedReport {
+            need: row.into(),
+            protocol: t.protocol.clone(),
+            table: table(caps, row, &t.protocol),
+            ok: false,
+            measured: crate::measurement::Measured::Untested,
+            code: None,
+            message: why,
+            stages: Vec::new(),
+            error: None,
+        };
+        replace_need(&mut report, untested);
+    } else if let (Some(o), Some(row)) = (dynamic, dynamic_row) {
+        let login = probe::run(caps, t, o).await;
+        replace_need(
+            &mut report,
+            login_need(row, table(caps, row, &t.protocol), &login),
+        );
+        logins.push(login);
+    }
+    // DTLS-PSK carries no certificate: a handshake offering one is the measurement.
+    if let Some(row) = caps.login_feature(&LoginKind::Certificate)
+        && t.protocol == "coap"
+        && t.secure
+        && opts.tls.cert.is_some()
+    {
+        let login = probe::coap::certificate_login(t, opts).await;
+        replace_need(
+            &mut report,
+            login_need(row, table(caps, row, &t.protocol), &login),
+        );
+        logins.push(login);
+    }
+    report
 }
 
 /// The options of the login that proves `dynamic_auth` on `target`: device `dk` of the
