@@ -42,7 +42,11 @@ printf 'product,key,product_secret\npk1,dk1,ps\n' > fuzz/corpus/fleet_devices/dy
 mkdir -p fuzz/corpus/coap_command
 printf '/topic/sys/pk1/dk1/thing/service/measurepoint/set' > fuzz/corpus/coap_command/set
 printf '/topic/sys/pk1/dk1/thing/model/down_raw' > fuzz/corpus/coap_command/raw
-for target in capabilities answers batch_rows coap_reply coap_command decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices device_test_evidence; do
+# A history request's query and --retain's spec.
+mkdir -p fuzz/corpus/serve_history
+printf 'from=1700000000000&to=1700000060000&limit=100&format=csv' > fuzz/corpus/serve_history/query
+printf '7d,100000' > fuzz/corpus/serve_history/retain
+for target in capabilities answers batch_rows coap_reply coap_command decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices device_test_evidence serve_history; do
   echo "== fuzz $target for ${seconds}s"
   log=$(mktemp)
   status=0

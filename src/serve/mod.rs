@@ -358,6 +358,21 @@ pub(crate) fn random_hex(bytes: usize) -> Option<String> {
 /// device sends, reachable without making them part of the API.
 #[doc(hidden)]
 pub mod fuzzing {
+    /// The query of `GET .../history/{point}`: `(from, to, limit, csv)`, or why it is refused.
+    pub fn history_query(query: &str) -> Result<(i64, i64, usize, bool), String> {
+        super::history::Query::parse(Some(query))
+            .map(|q| (q.from, q.to, q.limit, q.format == super::history::Format::Csv))
+    }
+
+    /// The most values one history answer holds.
+    pub const HISTORY_MAX_LIMIT: usize = super::history::MAX_LIMIT;
+
+    /// `--retain`'s spec (a duration and/or a count): `(seconds, count)`, or why it is refused.
+    pub fn retention(spec: &str) -> Result<(Option<u64>, Option<u64>), String> {
+        spec.parse::<super::history::Retention>()
+            .map(|r| (r.duration.map(|d| d.as_secs()), r.count))
+    }
+
     /// The protocol name and level of a CONNECT, read before the codec.
     pub fn connect_level(buf: &[u8]) -> Option<(String, u8)> {
         super::mqtt_wire::connect_level(buf)
