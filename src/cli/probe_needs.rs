@@ -299,10 +299,10 @@ async fn matrix_column(
         );
         logins.push(login);
     }
-    // DTLS-PSK carries no certificate: a handshake offering one is the measurement.
+    // DTLS-PSK carries no certificate: a handshake offering one is the measurement (a TLS
+    // port's certificate login is the probe's own, above).
     if let Some(row) = caps.login_feature(&LoginKind::Certificate)
-        && t.protocol == "coap"
-        && t.secure
+        && t.security == "dtls"
         && opts.tls.cert.is_some()
     {
         let login = probe::coap::certificate_login(t, opts).await;
