@@ -39,6 +39,7 @@ pub mod listen;
 pub mod logins;
 pub mod mqtt;
 pub mod mqtt_clients;
+pub mod mqtt_commands;
 pub mod mqtt_held;
 pub mod mqtt_wire;
 pub mod policy;
