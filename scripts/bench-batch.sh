@@ -1,43 +1,90 @@
 #!/usr/bin/env bash
 # Batch throughput: `recommend --batch` on ROWS generated rows (default 1,000,000) against
 # `cut -d, -f1 FILE > /dev/null`, the floor for reading every row, in the same run; then the
-# peak memory of one batch run. Needs python3 and a release build.
+# peak memory of one batch run. Two fleets: one whose profiles repeat (a survey of device
+# models), one that looks like a user's own fleet and rarely repeats (`gen-fleet.py --random`:
+# random needs in random order, a third of the answers with defaults left empty).
+#
+# BASE=path/to/another/enos-connect times that build too, in the same rounds (the build
+# before a change, for its before and after). The figures go into docs/performance.md between
+# `batch:begin` and `batch:end` (NO_WRITE=1 leaves the file alone). Needs python3 and a
+# release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-./target/release/enos-connect}
 rows=${ROWS:-1000000}
+runs=${RUNS:-10}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 python3 scripts/gen-fleet.py "$rows" > "$dir/fleet.csv"
 python3 scripts/gen-fleet.py "$rows" --random > "$dir/random.csv"
-echo "input: $rows rows, $(du -h "$dir/fleet.csv" | cut -f1) (profiles repeat); $(du -h "$dir/random.csv" | cut -f1) (random needs in random order)"
+# Copies, as `cargo install` would leave them (see docs/performance.md on start-up).
+cp "$bin" "$dir/enos-connect"
+if [ -n "${BASE:-}" ]; then cp "$BASE" "$dir/base-enos-connect"; fi
+echo "input: $rows rows, $(du -h "$dir/fleet.csv" | cut -f1) (profiles repeat); $(du -h "$dir/random.csv" | cut -f1) (a user's fleet: random needs in random order, some answers left to their defaults)"
+report() {
+  python3 -c '
+import json, sys
+for x in json.load(sys.stdin):
+    seconds, ratio, name = x["median_ms"] / 1000, x["ratio"], x["name"]
+    print(f"{seconds:.3f} s median  ratio {ratio:.2f}  {name}")'
+}
 # Round-robin (scripts/interleave.py), so a busy minute on the shared machine falls on cut
 # and on enos-connect alike.
-python3 scripts/interleave.py --runs "${RUNS:-10}" --warmup 1 --json \
-  --name "fleet.csv" --name "recommend --batch fleet.csv" --name "recommend --batch fleet.csv --batch-format csv" \
-  "cut -d, -f1 $dir/fleet.csv" \
-  "$bin recommend --batch $dir/fleet.csv" \
-  "$bin recommend --batch $dir/fleet.csv --batch-format csv" |
-  python3 -c '
-import json, sys
-for x in json.load(sys.stdin):
-    seconds, ratio, name = x["median_ms"] / 1000, x["ratio"], x["name"]
-    print(f"{seconds:.3f} s median  ratio {ratio:.2f}  {name}")'
-# Rows that rarely repeat (random subsets of the needs in random order): every profile of the
-# model is decided once, so this measures the decision cache and the engine, not only parsing.
-python3 scripts/interleave.py --runs "${RUNS:-10}" --warmup 1 --json \
-  --name "random.csv" --name "recommend --batch random.csv" \
-  "cut -d, -f1 $dir/random.csv" \
-  "$bin recommend --batch $dir/random.csv" |
-  python3 -c '
-import json, sys
-for x in json.load(sys.stdin):
-    seconds, ratio, name = x["median_ms"] / 1000, x["ratio"], x["name"]
-    print(f"{seconds:.3f} s median  ratio {ratio:.2f}  {name}")'
+names=(--name "fleet.csv" --name "recommend --batch fleet.csv" --name "recommend --batch fleet.csv --batch-format csv")
+cmds=("cut -d, -f1 $dir/fleet.csv" "$dir/enos-connect recommend --batch $dir/fleet.csv" "$dir/enos-connect recommend --batch $dir/fleet.csv --batch-format csv")
+if [ -n "${BASE:-}" ]; then
+  names+=(--name "the build before: recommend --batch fleet.csv")
+  cmds+=("$dir/base-enos-connect recommend --batch $dir/fleet.csv")
+fi
+python3 scripts/interleave.py --runs "$runs" --warmup 1 --json "${names[@]}" "${cmds[@]}" | report | tee "$dir/fleet.txt"
+# Rows that rarely repeat: this measures what a row's answers and needs cost, not only parsing.
+names=(--name "random.csv" --name "recommend --batch random.csv")
+cmds=("cut -d, -f1 $dir/random.csv" "$dir/enos-connect recommend --batch $dir/random.csv")
+if [ -n "${BASE:-}" ]; then
+  names+=(--name "the build before: recommend --batch random.csv")
+  cmds+=("$dir/base-enos-connect recommend --batch $dir/random.csv")
+fi
+python3 scripts/interleave.py --runs "$runs" --warmup 1 --json "${names[@]}" "${cmds[@]}" | report | tee "$dir/random.txt"
 for f in fleet random; do
-python3 - "$bin" "$dir/$f.csv" <<'PY'
+python3 - "$dir/enos-connect" "$dir/$f.csv" <<'PY' | tee -a "$dir/rss.txt"
 import resource, subprocess, sys
 subprocess.run([sys.argv[1], "recommend", "--batch", sys.argv[2]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(f"peak RSS of one batch run on {sys.argv[2].rsplit('/', 1)[-1]}: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.1f} MB")
 PY
 done
+[ "${NO_WRITE:-}" = 1 ] && exit 0
+python3 - "$dir" "$rows" "$runs" <<'PY'
+import datetime, os, re, sys
+d, rows, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+text = {n: open(os.path.join(d, n + ".txt")).read() for n in ("fleet", "random", "rss")}
+def figure(name, which):
+    m = re.search(rf"^([\d.]+) s median\s+ratio ([\d.]+)\s+{re.escape(name)}$", text[which], re.M)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+cut_r, ours_r = figure("random.csv", "random"), figure("recommend --batch random.csv", "random")
+base_r = figure("the build before: recommend --batch random.csv", "random")
+cut_f, jsonl_f = figure("fleet.csv", "fleet"), figure("recommend --batch fleet.csv", "fleet")
+csv_f = figure("recommend --batch fleet.csv --batch-format csv", "fleet")
+base_f = figure("the build before: recommend --batch fleet.csv", "fleet")
+lines = [
+    f"<!-- batch:begin (written by scripts/bench-batch.sh, {datetime.date.today()}: {rows:,} rows, {runs} rounds round-robin, medians) -->",
+    "| fleet | `cut -d, -f1` | `recommend --batch` (JSON Lines) | ratio | goal | met |",
+    "|---|---|---|---|---|---|",
+    f"| a user's fleet, rows rarely repeat (`gen-fleet.py --random`) | {cut_r[0]:.3f} s | {ours_r[0]:.3f} s | {ours_r[1]:.2f} | ≤ 2.0 | {'yes' if ours_r[1] <= 2.0 else '**no**'} |",
+    f"| a survey, profiles repeat (`gen-fleet.py`) | {cut_f[0]:.3f} s | {jsonl_f[0]:.3f} s (CSV out {csv_f[0]:.3f} s, {csv_f[1]:.2f}) | {jsonl_f[1]:.2f} | ≤ 4 | {'yes' if jsonl_f[1] <= 4 else '**no**'} |",
+]
+if base_r:
+    lines.append(f"| the build before, same rounds: the user's fleet | {cut_r[0]:.3f} s | {base_r[0]:.3f} s | {base_r[1]:.2f} | | |")
+if base_f:
+    lines.append(f"| the build before, same rounds: the survey | {cut_f[0]:.3f} s | {base_f[0]:.3f} s | {base_f[1]:.2f} | | |")
+for m in re.finditer(r"^peak RSS of one batch run on (\w+)\.csv: ([\d.]+) MB", text["rss"], re.M):
+    lines.append(f"| peak RSS, {m.group(1)}.csv | | {m.group(2)} MB | | < 30 MB | {'yes' if float(m.group(2)) < 30 else '**no**'} |")
+lines.append("<!-- batch:end -->")
+path = "docs/performance.md"
+doc = open(path).read()
+new, n = re.subn(r"<!-- batch:begin.*?<!-- batch:end -->", lambda _: "\n".join(lines), doc, flags=re.S)
+if n != 1:
+    sys.exit("docs/performance.md has no batch:begin/batch:end markers")
+open(path, "w").write(new)
+print("\n".join(lines))
+PY

@@ -2,7 +2,9 @@
 # Single probes against the C clients doing the same work on the same local peers, timed
 # round-robin (scripts/interleave.py), each command's own start-up included; then the load
 # rate `serve` holds against the rate mosquitto holds, both driven by the same load probe in
-# the same run. Prints medians and ratios; a ratio is enos-connect's figure over the peer's.
+# the same run; and the rate `serve --data FILE` holds against `serve` in memory, the same load
+# probe round-robin (interleave.py). Prints medians and ratios; a ratio is enos-connect's
+# figure over the peer's.
 # Needs: mosquitto, mosquitto-clients, libcoap3-bin, curl, python3 and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ trap cleanup EXIT
 cp "$bin" "$dir/enos-connect"
 bin="$dir/enos-connect"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mq=$(port); coap=$(port); http=$(port); enos=$(port)
+mq=$(port); coap=$(port); http=$(port); enos=$(port); data=$(port)
 mosquitto -p "$mq" > "$dir/mq.log" 2>&1 & pids+=($!)
 coap-server-notls -A 127.0.0.1 -p "$coap" > "$dir/coap.log" 2>&1 & pids+=($!)
 python3 scripts/http_peer.py --port "$http" > "$dir/http.log" 2>&1 & pids+=($!)
@@ -36,6 +38,9 @@ TOML
 # does serve here, so the two rates compare the servers' own work.
 "$bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$enos" --http off --coap off --console off \
   --connack-delay-ms 0 --quiet > /dev/null 2>&1 & pids+=($!)
+# The same serve with its state in a data file: every post's value committed before its reply.
+"$bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$data" --http off --coap off --console off \
+  --connack-delay-ms 0 --data "$dir/serve.db" --quiet > /dev/null 2>&1 & pids+=($!)
 sleep 1
 
 one() {  # name, ours, peer
@@ -73,3 +78,16 @@ serve, mq = statistics.median(r["serve"] for r in rows), statistics.median(r["mo
 ratio = statistics.median(r["serve"] / r["mosquitto"] for r in rows)
 failed = sum(r["serve_failed"] + r["mosquitto_failed"] for r in rows)
 print(f"load  serve {serve:.0f}/s (measurepoint posts)  mosquitto {mq:.0f}/s (QoS 1 publishes)  ratio {ratio:.2f}  ({len(rows)} rounds, {failed} failed)")'
+
+# The cost of --data: the same load (2000 probes, 50 at a time, each an EnOS login and a
+# measure point post) against serve in memory and serve --data, round-robin; a rate is the
+# posts over the median wall time of the probe's run, so the ratio is memory's time over data's.
+data_runs=${DATA_RUNS:-21}
+python3 scripts/interleave.py --runs "$data_runs" --warmup 3 --json --name memory --name data \
+  "$bin probe mqtt://127.0.0.1:$enos --product-key pk1 --device-key dk1 -m temp=21.5 --count 2000 --concurrency 50 -f json" \
+  "$bin probe mqtt://127.0.0.1:$data --product-key pk1 --device-key dk1 -m temp=21.5 --count 2000 --concurrency 50 -f json" |
+  python3 -c '
+import json, sys
+memory, data = (x["median_ms"] for x in json.load(sys.stdin))
+runs = sys.argv[1]
+print(f"data  serve --data {2000 / data * 1000:.0f}/s  serve in memory {2000 / memory * 1000:.0f}/s  ratio {memory / data:.2f}  ({runs} rounds)")' "$data_runs"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates docs/console.png: the device page of `serve --console`, taken by headless Debian
-# Chromium (WebDriver, Python selenium) while the official EnOS Python SDK's device posts a
-# minute of values, reports attributes, tags, an event, its firmware and an OTA step, and takes
-# a measure point set from the page. The same script as the browser test (scripts/console_check.py).
+# Regenerates docs/console.png: the device page of `serve --console --data FILE`, taken by
+# headless Debian Chromium (WebDriver, Python selenium) after the official EnOS Python SDK's
+# device reports an hour of values (a minute apart), attributes, tags, an event, its firmware
+# and an OTA step, and takes a measure point set from the page; the page is opened afresh, so
+# its charts are drawn from the history. The same script as the browser test
+# (scripts/console_check.py).
 #
 # usage: scripts/console-screenshot.sh [OUT.png]
 # needs: apt-get install chromium chromium-driver; a Python with selenium,
@@ -58,7 +60,7 @@ md5 = "fedcba9876543210fedcba9876543210"
 size = 524288
 TOML
 "$bin" serve --registry "$dir/registry.toml" --mqtt 127.0.0.1:0 --http off --coap off \
-  --console 127.0.0.1:0 --quiet > "$dir/out.jsonl" &
+  --console 127.0.0.1:0 --data "$dir/serve.db" --quiet > "$dir/out.jsonl" &
 pid=$!
 for _ in $(seq 100); do [ -s "$dir/out.jsonl" ] && break; sleep 0.1; done
 read -r console mqtt < <(head -1 "$dir/out.jsonl" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["console"], v["mqtt"].rsplit(":",1)[1])')

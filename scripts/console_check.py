@@ -6,11 +6,13 @@ fails. Never prints a secret.
 
 usage: console_check.py CONSOLE_URL MQTT_PORT PK DK DEVICE_SECRET [--screenshot PNG]
 
-The checks: the device turns online on the fleet page within a second of its login; a measure
-point it posts shows on the device page and the point's chart gains a value; a measure point set
-from the page reaches the SDK's handler and the page shows the device's reply; the device's
-disconnect turns it offline. With --screenshot, the device page is filled with a minute of
-values, attributes, tags and an event first, and saved as PNG (docs/console.png).
+The checks: the device turns online on the fleet page within a second of its login; a freshly
+opened device page draws each point's chart from its history (values posted before the page
+opened); a measure point it posts shows on the device page and the point's chart gains a value;
+a measure point set from the page reaches the SDK's handler and the page shows the device's
+reply; the device's disconnect turns it offline. With --screenshot, the device reports an hour
+of values (a minute apart), attributes, tags and an event, the device page is opened afresh
+(its charts drawn from that history) and saved as PNG (docs/console.png).
 """
 import math
 import os
@@ -137,8 +139,16 @@ try:
     took = time.monotonic() - t0
     check(online and took <= 1.0, "the device shows online within a second of its login (%.2f s)" % took)
 
+    # Values from before the page opens: the page draws them from the point's history.
+    now_ms = int(time.time() * 1000)
+    for i in range(6):
+        check(post(c, {"temp": 20 + i}, now_ms - (60 - i * 10) * 1000) == 200, "the SDK posts temp=%d, %d s ago" % (20 + i, 60 - i * 10))
     d.get(console + "/#/device/%s/%s" % (pk, dk))
+    d.refresh()
     point = '.point[data-id="temp"]'
+    drawn = int(wait(lambda: int(attr(d, point + " svg.chart", "data-n") or 0) >= 6 and attr(d, point + " svg.chart", "data-n"), 5) or 0)
+    check(drawn >= 6, "a freshly opened device page draws the point's history (%d values)" % drawn)
+    check(attr(d, point + " a.csv", "data-csv") == "temp", "the point offers its history as CSV")
     check(post(c, {"temp": 21.5}) == 200, "the SDK posts temp=21.5")
     check(wait(lambda: text(d, point + " .value") == "21.5", 3), "the device page shows temp 21.5",
           text(d, point + " .value"))
@@ -161,19 +171,24 @@ try:
           "the page shows the device's reply", reply)
 
     if shot:
-        # A minute of a metering device, for docs/console.png: three points, attributes, tags,
-        # an event, a firmware version and an OTA in progress.
+        # An hour of a metering device, a value a minute, for docs/console.png: three points,
+        # attributes, tags, an event, a firmware version and an OTA in progress; the page is
+        # opened afresh and draws its charts from that history.
         c.publish(AttributeUpdateRequest.builder().add_attribute("model", "EM-300").add_attribute("site", "Lab bench 3").build())
         c.publish(TagUpdateRequest.builder().add_tag("owner", "firmware-team").add_tag("rack", "B2").build())
         c.publish(OtaVersionReportRequest.builder().set_version("1.4.2").build())
         c.publish(OtaProgressReportRequest.builder().set_step("62").set_desc("downloading").build())
         c.publish(EventPostRequest.builder().set_event_identifier("overheat").add_value("level", 2).build())
-        for i in range(48):
+        start = int(time.time() * 1000) - 59 * 60_000
+        for i in range(60):
             post(c, {"temp": round(22 + 2.5 * math.sin(i / 6) + (i % 4) * 0.15, 2),
                      "humidity": round(47 + 5 * math.cos(i / 9), 1),
-                     "power": round(1200 + 300 * math.sin(i / 4) + 80 * math.cos(i / 1.7), 1)})
-            time.sleep(0.26)  # one value per tick of the page's stream
-        time.sleep(1)
+                     "power": round(1200 + 300 * math.sin(i / 4) + 80 * math.cos(i / 1.7), 1)},
+                 start + i * 60_000)
+        d.refresh()
+        check(wait(lambda: int(attr(d, '.point[data-id="power"] svg.chart', "data-n") or 0) >= 60, 5),
+              "the reopened page draws an hour of history")
+        time.sleep(0.5)
         d.execute_script("window.scrollTo(0, 0)")
         d.save_screenshot(shot)
         check(os.path.getsize(shot) > 10_000, "screenshot saved to " + shot)

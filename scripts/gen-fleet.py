@@ -1,7 +1,9 @@
 """Generate a fleet survey as CSV for `enos-connect recommend --batch`: N rows, answers drawn
 at random and needs from a set of typical device profiles (a survey repeats device models).
-With --random, the needs are a random subset of every feature in random order, so rows rarely
-repeat: the hard case for the decision cache."""
+With --random, rows look like a user's own fleet and rarely repeat, the hard case for the
+decision cache: the needs are a random subset of every feature in random order, and a third
+of the answers that have a default (third_party_cloud, constrained, long_connection) are left
+empty, so the default applies, as people leave out what they do not know."""
 import random
 import sys
 
@@ -28,10 +30,12 @@ def main():
     out.write("id,network,enos_format,third_party_cloud,enos_version,constrained,long_connection,needs\n")
     nets, yn, vers = ["tcp", "udp", "both", "none"], ["yes", "no"], ["2", "3"]
     lines = []
+    # With --random, an answer with a default is left out a third of the time.
+    opt = (lambda: rnd.choice(["yes", "no", ""])) if scattered else (lambda: rnd.choice(yn))
     for i in range(n):
         lines.append(
-            f"dev-{i:07d},{rnd.choice(nets)},{rnd.choice(yn)},{rnd.choice(yn)},{rnd.choice(vers)},"
-            f"{rnd.choice(yn)},{rnd.choice(yn)},{needs(rnd) if scattered else rnd.choice(PROFILES)}\n"
+            f"dev-{i:07d},{rnd.choice(nets)},{rnd.choice(yn)},{opt()},{rnd.choice(vers)},"
+            f"{opt()},{opt()},{needs(rnd) if scattered else rnd.choice(PROFILES)}\n"
         )
         if len(lines) >= 10000:
             out.write("".join(lines))

@@ -53,6 +53,9 @@ pub enum AnswersError {
     },
     #[error("{0}")]
     File(Located),
+    /// Every problem of an answers file, when it has more than one.
+    #[error("{file}: {count} problem(s) in the answers:\n{list}", count = .problems.len(), list = crate::source::bullet_list(.problems))]
+    Invalid { file: String, problems: Vec<Located> },
     #[error("cannot read answers file {path}: {source}")]
     Read {
         path: String,
@@ -87,7 +90,7 @@ impl crate::base::Help for AnswersError {
             AnswersError::Twice { id, .. } => Some(format!("give `{id}` once: a question has one answer")),
             AnswersError::Read { .. } => Some("check the path given with --answers".into()),
             // A located error renders its own help after the snippet.
-            AnswersError::File(_) => None,
+            AnswersError::File(_) | AnswersError::Invalid { .. } => None,
         }
     }
 }
@@ -130,15 +133,12 @@ fn hint<'a>(input: &str, allowed: impl IntoIterator<Item = &'a str>) -> Hint {
     )
 }
 
-/// One rule for every source of answers: a yes/no question takes `true`/`false` too (TOML
-/// booleans in a file, the same words on the command line), as `yes`/`no`.
+/// One rule for every source of answers (flags, files, batch rows, prompts): the choice a
+/// value names by its value, label or alias, without regard to case, and for a yes/no question
+/// also true/false, y/n and 1/0 (see [`crate::capabilities::Question::choice_for`]). The value
+/// as given when it names no choice.
 pub fn canonical<'a>(q: &'a crate::capabilities::Question, value: &'a str) -> &'a str {
-    let yes_no = q.values().any(|v| v == "yes") && q.values().any(|v| v == "no");
-    match value {
-        "true" if yes_no => "yes",
-        "false" if yes_no => "no",
-        other => other,
-    }
+    q.choice_for(value).map_or(value, |c| c.value.as_str())
 }
 
 /// `key = word` on the line of a TOML syntax error, where the word is not a TOML value (`tcp`,
@@ -176,8 +176,8 @@ impl Answers {
             hint: hint(id, caps.question_ids()),
             known: caps.question_ids().collect::<Vec<_>>().join(", "),
         })?;
-        let value = canonical(q, value.trim());
-        if !q.values().any(|v| v == value) {
+        let value = value.trim();
+        let Some(choice) = q.choice_for(value) else {
             return Err(AnswersError::BadValue {
                 flag: flag.to_string(),
                 id: id.to_string(),
@@ -185,8 +185,8 @@ impl Answers {
                 hint: hint(value, q.values()),
                 allowed: q.values().collect::<Vec<_>>().join(", "),
             });
-        }
-        self.values.insert(id.to_string(), value.to_string());
+        };
+        self.values.insert(id.to_string(), choice.value.clone());
         Ok(())
     }
 
@@ -202,6 +202,15 @@ impl Answers {
             if id.is_empty() {
                 continue;
             }
+            // `OTA` for `ota`: feature ids are matched without regard to case too.
+            let lower;
+            let id = match (caps.feature(id), crate::capabilities::normalize(id)) {
+                (None, Some(norm)) if caps.feature(&norm).is_some() => {
+                    lower = norm;
+                    lower.as_str()
+                }
+                _ => id,
+            };
             if caps.feature(id).is_none() {
                 return Err(AnswersError::UnknownFeature {
                     flag: flag.to_string(),
@@ -292,66 +301,102 @@ impl Answers {
                 None => located,
             })
         })?;
+        let mut answers = Answers::default();
+        // Every problem of the file is reported in one run, in the file's order.
+        let mut problems = Vec::new();
+        for (key, value) in &doc {
+            if let Err(p) = answers.read_entry(caps, src, key, value) {
+                problems.push(p);
+            }
+        }
+        problems.sort_by_key(|p| (p.line, p.col));
+        match problems.len() {
+            0 => Ok(answers),
+            1 => Err(AnswersError::File(problems.remove(0))),
+            _ => Err(AnswersError::Invalid {
+                file: src.name.clone(),
+                problems,
+            }),
+        }
+    }
+
+    /// One key of an answers file: a question's answer, or `needs`; a problem located.
+    fn read_entry(
+        &mut self,
+        caps: &Capabilities,
+        src: &SourceFile,
+        key: &Spanned<String>,
+        value: &Spanned<toml::Value>,
+    ) -> Result<(), Located> {
         // A flag-style error re-homed onto the file position: the key is the "flag".
         let at = |span: std::ops::Range<usize>, e: AnswersError| {
             use crate::base::Help;
             let mut located = src.locate(Some(span), e.what());
             located.help = e.help();
-            AnswersError::File(located)
+            located
         };
-        let mut answers = Answers::default();
-        for (key, value) in &doc {
-            if key.get_ref() == "needs" {
-                let toml::Value::Array(items) = value.get_ref() else {
-                    return Err(AnswersError::File(src.locate(
-                        Some(value.span()),
-                        "`needs` must be an array of feature ids, for example needs = [\"ota\"]",
-                    )));
-                };
-                let mut ids = Vec::new();
-                for item in items {
-                    match item.as_str() {
-                        Some(s) => ids.push(s),
-                        None => {
-                            return Err(AnswersError::File(src.locate(
-                                Some(value.span()),
-                                "`needs` may only hold strings (feature ids)",
-                            )));
-                        }
+        if key.get_ref() == "needs" {
+            let toml::Value::Array(items) = value.get_ref() else {
+                return Err(src.locate(
+                    Some(value.span()),
+                    "`needs` must be an array of feature ids, for example needs = [\"ota\"]",
+                ));
+            };
+            let mut ids = Vec::new();
+            for item in items {
+                match item.as_str() {
+                    Some(s) => ids.push(s),
+                    None => {
+                        return Err(
+                            src.locate(Some(value.span()), "`needs` may only hold strings (feature ids)")
+                        );
                     }
                 }
-                answers
-                    .add_needs(caps, ids, "needs")
-                    .map_err(|e| at(value.span(), e))?;
-                continue;
             }
-            let text = match value.get_ref() {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
-                other => {
-                    return Err(AnswersError::File(src.locate(
-                        Some(value.span()),
-                        format!("`{}` must be a string, not {}", key.get_ref(), other.type_str()),
-                    )));
-                }
-            };
-            let span = if caps.question(key.get_ref()).is_some() {
-                value.span()
-            } else {
-                key.span()
-            };
-            answers
-                .set(caps, key.get_ref(), &text, key.get_ref())
-                .map_err(|e| at(span, e))?;
+            return self
+                .add_needs(caps, ids, "needs")
+                .map_err(|e| at(value.span(), e));
         }
-        Ok(answers)
+        if caps.question(key.get_ref()).is_none() {
+            // `need` for `needs` is the likeliest slip in a file: suggest among both.
+            let e = AnswersError::UnknownQuestion {
+                flag: key.get_ref().clone(),
+                id: key.get_ref().clone(),
+                hint: hint(key.get_ref(), caps.question_ids().chain(["needs"])),
+                known: format!(
+                    "{} (and `needs`)",
+                    caps.question_ids().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            return Err(at(key.span(), e));
+        }
+        let text = match value.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
+            // `enos_version = 3.0` reads as the text 3, a version's own alias.
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(src.locate(
+                    Some(value.span()),
+                    format!("`{}` must be a string, not {}", key.get_ref(), other.type_str()),
+                ));
+            }
+        };
+        let span = value.span();
+        self.set(caps, key.get_ref(), &text, key.get_ref())
+            .map_err(|e| at(span, e))
     }
 
     /// The answers as an answers file that `recommend --answers` replays.
     pub fn to_toml(&self, caps: &Capabilities) -> String {
-        let mut out =
-            String::from("# enos-connect answers: replay with `enos-connect recommend --answers FILE`\n");
+        // The directive Taplo and Even Better TOML read; the schema beside the file is
+        // `enos-connect schema answers > answers.schema.json`.
+        let mut out = String::from(
+            "#:schema ./answers.schema.json\n\
+             # enos-connect answers: replay with `enos-connect recommend --answers FILE`\n\
+             # (the schema above: enos-connect schema answers > answers.schema.json)\n",
+        );
         for q in &caps.questions {
             if let Some(v) = self.values.get(&q.id) {
                 out.push_str(&format!("{} = {}\n", q.id, toml_string(v)));
@@ -413,7 +458,9 @@ mod tests {
             &["report_data".into()],
         )
         .expect("valid");
-        let back = Answers::parse(&caps, &SourceFile::new("x", a.to_toml(&caps))).expect("parses");
+        let text = a.to_toml(&caps);
+        assert!(text.starts_with("#:schema ./answers.schema.json\n"), "{text}");
+        let back = Answers::parse(&caps, &SourceFile::new("x", text)).expect("parses");
         assert_eq!(a, back);
     }
 }

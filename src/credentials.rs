@@ -67,8 +67,13 @@ impl Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("no credential recipe for `{0}`")]
-    UnknownProtocol(String, String),
+    #[error("no credential recipe for `{name}`{}", .why.as_deref().map(|w| format!(": {w}")).unwrap_or_default())]
+    UnknownProtocol {
+        name: String,
+        /// What the name is instead: a URL scheme, or the recipe it resembles.
+        why: Option<String>,
+        known: String,
+    },
     #[error("{protocol} does not support --secure-mode {mode}")]
     Mode {
         protocol: String,
@@ -90,7 +95,7 @@ pub enum CredentialsError {
 impl crate::base::Help for CredentialsError {
     fn help(&self) -> Option<String> {
         Some(match self {
-            CredentialsError::UnknownProtocol(_, known) => format!("use one of {known}"),
+            CredentialsError::UnknownProtocol { known, .. } => format!("use one of {known}"),
             CredentialsError::Mode { protocol, modes, .. } => format!("{protocol} supports {modes}"),
             CredentialsError::Lifetime { min, max, unit, .. } => format!("use {min} to {max} {unit}"),
             CredentialsError::EmptyKey { .. } => {
@@ -156,17 +161,44 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The login recipe called `name` (`mqtt`, `http`, `coap`, `subdevice`). A URL scheme
+/// (`mqtts`) is not one: the error names the protocol whose login it is; a typo gets "did you
+/// mean".
+pub fn recipe<'c>(
+    caps: &'c Capabilities,
+    name: &str,
+) -> Result<&'c crate::capabilities::CredentialRecipe, CredentialsError> {
+    if let Some(r) = caps.credentials.get(name) {
+        return Ok(r);
+    }
+    let scheme_of = caps.protocols.iter().find_map(|p| {
+        let port = p.ports.iter().find(|x| x.scheme == name && p.id != name)?;
+        caps.credentials.contains_key(&p.id).then(|| {
+            format!(
+                "`{name}` is the URL scheme of {} over {}, and the login is the same with or without it: `credentials {}`",
+                p.title,
+                port.security.to_ascii_uppercase(),
+                p.id
+            )
+        })
+    });
+    let why = scheme_of.or_else(|| {
+        crate::source::nearest(name, caps.credentials.keys().map(String::as_str))
+            .map(|n| format!("did you mean `{n}`?"))
+    });
+    Err(CredentialsError::UnknownProtocol {
+        name: name.to_string(),
+        why,
+        known: caps.credentials.keys().cloned().collect::<Vec<_>>().join(", "),
+    })
+}
+
 pub fn compute(
     caps: &Capabilities,
     req: &CredentialRequest,
     secret: &Secret,
 ) -> Result<Credentials, CredentialsError> {
-    let recipe = caps.credentials.get(&req.protocol).ok_or_else(|| {
-        CredentialsError::UnknownProtocol(
-            req.protocol.clone(),
-            caps.credentials.keys().cloned().collect::<Vec<_>>().join(", "),
-        )
-    })?;
+    let recipe = recipe(caps, &req.protocol)?;
     let mode = caps
         .secure_modes
         .get(&req.mode)

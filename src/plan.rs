@@ -140,6 +140,7 @@ pub fn plan(caps: &Capabilities, decision: &Decision, deployment: &Deployment) -
     }
 }
 
+/// One protocol's part of the plan, or `None` for an id the capabilities do not know.
 fn protocol_plan(
     caps: &Capabilities,
     decision: &Decision,
@@ -169,60 +170,98 @@ fn protocol_plan(
         .filter(|c| c.protocol == id)
         .map(|c| c.need.clone())
         .collect();
-    let auth = auth_modes(caps, decision, id, vars);
     let recipe = caps.credentials.get(id);
-    let mut login = Vec::new();
-    if let Some(r) = recipe {
-        let mut lvars = vars.clone();
-        // How the fields are built: the secure mode shows every value the recipe allows.
-        let modes: Vec<String> = r
-            .modes
-            .iter()
-            .filter_map(|m| caps.secure_modes.get(m).map(|sm| sm.value.to_string()))
-            .collect();
-        lvars.insert("secure_mode", format!("{{{}}}", modes.join("|")));
-        let secret = if r.modes.iter().any(|m| m == "dynamic") {
-            "the device secret (the product secret when activating dynamically)"
-        } else {
-            "the device secret"
-        };
-        for (name, t) in &r.fields {
-            login.push(LoginField {
-                name: name.clone(),
-                value: fill(t, &lvars),
-            });
-        }
-        if let Some(psk) = &r.psk_key {
-            login.push(LoginField {
-                name: psk.field.clone(),
-                value: format!(
-                    "hex of bytes {} to {} of SHA-256({secret})",
-                    psk.digest_from,
-                    psk.digest_from.saturating_add(psk.len).saturating_sub(1)
-                ),
-            });
-        }
-        login.push(LoginField {
-            name: r.sign.field.clone(),
-            value: format!(
-                "uppercase hex SHA-256 of \"{}\" followed by {secret}",
-                fill(&r.sign.content, &lvars)
+    let keys = format!(
+        "--product-key {} --device-key {}",
+        vars.get("pk").map_or("{pk}", String::as_str),
+        vars.get("dk").map_or("{dk}", String::as_str)
+    );
+    Some(ProtocolPlan {
+        protocol: id.to_string(),
+        title: proto.title.clone(),
+        auth: auth_modes(caps, decision, id, vars),
+        login: recipe.map(|r| login_fields(caps, r, vars)).unwrap_or_default(),
+        topics: topics(caps, &carries, id, vars),
+        probe: smoke_test(caps, proto, &host, &keys, deployment, &carries),
+        credentials: match recipe {
+            Some(_) => format!("enos-connect credentials {id} {keys}"),
+            None => String::new(),
+        },
+        carries,
+        host,
+        host_note: proto.host_note.clone(),
+        transport: proto.transport.clone(),
+        ports,
+        security: proto.security.clone(),
+    })
+}
+
+/// The login fields a recipe builds, in words: each field's template filled in, the PSK key
+/// and the sign as recipes, the auth request, the note on the client id.
+fn login_fields(
+    caps: &Capabilities,
+    r: &crate::capabilities::CredentialRecipe,
+    vars: &BTreeMap<&'static str, String>,
+) -> Vec<LoginField> {
+    let field = |name: &str, value: String| LoginField {
+        name: name.to_string(),
+        value,
+    };
+    let mut lvars = vars.clone();
+    // How the fields are built: the secure mode shows every value the recipe allows.
+    let modes: Vec<String> = r
+        .modes
+        .iter()
+        .filter_map(|m| caps.secure_modes.get(m).map(|sm| sm.value.to_string()))
+        .collect();
+    lvars.insert("secure_mode", format!("{{{}}}", modes.join("|")));
+    let secret = if r.modes.iter().any(|m| m == "dynamic") {
+        "the device secret (the product secret when activating dynamically)"
+    } else {
+        "the device secret"
+    };
+    let mut login: Vec<LoginField> = r
+        .fields
+        .iter()
+        .map(|(name, t)| field(name, fill(t, &lvars)))
+        .collect();
+    if let Some(psk) = &r.psk_key {
+        login.push(field(
+            &psk.field,
+            format!(
+                "hex of bytes {} to {} of SHA-256({secret})",
+                psk.digest_from,
+                psk.digest_from.saturating_add(psk.len).saturating_sub(1)
             ),
-        });
-        if let Some(req) = &r.request {
-            login.push(LoginField {
-                name: "auth request".into(),
-                value: format!("{} {} {}", req.method, fill(&req.path, &lvars), req.body),
-            });
-        }
-        if let Some(note) = &r.client_id_note {
-            login.push(LoginField {
-                name: "note".into(),
-                value: note.clone(),
-            });
-        }
+        ));
     }
-    let topics = carries
+    login.push(field(
+        &r.sign.field,
+        format!(
+            "uppercase hex SHA-256 of \"{}\" followed by {secret}",
+            fill(&r.sign.content, &lvars)
+        ),
+    ));
+    if let Some(req) = &r.request {
+        login.push(field(
+            "auth request",
+            format!("{} {} {}", req.method, fill(&req.path, &lvars), req.body),
+        ));
+    }
+    if let Some(note) = &r.client_id_note {
+        login.push(field("note", note.clone()));
+    }
+    login
+}
+
+/// The topics of each need a protocol carries, filled in.
+fn topics(
+    caps: &Capabilities,
+    carries: &[String],
+    id: &str,
+    vars: &BTreeMap<&'static str, String>,
+) -> Vec<PlanTopics> {
+    carries
         .iter()
         .filter_map(|need| {
             let f = caps.feature(need)?;
@@ -236,19 +275,25 @@ fn protocol_plan(
                     .unwrap_or_default(),
             })
         })
-        .collect();
-    // Probe the secure port when there is one: it is the one a production device should use.
+        .collect()
+}
+
+/// The probe command that smoke-tests a protocol up to EnOS: a measure point posted and
+/// EnOS's reply code read, on the secure port when there is one (the one a production device
+/// should use), with `--need` for what the protocol carries.
+fn smoke_test(
+    caps: &Capabilities,
+    proto: &crate::capabilities::Protocol,
+    host: &str,
+    keys: &str,
+    deployment: &Deployment,
+    carries: &[String],
+) -> String {
     let port = proto
         .ports
         .iter()
         .find(|p| p.security != "none")
         .or(proto.ports.first());
-    let keys = format!(
-        "--product-key {} --device-key {}",
-        vars.get("pk").map_or("{pk}", String::as_str),
-        vars.get("dk").map_or("{dk}", String::as_str)
-    );
-    // The smoke test goes up to EnOS: a measure point posted and EnOS's reply code read.
     let points = if deployment.measurepoints.is_empty() {
         " --measurepoint {pointId}={value}".to_string()
     } else {
@@ -258,33 +303,14 @@ fn protocol_plan(
             .map(|m| format!(" --measurepoint {m}"))
             .collect()
     };
-    let needs = need_flags(&carries) + downlink_flag(caps, &carries);
-    let probe = match port {
+    let needs = need_flags(carries) + downlink_flag(caps, carries);
+    match port {
         Some(p) => format!(
             "enos-connect probe {}://{host}:{} {keys}{points}{needs}",
             p.scheme, p.port
         ),
-        None => format!("enos-connect probe {id}://{host} {keys}{points}{needs}"),
-    };
-    let credentials = match recipe {
-        Some(_) => format!("enos-connect credentials {id} {keys}"),
-        None => String::new(),
-    };
-    Some(ProtocolPlan {
-        protocol: id.to_string(),
-        title: proto.title.clone(),
-        carries,
-        host,
-        host_note: proto.host_note.clone(),
-        transport: proto.transport.clone(),
-        ports,
-        security: proto.security.clone(),
-        auth,
-        login,
-        topics,
-        probe,
-        credentials,
-    })
+        None => format!("enos-connect probe {}://{host} {keys}{points}{needs}", proto.id),
+    }
 }
 
 /// `--need` with the needs a protocol carries, so its smoke test proves them, and the values

@@ -43,6 +43,29 @@ pub fn registry() -> String {
     )
 }
 
+/// What `recommend -f json` prints: the engine's decision and what the JSON renderer adds.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // only its schema is used: `render::json::decision_value` builds the object
+struct DecisionJson {
+    #[schemars(flatten)]
+    decision: crate::engine::Decision,
+    /// The shape of this object; fields are only added.
+    schema_version: u32,
+    /// The version of the capabilities data that decided.
+    data_version: String,
+    /// The recommendation's title, for people.
+    recommendation_title: String,
+}
+
+/// The JSON Schema of `recommend -f json`'s object (shipped as `schemas/decision.schema.json`).
+pub fn decision() -> String {
+    generated::<DecisionJson>(
+        "decision.schema.json",
+        "enos-connect decision",
+        "What `enos-connect recommend -f json` prints: the recommendation, the protocols and what each carries, the unmet needs, the reasons, the path, the answers read, the answers set aside and the caveats.",
+    )
+}
+
 /// The JSON Schema of an answers file for `caps`.
 pub fn answers(caps: &Capabilities) -> String {
     let mut properties = serde_json::Map::new();

@@ -188,6 +188,167 @@ fn value_span(value: &DeValue<'_>, path: &[PathSeg], here: Range<usize>) -> Rang
     }
 }
 
+/// After a strict read of `src` failed with `strict`, read it again leniently against
+/// `schema` (its type's JSON Schema, as schemars writes it): every key the schema does not
+/// know is a problem with "did you mean", and is left out, or read as the known key it
+/// resembles when that one is absent, so that the rest of the file is read (and can then be
+/// checked) in the same run. `Ok`: the value and those problems (none: the strict error was
+/// not about a key, and is the one problem). `Err`: every problem, when the value still cannot
+/// be read (the unknown keys and what the reader then said).
+pub fn reread<T: serde::de::DeserializeOwned>(
+    src: &SourceFile,
+    schema: &serde_json::Value,
+    strict: &toml::de::Error,
+) -> Result<(T, Vec<Located>), Vec<Located>> {
+    let located = |e: &toml::de::Error| src.locate(e.span(), e.message());
+    let Ok(mut root) = DeTable::parse(&src.text) else {
+        return Err(vec![located(strict)]);
+    };
+    let mut unknown = Vec::new();
+    prune_table(root.get_mut(), schema, schema, &mut unknown);
+    if unknown.is_empty() {
+        return Err(vec![located(strict)]);
+    }
+    let mut problems: Vec<Located> = unknown
+        .into_iter()
+        .map(|(span, key, like)| {
+            let hint = like
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            src.locate(Some(span), format!("unknown key `{key}`{hint}"))
+        })
+        .collect();
+    match T::deserialize(toml::de::Deserializer::from(root)) {
+        Ok(value) => Ok((value, problems)),
+        Err(e) => {
+            problems.push(located(&e));
+            Err(problems)
+        }
+    }
+}
+
+/// A key the schema does not know: where, which, and the known key it resembles.
+type Unknown = (Range<usize>, String, Option<String>);
+
+/// `schema` with its `$ref` followed (`#/$defs/Name` of `root`).
+fn resolve<'s>(schema: &'s serde_json::Value, root: &'s serde_json::Value) -> &'s serde_json::Value {
+    let mut at = schema;
+    for _ in 0..16 {
+        let Some(name) = at
+            .get("$ref")
+            .and_then(|r| r.as_str())
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+        else {
+            break;
+        };
+        match root.get("$defs").and_then(|d| d.get(name)) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    at
+}
+
+/// The keys a table schema names, and whether it refuses others.
+fn keys_of(schema: &serde_json::Value) -> (Vec<&str>, bool) {
+    let keys = schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let closed = schema.get("additionalProperties") == Some(&serde_json::Value::Bool(false));
+    (keys, closed)
+}
+
+/// The branch of `schema` (its `anyOf`/`oneOf`, or itself) that describes a table, the one
+/// that knows most of `table`'s keys; or one that describes an array.
+fn branch<'s>(
+    schema: &'s serde_json::Value,
+    root: &'s serde_json::Value,
+    table: Option<&DeTable<'_>>,
+) -> Option<&'s serde_json::Value> {
+    let schema = resolve(schema, root);
+    let branches: Vec<&serde_json::Value> = ["anyOf", "oneOf"]
+        .iter()
+        .filter_map(|k| schema.get(*k).and_then(|b| b.as_array()))
+        .flatten()
+        .map(|b| resolve(b, root))
+        .collect();
+    if branches.is_empty() {
+        return Some(schema);
+    }
+    let is_table =
+        |b: &&serde_json::Value| b.get("properties").is_some() || b.get("additionalProperties").is_some();
+    match table {
+        Some(t) => branches.into_iter().filter(is_table).min_by_key(|b| {
+            let (keys, closed) = keys_of(b);
+            let missing = t.keys().filter(|k| !keys.contains(&k.get_ref().as_ref())).count();
+            if closed { missing } else { 0 }
+        }),
+        None => branches.into_iter().find(|b| b.get("items").is_some()),
+    }
+}
+
+fn prune_value(
+    value: &mut DeValue<'_>,
+    schema: &serde_json::Value,
+    root: &serde_json::Value,
+    out: &mut Vec<Unknown>,
+) {
+    match value {
+        DeValue::Table(t) => {
+            if let Some(s) = branch(schema, root, Some(t)) {
+                prune_table(t, s, root, out);
+            }
+        }
+        DeValue::Array(items) => {
+            if let Some(each) = branch(schema, root, None).and_then(|s| s.get("items")) {
+                for item in items.iter_mut() {
+                    prune_value(item.get_mut(), each, root, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn prune_table(
+    table: &mut DeTable<'_>,
+    schema: &serde_json::Value,
+    root: &serde_json::Value,
+    out: &mut Vec<Unknown>,
+) {
+    let schema = resolve(schema, root);
+    let (keys, closed) = keys_of(schema);
+    if closed {
+        let strangers: Vec<String> = table
+            .keys()
+            .map(|k| k.get_ref().to_string())
+            .filter(|k| !keys.contains(&k.as_str()))
+            .collect();
+        for name in strangers {
+            let Some((key, value)) = table.remove_entry(name.as_str()) else {
+                continue;
+            };
+            let like = nearest(&name, keys.iter().copied()).map(str::to_string);
+            // Read as the key it resembles, when that one is absent: the rest of the table
+            // is then checked as it was meant.
+            if let Some(known) = like.as_deref().filter(|k| !table.contains_key(*k)) {
+                table.insert(toml::Spanned::new(key.span(), known.to_string().into()), value);
+            }
+            out.push((key.span(), name, like));
+        }
+    }
+    let more = schema.get("additionalProperties").filter(|a| a.is_object());
+    let properties = schema.get("properties");
+    for (key, value) in table.iter_mut() {
+        let sub = properties.and_then(|p| p.get(key.get_ref().as_ref())).or(more);
+        if let Some(sub) = sub {
+            prune_value(value.get_mut(), sub, root, out);
+        }
+    }
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while i > 0 && !s.is_char_boundary(i) {
         i -= 1;
@@ -249,6 +410,52 @@ mod tests {
         assert!(code.starts_with('…') && code.ends_with('…'), "{code}");
         let at = caret.chars().position(|c| c == '^').unwrap_or(usize::MAX);
         assert_eq!(code.chars().nth(at), Some('y'), "{code}\n{caret}");
+    }
+
+    #[test]
+    fn a_misspelled_key_is_a_problem_and_read_as_the_key_it_resembles() {
+        #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            name: String,
+            #[serde(default)]
+            items: Vec<Item>,
+        }
+        #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        struct Item {
+            id: u32,
+        }
+        let src = SourceFile::new("d.toml", "nmae = \"x\"\n[[items]]\nid = 1\nzzz = 2\n");
+        let Err(strict) = toml::from_str::<Doc>(&src.text) else {
+            panic!("the strict read takes no unknown key");
+        };
+        let schema = serde_json::to_value(schemars::schema_for!(Doc)).unwrap_or_default();
+        let Ok((doc, problems)) = reread::<Doc>(&src, &schema, &strict) else {
+            panic!("read again without the unknown keys");
+        };
+        let ids: Vec<u32> = doc.items.iter().map(|i| i.id).collect();
+        assert_eq!((doc.name.as_str(), ids), ("x", vec![1]));
+        let said: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}:{} {}", p.line, p.col, p.message))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "1:1 unknown key `nmae` (did you mean `name`?)",
+                "4:1 unknown key `zzz`"
+            ]
+        );
+        // Not a key's fault: the strict error alone.
+        let src = SourceFile::new("d.toml", "name = 3\n");
+        let Err(strict) = toml::from_str::<Doc>(&src.text) else {
+            panic!("a number is not a name");
+        };
+        let Err(alone) = reread::<Doc>(&src, &schema, &strict) else {
+            panic!("still not readable");
+        };
+        assert_eq!(alone.len(), 1, "{alone:?}");
     }
 
     #[test]

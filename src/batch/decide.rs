@@ -1,216 +1,315 @@
-//! The deciding side of a batch run: each parsed row's profile decided once (the cache, the
-//! walks it remembers, the distinct results stored once) and its result formatted as JSON Lines
-//! or CSV. Runs on its own thread beside the reading one (`mod.rs`).
+//! The deciding side of a batch run: each parsed row's profile decided once and its result
+//! formatted as JSON Lines or CSV. Runs on its own thread beside the reading one (`mod.rs`).
+//!
+//! A row's result is three pieces, each stored once as text (`pieces.rs`): the advice
+//! (recommendation, protocols, unmet needs), the caveats and the answers set aside. A fleet
+//! whose rows rarely repeat has hundreds of thousands of profiles (answers and needs) but a few
+//! hundred distinct answers, so what a profile's answers decide is worked out once per answers
+//! (a [`Row`]) and what its needs add is a lookup in small tables:
+//!
+//! - The walk depends on the needs only through which protocols open at the cover node carry
+//!   each of them: the cover keeps the smallest sets of open protocols that carry every need
+//!   any of them carries, and the prefer node chooses among those. So needs with the same
+//!   *pattern set* (for each need, the set of open protocols that carry it) walk alike: one
+//!   [`Path`] each.
+//! - On a path, the advice depends on the needs no open protocol carries (the unmet ones), the
+//!   caveats on the needs the caveat rules name (what carries them is the path's), and the
+//!   answers set aside on the path alone.
+//!
+//! The engine decides every path and piece (`engine::walk`, `verdict`, `carriers`, `caveats`,
+//! `set_aside`); this file only chooses what to remember them under. `tests/it/advice.rs`
+//! checks every row of the whole answer space against `recommend`.
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
-use super::cache::Cache;
-use super::row::{Key, KeyHasher};
-use super::{Batch, BatchFormat, CACHE_LIMIT, Done, RESULTS_LIMIT, Summary};
+use super::pieces::{Cell, Pieces};
+use super::row::{Key, KeyHasher, Layout};
+use super::{Batch, BatchFormat, Done, HELD_LIMIT, PIECES_LIMIT, Summary};
 use crate::capabilities::Capabilities;
 use crate::engine;
 
-/// A decided result, ready to print after a row's id. Many profiles share one: the cache maps
-/// a profile to the index of its result, so an entry stays small.
-struct Decided {
-    /// Index into the run's recommendation counters.
-    counter: usize,
-    recommendation: String,
-    protocols: String,
-    unmet: String,
-    unmet_empty: bool,
-    json_tail: String,
+type Fast = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// What a row's answers decide, whatever its needs.
+enum Row {
+    /// The walk never reads the needs (an outcome that is not a direct connection): one path.
+    Blind(Path),
+    /// The walk reads the needs at a cover node: a path per pattern set.
+    Direct(Direct),
+    /// The answers cannot be decided (an answer missing): the error's index.
+    Failed(u32),
 }
 
-// A profile's result in the cache: an index into [`Results::list`], or, with [`FAILED`] set,
-// into [`Results::errors`]. Four bytes, not a `Result` with a `String` (24): the cache is most
-// of a batch run's memory.
-
-const FAILED: u32 = 1 << 31;
-
-/// The distinct results of a run, each stored once, found by their JSON text.
-#[derive(Default)]
-struct Results {
-    list: Vec<Decided>,
-    index: HashMap<String, u32>,
-    /// Why a profile cannot be decided (a missing answer), each message once.
-    errors: Vec<String>,
+/// A direct connection's row: what each need's pattern is over the protocols open at the
+/// cover node, and the paths found so far.
+struct Direct {
+    /// Per feature bit, the bit of its pattern (which open protocols carry it) in a pattern
+    /// set; `None` when the open protocols are too many for a pattern set to fit, and each set
+    /// of needs then takes a path of its own.
+    pattern_bit: Option<Vec<u64>>,
+    /// Pattern set to an index into `list`.
+    paths: Slots,
+    list: Vec<Path>,
 }
 
-impl Results {
-    fn len(&self) -> usize {
-        self.list.len() + self.errors.len()
-    }
-
-    /// The index of an error message, stored once.
-    fn error(&mut self, message: String) -> u32 {
-        let i = self.errors.iter().position(|e| *e == message).unwrap_or_else(|| {
-            self.errors.push(message);
-            self.errors.len() - 1
-        });
-        // RESULTS_LIMIT keeps the count far below FAILED.
-        u32::try_from(i).unwrap_or(0) | FAILED
-    }
+/// A walk and what the needs that take it add: the advice by the needs left unmet, the
+/// caveats by the needs the caveat rules name, and the answers set aside.
+struct Path {
+    /// The needs this path leaves unmet, as bits of the key's needs.
+    unmet_mask: u64,
+    /// By the needs left unmet (`unmet_mask`'s bits).
+    advice: Slots,
+    /// The chosen protocols (the caveats are worked out from them).
+    protocols: Vec<String>,
+    /// By the needs the caveat rules name.
+    caveats: Slots,
+    /// The empty caveats when no rule can apply on this path, whatever the needs.
+    no_caveats: Option<u32>,
+    /// The recommendation and protocols, the same for every need on this path.
+    class: u32,
+    aside: u32,
 }
 
-/// What earlier walks teach about later rows. A walk reads some answers and, at a cover node,
-/// maybe the needs, and nothing else: another row that agrees on what a walk read walks the
-/// same way. So each walk is remembered under the answers it read (a mask of question nibbles,
-/// the row's values under it) and, when it read the needs, the needs; a new profile is looked
-/// up under every mask seen so far (a handful). Most of a fleet ends before the needs matter
-/// (`network=none`, firmware that cannot speak EnOS, no protocol left), and the rest differ in
-/// answers the walk never read (a third-party cloud, once the firmware speaks EnOS): a walk is
-/// most of a decision's cost, and this leaves one per distinct path.
-#[derive(Default)]
-struct Walks<'c> {
-    /// Masks seen, each with whether its walks read the needs.
-    shapes: Vec<(u64, bool)>,
-    /// Walks that never read the needs, by (mask, values under it): an index into `walked`.
-    blind: HashMap<(u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// Those walks and their outcomes; only the verdict (which needs go unmet) differs by row.
-    walked: Vec<(engine::Walk<'c>, String)>,
-    /// Verdicts of those walks, by (walk, needs): a profile new to the cache is most often a
-    /// known walk with a known set of needs.
-    verdicts: HashMap<(u32, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// Results of walks that read the needs, by (mask, values under it, needs).
-    read: HashMap<(u64, u64, u64), u32, std::hash::BuildHasherDefault<KeyHasher>>,
-}
-
-impl Walks<'_> {
-    fn clear(&mut self) {
-        self.shapes.clear();
-        self.blind.clear();
-        self.walked.clear();
-        self.verdicts.clear();
-        self.read.clear();
-    }
-}
-
-/// Decide a profile (the verdict only: a row prints no reasons) and return its result's index.
-fn decide_row<'c>(
-    caps: &'c Capabilities,
-    key: &Key,
-    counters: &mut Vec<(String, u64)>,
-    results: &mut Results,
-    walks: &mut Walks<'c>,
-) -> u32 {
-    for &(mask, needs_read) in &walks.shapes {
-        if needs_read {
-            if let Some(&i) = walks.read.get(&(mask, key.values & mask, key.needs)) {
-                return i;
-            }
-        } else if let Some(&w) = walks.blind.get(&(mask, key.values & mask)) {
-            if let Some(&i) = walks.verdicts.get(&(w, key.needs)) {
-                return i;
-            }
-            let Some((walked, outcome)) = walks.walked.get(w as usize) else {
-                continue;
-            };
-            let d = engine::verdict(caps, &key.needs(caps), walked, outcome);
-            let i = result_index(d, counters, results);
-            walks.verdicts.insert((w, key.needs), i);
-            return i;
+impl Path {
+    /// What a walk decides for every need that takes it.
+    fn new(
+        caps: &Capabilities,
+        key: &Key,
+        walk: &engine::Walk<'_>,
+        outcome: &str,
+        pieces: &mut Pieces,
+    ) -> Path {
+        let every = Key::all_needs(caps).needs(caps);
+        let v = engine::verdict(caps, &every, walk, outcome);
+        let unmet_mask = Key::needs_mask(caps, &v.unmet);
+        let answers = key.answers(caps);
+        let aside = pieces.aside(engine::set_aside(caps, &answers, walk));
+        // With every need, every rule that could apply does: none means none ever will.
+        let carriers = engine::carriers(caps, &every, &v.protocols);
+        let no_caveats = engine::caveats(caps, &answers, &v.protocols, &carriers)
+            .is_empty()
+            .then(|| pieces.caveats(Vec::new()));
+        Path {
+            unmet_mask,
+            advice: Slots::new(unmet_mask.count_ones(), pieces),
+            caveats: Slots::new(pieces.caveat_needs.count_ones(), pieces),
+            no_caveats,
+            class: pieces.class(&v.recommendation, &v.protocols),
+            protocols: v.protocols,
+            aside,
         }
     }
+
+    /// The advice for `key`'s needs on this path.
+    fn advice(&mut self, caps: &Capabilities, key: &Key, pieces: &mut Pieces) -> u32 {
+        let unmet = compress(key.needs, self.unmet_mask);
+        if let Some(a) = self.advice.get(unmet) {
+            return a;
+        }
+        // The needs left unmet are `unmet_mask`'s (what the verdict says, for any needs on
+        // this path), so the advice is the path's class with those.
+        let a = pieces.advice(caps, self.class, key.needs & self.unmet_mask);
+        self.advice.insert(unmet, a);
+        a
+    }
+
+    /// The caveats for `key`'s answers and needs on this path (its row's answers are fixed).
+    fn caveats(&mut self, caps: &Capabilities, key: &Key, named: u64, pieces: &mut Pieces) -> u32 {
+        if let Some(none) = self.no_caveats {
+            return none;
+        }
+        let slot = compress(key.needs, named);
+        if let Some(c) = self.caveats.get(slot) {
+            return c;
+        }
+        let only = Key {
+            values: key.values,
+            needs: key.needs & named,
+        };
+        let carriers = engine::carriers(caps, &only.needs(caps), &self.protocols);
+        let found = engine::caveats(caps, &key.answers(caps), &self.protocols, &carriers);
+        let c = pieces.caveats(found);
+        self.caveats.insert(slot, c);
+        c
+    }
+}
+
+impl Row {
+    /// Walk `key`'s answers (with its needs) and say what kind of row they make.
+    fn new(caps: &Capabilities, key: &Key, pieces: &mut Pieces) -> Row {
+        let (walk, outcome) = match walk(caps, key) {
+            Ok(w) => w,
+            Err(message) => return Row::Failed(pieces.error(message)),
+        };
+        let open = walk.visits.iter().find_map(|v| match v.step {
+            engine::Step::Covered { .. } => Some(v.open.clone()),
+            _ => None,
+        });
+        let Some(open) = open else {
+            return Row::Blind(Path::new(caps, key, &walk, &outcome, pieces));
+        };
+        // A need's pattern: a bit per open protocol that carries it; a pattern set has a bit
+        // per pattern, so it fits 64 bits for up to 6 open protocols.
+        let patterns = 1u32.checked_shl(u32::try_from(open.len()).unwrap_or(u32::MAX));
+        let pattern_bit = (open.len() <= 6).then(|| {
+            caps.features
+                .iter()
+                .map(|f| {
+                    let pattern = open
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| f.support_for(p).covers())
+                        .fold(0u32, |m, (i, _)| m | 1 << i);
+                    1u64 << pattern
+                })
+                .collect()
+        });
+        // A pattern set has a bit per pattern: 2^open of them.
+        let set_bits = match (&pattern_bit, patterns) {
+            (Some(_), Some(n)) => n,
+            _ => u32::MAX,
+        };
+        let mut direct = Direct {
+            pattern_bit,
+            paths: Slots::new(set_bits, pieces),
+            list: vec![Path::new(caps, key, &walk, &outcome, pieces)],
+        };
+        let set = direct.pattern_set(key);
+        direct.paths.insert(set, 0);
+        Row::Direct(direct)
+    }
+
+    /// The pieces of `key`, whose answers are this row's.
+    fn decide(&mut self, caps: &Capabilities, key: &Key, pieces: &mut Pieces) -> Cell {
+        let named = pieces.caveat_needs;
+        let path = match self {
+            Row::Failed(e) => return Cell::failed(*e),
+            Row::Blind(path) => path,
+            Row::Direct(d) => {
+                let set = d.pattern_set(key);
+                let index = match d.paths.get(set) {
+                    Some(i) => i,
+                    None => match walk(caps, key) {
+                        Ok((walk, outcome)) => {
+                            let i = u32::try_from(d.list.len()).unwrap_or(u32::MAX);
+                            d.list.push(Path::new(caps, key, &walk, &outcome, pieces));
+                            d.paths.insert(set, i);
+                            i
+                        }
+                        Err(message) => return Cell::failed(pieces.error(message)),
+                    },
+                };
+                match d.list.get_mut(index as usize) {
+                    Some(path) => path,
+                    None => return Cell::failed(pieces.error("a path was lost".into())),
+                }
+            }
+        };
+        let advice = path.advice(caps, key, pieces);
+        let caveats = path.caveats(caps, key, named, pieces);
+        Cell::new(advice, caveats, path.aside)
+    }
+}
+
+impl Direct {
+    /// The set of patterns of `key`'s needs (the needs themselves when patterns do not fit).
+    fn pattern_set(&self, key: &Key) -> u64 {
+        let Some(bits) = &self.pattern_bit else {
+            return key.needs;
+        };
+        let mut set = 0;
+        let mut needs = key.needs;
+        while needs != 0 {
+            let i = needs.trailing_zeros() as usize;
+            set |= bits.get(i).copied().unwrap_or(0);
+            needs &= needs - 1;
+        }
+        set
+    }
+}
+
+/// Small keys (bit sets of a few bits) to indexes: a flat array when the keys take at most
+/// 2^12 values (a lookup is one read of a small array, which stays in the processor's cache),
+/// else a hash table.
+enum Slots {
+    /// Index plus one; 0 is empty.
+    Dense(Vec<u32>),
+    Sparse(HashMap<u64, u32, Fast>),
+}
+
+impl Slots {
+    /// For keys below 2^`bits`; counts what it holds in `pieces`.
+    fn new(bits: u32, pieces: &mut Pieces) -> Slots {
+        if bits <= 12 {
+            pieces.hold(1 << bits);
+            Slots::Dense(vec![0; 1 << bits])
+        } else {
+            Slots::Sparse(HashMap::default())
+        }
+    }
+
+    fn get(&self, key: u64) -> Option<u32> {
+        match self {
+            Slots::Dense(v) => {
+                let i = usize::try_from(key).ok()?;
+                v.get(i).and_then(|&x| x.checked_sub(1))
+            }
+            Slots::Sparse(m) => m.get(&key).copied(),
+        }
+    }
+
+    fn insert(&mut self, key: u64, value: u32) {
+        match self {
+            Slots::Dense(v) => {
+                if let Some(slot) = usize::try_from(key).ok().and_then(|i| v.get_mut(i)) {
+                    *slot = value.saturating_add(1);
+                }
+            }
+            Slots::Sparse(m) => {
+                m.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The bits of `bits` under `mask`, packed together (what `pext` does): a small key.
+fn compress(bits: u64, mask: u64) -> u64 {
+    let (mut out, mut at, mut m) = (0u64, 0u32, mask);
+    while m != 0 {
+        let b = m.trailing_zeros();
+        out |= ((bits >> b) & 1) << at;
+        at += 1;
+        m &= m - 1;
+    }
+    out
+}
+
+/// The engine's walk of a profile, or why it cannot be decided.
+fn walk<'c>(caps: &'c Capabilities, key: &Key) -> Result<(engine::Walk<'c>, String), String> {
     let answers = key.answers(caps);
-    let walked = match engine::walk(caps, &answers, true) {
-        Ok(w) => w,
-        Err(e) => return results.error(e.to_string()),
-    };
-    let outcome = match &walked.end {
-        engine::End::Outcome(o) => o.clone(),
+    let walked = engine::walk(caps, &answers, true).map_err(|e| e.to_string())?;
+    match &walked.end {
+        engine::End::Outcome(o) => {
+            let outcome = o.clone();
+            Ok((walked, outcome))
+        }
         engine::End::Pending(_) => {
             let ids = engine::missing(caps, &answers);
-            return results.error(format!("missing answers for: {}", ids.join(", ")));
+            Err(format!("missing answers for: {}", ids.join(", ")))
         }
-    };
-    let d = engine::verdict(caps, answers.need_list(), &walked, &outcome);
-    let needs_read = walked
-        .visits
-        .iter()
-        .any(|v| matches!(v.step, engine::Step::Covered { .. }));
-    let mask = walked
-        .answers
-        .iter()
-        .filter_map(|a| caps.questions.iter().position(|q| q.id == a.question))
-        .fold(0u64, |m, q| m | Key::nibble_mask(q));
-    if !walks.shapes.contains(&(mask, needs_read)) {
-        walks.shapes.push((mask, needs_read));
-    }
-    let i = result_index(d, counters, results);
-    if needs_read {
-        walks.read.insert((mask, key.values & mask, key.needs), i);
-    } else if let Ok(w) = u32::try_from(walks.walked.len()) {
-        walks.blind.insert((mask, key.values & mask), w);
-        walks.verdicts.insert((w, key.needs), i);
-        walks.walked.push((walked, outcome));
-    }
-    i
-}
-
-/// The index of a verdict's printed result, stored once.
-fn result_index(d: engine::Verdict, counters: &mut Vec<(String, u64)>, results: &mut Results) -> u32 {
-    let json_tail = format!(
-        ",\"recommendation\":{},\"protocols\":{},\"unmet\":{}}}",
-        Value::from(d.recommendation.as_str()),
-        serde_json::to_string(&d.protocols).unwrap_or_default(),
-        serde_json::to_string(&d.unmet).unwrap_or_default(),
-    );
-    if let Some(&i) = results.index.get(&json_tail) {
-        return i;
-    }
-    let counter = match counters.iter().position(|(r, _)| *r == d.recommendation) {
-        Some(i) => i,
-        None => {
-            counters.push((d.recommendation.clone(), 0));
-            counters.len() - 1
-        }
-    };
-    // RESULTS_LIMIT keeps the count far below FAILED.
-    let i = u32::try_from(results.list.len()).unwrap_or(0);
-    results.index.insert(json_tail.clone(), i);
-    results.list.push(Decided {
-        counter,
-        protocols: d.protocols.join(";"),
-        unmet: d.unmet.join(";"),
-        unmet_empty: d.unmet.is_empty(),
-        recommendation: d.recommendation,
-        json_tail,
-    });
-    i
-}
-
-fn write_csv_field(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
-        out.push(b'"');
-        out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(s.as_bytes());
     }
 }
 
-/// A JSON string; ids rarely need escaping, so the plain case is copied as it is.
-fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(Value::from(s).to_string().as_bytes());
-    }
-}
-
-/// The deciding thread's state: decisions cached by key, counts, and the results' text.
+/// The deciding thread's state: what each row's answers decide, the pieces, the counts.
 pub(super) struct Decider<'a> {
     caps: &'a Capabilities,
+    /// To read a CSV row's needs field.
+    layout: Layout<'a>,
     file: &'a str,
-    cache: Cache,
-    results: Results,
-    walks: Walks<'a>,
-    counters: Vec<(String, u64)>,
+    /// What each distinct set of answers decides, found by the answers.
+    rows: Vec<Row>,
+    rows_by_answers: HashMap<u64, u32, Fast>,
+    pieces: Pieces,
     summary: Summary,
     format: BatchFormat,
 }
@@ -219,24 +318,38 @@ impl<'a> Decider<'a> {
     pub(super) fn new(caps: &'a Capabilities, file: &'a str, format: BatchFormat) -> Self {
         Decider {
             caps,
+            layout: Layout::new(caps),
             file,
-            cache: Cache::new(caps.features.len()),
-            results: Results::default(),
-            walks: Walks::default(),
-            counters: Vec::new(),
+            rows: Vec::new(),
+            rows_by_answers: HashMap::default(),
+            pieces: Pieces::new(caps),
             summary: Summary::default(),
             format,
         }
     }
 
-    pub(super) fn batch(&mut self, batch: &Batch) -> Done {
+    /// Decide a batch of rows into `out` (a buffer used before, or a new one).
+    pub(super) fn batch(&mut self, batch: &Batch, out: Option<Vec<u8>>) -> Done {
         let mut done = Done {
-            out: Vec::with_capacity(batch.rows.len() * 96),
+            out: out.unwrap_or_else(|| Vec::with_capacity(batch.rows.len() * 320)),
             bad: Vec::new(),
         };
         for row in &batch.rows {
-            let id = row.id.clone().and_then(|r| batch.ids.get(r));
-            let key = row.key.as_ref().copied().map_err(String::as_str);
+            let id = row.id.clone().and_then(|r| batch.texts.get(r));
+            let mut key = row.key.as_ref().copied().map_err(|e| e.clone());
+            if let (Ok(k), Some(needs)) = (&mut key, row.needs.clone().and_then(|r| batch.texts.get(r)))
+                && let Err(message) = k.needs_field(&self.layout, needs)
+            {
+                key = Err(message);
+            }
+            let key = key.as_ref().copied().map_err(String::as_str);
+            // The reading thread leaves the id's UTF-8 check to this one, which copies the id
+            // out anyway: the work is shared more evenly between the two.
+            let (id, key) = match id.map(std::str::from_utf8) {
+                None => (None, key),
+                Some(Ok(id)) => (Some(id), key),
+                Some(Err(_)) => (None, Err("the id is not UTF-8 text")),
+            };
             self.row(row.lineno, id, key, &mut done);
         }
         done
@@ -244,11 +357,11 @@ impl<'a> Decider<'a> {
 
     pub(super) fn finish(self) -> Summary {
         let mut summary = self.summary;
-        summary.by_recommendation = self.counters.into_iter().filter(|(_, n)| *n > 0).collect();
+        summary.by_recommendation = self.pieces.counters().filter(|(_, n)| *n > 0).collect();
         summary
     }
 
-    /// Decide one parsed row (from the cache when its answers were seen) and format it.
+    /// Decide one parsed row and format it.
     fn row(&mut self, lineno: u64, id: Option<&str>, key: Result<Key, &str>, done: &mut Done) {
         let key = match key {
             Ok(k) => k,
@@ -258,41 +371,53 @@ impl<'a> Decider<'a> {
                 return;
             }
         };
-        if self.cache.len() >= CACHE_LIMIT || self.results.len() >= RESULTS_LIMIT {
-            // Both start again together: a cached index always points at a kept result.
-            self.cache.clear();
-            self.results = Results::default();
-            self.walks.clear();
+        if self.pieces.held() >= HELD_LIMIT || self.pieces.len() >= PIECES_LIMIT {
+            // All start again together: a row's tables always point at kept pieces. The
+            // counters of recommendations survive it.
+            self.pieces.clear();
+            self.rows.clear();
+            self.rows_by_answers.clear();
         }
-        let (caps, counters, results, walks) =
-            (self.caps, &mut self.counters, &mut self.results, &mut self.walks);
-        let decided = self
-            .cache
-            .get_or_decide(key, |k| decide_row(caps, k, counters, results, walks));
-        let found = if decided & FAILED == 0 {
-            self.results.list.get(decided as usize).ok_or("")
-        } else {
-            Err(self
-                .results
-                .errors
-                .get((decided & !FAILED) as usize)
-                .map_or("", String::as_str))
-        };
-        let d = match found {
-            Ok(d) => d,
-            Err(message) => {
-                self.summary.bad += 1;
-                done.bad.push(format!("{}:{lineno}: {message}", self.file));
-                return;
+        let caps = self.caps;
+        let index = match self.rows_by_answers.get(&key.values) {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
+                self.rows.push(Row::new(caps, &key, &mut self.pieces));
+                self.rows_by_answers.insert(key.values, i);
+                i
             }
         };
+        let cell = match self.rows.get_mut(index as usize) {
+            Some(row) => row.decide(caps, &key, &mut self.pieces),
+            None => Cell::failed(self.pieces.error("a row was lost".into())),
+        };
+        self.write(lineno, id, cell, done);
+    }
+
+    /// Count a decided row and write its result.
+    fn write(&mut self, lineno: u64, id: Option<&str>, cell: Cell, done: &mut Done) {
+        let found = cell.pieces().and_then(|(a, c, s)| {
+            Some((
+                self.pieces.advice_piece(a)?,
+                self.pieces.caveats_piece(c)?,
+                self.pieces.aside_piece(s)?,
+            ))
+        });
+        let Some((advice, caveats, aside)) = found else {
+            let message = self.pieces.error_text(cell).to_string();
+            self.summary.bad += 1;
+            done.bad.push(format!("{}:{lineno}: {message}", self.file));
+            return;
+        };
         self.summary.rows += 1;
-        if !d.unmet_empty {
+        if !advice.unmet_empty {
             self.summary.with_unmet += 1;
         }
-        if let Some(c) = self.counters.get_mut(d.counter) {
-            c.1 += 1;
+        if !caveats.empty {
+            self.summary.with_caveats += 1;
         }
+        let counter = advice.counter;
         let mut numbered;
         let id = match id {
             Some(id) => id,
@@ -307,20 +432,20 @@ impl<'a> Decider<'a> {
                 out.extend_from_slice(b"{\"line\":");
                 out.extend_from_slice(itoa::Buffer::new().format(lineno).as_bytes());
                 out.extend_from_slice(b",\"id\":");
-                write_json_string(out, id);
-                out.extend_from_slice(d.json_tail.as_bytes());
-                out.push(b'\n');
+                super::pieces::write_json_string(out, id);
+                out.extend_from_slice(advice.json.as_bytes());
+                out.extend_from_slice(caveats.json.as_bytes());
+                out.extend_from_slice(aside.json.as_bytes());
+                out.extend_from_slice(b"}\n");
             }
             BatchFormat::Csv => {
-                write_csv_field(out, id);
-                out.push(b',');
-                out.extend_from_slice(d.recommendation.as_bytes());
-                out.push(b',');
-                write_csv_field(out, &d.protocols);
-                out.push(b',');
-                write_csv_field(out, &d.unmet);
+                super::pieces::write_csv_field(out, id);
+                out.extend_from_slice(advice.csv.as_bytes());
+                out.extend_from_slice(caveats.csv.as_bytes());
+                out.extend_from_slice(aside.csv.as_bytes());
                 out.push(b'\n');
             }
         }
+        self.pieces.count(counter);
     }
 }

@@ -1,33 +1,36 @@
 //! Batch recommendations: one device per row of CSV (header: optional `id`, question ids,
 //! `needs` with feature ids separated by `;`) or JSON Lines, one result per row out, streamed.
 //!
-//! Fleets repeat themselves: thousands of rows share a few hundred answer profiles. Each row is
-//! reduced to a compact key (the index of each answer and a bitmask of needs) and decided once
-//! per distinct key; the cache is bounded, so memory stays flat whatever the file size.
+//! Each row is reduced to a compact key (the index of each answer and a bitmask of needs).
+//! Fleets repeat their answers far more than their needs: what a row's answers decide is worked
+//! out once, and what its needs add is a lookup in small tables (`decide.rs`); the memory held
+//! is bounded, so it stays flat whatever the file size.
 //!
 //! Two threads: this module reads and parses the rows and writes the results in order; the
-//! deciding side (`decide.rs`) decides each profile once and formats its result. The rows'
-//! keys are in `row.rs`, the cache of decided profiles in `cache.rs`, shards in `shard.rs`.
+//! deciding side (`decide.rs`) decides each row and formats its result from pieces stored once
+//! (`pieces.rs`). The rows' keys are in `row.rs`, shards in `shard.rs`.
 
 use std::io::{BufRead, Write};
 
 use crate::capabilities::Capabilities;
 
-/// Answer profiles remembered at most; past this the cache starts again. It holds every profile
-/// of the shipped model (128 answer combinations times 2^11 sets of needs: 4-byte cells, 1 MiB),
-/// so a fleet whose rows rarely repeat is still decided once per profile.
-const CACHE_LIMIT: usize = 1 << 18;
-/// Distinct printed results kept at most (a result is a recommendation, its protocols and its
-/// unmet needs; far fewer than profiles).
-const RESULTS_LIMIT: usize = 1 << 16;
+/// What a run remembers at most, in 4-byte slots of its tables (16 MiB); past this it starts
+/// again. The shipped model needs far fewer (its 432 answer combinations, each with the paths
+/// its needs take), so a fleet whose rows rarely repeat is walked once per path.
+const HELD_LIMIT: usize = 1 << 22;
+/// Pieces of one kind (advice, caveats, answers set aside) kept at most; far fewer than
+/// profiles, and below what a cell can name.
+const PIECES_LIMIT: usize = 1 << 18;
 
 pub use crate::render::BatchFormat;
 
-mod cache;
 mod decide;
+mod pieces;
+mod records;
 mod row;
 mod shard;
 use decide::Decider;
+use records::{RecordError, Records};
 use row::{Column, Key, Layout, header, parse_csv_row, parse_json_row};
 pub use shard::Shard;
 
@@ -36,6 +39,7 @@ pub struct Summary {
     pub rows: u64,
     pub bad: u64,
     pub with_unmet: u64,
+    pub with_caveats: u64,
     /// Rows per recommendation, in the order first seen.
     pub by_recommendation: Vec<(String, u64)>,
 }
@@ -88,22 +92,29 @@ pub fn run(
     shard: Shard,
 ) -> Result<Summary, BatchError> {
     if format == BatchFormat::Csv && shard.is_first() {
-        out.write_all(b"id,recommendation,protocols,unmet\n")
+        out.write_all(b"id,recommendation,protocols,unmet,caveats,set_aside\n")
             .map_err(BatchError::Write)?;
     }
     let layout = Layout::new(caps);
-    // Two threads: this one reads and parses the rows (the csv crate, the keys), the other
+    // Two threads: this one reads and parses the rows (the records, the keys), the other
     // decides them and formats the results, a batch of rows at a time, and this one writes
     // the results in order. On two cores a million rows take about half the time.
+    // The buffers go round (a batch back to the reader, a result's bytes back to the decider)
+    // rather than being freed and allocated again: at a megabyte each, every new one was
+    // fresh pages from the kernel, faulted in and zeroed.
     std::thread::scope(|scope| {
         let (to_decide, batches) = std::sync::mpsc::sync_channel::<Batch>(2);
         let (to_write, decided) = std::sync::mpsc::channel::<Done>();
+        let (give_back, returned) = std::sync::mpsc::channel::<Batch>();
+        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         let decider = scope.spawn(move || {
             let mut d = Decider::new(caps, file, format);
             for batch in batches {
-                if to_write.send(d.batch(&batch)).is_err() {
+                let done = d.batch(&batch, recycled.try_recv().ok());
+                if to_write.send(done).is_err() {
                     break;
                 }
+                let _ = give_back.send(batch);
             }
             d.finish()
         });
@@ -112,9 +123,11 @@ pub fn run(
             bad: &mut *bad,
             decided,
             pending: 0,
+            recycle,
         };
         let read = read_rows(&layout, file, input, shard, &mut |batch| {
-            writer.send(&to_decide, batch)
+            writer.send(&to_decide, batch)?;
+            Ok(returned.try_recv().map(Batch::emptied).unwrap_or_default())
         });
         drop(to_decide);
         let written = writer.finish();
@@ -134,44 +147,61 @@ fn read_rows(
     file: &str,
     input: &mut dyn BufRead,
     shard: Shard,
-    send: &mut dyn FnMut(Batch) -> Result<(), BatchError>,
+    send: &mut dyn FnMut(Batch) -> Result<Batch, BatchError>,
 ) -> Result<(), BatchError> {
     let mut batch = Batch::default();
     let read = read_batches(layout, file, input, shard, &mut batch, send);
     let rest = if batch.rows.is_empty() {
         Ok(())
     } else {
-        send(batch)
+        send(batch).map(drop)
     };
     read.and(rest)
 }
 
+/// Every row of `input` that belongs to `shard`, into `batch`, handed to `send` when full.
 fn read_batches(
     layout: &Layout<'_>,
     file: &str,
     input: &mut dyn BufRead,
     shard: Shard,
     batch: &mut Batch,
-    send: &mut dyn FnMut(Batch) -> Result<(), BatchError>,
+    send: &mut dyn FnMut(Batch) -> Result<Batch, BatchError>,
 ) -> Result<(), BatchError> {
-    let read_err = |source| BatchError::Read {
+    let mut push = |batch: &mut Batch, lineno: u64, row: Row<'_>, key: Result<Key, String>| {
+        batch.push(lineno, row, key);
+        if batch.rows.len() >= BATCH_ROWS {
+            let full = std::mem::take(batch);
+            *batch = send(full)?;
+        }
+        Ok(())
+    };
+    let (jsonl, skipped_lines) = first_byte(input).map_err(|source| read_error(file, source))?;
+    if jsonl {
+        read_jsonl(layout, file, input, shard, skipped_lines, batch, &mut push)
+    } else {
+        read_csv(layout, file, input, shard, skipped_lines, batch, &mut push)
+    }
+}
+
+/// How a row is handed on: into the batch, which goes out when full.
+type Push<'p> = dyn FnMut(&mut Batch, u64, Row<'_>, Result<Key, String>) -> Result<(), BatchError> + 'p;
+
+fn read_error(file: &str, source: std::io::Error) -> BatchError {
+    BatchError::Read {
         file: file.to_string(),
         source,
-    };
-    let mut push = |batch: &mut Batch, lineno: u64, id: Option<&str>, key: Result<Key, String>| {
-        batch.push(lineno, id, key);
-        if batch.rows.len() >= BATCH_ROWS {
-            send(std::mem::take(batch))
-        } else {
-            Ok(())
-        }
-    };
-    // Leading blank lines are skipped but counted, so line numbers stay the file's own.
+    }
+}
+
+/// Skip the leading blank lines (counted, so line numbers stay the file's own) and say whether
+/// the first byte after them opens JSON Lines (`{`), with the lines skipped.
+fn first_byte(input: &mut dyn BufRead) -> std::io::Result<(bool, u64)> {
     let mut skipped_lines = 0u64;
-    let jsonl = loop {
-        let buf = input.fill_buf().map_err(read_err)?;
+    loop {
+        let buf = input.fill_buf()?;
         if buf.is_empty() {
-            break false;
+            return Ok((false, skipped_lines));
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {
@@ -179,7 +209,7 @@ fn read_batches(
                 let blank = buf[..i].iter().rposition(|&b| b == b'\n').map_or(0, |j| j + 1);
                 skipped_lines += buf[..blank].iter().filter(|&&b| b == b'\n').count() as u64;
                 input.consume(blank);
-                break first == b'{';
+                return Ok((first == b'{', skipped_lines));
             }
             None => {
                 let n = buf.len();
@@ -187,119 +217,141 @@ fn read_batches(
                 input.consume(n);
             }
         }
-    };
-    let mut positions = shard.positions();
-    if jsonl {
-        let mut line = String::new();
-        let mut lineno = skipped_lines;
-        loop {
-            line.clear();
-            if input.read_line(&mut line).map_err(read_err)? == 0 {
-                break;
-            }
-            lineno += 1;
-            let text = line.trim_end_matches(['\n', '\r']);
-            if text.trim().is_empty() {
-                continue;
-            }
-            if !positions.take() {
-                continue;
-            }
-            match parse_json_row(layout, text) {
-                Ok((id, key)) => push(batch, lineno, id.as_deref(), Ok(key))?,
-                Err(message) => push(batch, lineno, None, Err(message))?,
-            }
-        }
-    } else {
-        // The csv crate reads the records: quoted fields, doubled quotes and fields that span
-        // lines, with each record's first line for the messages. The reader under it stops a
-        // record that runs past MAX_RECORD bytes (one unclosed quote would otherwise take in
-        // the rest of the file).
-        let record_start = std::rc::Rc::new(std::cell::Cell::new(0u64));
-        let bounded = Bounded {
-            inner: input,
-            read: 0,
-            record_start: record_start.clone(),
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(1 << 16)
-            .from_reader(bounded);
-        let mut record = csv::StringRecord::new();
-        let mut columns: Option<Vec<Column>> = None;
-        loop {
-            let starts_at = reader.position().line() + skipped_lines;
-            match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => record_start.set(reader.position().byte()),
-                Err(e) => {
-                    let line = e.position().map_or(starts_at, |p| p.line() + skipped_lines);
-                    let message = e.to_string();
-                    match e.into_kind() {
-                        csv::ErrorKind::Io(source) if source.kind() == std::io::ErrorKind::InvalidData => {
-                            return Err(BatchError::Record {
-                                file: file.to_string(),
-                                line: starts_at,
-                                message: source.to_string(),
-                            });
-                        }
-                        csv::ErrorKind::Io(source) => return Err(read_err(source)),
-                        _ => {
-                            record_start.set(reader.position().byte());
-                            // A record that cannot be read still takes its position (after
-                            // the header), so every shard counts the same records.
-                            if columns.is_some() && !positions.take() {
-                                continue;
-                            }
-                            push(batch, line, None, Err(message))?;
-                            continue;
-                        }
-                    }
-                }
-            }
-            let lineno = record.position().map_or(0, |p| p.line()) + skipped_lines;
-            let Some(cols) = &columns else {
-                columns = Some(header(layout, file, &record)?);
-                continue;
-            };
-            if !positions.take() {
-                continue;
-            }
-            match parse_csv_row(layout, cols, &record) {
-                Ok((id, key)) => push(batch, lineno, id, Ok(key))?,
-                Err(message) => push(batch, lineno, None, Err(message))?,
-            }
-        }
     }
-    Ok(())
 }
 
-/// Rows handed from the reading thread to the deciding one at a time.
-const BATCH_ROWS: usize = 4096;
+/// JSON Lines: one object per line; a blank line is no record.
+fn read_jsonl(
+    layout: &Layout<'_>,
+    file: &str,
+    input: &mut dyn BufRead,
+    shard: Shard,
+    skipped_lines: u64,
+    batch: &mut Batch,
+    push: &mut Push<'_>,
+) -> Result<(), BatchError> {
+    let mut positions = shard.positions();
+    let mut line = String::new();
+    let mut lineno = skipped_lines;
+    loop {
+        line.clear();
+        if input.read_line(&mut line).map_err(|e| read_error(file, e))? == 0 {
+            return Ok(());
+        }
+        lineno += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() || !positions.take() {
+            continue;
+        }
+        match parse_json_row(layout, text) {
+            Ok((id, key)) => {
+                let row = Row {
+                    id: id.as_deref().map(str::as_bytes),
+                    needs: None,
+                };
+                push(batch, lineno, row, Ok(key))?
+            }
+            Err(message) => push(batch, lineno, Row::default(), Err(message))?,
+        }
+    }
+}
 
-/// Parsed rows: each row's line, its id (a range of `ids`) and its key, or why it is bad.
+/// CSV: quoted fields, doubled quotes and fields that span lines, with each record's first
+/// line for the messages (`records.rs`); the first record names the columns.
+fn read_csv(
+    layout: &Layout<'_>,
+    file: &str,
+    input: &mut dyn BufRead,
+    shard: Shard,
+    skipped_lines: u64,
+    batch: &mut Batch,
+    push: &mut Push<'_>,
+) -> Result<(), BatchError> {
+    let mut positions = shard.positions();
+    let mut records = Records::new(input, skipped_lines);
+    let mut columns: Option<Vec<Column>> = None;
+    loop {
+        let (lineno, fields) = match records.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(RecordError::TooLong(line)) => {
+                return Err(BatchError::Record {
+                    file: file.to_string(),
+                    line,
+                    message: format!(
+                        "a record runs past {} MiB: an unclosed quote?",
+                        records::MAX_RECORD >> 20
+                    ),
+                });
+            }
+            Err(RecordError::Io(source)) => return Err(read_error(file, source)),
+        };
+        let Some(cols) = &columns else {
+            columns = Some(header(layout, file, &fields)?);
+            continue;
+        };
+        if !positions.take() {
+            continue;
+        }
+        match parse_csv_row(layout, cols, &fields) {
+            Ok((id, needs, key)) => push(batch, lineno, Row { id, needs }, Ok(key))?,
+            Err(message) => push(batch, lineno, Row::default(), Err(message))?,
+        }
+    }
+}
+
+/// Rows handed from the reading thread to the deciding one at a time: small enough that a
+/// batch's results (about 250 KiB) leave the deciding side's tables in the processor's cache.
+const BATCH_ROWS: usize = 1024;
+
+/// Parsed rows: each row's line, its id and its CSV needs field (ranges of `texts`) and its
+/// key, or why it is bad. The deciding thread checks that an id is UTF-8 as it writes it and
+/// reads a CSV row's needs into its key: a third of the reading was those, and moving them
+/// shares the work more evenly between the two threads.
 #[derive(Default)]
 struct Batch {
-    ids: String,
+    texts: Vec<u8>,
     rows: Vec<Parsed>,
 }
 
 struct Parsed {
     lineno: u64,
     id: Option<std::ops::Range<usize>>,
+    needs: Option<std::ops::Range<usize>>,
     key: Result<Key, String>,
 }
 
 impl Batch {
-    fn push(&mut self, lineno: u64, id: Option<&str>, key: Result<Key, String>) {
-        let id = id.map(|id| {
-            let start = self.ids.len();
-            self.ids.push_str(id);
-            start..self.ids.len()
-        });
-        self.rows.push(Parsed { lineno, id, key });
+    /// This batch with no rows, its memory kept for the next.
+    fn emptied(mut self) -> Batch {
+        self.texts.clear();
+        self.rows.clear();
+        self
     }
+
+    fn push(&mut self, lineno: u64, row: Row<'_>, key: Result<Key, String>) {
+        let mut keep = |text: Option<&[u8]>| {
+            text.map(|t| {
+                let start = self.texts.len();
+                self.texts.extend_from_slice(t);
+                start..self.texts.len()
+            })
+        };
+        let (id, needs) = (keep(row.id), keep(row.needs));
+        self.rows.push(Parsed {
+            lineno,
+            id,
+            needs,
+            key,
+        });
+    }
+}
+
+/// What a row carries besides its key: its id, and a CSV row's needs field not yet read.
+#[derive(Default)]
+struct Row<'r> {
+    id: Option<&'r [u8]>,
+    needs: Option<&'r [u8]>,
 }
 
 /// A decided batch: the results' bytes and the bad rows' messages, in the rows' order.
@@ -315,6 +367,8 @@ struct Writer<'w> {
     decided: std::sync::mpsc::Receiver<Done>,
     /// Batches sent and not yet written.
     pending: usize,
+    /// Where written results' buffers go back to the deciding thread.
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
 }
 
 impl Writer<'_> {
@@ -346,32 +400,11 @@ impl Writer<'_> {
         for message in done.bad {
             (self.bad)(message);
         }
-        self.out.write_all(&done.out).map_err(BatchError::Write)
-    }
-}
-
-/// The longest CSV record read, in bytes.
-const MAX_RECORD: u64 = 1 << 20;
-
-/// The reader under the csv crate: it counts bytes and refuses to run more than MAX_RECORD
-/// (plus the csv reader's own buffer) past the start of the record being read.
-struct Bounded<R> {
-    inner: R,
-    read: u64,
-    record_start: std::rc::Rc<std::cell::Cell<u64>>,
-}
-
-impl<R: std::io::Read> std::io::Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.read.saturating_sub(self.record_start.get()) > MAX_RECORD + (1 << 16) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("a record runs past {} MiB: an unclosed quote?", MAX_RECORD >> 20),
-            ));
-        }
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        Ok(n)
+        self.out.write_all(&done.out).map_err(BatchError::Write)?;
+        let mut buffer = done.out;
+        buffer.clear();
+        let _ = self.recycle.send(buffer);
+        Ok(())
     }
 }
 
@@ -438,7 +471,7 @@ mod tests {
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(
             out,
-            "id,recommendation,protocols,unmet\na,edge_gateway,,ota\n2,mqtt,mqtt,\n"
+            "id,recommendation,protocols,unmet,caveats,set_aside\na,edge_gateway,,ota,,\n2,mqtt,mqtt,,,\n"
         );
         assert_eq!(summary.with_unmet, 1);
         assert!(summary.by_recommendation.contains(&("mqtt".to_string(), 1)));

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::BatchError;
+use super::records::Fields;
 use crate::answers::Answers;
 use crate::capabilities::Capabilities;
 
@@ -17,42 +18,92 @@ pub(super) struct Layout<'a> {
     pub(super) caps: &'a Capabilities,
     /// The feature ids, to their bit in [`Key::needs`].
     features: Lookup,
-    /// Per question, its choices' values (and `true`/`false` for a yes/no question, as
-    /// [`crate::answers::canonical`] reads them) to the choice's index.
+    /// Per question, every spelling of its choices (values, labels, aliases, and the yes/no
+    /// words, as [`crate::capabilities::Question::spellings`] lists them for every source of
+    /// answers) to the choice's index.
     choices: Vec<Lookup>,
 }
 
-/// Short names to small numbers, found with one comparison: a 256-slot table indexed by the
-/// name's length and its first and last bytes. Rows name a dozen features and a few choices
-/// per question a million times; comparing each name in turn was a tenth of a batch run.
-/// Written here because a general hash map costs more than the comparisons it saves.
+/// Short names to small numbers, found with one comparison: a 256-slot table indexed by a
+/// hash of the name's [`Print`], which is also what is compared (a few words, no call to
+/// `memcmp`). Rows name a dozen features and a few choices per question a million times;
+/// comparing each name in turn was a tenth of a batch run, and copying each into words byte
+/// by byte half as much again. Written here because a general hash map costs more than the
+/// comparisons it saves.
 struct Lookup {
-    slots: Vec<Vec<(Box<[u8]>, u8)>>,
+    slots: Vec<Vec<Entry>>,
+}
+
+struct Entry {
+    print: Print,
+    /// Past 24 bytes, the whole name (the print covers the first 24).
+    long: Box<[u8]>,
+    index: u8,
+}
+
+/// A name's length and up to three words of it, read with a few loads and no loop: for 8 bytes
+/// or more the first and the last eight (overlapping), and the middle eight past 16; for 4 to
+/// 7 the first and last four; below that the bytes themselves. Two names of at most 24 bytes
+/// are equal exactly when their prints are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Print {
+    len: usize,
+    words: [u64; 3],
+}
+
+fn print(b: &[u8]) -> Print {
+    let n = b.len();
+    let word8 = |at: usize| {
+        b.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let word4 = |at: usize| {
+        b.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+    };
+    let byte = |at: usize| b.get(at).map_or(0, |&x| u64::from(x));
+    let words = match n {
+        0 => [0, 0, 0],
+        1..=3 => [byte(0) | byte(n / 2) << 8 | byte(n - 1) << 16, 0, 0],
+        4..=7 => [word4(0), word4(n - 4), 0],
+        8..=16 => [word8(0), word8(n - 8), 0],
+        _ => [word8(0), word8(n - 8), word8(8)],
+    };
+    Print { len: n, words }
 }
 
 impl Lookup {
     fn new<'n>(names: impl IntoIterator<Item = (&'n str, u8)>) -> Self {
-        let mut slots = vec![Vec::new(); 256];
-        for (name, i) in names {
+        let mut slots: Vec<Vec<Entry>> = (0..256).map(|_| Vec::new()).collect();
+        for (name, index) in names {
             let b = name.as_bytes();
-            if let Some(slot) = slots.get_mut(Self::slot(b)) {
-                slot.push((Box::<[u8]>::from(b), i));
+            let print = print(b);
+            if let Some(slot) = slots.get_mut(Self::slot(&print)) {
+                slot.push(Entry {
+                    print,
+                    long: if b.len() > 24 { b.into() } else { Box::default() },
+                    index,
+                });
             }
         }
         Lookup { slots }
     }
 
-    fn slot(b: &[u8]) -> usize {
-        let (first, last) = (b.first().copied().unwrap_or(0), b.last().copied().unwrap_or(0));
-        (b.len().wrapping_mul(31) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last)) & 255
+    fn slot(p: &Print) -> usize {
+        let h =
+            (p.words[0] ^ p.words[1].rotate_left(29) ^ (p.len as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 56) as usize
     }
 
     fn get(&self, b: &[u8]) -> Option<u8> {
+        let p = print(b);
         self.slots
-            .get(Self::slot(b))?
+            .get(Self::slot(&p))?
             .iter()
-            .find(|(name, _)| **name == *b)
-            .map(|(_, i)| *i)
+            .find(|e| e.print == p && (b.len() <= 24 || *e.long == *b))
+            .map(|e| e.index)
     }
 }
 
@@ -63,18 +114,8 @@ impl<'a> Layout<'a> {
             .questions
             .iter()
             .map(|q| {
-                let index = |v: &str| q.choices.iter().position(|c| c.value == v);
-                let aliases = [("true", "yes"), ("false", "no")]
-                    .into_iter()
-                    .filter_map(|(alias, value)| Some((alias, small(index(value)?))))
-                    .filter(|_| index("yes").is_some() && index("no").is_some());
-                Lookup::new(
-                    q.choices
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (c.value.as_str(), small(i)))
-                        .chain(aliases),
-                )
+                let spellings = q.spellings();
+                Lookup::new(spellings.iter().map(|(s, i)| (s.as_str(), small(*i))))
             })
             .collect();
         Layout {
@@ -149,13 +190,19 @@ impl Key {
         (v != 0).then(|| v as usize - 1)
     }
 
-    pub(super) fn set(&mut self, layout: &Layout<'_>, q: usize, value: &str) -> Result<(), String> {
+    pub(super) fn set(&mut self, layout: &Layout<'_>, q: usize, value: &[u8]) -> Result<(), String> {
         let question = &layout.caps.questions[q];
         let value = value.trim_ascii();
         if value.is_empty() {
             return Ok(());
         }
-        let found = layout.choices.get(q).and_then(|c| c.get(value.as_bytes()));
+        let lookup = layout.choices.get(q);
+        // Values as written in the model are found at once; `TCP`, `EnOS  2` are normalized
+        // (lower case, single spaces) and looked up again.
+        let found = lookup.and_then(|c| c.get(value)).or_else(|| {
+            let norm = crate::capabilities::normalize(std::str::from_utf8(value).ok()?)?;
+            lookup?.get(norm.as_bytes())
+        });
         match found.map(usize::from) {
             Some(i) if q < MAX_QUESTIONS && i < MAX_CHOICES => {
                 self.values |= ((i as u64) + 1) << (q * 4);
@@ -166,24 +213,36 @@ impl Key {
             )),
             // The slow path builds the usual message, with its suggestion.
             None => Err(Answers::default()
-                .set(layout.caps, &question.id, value, &question.id)
+                .set(
+                    layout.caps,
+                    &question.id,
+                    &String::from_utf8_lossy(value),
+                    &question.id,
+                )
                 .err()
-                .map_or_else(|| format!("bad value `{value}`"), |e| first_line(&e.to_string()))),
+                .map_or_else(
+                    || format!("bad value `{}`", String::from_utf8_lossy(value)),
+                    |e| first_line(&e.to_string()),
+                )),
         }
     }
 
     /// The needs of one field, separated by `;`.
-    pub(super) fn needs_field(&mut self, layout: &Layout<'_>, field: &str) -> Result<(), String> {
-        // Split on the byte: `str::split(';')` goes through a char searcher, and this runs for
+    pub(super) fn needs_field(&mut self, layout: &Layout<'_>, field: &[u8]) -> Result<(), String> {
+        // Split with memchr: `str::split(';')` goes through a char searcher, and this runs for
         // every row.
-        for part in field.as_bytes().split(|&b| b == b';') {
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b';', field).chain(std::iter::once(field.len()));
+        for end in ends {
+            let part = field.get(start..end).unwrap_or_default();
+            start = end + 1;
             let part = part.trim_ascii();
             if part.is_empty() {
                 continue;
             }
             match layout.features.get(part) {
                 Some(i) if i < 64 => self.needs |= 1 << i,
-                _ => return self.need(layout, &String::from_utf8_lossy(part)),
+                _ => self.need(layout, &String::from_utf8_lossy(part))?,
             }
         }
         Ok(())
@@ -194,7 +253,11 @@ impl Key {
         if id.is_empty() {
             return Ok(());
         }
-        match layout.features.get(id.as_bytes()) {
+        let found = layout.features.get(id.as_bytes()).or_else(|| {
+            let norm = crate::capabilities::normalize(id)?;
+            layout.features.get(norm.as_bytes())
+        });
+        match found {
             Some(i) if i < 64 => {
                 self.needs |= 1 << i;
                 Ok(())
@@ -209,14 +272,6 @@ impl Key {
         }
     }
 
-    /// The bits of question `q`'s answer in `values` (none past the questions a key holds).
-    pub(super) fn nibble_mask(q: usize) -> u64 {
-        u32::try_from(q.saturating_mul(4))
-            .ok()
-            .and_then(|shift| 0xfu64.checked_shl(shift))
-            .unwrap_or(0)
-    }
-
     /// The needs, in the model's order.
     pub(super) fn needs(&self, caps: &Capabilities) -> Vec<String> {
         caps.features
@@ -225,6 +280,24 @@ impl Key {
             .filter(|(i, _)| *i < 64 && self.needs & (1 << i) != 0)
             .map(|(_, f)| f.id.clone())
             .collect()
+    }
+
+    /// A key that needs every feature (its answers unset).
+    pub(super) fn all_needs(caps: &Capabilities) -> Key {
+        let n = caps.features.len().min(64);
+        Key {
+            values: 0,
+            needs: if n == 64 { u64::MAX } else { (1u64 << n) - 1 },
+        }
+    }
+
+    /// The bits of these feature ids in a key's needs.
+    pub(super) fn needs_mask(caps: &Capabilities, ids: &[String]) -> u64 {
+        caps.features
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| *i < 64 && ids.contains(&f.id))
+            .fold(0, |m, (i, _)| m | 1 << i)
     }
 
     pub(super) fn answers(&self, caps: &Capabilities) -> Answers {
@@ -239,6 +312,12 @@ impl Key {
     }
 }
 
+/// " (did you mean `needs`?)" for a column or key that is nearly a known one.
+fn did_you_mean(layout: &Layout<'_>, name: &str) -> String {
+    let known = ["id", "needs"].into_iter().chain(layout.caps.question_ids());
+    crate::source::nearest(name, known).map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
+}
+
 pub(super) fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
 }
@@ -246,16 +325,18 @@ pub(super) fn first_line(s: &str) -> String {
 pub(super) fn header(
     layout: &Layout<'_>,
     file: &str,
-    record: &csv::StringRecord,
+    record: &Fields<'_>,
 ) -> Result<Vec<Column>, BatchError> {
     record
         .iter()
         .map(|n| {
+            let n = String::from_utf8_lossy(n);
             let n = n.trim().trim_start_matches('\u{feff}').trim();
             layout.column(n).ok_or_else(|| BatchError::Header {
                 file: file.into(),
                 message: format!(
-                    "unknown column `{n}`: the header takes id, needs and the question ids ({})",
+                    "unknown column `{n}`{}: the header takes id, needs and the question ids ({})",
+                    did_you_mean(layout, n),
                     layout.caps.question_ids().collect::<Vec<_>>().join(", ")
                 ),
             })
@@ -263,13 +344,16 @@ pub(super) fn header(
         .collect()
 }
 
+/// A CSV row read: its id and needs fields, as bytes, and its answers' key.
+type CsvRow<'r> = (Option<&'r [u8]>, Option<&'r [u8]>, Key);
+
 pub(super) fn parse_csv_row<'r>(
     layout: &Layout<'_>,
     cols: &[Column],
-    record: &'r csv::StringRecord,
-) -> Result<(Option<&'r str>, Key), String> {
+    record: &Fields<'r>,
+) -> Result<CsvRow<'r>, String> {
     if record.len() != cols.len() {
-        let spans = record.iter().any(|f| f.contains('\n'));
+        let spans = record.iter().any(|f| f.contains(&b'\n'));
         return Err(format!(
             "{} fields, but the header has {}{}",
             record.len(),
@@ -281,16 +365,16 @@ pub(super) fn parse_csv_row<'r>(
             }
         ));
     }
-    let mut key = Key::new();
-    let mut id = None;
+    let (mut key, mut id, mut needs) = (Key::new(), None, None);
     for (col, value) in cols.iter().zip(record.iter()) {
         match col {
             Column::Id => id = Some(value.trim_ascii()),
             Column::Question(q) => key.set(layout, *q, value)?,
-            Column::Needs => key.needs_field(layout, value)?,
+            // Read into the key by the deciding thread (`Key::needs_field`).
+            Column::Needs => needs = Some(value),
         }
     }
-    Ok((id, key))
+    Ok((id, needs, key))
 }
 
 pub(super) fn parse_json_row(layout: &Layout<'_>, text: &str) -> Result<(Option<String>, Key), String> {
@@ -314,11 +398,12 @@ pub(super) fn parse_json_row(layout: &Layout<'_>, text: &str) -> Result<(Option<
         };
         match layout.column(k) {
             Some(Column::Id) => id = Some(text),
-            Some(Column::Question(q)) => key.set(layout, q, &text)?,
-            Some(Column::Needs) => key.needs_field(layout, &text)?,
+            Some(Column::Question(q)) => key.set(layout, q, text.as_bytes())?,
+            Some(Column::Needs) => key.needs_field(layout, text.as_bytes())?,
             None => {
                 return Err(format!(
-                    "unknown key `{k}`: rows take id, needs and the question ids"
+                    "unknown key `{k}`{}: rows take id, needs and the question ids",
+                    did_you_mean(layout, k)
                 ));
             }
         }

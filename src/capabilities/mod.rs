@@ -6,6 +6,7 @@
 
 mod exchange;
 mod read;
+mod spelling;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ pub use read::{
     CapabilitiesError, EMBEDDED, EMBEDDED_NAME, embedded, embedded_checked, embedded_connection, from_file,
     parse,
 };
+pub use spelling::{NO_WORDS, YES_WORDS, normalize};
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +53,30 @@ pub struct Capabilities {
     /// carry each kind of exchange.
     #[serde(default)]
     pub exchanges: Exchanges,
+    /// What a chosen protocol costs a device that gave a certain answer: each rule a caveat
+    /// the decision names when it applies.
+    #[serde(default)]
+    pub caveats: Vec<CaveatRule>,
+}
+
+/// A carrier that works against one of the device's answers: when the device answered
+/// `question` with `answer` and the decision chose `protocol` to carry one of `needs` (or, with
+/// no `needs`, chose it at all), the decision names the caveat with `why`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaveatRule {
+    pub question: String,
+    /// The answer (one of the question's values) the protocol works against.
+    pub answer: String,
+    pub protocol: String,
+    /// The needs the caveat is about when that protocol carries them; empty: the protocol
+    /// itself, whatever it carries.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// What it costs and what the device does about it, in a sentence.
+    pub why: String,
+    /// Where the rule comes from (the EnOS docs or SDKs).
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -248,6 +274,10 @@ impl Question {
 pub struct Choice {
     pub value: String,
     pub label: String,
+    /// Other ways people write this value (`2.x`, `EnOS 2`); matched, like the value and the
+    /// label, without regard to case.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

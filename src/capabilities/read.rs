@@ -85,6 +85,7 @@ pub fn embedded_connection() -> Result<Capabilities, CapabilitiesError> {
             credentials: c.credentials,
             auth_modes: Vec::new(),
             exchanges: super::Exchanges::default(),
+            caveats: Vec::new(),
         }),
         Err(_) => embedded(),
     }
@@ -105,19 +106,32 @@ pub fn from_file(path: &Path) -> Result<Capabilities, CapabilitiesError> {
 
 /// Parse and validate capabilities text, reporting every semantic problem at once.
 pub fn parse(src: &SourceFile) -> Result<Capabilities, CapabilitiesError> {
-    let caps: Capabilities = toml::from_str(&src.text).map_err(|e| {
-        CapabilitiesError::Syntax(
-            src.locate(e.span(), e.message())
-                .with_help("fix the file; `enos-connect check FILE` checks it again"),
-        )
-    })?;
+    let (caps, mut all) = match toml::from_str::<Capabilities>(&src.text) {
+        Ok(c) => (c, Vec::new()),
+        // A misspelled key is reported with every other problem of the file.
+        Err(e) => {
+            let schema = serde_json::to_value(schemars::schema_for!(Capabilities)).unwrap_or_default();
+            crate::source::reread(src, &schema, &e).map_err(|mut all| match all.len() {
+                1 => CapabilitiesError::Syntax(
+                    all.remove(0)
+                        .with_help("fix the file; `enos-connect check FILE` checks it again"),
+                ),
+                _ => CapabilitiesError::Invalid {
+                    file: src.name.clone(),
+                    problems: all,
+                },
+            })?
+        }
+    };
     let problems = validate::validate(&caps);
-    if problems.is_empty() {
+    if problems.is_empty() && all.is_empty() {
         return Ok(caps);
     }
+    all.extend(locate_problems(src, &problems));
+    all.sort_by_key(|p| (p.line, p.col));
     Err(CapabilitiesError::Invalid {
         file: src.name.clone(),
-        problems: locate_problems(src, &problems),
+        problems: all,
     })
 }
 

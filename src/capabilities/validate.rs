@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Capabilities, FILTER_ATTRIBUTES, NodeKind, Support};
+use super::{Capabilities, FILTER_ATTRIBUTES, Node, NodeKind, Support};
 use crate::source::{PathSeg, Problem};
 
 /// Builds a TOML path: `path!("features", 3, "support", "mqtt")`.
@@ -43,6 +43,7 @@ pub fn validate(caps: &Capabilities) -> Vec<Problem> {
     credentials(caps, &mut p);
     auth_modes(caps, &mut p);
     p.0.extend(super::exchange::problems(caps));
+    caveats(caps, &mut p);
     // The walk below follows the flow as the engine would: only meaningful on a flow whose
     // nodes, edges and answers are all well-formed.
     if p.0.is_empty() {
@@ -188,6 +189,29 @@ fn questions(caps: &Capabilities, p: &mut Problems) {
                     path!("questions", i, "choices", j),
                     format!("question `{}` lists the value `{}` twice", q.id, c.value),
                 );
+            }
+        }
+        // Every spelling (value, label, alias) names one choice: two choices written alike
+        // would make an answer mean either.
+        let mut spelled: BTreeMap<String, usize> = BTreeMap::new();
+        for (j, c) in q.choices.iter().enumerate() {
+            let names = std::iter::once(&c.value)
+                .chain(std::iter::once(&c.label))
+                .chain(&c.aliases);
+            for name in names {
+                let key = super::normalize(name).unwrap_or_else(|| name.clone());
+                match spelled.get(&key) {
+                    Some(&other) if other != j => p.add(
+                        path!("questions", i, "choices", j),
+                        format!(
+                            "question `{}`: `{name}` names both `{}` and `{}` (values, labels and aliases are compared without regard to case)",
+                            q.id, q.choices[other].value, c.value
+                        ),
+                    ),
+                    _ => {
+                        spelled.insert(key, j);
+                    }
+                }
             }
         }
         if let Some(d) = &q.default
@@ -466,40 +490,30 @@ fn reachability_and_cycles(caps: &Capabilities, p: &mut Problems) {
     }
 }
 
+/// A node reached with these protocols open and these answers given; `from` is the state it
+/// was reached from and `via` what was taken there (for the example path).
+struct State<'a> {
+    node: &'a str,
+    open: Vec<&'a str>,
+    answers: Vec<(&'a str, &'a str)>,
+    from: Option<(usize, Via<'a>)>,
+}
+
+/// What a state was left by: an answer to a question, or a fixed branch.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    Answer(&'a str, &'a str),
+    Branch(&'static str),
+}
+
 /// A `cover` or `prefer` node reached with every protocol filtered out has nothing to choose
 /// from. Walks every path the answers allow (an answer keeps its value along a path, as it does
 /// in the engine), tracking which protocols are still open, and reports each such node once
 /// with an example path.
 fn nothing_left_to_choose(caps: &Capabilities, p: &mut Problems) {
-    /// A node reached with these protocols open and these answers given; `from` is the state
-    /// it was reached from and `via` what was taken there (for the example path).
-    struct State<'a> {
-        node: &'a str,
-        open: Vec<&'a str>,
-        answers: Vec<(&'a str, &'a str)>,
-        from: Option<(usize, Via<'a>)>,
-    }
-    #[derive(Clone, Copy)]
-    enum Via<'a> {
-        Answer(&'a str, &'a str),
-        Branch(&'static str),
-    }
     // A hostile file could make the paths multiply; past this many states the check stops
     // (it only ever adds problems, so stopping early never hides one it found).
     const MAX_STATES: usize = 100_000;
-    let path_to = |states: &[State<'_>], mut at: usize| {
-        let mut steps = vec![states[at].node.to_string()];
-        while let Some((prev, via)) = states[at].from {
-            let node = states[prev].node;
-            steps.push(match via {
-                Via::Answer(q, v) => format!("{node}[{q}={v}]"),
-                Via::Branch(b) => format!("{node}[{b}]"),
-            });
-            at = prev;
-        }
-        steps.reverse();
-        steps.join(" -> ")
-    };
     let mut reported = BTreeSet::new();
     let mut states = vec![State {
         node: caps.flow.start.as_str(),
@@ -540,84 +554,107 @@ fn nothing_left_to_choose(caps: &Capabilities, p: &mut Problems) {
                 ),
             );
         }
-        // Each branch this node can take, with the protocols still open after it and the
-        // answer it fixes.
-        let mut next: Vec<(&'static str, Vec<&str>, Via<'_>)> = Vec::new();
-        let question = node
-            .question
-            .as_deref()
-            .zip(node.question.as_deref().and_then(|q| caps.question(q)));
-        let values: Vec<&str> = match question {
-            Some((id, q)) => match state.answers.iter().find(|(k, _)| *k == id) {
-                Some((_, v)) => vec![*v],
-                None => q.values().collect(),
-            },
-            None => Vec::new(),
-        };
-        let q = node.question.as_deref().unwrap_or_default();
-        match node.kind {
-            NodeKind::Outcome => continue,
-            NodeKind::Question => {
-                for v in values {
-                    // The branch label is the answer itself; it is looked up below.
-                    next.push(("", state.open.clone(), Via::Answer(q, v)));
-                }
-            }
-            NodeKind::Filter => {
-                let attribute = node.attribute.as_deref().unwrap_or("id");
-                for v in values {
-                    let accepted: Vec<&str> = match node.map.as_ref().and_then(|m| m.get(v)) {
-                        Some(list) => list.iter().map(String::as_str).collect(),
-                        None => vec![v],
-                    };
-                    let kept: Vec<&str> = state
-                        .open
-                        .iter()
-                        .copied()
-                        .filter(|id| {
-                            caps.protocol(id)
-                                .and_then(|x| x.attribute(attribute))
-                                .unwrap_or_default()
-                                .iter()
-                                .any(|a| accepted.contains(a))
-                        })
-                        .collect();
-                    let branch = if kept.is_empty() { "none" } else { "some" };
-                    next.push((branch, kept, Via::Answer(q, v)));
-                }
-            }
-            NodeKind::Cover => {
-                for b in ["covered", "partial"] {
-                    next.push((b, state.open.clone(), Via::Branch(b)));
-                }
-            }
-            NodeKind::Prefer => next.push(("chosen", state.open.clone(), Via::Branch("chosen"))),
+        for next in successors(caps, node, state, at) {
+            states.push(next);
+            work.push(states.len() - 1);
         }
-        let answers = state.answers.clone();
-        for (branch, open, via) in next {
+    }
+}
+
+/// The states a node leads to from `state` (at index `at`): one per branch it can take, with
+/// the protocols still open after it and the answer it fixes.
+fn successors<'a>(caps: &'a Capabilities, node: &'a Node, state: &State<'a>, at: usize) -> Vec<State<'a>> {
+    let question = node
+        .question
+        .as_deref()
+        .zip(node.question.as_deref().and_then(|q| caps.question(q)));
+    // A question answered earlier on the path keeps its answer.
+    let values: Vec<&str> = match question {
+        Some((id, q)) => match state.answers.iter().find(|(k, _)| *k == id) {
+            Some((_, v)) => vec![*v],
+            None => q.values().collect(),
+        },
+        None => Vec::new(),
+    };
+    let q = node.question.as_deref().unwrap_or_default();
+    // (the edge label, or "" for the answer itself; the protocols open; what was taken)
+    let branches: Vec<(&'static str, Vec<&str>, Via<'_>)> = match node.kind {
+        NodeKind::Outcome => Vec::new(),
+        NodeKind::Question => values
+            .into_iter()
+            .map(|v| ("", state.open.clone(), Via::Answer(q, v)))
+            .collect(),
+        NodeKind::Filter => values
+            .into_iter()
+            .map(|v| {
+                let kept = kept_by_filter(caps, node, &state.open, v);
+                let branch = if kept.is_empty() { "none" } else { "some" };
+                (branch, kept, Via::Answer(q, v))
+            })
+            .collect(),
+        NodeKind::Cover => ["covered", "partial"]
+            .into_iter()
+            .map(|b| (b, state.open.clone(), Via::Branch(b)))
+            .collect(),
+        NodeKind::Prefer => vec![("chosen", state.open.clone(), Via::Branch("chosen"))],
+    };
+    branches
+        .into_iter()
+        .filter_map(|(branch, open, via)| {
             let label = match (branch, via) {
                 ("", Via::Answer(_, v)) => v,
                 (b, _) => b,
             };
-            let Some(to) = caps.next(&node.id, label) else {
-                continue;
-            };
-            let mut answers = answers.clone();
+            let to = caps.next(&node.id, label)?;
+            let mut answers = state.answers.clone();
             if let Via::Answer(q, v) = via
                 && !answers.iter().any(|(k, _)| *k == q)
             {
                 answers.push((q, v));
                 answers.sort_unstable();
             }
-            states.push(State {
+            Some(State {
                 node: to.id.as_str(),
                 open,
                 answers,
                 from: Some((at, via)),
-            });
-            work.push(states.len() - 1);
-        }
+            })
+        })
+        .collect()
+}
+
+/// The open protocols a filter node keeps for the answer `value`.
+fn kept_by_filter<'a>(caps: &Capabilities, node: &Node, open: &[&'a str], value: &str) -> Vec<&'a str> {
+    let attribute = node.attribute.as_deref().unwrap_or("id");
+    let accepted: Vec<&str> = match node.map.as_ref().and_then(|m| m.get(value)) {
+        Some(list) => list.iter().map(String::as_str).collect(),
+        None => vec![value],
+    };
+    open.iter()
+        .copied()
+        .filter(|id| {
+            caps.protocol(id)
+                .and_then(|x| x.attribute(attribute))
+                .unwrap_or_default()
+                .iter()
+                .any(|a| accepted.contains(a))
+        })
+        .collect()
+}
+
+/// The path from the start to state `at`, as `node[q=v] -> node[branch] -> node`.
+fn path_to(states: &[State<'_>], mut at: usize) -> String {
+    let mut steps = vec![states[at].node.to_string()];
+    while let Some((prev, via)) = states[at].from {
+        let node = states[prev].node;
+        steps.push(match via {
+            Via::Answer(q, v) => format!("{node}[{q}={v}]"),
+            Via::Branch(b) => format!("{node}[{b}]"),
+        });
+        at = prev;
     }
+    steps.reverse();
+    steps.join(" -> ")
 }
 
 fn outcomes(caps: &Capabilities, p: &mut Problems) {
@@ -629,6 +666,108 @@ fn outcomes(caps: &Capabilities, p: &mut Problems) {
                     format!("outcome `{}` supports unknown feature `{f}`", o.id),
                 );
             }
+        }
+    }
+}
+
+/// Each caveat rule names a question and one of its values, a protocol, and needs that
+/// protocol carries; its question has a default, so `recommend` decides it without asking; no
+/// rule repeats another.
+fn caveats(caps: &Capabilities, p: &mut Problems) {
+    let mut seen = BTreeSet::new();
+    for (i, rule) in caps.caveats.iter().enumerate() {
+        let at = |field: &str| path!("caveats", i, field);
+        caveat_question(caps, rule, i, p);
+        if caps.protocol(&rule.protocol).is_none() {
+            p.add(
+                at("protocol"),
+                format!(
+                    "caveat names unknown protocol `{}` (known: {})",
+                    rule.protocol,
+                    known_protocols(caps)
+                ),
+            );
+        }
+        caveat_needs(caps, rule, i, p);
+        let repeats = |need: Option<&String>| {
+            format!(
+                "a caveat for {}`{}` with {}={} is already given",
+                need.map_or(String::new(), |n| format!("`{n}` over ")),
+                rule.protocol,
+                rule.question,
+                rule.answer
+            )
+        };
+        for (j, need) in rule.needs.iter().enumerate() {
+            if !seen.insert((&rule.question, &rule.answer, &rule.protocol, Some(need))) {
+                p.add(path!("caveats", i, "needs", j), repeats(Some(need)));
+            }
+        }
+        if rule.needs.is_empty() && !seen.insert((&rule.question, &rule.answer, &rule.protocol, None)) {
+            p.add(at("protocol"), repeats(None));
+        }
+        for (field, text) in [("why", &rule.why), ("source", &rule.source)] {
+            if text.trim().is_empty() {
+                p.add(at(field), format!("caveat {i} has an empty `{field}`"));
+            }
+        }
+    }
+}
+
+/// A caveat's question exists, has a default, and takes the rule's answer.
+fn caveat_question(caps: &Capabilities, rule: &super::CaveatRule, i: usize, p: &mut Problems) {
+    let at = |field: &str| path!("caveats", i, field);
+    let Some(q) = caps.question(&rule.question) else {
+        p.add(
+            at("question"),
+            format!(
+                "caveat names unknown question `{}` (known: {})",
+                rule.question,
+                list(caps.question_ids())
+            ),
+        );
+        return;
+    };
+    if !q.values().any(|v| v == rule.answer) {
+        p.add(
+            at("answer"),
+            format!(
+                "caveat tests `{}` = `{}`, not one of {}",
+                q.id,
+                rule.answer,
+                list(q.values())
+            ),
+        );
+    }
+    if q.default.is_none() {
+        p.add(
+            at("question"),
+            format!(
+                "caveat question `{}` has no default: give it one, so a decision without that answer is still complete",
+                q.id
+            ),
+        );
+    }
+}
+
+/// A caveat's needs are features its protocol carries (else the rule never applies).
+fn caveat_needs(caps: &Capabilities, rule: &super::CaveatRule, i: usize, p: &mut Problems) {
+    for (j, need) in rule.needs.iter().enumerate() {
+        match caps.feature(need) {
+            None => p.add(
+                path!("caveats", i, "needs", j),
+                format!("caveat names unknown feature `{need}`"),
+            ),
+            Some(f) if caps.protocol(&rule.protocol).is_some() && !f.support_for(&rule.protocol).covers() => {
+                p.add(
+                    path!("caveats", i, "needs", j),
+                    format!(
+                        "caveat about `{need}` over `{}` never applies: the table says `{}` does not carry it",
+                        rule.protocol, rule.protocol
+                    ),
+                )
+            }
+            Some(_) => {}
         }
     }
 }

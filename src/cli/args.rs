@@ -151,9 +151,14 @@ pub struct RecommendArgs {
     /// With --batch: JSON Lines or CSV
     #[arg(long, value_enum, default_value_t = BatchFormat::Jsonl, env = "ENOS_CONNECT_BATCH_FORMAT")]
     pub batch_format: BatchFormat,
-    /// With --batch: exit 1 when any device has an unmet need
-    #[arg(long, requires = "batch", env = "ENOS_CONNECT_FAIL_ON_UNMET")]
+    /// Exit 1, after printing the advice, when the device (with --batch: any device) has an
+    /// unmet need: a CI gate
+    #[arg(long, env = "ENOS_CONNECT_FAIL_ON_UNMET")]
     pub fail_on_unmet: bool,
+    /// Exit 1, after printing the advice, when the device (with --batch: any device) has a
+    /// caveat: a chosen protocol that works against one of its answers
+    #[arg(long, env = "ENOS_CONNECT_FAIL_ON_CAVEAT")]
+    pub fail_on_caveat: bool,
     /// With --batch: take only shard K of N (the records at zero-based positions i with
     /// i mod N = K-1), so N machines split a fleet; the N outputs concatenate to the whole
     /// (CSV: shard 1 writes the header)
@@ -327,9 +332,57 @@ pub struct FlowArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// Which file: capabilities, answers or registry
-    #[arg(value_enum, value_name = "FILE")]
+    /// Which kind of file: capabilities, answers or registry (a kind, not a file's path)
+    #[arg(value_name = "KIND", value_parser = SchemaKind)]
     pub of: SchemaOf,
+}
+
+/// `schema KIND`: a kind of file. A path or a typo is told so, with the kinds (clap's own
+/// message read as if a file were wanted).
+#[derive(Clone)]
+struct SchemaKind;
+
+impl clap::builder::TypedValueParser for SchemaKind {
+    type Value = SchemaOf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SchemaOf, clap::Error> {
+        use clap::ValueEnum;
+        let text = value.to_string_lossy();
+        if let Ok(kind) = SchemaOf::from_str(&text, true) {
+            return Ok(kind);
+        }
+        let kinds: Vec<String> = SchemaOf::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        let list = kinds.join(", ");
+        let message = if text.contains(['.', '/', '\\']) {
+            format!(
+                "`{text}` looks like a file: schema takes a kind of file, not a file: one of {list} \
+                 (`enos-connect check {text}` validates a capabilities file)"
+            )
+        } else {
+            let hint = crate::source::nearest(&text, kinds.iter().map(String::as_str))
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            format!("`{text}` is not a kind of file{hint}: schema takes one of {list}")
+        };
+        Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::ValueEnum;
+        Some(Box::new(
+            SchemaOf::value_variants()
+                .iter()
+                .filter_map(ValueEnum::to_possible_value),
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -340,6 +393,8 @@ pub enum SchemaOf {
     Answers,
     /// the `serve` registry of products and devices
     Registry,
+    /// the JSON object `recommend -f json` prints (an output, not a file to write)
+    Decision,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,20 @@ impl crate::base::Help for ConfigError {
 
 const SECRET_WORDS: [&str; 4] = ["secret", "password", "psk", "token"];
 
+/// The keys a config file may hold: the fields of [`Config`].
+const KEYS: [&str; 10] = [
+    "env",
+    "domain",
+    "host",
+    "product_key",
+    "device_key",
+    "ca",
+    "cert",
+    "key",
+    "timeout",
+    "capabilities",
+];
+
 /// The default location, whether or not a file is there.
 pub fn default_path() -> Option<PathBuf> {
     let base = if cfg!(windows) {
@@ -95,10 +109,27 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
             ));
         }
     }
+    let keys_help = format!("config keys: {}", KEYS.join(", "));
+    let unknown = raw
+        .keys()
+        .filter(|k| !KEYS.contains(&k.get_ref().as_str()))
+        .min_by_key(|k| k.span().start);
+    if let Some(key) = unknown {
+        let hint = crate::source::nearest(key.get_ref(), KEYS)
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        return Err(ConfigError::Invalid(
+            src.locate(Some(key.span()), format!("unknown key `{}`{hint}", key.get_ref()))
+                .without_snippet()
+                .with_help(keys_help),
+        ));
+    }
     let config: Config = toml::from_str(&src.text).map_err(|e| {
-        ConfigError::Invalid(src.locate(e.span(), e.message()).without_snippet().with_help(
-            "config keys: env, domain, host, product_key, device_key, ca, cert, key, timeout, capabilities",
-        ))
+        ConfigError::Invalid(
+            src.locate(e.span(), e.message())
+                .without_snippet()
+                .with_help(keys_help),
+        )
     })?;
     if let Some(t) = config.timeout
         && let Err(why) = super::args::timeout_seconds(&t.to_string())

@@ -14,6 +14,8 @@ use crate::credentials::{self, CredentialRequest};
 
 pub fn run(ctx: &Context, args: &CredentialsArgs) -> Result<ExitCode> {
     let caps = ctx.capabilities()?;
+    // The recipe first: a wrong name is said before the keys are asked for.
+    credentials::recipe(caps, &args.protocol)?;
     let keys = &args.keys;
     let mode = keys.secure_mode.as_str();
     let need = |v: &Option<String>, flag: &str, env: &str| {

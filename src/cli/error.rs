@@ -3,10 +3,10 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success |
-//! | 1    | a probe failed: refused, TLS, authentication, protocol, EnOS reply code or I/O error; a `device-test` case failed or errored |
-//! | 2    | usage or input error: bad flag, bad answers, capabilities, registry or config file, missing answers (also `ask` without a terminal), a listener that cannot bind |
+//! | 1    | a probe failed: refused, TLS, authentication, protocol, EnOS reply code or I/O error; a `device-test` case failed or errored; `recommend --fail-on-unmet`/`--fail-on-caveat` |
+//! | 2    | usage or input error: bad flag, bad answers, capabilities, registry or config file, missing answers (also `ask` without a terminal), a listener that cannot bind, a `serve --data` file that is not serve's, is from a newer version, is damaged or is used by another serve |
 //! | 3    | a probe timed out |
-//! | 74   | an I/O error of enos-connect's own: cannot write the output or a file (serve's `--record` too), a prompt that failed, cannot start the runtime |
+//! | 74   | an I/O error of enos-connect's own: cannot write the output or a file (serve's `--record` and `--data` too, at start or while serving), a prompt that failed, cannot start the runtime |
 //! | 130  | interrupted (Ctrl-C or Esc in a prompt) |
 //!
 //! Every library error says what went wrong in its `Display` (one line, or a list of located
@@ -24,6 +24,7 @@ use crate::device_test::DeviceTestError;
 use crate::engine::EngineError;
 use crate::probe::load::MergeError;
 use crate::registry::RegistryError;
+use crate::serve::store::StoreError;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -36,12 +37,15 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
-  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error),
-       or a device-test case failed or errored
+  1    a probe failed (refused, TLS, authentication, protocol, EnOS reply code or I/O error);
+       a device-test case failed or errored; recommend --fail-on-unmet or --fail-on-caveat:
+       the advice has an unmet need or a caveat
   2    usage or input error (bad flag, answers, capabilities, registry or config file;
-       missing answers, also `ask` without a terminal; a listener that cannot bind)
+       missing answers, also `ask` without a terminal; a listener that cannot bind; a serve
+       --data file that is not serve's, newer, damaged or in use)
   3    a probe timed out
-  74   cannot write the output or a file (serve's --record too), or a prompt failed
+  74   cannot write the output or a file (serve's --record and --data too), or a prompt
+       failed
   130  interrupted (Ctrl-C or Esc at a prompt)";
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,12 @@ pub enum Error {
     Merge(#[from] MergeError),
     #[error(transparent)]
     DeviceTest(#[from] DeviceTestError),
+    /// `serve --data`: a file serve cannot use (exit 2) or cannot write (exit 74).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `serve --data`: a write failed while serving; serve stopped without acknowledging it.
+    #[error("{0}")]
+    Saving(String),
     /// A flag, or a combination of flags, that cannot work.
     #[error("{message}")]
     Usage { message: String, help: Option<String> },
@@ -106,7 +116,8 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-            Error::Output(_) | Error::Io { .. } => EXIT_IO,
+            Error::Output(_) | Error::Io { .. } | Error::Saving(_) => EXIT_IO,
+            Error::Store(e) if e.is_io() => EXIT_IO,
             Error::Batch(BatchError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
             Error::Batch(BatchError::Write(_)) => EXIT_IO,
             Error::Interrupted => EXIT_INTERRUPTED,
@@ -124,6 +135,7 @@ impl Error {
             | Error::Registry(_)
             | Error::Merge(_)
             | Error::DeviceTest(_)
+            | Error::Store(_)
             | Error::Usage { .. } => EXIT_USAGE,
         })
     }
@@ -152,6 +164,10 @@ impl Help for Error {
             Error::Registry(e) => e.help(),
             Error::Merge(e) => e.help(),
             Error::DeviceTest(e) => e.help(),
+            Error::Store(e) => e.help(),
+            Error::Saving(_) => Some(
+                "serve stopped before acknowledging anything it could not save, and what it acknowledged is in the file: free space or fix the file's permissions, then start serve again with the same --data".into(),
+            ),
             Error::Usage { help, .. } => help.clone(),
             Error::Io { .. } | Error::Output(_) | Error::Interrupted => None,
         }

@@ -35,7 +35,11 @@ pub fn run(
             "HTTP and CoAP devices send a request per message: measure them with --count N --rate R",
         ));
     }
-    let devices = devices(ctx, caps, args, fleet_args)?;
+    let mut devices = devices(ctx, caps, args, fleet_args)?;
+    let activate_to = args.single.activate_to.clone();
+    if let Some(dir) = &activate_to {
+        keep_secrets_in(dir, &mut devices)?;
+    }
     // Each device holds a socket: the soft open-file limit up to the hard one, as serve does.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let timeout = args.login.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
@@ -55,6 +59,7 @@ pub fn run(
         timeout,
         tls,
         sources: fleet_args.source.clone(),
+        activate_to,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,24 +80,61 @@ pub fn run(
                 );
             }
         };
-        let report = fleet::run(caps, target, addr, opts, &progress).await;
+        let report = fleet::run_until(caps, target, addr, opts, &progress, super::probe::ctrl_c()).await;
         if terminal {
             eprint!("\r{:100}\r", "");
         }
         Ok::<FleetReport, Error>(report)
     })?;
-    print(ctx, args.output.format.format, &report)
+    print(ctx, args.output.format.format, &report)?;
+    Ok(super::probe::run_exit(&report.load))
 }
 
-/// Print a fleet's report (its own or one `merge` joined) and its exit code: a load's table and
-/// the fleet's summary, or the JSON of both.
+/// Print a fleet's report (its own or one `merge` joined) and its exit code: the stages under a
+/// headline of devices and posts, and the fleet's lines; or the JSON of both.
 pub fn print(ctx: &Context, format: Format, report: &FleetReport) -> Result<ExitCode> {
-    let text = match format {
-        Format::Json => crate::render::json::to_string(report),
-        _ => format!("{}{}", ctx.renderer(format).load(&report.load), summary(report)),
-    };
-    emit(&text)?;
+    emit(&ctx.renderer(format).fleet(report))?;
     Ok(super::probe::load_exit(&report.load))
+}
+
+/// `--activate-to DIR` with `--fleet`: a device that activates dynamically and whose secret an
+/// earlier run kept there logs in with that secret (securemode 2); the others activate and
+/// their secrets are written there. Its product folders are made now (0700), so that a folder
+/// that cannot be made stops the run before any traffic.
+fn keep_secrets_in(dir: &std::path::Path, devices: &mut [FleetDevice]) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    for d in devices.iter_mut().filter(|d| d.dynamic) {
+        let file = fleet::kept_secret(dir, d);
+        match std::fs::read_to_string(&file) {
+            Ok(text) if !text.trim().is_empty() => {
+                d.secret = crate::base::Secret::new(text.trim().to_string());
+                d.dynamic = false;
+                continue;
+            }
+            Ok(_) => {
+                return Err(Error::usage(format!(
+                    "--activate-to: {} is empty",
+                    file.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("--activate-to: cannot read {}", file.display()),
+                    e,
+                ));
+            }
+        }
+        if let Some(folder) = file.parent().filter(|f| !f.is_dir()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(folder)
+                .map_err(|e| Error::io(format!("--activate-to: cannot make {}", folder.display()), e))?;
+            let _ = std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    Ok(())
 }
 
 /// The devices: `--devices N` generated under --product-key, or read from a CSV or TOML file.
@@ -154,39 +196,4 @@ fn devices(
         )));
     }
     Ok(list)
-}
-
-/// The fleet's lines under the load table.
-fn summary(r: &FleetReport) -> String {
-    let f = &r.fleet;
-    let codes: Vec<String> = f.codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let mut out = format!(
-        "\nfleet: {} devices, peak {} connected, {} held to the end, {} logins failed\n\
-         posts every {} s for {} s: {} offered, {} acked ({:.4} delivered), {} answered\n\
-         per second: {} offered, {} acked, {} answered\n\
-         codes: {}\n",
-        f.devices,
-        f.peak_connected,
-        f.held,
-        f.login_failed,
-        f.every_s,
-        f.hold_s,
-        f.offered,
-        f.acked,
-        f.delivered,
-        f.answered,
-        f.offered_per_s,
-        f.acked_per_s,
-        f.answered_per_s,
-        if codes.is_empty() {
-            "none".to_string()
-        } else {
-            codes.join(", ")
-        },
-    );
-    if !f.disconnects.is_empty() {
-        let d: Vec<String> = f.disconnects.iter().map(|(k, v)| format!("{v}× {k}")).collect();
-        out.push_str(&format!("disconnects: {}\n", d.join("; ")));
-    }
-    out
 }

@@ -10,7 +10,7 @@ use super::terminal::emit;
 use super::{Context, recommend};
 use crate::base::Secret;
 use crate::capabilities::Capabilities;
-use crate::cli::error::{EXIT_FAILED, EXIT_TIMEOUT, Error, Result};
+use crate::cli::error::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TIMEOUT, Error, Result};
 use crate::measurement::ProbeReport;
 use crate::plan;
 use crate::probe::{self, Login, ProbeOptions, Target};
@@ -364,20 +364,63 @@ fn load(
         let (target, opts) = (target.clone(), opts.for_load(n));
         async move { probe::run(caps, &target, &opts).await }
     };
-    let report = runtime.block_on(probe::load::run(
+    let report = runtime.block_on(probe::load::run_until(
         &target.protocol,
         &target.url(),
         &settings,
         one,
         &progress,
+        ctrl_c(),
     ));
     bar.finish_and_clear();
     emit(&ctx.renderer(args.output.format.format).load(&report))?;
-    Ok(load_exit(&report))
+    Ok(run_exit(&report))
+}
+
+/// The exit code of a load or fleet that ran here: 130 when Ctrl-C stopped it (its report
+/// printed), else [`load_exit`].
+pub(crate) fn run_exit(report: &crate::measurement::load::LoadReport) -> ExitCode {
+    if report.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        load_exit(report)
+    }
+}
+
+/// The first Ctrl-C (SIGINT), as a future: a load or a fleet stops there and reports what ran
+/// (exit 130). A second Ctrl-C ends the process at once, as if no handler were set. A thread of
+/// signal-hook's, as serve's: tokio's signal driver would be set up by every runtime.
+pub(crate) fn ctrl_c() -> impl std::future::Future<Output = ()> {
+    use signal_hook::consts::SIGINT;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT]) {
+        let spawned = std::thread::Builder::new()
+            .name("probe-signals".into())
+            .spawn(move || {
+                let mut first = Some(tx);
+                for _ in signals.forever() {
+                    match first.take() {
+                        Some(tx) => {
+                            let _ = tx.send(());
+                        }
+                        None => {
+                            let _ = signal_hook::low_level::emulate_default_handler(SIGINT);
+                        }
+                    }
+                }
+            });
+        drop(spawned);
+    }
+    // Without a handler (the thread could not start), SIGINT's default action still stops it.
+    async move {
+        if rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// A load's exit code: 3 only when every failure was the peer's silence; anything else
-/// (refusals, internal failures) is 1.
+/// (refusals, internal failures, a shard that was interrupted) is 1.
 pub(crate) fn load_exit(report: &crate::measurement::load::LoadReport) -> ExitCode {
     let only_timeouts = report.errors.keys().all(|k| k == "timeout");
     ExitCode::from(if report.ok {

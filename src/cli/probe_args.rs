@@ -140,8 +140,10 @@ pub struct SingleArgs {
     #[arg(long, value_name = "METHOD", env = "ENOS_CONNECT_METHOD")]
     pub method: Option<String>,
     /// Dynamic activation (with --secure-mode dynamic) over MQTT or CoAP over DTLS: write the
-    /// device secret EnOS gives to FILE (mode 0600), then log in again with it
-    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_ACTIVATE_TO")]
+    /// device secret EnOS gives to FILE (mode 0600), then log in again with it. With --fleet, a
+    /// folder: each activated device's secret in DIR/{product key}/{device key}.secret, where
+    /// the next run with the same DIR finds it and logs in with it
+    #[arg(long, value_name = "FILE|DIR", env = "ENOS_CONNECT_ACTIVATE_TO")]
     pub activate_to: Option<PathBuf>,
     /// With --activate-to: replace the file if it exists
     #[arg(long, requires = "activate_to")]

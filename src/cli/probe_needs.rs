@@ -25,8 +25,11 @@ pub fn options(caps: &Capabilities, args: &ProbeArgs) -> Result<NeedOptions> {
             let n = n.trim();
             if caps.feature(n).is_none() {
                 let ids: Vec<&str> = caps.features.iter().map(|f| f.id.as_str()).collect();
+                let hint = crate::source::nearest(n, ids.iter().copied())
+                    .map(|id| format!(" (did you mean `{id}`?)"))
+                    .unwrap_or_default();
                 return Err(Error::usage_with_help(
-                    format!("--need `{n}` is not a feature of the comparison table"),
+                    format!("--need `{n}` is not a feature of the comparison table{hint}"),
                     format!("one of {} (see `enos-connect questions`)", ids.join(", ")),
                 ));
             }

@@ -9,79 +9,55 @@ use dialoguer::{Confirm, MultiSelect, Select, theme::ColorfulTheme};
 use crate::answers::Answers;
 use crate::capabilities::{Capabilities, Question};
 use crate::cli::error::{Error, Result};
-use crate::engine::{self, End, Pending};
+use crate::engine;
 
-/// What the questionnaire did: the questions it asked and whether it asked for the needs.
-#[derive(Debug, Default)]
-pub struct Asked {
-    pub questions: Vec<String>,
-    pub needs: bool,
-}
+pub use crate::engine::Asked;
 
-impl Asked {
-    /// The question ids (and `needs`) that were never asked because they could not change the
-    /// outcome.
-    pub fn skipped(&self, caps: &Capabilities, answers: &Answers) -> Vec<String> {
-        let mut skipped: Vec<String> = caps
-            .question_ids()
-            .filter(|q| !self.questions.iter().any(|a| a == q) && !answers.values.contains_key(*q))
-            .map(str::to_string)
-            .collect();
-        if !self.needs && answers.needs.is_none() {
-            skipped.push("needs".into());
-        }
-        skipped
-    }
-}
-
-/// Ask until the engine can decide. With `use_defaults`, only questions without a default are
-/// asked (filling in what `recommend` is missing); without, every question the flow reaches is
-/// asked, starting on its default.
+/// Ask until the engine can decide (see [`engine::interview`]), with dialoguer's prompts on
+/// stderr. With `use_defaults`, only questions without a default are asked (filling in what
+/// `recommend` is missing); without, every question the flow reaches is asked, starting on its
+/// default, and the needs on every path.
 pub fn ask(caps: &Capabilities, answers: &mut Answers, use_defaults: bool) -> Result<Asked> {
     let _guard = InterruptGuard::install();
-    let mut asked = Asked::default();
-    // Each round answers one pending item; the flow has finitely many, so this ends.
-    for _ in 0..=caps.questions.len() + 1 {
-        match engine::walk(caps, answers, use_defaults)?.end {
-            End::Outcome(_) => return Ok(asked),
-            End::Pending(Pending::Question(id)) => {
-                let q = caps
-                    .question(&id)
-                    .ok_or_else(|| Error::usage(format!("the flow asks unknown question `{id}`")))?;
-                let value = prompt_question(q)?;
-                answers.set(caps, &id, &value, "prompt")?;
-                asked.questions.push(id);
-            }
-            End::Pending(Pending::Needs) => {
-                let needs = prompt_needs(caps)?;
-                answers.needs = Some(Vec::new());
-                answers.add_needs(caps, needs.iter().map(String::as_str), "prompt")?;
-                asked.needs = true;
-            }
-        }
+    engine::interview(caps, answers, use_defaults, &mut Terminal)
+}
+
+/// The person at the terminal.
+struct Terminal;
+
+impl engine::Prompt for Terminal {
+    type Error = Error;
+
+    fn question(&mut self, q: &Question) -> Result<String> {
+        prompt_question(q)
     }
-    Err(Error::usage("the questionnaire did not reach a decision"))
+
+    fn needs(&mut self, caps: &Capabilities) -> Result<Vec<String>> {
+        prompt_needs(caps)
+    }
 }
 
 fn theme() -> ColorfulTheme {
     ColorfulTheme::default()
 }
 
+/// A question's help above its prompt, wrapped between words at the terminal's width.
 fn help_line(text: &str) {
     let style = console::Style::new().dim();
+    let width = console::Term::stderr()
+        .size_checked()
+        .map(|(_, cols)| usize::from(cols))
+        .filter(|cols| *cols >= 20)
+        .unwrap_or(crate::render::PIPED_TEXT_WIDTH);
     let mut err = std::io::stderr();
-    let _ = writeln!(err, "{}", style.apply_to(format!("  ? {text}")));
-}
-
-fn is_yes_no(q: &Question) -> bool {
-    let mut values: Vec<&str> = q.values().collect();
-    values.sort_unstable();
-    values == ["no", "yes"]
+    for line in crate::render::wrap("  ? ", text, width).lines() {
+        let _ = writeln!(err, "{}", style.apply_to(line));
+    }
 }
 
 fn prompt_question(q: &Question) -> Result<String> {
     help_line(&q.help);
-    if is_yes_no(q) {
+    if q.is_yes_no() {
         let theme = theme();
         let mut c = Confirm::with_theme(&theme).with_prompt(&q.prompt);
         if let Some(d) = &q.default {

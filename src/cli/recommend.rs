@@ -14,18 +14,12 @@ use crate::engine::{self, EngineError};
 
 pub fn run(ctx: &Context, args: &RecommendArgs) -> Result<ExitCode> {
     // clap's `requires = "batch"` is not enforced once a flag that conflicts with --batch is
-    // present (`--fail-on-unmet -a network=tcp` ran), so the rule is checked here too.
-    if args.batch.is_none() {
-        let stray = [
-            ("--fail-on-unmet", args.fail_on_unmet),
-            ("--shard", args.shard.is_some()),
-        ];
-        if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
-            return Err(Error::usage_with_help(
-                format!("{flag} works only with --batch FILE"),
-                "for one device, read the `unmet` list of `-f json`; for a fleet, add --batch FILE",
-            ));
-        }
+    // present (`--shard 1/2 -a network=tcp` ran), so the rule is checked here too.
+    if args.batch.is_none() && args.shard.is_some() {
+        return Err(Error::usage_with_help(
+            "--shard works only with --batch FILE",
+            "a shard is a part of a fleet: add --batch FILE",
+        ));
     }
     let caps = ctx.capabilities()?;
     if let Some(path) = &args.batch {
@@ -33,7 +27,14 @@ pub fn run(ctx: &Context, args: &RecommendArgs) -> Result<ExitCode> {
     }
     let answers = gather(ctx, caps, &args.answers)?;
     let decision = decision(caps, &answers)?;
-    print(&ctx.renderer(args.format.format).decision(caps, &decision))
+    let printed = print(&ctx.renderer(args.format.format).decision(caps, &decision))?;
+    Ok(gate(args, !decision.unmet.is_empty(), !decision.caveats.is_empty()).unwrap_or(printed))
+}
+
+/// The exit code of `--fail-on-unmet` and `--fail-on-caveat` when they fail, for one device
+/// or a fleet.
+fn gate(args: &RecommendArgs, unmet: bool, caveats: bool) -> Option<ExitCode> {
+    ((args.fail_on_unmet && unmet) || (args.fail_on_caveat && caveats)).then(|| ExitCode::from(EXIT_FAILED))
 }
 
 /// The answers file first, then the flags on top of it; on a terminal, prompts for what the
@@ -121,7 +122,7 @@ fn batch(caps: &Capabilities, path: &std::path::Path, args: &RecommendArgs) -> R
         .collect();
     let _ = writeln!(
         stderr.lock(),
-        "{}{} rows: {}; {} with unmet needs; {} bad",
+        "{}{} rows: {}; {} with unmet needs; {} with caveats; {} bad",
         if shard == batch::Shard::ALL {
             String::new()
         } else {
@@ -134,13 +135,11 @@ fn batch(caps: &Capabilities, path: &std::path::Path, args: &RecommendArgs) -> R
             counts.join(", ")
         },
         summary.with_unmet,
+        summary.with_caveats,
         summary.bad
     );
-    Ok(ExitCode::from(if summary.bad > 0 {
-        EXIT_USAGE
-    } else if args.fail_on_unmet && summary.with_unmet > 0 {
-        EXIT_FAILED
-    } else {
-        0
-    }))
+    if summary.bad > 0 {
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    Ok(gate(args, summary.with_unmet > 0, summary.with_caveats > 0).unwrap_or(ExitCode::SUCCESS))
 }

@@ -6,37 +6,30 @@ use crate::answers::Answers;
 use crate::capabilities::Capabilities;
 
 use super::walk::{Step, Visit, Walk};
-use super::{Carrier, Decision, TraceStep};
+use super::{Decision, TraceStep};
 
 /// The decision for a walk that reached `outcome`.
 pub fn explain(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>, outcome: &str) -> Decision {
-    let title = |p: &str| caps.protocol_title(p).to_string();
-    let feature_title = |id: &str| caps.feature(id).map_or(id, |f| f.title.as_str()).to_string();
-    let covers = |p: &str, need: &str| caps.feature(need).is_some_and(|f| f.support_for(p).covers());
     let needs = answers.need_list().to_vec();
-    let mut reasons = Vec::new();
-    for v in &walk.visits {
-        reasons.extend(reasons_at(caps, v));
-    }
-    let direct = outcome == "direct";
-    if !direct && let Some(info) = caps.outcome(outcome) {
-        reasons.push(info.summary.clone());
-    }
     let Verdict {
         recommendation,
         protocols,
         unmet,
         nothing_open,
     } = verdict(caps, &needs, walk, outcome);
-    let carriers: Vec<Carrier> = needs
-        .iter()
-        .filter_map(|need| {
-            protocols.iter().find(|p| covers(p, need)).map(|p| Carrier {
-                need: need.clone(),
-                protocol: p.clone(),
-            })
-        })
-        .collect();
+    let carriers = super::carriers(caps, &needs, &protocols);
+    let mut reasons = Vec::new();
+    for v in &walk.visits {
+        reasons.extend(reasons_at(caps, v, &unmet));
+    }
+    if outcome != "direct"
+        && let Some(info) = caps.outcome(outcome)
+    {
+        reasons.push(info.summary.clone());
+        if !unmet.is_empty() && !nothing_open {
+            reasons.push(format!("{} does not carry: {}", info.title, titles(caps, &unmet)));
+        }
+    }
     if protocols.len() > 1 {
         for p in &protocols {
             let carried: Vec<&str> = carriers
@@ -44,38 +37,28 @@ pub fn explain(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>, outcome:
                 .filter(|c| &c.protocol == p)
                 .map(|c| c.need.as_str())
                 .collect();
-            reasons.push(format!("{} carries {}", title(p), carried.join(", ")));
+            reasons.push(format!(
+                "{} carries {}",
+                caps.protocol_title(p),
+                carried.join(", ")
+            ));
         }
     }
-    let hints = if nothing_open {
+    let mut hints = if nothing_open {
         reopening_hints(caps, walk)
     } else {
         unmet
             .iter()
-            .map(|need| {
-                let ways: Vec<String> = caps
-                    .protocols
-                    .iter()
-                    .filter(|p| covers(&p.id, need))
-                    .map(|p| match remedy_for(caps, walk, &p.id) {
-                        Some(remedy) => format!("{} (needs {remedy})", p.title),
-                        None => format!("{} over a direct connection", p.title),
-                    })
-                    .collect();
-                if ways.is_empty() {
-                    format!("No EnOS protocol supports {}", feature_title(need))
-                } else {
-                    format!("{} is carried by {}", feature_title(need), ways.join("; or "))
-                }
-            })
+            .map(|need| carried_elsewhere(caps, walk, need))
             .collect()
     };
-    let mut hints: Vec<String> = hints;
     hints.dedup();
     Decision {
         recommendation,
         outcome: outcome.to_string(),
         combination: protocols.len() > 1,
+        caveats: super::caveats(caps, answers, &protocols, &carriers),
+        set_aside: super::set_aside(caps, answers, walk),
         protocols,
         carriers,
         needs,
@@ -84,6 +67,34 @@ pub fn explain(caps: &Capabilities, answers: &Answers, walk: &Walk<'_>, outcome:
         hints,
         trace: trace(walk),
         answers: walk.answers.clone(),
+    }
+}
+
+/// Feature titles for a sentence: `Firmware OTA update; Report file-type data`.
+fn titles(caps: &Capabilities, ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| caps.feature(id).map_or(id.as_str(), |f| f.title.as_str()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A hint for an unmet need: the protocols that would carry it, and what would open them.
+fn carried_elsewhere(caps: &Capabilities, walk: &Walk<'_>, need: &str) -> String {
+    let covers = |p: &str| caps.feature(need).is_some_and(|f| f.support_for(p).covers());
+    let ways: Vec<String> = caps
+        .protocols
+        .iter()
+        .filter(|p| covers(&p.id))
+        .map(|p| match remedy_for(caps, walk, &p.id) {
+            Some(remedy) => format!("{} (needs {remedy})", p.title),
+            None => format!("{} over a direct connection", p.title),
+        })
+        .collect();
+    let title = caps.feature(need).map_or(need, |f| f.title.as_str());
+    if ways.is_empty() {
+        format!("No EnOS protocol supports {title}")
+    } else {
+        format!("{title} is carried by {}", ways.join("; or "))
     }
 }
 
@@ -104,10 +115,18 @@ pub fn verdict(caps: &Capabilities, needs: &[String], walk: &Walk<'_>, outcome: 
     let mut protocols = Vec::new();
     for v in &walk.visits {
         match &v.step {
-            Step::Covered {
-                unmet: u, options, ..
-            } => {
-                unmet.clone_from(u);
+            Step::Covered { options, .. } => {
+                // From `needs` and what was open at the cover node, not the walk's own needs:
+                // `recommend --batch` reuses a walk for needs that lead the same way.
+                unmet = needs
+                    .iter()
+                    .filter(|n| {
+                        !caps
+                            .feature(n)
+                            .is_some_and(|f| v.open.iter().any(|p| f.support_for(p).covers()))
+                    })
+                    .cloned()
+                    .collect();
                 // A flow without a prefer node takes the first of the smallest sets.
                 protocols = options.first().cloned().unwrap_or_default();
             }
@@ -141,9 +160,9 @@ pub fn verdict(caps: &Capabilities, needs: &[String], walk: &Walk<'_>, outcome: 
     }
 }
 
-/// The sentences one node adds to the reasons.
-fn reasons_at(caps: &Capabilities, v: &Visit<'_>) -> Vec<String> {
-    let title = |p: &str| caps.protocol_title(p).to_string();
+/// The sentences one node adds to the reasons; `unmet` is what the decision leaves unmet, so
+/// that no sentence claims the needs are covered when they are not.
+fn reasons_at(caps: &Capabilities, v: &Visit<'_>, unmet: &[String]) -> Vec<String> {
     let node = v.node;
     match &v.step {
         Step::Asked => {
@@ -165,73 +184,100 @@ fn reasons_at(caps: &Capabilities, v: &Visit<'_>) -> Vec<String> {
                 .collect(),
             _ => Vec::new(),
         },
-        Step::Covered { needs, unmet, .. } => {
-            // The open protocols are the ones the cover node saw: those of the visit before.
-            let mut out = Vec::new();
-            for need in needs {
-                for p in &v.open {
-                    if let Some(f) = caps.feature(need)
-                        && let Some(note) = f.notes.get(p)
-                        && !f.support_for(p).covers()
-                    {
-                        out.push(format!("{} with {}: {note}", f.title, title(p)));
-                    }
-                }
-            }
-            let feature_title = |id: &String| {
-                caps.feature(id)
-                    .map_or(id.as_str(), |f| f.title.as_str())
-                    .to_string()
-            };
-            if unmet.is_empty() {
-                if !needs.is_empty() {
-                    let list: Vec<String> = needs.iter().map(feature_title).collect();
-                    out.push(format!("Needed: {}", list.join("; ")));
-                }
-            } else {
-                let list: Vec<String> = unmet.iter().map(feature_title).collect();
-                out.push(format!(
-                    "No protocol open to this device supports: {}",
-                    list.join("; ")
-                ));
-            }
-            out
-        }
+        Step::Covered { needs, unmet, .. } => covered_reasons(caps, &v.open, needs, unmet),
         Step::Chose {
             protocols,
             options,
             rule,
         } => {
-            let mut out = Vec::new();
-            let Some(primary) = protocols.first() else {
-                return out;
-            };
-            if *options == 1 && protocols.len() == 1 {
-                out.push(format!(
-                    "{} is the only protocol open to this device that covers its needs",
-                    title(primary)
-                ));
-                return out;
-            }
-            if protocols.len() > 1 {
-                let names: Vec<String> = protocols.iter().map(|p| title(p)).collect();
-                out.push(format!(
-                    "No single protocol covers every need: use {} together",
-                    names.join(" and ")
-                ));
-            }
-            out.push(match rule.and_then(|r| node.rules.get(r)) {
-                Some(r) => r.reason.clone(),
-                None => "first open protocol in the capabilities order".to_string(),
-            });
-            out
+            let reason = rule.and_then(|r| node.rules.get(r)).map(|r| r.reason.as_str());
+            chose_reasons(caps, v.open.len(), protocols, *options, reason, unmet)
         }
         Step::Outcome => Vec::new(),
     }
 }
 
+/// A cover node's sentences: the notes of partial support, then the needs it meets or the
+/// ones no open protocol supports.
+fn covered_reasons(caps: &Capabilities, open: &[String], needs: &[String], unmet: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for need in needs {
+        for p in open {
+            if let Some(f) = caps.feature(need)
+                && let Some(note) = f.notes.get(p)
+                && !f.support_for(p).covers()
+            {
+                out.push(format!("{} with {}: {note}", f.title, caps.protocol_title(p)));
+            }
+        }
+    }
+    if unmet.is_empty() {
+        if !needs.is_empty() {
+            out.push(format!("Needed: {}", titles(caps, needs)));
+        }
+    } else {
+        out.push(format!(
+            "No protocol open to this device supports: {}",
+            titles(caps, unmet)
+        ));
+    }
+    out
+}
+
+/// A prefer node's sentences: why these protocols (the only one open, the one that carries
+/// the most, a combination), then the rule that chose the primary. `open` protocols were open,
+/// `options` sets of them were left to choose from.
+fn chose_reasons(
+    caps: &Capabilities,
+    open: usize,
+    protocols: &[String],
+    options: usize,
+    rule_reason: Option<&str>,
+    unmet: &[String],
+) -> Vec<String> {
+    let title = |p: &str| caps.protocol_title(p).to_string();
+    let Some(primary) = protocols.first() else {
+        return Vec::new();
+    };
+    if options == 1 && protocols.len() == 1 {
+        return vec![if unmet.is_empty() {
+            format!(
+                "{} is the only protocol open to this device that covers its needs",
+                title(primary)
+            )
+        } else if open == 1 {
+            format!("{} is the only protocol open to this device", title(primary))
+        } else {
+            format!(
+                "{} carries the most needs of the protocols open to this device",
+                title(primary)
+            )
+        }];
+    }
+    let mut out = Vec::new();
+    if protocols.len() > 1 {
+        let names: Vec<String> = protocols.iter().map(|p| title(p)).collect();
+        out.push(if unmet.is_empty() {
+            format!(
+                "No single protocol covers every need: use {} together",
+                names.join(" and ")
+            )
+        } else {
+            format!(
+                "No one protocol carries all the needs that can be carried: use {} together",
+                names.join(" and ")
+            )
+        });
+    }
+    out.push(rule_reason.map_or_else(
+        || "first open protocol in the capabilities order".to_string(),
+        str::to_string,
+    ));
+    out
+}
+
 /// A filter's `drop` or `remedy` template filled in for one protocol.
-fn fill_remedy(
+pub(super) fn fill_remedy(
     caps: &Capabilities,
     template: &str,
     attribute: Option<&str>,

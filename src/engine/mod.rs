@@ -6,10 +6,16 @@
 //! protocols that survive each node; [`explain`] turns a finished walk into the sentences and
 //! hints of a [`Decision`].
 
+mod aside;
+mod caveats;
 mod explain;
+mod interview;
 mod walk;
 
+pub use aside::{set_aside, why as set_aside_why};
+pub use caveats::{carriers, caveats};
 pub use explain::{Verdict, explain, verdict};
+pub use interview::{Asked, Prompt, interview};
 pub use walk::{End, Step, Visit, Walk, walk};
 
 use std::collections::{BTreeSet, HashSet};
@@ -20,7 +26,7 @@ use crate::answers::Answers;
 use crate::capabilities::{Capabilities, NodeKind};
 
 /// What the engine recommends and why: the JSON object of `recommend --format json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Decision {
     /// A protocol id for a direct connection, else the outcome id (`message_integration`,
     /// `edge_gateway`, `none`).
@@ -46,24 +52,52 @@ pub struct Decision {
     pub trace: Vec<TraceStep>,
     /// Every answer the flow read, and whether it was the question's default.
     pub answers: Vec<AnswerUsed>,
+    /// Every answer given that the flow did not read, and why it could not change the
+    /// outcome: with `answers`, every answer the user gave.
+    pub set_aside: Vec<SetAside>,
+    /// A chosen protocol that works against one of the device's answers, and what to do about
+    /// it (the rules are `[[caveats]]` in the capabilities).
+    pub caveats: Vec<Caveat>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Carrier {
     pub need: String,
     pub protocol: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An answer the user gave that the decision did not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct SetAside {
+    pub question: String,
+    pub value: String,
+    /// Why it could not change the outcome, in a sentence.
+    pub why: String,
+}
+
+/// A carrier that conflicts with an answer: `protocol` carries `need` (null: the protocol
+/// itself, whatever it carries) although the device answered `question` with `answer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Caveat {
+    pub need: Option<String>,
+    pub protocol: String,
+    pub question: String,
+    pub answer: String,
+    /// What it costs and what to do about it, in a sentence.
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TraceStep {
     pub node: String,
+    /// question, filter, cover, prefer or outcome.
     pub kind: &'static str,
     pub label: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub question: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub by_default: bool,
     /// The edge taken (an answer value, some/none, covered/partial, chosen) or the outcome.
     pub branch: String,
@@ -71,7 +105,7 @@ pub struct TraceStep {
     pub open: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AnswerUsed {
     pub question: String,
     pub value: String,

@@ -135,20 +135,36 @@ impl<'c> Walker<'c, '_> {
             .ok_or_else(|| EngineError::Stuck(caps.flow.start.clone(), "start".into()))?;
         // Validation rejects cycles; the bound keeps a hand-built model from looping anyway.
         for _ in 0..=caps.flow.nodes.len() {
-            let branch = match node.kind {
-                NodeKind::Question => {
-                    let q = node.question.as_deref().unwrap_or_default();
-                    let Some((value, by_default)) = self.answer(q) else {
-                        return Ok(End::Pending(Pending::Question(q.to_string())));
-                    };
+            let branch = match self.step(node)? {
+                Next::Branch(b) => b,
+                Next::Stop(end) => return Ok(end),
+            };
+            node = caps
+                .next(&node.id, &branch)
+                .ok_or_else(|| EngineError::Stuck(node.id.clone(), branch.clone()))?;
+        }
+        Err(EngineError::Stuck(node.id.clone(), "a cycle".into()))
+    }
+
+    /// Pass one node: record the visit and return the branch it takes, or where the walk
+    /// stops (an outcome, or an answer it lacks).
+    fn step(&mut self, node: &'c Node) -> Result<Next, EngineError> {
+        let answered = |w: &mut Self| {
+            let q = node.question.as_deref().unwrap_or_default();
+            w.answer(q)
+                .map(|(value, by_default)| (q, value, by_default))
+                .ok_or_else(|| Next::Stop(End::Pending(Pending::Question(q.to_string()))))
+        };
+        Ok(match node.kind {
+            NodeKind::Question => match answered(self) {
+                Ok((q, value, by_default)) => {
                     self.visit(node, Some((q, &value, by_default)), &value, Step::Asked);
-                    value
+                    Next::Branch(value)
                 }
-                NodeKind::Filter => {
-                    let q = node.question.as_deref().unwrap_or_default();
-                    let Some((value, by_default)) = self.answer(q) else {
-                        return Ok(End::Pending(Pending::Question(q.to_string())));
-                    };
+                Err(stop) => stop,
+            },
+            NodeKind::Filter => match answered(self) {
+                Ok((q, value, by_default)) => {
                     let dropped = self.filter(node, &value);
                     let branch = if self.open.is_empty() { "none" } else { "some" };
                     self.visit(
@@ -157,59 +173,77 @@ impl<'c> Walker<'c, '_> {
                         branch,
                         Step::Filtered { dropped },
                     );
-                    branch.to_string()
+                    Next::Branch(branch.to_string())
                 }
-                NodeKind::Cover => {
-                    let needs = match &self.answers.needs {
-                        Some(n) => n.clone(),
-                        None if self.use_defaults => Vec::new(),
-                        None => return Ok(End::Pending(Pending::Needs)),
-                    };
-                    let (options, unmet) = self.cover(&needs);
-                    let branch = if unmet.is_empty() { "covered" } else { "partial" };
-                    self.options = options.clone();
-                    self.visit(
-                        node,
-                        None,
-                        branch,
-                        Step::Covered {
-                            needs,
-                            options,
-                            unmet,
-                        },
-                    );
-                    branch.to_string()
+                Err(stop) => stop,
+            },
+            NodeKind::Cover => self.covered(node),
+            NodeKind::Prefer => self.chose(node)?,
+            NodeKind::Outcome => {
+                let outcome = node.outcome.clone().unwrap_or_else(|| "none".into());
+                if let Some(pending) = self.before_the_outcome(&outcome) {
+                    return Ok(Next::Stop(End::Pending(pending)));
                 }
-                NodeKind::Prefer => {
-                    let (protocols, rule) = match self.prefer(node)? {
-                        Preference::Chosen { protocols, rule } => (protocols, rule),
-                        Preference::Ask(question) => return Ok(End::Pending(Pending::Question(question))),
-                    };
-                    let options = self.options.len();
-                    self.options = vec![protocols.clone()];
-                    self.visit(
-                        node,
-                        None,
-                        "chosen",
-                        Step::Chose {
-                            protocols,
-                            options,
-                            rule,
-                        },
-                    );
-                    "chosen".to_string()
-                }
-                NodeKind::Outcome => {
-                    let outcome = node.outcome.clone().unwrap_or_else(|| "none".into());
-                    self.visit(node, None, &outcome, Step::Outcome);
-                    return Ok(End::Outcome(outcome));
-                }
-            };
-            node = caps
-                .next(&node.id, &branch)
-                .ok_or_else(|| EngineError::Stuck(node.id.clone(), branch.clone()))?;
+                self.visit(node, None, &outcome, Step::Outcome);
+                Next::Stop(End::Outcome(outcome))
+            }
+        })
+    }
+
+    /// A cover node: the smallest sets of open protocols for the needs.
+    fn covered(&mut self, node: &'c Node) -> Next {
+        let needs = match &self.answers.needs {
+            Some(n) => n.clone(),
+            None if self.use_defaults => Vec::new(),
+            None => return Next::Stop(End::Pending(Pending::Needs)),
+        };
+        let (options, unmet) = self.cover(&needs);
+        let branch = if unmet.is_empty() { "covered" } else { "partial" };
+        self.options = options.clone();
+        let step = Step::Covered {
+            needs,
+            options,
+            unmet,
+        };
+        self.visit(node, None, branch, step);
+        Next::Branch(branch.to_string())
+    }
+
+    /// A prefer node: the protocols chosen among the options, by its rules.
+    fn chose(&mut self, node: &'c Node) -> Result<Next, EngineError> {
+        let (protocols, rule) = match self.prefer(node)? {
+            Preference::Chosen { protocols, rule } => (protocols, rule),
+            Preference::Ask(question) => return Ok(Next::Stop(End::Pending(Pending::Question(question)))),
+        };
+        let options = self.options.len();
+        self.options = vec![protocols.clone()];
+        let step = Step::Chose {
+            protocols,
+            options,
+            rule,
+        };
+        self.visit(node, None, "chosen", step);
+        Ok(Next::Branch("chosen".to_string()))
+    }
+
+    /// Without defaults (the questionnaire), what to ask before an outcome: the needs, on
+    /// every path, so that no outcome is shown with needs it never looked at; then, for a
+    /// direct connection, the question of a caveat that could apply to the protocols chosen.
+    fn before_the_outcome(&self, outcome: &str) -> Option<Pending> {
+        if self.use_defaults {
+            return None;
         }
-        Err(EngineError::Stuck(node.id.clone(), "a cycle".into()))
+        let Some(needs) = &self.answers.needs else {
+            return Some(Pending::Needs);
+        };
+        if outcome != "direct" {
+            return None;
+        }
+        let protocols = self.options.first().map(Vec::as_slice).unwrap_or_default();
+        let carriers = super::carriers(self.caps, needs, protocols);
+        super::caveats::questions(self.caps, protocols, &carriers)
+            .find(|q| !self.answers.values.contains_key(*q))
+            .map(|q| Pending::Question(q.to_string()))
     }
 
     /// Keep the open protocols whose attribute matches the answer; returns the dropped ones.
@@ -312,6 +346,12 @@ impl<'c> Walker<'c, '_> {
         set.insert(0, primary);
         Ok(Preference::Chosen { protocols: set, rule })
     }
+}
+
+/// Where a node sends the walk.
+enum Next {
+    Branch(String),
+    Stop(End),
 }
 
 enum Preference {

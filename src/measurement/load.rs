@@ -41,6 +41,10 @@ pub struct LoadReport {
     /// `--need`: per need, how many probes' checks of it succeeded and failed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub needs: BTreeMap<String, NeedCounts>,
+    /// Stopped by Ctrl-C (SIGINT): the counts are of what ran until then (`count` is the
+    /// probes or devices that ran, not those asked for). Absent when the run was not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,8 +5,9 @@
 //!
 //! [`ProbeReport`] is one probe with its stages; [`need`] the exchange of one feature
 //! (`--need`); [`matrix`] the comparison table as measured (`--matrix`); [`load`] a load
-//! probe's counts and percentiles (`--count`, `merge`).
+//! probe's counts and percentiles (`--count`, `merge`); [`fleet`] a held fleet's (`--fleet`).
 
+pub mod fleet;
 pub mod load;
 pub mod matrix;
 pub mod need;

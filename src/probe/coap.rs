@@ -24,17 +24,60 @@ use crate::capabilities::Capabilities;
 /// A DTLS pre-shared key: the identity and the key bytes (wiped on drop).
 pub type Psk = (String, Zeroizing<Vec<u8>>);
 
-/// The datagram link: a connected UDP socket, or DTLS over one.
-enum Link {
+/// The datagram link: a connected UDP socket, or DTLS over one, and the commands the endpoint
+/// announced on it.
+struct Link {
+    wire: Wire,
+    /// Option 2100 of every response so far, oldest first (at most [`MAX_KEPT`]): EnOS
+    /// announces a command on the response to the device's next request, whichever it is (the
+    /// login's too), so a device that waits for a command looks here first.
+    announced: std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>,
+}
+
+/// The announcements a link keeps.
+const MAX_KEPT: usize = 8;
+
+enum Wire {
     Udp(UdpSocket),
     Dtls(Box<DTLSConn>),
 }
 
 impl Link {
+    fn new(wire: Wire) -> Self {
+        Link {
+            wire,
+            announced: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Keep the command a response announces in option 2100, if it announces one.
+    fn keep_announced(&self, p: &Packet) {
+        let Some(value) = p
+            .get_option(CoapOption::Unknown(crate::enos::COAP_COMMAND_OPTION))
+            .and_then(|v| v.front())
+        else {
+            return;
+        };
+        if let Ok(mut kept) = self.announced.lock() {
+            if kept.len() >= MAX_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(value.clone());
+        }
+    }
+
+    /// The announcements kept so far, taken.
+    fn take_announced(&self) -> Vec<Vec<u8>> {
+        self.announced
+            .lock()
+            .map(|mut k| k.drain(..).collect())
+            .unwrap_or_default()
+    }
+
     async fn send(&self, bytes: &[u8]) -> Result<(), Failure> {
-        match self {
-            Link::Udp(s) => s.send(bytes).await.map(|_| ()).map_err(|e| Failure::io(&e)),
-            Link::Dtls(c) => c
+        match &self.wire {
+            Wire::Udp(s) => s.send(bytes).await.map(|_| ()).map_err(|e| Failure::io(&e)),
+            Wire::Dtls(c) => c
                 .write(bytes, None)
                 .await
                 .map(|_| ())
@@ -45,8 +88,8 @@ impl Link {
     /// One datagram, or `None` when `until` passes first.
     async fn recv(&self, buf: &mut [u8], until: Instant) -> Result<Option<usize>, Failure> {
         let wait = until.saturating_duration_since(Instant::now());
-        match self {
-            Link::Udp(s) => match tokio::time::timeout(wait, s.recv(buf)).await {
+        match &self.wire {
+            Wire::Udp(s) => match tokio::time::timeout(wait, s.recv(buf)).await {
                 Err(_) => Ok(None),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Failure::new(
                     ErrorKind::Refused,
@@ -55,7 +98,7 @@ impl Link {
                 Ok(Err(e)) => Err(Failure::io(&e)),
                 Ok(Ok(n)) => Ok(Some(n)),
             },
-            Link::Dtls(c) => match tokio::time::timeout(wait, c.read(buf, None)).await {
+            Wire::Dtls(c) => match tokio::time::timeout(wait, c.read(buf, None)).await {
                 Err(_) => Ok(None),
                 Ok(Err(e)) => Err(Failure::new(ErrorKind::Tls, format!("DTLS read failed: {e}"))),
                 Ok(Ok(n)) => Ok(Some(n)),
@@ -195,7 +238,7 @@ async fn dtls_handshake(rec: &mut Recorder, sock: UdpSocket, psk: Psk, enos: boo
             )
         }
     })?;
-    Ok(Link::Dtls(Box::new(conn)))
+    Ok(Link::new(Wire::Dtls(Box::new(conn))))
 }
 
 /// A connected UDP socket that tells when the peer's host answered with a port-unreachable.
@@ -322,7 +365,7 @@ pub async fn probe(
         rec.end();
         link
     } else {
-        Link::Udp(sock)
+        Link::new(Wire::Udp(sock))
     };
     let prefix = target.path.trim_end_matches('/');
     let enos = opts.login.enos_keys();
@@ -701,6 +744,7 @@ async fn receive(
                         let _ = link.send(&bytes).await;
                     }
                 }
+                link.keep_announced(&packet);
                 return Ok(Some(Reply::Response(*packet)));
             }
             Datagram::Other(what) => rec.note(&format!("ignored {what}")),

@@ -9,7 +9,7 @@ use std::time::Instant;
 use coap_lite::RequestType;
 use tokio::net::UdpSocket;
 
-use super::{Exchanged, Link, connect_udp_to, exchange, handshake_within, psk};
+use super::{Exchanged, Link, Wire, connect_udp_to, exchange, handshake_within, psk};
 use crate::base::Secret;
 use crate::capabilities::Capabilities;
 use crate::probe::{ErrorKind, Failure, ProbeOptions, Recorder};
@@ -76,7 +76,7 @@ pub(super) async fn activate(
         "activated",
         format!("device secret written to {}", file.display()),
     );
-    if let Link::Dtls(c) = &link {
+    if let Wire::Dtls(c) = &link.wire {
         let _ = c.close().await;
     }
     rec.end();

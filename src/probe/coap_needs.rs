@@ -2,10 +2,9 @@
 
 use std::time::Instant;
 
-use coap_lite::{CoapOption, RequestType};
+use coap_lite::RequestType;
 
 use super::{Exchanged, Link, code_text, exchange_with};
-use crate::enos::COAP_COMMAND_OPTION as COMMAND_OPTION;
 use crate::measurement::ErrorKind;
 use crate::probe::needs::filter_matches;
 use crate::probe::{Failure, Recorder};
@@ -160,13 +159,19 @@ impl Needs<'_> {
     ) -> Result<String, Failure> {
         let query = format!("{}/topic/sys/{pk}/{dk}/thing/attribute/query", self.prefix);
         let mut polls = 0u32;
+        // A command announced on an earlier response (the login's, a need's) waits here.
+        for value in self.link.take_announced() {
+            if let Some(topic) = awaited(&value, topics, rec)? {
+                return Ok(topic);
+            }
+        }
         loop {
             let request = crate::enos::Request::new(
                 crate::enos::new_id(),
                 "thing.attribute.query",
                 serde_json::json!({"attributes": []}),
             );
-            let answer = exchange_with(
+            exchange_with(
                 self.link,
                 rec,
                 until.min(self.deadline),
@@ -177,21 +182,11 @@ impl Needs<'_> {
             )
             .await?;
             polls += 1;
-            if let Exchanged::Response(p) = &answer
-                && let Some(value) = p
-                    .get_option(CoapOption::Unknown(COMMAND_OPTION))
-                    .and_then(|v| v.front())
-            {
-                let topic = announced_topic(value).map_err(|why| {
-                    Failure::new(
-                        ErrorKind::Protocol,
-                        format!("the endpoint announced a command in option 2100 that is not one: {why}"),
-                    )
-                })?;
-                if topics.iter().any(|f| filter_matches(f, &topic)) {
+            // The link kept this answer's announcement too: every response passes there.
+            for value in self.link.take_announced() {
+                if let Some(topic) = awaited(&value, topics, rec)? {
                     return Ok(topic);
                 }
-                rec.note(&format!("a command on {topic} is not the one awaited"));
             }
             let now = Instant::now();
             if now >= until {
@@ -203,6 +198,22 @@ impl Needs<'_> {
             tokio::time::sleep((until - now).min(POLL)).await;
         }
     }
+}
+
+/// The topic an option 2100 `value` announces, when it is one of `topics`; an announcement
+/// that is not a topic is a protocol failure.
+fn awaited(value: &[u8], topics: &[String], rec: &mut Recorder) -> Result<Option<String>, Failure> {
+    let topic = announced_topic(value).map_err(|why| {
+        Failure::new(
+            ErrorKind::Protocol,
+            format!("the endpoint announced a command in option 2100 that is not one: {why}"),
+        )
+    })?;
+    if topics.iter().any(|f| filter_matches(f, &topic)) {
+        return Ok(Some(topic));
+    }
+    rec.note(&format!("a command on {topic} is not the one awaited"));
+    Ok(None)
 }
 
 /// The longest option 2100 value read: a topic of EnOS's is well under it.

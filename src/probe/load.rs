@@ -208,6 +208,7 @@ pub fn merge(reports: &[(String, LoadReport)]) -> Result<LoadReport, MergeError>
         examples: BTreeMap::new(),
         merged_from: None,
         needs: BTreeMap::new(),
+        interrupted: false,
     };
     let mut targets: Vec<&str> = Vec::new();
     let mut histograms: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
@@ -262,6 +263,7 @@ fn add_counts(out: &mut LoadReport, name: &str, r: &LoadReport) -> Result<(), Me
     let overflow = || MergeError::Report(name.to_string(), "the counts overflow".into());
     let sum = |a: u64, b: u64| a.checked_add(b).ok_or_else(overflow);
     out.ok &= r.ok;
+    out.interrupted |= r.interrupted;
     out.count = sum(out.count, r.count)?;
     out.concurrency = sum(out.concurrency, r.concurrency)?;
     out.succeeded = sum(out.succeeded, r.succeeded)?;
@@ -401,7 +403,26 @@ where
     F: Fn() -> P,
     P: Future<Output = ProbeReport> + Send + 'static,
 {
+    run_until(protocol, target, load, probe, progress, std::future::pending()).await
+}
+
+/// [`run`] until `stop` completes (Ctrl-C) first: then no probe starts, those in flight are
+/// dropped, and the report, marked interrupted, counts the probes that finished.
+pub async fn run_until<F, P>(
+    protocol: &str,
+    target: &str,
+    load: &LoadOptions,
+    probe: F,
+    progress: &(dyn Fn(u64) + Sync),
+    stop: impl Future<Output = ()>,
+) -> LoadReport
+where
+    F: Fn() -> P,
+    P: Future<Output = ProbeReport> + Send + 'static,
+{
     let started = Instant::now();
+    tokio::pin!(stop);
+    let mut interrupted = false;
     let slots = Arc::new(Semaphore::new(
         usize::try_from(load.concurrency.max(1)).unwrap_or(1),
     ));
@@ -427,13 +448,23 @@ where
         progress(done);
     };
     for i in 0..load.count {
-        if let Some(r) = rate
-            && let Ok(offset) = Duration::try_from_secs_f64(i as f64 / r)
-            && let Some(due) = started.checked_add(offset)
-        {
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        let next = async {
+            if let Some(r) = rate
+                && let Ok(offset) = Duration::try_from_secs_f64(i as f64 / r)
+                && let Some(due) = started.checked_add(offset)
+            {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            slots.clone().acquire_owned().await
+        };
+        let permit = tokio::select! {
+            () = &mut stop => {
+                interrupted = true;
+                break;
+            }
+            permit = next => permit,
+        };
+        let Ok(permit) = permit else {
             break;
         };
         let one = probe();
@@ -447,8 +478,21 @@ where
             record(&mut stats, joined);
         }
     }
-    while let Some(joined) = tasks.join_next().await {
-        record(&mut stats, joined);
+    while !interrupted {
+        tokio::select! {
+            () = &mut stop => interrupted = true,
+            joined = tasks.join_next() => match joined {
+                Some(joined) => record(&mut stats, joined),
+                None => break,
+            },
+        }
+    }
+    if interrupted {
+        // What finished counts; what is in flight is dropped, not counted as a failure.
+        while let Some(joined) = tasks.try_join_next() {
+            record(&mut stats, joined);
+        }
+        tasks.abort_all();
     }
     let elapsed = started.elapsed().as_secs_f64();
     let stages = stats
@@ -456,11 +500,12 @@ where
         .iter()
         .map(|(name, h)| (name.to_string(), percentiles(h)))
         .collect();
+    let ran = stats.succeeded.saturating_add(stats.failed);
     LoadReport {
-        ok: stats.failed == 0 && stats.succeeded == load.count,
+        ok: !interrupted && stats.failed == 0 && stats.succeeded == load.count,
         protocol: protocol.to_string(),
         target: target.to_string(),
-        count: load.count,
+        count: if interrupted { ran } else { load.count },
         concurrency: load.concurrency,
         succeeded: stats.succeeded,
         failed: stats.failed,
@@ -475,6 +520,7 @@ where
         examples: stats.examples,
         merged_from: None,
         needs: stats.needs,
+        interrupted,
     }
 }
 
@@ -564,6 +610,7 @@ mod tests {
             examples: BTreeMap::new(),
             merged_from: None,
             needs: BTreeMap::new(),
+            interrupted: false,
         }
     }
 

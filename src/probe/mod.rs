@@ -98,6 +98,26 @@ pub async fn run(caps: &Capabilities, target: &Target, opts: &ProbeOptions) -> P
             ErrorKind::Timeout,
             format!("no answer within the {:.1} s timeout", opts.timeout.as_secs_f64()),
         ))
-    });
+    })
+    .map_err(|f| silent_plain_port(caps, target, f));
     rec.finish(&target.protocol, &target.url(), result)
+}
+
+/// A plain UDP URL that nothing answered may be a DTLS port, which drops what is not DTLS:
+/// the timeout says which URL to try (`coaps://` for `coap://`).
+fn silent_plain_port(caps: &Capabilities, target: &Target, f: Failure) -> Failure {
+    let udp = caps
+        .protocols
+        .iter()
+        .any(|p| p.id == target.protocol && p.transport == "udp");
+    match target.secure_url(caps) {
+        Some(url) if udp && f.kind == ErrorKind::Timeout => Failure::new(
+            f.kind,
+            format!(
+                "{}; if this port speaks DTLS, it drops plain datagrams: try {url}",
+                f.message
+            ),
+        ),
+        _ => f,
+    }
 }

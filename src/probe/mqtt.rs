@@ -64,6 +64,12 @@ impl Conn {
         }
     }
 
+    /// Whether what the peer sent first is a TLS record (an alert, 0x15, or a handshake, 0x16,
+    /// of version 3.x): a TLS port answering a plain connection.
+    fn got_tls(&self) -> bool {
+        matches!(self.buf.get(..2), Some([0x15 | 0x16, 0x03]))
+    }
+
     async fn send(&mut self, packet: Packet) -> Result<(), Failure> {
         self.send_all([packet]).await
     }
@@ -391,7 +397,15 @@ pub async fn probe(
     let io = super::connect_stream(rec, target, opts, deadline, &[]).await?;
     let mut conn = Conn::new(io);
     rec.begin("handshake");
-    log_in(&mut conn, caps, opts, &opts.login, rec, deadline).await?;
+    log_in(&mut conn, caps, opts, &opts.login, rec, deadline)
+        .await
+        .map_err(|f| match target.secure_url(caps) {
+            Some(url) if conn.got_tls() => Failure::new(
+                ErrorKind::Protocol,
+                format!("the peer answered with TLS, not MQTT: this port looks like TLS; use {url}"),
+            ),
+            _ => f,
+        })?;
     rec.end();
     let keys = opts.login.enos_keys();
     if let (Some(file), Some((pk, dk))) = (&opts.activate_to, keys) {

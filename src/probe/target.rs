@@ -81,6 +81,30 @@ impl Target {
         })
     }
 
+    /// The same host and port under the protocol's secure scheme (`mqtts://` for `mqtt://`,
+    /// `coaps://` for `coap://`), for a plain URL whose port seems to speak TLS or DTLS.
+    pub fn secure_url(&self, caps: &Capabilities) -> Option<String> {
+        if self.secure {
+            return None;
+        }
+        let scheme = caps
+            .protocols
+            .iter()
+            .find(|p| p.id == self.protocol)?
+            .ports
+            .iter()
+            .find(|x| x.security != "none")?
+            .scheme
+            .clone();
+        Some(
+            Target {
+                scheme,
+                ..self.clone()
+            }
+            .url(),
+        )
+    }
+
     pub fn url(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)

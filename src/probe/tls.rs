@@ -88,7 +88,7 @@ pub fn client_config_asked(
             let key =
                 PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
             let certified =
-                CertifiedKey::from_der(chain, key, &provider()).map_err(|e| format!("--cert/--key: {e}"))?;
+                CertifiedKey::from_der(chain, key, &provider()).map_err(|e| refused_cert(&e, cert))?;
             let asked = Arc::new(AtomicBool::new(false));
             let resolver = Asked {
                 key: Arc::new(certified),
@@ -101,6 +101,32 @@ pub fn client_config_asked(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok((Arc::new(config), asked))
+}
+
+/// Why rustls refused the client certificate `cert` (or its key), in words that name the file
+/// and what to do.
+fn refused_cert(e: &rustls::Error, cert: &std::path::Path) -> String {
+    let file = cert.display();
+    let webpki = match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+            o.0.downcast_ref::<webpki::Error>()
+        }
+        _ => None,
+    };
+    match (e, webpki) {
+        (_, Some(webpki::Error::UnsupportedCertVersion)) => format!(
+            "{file} is an X.509 v1 certificate; make a v3 one (openssl x509 -req ... -extfile FILE \
+             with extendedKeyUsage=clientAuth in FILE)"
+        ),
+        (_, Some(webpki::Error::BadDer | webpki::Error::BadDerTime | webpki::Error::TrailingData(_))) => {
+            format!("{file} is not a well-formed DER X.509 certificate inside its PEM")
+        }
+        (_, Some(other)) => format!("{file}: rustls refuses this certificate ({other})"),
+        (rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch), _) => {
+            format!("--key is not the private key of the certificate in {file}")
+        }
+        _ => format!("--cert {file}/--key: {e}"),
+    }
 }
 
 /// The client certificate, given whenever the server asks for one; `asked` records that it did.

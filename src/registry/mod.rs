@@ -224,10 +224,22 @@ impl Registry {
     }
 
     pub fn parse(src: &SourceFile) -> Result<Self, RegistryError> {
-        let mut registry: Registry = toml::from_str(&src.text)
-            .map_err(|e| RegistryError::Syntax(src.locate(e.span(), e.message()).without_snippet()))?;
+        let (mut registry, mut unknown) = match toml::from_str::<Registry>(&src.text) {
+            Ok(r) => (r, Vec::new()),
+            // A misspelled key is reported with every other problem of the file.
+            Err(e) => crate::source::reread(src, &Self::schema(), &e).map_err(|mut all| {
+                all.iter_mut().for_each(|p| *p = p.clone().without_snippet());
+                match all.len() {
+                    1 => RegistryError::Syntax(all.remove(0)),
+                    _ => RegistryError::Invalid {
+                        file: src.name.clone(),
+                        problems: all,
+                    },
+                }
+            })?,
+        };
         let problems = registry.validate();
-        if problems.is_empty() {
+        if problems.is_empty() && unknown.is_empty() {
             let mut index = std::collections::HashMap::with_capacity(registry.devices.len());
             for (i, d) in registry.devices.iter().enumerate() {
                 // The first of a repeated device, as the scan found it.
@@ -236,13 +248,17 @@ impl Registry {
             registry.index = index;
             return Ok(registry);
         }
+        unknown.extend(locate_problems(src, &problems));
+        unknown.sort_by_key(|p| (p.line, p.col));
         Err(RegistryError::Invalid {
             file: src.name.clone(),
-            problems: locate_problems(src, &problems)
-                .into_iter()
-                .map(Located::without_snippet)
-                .collect(),
+            problems: unknown.into_iter().map(Located::without_snippet).collect(),
         })
+    }
+
+    /// The registry's JSON Schema as a value, for reading a file with a misspelled key.
+    fn schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Registry)).unwrap_or_default()
     }
 
     /// The firmwares of a product, in the order listed.

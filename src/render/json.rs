@@ -169,6 +169,10 @@ impl Renderer for Json {
         to_string(r)
     }
 
+    fn fleet(&self, r: &crate::measurement::fleet::FleetReport) -> String {
+        to_string(r)
+    }
+
     fn check(&self, r: &CheckReport) -> String {
         let problems: Vec<Value> = r
             .problems

@@ -1,6 +1,6 @@
 //! Markdown renderers: the same content as the tables, in a form to paste into a ticket.
 
-use super::table::path_lines;
+use super::text::path_lines;
 use super::{Renderer, support_cell, title_of};
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
@@ -59,6 +59,18 @@ impl Renderer for Markdown {
         for r in &d.reasons {
             out.push_str(&format!("- {r}\n"));
         }
+        if !d.caveats.is_empty() {
+            out.push_str("\n### Caveats\n\n");
+            for c in &d.caveats {
+                out.push_str(&format!("- {}\n", super::caveat_sentence(caps, c)));
+            }
+        }
+        if !d.set_aside.is_empty() {
+            out.push_str("\n### Set aside\n\nAnswers that could not change the outcome:\n\n");
+            for a in &d.set_aside {
+                out.push_str(&format!("- {}\n", super::set_aside_sentence(a)));
+            }
+        }
         if !d.hints.is_empty() {
             out.push_str("\n### What would change the answer\n\n");
             for h in &d.hints {
@@ -66,7 +78,8 @@ impl Renderer for Markdown {
             }
         }
         out.push_str("\n### Decision path\n\n");
-        for line in path_lines(d).lines() {
+        // Markdown reflows a paragraph itself: one line per step.
+        for line in path_lines(d, usize::MAX).lines() {
             out.push_str(line.trim_start());
             out.push('\n');
         }
@@ -135,61 +148,12 @@ impl Renderer for Markdown {
     }
 
     fn plan(&self, _caps: &Capabilities, p: &Plan) -> String {
-        let mut out = format!("## Connection plan: {} (`{}`)\n", p.title, p.recommendation);
+        let mut out = format!(
+            "## Connection plan: {}\n",
+            super::text::plan_heading(p, |id| format!("`{id}`"))
+        );
         for pp in &p.protocols {
-            out.push_str(&format!("\n### {}\n\n", pp.title));
-            if !pp.carries.is_empty() {
-                out.push_str(&format!(
-                    "Carries: {}\n\n",
-                    pp.carries
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            let mut rows = vec![vec!["Endpoint".to_string(), format!("`{}`", pp.host)]];
-            for x in &pp.ports {
-                rows.push(vec![
-                    format!("Port {}", x.port),
-                    format!("`{}` ({})", x.url, x.label),
-                ]);
-            }
-            rows.push(vec!["Transport".into(), pp.transport.to_uppercase()]);
-            rows.push(vec!["Security".into(), pp.security.clone()]);
-            out.push_str(&table(&["Item".into(), "Value".into()], &rows));
-            if let Some(n) = &pp.host_note {
-                out.push_str(&format!("\n> {n}\n"));
-            }
-            out.push_str("\n**Authentication**\n\n");
-            for a in &pp.auth {
-                let rec = if a.recommended { " (recommended)" } else { "" };
-                let env = a
-                    .secret_env
-                    .as_ref()
-                    .map(|e| format!("; secret from `{e}`"))
-                    .unwrap_or_default();
-                let note = a.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
-                out.push_str(&format!("- `{}`{rec}: {}{env}{note}\n", a.mode, a.title));
-                for (i, s) in a.steps.iter().enumerate() {
-                    out.push_str(&format!("  {}. {s}\n", i + 1));
-                }
-            }
-            out.push_str("\n**Login fields**\n\n");
-            for f in &pp.login {
-                out.push_str(&format!("- {}: `{}`\n", f.name, f.value));
-            }
-            out.push_str("\n**Topics and paths**\n\n");
-            if pp.topics.is_empty() {
-                out.push_str("- no needs given\n");
-            }
-            for x in &pp.topics {
-                out.push_str(&format!("- `{}` ({}):\n", x.need, x.title));
-                for t in &x.topics {
-                    out.push_str(&format!("  - `{t}`\n"));
-                }
-            }
-            out.push_str(&format!("\n**Smoke test**\n\n```sh\n{}\n```\n", pp.probe));
+            out.push_str(&protocol_plan(pp));
         }
         if !p.steps.is_empty() {
             out.push_str("\n### Steps on the platform\n\n");
@@ -278,34 +242,37 @@ impl Renderer for Markdown {
     fn load(&self, r: &LoadReport) -> String {
         let mut out = format!(
             "### {}: {} x {} `{}`\n\n",
-            verdict(r.ok),
+            load_verdict(r),
             r.count,
             r.protocol,
             r.target
         );
-        let mut facts = vec![
-            vec!["concurrency".into(), r.concurrency.to_string()],
-            vec!["succeeded".into(), r.succeeded.to_string()],
-            vec!["failed".into(), r.failed.to_string()],
-            vec!["elapsed".into(), format!("{:.3} s", r.elapsed_s)],
-            vec!["rate".into(), format!("{:.1} probes/s", r.rate_per_s)],
-        ];
-        if let Some(n) = r.merged_from {
-            facts.push(vec!["merged from".into(), super::reports(n)]);
-        }
-        for (kind, text) in super::load_errors(r) {
-            facts.push(vec![format!("error `{kind}`"), text]);
-        }
-        for (need, c) in &r.needs {
-            facts.push(vec![
-                format!("need `{need}`"),
-                format!("{} succeeded, {} failed", c.succeeded, c.failed),
-            ]);
-        }
+        let mut facts = vec![vec!["concurrency".into(), r.concurrency.to_string()]];
+        facts.extend(load_facts(r, "probes/s"));
         out.push_str(&table(&["".into(), "".into()], &facts));
         out.push('\n');
         let (header, rows) = super::load_stage_rows(r);
         out.push_str(&table(&header, &rows));
+        out
+    }
+
+    fn fleet(&self, r: &crate::measurement::fleet::FleetReport) -> String {
+        let l = &r.load;
+        let mut out = format!(
+            "### {}: {} devices on {} `{}`\n\n",
+            load_verdict(l),
+            r.fleet.devices,
+            l.protocol,
+            l.target
+        );
+        out.push_str(&table(&["".into(), "".into()], &load_facts(l, "posts/s acked")));
+        out.push('\n');
+        let (header, rows) = super::load_stage_rows(l);
+        out.push_str(&table(&header, &rows));
+        out.push('\n');
+        for line in super::fleet_lines(&r.fleet) {
+            out.push_str(&format!("- {line}\n"));
+        }
         out
     }
 
@@ -331,6 +298,41 @@ impl Renderer for Markdown {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "FAILED" }
+}
+
+fn load_verdict(r: &LoadReport) -> &'static str {
+    if r.interrupted {
+        "INTERRUPTED"
+    } else {
+        verdict(r.ok)
+    }
+}
+
+/// A load's facts after its concurrency: outcomes, time, the rate in `unit`, an interruption,
+/// the merge, error kinds and needs.
+fn load_facts(r: &LoadReport, unit: &str) -> Vec<Vec<String>> {
+    let mut facts = vec![
+        vec!["succeeded".into(), r.succeeded.to_string()],
+        vec!["failed".into(), r.failed.to_string()],
+        vec!["elapsed".into(), format!("{:.3} s", r.elapsed_s)],
+        vec!["rate".into(), format!("{:.1} {unit}", r.rate_per_s)],
+    ];
+    if r.interrupted {
+        facts.push(vec!["interrupted".into(), super::INTERRUPTED.into()]);
+    }
+    if let Some(n) = r.merged_from {
+        facts.push(vec!["merged from".into(), super::reports(n)]);
+    }
+    for (kind, text) in super::load_errors(r) {
+        facts.push(vec![format!("error `{kind}`"), text]);
+    }
+    for (need, c) in &r.needs {
+        facts.push(vec![
+            format!("need `{need}`"),
+            format!("{} succeeded, {} failed", c.succeeded, c.failed),
+        ]);
+    }
+    facts
 }
 
 /// One probe: a heading with the verdict, the error and EnOS's reply, the stages as a table.
@@ -396,5 +398,65 @@ fn probe(r: &ProbeReport) -> String {
         .map(|s| vec![s.name.to_string(), format!("{:.3}", s.ms)])
         .collect();
     out.push_str(&table(&["stage".into(), "ms".into()], &rows));
+    out
+}
+
+/// One protocol of a plan: its endpoint, ports, authentication, login fields, topics and
+/// smoke test.
+fn protocol_plan(pp: &crate::plan::ProtocolPlan) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("\n### {}\n\n", pp.title));
+    if !pp.carries.is_empty() {
+        out.push_str(&format!(
+            "Carries: {}\n\n",
+            pp.carries
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut rows = vec![vec!["Endpoint".to_string(), format!("`{}`", pp.host)]];
+    for x in &pp.ports {
+        rows.push(vec![
+            format!("Port {}", x.port),
+            format!("`{}` ({})", x.url, x.label),
+        ]);
+    }
+    rows.push(vec!["Transport".into(), pp.transport.to_uppercase()]);
+    rows.push(vec!["Security".into(), pp.security.clone()]);
+    out.push_str(&table(&["Item".into(), "Value".into()], &rows));
+    if let Some(n) = &pp.host_note {
+        out.push_str(&format!("\n> {n}\n"));
+    }
+    out.push_str("\n**Authentication**\n\n");
+    for a in &pp.auth {
+        let rec = if a.recommended { " (recommended)" } else { "" };
+        let env = a
+            .secret_env
+            .as_ref()
+            .map(|e| format!("; secret from `{e}`"))
+            .unwrap_or_default();
+        let note = a.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
+        out.push_str(&format!("- `{}`{rec}: {}{env}{note}\n", a.mode, a.title));
+        for (i, s) in a.steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {s}\n", i + 1));
+        }
+    }
+    out.push_str("\n**Login fields**\n\n");
+    for f in &pp.login {
+        out.push_str(&format!("- {}: `{}`\n", f.name, f.value));
+    }
+    out.push_str("\n**Topics and paths**\n\n");
+    if pp.topics.is_empty() {
+        out.push_str("- no needs given\n");
+    }
+    for x in &pp.topics {
+        out.push_str(&format!("- `{}` ({}):\n", x.need, x.title));
+        for t in &x.topics {
+            out.push_str(&format!("  - `{t}`\n"));
+        }
+    }
+    out.push_str(&format!("\n**Smoke test**\n\n```sh\n{}\n```\n", pp.probe));
     out
 }

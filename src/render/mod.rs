@@ -7,6 +7,7 @@ pub mod flow;
 pub mod json;
 pub mod markdown;
 pub mod table;
+mod text;
 
 use clap::ValueEnum;
 
@@ -30,9 +31,9 @@ pub enum Format {
 /// How `recommend --batch` writes its results: one line per device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BatchFormat {
-    /// JSON Lines: {"line","id","recommendation","protocols","unmet"} per row
+    /// JSON Lines: {"line","id","recommendation","protocols","unmet","caveats","set_aside"} per row
     Jsonl,
-    /// CSV: id,recommendation,protocols,unmet
+    /// CSV: id,recommendation,protocols,unmet,caveats,set_aside
     Csv,
 }
 
@@ -62,7 +63,20 @@ pub struct Style {
     pub width: u16,
 }
 
+/// The width free text (reasons, the decision path, notes) wraps at when stdout is not a
+/// terminal: wide enough for a log or a ticket, narrow enough to read.
+pub const PIPED_TEXT_WIDTH: usize = 100;
+
 impl Style {
+    /// The width free text wraps at: the terminal's, or [`PIPED_TEXT_WIDTH`] when piped.
+    pub fn text_width(&self) -> usize {
+        if self.terminal && self.width >= 20 {
+            usize::from(self.width)
+        } else {
+            PIPED_TEXT_WIDTH
+        }
+    }
+
     /// The width to fit: the terminal's, or 80 when it is unknown.
     pub fn fit_width(&self) -> u16 {
         if self.terminal && self.width >= 20 {
@@ -83,6 +97,9 @@ pub trait Renderer {
     /// One probe, or the probes of a plan one after another.
     fn probes(&self, reports: &[ProbeReport]) -> String;
     fn load(&self, r: &LoadReport) -> String;
+    /// `probe --fleet` (and `merge` of fleets): the load's stages under a headline that counts
+    /// devices and posts, and the fleet's own lines.
+    fn fleet(&self, r: &crate::measurement::fleet::FleetReport) -> String;
     /// `probe --matrix`: the comparison table as measured.
     fn matrix(&self, m: &crate::measurement::matrix::MatrixReport) -> String;
     fn check(&self, r: &CheckReport) -> String;
@@ -122,6 +139,55 @@ pub fn need_stages(n: &crate::measurement::NeedReport) -> String {
     format!(" ({})", list.join(", "))
 }
 
+/// A caveat in a sentence: what carries what although the device answered otherwise, and why.
+pub fn caveat_sentence(caps: &Capabilities, c: &crate::engine::Caveat) -> String {
+    let protocol = caps.protocol_title(&c.protocol);
+    let what = match &c.need {
+        Some(need) => format!(
+            "{} over {protocol}",
+            caps.feature(need).map_or(need.as_str(), |f| f.title.as_str())
+        ),
+        None => protocol.to_string(),
+    };
+    format!("{what}, although {}={}: {}", c.question, c.answer, c.why)
+}
+
+/// A set-aside answer in a sentence.
+pub fn set_aside_sentence(a: &crate::engine::SetAside) -> String {
+    format!("{}={}: {}", a.question, a.value, a.why)
+}
+
+/// `text` as lines of at most `width` columns, broken between words; the first line starts
+/// with `label`, later lines are indented under the text. A word longer than the line stays
+/// whole. Ends with a newline.
+pub fn wrap(label: &str, text: &str, width: usize) -> String {
+    let indent = " ".repeat(label.chars().count());
+    let mut out = String::new();
+    let mut line = label.to_string();
+    let mut empty = true;
+    let mut used = line.chars().count();
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if !empty && used + 1 + len > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line.clone_from(&indent);
+            used = indent.len();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+            used += 1;
+        }
+        line.push_str(word);
+        used += len;
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
 /// The title of a protocol or an outcome, for people.
 pub fn title_of(caps: &Capabilities, id: &str) -> String {
     caps.protocol(id)
@@ -151,6 +217,71 @@ pub fn load_errors(r: &crate::measurement::load::LoadReport) -> Vec<(String, Str
         })
         .collect()
 }
+
+/// A fleet's lines under its stage table, in words: devices, posts and their rates, codes,
+/// disconnects. A delivery ratio of nothing offered is `n/a`.
+pub fn fleet_lines(f: &crate::measurement::fleet::FleetPart) -> Vec<String> {
+    let codes: Vec<String> = f.codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let delivered = f
+        .delivered
+        .map_or_else(|| "n/a".to_string(), |d| format!("{d:.4}"));
+    let mut out = vec![
+        format!(
+            "fleet: {} devices, peak {} connected, {} held to the end, {} logins failed",
+            f.devices, f.peak_connected, f.held, f.login_failed
+        ),
+        format!(
+            "posts every {} s for {} s: {} offered, {} acked ({delivered} delivered), {} answered",
+            f.every_s, f.hold_s, f.offered, f.acked, f.answered
+        ),
+        format!(
+            "per second: {} offered, {} acked, {} answered",
+            f.offered_per_s, f.acked_per_s, f.answered_per_s
+        ),
+        format!(
+            "codes: {}",
+            if codes.is_empty() {
+                "none".to_string()
+            } else {
+                codes.join(", ")
+            }
+        ),
+    ];
+    if !f.disconnects.is_empty() {
+        let d: Vec<String> = f.disconnects.iter().map(|(k, v)| format!("{v}× {k}")).collect();
+        out.push(format!("disconnects: {}", d.join("; ")));
+    }
+    out
+}
+
+/// What a load's headline says after its verdict: probes (a load) or devices and posts (a
+/// fleet), and an interrupted run's count of what ran.
+pub fn load_headline(r: &LoadReport, fleet: Option<&crate::measurement::fleet::FleetPart>) -> String {
+    match fleet {
+        None => format!(
+            "{} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s",
+            r.count, r.protocol, r.target, r.concurrency, r.succeeded, r.failed, r.elapsed_s, r.rate_per_s
+        ),
+        Some(f) => format!(
+            "{} devices on {} {}: {} held {}, {} failed in {:.3} s, {:.1} posts/s acked",
+            f.devices,
+            r.protocol,
+            r.target,
+            r.succeeded,
+            if r.interrupted {
+                "until interrupted"
+            } else {
+                "to the end"
+            },
+            r.failed,
+            r.elapsed_s,
+            r.rate_per_s
+        ),
+    }
+}
+
+/// The line an interrupted run's report carries.
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C): the counts are of what ran until then";
 
 /// The header and rows of a load report's stage table, in stage order.
 pub fn load_stage_rows(r: &crate::measurement::load::LoadReport) -> (Vec<String>, Vec<Vec<String>>) {

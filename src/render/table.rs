@@ -2,6 +2,7 @@
 
 use comfy_table::{ContentArrangement, presets};
 
+use super::text::{check_text, command_lines, path_lines, plan_heading};
 use super::{Paint, Renderer, Style, paint, support_cell, title_of};
 use crate::capabilities::{Capabilities, CheckReport};
 use crate::credentials::Credentials;
@@ -35,12 +36,132 @@ impl Table {
         t
     }
 
+    /// A table laid out to `width` columns, on a terminal or not: a plan's cells are long.
+    fn fitted_table(&self, width: usize) -> comfy_table::Table {
+        let mut t = self.new_table(&[]);
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        t.set_width(u16::try_from(width).unwrap_or(u16::MAX));
+        t
+    }
+
+    /// One protocol of a plan: its table, then the steps and commands below it.
+    fn protocol_plan(&self, pp: &crate::plan::ProtocolPlan, width: usize) -> String {
+        let carries = if pp.carries.is_empty() {
+            String::new()
+        } else {
+            format!(", carries {}", pp.carries.join(", "))
+        };
+        let mut out = format!("\n{} ({}{carries})\n", pp.title, pp.protocol);
+        let mut t = self.fitted_table(width);
+        let mut host = pp.host.clone();
+        if let Some(n) = &pp.host_note {
+            host.push_str(&format!("\n({n})"));
+        }
+        t.add_row(vec!["Endpoint".to_string(), host]);
+        let ports: Vec<String> = pp
+            .ports
+            .iter()
+            .map(|x| format!("{} {} ({})", x.port, x.scheme, x.label))
+            .collect();
+        t.add_row(vec!["Ports".to_string(), ports.join("\n")]);
+        t.add_row(vec!["Transport".to_string(), pp.transport.to_uppercase()]);
+        t.add_row(vec!["Security".to_string(), pp.security.clone()]);
+        let auth: Vec<String> = pp
+            .auth
+            .iter()
+            .map(|a| {
+                let mut line = format!("{}{}: {}", if a.recommended { "* " } else { "" }, a.mode, a.title);
+                if let Some(env) = &a.secret_env {
+                    line.push_str(&format!(" (secret from {env})"));
+                }
+                if let Some(n) = &a.note {
+                    line.push_str(&format!(" ({n})"));
+                }
+                if !a.steps.is_empty() {
+                    line.push_str(" (steps below)");
+                }
+                line
+            })
+            .collect();
+        t.add_row(vec!["Authentication".to_string(), auth.join("\n")]);
+        let login: Vec<String> = pp
+            .login
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.value))
+            .collect();
+        t.add_row(vec!["Login".to_string(), login.join("\n")]);
+        let topics: Vec<String> = if pp.topics.is_empty() {
+            vec!["(no needs given: pass --need to list the topics for each)".to_string()]
+        } else {
+            pp.topics
+                .iter()
+                .map(|x| format!("{}:\n  {}", x.need, x.topics.join("\n  ")))
+                .collect()
+        };
+        t.add_row(vec!["Topics".to_string(), topics.join("\n")]);
+        out.push_str(&format!("{t}\n"));
+        for a in pp.auth.iter().filter(|a| !a.steps.is_empty()) {
+            out.push_str(&format!("{} authentication, step by step:\n", a.mode));
+            for (i, s) in a.steps.iter().enumerate() {
+                out.push_str(&super::wrap(&format!("  {}. ", i + 1), s, width));
+            }
+        }
+        out.push_str("Smoke test:\n");
+        out.push_str(&command_lines(&pp.probe, width));
+        if !pp.credentials.is_empty() {
+            out.push_str("Credentials:\n");
+            out.push_str(&command_lines(&pp.credentials, width));
+        }
+        out
+    }
+
     fn verdict(&self, ok: bool) -> String {
         if ok {
             paint("ok", Paint::Good, self.style.color)
         } else {
             paint("FAILED", Paint::Bad, self.style.color)
         }
+    }
+
+    /// A load's verdict: ok, FAILED, or INTERRUPTED (Ctrl-C).
+    fn load_verdict(&self, r: &LoadReport) -> String {
+        if r.interrupted {
+            paint("INTERRUPTED", Paint::Bad, self.style.color)
+        } else {
+            self.verdict(r.ok)
+        }
+    }
+
+    /// A load report under its headline: an interruption, the merge, error kinds, needs and
+    /// the stage table.
+    fn load_body(&self, r: &LoadReport) -> String {
+        let mut out = String::new();
+        if r.interrupted {
+            out.push_str(&format!("  {}\n", super::INTERRUPTED));
+        }
+        if let Some(n) = r.merged_from {
+            out.push_str(&format!(
+                "  merged from {}: rates summed, percentiles from the merged histograms\n",
+                super::reports(n)
+            ));
+        }
+        for (kind, text) in super::load_errors(r) {
+            out.push_str(&format!("  {kind}: {text}\n"));
+        }
+        for (need, c) in &r.needs {
+            out.push_str(&format!(
+                "  need {need}: {} succeeded, {} failed\n",
+                c.succeeded, c.failed
+            ));
+        }
+        let (header, rows) = super::load_stage_rows(r);
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut t = self.new_table(&header);
+        for row in rows {
+            t.add_row(row);
+        }
+        out.push_str(&format!("{t}\n"));
+        out
     }
 
     fn probe(&self, r: &ProbeReport) -> String {
@@ -126,19 +247,48 @@ impl Renderer for Table {
             d.unmet.join(", ")
         };
         t.add_row(vec!["Unmet needs".to_string(), unmet]);
-        let mut out = format!("{t}\n");
-        out.push_str("\nWhy:\n");
-        for r in &d.reasons {
-            out.push_str(&format!("  - {r}\n"));
+        if !d.caveats.is_empty() {
+            let list: Vec<String> = d
+                .caveats
+                .iter()
+                .map(|c| {
+                    let over = c.need.as_ref().map_or(String::new(), |n| format!("{n} -> "));
+                    format!(
+                        "{over}{} ({}={})",
+                        title_of(caps, &c.protocol),
+                        c.question,
+                        c.answer
+                    )
+                })
+                .collect();
+            t.add_row(vec!["Caveats".to_string(), list.join("\n")]);
         }
-        if !d.hints.is_empty() {
-            out.push_str("\nWhat would change the answer:\n");
-            for h in &d.hints {
-                out.push_str(&format!("  - {h}\n"));
+        let width = self.style.text_width();
+        let list = |out: &mut String, heading: &str, items: &[String]| {
+            if !items.is_empty() {
+                out.push_str(&format!("\n{heading}\n"));
+                for item in items {
+                    out.push_str(&super::wrap("  - ", item, width));
+                }
             }
-        }
+        };
+        let mut out = format!("{t}\n");
+        list(&mut out, "Why:", &d.reasons);
+        let caveats: Vec<String> = d
+            .caveats
+            .iter()
+            .map(|c| super::caveat_sentence(caps, c))
+            .collect();
+        list(&mut out, "Caveats (the advice stands; mind these):", &caveats);
+        let aside: Vec<String> = d.set_aside.iter().map(super::set_aside_sentence).collect();
+        list(
+            &mut out,
+            "Set aside (answers that could not change the outcome):",
+            &aside,
+        );
+        list(&mut out, "What would change the answer:", &d.hints);
         out.push_str("\nDecision path:\n");
-        out.push_str(&path_lines(d));
+        out.push_str(&path_lines(d, width));
         out
     }
 
@@ -208,7 +358,7 @@ impl Renderer for Table {
             // The title wraps under itself: nothing is cut, and the short columns stay one line.
             let mut line = match row.get(columns) {
                 Some(title) if title_room >= 12 => {
-                    let wrapped = wrap_note(&line, title, width);
+                    let wrapped = super::wrap(&line, title, width);
                     wrapped.trim_end().to_string()
                 }
                 _ => line,
@@ -228,7 +378,7 @@ impl Renderer for Table {
         }
         out.push_str("yes supported, no not supported, - not applicable\n");
         for (i, text) in notes.iter().enumerate() {
-            out.push_str(&wrap_note(&format!("[{}] ", i + 1), text, width));
+            out.push_str(&super::wrap(&format!("[{}] ", i + 1), text, width));
         }
         out
     }
@@ -252,79 +402,26 @@ impl Renderer for Table {
         )
     }
 
+    /// The plan: a heading that names every protocol; per protocol a table that fits the
+    /// width, then what a reader copies or follows step by step on lines of its own (the
+    /// dynamic activation steps, the smoke test and credentials commands), wrapped between
+    /// words with their indent kept.
     fn plan(&self, _caps: &Capabilities, p: &Plan) -> String {
-        let mut out = format!("Plan: {} ({})\n", p.title, p.recommendation);
+        let width = self.style.text_width();
+        let mut out = format!("Plan: {}\n", plan_heading(p, str::to_string));
         for pp in &p.protocols {
-            let carries = if pp.carries.is_empty() {
-                String::new()
-            } else {
-                format!(", carries {}", pp.carries.join(", "))
-            };
-            out.push_str(&format!("\n{} ({}{carries})\n", pp.title, pp.protocol));
-            let mut t = self.new_table(&[]);
-            let mut host = pp.host.clone();
-            if let Some(n) = &pp.host_note {
-                host.push_str(&format!("\n({n})"));
-            }
-            t.add_row(vec!["Endpoint".to_string(), host]);
-            let ports: Vec<String> = pp
-                .ports
-                .iter()
-                .map(|x| format!("{} {} ({})", x.port, x.scheme, x.label))
-                .collect();
-            t.add_row(vec!["Ports".to_string(), ports.join("\n")]);
-            t.add_row(vec!["Transport".to_string(), pp.transport.to_uppercase()]);
-            t.add_row(vec!["Security".to_string(), pp.security.clone()]);
-            let auth: Vec<String> = pp
-                .auth
-                .iter()
-                .map(|a| {
-                    let mut line =
-                        format!("{}{}: {}", if a.recommended { "* " } else { "" }, a.mode, a.title);
-                    if let Some(env) = &a.secret_env {
-                        line.push_str(&format!(" (secret from {env})"));
-                    }
-                    if let Some(n) = &a.note {
-                        line.push_str(&format!(" ({n})"));
-                    }
-                    for (i, s) in a.steps.iter().enumerate() {
-                        line.push_str(&format!("\n    {}. {s}", i + 1));
-                    }
-                    line
-                })
-                .collect();
-            t.add_row(vec!["Authentication".to_string(), auth.join("\n")]);
-            let login: Vec<String> = pp
-                .login
-                .iter()
-                .map(|f| format!("{}: {}", f.name, f.value))
-                .collect();
-            t.add_row(vec!["Login".to_string(), login.join("\n")]);
-            let topics: Vec<String> = if pp.topics.is_empty() {
-                vec!["(no needs given: pass --need to list the topics for each)".to_string()]
-            } else {
-                pp.topics
-                    .iter()
-                    .map(|x| format!("{}:\n  {}", x.need, x.topics.join("\n  ")))
-                    .collect()
-            };
-            t.add_row(vec!["Topics".to_string(), topics.join("\n")]);
-            if !pp.credentials.is_empty() {
-                t.add_row(vec!["Credentials".to_string(), pp.credentials.clone()]);
-            }
-            t.add_row(vec!["Smoke test".to_string(), pp.probe.clone()]);
-            out.push_str(&format!("{t}\n"));
+            out.push_str(&self.protocol_plan(pp, width));
         }
         if !p.steps.is_empty() {
             out.push_str("\nSteps on the platform:\n");
             for (i, s) in p.steps.iter().enumerate() {
-                out.push_str(&format!("  {}. {s}\n", i + 1));
+                out.push_str(&super::wrap(&format!("  {}. ", i + 1), s, width));
             }
         }
         if !p.unmet.is_empty() {
             out.push_str(&format!("\nUnmet needs: {}\n", p.unmet.join(", ")));
             for h in &p.hints {
-                out.push_str(&format!("  - {h}\n"));
+                out.push_str(&super::wrap("  - ", h, width));
             }
         }
         out
@@ -360,33 +457,23 @@ impl Renderer for Table {
     }
 
     fn load(&self, r: &LoadReport) -> String {
-        let verdict = self.verdict(r.ok);
+        let mut out = format!("{}: {}\n", self.load_verdict(r), super::load_headline(r, None));
+        out.push_str(&self.load_body(r));
+        out
+    }
+
+    fn fleet(&self, r: &crate::measurement::fleet::FleetReport) -> String {
         let mut out = format!(
-            "{verdict}: {} x {} {} (concurrency {}): {} succeeded, {} failed in {:.3} s, {:.1} probes/s\n",
-            r.count, r.protocol, r.target, r.concurrency, r.succeeded, r.failed, r.elapsed_s, r.rate_per_s
+            "{}: {}\n",
+            self.load_verdict(&r.load),
+            super::load_headline(&r.load, Some(&r.fleet))
         );
-        if let Some(n) = r.merged_from {
-            out.push_str(&format!(
-                "  merged from {}: rates summed, percentiles from the merged histograms\n",
-                super::reports(n)
-            ));
+        out.push_str(&self.load_body(&r.load));
+        out.push('\n');
+        for line in super::fleet_lines(&r.fleet) {
+            out.push_str(&line);
+            out.push('\n');
         }
-        for (kind, text) in super::load_errors(r) {
-            out.push_str(&format!("  {kind}: {text}\n"));
-        }
-        for (need, c) in &r.needs {
-            out.push_str(&format!(
-                "  need {need}: {} succeeded, {} failed\n",
-                c.succeeded, c.failed
-            ));
-        }
-        let (header, rows) = super::load_stage_rows(r);
-        let header: Vec<&str> = header.iter().map(String::as_str).collect();
-        let mut t = self.new_table(&header);
-        for row in rows {
-            t.add_row(row);
-        }
-        out.push_str(&format!("{t}\n"));
         out
     }
 
@@ -417,7 +504,7 @@ impl Renderer for Table {
             }
             t.add_row(cells);
         }
-        let legend = wrap_note(
+        let legend = super::wrap(
             "",
             crate::measurement::matrix::LEGEND,
             usize::from(self.style.fit_width()),
@@ -447,65 +534,4 @@ impl Renderer for Table {
     fn check(&self, r: &CheckReport) -> String {
         check_text(r)
     }
-}
-
-/// The trace as numbered lines, shared with the Markdown renderer.
-pub fn path_lines(d: &Decision) -> String {
-    let mut out = String::new();
-    for (i, s) in d.trace.iter().enumerate() {
-        let answer = match (&s.question, &s.answer) {
-            (Some(q), Some(a)) => format!(" [{q}={a}{}]", if s.by_default { ", default" } else { "" }),
-            _ => String::new(),
-        };
-        out.push_str(&format!(
-            "  {}. {}: {}{} -> {}\n",
-            i + 1,
-            s.node,
-            s.label,
-            answer,
-            s.branch
-        ));
-    }
-    out
-}
-
-/// `check`'s verdict in words: the counts when the file is valid, else every problem.
-pub fn check_text(r: &CheckReport) -> String {
-    if r.problems.is_empty() {
-        let c = &r.counts;
-        return format!(
-            "ok: {} (data version {}): {} protocols, {} features, {} questions, {} flow nodes, {} edges\n",
-            r.file, r.data_version, c.protocols, c.features, c.questions, c.nodes, c.edges
-        );
-    }
-    let mut out = format!("{}: {} problem(s):\n", r.file, r.problems.len());
-    for p in &r.problems {
-        out.push_str(&format!("- {p}\n"));
-    }
-    out
-}
-
-/// A note as lines of at most `width` columns, broken between words, later lines indented
-/// under the text.
-fn wrap_note(label: &str, text: &str, width: usize) -> String {
-    let indent = " ".repeat(label.chars().count());
-    let mut out = String::new();
-    let mut line = label.to_string();
-    let mut empty = true;
-    for word in text.split_whitespace() {
-        if !empty && line.chars().count() + 1 + word.chars().count() > width {
-            out.push_str(line.trim_end());
-            out.push('\n');
-            line = indent.clone();
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        empty = false;
-    }
-    out.push_str(line.trim_end());
-    out.push('\n');
-    out
 }

@@ -87,7 +87,7 @@ pub async fn serve_udp(sock: tokio::net::UdpSocket, ep: Arc<Endpoint>, shutdown:
                     continue;
                 }
                 if let Some(answer) = datagram(&ep, peer, bytes, None) {
-                    ep.events.wait_written().await;
+                    ep.committed().await;
                     let _ = sock.send_to(&answer, peer).await;
                     if let Some(k) = key {
                         answered.put(k, answer);

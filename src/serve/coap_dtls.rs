@@ -129,7 +129,7 @@ async fn dtls_session(
                     continue;
                 }
                 if let Some(answer) = datagram(ep, peer, bytes, Some(&session)) {
-                    ep.events.wait_written().await;
+                    ep.committed().await;
                     let _ = dtls.write(&answer, None).await;
                     if let Some(k) = key {
                         answered.put(k, answer);

@@ -186,6 +186,9 @@ async fn route(
         ));
     }
     if req.method() == Method::GET {
+        if let Some(r) = history(ep, access, &req).await {
+            return r;
+        }
         return get(ep, access, &req, shutdown);
     }
     if req.method() != Method::POST {
@@ -195,6 +198,24 @@ async fn route(
         ));
     }
     full(post(ep, access, host.as_deref(), req).await)
+}
+
+/// `GET /twin/devices/{pk}/{dk}/history/{point}` (with the token, when there is one): the
+/// point's history, read off the async thread when it comes from the data file; `None` for
+/// another path.
+async fn history(ep: &Arc<Endpoint>, access: &Access, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let path = req.uri().path().to_string();
+    if !path.contains("/history/") {
+        return None;
+    }
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let sent = header(req, "x-console-token")
+        .map(str::to_string)
+        .or_else(|| param(&query, "token"));
+    if !access.token_ok(sent.as_deref()) {
+        return Some(full(http::error(StatusCode::FORBIDDEN, NEEDS_TOKEN)));
+    }
+    http::history_get(ep, &path, Some(&query)).await.map(full)
 }
 
 /// The page's files, and (with the token, when there is one) the data: the registry's
@@ -275,7 +296,7 @@ async fn post(
         }
     };
     let r = http::send_command(ep, rest, &body, timeout).await;
-    ep.events.wait_written().await;
+    ep.committed().await;
     r
 }
 
@@ -318,11 +339,34 @@ fn meta(ep: &Endpoint, access: &Access) -> Value {
     let codes: serde_json::Map<String, Value> = (100..2000)
         .filter_map(|c| crate::enos::meaning(c).map(|m| (c.to_string(), json!(m))))
         .collect();
+    // Where a command can reach a device: the URL schemes of the protocols that carry a
+    // downlink (capabilities.toml, [exchanges.carried_by]), for the page to say so before a
+    // command is sent to a device that has no such connection.
+    let carriers: Vec<&crate::capabilities::Protocol> = ep
+        .caps
+        .protocols
+        .iter()
+        .filter(|p| ep.caps.exchanges.carried_by.downlink.contains(&p.id))
+        .collect();
+    let schemes: Vec<&str> = carriers
+        .iter()
+        .flat_map(|p| p.ports.iter().map(|x| x.scheme.as_str()))
+        .collect();
+    let titles: Vec<&str> = carriers.iter().map(|p| p.title.as_str()).collect();
+    // The file's name only: where it lives on the machine is not the page's business.
+    let saved_to = ep
+        .twin
+        .saved_to()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
     json!({
         "products": products,
         "codes": codes,
+        "downlink": {"schemes": schemes, "over": titles.join(" or ")},
         "token_required": access.token.is_some(),
         "ticks_per_second": TICKS_PER_SECOND,
+        "saved_to": saved_to,
+        "retain": ep.twin.retention().to_string(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! The event log and the record: one JSON line per event on stdout and in the record file, a
-//! sentence per event on stderr with `--log`, or a list in memory for a serve inside a test.
+//! sentence per event on stderr with `--log` (on a terminal, the sentence on stdout instead of
+//! the JSON: each event once), or a list in memory for a serve inside a test.
 //! [`EventLog`] owns them: lines are gathered and written by [`EventLog::flusher`], a batch per
 //! write; a listener awaits [`EventLog::wait_written`] before a reply leaves, so the record
 //! holds every request that was answered. Every event is also published on the [`Hub`], where
@@ -258,6 +259,9 @@ enum Sink {
         log: bool,
         /// Lines go to stdout too (serve's); a harness keeps stdout for its report.
         stdout: bool,
+        /// Stdout is a terminal: the readable lines go there, once, and the JSON only to the
+        /// record ([`EventLog::readable_on_stdout`]).
+        readable: AtomicBool,
     },
     Memory(Arc<Mutex<Vec<String>>>),
 }
@@ -270,7 +274,8 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Events on stdout, in the record file `record` (created, or truncated), and with `log`
+    /// Events on stdout, in the record file `record` (created, or appended to: a record is
+    /// never truncated, and each run's lines start with its `listening` line), and with `log`
     /// a sentence each on stderr.
     pub(crate) fn streams(record: Option<&std::path::Path>, log: bool) -> std::io::Result<Self> {
         Self::written_to(record, log, true)
@@ -284,7 +289,7 @@ impl EventLog {
 
     fn written_to(record: Option<&std::path::Path>, log: bool, stdout: bool) -> std::io::Result<Self> {
         let record = match record {
-            Some(p) => Some(std::fs::File::create(p)?),
+            Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => None,
         };
         Ok(EventLog {
@@ -295,9 +300,21 @@ impl EventLog {
                 written: watch::Sender::new(0),
                 log,
                 stdout,
+                readable: AtomicBool::new(false),
             },
             hub: Hub::default(),
         })
+    }
+
+    /// For a terminal on stdout: each event once, as its readable line there (the line that
+    /// otherwise goes to stderr), and its JSON only in the record. With `log` only.
+    pub fn readable_on_stdout(&self) {
+        if let Sink::Streams {
+            readable, log: true, ..
+        } = &self.sink
+        {
+            readable.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Events kept as lines in `lines`, for a serve inside a test.
@@ -344,16 +361,39 @@ fn sentence(e: &Event) -> String {
     text
 }
 
+/// A JSON object line as a sentence: `serve: listening: mqtt 127.0.0.1:11883, http ...`.
+fn fields_sentence(line: &str) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(line) else {
+        return format!("serve: {line}");
+    };
+    let what = fields.get("event").and_then(|e| e.as_str()).unwrap_or("serve");
+    let rest: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| *k != "event")
+        .map(|(k, v)| format!("{k} {}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+        .collect();
+    format!("serve: {what}: {}", rest.join(", "))
+}
+
 /// How long a reply waits for its event to be written before it leaves anyway (a stdout no one
 /// reads must not hold every device).
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 impl EventLog {
-    /// One JSON line on stdout and in the record.
+    /// One JSON line on stdout and in the record (on a terminal, its fields as a readable line).
     pub fn emit_line(&self, v: &impl Serialize) {
         let Ok(line) = serde_json::to_string(v) else {
             return;
         };
+        if let Sink::Streams {
+            pending, readable, ..
+        } = &self.sink
+            && readable.load(Ordering::Relaxed)
+            && let Ok(mut p) = pending.lock()
+        {
+            p.err.extend_from_slice(fields_sentence(&line).as_bytes());
+            p.err.push(b'\n');
+        }
         self.write_line(line);
     }
 
@@ -392,27 +432,37 @@ impl EventLog {
         self.write_line(line);
     }
 
-    /// Write every pending line to stdout, the record and stderr, and flush them.
+    /// Write every pending line to stdout, the record and stderr, and say so to the replies
+    /// waiting for them.
     pub fn flush(&self) {
+        let written = self.write_pending();
+        self.mark_written(written);
+    }
+
+    /// Write every pending line to stdout, the record and stderr: how many lines are written
+    /// now, for [`EventLog::mark_written`] (the group commit of [`super::Endpoint::flusher`]
+    /// says so once the data file has committed too).
+    pub(crate) fn write_pending(&self) -> u64 {
         let Sink::Streams {
             pending,
             record,
-            written,
             stdout: to_stdout,
+            readable,
             ..
         } = &self.sink
         else {
-            return;
+            return 0;
         };
+        let readable = readable.load(Ordering::Relaxed);
         // The record's lock is taken first and held through the write, so two flushes write
-        // in order and `written` never runs ahead of the file.
+        // in order.
         let mut record = record.lock().ok();
         let (out, err, lines) = match pending.lock() {
             Ok(mut p) => (std::mem::take(&mut p.out), std::mem::take(&mut p.err), p.lines),
-            Err(_) => return,
+            Err(_) => return 0,
         };
         if !out.is_empty() {
-            if *to_stdout {
+            if *to_stdout && !readable {
                 let mut stdout = std::io::stdout().lock();
                 let _ = stdout.write_all(&out);
                 let _ = stdout.flush();
@@ -423,14 +473,33 @@ impl EventLog {
                 let _ = f.write_all(&out);
             }
         }
-        written.send_if_modified(|w| {
-            let grew = lines > *w;
-            *w = (*w).max(lines);
-            grew
-        });
         drop(record);
-        if !err.is_empty() {
+        if !err.is_empty() && readable && *to_stdout {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&err);
+            let _ = stdout.flush();
+        } else if !err.is_empty() {
             let _ = std::io::stderr().lock().write_all(&err);
+        }
+        lines
+    }
+
+    /// The first `lines` lines are written: the replies waiting for them may leave.
+    pub(crate) fn mark_written(&self, lines: u64) {
+        if let Sink::Streams { written, .. } = &self.sink {
+            written.send_if_modified(|w| {
+                let grew = lines > *w;
+                *w = (*w).max(lines);
+                grew
+            });
+        }
+    }
+
+    /// Wait until a line is pending (never, for a list in memory).
+    pub(crate) async fn pending(&self) {
+        match &self.sink {
+            Sink::Streams { ready, .. } => ready.notified().await,
+            Sink::Memory(_) => std::future::pending().await,
         }
     }
 
@@ -451,25 +520,6 @@ impl EventLog {
             return;
         }
         let _ = tokio::time::timeout(RECORD_WAIT, rx.wait_for(|w| *w >= target)).await;
-    }
-
-    /// Write the events out as they come, a batch at a time: after a line is pending, every
-    /// task that is ready runs first and adds its own, so a loaded serve makes one write per
-    /// batch instead of two per event (which had capped its connection rate), and an idle one
-    /// still shows each event at once. Runs until `shutdown`, then writes what is left.
-    pub async fn flusher(&self, shutdown: watch::Receiver<bool>) {
-        let Sink::Streams { ready, .. } = &self.sink else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                () = ready.notified() => {}
-                () = super::stopped(shutdown.clone()) => break,
-            }
-            tokio::task::yield_now().await;
-            self.flush();
-        }
-        self.flush();
     }
 }
 

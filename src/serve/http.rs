@@ -1,7 +1,8 @@
 //! The HTTP side of `serve`, on hyper's server: the EnOS device API (`POST /auth/{pk}/{dk}`
 //! for a session, `POST /topic/...?sessionId=` with the same JSON as MQTT, and
 //! `POST /multipart/...?sessionId=` for files); and for tests and the console the twin:
-//! `GET /twin/devices`, `GET /twin/devices/{pk}/{dk}`, and `POST /twin/commands/{pk}/{dk}`,
+//! `GET /twin/devices`, `GET /twin/devices/{pk}/{dk}`, a point's history
+//! (`GET /twin/devices/{pk}/{dk}/history/{point}`), and `POST /twin/commands/{pk}/{dk}`,
 //! with which a test sends a command to a device connected over MQTT or CoAP and gets its reply.
 //! A request for a feature the capabilities table does not offer over HTTP gets 403 with an
 //! EnOS error body; every reply leaves after its request's event is in the record.
@@ -17,7 +18,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Answer, CommandFailed, Endpoint, Event, EventKind, Identity, MAX_PACKET, Protocol, random_hex};
+use super::twin::HistoryRead;
+use super::{
+    Answer, CommandFailed, Endpoint, Event, EventKind, Identity, MAX_PACKET, Protocol, history, random_hex,
+};
 use crate::enos;
 
 /// A command waits this long for the device's reply unless `?timeout=` says otherwise.
@@ -85,17 +89,21 @@ pub(super) async fn route(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let response = route_request(ep, protocol, req).await;
-    // No answer leaves before the events of its request are in the record.
-    ep.events.wait_written().await;
+    // No answer leaves before the events of its request are in the record and what it
+    // changed is in the data file.
+    ep.committed().await;
     response
 }
 
 async fn route_request(ep: &Endpoint, protocol: Protocol, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
-    if req.method() == Method::GET
-        && let Some(r) = twin_get(ep, &path)
-    {
-        return r;
+    if req.method() == Method::GET {
+        if let Some(r) = history_get(ep, &path, req.uri().query()).await {
+            return r;
+        }
+        if let Some(r) = twin_get(ep, &path) {
+            return r;
+        }
     }
     if req.method() != Method::POST {
         return error(
@@ -166,6 +174,96 @@ pub(super) fn twin_get(ep: &Endpoint, path: &str) -> Option<Response<Full<Bytes>
             "no such device: GET /twin/devices lists them",
         ),
     })
+}
+
+/// `GET /twin/devices/{pk}/{dk}/history/{point}[?from=MS&to=MS&limit=N&format=csv]` (also on
+/// the console): the point's values, in time order, as `{"point", "values": [{"time",
+/// "value"}...]}` or CSV; `None` for another path. A data file is read on a blocking thread.
+pub(super) async fn history_get(
+    ep: &Endpoint,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Response<Full<Bytes>>> {
+    let rest = path.strip_prefix("/twin/devices/")?;
+    let mut parts = rest.splitn(4, '/');
+    let (pk, dk, word, point) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if word != "history" || pk.is_empty() || dk.is_empty() || point.is_empty() {
+        return None;
+    }
+    let q = match history::Query::parse(query) {
+        Ok(q) => q,
+        Err(why) => return Some(error(StatusCode::BAD_REQUEST, &why)),
+    };
+    let id = Identity::new(pk, dk);
+    let samples = match ep.twin.history(&id, point, &q) {
+        None => {
+            return Some(error(
+                StatusCode::NOT_FOUND,
+                "no such device: GET /twin/devices lists them",
+            ));
+        }
+        Some(HistoryRead::Ready(samples)) => samples,
+        Some(HistoryRead::Stored(reader)) => {
+            let (who, point, q) = (id.clone(), point.to_string(), q.clone());
+            match tokio::task::spawn_blocking(move || reader.history(&who, &point, &q)).await {
+                Ok(Ok(samples)) => samples,
+                Ok(Err(why)) => {
+                    return Some(error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("the data file cannot be read: {why}"),
+                    ));
+                }
+                Err(_) => {
+                    return Some(error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the history read failed",
+                    ));
+                }
+            }
+        }
+    };
+    Some(history_answer(q.format, &id, point, &samples))
+}
+
+/// The history's answer: JSON, or CSV as a download named after the device and the point.
+fn history_answer(
+    format: history::Format,
+    id: &Identity,
+    point: &str,
+    samples: &[history::Sample],
+) -> Response<Full<Bytes>> {
+    match format {
+        history::Format::Json => {
+            let mut r = Response::new(Full::new(Bytes::from(history::json(point, samples))));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        history::Format::Csv => {
+            let mut r = Response::new(Full::new(Bytes::from(history::csv(samples))));
+            let name: String = format!("{}-{}-{point}.csv", id.product_key, id.device_key)
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let h = r.headers_mut();
+            h.insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/csv; charset=utf-8"),
+            );
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+                h.insert(hyper::header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+    }
 }
 
 pub(super) fn identity_in_path(rest: &str) -> Option<Identity> {

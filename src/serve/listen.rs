@@ -142,7 +142,7 @@ pub async fn serve(bound: Listeners, endpoint: Arc<Endpoint>, shutdown: watch::R
     let mut tasks = tokio::task::JoinSet::new();
     let flushing = endpoint.clone();
     let stop = shutdown.clone();
-    tasks.spawn(async move { flushing.events.flusher(stop).await });
+    tasks.spawn(async move { flushing.flusher(stop).await });
     if let Some(l) = bound.mqtt {
         tasks.spawn(mqtt::accept(l, None, endpoint.clone(), shutdown.clone()));
     }
@@ -216,7 +216,8 @@ pub(crate) async fn accept_each<C, A, F, P, G, H, Fut, R>(
                 };
                 match admit() {
                     Some(admitted) => {
-                        conns.spawn(handle(conn, peer, admitted));
+                        // A mark of its own: its replies wait for the changes it made or saw.
+                        conns.spawn(super::twin::scoped(handle(conn, peer, admitted)));
                     }
                     None => refuse(conn, peer),
                 }

@@ -2,11 +2,13 @@
 //! testing firmware and CI without the cloud. It checks logins and messages as EnOS documents
 //! them ([`crate::enos`], with the signs from the recipes in `capabilities.toml`), keeps a
 //! device twin of what devices sent, and answers as EnOS does. Every event is one JSON line on
-//! stdout (and in the record file); no secret is ever written anywhere.
+//! stdout (and in the record file); no secret is ever printed or recorded (the data file of
+//! `--data` holds the secrets serve issued, readable by its owner only).
 //!
 //! One [`Endpoint`] is shared by every listener. It is made of parts, each the one owner of
 //! its state, behind its own methods (no other module touches a part's fields):
-//! - [`twin::Twin`]: every device's state, the one owner of it (what a store keeps);
+//! - [`twin::Twin`]: every device's state, the one owner of it, kept across a restart by the
+//!   [`store::Store`] of `--data` (with [`history`], each measure point's values);
 //! - [`activations::Activations`]: secrets pushed to devices and not yet acknowledged;
 //! - [`leases::Leases`]: HTTP sessions and CoAP bindings (who a later request is);
 //! - [`mqtt_clients::ClientTable`]: MQTT client ids of live connections, kept sessions;
@@ -31,6 +33,7 @@ pub mod commands;
 pub mod console;
 pub mod events;
 pub mod gateway;
+pub mod history;
 pub mod http;
 pub mod http_accept;
 pub mod leases;
@@ -44,6 +47,9 @@ pub mod mqtt_held;
 pub mod mqtt_wire;
 pub mod policy;
 pub mod requests;
+pub mod store;
+mod store_file;
+mod store_writer;
 pub mod twin;
 
 use std::net::SocketAddr;
@@ -150,6 +156,21 @@ impl Protocol {
         }
     }
 
+    /// The protocol a name in events and the twin stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Protocol::Mqtt,
+            Protocol::Mqtts,
+            Protocol::Http,
+            Protocol::Https,
+            Protocol::Coap,
+            Protocol::Coaps,
+            Protocol::Console,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+
     pub fn is_mqtt(self) -> bool {
         matches!(self, Protocol::Mqtt | Protocol::Mqtts)
     }
@@ -224,6 +245,46 @@ impl Endpoint {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let events = events::EventLog::memory(lines.clone());
         (Self::with_events(caps, registry, connack_delay, events), lines)
+    }
+
+    /// The same endpoint with another twin: one restored from a data file (`serve --data`),
+    /// or one keeping history for another retention.
+    pub fn with_twin(mut self, twin: twin::Twin) -> Self {
+        self.twin = twin;
+        self
+    }
+
+    /// Wait until what a reply acknowledges is safe: the events emitted so far written to the
+    /// record, and the changes of the devices this connection changed or saw committed to the
+    /// data file. Every reply (an MQTT reply, PUBACK or CONNACK, an HTTP answer, a CoAP
+    /// response) leaves after this, so what serve acknowledged survives a `kill -9`. Many
+    /// replies share one write and one commit ([`Endpoint::flusher`]).
+    pub async fn committed(&self) {
+        let target = twin::seen_mark().unwrap_or_else(|| self.twin.save_target());
+        self.events.wait_written().await;
+        self.twin.wait_saved(target).await;
+    }
+
+    /// The group commit, for as long as serve runs: once events are pending and every task
+    /// that was ready has run (and made its changes), write the events to stdout and the
+    /// record in one write (one per batch instead of two per event, which had capped serve's
+    /// connection rate) and have the data file commit that batch's changes in one
+    /// transaction; beside it, the store's relay wakes the replies waiting for a commit.
+    pub async fn flusher(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let events = async {
+            loop {
+                tokio::select! {
+                    () = self.events.pending() => {}
+                    () = stopped(shutdown.clone()) => break,
+                }
+                tokio::task::yield_now().await;
+                self.events.flush();
+                self.twin.save_activity();
+                self.twin.save_now();
+            }
+            self.events.flush();
+        };
+        tokio::join!(events, self.twin.relay(shutdown.clone()));
     }
 
     /// The same endpoint, answering under `policy` (a harness examining a device).

@@ -255,7 +255,7 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
     };
     let ended = serve_packets(&mut wire, &mut c, ep, &mailbox, idle).await;
     // Answers queued before a DISCONNECT in the same segment still go out.
-    Box::pin(ep.events.wait_written()).await;
+    Box::pin(ep.committed()).await;
     let _ = wire.write_out().await;
     ep.mailboxes.disconnect(&c.id, &mailbox);
     ep.clients.release(&client_id, connection);
@@ -307,8 +307,9 @@ async fn serve_packets<I: AsyncRead + AsyncWrite + Unpin>(
             wire.buf = BytesMut::new();
         }
         if !wire.has_packet() && !wire.out.is_empty() {
-            // No reply leaves before its request's event is in the record.
-            Box::pin(ep.events.wait_written()).await;
+            // No reply leaves before its request's event is in the record and what it
+            // changed is in the data file.
+            Box::pin(ep.committed()).await;
             timer.as_mut().reset(Instant::now() + WRITE_WAIT);
             let written = std::future::poll_fn(|cx| match wire.poll_write_out(cx) {
                 Poll::Ready(ok) => Poll::Ready(ok),

@@ -40,7 +40,7 @@ fn stdin_csv_out_and_fail_on_unmet() {
         .ok_stdout();
     assert_eq!(
         String::from_utf8_lossy(&out),
-        "id,recommendation,protocols,unmet\ndev-1,mqtt,mqtt;http,\ndev-2,coap,coap,ota\ndev-3,message_integration,,\n"
+        "id,recommendation,protocols,unmet,caveats,set_aside\ndev-1,mqtt,mqtt;http,,,\ndev-2,coap,coap,ota,,\ndev-3,message_integration,,,,enos_format=no\n"
     );
     bin()
         .args(["recommend", "--batch", "-", "--fail-on-unmet"])
@@ -236,7 +236,7 @@ fn shards_join_to_the_unsharded_output() {
             assert_eq!(got.join("\n") + "\n", whole);
         } else {
             assert_eq!(
-                got[0], "id,recommendation,protocols,unmet",
+                got[0], "id,recommendation,protocols,unmet,caveats,set_aside",
                 "shard 1 writes the header once"
             );
             got.sort();
@@ -266,4 +266,46 @@ fn shards_join_to_the_unsharded_output() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--batch"));
+}
+
+#[test]
+fn rows_carry_caveats_and_answers_set_aside_and_fail_on_caveat_gates_them() {
+    let csv = "id,network,enos_format,third_party_cloud,enos_version,long_connection,needs\n\
+               quiet,tcp,yes,,3,,report_data\n\
+               short,tcp,yes,yes,3,no,downlink_commands\n";
+    let out = bin()
+        .args(["recommend", "--batch", "-", "--batch-format", "csv"])
+        .write_stdin(csv)
+        .ok_stdout();
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "id,recommendation,protocols,unmet,caveats,set_aside\n\
+         quiet,mqtt,mqtt,,,\n\
+         short,mqtt,mqtt,,downlink_commands -> mqtt (long_connection=no),third_party_cloud=yes;long_connection=no\n"
+    );
+    let assert = bin()
+        .args(["recommend", "--batch", "-"])
+        .write_stdin(csv)
+        .assert()
+        .success();
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&assert.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows[0]["caveats"], serde_json::json!([]));
+    assert_eq!(rows[1]["caveats"][0]["need"], "downlink_commands");
+    assert_eq!(rows[1]["caveats"][0]["question"], "long_connection");
+    assert_eq!(rows[1]["set_aside"][0]["question"], "third_party_cloud");
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(err.contains("1 with caveats"), "{err}");
+    bin()
+        .args(["recommend", "--batch", "-", "--fail-on-caveat"])
+        .write_stdin(csv)
+        .assert()
+        .code(1);
+    bin()
+        .args(["recommend", "--batch", "-", "--fail-on-caveat"])
+        .write_stdin("network,enos_format,enos_version\ntcp,yes,3\n")
+        .assert()
+        .success();
 }

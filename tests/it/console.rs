@@ -159,6 +159,7 @@ fn a_browser_sees_a_device_log_in_post_take_a_command_and_leave() {
     assert!(out.status.success(), "the browser check failed:\n{all}");
     for check in [
         "the device shows online within a second of its login",
+        "a freshly opened device page draws the point's history",
         "the temp chart gains a point",
         "the measure point set from the page reaches the SDK's handler",
         "the page shows the device's reply",
@@ -167,6 +168,76 @@ fn a_browser_sees_a_device_log_in_post_take_a_command_and_leave() {
         assert!(all.contains(&format!("ok: {check}")), "{check}:\n{all}");
     }
     assert!(!all.contains(SECRETS[1]), "a secret leaked:\n{all}");
+}
+
+#[test]
+fn a_browser_at_1280_px_reads_codes_per_kind_the_fleet_in_natural_order_and_why_a_command_cannot_reach_a_device()
+ {
+    // Issue 32, items 13 and 14 (scripts/console_page_check.py says what each check is).
+    let Some(python) = crate::common::outside_peer(
+        "ENOS_CONNECT_CONSOLE_PYTHON",
+        ".ci/run installs Debian's chromium and chromium-driver, and selenium beside the official EnOS Python SDK",
+    ) else {
+        return;
+    };
+    let mut registry = format!(
+        "{REGISTRY}\n[[devices]]\nproduct = \"pk1\"\nkey = \"web1\"\nsecret = \"{}\"\n",
+        SECRETS[1]
+    );
+    for i in 1..=12 {
+        registry.push_str(&format!("[[devices]]\nproduct = \"pk1\"\nkey = \"fleet-{i}\"\n"));
+    }
+    let s = Serve::start(&registry, &["--console", "127.0.0.1:0"]);
+    let console = s.listening["console"].as_str().expect("the console").to_string();
+    let (mqtt, http) = (s.addr("mqtt"), s.addr("http"));
+    // web1: online through an HTTP session, after a connection over MQTT that closed.
+    for url in [format!("http://{http}"), format!("mqtt://{mqtt}")] {
+        crate::common::bin()
+            .args([
+                "probe",
+                &url,
+                "--product-key",
+                "pk1",
+                "--device-key",
+                "web1",
+                "-m",
+                "temp=1",
+            ])
+            .env("ENOS_DEVICE_SECRET", SECRETS[1])
+            .assert()
+            .success();
+    }
+    // dk1: connected over MQTT, and a point its model lacks refused with 1204.
+    let (cid, user, pass) = enos_login("pk1", "dk1", "static", SECRETS[1]);
+    let (code, mut dk1) = Mqtt::connect(mqtt, &cid, &user, &pass);
+    assert_eq!(code, 0);
+    let reply = dk1.request(
+        "/sys/pk1/dk1/thing/measurepoint/post",
+        br#"{"id":"1","version":"1.0","method":"thing.measurepoint.post","params":{"measurepoints":{"humidity":1}}}"#,
+    );
+    assert_eq!(reply["code"], 1204, "{reply}");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/console_page_check.py");
+    let out = std::process::Command::new(python)
+        .args([script, &console, "pk1", "dk1", "web1", "fresh1", "fleet"])
+        .output()
+        .expect("the browser check runs");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser check failed:\n{all}");
+    for check in [
+        "an MQTT login's CONNACK 0 is a success",
+        "the fleet is in natural order",
+        "no device key wraps in the fleet list",
+        "the device page has one scroll, no scroll box inside it",
+        "a device online through an HTTP session shows http",
+        "the actions say a device online over HTTP cannot take a command",
+    ] {
+        assert!(all.contains(&format!("ok: {check}")), "{check}:\n{all}");
+    }
+    drop(dk1);
 }
 
 #[test]

@@ -10,7 +10,9 @@
 //! (`ca.pem`) and a certificate for `localhost` it signed (`server.pem`, `server.key`). Examples
 //! that need a peer probe one `serve`, started from the command line `docs/serve.md` shows
 //! ([`SERVE`]) on fixed loopback ports, with the secrets of `examples/registry.toml` in the
-//! environment as that page says. A port already taken fails the test, naming it.
+//! environment as that page says. A port already taken fails the test, naming it. Besides
+//! `enos-connect`, an example may run `curl` (the history endpoint of `docs/serve.md`): the
+//! machine's, which must be installed (`.ci/run` installs it).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ const SERVE: &str = "enos-connect serve --registry examples/registry.toml --mqtt
                      --mqtts 127.0.0.1:28883 --tls-cert server.pem --tls-key server.key \
                      --http 127.0.0.1:28080 --https 127.0.0.1:28443 --coap 127.0.0.1:25683 \
                      --coaps 127.0.0.1:25684 \
-                     --console 127.0.0.1:28090 --record events.jsonl";
+                     --console 127.0.0.1:28090 --record events.jsonl --data serve.db";
 
 /// The secrets of `examples/registry.toml`, in the environment of every example as
 /// `docs/serve.md` tells the reader to set them. No example's output may show one.
@@ -159,6 +161,7 @@ fn docs_in_this_process() {
             "enos-connect",
             trycmd::cargo::cargo_bin!("enos-connect").to_path_buf(),
         )
+        .register_bin("curl", curl())
         .env("PATH", test_device_on_path(&work))
         // docs/device-test.md runs the whole catalogue against a test device.
         .timeout(Duration::from_secs(120));
@@ -191,6 +194,16 @@ fn test_device_on_path(work: &Path) -> String {
     .expect("test-device");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// The machine's `curl`, for the examples that read serve's HTTP API: a missing one fails.
+fn curl() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("curl"))
+        .find(|p| p.is_file())
+        .expect("curl is not on PATH: docs/serve.md's history example runs it (apt-get install curl)")
 }
 
 /// One HTTP/1.1 request to the docs' serve, by hand (the page shows it as `curl`): the body
@@ -389,7 +402,8 @@ fn the_flow_picture_in_the_docs_is_what_flow_draws() {
 }
 
 /// trycmd runs only the commands whose program it knows and skips the others in silence, so a
-/// console block that runs anything but `enos-connect` (or misspells it) would test nothing.
+/// console block that runs anything but `enos-connect` or `curl` (or misspells them) would test
+/// nothing.
 /// Blocks with output shown must be real console blocks; and no example may show a secret.
 #[test]
 fn every_console_command_runs_enos_connect_and_shows_no_secret() {
@@ -416,10 +430,9 @@ fn every_console_command_runs_enos_connect_and_shows_no_secret() {
                 Some(_) if console => {
                     if let Some(cmd) = line.strip_prefix("$ ") {
                         let program = cmd.split_whitespace().find(|w| !w.contains('='));
-                        assert_eq!(
-                            program,
-                            Some("enos-connect"),
-                            "{name}:{}: a console example runs only enos-connect",
+                        assert!(
+                            matches!(program, Some("enos-connect" | "curl")),
+                            "{name}:{}: a console example runs only enos-connect (or curl, for serve's HTTP API)",
                             n + 1
                         );
                     }

@@ -35,6 +35,15 @@ fn man_pages_for_the_tool_and_every_command() {
     let probe = String::from_utf8_lossy(&bin().args(["man", "probe"]).ok_stdout()).into_owned();
     assert!(probe.contains(".TH enos-connect-probe 1"), "{probe}");
     assert!(probe.contains("\\-\\-count"), "the command's own flags: {probe}");
+    // The one-device gates, with their exit code in the page's table.
+    let recommend = String::from_utf8_lossy(&bin().args(["man", "recommend"]).ok_stdout()).into_owned();
+    for gate in [
+        "\\-\\-fail\\-on\\-unmet",
+        "\\-\\-fail\\-on\\-caveat",
+        "an unmet need or a caveat",
+    ] {
+        assert!(recommend.contains(gate), "{gate} in:\n{recommend}");
+    }
     bin()
         .args(["man", "probz"])
         .assert()
@@ -357,4 +366,84 @@ fn flow_pictures_need_graphviz_and_say_so_when_it_is_missing() {
     );
     let png = bin().args(["flow", "--format", "png"]).ok_stdout();
     assert!(png.starts_with(b"\x89PNG"));
+}
+
+#[test]
+fn decisions_match_the_decision_schema_with_set_aside_and_caveats() {
+    let schema = json_of(&bin().args(["schema", "decision"]).ok_stdout());
+    let shipped: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/decision.schema.json"
+        ))
+        .expect("read"),
+    )
+    .expect("json");
+    assert_eq!(
+        shipped, schema,
+        "schemas/decision.schema.json is up to date: regenerate with `enos-connect schema decision`"
+    );
+    for field in ["set_aside", "caveats"] {
+        assert!(
+            schema["required"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|f| f == field)),
+            "{field} is in the schema: {schema}"
+        );
+    }
+    let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
+    for args in [
+        &[
+            "-a",
+            "network=tcp",
+            "-a",
+            "enos_format=yes",
+            "-a",
+            "enos_version=3",
+            "-a",
+            "long_connection=no",
+            "-a",
+            "constrained=yes",
+            "-a",
+            "third_party_cloud=yes",
+            "-n",
+            "file_upload,downlink_commands",
+        ][..],
+        &[
+            "-a",
+            "network=udp",
+            "-a",
+            "enos_format=yes",
+            "-a",
+            "enos_version=3",
+            "-n",
+            "ota",
+        ][..],
+        &[
+            "-a",
+            "network=none",
+            "-a",
+            "third_party_cloud=yes",
+            "-a",
+            "enos_version=2",
+            "-n",
+            "ota,report_data",
+        ][..],
+    ] {
+        let out = json_of(&bin().args(["recommend", "-f", "json"]).args(args).ok_stdout());
+        let errors: Vec<String> = validator
+            .iter_errors(&out)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert_eq!(errors, Vec::<String>::new(), "{args:?}");
+        assert!(out["set_aside"].is_array() && out["caveats"].is_array(), "{out}");
+    }
+    // A broken object is caught: the schema can fail.
+    let mut wrong = json_of(
+        &bin()
+            .args(["recommend", "-f", "json", "-a", "network=none"])
+            .ok_stdout(),
+    );
+    wrong["caveats"] = serde_json::json!([{"protocol": 3}]);
+    assert!(validator.iter_errors(&wrong).next().is_some());
 }

@@ -443,7 +443,19 @@ fn walking_without_defaults_asks_only_what_can_change_the_outcome() {
     a.set(&caps, "enos_version", "3", "t").expect("ok");
     assert_eq!(ask(&a), Some(Pending::Needs));
     a.add_needs(&caps, ["ota"], "t").expect("ok");
-    // Only MQTT covers OTA: neither `constrained` nor `long_connection` can change that.
+    // Only MQTT covers OTA: neither `constrained` nor `long_connection` can change that, but
+    // each can make a caveat of it (OTA over MQTT without a long connection, MQTT on a
+    // constrained device), so both are asked, in the caveats' order.
+    assert_eq!(ask(&a), Some(Pending::Question("long_connection".into())));
+    a.set(&caps, "long_connection", "yes", "t").expect("ok");
+    assert_eq!(ask(&a), Some(Pending::Question("constrained".into())));
+    a.set(&caps, "constrained", "no", "t").expect("ok");
+    assert_eq!(ask(&a), None);
+    // The needs are asked on every path, before an outcome that is not a direct connection.
+    let mut a = answers(&caps, &["network=none", "third_party_cloud=yes"], &[]);
+    a.needs = None;
+    assert_eq!(ask(&a), Some(Pending::Needs));
+    a.add_needs(&caps, ["ota"], "t").expect("ok");
     assert_eq!(ask(&a), None);
 }
 

@@ -186,6 +186,260 @@ fn a_fleet_holds_its_devices_and_every_post_is_answered() {
         .stderr(predicates::str::contains("merge fleets with fleets"));
 }
 
+/// `probe --fleet` against `serve` with `extra` flags: the exit code, stdout, stderr and how long
+/// it took.
+fn fleet_run(url: &str, devices: &std::path::Path, extra: &[&str]) -> (i32, String, String, Duration) {
+    let started = Instant::now();
+    let out = bin()
+        .args(["probe", url, "--fleet", "--devices"])
+        .arg(devices)
+        .args(extra)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(
+        !stdout.contains("Canary") && !stderr.contains("Canary"),
+        "a secret was printed: {stdout}{stderr}"
+    );
+    (out.status.code().unwrap_or(-1), stdout, stderr, started.elapsed())
+}
+
+/// A CSV of devices `m1` to `m{n}` of [`registry`], with `secret(i)` as each one's secret.
+fn devices_csv(dir: &std::path::Path, n: u32, secret: impl Fn(u32) -> String) -> std::path::PathBuf {
+    let csv = dir.join("devices.csv");
+    let mut rows = String::from("product,key,secret\n");
+    for i in 1..=n {
+        rows.push_str(&format!("pkf,m{i},{}\n", secret(i)));
+    }
+    std::fs::write(&csv, rows).expect("csv");
+    csv
+}
+
+#[test]
+fn a_fleet_without_measure_points_holds_until_its_hold_ends_and_delivers_n_a() {
+    // Issue 32, items 1 and 2: nothing to post, so the fleet only holds its connections: it
+    // ends at --hold (it waited for the 10 s timeout on top), and 0 acknowledged of 0 offered is
+    // no delivery ratio (it said 1.0000).
+    let serve = peers::enos(&registry());
+    let url = format!("mqtt://{}", serve.mqtt);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = devices_csv(dir.path(), 2, |i| format!("Fleet-Device-Canary-{i}"));
+    let (code, out, err, took) = fleet_run(&url, &csv, &["--hold", "1s", "-f", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}: it waited past --hold 1s"
+    );
+    let v = json_of(out.as_bytes());
+    assert_eq!(v["fleet"]["held"], 2, "{v:#}");
+    assert_eq!(v["fleet"]["offered"], 0, "{v:#}");
+    assert!(v["fleet"]["delivered"].is_null(), "0 of 0 is no ratio: {v:#}");
+    let (_, table, _, _) = fleet_run(&url, &csv, &["--hold", "0s"]);
+    assert!(table.contains("(n/a delivered)"), "{table}");
+    assert!(!table.contains("1.0000 delivered"), "{table}");
+}
+
+#[test]
+fn a_fleet_whose_logins_all_fail_says_n_a_delivered_and_its_header_counts_devices_and_posts() {
+    // Issue 32, items 2 and 3.
+    let serve = peers::enos(&registry());
+    let url = format!("mqtt://{}", serve.mqtt);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = devices_csv(dir.path(), 2, |i| format!("Wrong-Canary-{i}"));
+    let (code, out, err, _) = fleet_run(&url, &wrong, &["-m", "temp=1", "--hold", "0s", "-f", "json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v = json_of(out.as_bytes());
+    assert_eq!(v["fleet"]["login_failed"], 2, "{v:#}");
+    assert!(v["fleet"]["delivered"].is_null(), "{v:#}");
+    let (_, table, _, _) = fleet_run(&url, &wrong, &["-m", "temp=1", "--hold", "0s"]);
+    assert!(table.contains("0 offered, 0 acked (n/a delivered)"), "{table}");
+    // The header of a fleet that posted: devices, and posts per second, not probes.
+    let good = devices_csv(dir.path(), 2, |i| format!("Fleet-Device-Canary-{i}"));
+    let (code, table, err, _) = fleet_run(&url, &good, &["-m", "temp=1", "--every", "250ms", "--hold", "1s"]);
+    assert_eq!(code, 0, "{table}{err}");
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("ok: 2 devices on mqtt ") && header.contains("posts/s"),
+        "{header}"
+    );
+    assert!(
+        !header.contains("probes/s") && !header.contains("concurrency"),
+        "{header}"
+    );
+}
+
+/// Send SIGINT to a running process, as Ctrl-C does.
+fn interrupt(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+}
+
+/// Run `args` until `after`, send SIGINT, and return the exit code, stdout and stderr.
+fn interrupted(args: &[&str], env: &[(&str, &str)], after: Duration) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_enos-connect"));
+    cmd.env_clear().args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    std::thread::sleep(after);
+    interrupt(&child);
+    let started = Instant::now();
+    let out = child.wait_with_output().expect("ends");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop after SIGINT",
+        started.elapsed()
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn ctrl_c_during_a_load_or_a_fleet_prints_what_ran_marked_interrupted_and_exits_130() {
+    // Issue 32, item 4: SIGINT threw away what was measured.
+    let serve = peers::enos(&registry());
+    let url = format!("mqtt://{}", serve.mqtt);
+    let secret = [("ENOS_DEVICE_SECRET", "Fleet-Device-Canary-1")];
+    let load = [
+        "probe",
+        &url,
+        "--product-key",
+        "pkf",
+        "--device-key",
+        "m1",
+        "-m",
+        "temp=1",
+        "--count",
+        "10000000",
+        "--concurrency",
+        "2",
+    ];
+    let (code, out, err) = interrupted(
+        &[&load[..], &["-f", "json"]].concat(),
+        &secret,
+        Duration::from_millis(1500),
+    );
+    assert_eq!(code, Some(130), "{out}{err}");
+    let v = json_of(out.as_bytes());
+    assert_eq!(v["interrupted"], true, "{v:#}");
+    assert_eq!(v["ok"], false, "{v:#}");
+    let ran = v["count"].as_u64().expect("count");
+    assert!(ran > 0 && ran < 10_000_000, "{v:#}");
+    assert_eq!(
+        v["succeeded"]
+            .as_u64()
+            .map(|s| s + v["failed"].as_u64().unwrap_or(0)),
+        Some(ran),
+        "{v:#}"
+    );
+    assert_eq!(v["stages"]["reply"]["count"], v["succeeded"], "{v:#}");
+    let (code, table, err) = interrupted(&load, &secret, Duration::from_millis(1500));
+    assert_eq!(code, Some(130), "{table}{err}");
+    assert!(table.starts_with("INTERRUPTED: "), "{table}");
+    assert!(table.contains("│ reply"), "{table}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = devices_csv(dir.path(), 3, |i| format!("Fleet-Device-Canary-{i}"));
+    let csv = csv.display().to_string();
+    let fleet = [
+        "probe",
+        &url,
+        "--fleet",
+        "--devices",
+        &csv,
+        "-m",
+        "temp=1",
+        "--every",
+        "100ms",
+        "--hold",
+        "1h",
+    ];
+    let (code, out, err) = interrupted(
+        &[&fleet[..], &["-f", "json"]].concat(),
+        &[],
+        Duration::from_millis(2500),
+    );
+    assert_eq!(code, Some(130), "{out}{err}");
+    let v = json_of(out.as_bytes());
+    assert_eq!(v["interrupted"], true, "{v:#}");
+    assert_eq!(v["fleet"]["devices"], 3, "{v:#}");
+    let offered = v["fleet"]["offered"].as_u64().expect("offered");
+    assert!(offered >= 6, "a second of posts from 3 devices: {v:#}");
+    assert!(
+        v["fleet"]["timeline"].as_array().is_some_and(|t| !t.is_empty()),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn a_fleet_run_again_logs_in_with_the_secrets_its_first_run_activated() {
+    // Issue 32, item 5: the second run of `--devices N` failed every login, because the
+    // secrets the first run's activation gave were kept nowhere.
+    let serve = peers::enos(&registry());
+    let url = format!("mqtt://{}", serve.mqtt);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keep = dir.path().join("secrets");
+    let keep_s = keep.display().to_string();
+    let run = |extra: &[&str]| {
+        let out = bin()
+            .args(["probe", &url, "--fleet", "--devices", "3", "--product-key", "pkf"])
+            .args(["-m", "temp=1", "--every", "200ms", "--hold", "0.5s", "-f", "json"])
+            .args(extra)
+            .env("ENOS_PRODUCT_SECRET", "Fleet-Product-Canary")
+            .output()
+            .expect("runs");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("Canary"), "a secret was printed: {all}");
+        (out.status.code(), json_of(&out.stdout), all)
+    };
+    let (code, v, all) = run(&["--activate-to", &keep_s]);
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(v["fleet"]["codes"]["activated"], 3, "{v:#}");
+    for i in 1..=3 {
+        use std::os::unix::fs::PermissionsExt;
+        let file = keep.join("pkf").join(format!("fleet-{i}.secret"));
+        let meta = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", file.display());
+        let secret = std::fs::read_to_string(&file).expect("reads");
+        assert!(secret.trim().len() >= 8, "{}", file.display());
+    }
+    // Again with the same folder: every device logs in with the secret kept for it.
+    let (code, v, all) = run(&["--activate-to", &keep_s]);
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(v["fleet"]["held"], 3, "{v:#}");
+    assert_eq!(v["fleet"]["codes"]["connack:0"], 3, "{v:#}");
+    assert!(v["fleet"]["codes"].get("activated").is_none(), "{v:#}");
+    // Without it, the logins fail, and the error says where the secrets would have been.
+    let (code, v, all) = run(&[]);
+    assert_eq!(code, Some(1), "{all}");
+    assert_eq!(v["fleet"]["login_failed"], 3, "{v:#}");
+    let example = v["examples"]
+        .as_object()
+        .and_then(|e| e.values().next())
+        .and_then(|e| e.as_str())
+        .unwrap_or_default();
+    assert!(example.contains("--activate-to DIR"), "{v:#}");
+}
+
 #[test]
 fn fleet_flags_are_checked_before_any_traffic() {
     for (args, words) in [

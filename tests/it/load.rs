@@ -387,6 +387,7 @@ fn fleet_rounds_in_this_process() {
             timeout: std::time::Duration::from_secs(10),
             tls: None,
             sources: Vec::new(),
+            activate_to: None,
         };
         let report = rt.block_on(run(caps, target.clone(), serve.mqtt, opts, &|_, _| {}));
         assert_eq!(report.fleet.held, FLEET as u64, "{:?}", report.fleet);

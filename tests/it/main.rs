@@ -5,6 +5,7 @@
 mod common;
 mod peers;
 
+mod advice;
 mod ask;
 mod batch;
 mod cli;
@@ -15,6 +16,7 @@ mod docs;
 mod ecosystem;
 mod engine;
 mod enos;
+mod errors;
 mod fleet;
 mod interop;
 mod layers;
@@ -27,5 +29,7 @@ mod probe;
 mod rough_edges;
 mod sdk;
 mod serve;
+mod serve_cli;
+mod store;
 mod test_device;
 mod twin;

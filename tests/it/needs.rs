@@ -436,6 +436,98 @@ fn over_coap_a_command_announced_in_option_2100_is_fetched_and_answered_200() {
         ));
 }
 
+/// A CoAP endpoint that announces the command in option 2100 on the answer to the login, and
+/// on no later answer, as `serve` does when the command arrives while the login is answered.
+/// The number of `_reply` posts it got is counted in `replied`.
+fn coap_announcing_on_the_login(
+    replied: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> std::net::SocketAddr {
+    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let addr = sock.local_addr().expect("addr");
+    let command = "/topic/sys/pk1/dk1/thing/service/measurepoint/set";
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                continue;
+            };
+            let path: Vec<String> = req
+                .get_option(CoapOption::UriPath)
+                .map(|s| {
+                    s.iter()
+                        .map(|x| String::from_utf8_lossy(x).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut reply = Packet::new();
+            reply.header.set_version(1);
+            reply.header.message_id = req.header.message_id;
+            reply.header.set_type(MessageType::Acknowledgement);
+            reply.set_token(req.get_token().to_vec());
+            let (code, payload) = match path.first().map(String::as_str) {
+                Some("auth") => {
+                    reply.add_option(CoapOption::Unknown(2100), command.as_bytes().to_vec());
+                    (
+                        ResponseType::Created,
+                        json!({"code": 200, "message": "", "data": {"lifetime": 3600}}),
+                    )
+                }
+                _ if path.last().is_some_and(|l| l == "set") => (
+                    ResponseType::Content,
+                    json!({"id": "7", "version": "1.0", "method": "thing.service.measurepoint.set", "params": {"temp": 30}}),
+                ),
+                _ if path.last().is_some_and(|l| l == "set_reply") => {
+                    replied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    (ResponseType::Changed, json!({}))
+                }
+                _ => (
+                    ResponseType::Changed,
+                    json!({"id": "1", "code": 200, "data": {}, "message": ""}),
+                ),
+            };
+            reply.header.code = MessageClass::Response(code);
+            reply.payload = payload.to_string().into_bytes();
+            if let Ok(bytes) = reply.to_bytes() {
+                let _ = sock.send_to(&bytes, from);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn over_coap_a_command_announced_on_the_logins_answer_is_not_lost() {
+    // Issue 32: the probe read option 2100 only on the answers to its own polls, so a command
+    // announced on the login's answer (before the probe waits for commands) was never fetched:
+    // `over_coap_a_command_announced_in_option_2100_is_fetched_and_answered_200` failed about
+    // once in six runs.
+    let replied = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let addr = coap_announcing_on_the_login(replied.clone());
+    let out = bin()
+        .args(["probe", &format!("coap://{addr}")])
+        .args(DEVICE)
+        .args([
+            "--need",
+            "downlink_commands",
+            "--await-command",
+            "3",
+            "-f",
+            "json",
+        ])
+        .env("ENOS_DEVICE_SECRET", "Device-Canary-9a1")
+        .output()
+        .expect("runs");
+    let v = json_of(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["needs"][0]["measured"], "supported", "{v:#}");
+    assert_eq!(
+        replied.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the command was answered"
+    );
+}
+
 #[test]
 fn needs_are_checked_before_any_traffic() {
     // No login, an unknown feature, a write without its value: usage errors, exit 2.

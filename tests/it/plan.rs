@@ -316,3 +316,82 @@ fn plan_without_answers_fails_fast_off_a_terminal() {
             "missing answers for: network, enos_format, enos_version",
         ));
 }
+
+/// Issue 32 item 17: the plan titled by all its protocols; the smoke test on lines of its own
+/// (copyable: joined, it is the command of the JSON plan); every line within 100 columns when
+/// piped; numbered steps indented under their text when they wrap.
+#[test]
+fn the_plan_reads_at_the_width_and_its_commands_can_be_copied() {
+    let args = [
+        "-a",
+        "network=tcp",
+        "-a",
+        "enos_format=yes",
+        "-a",
+        "enos_version=2",
+        "-n",
+        "ota,file_upload",
+    ];
+    let text = plan_text(&args, &["--env", "eu2"], "table");
+    assert!(text.starts_with("Plan: MQTT + HTTP (mqtt, http)\n"), "{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "over 100 columns: `{line}`");
+        assert!(
+            !(line.starts_with('│') && line.contains("enos-connect probe")),
+            "the smoke test is outside the table: `{line}`"
+        );
+    }
+    let json = plan_json(&args, &["--env", "eu2"]);
+    let mut probes = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == "Smoke test:" {
+            let mut command = String::new();
+            for l in lines.by_ref() {
+                let (part, more) = match l.strip_suffix(" \\") {
+                    Some(p) => (p, true),
+                    None => (l, false),
+                };
+                if !command.is_empty() {
+                    command.push(' ');
+                }
+                command.push_str(part.trim());
+                if !more {
+                    break;
+                }
+            }
+            probes.push(command);
+        }
+    }
+    let expected: Vec<&str> = json["protocols"]
+        .as_array()
+        .expect("protocols")
+        .iter()
+        .filter_map(|p| p["probe"].as_str())
+        .collect();
+    assert_eq!(probes, expected, "{text}");
+    assert!(
+        text.contains(" \\\n    --"),
+        "a long command is broken between arguments: {text}"
+    );
+    // The dynamic activation steps: numbered, and a wrapped step indented under its text.
+    let steps: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.ends_with("step by step:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(steps.first().is_some_and(|l| l.starts_with("  1. ")), "{text}");
+    assert!(
+        steps
+            .iter()
+            .any(|l| l.starts_with("     ") && !l.trim_start().starts_with(char::is_numeric)),
+        "{steps:?}"
+    );
+    // Markdown is titled the same way.
+    let md = plan_text(&args, &[], "markdown");
+    assert!(
+        md.starts_with("## Connection plan: MQTT + HTTP (`mqtt`, `http`)\n"),
+        "{md}"
+    );
+}

@@ -28,15 +28,18 @@ pub(super) async fn hold(s: &Shared, d: &FleetDevice, w: &mut Wire) -> Option<St
         if draining && (h.answered_all() || now >= last) {
             return None;
         }
-        let wake = if draining || !posting {
+        // Nothing to post: the device only holds, until the hold ends.
+        let wake = if draining {
             last
-        } else {
+        } else if posting {
             h.next_post.min(end)
+        } else {
+            end
         };
         tokio::select! {
             got = w.next() => match got {
                 Got::Closed(why) => return Some(why),
-                Got::Packet(p) => h.on_packet(s, w, p),
+                Got::Packet(p) => h.on_packet(s, d, w, p),
             },
             () = tokio::time::sleep_until(wake.into()) => {
                 if posting && !draining && Instant::now() >= h.next_post && Instant::now() < end {
@@ -48,6 +51,20 @@ pub(super) async fn hold(s: &Shared, d: &FleetDevice, w: &mut Wire) -> Option<St
             return Some(why);
         }
     }
+}
+
+/// Write the device secret of an activation push to its file under `dir` (0600, a new file).
+fn keep(dir: &std::path::Path, d: &FleetDevice, push: Option<&serde_json::Value>) -> Result<(), String> {
+    let file = super::kept_secret(dir, d);
+    let secret = push
+        .and_then(|v| v.pointer("/params/deviceSecret"))
+        .and_then(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .map(|s| crate::base::Secret::new(s.to_string()))
+        .ok_or("the activation push has no params.deviceSecret")?;
+    crate::probe::secret_file(&file, false)
+        .and_then(|f| crate::probe::write_secret(f, &secret))
+        .map_err(|e| format!("cannot write the device secret to {}: {e}", file.display()))
 }
 
 /// A held device's posts in flight: packet ids waiting for PUBACK and request ids waiting for
@@ -89,7 +106,7 @@ impl Held {
 
     /// A PUBACK or a reply to a post in flight, counted and timed; the activation's push
     /// acknowledged.
-    fn on_packet(&mut self, s: &Shared, w: &mut Wire, packet: Packet) {
+    fn on_packet(&mut self, s: &Shared, d: &FleetDevice, w: &mut Wire, packet: Packet) {
         match packet {
             Packet::PubAck(a) => {
                 if let Some(at) = self.acks.iter().position(|(p, _)| *p == a.pkid)
@@ -106,22 +123,32 @@ impl Held {
                 if p.topic == self.reply_topic {
                     self.on_reply(s, &p.payload);
                 } else if p.topic == self.activate {
-                    // The secret pushed is acknowledged; the fleet does not keep it.
-                    let id = serde_json::from_slice::<serde_json::Value>(&p.payload)
-                        .ok()
-                        .and_then(|v| crate::enos::reply_id(&v))
-                        .unwrap_or_default();
-                    let ack = serde_json::json!({"id": id, "code": crate::enos::SUCCESS, "data": {}});
-                    w.queue(Packet::Publish(Publish::new(
-                        crate::enos::reply_topic(&self.activate),
-                        QoS::AtMostOnce,
-                        ack.to_string().into_bytes(),
-                    )));
-                    s.tally(|t| Tally::count(&mut t.codes, "activated".into()));
+                    self.on_activation(s, d, w, &p.payload);
                 }
             }
             _ => {}
         }
+    }
+
+    /// The secret dynamic activation pushes: written first under `--activate-to` (a secret
+    /// that cannot be kept is not acknowledged), then acknowledged; without it, acknowledged
+    /// and forgotten.
+    fn on_activation(&self, s: &Shared, d: &FleetDevice, w: &mut Wire, payload: &[u8]) {
+        let push = serde_json::from_slice::<serde_json::Value>(payload).ok();
+        if let Some(dir) = &s.opts.activate_to
+            && let Err(why) = keep(dir, d, push.as_ref())
+        {
+            s.tally(|t| t.error("activate_to", why));
+            return;
+        }
+        let id = push.as_ref().and_then(crate::enos::reply_id).unwrap_or_default();
+        let ack = serde_json::json!({"id": id, "code": crate::enos::SUCCESS, "data": {}});
+        w.queue(Packet::Publish(Publish::new(
+            crate::enos::reply_topic(&self.activate),
+            QoS::AtMostOnce,
+            ack.to_string().into_bytes(),
+        )));
+        s.tally(|t| Tally::count(&mut t.codes, "activated".into()));
     }
 
     fn on_reply(&mut self, s: &Shared, payload: &[u8]) {

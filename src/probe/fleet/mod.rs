@@ -61,6 +61,15 @@ pub struct FleetOptions {
     /// The local addresses devices connect from, round robin; empty: the default, which for
     /// an IPv4 loopback target is [`LOOPBACK_SOURCES`] addresses of 127.0.0.0/8.
     pub sources: Vec<IpAddr>,
+    /// Where the device secrets that dynamic activation gives are written
+    /// (`DIR/{product key}/{device key}.secret`, mode 0600), so that the next run finds them
+    /// ([`kept_secret`]); `None`: they are acknowledged and forgotten.
+    pub activate_to: Option<std::path::PathBuf>,
+}
+
+/// The file a device's secret is kept in under `--activate-to DIR`.
+pub fn kept_secret(dir: &std::path::Path, d: &FleetDevice) -> std::path::PathBuf {
+    dir.join(&d.product_key).join(format!("{}.secret", d.device_key))
 }
 
 /// How many loopback addresses a fleet against 127.x.x.x spreads its connections over. The
@@ -150,6 +159,19 @@ pub async fn run(
     opts: FleetOptions,
     progress: &(dyn Fn(&Tick, u64) + Sync),
 ) -> FleetReport {
+    run_until(caps, target, addr, opts, progress, std::future::pending()).await
+}
+
+/// [`run`] until `stop` completes (Ctrl-C) first: then the devices are dropped where they are
+/// and the report, marked interrupted, holds what ran until then.
+pub async fn run_until(
+    caps: &'static Capabilities,
+    target: Target,
+    addr: SocketAddr,
+    opts: FleetOptions,
+    progress: &(dyn Fn(&Tick, u64) + Sync),
+    stop: impl std::future::Future<Output = ()>,
+) -> FleetReport {
     let devices = u64::try_from(opts.devices.len()).unwrap_or(u64::MAX);
     let sources = match addr.ip() {
         _ if !opts.sources.is_empty() => opts.sources.clone(),
@@ -178,8 +200,16 @@ pub async fn run(
     let mut second = tokio::time::interval(Duration::from_secs(1));
     second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     second.tick().await;
+    let mut interrupted = None;
+    tokio::pin!(stop);
     loop {
         tokio::select! {
+            () = &mut stop => {
+                // Still connected when stopped: they held as long as the run lasted.
+                interrupted = Some(shared.counts.connected.load(Ordering::Relaxed));
+                tasks.abort_all();
+                break;
+            }
             joined = tasks.join_next() => match joined {
                 None => break,
                 Some(Ok(())) => {}
@@ -198,7 +228,7 @@ pub async fn run(
     if timeline.last().is_none_or(|t| t.t_s != last.t_s || *t != last) {
         timeline.push(last);
     }
-    report(&shared, devices, timeline)
+    report(&shared, devices, timeline, interrupted)
 }
 
 fn tick_now(s: &Shared) -> Tick {
@@ -452,7 +482,27 @@ async fn log_in(s: &Shared, d: &FleetDevice, w: &mut Wire) -> Result<(), (String
     });
     if code != ConnectReturnCode::Success {
         let (kind, words) = super::mqtt::refusal(code);
-        return Err((format!("connack:{code_n}"), format!("{}: {words}", kind.as_str())));
+        let mut why = format!("{}: {words}", kind.as_str());
+        if d.dynamic && kind == ErrorKind::Auth {
+            why.push_str(&activated_before(s, d));
+        }
+        return Err((format!("connack:{code_n}"), why));
     }
     Ok(())
+}
+
+/// Why a device that logs in with its product's secret may be refused: EnOS activates a device
+/// once, and from then on it logs in with the device secret its activation gave.
+fn activated_before(s: &Shared, d: &FleetDevice) -> String {
+    match &s.opts.activate_to {
+        None => "; a device activated by an earlier run logs in with the device secret it was given, \
+                 not the product secret: run the fleet with --activate-to DIR to keep the secrets it \
+                 activates, and again with the same DIR"
+            .into(),
+        Some(dir) => format!(
+            "; {} holds no secret for it: a device activated by a run without --activate-to DIR \
+             needs its device secret (a --devices CSV with a `secret` column)",
+            kept_secret(dir, d).display()
+        ),
+    }
 }

@@ -4,56 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use serde::{Deserialize, Serialize};
-
 use super::super::load::MergeError;
 use super::Shared;
+use crate::measurement::fleet::delivered;
+pub use crate::measurement::fleet::{FleetPart, FleetReport, Tick};
 use crate::measurement::load::{LoadReport, Percentiles};
-
-/// A second of the run: how many devices were connected, and the counts so far.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Tick {
-    pub t_s: u64,
-    pub connected: u64,
-    pub offered: u64,
-    pub acked: u64,
-    pub answered: u64,
-}
-
-/// The fleet's own section of the report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FleetPart {
-    pub devices: u64,
-    pub every_s: f64,
-    pub hold_s: f64,
-    /// The most devices connected at once.
-    pub peak_connected: u64,
-    /// Devices that logged in and held until their hold ended.
-    pub held: u64,
-    pub login_failed: u64,
-    /// Posts sent, acknowledged (PUBACK) and answered (EnOS's reply, any code).
-    pub offered: u64,
-    pub acked: u64,
-    pub answered: u64,
-    pub offered_per_s: f64,
-    pub acked_per_s: f64,
-    pub answered_per_s: f64,
-    /// `acked / offered`: the share of what was offered that the server took.
-    pub delivered: f64,
-    /// CONNACK codes (`connack:0`, `connack:3`) and EnOS reply codes (`enos:200`).
-    pub codes: BTreeMap<String, u64>,
-    /// Connections that ended before their hold, by why.
-    pub disconnects: BTreeMap<String, u64>,
-    pub timeline: Vec<Tick>,
-}
-
-/// `probe --fleet -f json`: a load report (which `merge` reads) and the fleet's section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FleetReport {
-    #[serde(flatten)]
-    pub load: LoadReport,
-    pub fleet: FleetPart,
-}
 
 fn per_s(n: u64, secs: f64) -> f64 {
     if secs > 0.0 {
@@ -63,7 +18,9 @@ fn per_s(n: u64, secs: f64) -> f64 {
     }
 }
 
-pub(super) fn report(s: &Shared, devices: u64, timeline: Vec<Tick>) -> FleetReport {
+/// The report of the run; `interrupted`: stopped by Ctrl-C with that many devices connected,
+/// which count as held (they held as long as the run lasted).
+pub(super) fn report(s: &Shared, devices: u64, timeline: Vec<Tick>, interrupted: Option<u64>) -> FleetReport {
     let elapsed = s.started.elapsed().as_secs_f64();
     let c = &s.counts;
     let (offered, acked, answered) = (
@@ -71,7 +28,10 @@ pub(super) fn report(s: &Shared, devices: u64, timeline: Vec<Tick>) -> FleetRepo
         c.acked.load(Ordering::Relaxed),
         c.answered.load(Ordering::Relaxed),
     );
-    let held = c.held.load(Ordering::Relaxed);
+    let held = c
+        .held
+        .load(Ordering::Relaxed)
+        .saturating_add(interrupted.unwrap_or(0));
     let tally = s
         .tally
         .lock()
@@ -82,18 +42,31 @@ pub(super) fn report(s: &Shared, devices: u64, timeline: Vec<Tick>) -> FleetRepo
         .iter()
         .map(|(name, h)| (name.to_string(), super::super::load::percentiles(h)))
         .collect();
-    // The posting span: the hold (after the ramp), not the ramp or the wait for answers.
-    let span = s.opts.hold.as_secs_f64().max(f64::MIN_POSITIVE);
-    let ok = held == devices && tally.errors.is_empty() && acked == offered;
+    // The posting span: the hold (after the ramp), not the ramp or the wait for answers; an
+    // interrupted run posted for as long as it ran, at most the hold.
+    let mut span = s.opts.hold.as_secs_f64();
+    if interrupted.is_some() {
+        span = span.min(elapsed);
+    }
+    let span = span.max(f64::MIN_POSITIVE);
+    // An interrupted run counts the devices that ran: held, or failed (a login or a hold).
+    let failed = match interrupted {
+        None => devices.saturating_sub(held),
+        Some(_) => c
+            .login_failed
+            .load(Ordering::Relaxed)
+            .saturating_add(tally.disconnects.values().sum()),
+    };
+    let ok = interrupted.is_none() && held == devices && tally.errors.is_empty() && acked == offered;
     FleetReport {
         load: LoadReport {
             ok,
             protocol: s.target.protocol.clone(),
             target: s.target.url(),
-            count: devices,
+            count: held.saturating_add(failed),
             concurrency: devices,
             succeeded: held,
-            failed: devices.saturating_sub(held),
+            failed,
             errors: tally.errors,
             elapsed_s: (elapsed * 1000.0).round() / 1000.0,
             rate_per_s: per_s(acked, span),
@@ -101,6 +74,7 @@ pub(super) fn report(s: &Shared, devices: u64, timeline: Vec<Tick>) -> FleetRepo
             examples: tally.examples,
             merged_from: None,
             needs: BTreeMap::new(),
+            interrupted: interrupted.is_some(),
         },
         fleet: FleetPart {
             devices,
@@ -115,11 +89,7 @@ pub(super) fn report(s: &Shared, devices: u64, timeline: Vec<Tick>) -> FleetRepo
             offered_per_s: per_s(offered, span),
             acked_per_s: per_s(acked, span),
             answered_per_s: per_s(answered, span),
-            delivered: if offered == 0 {
-                1.0
-            } else {
-                ((acked as f64 / offered as f64) * 10_000.0).round() / 10_000.0
-            },
+            delivered: delivered(acked, offered),
             codes: tally.codes,
             disconnects: tally.disconnects,
             timeline,
@@ -170,7 +140,7 @@ pub fn merge_parts(parts: &[(String, FleetPart)]) -> Result<FleetPart, MergeErro
         offered_per_s: 0.0,
         acked_per_s: 0.0,
         answered_per_s: 0.0,
-        delivered: 1.0,
+        delivered: None,
         codes: BTreeMap::new(),
         disconnects: BTreeMap::new(),
         timeline: Vec::new(),
@@ -222,11 +192,7 @@ pub fn merge_parts(parts: &[(String, FleetPart)]) -> Result<FleetPart, MergeErro
         .max()
         .unwrap_or(0)
         .max(own_peak);
-    out.delivered = if out.offered == 0 {
-        1.0
-    } else {
-        ((out.acked as f64 / out.offered as f64) * 10_000.0).round() / 10_000.0
-    };
+    out.delivered = delivered(out.acked, out.offered);
     Ok(out)
 }
 
@@ -278,7 +244,7 @@ mod tests {
             offered_per_s: devices as f64 / 2.0,
             acked_per_s: devices as f64 / 2.0,
             answered_per_s: devices as f64 / 2.0,
-            delivered: 1.0,
+            delivered: Some(1.0),
             codes: [("enos:200".to_string(), devices * 5)].into(),
             disconnects: BTreeMap::new(),
             timeline: timeline

@@ -1,16 +1,18 @@
 // The console's page: plain JavaScript, no framework, no build step. It reads the twin
 // (GET /twin/devices), the registry's models (GET /console/api/meta), the recent events
 // (GET /console/api/log), then follows serve's live stream (GET /console/api/stream, Server-
-// Sent Events: `device` a twin view, `log` event lines, `dropped`, `resync`). Commands are
+// Sent Events: `device` a twin view, `log` event lines, `dropped`, `resync`). A device page
+// draws its charts from each point's history (GET /twin/devices/{pk}/{dk}/history/{point}),
+// then adds the live values. Commands are
 // POST /twin/commands/{pk}/{dk} with the console token, when there is one, in X-Console-Token.
 // Charts are hand-drawn SVG. Every text from a device is escaped before it is shown.
 "use strict";
 
-const HISTORY = 500;   // values kept per measure point (the chart's width)
+const HISTORY = 1000;  // values kept per measure point (the chart's width)
 const LOG_KEEP = 1000; // event lines kept for the event log
 
 const state = {
-  meta: { products: {}, codes: {}, token_required: false },
+  meta: { products: {}, codes: {}, token_required: false, saved_to: null },
   devices: new Map(), // "pk/dk" -> twin view
   history: new Map(), // "pk/dk" -> Map(point -> [[time, value]])
   log: [],            // {at, event}, oldest first
@@ -45,12 +47,47 @@ function ago(ms) {
 }
 const clock = (ms) => ms ? new Date(ms).toLocaleTimeString() : "—";
 
-function codeText(code) {
-  if (code === undefined || code === null) return "";
-  const m = state.meta.codes[String(code)];
-  const cls = Number(code) === 200 ? "code-ok" : "code-bad";
-  return `<span class="${cls}">${esc(code)}</span>` + (m ? ` <span class="muted">${esc(m)}</span>` : "");
+// Which code an event carries: an MQTT login's is its CONNACK return code, an HTTP
+// listener's refusal an HTTP status, a CoAP code is written 2.05; the rest are EnOS's codes.
+function codeKind(e, code) {
+  const mqtt = e.protocol === "mqtt" || e.protocol === "mqtts";
+  if (mqtt && ["login", "login_refused", "connection_refused"].includes(e.event)) return "connack";
+  if ((e.protocol === "http" || e.protocol === "https") && e.event === "connection_refused") return "http";
+  if (/^[0-9]\.[0-9]{2}$/.test(String(code))) return "coap";
+  return "enos";
 }
+
+// Success per kind: CONNACK 0, HTTP 2xx, CoAP 2.xx, EnOS 200.
+function codeOk(kind, code) {
+  const n = Number(code);
+  if (kind === "connack") return n === 0;
+  if (kind === "http") return n >= 200 && n < 300;
+  if (kind === "coap") return String(code).startsWith("2.");
+  return n === 200;
+}
+
+function codeText(code, e) {
+  if (code === undefined || code === null) return "";
+  const kind = codeKind(e || {}, code);
+  const m = kind === "enos" ? state.meta.codes[String(code)] : "";
+  const cls = codeOk(kind, code) ? "code-ok" : "code-bad";
+  return `<span class="${cls}" data-kind="${kind}">${esc(code)}</span>` + (m ? ` <span class="muted">${esc(m)}</span>` : "");
+}
+
+// Why a command cannot reach the device now, or "" when it can: serve sends a command over a
+// connection that carries downlink (meta.downlink, from capabilities.toml), the device's own or
+// its gateway's.
+function unreachable(d) {
+  const down = state.meta.downlink || { schemes: [], over: "" };
+  if (d.status !== "online") {
+    return `${d.status === "never" ? "Never seen" : "Offline"}: a command reaches a device over its ${down.over} connection (or its gateway's), and this one has none now.`;
+  }
+  if (d.via || down.schemes.includes(d.protocol)) return "";
+  return `Online over ${String(d.protocol || "?").toUpperCase()}, which carries no command to a device: a command reaches it over ${down.over} only.`;
+}
+
+// The fleet in natural order: fleet-2 before fleet-10.
+const byName = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 
 function pill(d) {
   if (d.enabled === false) return `<span class="pill disabled">disabled · ${esc(d.status)}</span>`;
@@ -91,6 +128,14 @@ async function loadAll() {
     getJSON("/console/api/meta"), getJSON("/twin/devices"), getJSON("/console/api/log"),
   ]);
   state.meta = meta;
+  const saved = $("#saved");
+  if (saved) {
+    saved.textContent = meta.saved_to ? "saved · " + meta.saved_to : "not saved";
+    saved.className = "saved " + (meta.saved_to ? "on" : "off");
+    saved.title = meta.saved_to
+      ? `serve keeps its state in ${meta.saved_to} (--data): a restart keeps devices, secrets and history (--retain ${meta.retain})`
+      : "serve keeps its state in memory only: a restart forgets it (start serve with --data FILE to keep it)";
+  }
   state.devices.clear();
   for (const d of twin.devices) remember(d);
   state.log = log.events.slice(-LOG_KEEP);
@@ -154,7 +199,8 @@ function renderFleet(fresh) {
     $("#filter").addEventListener("input", () => renderFleet(false));
   }
   const words = $("#filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
-  const all = [...state.devices.values()];
+  const all = [...state.devices.values()]
+    .sort((a, b) => byName.compare(key(a.product_key, a.device_key), key(b.product_key, b.device_key)));
   const byKey = new Map(all.map((d) => [key(d.product_key, d.device_key), d]));
   const matches = (d) => {
     const text = [d.product_key, d.device_key, d.status, d.protocol || "", d.origin, d.enabled ? "" : "disabled"].join(" ").toLowerCase();
@@ -166,9 +212,9 @@ function renderFleet(fresh) {
     const values = Object.entries(d.measurepoints || {}).slice(0, 4)
       .map(([id, mp]) => `${esc(id)}=<b>${esc(show(mp && mp.value !== undefined ? mp.value : mp))}</b>`).join(" · ");
     rows.push(`<tr data-key="${esc(k)}" class="${sub ? "sub" : ""}">
-      <td><a href="#/device/${encodeURIComponent(d.product_key)}/${encodeURIComponent(d.device_key)}" class="mono">${esc(k)}</a></td>
+      <td><a href="#/device/${encodeURIComponent(d.product_key)}/${encodeURIComponent(d.device_key)}" class="mono nowrap">${esc(k)}</a></td>
       <td>${pill(d)}</td><td>${esc(d.protocol || "—")}${d.via ? ` <span class="muted">via ${esc(key(d.via.product_key, d.via.device_key))}</span>` : ""}</td>
-      <td title="${esc(d.last_seen ? new Date(d.last_seen).toISOString() : "")}">${ago(d.last_seen)}</td>
+      <td class="nowrap" title="${esc(d.last_seen ? new Date(d.last_seen).toISOString() : "")}">${ago(d.last_seen)}</td>
       <td>${esc(d.messages)}</td><td class="${d.errors ? "code-bad" : ""}">${esc(d.errors)}</td>
       <td class="mono">${values || '<span class="muted">—</span>'}</td></tr>`);
   };
@@ -192,9 +238,9 @@ function renderFleet(fresh) {
 function eventRow(item) {
   const e = item.event || {};
   const who = e.product_key ? key(e.product_key, e.device_key || "") : "";
-  return `<tr><td class="mono">${clock(item.at)}</td><td>${esc(e.event || "")}</td><td>${esc(e.protocol || "")}</td>
-    <td class="mono">${who ? `<a href="#/device/${encodeURIComponent(e.product_key)}/${encodeURIComponent(e.device_key || "")}">${esc(who)}</a>` : ""}</td>
-    <td class="mono">${esc(e.method || e.topic || "")}</td><td>${codeText(e.code)}</td><td>${esc(e.message || "")}</td></tr>`;
+  return `<tr><td class="mono nowrap">${clock(item.at)}</td><td>${esc(e.event || "")}</td><td>${esc(e.protocol || "")}</td>
+    <td class="mono nowrap">${who ? `<a href="#/device/${encodeURIComponent(e.product_key)}/${encodeURIComponent(e.device_key || "")}">${esc(who)}</a>` : ""}</td>
+    <td class="mono">${esc(e.method || e.topic || "")}</td><td class="nowrap">${codeText(e.code, e)}</td><td>${esc(e.message || "")}</td></tr>`;
 }
 
 function renderEvents(fresh) {
@@ -222,7 +268,7 @@ function renderEvents(fresh) {
   $("#ev-dropped").innerHTML = state.dropped ? `<div class="note">${esc(state.dropped)} event lines were not sent to this page (more than it shows per second); stdout and the record have them all.</div>` : "";
 }
 
-window.ConsoleCore = { state, token, $, esc, key, show, ago, clock, codeText, pill, eventRow };
+window.ConsoleCore = { state, token, $, esc, key, show, ago, clock, codeText, pill, eventRow, unreachable, getJSON, HISTORY };
 
 (async () => {
   state.route = parseRoute();

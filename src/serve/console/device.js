@@ -1,11 +1,60 @@
-// The device page: facts, live measure points with charts, attributes, tags, topology,
-// events, firmware and OTA, this device's messages, and the actions (commands) with their
-// replies. Sections are updated in place, so a form being filled in is never redrawn.
+// The device page: facts, measure points with charts (drawn from each point's history when
+// the page opens, for the time range chosen, then live; each downloadable as CSV),
+// attributes, tags, topology, events, firmware and OTA, this device's messages, and the
+// actions (commands) with their replies. Sections are updated in place, so a form being
+// filled in is never redrawn.
 "use strict";
 
 window.ConsoleDevice = (() => {
   const C = () => window.ConsoleCore;
   let current = null; // "pk/dk" of the page drawn
+  // The time ranges a chart shows, in ms; the choice is kept for the tab.
+  const RANGES = [["15 min", 9e5], ["1 h", 3.6e6], ["6 h", 2.16e7], ["24 h", 8.64e7], ["7 days", 6.048e8], ["all", 0]];
+  let range = 3.6e6;
+  try { range = Number(sessionStorage.getItem("console-range") || range); } catch (_) { /* private mode */ }
+
+  const historyPath = (d, id) =>
+    `/twin/devices/${encodeURIComponent(d.product_key)}/${encodeURIComponent(d.device_key)}/history/${encodeURIComponent(id)}`;
+  const since = () => (range ? Date.now() - range : 0);
+  const numberOf = (v) => {
+    const n = typeof v === "number" ? v : (v && typeof v === "object" && typeof v.value === "number" ? v.value : null);
+    return n !== null && isFinite(n) ? n : null;
+  };
+
+  // Each numeric point's history for the range, then the live values already seen after it.
+  async function loadHistory(d) {
+    const { state, key, getJSON, HISTORY } = C();
+    const k = key(d.product_key, d.device_key);
+    let h = state.history.get(k);
+    if (!h) { h = new Map(); state.history.set(k, h); }
+    const from = since();
+    await Promise.all(Object.keys(d.measurepoints || {}).map(async (id) => {
+      let got;
+      try { got = await getJSON(`${historyPath(d, id)}?from=${from}&limit=${HISTORY}`); } catch (_) { return; }
+      const series = [];
+      for (const { time, value } of got.values || []) {
+        const n = numberOf(value);
+        if (n !== null) series.push([time, n]);
+      }
+      const last = series.length ? series[series.length - 1][0] : -Infinity;
+      const live = (h.get(id) || []).filter(([t]) => t > last && t >= from);
+      h.set(id, series.concat(live).slice(-HISTORY));
+    }));
+    if (current === k) update(state.devices.get(k) || d);
+  }
+
+  // The point's values in the range as CSV, fetched with the token and saved as a file.
+  async function downloadCsv(d, id) {
+    const { token } = C();
+    const r = await fetch(`${historyPath(d, id)}?format=csv&from=${since()}&limit=1000000`,
+      { cache: "no-store", headers: token ? { "X-Console-Token": token } : {} });
+    if (!r.ok) return;
+    const url = URL.createObjectURL(await r.blob());
+    const a = document.createElement("a");
+    a.href = url; a.download = `${d.product_key}-${d.device_key}-${id}.csv`;
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
 
   // A line chart of [[time, value]] as SVG: the area, the line, the last value's dot.
   function chart(series) {
@@ -26,7 +75,7 @@ window.ConsoleDevice = (() => {
       <line class="grid" x1="0" y1="${H - 4}" x2="${W}" y2="${H - 4}"/>
       <path class="area" d="${area}"/><polyline class="line" vector-effect="non-scaling-stroke" points="${pts.join(" ")}"/>
       <circle class="dot" cx="${last[0]}" cy="${last[1]}" r="2.5"/></svg>
-      <div class="when">${n} value${n === 1 ? "" : "s"} · min ${fmt(min)} · max ${fmt(max)}</div>`;
+      <div class="when">${n} value${n === 1 ? "" : "s"} since ${C().clock(t0)} · min ${fmt(min)} · max ${fmt(max)}</div>`;
   }
   const fmt = (v) => (Math.abs(v) >= 1000 || Number.isInteger(v)) ? String(Math.round(v * 100) / 100) : v.toPrecision(4);
 
@@ -50,14 +99,16 @@ window.ConsoleDevice = (() => {
       <h1 class="mono" id="dev-title">${esc(k)}</h1></div><span id="dev-pill"></span></div>
       <div class="facts" id="dev-facts"></div>
       <div class="grid">
-        <section class="card span8"><h2>Measure points</h2><div id="points" class="points"></div></section>
+        <section class="card span8"><h2>Measure points <span class="range-box">range <select id="range" class="range">${
+          RANGES.map(([label, ms]) => `<option value="${ms}"${ms === range ? " selected" : ""}>${label}</option>`).join("")}</select></span></h2>
+          <div id="points" class="points"></div></section>
         <section class="card span4 actions"><h2>Actions</h2><div id="actions"></div></section>
         <section class="card span4"><h2>Attributes</h2><div id="attributes"></div></section>
         <section class="card span4"><h2>Tags</h2><div id="tags"></div></section>
         <section class="card span4"><h2>Topology</h2><div id="topology"></div></section>
         <section class="card span4"><h2>Firmware and OTA</h2><div id="firmware"></div></section>
-        <section class="card span8"><h2>Events</h2><div id="dev-events" class="scroll"></div></section>
-        <section class="card span12"><h2>Messages <span class="muted">(newest first)</span></h2><div id="messages" class="scroll"></div></section>
+        <section class="card span8"><h2>Events</h2><div id="dev-events"></div></section>
+        <section class="card span12"><h2>Messages <span class="muted">(newest first)</span></h2><div id="messages"></div></section>
       </div>`;
   }
 
@@ -72,12 +123,14 @@ window.ConsoleDevice = (() => {
     ].map(([n, v]) => `<span>${esc(n)} <b>${esc(v)}</b></span>`).join("");
     const hist = state.history.get(k) || new Map();
     const points = Object.entries(d.measurepoints || {});
+    const from = since();
     $("#points").innerHTML = points.length ? points.map(([id, mp]) => {
       const v = mp && mp.value !== undefined ? mp.value : mp;
-      return `<div class="point" data-id="${esc(id)}"><div class="name">${esc(id)}</div>
+      const series = (hist.get(id) || []).filter(([t]) => t >= from);
+      return `<div class="point" data-id="${esc(id)}"><a href="#" class="csv" data-csv="${esc(id)}" title="this point's values in the range, as CSV">CSV</a><div class="name">${esc(id)}</div>
         <div><span class="value">${esc(show(v))}</span><span class="unit">${esc(unitOf(d, id))}</span></div>
         <div class="when">${mp && mp.time ? "measured " + esc(clock(mp.time)) : ""}</div>
-        ${hist.has(id) ? chart(hist.get(id)) : ""}</div>`;
+        ${series.length ? chart(series) : ""}</div>`;
     }).join("") : `<p class="empty">No measure point yet: the device's posts show here, live.</p>`;
     $("#attributes").innerHTML = kv(d.attributes, "No attribute reported.");
     $("#tags").innerHTML = kv(d.tags, "No tag.");
@@ -104,6 +157,9 @@ window.ConsoleDevice = (() => {
     $("#messages").innerHTML = mine.length ? `<table><thead><tr><th>Time</th><th>Event</th><th>Protocol</th><th>Device</th>
       <th>Method / topic</th><th>Code</th><th>Message</th></tr></thead><tbody>${mine.join("")}</tbody></table>`
       : `<p class="empty">No message since the console opened.</p>`;
+    const why = C().unreachable(d);
+    const reach = $("#act-reach");
+    if (reach) { reach.hidden = !why; reach.textContent = why; }
     const sub = $("#act-sub-note");
     if (sub) sub.textContent = d.gateway ? `in the topology of ${key(d.gateway.product_key, d.gateway.device_key)}` : "not a sub-device: these act on a gateway's sub-devices";
   }
@@ -115,7 +171,7 @@ window.ConsoleDevice = (() => {
     const prod = state.meta.products[d.product_key] || {};
     const ids = (prod.measurepoints || []).map((m) => m.id);
     const opts = (list) => list.map((x) => `<option>${esc(x)}</option>`).join("");
-    return `<div class="tabs" id="act-tabs">
+    return `<p id="act-reach" class="note" hidden></p><div class="tabs" id="act-tabs">
         <button type="button" data-tab="set" class="on">Set point</button><button type="button" data-tab="service">Service</button>
         <button type="button" data-tab="raw">down_raw</button><button type="button" data-tab="ota">OTA</button>
         <button type="button" data-tab="sub">Sub-device</button></div>
@@ -217,6 +273,18 @@ window.ConsoleDevice = (() => {
       $("#main").innerHTML = skeleton(d);
       $("#actions").innerHTML = actionsHtml(d);
       wire(d);
+      $("#range").addEventListener("change", (e) => {
+        range = Number(e.target.value);
+        try { sessionStorage.setItem("console-range", String(range)); } catch (_) { /* private mode */ }
+        loadHistory(C().state.devices.get(k) || d);
+      });
+      $("#points").addEventListener("click", (e) => {
+        const a = e.target.closest("[data-csv]");
+        if (!a) return;
+        e.preventDefault();
+        downloadCsv(C().state.devices.get(k) || d, a.dataset.csv);
+      });
+      loadHistory(d);
     }
     update(d);
   }
