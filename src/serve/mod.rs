@@ -36,6 +36,7 @@ pub mod gateway;
 pub mod history;
 pub mod http;
 pub mod http_accept;
+mod keyed;
 pub mod leases;
 pub mod limits;
 pub mod listen;

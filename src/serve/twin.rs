@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::history::{Query, Retention, Sample, Series, Stored};
+use super::keyed::Keyed;
 use super::store::{Change, Patch, Reader, Saved, Store};
 use super::{Identity, Protocol};
 use crate::base::Secret;
@@ -146,7 +147,7 @@ struct DeviceState {
     ever: bool,
     messages: u64,
     errors: u64,
-    measurepoints: BTreeMap<String, PointValue>,
+    measurepoints: Keyed<PointValue>,
     attributes: BTreeMap<String, Value>,
     tags: BTreeMap<String, String>,
     firmware: Option<FirmwareState>,
@@ -157,7 +158,7 @@ struct DeviceState {
     /// device acknowledged it (a registry device's own is in the registry).
     secret: Option<Secret>,
     /// Each point's values, without a store (with one, the file keeps them).
-    history: BTreeMap<String, Series>,
+    history: Keyed<Series>,
     /// The store's mark of this device's last change a reply waits for.
     saved_at: u64,
     /// Activity (logins, requests) not queued for the data file yet.
@@ -303,7 +304,7 @@ impl Twin {
             d.attributes = s.attributes;
             d.tags = s.tags;
             d.events = s.events.into_iter().collect();
-            d.measurepoints = s.points;
+            d.measurepoints = s.points.into();
         }
         let twin = Twin {
             devices: Mutex::new(devices),
@@ -572,7 +573,7 @@ impl Twin {
                 let latest = d.measurepoints.get(k).is_none_or(|old| old.time <= time);
                 if latest {
                     d.measurepoints.insert(
-                        k.clone(),
+                        k,
                         PointValue {
                             value: v.clone(),
                             time,
@@ -583,7 +584,7 @@ impl Twin {
                 if self.store.is_some() {
                     kept.push((k.clone(), stored));
                 } else {
-                    self.remember(d.history.entry(k.clone()).or_default(), at, stored);
+                    self.remember(d.history.get_or_default(k), at, stored);
                 }
             }
             if !kept.is_empty() {
@@ -986,7 +987,7 @@ fn view(all: &BTreeMap<Identity, DeviceState>, id: &Identity, d: &DeviceState) -
             .filter(|(_, s)| s.gateway.as_ref() == Some(id))
             .map(|(k, _)| Keys::from(k))
             .collect(),
-        measurepoints: d.measurepoints.clone(),
+        measurepoints: d.measurepoints.to_map(),
         attributes: d.attributes.clone(),
         tags: d.tags.clone(),
         firmware: d.firmware.clone(),
