@@ -19,6 +19,8 @@ import argparse, datetime, difflib, json, os, re, sys
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JSON = os.path.join(root, "docs", "performance.json")
 DOC = os.path.join(root, "docs", "performance.md")
+# Other pages may show a table of docs/performance.json between the same markers (optional there).
+PAGES = [os.path.join(root, p) for p in ("README.md", "docs/serve.md", "docs/fleets.md")]
 # The summary's rows, in the order the table shows them (a figure not listed comes last).
 ORDER = [
     "fleet_rss_3000", "fleet_rss_19000", "fleet_cpu", "fleet_sim_rss", "load", "data_load",
@@ -62,14 +64,14 @@ def table(name, t):
             *t["lines"], f"<!-- {name}:end -->"]
 
 
-def render(data, doc):
+def render(data, doc, required=True):
     blocks = {"perf": summary(data.get("figures", {}))}
     for name, t in data.get("tables", {}).items():
         blocks[name] = table(name, t)
     for name, lines in blocks.items():
         pattern = rf"<!-- {re.escape(name)}:begin.*?<!-- {re.escape(name)}:end -->"
         doc, n = re.subn(pattern, lambda _: "\n".join(lines), doc, flags=re.S)
-        if n != 1:
+        if n > 1 or (n == 0 and required):
             sys.exit(f"perf_doc.py: docs/performance.md needs one `<!-- {name}:begin -->` ... `<!-- {name}:end -->` (found {n})")
     return doc
 
@@ -112,19 +114,25 @@ def main():
             sys.exit("perf_doc.py table: NAME and --command are needed")
         lines = [l for l in sys.stdin.read().splitlines() if l.strip()]
         data.setdefault("tables", {})[a.id] = {"command": a.command, "date": today, "lines": lines}
-    doc = open(a.doc).read()
-    new = render(data, doc)
+    pages = {a.doc: True, **{p: False for p in PAGES}}
+    texts = {p: open(p).read() for p in pages}
+    new = {p: render(data, t, pages[p]) for p, t in texts.items()}
     if a.verb == "check":
-        if new != doc:
-            sys.stdout.writelines(difflib.unified_diff(doc.splitlines(True), new.splitlines(True),
-                                                       "docs/performance.md", "rendered from the JSON"))
-            sys.exit("docs/performance.md differs from what docs/performance.json renders: "
-                     "run `python3 scripts/perf_doc.py render` (or the benchmark that measured it)")
+        differ = [p for p in pages if new[p] != texts[p]]
+        for p in differ:
+            name = os.path.relpath(p, root)
+            sys.stdout.writelines(difflib.unified_diff(texts[p].splitlines(True), new[p].splitlines(True),
+                                                       name, "rendered from docs/performance.json"))
+        if differ:
+            sys.exit(f"{', '.join(os.path.relpath(p, root) for p in differ)} differs from what docs/performance.json "
+                     "renders: run `python3 scripts/perf_doc.py render` (or the benchmark that measured it)")
         return
     if a.verb in ("put", "table"):
         save(data, a.json)
-    with open(a.doc, "w") as f:
-        f.write(new)
+    for p in pages:
+        if new[p] != texts[p]:
+            with open(p, "w") as f:
+                f.write(new[p])
 
 
 main()
