@@ -85,6 +85,9 @@ def listening(p, proc):
     sys.exit("bench-fleet: the server did not listen within 20 s")
 
 
+with open(os.path.join(tmp, "one.toml"), "w") as f:
+    f.write('[[products]]\nkey = "PkFleet"\nsecret = "Fleet-Product-Secret"\nmeasurepoints = ["temp"]\n'
+            '[[devices]]\nproduct = "PkFleet"\nkey = "fleet-1"\n')
 with open(os.path.join(tmp, "registry.toml"), "w") as f:
     f.write('[[products]]\nkey = "PkFleet"\nsecret = "Fleet-Product-Secret"\nmeasurepoints = ["temp"]\n')
     for i in range(1, n + 1):
@@ -92,10 +95,10 @@ with open(os.path.join(tmp, "registry.toml"), "w") as f:
 child_env = dict(env, ENOS_PRODUCT_SECRET="Fleet-Product-Secret")
 
 
-def server(kind, p):
+def server(kind, p, registry="registry.toml"):
     if kind in ("serve", "base"):
         exe = serve_bin if kind == "serve" else base_serve
-        return [exe, "serve", "--registry", os.path.join(tmp, "registry.toml"), "--mqtt", f"127.0.0.1:{p}",
+        return [exe, "serve", "--registry", os.path.join(tmp, registry), "--mqtt", f"127.0.0.1:{p}",
                 "--http", "off", "--coap", "off", "--console", "off", "--connack-delay-ms", "0", "--quiet"]
     conf = os.path.join(tmp, "mosquitto.conf")
     with open(conf, "w") as f:
@@ -113,7 +116,22 @@ def client(kind, p):
             "-f", "json"]
 
 
+def bare_idle(kind):
+    """serve's idle RSS with a registry of one device: what its idle size owes to the registry
+    of the fleet (each device's entry and twin record, and what parsing it left) is the rest."""
+    p = port()
+    srv = subprocess.Popen(server(kind, p, "one.toml"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env)
+    try:
+        listening(p, srv)
+        time.sleep(1)
+        return rss_kb(srv.pid)
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
 def run(kind):
+    bare = bare_idle(kind) if kind in ("serve", "base") else None
     p = port()
     srv = subprocess.Popen(server(kind, p), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env)
     cl = None
@@ -164,12 +182,16 @@ def run(kind):
     # posts the probe's timeline counts acknowledged in those seconds (no logins among them).
     steady = None
     ticks = r.get("fleet", {}).get("timeline", [])
-    if ticks and len(window) > 2:
-        (ta, *_, ca), (tb, *_, cb) = window[0], window[-1]
-        acked_in = sum(t["acked"] for t in ticks if ta < t["t_s"] <= tb)
-        steady = (cb - ca) / acked_in * 1e6 if acked_in else None
-    sim = statistics.median(s[2] for s in window if s[2] is not None)
-    return {"kind": kind, "idle_kb": idle, "settled_kb": settled, "held": held, "acked": acked,
+    inside = [t for t in ticks if lo <= t["t_s"] <= hi]
+    if len(inside) > 2:
+        # The timeline counts since the probe started, a tick a second: the posts acknowledged
+        # between two ticks, and the server's CPU between the samples nearest those seconds.
+        a, b = inside[0], inside[-1]
+        cpu_at = lambda t: min(samples, key=lambda s: abs(s[0] - t))[3]
+        acked_in = b["acked"] - a["acked"]
+        steady = (cpu_at(b["t_s"]) - cpu_at(a["t_s"])) / acked_in * 1e6 if acked_in > 0 else None
+    return {"kind": kind, "idle_kb": idle, "bare_kb": bare,
+            "kb_per_device": (settled - (bare if bare is not None else idle)) / max(held, 1), "settled_kb": settled, "held": held, "acked": acked,
             "offered": offered, "kb_per_conn": (settled - idle) / max(held, 1),
             "cpu_us_per_msg": cpu / max(acked, 1) * 1e6, "steady_us_per_msg": steady, "p99_ms": p99,
             "delivered": acked / offered if offered else None,
@@ -208,8 +230,11 @@ for k in kinds:
           f"post answered, held {min(x['held'] for x in runs[k])}/{n}, delivered "
           f"{min((x['delivered'] or 0) for x in runs[k]):.4f}")
 rss_plain, rss_fleet = ratio("serve", "plain", "kb_per_conn"), ratio("serve", "mosquitto", "kb_per_conn")
+rss_device = ratio("serve", "plain", "kb_per_device")
 cpu_fleet = ratio("serve", "mosquitto", "cpu_us_per_msg")
 cpu_steady = ratio("serve", "mosquitto", "steady_us_per_msg")
+print(f"serve: {med('serve', 'kb_per_device'):.2f} KB per held device above the idle size with a one-device registry "
+      f"({med('serve', 'bare_kb') / 1024:.1f} MB), {rss_device:.2f}x mosquitto's plain per connection")
 print(f"serve / mosquitto: RSS per held connection {rss_plain:.2f}x (plain fleet), {rss_fleet:.2f}x "
       f"(the same probe --fleet); CPU per post {cpu_fleet:.2f}x, logins included, {cpu_steady:.2f}x while posting (the same probe --fleet); probe --fleet's own RSS "
       f"{med('serve', 'sim_kb_per_device'):.2f} KB per device")
@@ -231,6 +256,11 @@ subprocess.run(doc + [
     "--ours", f"{med('serve', 'kb_per_conn'):.2f} KB",
     "--peer", f"mosquitto {med('plain', 'kb_per_conn'):.2f} KB (under the same `probe --fleet`, subscribing: {med('mosquitto', 'kb_per_conn'):.2f} KB)",
     "--ratio", f"{rss_plain:.4f}", "--goal", "≤ 3", "--command", command], check=True)
+subprocess.run(doc + [
+    "put", f"fleet_device_{n}",
+    "--what", f"same run: RSS per held device, its registry entry and twin record included (above the idle size of `serve` with a one-device registry) / mosquitto's per connection, plain fleet",
+    "--ours", f"{med('serve', 'kb_per_device'):.2f} KB", "--peer", f"mosquitto {med('plain', 'kb_per_conn'):.2f} KB",
+    "--ratio", f"{rss_device:.4f}", "--goal", "≤ 3", "--command", command], check=True)
 if n == 3000:
     subprocess.run(doc + [
         "put", "fleet_cpu",
@@ -244,14 +274,16 @@ if n >= 19000:
         "--what", f"`probe --fleet` holding {n:,} devices: its whole RSS (settled) per device held",
         "--ours", f"{med('serve', 'sim_kb_per_device'):.2f} KB", "--value", f"{med('serve', 'sim_kb_per_device'):.4f}",
         "--goal", "≤ 4 KB", "--command", command], check=True)
-rows = ["| server, client | held | RSS idle | RSS settled | per held connection | CPU per post, logins included | CPU per post while posting | delivered | p99 answer |",
+rows = ["| server, client | held | RSS idle (with a one-device registry) | RSS settled | per held connection (per device, registry and twin included) | CPU per post, logins included | CPU per post while posting | delivered | p99 answer |",
         "|---|---|---|---|---|---|---|---|---|"]
 names = {"serve": "`serve`, `probe --fleet`", "base": "`serve` (the build before), `probe --fleet`",
          "mosquitto": "mosquitto, `probe --fleet` (subscribes to its replies)", "plain": "mosquitto, plain anonymous fleet (`fleet_plain.py`)"}
 for k in kinds:
     p99 = med(k, "p99_ms")
-    rows.append(f"| {names[k]} | {min(x['held'] for x in runs[k]):,}/{n:,} | {med(k, 'idle_kb') / 1024:.1f} MB | "
-                f"{med(k, 'settled_kb') / 1024:.1f} MB | {med(k, 'kb_per_conn'):.2f} KB | {med(k, 'cpu_us_per_msg'):.1f} µs | "
+    bare = "" if med(k, "bare_kb") is None else f" ({med(k, 'bare_kb') / 1024:.1f} MB)"
+    per_device = f" ({med(k, 'kb_per_device'):.2f} KB)" if k in ("serve", "base") else ""
+    rows.append(f"| {names[k]} | {min(x['held'] for x in runs[k]):,}/{n:,} | {med(k, 'idle_kb') / 1024:.1f} MB{bare} | "
+                f"{med(k, 'settled_kb') / 1024:.1f} MB | {med(k, 'kb_per_conn'):.2f} KB{per_device} | {med(k, 'cpu_us_per_msg'):.1f} µs | "
                 f"{'' if med(k, 'steady_us_per_msg') is None else format(med(k, 'steady_us_per_msg'), '.1f') + ' µs'} | "
                 f"{min((x['delivered'] or 0) for x in runs[k]):.4f} | {'' if p99 is None else f'{p99:.2f} ms'} |")
 rows.append(f"| `probe --fleet` itself (against serve) | | | | {med('serve', 'sim_kb_per_device'):.2f} KB per device (whole RSS) | "

@@ -23,7 +23,7 @@ DOC = os.path.join(root, "docs", "performance.md")
 PAGES = [os.path.join(root, p) for p in ("README.md", "docs/serve.md", "docs/fleets.md")]
 # The summary's rows, in the order the table shows them (a figure not listed comes last).
 ORDER = [
-    "fleet_rss_3000", "fleet_rss_19000", "fleet_cpu", "fleet_sim_rss", "load", "data_load",
+    "fleet_rss_3000", "fleet_device_3000", "fleet_rss_19000", "fleet_device_19000", "fleet_cpu", "fleet_sim_rss", "load", "data_load",
     "startup_version", "startup_recommend", "startup_probe", "probe_mqtt", "probe_coap",
     "probe_http", "batch_random", "batch_survey", "batch_rss",
 ]

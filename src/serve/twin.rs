@@ -151,9 +151,11 @@ struct DeviceState {
     attributes: BTreeMap<String, Value>,
     tags: BTreeMap<String, String>,
     firmware: Option<FirmwareState>,
-    ota: Option<OtaState>,
+    /// Boxed, as the network's report below: most devices never have one, and every
+    /// device of the registry has a record (`tests/held_memory.rs`, docs/performance.md).
+    ota: Option<Box<OtaState>>,
     events: VecDeque<EventValue>,
-    network: Option<Value>,
+    network: Option<Box<Value>>,
     /// A secret serve issued: by `thing.device.register`, or by dynamic activation once the
     /// device acknowledged it (a registry device's own is in the registry).
     secret: Option<Secret>,
@@ -197,7 +199,7 @@ pub type Refused = (i64, String);
 
 /// The device twin of every device `serve` knows.
 pub struct Twin {
-    devices: Mutex<BTreeMap<Identity, DeviceState>>,
+    devices: Mutex<BTreeMap<Identity, Box<DeviceState>>>,
     /// Where what a restart keeps is kept (`--data`); `None`: in memory only.
     store: Option<Store>,
     retention: Retention,
@@ -273,11 +275,13 @@ impl Twin {
             let d = match (listed, s.origin) {
                 (true, _) => devices.entry(id.clone()).or_default(),
                 (false, Origin::Register) if product_listed && devices.len() < MAX_DEVICES => {
-                    devices.entry(id.clone()).or_insert_with(|| DeviceState {
-                        origin: Origin::Register,
-                        asset_id: asset_id(&id),
-                        enabled: true,
-                        ..Default::default()
+                    devices.entry(id.clone()).or_insert_with(|| {
+                        Box::new(DeviceState {
+                            origin: Origin::Register,
+                            asset_id: asset_id(&id),
+                            enabled: true,
+                            ..Default::default()
+                        })
                     })
                 }
                 _ => {
@@ -294,8 +298,8 @@ impl Twin {
                 d.gateway = gw;
             }
             d.firmware = s.firmware;
-            d.ota = s.ota;
-            d.network = s.network;
+            d.ota = s.ota.map(Box::new);
+            d.network = s.network.map(Box::new);
             d.protocol = s.protocol;
             d.last_seen = s.last_seen;
             d.ever = s.last_seen.is_some();
@@ -380,7 +384,7 @@ impl Twin {
     }
 
     /// Many devices at once: a reply that saw them waits for every change made so far.
-    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<Identity, DeviceState>) -> R) -> Option<R> {
+    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<Identity, Box<DeviceState>>) -> R) -> Option<R> {
         let mut all = self.devices.lock().ok()?;
         let r = f(&mut all);
         note_seen(self.save_target());
@@ -801,14 +805,14 @@ impl Twin {
             });
             all.insert(
                 id.clone(),
-                DeviceState {
+                Box::new(DeviceState {
                     origin: Origin::Register,
                     asset_id: asset.clone(),
                     enabled: true,
                     attributes,
                     secret: Some(secret),
                     ..Default::default()
-                },
+                }),
             );
             Ok(asset)
         })
@@ -843,7 +847,7 @@ impl Twin {
                 desc,
                 time: now_ms(),
             };
-            d.ota = Some(ota.clone());
+            d.ota = Some(Box::new(ota.clone()));
             Patch::Ota(ota)
         });
     }
@@ -851,7 +855,7 @@ impl Twin {
     /// A network status report (the Java SDK's `network/status/report`).
     pub fn set_network(&self, id: &Identity, report: Value) {
         self.patch(id, |d| {
-            d.network = Some(report.clone());
+            d.network = Some(Box::new(report.clone()));
             Patch::Network(report)
         });
     }
@@ -928,7 +932,7 @@ fn note_seen(mark: u64) {
 }
 
 /// The registry's devices, with their enabled state and topology.
-fn seeded(registry: &Registry) -> BTreeMap<Identity, DeviceState> {
+fn seeded(registry: &Registry) -> BTreeMap<Identity, Box<DeviceState>> {
     let mut devices = BTreeMap::new();
     for d in &registry.devices {
         let id = Identity::new(&d.product, &d.key);
@@ -937,15 +941,16 @@ fn seeded(registry: &Registry) -> BTreeMap<Identity, DeviceState> {
             .as_deref()
             .and_then(|g| g.split_once('/'))
             .map(|(p, k)| Identity::new(p, k));
+        // Boxed: a map node holds eleven entries, and most are half full.
         devices.insert(
             id.clone(),
-            DeviceState {
+            Box::new(DeviceState {
                 origin: Origin::Registry,
                 asset_id: asset_id(&id),
                 enabled: !d.disabled,
                 gateway,
                 ..Default::default()
-            },
+            }),
         );
     }
     devices
@@ -967,7 +972,7 @@ impl DeviceState {
     }
 }
 
-fn view(all: &BTreeMap<Identity, DeviceState>, id: &Identity, d: &DeviceState) -> DeviceView {
+fn view(all: &BTreeMap<Identity, Box<DeviceState>>, id: &Identity, d: &DeviceState) -> DeviceView {
     DeviceView {
         product_key: id.product_key.clone(),
         device_key: id.device_key.clone(),
@@ -991,9 +996,9 @@ fn view(all: &BTreeMap<Identity, DeviceState>, id: &Identity, d: &DeviceState) -
         attributes: d.attributes.clone(),
         tags: d.tags.clone(),
         firmware: d.firmware.clone(),
-        ota: d.ota.clone(),
+        ota: d.ota.as_deref().cloned(),
         events: d.events.iter().cloned().collect(),
-        network: d.network.clone(),
+        network: d.network.as_deref().cloned(),
     }
 }
 
