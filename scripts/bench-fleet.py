@@ -178,6 +178,7 @@ def run(kind):
     if not window:
         sys.exit(f"bench-fleet: no sample between {lo:.1f} s and {hi:.1f} s: HOLD must exceed N/RATE + SETTLE + 1")
     settled = statistics.median(s[1] for s in window)
+    sim = statistics.median(s[2] for s in window if s[2] is not None)
     # The steady part: the server's CPU between the window's first and last samples over the
     # posts the probe's timeline counts acknowledged in those seconds (no logins among them).
     steady = None

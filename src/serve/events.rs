@@ -209,6 +209,10 @@ impl Hub {
         self.on.store(true, Ordering::Relaxed);
     }
 
+    pub(crate) fn is_open(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn publish(&self, event: Event, line: &str) {
         if !self.on.load(Ordering::Relaxed) {
             return;
@@ -246,6 +250,21 @@ impl Hub {
     }
 }
 
+/// Stdout is /dev/null (serve started with `> /dev/null`): its lines would be formatted and
+/// written for no one, at two events a post.
+fn stdout_is_null() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        match (std::fs::metadata("/dev/stdout"), std::fs::metadata("/dev/null")) {
+            (Ok(out), Ok(null)) => out.file_type().is_char_device() && out.rdev() == null.rdev(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    false
+}
+
 /// Where events go: stdout, the record file, and a line for people on stderr; or, for a
 /// serve inside another program (the tests), a list in memory.
 enum Sink {
@@ -259,6 +278,9 @@ enum Sink {
         log: bool,
         /// Lines go to stdout too (serve's); a harness keeps stdout for its report.
         stdout: bool,
+        /// Nothing reads the lines: stdout is /dev/null (or a harness's), no record, no
+        /// sentences on stderr. An event is then only heard by the hub, when it is open.
+        unread: bool,
         /// Stdout is a terminal: the readable lines go there, once, and the JSON only to the
         /// record ([`EventLog::readable_on_stdout`]).
         readable: AtomicBool,
@@ -292,10 +314,12 @@ impl EventLog {
             Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => None,
         };
+        let stdout = stdout && !stdout_is_null();
         Ok(EventLog {
             sink: Sink::Streams {
                 pending: Mutex::default(),
                 ready: tokio::sync::Notify::new(),
+                unread: !stdout && !log && record.is_none(),
                 record: Mutex::new(record),
                 written: watch::Sender::new(0),
                 log,
@@ -417,6 +441,15 @@ impl EventLog {
 
     /// Write one event: a JSON line on stdout and in the record, a sentence on stderr.
     pub fn emit(&self, e: Event) {
+        if let Sink::Streams {
+            unread: true, ready, ..
+        } = &self.sink
+            && !self.hub.is_open()
+        {
+            // No line to write; the flusher still runs, as the data file's commits follow it.
+            ready.notify_one();
+            return;
+        }
         let Ok(line) = serde_json::to_string(&e) else {
             return;
         };
