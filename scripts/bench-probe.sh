@@ -43,7 +43,7 @@ TOML
 "$bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$data" --http off --coap off --console off \
   --connack-delay-ms 0 --data "$dir/serve.db" --quiet > /dev/null 2>&1 & pids+=($!)
 sleep 1
-command="$(for v in RUNS ROUNDS DATA_RUNS; do [ -n "${!v:-}" ] && printf '%s=%s ' "$v" "${!v}"; done)scripts/bench-probe.sh"
+command="$(for v in RUNS ROUNDS DATA_RUNS; do if [ -n "${!v:-}" ]; then printf '%s=%s ' "$v" "${!v}"; fi; done)scripts/bench-probe.sh"
 # One row of docs/performance.md's summary: ID and perf_doc.py's options.
 put() { [ "${NO_WRITE:-}" = 1 ] || python3 scripts/perf_doc.py put "$@" --command "$command" > /dev/null; }
 

@@ -107,11 +107,14 @@ mod tests {
         assert_eq!(m.get("e"), None);
         assert!(m.contains_key("d"));
         let map = m.to_map();
-        assert_eq!(map.into_iter().collect::<Vec<_>>(), [
-            ("a".to_string(), 11),
-            ("b".to_string(), 20),
-            ("c".to_string(), 3),
-            ("d".to_string(), 4)
-        ]);
+        assert_eq!(
+            map.into_iter().collect::<Vec<_>>(),
+            [
+                ("a".to_string(), 11),
+                ("b".to_string(), 20),
+                ("c".to_string(), 3),
+                ("d".to_string(), 4)
+            ]
+        );
     }
 }

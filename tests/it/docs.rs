@@ -476,7 +476,8 @@ fn the_performance_tables_are_what_the_benchmarks_wrote() {
     let (ok, said) = perf_doc_check(&doc);
     assert!(ok, "{said}");
     let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(ROOT).join("docs/performance.json")).expect("docs/performance.json"),
+        &std::fs::read_to_string(Path::new(ROOT).join("docs/performance.json"))
+            .expect("docs/performance.json"),
     )
     .expect("docs/performance.json is JSON");
     for id in [
@@ -490,7 +491,10 @@ fn the_performance_tables_are_what_the_benchmarks_wrote() {
     ] {
         let f = &json["figures"][id];
         assert!(
-            f["command"].as_str().is_some_and(|c| c.contains("scripts/bench-")) && f["date"].is_string(),
+            f["command"]
+                .as_str()
+                .is_some_and(|c| c.contains("scripts/bench-"))
+                && f["date"].is_string(),
             "docs/performance.json: figure `{id}` is missing or has no script and date: {f}"
         );
     }
@@ -499,15 +503,26 @@ fn the_performance_tables_are_what_the_benchmarks_wrote() {
 /// The check fails when a figure in the doc is changed by hand.
 #[test]
 fn a_performance_figure_edited_by_hand_fails_the_check() {
-    let page = std::fs::read_to_string(Path::new(ROOT).join("docs/performance.md")).expect("docs/performance.md");
-    let begin = page.find("<!-- perf:begin").expect("docs/performance.md has its perf:begin marker");
+    let page =
+        std::fs::read_to_string(Path::new(ROOT).join("docs/performance.md")).expect("docs/performance.md");
+    let begin = page
+        .find("<!-- perf:begin")
+        .expect("docs/performance.md has its perf:begin marker");
     let row = begin + page[begin..].find("\n| `").expect("the summary has a row") + 1;
     let end = row + page[row..].find('\n').expect("a row ends");
-    let edited = format!("{}{}{}", &page[..row], page[row..end].replacen(" | ", " | 0.01 ", 1), &page[end..]);
+    let edited = format!(
+        "{}{}{}",
+        &page[..row],
+        page[row..end].replacen(" | ", " | 0.01 ", 1),
+        &page[end..]
+    );
     let dir = tempfile::tempdir().expect("a temporary folder");
     let doc = dir.path().join("performance.md");
     std::fs::write(&doc, edited).expect("writes");
     let (ok, said) = perf_doc_check(&doc);
     assert!(!ok, "a row edited by hand passed the check");
-    assert!(said.contains("differs from what docs/performance.json renders"), "{said}");
+    assert!(
+        said.contains("differs from what docs/performance.json renders"),
+        "{said}"
+    );
 }

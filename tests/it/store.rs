@@ -540,7 +540,8 @@ fn load_until_killed(s: Serve, round: i64) -> Acked {
             let auth = c.request.expect("auth request");
             // The helper panics when it cannot connect: serve killed between two requests
             // ends the posts, as a refusal would.
-            let post = |path: &str, body: &[u8]| std::panic::catch_unwind(|| http_post(http, path, body)).ok();
+            let post =
+                |path: &str, body: &[u8]| std::panic::catch_unwind(|| http_post(http, path, body)).ok();
             let Some((_, v)) = post(&auth.path, auth.body.as_bytes()) else {
                 return;
             };
