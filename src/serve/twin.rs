@@ -567,7 +567,7 @@ impl Twin {
         self.device(id, |d| {
             let new = points
                 .keys()
-                .filter(|k| !d.measurepoints.contains_key(*k))
+                .filter(|k| !d.measurepoints.contains_key(k))
                 .count();
             if d.measurepoints.len().saturating_add(new) > MAX_KEYS {
                 return Err(too_many("measure points"));
