@@ -565,10 +565,7 @@ impl Twin {
     pub fn set_points(&self, id: &Identity, points: &Map<String, Value>, time: u64) -> Result<(), Refused> {
         let at = i64::try_from(time).unwrap_or(i64::MAX);
         self.device(id, |d| {
-            let new = points
-                .keys()
-                .filter(|k| !d.measurepoints.contains_key(k))
-                .count();
+            let new = points.keys().filter(|k| !d.measurepoints.contains_key(k)).count();
             if d.measurepoints.len().saturating_add(new) > MAX_KEYS {
                 return Err(too_many("measure points"));
             }
