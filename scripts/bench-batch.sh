@@ -6,8 +6,9 @@
 # random needs in random order, a third of the answers with defaults left empty).
 #
 # BASE=path/to/another/enos-connect times that build too, in the same rounds (the build
-# before a change, for its before and after). The figures go into docs/performance.md between
-# `batch:begin` and `batch:end` (NO_WRITE=1 leaves the file alone). Needs python3 and a
+# before a change, for its before and after). The figures go into docs/performance.json, and
+# from it into docs/performance.md: the table between `batch:begin` and `batch:end` and the
+# summary's rows (scripts/perf_doc.py; NO_WRITE=1 leaves both alone). Needs python3 and a
 # release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +56,7 @@ PY
 done
 [ "${NO_WRITE:-}" = 1 ] && exit 0
 python3 - "$dir" "$rows" "$runs" <<'PY'
-import datetime, os, re, sys
+import os, re, subprocess, sys
 d, rows, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 text = {n: open(os.path.join(d, n + ".txt")).read() for n in ("fleet", "random", "rss")}
 def figure(name, which):
@@ -67,7 +68,6 @@ cut_f, jsonl_f = figure("fleet.csv", "fleet"), figure("recommend --batch fleet.c
 csv_f = figure("recommend --batch fleet.csv --batch-format csv", "fleet")
 base_f = figure("the build before: recommend --batch fleet.csv", "fleet")
 lines = [
-    f"<!-- batch:begin (written by scripts/bench-batch.sh, {datetime.date.today()}: {rows:,} rows, {runs} rounds round-robin, medians) -->",
     "| fleet | `cut -d, -f1` | `recommend --batch` (JSON Lines) | ratio | goal | met |",
     "|---|---|---|---|---|---|",
     f"| a user's fleet, rows rarely repeat (`gen-fleet.py --random`) | {cut_r[0]:.3f} s | {ours_r[0]:.3f} s | {ours_r[1]:.2f} | ≤ 2.0 | {'yes' if ours_r[1] <= 2.0 else '**no**'} |",
@@ -79,12 +79,19 @@ if base_f:
     lines.append(f"| the build before, same rounds: the survey | {cut_f[0]:.3f} s | {base_f[0]:.3f} s | {base_f[1]:.2f} | | |")
 for m in re.finditer(r"^peak RSS of one batch run on (\w+)\.csv: ([\d.]+) MB", text["rss"], re.M):
     lines.append(f"| peak RSS, {m.group(1)}.csv | | {m.group(2)} MB | | < 30 MB | {'yes' if float(m.group(2)) < 30 else '**no**'} |")
-lines.append("<!-- batch:end -->")
-path = "docs/performance.md"
-doc = open(path).read()
-new, n = re.subn(r"<!-- batch:begin.*?<!-- batch:end -->", lambda _: "\n".join(lines), doc, flags=re.S)
-if n != 1:
-    sys.exit("docs/performance.md has no batch:begin/batch:end markers")
-open(path, "w").write(new)
+env = "".join(f"{k}={os.environ[k]} " for k in ("ROWS", "RUNS", "BASE") if k in os.environ)
+command = env + "scripts/bench-batch.sh"
 print("\n".join(lines))
+doc = [sys.executable, "scripts/perf_doc.py"]
+subprocess.run(doc + ["table", "batch", "--command", f"{command} ({rows:,} rows, {runs} rounds round-robin, medians)"],
+               input="\n".join(lines), text=True, check=True)
+subprocess.run(doc + ["put", "batch_random", "--what", f"`recommend --batch`, {rows:,} rows of a user's fleet (`gen-fleet.py --random`), JSON Lines out / `cut -d, -f1`",
+                      "--ours", f"{ours_r[0]:.3f} s", "--peer", f"`cut` {cut_r[0]:.3f} s", "--ratio", f"{ours_r[1]:.4f}", "--goal", "≤ 2.0",
+                      "--command", command], check=True)
+subprocess.run(doc + ["put", "batch_survey", "--what", f"`recommend --batch`, {rows:,} rows whose profiles repeat (`gen-fleet.py`) / `cut -d, -f1`",
+                      "--ours", f"{jsonl_f[0]:.3f} s", "--peer", f"`cut` {cut_f[0]:.3f} s", "--ratio", f"{jsonl_f[1]:.4f}", "--goal", "≤ 4",
+                      "--command", command], check=True)
+rss = max(float(m.group(1)) for m in re.finditer(r"^peak RSS of one batch run on \w+\.csv: ([\d.]+) MB", text["rss"], re.M))
+subprocess.run(doc + ["put", "batch_rss", "--what", "`recommend --batch`: peak RSS (the larger of the two fleets)",
+                      "--ours", f"{rss:.1f} MB", "--value", f"{rss}", "--goal", "< 30 MB", "--command", command], check=True)
 PY

@@ -4,7 +4,8 @@
 # rate `serve` holds against the rate mosquitto holds, both driven by the same load probe in
 # the same run; and the rate `serve --data FILE` holds against `serve` in memory, the same load
 # probe round-robin (interleave.py). Prints medians and ratios; a ratio is enos-connect's
-# figure over the peer's.
+# figure over the peer's. The figures go into docs/performance.json and docs/performance.md
+# (scripts/perf_doc.py; NO_WRITE=1 prints only).
 # Needs: mosquitto, mosquitto-clients, libcoap3-bin, curl, python3 and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,17 +43,26 @@ TOML
 "$bin" serve --registry "$dir/registry.toml" --mqtt "127.0.0.1:$data" --http off --coap off --console off \
   --connack-delay-ms 0 --data "$dir/serve.db" --quiet > /dev/null 2>&1 & pids+=($!)
 sleep 1
+command="$(for v in RUNS ROUNDS DATA_RUNS; do if [ -n "${!v:-}" ]; then printf '%s=%s ' "$v" "${!v}"; fi; done)scripts/bench-probe.sh"
+# One row of docs/performance.md's summary: ID and perf_doc.py's options.
+put() { [ "${NO_WRITE:-}" = 1 ] || python3 scripts/perf_doc.py put "$@" --command "$command" > /dev/null; }
 
 one() {  # name, ours, peer
   python3 scripts/interleave.py --runs "$runs" --json --name ours --name peer "$2" "$3" |
     python3 -c '
 import json, sys
 ours, peer = (x["median_ms"] for x in json.load(sys.stdin))
-print(f"{sys.argv[1]:<5} enos-connect {ours:.3f} ms  {sys.argv[2]} {peer:.3f} ms  ratio {ours / peer:.2f}")' "$1" "${3%% *}"
+print(f"{sys.argv[1]:<5} enos-connect {ours:.3f} ms  {sys.argv[2]} {peer:.3f} ms  ratio {ours / peer:.4f}")' "$1" "${3%% *}" |
+    tee "$dir/$1.txt"
+  read -r _ _ ours _ peer_name peer _ _ ratio < "$dir/$1.txt"
+  put "probe_$1" --what "$4" --ours "$ours ms" --peer "\`$peer_name\` $peer ms" --ratio "$ratio" --goal "$5"
 }
-one mqtt "$bin probe mqtt://127.0.0.1:$mq --publish t --qos 1" "mosquitto_pub -h 127.0.0.1 -p $mq -t t -m x -q 1"
-one coap "$bin probe coap://127.0.0.1:$coap/time" "coap-client-notls -m get coap://127.0.0.1:$coap/time"
-one http "$bin probe http://127.0.0.1:$http/" "curl -s -o /dev/null http://127.0.0.1:$http/"
+one mqtt "$bin probe mqtt://127.0.0.1:$mq --publish t --qos 1" "mosquitto_pub -h 127.0.0.1 -p $mq -t t -m x -q 1" \
+  "MQTT probe: connect, publish at QoS 1" "≤ 1.0"
+one coap "$bin probe coap://127.0.0.1:$coap/time" "coap-client-notls -m get coap://127.0.0.1:$coap/time" \
+  "CoAP probe: GET" "≤ 1.5"
+one http "$bin probe http://127.0.0.1:$http/" "curl -s -o /dev/null http://127.0.0.1:$http/" \
+  "HTTP probe: GET" "≤ 1.0"
 
 # Load: 2000 probes, 50 at a time. Against serve, each logs in as an EnOS device and posts a
 # measure point (SUBSCRIBE, PUBLISH at QoS 1, EnOS's reply). mosquitto is not EnOS and sends no
@@ -77,7 +87,11 @@ rows = [json.loads(l) for l in sys.stdin]
 serve, mq = statistics.median(r["serve"] for r in rows), statistics.median(r["mosquitto"] for r in rows)
 ratio = statistics.median(r["serve"] / r["mosquitto"] for r in rows)
 failed = sum(r["serve_failed"] + r["mosquitto_failed"] for r in rows)
-print(f"load  serve {serve:.0f}/s (measurepoint posts)  mosquitto {mq:.0f}/s (QoS 1 publishes)  ratio {ratio:.2f}  ({len(rows)} rounds, {failed} failed)")'
+print(f"load  serve {serve:.0f}/s (measurepoint posts)  mosquitto {mq:.0f}/s (QoS 1 publishes)  ratio {ratio:.4f}  ({len(rows)} rounds, {failed} failed)")' |
+  tee "$dir/load.txt"
+read -r _ _ serve _ _ _ mosq _ _ _ _ ratio _ _ failed _ < "$dir/load.txt"
+put load --what "load probe, 2000 at concurrency 50: \`serve\` (EnOS login, measure point post, reply) / mosquitto (QoS 1 publish), rounds alternating" \
+  --ours "$serve, $failed failed" --peer "mosquitto $mosq" --ratio "$ratio" --goal "≥ 0.9"
 
 # The cost of --data: the same load (2000 probes, 50 at a time, each an EnOS login and a
 # measure point post) against serve in memory and serve --data, round-robin; a rate is the
@@ -90,4 +104,8 @@ python3 scripts/interleave.py --runs "$data_runs" --warmup 3 --json --name memor
 import json, sys
 memory, data = (x["median_ms"] for x in json.load(sys.stdin))
 runs = sys.argv[1]
-print(f"data  serve --data {2000 / data * 1000:.0f}/s  serve in memory {2000 / memory * 1000:.0f}/s  ratio {memory / data:.2f}  ({runs} rounds)")' "$data_runs"
+print(f"data  serve --data {2000 / data * 1000:.0f}/s  serve in memory {2000 / memory * 1000:.0f}/s  ratio {memory / data:.4f}  ({runs} rounds)")' "$data_runs" |
+  tee "$dir/data.txt"
+read -r _ _ _ data _ _ _ memory _ ratio _ < "$dir/data.txt"
+put data_load --what "the same load: \`serve --data FILE\` (each post committed to SQLite before its reply) / \`serve\` in memory, round-robin" \
+  --ours "$data" --peer "in memory $memory" --ratio "$ratio" --goal "≥ 0.8"

@@ -3,7 +3,9 @@
 # profile (and whatever RUSTFLAGS are set), timed round-robin with `--version`, `recommend`
 # on the embedded model, and the fixed part of a probe (a CoAP probe of a closed UDP port:
 # runtime, socket, one datagram, the ICMP refusal and the report, no waiting on a peer).
-# Prints medians and ratios to the floor. Needs python3 and a release build.
+# Prints medians and ratios to the floor, and writes them into docs/performance.json and
+# docs/performance.md (scripts/perf_doc.py; NO_WRITE=1 prints only). Needs python3 and a
+# release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-$PWD/target/release/enos-connect}
@@ -29,8 +31,25 @@ floor="$copies/floor"
 bin="$copies/enos-connect"
 closed=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # The probe of a closed port exits 1 (refused), which is what it is meant to do here.
-python3 scripts/interleave.py --runs "${RUNS:-1000}" --exit 0 --exit 1 \
+runs=${RUNS:-1000}
+python3 scripts/interleave.py --runs "$runs" --json --exit 0 --exit 1 \
   --name "empty fn main() (floor)" --name "enos-connect --version" --name "recommend -f json" --name "probe, fixed part" \
   "$floor" "$bin --version" \
   "$bin recommend -a network=tcp -a enos_format=yes -a enos_version=2 -n ota,file_upload -f json" \
-  "$bin probe coap://127.0.0.1:$closed/ -f json --timeout 2"
+  "$bin probe coap://127.0.0.1:$closed/ -f json --timeout 2" > "$copies/startup.json"
+python3 - "$copies/startup.json" "$runs" <<'PY'
+import json, os, subprocess, sys
+rows = json.load(open(sys.argv[1]))
+for x in rows:
+    print(f"{x['median_ms']:8.3f} ms  {x['ratio']:5.2f}x  {x['name']}")
+if os.environ.get("NO_WRITE") == "1":
+    sys.exit(0)
+floor = rows[0]["median_ms"]
+command = ("RUNS=" + os.environ["RUNS"] + " " if "RUNS" in os.environ else "") + "scripts/bench-startup.sh"
+for x, (id_, what) in zip(rows[1:], [("startup_version", "start-up, `--version`"),
+                                     ("startup_recommend", "start-up and work: `recommend ... -f json`"),
+                                     ("startup_probe", "a probe's fixed part (CoAP to a closed port)")]):
+    subprocess.run([sys.executable, "scripts/perf_doc.py", "put", id_, "--what", what,
+                    "--ours", f"{x['median_ms']:.3f} ms", "--peer", f"empty `fn main() {{}}`, same profile: {floor:.3f} ms",
+                    "--ratio", f"{x['ratio']:.4f}", "--goal", "≤ 1.25", "--command", command], check=True)
+PY

@@ -14,8 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use super::{Endpoint, Identity, apply::firmware_json};
 use crate::enos::{self, Downstream, Lifecycle, Request};
@@ -33,22 +34,28 @@ pub struct Downlink {
 }
 
 /// The most commands queued for one connection.
-pub const MAILBOX: usize = 8;
+pub(crate) const MAILBOX: usize = 8;
 
 /// What a connection finds in its mailbox.
 pub enum Mail {
     Command(Downlink),
     /// A harness drops the connection.
     HangUp,
+    /// A newer connection logged in with the same client id (MQTT-3.1.4-2).
+    TakenOver,
+    /// serve is stopping.
+    Stopping,
 }
 
-/// A connection's queue of commands. Unlike a channel it allocates nothing until the first
-/// command: most held connections never get one, and a tokio channel's first block is
-/// kilobytes per connection.
+/// A connection's way in from the rest of serve: a test's commands, and the word that it must
+/// end (a harness hangs up, a newer connection takes its client id over, serve stops). Unlike a
+/// channel it allocates nothing until the first command (most held connections never get
+/// one, and a tokio channel's first block is kilobytes per connection), and its one reader is
+/// woken through the waker kept here, so a waiting connection holds no future for it.
 #[derive(Default)]
 pub struct Mailbox {
     queue: Mutex<Queue>,
-    ready: Notify,
+    reader: AtomicWaker,
 }
 
 #[derive(Default)]
@@ -56,8 +63,16 @@ struct Queue {
     commands: VecDeque<Downlink>,
     /// The connection is gone: nothing more is taken.
     closed: bool,
-    /// A harness asked the connection to end.
-    hung_up: bool,
+    /// Why the connection must end, once told.
+    end: Option<End>,
+}
+
+/// Why a connection must end, as its mailbox was told.
+#[derive(Clone, Copy)]
+enum End {
+    HangUp,
+    TakenOver,
+    Stopping,
 }
 
 impl Mailbox {
@@ -71,22 +86,33 @@ impl Mailbox {
         }
         q.commands.push_back(d);
         drop(q);
-        self.ready.notify_one();
+        self.reader.wake();
         Ok(())
     }
 
-    /// The next command, or the hang-up; waits until one comes (cancel-safe).
+    /// The next command, or why the connection must end; waits until one comes (cancel-safe).
     pub async fn recv(&self) -> Mail {
-        loop {
-            if let Ok(mut q) = self.queue.lock() {
-                if q.hung_up {
-                    return Mail::HangUp;
-                }
-                if let Some(d) = q.commands.pop_front() {
-                    return Mail::Command(d);
-                }
-            }
-            self.ready.notified().await;
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`Mailbox::recv`] for a connection that polls its mailbox beside its socket: ready with
+    /// the next command or the end, else the reader is woken when one comes. The end comes
+    /// first, then the commands in order.
+    pub fn poll_recv(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Mail> {
+        // Registered before the queue is read, so a command sent in between wakes it.
+        self.reader.register(cx.waker());
+        let Ok(mut q) = self.queue.lock() else {
+            return std::task::Poll::Ready(Mail::HangUp);
+        };
+        match q.end {
+            Some(End::HangUp) => return std::task::Poll::Ready(Mail::HangUp),
+            Some(End::TakenOver) => return std::task::Poll::Ready(Mail::TakenOver),
+            Some(End::Stopping) => return std::task::Poll::Ready(Mail::Stopping),
+            None => {}
+        }
+        match q.commands.pop_front() {
+            Some(d) => std::task::Poll::Ready(Mail::Command(d)),
+            None => std::task::Poll::Pending,
         }
     }
 
@@ -106,10 +132,25 @@ impl Mailbox {
 
     /// Ask the connection to end (an MQTT connection ends at once).
     pub fn hang_up(&self) {
+        self.end(End::HangUp);
+    }
+
+    /// A newer connection took the client id over (MQTT-3.1.4-2): this one ends.
+    pub fn take_over(&self) {
+        self.end(End::TakenOver);
+    }
+
+    /// serve is stopping: the connection ends.
+    pub fn stop(&self) {
+        self.end(End::Stopping);
+    }
+
+    /// The first reason told is the one the connection ends for.
+    fn end(&self, why: End) {
         if let Ok(mut q) = self.queue.lock() {
-            q.hung_up = true;
+            q.end.get_or_insert(why);
         }
-        self.ready.notify_one();
+        self.reader.wake();
     }
 }
 
@@ -151,7 +192,7 @@ impl Mailboxes {
 }
 
 /// A device's raw reply (`model/down_raw_reply`) as the test that sent the command gets it.
-pub fn raw_answer(payload: &[u8]) -> Value {
+pub(crate) fn raw_answer(payload: &[u8]) -> Value {
     use base64::Engine;
     json!({
         "payload": String::from_utf8_lossy(payload),

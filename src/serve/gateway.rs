@@ -72,7 +72,7 @@ fn log_in(s: &mut Connection, ep: &Endpoint, topic: &str, params: &Value) -> (i6
     }
     ep.events.emit(e);
     if let Some(sub) = sub
-        && s.subdevices.insert(sub.clone())
+        && s.add_subdevice(sub.clone())
     {
         ep.twin.connected(&sub, s.protocol, Some(&s.id));
     }
@@ -123,7 +123,7 @@ fn keys_in(params: &Value) -> (String, String) {
 pub(super) fn log_out(s: &mut Connection, ep: &Endpoint, params: &Value, why: &str) {
     let (pk, dk) = keys_in(params);
     let sub = Identity::new(&pk, &dk);
-    if s.subdevices.remove(&sub) {
+    if s.remove_subdevice(&sub) {
         ep.twin.disconnected(&sub);
         ep.events.emit(
             Event::new(EventKind::SubdeviceLogout, s.protocol)

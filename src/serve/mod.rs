@@ -31,8 +31,6 @@ pub(crate) mod apply;
 pub mod coap;
 pub(crate) mod coap_commands;
 pub(crate) mod coap_dtls;
-// Visibility of this file is settled with the perf branch.
-#[allow(unreachable_pub)]
 pub(crate) mod commands;
 pub(crate) mod console;
 pub(crate) mod events;
@@ -40,21 +38,15 @@ pub(crate) mod gateway;
 pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod http_accept;
+mod keyed;
 pub(crate) mod leases;
 pub(crate) mod limits;
 pub(crate) mod listen;
 pub(crate) mod logins;
-// Visibility of this file is settled with the perf branch.
-#[allow(unreachable_pub)]
 pub(crate) mod mqtt;
-// Visibility of this file is settled with the perf branch.
-#[allow(unreachable_pub)]
 pub(crate) mod mqtt_clients;
-// Visibility of this file is settled with the perf branch.
-#[allow(unreachable_pub)]
+pub(crate) mod mqtt_commands;
 pub(crate) mod mqtt_held;
-// Visibility of this file is settled with the perf branch.
-#[allow(unreachable_pub)]
 pub(crate) mod mqtt_wire;
 pub(crate) mod policy;
 pub(crate) mod requests;

@@ -12,7 +12,9 @@
 //! (MQTT-3.1.2-2); a refused login gets its CONNACK code, never a silent close. A reply leaves
 //! only once its request's event is in the record.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
@@ -22,7 +24,7 @@ use tokio::sync::{Notify, watch};
 
 use super::limits::{Admission, CONNECT_WAIT, CONNECT_WAIT_PRESSED, MAX_REFUSING, Slot, Waiting};
 use super::mqtt_clients::Claimed;
-use super::mqtt_held::{LoggedIn, held};
+use super::mqtt_held::{LoggedIn, Login, held};
 use super::mqtt_wire::{Read, Wire, connect_level};
 use super::policy::{Admit, Connecting};
 use super::{Endpoint, Event, EventKind, Identity, Protocol, Refusal};
@@ -30,14 +32,14 @@ use crate::enos::{self, Request};
 use crate::secret::Secret;
 
 /// The protocol level of MQTT 3.1.1 (MQTT-3.1.2-2), the only one served.
-pub const LEVEL_3_1_1: u8 = 4;
+pub(crate) const LEVEL_3_1_1: u8 = 4;
 
 /// The number a CONNACK return code is on the wire, for events.
-pub fn connack_number(code: ConnectReturnCode) -> i64 {
+pub(crate) fn connack_number(code: ConnectReturnCode) -> i64 {
     i64::from(code as u8)
 }
 
-pub async fn accept(
+pub(crate) async fn accept(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     ep: Arc<Endpoint>,
@@ -63,53 +65,102 @@ pub async fn accept(
                 )),
         );
     };
-    let stop = shutdown.clone();
+    // At shutdown every logged-in connection is told through its mailbox (a held connection
+    // waits on nothing else), while the listener stops accepting.
+    let stopping = ep.clone();
+    let stop = super::stopped(shutdown.clone());
     let handle = move |tcp: tokio::net::TcpStream, peer, admission| {
-        let (ep, shutdown, tls) = (ep.clone(), stop.clone(), tls.clone());
-        async move {
-            let _ = tcp.set_nodelay(true);
-            let Some(acceptor) = tls else {
-                return connection(tcp, peer, protocol, &ep, shutdown, admission).await;
-            };
-            // A harness may present another certificate to this connection.
-            let acceptor = ep
-                .policy
-                .mqtts_config(peer)
-                .map_or(acceptor, tokio_rustls::TlsAcceptor::from);
-            match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => connection(stream, peer, protocol, &ep, shutdown, admission).await,
-                // With --client-ca, a missing or unknown client certificate ends here.
-                Ok(Err(e)) => ep.events.emit(
-                    Event::new(EventKind::LoginRefused, protocol)
-                        .peer(peer)
-                        .message(format!("the TLS handshake failed: {e}")),
-                ),
-                Err(_) => ep.events.emit(
-                    Event::new(EventKind::Disconnect, protocol)
-                        .peer(peer)
-                        .message("the TLS handshake failed: no handshake in time"),
-                ),
-            }
-        }
+        task(tcp, peer, protocol, ep.clone(), tls.clone(), admission)
     };
     let l = &listener;
-    super::accept_each(|| l.accept(), shutdown, admit, handle, refuse).await;
+    tokio::join!(
+        super::accept_each(|| l.accept(), shutdown, admit, handle, refuse),
+        async move {
+            stop.await;
+            stopping.clients.stop_all();
+        }
+    );
 }
 
-/// One connection: the login (its own boxed future, freed once done, so a held connection's
-/// task is only as large as the loop), then the packets until it ends.
-async fn connection<I: AsyncRead + AsyncWrite + Unpin>(
+/// How a connection's task starts: over plain TCP the login, over TLS the handshake and
+/// everything after it (boxed apart, so the plain task does not grow by a TLS stream's size).
+enum Start {
+    Plain(Login<tokio::net::TcpStream>),
+    Tls(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+/// One connection's task. It is what a held connection costs, so it is kept small: the login
+/// is a future of its own, boxed before the task starts and freed once done, and the held
+/// loop is the task's own future, with nothing beside it but the peer and the endpoint.
+pub(super) fn task(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    protocol: Protocol,
+    ep: Arc<Endpoint>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    admission: Admission<Waiting>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let _ = tcp.set_nodelay(true);
+    let start = match tls {
+        None => Start::Plain(Box::pin(log_in(tcp, peer, protocol, ep.clone(), admission))),
+        Some(acceptor) => Start::Tls(Box::pin(tls_connection(
+            tcp,
+            acceptor,
+            peer,
+            protocol,
+            ep.clone(),
+            admission,
+        ))),
+    };
+    async move {
+        match start {
+            Start::Tls(connection) => connection.await,
+            Start::Plain(login) => held(login, peer, protocol, &ep).await,
+        }
+    }
+}
+
+/// `--mqtts`: the TLS handshake within its wait, then the connection.
+async fn tls_connection(
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    peer: SocketAddr,
+    protocol: Protocol,
+    ep: Arc<Endpoint>,
+    admission: Admission<Waiting>,
+) {
+    // A harness may present another certificate to this connection.
+    let acceptor = ep
+        .policy
+        .mqtts_config(peer)
+        .map_or(acceptor, tokio_rustls::TlsAcceptor::from);
+    match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => connection(stream, peer, protocol, ep, admission).await,
+        // With --client-ca, a missing or unknown client certificate ends here.
+        Ok(Err(e)) => ep.events.emit(
+            Event::new(EventKind::LoginRefused, protocol)
+                .peer(peer)
+                .message(format!("the TLS handshake failed: {e}")),
+        ),
+        Err(_) => ep.events.emit(
+            Event::new(EventKind::Disconnect, protocol)
+                .peer(peer)
+                .message("the TLS handshake failed: no handshake in time"),
+        ),
+    }
+}
+
+/// One connection: the login (its own boxed future, freed once done), then the packets until
+/// it ends, in this future.
+async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     io: I,
     peer: SocketAddr,
     protocol: Protocol,
-    ep: &Arc<Endpoint>,
-    shutdown: watch::Receiver<bool>,
+    ep: Arc<Endpoint>,
     admission: Admission<Waiting>,
 ) {
-    let login = Box::pin(log_in(io, peer, protocol, ep, admission)).await;
-    if let Some(l) = login {
-        Box::pin(held(l, peer, protocol, ep, shutdown)).await;
-    }
+    let login = Box::pin(log_in(io, peer, protocol, ep.clone(), admission));
+    held(login, peer, protocol, &ep).await;
 }
 
 /// What came first on a new connection.
@@ -166,9 +217,10 @@ async fn log_in<I: AsyncRead + AsyncWrite + Unpin>(
     io: I,
     peer: SocketAddr,
     protocol: Protocol,
-    ep: &Arc<Endpoint>,
+    ep: Arc<Endpoint>,
     admission: Admission<Waiting>,
 ) -> Option<LoggedIn<I>> {
+    let ep = &*ep;
     let mut wire = Wire::new(io);
     // A refused connection keeps its refusal slot until it is answered.
     let (waiting, wait, _refusing) = match admission {

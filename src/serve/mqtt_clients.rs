@@ -6,23 +6,25 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use rumqttc::mqttbytes::QoS;
-use tokio::sync::Notify;
+
+use super::commands::Mailbox;
 
 /// The most clean-session-0 sessions kept for clients that left; the oldest goes first.
-pub const MAX_KEPT_SESSIONS: usize = 10_000;
+pub(crate) const MAX_KEPT_SESSIONS: usize = 10_000;
 /// The most subscriptions kept per session.
-pub const MAX_KEPT_FILTERS: usize = 1000;
+pub(crate) const MAX_KEPT_FILTERS: usize = 1000;
 
-/// A connection's subscriptions, shared with the client id table so that a connection that
-/// takes over a clean-session-0 client gets its session.
-pub type Subscriptions = Arc<Mutex<Vec<(String, QoS)>>>;
+/// A clean-session-0 connection's subscriptions, shared with the client id table so that a
+/// connection that takes it over gets its session (a clean-session-1 connection keeps none:
+/// nothing would ever read them).
+pub(crate) type Subscriptions = Arc<Mutex<Vec<(String, QoS)>>>;
 
-/// A live connection's claim on its client id: told when a newer connection takes it over.
-pub struct Takeover {
+/// A live connection's claim on its client id: its mailbox is told when a newer connection
+/// takes it over, or when serve stops.
+pub(crate) struct Takeover {
     connection: u64,
-    taken: Arc<Notify>,
-    clean: bool,
-    subscriptions: Subscriptions,
+    mailbox: Arc<Mailbox>,
+    subscriptions: Option<Subscriptions>,
 }
 
 /// What a new connection's CONNECT found: whether it took a live connection over, and the
@@ -35,8 +37,16 @@ pub struct Claimed {
 /// Client ids to their live connections, and the sessions kept for clients that left.
 #[derive(Default)]
 pub struct ClientTable {
-    live: Mutex<HashMap<String, Takeover>>,
+    live: Mutex<Live>,
     kept: Mutex<KeptSessions>,
+}
+
+/// Every logged-in MQTT connection, by client id (the connection holds the same `Arc<str>`).
+#[derive(Default)]
+struct Live {
+    by_client: HashMap<Arc<str>, Takeover>,
+    /// serve is stopping: a connection that claims its client id now is told to stop at once.
+    stopping: bool,
 }
 
 /// The subscriptions of clean-session-0 clients that left, by client id, oldest out first.
@@ -66,35 +76,38 @@ impl KeptSessions {
 
 impl ClientTable {
     /// Claim `client_id` for a new connection; an older connection holding it is told to close
-    /// (MQTT-3.1.4-2). A clean-session-0 CONNECT continues the session of the connection it
-    /// took over, or the one kept since the client left; a clean-session-1 CONNECT drops both.
+    /// (MQTT-3.1.4-2). A clean-session-0 CONNECT (`subscriptions` given) continues the session
+    /// of the connection it took over, or the one kept since the client left; a
+    /// clean-session-1 CONNECT drops both.
     pub fn claim(
         &self,
-        client_id: &str,
+        client_id: &Arc<str>,
         connection: u64,
-        taken: Arc<Notify>,
-        clean: bool,
-        subscriptions: Subscriptions,
+        mailbox: &Arc<Mailbox>,
+        subscriptions: Option<Subscriptions>,
     ) -> Claimed {
-        let old = self.live.lock().ok().and_then(|mut c| {
-            c.insert(
-                client_id.to_string(),
+        let clean = subscriptions.is_none();
+        let old = self.live.lock().ok().and_then(|mut live| {
+            if live.stopping {
+                mailbox.stop();
+            }
+            live.by_client.insert(
+                client_id.clone(),
                 Takeover {
                     connection,
-                    taken,
-                    clean,
+                    mailbox: mailbox.clone(),
                     subscriptions,
                 },
             )
         });
         if let Some(old) = &old {
-            old.taken.notify_one();
+            old.mailbox.take_over();
         }
         let kept = self.kept.lock().ok().and_then(|mut k| k.take(client_id));
         let live = old
             .as_ref()
-            .filter(|o| !o.clean)
-            .map(|o| o.subscriptions.lock().map(|s| s.clone()).unwrap_or_default());
+            .and_then(|o| o.subscriptions.as_ref())
+            .map(|s| s.lock().map(|s| s.clone()).unwrap_or_default());
         Claimed {
             took_over: old.is_some(),
             session: if clean { None } else { live.or(kept) },
@@ -103,10 +116,24 @@ impl ClientTable {
 
     /// The connection ended: its client id is free, unless a newer connection took it.
     pub fn release(&self, client_id: &str, connection: u64) {
-        if let Ok(mut c) = self.live.lock()
-            && c.get(client_id).is_some_and(|t| t.connection == connection)
+        if let Ok(mut live) = self.live.lock()
+            && live
+                .by_client
+                .get(client_id)
+                .is_some_and(|t| t.connection == connection)
         {
-            c.remove(client_id);
+            live.by_client.remove(client_id);
+        }
+    }
+
+    /// serve is stopping: every logged-in connection is told to end, and one that logs in
+    /// from now on at once.
+    pub fn stop_all(&self) {
+        if let Ok(mut live) = self.live.lock() {
+            live.stopping = true;
+            for t in live.by_client.values() {
+                t.mailbox.stop();
+            }
         }
     }
 
@@ -119,7 +146,7 @@ impl ClientTable {
 }
 
 /// A connection number, for the client id table.
-pub fn next_connection() -> u64 {
+pub(crate) fn next_connection() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -27,19 +28,24 @@ use rumqttc::mqttbytes::v4::{
 };
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::commands::{Mail, Mailbox};
 use super::limits::Slot;
-use super::mqtt_clients::{Claimed, MAX_KEPT_FILTERS, Subscriptions, next_connection};
-use super::mqtt_wire::{Broken, Read, Wire};
+use super::mqtt_clients::{MAX_KEPT_FILTERS, Subscriptions, next_connection};
+use super::mqtt_wire::{Broken, Read, WRITE_WAIT, Wire};
 use super::policy::{Fate, Inbound, Received};
-use super::{Answer, Downlink, Endpoint, Event, EventKind, Identity, Protocol};
-use crate::enos::{self, Downstream, Lifecycle, Reply};
+use super::{Answer, Endpoint, Event, EventKind, Identity, Protocol};
+use crate::enos;
 use crate::secret::Secret;
 
 /// The idle bound when a client asks for no keep-alive at all.
 const MAX_IDLE: Duration = Duration::from_secs(3600);
+
+/// A connection's login, boxed: it is freed once done, so a held connection's future does
+/// not keep the login's room.
+pub(super) type Login<I> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<LoggedIn<I>>> + Send>>;
 
 /// A connection whose login succeeded, and what its CONNECT asked for.
 pub(super) struct LoggedIn<I> {
@@ -53,57 +59,79 @@ pub(super) struct LoggedIn<I> {
     pub(super) slot: Slot,
 }
 
+/// The tests waiting for a device's replies to their commands, by (reply topic, request id;
+/// empty for raw bytes), oldest first.
+pub(super) type Waiting = HashMap<(String, String), VecDeque<oneshot::Sender<Value>>>;
+
 /// What a logged-in connection holds.
 pub(super) struct Connection {
     pub(super) id: Identity,
     pub(super) protocol: Protocol,
-    pub(super) subdevices: HashSet<Identity>,
+    /// What few connections need (sub-devices, commands, QoS 2), made when first needed: a
+    /// connection is held for as long as a device stays, and most never need it.
+    pub(super) more: Option<Box<More>>,
+    /// The topic filters subscribed, kept for a clean-session-0 client's return (none for a
+    /// clean-session-1 client: nothing would read them).
+    subscriptions: Option<Subscriptions>,
+}
+
+#[derive(Default)]
+pub(super) struct More {
+    subdevices: HashSet<Identity>,
     /// Commands waiting for their reply: (reply topic, request id, empty for raw bytes) to the
     /// tests waiting, oldest first.
-    commands: HashMap<(String, String), VecDeque<oneshot::Sender<Value>>>,
+    pub(super) commands: Waiting,
     /// QoS 2 packet ids whose PUBREL has not come yet (at most 65,536 by their size).
     qos2: HashSet<u16>,
-    /// The topic filters subscribed, kept for a clean-session-0 client's return.
-    subscriptions: Subscriptions,
 }
 
 impl Connection {
-    /// The connection is open (CONNACK sent): its `login` event, the device online in the
-    /// twin, its mailbox for commands, and the session it continues.
+    /// The connection is open (CONNACK sent, its `login` event emitted): the device online in
+    /// the twin, its mailbox for commands, and the session it continues.
     fn open(
         ep: &Endpoint,
         id: Identity,
-        peer: SocketAddr,
         protocol: Protocol,
-        activating: bool,
-        claimed: Claimed,
-        subscriptions: Subscriptions,
-    ) -> (Connection, Arc<Mailbox>) {
-        ep.events.emit(super::mqtt::login_event(
-            &id, peer, protocol, activating, &claimed,
-        ));
+        (session, subscriptions): (Option<Vec<(String, QoS)>>, Option<Subscriptions>),
+        mailbox: &Arc<Mailbox>,
+    ) -> Connection {
         ep.twin.connected(&id, protocol, None);
-        let mailbox = Arc::new(Mailbox::default());
         ep.mailboxes.connect(&id, mailbox.clone());
-        if let (Some(kept), Ok(mut subs)) = (claimed.session, subscriptions.lock()) {
+        if let (Some(kept), Some(Ok(mut subs))) = (session, subscriptions.as_ref().map(|s| s.lock())) {
             *subs = kept;
         }
-        let c = Connection {
+        Connection {
             id,
             protocol,
-            subdevices: HashSet::new(),
-            commands: HashMap::new(),
-            qos2: HashSet::new(),
+            more: None,
             subscriptions,
-        };
-        (c, mailbox)
+        }
+    }
+
+    pub(super) fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// The sub-devices logged in through this connection.
+    pub(super) fn subdevices(&self) -> impl Iterator<Item = &Identity> {
+        self.more.iter().flat_map(|m| m.subdevices.iter())
+    }
+
+    /// A sub-device logged in through this connection: `false` when it already was.
+    pub(super) fn add_subdevice(&mut self, sub: Identity) -> bool {
+        self.more().subdevices.insert(sub)
+    }
+
+    /// A sub-device logged out: `false` when it was not logged in through this connection.
+    pub(super) fn remove_subdevice(&mut self, sub: &Identity) -> bool {
+        self.more.as_mut().is_some_and(|m| m.subdevices.remove(sub))
     }
 
     /// The filters subscribed, taken to be kept for the client's return.
     fn take_subscriptions(&self) -> Vec<(String, QoS)> {
         self.subscriptions
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
+            .as_ref()
+            .and_then(|s| s.lock().ok().map(|mut v| std::mem::take(&mut *v)))
             .unwrap_or_default()
     }
 
@@ -111,8 +139,7 @@ impl Connection {
     fn may_use(&self, ep: &Endpoint, topic: &str) -> bool {
         enos::owns(topic, &self.id.product_key, &self.id.device_key)
             || self
-                .subdevices
-                .iter()
+                .subdevices()
                 .any(|s| enos::owns(topic, &s.product_key, &s.device_key) && ep.twin.enabled(s) == Some(true))
     }
 }
@@ -170,15 +197,19 @@ impl std::fmt::Display for Ended {
     }
 }
 
-/// A logged-in connection: CONNACK, then its packets and commands until it ends.
+/// A logged-in connection: CONNACK, then its packets and commands until it ends. This future
+/// is what a held connection's task is made of (`mqtt::task`): what it keeps across its
+/// waits is the connection, the socket, an idle timer and a few words; the waits for the
+/// record are boxed while they last, the socket and the mailbox are polled in place.
 pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
-    l: LoggedIn<I>,
+    login: Login<I>,
     peer: SocketAddr,
     protocol: Protocol,
     ep: &Arc<Endpoint>,
-    mut shutdown: watch::Receiver<bool>,
 ) {
-    let LoggedIn {
+    // Taken apart as it comes out of the login's box (freed here), so this future holds each
+    // part once.
+    let Some(LoggedIn {
         mut wire,
         client_id,
         clean_session,
@@ -186,17 +217,17 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
         id,
         secret,
         slot: _slot,
-    } = l;
+    }) = login.await
+    else {
+        return;
+    };
+    let client_id: Arc<str> = client_id.into();
     let connection = next_connection();
-    let taken = Arc::new(Notify::new());
-    let subscriptions = Subscriptions::default();
-    let claimed = ep.clients.claim(
-        &client_id,
-        connection,
-        taken.clone(),
-        clean_session,
-        subscriptions.clone(),
-    );
+    let mailbox = Arc::new(Mailbox::default());
+    let subscriptions = (!clean_session).then(Subscriptions::default);
+    let claimed = ep
+        .clients
+        .claim(&client_id, connection, &mailbox, subscriptions.clone());
     let present = claimed.session.is_some();
     if !wire
         .send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, present)))
@@ -205,8 +236,15 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
         ep.clients.release(&client_id, connection);
         return;
     }
-    let activating = secret.is_some();
-    let (mut c, mailbox) = Connection::open(ep, id, peer, protocol, activating, claimed, subscriptions);
+    ep.events.emit(super::mqtt::login_event(
+        &id,
+        peer,
+        protocol,
+        secret.is_some(),
+        &claimed,
+    ));
+    let session = (claimed.session, subscriptions);
+    let mut c = Connection::open(ep, id, protocol, session, &mailbox);
     if let Some(secret) = secret {
         super::mqtt::push_activation(&mut wire, &c.id, secret);
     }
@@ -215,9 +253,9 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
         0 => MAX_IDLE,
         k => Duration::from_millis(u64::from(k) * 1500).min(MAX_IDLE),
     };
-    let ended = serve_packets(&mut wire, &mut c, ep, &mailbox, &taken, &mut shutdown, idle).await;
+    let ended = serve_packets(&mut wire, &mut c, ep, &mailbox, idle).await;
     // Answers queued before a DISCONNECT in the same segment still go out.
-    ep.committed().await;
+    Box::pin(ep.committed()).await;
     let _ = wire.write_out().await;
     ep.mailboxes.disconnect(&c.id, &mailbox);
     ep.clients.release(&client_id, connection);
@@ -225,7 +263,7 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
         ep.clients.keep(&client_id, c.take_subscriptions());
     }
     ep.twin.disconnected(&c.id);
-    for sub in &c.subdevices {
+    for sub in c.subdevices() {
         ep.twin.disconnected(sub);
     }
     if !ended.client_left() {
@@ -238,21 +276,32 @@ pub(super) async fn held<I: AsyncRead + AsyncWrite + Unpin>(
     );
 }
 
-/// The packets and commands of a logged-in connection, until it ends.
+/// What woke a held connection.
+enum Woke {
+    Mail(Mail),
+    Read(Read),
+    /// The timer: idle, or a write that did not finish in time.
+    Timer,
+}
+
+/// The packets and commands of a logged-in connection, until it ends. One timer bounds both
+/// the idle wait and a write: it is set again only when it fires (a packet moves the idle
+/// deadline by a store, not by a timer registration each), and while answers are being
+/// written it counts the write's bound instead.
 async fn serve_packets<I: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<I>,
     c: &mut Connection,
     ep: &Endpoint,
     mailbox: &Mailbox,
-    taken: &Notify,
-    shutdown: &mut watch::Receiver<bool>,
     idle: Duration,
 ) -> Ended {
+    let mut last_read = Instant::now();
+    let timer = tokio::time::sleep_until(last_read + idle);
+    tokio::pin!(timer);
     loop {
         // Answers are queued while more packets are already read, and written before any
         // wait: a client that sends SUBSCRIBE and PUBLISH together gets SUBACK, PUBACK and
-        // the reply in one segment. Writing here, outside `select!`, keeps a half-done write
-        // from being cancelled.
+        // the reply in one segment. The write is never cancelled halfway.
         if wire.buf.is_empty() {
             // Nothing half-read: a held connection keeps no buffer while it waits.
             wire.buf = BytesMut::new();
@@ -260,29 +309,45 @@ async fn serve_packets<I: AsyncRead + AsyncWrite + Unpin>(
         if !wire.has_packet() && !wire.out.is_empty() {
             // No reply leaves before its request's event is in the record and what it
             // changed is in the data file.
-            ep.committed().await;
-            if !wire.write_out().await {
+            Box::pin(ep.committed()).await;
+            timer.as_mut().reset(Instant::now() + WRITE_WAIT);
+            let written = std::future::poll_fn(|cx| match wire.poll_write_out(cx) {
+                Poll::Ready(ok) => Poll::Ready(ok),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| false),
+            })
+            .await;
+            if !written {
                 return Ended::Failed;
             }
+            timer.as_mut().reset(last_read + idle);
         }
-        tokio::select! {
-            read = tokio::time::timeout(idle, wire.next()) => match read {
-                Err(_) => return Ended::Idle,
-                Ok(Read::Closed) => return Ended::ClientClosed,
-                Ok(Read::Broken(why)) => return Ended::Broken(why),
-                Ok(Read::Packet(Packet::Disconnect)) => return Ended::Disconnect,
-                Ok(Read::Packet(p)) => {
-                    if !handle(wire, c, ep, p) {
-                        return Ended::Failed;
-                    }
+        let woke = std::future::poll_fn(|cx| {
+            if let Poll::Ready(mail) = mailbox.poll_recv(cx) {
+                return Poll::Ready(Woke::Mail(mail));
+            }
+            if let Poll::Ready(read) = wire.poll_next(cx) {
+                return Poll::Ready(Woke::Read(read));
+            }
+            timer.as_mut().poll(cx).map(|()| Woke::Timer)
+        })
+        .await;
+        match woke {
+            Woke::Read(Read::Closed) => return Ended::ClientClosed,
+            Woke::Read(Read::Broken(why)) => return Ended::Broken(why),
+            Woke::Read(Read::Packet(Packet::Disconnect)) => return Ended::Disconnect,
+            Woke::Read(Read::Packet(p)) => {
+                last_read = Instant::now();
+                if !handle(wire, c, ep, p) {
+                    return Ended::Failed;
                 }
-            },
-            mail = mailbox.recv() => match mail {
-                Mail::Command(cmd) => command(wire, c, ep, cmd),
-                Mail::HangUp => return Ended::HungUp,
-            },
-            () = taken.notified() => return Ended::TakenOver,
-            _ = shutdown.changed() => return Ended::Stopping,
+            }
+            Woke::Mail(Mail::Command(cmd)) => super::mqtt_commands::command(wire, c, ep, cmd),
+            Woke::Mail(Mail::HangUp) => return Ended::HungUp,
+            Woke::Mail(Mail::TakenOver) => return Ended::TakenOver,
+            Woke::Mail(Mail::Stopping) => return Ended::Stopping,
+            Woke::Timer if last_read.elapsed() >= idle => return Ended::Idle,
+            // A packet came since the timer was set: it waits the rest of the idle time.
+            Woke::Timer => timer.as_mut().reset(last_read + idle),
         }
     }
 }
@@ -305,7 +370,7 @@ fn handle<I: AsyncRead + AsyncWrite + Unpin>(
             wire.queue(Packet::SubAck(SubAck::new(sub.pkid, codes)))
         }
         Packet::Unsubscribe(u) => {
-            if let Ok(mut subs) = c.subscriptions.lock() {
+            if let Some(Ok(mut subs)) = c.subscriptions.as_ref().map(|s| s.lock()) {
                 subs.retain(|(p, _)| !u.topics.contains(p));
             }
             wire.queue(Packet::UnsubAck(UnsubAck::new(u.pkid)))
@@ -340,7 +405,9 @@ fn handle<I: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         Packet::PubRel(r) => {
-            c.qos2.remove(&r.pkid);
+            if let Some(m) = c.more.as_mut() {
+                m.qos2.remove(&r.pkid);
+            }
             wire.queue(Packet::PubComp(PubComp::new(r.pkid)))
         }
         // Acknowledgements of nothing we sent at QoS 1, and packets a server never gets.
@@ -374,7 +441,7 @@ fn subscribe(c: &mut Connection, ep: &Endpoint, path: &str, qos: QoS) -> Subscri
         );
         return SubscribeReasonCode::Failure;
     }
-    if let Ok(mut subs) = c.subscriptions.lock()
+    if let Some(Ok(mut subs)) = c.subscriptions.as_ref().map(|s| s.lock())
         && subs.len() < MAX_KEPT_FILTERS
         && !subs.iter().any(|(p, _)| p == path)
     {
@@ -411,7 +478,7 @@ fn acknowledge<I: AsyncRead + AsyncWrite + Unpin>(
         // EnOS takes QoS 0 and 1; a QoS 2 message still gets its protocol's answer, and one
         // sent again before its PUBREL is not processed twice (MQTT-4.3.3-2).
         QoS::ExactlyOnce => {
-            let fresh = c.qos2.insert(p.pkid);
+            let fresh = c.more().qos2.insert(p.pkid);
             let rec = wire.queue(Packet::PubRec(PubRec::new(p.pkid)));
             if rec && !fresh {
                 ep.events.emit(
@@ -450,7 +517,7 @@ fn publish<I: AsyncRead + AsyncWrite + Unpin>(
         return true;
     }
     if let Some(request_topic) = topic.strip_suffix("_reply")
-        && device_reply(c, ep, topic, request_topic, payload)
+        && super::mqtt_commands::device_reply(c, ep, topic, request_topic, payload)
     {
         return true;
     }
@@ -487,104 +554,6 @@ fn publish<I: AsyncRead + AsyncWrite + Unpin>(
             .code(reply.code),
     );
     wire.publish(&reply_topic, reply.to_bytes())
-}
-
-/// A device's reply on `topic` (`request_topic` + `_reply`): to the activation push, or to a
-/// command a test is waiting on. `false` when no one waits for it (then it is a request).
-fn device_reply(c: &mut Connection, ep: &Endpoint, topic: &str, request_topic: &str, payload: &[u8]) -> bool {
-    let reply: Option<Value> = serde_json::from_slice(payload).ok();
-    let code = reply
-        .as_ref()
-        .and_then(|r| serde_json::from_value::<Reply>(r.clone()).ok())
-        .map(|r| r.code);
-    if request_topic == enos::activate_info(&c.id.product_key, &c.id.device_key) {
-        let event = if code == Some(enos::SUCCESS) && ep.confirm_activation(&c.id) {
-            Event::new(EventKind::Activated, c.protocol).code(enos::SUCCESS)
-        } else {
-            Event::new(EventKind::Reply, c.protocol)
-                .code(code.unwrap_or(0))
-                .message("the activation was not acknowledged with code 200")
-        };
-        ep.events.emit(event.device(&c.id).topic(topic));
-        return true;
-    }
-    // A JSON reply by its id; raw bytes (`model/down_raw_reply`) by topic, oldest first.
-    let rid = reply.as_ref().and_then(enos::reply_id).unwrap_or_default();
-    let by_id = (topic.to_string(), rid);
-    let json_reply = reply.is_some() && !by_id.1.is_empty();
-    let (waiting, raw) = match json_reply
-        .then(|| take_waiting(&mut c.commands, &by_id))
-        .flatten()
-    {
-        Some(w) => (w, false),
-        None => match take_waiting(&mut c.commands, &(topic.to_string(), String::new())) {
-            Some(w) => (w, true),
-            None => return false,
-        },
-    };
-    let mut e = Event::new(EventKind::Reply, c.protocol)
-        .device(&c.id)
-        .topic(topic);
-    let answer = if raw {
-        e = e.message(format!("{} raw bytes", payload.len()));
-        super::commands::raw_answer(payload)
-    } else {
-        if let Some(code) = code {
-            e = e.code(code);
-        }
-        reply.unwrap_or(Value::Null)
-    };
-    ep.events.emit(e);
-    let _ = waiting.send(answer);
-    true
-}
-
-/// The oldest test waiting on `key`, if any.
-fn take_waiting(
-    commands: &mut HashMap<(String, String), VecDeque<oneshot::Sender<Value>>>,
-    key: &(String, String),
-) -> Option<oneshot::Sender<Value>> {
-    let queue = commands.get_mut(key)?;
-    let first = queue.pop_front();
-    if queue.is_empty() {
-        commands.remove(key);
-    }
-    first
-}
-
-/// A command from a test, pushed to the device (EnOS pushes commands; the SDKs never subscribe
-/// to them), and the device's reply handed back when it comes.
-fn command<I: AsyncRead + AsyncWrite + Unpin>(
-    wire: &mut Wire<I>,
-    c: &mut Connection,
-    ep: &Endpoint,
-    cmd: Downlink,
-) {
-    ep.events.emit(
-        Event::new(EventKind::Command, c.protocol)
-            .device(&c.id)
-            .topic(&cmd.topic)
-            .method(&cmd.method),
-    );
-    // A sub-device disabled or deleted is logged out of its gateway's session at once.
-    if matches!(
-        cmd.kind,
-        Downstream::SubLifecycle(Lifecycle::Disable | Lifecycle::Delete)
-    ) && let Ok(v) = serde_json::from_slice::<Value>(&cmd.payload)
-    {
-        super::gateway::log_out(c, ep, v.get("params").unwrap_or(&Value::Null), &cmd.method);
-    }
-    // Commands whose test stopped waiting are dropped, so the table stays small.
-    for queue in c.commands.values_mut() {
-        queue.retain(|waiting| !waiting.is_closed());
-    }
-    c.commands.retain(|_, queue| !queue.is_empty());
-    if wire.publish(&cmd.topic, cmd.payload) {
-        c.commands
-            .entry((enos::reply_topic(&cmd.topic), cmd.id.unwrap_or_default()))
-            .or_default()
-            .push_back(cmd.reply);
-    }
 }
 
 #[cfg(test)]

@@ -16,11 +16,12 @@ fn endpoint() -> Endpoint {
     Endpoint::in_memory(caps, registry, Duration::ZERO).0
 }
 
-fn logged_in<I>(ep: &Endpoint, io: I) -> LoggedIn<I> {
+/// A login that succeeded at once.
+fn logged_in<I: Send + 'static>(ep: &Endpoint, io: I) -> Login<I> {
     let Admission::Admitted(w) = ep.limits.admit() else {
         panic!("admitted")
     };
-    LoggedIn {
+    let l = LoggedIn {
         wire: Wire {
             io,
             buf: BytesMut::new(),
@@ -32,22 +33,23 @@ fn logged_in<I>(ep: &Endpoint, io: I) -> LoggedIn<I> {
         id: Identity::new("p", "d"),
         secret: None,
         slot: w.log_in().expect("a slot"),
-    }
+    };
+    Box::pin(async move { Some(l) })
 }
 
 /// What one held connection's task costs in futures: the login's future is boxed apart
 /// and freed once done, so the held loop is what stays. It was 1456 bytes before the
-/// connection's parts moved apart; it must not grow.
+/// connection's parts moved apart, 1336 before the socket, the mailbox and one timer were
+/// polled in place of a `select!` over four futures; it must not grow.
 #[test]
 fn a_held_connection_s_future_stays_small() {
     let ep = Arc::new(endpoint());
     let (io, _peer) = tokio::io::duplex(64);
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
-    let (_stop, shutdown) = watch::channel(false);
-    let held_future = held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep, shutdown);
+    let held_future = held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep);
     let size = std::mem::size_of_val(&held_future);
     println!("held future: {size} bytes");
-    assert!(size <= 1456, "the held connection's future is {size} bytes");
+    assert!(size <= 800, "the held connection's future is {size} bytes");
 }
 
 #[test]
@@ -108,13 +110,9 @@ async fn send(io: &mut DuplexStream, p: Packet) {
 async fn connected(ep: &Arc<Endpoint>) -> (tokio::task::JoinHandle<()>, DuplexStream, BytesMut) {
     let (io, mut device) = tokio::io::duplex(4096);
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
-    let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn({
         let ep = ep.clone();
-        async move {
-            held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep, shutdown).await;
-            drop(stop);
-        }
+        async move { held(logged_in(&ep, io), peer, Protocol::Mqtt, &ep).await }
     });
     let mut buf = BytesMut::new();
     assert!(matches!(

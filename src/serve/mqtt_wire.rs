@@ -1,33 +1,35 @@
 //! MQTT's bytes on one connection: packets read and written with rumqttc's codec ([`Wire`]),
 //! and the protocol level of a CONNECT read before the codec ([`connect_level`]), so a CONNECT
 //! for another level gets CONNACK 0x01 (MQTT-3.1.2-2) instead of a codec error. A held
-//! connection holds no buffer between packets: what it reads and writes is allocated when a
-//! packet comes and freed once it is handled.
+//! connection holds no buffer between packets: the socket is read into a buffer on the stack
+//! that lives only while it is polled, what came is copied into one allocated to its size, and
+//! that one is freed once its packets are handled; what it writes likewise.
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use rumqttc::mqttbytes::v4::{Packet, Publish};
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::MAX_PACKET;
 
-/// What a read reserves when the buffer is full: a measure point post fits in one read. A
-/// connection holds no buffer at all between packets.
-const READ_CHUNK: usize = 256;
+/// The most bytes one read takes, into a buffer on the stack (a measure point post fits).
+const READ_CHUNK: usize = 4096;
 /// How long a write may wait for a client that does not read.
-const WRITE_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_WAIT: Duration = Duration::from_secs(10);
 
 /// The packets of one connection, read and written with the codec.
-pub struct Wire<I> {
+pub(crate) struct Wire<I> {
     pub io: I,
     pub buf: BytesMut,
     pub out: BytesMut,
 }
 
 /// What the next read found.
-pub enum Read {
+pub(crate) enum Read {
     Packet(Packet),
     Closed,
     /// Not MQTT, or larger than the bound: the connection ends.
@@ -36,7 +38,7 @@ pub enum Read {
 
 /// Why bytes from a client cannot be a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Broken {
+pub(crate) enum Broken {
     /// The codec refused them (its reason).
     NotMqtt(String),
     /// A packet larger than [`MAX_PACKET`].
@@ -53,7 +55,7 @@ impl std::fmt::Display for Broken {
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
-    pub fn new(io: I) -> Self {
+    pub(crate) fn new(io: I) -> Self {
         Wire {
             io,
             buf: BytesMut::new(),
@@ -63,78 +65,103 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
 
     /// Write one packet, after any queued ones; a client that stops reading for
     /// [`WRITE_WAIT`] is given up.
-    pub async fn send(&mut self, packet: Packet) -> bool {
+    pub(crate) async fn send(&mut self, packet: Packet) -> bool {
         self.queue(packet) && self.write_out().await
     }
 
     /// Add a packet to what the next write sends: a PUBACK and the reply that follows it go
     /// out in one segment instead of two system calls.
-    pub fn queue(&mut self, packet: Packet) -> bool {
+    pub(crate) fn queue(&mut self, packet: Packet) -> bool {
         packet.write(&mut self.out, MAX_PACKET).is_ok()
     }
 
-    /// Write what is queued, if anything; the buffer is freed once written (a held
-    /// connection holds none between packets).
-    pub async fn write_out(&mut self) -> bool {
+    /// Write what is queued, if anything, within [`WRITE_WAIT`]; the buffer is freed once
+    /// written (a held connection holds none between packets).
+    pub(crate) async fn write_out(&mut self) -> bool {
         if self.out.is_empty() {
             return true;
         }
-        let write = async { self.io.write_all(&self.out).await.is_ok() && self.io.flush().await.is_ok() };
+        let write = std::future::poll_fn(|cx| self.poll_write_out(cx));
         let ok = tokio::time::timeout(WRITE_WAIT, write).await.unwrap_or(false);
         self.out = BytesMut::new();
         ok
     }
 
-    /// Make room for a read: nothing is allocated until a packet starts coming, then what
-    /// the packet still needs (read from its header), so one read usually takes it whole.
-    fn reserve(&mut self, missing: usize) {
-        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
-            self.buf = BytesMut::new();
+    /// Write and flush what is queued: `false` when the connection failed. The caller bounds
+    /// the wait ([`WRITE_WAIT`]); what is not written yet stays queued.
+    pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        while !self.out.is_empty() {
+            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.out)) {
+                Ok(0) | Err(_) => return Poll::Ready(false),
+                Ok(n) => self.out.advance(n),
+            }
         }
-        if self.buf.capacity() == self.buf.len() {
-            self.buf.reserve(missing.clamp(READ_CHUNK, MAX_PACKET + 5));
-        }
+        let flushed = ready!(Pin::new(&mut self.io).poll_flush(cx)).is_ok();
+        self.out = BytesMut::new();
+        Poll::Ready(flushed)
     }
 
     /// Queue a QoS 0 PUBLISH; it leaves with the next write, after the record has its event.
-    pub fn publish(&mut self, topic: &str, payload: Vec<u8>) -> bool {
+    pub(crate) fn publish(&mut self, topic: &str, payload: Vec<u8>) -> bool {
         self.queue(Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload)))
     }
 
     /// Whether a whole packet is already read, so the loop can answer it before writing.
-    pub fn has_packet(&self) -> bool {
+    pub(crate) fn has_packet(&self) -> bool {
         rumqttc::mqttbytes::check(self.buf.iter(), MAX_PACKET).is_ok()
+    }
+
+    /// Read once from the socket into the buffer: `Ready(false)` when the client closed (or
+    /// the connection failed). The bytes go through a buffer on the stack, so a connection
+    /// waiting for its next packet holds no buffer at all.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, missing: usize) -> Poll<bool> {
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut read = ReadBuf::new(&mut chunk);
+        match ready!(Pin::new(&mut self.io).poll_read(cx, &mut read)) {
+            Ok(()) if !read.filled().is_empty() => {
+                // A packet that is still coming: room for all of it at once.
+                if !self.buf.is_empty() {
+                    self.buf.reserve(missing.min(MAX_PACKET + 5));
+                }
+                self.buf.extend_from_slice(read.filled());
+                Poll::Ready(true)
+            }
+            _ => Poll::Ready(false),
+        }
     }
 
     /// Read until the buffer holds a whole packet (or bytes that cannot be one); `None` when
     /// the client closes first.
-    pub async fn whole_packet(&mut self) -> Option<()> {
+    pub(crate) async fn whole_packet(&mut self) -> Option<()> {
         loop {
-            match rumqttc::mqttbytes::check(self.buf.iter(), MAX_PACKET) {
-                Err(CodecError::InsufficientBytes(n)) if self.buf.len() <= MAX_PACKET + 5 => self.reserve(n),
+            let missing = match rumqttc::mqttbytes::check(self.buf.iter(), MAX_PACKET) {
+                Err(CodecError::InsufficientBytes(n)) if self.buf.len() <= MAX_PACKET + 5 => n,
                 _ => return Some(()),
-            }
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
+            };
+            if !std::future::poll_fn(|cx| self.poll_fill(cx, missing)).await {
+                return None;
             }
         }
     }
 
     /// The next packet; cancel-safe (bytes read so far stay in the buffer).
-    pub async fn next(&mut self) -> Read {
+    pub(crate) async fn next(&mut self) -> Read {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`Wire::next`] for a loop that polls the socket beside other things.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Read> {
         loop {
-            match Packet::read(&mut self.buf, MAX_PACKET) {
-                Ok(p) => return Read::Packet(p),
-                Err(CodecError::InsufficientBytes(n)) => self.reserve(n),
-                Err(e) => return Read::Broken(Broken::NotMqtt(e.to_string())),
-            }
+            let missing = match Packet::read(&mut self.buf, MAX_PACKET) {
+                Ok(p) => return Poll::Ready(Read::Packet(p)),
+                Err(CodecError::InsufficientBytes(n)) => n,
+                Err(e) => return Poll::Ready(Read::Broken(Broken::NotMqtt(e.to_string()))),
+            };
             if self.buf.len() > MAX_PACKET + 5 {
-                return Read::Broken(Broken::TooLarge);
+                return Poll::Ready(Read::Broken(Broken::TooLarge));
             }
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return Read::Closed,
-                Ok(_) => {}
+            if !ready!(self.poll_fill(cx, missing)) {
+                return Poll::Ready(Read::Closed);
             }
         }
     }
@@ -142,7 +169,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
 
 /// The protocol name and level of a CONNECT at the start of `buf`, read without the codec
 /// (which refuses levels other than 4 and 5 before anyone can answer them).
-pub fn connect_level(buf: &[u8]) -> Option<(String, u8)> {
+pub(crate) fn connect_level(buf: &[u8]) -> Option<(String, u8)> {
     if buf.first()? >> 4 != 1 {
         return None;
     }

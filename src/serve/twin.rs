@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::history::{Query, Retention, Sample, Series, Stored};
+use super::keyed::Keyed;
 use super::store::{Change, Patch, Reader, Saved, Store};
 use super::{Identity, Protocol};
 use crate::registry::Registry;
@@ -146,18 +147,20 @@ struct DeviceState {
     ever: bool,
     messages: u64,
     errors: u64,
-    measurepoints: BTreeMap<String, PointValue>,
+    measurepoints: Keyed<PointValue>,
     attributes: BTreeMap<String, Value>,
     tags: BTreeMap<String, String>,
     firmware: Option<FirmwareState>,
-    ota: Option<OtaState>,
+    /// Boxed, as the network's report below: most devices never have one, and every
+    /// device of the registry has a record (`tests/held_memory.rs`, docs/performance.md).
+    ota: Option<Box<OtaState>>,
     events: VecDeque<EventValue>,
-    network: Option<Value>,
+    network: Option<Box<Value>>,
     /// A secret serve issued: by `thing.device.register`, or by dynamic activation once the
     /// device acknowledged it (a registry device's own is in the registry).
     secret: Option<Secret>,
     /// Each point's values, without a store (with one, the file keeps them).
-    history: BTreeMap<String, Series>,
+    history: Keyed<Series>,
     /// The store's mark of this device's last change a reply waits for.
     saved_at: u64,
     /// Activity (logins, requests) not queued for the data file yet.
@@ -196,7 +199,7 @@ pub(crate) type Refused = (i64, String);
 
 /// The device twin of every device `serve` knows.
 pub struct Twin {
-    devices: Mutex<BTreeMap<Identity, DeviceState>>,
+    devices: Mutex<BTreeMap<Identity, Box<DeviceState>>>,
     /// Where what a restart keeps is kept (`--data`); `None`: in memory only.
     store: Option<Store>,
     retention: Retention,
@@ -272,11 +275,13 @@ impl Twin {
             let d = match (listed, s.origin) {
                 (true, _) => devices.entry(id.clone()).or_default(),
                 (false, Origin::Register) if product_listed && devices.len() < MAX_DEVICES => {
-                    devices.entry(id.clone()).or_insert_with(|| DeviceState {
-                        origin: Origin::Register,
-                        asset_id: asset_id(&id),
-                        enabled: true,
-                        ..Default::default()
+                    devices.entry(id.clone()).or_insert_with(|| {
+                        Box::new(DeviceState {
+                            origin: Origin::Register,
+                            asset_id: asset_id(&id),
+                            enabled: true,
+                            ..Default::default()
+                        })
                     })
                 }
                 _ => {
@@ -293,8 +298,8 @@ impl Twin {
                 d.gateway = gw;
             }
             d.firmware = s.firmware;
-            d.ota = s.ota;
-            d.network = s.network;
+            d.ota = s.ota.map(Box::new);
+            d.network = s.network.map(Box::new);
             d.protocol = s.protocol;
             d.last_seen = s.last_seen;
             d.ever = s.last_seen.is_some();
@@ -303,7 +308,7 @@ impl Twin {
             d.attributes = s.attributes;
             d.tags = s.tags;
             d.events = s.events.into_iter().collect();
-            d.measurepoints = s.points;
+            d.measurepoints = s.points.into();
         }
         let twin = Twin {
             devices: Mutex::new(devices),
@@ -379,7 +384,7 @@ impl Twin {
     }
 
     /// Many devices at once: a reply that saw them waits for every change made so far.
-    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<Identity, DeviceState>) -> R) -> Option<R> {
+    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<Identity, Box<DeviceState>>) -> R) -> Option<R> {
         let mut all = self.devices.lock().ok()?;
         let r = f(&mut all);
         note_seen(self.save_target());
@@ -560,10 +565,7 @@ impl Twin {
     pub fn set_points(&self, id: &Identity, points: &Map<String, Value>, time: u64) -> Result<(), Refused> {
         let at = i64::try_from(time).unwrap_or(i64::MAX);
         self.device(id, |d| {
-            let new = points
-                .keys()
-                .filter(|k| !d.measurepoints.contains_key(*k))
-                .count();
+            let new = points.keys().filter(|k| !d.measurepoints.contains_key(k)).count();
             if d.measurepoints.len().saturating_add(new) > MAX_KEYS {
                 return Err(too_many("measure points"));
             }
@@ -572,7 +574,7 @@ impl Twin {
                 let latest = d.measurepoints.get(k).is_none_or(|old| old.time <= time);
                 if latest {
                     d.measurepoints.insert(
-                        k.clone(),
+                        k,
                         PointValue {
                             value: v.clone(),
                             time,
@@ -583,7 +585,7 @@ impl Twin {
                 if self.store.is_some() {
                     kept.push((k.clone(), stored));
                 } else {
-                    self.remember(d.history.entry(k.clone()).or_default(), at, stored);
+                    self.remember(d.history.get_or_default(k), at, stored);
                 }
             }
             if !kept.is_empty() {
@@ -800,14 +802,14 @@ impl Twin {
             });
             all.insert(
                 id.clone(),
-                DeviceState {
+                Box::new(DeviceState {
                     origin: Origin::Register,
                     asset_id: asset.clone(),
                     enabled: true,
                     attributes,
                     secret: Some(secret),
                     ..Default::default()
-                },
+                }),
             );
             Ok(asset)
         })
@@ -842,7 +844,7 @@ impl Twin {
                 desc,
                 time: now_ms(),
             };
-            d.ota = Some(ota.clone());
+            d.ota = Some(Box::new(ota.clone()));
             Patch::Ota(ota)
         });
     }
@@ -850,7 +852,7 @@ impl Twin {
     /// A network status report (the Java SDK's `network/status/report`).
     pub fn set_network(&self, id: &Identity, report: Value) {
         self.patch(id, |d| {
-            d.network = Some(report.clone());
+            d.network = Some(Box::new(report.clone()));
             Patch::Network(report)
         });
     }
@@ -927,7 +929,7 @@ fn note_seen(mark: u64) {
 }
 
 /// The registry's devices, with their enabled state and topology.
-fn seeded(registry: &Registry) -> BTreeMap<Identity, DeviceState> {
+fn seeded(registry: &Registry) -> BTreeMap<Identity, Box<DeviceState>> {
     let mut devices = BTreeMap::new();
     for d in &registry.devices {
         let id = Identity::new(&d.product, &d.key);
@@ -936,15 +938,16 @@ fn seeded(registry: &Registry) -> BTreeMap<Identity, DeviceState> {
             .as_deref()
             .and_then(|g| g.split_once('/'))
             .map(|(p, k)| Identity::new(p, k));
+        // Boxed: a map node holds eleven entries, and most are half full.
         devices.insert(
             id.clone(),
-            DeviceState {
+            Box::new(DeviceState {
                 origin: Origin::Registry,
                 asset_id: asset_id(&id),
                 enabled: !d.disabled,
                 gateway,
                 ..Default::default()
-            },
+            }),
         );
     }
     devices
@@ -966,7 +969,7 @@ impl DeviceState {
     }
 }
 
-fn view(all: &BTreeMap<Identity, DeviceState>, id: &Identity, d: &DeviceState) -> DeviceView {
+fn view(all: &BTreeMap<Identity, Box<DeviceState>>, id: &Identity, d: &DeviceState) -> DeviceView {
     DeviceView {
         product_key: id.product_key.clone(),
         device_key: id.device_key.clone(),
@@ -986,13 +989,13 @@ fn view(all: &BTreeMap<Identity, DeviceState>, id: &Identity, d: &DeviceState) -
             .filter(|(_, s)| s.gateway.as_ref() == Some(id))
             .map(|(k, _)| Keys::from(k))
             .collect(),
-        measurepoints: d.measurepoints.clone(),
+        measurepoints: d.measurepoints.to_map(),
         attributes: d.attributes.clone(),
         tags: d.tags.clone(),
         firmware: d.firmware.clone(),
-        ota: d.ota.clone(),
+        ota: d.ota.as_deref().cloned(),
         events: d.events.iter().cloned().collect(),
-        network: d.network.clone(),
+        network: d.network.as_deref().cloned(),
     }
 }
 

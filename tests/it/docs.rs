@@ -450,3 +450,79 @@ fn every_console_command_runs_enos_connect_and_shows_no_secret() {
         assert!(fence.is_none(), "{name}: a code block is not closed");
     }
 }
+
+/// `python3 scripts/perf_doc.py check --doc DOC`: its status and what it printed.
+fn perf_doc_check(doc: &Path) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(Path::new(ROOT).join("scripts/perf_doc.py"))
+        .args(["check", "--doc"])
+        .arg(doc)
+        .output()
+        .expect("python3 runs (the benchmark scripts and this check need it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+/// No figure in docs/performance.md's tables is typed by hand: each is what
+/// docs/performance.json (written by the benchmark scripts, with the date and command of
+/// their run) renders, and the figures of issue 31 are all there.
+#[test]
+fn the_performance_tables_are_what_the_benchmarks_wrote() {
+    let doc = Path::new(ROOT).join("docs/performance.md");
+    let (ok, said) = perf_doc_check(&doc);
+    assert!(ok, "{said}");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("docs/performance.json"))
+            .expect("docs/performance.json"),
+    )
+    .expect("docs/performance.json is JSON");
+    for id in [
+        "fleet_rss_3000",
+        "fleet_cpu",
+        "load",
+        "data_load",
+        "startup_version",
+        "probe_coap",
+        "batch_random",
+    ] {
+        let f = &json["figures"][id];
+        assert!(
+            f["command"]
+                .as_str()
+                .is_some_and(|c| c.contains("scripts/bench-"))
+                && f["date"].is_string(),
+            "docs/performance.json: figure `{id}` is missing or has no script and date: {f}"
+        );
+    }
+}
+
+/// The check fails when a figure in the doc is changed by hand.
+#[test]
+fn a_performance_figure_edited_by_hand_fails_the_check() {
+    let page =
+        std::fs::read_to_string(Path::new(ROOT).join("docs/performance.md")).expect("docs/performance.md");
+    let begin = page
+        .find("<!-- perf:begin")
+        .expect("docs/performance.md has its perf:begin marker");
+    let row = begin + page[begin..].find("\n| `").expect("the summary has a row") + 1;
+    let end = row + page[row..].find('\n').expect("a row ends");
+    let edited = format!(
+        "{}{}{}",
+        &page[..row],
+        page[row..end].replacen(" | ", " | 0.01 ", 1),
+        &page[end..]
+    );
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let doc = dir.path().join("performance.md");
+    std::fs::write(&doc, edited).expect("writes");
+    let (ok, said) = perf_doc_check(&doc);
+    assert!(!ok, "a row edited by hand passed the check");
+    assert!(
+        said.contains("differs from what docs/performance.json renders"),
+        "{said}"
+    );
+}
