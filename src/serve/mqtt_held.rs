@@ -8,8 +8,8 @@
 //! PUBREL is acknowledged and not processed again (MQTT-4.3.3-2); a clean-session-0 client's
 //! subscriptions are kept for its return, and CONNACK's session present says whether they were
 //! (MQTT-3.2.2-2), in [`super::mqtt_clients::ClientTable`]. Answers to packets read together
-//! leave in one segment, written only outside `select!` so a write is never cancelled halfway,
-//! and only once the events of their requests are in the record.
+//! leave in one segment, written before the next read is polled so a write is never cancelled
+//! halfway, and only once the events of their requests are in the record.
 //!
 //! A held connection's task is what a fleet's memory is made of: its future is pinned small
 //! (a unit test below), and it keeps no buffer while it waits.
