@@ -179,39 +179,12 @@ impl Writer {
                 folded.events.push(id);
             }
             Change::Attributes { id, set } => {
-                let mut stmt = c.prepare_cached(
-                    "INSERT INTO attributes (product_key, device_key, key, value) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (product_key, device_key, key) DO UPDATE SET value = excluded.value",
-                )?;
-                for (k, v) in set {
-                    stmt.execute(params![id.product_key, id.device_key, k, v.to_string()])?;
-                }
+                let set = set.into_iter().map(|(k, v)| (k, v.to_string()));
+                set_pairs(c, "attributes", &id, set)?;
             }
-            Change::AttributesDeleted { id, keys } => {
-                let mut stmt = c.prepare_cached(
-                    "DELETE FROM attributes WHERE product_key = ?1 AND device_key = ?2 AND key = ?3",
-                )?;
-                for k in keys {
-                    stmt.execute(params![id.product_key, id.device_key, k])?;
-                }
-            }
-            Change::Tags { id, set } => {
-                let mut stmt = c.prepare_cached(
-                    "INSERT INTO tags (product_key, device_key, key, value) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (product_key, device_key, key) DO UPDATE SET value = excluded.value",
-                )?;
-                for (k, v) in set {
-                    stmt.execute(params![id.product_key, id.device_key, k, v])?;
-                }
-            }
-            Change::TagsDeleted { id, keys } => {
-                let mut stmt = c.prepare_cached(
-                    "DELETE FROM tags WHERE product_key = ?1 AND device_key = ?2 AND key = ?3",
-                )?;
-                for k in keys {
-                    stmt.execute(params![id.product_key, id.device_key, k])?;
-                }
-            }
+            Change::AttributesDeleted { id, keys } => delete_keys(c, "attributes", &id, keys)?,
+            Change::Tags { id, set } => set_pairs(c, "tags", &id, set)?,
+            Change::TagsDeleted { id, keys } => delete_keys(c, "tags", &id, keys)?,
             Change::Registered {
                 id,
                 secret,
@@ -406,6 +379,40 @@ impl Writer {
 }
 
 /// One field of a device's row, the row made if it has none.
+/// A device's key-value pairs set in `table` (`attributes` or `tags`: the same columns), each
+/// replacing the one of its key.
+fn set_pairs(
+    c: &Connection,
+    table: &'static str,
+    id: &Identity,
+    set: impl IntoIterator<Item = (String, String)>,
+) -> rusqlite::Result<()> {
+    let mut stmt = c.prepare_cached(&format!(
+        "INSERT INTO {table} (product_key, device_key, key, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (product_key, device_key, key) DO UPDATE SET value = excluded.value"
+    ))?;
+    for (k, v) in set {
+        stmt.execute(params![id.product_key, id.device_key, k, v])?;
+    }
+    Ok(())
+}
+
+/// A device's keys deleted from `table` (`attributes` or `tags`).
+fn delete_keys(
+    c: &Connection,
+    table: &'static str,
+    id: &Identity,
+    keys: Vec<String>,
+) -> rusqlite::Result<()> {
+    let mut stmt = c.prepare_cached(&format!(
+        "DELETE FROM {table} WHERE product_key = ?1 AND device_key = ?2 AND key = ?3"
+    ))?;
+    for k in keys {
+        stmt.execute(params![id.product_key, id.device_key, k])?;
+    }
+    Ok(())
+}
+
 fn patch_device(c: &Connection, id: &Identity, origin: Origin, patch: Patch) -> rusqlite::Result<()> {
     let keys = (&id.product_key, &id.device_key, origin.name());
     let set = |sql: &str, value: &dyn rusqlite::ToSql| -> rusqlite::Result<()> {
