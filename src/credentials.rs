@@ -106,12 +106,39 @@ impl crate::help::Help for CredentialsError {
 }
 
 /// Replace `{name}` placeholders with the given values; unknown placeholders stay as they are.
+/// One pass over the template, and a value is never searched for placeholders itself: every
+/// login (the probe's, and serve checking one) fills several templates, and a `replace` per
+/// variable was half of a load probe's instructions (docs/performance.md).
 pub(crate) fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
-    let mut out = template.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{k}}}"), v);
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after
+            .find(['{', '}'])
+            .filter(|&end| after.as_bytes()[end] == b'}')
+            .and_then(|end| Some((vars.get(&after[..end])?, end)));
+        match value {
+            Some((value, end)) => {
+                out.push_str(value);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
     out
+}
+
+/// Whether `template` has the placeholder `{name}`.
+fn names(template: &str, name: &str) -> bool {
+    template
+        .match_indices(name)
+        .any(|(at, _)| template[..at].ends_with('{') && template[at + name.len()..].starts_with('}'))
 }
 
 /// Milliseconds since the epoch: the default login timestamp.
@@ -154,11 +181,21 @@ pub(crate) fn sign(content: &str, secret: &Secret) -> String {
 }
 
 fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    hex(bytes, b"0123456789ABCDEF")
 }
 
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(bytes, b"0123456789abcdef")
+}
+
+/// Two digits a byte from `digits`, without the formatter: a sign is computed on every login.
+fn hex(bytes: &[u8], digits: &[u8; 16]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(digits[usize::from(b >> 4)]));
+        out.push(char::from(digits[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// The login recipe called `name` (`mqtt`, `http`, `coap`, `subdevice`). A URL scheme
@@ -230,8 +267,9 @@ pub fn compute(
     fields.push((recipe.sign.field.clone(), signed.clone()));
     vars.insert("sign", signed);
     let uses = |name: &str| {
-        let p = format!("{{{name}}}");
-        recipe.sign.content.contains(&p) || recipe.fields.values().any(|t| t.contains(&p))
+        std::iter::once(&recipe.sign.content)
+            .chain(recipe.fields.values())
+            .any(|t| names(t, name))
     };
     let steps = if req.mode == "dynamic" {
         recipe.dynamic_steps.iter().map(|s| fill(s, &vars)).collect()
@@ -330,6 +368,33 @@ mod tests {
     fn fill_leaves_unknown_placeholders() {
         let vars = BTreeMap::from([("pk", "P".to_string())]);
         assert_eq!(fill("/sys/{pk}/{dk}", &vars), "/sys/P/{dk}");
+    }
+
+    #[test]
+    fn fill_takes_each_placeholder_once_and_leaves_stray_braces() {
+        let vars = BTreeMap::from([
+            ("pk", "{dk}".to_string()),
+            ("dk", "D".to_string()),
+            ("x", "X".to_string()),
+        ]);
+        // A value is not searched again; a brace that opens no known name stays as it is.
+        assert_eq!(fill("{pk}/{dk}", &vars), "{dk}/D");
+        assert_eq!(fill("{{x}} {x {x}} } {", &vars), "{X} {x X} } {");
+        assert_eq!(fill("", &vars), "");
+        assert_eq!(fill("{x}{x}", &vars), "XX");
+        assert!(names("a{x}b", "x") && names("{timestamp}", "timestamp"));
+        assert!(!names("x {x", "x") && !names("{xy}", "x") && !names("", "x"));
+    }
+
+    #[test]
+    fn hex_digits_are_two_a_byte_in_order() {
+        assert_eq!(hex_upper(&[0x00, 0x0f, 0xa5, 0xff]), "000FA5FF");
+        assert_eq!(hex_lower(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        // python3: hashlib.sha256(b"abc").hexdigest().upper()
+        assert_eq!(
+            sign("ab", &Secret::new("c".into())),
+            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+        );
     }
 
     #[test]

@@ -55,6 +55,55 @@ fn int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error
     }
 }
 
+/// What a client reads of a reply, straight from its bytes: the id (a string, or a number read
+/// as its text, as [`reply_id`]), the code and the message; `data` is skipped unread. A probe
+/// reads a reply per request, and a tree of `Value`s for each was a tenth of a load probe's
+/// work (docs/performance.md).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReplyHead<'a> {
+    #[serde(default, borrow, deserialize_with = "id_text")]
+    pub id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(deserialize_with = "int_or_string")]
+    pub code: i64,
+    #[serde(default, borrow)]
+    pub message: std::borrow::Cow<'a, str>,
+}
+
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::borrow::Cow<'de, str>>, D::Error> {
+    use std::borrow::Cow;
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a number")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(
+                serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string()),
+            )))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Text)
+}
+
 impl Request {
     pub fn new(id: impl Into<String>, method: impl Into<String>, params: Value) -> Self {
         Request {
@@ -592,6 +641,28 @@ mod tests {
         let r: Reply = serde_json::from_str(r#"{"id":"7","code":1204,"message":"x"}"#).expect("int code");
         assert_eq!((r.code, r.message.as_str()), (1204, "x"));
         assert!(serde_json::from_str::<Reply>(r#"{"id":"7","code":"abc"}"#).is_err());
+    }
+
+    #[test]
+    fn a_reply_head_reads_id_code_and_message_and_skips_data() {
+        fn head(text: &str) -> Result<ReplyHead<'_>, serde_json::Error> {
+            serde_json::from_str(text)
+        }
+        let r = head(r#"{"data":{"a":[1,{"b":2}]},"code":"200","id":"7"}"#).expect("string code");
+        assert_eq!((r.id.as_deref(), r.code, &*r.message), (Some("7"), 200, ""));
+        let r = head(r#"{"id":42,"code":1204,"message":"model \"x\""}"#).expect("number id");
+        assert_eq!(
+            (r.id.as_deref(), r.code, &*r.message),
+            (Some("42"), 1204, "model \"x\"")
+        );
+        assert_eq!(head(r#"{"code":200}"#).expect("no id").id, None);
+        assert!(
+            head(r#"{"id":"7","code":"abc"}"#)
+                .expect_err("bad code")
+                .is_data()
+        );
+        assert!(head(r#"{"id":"7"}"#).expect_err("no code").is_data());
+        assert!(head(r#"{"id":"7","#).expect_err("cut").is_eof());
     }
 
     #[test]

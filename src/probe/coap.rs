@@ -122,7 +122,7 @@ async fn connect_udp(rec: &mut Recorder, addrs: &[std::net::SocketAddr]) -> Resu
             }
         };
         if let Err(e) = sock.connect(addr).await {
-            rec.note(&format!("{addr}: {e}"));
+            rec.note(format_args!("{addr}: {e}"));
             last = Failure::io(&e);
             continue;
         }
@@ -134,7 +134,7 @@ async fn connect_udp(rec: &mut Recorder, addrs: &[std::net::SocketAddr]) -> Resu
         let mut probe = [0u8; 1];
         match tokio::time::timeout(Duration::from_millis(50), sock.recv(&mut probe)).await {
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                rec.note(&format!("{addr}: port unreachable, trying the next address"));
+                rec.note(format_args!("{addr}: port unreachable, trying the next address"));
                 last = Failure::new(ErrorKind::Refused, format!("{addr}: port unreachable"));
             }
             _ => return Ok(sock),
@@ -527,7 +527,7 @@ async fn exchange_with(
             attempts += 1;
             rec.detail("attempts", attempts);
             link.send(&bytes).await?;
-            rec.note(&format!(
+            rec.note(format_args!(
                 "sent {} (attempt {attempts}, next wait {:.2} s)",
                 if ping { "ping" } else { "request" },
                 wait.as_secs_f64()
@@ -731,7 +731,7 @@ async fn receive(
             return Ok(None);
         };
         match classify(&buf[..n], mid, token) {
-            Datagram::Malformed => rec.note(&format!("ignored a malformed datagram of {n} bytes")),
+            Datagram::Malformed => rec.note(format_args!("ignored a malformed datagram of {n} bytes")),
             Datagram::Reset => return Ok(Some(Reply::Reset)),
             Datagram::EmptyAck => return Ok(Some(Reply::EmptyAck)),
             Datagram::Response { packet, ack } => {
@@ -747,7 +747,7 @@ async fn receive(
                 link.keep_announced(&packet);
                 return Ok(Some(Reply::Response(*packet)));
             }
-            Datagram::Other(what) => rec.note(&format!("ignored {what}")),
+            Datagram::Other(what) => rec.note(format_args!("ignored {what}")),
         }
     }
 }

@@ -132,7 +132,7 @@ impl crate::probe::needs::Transport for Needs<'_> {
                 crate::enos::Reply::new(id, crate::enos::SUCCESS, serde_json::json!({})).with_message("");
             (method, reply.to_bytes())
         };
-        rec.note(&format!("command {what} on {announced}"));
+        rec.note(format_args!("command {what} on {announced}"));
         exchange_with(
             self.link,
             rec,
@@ -212,7 +212,7 @@ fn awaited(value: &[u8], topics: &[String], rec: &mut Recorder) -> Result<Option
     if topics.iter().any(|f| filter_matches(f, &topic)) {
         return Ok(Some(topic));
     }
-    rec.note(&format!("a command on {topic} is not the one awaited"));
+    rec.note(format_args!("a command on {topic} is not the one awaited"));
     Ok(None)
 }
 

@@ -373,7 +373,7 @@ pub(crate) async fn probe(
     rec.begin(if enos.is_some() { "handshake" } else { "request" });
     let mut client = Client::handshake(io).await?;
     let response = client.send(&request).await?;
-    rec.note(&format!("status {} {}", response.status, response.reason));
+    rec.note(format_args!("status {} {}", response.status, response.reason));
     rec.detail("status", response.status);
     rec.detail("body_bytes", response.body.len());
     let session = check(&response, enos.is_some(), rec)?;

@@ -86,11 +86,14 @@ impl Failure {
 pub async fn run(caps: &Capabilities, target: &Target, opts: &ProbeOptions) -> ProbeReport {
     let mut rec = Recorder::new(opts.verbose);
     let deadline = Instant::now() + opts.timeout;
+    // Each protocol's probe is boxed: this future then holds a pointer, not the largest of the
+    // three state machines (the CoAP one, with DTLS, is tens of KB), which a load probe's every
+    // spawn would copy several times over (docs/performance.md, *The load probe*).
     let result = tokio::time::timeout(opts.timeout, async {
         match target.protocol.as_str() {
-            "mqtt" => mqtt::probe(caps, target, opts, &mut rec, deadline).await,
-            "coap" => coap::probe(caps, target, opts, &mut rec, deadline).await,
-            "http" => http::probe(caps, target, opts, &mut rec, deadline).await,
+            "mqtt" => Box::pin(mqtt::probe(caps, target, opts, &mut rec, deadline)).await,
+            "coap" => Box::pin(coap::probe(caps, target, opts, &mut rec, deadline)).await,
+            "http" => Box::pin(http::probe(caps, target, opts, &mut rec, deadline)).await,
             other => Err(Failure::new(
                 ErrorKind::Protocol,
                 format!("no probe for protocol `{other}`"),

@@ -274,7 +274,7 @@ impl Conn {
         rec: &mut Recorder,
     ) -> Result<(), Failure> {
         let (reply_topic, sub_pkid) = self.publish_for_reply(topic, request.to_bytes()).await?;
-        rec.note(&format!("{} {} sent on {topic}", request.method, request.id));
+        rec.note(format_args!("{} {} sent on {topic}", request.method, request.id));
         loop {
             match self.next("EnOS's reply").await? {
                 Packet::SubAck(ack) if ack.pkid == sub_pkid => granted(&ack, &reply_topic)?,

@@ -24,7 +24,7 @@ impl crate::probe::needs::Transport for Conn {
 
     async fn raw(&mut self, topic: &str, bytes: &[u8], rec: &mut Recorder) -> Result<(), Failure> {
         let (reply_topic, sub_pkid) = self.publish_for_reply(topic, bytes.to_vec()).await?;
-        rec.note(&format!("{} raw bytes sent on {topic}", bytes.len()));
+        rec.note(format_args!("{} raw bytes sent on {topic}", bytes.len()));
         loop {
             match self.next("the raw reply").await? {
                 Packet::SubAck(ack) if ack.pkid == sub_pkid => granted(&ack, &reply_topic)?,
@@ -45,7 +45,7 @@ impl crate::probe::needs::Transport for Conn {
     async fn subscribe(&mut self, topics: &[String], rec: &mut Recorder) -> Result<bool, Failure> {
         for topic in topics {
             Conn::subscribe(self, topic, QoS::AtLeastOnce).await?;
-            rec.note(&format!("subscribed to {topic}"));
+            rec.note(format_args!("subscribed to {topic}"));
         }
         Ok(true)
     }
@@ -77,7 +77,11 @@ impl crate::probe::needs::Transport for Conn {
                     );
                     publish.pkid = self.pkid();
                     self.send(Packet::Publish(publish)).await?;
-                    rec.note(&format!("answered {} raw bytes on {}", p.payload.len(), p.topic));
+                    rec.note(format_args!(
+                        "answered {} raw bytes on {}",
+                        p.payload.len(),
+                        p.topic
+                    ));
                     return Ok(format!("{} raw bytes", p.payload.len()));
                 }
                 let v: serde_json::Value = serde_json::from_slice(&p.payload).map_err(|_| {
@@ -102,7 +106,7 @@ impl crate::probe::needs::Transport for Conn {
                 publish.pkid = self.pkid();
                 self.send(Packet::Publish(publish)).await?;
                 rec.detail("command", method.clone());
-                rec.note(&format!("answered {method} on {} with 200", p.topic));
+                rec.note(format_args!("answered {method} on {} with 200", p.topic));
                 return Ok(method);
             }
         };

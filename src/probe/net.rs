@@ -27,7 +27,7 @@ pub(crate) async fn resolve(rec: &mut Recorder, target: &Target) -> Result<Vec<S
             format!("`{}` resolves to no address", target.host),
         ));
     }
-    rec.note(&format!("{} -> {:?}", target.host, addrs));
+    rec.note(format_args!("{} -> {:?}", target.host, addrs));
     rec.end();
     Ok(addrs)
 }
@@ -48,17 +48,17 @@ pub(crate) async fn connect_tcp(
         match tokio::time::timeout(share, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                rec.note(&format!("connected to {addr}"));
+                rec.note(format_args!("connected to {addr}"));
                 rec.end();
                 return Ok(stream);
             }
             Ok(Err(e)) => {
-                rec.note(&format!("{addr}: {e}"));
+                rec.note(format_args!("{addr}: {e}"));
                 last = Failure::io(&e);
                 last.message = format!("{addr}: {}", last.message);
             }
             Err(_) => {
-                rec.note(&format!("{addr}: no answer"));
+                rec.note(format_args!("{addr}: no answer"));
                 last = Failure::new(
                     ErrorKind::Timeout,
                     format!("{addr}: the TCP connection was not accepted in time"),

@@ -65,8 +65,9 @@ impl Recorder {
         self.details.insert(key.to_string(), value.into());
     }
 
-    /// A line on stderr in --verbose mode: what happened and when.
-    pub(crate) fn note(&self, text: &str) {
+    /// A line on stderr in --verbose mode: what happened and when. Given as `format_args!`, the
+    /// text is formatted only when it is printed: a load probe runs thousands of probes quietly.
+    pub(crate) fn note(&self, text: impl std::fmt::Display) {
         if self.verbose {
             eprintln!("[{:>9.3} ms] {}: {text}", ms(self.started.elapsed()), self.stage);
         }
@@ -117,32 +118,47 @@ impl Recorder {
     pub(crate) fn enos_reply(&mut self, payload: &[u8], id: Option<&str>) -> Result<Option<()>, Failure> {
         let shown =
             || String::from_utf8_lossy(payload.get(..payload.len().min(60)).unwrap_or_default()).into_owned();
-        let v: serde_json::Value = serde_json::from_slice(payload).map_err(|_| {
-            Failure::new(
-                ErrorKind::Protocol,
-                format!("the reply is not JSON: {:?}", shown()),
-            )
-        })?;
+        let reply = match serde_json::from_slice::<crate::enos::ReplyHead>(payload) {
+            Ok(reply) => reply,
+            Err(e) if e.is_data() => {
+                // JSON, but no EnOS reply: a message about another request is still ignored.
+                let other = serde_json::from_slice::<serde_json::Value>(payload)
+                    .ok()
+                    .and_then(|v| crate::enos::reply_id(&v));
+                if let Some(want) = id
+                    && other.as_deref() != Some(want)
+                {
+                    self.note(format_args!(
+                        "ignored a message about another request ({other:?})"
+                    ));
+                    return Ok(None);
+                }
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!("the reply is not an EnOS reply ({e}): {:?}", shown()),
+                ));
+            }
+            Err(_) => {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!("the reply is not JSON: {:?}", shown()),
+                ));
+            }
+        };
         if let Some(want) = id
-            && crate::enos::reply_id(&v).as_deref() != Some(want)
+            && reply.id.as_deref() != Some(want)
         {
-            self.note(&format!(
+            self.note(format_args!(
                 "ignored a reply to another request ({:?})",
-                crate::enos::reply_id(&v)
+                reply.id
             ));
             return Ok(None);
         }
-        let reply: crate::enos::Reply = serde_json::from_value(v).map_err(|e| {
-            Failure::new(
-                ErrorKind::Protocol,
-                format!("the reply is not an EnOS reply ({e}): {:?}", shown()),
-            )
-        })?;
         self.enos = Some(EnosReply {
             code: reply.code,
-            message: reply.message.clone(),
+            message: reply.message.to_string(),
         });
-        if reply.ok() {
+        if reply.code == crate::enos::SUCCESS {
             return Ok(Some(()));
         }
         Err(Failure::new(
