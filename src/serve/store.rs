@@ -116,13 +116,16 @@ pub(crate) struct Progress {
     pub failed: Option<String>,
 }
 
-/// The writer's progress as the relay passes it on, on the runtime's thread.
-#[derive(Debug, Clone, Copy, Default)]
-struct Relayed {
+/// The replies waiting for a commit, by the mark each waits for, and what the relay passed on:
+/// a commit wakes only the replies it covers. (A `watch` woke every waiting reply on every
+/// commit, to find most still waiting: at 50 replies in flight, several wake-ups per post.)
+#[derive(Default)]
+struct Waiters {
     committed: u64,
     failed: bool,
     /// Whether a relay runs (else a waiting reply listens to the writer itself).
     running: bool,
+    by_mark: std::collections::BTreeMap<u64, Vec<tokio::sync::oneshot::Sender<bool>>>,
 }
 
 /// The changes on their way from the twin to the writer: pushed under the twin's lock (a lock
@@ -231,7 +234,7 @@ pub struct Store {
     /// The number of the last change a reply waits for.
     durable: AtomicU64,
     progress: Arc<watch::Sender<Progress>>,
-    relayed: watch::Sender<Relayed>,
+    waiters: Mutex<Waiters>,
     reader: Reader,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// An exclusive lock on the file for as long as this serve runs (dropped last).
@@ -261,7 +264,7 @@ impl Store {
                 queue,
                 durable: AtomicU64::new(0),
                 progress,
-                relayed: watch::Sender::new(Relayed::default()),
+                waiters: Mutex::new(Waiters::default()),
                 reader: opened.reader,
                 writer: Mutex::new(Some(handle)),
                 _lock: opened.lock,
@@ -299,17 +302,24 @@ impl Store {
             return;
         }
         self.queue.kick();
-        let mut local = self.relayed.subscribe();
-        if local.borrow().running {
-            // Woken by the relay, on this thread.
-            let seen = local
-                .wait_for(|r| r.committed >= target || r.failed || !r.running)
-                .await
-                .map(|r| *r);
-            match seen {
-                Ok(r) if r.committed >= target => return,
-                Ok(r) if r.failed => std::future::pending::<()>().await,
-                _ => {}
+        let woken = self.waiters.lock().ok().and_then(|mut w| {
+            if !w.running {
+                return None;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            match (w.committed >= target, w.failed) {
+                (true, _) => drop(tx.send(true)),
+                (_, true) => drop(tx.send(false)),
+                _ => w.by_mark.entry(target).or_default().push(tx),
+            }
+            Some(rx)
+        });
+        if let Some(rx) = woken {
+            // Woken by the relay, on this thread; a relay that stopped drops the sender.
+            match rx.await {
+                Ok(true) => return,
+                Ok(false) => std::future::pending::<()>().await,
+                Err(_) => {}
             }
         }
         let mut rx = self.progress.subscribe();
@@ -335,15 +345,26 @@ impl Store {
     /// from another thread is a system call for the runtime). Runs until a write fails.
     pub async fn relay(&self) {
         let mut rx = self.progress.subscribe();
-        self.relayed.send_modify(|r| r.running = true);
+        if let Ok(mut w) = self.waiters.lock() {
+            w.running = true;
+        }
         loop {
             let p = rx.borrow_and_update().clone();
-            self.relayed.send_if_modified(|r| {
-                let news = p.committed > r.committed || (p.failed.is_some() && !r.failed);
-                r.committed = r.committed.max(p.committed);
-                r.failed |= p.failed.is_some();
-                news
-            });
+            let (woken, ok) = {
+                let Ok(mut w) = self.waiters.lock() else { return };
+                w.committed = w.committed.max(p.committed);
+                w.failed |= p.failed.is_some();
+                let after = w.committed.saturating_add(1);
+                let waiting = if w.failed {
+                    std::collections::BTreeMap::new()
+                } else {
+                    w.by_mark.split_off(&after)
+                };
+                (std::mem::replace(&mut w.by_mark, waiting), !w.failed)
+            };
+            for tx in woken.into_values().flatten() {
+                let _ = tx.send(ok);
+            }
             if p.failed.is_some() || rx.changed().await.is_err() {
                 return;
             }
@@ -352,7 +373,10 @@ impl Store {
 
     /// The relay stopped: waiting replies listen to the writer itself.
     pub fn relay_gone(&self) {
-        self.relayed.send_modify(|r| r.running = false);
+        if let Ok(mut w) = self.waiters.lock() {
+            w.running = false;
+            w.by_mark.clear();
+        }
     }
 
     /// Wait until a write fails: why, in words that name the file.

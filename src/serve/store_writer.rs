@@ -61,7 +61,14 @@ pub(crate) struct Writer {
     /// The next pass by time, and where the current one is (the last series id done).
     next_pass: Instant,
     pass_after: Option<i64>,
+    /// Fault injection for tests: each commit waits this long first, so a reply that left
+    /// before its commit would be lost to a `kill -9` (`tests/it/store.rs`). Read from
+    /// [`COMMIT_DELAY_ENV`]; none in use.
+    commit_delay: Option<Duration>,
 }
+
+/// Milliseconds each commit waits before it is made (tests only; see `Writer::commit_delay`).
+pub(crate) const COMMIT_DELAY_ENV: &str = "ENOS_CONNECT_TEST_COMMIT_DELAY_MS";
 
 fn ms(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
@@ -80,6 +87,10 @@ impl Writer {
             series: HashMap::new(),
             next_pass: Instant::now() + PRUNE_EVERY,
             pass_after: None,
+            commit_delay: std::env::var(COMMIT_DELAY_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
         }
     }
 
@@ -122,6 +133,9 @@ impl Writer {
 
     /// One transaction for the batch.
     fn commit(&mut self, batch: Vec<Change>) -> rusqlite::Result<()> {
+        if let Some(delay) = self.commit_delay {
+            std::thread::sleep(delay);
+        }
         self.conn.execute_batch("BEGIN")?;
         let done = self
             .apply_all(batch)

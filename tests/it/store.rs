@@ -495,8 +495,11 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     let registry = registry_with_fresh(usize::try_from(ROUNDS * ACTIVATIONS).expect("count"));
     let mut acked = Acked::default();
     for round in 0..ROUNDS {
-        let s = Serve::start(dir.path(), &registry, &["--data", &data_arg]);
-        let got = load_until_killed(s, round);
+        // Each commit held back 5 ms: a reply that left before its commit would be lost to
+        // the kill (shown once, with replies let out before their commit: posts lost).
+        let mut cmd = command(dir.path(), &registry, &["--data", &data_arg]);
+        cmd.env("ENOS_CONNECT_TEST_COMMIT_DELAY_MS", "5");
+        let got = load_until_killed(Serve::spawn(cmd), round);
         eprintln!(
             "round {round}: killed after {} posts, {} CoAP posts, {} activations, {} registrations acknowledged",
             got.posts.len(),
