@@ -36,6 +36,8 @@ struct Link {
 
 /// The announcements a link keeps.
 const MAX_KEPT: usize = 8;
+/// The largest datagram a receive takes whole (a UDP payload is at most 65,507 bytes).
+const MAX_DATAGRAM: usize = 65_536;
 
 enum Wire {
     Udp(UdpSocket),
@@ -85,11 +87,14 @@ impl Link {
         }
     }
 
-    /// One datagram, or `None` when `until` passes first.
-    async fn recv(&self, buf: &mut [u8], until: Instant) -> Result<Option<usize>, Failure> {
+    /// One datagram into `buf` (emptied first), or `None` when `until` passes first. Over
+    /// UDP it lands in the vector's spare capacity, unzeroed: a 64 KiB buffer zeroed for each
+    /// exchange was 16 of a CoAP probe's page faults (docs/performance.md).
+    async fn recv(&self, buf: &mut Vec<u8>, until: Instant) -> Result<Option<usize>, Failure> {
         let wait = until.saturating_duration_since(Instant::now());
+        buf.clear();
         match &self.wire {
-            Wire::Udp(s) => match tokio::time::timeout(wait, s.recv(buf)).await {
+            Wire::Udp(s) => match tokio::time::timeout(wait, s.recv_buf(buf)).await {
                 Err(_) => Ok(None),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Failure::new(
                     ErrorKind::Refused,
@@ -98,11 +103,17 @@ impl Link {
                 Ok(Err(e)) => Err(Failure::io(&e)),
                 Ok(Ok(n)) => Ok(Some(n)),
             },
-            Wire::Dtls(c) => match tokio::time::timeout(wait, c.read(buf, None)).await {
-                Err(_) => Ok(None),
-                Ok(Err(e)) => Err(Failure::new(ErrorKind::Tls, format!("DTLS read failed: {e}"))),
-                Ok(Ok(n)) => Ok(Some(n)),
-            },
+            Wire::Dtls(c) => {
+                buf.resize(MAX_DATAGRAM, 0);
+                match tokio::time::timeout(wait, c.read(buf, None)).await {
+                    Err(_) => Ok(None),
+                    Ok(Err(e)) => Err(Failure::new(ErrorKind::Tls, format!("DTLS read failed: {e}"))),
+                    Ok(Ok(n)) => {
+                        buf.truncate(n);
+                        Ok(Some(n))
+                    }
+                }
+            }
         }
     }
 }
@@ -519,7 +530,7 @@ async fn exchange_with(
         .map_err(|e| Failure::new(ErrorKind::Protocol, format!("cannot encode the request: {e:?}")))?;
     let factor = 1.0 + (((rand >> 48) as f64) / 65535.0) * (ACK_RANDOM_FACTOR - 1.0);
     let mut wait = ACK_TIMEOUT.mul_f64(factor);
-    let mut buf = vec![0u8; 65536];
+    let mut buf = Vec::with_capacity(MAX_DATAGRAM);
     let mut acked_empty = false;
     let mut attempts = 0;
     loop {
@@ -720,7 +731,7 @@ fn has_payload_marker(bytes: &[u8]) -> bool {
 /// separate response carrying our token. Anything else is noted and ignored.
 async fn receive(
     link: &Link,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
     until: Instant,
     mid: u16,
     token: &[u8],

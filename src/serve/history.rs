@@ -127,12 +127,18 @@ impl Retention {
 }
 
 /// A value as kept: integers and floats as numbers, anything else (text, bool, a value with
-/// its quality, an object) as its JSON text. 24 bytes, where a `serde_json::Value` is larger.
+/// its quality, an object) as its JSON text. 16 bytes, where a `serde_json::Value` is 32: the
+/// text sits behind one thin pointer (a `Box<str>` would make every value 24 bytes, numbers
+/// too, and a device's history in memory is most of what its posts cost serve).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::box_collection,
+    reason = "a thin pointer on purpose: numbers, most of what is kept, stay 16 bytes"
+)]
 pub enum Stored {
     Int(i64),
     Float(f64),
-    Json(Box<str>),
+    Json(Box<String>),
 }
 
 impl Stored {
@@ -141,11 +147,11 @@ impl Stored {
             Value::Number(n) => match (n.as_i64(), n.as_f64()) {
                 (Some(i), _) => Stored::Int(i),
                 // Beyond i64 (a u64): kept exact, as text.
-                (None, _) if n.is_u64() => Stored::Json(n.to_string().into()),
+                (None, _) if n.is_u64() => Stored::Json(Box::new(n.to_string())),
                 (None, Some(f)) => Stored::Float(f),
-                (None, None) => Stored::Json(n.to_string().into()),
+                (None, None) => Stored::Json(Box::new(n.to_string())),
             },
-            other => Stored::Json(other.to_string().into()),
+            other => Stored::Json(Box::new(other.to_string())),
         }
     }
 
@@ -198,6 +204,11 @@ impl Series {
                 false
             }
             _ => {
+                // Grown by a quarter, not doubled: a device's few values in memory would
+                // otherwise keep up to as much room again unused, per point of every device.
+                if self.values.len() == self.values.capacity() {
+                    self.values.reserve_exact((self.values.len() / 4).max(4));
+                }
                 self.values.insert(at, Sample { time, value });
                 true
             }
@@ -325,6 +336,28 @@ pub(crate) fn csv(samples: &[Sample]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_in_memory_is_24_bytes_and_a_series_grows_by_a_quarter() {
+        assert_eq!(std::mem::size_of::<Stored>(), 16);
+        assert_eq!(std::mem::size_of::<Sample>(), 24);
+        let mut s = Series::default();
+        let caps: Vec<usize> = (0..25)
+            .map(|t| {
+                s.put(t, Stored::Int(t));
+                s.values.capacity()
+            })
+            .collect();
+        assert_eq!(s.len(), 25);
+        // Room for 4 more, then a quarter more: never twice what is kept.
+        assert!(
+            caps.iter()
+                .enumerate()
+                .all(|(i, &c)| c > i && c <= (i + 1).max(4) * 5 / 4 + 4),
+            "{caps:?}"
+        );
+        assert_eq!(caps[8], 12, "{caps:?}");
+    }
 
     #[test]
     fn retention_reads_a_duration_a_count_or_both() {

@@ -210,7 +210,7 @@ impl ToSql for Stored {
         Ok(match self {
             Stored::Int(i) => ToSqlOutput::from(*i),
             Stored::Float(f) => ToSqlOutput::from(*f),
-            Stored::Json(t) => ToSqlOutput::from(&**t),
+            Stored::Json(t) => ToSqlOutput::from(t.as_str()),
         })
     }
 }
@@ -221,7 +221,7 @@ impl FromSql for Stored {
             ValueRef::Integer(i) => Ok(Stored::Int(i)),
             ValueRef::Real(f) => Ok(Stored::Float(f)),
             ValueRef::Text(t) => std::str::from_utf8(t)
-                .map(|s| Stored::Json(s.into()))
+                .map(|s| Stored::Json(Box::new(s.into())))
                 .map_err(|e| FromSqlError::Other(Box::new(e))),
             _ => Err(FromSqlError::InvalidType),
         }
