@@ -155,10 +155,14 @@ fn set_login(caps: &Capabilities, login: &Login, connect: &mut Connect) -> Resul
         }
         Login::Enos { .. } => {
             if let Some(creds) = login.enos_credentials(caps, "mqtt") {
-                let creds = creds?;
-                let field = |name: &str| creds.field(name).unwrap_or_default().to_string();
+                let mut fields = creds?.fields;
+                let mut field = |name: &str| {
+                    let at = fields.iter().position(|(n, _)| n == name);
+                    at.map(|i| fields.swap_remove(i).1).unwrap_or_default()
+                };
                 connect.client_id = field("client_id");
-                connect.set_login(field("username"), field("password"));
+                let username = field("username");
+                connect.set_login(username, field("password"));
             }
         }
     }
