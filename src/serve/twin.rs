@@ -132,7 +132,9 @@ struct DeviceState {
     origin: Origin,
     asset_id: String,
     enabled: bool,
-    gateway: Option<Identity>,
+    /// Boxed, as `via`, the firmware and the OTA state below: most devices have none, and
+    /// every device of the registry has a record (a test pins its size).
+    gateway: Option<Box<Identity>>,
     /// Live MQTT connections (the device's own, or its gateway's after `combine.login`).
     connections: u32,
     /// An HTTP session or CoAP binding that is still valid.
@@ -141,7 +143,7 @@ struct DeviceState {
     session_protocol: Option<Protocol>,
     protocol: Option<Protocol>,
     /// Through which gateway the device is online, when it is a logged-in sub-device.
-    via: Option<Identity>,
+    via: Option<Box<Identity>>,
     online_since: Option<u64>,
     last_seen: Option<u64>,
     ever: bool,
@@ -150,9 +152,7 @@ struct DeviceState {
     measurepoints: Keyed<PointValue>,
     attributes: BTreeMap<String, Value>,
     tags: BTreeMap<String, String>,
-    firmware: Option<FirmwareState>,
-    /// Boxed, as the network's report below: most devices never have one, and every
-    /// device of the registry has a record (`tests/held_memory.rs`, docs/performance.md).
+    firmware: Option<Box<FirmwareState>>,
     ota: Option<Box<OtaState>>,
     events: VecDeque<EventValue>,
     network: Option<Box<Value>>,
@@ -295,9 +295,9 @@ impl Twin {
             d.secret = s.secret.or(d.secret.take());
             d.enabled = s.enabled.unwrap_or(d.enabled);
             if let Some(gw) = s.gateway {
-                d.gateway = gw;
+                d.gateway = gw.map(Box::new);
             }
-            d.firmware = s.firmware;
+            d.firmware = s.firmware.map(Box::new);
             d.ota = s.ota.map(Box::new);
             d.network = s.network.map(Box::new);
             d.protocol = s.protocol;
@@ -451,12 +451,12 @@ impl Twin {
 
     /// The gateway whose topology holds the device now.
     pub fn gateway_of(&self, id: &Identity) -> Option<Identity> {
-        self.device(id, |d| d.gateway.clone()).flatten()
+        self.device(id, |d| d.gateway.as_deref().cloned()).flatten()
     }
 
     /// The gateway a sub-device is logged in through, while it is.
     pub fn via(&self, id: &Identity) -> Option<Identity> {
-        self.device(id, |d| d.via.clone().filter(|_| d.connections > 0))
+        self.device(id, |d| d.via.as_deref().cloned().filter(|_| d.connections > 0))
             .flatten()
     }
 
@@ -520,7 +520,7 @@ impl Twin {
                 d.online_since = Some(now_ms());
             }
             d.connections = d.connections.saturating_add(1);
-            d.via = via.cloned();
+            d.via = via.cloned().map(Box::new);
             self.active(id, d, Some(protocol), 0, 0);
         });
     }
@@ -731,7 +731,7 @@ impl Twin {
             ));
         }
         self.patch(sub, |d| {
-            d.gateway = Some(gw.clone());
+            d.gateway = Some(Box::new(gw.clone()));
             Patch::Gateway(Some(gw.clone()))
         })
         .then_some(())
@@ -741,7 +741,7 @@ impl Twin {
     /// Take `sub` out of the topology of `gw`; `Err` when it is not in it.
     pub fn topo_delete(&self, gw: &Identity, sub: &Identity) -> Result<(), Refused> {
         self.device(sub, |d| {
-            if d.gateway.as_ref() == Some(gw) {
+            if d.gateway.as_deref() == Some(gw) {
                 d.gateway = None;
                 self.save(|| Change::Device {
                     id: sub.clone(),
@@ -766,7 +766,7 @@ impl Twin {
     pub fn topo_get(&self, gw: &Identity) -> Vec<Identity> {
         self.with(|all| {
             all.iter()
-                .filter(|(_, d)| d.gateway.as_ref() == Some(gw))
+                .filter(|(_, d)| d.gateway.as_deref() == Some(gw))
                 .map(|(id, _)| id.clone())
                 .collect()
         })
@@ -822,7 +822,7 @@ impl Twin {
                 version: version.to_string(),
                 time: now_ms(),
             };
-            d.firmware = Some(f.clone());
+            d.firmware = Some(Box::new(f.clone()));
             Patch::Firmware(f)
         });
     }
@@ -879,7 +879,7 @@ impl Twin {
                 origin: d.origin,
             });
             for (sub, s) in all.iter_mut() {
-                if s.gateway.as_ref() == Some(id) {
+                if s.gateway.as_deref() == Some(id) {
                     s.gateway = None;
                     self.save(|| Change::Device {
                         id: sub.clone(),
@@ -945,7 +945,7 @@ fn seeded(registry: &Registry) -> BTreeMap<Identity, Box<DeviceState>> {
                 origin: Origin::Registry,
                 asset_id: asset_id(&id),
                 enabled: !d.disabled,
-                gateway,
+                gateway: gateway.map(Box::new),
                 ..Default::default()
             }),
         );
@@ -977,22 +977,22 @@ fn view(all: &BTreeMap<Identity, Box<DeviceState>>, id: &Identity, d: &DeviceSta
         origin: d.origin.name(),
         status: d.status(),
         protocol: d.protocol,
-        via: d.via.as_ref().filter(|_| d.connections > 0).map(Keys::from),
+        via: d.via.as_deref().filter(|_| d.connections > 0).map(Keys::from),
         online_since: d.online_since.filter(|_| d.status() == Status::Online),
         last_seen: d.last_seen,
         messages: d.messages,
         errors: d.errors,
         enabled: d.enabled,
-        gateway: d.gateway.as_ref().map(Keys::from),
+        gateway: d.gateway.as_deref().map(Keys::from),
         sub_devices: all
             .iter()
-            .filter(|(_, s)| s.gateway.as_ref() == Some(id))
+            .filter(|(_, s)| s.gateway.as_deref() == Some(id))
             .map(|(k, _)| Keys::from(k))
             .collect(),
         measurepoints: d.measurepoints.to_map(),
         attributes: d.attributes.clone(),
         tags: d.tags.clone(),
-        firmware: d.firmware.clone(),
+        firmware: d.firmware.as_deref().cloned(),
         ota: d.ota.as_deref().cloned(),
         events: d.events.iter().cloned().collect(),
         network: d.network.as_deref().cloned(),
@@ -1028,6 +1028,14 @@ fn gone(id: &Identity) -> Refused {
 mod tests {
     use super::*;
     use crate::source_text::SourceFile;
+
+    #[test]
+    fn a_devices_record_stays_small() {
+        // Every device of the registry has one, online or not (docs/performance.md).
+        let size = std::mem::size_of::<DeviceState>();
+        println!("DeviceState: {size} bytes");
+        assert!(size <= 320, "DeviceState is {size} bytes");
+    }
 
     fn twin() -> Twin {
         let r = Registry::parse(&SourceFile::new(
