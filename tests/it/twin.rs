@@ -427,9 +427,14 @@ fn over(e: &crate::peers::Enos, protocol: &str, topic: &str, body: &[u8], sessio
             };
             let c = creds("coap", "pk1", "dk1", "static", "Device-Canary-9a1");
             let auth = c.request.expect("auth");
-            let a = send(1, &auth.path, auth.body.as_bytes());
+            // Message ids never repeat across calls: a new socket may get the port of an
+            // earlier one, and serve answers a repeated (port, id) from its cache, as CoAP
+            // deduplication asks (RFC 7252 4.5), which had this test read an old answer.
+            static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+            let mid = || NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let a = send(mid(), &auth.path, auth.body.as_bytes());
             assert_eq!(a.header.code, MessageClass::Response(ResponseType::Changed));
-            let answer = send(2, &format!("topic{topic}"), body);
+            let answer = send(mid(), &format!("topic{topic}"), body);
             let v: Value = serde_json::from_slice(&answer.payload).unwrap_or(Value::Null);
             let message = v["message"].as_str().unwrap_or_default().to_string();
             let refused = answer.header.code == MessageClass::Response(ResponseType::MethodNotAllowed);
