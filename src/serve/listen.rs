@@ -200,11 +200,12 @@ pub(crate) async fn accept_each<C, A, F, P, G, H, Fut, R>(
     Fut: std::future::Future<Output = ()> + Send + 'static,
     R: Fn(C, SocketAddr),
 {
-    let mut conns = tokio::task::JoinSet::new();
+    // The connections' tasks, counted without a handle each: a `JoinSet` kept a 56-byte
+    // entry and a join waker per held connection (docs/performance.md, *Second pass*).
+    let conns = tokio_util::task::TaskTracker::new();
     loop {
         tokio::select! {
             () = stopped(shutdown.clone()) => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = accept() => {
                 let (conn, peer) = match accepted {
                     Ok(c) => c,
@@ -224,11 +225,9 @@ pub(crate) async fn accept_each<C, A, F, P, G, H, Fut, R>(
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    conns.abort_all();
+    conns.close();
+    // What is still running then is dropped with the runtime, never polled again.
+    let _ = tokio::time::timeout(Duration::from_secs(2), conns.wait()).await;
 }
 
 /// The admission of a listener that serves at most `max` connections at once (the DTLS
