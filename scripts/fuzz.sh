@@ -46,7 +46,11 @@ printf '/topic/sys/pk1/dk1/thing/model/down_raw' > fuzz/corpus/coap_command/raw
 mkdir -p fuzz/corpus/serve_history
 printf 'from=1700000000000&to=1700000060000&limit=100&format=csv' > fuzz/corpus/serve_history/query
 printf '7d,100000' > fuzz/corpus/serve_history/retain
-for target in capabilities answers batch_rows coap_reply coap_command decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices device_test_evidence serve_history; do
+# EnOS's replies as serve and the SDKs send them.
+mkdir -p fuzz/corpus/enos_reply
+printf '{"id":"42","code":200,"data":{},"message":""}' > fuzz/corpus/enos_reply/ok
+printf '{"id":7,"code":"1204","message":"model"}' > fuzz/corpus/enos_reply/codes
+for target in capabilities answers batch_rows coap_reply coap_command decide http_response registry serve_input serve_connect serve_multipart load_reports fleet_devices device_test_evidence serve_history enos_reply; do
   echo "== fuzz $target for ${seconds}s"
   log=$(mktemp)
   status=0

@@ -60,7 +60,7 @@ fn int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error
 /// reads a reply per request, and a tree of `Value`s for each was a tenth of a load probe's
 /// work (docs/performance.md).
 #[derive(Debug, Deserialize)]
-pub(crate) struct ReplyHead<'a> {
+pub struct ReplyHead<'a> {
     #[serde(default, borrow, deserialize_with = "id_text")]
     pub id: Option<std::borrow::Cow<'a, str>>,
     #[serde(deserialize_with = "int_or_string")]
@@ -150,7 +150,7 @@ pub(crate) fn new_id() -> String {
 
 /// A reply's id as sent: EnOS echoes the request's id string; a number is read as its text,
 /// so a reply can still be matched (and reported) rather than ignored as noise.
-pub(crate) fn reply_id(v: &Value) -> Option<String> {
+pub fn reply_id(v: &Value) -> Option<String> {
     match v.get("id")? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
