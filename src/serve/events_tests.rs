@@ -35,15 +35,7 @@ fn an_event_s_kind_and_protocol_read_the_same_in_json_and_in_words() {
         r#"{"event":"login_refused","protocol":"mqtts","product_key":"pk","device_key":"dk","code":5}"#
     );
     assert_eq!(sentence(&e), "serve: mqtts login_refused pk/dk code 5");
-    for p in [
-        Protocol::Mqtt,
-        Protocol::Mqtts,
-        Protocol::Http,
-        Protocol::Https,
-        Protocol::Coap,
-        Protocol::Coaps,
-        Protocol::Console,
-    ] {
+    for p in Protocol::ALL {
         assert_eq!(
             serde_json::to_value(p).expect("serializes"),
             serde_json::json!(p.name())
