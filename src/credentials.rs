@@ -115,11 +115,7 @@ pub(crate) fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let value = after
-            .find(['{', '}'])
-            .filter(|&end| after.as_bytes()[end] == b'}')
-            .and_then(|end| Some((vars.get(&after[..end])?, end)));
-        match value {
+        match placeholder(after).and_then(|(name, end)| Some((vars.get(name)?, end))) {
             Some((value, end)) => {
                 out.push_str(value);
                 rest = &after[end + 1..];
@@ -132,6 +128,115 @@ pub(crate) fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The name of the placeholder that `after` (what follows a `{`) opens, and where its `}` is.
+fn placeholder(after: &str) -> Option<(&str, usize)> {
+    after
+        .find(['{', '}'])
+        .filter(|&end| after.as_bytes()[end] == b'}')
+        .map(|end| (&after[..end], end))
+}
+
+/// [`fill`], but every `{client_id}` left open: the filled text around its places, in order,
+/// one more than the places.
+fn fill_around_client_id(template: &str, vars: &BTreeMap<&str, String>) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let (done, after) = (&rest[..open], &rest[open + 1..]);
+        let last = parts.len() - 1;
+        parts[last].push_str(done);
+        match placeholder(after) {
+            Some(("client_id", end)) => {
+                parts.push(String::new());
+                rest = &after[end + 1..];
+            }
+            Some((name, end)) if vars.contains_key(name) => {
+                parts[last].push_str(&vars[name]);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                parts[last].push('{');
+                rest = after;
+            }
+        }
+    }
+    let last = parts.len() - 1;
+    parts[last].push_str(rest);
+    parts
+}
+
+/// `parts` joined with `client_id` between them.
+fn join_around(parts: &[String], client_id: &str, out: &mut String) {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(client_id);
+        }
+        out.push_str(part);
+    }
+}
+
+/// A device's login for one recipe, worked out once for many logins that differ only in their
+/// client id: a load probe logs in thousands of times with the same keys, secret, secure mode
+/// and timestamp, and each probe's own client id (`{deviceKey}.{n}`). The checks are made and
+/// every other placeholder filled here; [`PreparedLogin::fields`] then puts the client id in
+/// and signs. Its fields are those [`compute`] gives for the same request (a test holds it).
+#[derive(Debug)]
+pub struct PreparedLogin {
+    protocol: String,
+    mode: String,
+    fields: Vec<(String, Vec<String>)>,
+    sign_field: String,
+    sign: Vec<String>,
+}
+
+impl PreparedLogin {
+    /// `req`'s login with its client id left open; `None` for a recipe that derives more than
+    /// fields and a sign (a PSK, an auth request), which [`compute`] then works out each time.
+    pub fn new(caps: &Capabilities, req: &CredentialRequest) -> Result<Option<Self>, CredentialsError> {
+        let recipe = recipe(caps, &req.protocol)?;
+        let (mode, lifetime) = checked(caps, recipe, req)?;
+        if recipe.psk_key.is_some() || recipe.request.is_some() {
+            return Ok(None);
+        }
+        let vars = variables(req, mode, lifetime.as_ref().map(|(value, _)| *value));
+        Ok(Some(PreparedLogin {
+            protocol: req.protocol.clone(),
+            mode: req.mode.clone(),
+            fields: recipe
+                .fields
+                .iter()
+                .map(|(name, t)| (name.clone(), fill_around_client_id(t, &vars)))
+                .collect(),
+            sign_field: recipe.sign.field.clone(),
+            sign: fill_around_client_id(&recipe.sign.content, &vars),
+        }))
+    }
+
+    /// Whether this is the login of `protocol`'s recipe in secure mode `mode`.
+    pub fn is_for(&self, protocol: &str, mode: &str) -> bool {
+        self.protocol == protocol && self.mode == mode
+    }
+
+    /// The output fields (as [`Credentials::fields`]) for one login as `client_id`.
+    pub fn fields(&self, client_id: &str, secret: &Secret) -> Vec<(&str, String)> {
+        let mut out = Vec::with_capacity(self.fields.len() + 1);
+        for (name, parts) in &self.fields {
+            let mut value =
+                String::with_capacity(parts.iter().map(String::len).sum::<usize>() + client_id.len());
+            join_around(parts, client_id, &mut value);
+            out.push((name.as_str(), value));
+        }
+        let mut content = Zeroizing::new(String::with_capacity(128 + secret.expose().len()));
+        join_around(&self.sign, client_id, &mut content);
+        content.push_str(secret.expose());
+        out.push((
+            self.sign_field.as_str(),
+            hex_upper(&Sha256::digest(content.as_bytes())),
+        ));
+        out
+    }
 }
 
 /// Whether `template` has the placeholder `{name}`.
@@ -189,13 +294,14 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
 }
 
 /// Two digits a byte from `digits`, without the formatter: a sign is computed on every login.
+/// The digits go in as bytes (a `char` pushed is encoded first, which tripled the cost).
 fn hex(bytes: &[u8], digits: &[u8; 16]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(digits[usize::from(b >> 4)]));
-        out.push(char::from(digits[usize::from(b & 0x0f)]));
+        out.extend_from_slice(&[digits[usize::from(b >> 4)], digits[usize::from(b & 0x0f)]]);
     }
-    out
+    // Every byte is one of `digits`, ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The login recipe called `name` (`mqtt`, `http`, `coap`, `subdevice`). A URL scheme
@@ -236,24 +342,7 @@ pub fn compute(
     secret: &Secret,
 ) -> Result<Credentials, CredentialsError> {
     let recipe = recipe(caps, &req.protocol)?;
-    let mode = caps
-        .secure_modes
-        .get(&req.mode)
-        .filter(|_| recipe.modes.contains(&req.mode))
-        .ok_or_else(|| CredentialsError::Mode {
-            protocol: req.protocol.clone(),
-            mode: req.mode.clone(),
-            modes: recipe.modes.join(", "),
-        })?;
-    if req.product_key.trim().is_empty() {
-        return Err(CredentialsError::EmptyKey {
-            flag: "--product-key",
-        });
-    }
-    if req.device_key.trim().is_empty() {
-        return Err(CredentialsError::EmptyKey { flag: "--device-key" });
-    }
-    let lifetime = lifetime(recipe, req)?;
+    let (mode, lifetime) = checked(caps, recipe, req)?;
     let mut vars = variables(req, mode, lifetime.as_ref().map(|(value, _)| *value));
     let mut fields: Vec<(String, String)> = recipe
         .fields
@@ -290,6 +379,36 @@ pub fn compute(
         }),
         steps,
     })
+}
+
+/// A lifetime in its unit (`300000`, `ms`).
+type LifetimeValue = (u64, String);
+
+/// `req` checked against `recipe`: its secure mode (which the recipe must sign for), keys that
+/// are not empty, and its lifetime.
+fn checked<'c>(
+    caps: &'c Capabilities,
+    recipe: &CredentialRecipe,
+    req: &CredentialRequest,
+) -> Result<(&'c SecureMode, Option<LifetimeValue>), CredentialsError> {
+    let mode = caps
+        .secure_modes
+        .get(&req.mode)
+        .filter(|_| recipe.modes.contains(&req.mode))
+        .ok_or_else(|| CredentialsError::Mode {
+            protocol: req.protocol.clone(),
+            mode: req.mode.clone(),
+            modes: recipe.modes.join(", "),
+        })?;
+    if req.product_key.trim().is_empty() {
+        return Err(CredentialsError::EmptyKey {
+            flag: "--product-key",
+        });
+    }
+    if req.device_key.trim().is_empty() {
+        return Err(CredentialsError::EmptyKey { flag: "--device-key" });
+    }
+    Ok((mode, lifetime(recipe, req)?))
 }
 
 /// The lifetime the request asks for (or the recipe's default), in its unit, checked against
@@ -384,6 +503,43 @@ mod tests {
         assert_eq!(fill("{x}{x}", &vars), "XX");
         assert!(names("a{x}b", "x") && names("{timestamp}", "timestamp"));
         assert!(!names("x {x", "x") && !names("{xy}", "x") && !names("", "x"));
+    }
+
+    #[test]
+    fn a_prepared_login_gives_what_compute_gives_for_each_client_id() {
+        let caps = embedded().expect("valid");
+        let secret = Secret::new("s3cret".into());
+        for (protocol, mode) in [("mqtt", "static"), ("mqtt", "dynamic"), ("subdevice", "static")] {
+            let mut req = request(protocol, "pk{dk}", "dk", mode);
+            req.timestamp = 1_700_000_000_123;
+            let prepared = PreparedLogin::new(&caps, &req)
+                .expect("checks")
+                .expect("fields and a sign");
+            assert!(prepared.is_for(protocol, mode) && !prepared.is_for(protocol, "other"));
+            for client_id in ["dk.0", "dk.41", "{client_id}", ""] {
+                req.client_id = Some(client_id.into());
+                let computed = compute(&caps, &req, &secret).expect("computes").fields;
+                let fields: Vec<(String, String)> = prepared
+                    .fields(client_id, &secret)
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect();
+                assert_eq!(fields, computed, "{protocol} {mode} {client_id}");
+            }
+        }
+        // A recipe that derives a PSK or an auth request is not prepared; a bad mode is refused.
+        assert!(
+            PreparedLogin::new(&caps, &request("coap", "p", "d", "static"))
+                .expect("checks")
+                .is_none()
+        );
+        assert!(
+            PreparedLogin::new(&caps, &request("http", "p", "d", "static"))
+                .expect("checks")
+                .is_none()
+        );
+        assert!(PreparedLogin::new(&caps, &request("http", "p", "d", "dynamic")).is_err());
+        assert!(PreparedLogin::new(&caps, &request("mqtt", "p", " ", "static")).is_err());
     }
 
     #[test]

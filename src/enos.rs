@@ -115,8 +115,28 @@ impl Request {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        request_bytes(&self.id, &self.method, &self.params)
     }
+}
+
+/// A request's JSON from borrowed parts: what [`Request::to_bytes`] gives for a request with
+/// these fields, without building `params` as a tree of values first (a load probe posts one
+/// per probe).
+pub fn request_bytes(id: &str, method: &str, params: &impl Serialize) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Borrowed<'a, P> {
+        id: &'a str,
+        version: &'a str,
+        method: &'a str,
+        params: &'a P,
+    }
+    let request = Borrowed {
+        id,
+        version: "1.0",
+        method,
+        params,
+    };
+    serde_json::to_vec(&request).unwrap_or_default()
 }
 
 impl Reply {

@@ -156,6 +156,7 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
                 secret,
                 timestamp: keys.timestamp.unwrap_or_else(crate::credentials::now_ms),
                 client_id: keys.client_id.clone(),
+                prepared: None,
             }
         }
         (Some(_), None, _) | (None, Some(_), _) => {
@@ -337,11 +338,14 @@ fn load(
     load_args: &LoadArgs,
     count: u64,
     mut targets: Vec<Target>,
-    opts: ProbeOptions,
+    mut opts: ProbeOptions,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitCode> {
     use std::io::IsTerminal;
     let target = Arc::new(targets.remove(0));
+    // Every probe logs in with the same keys and its own client id: the rest of the login is
+    // worked out once.
+    opts.login.prepare(caps, &target.protocol);
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(count);
         bar.set_style(

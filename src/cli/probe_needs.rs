@@ -337,6 +337,7 @@ fn dynamic_options(
         secret: product_secret.clone(),
         timestamp: crate::credentials::now_ms(),
         client_id: None,
+        prepared: None,
     };
     o.needs = NeedOptions::default();
     o.measurepoints = None;

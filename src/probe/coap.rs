@@ -416,7 +416,7 @@ pub(crate) async fn probe(
     match &opts.measurepoints {
         Some(points) => {
             rec.begin("reply");
-            let body = super::measurepoint_request(points).to_bytes();
+            let body = super::measurepoint_request(points).payload;
             let path = format!("{prefix}/topic{}", crate::enos::measurepoint_post(pk, dk));
             if let Exchanged::Response(p) =
                 exchange(&link, rec, deadline, Some(RequestType::Post), &path, body).await?

@@ -399,7 +399,7 @@ pub(crate) async fn probe(
                 query_escape(&session)
             ),
             host: host_header(target),
-            body: body.to_bytes(),
+            body: body.payload,
             close: true,
             content_type: None,
         };

@@ -1,8 +1,12 @@
 //! Who logs in: nothing, a plain user name, or an EnOS device (its keys, secure mode and
 //! secret), and a sub-device to log in through a gateway.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use super::Failure;
 use crate::capabilities::Capabilities;
+use crate::credentials::{CredentialRequest, PreparedLogin};
 use crate::measurement::ErrorKind;
 use crate::secret::Secret;
 
@@ -21,6 +25,9 @@ pub enum Login {
         secret: Secret,
         timestamp: u64,
         client_id: Option<String>,
+        /// The login worked out once for the probes of a load, each with its own client id
+        /// ([`Login::prepare`]); `None` computes it at each login.
+        prepared: Option<Arc<PreparedLogin>>,
     },
 }
 
@@ -31,18 +38,68 @@ impl Login {
         caps: &Capabilities,
         protocol: &str,
     ) -> Option<Result<crate::credentials::Credentials, Failure>> {
+        let Login::Enos { secret, .. } = self else {
+            return None;
+        };
+        Some(
+            crate::credentials::compute(caps, &self.request(protocol)?, secret)
+                .map_err(|e| Failure::new(ErrorKind::Auth, e.to_string())),
+        )
+    }
+
+    /// The login's output fields for `protocol` (`client_id`, `username`, `password`, ...),
+    /// from the prepared login when there is one for it: what a CONNECT carries.
+    pub fn enos_fields(
+        &self,
+        caps: &Capabilities,
+        protocol: &str,
+    ) -> Option<Result<Fields<'_>, Failure>> {
+        if let Login::Enos {
+            mode,
+            secret,
+            client_id: Some(client_id),
+            prepared: Some(prepared),
+            ..
+        } = self
+            && prepared.is_for(protocol, mode)
+        {
+            let fields = prepared.fields(client_id, secret);
+            return Some(Ok(fields
+                .into_iter()
+                .map(|(n, v)| (Cow::Borrowed(n), v))
+                .collect()));
+        }
+        let creds = self.enos_credentials(caps, protocol)?;
+        Some(creds.map(|c| c.fields.into_iter().map(|(n, v)| (Cow::Owned(n), v)).collect()))
+    }
+
+    /// Work out the login for `protocol` once, for many logins that differ only in their client
+    /// id (a load's probes, [`super::ProbeOptions::for_load`]). A login that cannot be prepared
+    /// (not EnOS, a recipe with more than fields and a sign, or one whose checks fail) is left
+    /// to be computed, and to fail, at each login.
+    pub fn prepare(&mut self, caps: &Capabilities, protocol: &str) {
+        let Some(req) = self.request(protocol) else {
+            return;
+        };
+        if let Login::Enos { prepared, .. } = self {
+            *prepared = PreparedLogin::new(caps, &req).ok().flatten().map(Arc::new);
+        }
+    }
+
+    /// The credential request of an EnOS login over `protocol`.
+    fn request(&self, protocol: &str) -> Option<CredentialRequest> {
         let Login::Enos {
             product_key,
             device_key,
             mode,
-            secret,
             timestamp,
             client_id,
+            ..
         } = self
         else {
             return None;
         };
-        let req = crate::credentials::CredentialRequest {
+        Some(CredentialRequest {
             protocol: protocol.into(),
             product_key: product_key.clone(),
             device_key: device_key.clone(),
@@ -50,13 +107,12 @@ impl Login {
             client_id: client_id.clone(),
             timestamp: *timestamp,
             lifetime: None,
-        };
-        Some(
-            crate::credentials::compute(caps, &req, secret)
-                .map_err(|e| Failure::new(ErrorKind::Auth, e.to_string())),
-        )
+        })
     }
 }
+
+/// A login's output fields by name, in the recipe's order.
+pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, String)>;
 
 /// A sub-device to log in through the gateway's connection (`--subdevice PK/DK`).
 #[derive(Clone)]
@@ -91,8 +147,9 @@ impl Login {
     /// trying dynamic activation sends over a protocol whose recipe has no securemode 3.
     pub fn signed_as_static(&self) -> Login {
         let mut l = self.clone();
-        if let Login::Enos { mode, .. } = &mut l {
+        if let Login::Enos { mode, prepared, .. } = &mut l {
             *mode = "static".into();
+            *prepared = None;
         }
         l
     }
@@ -112,6 +169,7 @@ impl Login {
                 secret,
                 timestamp: crate::credentials::now_ms(),
                 client_id: client_id.clone(),
+                prepared: None,
             },
             Login::None => Login::None,
             Login::Plain { username, .. } => Login::Plain {

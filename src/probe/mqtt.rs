@@ -143,7 +143,8 @@ impl Conn {
     }
 }
 
-fn set_login(caps: &Capabilities, login: &Login, connect: &mut Connect) -> Result<(), Failure> {
+/// Put `login` into `connect`: whether it set the client id (an EnOS login does).
+fn set_login(caps: &Capabilities, login: &Login, connect: &mut Connect) -> Result<bool, Failure> {
     match login {
         Login::None => {}
         Login::Plain { username, password } => {
@@ -154,8 +155,8 @@ fn set_login(caps: &Capabilities, login: &Login, connect: &mut Connect) -> Resul
             connect.set_login(username.clone(), pw);
         }
         Login::Enos { .. } => {
-            if let Some(creds) = login.enos_credentials(caps, "mqtt") {
-                let mut fields = creds?.fields;
+            if let Some(fields) = login.enos_fields(caps, "mqtt") {
+                let mut fields = fields?;
                 let mut field = |name: &str| {
                     let at = fields.iter().position(|(n, _)| n == name);
                     at.map(|i| fields.swap_remove(i).1).unwrap_or_default()
@@ -163,10 +164,11 @@ fn set_login(caps: &Capabilities, login: &Login, connect: &mut Connect) -> Resul
                 connect.client_id = field("client_id");
                 let username = field("username");
                 connect.set_login(username, field("password"));
+                return Ok(true);
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// CONNECT with `login`, and CONNACK read: the `handshake` (and `relogin`) stage's work.
@@ -178,15 +180,16 @@ async fn log_in(
     rec: &mut Recorder,
     deadline: Instant,
 ) -> Result<(), Failure> {
-    let client_id = opts
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("enos-connect-{:08x}", crate::random::random_u64() as u32));
-    let mut connect = Connect::new(client_id);
+    let mut connect = Connect::new(String::new());
     // Keep-alive only has to outlast the probe itself.
     connect.keep_alive = u16::try_from(time_left(deadline)?.as_secs() + 5).unwrap_or(u16::MAX);
     connect.clean_session = true;
-    set_login(caps, login, &mut connect)?;
+    if !set_login(caps, login, &mut connect)? {
+        connect.client_id = opts
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("enos-connect-{:08x}", crate::random::random_u64() as u32));
+    }
     conn.send(Packet::Connect(connect)).await?;
     match conn.next("CONNACK").await? {
         Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => {
@@ -277,8 +280,22 @@ impl Conn {
         request: &crate::enos::Request,
         rec: &mut Recorder,
     ) -> Result<(), Failure> {
-        let (reply_topic, sub_pkid) = self.publish_for_reply(topic, request.to_bytes()).await?;
-        rec.note(format_args!("{} {} sent on {topic}", request.method, request.id));
+        let (id, method) = (request.id.as_str(), request.method.as_str());
+        self.request_bytes(topic, id, method, request.to_bytes(), rec)
+            .await
+    }
+
+    /// [`Conn::request`] of a request already serialized as `payload`.
+    async fn request_bytes(
+        &mut self,
+        topic: &str,
+        id: &str,
+        method: &str,
+        payload: Vec<u8>,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let (reply_topic, sub_pkid) = self.publish_for_reply(topic, payload).await?;
+        rec.note(format_args!("{method} {id} sent on {topic}"));
         loop {
             match self.next("EnOS's reply").await? {
                 Packet::SubAck(ack) if ack.pkid == sub_pkid => granted(&ack, &reply_topic)?,
@@ -286,7 +303,7 @@ impl Conn {
                     if p.qos == QoS::AtLeastOnce {
                         self.send(Packet::PubAck(rumqttc::PubAck::new(p.pkid))).await?;
                     }
-                    if p.topic == reply_topic && rec.enos_reply(&p.payload, Some(&request.id))?.is_some() {
+                    if p.topic == reply_topic && rec.enos_reply(&p.payload, Some(id))?.is_some() {
                         return Ok(());
                     }
                 }
@@ -437,8 +454,9 @@ pub(crate) async fn probe(
         && opts.needs.needs.is_empty()
     {
         rec.begin("reply");
-        let request = super::measurepoint_request(points);
-        conn.request(&crate::enos::measurepoint_post(pk, dk), &request, rec)
+        let post = super::measurepoint_request(points);
+        let topic = crate::enos::measurepoint_post(pk, dk);
+        conn.request_bytes(&topic, &post.id, post.method, post.payload, rec)
             .await?;
         rec.end();
     }

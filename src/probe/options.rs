@@ -73,13 +73,30 @@ impl ProbeOptions {
     }
 }
 
+/// A request on its way out: its id and method, for matching and reporting its reply, and its
+/// JSON.
+pub(crate) struct Outgoing {
+    pub id: String,
+    pub method: &'static str,
+    pub payload: Vec<u8>,
+}
+
 /// The measure point post `--measurepoint` sends: a fresh string id, the points, and now.
-pub(crate) fn measurepoint_request(
-    points: &serde_json::Map<String, serde_json::Value>,
-) -> crate::enos::Request {
-    crate::enos::Request::new(
-        crate::enos::new_id(),
-        crate::enos::MEASUREPOINT_POST,
-        serde_json::json!({"measurepoints": points, "time": crate::credentials::now_ms()}),
-    )
+pub(crate) fn measurepoint_request(points: &serde_json::Map<String, serde_json::Value>) -> Outgoing {
+    #[derive(serde::Serialize)]
+    struct Params<'a> {
+        measurepoints: &'a serde_json::Map<String, serde_json::Value>,
+        time: u64,
+    }
+    let id = crate::enos::new_id();
+    let params = Params {
+        measurepoints: points,
+        time: crate::credentials::now_ms(),
+    };
+    let payload = crate::enos::request_bytes(&id, crate::enos::MEASUREPOINT_POST, &params);
+    Outgoing {
+        id,
+        method: crate::enos::MEASUREPOINT_POST,
+        payload,
+    }
 }

@@ -385,6 +385,7 @@ fn connect_packet(s: &Shared, d: &FleetDevice) -> Result<Connect, String> {
         secret: d.secret.clone(),
         timestamp: crate::credentials::now_ms(),
         client_id: None,
+        prepared: None,
     };
     let creds = login
         .enos_credentials(s.caps, "mqtt")
