@@ -150,10 +150,10 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
                 ctx.interactive,
             )?;
             Login::Enos {
-                product_key: pk.clone(),
-                device_key: dk.clone(),
-                mode: mode.to_string(),
-                secret,
+                product_key: pk.as_str().into(),
+                device_key: dk.as_str().into(),
+                mode: mode.into(),
+                secret: secret.into(),
                 timestamp: keys.timestamp.unwrap_or_else(crate::credentials::now_ms),
                 client_id: keys.client_id.clone(),
                 prepared: None,
@@ -196,7 +196,7 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
         method: single.method.clone(),
         psk: psk(args)?,
         measurepoints: (!single.measurepoints.is_empty())
-            .then(|| single.measurepoints.iter().cloned().collect()),
+            .then(|| std::sync::Arc::new(single.measurepoints.iter().cloned().collect())),
         activate_to: single.activate_to.clone(),
         force: single.force,
         needs: probe::needs::NeedOptions::default(),

@@ -331,10 +331,10 @@ fn dynamic_options(
     };
     let mut o = opts.clone();
     o.login = probe::Login::Enos {
-        product_key: pk.to_string(),
-        device_key: dk.to_string(),
+        product_key: pk.into(),
+        device_key: dk.into(),
         mode: "dynamic".into(),
-        secret: product_secret.clone(),
+        secret: product_secret.clone().into(),
         timestamp: crate::credentials::now_ms(),
         client_id: None,
         prepared: None,

@@ -19,10 +19,11 @@ pub enum Login {
         password: Option<Secret>,
     },
     Enos {
-        product_key: String,
-        device_key: String,
-        mode: String,
-        secret: Secret,
+        // Shared, not copied: a load's every probe has a copy of the login.
+        product_key: Arc<str>,
+        device_key: Arc<str>,
+        mode: Arc<str>,
+        secret: Arc<Secret>,
         timestamp: u64,
         client_id: Option<String>,
         /// The login worked out once for the probes of a load, each with its own client id
@@ -49,11 +50,7 @@ impl Login {
 
     /// The login's output fields for `protocol` (`client_id`, `username`, `password`, ...),
     /// from the prepared login when there is one for it: what a CONNECT carries.
-    pub fn enos_fields(
-        &self,
-        caps: &Capabilities,
-        protocol: &str,
-    ) -> Option<Result<Fields<'_>, Failure>> {
+    pub fn enos_fields(&self, caps: &Capabilities, protocol: &str) -> Option<Result<Fields<'_>, Failure>> {
         if let Login::Enos {
             mode,
             secret,
@@ -101,9 +98,9 @@ impl Login {
         };
         Some(CredentialRequest {
             protocol: protocol.into(),
-            product_key: product_key.clone(),
-            device_key: device_key.clone(),
-            mode: mode.clone(),
+            product_key: product_key.to_string(),
+            device_key: device_key.to_string(),
+            mode: mode.to_string(),
             client_id: client_id.clone(),
             timestamp: *timestamp,
             lifetime: None,
@@ -126,7 +123,7 @@ impl Login {
     /// The secure mode of an EnOS login (`static`, `dynamic`).
     pub fn mode(&self) -> Option<&str> {
         match self {
-            Login::Enos { mode, .. } => Some(mode),
+            Login::Enos { mode, .. } => Some(&**mode),
             _ => None,
         }
     }
@@ -138,7 +135,7 @@ impl Login {
                 product_key,
                 device_key,
                 ..
-            } => Some((product_key, device_key)),
+            } => Some((&**product_key, &**device_key)),
             _ => None,
         }
     }
@@ -166,7 +163,7 @@ impl Login {
                 product_key: product_key.clone(),
                 device_key: device_key.clone(),
                 mode: "static".into(),
-                secret,
+                secret: Arc::new(secret),
                 timestamp: crate::credentials::now_ms(),
                 client_id: client_id.clone(),
                 prepared: None,

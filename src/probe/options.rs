@@ -20,7 +20,7 @@ pub struct ProbeOptions {
     pub method: Option<String>,
     pub psk: Option<coap::Psk>,
     /// `--measurepoint ID=VALUE`: post these and read EnOS's reply.
-    pub measurepoints: Option<serde_json::Map<String, serde_json::Value>>,
+    pub measurepoints: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
     /// Dynamic activation: where to write the device secret EnOS pushes, and whether an
     /// existing file may be replaced.
     pub activate_to: Option<std::path::PathBuf>,

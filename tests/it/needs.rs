@@ -876,7 +876,9 @@ fn each_request_a_need_sends_has_the_topic_method_and_params_of_the_official_sdk
     };
     let caps = caps();
     let opts = enos_connect::probe::ProbeOptions {
-        measurepoints: Some(serde_json::from_value(json!({"temp": 1})).expect("map")),
+        measurepoints: Some(std::sync::Arc::new(
+            serde_json::from_value(json!({"temp": 1})).expect("map"),
+        )),
         needs: NeedOptions {
             events: vec![("alarm".into(), json!({"level": 1}))],
             attributes: serde_json::from_value(json!({"color": "red"})).expect("map"),

@@ -379,10 +379,10 @@ async fn connect(s: &Shared, i: usize) -> Result<Box<dyn Io>, (ErrorKind, String
 /// The CONNECT of device `d`: its EnOS login, with its own client id.
 fn connect_packet(s: &Shared, d: &FleetDevice) -> Result<Connect, String> {
     let login = Login::Enos {
-        product_key: d.product_key.clone(),
-        device_key: d.device_key.clone(),
+        product_key: d.product_key.as_str().into(),
+        device_key: d.device_key.as_str().into(),
         mode: if d.dynamic { "dynamic" } else { "static" }.into(),
-        secret: d.secret.clone(),
+        secret: d.secret.clone().into(),
         timestamp: crate::credentials::now_ms(),
         client_id: None,
         prepared: None,
