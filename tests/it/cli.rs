@@ -578,3 +578,25 @@ fn the_config_file_is_read_only_where_it_is_used() {
             .stderr(predicate::str::contains("nope.toml"));
     }
 }
+
+/// The binary does not load `libgcc_s.so.1`: build.rs links the unwinder in, because loading
+/// that library runs its `cpuid`s, which cost a virtual machine 0.15 ms or more of every start
+/// (docs/performance.md). `readelf -d` lists the libraries the binary needs.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_binary_does_not_load_libgcc_s() {
+    let exe = env!("CARGO_BIN_EXE_enos-connect");
+    let out = std::process::Command::new("readelf")
+        .args(["-d", exe])
+        .output()
+        .expect("readelf runs (binutils, which links every Rust binary here)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[libc.so.6]"),
+        "readelf -d {exe} lists what it needs:\n{text}"
+    );
+    assert!(
+        !text.contains("libgcc_s"),
+        "the binary needs libgcc_s again:\n{text}"
+    );
+}
