@@ -22,18 +22,8 @@ use crate::render::{BatchFormat, FlowFormat, Format};
     propagate_version = true
 )]
 pub(crate) struct Cli {
-    /// Use this capabilities file instead of the one built into the binary
-    #[arg(long, global = true, value_name = "FILE", env = "ENOS_CONNECT_CAPABILITIES")]
-    pub capabilities: Option<PathBuf>,
-
-    /// Read defaults (env, domain, host, keys, CA paths, timeout) from this TOML file
-    /// [default: enos-connect/config.toml in the platform's config directory]
-    #[arg(long, global = true, value_name = "FILE", env = "ENOS_CONNECT_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// When to colour the output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, env = "ENOS_CONNECT_COLOR")]
-    pub color: ColorChoice,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -81,10 +71,74 @@ pub(crate) enum Command {
     /// Draw the decision flow
     Flow(FlowArgs),
     /// List the questions, their values and the feature ids
-    Questions(FormatArgs),
+    Questions(QuestionsArgs),
     /// Validate a capabilities file (exit 0 when valid, 2 when not)
     #[command(after_help = EXIT_CODES_HELP)]
     Check(CheckArgs),
+}
+
+// The flags every command takes, before its name or after it (plain comments: a doc comment
+// here would become every command's --help). They are not clap's `global` arguments: clap
+// copies a global argument into all fifteen commands' definitions at each start, though only
+// one of them runs, which was 40 KB of the 94 KB `--version` allocated (docs/performance.md).
+// Each command flattens them in instead, and [`Cli::merged`] takes a command's own over the
+// top level's.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct GlobalArgs {
+    /// Use this capabilities file instead of the one built into the binary
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_CAPABILITIES")]
+    pub capabilities: Option<PathBuf>,
+
+    /// Read defaults (env, domain, host, keys, CA paths, timeout) from this TOML file
+    /// [default: enos-connect/config.toml in the platform's config directory]
+    #[arg(long, value_name = "FILE", env = "ENOS_CONNECT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// When to colour the output [default: auto]
+    #[arg(long, value_enum, env = "ENOS_CONNECT_COLOR")]
+    pub color: Option<ColorChoice>,
+}
+
+impl GlobalArgs {
+    /// Each flag from `self`, else from `outer`.
+    fn or(self, outer: GlobalArgs) -> GlobalArgs {
+        GlobalArgs {
+            capabilities: self.capabilities.or(outer.capabilities),
+            config: self.config.or(outer.config),
+            color: self.color.or(outer.color),
+        }
+    }
+}
+
+impl Cli {
+    /// The command line with the command's own global flags taken over the top level's.
+    pub(crate) fn merged(mut self) -> Cli {
+        let own = std::mem::take(self.command.global_mut());
+        self.global = own.or(std::mem::take(&mut self.global));
+        self
+    }
+}
+
+impl Command {
+    fn global_mut(&mut self) -> &mut GlobalArgs {
+        match self {
+            Command::Recommend(a) => &mut a.global,
+            Command::Ask(a) => &mut a.global,
+            Command::Plan(a) => &mut a.global,
+            Command::Credentials(a) => &mut a.global,
+            Command::Probe(a) => &mut a.global,
+            Command::Serve(a) => &mut a.global,
+            Command::DeviceTest(a) => &mut a.global,
+            Command::Merge(a) => &mut a.global,
+            Command::Schema(a) => &mut a.global,
+            Command::Completions(a) => &mut a.global,
+            Command::Man(a) => &mut a.global,
+            Command::Compare(a) => &mut a.global,
+            Command::Flow(a) => &mut a.global,
+            Command::Questions(a) => &mut a.global,
+            Command::Check(a) => &mut a.global,
+        }
+    }
 }
 
 // `--no-input`: only on the commands that can prompt (recommend for missing answers,
@@ -168,6 +222,8 @@ pub(crate) struct RecommendArgs {
     pub format: FormatArgs,
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +233,8 @@ pub(crate) struct AskArgs {
     pub save: Option<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +250,8 @@ pub(crate) struct PlanArgs {
     pub measurepoints: Vec<(String, serde_json::Value)>,
     #[command(flatten)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 // Which EnOS deployment the device connects to: shared by `plan` and `probe --plan`.
@@ -291,6 +351,18 @@ pub(crate) struct CredentialsArgs {
     pub format: FormatArgs,
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+// `questions`: a format, and the flags every command takes (a plain comment: a doc
+// comment here would be the command's --help).
+#[derive(Debug, Args)]
+pub(crate) struct QuestionsArgs {
+    #[command(flatten)]
+    pub format: FormatArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -308,6 +380,8 @@ pub(crate) struct MergeArgs {
     pub reports: Vec<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -317,6 +391,8 @@ pub(crate) struct CompareArgs {
     pub needs: NeedArgs,
     #[command(flatten)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +404,8 @@ pub(crate) struct FlowArgs {
     /// nodes and edges taken bold and red and the outcome marked
     #[command(flatten)]
     pub answers: AnswerArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -335,6 +413,8 @@ pub(crate) struct SchemaArgs {
     /// Which kind of file: capabilities, answers or registry (a kind, not a file's path)
     #[arg(value_name = "KIND", value_parser = SchemaKind)]
     pub of: SchemaOf,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 /// `schema KIND`: a kind of file. A path or a typo is told so, with the kinds (clap's own
@@ -405,6 +485,8 @@ pub(crate) struct ManArgs {
     /// Write every page (enos-connect.1 and enos-connect-COMMAND.1) into this folder instead
     #[arg(long, value_name = "DIR", conflicts_with = "command")]
     pub out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -412,6 +494,8 @@ pub(crate) struct CompletionsArgs {
     /// The shell
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -420,6 +504,8 @@ pub(crate) struct CheckArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 /// `--measurepoint ID=VALUE`: the value as JSON when it is a number or a boolean (`21.5`,

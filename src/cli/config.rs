@@ -183,7 +183,7 @@ impl Config {
     /// Fill what neither a flag nor its environment variable gave from the config file; the
     /// commands it fills are those of [`fills`].
     pub(crate) fn apply(&self, cli: &mut Cli) {
-        inherit(&mut cli.capabilities, &self.capabilities);
+        inherit(&mut cli.global.capabilities, &self.capabilities);
         match &mut cli.command {
             Command::Plan(a) => {
                 inherit_deployment(&mut a.deployment, self);

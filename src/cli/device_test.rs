@@ -90,6 +90,8 @@ pub(crate) struct DeviceTestArgs {
     pub format: Format,
     #[command(flatten)]
     pub listen: ListenArgs,
+    #[command(flatten)]
+    pub global: super::args::GlobalArgs,
 }
 
 /// The longest `--wait`, `--reply-timeout` or `--ota-timeout`.

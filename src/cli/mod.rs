@@ -119,7 +119,7 @@ pub fn main() -> ExitCode {
                     .map(|id| id.to_string())
                     .collect();
             }
-            let cli = Cli::from_arg_matches_mut(&mut m);
+            let cli = Cli::from_arg_matches_mut(&mut m).map(Cli::merged);
             std::mem::forget(m);
             cli
         })
@@ -133,7 +133,7 @@ pub fn main() -> ExitCode {
             std::process::exit(e.exit_code())
         });
     std::mem::forget(cmd);
-    let terminal = Terminal::detect(cli.color);
+    let terminal = Terminal::detect(cli.global.color.unwrap_or_default());
     match run(cli, terminal, from_env) {
         Ok(code) => code,
         Err(e) => {
@@ -188,11 +188,11 @@ pub(crate) fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Re
     // and by any command that reads the model when no flag names the capabilities file
     // (`Context::capabilities`). `man`, `merge` and the like never open it.
     if config::fills(&cli.command) {
-        config::load(cli.config.as_deref())?.apply(&mut cli);
+        config::load(cli.global.config.as_deref())?.apply(&mut cli);
     }
     let ctx = Context {
-        capabilities: cli.capabilities.clone(),
-        config: cli.config.clone(),
+        capabilities: cli.global.capabilities.clone(),
+        config: cli.global.config.clone(),
         interactive: terminal::interactive(no_input(&cli.command)),
         terminal,
         from_env,
@@ -208,7 +208,7 @@ pub(crate) fn run(mut cli: Cli, terminal: Terminal, from_env: Vec<String>) -> Re
         Command::Merge(args) => merge::run(&ctx, &args),
         Command::Compare(args) => compare::compare(&ctx, &args),
         Command::Flow(args) => flow::flow(&ctx, &args),
-        Command::Questions(args) => reference::questions(&ctx, args),
+        Command::Questions(args) => reference::questions(&ctx, args.format),
         Command::Check(args) => check::check(&ctx, &args),
         Command::Schema(args) => reference::schema(&ctx, &args),
         Command::Completions(args) => completions::completions(&ctx, &args),

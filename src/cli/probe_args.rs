@@ -52,6 +52,8 @@ pub(crate) struct ProbeArgs {
     pub tls: TlsArgs,
     #[command(flatten, next_help_heading = "Output")]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub global: super::args::GlobalArgs,
 }
 
 /// What `probe` does, chosen once from the flags: each mode with its own flags.

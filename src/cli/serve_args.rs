@@ -85,6 +85,8 @@ pub(crate) struct ServeArgs {
     /// No human-readable log on stderr (the JSON events still go to stdout)
     #[arg(long, short = 'q', env = "ENOS_CONNECT_QUIET")]
     pub quiet: bool,
+    #[command(flatten)]
+    pub global: super::args::GlobalArgs,
 }
 
 // serve's listeners, TLS, console, record and limits: shared by `serve` and `device-test`,

@@ -600,3 +600,52 @@ fn the_binary_does_not_load_libgcc_s() {
         "the binary needs libgcc_s again:\n{text}"
     );
 }
+
+/// `--capabilities`, `--config` and `--color` go before the command or after it, and the
+/// command's own wins (they are flattened into each command, not clap globals).
+#[test]
+fn the_flags_every_command_takes_go_before_or_after_it() {
+    for args in [
+        &["--capabilities", "/nonexistent/a.toml", "compare"][..],
+        &["compare", "--capabilities", "/nonexistent/a.toml"],
+        &[
+            "--capabilities",
+            "capabilities.toml",
+            "compare",
+            "--capabilities",
+            "/nonexistent/a.toml",
+        ],
+    ] {
+        bin()
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("/nonexistent/a.toml"));
+    }
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("capabilities.toml");
+    bin()
+        .args([
+            "--capabilities",
+            "/nonexistent/a.toml",
+            "compare",
+            "--capabilities",
+        ])
+        .arg(&model)
+        .assert()
+        .success();
+    for color in [
+        &["--color", "always", "compare"][..],
+        &["compare", "--color", "always"],
+    ] {
+        let out = bin().args(color).assert().success().get_output().stdout.clone();
+        assert!(out.contains(&0x1b), "{color:?} colours the table");
+    }
+    let plain = bin()
+        .args(["--color", "always", "compare", "--color", "never"])
+        .assert()
+        .success();
+    assert!(
+        !plain.get_output().stdout.contains(&0x1b),
+        "the command's --color never wins"
+    );
+}
