@@ -48,11 +48,11 @@ fn main() {
 /// On glibc, link the unwinder (`libgcc_eh.a`, the static half of libgcc) into the binary
 /// instead of loading `libgcc_s.so.1` for it. Loading `libgcc_s` runs its constructor,
 /// `__cpu_indicator_init`, whose dozen `cpuid` instructions each trap to the hypervisor on a
-/// virtual machine: 0.15 to 0.2 ms of every start on this one (`perf record` on 300 starts of
-/// an empty program: 8% of its samples in libgcc_s), longer than a probe's whole exchange.
+/// virtual machine: about 0.2 ms of every start on this one (`perf record` on 300 starts of an
+/// empty program: 8% of its samples in libgcc_s), longer than a probe's whole exchange.
 /// Linked whole and ahead of the standard library, the archive defines the `_Unwind_*` symbols
 /// before `-lgcc_s` comes up, and `--as-needed` then leaves the library out. Unwinding (a load
-/// probe's panicking task, caught) works as before; `tests/it/layers.rs` checks the library is
+/// probe's panicking task, caught) works as before; `tests/it/cli.rs` checks the library is
 /// not needed.
 fn link_unwinder_statically() {
     let var = |name: &str| std::env::var(name).unwrap_or_default();

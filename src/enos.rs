@@ -115,13 +115,13 @@ impl Request {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        request_bytes(&self.id, &self.method, &self.params)
+        serde_json::to_vec(self).unwrap_or_default()
     }
 }
 
-/// A request's JSON from borrowed parts: what [`Request::to_bytes`] gives for a request with
-/// these fields, without building `params` as a tree of values first (a load probe posts one
-/// per probe).
+/// A request's JSON from borrowed parts: what [`Request::to_bytes`] gives for a request of
+/// version 1.0 with these fields, without building `params` as a tree of values first (a load
+/// probe posts one per probe).
 pub fn request_bytes(id: &str, method: &str, params: &impl Serialize) -> Vec<u8> {
     #[derive(Serialize)]
     struct Borrowed<'a, P> {
@@ -653,6 +653,17 @@ pub(crate) fn sign_matches(expected: &str, sent: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_from_borrowed_parts_is_the_request_to_bytes_writes() {
+        let params = serde_json::json!({"measurepoints": {"temp": 21.5, "s": "x\"y"}, "time": 5});
+        let request = Request::new("7", MEASUREPOINT_POST, params.clone());
+        assert_eq!(request_bytes("7", MEASUREPOINT_POST, &params), request.to_bytes());
+        // Another version is kept by to_bytes; request_bytes writes 1.0 only.
+        let mut v2 = request.clone();
+        v2.version = "2.0".into();
+        assert!(String::from_utf8_lossy(&v2.to_bytes()).contains(r#""version":"2.0""#));
+    }
 
     #[test]
     fn replies_take_the_code_as_a_number_or_a_string() {
