@@ -57,8 +57,6 @@ struct Direct {
 struct Path {
     /// The needs this path leaves unmet, as bits of the key's needs.
     unmet_mask: u64,
-    /// By the needs left unmet (`unmet_mask`'s bits).
-    advice: Slots,
     /// The chosen protocols (the caveats are worked out from them).
     protocols: Vec<String>,
     /// By the needs the caveat rules name.
@@ -91,7 +89,6 @@ impl Path {
             .then(|| pieces.caveats(Vec::new()));
         Path {
             unmet_mask,
-            advice: Slots::new(unmet_mask.count_ones(), pieces),
             caveats: Slots::new(pieces.caveat_needs.count_ones(), pieces),
             no_caveats,
             class: pieces.class(&v.recommendation, &v.protocols),
@@ -101,16 +98,10 @@ impl Path {
     }
 
     /// The advice for `key`'s needs on this path.
-    fn advice(&mut self, caps: &Capabilities, key: &Key, pieces: &mut Pieces) -> u32 {
-        let unmet = compress(key.needs, self.unmet_mask);
-        if let Some(a) = self.advice.get(unmet) {
-            return a;
-        }
+    fn advice(&self, caps: &Capabilities, key: &Key, pieces: &mut Pieces) -> u32 {
         // The needs left unmet are `unmet_mask`'s (what the verdict says, for any needs on
         // this path), so the advice is the path's class with those.
-        let a = pieces.advice(caps, self.class, key.needs & self.unmet_mask);
-        self.advice.insert(unmet, a);
-        a
+        pieces.advice(caps, self.class, key.needs & self.unmet_mask)
     }
 
     /// The caveats for `key`'s answers and needs on this path (its row's answers are fixed).

@@ -92,6 +92,78 @@ impl<T> Table<T> {
     }
 }
 
+/// The advice pieces by class and unmet needs. Every path of every row asks it for each row it
+/// decides, so it is one table for the run rather than one per path: with the shipped model's 11
+/// features a class takes 2^11 cells (8 KiB), and the few dozen classes a fleet meets stay in
+/// the processor's cache, where a table per path (thousands of them) missed it on most rows.
+enum ByClass {
+    /// For models of at most 12 features: index plus one at `class << bits | unmet`; 0 is
+    /// empty.
+    Dense {
+        bits: u32,
+        cells: Vec<u32>,
+    },
+    Sparse(HashMap<(u32, u64), u32>),
+}
+
+impl ByClass {
+    fn new(features: usize) -> Self {
+        match u32::try_from(features) {
+            Ok(bits) if bits <= 12 => ByClass::Dense {
+                bits,
+                cells: Vec::new(),
+            },
+            _ => ByClass::Sparse(HashMap::new()),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            ByClass::Dense { cells, .. } => cells.clear(),
+            ByClass::Sparse(m) => m.clear(),
+        }
+    }
+
+    fn get(&self, class: u32, unmet: u64) -> Option<u32> {
+        match self {
+            ByClass::Dense { bits, cells } => {
+                let i = Self::cell(*bits, class, unmet)?;
+                cells.get(i).and_then(|&x| x.checked_sub(1))
+            }
+            ByClass::Sparse(m) => m.get(&(class, unmet)).copied(),
+        }
+    }
+
+    /// Remember `advice`; says how many cells the table grew by.
+    fn insert(&mut self, class: u32, unmet: u64, advice: u32) -> usize {
+        match self {
+            ByClass::Dense { bits, cells } => {
+                let Some(i) = Self::cell(*bits, class, unmet) else {
+                    return 0;
+                };
+                let before = cells.len();
+                if i >= before {
+                    // Whole classes at a time.
+                    cells.resize(((i >> *bits) + 1) << *bits, 0);
+                }
+                if let Some(c) = cells.get_mut(i) {
+                    *c = advice.saturating_add(1);
+                }
+                cells.len() - before
+            }
+            ByClass::Sparse(m) => {
+                m.insert((class, unmet), advice);
+                1
+            }
+        }
+    }
+
+    fn cell(bits: u32, class: u32, unmet: u64) -> Option<usize> {
+        let unmet = usize::try_from(unmet).ok().filter(|&u| u >> bits == 0)?;
+        Some((class as usize) << bits | unmet)
+    }
+}
+
 /// What every advice of a class begins with.
 struct Class {
     counter: usize,
@@ -104,7 +176,7 @@ struct Class {
 pub(super) struct Pieces {
     classes: Table<Class>,
     /// Advice by (class, unmet needs).
-    by_class: HashMap<(u32, u64), u32>,
+    by_class: ByClass,
     advice: Table<Advice>,
     caveats: Table<Text>,
     asides: Table<Text>,
@@ -126,7 +198,7 @@ impl Pieces {
             .collect();
         Pieces {
             classes: Table::default(),
-            by_class: HashMap::new(),
+            by_class: ByClass::new(caps.features.len()),
             advice: Table::default(),
             caveats: Table::default(),
             asides: Table::default(),
@@ -163,7 +235,7 @@ impl Pieces {
     pub(super) fn clear(&mut self) {
         self.held = 0;
         self.classes = Table::default();
-        self.by_class = HashMap::new();
+        self.by_class.clear();
         self.advice = Table::default();
         self.caveats = Table::default();
         self.asides = Table::default();
@@ -228,7 +300,7 @@ impl Pieces {
 
     /// The advice of a class with these needs (bits of a key's) unmet.
     pub(super) fn advice(&mut self, caps: &Capabilities, class: u32, unmet: u64) -> u32 {
-        if let Some(&a) = self.by_class.get(&(class, unmet)) {
+        if let Some(a) = self.by_class.get(class, unmet) {
             return a;
         }
         let Some(c) = self.classes.list.get(class as usize) else {
@@ -252,7 +324,8 @@ impl Pieces {
                 csv,
             }
         });
-        self.by_class.insert((class, unmet), a);
+        let grown = self.by_class.insert(class, unmet, a);
+        self.hold(grown);
         a
     }
 
@@ -333,5 +406,33 @@ pub(super) fn write_json_string(out: &mut Vec<u8>, s: &str) {
         out.push(b'"');
     } else {
         out.extend_from_slice(Value::from(s).to_string().as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByClass;
+
+    #[test]
+    fn advice_by_class_keeps_each_class_and_needs_apart() {
+        let mut t = ByClass::new(3);
+        assert!(matches!(t, ByClass::Dense { .. }));
+        assert_eq!(t.insert(0, 0b101, 7), 8, "a class takes 2^3 cells");
+        assert_eq!(t.insert(2, 0b101, 9), 16, "and the classes before it");
+        assert_eq!(t.insert(2, 0b001, 0), 0);
+        assert_eq!(t.get(0, 0b101), Some(7));
+        assert_eq!(t.get(2, 0b101), Some(9));
+        assert_eq!(t.get(2, 0b001), Some(0), "advice 0 is not the empty cell");
+        assert_eq!(t.get(1, 0b101), None);
+        assert_eq!(t.get(0, 0b100), None);
+        assert_eq!(t.get(5, 0b101), None, "past the table");
+        assert_eq!(t.get(0, 0b1000), None, "needs past the model's features");
+        t.clear();
+        assert_eq!(t.get(0, 0b101), None);
+        let mut big = ByClass::new(40);
+        assert!(matches!(big, ByClass::Sparse(_)));
+        big.insert(3, 1 << 39, 4);
+        assert_eq!(big.get(3, 1 << 39), Some(4));
+        assert_eq!(big.get(2, 1 << 39), None);
     }
 }
