@@ -32,8 +32,8 @@ parts = [
     ("accept", "accepting: the connection's state before it is held"),
 ]
 # Made at start for every device of the registry, held or not: not the connection's.
-twin = "the twin's record (`DeviceState`, boxed in the twin's map; its asset id and key)"
-at_start = [("seeded (src/serve/twin.rs", twin), ("twin::seeded", twin), ("asset_id", twin),
+twin = "the twin's record (`DeviceState`, boxed in the twin's map, and its key)"
+at_start = [("seeded (src/serve/twin.rs", twin), ("twin::seeded", twin),
             ("Registry::parse", "the registry's entry and index"), ("toml::de", "the registry's entry and index")]
 rows, start = {}, {}
 for pp in d["pps"]:
