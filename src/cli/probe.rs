@@ -196,7 +196,7 @@ fn options(ctx: &Context, caps: &Capabilities, args: &ProbeArgs) -> Result<Probe
         method: single.method.clone(),
         psk: psk(args)?,
         measurepoints: (!single.measurepoints.is_empty())
-            .then(|| std::sync::Arc::new(single.measurepoints.iter().cloned().collect())),
+            .then(|| std::sync::Arc::new(probe::Points::new(single.measurepoints.iter().cloned().collect()))),
         activate_to: single.activate_to.clone(),
         force: single.force,
         needs: probe::needs::NeedOptions::default(),

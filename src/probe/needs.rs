@@ -280,7 +280,7 @@ impl Values<'_> {
             "now" => json!(self.now),
             "pk" => json!(self.device.0),
             "dk" => json!(self.device.1),
-            "measurepoints" => json!(self.opts.measurepoints.as_deref()?),
+            "measurepoints" => json!(self.opts.measurepoints.as_deref()?.map()),
             "attributes" => json!(n.attributes),
             "event_values" => self.event_values?.clone(),
             "file_point" => json!(n.file_point.as_ref()?),

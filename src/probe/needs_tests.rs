@@ -69,9 +69,9 @@ fn shape(params: &Value) -> Vec<String> {
 /// Every value given, so every step of every need is made.
 fn everything() -> ProbeOptions {
     ProbeOptions {
-        measurepoints: Some(std::sync::Arc::new(
+        measurepoints: Some(std::sync::Arc::new(crate::probe::Points::new(
             serde_json::from_value(json!({"temp": 1})).expect("map"),
-        )),
+        ))),
         needs: NeedOptions {
             needs: Vec::new(),
             matrix: false,

@@ -876,9 +876,9 @@ fn each_request_a_need_sends_has_the_topic_method_and_params_of_the_official_sdk
     };
     let caps = caps();
     let opts = enos_connect::probe::ProbeOptions {
-        measurepoints: Some(std::sync::Arc::new(
+        measurepoints: Some(std::sync::Arc::new(enos_connect::probe::Points::new(
             serde_json::from_value(json!({"temp": 1})).expect("map"),
-        )),
+        ))),
         needs: NeedOptions {
             events: vec![("alarm".into(), json!({"level": 1}))],
             attributes: serde_json::from_value(json!({"color": "red"})).expect("map"),
