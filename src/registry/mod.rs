@@ -28,9 +28,9 @@ pub struct Registry {
     /// `ota.device.upgrade`.
     #[serde(default)]
     pub firmwares: Vec<Firmware>,
-    /// The devices' positions in `devices`, sorted by (product, key) (stably, so the first of
-    /// a repeated device comes first), built once the file is read: a login looks its device
-    /// up, and a fleet's registry lists tens of thousands. Four bytes a device, where a hash
+    /// The devices' positions in `devices`, sorted by (product, key) (a device listed twice
+    /// is refused when the file is read), built then: a login looks its device up, and a
+    /// fleet's registry lists tens of thousands. Four bytes a device, where a hash
     /// map keyed by copies of the keys took about 150 (and two copies for each lookup).
     #[serde(skip)]
     #[schemars(skip)]
@@ -271,14 +271,9 @@ impl Registry {
         if self.index.is_empty() {
             return self.devices.iter().find(|d| d.product == product && d.key == key);
         }
-        let keys = |&i: &u32| {
-            self.devices
-                .get(i as usize)
-                .map(|d| (d.product.as_str(), d.key.as_str()))
-        };
         let at = self
             .index
-            .partition_point(|i| keys(i).is_some_and(|k| k < (product, key)));
+            .partition_point(|&i| keys_at(&self.devices, i).is_some_and(|k| k < (product, key)));
         let i = *self.index.get(at)?;
         self.devices
             .get(i as usize)
@@ -293,13 +288,15 @@ fn sorted_index(devices: &[Device]) -> Vec<u32> {
         return Vec::new();
     };
     let mut index: Vec<u32> = (0..n).collect();
-    let keys = |&i: &u32| {
-        devices
-            .get(i as usize)
-            .map(|d| (d.product.as_str(), d.key.as_str()))
-    };
-    index.sort_by(|a, b| keys(a).cmp(&keys(b)));
+    index.sort_by(|&a, &b| keys_at(devices, a).cmp(&keys_at(devices, b)));
     index
+}
+
+/// The (product, key) of the device at position `i`.
+fn keys_at(devices: &[Device], i: u32) -> Option<(&str, &str)> {
+    devices
+        .get(i as usize)
+        .map(|d| (d.product.as_str(), d.key.as_str()))
 }
 
 impl Device {
