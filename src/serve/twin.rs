@@ -444,10 +444,6 @@ impl Twin {
         .is_some()
     }
 
-    pub fn asset_id(&self, id: &Identity) -> Option<String> {
-        self.device(id, |_| asset_id(id))
-    }
-
     /// The gateway whose topology holds the device now.
     pub fn gateway_of(&self, id: &Identity) -> Option<Identity> {
         self.device(id, |d| d.gateway.as_deref().cloned()).flatten()
