@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Start-up against the floor: an empty `fn main() {}` built with this crate's own release
-# profile and link (and whatever RUSTFLAGS are set), timed round-robin with `--version`, `recommend`
-# on the embedded model, and the fixed part of a probe (a CoAP probe of a closed UDP port:
-# runtime, socket, one datagram, the ICMP refusal and the report, no waiting on a peer).
-# Prints medians and ratios to the floor, and writes them into docs/performance.json and
+# profile (and whatever RUSTFLAGS are set), timed round-robin with `--version`, `recommend` on
+# the embedded model, and the fixed part of a probe (a CoAP probe of a closed UDP port:
+# runtime, socket, one datagram, the ICMP refusal and the report, no waiting on a peer). The
+# floor is built twice: linked as Rust links it (the goal's floor, issue 31: what a user's own
+# empty program costs) and linked as this crate is (without libgcc_s, build.rs), which is
+# faster; a row's ratio is to the first, and its peer column gives the ratio to the second.
+# Prints medians and ratios, and writes them into docs/performance.json and
 # docs/performance.md (scripts/perf_doc.py; NO_WRITE=1 prints only). Needs python3 and a
 # release build.
 set -euo pipefail
@@ -62,10 +65,16 @@ if os.environ.get("NO_WRITE") == "1":
 floor = rows[0]["median_ms"]
 default = rows[4]["median_ms"]
 command = ("RUNS=" + os.environ["RUNS"] + " " if "RUNS" in os.environ else "") + "scripts/bench-startup.sh"
+# The goal's floor is issue 31's: an empty program built with the same profile, linked as Rust
+# links it. The floor linked as this crate is (without libgcc_s, build.rs) is 0.2 ms faster, so
+# against it every ratio is higher; the peer column gives that ratio too.
 for x, (id_, what) in zip(rows[1:4], [("startup_version", "start-up, `--version`"),
                                      ("startup_recommend", "start-up and work: `recommend ... -f json`"),
                                      ("startup_probe", "a probe's fixed part (CoAP to a closed port)")]):
+    ms = x["median_ms"]
+    peer = (f"empty `fn main() {{}}`, same profile: {default:.3f} ms (linked as this crate is, "
+            f"without `libgcc_s`: {floor:.3f} ms, and against that {ms / floor:.2f}x)")
     subprocess.run([sys.executable, "scripts/perf_doc.py", "put", id_, "--what", what,
-                    "--ours", f"{x['median_ms']:.3f} ms", "--peer", f"empty `fn main() {{}}`, same profile and link: {floor:.3f} ms (with Rust's default link: {default:.3f} ms)",
-                    "--ratio", f"{x['ratio']:.4f}", "--goal", "≤ 1.25", "--command", command], check=True)
+                    "--ours", f"{ms:.3f} ms", "--peer", peer,
+                    "--ratio", f"{ms / default:.4f}", "--goal", "≤ 1.25", "--command", command], check=True)
 PY
