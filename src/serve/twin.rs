@@ -788,7 +788,6 @@ impl Twin {
                     format!("serve holds at most {MAX_DEVICES} devices"),
                 ));
             }
-            let asset = asset_id(id);
             let attributes: BTreeMap<String, Value> = attributes.into_iter().take(MAX_KEYS).collect();
             self.save(|| Change::Registered {
                 id: id.clone(),
@@ -805,7 +804,7 @@ impl Twin {
                     ..Default::default()
                 }),
             );
-            Ok(asset)
+            Ok(asset_id(id))
         })
         .unwrap_or_else(|| Err((crate::enos::INTERNAL_ERROR, "the twin is unavailable".into())))
     }
